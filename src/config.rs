@@ -1,0 +1,63 @@
+//! Configuration of a [`crate::DeliveryService`].
+
+use openmls::prelude::{Credential, SignaturePublicKey};
+use openmls_traits::signatures::Signer;
+
+/// Tunables of the Delivery Service. All durations are milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DsConfig {
+    /// The DS's domain: it names itself in fanout (`sender_domain`) and in the group IDs it
+    /// issues.
+    pub domain: String,
+    /// Half-width of the window around `now` in which a `ClientSignature` timestamp is
+    /// accepted; signatures are remembered for this long to reject replays (DECISIONS.md,
+    /// digest §7 item 4). Default 5 minutes.
+    pub auth_window_ms: u64,
+    /// Requests larger than this are refused before decoding. Default 4 MiB (a ratchet tree of
+    /// ~20 000 members).
+    pub max_request_bytes: usize,
+    /// How long a group ID issued by `request_group_id` stays reserved. Default 1 hour.
+    pub group_id_reservation_ms: u64,
+    /// How many times `process` re-runs a request when storage reports a concurrent write
+    /// before answering `conflict`. Default 3.
+    pub max_conflict_retries: u32,
+    /// Application messages may be this many epochs behind the group (RP-03
+    /// `AppMessagePolicy.epoch_tolerance`). Default 0: the hub is the single arbiter and
+    /// clients re-encrypt after processing the newest commit.
+    pub app_message_epoch_tolerance: u64,
+}
+
+impl DsConfig {
+    /// The defaults for a DS serving `domain`.
+    pub fn new(domain: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into(),
+            auth_window_ms: 5 * 60 * 1000,
+            max_request_bytes: 4 << 20,
+            group_id_reservation_ms: 60 * 60 * 1000,
+            max_conflict_retries: 3,
+            app_message_epoch_tolerance: 0,
+        }
+    }
+}
+
+/// The DS's own MLS identity: it is an external sender of every group it serves (RFC 9420
+/// §12.1.8.1), and every group's `external_senders` extension must name this key and credential.
+pub struct DsIdentity {
+    /// The DS's signature public key.
+    pub signature_key: SignaturePublicKey,
+    /// The DS's credential (a BasicCredential holding its domain, DS-03 §"Group lifecycle").
+    pub credential: Credential,
+    /// Signs what the DS issues as an external sender.
+    pub signer: Box<dyn Signer + Send + Sync>,
+}
+
+impl std::fmt::Debug for DsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DsIdentity")
+            .field("signature_key", &self.signature_key)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,184 @@
+//! Errors, sorted by who is at fault (STYLE §5).
+//!
+//! * [`RejectReason`]: the peer sent something we refuse. It becomes an error `DSResponse`;
+//!   [`RejectReason::to_wire`] is the one place reasons map onto wire codes.
+//! * [`ProcessError`]: the embedding server's storage failed, or mimi-ds has a bug. Only these
+//!   are returned as `Err` from [`crate::DeliveryService::process`].
+
+use tls_codec::VLBytes;
+
+use crate::wire::{DecodeError, DsError, DsErrorDetails, DsRequestType, ErrorCode};
+
+/// Why a request was refused. Every variant leaves storage untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The request bytes do not decode.
+    #[error("malformed request: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The request names a `DSProtocolVersion` this DS does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u16),
+    /// The request is larger than [`crate::DsConfig::max_request_bytes`].
+    #[error("request of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Request size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The `ClientSignature` timestamp is outside the authentication window.
+    #[error("timestamp {timestamp_ms} ms is outside the window around {now_ms} ms")]
+    StaleTimestamp {
+        /// The request's timestamp.
+        timestamp_ms: u64,
+        /// The DS's `now`.
+        now_ms: u64,
+    },
+    /// The same signed request was already seen inside the authentication window.
+    #[error("request replayed")]
+    Replayed,
+    /// The request's authentication is missing, of the wrong kind, or does not verify.
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(&'static str),
+    /// No (live) group with this ID.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// The group ID is empty, already used, or not issued by this DS.
+    #[error("invalid group id: {0}")]
+    InvalidGroupId(&'static str),
+    /// The GroupInfo does not verify or does not match the group's state.
+    #[error("invalid group info: {0}")]
+    InvalidGroupInfo(String),
+    /// A leaf node or KeyPackage is invalid.
+    #[error("invalid leaf node or key package: {0}")]
+    InvalidLeafNode(String),
+    /// The message is for an older epoch.
+    #[error("message for epoch {message_epoch}, group is at epoch {current}")]
+    WrongEpoch {
+        /// The group's epoch.
+        current: u64,
+        /// The message's epoch.
+        message_epoch: u64,
+    },
+    /// The message is for a newer epoch than the group's.
+    #[error("message for future epoch {message_epoch}, group is at epoch {current}")]
+    FutureEpoch {
+        /// The group's epoch.
+        current: u64,
+        /// The message's epoch.
+        message_epoch: u64,
+    },
+    /// The sender may not do this.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// Proposals are invalid.
+    #[error("invalid proposal: {reason}")]
+    InvalidProposal {
+        /// The ProposalRefs at fault (may be empty when they cannot be computed).
+        refs: Vec<Vec<u8>>,
+        /// Why.
+        reason: String,
+    },
+    /// A commit left out pending proposals (DS-04..06 "MUST include all stored proposals").
+    #[error("commit omits {} pending proposals", refs.len())]
+    MissingPendingProposals {
+        /// The ProposalRefs that were left out.
+        refs: Vec<Vec<u8>>,
+    },
+    /// The MLS message has the wrong wire format or content type for this operation.
+    #[error("invalid message type: {0}")]
+    InvalidMessageType(&'static str),
+    /// The MLS message does not validate against the group state.
+    #[error("invalid MLS message: {0}")]
+    InvalidMlsMessage(String),
+    /// The operation is defined on the wire but this DS does not serve it.
+    #[error("operation {0:?} is not served by this delivery service")]
+    UnsupportedOperation(DsRequestType),
+    /// Storage kept reporting concurrent changes.
+    #[error("concurrent modification; retry")]
+    Conflict,
+}
+
+impl RejectReason {
+    /// The wire code of this reason.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
+            Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
+            Self::Replayed => ErrorCode::ReplayedRequest,
+            Self::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
+            Self::UnknownGroup => ErrorCode::UnknownGroup,
+            Self::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
+            Self::InvalidGroupInfo(_) => ErrorCode::InvalidGroupInfo,
+            Self::InvalidLeafNode(_) => ErrorCode::InvalidLeafNodeOrKeyPackage,
+            Self::WrongEpoch { .. } => ErrorCode::WrongEpoch,
+            Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
+            Self::NotAllowed(_) => ErrorCode::NotAllowed,
+            Self::InvalidProposal { .. } => ErrorCode::InvalidProposal,
+            Self::MissingPendingProposals { .. } => ErrorCode::MissingPendingProposals,
+            Self::InvalidMessageType(_) => ErrorCode::InvalidMessageType,
+            Self::InvalidMlsMessage(_) => ErrorCode::InvalidMlsMessage,
+            Self::UnsupportedOperation(_) => ErrorCode::UnsupportedOperation,
+            Self::Conflict => ErrorCode::Conflict,
+        }
+    }
+
+    /// The `DSError` sent to the peer.
+    pub fn to_wire(&self) -> DsError {
+        let details = match self {
+            Self::WrongEpoch { current, .. } | Self::FutureEpoch { current, .. } => {
+                DsErrorDetails::CurrentEpoch(*current)
+            }
+            Self::InvalidProposal { refs, .. } | Self::MissingPendingProposals { refs } => {
+                DsErrorDetails::ProposalRefs(refs.iter().cloned().map(VLBytes::from).collect())
+            }
+            _ => DsErrorDetails::None,
+        };
+        DsError {
+            code: self.code(),
+            description: self.to_string().into_bytes().into(),
+            details,
+        }
+    }
+}
+
+/// A failure that is not the peer's fault: the only `Err` of
+/// [`crate::DeliveryService::process`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError<E: std::error::Error + 'static> {
+    /// The storage backend failed. Nothing was written by this request (writes are one atomic
+    /// write set), so the request may be retried.
+    #[error("storage: {0}")]
+    Storage(#[source] E),
+    /// mimi-ds or openmls hit a state that should be impossible; a bug worth reporting.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Shorthand used by the handlers: a step fails either with a reject or with a process error.
+#[derive(Debug)]
+pub(crate) enum Failure<E: std::error::Error + 'static> {
+    Reject(RejectReason),
+    Process(ProcessError<E>),
+}
+
+impl<E: std::error::Error + 'static> From<RejectReason> for Failure<E> {
+    fn from(reason: RejectReason) -> Self {
+        Self::Reject(reason)
+    }
+}
+
+impl<E: std::error::Error + 'static> From<DecodeError> for Failure<E> {
+    fn from(e: DecodeError) -> Self {
+        Self::Reject(RejectReason::Malformed(e))
+    }
+}
+
+/// A bug: state that mimi-ds itself wrote or computed does not decode/encode.
+pub(crate) fn internal<E: std::error::Error + 'static>(what: impl std::fmt::Display) -> Failure<E> {
+    Failure::Process(ProcessError::Internal(what.to_string()))
+}

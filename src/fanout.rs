@@ -1,0 +1,71 @@
+//! Fanout instructions: what the caller must deliver after a request was accepted.
+
+use std::collections::BTreeMap;
+
+use tls_codec::VLBytes;
+
+use crate::wire::{
+    encode, ClientQueueConfig, FanoutMessage, MlsMessageBytes, QueueingServiceRequest,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+
+/// One delivery to one provider's Queueing Service: a message and the queues of the recipient
+/// clients at that provider (DS-03 batches per destination; draft-ietf-mimi-protocol `/notify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Fanout {
+    /// The provider to deliver to (its QS endpoint is the caller's business).
+    pub destination: String,
+    /// The request to send it; [`Fanout::to_bytes`] encodes it.
+    pub request: QueueingServiceRequest,
+}
+
+impl Fanout {
+    /// The encoded `QueueingServiceRequest`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Encoding only fails for vectors over 2^30 bytes, which the request size limit rules
+        // out; an empty result would be refused by any QS.
+        encode(&self.request).unwrap_or_default()
+    }
+
+    /// The number of recipient clients.
+    pub fn recipient_count(&self) -> usize {
+        self.request.recipients.len()
+    }
+}
+
+/// Builds per-provider fanout for one message.
+pub(crate) fn fan_out<'a>(
+    ds_domain: &str,
+    group_id: &[u8],
+    sequence_number: u64,
+    accepted_time_ms: u64,
+    message: &MlsMessageBytes,
+    recipients: impl IntoIterator<Item = &'a ClientQueueConfig>,
+) -> Vec<Fanout> {
+    let mut by_provider: BTreeMap<&[u8], Vec<VLBytes>> = BTreeMap::new();
+    for config in recipients {
+        by_provider
+            .entry(config.provider_domain.as_slice())
+            .or_default()
+            .push(config.queue.clone());
+    }
+    by_provider
+        .into_iter()
+        .map(|(provider, queues)| Fanout {
+            destination: String::from_utf8_lossy(provider).into_owned(),
+            request: QueueingServiceRequest {
+                version: PROTOCOL_VERSION_MIMI_DS10,
+                sender_domain: ds_domain.as_bytes().to_vec().into(),
+                recipient_domain: provider.to_vec().into(),
+                recipients: queues,
+                message: FanoutMessage {
+                    group_id: group_id.to_vec().into(),
+                    sequence_number,
+                    accepted_time_ms,
+                    message: message.clone(),
+                },
+            },
+        })
+        .collect()
+}

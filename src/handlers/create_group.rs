@@ -1,0 +1,78 @@
+//! `create_group(1)` (DS-04 §"Create group"; RFC 9420 §12.4.3 for the GroupInfo, §7.3 and
+//! §7.9.2 for the tree, both checked by openmls `PublicGroup::from_external`).
+
+use openmls::prelude::{LeafNodeIndex, ProposalStore, PublicGroup};
+use openmls_traits::crypto::OpenMlsCrypto;
+
+use super::group_info_check::{check_names_ds_as_external_sender, signer_of, verifiable_group_info};
+use super::{decode_record, encode_record, Ctx, Plan, Result};
+use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::{PendingProposals, Reservation, Roster, Sequencer};
+use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::wire::{CreateGroupRequest, DsResponseBody};
+
+pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &CreateGroupRequest) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let auth = ctx.client_auth::<S>()?;
+    let group_id = body.group_id.as_slice();
+    if auth.group_id() != group_id {
+        return Err(RejectReason::InvalidGroupId("the signature is for another group").into());
+    }
+    if let Some(plan) = ctx.replay_check(&auth, storage)? {
+        return Ok(plan);
+    }
+
+    // Only IDs this DS issued and that are still unused (DS-03/04 "not in use").
+    let snapshot = storage
+        .read(group_id, &[RecordKind::Reservation])
+        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+        .ok_or(RejectReason::InvalidGroupId("not issued by this DS"))?;
+    if snapshot.record(RecordKind::Reservation).is_none() {
+        return Err(RejectReason::InvalidGroupId("already in use").into());
+    }
+    let reservation: Reservation = decode_record::<_, S>(&snapshot, RecordKind::Reservation)?;
+    if reservation.expires_at_ms < ctx.now_ms {
+        return Err(RejectReason::InvalidGroupId("reservation expired").into());
+    }
+
+    let vgi = verifiable_group_info(&body.group_info)?;
+    if vgi.group_id().as_slice() != group_id {
+        return Err(RejectReason::InvalidGroupInfo("GroupInfo is for another group".into()).into());
+    }
+    let creator = auth.leaf_index()?;
+    if signer_of(&vgi)? != creator {
+        return Err(RejectReason::InvalidGroupInfo("GroupInfo is not signed by the requester".into()).into());
+    }
+    let tree = body.ratchet_tree.parse()?;
+    let buffer = MlsStateBuffer::default();
+    let (group, _) = PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
+        .map_err(|e| RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}")))?;
+    check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
+
+    let leaf = group
+        .leaf(LeafNodeIndex::new(creator))
+        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+    auth.verify(ctx.crypto(), group.ciphersuite(), leaf.signature_key().as_slice())?;
+
+    let roster = Roster::from_group(&group)?;
+    let records = vec![
+        RecordWrite::Delete(RecordKind::Reservation),
+        encode_record::<_, S>(RecordKind::Roster, &roster)?,
+        encode_record::<_, S>(RecordKind::Sequencer, &Sequencer { next_sequence: 0 })?,
+        encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
+        RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
+        RecordWrite::Put(RecordKind::GroupInfo, body.group_info.as_bytes().to_vec()),
+    ];
+    ctx.write_plan::<S>(
+        Some(&auth),
+        group_id,
+        VersionGuard::Exactly(snapshot.version),
+        records,
+        Vec::new(),
+        DsResponseBody::Ok,
+    )
+}

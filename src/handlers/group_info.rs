@@ -1,0 +1,81 @@
+//! `group_info(17)` (DS-06 `ds_group_info`; the hub GroupInfo service of
+//! draft-ietf-mimi-protocol-06 §"GroupInfo"): the current GroupInfo, ratchet tree and pending
+//! proposals, for external joiners and for members resyncing after state loss.
+//!
+//! Whether a non-member may ask is the embedding server's policy (DS-06 "MUST verify that the
+//! sender is authorized"), decided before it calls `process`; an unauthenticated request is
+//! therefore answered. A signed request by a member is verified and replay-protected.
+
+use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::Serialize as _;
+
+use super::proposals::load_group;
+use super::{ciphersuite, decode_record, Ctx, Plan, Result};
+use crate::error::{internal, RejectReason};
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::{PendingProposals, Roster};
+use crate::storage::{DsStorage, RecordKind, VersionGuard};
+use crate::wire::{
+    DsAuthData, DsResponseBody, ExternalCommitInfo, GroupInfoRequest, MlsMessageBytes,
+    PendingProposal, RatchetTreeBytes,
+};
+
+pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &GroupInfoRequest) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let group_id = body.group_id.as_slice();
+    let auth = match &ctx.request.auth {
+        DsAuthData::Unauthenticated => None,
+        _ => {
+            let auth = ctx.client_auth::<S>()?;
+            if auth.group_id() != group_id {
+                return Err(RejectReason::InvalidGroupId("the signature is for another group").into());
+            }
+            if let Some(plan) = ctx.replay_check(&auth, storage)? {
+                return Ok(plan);
+            }
+            Some(auth)
+        }
+    };
+    let snapshot = ctx.read_group(
+        storage,
+        group_id,
+        &[RecordKind::Roster, RecordKind::GroupInfo, RecordKind::MlsState, RecordKind::PendingProposals],
+    )?;
+    if let Some(auth) = &auth {
+        let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+        let member = roster
+            .member(auth.leaf_index()?)
+            .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+        auth.verify(ctx.crypto(), ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+    }
+
+    let buffer = MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+        .map_err(internal)?;
+    let group = load_group::<S>(&buffer, group_id)?;
+    let tree = group.export_ratchet_tree().tls_serialize_detached().map_err(internal)?;
+    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let info = ExternalCommitInfo {
+        group_info: MlsMessageBytes::from_bytes(snapshot.record(RecordKind::GroupInfo).unwrap_or_default().to_vec())
+            .map_err(internal)?,
+        ratchet_tree: RatchetTreeBytes::from_bytes(tree).map_err(internal)?,
+        pending_proposals: pending
+            .proposals
+            .into_iter()
+            .map(|p| {
+                Ok(PendingProposal {
+                    proposal: MlsMessageBytes::from_bytes(p.message.into()).map_err(internal)?,
+                    hub_accepted_time: p.hub_accepted_time,
+                })
+            })
+            .collect::<Result<_, S>>()?,
+    };
+    let response = DsResponseBody::ExternalCommitInfo(info);
+    match auth {
+        None => Ok(Plan::Answer(response)),
+        // A read changes no record; only the replay mark is stored.
+        Some(auth) => ctx.write_plan::<S>(Some(&auth), group_id, VersionGuard::ReplayMarkOnly, Vec::new(), Vec::new(), response),
+    }
+}

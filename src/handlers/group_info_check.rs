@@ -1,0 +1,136 @@
+//! Checks on GroupInfos sent by clients (DS-03..06 `MLSGroupUpdate`; RFC 9420 §12.4.3).
+
+use openmls::messages::group_info::{GroupInfo, VerifiableGroupInfo};
+use openmls::prelude::{
+    Extensions, LeafNodeIndex, OpenMlsSignaturePublicKey, PublicGroup, Signature, Verifiable,
+};
+use openmls::prelude::{ExternalSender, MlsMessageBodyIn};
+use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::{DeserializeBytes, Serialize as _};
+
+use crate::config::DsIdentity;
+use crate::error::RejectReason;
+use crate::wire::{GroupInfoOption, MlsMessageBytes};
+
+/// MLSMessage header of a GroupInfo: `ProtocolVersion mls10(1)`, `WireFormat
+/// mls_group_info(4)` (RFC 9420 §6).
+const GROUP_INFO_MESSAGE_HEADER: [u8; 4] = [0, 1, 0, 4];
+
+/// Extracts the GroupInfo from an MLSMessage.
+pub(crate) fn verifiable_group_info(
+    message: &MlsMessageBytes,
+) -> Result<VerifiableGroupInfo, RejectReason> {
+    match message.parse()?.extract() {
+        MlsMessageBodyIn::GroupInfo(vgi) => Ok(vgi),
+        _ => Err(RejectReason::InvalidMessageType("expected an MLSMessage carrying a GroupInfo")),
+    }
+}
+
+/// The `signer` of a GroupInfo: the last field of `GroupInfoTBS`, a uint32 (openmls keeps its
+/// accessor private; OPENMLS-NOTES "API facts").
+pub(crate) fn signer_of(vgi: &VerifiableGroupInfo) -> Result<u32, RejectReason> {
+    let payload = vgi
+        .unsigned_payload()
+        .map_err(|_| RejectReason::InvalidGroupInfo("GroupInfo does not re-encode".into()))?;
+    match payload.as_slice() {
+        [.., a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => Err(RejectReason::InvalidGroupInfo("GroupInfo too short".into())),
+    }
+}
+
+/// DS-03..06 §"Group lifecycle", RFC 9420 §12.1.8.1: every group carries an `external_senders`
+/// extension naming the DS's signature key and credential.
+pub(crate) fn check_names_ds_as_external_sender(
+    group: &PublicGroup,
+    identity: &DsIdentity,
+) -> Result<(), RejectReason> {
+    let ours = ExternalSender::new(identity.signature_key.clone(), identity.credential.clone());
+    let named = group
+        .group_context()
+        .extensions()
+        .external_senders()
+        .is_some_and(|senders| senders.contains(&ours));
+    if named {
+        Ok(())
+    } else {
+        Err(RejectReason::InvalidGroupInfo(
+            "the group's external_senders extension does not name this DS".into(),
+        ))
+    }
+}
+
+/// Verifies the GroupInfo that came with a commit against the group state *after* merging the
+/// commit, and returns the GroupInfo MLSMessage to store. The GroupInfo must be signed by
+/// `signer` (the committer, or the joiner of an external commit) and carry exactly the
+/// post-commit GroupContext and confirmation tag.
+pub(crate) fn verify_post_commit_group_info(
+    crypto: &impl OpenMlsCrypto,
+    group: &PublicGroup,
+    option: &GroupInfoOption,
+    signer: LeafNodeIndex,
+) -> Result<Vec<u8>, RejectReason> {
+    let (received, stored) = match option {
+        GroupInfoOption::Full(message) => {
+            (verifiable_group_info(message)?, message.as_bytes().to_vec())
+        }
+        GroupInfoOption::Partial(partial) => {
+            // RTO: only the "no ratchet tree" form is accepted in v1 (wire-format.md §4.3).
+            if partial.ratchet_tree_presence != 0 {
+                return Err(RejectReason::InvalidGroupInfo(
+                    "PartialGroupInfo ratchet_tree_presence must be no_ratchet_tree(0)".into(),
+                ));
+            }
+            let mut encoded = Vec::new();
+            partial
+                .group_info_extensions
+                .tls_serialize(&mut encoded)
+                .map_err(|e| RejectReason::InvalidGroupInfo(e.to_string()))?;
+            let extensions = Extensions::<GroupInfo>::tls_deserialize_exact_bytes(&encoded)
+                .map_err(|e| RejectReason::InvalidGroupInfo(format!("extensions: {e:?}")))?;
+            let vgi = VerifiableGroupInfo::new(
+                group.group_context().clone(),
+                extensions,
+                group.confirmation_tag().clone(),
+                signer,
+                Signature::from(partial.signature.as_slice().to_vec()),
+            );
+            let mut stored = GROUP_INFO_MESSAGE_HEADER.to_vec();
+            vgi.tls_serialize(&mut stored)
+                .map_err(|e| RejectReason::InvalidGroupInfo(e.to_string()))?;
+            (vgi, stored)
+        }
+    };
+
+    if signer_of(&received)? != signer.u32() {
+        return Err(RejectReason::InvalidGroupInfo("GroupInfo is not signed by the committer".into()));
+    }
+    // Rebuild the TBS from our own post-commit state with the sender's extensions: equal bytes
+    // mean equal GroupContext (epoch, tree hash, transcript) and confirmation tag.
+    let expected = VerifiableGroupInfo::new(
+        group.group_context().clone(),
+        received.extensions().clone(),
+        group.confirmation_tag().clone(),
+        signer,
+        received.signature().clone(),
+    );
+    let matches = match (expected.unsigned_payload(), received.unsigned_payload()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !matches {
+        return Err(RejectReason::InvalidGroupInfo(
+            "GroupInfo does not match the group state after the commit".into(),
+        ));
+    }
+    let leaf = group
+        .leaf(signer)
+        .ok_or_else(|| RejectReason::InvalidGroupInfo("GroupInfo signer is not a member".into()))?;
+    let key = OpenMlsSignaturePublicKey::from_signature_key(
+        leaf.signature_key().clone(),
+        group.ciphersuite().signature_algorithm(),
+    );
+    received
+        .verify_no_out(crypto, &key)
+        .map_err(|_| RejectReason::InvalidGroupInfo("GroupInfo signature does not verify".into()))?;
+    Ok(stored)
+}

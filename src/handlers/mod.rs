@@ -1,0 +1,180 @@
+//! One handler per operation. Each validates against what it read, then describes its single
+//! write as a [`Plan`]; [`crate::DeliveryService::process`] performs the write.
+
+mod commit;
+mod create_group;
+mod group_id;
+mod group_info;
+mod group_info_check;
+mod proposals;
+mod queue_info;
+mod send_message;
+
+use openmls::prelude::{Ciphersuite, GroupEpoch};
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+use tls_codec::DeserializeBytes;
+
+use crate::auth::{ClientAuth, ReplayCheck};
+use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::fanout::Fanout;
+use crate::service::{encode_response, DeliveryService};
+use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
+use crate::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody};
+
+/// What a handler decided.
+pub(crate) enum Plan {
+    /// Answer without writing anything.
+    Answer(DsResponseBody),
+    /// A byte-identical retry: repeat the stored answer.
+    Duplicate(Vec<u8>),
+    /// Apply the write set, then answer with `response` (already encoded, because it is also
+    /// stored in the replay mark).
+    Write { write_set: WriteSet, response: Vec<u8> },
+}
+
+/// The request being processed and the service processing it.
+pub(crate) struct Ctx<'a, C> {
+    pub(crate) ds: &'a DeliveryService<C>,
+    pub(crate) now_ms: u64,
+    pub(crate) request: &'a DsRequest,
+    pub(crate) request_bytes: &'a [u8],
+}
+
+type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
+
+/// Routes a decoded request to its handler.
+pub(crate) fn dispatch<C, S>(ctx: &Ctx<'_, C>, storage: &S) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto + OpenMlsRand,
+    S: DsStorage,
+{
+    match &ctx.request.body {
+        DsRequestBody::RequestGroupId => group_id::handle(ctx, storage),
+        DsRequestBody::CreateGroup(body) => create_group::handle(ctx, storage, body),
+        DsRequestBody::Commits(body) => {
+            commit::handle(ctx, storage, &body.group_update, &body.welcome_messages, commit::Rule::Any)
+        }
+        DsRequestBody::DeleteGroup(body) => {
+            commit::handle(ctx, storage, &body.group_update, &[], commit::Rule::DeleteGroup)
+        }
+        DsRequestBody::Proposals(body) => proposals::handle(ctx, storage, &body.proposals),
+        DsRequestBody::SendMessage(body) => send_message::handle(ctx, storage, body),
+        DsRequestBody::UpdateQueueInfo(body) => queue_info::handle(ctx, storage, body),
+        DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),
+        DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
+            ctx.ds.identity.signature_key.as_slice().to_vec().into(),
+        ))),
+        // Defined on the wire (DS-03/04) but outside this crate: KeyPackages are served by the
+        // provider's own directory, not by the hub; the per-operation variants of commits are
+        // handled from the operations release on.
+        other => Err(RejectReason::UnsupportedOperation(other.request_type()).into()),
+    }
+}
+
+impl<C: OpenMlsCrypto> Ctx<'_, C> {
+    pub(crate) fn crypto(&self) -> &C {
+        &self.ds.crypto
+    }
+
+    /// The request's `ClientSignature`, checked for freshness.
+    pub(crate) fn client_auth<S: DsStorage>(&self) -> Result<ClientAuth<'_>, S> {
+        ClientAuth::new(
+            self.crypto(),
+            self.request,
+            self.request_bytes,
+            self.now_ms,
+            self.ds.config.auth_window_ms,
+        )
+    }
+
+    /// Checks the replay marks; `Some(plan)` if the request is a retry to answer as before.
+    pub(crate) fn replay_check<S: DsStorage>(
+        &self,
+        auth: &ClientAuth<'_>,
+        storage: &S,
+    ) -> Result<Option<Plan>, S> {
+        Ok(match auth.check_replay(storage, self.now_ms)? {
+            ReplayCheck::Fresh => None,
+            ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
+        })
+    }
+
+    /// Reads a live group: `unknown_group` if it does not exist, was deleted, or is only a
+    /// reservation.
+    pub(crate) fn read_group<S: DsStorage>(
+        &self,
+        storage: &S,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<GroupSnapshot, S> {
+        let snapshot = storage
+            .read(group_id, kinds)
+            .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+            .ok_or(RejectReason::UnknownGroup)?;
+        if kinds.iter().any(|k| snapshot.record(*k).is_none()) {
+            return Err(RejectReason::UnknownGroup.into());
+        }
+        Ok(snapshot)
+    }
+
+    /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the
+    /// encoded response, and fans out `fanout`.
+    pub(crate) fn write_plan<S: DsStorage>(
+        &self,
+        auth: Option<&ClientAuth<'_>>,
+        group_id: &[u8],
+        guard: VersionGuard,
+        records: Vec<RecordWrite>,
+        fanout: Vec<Fanout>,
+        response: DsResponseBody,
+    ) -> Result<Plan, S> {
+        let response = encode_response(response).map_err(internal)?;
+        let write_set = WriteSet {
+            group_id: group_id.to_vec(),
+            guard,
+            records,
+            replay_mark: auth.map(|a| a.mark(Some(response.clone()))),
+            now_ms: self.now_ms,
+            fanout,
+        };
+        Ok(Plan::Write { write_set, response })
+    }
+}
+
+/// Decodes a record mimi-ds wrote itself; failure is a bug or storage corruption.
+pub(crate) fn decode_record<T: DeserializeBytes, S: DsStorage>(
+    snapshot: &GroupSnapshot,
+    kind: RecordKind,
+) -> Result<T, S> {
+    let bytes = snapshot.record(kind).ok_or_else(|| internal(format!("{kind:?} record missing")))?;
+    decode_exact::<T>(bytes).map_err(|e| internal(format!("{kind:?} record: {e}")))
+}
+
+/// Encodes a record.
+pub(crate) fn encode_record<T: tls_codec::Serialize, S: DsStorage>(
+    kind: RecordKind,
+    value: &T,
+) -> Result<RecordWrite, S> {
+    crate::wire::encode(value)
+        .map(|bytes| RecordWrite::Put(kind, bytes))
+        .map_err(internal)
+}
+
+/// The group's ciphersuite, as stored in its roster.
+pub(crate) fn ciphersuite<S: DsStorage>(value: u16) -> Result<Ciphersuite, S> {
+    Ciphersuite::try_from(value).map_err(internal)
+}
+
+/// RFC 9420 §6: a handshake message must be for the current epoch. Older is `wrong_epoch`,
+/// newer is `future_epoch` (a client ahead of the DS has a state the DS never accepted).
+pub(crate) fn check_epoch(current: u64, message: GroupEpoch, tolerance: u64) -> std::result::Result<(), RejectReason> {
+    let message_epoch = message.as_u64();
+    if message_epoch > current {
+        Err(RejectReason::FutureEpoch { current, message_epoch })
+    } else if message_epoch + tolerance < current {
+        Err(RejectReason::WrongEpoch { current, message_epoch })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! `proposals(15)` (DS-06 §"Proposals"): standalone proposals by a member, stored for the
+//! epoch so that the next commit must include them (DS-04..06), and fanned out.
+
+use openmls::prelude::{
+    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent,
+    PublicGroup, PublicMessageIn, PublicProcessMessageError, Sender,
+};
+use openmls_traits::crypto::OpenMlsCrypto;
+
+use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use crate::error::{internal, RejectReason};
+use crate::fanout::fan_out;
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::{PendingProposalRecord, PendingProposals, Roster, Sequencer};
+use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
+
+/// DECISIONS.md: handshake messages must be PublicMessages, so the DS can validate them;
+/// the content type and group must be the expected ones.
+pub(crate) fn public_handshake(
+    bytes: &MlsMessageBytes,
+    group_id: &[u8],
+    content_type: ContentType,
+) -> std::result::Result<PublicMessageIn, RejectReason> {
+    let message = match bytes.parse()?.extract() {
+        MlsMessageBodyIn::PublicMessage(message) => message,
+        MlsMessageBodyIn::PrivateMessage(_) => {
+            return Err(RejectReason::InvalidMessageType("handshake messages must be PublicMessages"))
+        }
+        _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
+    };
+    if message.content_type() != content_type {
+        return Err(RejectReason::InvalidMessageType(match content_type {
+            ContentType::Commit => "expected a commit",
+            _ => "expected a proposal",
+        }));
+    }
+    if message.group_id().as_slice() != group_id {
+        return Err(RejectReason::InvalidGroupId("the MLS message is for another group"));
+    }
+    Ok(message)
+}
+
+/// Loads the group's openmls state from its record.
+pub(crate) fn load_group<S: DsStorage>(buffer: &MlsStateBuffer, group_id: &[u8]) -> Result<PublicGroup, S> {
+    buffer
+        .load_group(&GroupId::from_slice(group_id))
+        .map_err(internal)?
+        .ok_or_else(|| internal("MlsState record holds no group"))
+}
+
+/// openmls validation failures are the peer's fault, except library errors.
+pub(crate) fn mls_reject<E: std::error::Error + 'static>(e: PublicProcessMessageError) -> crate::error::Failure<E> {
+    match e {
+        PublicProcessMessageError::LibraryError(e) => internal(e),
+        other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
+    }
+}
+
+pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, proposals: &[MlsMessageBytes]) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let crypto = ctx.crypto();
+    let auth = ctx.client_auth::<S>()?;
+    if let Some(plan) = ctx.replay_check(&auth, storage)? {
+        return Ok(plan);
+    }
+    let sender = auth.leaf_index()?;
+    let group_id = auth.group_id();
+    if proposals.is_empty() {
+        return Err(RejectReason::InvalidProposal { refs: Vec::new(), reason: "no proposals".into() }.into());
+    }
+    let snapshot = ctx.read_group(
+        storage,
+        group_id,
+        &[RecordKind::Roster, RecordKind::Sequencer, RecordKind::MlsState, RecordKind::PendingProposals],
+    )?;
+    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let member = roster
+        .member(sender)
+        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+    auth.verify(crypto, ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+
+    let buffer = MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+        .map_err(internal)?;
+    let mut group = load_group::<S>(&buffer, group_id)?;
+    let mut pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+
+    let mut fanout = Vec::new();
+    for (i, bytes) in proposals.iter().enumerate() {
+        let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
+        check_epoch(roster.epoch, message.epoch(), 0)?;
+        if *message.sender() != Sender::Member(LeafNodeIndex::new(sender)) {
+            return Err(RejectReason::NotAllowed("the proposal's MLS sender is not the requester".into()).into());
+        }
+        let processed = group.process_message(crypto, message).map_err(mls_reject)?;
+        let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
+            return Err(RejectReason::InvalidMessageType("expected a proposal").into());
+        };
+        let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
+        if pending.proposals.iter().any(|p| p.proposal_ref.as_slice() == proposal_ref) {
+            return Err(RejectReason::InvalidProposal { refs: vec![proposal_ref], reason: "already pending".into() }.into());
+        }
+        // openmls does not store standalone proposals itself (OPENMLS-NOTES): without this, a
+        // later commit referencing it would not resolve.
+        group.add_proposal(&buffer, *queued).map_err(internal)?;
+        pending.proposals.push(PendingProposalRecord {
+            proposal_ref: proposal_ref.into(),
+            hub_accepted_time: ctx.now_ms,
+            message: bytes.as_bytes().to_vec().into(),
+        });
+        fanout.extend(fan_out(
+            &ctx.ds.config.domain,
+            group_id,
+            sequencer.next_sequence + i as u64,
+            ctx.now_ms,
+            bytes,
+            roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
+        ));
+    }
+
+    // The proposals occupy consecutive sequence numbers; the receipt names the first.
+    let accepted = AcceptedMessage {
+        sequence_number: sequencer.next_sequence,
+        accepted_time_ms: ctx.now_ms,
+        epoch: roster.epoch,
+    };
+    let records = vec![
+        encode_record::<_, S>(
+            RecordKind::Sequencer,
+            &Sequencer { next_sequence: sequencer.next_sequence + proposals.len() as u64 },
+        )?,
+        encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+        RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
+    ];
+    ctx.write_plan::<S>(
+        Some(&auth),
+        group_id,
+        VersionGuard::Exactly(snapshot.version),
+        records,
+        fanout,
+        DsResponseBody::Accepted(accepted),
+    )
+}

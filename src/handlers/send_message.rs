@@ -1,0 +1,75 @@
+//! `send_message(10)` (DS-03..06 §"Send message"): a PrivateMessage application message from an
+//! authenticated member, fanned out to every other member.
+//!
+//! This is the hot path, so it reads only the roster and the sequencer and writes only the
+//! sequencer: its cost is one signature verification plus the fanout list, whatever the size
+//! of the ratchet tree.
+
+use openmls::prelude::{ContentType, MlsMessageBodyIn};
+use openmls_traits::crypto::OpenMlsCrypto;
+
+use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use crate::error::RejectReason;
+use crate::fanout::fan_out;
+use crate::state::{Roster, Sequencer};
+use crate::storage::{DsStorage, RecordKind, VersionGuard};
+use crate::wire::{AcceptedMessage, DsResponseBody, SendMessageRequest};
+
+pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &SendMessageRequest) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let auth = ctx.client_auth::<S>()?;
+    if let Some(plan) = ctx.replay_check(&auth, storage)? {
+        return Ok(plan);
+    }
+    let sender = auth.leaf_index()?;
+    let group_id = auth.group_id();
+    let snapshot = ctx.read_group(storage, group_id, &[RecordKind::Roster, RecordKind::Sequencer])?;
+    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let member = roster
+        .member(sender)
+        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+    // The PrivateMessage hides its sender (RFC 9420 §6.3), so the ClientSignature is what
+    // authenticates the member to the DS.
+    auth.verify(ctx.crypto(), ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+
+    // DS-03..06: must be a PrivateMessage with content type application.
+    let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract() else {
+        return Err(RejectReason::InvalidMessageType("application messages must be PrivateMessages").into());
+    };
+    if message.content_type() != ContentType::Application {
+        return Err(RejectReason::InvalidMessageType("expected content type application").into());
+    }
+    if message.group_id().as_slice() != group_id {
+        return Err(RejectReason::InvalidGroupId("the MLS message is for another group").into());
+    }
+    check_epoch(roster.epoch, message.epoch(), ctx.ds.config.app_message_epoch_tolerance)?;
+
+    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let accepted = AcceptedMessage {
+        sequence_number: sequencer.next_sequence,
+        accepted_time_ms: ctx.now_ms,
+        epoch: roster.epoch,
+    };
+    let fanout = fan_out(
+        &ctx.ds.config.domain,
+        group_id,
+        accepted.sequence_number,
+        ctx.now_ms,
+        &body.application_message,
+        roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
+    );
+    ctx.write_plan::<S>(
+        Some(&auth),
+        group_id,
+        VersionGuard::Exactly(snapshot.version),
+        vec![encode_record::<_, S>(
+            RecordKind::Sequencer,
+            &Sequencer { next_sequence: sequencer.next_sequence + 1 },
+        )?],
+        fanout,
+        DsResponseBody::Accepted(accepted),
+    )
+}

@@ -1,0 +1,158 @@
+//! [`DeliveryService`]: decoding, dispatch, and the single conditional write per request.
+
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+
+use crate::config::{DsConfig, DsIdentity};
+use crate::error::{Failure, ProcessError, RejectReason};
+use crate::fanout::Fanout;
+use crate::handlers::{self, Ctx, Plan};
+use crate::storage::{DsStorage, WriteOutcome};
+use crate::wire::{
+    decode_exact, encode, DsRequest, DsResponse, DsResponseBody, ErrorCode,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+
+/// A point in time: milliseconds since the UNIX epoch. mimi-ds never reads a clock; the caller
+/// passes `now` into every call (STYLE §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTimeMs(pub u64);
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Accepted; the fanout must be delivered.
+    Accepted,
+    /// A byte-identical retry of a request accepted earlier: the earlier answer is repeated and
+    /// nothing is fanned out again.
+    Duplicate,
+    /// Refused with this code; storage is unchanged and there is no fanout.
+    Rejected(ErrorCode),
+}
+
+/// The result of [`DeliveryService::process`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome {
+    /// The encoded `DSResponse` to return to the requester.
+    pub response: Vec<u8>,
+    /// Deliveries to Queueing Services, to make after returning the response or before: the
+    /// state they reflect is already stored.
+    pub fanout: Vec<Fanout>,
+    /// How the request ended, for logs and metrics.
+    pub status: Status,
+}
+
+/// The MIMI Delivery Service ("hub"), sans-IO.
+///
+/// It holds configuration and crypto only; all group state lives in the [`DsStorage`] passed
+/// to each call, so one instance can serve any number of groups and threads.
+pub struct DeliveryService<C = RustCrypto> {
+    pub(crate) config: DsConfig,
+    pub(crate) identity: DsIdentity,
+    pub(crate) crypto: C,
+}
+
+impl<C> std::fmt::Debug for DeliveryService<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryService")
+            .field("config", &self.config)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
+    /// A DS with its configuration, its external-sender identity and a crypto provider (which
+    /// is also its source of randomness, so tests can inject a deterministic one).
+    pub fn new(config: DsConfig, identity: DsIdentity, crypto: C) -> Self {
+        Self { config, identity, crypto }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DsConfig {
+        &self.config
+    }
+
+    /// Processes one request.
+    ///
+    /// Every request the peer got wrong is answered with an error `DSResponse` in
+    /// [`Outcome::response`], leaves storage untouched, and fans out nothing. `Err` is returned
+    /// only when storage fails or mimi-ds hits a bug; then nothing was written either.
+    pub fn process<S: DsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &[u8],
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        let request = match self.decode(request) {
+            Ok(decoded) => (decoded, request),
+            Err(reason) => return self.reject(&reason),
+        };
+        // A conflict means another request changed the group between our read and our write:
+        // read again and re-validate against the new state (the loser of a commit race then
+        // gets `wrong_epoch`).
+        for _ in 0..=self.config.max_conflict_retries {
+            let ctx = Ctx { ds: self, now_ms: now.0, request: &request.0, request_bytes: request.1 };
+            match handlers::dispatch(&ctx, storage) {
+                Ok(Plan::Answer(body)) => return self.answer(body, Vec::new(), Status::Accepted),
+                Ok(Plan::Duplicate(response)) => {
+                    return Ok(Outcome { response, fanout: Vec::new(), status: Status::Duplicate })
+                }
+                Ok(Plan::Write { write_set, response }) => {
+                    match storage.write(&write_set).map_err(ProcessError::Storage)? {
+                        WriteOutcome::Applied => {
+                            return Ok(Outcome {
+                                response,
+                                fanout: write_set.fanout,
+                                status: Status::Accepted,
+                            })
+                        }
+                        WriteOutcome::Conflict => continue,
+                    }
+                }
+                Err(Failure::Reject(reason)) => return self.reject(&reason),
+                Err(Failure::Process(e)) => return Err(e),
+            }
+        }
+        self.reject(&RejectReason::Conflict)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<DsRequest, RejectReason> {
+        if bytes.len() > self.config.max_request_bytes {
+            return Err(RejectReason::TooLarge { size: bytes.len(), limit: self.config.max_request_bytes });
+        }
+        // The version comes first and decides how the rest is read (wire-format.md §2).
+        if let [hi, lo, ..] = bytes {
+            let version = u16::from_be_bytes([*hi, *lo]);
+            if version != PROTOCOL_VERSION_MIMI_DS10 {
+                return Err(RejectReason::UnsupportedVersion(version));
+            }
+        }
+        Ok(decode_exact::<DsRequest>(bytes)?)
+    }
+
+    fn answer<E: std::error::Error + 'static>(
+        &self,
+        body: DsResponseBody,
+        fanout: Vec<Fanout>,
+        status: Status,
+    ) -> Result<Outcome, ProcessError<E>> {
+        let response = encode_response(body).map_err(|e| ProcessError::Internal(e.to_string()))?;
+        Ok(Outcome { response, fanout, status })
+    }
+
+    fn reject<E: std::error::Error + 'static>(
+        &self,
+        reason: &RejectReason,
+    ) -> Result<Outcome, ProcessError<E>> {
+        self.answer(DsResponseBody::Error(reason.to_wire()), Vec::new(), Status::Rejected(reason.code()))
+    }
+}
+
+/// Encodes a response body as a `DSResponse` of the current version.
+pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
+    encode(&DsResponse { version: PROTOCOL_VERSION_MIMI_DS10, body })
+}

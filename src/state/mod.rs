@@ -1,0 +1,12 @@
+//! The records mimi-ds keeps per group (see [`crate::storage::RecordKind`]) and their codecs.
+//!
+//! Records are mimi-ds's own TLS-encoded structs, except the openmls state, which openmls
+//! only exposes through serde (see [`mls_state`]).
+
+pub(crate) mod mls_state;
+mod records;
+
+pub(crate) use records::{
+    queue_config_of, PendingProposalRecord, PendingProposals, Reservation, Roster,
+    Sequencer,
+};

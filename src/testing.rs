@@ -1,0 +1,473 @@
+//! Real openmls clients and an in-process DS, for tests, the demo, benches and fuzzing
+//! (feature `test-utils`).
+//!
+//! Everything here drives real `MlsGroup`s: commits, Welcomes and application messages are
+//! produced by openmls, never hand-made. The helpers panic on unexpected errors, which is what
+//! a test wants; do not use them in production code.
+
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
+use tls_codec::Serialize as _;
+
+use crate::storage::InMemoryStorage;
+use crate::wire::{
+    decode_exact, encode, ClientQueueConfig, ClientSignature, CreateGroupRequest,
+    DeleteGroupRequest, DsAuthData, DsRequest, DsRequestBody, DsResponse, DsResponseBody,
+    DsSenderId, FanoutMessage, GroupInfoOption, GroupInfoRequest, GroupUpdate,
+    MembershipCommitRequest, MlsMessageBytes, ProposalsRequest, RatchetTreeBytes,
+    SendMessageRequest, UpdateQueueInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+    QUEUE_CONFIG_EXTENSION_TYPE,
+};
+use crate::{DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
+
+/// The ciphersuite the test clients use.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// A fixed, plausible start time (2026-01-01T00:00:00Z) so runs are reproducible.
+pub const START_MS: u64 = 1_767_225_600_000;
+
+/// A DS identity with a fresh Ed25519 key and a BasicCredential naming `domain`.
+pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
+    let keys = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+    let signature_key = SignaturePublicKey::from(keys.to_public_vec());
+    let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
+    let sender = ExternalSender::new(signature_key.clone(), credential.clone());
+    (DsIdentity { signature_key, credential, signer: Box::new(keys) }, sender)
+}
+
+/// A DS with in-memory storage and a manual clock.
+pub struct TestDs {
+    /// The service.
+    pub ds: DeliveryService<RustCrypto>,
+    /// Its storage.
+    pub storage: InMemoryStorage,
+    /// The current time; advance it with [`TestDs::advance`].
+    pub now_ms: u64,
+    /// The DS as an MLS external sender, for clients creating groups.
+    pub external_sender: ExternalSender,
+}
+
+impl TestDs {
+    /// A DS for `domain` with default configuration.
+    pub fn new(domain: &str) -> Self {
+        Self::with_config(DsConfig::new(domain))
+    }
+
+    /// A DS with the given configuration.
+    pub fn with_config(config: DsConfig) -> Self {
+        let (identity, external_sender) = ds_identity(&config.domain);
+        Self {
+            ds: DeliveryService::new(config, identity, RustCrypto::default()),
+            storage: InMemoryStorage::new(),
+            now_ms: START_MS,
+            external_sender,
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
+
+    /// Processes a request at the current time.
+    pub fn process(&mut self, request: &[u8]) -> Outcome {
+        self.ds
+            .process(UnixTimeMs(self.now_ms), request, &mut self.storage)
+            .expect("in-memory storage does not fail")
+    }
+
+    /// Reserves a fresh group ID.
+    pub fn request_group_id(&mut self) -> Vec<u8> {
+        let request = encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::RequestGroupId,
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode");
+        match decode_response(&self.process(&request).response).body {
+            DsResponseBody::GroupId(id) => id.as_slice().to_vec(),
+            other => panic!("request_group_id failed: {other:?}"),
+        }
+    }
+
+    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
+    /// Service would. Returns how many client deliveries were made.
+    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
+        let mut delivered = 0;
+        for fanout in &outcome.fanout {
+            for queue in &fanout.request.recipients {
+                for client in clients.iter_mut() {
+                    if client.queue.queue == *queue
+                        && client.queue.provider_domain == fanout.request.recipient_domain
+                    {
+                        client.inbox.push(fanout.request.message.clone());
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        delivered
+    }
+}
+
+/// Decodes a `DSResponse` (panics if the DS produced an undecodable one).
+pub fn decode_response(bytes: &[u8]) -> DsResponse {
+    decode_exact::<DsResponse>(bytes).expect("the DS produced a decodable response")
+}
+
+/// What a client got out of one delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// An application message's plaintext.
+    Application(Vec<u8>),
+    /// A commit was merged; the client is now at this epoch (or was removed).
+    Commit {
+        /// The new epoch.
+        epoch: u64,
+        /// Whether the commit removed this client.
+        removed: bool,
+    },
+    /// A proposal was stored.
+    Proposal,
+    /// A Welcome arrived; join with [`TestClient::join_from_welcome`].
+    Welcome(MlsMessageBytes),
+}
+
+/// A client: an openmls `MlsGroup` member with its own provider, key and queue.
+pub struct TestClient {
+    /// The user this client belongs to.
+    pub user: String,
+    /// The client's name (also its queue ID).
+    pub name: String,
+    /// The client's openmls provider (crypto + its own key store).
+    pub provider: OpenMlsRustCrypto,
+    /// Its signature key.
+    pub signer: SignatureKeyPair,
+    /// Its credential.
+    pub credential: CredentialWithKey,
+    /// Where the DS fans out to it.
+    pub queue: ClientQueueConfig,
+    /// Its group, once created or joined.
+    pub group: Option<MlsGroup>,
+    /// Messages delivered by its Queueing Service and not yet processed.
+    pub inbox: Vec<FanoutMessage>,
+}
+
+impl TestClient {
+    /// A client `client` of user `user` whose queue is at `provider_domain`.
+    pub fn new(user: &str, client: &str, provider_domain: &str) -> Self {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(format!("{client}@{user}").into_bytes()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        let queue = ClientQueueConfig {
+            provider_domain: provider_domain.as_bytes().to_vec().into(),
+            queue: client.as_bytes().to_vec().into(),
+        };
+        Self {
+            user: user.into(),
+            name: client.into(),
+            provider,
+            signer,
+            credential,
+            queue,
+            group: None,
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Leaf capabilities: the suite and the queue configuration extension (RFC 9420 §7.2
+    /// requires a leaf to list the extension types it carries).
+    pub fn capabilities() -> Capabilities {
+        Capabilities::new(
+            None,
+            Some(&[CIPHERSUITE]),
+            Some(&[ExtensionType::Unknown(QUEUE_CONFIG_EXTENSION_TYPE)]),
+            None,
+            None,
+        )
+    }
+
+    /// The leaf extensions publishing `config`.
+    pub fn queue_extension(config: &ClientQueueConfig) -> Extensions<LeafNode> {
+        Extensions::single(Extension::Unknown(
+            QUEUE_CONFIG_EXTENSION_TYPE,
+            UnknownExtension(encode(config).expect("encode")),
+        ))
+        .expect("a single unknown extension is valid")
+    }
+
+    /// A fresh KeyPackage carrying this client's queue configuration.
+    pub fn key_package(&self) -> KeyPackage {
+        KeyPackage::builder()
+            .leaf_node_capabilities(Self::capabilities())
+            .leaf_node_extensions(Self::queue_extension(&self.queue))
+            .build(CIPHERSUITE, &self.provider, &self.signer, self.credential.clone())
+            .expect("key package")
+            .key_package()
+            .clone()
+    }
+
+    /// The group (panics if the client has none).
+    pub fn group(&self) -> &MlsGroup {
+        self.group.as_ref().expect("client has a group")
+    }
+
+    fn group_mut(&mut self) -> &mut MlsGroup {
+        self.group.as_mut().expect("client has a group")
+    }
+
+    /// The client's leaf index.
+    pub fn leaf(&self) -> u32 {
+        self.group().own_leaf_index().u32()
+    }
+
+    /// The group's ID.
+    pub fn group_id(&self) -> Vec<u8> {
+        self.group().group_id().as_slice().to_vec()
+    }
+
+    fn join_config() -> MlsGroupJoinConfig {
+        MlsGroupJoinConfig::builder()
+            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build()
+    }
+
+    /// Creates the MLS group locally, naming `ds` as external sender.
+    pub fn create_group(&mut self, group_id: &[u8], ds: &ExternalSender) {
+        let group = MlsGroup::builder()
+            .with_group_id(GroupId::from_slice(group_id))
+            .ciphersuite(CIPHERSUITE)
+            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .with_capabilities(Self::capabilities())
+            .with_leaf_node_extensions(Self::queue_extension(&self.queue))
+            .expect("leaf extensions")
+            .with_group_context_extensions(
+                Extensions::single(Extension::ExternalSenders(vec![ds.clone()])).expect("extensions"),
+            )
+            .build(&self.provider, &self.signer, self.credential.clone())
+            .expect("group creation");
+        self.group = Some(group);
+    }
+
+    /// Signs a request body as the leaf of this client in its group.
+    pub fn signed(&self, body: DsRequestBody, now_ms: u64) -> Vec<u8> {
+        let group_id = self.group_id();
+        self.signed_as(body, &group_id, now_ms, DsSenderId::LeafIndex(self.leaf()))
+    }
+
+    /// Signs a request body with an explicit group and sender.
+    pub fn signed_as(&self, body: DsRequestBody, group_id: &[u8], now_ms: u64, sender: DsSenderId) -> Vec<u8> {
+        let auth = ClientSignature::sign(&self.signer, PROTOCOL_VERSION_MIMI_DS10, &body, group_id, now_ms, sender)
+            .expect("signing");
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body,
+            auth: DsAuthData::ClientSignature(auth),
+        })
+        .expect("encode")
+    }
+
+    /// `create_group` for the group this client just created.
+    pub fn create_group_request(&self, now_ms: u64) -> Vec<u8> {
+        let group = self.group();
+        let group_info = group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .expect("group info");
+        let tree = group.export_ratchet_tree();
+        let body = DsRequestBody::CreateGroup(CreateGroupRequest {
+            group_id: self.group_id().into(),
+            group_info: mls_bytes(&group_info),
+            ratchet_tree: RatchetTreeBytes::from_bytes(tree.tls_serialize_detached().expect("encode"))
+                .expect("tree"),
+        });
+        self.signed(body, now_ms)
+    }
+
+    /// Stages a commit built by `build` and returns its group update and Welcome. The commit is
+    /// pending until [`TestClient::confirm_commit`] or [`TestClient::discard_commit`].
+    pub fn stage_commit(
+        &mut self,
+        build: impl FnOnce(CommitBuilder<'_, openmls::group::Initial>) -> CommitBuilder<'_, openmls::group::Initial>,
+    ) -> (GroupUpdate, Option<MlsMessageBytes>) {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let bundle = build(group.commit_builder())
+            .load_psks(provider.storage())
+            .expect("psks")
+            .create_group_info(true)
+            .build(provider.rand(), provider.crypto(), signer, |_| true)
+            .expect("commit")
+            .stage_commit(provider)
+            .expect("stage commit");
+        let (commit, welcome, group_info) = bundle.into_messages();
+        let update = GroupUpdate {
+            commit: mls_bytes(&commit),
+            group_info: GroupInfoOption::Full(mls_bytes(&group_info.expect("group info requested"))),
+        };
+        (update, welcome.as_ref().map(mls_bytes))
+    }
+
+    /// `commits` adding the given KeyPackages, with the Welcome.
+    pub fn add_request(&mut self, key_packages: Vec<KeyPackage>, now_ms: u64) -> Vec<u8> {
+        let (update, welcome) = self.stage_commit(|b| b.propose_adds(key_packages));
+        self.signed(
+            DsRequestBody::Commits(MembershipCommitRequest {
+                group_update: update,
+                welcome_messages: welcome.into_iter().collect(),
+            }),
+            now_ms,
+        )
+    }
+
+    /// `commits` with an update path and any pending proposals.
+    pub fn update_request(&mut self, now_ms: u64) -> Vec<u8> {
+        let (update, _) = self.stage_commit(|b| b.force_self_update(true));
+        self.signed(commit_body(update), now_ms)
+    }
+
+    /// `commits` removing the given leaves.
+    pub fn remove_request(&mut self, leaves: &[u32], now_ms: u64) -> Vec<u8> {
+        let removed: Vec<LeafNodeIndex> = leaves.iter().copied().map(LeafNodeIndex::new).collect();
+        let (update, _) = self.stage_commit(|b| b.propose_removals(removed));
+        self.signed(commit_body(update), now_ms)
+    }
+
+    /// `delete_group`: a commit removing every other member.
+    pub fn delete_group_request(&mut self, now_ms: u64) -> Vec<u8> {
+        let own = self.group().own_leaf_index();
+        let others: Vec<LeafNodeIndex> =
+            self.group().members().map(|m| m.index).filter(|i| *i != own).collect();
+        let (update, _) = self.stage_commit(|b| b.propose_removals(others));
+        self.signed(DsRequestBody::DeleteGroup(DeleteGroupRequest { group_update: update }), now_ms)
+    }
+
+    /// `proposals` with a Remove proposal for `leaf`.
+    pub fn propose_remove_request(&mut self, leaf: u32, now_ms: u64) -> Vec<u8> {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let (message, _) = group
+            .propose_remove_member(provider, signer, LeafNodeIndex::new(leaf))
+            .expect("proposal");
+        self.signed(
+            DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&message)] }),
+            now_ms,
+        )
+    }
+
+    /// `send_message` with an application message.
+    pub fn message_request(&mut self, text: &[u8], now_ms: u64) -> Vec<u8> {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let message = group.create_message(provider, signer, text).expect("message");
+        self.signed(
+            DsRequestBody::SendMessage(SendMessageRequest { application_message: mls_bytes(&message) }),
+            now_ms,
+        )
+    }
+
+    /// `update_queue_info` moving this client's queue.
+    pub fn update_queue_request(&mut self, queue: ClientQueueConfig, now_ms: u64) -> Vec<u8> {
+        self.queue = queue.clone();
+        self.signed(DsRequestBody::UpdateQueueInfo(UpdateQueueInfoRequest { queue_config: queue }), now_ms)
+    }
+
+    /// An unauthenticated `group_info` request.
+    pub fn group_info_request(group_id: &[u8]) -> Vec<u8> {
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::GroupInfo(GroupInfoRequest { group_id: group_id.to_vec().into() }),
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode")
+    }
+
+    /// Merges the staged commit after the DS accepted it.
+    pub fn confirm_commit(&mut self) {
+        let provider = &self.provider;
+        self.group.as_mut().expect("client has a group").merge_pending_commit(provider).expect("merge");
+    }
+
+    /// Drops the staged commit after the DS refused it.
+    pub fn discard_commit(&mut self) {
+        let storage = self.provider.storage();
+        self.group.as_mut().expect("client has a group").clear_pending_commit(storage).expect("clear");
+    }
+
+    /// Joins from a Welcome, with the ratchet tree obtained from the DS.
+    pub fn join_from_welcome(&mut self, welcome: &MlsMessageBytes, tree: &RatchetTreeBytes) {
+        let MlsMessageBodyIn::Welcome(welcome) = welcome.parse().expect("welcome").extract() else {
+            panic!("not a Welcome");
+        };
+        let group = StagedWelcome::new_from_welcome(
+            &self.provider,
+            &Self::join_config(),
+            welcome,
+            Some(tree.parse().expect("tree")),
+        )
+        .expect("welcome")
+        .into_group(&self.provider)
+        .expect("join");
+        self.group = Some(group);
+    }
+
+    /// Processes every delivered message in order.
+    pub fn process_inbox(&mut self) -> Vec<Received> {
+        let inbox = std::mem::take(&mut self.inbox);
+        inbox.iter().map(|m| self.receive(m)).collect()
+    }
+
+    /// Processes one delivered message.
+    pub fn receive(&mut self, message: &FanoutMessage) -> Received {
+        let parsed = message.message.parse().expect("fanout carries an MLSMessage");
+        let protocol = match parsed.extract() {
+            MlsMessageBodyIn::Welcome(_) => return Received::Welcome(message.message.clone()),
+            MlsMessageBodyIn::PublicMessage(m) => ProtocolMessage::from(m),
+            MlsMessageBodyIn::PrivateMessage(m) => ProtocolMessage::from(m),
+            other => panic!("unexpected fanout {other:?}"),
+        };
+        let provider = &self.provider;
+        let group = self.group.as_mut().expect("client has a group");
+        let processed = group.process_message(provider, protocol).expect("process");
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(m) => Received::Application(m.into_bytes()),
+            ProcessedMessageContent::ProposalMessage(p) => {
+                group.store_pending_proposal(provider.storage(), *p).expect("store proposal");
+                Received::Proposal
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let removed = staged.self_removed();
+                group.merge_staged_commit(provider, *staged).expect("merge");
+                Received::Commit { epoch: group.epoch().as_u64(), removed }
+            }
+            other => panic!("unexpected content {other:?}"),
+        }
+    }
+
+    /// The group's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group().epoch().as_u64()
+    }
+
+    /// Discards the group; `_ = group_mut` keeps the accessor used.
+    pub fn leave_locally(&mut self) {
+        let _ = self.group_mut();
+        self.group = None;
+    }
+}
+
+/// A `commits` body without Welcomes.
+pub fn commit_body(update: GroupUpdate) -> DsRequestBody {
+    DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: Vec::new() })
+}
+
+/// The bytes of an outgoing openmls message as a wire [`MlsMessageBytes`].
+pub fn mls_bytes(message: &MlsMessageOut) -> MlsMessageBytes {
+    MlsMessageBytes::from_bytes(message.tls_serialize_detached().expect("encode")).expect("valid MLSMessage")
+}

@@ -1,0 +1,127 @@
+//! Request authentication: `DSAuthData`, `ClientSignature`, `DSSenderID` (wire-format.md §3).
+//!
+//! `DSSenderID` keeps the three kinds of DS-00 §5.1 (the seed); `ClientSignature` merges the
+//! seed's `DSAuthToken` (group id, timestamp, sender) with the request binding of DS-01/03
+//! (the signature covers the whole request body), as DECISIONS.md "Wire profile v1" says.
+
+use openmls_traits::signatures::Signer;
+use tls_codec::{
+    Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes,
+};
+
+use super::request::DsRequestBody;
+
+/// The `SignWithLabel` label of a [`ClientSignature`] (RFC 9420 §5.1.2 labelling).
+pub const CLIENT_SIGNATURE_LABEL: &str = "MIMI DS Request";
+
+/// `DSAuthData`: how a request is authenticated (DS-03..06 §"Framing", DS-06 names).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum DsAuthData {
+    /// `unauthenticated(0)`: the request carries its own proof (MLS signatures) or needs none.
+    #[tls_codec(discriminant = 0)]
+    Unauthenticated,
+    /// `client_signature(1)`.
+    #[tls_codec(discriminant = 1)]
+    ClientSignature(ClientSignature),
+}
+
+/// `DSSenderID` (DS-00 §5.1): who signed the request, and so which key verifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum DsSenderId {
+    /// `leaf_index(0)`: the signature key of that leaf in the group's current tree.
+    #[tls_codec(discriminant = 0)]
+    LeafIndex(u32),
+    /// `key_package_ref(1)`: the leaf signature key of a KeyPackage the DS routed a Welcome for.
+    #[tls_codec(discriminant = 1)]
+    KeyPackageRef(VLBytes),
+    /// `user_key_hash(2)`: `RefHash("MIMI DS UserKey", key)` of a user key registered with the
+    /// group.
+    #[tls_codec(discriminant = 2)]
+    UserKeyHash(VLBytes),
+}
+
+/// `ClientSignature` (wire-format.md §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ClientSignature {
+    /// The group the request is about.
+    pub group_id: VLBytes,
+    /// Milliseconds since the UNIX epoch at which the client signed.
+    pub timestamp_ms: u64,
+    /// Whose key verifies the signature.
+    pub sender_id: DsSenderId,
+    /// `SignWithLabel(key, "MIMI DS Request", ClientSignatureTBS)`.
+    pub signature: VLBytes,
+}
+
+/// `ClientSignatureTBS`: what a [`ClientSignature`] signs.
+#[derive(Debug, TlsSerialize, TlsSize)]
+pub struct ClientSignatureTbs<'a> {
+    /// `DSProtocolVersion` of the request.
+    pub version: u16,
+    /// The request body, encoded as on the wire.
+    pub body: &'a DsRequestBody,
+    /// As in [`ClientSignature`].
+    pub group_id: &'a VLBytes,
+    /// As in [`ClientSignature`].
+    pub timestamp_ms: u64,
+    /// As in [`ClientSignature`].
+    pub sender_id: &'a DsSenderId,
+}
+
+/// RFC 9420 §5.1.2 `SignContent { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }`.
+#[derive(TlsSerialize, TlsSize)]
+struct SignContent {
+    label: VLBytes,
+    content: VLBytes,
+}
+
+impl ClientSignatureTbs<'_> {
+    /// The exact bytes handed to the signature algorithm: the TBS wrapped in `SignContent`.
+    pub fn sign_content(&self) -> Result<Vec<u8>, tls_codec::Error> {
+        let mut label = b"MLS 1.0 ".to_vec();
+        label.extend_from_slice(CLIENT_SIGNATURE_LABEL.as_bytes());
+        let mut content = Vec::with_capacity(self.tls_serialized_len());
+        self.tls_serialize(&mut content)?;
+        SignContent { label: label.into(), content: content.into() }.tls_serialize_detached()
+    }
+}
+
+impl ClientSignature {
+    /// Signs a request body as `sender_id` (the client side of wire-format.md §3.2).
+    pub fn sign(
+        signer: &impl Signer,
+        version: u16,
+        body: &DsRequestBody,
+        group_id: &[u8],
+        timestamp_ms: u64,
+        sender_id: DsSenderId,
+    ) -> Result<Self, SignError> {
+        let group_id = VLBytes::from(group_id.to_vec());
+        let tbs = ClientSignatureTbs {
+            version,
+            body,
+            group_id: &group_id,
+            timestamp_ms,
+            sender_id: &sender_id,
+        };
+        let content = tbs.sign_content().map_err(|_| SignError::Encoding)?;
+        let signature = signer.sign(&content).map_err(|_| SignError::Signer)?;
+        Ok(Self { group_id, timestamp_ms, sender_id, signature: signature.into() })
+    }
+}
+
+/// Why a client could not sign a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The request could not be encoded (a vector over the MLS varint limit).
+    #[error("request could not be encoded")]
+    Encoding,
+    /// The signer reported an error.
+    #[error("signer failed")]
+    Signer,
+}

@@ -1,0 +1,82 @@
+//! Wire codecs: every struct and codepoint mimi-ds puts on the wire, and nothing else.
+//!
+//! The normative description is `docs/wire-format.md`; each type here cites the section it
+//! implements. All encodings are TLS presentation language with MLS variable-length vectors
+//! (RFC 9420 §2.1.2), via `tls_codec`. Decoding is strict: unknown enum values are rejected by
+//! the derived decoders and [`decode_exact`] rejects trailing bytes, so a value has exactly one
+//! encoding and `encode(decode(b)) == b` for every accepted `b`.
+
+mod auth;
+mod queue;
+mod raw;
+mod request;
+mod response;
+
+pub use auth::{ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, CLIENT_SIGNATURE_LABEL};
+pub use queue::{
+    ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
+    QUEUE_CONFIG_EXTENSION_TYPE,
+};
+pub use raw::{MlsMessageBytes, RatchetTreeBytes};
+pub use request::{
+    CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest,
+    DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption,
+    GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
+    PartialGroupInfo, ProposalsRequest, ReInitializeGroupRequest, SelfRemoveClientRequest,
+    SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+};
+pub use response::{
+    AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody, ErrorCode,
+    ExternalCommitInfo, PendingProposal, WelcomeInfo,
+};
+
+use tls_codec::DeserializeBytes;
+
+/// `DSProtocolVersion` (wire-format.md §2): uint16, `mimi_ds10(1)` is the only value defined.
+pub const PROTOCOL_VERSION_MIMI_DS10: u16 = 1;
+
+/// Why a byte string could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes do not form a valid value of the expected type (truncated, unknown enum value,
+    /// over-long length, or an embedded MLS structure that does not parse).
+    #[error("malformed {type_name}: {reason}")]
+    Malformed {
+        /// The type that was being decoded.
+        type_name: &'static str,
+        /// What `tls_codec` reported.
+        reason: String,
+    },
+    /// A complete value was decoded but bytes were left over.
+    #[error("{count} trailing bytes after {type_name}")]
+    TrailingBytes {
+        /// The type that was being decoded.
+        type_name: &'static str,
+        /// How many bytes were left.
+        count: usize,
+    },
+}
+
+/// Decodes exactly one `T` from `bytes`, rejecting trailing bytes (STYLE §7, rustls
+/// `Reader::all`).
+pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let type_name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("value");
+    let (value, rest) = T::tls_deserialize_bytes(bytes).map_err(|e| DecodeError::Malformed {
+        type_name,
+        reason: format!("{e:?}"),
+    })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes {
+            type_name,
+            count: rest.len(),
+        });
+    }
+    Ok(value)
+}
+
+/// Encodes a value. Encoding of the crate's own wire types only fails if a vector exceeds the
+/// MLS varint limit (2^30 bytes), which the configured size limits rule out long before.
+pub fn encode<T: tls_codec::Serialize>(value: &T) -> Result<Vec<u8>, tls_codec::Error> {
+    value.tls_serialize_detached()
+}

@@ -1,0 +1,287 @@
+//! `DSRequest` and every request body (wire-format.md §4).
+//!
+//! Request types 0–14 are DS-03/04's `DSRequestType`; 15–19 are the DS-06 generic operations
+//! and the two requests DS-06 lacks a codepoint for, numbered as in the digest §7 item 1 and
+//! DECISIONS.md.
+
+use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+
+use super::auth::DsAuthData;
+use super::queue::ClientQueueConfig;
+use super::raw::{MlsMessageBytes, RatchetTreeBytes};
+
+/// `DSRequest { DSProtocolVersion version; DSRequestBody body; DSAuthData auth; }` (DS-03/04
+/// framing).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct DsRequest {
+    /// `DSProtocolVersion`; only `mimi_ds10(1)` is accepted.
+    pub version: u16,
+    /// The operation and its arguments.
+    pub body: DsRequestBody,
+    /// How the request is authenticated.
+    pub auth: DsAuthData,
+}
+
+/// `DSRequestType`, the uint8 tag of [`DsRequestBody`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each variant is the operation of the same name in DsRequestBody
+pub enum DsRequestType {
+    RequestGroupId = 0,
+    CreateGroup = 1,
+    DeleteGroup = 2,
+    AddUsers = 3,
+    RemoveUsers = 4,
+    AddClients = 5,
+    RemoveClients = 6,
+    SelfRemoveClient = 7,
+    UpdateClient = 8,
+    ExternalJoin = 9,
+    SendMessage = 10,
+    SignaturePublicKey = 11,
+    KeyPackages = 12,
+    ConnectionKeyPackages = 13,
+    ReInitializeGroup = 14,
+    Proposals = 15,
+    Commits = 16,
+    GroupInfo = 17,
+    WelcomeInfo = 18,
+    UpdateQueueInfo = 19,
+}
+
+/// `DSRequestBody`: the operation, selected by a uint8 `DSRequestType`.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum DsRequestBody {
+    /// `request_group_id(0)`: `struct {}`. The DS answers with a fresh group ID it reserves.
+    #[tls_codec(discriminant = 0)]
+    RequestGroupId,
+    /// `create_group(1)`.
+    #[tls_codec(discriminant = 1)]
+    CreateGroup(CreateGroupRequest),
+    /// `delete_group(2)`: a commit removing every other member.
+    #[tls_codec(discriminant = 2)]
+    DeleteGroup(DeleteGroupRequest),
+    /// `add_users(3)`: a commit of Adds for new users, with their Welcomes.
+    #[tls_codec(discriminant = 3)]
+    AddUsers(MembershipCommitRequest),
+    /// `remove_users(4)`: a commit of Removes covering every client of some users.
+    #[tls_codec(discriminant = 4)]
+    RemoveUsers(DeleteGroupRequest),
+    /// `add_clients(5)`: a commit of Adds for clients of the sender's own user.
+    #[tls_codec(discriminant = 5)]
+    AddClients(MembershipCommitRequest),
+    /// `remove_clients(6)`: a commit of Removes of clients of the sender's own user.
+    #[tls_codec(discriminant = 6)]
+    RemoveClients(DeleteGroupRequest),
+    /// `self_remove_client(7)`: a single Remove proposal of the sender's own leaf.
+    #[tls_codec(discriminant = 7)]
+    SelfRemoveClient(SelfRemoveClientRequest),
+    /// `update_client(8)`: a commit with an update path and no proposals by value.
+    #[tls_codec(discriminant = 8)]
+    UpdateClient(UpdateClientRequest),
+    /// `external_join(9)`: an external commit (sender `new_member_commit`).
+    #[tls_codec(discriminant = 9)]
+    ExternalJoin(ExternalJoinRequest),
+    /// `send_message(10)`: an application message.
+    #[tls_codec(discriminant = 10)]
+    SendMessage(SendMessageRequest),
+    /// `signature_public_key(11)`: `struct {}`; the DS's external-sender key.
+    #[tls_codec(discriminant = 11)]
+    SignaturePublicKey,
+    /// `key_packages(12)`: served by a provider's KeyPackage directory, not by this crate.
+    #[tls_codec(discriminant = 12)]
+    KeyPackages(KeyPackagesRequest),
+    /// `connection_key_packages(13)`: likewise not served by this crate.
+    #[tls_codec(discriminant = 13)]
+    ConnectionKeyPackages(ConnectionKeyPackagesRequest),
+    /// `re_initialize_group(14)`: a commit carrying a ReInit proposal.
+    #[tls_codec(discriminant = 14)]
+    ReInitializeGroup(ReInitializeGroupRequest),
+    /// `proposals(15)`: standalone proposals (DS-06 `ds_proposals`).
+    #[tls_codec(discriminant = 15)]
+    Proposals(ProposalsRequest),
+    /// `commits(16)`: any commit by a member (DS-06 `ds_commits`).
+    #[tls_codec(discriminant = 16)]
+    Commits(CommitRequest),
+    /// `group_info(17)`: GroupInfo, tree and pending proposals for an external joiner.
+    #[tls_codec(discriminant = 17)]
+    GroupInfo(GroupInfoRequest),
+    /// `welcome_info(18)`: the tree of the epoch a Welcome joiner was added in.
+    #[tls_codec(discriminant = 18)]
+    WelcomeInfo(WelcomeInfoRequest),
+    /// `update_queue_info(19)`: replace the sender's client queue configuration.
+    #[tls_codec(discriminant = 19)]
+    UpdateQueueInfo(UpdateQueueInfoRequest),
+}
+
+impl DsRequestBody {
+    /// The `DSRequestType` of this body.
+    pub fn request_type(&self) -> DsRequestType {
+        match self {
+            Self::RequestGroupId => DsRequestType::RequestGroupId,
+            Self::CreateGroup(_) => DsRequestType::CreateGroup,
+            Self::DeleteGroup(_) => DsRequestType::DeleteGroup,
+            Self::AddUsers(_) => DsRequestType::AddUsers,
+            Self::RemoveUsers(_) => DsRequestType::RemoveUsers,
+            Self::AddClients(_) => DsRequestType::AddClients,
+            Self::RemoveClients(_) => DsRequestType::RemoveClients,
+            Self::SelfRemoveClient(_) => DsRequestType::SelfRemoveClient,
+            Self::UpdateClient(_) => DsRequestType::UpdateClient,
+            Self::ExternalJoin(_) => DsRequestType::ExternalJoin,
+            Self::SendMessage(_) => DsRequestType::SendMessage,
+            Self::SignaturePublicKey => DsRequestType::SignaturePublicKey,
+            Self::KeyPackages(_) => DsRequestType::KeyPackages,
+            Self::ConnectionKeyPackages(_) => DsRequestType::ConnectionKeyPackages,
+            Self::ReInitializeGroup(_) => DsRequestType::ReInitializeGroup,
+            Self::Proposals(_) => DsRequestType::Proposals,
+            Self::Commits(_) => DsRequestType::Commits,
+            Self::GroupInfo(_) => DsRequestType::GroupInfo,
+            Self::WelcomeInfo(_) => DsRequestType::WelcomeInfo,
+            Self::UpdateQueueInfo(_) => DsRequestType::UpdateQueueInfo,
+        }
+    }
+}
+
+/// `CreateGroupRequest` (DS-04 §"Create group", with the tree carried explicitly).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct CreateGroupRequest {
+    /// A group ID this DS reserved through `request_group_id`.
+    pub group_id: VLBytes,
+    /// The epoch's GroupInfo, signed by the creator; its GroupContext must carry an
+    /// `external_senders` extension naming this DS.
+    pub group_info: MlsMessageBytes,
+    /// The full public ratchet tree of the group.
+    pub ratchet_tree: RatchetTreeBytes,
+}
+
+/// `GroupInfoOption` (draft-ietf-mimi-protocol-06 `HandshakeBundle`): the GroupInfo that must
+/// accompany every commit.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum GroupInfoOption {
+    /// `full(1)`: a complete GroupInfo `MLSMessage` for the new epoch, without ratchet tree.
+    #[tls_codec(discriminant = 1)]
+    Full(MlsMessageBytes),
+    /// `partial(2)`: the committer's signature and extensions; the DS fills in the rest.
+    #[tls_codec(discriminant = 2)]
+    Partial(PartialGroupInfo),
+}
+
+/// `PartialGroupInfo` (draft-mahy-mls-ratchet-tree-options, the RTO layout).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct PartialGroupInfo {
+    /// `RatchetTreePresence`; mimi-ds v1 accepts only `no_ratchet_tree(0)`.
+    pub ratchet_tree_presence: u8,
+    /// `Extension group_info_extensions<V>`, kept as its encoded contents.
+    pub group_info_extensions: VLBytes,
+    /// `SignWithLabel(., "GroupInfoTBS", GroupInfoTBS)` by the committer.
+    pub signature: VLBytes,
+}
+
+/// `MLSGroupUpdate` (DS-03..06): a commit and the GroupInfo of the epoch it creates.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct GroupUpdate {
+    /// A PublicMessage carrying a commit.
+    pub commit: MlsMessageBytes,
+    /// The GroupInfo of the new epoch.
+    pub group_info: GroupInfoOption,
+}
+
+/// A request that is just one group update: `delete_group(2)`, `remove_users(4)`,
+/// `remove_clients(6)` (DS-03/04 `DeleteGroupRequest`, `RemoveUsersRequest`,
+/// `RemoveClientsRequest`, which share this layout).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct DeleteGroupRequest {
+    /// The commit.
+    pub group_update: GroupUpdate,
+}
+
+/// `external_join(9)`: DS-04 `ExternalJoinRequest`, plus the group ID for routing (an
+/// unauthenticated request has no `ClientSignature.group_id`).
+pub type ExternalJoinRequest = DeleteGroupRequest;
+
+/// `re_initialize_group(14)`: DS-04 `ReInitializeGroupRequest`.
+pub type ReInitializeGroupRequest = DeleteGroupRequest;
+
+/// A commit with Welcomes: `add_users(3)`, `add_clients(5)`, `commits(16)` (DS-04
+/// `AddUsersRequest`; DS-06 `CommitRequest` with a single update).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct MembershipCommitRequest {
+    /// The commit.
+    pub group_update: GroupUpdate,
+    /// Welcome messages for the members the commit adds.
+    pub welcome_messages: Vec<MlsMessageBytes>,
+}
+
+/// `commits(16)`, the DS-06 `CommitRequest`.
+pub type CommitRequest = MembershipCommitRequest;
+
+/// `SelfRemoveClientRequest` (DS-03..05).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct SelfRemoveClientRequest {
+    /// A PublicMessage Remove proposal of the sender's own leaf.
+    pub proposal: MlsMessageBytes,
+}
+
+/// `UpdateClientRequest` (DS-04/05, with the client queue configuration in place of the
+/// FanoutAuthToken).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct UpdateClientRequest {
+    /// A commit with an update path.
+    pub group_update: GroupUpdate,
+    /// If present, replaces the sender's client queue configuration.
+    pub queue_config: Option<ClientQueueConfig>,
+}
+
+/// `SendMessageRequest` (DS-03..05).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct SendMessageRequest {
+    /// A PrivateMessage with content type `application`.
+    pub application_message: MlsMessageBytes,
+}
+
+/// `KeyPackagesRequest` (DS-04).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct KeyPackagesRequest {
+    /// `ClientID client_identifiers<V>`.
+    pub client_ids: Vec<VLBytes>,
+}
+
+/// `ConnectionKeyPackagesRequest` (DS-04).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ConnectionKeyPackagesRequest {
+    /// `UserID user_identifier`.
+    pub user_id: VLBytes,
+}
+
+/// `ProposalRequest` (DS-06 `ds_proposals`, there misnamed `AddClientsRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ProposalsRequest {
+    /// PublicMessages each carrying one proposal.
+    pub proposals: Vec<MlsMessageBytes>,
+}
+
+/// `GroupInfoRequest` (DS-06 `ds_group_info`, with the group ID the digest §7 item 8 adds).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct GroupInfoRequest {
+    /// The group.
+    pub group_id: VLBytes,
+}
+
+/// `WelcomeInfoRequest` (digest §7 item 8). The group and the joiner's KeyPackageRef are in the
+/// `ClientSignature`.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct WelcomeInfoRequest {
+    /// The epoch the Welcome is for.
+    pub epoch: u64,
+}
+
+/// `UpdateQueueInfoRequest` (DS-00 "Update queue information"; DS-02 `UpdateClientFanoutInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct UpdateQueueInfoRequest {
+    /// The sender's new client queue configuration.
+    pub queue_config: ClientQueueConfig,
+}
