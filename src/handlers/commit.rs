@@ -184,8 +184,11 @@ where
     )
 }
 
+/// A Welcome and the KeyPackageRefs it is encrypted to.
+type WelcomeTargets<'a> = Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>;
+
 /// Each Welcome with the KeyPackageRefs it is encrypted to (RFC 9420 §12.4.3.1).
-fn welcome_targets(welcomes: &[MlsMessageBytes]) -> std::result::Result<Vec<(&MlsMessageBytes, Vec<Vec<u8>>)>, RejectReason> {
+fn welcome_targets(welcomes: &[MlsMessageBytes]) -> std::result::Result<WelcomeTargets<'_>, RejectReason> {
     welcomes
         .iter()
         .map(|bytes| match bytes.parse()?.extract() {

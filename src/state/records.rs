@@ -73,7 +73,7 @@ impl Roster {
     /// commit), takes the configuration from its leaf node.
     pub(crate) fn rebuild(
         group: &PublicGroup,
-        previous: Option<&Roster>,
+        previous: Option<&Self>,
         replaced: &[LeafNodeIndex],
     ) -> Result<Self, RejectReason> {
         let mut members: Vec<Option<MemberEntry>> = Vec::new();

@@ -59,7 +59,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, for backends that iterate.
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [Self; 7] = [
         Self::Reservation,
         Self::Roster,
         Self::Sequencer,
