@@ -16,3 +16,5 @@ pub use fanout::Fanout;
 pub use service::*;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

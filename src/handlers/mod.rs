@@ -172,7 +172,7 @@ pub(crate) fn check_epoch(current: u64, message: GroupEpoch, tolerance: u64) -> 
     let message_epoch = message.as_u64();
     if message_epoch > current {
         Err(RejectReason::FutureEpoch { current, message_epoch })
-    } else if message_epoch + tolerance < current {
+    } else if message_epoch.saturating_add(tolerance) < current {
         Err(RejectReason::WrongEpoch { current, message_epoch })
     } else {
         Ok(())
