@@ -199,8 +199,8 @@ pub struct DeleteGroupRequest {
     pub group_update: GroupUpdate,
 }
 
-/// `external_join(9)`: DS-04 `ExternalJoinRequest`, plus the group ID for routing (an
-/// unauthenticated request has no `ClientSignature.group_id`).
+/// `external_join(9)`: DS-04 `ExternalJoinRequest`. It is unauthenticated (the joiner is not a
+/// member yet); the group is named by the external commit's own `group_id`.
 pub type ExternalJoinRequest = DeleteGroupRequest;
 
 /// `re_initialize_group(14)`: DS-04 `ReInitializeGroupRequest`.
