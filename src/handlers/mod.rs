@@ -134,7 +134,12 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             group_id: group_id.to_vec(),
             guard,
             records,
-            replay_mark: auth.map(|a| a.mark(Some(response.clone()))),
+            // A retry of a state change must get the same answer, so its response is kept;
+            // a read (`ReplayMarkOnly`) keeps only the mark: a resend is a replay, and the
+            // stored answer would be stale and as large as a ratchet tree.
+            replay_mark: auth.map(|a| {
+                a.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))
+            }),
             now_ms: self.now_ms,
             fanout,
         };

@@ -1,0 +1,888 @@
+//! Every `DSErrorCode` is produced by at least one request, built with real openmls clients
+//! wherever MLS is involved. Each rejection is checked end to end: the exact status, the error
+//! response as it decodes on the wire (code and code-specific details), no fanout, and storage
+//! byte-identical to what it was before the request. `every_error_code_is_covered` fails if a
+//! code is added to `ErrorCode::ALL` without a test here.
+
+use mimi_ds::storage::{
+    DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, ReplayMark, WriteOutcome, WriteSet,
+};
+use mimi_ds::testing::{
+    commit_body, decode_response, mls_bytes, Received, TestClient, TestDs, CIPHERSUITE,
+};
+use mimi_ds::wire::{
+    decode_exact, encode, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData, DsError,
+    DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
+    GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
+    MlsMessageBytes, ProposalsRequest, SendMessageRequest, UpdateClientRequest,
+    WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+};
+use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
+use openmls::prelude::{
+    Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup,
+    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+};
+use openmls_traits::OpenMlsProvider as _;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// Alice alone in a group registered with the DS (epoch 0, leaf 0).
+fn solo() -> (TestDs, TestClient) {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let out = ds.process(&alice.create_group_request(ds.now_ms));
+    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    (ds, alice)
+}
+
+/// Alice (leaf 0) and Bob (leaf 1) in one group at epoch 1, all messages delivered.
+fn pair() -> (TestDs, TestClient, TestClient) {
+    let (mut ds, mut alice) = solo();
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
+    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob]);
+    let tree = match decode_response(&ds.process(&TestClient::group_info_request(&alice.group_id())).response).body {
+        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
+        other => panic!("{other:?}"),
+    };
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else { panic!("no Welcome") };
+    bob.join_from_welcome(&welcome, &tree);
+    assert_eq!((alice.epoch(), bob.epoch(), alice.leaf(), bob.leaf()), (1, 1, 0, 1));
+    (ds, alice, bob)
+}
+
+
+/// Processes `request` with `service` on `storage` and checks it is refused with `code`:
+/// status, decoded error response, details shape, no fanout, storage byte-identical.
+fn reject_with(
+    service: &DeliveryService,
+    now_ms: u64,
+    storage: &mut InMemoryStorage,
+    request: &[u8],
+    code: ErrorCode,
+) -> DsError {
+    let before = storage.clone();
+    let out = service.process(UnixTimeMs(now_ms), request, storage).expect("in-memory storage does not fail");
+    let response = decode_response(&out.response);
+    assert_eq!(out.status, Status::Rejected(code), "response: {response:?}");
+    assert_eq!(response.version, PROTOCOL_VERSION_MIMI_DS10);
+    let DsResponseBody::Error(error) = response.body else { panic!("expected an error body, got {response:?}") };
+    assert_eq!(error.code, code);
+    assert!(!error.description.as_slice().is_empty(), "a description is given");
+    match code {
+        ErrorCode::WrongEpoch | ErrorCode::FutureEpoch => {
+            assert!(matches!(error.details, DsErrorDetails::CurrentEpoch(_)), "{error:?}")
+        }
+        ErrorCode::InvalidProposal | ErrorCode::MissingPendingProposals => {
+            assert!(matches!(error.details, DsErrorDetails::ProposalRefs(_)), "{error:?}")
+        }
+        _ => assert_eq!(error.details, DsErrorDetails::None),
+    }
+    assert!(out.fanout.is_empty(), "a rejected request fans out nothing");
+    assert!(*storage == before, "a rejected request leaves storage byte-identical");
+    error
+}
+
+/// Checked processing on a [`TestDs`] (methods, so `ds.reject(&client.request(ds.now_ms), ..)`
+/// borrows like `ds.process(..)`).
+trait Check {
+    /// Processes a request that must be accepted.
+    fn accept(&mut self, request: &[u8]) -> Outcome;
+    /// Processes a request that must be refused with `code` (see [`reject_with`]).
+    fn reject(&mut self, request: &[u8], code: ErrorCode) -> DsError;
+}
+
+impl Check for TestDs {
+    fn accept(&mut self, request: &[u8]) -> Outcome {
+        let out = self.process(request);
+        assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+        out
+    }
+
+    fn reject(&mut self, request: &[u8], code: ErrorCode) -> DsError {
+        let now = self.now_ms;
+        reject_with(&self.ds, now, &mut self.storage, request, code)
+    }
+}
+
+fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
+    encode(&DsRequest { version: PROTOCOL_VERSION_MIMI_DS10, body, auth: DsAuthData::Unauthenticated }).unwrap()
+}
+
+/// A signed `group_info` request by a member.
+fn signed_group_info(client: &TestClient, now_ms: u64) -> Vec<u8> {
+    client.signed(DsRequestBody::GroupInfo(GroupInfoRequest { group_id: client.group_id().into() }), now_ms)
+}
+
+/// The body of a request, as decoded.
+fn body_of(request: &[u8]) -> DsRequestBody {
+    decode_exact::<DsRequest>(request).unwrap().body
+}
+
+/// A request with one bit of its `ClientSignature.signature` flipped (the signature is the last
+/// field of the request).
+fn with_flipped_signature(request: &[u8]) -> Vec<u8> {
+    let mut bytes = request.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    bytes
+}
+
+/// An MLS group for `client` built like `TestClient::create_group`, but with the given
+/// group-context extensions and optionally without the queue-configuration leaf extension.
+fn custom_group(client: &mut TestClient, group_id: &[u8], context: Option<Extensions<openmls::prelude::GroupContext>>, queue_ext: bool) {
+    let mut builder = MlsGroup::builder()
+        .with_group_id(GroupId::from_slice(group_id))
+        .ciphersuite(CIPHERSUITE)
+        .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .with_capabilities(TestClient::capabilities());
+    if queue_ext {
+        builder = builder.with_leaf_node_extensions(TestClient::queue_extension(&client.queue)).unwrap();
+    }
+    if let Some(extensions) = context {
+        builder = builder.with_group_context_extensions(extensions);
+    }
+    client.group = Some(builder.build(&client.provider, &client.signer, client.credential.clone()).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_group_id
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_group_id_not_issued_by_the_ds() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    alice.create_group(b"self-chosen@hub.example", &ds.external_sender);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+}
+
+#[test]
+fn invalid_group_id_reservation_expired() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let reservation = ds.ds.config().group_id_reservation_ms;
+    // Still valid at the last millisecond of the reservation...
+    let mut at_expiry = ds.storage.clone();
+    let out = ds
+        .ds
+        .process(UnixTimeMs(ds.now_ms + reservation), &alice.create_group_request(ds.now_ms + reservation), &mut at_expiry)
+        .unwrap();
+    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    // ...and refused one millisecond later.
+    ds.advance(reservation + 1);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+}
+
+#[test]
+fn invalid_group_id_already_created() {
+    let (mut ds, alice) = solo();
+    // A fresh request (new timestamp, so not a byte-identical retry) for the same group.
+    ds.advance(1);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+}
+
+#[test]
+fn invalid_group_id_after_deletion() {
+    let (mut ds, mut alice, _bob) = pair();
+    let _ = ds.accept(&alice.delete_group_request(ds.now_ms));
+    // The tombstone keeps the ID from being re-created.
+    let mut again = TestClient::new("alice", "alice-2", "a.example");
+    again.create_group(&alice.group_id(), &ds.external_sender);
+    ds.reject(&again.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+}
+
+#[test]
+fn invalid_group_id_signature_for_another_group() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    let other_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let body = body_of(&alice.create_group_request(ds.now_ms));
+    let request = alice.signed_as(body, &other_id, ds.now_ms, DsSenderId::LeafIndex(0));
+    ds.reject(&request, ErrorCode::InvalidGroupId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_leaf_node_or_key_package
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_leaf_node_key_package_without_queue_config() {
+    let (mut ds, mut alice) = solo();
+    let bob = TestClient::new("bob", "bob-1", "b.example");
+    let key_package: KeyPackage = KeyPackage::builder()
+        .leaf_node_capabilities(TestClient::capabilities())
+        .build(CIPHERSUITE, &bob.provider, &bob.signer, bob.credential.clone())
+        .unwrap()
+        .key_package()
+        .clone();
+    ds.reject(&alice.add_request(vec![key_package], ds.now_ms), ErrorCode::InvalidLeafNodeOrKeyPackage);
+}
+
+#[test]
+fn invalid_leaf_node_creator_without_queue_config() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    let senders = Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
+    custom_group(&mut alice, &group_id, Some(senders), false);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidLeafNodeOrKeyPackage);
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_group_info
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_group_info_group_without_external_senders() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    custom_group(&mut alice, &group_id, None, true);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupInfo);
+}
+
+#[test]
+fn invalid_group_info_group_names_another_ds() {
+    let mut ds = TestDs::new("hub.example");
+    let (_, other_ds) = mimi_ds::testing::ds_identity("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &other_ds);
+    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupInfo);
+}
+
+#[test]
+fn invalid_group_info_commit_with_previous_epochs_group_info() {
+    let (mut ds, mut alice, _bob) = pair();
+    let stale = alice.group().export_group_info(alice.provider.crypto(), &alice.signer, false).unwrap();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    update.group_info = GroupInfoOption::Full(mls_bytes(&stale));
+    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidGroupInfo);
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrong_epoch / future_epoch
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn wrong_epoch_losing_commit() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let from_alice = alice.update_request(ds.now_ms);
+    let from_bob = bob.update_request(ds.now_ms);
+    let _ = ds.accept(&from_bob);
+    let error = ds.reject(&from_alice, ErrorCode::WrongEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
+}
+
+#[test]
+fn wrong_epoch_message_and_proposal_of_an_old_epoch() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let message = alice.message_request(b"old", ds.now_ms);
+    let proposal = alice.propose_remove_request(bob.leaf(), ds.now_ms);
+    let out = ds.accept(&bob.update_request(ds.now_ms));
+    bob.confirm_commit();
+    let error = ds.reject(&message, ErrorCode::WrongEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
+    let error = ds.reject(&proposal, ErrorCode::WrongEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
+    // After catching up, Alice's next message is accepted.
+    TestDs::route(&out, &mut [&mut alice]);
+    assert_eq!(alice.process_inbox(), vec![Received::Commit { epoch: 2, removed: false }]);
+    let _ = ds.accept(&alice.message_request(b"new", ds.now_ms));
+}
+
+#[test]
+fn future_epoch_commit_after_an_unsent_commit() {
+    let (mut ds, mut alice) = solo();
+    // Alice merges a commit the DS never saw: she is at epoch 1, the DS at 0.
+    let _never_sent = alice.update_request(ds.now_ms);
+    alice.confirm_commit();
+    assert_eq!(alice.epoch(), 1);
+    let error = ds.reject(&alice.update_request(ds.now_ms), ErrorCode::FutureEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(0));
+    let error = ds.reject(&alice.message_request(b"ahead", ds.now_ms), ErrorCode::FutureEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// not_allowed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn not_allowed_commit_by_another_member() {
+    let (mut ds, alice, mut bob) = pair();
+    // Bob's commit, wrapped in a request Alice validly signs as herself.
+    let (update, _) = bob.stage_commit(|b| b.force_self_update(true));
+    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::NotAllowed);
+}
+
+#[test]
+fn not_allowed_proposal_by_another_member() {
+    let (mut ds, alice, mut bob) = pair();
+    let (proposal, _) = bob
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_remove_member(&bob.provider, &bob.signer, LeafNodeIndex::new(0))
+        .unwrap();
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&proposal)] });
+    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::NotAllowed);
+}
+
+#[test]
+fn not_allowed_delete_group_that_keeps_members() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let request = alice.signed(DsRequestBody::DeleteGroup(DeleteGroupRequest { group_update: update }), ds.now_ms);
+    ds.reject(&request, ErrorCode::NotAllowed);
+}
+
+#[test]
+fn not_allowed_welcomes_do_not_match_adds() {
+    let (mut ds, mut alice) = solo();
+    let bob = TestClient::new("bob", "bob-1", "b.example");
+    let carol = TestClient::new("carol", "carol-1", "c.example");
+    // Without the Welcome.
+    let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![bob.key_package()]));
+    let no_welcome = alice.signed(commit_body(update.clone()), ds.now_ms);
+    ds.reject(&no_welcome, ErrorCode::NotAllowed);
+    // With the Welcome twice.
+    let welcome = welcome.unwrap();
+    let twice = alice.signed(
+        DsRequestBody::Commits(MembershipCommitRequest {
+            group_update: update,
+            welcome_messages: vec![welcome.clone(), welcome.clone()],
+        }),
+        ds.now_ms,
+    );
+    ds.reject(&twice, ErrorCode::NotAllowed);
+    // With a Welcome for someone the commit does not add.
+    alice.discard_commit();
+    let (update, _) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
+    let foreign = alice.signed(
+        DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: vec![welcome] }),
+        ds.now_ms,
+    );
+    ds.reject(&foreign, ErrorCode::NotAllowed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_proposal
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_proposal_empty_list() {
+    let (mut ds, alice, _bob) = pair();
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: Vec::new() });
+    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    assert_eq!(error.details, DsErrorDetails::ProposalRefs(Vec::new()));
+}
+
+#[test]
+fn invalid_proposal_same_proposal_twice() {
+    let (mut ds, mut alice, bob) = pair();
+    let (proposal, proposal_ref) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .unwrap();
+    let proposal = mls_bytes(&proposal);
+    let expected = DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()]);
+
+    // Twice in one request.
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![proposal.clone(), proposal.clone()] });
+    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    assert_eq!(error.details, expected);
+
+    // Once accepted, then again in a new request (new timestamp, so not a retry).
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![proposal] });
+    let _ = ds.accept(&alice.signed(body.clone(), ds.now_ms));
+    ds.advance(1);
+    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    assert_eq!(error.details, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// unknown_group
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_group_never_created() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    alice.create_group(b"nowhere@hub.example", &ds.external_sender);
+    ds.reject(&alice.message_request(b"hi", ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(&TestClient::group_info_request(b"nowhere@hub.example"), ErrorCode::UnknownGroup);
+}
+
+#[test]
+fn unknown_group_only_reserved() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    ds.reject(&alice.message_request(b"hi", ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(&TestClient::group_info_request(&group_id), ErrorCode::UnknownGroup);
+}
+
+#[test]
+fn unknown_group_after_deletion() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let _ = ds.accept(&alice.delete_group_request(ds.now_ms));
+    alice.confirm_commit();
+    ds.reject(&alice.message_request(b"anyone?", ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(&bob.message_request(b"still here?", ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(&TestClient::group_info_request(&alice.group_id()), ErrorCode::UnknownGroup);
+}
+
+// ---------------------------------------------------------------------------------------------
+// authentication_failed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn authentication_failed_wrong_key_for_the_claimed_leaf() {
+    let (mut ds, mut alice, bob) = pair();
+    let group_id = alice.group_id();
+    let now = ds.now_ms;
+    let message = body_of(&alice.message_request(b"hi", now));
+    let commit = body_of(&alice.update_request(now));
+    let info = DsRequestBody::GroupInfo(GroupInfoRequest { group_id: group_id.clone().into() });
+    for body in [message, commit, info] {
+        let request = bob.signed_as(body, &group_id, now, DsSenderId::LeafIndex(alice.leaf()));
+        ds.reject(&request, ErrorCode::AuthenticationFailed);
+    }
+}
+
+#[test]
+fn authentication_failed_unauthenticated_send_message() {
+    let (mut ds, mut alice, _bob) = pair();
+    let body = body_of(&alice.message_request(b"hi", ds.now_ms));
+    ds.reject(&unauthenticated(body), ErrorCode::AuthenticationFailed);
+}
+
+#[test]
+fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
+    let (mut ds, mut alice, _bob) = pair();
+    let group_id = alice.group_id();
+    let now = ds.now_ms;
+    let body = body_of(&alice.message_request(b"hi", now));
+    ds.reject(&alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(7)), ErrorCode::AuthenticationFailed);
+    ds.reject(&alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(u32::MAX)), ErrorCode::AuthenticationFailed);
+    let kp_ref = DsSenderId::KeyPackageRef(vec![0u8; 32].into());
+    ds.reject(&alice.signed_as(body, &group_id, now, kp_ref), ErrorCode::AuthenticationFailed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_message_type
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_message_type_private_message_as_commit() {
+    let (mut ds, mut alice, _bob) = pair();
+    let private = alice.group.as_mut().unwrap().create_message(&alice.provider, &alice.signer, b"x").unwrap();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    update.commit = mls_bytes(&private);
+    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidMessageType);
+}
+
+#[test]
+fn invalid_message_type_commit_as_application_message_or_proposal_or_welcome() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let commit: MlsMessageBytes = update.commit.clone();
+    let as_message = DsRequestBody::SendMessage(SendMessageRequest { application_message: commit.clone() });
+    ds.reject(&alice.signed(as_message, ds.now_ms), ErrorCode::InvalidMessageType);
+    let as_proposal = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![commit.clone()] });
+    ds.reject(&alice.signed(as_proposal, ds.now_ms), ErrorCode::InvalidMessageType);
+    let as_welcome = DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: vec![commit] });
+    ds.reject(&alice.signed(as_welcome, ds.now_ms), ErrorCode::InvalidMessageType);
+}
+
+#[test]
+fn invalid_message_type_group_info_as_commit() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let GroupInfoOption::Full(group_info) = &update.group_info else { panic!() };
+    let swapped = GroupUpdate { commit: group_info.clone(), group_info: update.group_info.clone() };
+    ds.reject(&alice.signed(commit_body(swapped), ds.now_ms), ErrorCode::InvalidMessageType);
+}
+
+// ---------------------------------------------------------------------------------------------
+// missing_pending_proposals
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn missing_pending_proposals_commit_by_a_member_that_missed_the_proposal() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let (proposal, proposal_ref) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .unwrap();
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&proposal)] });
+    let _ = ds.accept(&alice.signed(body, ds.now_ms));
+    // Bob never received the proposal: his commit does not include it.
+    let error = ds.reject(&bob.update_request(ds.now_ms), ErrorCode::MissingPendingProposals);
+    assert_eq!(error.details, DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// replayed_request, and byte-identical retries (Duplicate)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn replayed_request_same_signed_content_with_another_signature_encoding() {
+    let (mut ds, mut alice, _bob) = pair();
+    // An accepted state-changing request...
+    let message = alice.message_request(b"once", ds.now_ms);
+    let _ = ds.accept(&message);
+    // ...whose signed content arrives again with different signature bytes.
+    ds.reject(&with_flipped_signature(&message), ErrorCode::ReplayedRequest);
+    // An accepted commit, likewise.
+    let commit = alice.update_request(ds.now_ms);
+    let _ = ds.accept(&commit);
+    alice.confirm_commit();
+    ds.reject(&with_flipped_signature(&commit), ErrorCode::ReplayedRequest);
+}
+
+#[test]
+fn replayed_request_signed_read_only_group_info() {
+    let (mut ds, alice, _bob) = pair();
+    let request = signed_group_info(&alice, ds.now_ms);
+    let out = ds.accept(&request);
+    assert!(matches!(decode_response(&out.response).body, DsResponseBody::ExternalCommitInfo(_)));
+    assert!(out.fanout.is_empty());
+    ds.reject(&with_flipped_signature(&request), ErrorCode::ReplayedRequest);
+    // The byte-identical request again: a read keeps no answer to repeat, so it is a replay;
+    // nothing changes and nothing is fanned out.
+    let before = ds.storage.clone();
+    let again = ds.process(&request);
+    assert_eq!(again.status, Status::Rejected(ErrorCode::ReplayedRequest));
+    assert!(again.fanout.is_empty());
+    assert!(ds.storage == before);
+}
+
+#[test]
+fn signed_group_info_sent_twice_is_replayed_request() {
+    let (mut ds, alice, _bob) = pair();
+    let request = signed_group_info(&alice, ds.now_ms);
+    let _ = ds.accept(&request);
+    ds.reject(&request, ErrorCode::ReplayedRequest);
+}
+
+#[test]
+fn replay_window_ends_with_the_auth_window() {
+    let (mut ds, mut alice, _bob) = pair();
+    let message = alice.message_request(b"once", ds.now_ms);
+    let _ = ds.accept(&message);
+    // Past the window, the same request is stale rather than a retry.
+    ds.advance(ds.ds.config().auth_window_ms + 1);
+    ds.reject(&message, ErrorCode::StaleTimestamp);
+    ds.reject(&with_flipped_signature(&message), ErrorCode::StaleTimestamp);
+}
+
+#[test]
+fn duplicate_byte_identical_retries_of_accepted_requests() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let message = alice.message_request(b"hi", ds.now_ms);
+    let commit = bob.update_request(ds.now_ms);
+    let queue = alice.update_queue_request(
+        mimi_ds::wire::ClientQueueConfig { provider_domain: b"a2.example".to_vec().into(), queue: b"q2".to_vec().into() },
+        ds.now_ms,
+    );
+    for request in [message, commit, queue] {
+        let first = ds.accept(&request);
+        let before = ds.storage.clone();
+        let retry = ds.process(&request);
+        assert_eq!(retry.status, Status::Duplicate);
+        assert_eq!(retry.response, first.response, "the earlier answer is repeated");
+        assert!(retry.fanout.is_empty(), "nothing is fanned out again");
+        assert!(ds.storage == before, "a duplicate changes nothing");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// stale_timestamp
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn stale_timestamp_past_and_future() {
+    let (mut ds, mut alice, _bob) = pair();
+    let now = ds.now_ms;
+    let six_minutes = 6 * 60 * 1000;
+    ds.reject(&alice.message_request(b"past", now - six_minutes), ErrorCode::StaleTimestamp);
+    ds.reject(&alice.message_request(b"future", now + six_minutes), ErrorCode::StaleTimestamp);
+    ds.reject(&alice.update_request(now - six_minutes), ErrorCode::StaleTimestamp);
+    alice.discard_commit();
+    ds.reject(&signed_group_info(&alice, now + six_minutes), ErrorCode::StaleTimestamp);
+    // The window is inclusive: exactly 5 minutes either way is fresh, one ms more is stale.
+    let window = ds.ds.config().auth_window_ms;
+    ds.reject(&alice.message_request(b"edge", now - window - 1), ErrorCode::StaleTimestamp);
+    ds.reject(&alice.message_request(b"edge", now + window + 1), ErrorCode::StaleTimestamp);
+    let _ = ds.accept(&alice.message_request(b"edge", now - window));
+    let _ = ds.accept(&alice.message_request(b"edge", now + window));
+}
+
+// ---------------------------------------------------------------------------------------------
+// malformed_request / unsupported_version / request_too_large / unsupported_operation
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn malformed_request_garbage_and_trailing_bytes() {
+    let (mut ds, mut alice, _bob) = pair();
+    for garbage in [
+        &[][..],
+        &[0x00],
+        &[0x00, 0x01],
+        &[0x00, 0x01, 0xff],
+        &[0x00, 0x01, 0x00],       // request_group_id without auth
+        &[0x00, 0x01, 0x00, 0x02], // unknown DSAuthData
+        &[0x00, 0x01, 0x14, 0x00], // unknown DSRequestType 20
+        b"\x00\x01GET / HTTP/1.1\r\n\r\n",
+    ] {
+        ds.reject(garbage, ErrorCode::MalformedRequest);
+    }
+    let mut trailing = alice.message_request(b"hi", ds.now_ms);
+    trailing.push(0);
+    ds.reject(&trailing, ErrorCode::MalformedRequest);
+    let mut trailing = unauthenticated(DsRequestBody::RequestGroupId);
+    trailing.push(0);
+    ds.reject(&trailing, ErrorCode::MalformedRequest);
+}
+
+#[test]
+fn unsupported_version() {
+    let (mut ds, mut alice, _bob) = pair();
+    let message = alice.message_request(b"hi", ds.now_ms);
+    for version in [0u16, 2, 0x0100, u16::MAX] {
+        let mut request = message.clone();
+        request[..2].copy_from_slice(&version.to_be_bytes());
+        ds.reject(&request, ErrorCode::UnsupportedVersion);
+        ds.reject(&version.to_be_bytes(), ErrorCode::UnsupportedVersion);
+    }
+}
+
+#[test]
+fn request_too_large() {
+    let (ds, mut alice, _bob) = pair();
+    let request = alice.message_request(&[0x42; 4096], ds.now_ms);
+    let with_limit = |limit: usize| {
+        let mut config = DsConfig::new("hub.example");
+        config.max_request_bytes = limit;
+        TestDs::with_config(config)
+    };
+    // Exactly at the limit is accepted (send_message does not involve the DS's own key, so a
+    // second DS instance can serve the same storage)...
+    let at_limit = with_limit(request.len());
+    let mut storage = ds.storage.clone();
+    let out = at_limit.ds.process(UnixTimeMs(ds.now_ms), &request, &mut storage).unwrap();
+    assert_eq!(out.status, Status::Accepted);
+    // ...one byte under it is refused before decoding, whatever the bytes.
+    let under = with_limit(request.len() - 1);
+    let mut storage = ds.storage.clone();
+    reject_with(&under.ds, ds.now_ms, &mut storage, &request, ErrorCode::RequestTooLarge);
+    reject_with(&under.ds, ds.now_ms, &mut storage, &vec![0xff; request.len()], ErrorCode::RequestTooLarge);
+}
+
+#[test]
+fn unsupported_operation() {
+    let (mut ds, alice, _bob) = pair();
+    let now = ds.now_ms;
+    let bodies = [
+        DsRequestBody::KeyPackages(KeyPackagesRequest { client_ids: vec![b"bob".to_vec().into()] }),
+        DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest { user_id: b"bob".to_vec().into() }),
+        DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 1 }),
+    ];
+    for body in bodies {
+        ds.reject(&unauthenticated(body.clone()), ErrorCode::UnsupportedOperation);
+        ds.reject(&alice.signed(body, now), ErrorCode::UnsupportedOperation);
+    }
+    // The per-operation commit variants are defined on the wire but not served.
+    let mut alice = alice;
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let variants = [
+        DsRequestBody::UpdateClient(UpdateClientRequest { group_update: update.clone(), queue_config: None }),
+        DsRequestBody::AddUsers(MembershipCommitRequest { group_update: update.clone(), welcome_messages: vec![] }),
+        DsRequestBody::RemoveUsers(DeleteGroupRequest { group_update: update }),
+    ];
+    for body in variants {
+        ds.reject(&alice.signed(body, now), ErrorCode::UnsupportedOperation);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// invalid_mls_message
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_mls_message_commit_with_a_broken_signature() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    // A member's commit PublicMessage ends with signature<V> (64 bytes of Ed25519),
+    // confirmation_tag<V> and membership_tag<V> (32 bytes each, SHA-256 HMAC).
+    let mut commit = update.commit.as_bytes().to_vec();
+    let len = commit.len();
+    assert_eq!((commit[len - 33], commit[len - 66], commit[len - 131]), (0x20, 0x20, 0x40), "layout of the commit's tail");
+    commit[len - 100] ^= 0x01; // inside the signature
+    update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
+    // Wrapped in a request Alice validly signs: only the MLS signature is wrong.
+    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidMlsMessage);
+}
+
+#[test]
+fn invalid_mls_message_proposal_with_a_broken_signature() {
+    let (mut ds, mut alice, bob) = pair();
+    let (proposal, _) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .unwrap();
+    let mut bytes = mls_bytes(&proposal).into_bytes();
+    // A member's proposal ends with signature<V> (64 bytes) and membership_tag<V> (32 bytes).
+    let len = bytes.len();
+    assert_eq!((bytes[len - 33], bytes[len - 98]), (0x20, 0x40), "layout of the proposal's tail");
+    bytes[len - 60] ^= 0x80;
+    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![MlsMessageBytes::from_bytes(bytes).unwrap()] });
+    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidMlsMessage);
+}
+
+// ---------------------------------------------------------------------------------------------
+// conflict
+// ---------------------------------------------------------------------------------------------
+
+/// Storage that reads from an `InMemoryStorage` but reports every write as a conflict.
+struct AlwaysConflicting {
+    inner: InMemoryStorage,
+    writes: usize,
+}
+
+impl DsStorage for AlwaysConflicting {
+    type Error = <InMemoryStorage as DsStorage>::Error;
+    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Self::Error> {
+        self.inner.read(group_id, kinds)
+    }
+    fn replay_mark(&self, group_id: &[u8], key: &[u8], now_ms: u64) -> Result<Option<ReplayMark>, Self::Error> {
+        self.inner.replay_mark(group_id, key, now_ms)
+    }
+    fn write(&mut self, _: &WriteSet) -> Result<WriteOutcome, Self::Error> {
+        self.writes += 1;
+        Ok(WriteOutcome::Conflict)
+    }
+}
+
+#[test]
+fn conflict_when_every_write_conflicts() {
+    let (ds, mut alice, _bob) = pair();
+    let requests = [alice.message_request(b"hi", ds.now_ms), alice.update_request(ds.now_ms), unauthenticated(DsRequestBody::RequestGroupId)];
+    for request in requests {
+        let mut storage = AlwaysConflicting { inner: ds.storage.clone(), writes: 0 };
+        let out = ds.ds.process(UnixTimeMs(ds.now_ms), &request, &mut storage).unwrap();
+        assert_eq!(out.status, Status::Rejected(ErrorCode::Conflict));
+        let DsResponseBody::Error(error) = decode_response(&out.response).body else { panic!() };
+        assert_eq!((error.code, error.details), (ErrorCode::Conflict, DsErrorDetails::None));
+        assert!(out.fanout.is_empty());
+        assert_eq!(storage.writes, ds.ds.config().max_conflict_retries as usize + 1);
+        assert!(storage.inner == ds.storage, "nothing was written");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coverage
+// ---------------------------------------------------------------------------------------------
+
+/// Each code with the tests above that produce it.
+const COVERED: &[(ErrorCode, &[&str])] = &[
+    (ErrorCode::InvalidGroupId, &[
+        "invalid_group_id_not_issued_by_the_ds",
+        "invalid_group_id_reservation_expired",
+        "invalid_group_id_already_created",
+        "invalid_group_id_after_deletion",
+        "invalid_group_id_signature_for_another_group",
+    ]),
+    (ErrorCode::InvalidLeafNodeOrKeyPackage, &[
+        "invalid_leaf_node_key_package_without_queue_config",
+        "invalid_leaf_node_creator_without_queue_config",
+    ]),
+    (ErrorCode::InvalidGroupInfo, &[
+        "invalid_group_info_group_without_external_senders",
+        "invalid_group_info_group_names_another_ds",
+        "invalid_group_info_commit_with_previous_epochs_group_info",
+    ]),
+    (ErrorCode::WrongEpoch, &["wrong_epoch_losing_commit", "wrong_epoch_message_and_proposal_of_an_old_epoch"]),
+    (ErrorCode::NotAllowed, &[
+        "not_allowed_commit_by_another_member",
+        "not_allowed_proposal_by_another_member",
+        "not_allowed_delete_group_that_keeps_members",
+        "not_allowed_welcomes_do_not_match_adds",
+    ]),
+    (ErrorCode::InvalidProposal, &["invalid_proposal_empty_list", "invalid_proposal_same_proposal_twice"]),
+    (ErrorCode::UnknownGroup, &["unknown_group_never_created", "unknown_group_only_reserved", "unknown_group_after_deletion"]),
+    (ErrorCode::AuthenticationFailed, &[
+        "authentication_failed_wrong_key_for_the_claimed_leaf",
+        "authentication_failed_unauthenticated_send_message",
+        "authentication_failed_leaf_without_member_or_not_a_leaf_sender",
+    ]),
+    (ErrorCode::InvalidMessageType, &[
+        "invalid_message_type_private_message_as_commit",
+        "invalid_message_type_commit_as_application_message_or_proposal_or_welcome",
+        "invalid_message_type_group_info_as_commit",
+    ]),
+    (ErrorCode::MissingPendingProposals, &["missing_pending_proposals_commit_by_a_member_that_missed_the_proposal"]),
+    (ErrorCode::ReplayedRequest, &[
+        "replayed_request_same_signed_content_with_another_signature_encoding",
+        "replayed_request_signed_read_only_group_info",
+    ]),
+    (ErrorCode::StaleTimestamp, &["stale_timestamp_past_and_future", "replay_window_ends_with_the_auth_window"]),
+    (ErrorCode::FutureEpoch, &["future_epoch_commit_after_an_unsent_commit"]),
+    (ErrorCode::MalformedRequest, &["malformed_request_garbage_and_trailing_bytes"]),
+    (ErrorCode::UnsupportedVersion, &["unsupported_version"]),
+    (ErrorCode::RequestTooLarge, &["request_too_large"]),
+    (ErrorCode::UnsupportedOperation, &["unsupported_operation"]),
+    (ErrorCode::InvalidMlsMessage, &[
+        "invalid_mls_message_commit_with_a_broken_signature",
+        "invalid_mls_message_proposal_with_a_broken_signature",
+    ]),
+    (ErrorCode::Conflict, &["conflict_when_every_write_conflicts"]),
+];
+
+#[test]
+fn every_error_code_is_covered() {
+    let this_file = include_str!("error_codes.rs");
+    let mut missing = Vec::new();
+    for code in ErrorCode::ALL {
+        match COVERED.iter().find(|(c, _)| c == code) {
+            None => missing.push(code.name()),
+            Some((_, tests)) => {
+                assert!(!tests.is_empty(), "{} lists no test", code.name());
+                for test in *tests {
+                    assert!(
+                        this_file.contains(&format!("#[test]\nfn {test}()")),
+                        "{}: test {test} is listed but not defined",
+                        code.name()
+                    );
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "error codes without a test: {missing:?}");
+    for (i, (code, _)) in COVERED.iter().enumerate() {
+        assert!(ErrorCode::ALL.contains(code), "{code:?} is not in ErrorCode::ALL");
+        assert!(!COVERED[..i].iter().any(|(c, _)| c == code), "{code:?} listed twice");
+    }
+    assert_eq!(COVERED.len(), ErrorCode::ALL.len());
+}
