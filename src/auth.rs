@@ -9,25 +9,81 @@ use crate::error::{internal, Failure, RejectReason};
 use crate::storage::{DsStorage, ReplayMark};
 use crate::wire::{ClientSignature, ClientSignatureTbs, DsAuthData, DsRequest, DsSenderId};
 
-/// A request's `ClientSignature`, checked for freshness and not yet verified.
-pub(crate) struct ClientAuth<'a> {
-    pub(crate) signature: &'a ClientSignature,
-    /// `SignContent(ClientSignatureTBS)`: what the signature covers.
-    sign_content: Vec<u8>,
-    /// SHA-256 of `sign_content`: the replay key. Keyed on what is signed, not on the
-    /// signature bytes, so a re-encoded or malleated (ECDSA) signature is still a replay.
-    pub(crate) replay_key: Vec<u8>,
-    /// SHA-256 of the whole request.
-    pub(crate) request_hash: Vec<u8>,
-    pub(crate) expires_at_ms: u64,
-}
-
 /// What the replay check found.
 pub(crate) enum ReplayCheck {
     /// Not seen before.
     Fresh,
     /// A byte-identical retry of an accepted request: answer with the stored response.
     Retry(Vec<u8>),
+}
+
+/// How a request is remembered: its replay key, the hash of its exact bytes, and until when.
+pub(crate) struct ReplayGuard {
+    replay_key: Vec<u8>,
+    request_hash: Vec<u8>,
+    expires_at_ms: u64,
+}
+
+impl ReplayGuard {
+    /// For a request without a `ClientSignature` that changes state (an external commit): it is
+    /// keyed by its own bytes, so only a byte-identical retry is recognised, and remembered for
+    /// one authentication window.
+    pub(crate) fn for_unsigned<E: std::error::Error + 'static>(
+        crypto: &impl OpenMlsCrypto,
+        request_bytes: &[u8],
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Self, Failure<E>> {
+        let request_hash = sha256(crypto, request_bytes)?;
+        Ok(Self {
+            replay_key: request_hash.clone(),
+            request_hash,
+            expires_at_ms: now_ms.saturating_add(window_ms),
+        })
+    }
+
+    /// Looks the request up among the replay marks of its group.
+    pub(crate) fn check<S: DsStorage>(
+        &self,
+        storage: &S,
+        group_id: &[u8],
+        now_ms: u64,
+    ) -> Result<ReplayCheck, Failure<S::Error>> {
+        let mark = storage
+            .replay_mark(group_id, &self.replay_key, now_ms)
+            .map_err(|e| Failure::Process(crate::ProcessError::Storage(e)))?;
+        match mark {
+            None => Ok(ReplayCheck::Fresh),
+            Some(ReplayMark { request_hash, response: Some(response), .. })
+                if request_hash == self.request_hash =>
+            {
+                Ok(ReplayCheck::Retry(response))
+            }
+            Some(_) => Err(RejectReason::Replayed.into()),
+        }
+    }
+
+    /// The replay mark to store with the request's write set.
+    pub(crate) fn mark(&self, response: Option<Vec<u8>>) -> (Vec<u8>, ReplayMark) {
+        (
+            self.replay_key.clone(),
+            ReplayMark {
+                request_hash: self.request_hash.clone(),
+                expires_at_ms: self.expires_at_ms,
+                response,
+            },
+        )
+    }
+}
+
+/// A request's `ClientSignature`, checked for freshness and not yet verified.
+pub(crate) struct ClientAuth<'a> {
+    pub(crate) signature: &'a ClientSignature,
+    /// `SignContent(ClientSignatureTBS)`: what the signature covers.
+    sign_content: Vec<u8>,
+    /// Keyed by SHA-256 of `sign_content`: what is signed, not the signature bytes, so a
+    /// re-encoded or malleated (ECDSA) signature is still a replay.
+    pub(crate) guard: ReplayGuard,
 }
 
 impl<'a> ClientAuth<'a> {
@@ -59,15 +115,13 @@ impl<'a> ClientAuth<'a> {
             sender_id: &signature.sender_id,
         };
         let sign_content = tbs.sign_content().map_err(internal)?;
-        let replay_key = sha256(crypto, &sign_content)?;
-        let request_hash = sha256(crypto, request_bytes)?;
-        Ok(Self {
-            signature,
-            sign_content,
-            replay_key,
-            request_hash,
+        let guard = ReplayGuard {
+            replay_key: sha256(crypto, &sign_content)?,
+            request_hash: sha256(crypto, request_bytes)?,
+            // Past this the timestamp is stale, so the mark is no longer needed.
             expires_at_ms: signature.timestamp_ms.saturating_add(window_ms),
-        })
+        };
+        Ok(Self { signature, sign_content, guard })
     }
 
     /// The group the request is about.
@@ -80,26 +134,6 @@ impl<'a> ClientAuth<'a> {
         match self.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => Ok(leaf),
             _ => Err(RejectReason::AuthenticationFailed("this operation needs a leaf_index sender")),
-        }
-    }
-
-    /// Looks the request up among the replay marks of its group.
-    pub(crate) fn check_replay<S: DsStorage>(
-        &self,
-        storage: &S,
-        now_ms: u64,
-    ) -> Result<ReplayCheck, Failure<S::Error>> {
-        let mark = storage
-            .replay_mark(self.group_id(), &self.replay_key, now_ms)
-            .map_err(|e| Failure::Process(crate::ProcessError::Storage(e)))?;
-        match mark {
-            None => Ok(ReplayCheck::Fresh),
-            Some(ReplayMark { request_hash, response: Some(response), .. })
-                if request_hash == self.request_hash =>
-            {
-                Ok(ReplayCheck::Retry(response))
-            }
-            Some(_) => Err(RejectReason::Replayed.into()),
         }
     }
 
@@ -119,21 +153,9 @@ impl<'a> ClientAuth<'a> {
             )
             .map_err(|_| RejectReason::AuthenticationFailed("signature does not verify"))
     }
-
-    /// The replay mark to store with the request's write set.
-    pub(crate) fn mark(&self, response: Option<Vec<u8>>) -> (Vec<u8>, ReplayMark) {
-        (
-            self.replay_key.clone(),
-            ReplayMark {
-                request_hash: self.request_hash.clone(),
-                expires_at_ms: self.expires_at_ms,
-                response,
-            },
-        )
-    }
 }
 
-fn sha256<E: std::error::Error + 'static>(
+pub(crate) fn sha256<E: std::error::Error + 'static>(
     crypto: &impl OpenMlsCrypto,
     data: &[u8],
 ) -> Result<Vec<u8>, Failure<E>> {

@@ -1,6 +1,150 @@
-//! mimi-ds
+//! # mimi-ds
+//!
+//! An embeddable, **sans-IO** implementation of the MIMI Delivery Service: the *hub* that
+//! orders and validates the MLS messages of the groups it owns and fans them out to the
+//! providers of their members (draft-robert-mimi-delivery-service, draft-ietf-mimi-protocol).
+//! The provider-side Queueing Service and the transport mapping follow in later releases.
+//!
+//! The hub keeps the public state of every group (ratchet tree, GroupContext, pending
+//! proposals) and validates each commit and proposal against it with openmls's `PublicGroup`,
+//! so it can refuse what members would refuse, and it gives every accepted message a
+//! per-group sequence number and an acceptance time. It never sees plaintext.
+//!
+//! ## How it is driven
+//!
+//! The embedding server owns every socket, clock, thread and database. For each request it
+//! calls [`DeliveryService::process`] with the request bytes, the current time and its
+//! storage, and gets back the bytes to answer with and the deliveries to make:
+//!
+//! ```text
+//!                     ┌───────────────────────────────┐
+//!   request bytes ───►│                               ├──► response bytes   (to the requester)
+//!   now: UnixTimeMs ─►│  DeliveryService::process     │
+//!                     │                               ├──► Vec<Fanout>      (one per provider:
+//!                     └──────┬───────────────▲────────┘     a QS request for its clients)
+//!                  reads, then at most one   │
+//!                  guarded write per request │
+//!                     ┌──────▼───────────────┴────────┐
+//!                     │  &mut impl DsStorage          │   your database, or InMemoryStorage
+//!                     └───────────────────────────────┘
+//! ```
+//!
+//! One [`DeliveryService`] holds only configuration, the hub's own MLS identity and a crypto
+//! provider; all group state lives in the [`storage::DsStorage`] passed to each call. The wire
+//! format of requests, responses and fanout is specified in `docs/wire-format.md` and
+//! implemented in [`wire`].
+//!
+//! ## Example
+//!
+//! A hub for `hub.example` with in-memory storage, answering a `request_group_id`:
+//!
+//! ```
+//! use mimi_ds::storage::InMemoryStorage;
+//! use mimi_ds::wire::{
+//!     decode_exact, encode, DsAuthData, DsRequest, DsRequestBody, DsResponse, DsResponseBody,
+//!     PROTOCOL_VERSION_MIMI_DS10,
+//! };
+//! use mimi_ds::{DeliveryService, DsConfig, DsIdentity, Status, UnixTimeMs};
+//! use openmls::prelude::{BasicCredential, Ciphersuite, SignaturePublicKey};
+//! use openmls_basic_credential::SignatureKeyPair;
+//! use openmls_rust_crypto::RustCrypto;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The hub's own MLS identity: it is an external sender of every group it serves.
+//! let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+//! let keys = SignatureKeyPair::new(suite.signature_algorithm())?;
+//! let identity = DsIdentity {
+//!     signature_key: SignaturePublicKey::from(keys.to_public_vec()),
+//!     credential: BasicCredential::new(b"hub.example".to_vec()).into(),
+//!     signer: Box::new(keys),
+//! };
+//! let hub = DeliveryService::new(DsConfig::new("hub.example"), identity, RustCrypto::default());
+//! let mut storage = InMemoryStorage::new();
+//!
+//! // Bytes as they arrive from the network, and the time as the server's clock reads it.
+//! let request = encode(&DsRequest {
+//!     version: PROTOCOL_VERSION_MIMI_DS10,
+//!     body: DsRequestBody::RequestGroupId,
+//!     auth: DsAuthData::Unauthenticated,
+//! })?;
+//! let now = UnixTimeMs(1_767_225_600_000);
+//!
+//! let outcome = hub.process(now, &request, &mut storage)?;
+//! assert_eq!(outcome.status, Status::Accepted);
+//! for fanout in &outcome.fanout {
+//!     // POST fanout.to_bytes() to the Queueing Service of fanout.destination.
+//!     let _ = (&fanout.destination, fanout.to_bytes());
+//! }
+//! // Send outcome.response back to the requester; here, read it.
+//! let response: DsResponse = decode_exact(&outcome.response)?;
+//! let DsResponseBody::GroupId(group_id) = response.body else { panic!("not a group ID") };
+//! assert!(group_id.as_slice().ends_with(b"@hub.example"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`DeliveryService::new`] refuses every client credential until the deployment says which
+//! it trusts, with [`DeliveryService::with_credential_validator`] and a
+//! [`CredentialValidator`]. With the `test-utils` feature, `mimi_ds::testing` provides real
+//! openmls clients and an in-process hub; `examples/demo.rs` runs a whole group life with them
+//! (`cargo run --release --example demo`).
+//!
+//! ## What the DS does not do
+//!
+//! * **No I/O.** It opens no sockets, speaks no HTTP, and does not deliver fanout: it returns
+//!   [`Fanout`] instructions and the caller sends them.
+//! * **No clock.** Time is the `now` argument of every call; timestamps, replay windows and
+//!   reservations are all measured against it.
+//! * **No threads, no sleeping, no background work.** Expired replay marks and reservations
+//!   are dropped by the storage backend (see the [`storage`] contract).
+//! * **No KeyPackage directory.** `key_packages` and `connection_key_packages` are answered
+//!   with `unsupported_operation`: in MIMI each provider serves its own users' KeyPackages.
+//! * **No identity policy of its own.** Which credentials are acceptable, and which user a
+//!   client belongs to, is the [`CredentialValidator`]'s decision.
+//!
+//! **Known limitation.** openmls reads the system clock in one place: when `PublicGroup`
+//! validates a KeyPackage (an Add in a commit or proposal), it checks the KeyPackage's lifetime
+//! against `SystemTime::now()`, not against `now`. The host clock must therefore be roughly
+//! right, and a simulated `now` far from the real time does not move that check.
+//!
+//! ## Guarantees
+//!
+//! * **Bad input is an answer, not a failure.** Whatever bytes arrive, a request the peer got
+//!   wrong yields an error `DSResponse` ([`Status::Rejected`] with a [`wire::ErrorCode`]),
+//!   leaves storage unchanged and fans out nothing. It never panics. `Err` from `process` is
+//!   reserved for storage failures and bugs ([`ProcessError`]), and then nothing was written.
+//! * **Validate first, write once.** A request is fully validated against what it read before
+//!   anything is written; its changes reach storage as one atomic write set, guarded by the
+//!   group's version (optimistic concurrency).
+//! * **Fanout only after the write.** [`Outcome::fanout`] is returned only once storage
+//!   reported the write applied, so every delivery reflects stored state. The write set also
+//!   carries the fanout, for backends that keep a durable outbox.
+//! * **Exactly one winner.** Of two conflicting commits for the same epoch, exactly one is
+//!   accepted, also when they race between read and write on different servers; the other
+//!   gets `wrong_epoch` with the current epoch and can retry after processing the winner.
+//! * **Retries are safe.** A byte-identical retry of an accepted request gets the original
+//!   answer ([`Status::Duplicate`]) and no second fanout; any other reuse of an accepted
+//!   signed request inside the authentication window is refused as `replayed_request`.
+//!
+//! ## Module map
+//!
+//! | Module | Visibility | Contents |
+//! |---|---|---|
+//! | [`wire`] | public | Codecs for every struct and codepoint on the wire, nothing else |
+//! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`], [`UnixTimeMs`]: decode, dispatch, the single write |
+//! | `handlers` | private | One file per operation: validate against a snapshot, plan the write |
+//! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
+//! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
+//! | [`storage`] | public | The [`storage::DsStorage`] contract and [`storage::InMemoryStorage`] |
+//! | `state` | private | The records mimi-ds stores per group, including the openmls `PublicGroup` |
+//! | `error` | re-exported | [`ProcessError`] (storage or bug) and [`RejectReason`] (the peer's fault) |
+//! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
+//! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
+//! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo |
+//! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
 pub mod wire;
 pub mod storage;
 mod state;
@@ -10,10 +154,14 @@ mod fanout;
 mod auth;
 mod handlers;
 mod service;
+mod identity;
+
+pub use identity::{user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator};
 pub use error::*;
 pub use config::*;
 pub use fanout::Fanout;
 pub use service::*;
+
 #[cfg(feature = "test-utils")]
 pub mod testing;
 #[cfg(feature = "fuzzing")]

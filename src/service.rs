@@ -5,6 +5,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
 use crate::config::{DsConfig, DsIdentity};
+use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::handlers::{self, Ctx, Plan};
@@ -53,6 +54,7 @@ pub struct DeliveryService<C = RustCrypto> {
     pub(crate) config: DsConfig,
     pub(crate) identity: DsIdentity,
     pub(crate) crypto: C,
+    pub(crate) validator: Box<dyn CredentialValidator>,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -67,8 +69,23 @@ impl<C> std::fmt::Debug for DeliveryService<C> {
 impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// A DS with its configuration, its external-sender identity and a crypto provider (which
     /// is also its source of randomness, so tests can inject a deterministic one).
+    ///
+    /// It refuses every credential until a [`CredentialValidator`] is set with
+    /// [`DeliveryService::with_credential_validator`]: which credentials a deployment trusts is
+    /// its decision, not a default of this crate.
     pub fn new(config: DsConfig, identity: DsIdentity, crypto: C) -> Self {
-        Self { config, identity, crypto }
+        Self {
+            config,
+            identity,
+            crypto,
+            validator: Box::new(BasicCredentialValidator::reject_all()),
+        }
+    }
+
+    /// Sets the validator that accepts credentials and names the user of each client.
+    pub fn with_credential_validator(mut self, validator: impl CredentialValidator + 'static) -> Self {
+        self.validator = Box::new(validator);
+        self
     }
 
     /// The configuration.

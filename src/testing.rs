@@ -19,7 +19,7 @@ use crate::wire::{
     SendMessageRequest, UpdateQueueInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
     QUEUE_CONFIG_EXTENSION_TYPE,
 };
-use crate::{DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
+use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
 
 /// The ciphersuite the test clients use.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -58,7 +58,9 @@ impl TestDs {
     pub fn with_config(config: DsConfig) -> Self {
         let (identity, external_sender) = ds_identity(&config.domain);
         Self {
-            ds: DeliveryService::new(config, identity, RustCrypto::default()),
+            // The harness's clients carry BasicCredentials naming MIMI client URIs.
+            ds: DeliveryService::new(config, identity, RustCrypto::default())
+                .with_credential_validator(BasicCredentialValidator::accept_basic_credentials()),
             storage: InMemoryStorage::new(),
             now_ms: START_MS,
             external_sender,
@@ -160,7 +162,8 @@ impl TestClient {
         let provider = OpenMlsRustCrypto::default();
         let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
         let credential = CredentialWithKey {
-            credential: BasicCredential::new(format!("{client}@{user}").into_bytes()).into(),
+            credential: BasicCredential::new(format!("mimi://{provider_domain}/d/{user}/{client}").into_bytes())
+                .into(),
             signature_key: signer.to_public_vec().into(),
         };
         let queue = ClientQueueConfig {

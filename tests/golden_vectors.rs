@@ -550,7 +550,7 @@ mod generator {
         let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().expect("GroupInfo").extract() else { panic!() };
         let vgi: VerifiableGroupInfo = vgi;
         PartialGroupInfo {
-            ratchet_tree_presence: 0,
+            ratchet_tree_presence: mimi_ds::wire::RatchetTreePresence::NoRatchetTree,
             group_info_extensions: vl_content(vgi.extensions()),
             signature: vl_content(vgi.signature()),
         }

@@ -2,7 +2,7 @@
 //! and the PartialGroupInfo the DS completes from its own post-commit state (RTO layout).
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{DsResponseBody, ErrorCode, GroupInfoOption, PartialGroupInfo};
+use mimi_ds::wire::{DsResponseBody, ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence};
 use mimi_ds::Status;
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageBodyIn, Verifiable};
@@ -29,7 +29,7 @@ fn to_partial(full: &GroupInfoOption) -> (PartialGroupInfo, Vec<u8>) {
     let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().unwrap().extract() else { panic!() };
     let vgi: VerifiableGroupInfo = vgi;
     let partial = PartialGroupInfo {
-        ratchet_tree_presence: 0,
+        ratchet_tree_presence: RatchetTreePresence::NoRatchetTree,
         group_info_extensions: vl_content(vgi.extensions()),
         signature: vl_content(vgi.signature()),
     };
@@ -76,7 +76,7 @@ fn partial_group_info_with_a_ratchet_tree_presence_is_refused() {
     let (mut ds, mut alice) = solo_group();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     let (mut partial, _) = to_partial(&update.group_info);
-    partial.ratchet_tree_presence = 1;
+    partial.ratchet_tree_presence = RatchetTreePresence::Present;
     update.group_info = GroupInfoOption::Partial(partial);
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));

@@ -130,7 +130,7 @@ where
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, LeafNodeIndex::new(sender))?;
-    let new_roster = Roster::rebuild(&group, Some(&roster), &removed)?;
+    let new_roster = Roster::rebuild(&group, Some(&roster), &removed, &[], &|leaf| ctx.identify(leaf))?;
 
     let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
     let accepted = AcceptedMessage {
@@ -175,7 +175,7 @@ where
         ],
     };
     ctx.write_plan::<S>(
-        Some(&auth),
+        Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
         records,

@@ -58,7 +58,7 @@ where
         .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
     auth.verify(ctx.crypto(), group.ciphersuite(), leaf.signature_key().as_slice())?;
 
-    let roster = Roster::from_group(&group)?;
+    let roster = Roster::from_group(&group, &|leaf| ctx.identify(leaf))?;
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record::<_, S>(RecordKind::Roster, &roster)?,
@@ -68,7 +68,7 @@ where
         RecordWrite::Put(RecordKind::GroupInfo, body.group_info.as_bytes().to_vec()),
     ];
     ctx.write_plan::<S>(
-        Some(&auth),
+        Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
         records,

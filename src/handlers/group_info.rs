@@ -76,6 +76,6 @@ where
     match auth {
         None => Ok(Plan::Answer(response)),
         // A read changes no record; only the replay mark is stored.
-        Some(auth) => ctx.write_plan::<S>(Some(&auth), group_id, VersionGuard::ReplayMarkOnly, Vec::new(), Vec::new(), response),
+        Some(auth) => ctx.write_plan::<S>(Some(&auth.guard), group_id, VersionGuard::ReplayMarkOnly, Vec::new(), Vec::new(), response),
     }
 }

@@ -10,7 +10,7 @@ use tls_codec::{DeserializeBytes, Serialize as _};
 
 use crate::config::DsIdentity;
 use crate::error::RejectReason;
-use crate::wire::{GroupInfoOption, MlsMessageBytes};
+use crate::wire::{GroupInfoOption, MlsMessageBytes, RatchetTreePresence};
 
 /// MLSMessage header of a GroupInfo: `ProtocolVersion mls10(1)`, `WireFormat
 /// mls_group_info(4)` (RFC 9420 §6).
@@ -75,7 +75,7 @@ pub(crate) fn verify_post_commit_group_info(
         }
         GroupInfoOption::Partial(partial) => {
             // RTO: only the "no ratchet tree" form is accepted in v1 (wire-format.md §4.3).
-            if partial.ratchet_tree_presence != 0 {
+            if partial.ratchet_tree_presence != RatchetTreePresence::NoRatchetTree {
                 return Err(RejectReason::InvalidGroupInfo(
                     "PartialGroupInfo ratchet_tree_presence must be no_ratchet_tree(0)".into(),
                 ));

@@ -10,12 +10,12 @@ mod proposals;
 mod queue_info;
 mod send_message;
 
-use openmls::prelude::{Ciphersuite, GroupEpoch};
+use openmls::prelude::{Ciphersuite, GroupEpoch, LeafNode};
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use tls_codec::DeserializeBytes;
 
-use crate::auth::{ClientAuth, ReplayCheck};
+use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::service::{encode_response, DeliveryService};
@@ -77,6 +77,14 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         &self.ds.crypto
     }
 
+    /// The user a leaf belongs to, if its credential is acceptable.
+    pub(crate) fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+        self.ds
+            .validator
+            .validate(leaf.credential(), leaf.signature_key().as_slice())
+            .map_err(|e| RejectReason::InvalidLeafNode(e.0))
+    }
+
     /// The request's `ClientSignature`, checked for freshness.
     pub(crate) fn client_auth<S: DsStorage>(&self) -> Result<ClientAuth<'_>, S> {
         ClientAuth::new(
@@ -94,7 +102,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         auth: &ClientAuth<'_>,
         storage: &S,
     ) -> Result<Option<Plan>, S> {
-        Ok(match auth.check_replay(storage, self.now_ms)? {
+        Ok(match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
             ReplayCheck::Fresh => None,
             ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
         })
@@ -122,7 +130,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     /// encoded response, and fans out `fanout`.
     pub(crate) fn write_plan<S: DsStorage>(
         &self,
-        auth: Option<&ClientAuth<'_>>,
+        guard_mark: Option<&ReplayGuard>,
         group_id: &[u8],
         guard: VersionGuard,
         records: Vec<RecordWrite>,
@@ -137,8 +145,8 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             // A retry of a state change must get the same answer, so its response is kept;
             // a read (`ReplayMarkOnly`) keeps only the mark: a resend is a replay, and the
             // stored answer would be stale and as large as a ratchet tree.
-            replay_mark: auth.map(|a| {
-                a.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))
+            replay_mark: guard_mark.map(|g| {
+                g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))
             }),
             now_ms: self.now_ms,
             fanout,

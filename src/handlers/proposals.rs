@@ -137,7 +137,7 @@ where
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
     ];
     ctx.write_plan::<S>(
-        Some(&auth),
+        Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
         records,

@@ -32,7 +32,7 @@ where
     member.queue_config = body.queue_config.clone();
 
     ctx.write_plan::<S>(
-        Some(&auth),
+        Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
         vec![encode_record::<_, S>(RecordKind::Roster, &roster)?],

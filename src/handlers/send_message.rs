@@ -62,7 +62,7 @@ where
         roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
     );
     ctx.write_plan::<S>(
-        Some(&auth),
+        Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
         vec![encode_record::<_, S>(

@@ -27,6 +27,8 @@ pub(crate) struct Roster {
 pub(crate) struct MemberEntry {
     pub(crate) signature_key: VLBytes,
     pub(crate) queue_config: ClientQueueConfig,
+    /// The user the client belongs to, as the credential validator named it.
+    pub(crate) user: VLBytes,
 }
 
 /// [`crate::storage::RecordKind::Sequencer`].
@@ -61,20 +63,31 @@ pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, Reje
         .map_err(|e| RejectReason::InvalidLeafNode(format!("queue configuration: {e}")))
 }
 
+/// How a roster rebuild learns the user of a leaf: the deployment's
+/// [`crate::CredentialValidator`], applied to the leaf's credential.
+pub(crate) type IdentifyLeaf<'a> = &'a dyn Fn(&LeafNode) -> Result<Vec<u8>, RejectReason>;
+
 impl Roster {
-    /// The roster of a freshly imported group: every leaf must publish its queue configuration.
-    pub(crate) fn from_group(group: &PublicGroup) -> Result<Self, RejectReason> {
-        Self::rebuild(group, None, &[])
+    /// The roster of a freshly imported group: every leaf must carry an acceptable credential
+    /// and publish its queue configuration.
+    pub(crate) fn from_group(group: &PublicGroup, identify: IdentifyLeaf<'_>) -> Result<Self, RejectReason> {
+        Self::rebuild(group, None, &[], &[], identify)
     }
 
-    /// The roster after a commit was merged into `group`. A leaf that held the same member
-    /// before keeps its stored queue configuration (which `update_queue_info` may have
-    /// changed); a leaf that is new, or was in `replaced` (removed and re-filled by the same
-    /// commit), takes the configuration from its leaf node.
+    /// The roster after a commit was merged into `group`.
+    ///
+    /// * A leaf that held the same member before (not in `replaced`, i.e. not removed and
+    ///   re-filled by this commit) keeps its user and its stored queue configuration, which
+    ///   `update_queue_info` may have changed. If its leaf node was replaced (`changed`: an
+    ///   update path or Update proposal), the new credential is validated again and must name
+    ///   the same user (DS-04 §"Update client").
+    /// * A new leaf is validated and takes its queue configuration from its leaf node.
     pub(crate) fn rebuild(
         group: &PublicGroup,
         previous: Option<&Self>,
         replaced: &[LeafNodeIndex],
+        changed: &[LeafNodeIndex],
+        identify: IdentifyLeaf<'_>,
     ) -> Result<Self, RejectReason> {
         let mut members: Vec<Option<MemberEntry>> = Vec::new();
         for member in group.members() {
@@ -82,28 +95,41 @@ impl Roster {
             if members.len() <= index {
                 members.resize(index + 1, None);
             }
+            let leaf = group
+                .leaf(member.index)
+                .ok_or_else(|| RejectReason::InvalidLeafNode("member without leaf".into()))?;
             let kept = previous
                 .filter(|_| !replaced.contains(&member.index))
                 .and_then(|p| p.members.get(index).cloned().flatten());
-            let queue_config = match kept {
-                Some(entry) => entry.queue_config,
-                None => {
-                    let leaf = group.leaf(member.index).ok_or_else(|| {
-                        RejectReason::InvalidLeafNode("member without leaf".into())
-                    })?;
-                    queue_config_of(leaf)?
+            let entry = match kept {
+                Some(mut entry) => {
+                    if changed.contains(&member.index) && identify(leaf)? != entry.user.as_slice() {
+                        return Err(RejectReason::NotAllowed(
+                            "a credential change may not move a client to another user".into(),
+                        ));
+                    }
+                    entry.signature_key = member.signature_key.into();
+                    entry
                 }
+                None => MemberEntry {
+                    signature_key: member.signature_key.into(),
+                    queue_config: queue_config_of(leaf)?,
+                    user: identify(leaf)?.into(),
+                },
             };
-            members[index] = Some(MemberEntry {
-                signature_key: member.signature_key.into(),
-                queue_config,
-            });
+            members[index] = Some(entry);
         }
         Ok(Self {
             ciphersuite: group.ciphersuite() as u16,
             epoch: group.group_context().epoch().as_u64(),
             members,
         })
+    }
+
+    /// The leaves of a user's clients.
+    pub(crate) fn leaves_of(&self, user: &[u8]) -> impl Iterator<Item = u32> + '_ {
+        let user = user.to_vec();
+        self.iter().filter(move |(_, m)| m.user.as_slice() == user).map(|(leaf, _)| leaf)
     }
 
     /// The member at a leaf, if the leaf is occupied.

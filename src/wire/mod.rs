@@ -22,7 +22,7 @@ pub use request::{
     CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest,
     DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption,
     GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    PartialGroupInfo, ProposalsRequest, ReInitializeGroupRequest, SelfRemoveClientRequest,
+    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, ReInitializeGroupRequest, SelfRemoveClientRequest,
     SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{

@@ -1,8 +1,8 @@
 //! `DSRequest` and every request body (wire-format.md §4).
 //!
 //! Request types 0–14 are DS-03/04's `DSRequestType`; 15–19 are the DS-06 generic operations
-//! and the two requests DS-06 lacks a codepoint for, numbered as in the digest §7 item 1 and
-//! DECISIONS.md.
+//! and the requests DS-06 lacks a codepoint for, numbered as DECISIONS.md says (the digest §7
+//! item 1 put `ds_fanout_cep` at 19; DECISIONS.md gives 19 to `update_queue_info`).
 
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
@@ -170,11 +170,26 @@ pub enum GroupInfoOption {
     Partial(PartialGroupInfo),
 }
 
+/// `RatchetTreePresence` (draft-mahy-mls-ratchet-tree-options): uint8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum RatchetTreePresence {
+    /// `no_ratchet_tree(0)`: the GroupInfo has no `ratchet_tree` extension.
+    NoRatchetTree = 0,
+    /// `present(1)`.
+    Present = 1,
+    /// `removed(2)`.
+    Removed = 2,
+    /// `added(3)`.
+    Added = 3,
+}
+
 /// `PartialGroupInfo` (draft-mahy-mls-ratchet-tree-options, the RTO layout).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct PartialGroupInfo {
-    /// `RatchetTreePresence`; mimi-ds v1 accepts only `no_ratchet_tree(0)`.
-    pub ratchet_tree_presence: u8,
+    /// mimi-ds v1 accepts only `no_ratchet_tree(0)` (wire-format.md §4.3).
+    pub ratchet_tree_presence: RatchetTreePresence,
     /// `Extension group_info_extensions<V>`, kept as its encoded contents.
     pub group_info_extensions: VLBytes,
     /// `SignWithLabel(., "GroupInfoTBS", GroupInfoTBS)` by the committer.
