@@ -14,8 +14,8 @@ use mimi_ds::wire::{
     decode_exact, encode, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData, DsError,
     DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
     GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    MlsMessageBytes, ProposalsRequest, SendMessageRequest, UpdateClientRequest,
-    WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+    MlsMessageBytes, ProposalsRequest, SendMessageRequest,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{
@@ -705,21 +705,10 @@ fn unsupported_operation() {
     let bodies = [
         DsRequestBody::KeyPackages(KeyPackagesRequest { client_ids: vec![b"bob".to_vec().into()] }),
         DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest { user_id: b"bob".to_vec().into() }),
-        DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 1 }),
     ];
+    // KeyPackages are served by each provider's own directory, not by the hub.
     for body in bodies {
         ds.reject(&unauthenticated(body.clone()), ErrorCode::UnsupportedOperation);
-        ds.reject(&alice.signed(body, now), ErrorCode::UnsupportedOperation);
-    }
-    // The per-operation commit variants are defined on the wire but not served.
-    let mut alice = alice;
-    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
-    let variants = [
-        DsRequestBody::UpdateClient(UpdateClientRequest { group_update: update.clone(), queue_config: None }),
-        DsRequestBody::AddUsers(MembershipCommitRequest { group_update: update.clone(), welcome_messages: vec![] }),
-        DsRequestBody::RemoveUsers(DeleteGroupRequest { group_update: update }),
-    ];
-    for body in variants {
         ds.reject(&alice.signed(body, now), ErrorCode::UnsupportedOperation);
     }
 }

@@ -1,46 +1,51 @@
-//! Commits: `commits(16)` and `delete_group(2)` (DS-03..06 `MLSGroupUpdate`, DS-06 §"Commit").
+//! Commits by members: `commits(16)`, `delete_group(2)`, `add_users(3)`, `remove_users(4)`,
+//! `add_clients(5)`, `remove_clients(6)`, `update_client(8)`, `re_initialize_group(14)`
+//! (DS-03..06 `MLSGroupUpdate`; the per-operation rules are in [`super::commit_rules`]).
 //!
 //! Order of checks: authentication, framing (PublicMessage commit for this group at the current
 //! epoch, sent by the authenticated leaf), MLS validation by openmls `PublicGroup`, DS rules
-//! (pending proposals, self-removal, Welcomes, operation rule), merge, then the new GroupInfo is
+//! (pending proposals, self-removal, operation rule, Welcomes), merge, then the new GroupInfo is
 //! verified against the merged state. Nothing is written unless all of it holds.
 
 use std::collections::BTreeSet;
 
 use openmls::prelude::{
-    ContentType, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent,
-    ProposalOrRefType, Sender,
+    ContentType, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
+    ProposalOrRefType, PublicGroup, Sender, StagedCommit,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
+use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
-use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
-use crate::error::{internal, RejectReason};
+use super::proposals::{load_group, mls_reject, public_handshake};
+use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use crate::auth::ReplayGuard;
+use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
-use crate::handlers::check_epoch;
-use crate::handlers::proposals::{load_group, mls_reject, public_handshake};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
-use crate::state::queue_config_of;
-use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{AcceptedMessage, ClientQueueConfig, DsResponseBody, GroupUpdate, MlsMessageBytes};
+use crate::state::{
+    queue_config_of, Joiner, PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshot,
+    WelcomeSnapshots,
+};
+use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
+use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
-/// The operation-specific rule a commit must also satisfy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rule {
-    /// `commits(16)`: any valid commit.
-    Any,
-    /// `delete_group(2)`: DS-03..06 "Remove proposals for every member except the committer";
-    /// the group is then deleted.
-    DeleteGroup,
-}
+/// Records every commit handler reads.
+pub(crate) const COMMIT_READS: [RecordKind; 5] = [
+    RecordKind::Roster,
+    RecordKind::Sequencer,
+    RecordKind::MlsState,
+    RecordKind::PendingProposals,
+    RecordKind::WelcomeSnapshots,
+];
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
+    op: Operation<'_>,
     update: &GroupUpdate,
     welcomes: &[MlsMessageBytes],
-    rule: Rule,
 ) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
@@ -53,16 +58,13 @@ where
     }
     let sender = auth.leaf_index()?;
     let group_id = auth.group_id();
-    let snapshot = ctx.read_group(
-        storage,
-        group_id,
-        &[RecordKind::Roster, RecordKind::Sequencer, RecordKind::MlsState, RecordKind::PendingProposals],
-    )?;
+    let snapshot = ctx.read_group(storage, group_id, &COMMIT_READS)?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     let member = roster
         .member(sender)
         .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
     auth.verify(crypto, ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+    refuse_if_reinitialized(&roster)?;
 
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
@@ -82,6 +84,77 @@ where
 
     // DS-04..06: a commit MUST include every stored proposal by reference.
     let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    require_pending_included(&pending, &staged)?;
+
+    let committer = LeafNodeIndex::new(sender);
+    let summary = summarize(ctx, &group, &staged, Some(committer))?;
+    // DS-06 §"Commit": a member cannot commit its own removal.
+    if summary.removed.contains(&committer) {
+        return Err(RejectReason::NotAllowed("a committer cannot remove itself".into()).into());
+    }
+    commit_rules::check(op, &summary, sender, &roster)?;
+    if let Some(target) = &summary.reinit_group_id {
+        require_reserved_successor(ctx, storage, target)?;
+    }
+    let welcome_targets = match_welcomes(welcomes, &summary.added)?;
+
+    group.merge_commit(&buffer, *staged).map_err(internal)?;
+    let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, committer)?;
+    let mut new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &summary.changed, &|leaf| ctx.identify(leaf))?;
+    if let Operation::UpdateClient(Some(config)) = op {
+        // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
+        if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {
+            entry.queue_config = config.clone();
+        }
+    }
+    if let Some(target) = &summary.reinit_group_id {
+        new_roster.successor = Some(target.clone().into());
+    }
+
+    let accepted = Accepting {
+        group_id,
+        snapshot: &snapshot,
+        previous: &roster,
+        exclude: Some(sender),
+        commit: &update.commit,
+        welcomes: welcome_targets,
+    };
+    if op == Operation::DeleteGroup {
+        let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
+        let records = vec![
+            RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
+            RecordWrite::Delete(RecordKind::Roster),
+            RecordWrite::Delete(RecordKind::Sequencer),
+            RecordWrite::Delete(RecordKind::MlsState),
+            RecordWrite::Delete(RecordKind::GroupInfo),
+            RecordWrite::Delete(RecordKind::PendingProposals),
+            RecordWrite::Delete(RecordKind::WelcomeSnapshots),
+        ];
+        return ctx.write_plan::<S>(
+            Some(&auth.guard),
+            group_id,
+            VersionGuard::Exactly(snapshot.version),
+            records,
+            plan_fanout,
+            DsResponseBody::Accepted(receipt),
+        );
+    }
+    accepted.plan::<C, S>(ctx, &auth.guard, &group, &buffer, &summary, new_roster, group_info)
+}
+
+/// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
+pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<(), RejectReason> {
+    match &roster.successor {
+        Some(_) => Err(RejectReason::NotAllowed("the group was re-initialized; use its successor".into())),
+        None => Ok(()),
+    }
+}
+
+/// DS-04..06: every stored proposal must be included by reference.
+pub(crate) fn require_pending_included(
+    pending: &PendingProposals,
+    staged: &StagedCommit,
+) -> std::result::Result<(), RejectReason> {
     let included: BTreeSet<&[u8]> = staged
         .queued_proposals()
         .filter(|p| p.proposal_or_ref_type() == ProposalOrRefType::Reference)
@@ -94,109 +167,208 @@ where
         .filter(|r| !included.contains(r))
         .map(<[u8]>::to_vec)
         .collect();
-    if !missing.is_empty() {
-        return Err(RejectReason::MissingPendingProposals { refs: missing }.into());
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(RejectReason::MissingPendingProposals { refs: missing })
     }
-
-    let removed: Vec<LeafNodeIndex> = staged.remove_proposals().map(|r| r.remove_proposal().removed()).collect();
-    // DS-06 §"Commit": a member cannot commit its own removal.
-    if removed.contains(&LeafNodeIndex::new(sender)) {
-        return Err(RejectReason::NotAllowed("a committer cannot remove itself".into()).into());
-    }
-    if rule == Rule::DeleteGroup
-        && !roster.iter().all(|(leaf, _)| leaf == sender || removed.contains(&LeafNodeIndex::new(leaf)))
-    {
-        return Err(RejectReason::NotAllowed("delete_group must remove every other member".into()).into());
-    }
-
-    // Welcomes go exactly to the clients the commit adds (draft-ietf-mimi-protocol-06 Welcome
-    // routing): the KeyPackageRefs they name must be exactly those of the Adds.
-    let mut added: Vec<(Vec<u8>, ClientQueueConfig)> = Vec::new();
-    for add in staged.add_proposals() {
-        let key_package = add.add_proposal().key_package();
-        let kp_ref = key_package.hash_ref(crypto).map_err(internal)?;
-        added.push((kp_ref.as_slice().to_vec(), queue_config_of(key_package.leaf_node())?));
-    }
-    let welcome_targets = welcome_targets(welcomes)?;
-    let added_refs: BTreeSet<&[u8]> = added.iter().map(|(r, _)| r.as_slice()).collect();
-    let named_refs: BTreeSet<&[u8]> = welcome_targets.iter().flat_map(|(_, refs)| refs.iter().map(Vec::as_slice)).collect();
-    let named_count: usize = welcome_targets.iter().map(|(_, refs)| refs.len()).sum();
-    if added_refs != named_refs || named_count != added.len() {
-        return Err(RejectReason::NotAllowed(
-            "the Welcomes' KeyPackageRefs do not match the commit's Adds".into(),
-        )
-        .into());
-    }
-
-    group.merge_commit(&buffer, *staged).map_err(internal)?;
-    let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, LeafNodeIndex::new(sender))?;
-    let new_roster = Roster::rebuild(&group, Some(&roster), &removed, &[], &|leaf| ctx.identify(leaf))?;
-
-    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
-    let accepted = AcceptedMessage {
-        sequence_number: sequencer.next_sequence,
-        accepted_time_ms: ctx.now_ms,
-        epoch: new_roster.epoch,
-    };
-    // The commit reaches every member of the previous epoch but the sender, removed ones
-    // included (draft-ietf-mimi-protocol-06 §"Fanout": removed clients SHOULD get it).
-    let domain = &ctx.ds.config.domain;
-    let mut fanout: Vec<Fanout> = fan_out(
-        domain,
-        group_id,
-        accepted.sequence_number,
-        ctx.now_ms,
-        &update.commit,
-        roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
-    );
-    for (welcome, refs) in &welcome_targets {
-        let recipients = added.iter().filter(|(r, _)| refs.contains(r)).map(|(_, config)| config);
-        fanout.extend(fan_out(domain, group_id, accepted.sequence_number, ctx.now_ms, welcome, recipients));
-    }
-
-    let records = match rule {
-        Rule::DeleteGroup => vec![
-            RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
-            RecordWrite::Delete(RecordKind::Roster),
-            RecordWrite::Delete(RecordKind::Sequencer),
-            RecordWrite::Delete(RecordKind::MlsState),
-            RecordWrite::Delete(RecordKind::GroupInfo),
-            RecordWrite::Delete(RecordKind::PendingProposals),
-        ],
-        Rule::Any => vec![
-            encode_record::<_, S>(RecordKind::Roster, &new_roster)?,
-            encode_record::<_, S>(
-                RecordKind::Sequencer,
-                &Sequencer { next_sequence: sequencer.next_sequence + 1 },
-            )?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
-            RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
-            RecordWrite::Put(RecordKind::GroupInfo, group_info),
-        ],
-    };
-    ctx.write_plan::<S>(
-        Some(&auth.guard),
-        group_id,
-        VersionGuard::Exactly(snapshot.version),
-        records,
-        fanout,
-        DsResponseBody::Accepted(accepted),
-    )
 }
 
-/// A Welcome and the KeyPackageRefs it is encrypted to.
-type WelcomeTargets<'a> = Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>;
+/// Describes a staged commit for the operation rules. `committer` is `None` for an external
+/// commit (whose joiner has no leaf before the commit).
+pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ctx: &Ctx<'_, C>,
+    group: &PublicGroup,
+    staged: &StagedCommit,
+    committer: Option<LeafNodeIndex>,
+) -> std::result::Result<CommitSummary, Failure<E>> {
+    let mut summary = CommitSummary {
+        by_value: Vec::new(),
+        added: Vec::new(),
+        removed: Vec::new(),
+        removed_by_value: Vec::new(),
+        changed: Vec::new(),
+        has_path: staged.update_path_leaf_node().is_some(),
+        committer_credential_changed: false,
+        reinit_group_id: None,
+    };
+    for queued in staged.queued_proposals() {
+        let by_value = queued.proposal_or_ref_type() == ProposalOrRefType::Proposal;
+        if by_value {
+            summary.by_value.push(queued.proposal().proposal_type());
+        }
+        match queued.proposal() {
+            Proposal::Add(add) => {
+                let key_package = add.key_package();
+                let leaf = key_package.leaf_node();
+                summary.added.push(Added {
+                    key_package_ref: key_package.hash_ref(ctx.crypto()).map_err(internal)?.as_slice().to_vec(),
+                    queue_config: queue_config_of(leaf)?,
+                    user: ctx.identify(leaf)?,
+                    signature_key: leaf.signature_key().as_slice().to_vec(),
+                    expires_at_ms: key_package.life_time().not_after().saturating_mul(1000),
+                });
+            }
+            Proposal::Remove(remove) => {
+                summary.removed.push(remove.removed());
+                if by_value {
+                    summary.removed_by_value.push(remove.removed());
+                }
+            }
+            Proposal::Update(_) => {
+                if let Sender::Member(leaf) = queued.sender() {
+                    summary.changed.push(*leaf);
+                }
+            }
+            Proposal::ReInit(reinit) => {
+                // openmls keeps ReInitProposal's fields private; `group_id<V>` is its first field.
+                let encoded = reinit.tls_serialize_detached().map_err(internal)?;
+                let (target, _) = VLBytes::tls_deserialize_bytes(&encoded).map_err(internal)?;
+                summary.reinit_group_id = Some(target.as_slice().to_vec());
+            }
+            _ => {}
+        }
+    }
+    if let (Some(committer), Some(new_leaf)) = (committer, staged.update_path_leaf_node()) {
+        summary.changed.push(committer);
+        summary.committer_credential_changed =
+            group.leaf(committer).is_some_and(|old| old.credential() != new_leaf.credential());
+    }
+    Ok(summary)
+}
 
-/// Each Welcome with the KeyPackageRefs it is encrypted to (RFC 9420 §12.4.3.1).
-fn welcome_targets(welcomes: &[MlsMessageBytes]) -> std::result::Result<WelcomeTargets<'_>, RejectReason> {
-    welcomes
-        .iter()
-        .map(|bytes| match bytes.parse()?.extract() {
-            MlsMessageBodyIn::Welcome(welcome) => Ok((
-                bytes,
-                welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect(),
-            )),
-            _ => Err(RejectReason::InvalidMessageType("expected a Welcome")),
-        })
-        .collect()
+/// DS-03/04 §"Re-initialize group": the new group ID must be one this DS issued and that is
+/// still reserved, so the successor group can be created here.
+fn require_reserved_successor<C, S: DsStorage>(ctx: &Ctx<'_, C>, storage: &S, target: &[u8]) -> Result<(), S> {
+    let snapshot = storage
+        .read(target, &[RecordKind::Reservation])
+        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?;
+    let reserved = match snapshot.as_ref().and_then(|s| s.record(RecordKind::Reservation)) {
+        Some(bytes) => crate::wire::decode_exact::<Reservation>(bytes)
+            .map_err(internal)?
+            .expires_at_ms
+            >= ctx.now_ms,
+        None => false,
+    };
+    if reserved {
+        Ok(())
+    } else {
+        Err(RejectReason::InvalidGroupId("the ReInit names a group ID this DS has not reserved").into())
+    }
+}
+
+/// Pairs each Welcome with the added clients it is for. Welcomes go exactly to the clients the
+/// commit adds (draft-ietf-mimi-protocol-06 Welcome routing): the KeyPackageRefs they name
+/// (RFC 9420 §12.4.3.1) must be exactly those of the Adds, each once.
+fn match_welcomes<'a>(
+    welcomes: &'a [MlsMessageBytes],
+    added: &[Added],
+) -> std::result::Result<Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>, RejectReason> {
+    let mut targets = Vec::with_capacity(welcomes.len());
+    for bytes in welcomes {
+        let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
+            return Err(RejectReason::InvalidMessageType("expected a Welcome"));
+        };
+        targets.push((bytes, welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect::<Vec<_>>()));
+    }
+    let added_refs: BTreeSet<&[u8]> = added.iter().map(|a| a.key_package_ref.as_slice()).collect();
+    let named: Vec<&[u8]> = targets.iter().flat_map(|(_, refs)| refs.iter().map(Vec::as_slice)).collect();
+    let named_set: BTreeSet<&[u8]> = named.iter().copied().collect();
+    if added_refs != named_set || named.len() != added.len() {
+        return Err(RejectReason::NotAllowed("the Welcomes' KeyPackageRefs do not match the commit's Adds".into()));
+    }
+    Ok(targets)
+}
+
+/// The write and fanout of an accepted commit.
+pub(crate) struct Accepting<'a> {
+    pub(crate) group_id: &'a [u8],
+    pub(crate) snapshot: &'a GroupSnapshot,
+    /// The roster of the epoch the commit ends.
+    pub(crate) previous: &'a Roster,
+    /// The committer's leaf, which does not get its own commit back.
+    pub(crate) exclude: Option<u32>,
+    pub(crate) commit: &'a MlsMessageBytes,
+    pub(crate) welcomes: Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>,
+}
+
+impl Accepting<'_> {
+    /// The receipt and the fanout: the commit reaches every member of the previous epoch but
+    /// the committer, removed ones included (draft-ietf-mimi-protocol-06 §"Fanout"); each
+    /// Welcome reaches the clients it names.
+    pub(crate) fn fanout<C, S: DsStorage>(
+        &self,
+        ctx: &Ctx<'_, C>,
+        summary: &CommitSummary,
+        new_epoch: u64,
+    ) -> Result<(Vec<Fanout>, AcceptedMessage), S> {
+        let sequencer: Sequencer = decode_record::<_, S>(self.snapshot, RecordKind::Sequencer)?;
+        let receipt = AcceptedMessage {
+            sequence_number: sequencer.next_sequence,
+            accepted_time_ms: ctx.now_ms,
+            epoch: new_epoch,
+        };
+        let domain = &ctx.ds.config.domain;
+        let mut fanout = fan_out(
+            domain,
+            self.group_id,
+            receipt.sequence_number,
+            ctx.now_ms,
+            self.commit,
+            self.previous.iter().filter(|(leaf, _)| Some(*leaf) != self.exclude).map(|(_, m)| &m.queue_config),
+        );
+        for (welcome, refs) in &self.welcomes {
+            let recipients = summary.added.iter().filter(|a| refs.contains(&a.key_package_ref)).map(|a| &a.queue_config);
+            fanout.extend(fan_out(domain, self.group_id, receipt.sequence_number, ctx.now_ms, welcome, recipients));
+        }
+        Ok((fanout, receipt))
+    }
+
+    /// The plan for a commit that keeps the group.
+    #[allow(clippy::too_many_arguments)] // the pieces of one accepted commit
+    pub(crate) fn plan<C: OpenMlsCrypto, S: DsStorage>(
+        &self,
+        ctx: &Ctx<'_, C>,
+        guard: &ReplayGuard,
+        group: &PublicGroup,
+        buffer: &MlsStateBuffer,
+        summary: &CommitSummary,
+        roster: Roster,
+        group_info: Vec<u8>,
+    ) -> Result<Plan, S> {
+        let (fanout, receipt) = self.fanout::<C, S>(ctx, summary, roster.epoch)?;
+        let mut snapshots: WelcomeSnapshots = decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
+        snapshots.purge(ctx.now_ms);
+        if !summary.added.is_empty() {
+            snapshots.snapshots.push(WelcomeSnapshot {
+                epoch: roster.epoch,
+                ratchet_tree: group.export_ratchet_tree().tls_serialize_detached().map_err(internal)?.into(),
+                joiners: summary
+                    .added
+                    .iter()
+                    .map(|a| Joiner {
+                        key_package_ref: a.key_package_ref.clone().into(),
+                        signature_key: a.signature_key.clone().into(),
+                        expires_at_ms: a.expires_at_ms,
+                    })
+                    .collect(),
+            });
+        }
+        let records = vec![
+            encode_record::<_, S>(RecordKind::Roster, &roster)?,
+            encode_record::<_, S>(RecordKind::Sequencer, &Sequencer { next_sequence: receipt.sequence_number + 1 })?,
+            encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
+            encode_record::<_, S>(RecordKind::WelcomeSnapshots, &snapshots)?,
+            RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
+            RecordWrite::Put(RecordKind::GroupInfo, group_info),
+        ];
+        ctx.write_plan::<S>(
+            Some(guard),
+            self.group_id,
+            VersionGuard::Exactly(self.snapshot.version),
+            records,
+            fanout,
+            DsResponseBody::Accepted(receipt),
+        )
+    }
 }

@@ -8,7 +8,7 @@ use super::group_info_check::{check_names_ds_as_external_sender, signer_of, veri
 use super::{decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Reservation, Roster, Sequencer};
+use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{CreateGroupRequest, DsResponseBody};
 
@@ -64,6 +64,7 @@ where
         encode_record::<_, S>(RecordKind::Roster, &roster)?,
         encode_record::<_, S>(RecordKind::Sequencer, &Sequencer { next_sequence: 0 })?,
         encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
+        encode_record::<_, S>(RecordKind::WelcomeSnapshots, &WelcomeSnapshots::default())?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
         RecordWrite::Put(RecordKind::GroupInfo, body.group_info.as_bytes().to_vec()),
     ];

@@ -2,6 +2,7 @@
 //! write as a [`Plan`]; [`crate::DeliveryService::process`] performs the write.
 
 mod commit;
+mod commit_rules;
 mod create_group;
 mod group_id;
 mod group_info;
@@ -16,6 +17,7 @@ use openmls_traits::random::OpenMlsRand;
 use tls_codec::DeserializeBytes;
 
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
+use commit_rules::Operation;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::service::{encode_response, DeliveryService};
@@ -53,10 +55,32 @@ where
         DsRequestBody::RequestGroupId => group_id::handle(ctx, storage),
         DsRequestBody::CreateGroup(body) => create_group::handle(ctx, storage, body),
         DsRequestBody::Commits(body) => {
-            commit::handle(ctx, storage, &body.group_update, &body.welcome_messages, commit::Rule::Any)
+            commit::handle(ctx, storage, Operation::Commits, &body.group_update, &body.welcome_messages)
         }
         DsRequestBody::DeleteGroup(body) => {
-            commit::handle(ctx, storage, &body.group_update, &[], commit::Rule::DeleteGroup)
+            commit::handle(ctx, storage, Operation::DeleteGroup, &body.group_update, &[])
+        }
+        DsRequestBody::AddUsers(body) => {
+            commit::handle(ctx, storage, Operation::AddUsers, &body.group_update, &body.welcome_messages)
+        }
+        DsRequestBody::AddClients(body) => {
+            commit::handle(ctx, storage, Operation::AddClients, &body.group_update, &body.welcome_messages)
+        }
+        DsRequestBody::RemoveUsers(body) => {
+            commit::handle(ctx, storage, Operation::RemoveUsers, &body.group_update, &[])
+        }
+        DsRequestBody::RemoveClients(body) => {
+            commit::handle(ctx, storage, Operation::RemoveClients, &body.group_update, &[])
+        }
+        DsRequestBody::UpdateClient(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::UpdateClient(body.queue_config.as_ref()),
+            &body.group_update,
+            &[],
+        ),
+        DsRequestBody::ReInitializeGroup(body) => {
+            commit::handle(ctx, storage, Operation::ReInitialize, &body.group_update, &[])
         }
         DsRequestBody::Proposals(body) => proposals::handle(ctx, storage, &body.proposals),
         DsRequestBody::SendMessage(body) => send_message::handle(ctx, storage, body),

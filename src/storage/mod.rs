@@ -55,11 +55,13 @@ pub enum RecordKind {
     PendingProposals,
     /// Marks a deleted group, so its ID can neither be reused nor sent to.
     Tombstone,
+    /// Ratchet trees of epochs whose Welcome joiners have not fetched them yet.
+    WelcomeSnapshots,
 }
 
 impl RecordKind {
     /// Every kind, for backends that iterate.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Reservation,
         Self::Roster,
         Self::Sequencer,
@@ -67,6 +69,7 @@ impl RecordKind {
         Self::GroupInfo,
         Self::PendingProposals,
         Self::Tombstone,
+        Self::WelcomeSnapshots,
     ];
 }
 

@@ -1,0 +1,150 @@
+//! What each MIMI commit operation may contain (digest §1.5 table; DS-03/04 operation
+//! sections, with the DS-04+ rule that operation proposals come by value and stored
+//! proposals by reference, DECISIONS.md).
+
+use openmls::prelude::{LeafNodeIndex, ProposalType};
+
+use crate::error::RejectReason;
+use crate::state::Roster;
+use crate::wire::ClientQueueConfig;
+
+/// The operation a commit request claims to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation<'a> {
+    /// `commits(16)`: any valid commit (DS-06 §"Commit").
+    Commits,
+    /// `delete_group(2)`: removes every other member (DS-03..06 §"Delete group").
+    DeleteGroup,
+    /// `add_users(3)`: Adds of clients of users not yet in the group (DS-03/04).
+    AddUsers,
+    /// `add_clients(5)`: Adds of clients of the sender's own user (DS-03/04).
+    AddClients,
+    /// `remove_users(4)`: Removes covering every client of the removed users (DS-03/04).
+    RemoveUsers,
+    /// `remove_clients(6)`: Removes of other clients of the sender's own user (DS-03/04).
+    RemoveClients,
+    /// `update_client(8)`: an update path and no proposals by value (DS-04).
+    UpdateClient(Option<&'a ClientQueueConfig>),
+    /// `re_initialize_group(14)`: a ReInit proposal (DS-03/04).
+    ReInitialize,
+}
+
+/// A client a commit adds.
+pub(crate) struct Added {
+    pub(crate) key_package_ref: Vec<u8>,
+    pub(crate) queue_config: ClientQueueConfig,
+    pub(crate) user: Vec<u8>,
+    pub(crate) signature_key: Vec<u8>,
+    /// The KeyPackage's `not_after`, in ms.
+    pub(crate) expires_at_ms: u64,
+}
+
+/// What a staged commit does, in the terms the rules need.
+pub(crate) struct CommitSummary {
+    /// Types of the proposals carried by value.
+    pub(crate) by_value: Vec<ProposalType>,
+    pub(crate) added: Vec<Added>,
+    /// Every removed leaf, by value or by reference.
+    pub(crate) removed: Vec<LeafNodeIndex>,
+    /// Leaves removed by proposals carried by value.
+    pub(crate) removed_by_value: Vec<LeafNodeIndex>,
+    /// Leaves whose leaf node the commit replaces (update path, Update proposals).
+    pub(crate) changed: Vec<LeafNodeIndex>,
+    pub(crate) has_path: bool,
+    /// Whether the committer's credential differs after the commit.
+    pub(crate) committer_credential_changed: bool,
+    /// The group ID named by a ReInit proposal.
+    pub(crate) reinit_group_id: Option<Vec<u8>>,
+}
+
+fn not_allowed(why: &str) -> RejectReason {
+    RejectReason::NotAllowed(why.into())
+}
+
+/// Checks the operation's rule. `sender` is the committer's leaf; `roster` the group before the
+/// commit.
+pub(crate) fn check(op: Operation<'_>, summary: &CommitSummary, sender: u32, roster: &Roster) -> Result<(), RejectReason> {
+    let only_by_value = |kind: ProposalType| summary.by_value.iter().all(|t| *t == kind) && !summary.by_value.is_empty();
+    let sender_user = roster.member(sender).map(|m| m.user.as_slice()).unwrap_or_default();
+    let membership_op = matches!(
+        op,
+        Operation::AddUsers | Operation::AddClients | Operation::RemoveUsers | Operation::RemoveClients
+    );
+    // DS-03/04: membership operations MUST NOT change the committer's credential.
+    if membership_op && summary.committer_credential_changed {
+        return Err(not_allowed("this operation may not change the committer's credential"));
+    }
+    if summary.reinit_group_id.is_some() && !matches!(op, Operation::ReInitialize | Operation::Commits) {
+        return Err(not_allowed("a ReInit proposal belongs in re_initialize_group"));
+    }
+    match op {
+        Operation::Commits => Ok(()),
+        Operation::DeleteGroup => {
+            let all_others_removed = roster
+                .iter()
+                .all(|(leaf, _)| leaf == sender || summary.removed.contains(&LeafNodeIndex::new(leaf)));
+            if all_others_removed {
+                Ok(())
+            } else {
+                Err(not_allowed("delete_group must remove every other member"))
+            }
+        }
+        Operation::AddUsers => {
+            if !only_by_value(ProposalType::Add) {
+                return Err(not_allowed("add_users carries only Add proposals by value"));
+            }
+            // DS-03/04: "Adds MUST NOT contain clients of existing members".
+            if summary.added.iter().any(|a| roster.leaves_of(&a.user).next().is_some()) {
+                return Err(not_allowed("add_users may not add clients of users already in the group; use add_clients"));
+            }
+            Ok(())
+        }
+        Operation::AddClients => {
+            if !only_by_value(ProposalType::Add) {
+                return Err(not_allowed("add_clients carries only Add proposals by value"));
+            }
+            if summary.added.iter().any(|a| a.user != sender_user) {
+                return Err(not_allowed("add_clients may only add clients of the sender's own user"));
+            }
+            Ok(())
+        }
+        Operation::RemoveUsers => {
+            if !only_by_value(ProposalType::Remove) {
+                return Err(not_allowed("remove_users carries only Remove proposals by value"));
+            }
+            // DS-03/04: the removes must cover all clients of each removed user.
+            for removed in &summary.removed_by_value {
+                let user = roster.member(removed.u32()).map(|m| m.user.as_slice()).unwrap_or_default();
+                if roster.leaves_of(user).any(|leaf| !summary.removed.contains(&LeafNodeIndex::new(leaf))) {
+                    return Err(not_allowed("remove_users must remove every client of each removed user"));
+                }
+            }
+            Ok(())
+        }
+        Operation::RemoveClients => {
+            if !only_by_value(ProposalType::Remove) {
+                return Err(not_allowed("remove_clients carries only Remove proposals by value"));
+            }
+            let foreign = summary
+                .removed_by_value
+                .iter()
+                .any(|leaf| roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(sender_user));
+            if foreign {
+                return Err(not_allowed("remove_clients may only remove clients of the sender's own user"));
+            }
+            Ok(())
+        }
+        Operation::UpdateClient(_) => {
+            if !summary.has_path || !summary.by_value.is_empty() {
+                return Err(not_allowed("update_client is an update path with no proposals by value"));
+            }
+            Ok(())
+        }
+        Operation::ReInitialize => {
+            if summary.reinit_group_id.is_none() {
+                return Err(not_allowed("re_initialize_group needs a ReInit proposal"));
+            }
+            Ok(())
+        }
+    }
+}
