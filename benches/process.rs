@@ -17,7 +17,6 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::signatures::Signer;
 
-
 const SIZES: &[usize] = &[2, 10, 100];
 
 /// A DS holding a group of `size` members created by `alice` (the others never join: their
@@ -27,10 +26,16 @@ fn group_of(size: usize) -> (TestDs, TestClient) {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(ds.process(&alice.create_group_request(ds.now_ms)).status, Status::Accepted);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
     if size > 1 {
         let kps = (1..size)
-            .map(|i| TestClient::new(&format!("user{i}"), &format!("client{i}"), "b.example").key_package())
+            .map(|i| {
+                TestClient::new(&format!("user{i}"), &format!("client{i}"), "b.example")
+                    .key_package()
+            })
             .collect();
         let out = ds.process(&alice.add_request(kps, ds.now_ms));
         assert_eq!(out.status, Status::Accepted);
@@ -42,11 +47,19 @@ fn group_of(size: usize) -> (TestDs, TestClient) {
 fn send_message(c: &mut Criterion) {
     let mut group = c.benchmark_group("send_message");
     let crypto = openmls_rust_crypto::RustCrypto::default();
-    let keys = openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
+    let keys =
+        openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
     let payload = vec![7u8; 200];
     let signature = keys.sign(&payload).expect("sign");
     group.bench_function("floor_ed25519_verify", |b| {
-        b.iter(|| crypto.verify_signature(SignatureScheme::ED25519, &payload, keys.public(), &signature))
+        b.iter(|| {
+            crypto.verify_signature(
+                SignatureScheme::ED25519,
+                &payload,
+                keys.public(),
+                &signature,
+            )
+        })
     });
     for &size in SIZES {
         let (ds, mut alice) = group_of(size);
@@ -55,7 +68,10 @@ fn send_message(c: &mut Criterion) {
             b.iter_batched(
                 || ds.storage.clone(),
                 |mut storage| {
-                    let out = ds.ds.process(UnixTimeMs(ds.now_ms), request, &mut storage).expect("infallible");
+                    let out = ds
+                        .ds
+                        .process(UnixTimeMs(ds.now_ms), request, &mut storage)
+                        .expect("infallible");
                     assert_eq!(out.status, Status::Accepted);
                     out
                 },
@@ -80,7 +96,8 @@ fn update_commit(c: &mut Criterion) {
         let commit = alice.group().pending_commit().is_some();
         assert!(commit);
         let commit_bytes = {
-            let req: mimi_ds::wire::DsRequest = mimi_ds::wire::decode_exact(&request).expect("request");
+            let req: mimi_ds::wire::DsRequest =
+                mimi_ds::wire::decode_exact(&request).expect("request");
             match req.body {
                 mimi_ds::wire::DsRequestBody::Commits(c) => c.group_update.commit,
                 _ => unreachable!("update_request builds a commits request"),
@@ -91,7 +108,10 @@ fn update_commit(c: &mut Criterion) {
             b.iter_batched(
                 || ds.storage.clone(),
                 |mut storage| {
-                    let out = ds.ds.process(UnixTimeMs(ds.now_ms), request, &mut storage).expect("infallible");
+                    let out = ds
+                        .ds
+                        .process(UnixTimeMs(ds.now_ms), request, &mut storage)
+                        .expect("infallible");
                     assert_eq!(out.status, Status::Accepted);
                     out
                 },
@@ -102,7 +122,9 @@ fn update_commit(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let provider = OpenMlsRustCrypto::default();
-                    let MlsMessageBodyIn::GroupInfo(vgi) = MlsMessageIn::from(group_info.clone()).extract() else {
+                    let MlsMessageBodyIn::GroupInfo(vgi) =
+                        MlsMessageIn::from(group_info.clone()).extract()
+                    else {
                         unreachable!("exported a GroupInfo")
                     };
                     let (public, _) = PublicGroup::from_external(
@@ -113,17 +135,25 @@ fn update_commit(c: &mut Criterion) {
                         ProposalStore::new(),
                     )
                     .expect("import");
-                    let MlsMessageBodyIn::PublicMessage(message) = commit_bytes.parse().expect("commit").extract() else {
+                    let MlsMessageBodyIn::PublicMessage(message) =
+                        commit_bytes.parse().expect("commit").extract()
+                    else {
                         unreachable!("commits are PublicMessages")
                     };
                     (provider, public, message)
                 },
                 |(provider, mut public, message)| {
-                    let processed = public.process_message(provider.crypto(), message).expect("valid commit");
-                    let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+                    let processed = public
+                        .process_message(provider.crypto(), message)
+                        .expect("valid commit");
+                    let ProcessedMessageContent::StagedCommitMessage(staged) =
+                        processed.into_content()
+                    else {
                         unreachable!("a commit")
                     };
-                    public.merge_commit(provider.storage(), *staged).expect("merge");
+                    public
+                        .merge_commit(provider.storage(), *staged)
+                        .expect("merge");
                     public
                 },
                 BatchSize::LargeInput,

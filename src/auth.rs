@@ -54,11 +54,11 @@ impl ReplayGuard {
             .map_err(|e| Failure::Process(crate::ProcessError::Storage(e)))?;
         match mark {
             None => Ok(ReplayCheck::Fresh),
-            Some(ReplayMark { request_hash, response: Some(response), .. })
-                if request_hash == self.request_hash =>
-            {
-                Ok(ReplayCheck::Retry(response))
-            }
+            Some(ReplayMark {
+                request_hash,
+                response: Some(response),
+                ..
+            }) if request_hash == self.request_hash => Ok(ReplayCheck::Retry(response)),
             Some(_) => Err(RejectReason::Replayed.into()),
         }
     }
@@ -121,7 +121,11 @@ impl<'a> ClientAuth<'a> {
             // Past this the timestamp is stale, so the mark is no longer needed.
             expires_at_ms: signature.timestamp_ms.saturating_add(window_ms),
         };
-        Ok(Self { signature, sign_content, guard })
+        Ok(Self {
+            signature,
+            sign_content,
+            guard,
+        })
     }
 
     /// The group the request is about.
@@ -133,7 +137,9 @@ impl<'a> ClientAuth<'a> {
     pub(crate) fn leaf_index(&self) -> Result<u32, RejectReason> {
         match self.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => Ok(leaf),
-            _ => Err(RejectReason::AuthenticationFailed("this operation needs a leaf_index sender")),
+            _ => Err(RejectReason::AuthenticationFailed(
+                "this operation needs a leaf_index sender",
+            )),
         }
     }
 

@@ -26,6 +26,22 @@ pub struct DsConfig {
     /// `AppMessagePolicy.epoch_tolerance`). Default 0: the hub is the single arbiter and
     /// clients re-encrypt after processing the newest commit.
     pub app_message_epoch_tolerance: u64,
+    /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
+    pub external_joins: ExternalJoinPolicy,
+}
+
+/// Who may join a group by external commit (`external_join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExternalJoinPolicy {
+    /// Nobody: groups grow only by Welcome.
+    Disabled,
+    /// Clients of users that already have a client in the group (DS-03/04 §"External join"):
+    /// new devices and clients resyncing after state loss.
+    ExistingUsers,
+    /// Anyone with a credential the validator accepts (open rooms; draft-ietf-mimi-protocol's
+    /// join links put the authorization in front of the DS).
+    Anyone,
 }
 
 impl DsConfig {
@@ -38,6 +54,7 @@ impl DsConfig {
             group_id_reservation_ms: 60 * 60 * 1000,
             max_conflict_retries: 3,
             app_message_epoch_tolerance: 0,
+            external_joins: ExternalJoinPolicy::ExistingUsers,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Fuzz bodies (feature `fuzzing`), so the targets under `fuzz/` are thin shims and the logic
 //! is compiled and linted with the library (STYLE §11).
 
-use crate::wire::{decode_exact, encode, DsRequest, DsResponse, QueueingServiceRequest, QueueingServiceResponse};
+use crate::wire::{
+    decode_exact, encode, DsRequest, DsResponse, QueueingServiceRequest, QueueingServiceResponse,
+};
 
 /// Decodes `data` as `T`; whatever decodes must re-encode to exactly `data` (strict decoding
 /// means every value has one encoding).

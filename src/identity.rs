@@ -21,7 +21,11 @@ pub trait CredentialValidator: Send + Sync {
     /// Checks `credential`, presented with `signature_key`, and returns the user it belongs
     /// to. The returned bytes are only compared for equality; all clients of one user must
     /// return the same value.
-    fn validate(&self, credential: &Credential, signature_key: &[u8]) -> Result<Vec<u8>, CredentialRejection>;
+    fn validate(
+        &self,
+        credential: &Credential,
+        signature_key: &[u8],
+    ) -> Result<Vec<u8>, CredentialRejection>;
 }
 
 /// The default validator: BasicCredentials carry no proof of identity, so they are refused
@@ -36,12 +40,16 @@ pub struct BasicCredentialValidator {
 impl BasicCredentialValidator {
     /// Refuses every credential (the default until a deployment configures its own).
     pub fn reject_all() -> Self {
-        Self { accept_basic_credentials: false }
+        Self {
+            accept_basic_credentials: false,
+        }
     }
 
     /// Accepts BasicCredentials holding a MIMI client URI.
     pub fn accept_basic_credentials() -> Self {
-        Self { accept_basic_credentials: true }
+        Self {
+            accept_basic_credentials: true,
+        }
     }
 }
 
@@ -58,17 +66,26 @@ pub fn user_of_client_uri(identity: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl CredentialValidator for BasicCredentialValidator {
-    fn validate(&self, credential: &Credential, _signature_key: &[u8]) -> Result<Vec<u8>, CredentialRejection> {
+    fn validate(
+        &self,
+        credential: &Credential,
+        _signature_key: &[u8],
+    ) -> Result<Vec<u8>, CredentialRejection> {
         if credential.credential_type() != CredentialType::Basic {
-            return Err(CredentialRejection("only BasicCredentials are understood by the default validator".into()));
+            return Err(CredentialRejection(
+                "only BasicCredentials are understood by the default validator".into(),
+            ));
         }
         if !self.accept_basic_credentials {
-            return Err(CredentialRejection("BasicCredentials are not accepted by this DS".into()));
+            return Err(CredentialRejection(
+                "BasicCredentials are not accepted by this DS".into(),
+            ));
         }
         let basic = BasicCredential::try_from(credential.clone())
             .map_err(|_| CredentialRejection("malformed BasicCredential".into()))?;
-        user_of_client_uri(basic.identity())
-            .ok_or_else(|| CredentialRejection("identity is not a mimi://<domain>/d/<user>/<device> URI".into()))
+        user_of_client_uri(basic.identity()).ok_or_else(|| {
+            CredentialRejection("identity is not a mimi://<domain>/d/<user>/<device> URI".into())
+        })
     }
 }
 
@@ -78,18 +95,38 @@ mod tests {
 
     #[test]
     fn client_uris_name_their_user() {
-        assert_eq!(user_of_client_uri(b"mimi://a.example/d/alice/phone"), Some(b"mimi://a.example/u/alice".to_vec()));
-        for bad in [&b"mimi://a.example/u/alice"[..], b"mimi://a.example/d/alice", b"https://a.example/d/a/b", b"mimi:///d/a/b", b"mimi://a/d/a/b/c", b"\xff"] {
-            assert_eq!(user_of_client_uri(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            user_of_client_uri(b"mimi://a.example/d/alice/phone"),
+            Some(b"mimi://a.example/u/alice".to_vec())
+        );
+        for bad in [
+            &b"mimi://a.example/u/alice"[..],
+            b"mimi://a.example/d/alice",
+            b"https://a.example/d/a/b",
+            b"mimi:///d/a/b",
+            b"mimi://a/d/a/b/c",
+            b"\xff",
+        ] {
+            assert_eq!(
+                user_of_client_uri(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn basic_credentials_need_opt_in() {
-        let credential: Credential = BasicCredential::new(b"mimi://a.example/d/alice/phone".to_vec()).into();
-        assert!(BasicCredentialValidator::reject_all().validate(&credential, &[]).is_err());
+        let credential: Credential =
+            BasicCredential::new(b"mimi://a.example/d/alice/phone".to_vec()).into();
+        assert!(BasicCredentialValidator::reject_all()
+            .validate(&credential, &[])
+            .is_err());
         assert_eq!(
-            BasicCredentialValidator::accept_basic_credentials().validate(&credential, &[]).unwrap(),
+            BasicCredentialValidator::accept_basic_credentials()
+                .validate(&credential, &[])
+                .unwrap(),
             b"mimi://a.example/u/alice"
         );
     }

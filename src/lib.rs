@@ -17,16 +17,15 @@
 //! storage, and gets back the bytes to answer with and the deliveries to make:
 //!
 //! ```text
-//!                     ┌───────────────────────────────┐
-//!   request bytes ───►│                               ├──► response bytes   (to the requester)
-//!   now: UnixTimeMs ─►│  DeliveryService::process     │
-//!                     │                               ├──► Vec<Fanout>      (one per provider:
-//!                     └──────┬───────────────▲────────┘     a QS request for its clients)
-//!                  reads, then at most one   │
-//!                  guarded write per request │
-//!                     ┌──────▼───────────────┴────────┐
-//!                     │  &mut impl DsStorage          │   your database, or InMemoryStorage
-//!                     └───────────────────────────────┘
+//!                      ┌──────────────────────────────┐
+//!   request bytes ────►│                              ├───► response bytes  (to the requester)
+//!   now: UnixTimeMs ──►│  DeliveryService::process    │
+//!                      │                              ├───► Vec<Fanout>     (to each provider's
+//!                      └───────┬──────────────▲───────┘      Queueing Service)
+//!   at most one guarded write  │              │  reads
+//!                      ┌───────▼──────────────┴───────┐
+//!                      │  &mut impl DsStorage         │   your database, or InMemoryStorage
+//!                      └──────────────────────────────┘
 //! ```
 //!
 //! One [`DeliveryService`] holds only configuration, the hub's own MLS identity and a crypto
@@ -145,24 +144,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod wire;
 pub mod storage;
-mod state;
-mod error;
-mod config;
-mod fanout;
-mod auth;
-mod handlers;
-mod service;
-mod identity;
+pub mod wire;
 
-pub use identity::{user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator};
-pub use error::*;
+mod auth;
+mod config;
+mod error;
+mod fanout;
+mod handlers;
+mod identity;
+mod service;
+mod state;
+
 pub use config::*;
+pub use error::*;
 pub use fanout::Fanout;
+pub use identity::{
+    user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator,
+};
 pub use service::*;
 
-#[cfg(feature = "test-utils")]
-pub mod testing;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "test-utils")]
+pub mod testing;

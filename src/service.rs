@@ -5,10 +5,10 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
 use crate::config::{DsConfig, DsIdentity};
-use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::handlers::{self, Ctx, Plan};
+use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
 use crate::wire::{
     decode_exact, encode, DsRequest, DsResponse, DsResponseBody, ErrorCode,
@@ -83,7 +83,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     }
 
     /// Sets the validator that accepts credentials and names the user of each client.
-    pub fn with_credential_validator(mut self, validator: impl CredentialValidator + 'static) -> Self {
+    pub fn with_credential_validator(
+        mut self,
+        validator: impl CredentialValidator + 'static,
+    ) -> Self {
         self.validator = Box::new(validator);
         self
     }
@@ -112,24 +115,34 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         // read again and re-validate against the new state (the loser of a commit race then
         // gets `wrong_epoch`).
         for _ in 0..=self.config.max_conflict_retries {
-            let ctx = Ctx { ds: self, now_ms: now.0, request: &request.0, request_bytes: request.1 };
+            let ctx = Ctx {
+                ds: self,
+                now_ms: now.0,
+                request: &request.0,
+                request_bytes: request.1,
+            };
             match handlers::dispatch(&ctx, storage) {
                 Ok(Plan::Answer(body)) => return self.answer(body, Vec::new(), Status::Accepted),
                 Ok(Plan::Duplicate(response)) => {
-                    return Ok(Outcome { response, fanout: Vec::new(), status: Status::Duplicate })
+                    return Ok(Outcome {
+                        response,
+                        fanout: Vec::new(),
+                        status: Status::Duplicate,
+                    })
                 }
-                Ok(Plan::Write { write_set, response }) => {
-                    match storage.write(&write_set).map_err(ProcessError::Storage)? {
-                        WriteOutcome::Applied => {
-                            return Ok(Outcome {
-                                response,
-                                fanout: write_set.fanout,
-                                status: Status::Accepted,
-                            })
-                        }
-                        WriteOutcome::Conflict => continue,
+                Ok(Plan::Write {
+                    write_set,
+                    response,
+                }) => match storage.write(&write_set).map_err(ProcessError::Storage)? {
+                    WriteOutcome::Applied => {
+                        return Ok(Outcome {
+                            response,
+                            fanout: write_set.fanout,
+                            status: Status::Accepted,
+                        })
                     }
-                }
+                    WriteOutcome::Conflict => continue,
+                },
                 Err(Failure::Reject(reason)) => return self.reject(&reason),
                 Err(Failure::Process(e)) => return Err(e),
             }
@@ -139,7 +152,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
 
     fn decode(&self, bytes: &[u8]) -> Result<DsRequest, RejectReason> {
         if bytes.len() > self.config.max_request_bytes {
-            return Err(RejectReason::TooLarge { size: bytes.len(), limit: self.config.max_request_bytes });
+            return Err(RejectReason::TooLarge {
+                size: bytes.len(),
+                limit: self.config.max_request_bytes,
+            });
         }
         // The version comes first and decides how the rest is read (wire-format.md §2).
         if let [hi, lo, ..] = bytes {
@@ -158,18 +174,29 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         status: Status,
     ) -> Result<Outcome, ProcessError<E>> {
         let response = encode_response(body).map_err(|e| ProcessError::Internal(e.to_string()))?;
-        Ok(Outcome { response, fanout, status })
+        Ok(Outcome {
+            response,
+            fanout,
+            status,
+        })
     }
 
     fn reject<E: std::error::Error + 'static>(
         &self,
         reason: &RejectReason,
     ) -> Result<Outcome, ProcessError<E>> {
-        self.answer(DsResponseBody::Error(reason.to_wire()), Vec::new(), Status::Rejected(reason.code()))
+        self.answer(
+            DsResponseBody::Error(reason.to_wire()),
+            Vec::new(),
+            Status::Rejected(reason.code()),
+        )
     }
 }
 
 /// Encodes a response body as a `DSResponse` of the current version.
 pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
-    encode(&DsResponse { version: PROTOCOL_VERSION_MIMI_DS10, body })
+    encode(&DsResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+    })
 }

@@ -33,7 +33,14 @@ pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
     let signature_key = SignaturePublicKey::from(keys.to_public_vec());
     let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
     let sender = ExternalSender::new(signature_key.clone(), credential.clone());
-    (DsIdentity { signature_key, credential, signer: Box::new(keys) }, sender)
+    (
+        DsIdentity {
+            signature_key,
+            credential,
+            signer: Box::new(keys),
+        },
+        sender,
+    )
 }
 
 /// A DS with in-memory storage and a manual clock.
@@ -160,10 +167,13 @@ impl TestClient {
     /// A client `client` of user `user` whose queue is at `provider_domain`.
     pub fn new(user: &str, client: &str, provider_domain: &str) -> Self {
         let provider = OpenMlsRustCrypto::default();
-        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+        let signer =
+            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
         let credential = CredentialWithKey {
-            credential: BasicCredential::new(format!("mimi://{provider_domain}/d/{user}/{client}").into_bytes())
-                .into(),
+            credential: BasicCredential::new(
+                format!("mimi://{provider_domain}/d/{user}/{client}").into_bytes(),
+            )
+            .into(),
             signature_key: signer.to_public_vec().into(),
         };
         let queue = ClientQueueConfig {
@@ -208,7 +218,12 @@ impl TestClient {
         KeyPackage::builder()
             .leaf_node_capabilities(Self::capabilities())
             .leaf_node_extensions(Self::queue_extension(&self.queue))
-            .build(CIPHERSUITE, &self.provider, &self.signer, self.credential.clone())
+            .build(
+                CIPHERSUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
             .expect("key package")
             .key_package()
             .clone()
@@ -249,7 +264,8 @@ impl TestClient {
             .with_leaf_node_extensions(Self::queue_extension(&self.queue))
             .expect("leaf extensions")
             .with_group_context_extensions(
-                Extensions::single(Extension::ExternalSenders(vec![ds.clone()])).expect("extensions"),
+                Extensions::single(Extension::ExternalSenders(vec![ds.clone()]))
+                    .expect("extensions"),
             )
             .build(&self.provider, &self.signer, self.credential.clone())
             .expect("group creation");
@@ -263,9 +279,22 @@ impl TestClient {
     }
 
     /// Signs a request body with an explicit group and sender.
-    pub fn signed_as(&self, body: DsRequestBody, group_id: &[u8], now_ms: u64, sender: DsSenderId) -> Vec<u8> {
-        let auth = ClientSignature::sign(&self.signer, PROTOCOL_VERSION_MIMI_DS10, &body, group_id, now_ms, sender)
-            .expect("signing");
+    pub fn signed_as(
+        &self,
+        body: DsRequestBody,
+        group_id: &[u8],
+        now_ms: u64,
+        sender: DsSenderId,
+    ) -> Vec<u8> {
+        let auth = ClientSignature::sign(
+            &self.signer,
+            PROTOCOL_VERSION_MIMI_DS10,
+            &body,
+            group_id,
+            now_ms,
+            sender,
+        )
+        .expect("signing");
         encode(&DsRequest {
             version: PROTOCOL_VERSION_MIMI_DS10,
             body,
@@ -284,8 +313,10 @@ impl TestClient {
         let body = DsRequestBody::CreateGroup(CreateGroupRequest {
             group_id: self.group_id().into(),
             group_info: mls_bytes(&group_info),
-            ratchet_tree: RatchetTreeBytes::from_bytes(tree.tls_serialize_detached().expect("encode"))
-                .expect("tree"),
+            ratchet_tree: RatchetTreeBytes::from_bytes(
+                tree.tls_serialize_detached().expect("encode"),
+            )
+            .expect("tree"),
         });
         self.signed(body, now_ms)
     }
@@ -294,7 +325,9 @@ impl TestClient {
     /// pending until [`TestClient::confirm_commit`] or [`TestClient::discard_commit`].
     pub fn stage_commit(
         &mut self,
-        build: impl FnOnce(CommitBuilder<'_, openmls::group::Initial>) -> CommitBuilder<'_, openmls::group::Initial>,
+        build: impl FnOnce(
+            CommitBuilder<'_, openmls::group::Initial>,
+        ) -> CommitBuilder<'_, openmls::group::Initial>,
     ) -> (GroupUpdate, Option<MlsMessageBytes>) {
         let provider = &self.provider;
         let signer = &self.signer;
@@ -310,7 +343,9 @@ impl TestClient {
         let (commit, welcome, group_info) = bundle.into_messages();
         let update = GroupUpdate {
             commit: mls_bytes(&commit),
-            group_info: GroupInfoOption::Full(mls_bytes(&group_info.expect("group info requested"))),
+            group_info: GroupInfoOption::Full(mls_bytes(
+                &group_info.expect("group info requested"),
+            )),
         };
         (update, welcome.as_ref().map(mls_bytes))
     }
@@ -343,10 +378,19 @@ impl TestClient {
     /// `delete_group`: a commit removing every other member.
     pub fn delete_group_request(&mut self, now_ms: u64) -> Vec<u8> {
         let own = self.group().own_leaf_index();
-        let others: Vec<LeafNodeIndex> =
-            self.group().members().map(|m| m.index).filter(|i| *i != own).collect();
+        let others: Vec<LeafNodeIndex> = self
+            .group()
+            .members()
+            .map(|m| m.index)
+            .filter(|i| *i != own)
+            .collect();
         let (update, _) = self.stage_commit(|b| b.propose_removals(others));
-        self.signed(DsRequestBody::DeleteGroup(DeleteGroupRequest { group_update: update }), now_ms)
+        self.signed(
+            DsRequestBody::DeleteGroup(DeleteGroupRequest {
+                group_update: update,
+            }),
+            now_ms,
+        )
     }
 
     /// `proposals` with a Remove proposal for `leaf`.
@@ -358,7 +402,9 @@ impl TestClient {
             .propose_remove_member(provider, signer, LeafNodeIndex::new(leaf))
             .expect("proposal");
         self.signed(
-            DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&message)] }),
+            DsRequestBody::Proposals(ProposalsRequest {
+                proposals: vec![mls_bytes(&message)],
+            }),
             now_ms,
         )
     }
@@ -368,9 +414,13 @@ impl TestClient {
         let provider = &self.provider;
         let signer = &self.signer;
         let group = self.group.as_mut().expect("client has a group");
-        let message = group.create_message(provider, signer, text).expect("message");
+        let message = group
+            .create_message(provider, signer, text)
+            .expect("message");
         self.signed(
-            DsRequestBody::SendMessage(SendMessageRequest { application_message: mls_bytes(&message) }),
+            DsRequestBody::SendMessage(SendMessageRequest {
+                application_message: mls_bytes(&message),
+            }),
             now_ms,
         )
     }
@@ -378,14 +428,21 @@ impl TestClient {
     /// `update_queue_info` moving this client's queue.
     pub fn update_queue_request(&mut self, queue: ClientQueueConfig, now_ms: u64) -> Vec<u8> {
         self.queue = queue.clone();
-        self.signed(DsRequestBody::UpdateQueueInfo(UpdateQueueInfoRequest { queue_config: queue }), now_ms)
+        self.signed(
+            DsRequestBody::UpdateQueueInfo(UpdateQueueInfoRequest {
+                queue_config: queue,
+            }),
+            now_ms,
+        )
     }
 
     /// An unauthenticated `group_info` request.
     pub fn group_info_request(group_id: &[u8]) -> Vec<u8> {
         encode(&DsRequest {
             version: PROTOCOL_VERSION_MIMI_DS10,
-            body: DsRequestBody::GroupInfo(GroupInfoRequest { group_id: group_id.to_vec().into() }),
+            body: DsRequestBody::GroupInfo(GroupInfoRequest {
+                group_id: group_id.to_vec().into(),
+            }),
             auth: DsAuthData::Unauthenticated,
         })
         .expect("encode")
@@ -394,13 +451,21 @@ impl TestClient {
     /// Merges the staged commit after the DS accepted it.
     pub fn confirm_commit(&mut self) {
         let provider = &self.provider;
-        self.group.as_mut().expect("client has a group").merge_pending_commit(provider).expect("merge");
+        self.group
+            .as_mut()
+            .expect("client has a group")
+            .merge_pending_commit(provider)
+            .expect("merge");
     }
 
     /// Drops the staged commit after the DS refused it.
     pub fn discard_commit(&mut self) {
         let storage = self.provider.storage();
-        self.group.as_mut().expect("client has a group").clear_pending_commit(storage).expect("clear");
+        self.group
+            .as_mut()
+            .expect("client has a group")
+            .clear_pending_commit(storage)
+            .expect("clear");
     }
 
     /// Joins from a Welcome, with the ratchet tree obtained from the DS.
@@ -428,7 +493,10 @@ impl TestClient {
 
     /// Processes one delivered message.
     pub fn receive(&mut self, message: &FanoutMessage) -> Received {
-        let parsed = message.message.parse().expect("fanout carries an MLSMessage");
+        let parsed = message
+            .message
+            .parse()
+            .expect("fanout carries an MLSMessage");
         let protocol = match parsed.extract() {
             MlsMessageBodyIn::Welcome(_) => return Received::Welcome(message.message.clone()),
             MlsMessageBodyIn::PublicMessage(m) => ProtocolMessage::from(m),
@@ -441,13 +509,18 @@ impl TestClient {
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(m) => Received::Application(m.into_bytes()),
             ProcessedMessageContent::ProposalMessage(p) => {
-                group.store_pending_proposal(provider.storage(), *p).expect("store proposal");
+                group
+                    .store_pending_proposal(provider.storage(), *p)
+                    .expect("store proposal");
                 Received::Proposal
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let removed = staged.self_removed();
                 group.merge_staged_commit(provider, *staged).expect("merge");
-                Received::Commit { epoch: group.epoch().as_u64(), removed }
+                Received::Commit {
+                    epoch: group.epoch().as_u64(),
+                    removed,
+                }
             }
             other => panic!("unexpected content {other:?}"),
         }
@@ -467,10 +540,14 @@ impl TestClient {
 
 /// A `commits` body without Welcomes.
 pub fn commit_body(update: GroupUpdate) -> DsRequestBody {
-    DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: Vec::new() })
+    DsRequestBody::Commits(MembershipCommitRequest {
+        group_update: update,
+        welcome_messages: Vec::new(),
+    })
 }
 
 /// The bytes of an outgoing openmls message as a wire [`MlsMessageBytes`].
 pub fn mls_bytes(message: &MlsMessageOut) -> MlsMessageBytes {
-    MlsMessageBytes::from_bytes(message.tls_serialize_detached().expect("encode")).expect("valid MLSMessage")
+    MlsMessageBytes::from_bytes(message.tls_serialize_detached().expect("encode"))
+        .expect("valid MLSMessage")
 }

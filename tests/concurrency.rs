@@ -2,7 +2,9 @@
 //! exactly one wins, also when the storage write races; the loser gets `wrong_epoch` with the
 //! current epoch, nothing half-written and no fanout, and succeeds after processing the winner.
 
-use mimi_ds::storage::{DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, ReplayMark, WriteOutcome, WriteSet};
+use mimi_ds::storage::{
+    DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, ReplayMark, WriteOutcome, WriteSet,
+};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{DsErrorDetails, DsResponseBody, ErrorCode};
 use mimi_ds::{DeliveryService, Status, UnixTimeMs};
@@ -14,16 +16,26 @@ fn two_member_group() -> (TestDs, TestClient, TestClient) {
     let mut bob = TestClient::new("bob", "bob-1", "b.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(ds.process(&alice.create_group_request(ds.now_ms)).status, Status::Accepted);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
     let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     assert_eq!(out.status, Status::Accepted);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let info = match decode_response(&ds.process(&TestClient::group_info_request(&group_id)).response).body {
+    let info = match decode_response(
+        &ds.process(&TestClient::group_info_request(&group_id))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info,
         other => panic!("{other:?}"),
     };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else { panic!("no welcome") };
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+        panic!("no welcome")
+    };
     bob.join_from_welcome(&welcome, &info.ratchet_tree);
     (ds, alice, bob)
 }
@@ -54,12 +66,24 @@ fn sequential_commits_for_one_epoch_have_one_winner() {
     // The loser processes the winner's commit, then commits again at the new epoch.
     alice.discard_commit();
     TestDs::route(&won, &mut [&mut alice]);
-    assert_eq!(alice.process_inbox(), vec![Received::Commit { epoch: 2, removed: false }]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: false
+        }]
+    );
     let retry = ds.process(&alice.update_request(ds.now_ms));
     assert_eq!(retry.status, Status::Accepted);
     alice.confirm_commit();
     TestDs::route(&retry, &mut [&mut bob]);
-    assert_eq!(bob.process_inbox(), vec![Received::Commit { epoch: 3, removed: false }]);
+    assert_eq!(
+        bob.process_inbox(),
+        vec![Received::Commit {
+            epoch: 3,
+            removed: false
+        }]
+    );
 }
 
 /// A backend whose first write loses a race: another request is processed (by another DS
@@ -73,18 +97,33 @@ struct RacingStorage<'a> {
 impl DsStorage for RacingStorage<'_> {
     type Error = <InMemoryStorage as DsStorage>::Error;
 
-    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Self::Error> {
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Self::Error> {
         self.inner.read(group_id, kinds)
     }
 
-    fn replay_mark(&self, group_id: &[u8], key: &[u8], now_ms: u64) -> Result<Option<ReplayMark>, Self::Error> {
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Self::Error> {
         self.inner.replay_mark(group_id, key, now_ms)
     }
 
     fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Self::Error> {
         if let Some((ds, now, request)) = self.interloper.take() {
-            let out = ds.process(UnixTimeMs(now), &request, &mut self.inner).expect("infallible");
-            assert_eq!(out.status, Status::Accepted, "the interloper's commit goes through");
+            let out = ds
+                .process(UnixTimeMs(now), &request, &mut self.inner)
+                .expect("infallible");
+            assert_eq!(
+                out.status,
+                Status::Accepted,
+                "the interloper's commit goes through"
+            );
         }
         let outcome = self.inner.write(write_set)?;
         if outcome == WriteOutcome::Conflict {
@@ -102,7 +141,10 @@ fn a_write_that_loses_the_race_is_revalidated_and_refused() {
 
     // What storage looks like if only Bob's commit is applied.
     let mut bob_only = ds.storage.clone();
-    let expected = ds.ds.process(UnixTimeMs(ds.now_ms), &from_bob, &mut bob_only).expect("infallible");
+    let expected = ds
+        .ds
+        .process(UnixTimeMs(ds.now_ms), &from_bob, &mut bob_only)
+        .expect("infallible");
     assert_eq!(expected.status, Status::Accepted);
 
     let mut racing = RacingStorage {
@@ -110,11 +152,17 @@ fn a_write_that_loses_the_race_is_revalidated_and_refused() {
         interloper: Some((&ds.ds, ds.now_ms, from_bob.clone())),
         conflicts: 0,
     };
-    let outcome = ds.ds.process(UnixTimeMs(ds.now_ms), &from_alice, &mut racing).expect("infallible");
+    let outcome = ds
+        .ds
+        .process(UnixTimeMs(ds.now_ms), &from_alice, &mut racing)
+        .expect("infallible");
     assert_eq!(racing.conflicts, 1, "Alice's first write conflicted");
     // On the re-read, Alice's commit is for an epoch that is gone.
     assert_wrong_epoch(&outcome, 2);
-    assert_eq!(racing.inner, bob_only, "exactly Bob's commit is stored, nothing of Alice's");
+    assert_eq!(
+        racing.inner, bob_only,
+        "exactly Bob's commit is stored, nothing of Alice's"
+    );
 }
 
 /// A backend that always reports a conflict: `process` gives up after the configured retries.
@@ -122,10 +170,19 @@ struct AlwaysConflicting(InMemoryStorage, usize);
 
 impl DsStorage for AlwaysConflicting {
     type Error = <InMemoryStorage as DsStorage>::Error;
-    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Self::Error> {
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Self::Error> {
         self.0.read(group_id, kinds)
     }
-    fn replay_mark(&self, group_id: &[u8], key: &[u8], now_ms: u64) -> Result<Option<ReplayMark>, Self::Error> {
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Self::Error> {
         self.0.replay_mark(group_id, key, now_ms)
     }
     fn write(&mut self, _: &WriteSet) -> Result<WriteOutcome, Self::Error> {
@@ -139,7 +196,10 @@ fn persistent_conflicts_end_in_a_conflict_answer_without_fanout() {
     let (ds, mut alice, _bob) = two_member_group();
     let request = alice.message_request(b"hello", ds.now_ms);
     let mut storage = AlwaysConflicting(ds.storage.clone(), 0);
-    let outcome = ds.ds.process(UnixTimeMs(ds.now_ms), &request, &mut storage).expect("infallible");
+    let outcome = ds
+        .ds
+        .process(UnixTimeMs(ds.now_ms), &request, &mut storage)
+        .expect("infallible");
     assert_eq!(outcome.status, Status::Rejected(ErrorCode::Conflict));
     assert!(outcome.fanout.is_empty());
     assert_eq!(storage.1, ds.ds.config().max_conflict_retries as usize + 1);

@@ -14,8 +14,7 @@ use mimi_ds::wire::{
     decode_exact, encode, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData, DsError,
     DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
     GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    MlsMessageBytes, ProposalsRequest, SendMessageRequest,
-    PROTOCOL_VERSION_MIMI_DS10,
+    MlsMessageBytes, ProposalsRequest, SendMessageRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{
@@ -35,7 +34,12 @@ fn solo() -> (TestDs, TestClient) {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
     let out = ds.process(&alice.create_group_request(ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     (ds, alice)
 }
 
@@ -44,19 +48,33 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     let (mut ds, mut alice) = solo();
     let mut bob = TestClient::new("bob", "bob-1", "b.example");
     let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = match decode_response(&ds.process(&TestClient::group_info_request(&alice.group_id())).response).body {
+    let tree = match decode_response(
+        &ds.process(&TestClient::group_info_request(&alice.group_id()))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
         other => panic!("{other:?}"),
     };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else { panic!("no Welcome") };
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+        panic!("no Welcome")
+    };
     bob.join_from_welcome(&welcome, &tree);
-    assert_eq!((alice.epoch(), bob.epoch(), alice.leaf(), bob.leaf()), (1, 1, 0, 1));
+    assert_eq!(
+        (alice.epoch(), bob.epoch(), alice.leaf(), bob.leaf()),
+        (1, 1, 0, 1)
+    );
     (ds, alice, bob)
 }
-
 
 /// Processes `request` with `service` on `storage` and checks it is refused with `code`:
 /// status, decoded error response, details shape, no fanout, storage byte-identical.
@@ -68,24 +86,40 @@ fn reject_with(
     code: ErrorCode,
 ) -> DsError {
     let before = storage.clone();
-    let out = service.process(UnixTimeMs(now_ms), request, storage).expect("in-memory storage does not fail");
+    let out = service
+        .process(UnixTimeMs(now_ms), request, storage)
+        .expect("in-memory storage does not fail");
     let response = decode_response(&out.response);
     assert_eq!(out.status, Status::Rejected(code), "response: {response:?}");
     assert_eq!(response.version, PROTOCOL_VERSION_MIMI_DS10);
-    let DsResponseBody::Error(error) = response.body else { panic!("expected an error body, got {response:?}") };
+    let DsResponseBody::Error(error) = response.body else {
+        panic!("expected an error body, got {response:?}")
+    };
     assert_eq!(error.code, code);
-    assert!(!error.description.as_slice().is_empty(), "a description is given");
+    assert!(
+        !error.description.as_slice().is_empty(),
+        "a description is given"
+    );
     match code {
         ErrorCode::WrongEpoch | ErrorCode::FutureEpoch => {
-            assert!(matches!(error.details, DsErrorDetails::CurrentEpoch(_)), "{error:?}")
+            assert!(
+                matches!(error.details, DsErrorDetails::CurrentEpoch(_)),
+                "{error:?}"
+            )
         }
         ErrorCode::InvalidProposal | ErrorCode::MissingPendingProposals => {
-            assert!(matches!(error.details, DsErrorDetails::ProposalRefs(_)), "{error:?}")
+            assert!(
+                matches!(error.details, DsErrorDetails::ProposalRefs(_)),
+                "{error:?}"
+            )
         }
         _ => assert_eq!(error.details, DsErrorDetails::None),
     }
     assert!(out.fanout.is_empty(), "a rejected request fans out nothing");
-    assert!(*storage == before, "a rejected request leaves storage byte-identical");
+    assert!(
+        *storage == before,
+        "a rejected request leaves storage byte-identical"
+    );
     error
 }
 
@@ -101,7 +135,12 @@ trait Check {
 impl Check for TestDs {
     fn accept(&mut self, request: &[u8]) -> Outcome {
         let out = self.process(request);
-        assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+        assert_eq!(
+            out.status,
+            Status::Accepted,
+            "{:?}",
+            decode_response(&out.response)
+        );
         out
     }
 
@@ -112,12 +151,22 @@ impl Check for TestDs {
 }
 
 fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
-    encode(&DsRequest { version: PROTOCOL_VERSION_MIMI_DS10, body, auth: DsAuthData::Unauthenticated }).unwrap()
+    encode(&DsRequest {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+        auth: DsAuthData::Unauthenticated,
+    })
+    .unwrap()
 }
 
 /// A signed `group_info` request by a member.
 fn signed_group_info(client: &TestClient, now_ms: u64) -> Vec<u8> {
-    client.signed(DsRequestBody::GroupInfo(GroupInfoRequest { group_id: client.group_id().into() }), now_ms)
+    client.signed(
+        DsRequestBody::GroupInfo(GroupInfoRequest {
+            group_id: client.group_id().into(),
+        }),
+        now_ms,
+    )
 }
 
 /// The body of a request, as decoded.
@@ -136,19 +185,30 @@ fn with_flipped_signature(request: &[u8]) -> Vec<u8> {
 
 /// An MLS group for `client` built like `TestClient::create_group`, but with the given
 /// group-context extensions and optionally without the queue-configuration leaf extension.
-fn custom_group(client: &mut TestClient, group_id: &[u8], context: Option<Extensions<openmls::prelude::GroupContext>>, queue_ext: bool) {
+fn custom_group(
+    client: &mut TestClient,
+    group_id: &[u8],
+    context: Option<Extensions<openmls::prelude::GroupContext>>,
+    queue_ext: bool,
+) {
     let mut builder = MlsGroup::builder()
         .with_group_id(GroupId::from_slice(group_id))
         .ciphersuite(CIPHERSUITE)
         .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .with_capabilities(TestClient::capabilities());
     if queue_ext {
-        builder = builder.with_leaf_node_extensions(TestClient::queue_extension(&client.queue)).unwrap();
+        builder = builder
+            .with_leaf_node_extensions(TestClient::queue_extension(&client.queue))
+            .unwrap();
     }
     if let Some(extensions) = context {
         builder = builder.with_group_context_extensions(extensions);
     }
-    client.group = Some(builder.build(&client.provider, &client.signer, client.credential.clone()).unwrap());
+    client.group = Some(
+        builder
+            .build(&client.provider, &client.signer, client.credential.clone())
+            .unwrap(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +220,10 @@ fn invalid_group_id_not_issued_by_the_ds() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"self-chosen@hub.example", &ds.external_sender);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupId,
+    );
 }
 
 #[test]
@@ -174,12 +237,24 @@ fn invalid_group_id_reservation_expired() {
     let mut at_expiry = ds.storage.clone();
     let out = ds
         .ds
-        .process(UnixTimeMs(ds.now_ms + reservation), &alice.create_group_request(ds.now_ms + reservation), &mut at_expiry)
+        .process(
+            UnixTimeMs(ds.now_ms + reservation),
+            &alice.create_group_request(ds.now_ms + reservation),
+            &mut at_expiry,
+        )
         .unwrap();
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     // ...and refused one millisecond later.
     ds.advance(reservation + 1);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupId,
+    );
 }
 
 #[test]
@@ -187,7 +262,10 @@ fn invalid_group_id_already_created() {
     let (mut ds, alice) = solo();
     // A fresh request (new timestamp, so not a byte-identical retry) for the same group.
     ds.advance(1);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupId,
+    );
 }
 
 #[test]
@@ -197,7 +275,10 @@ fn invalid_group_id_after_deletion() {
     // The tombstone keeps the ID from being re-created.
     let mut again = TestClient::new("alice", "alice-2", "a.example");
     again.create_group(&alice.group_id(), &ds.external_sender);
-    ds.reject(&again.create_group_request(ds.now_ms), ErrorCode::InvalidGroupId);
+    ds.reject(
+        &again.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupId,
+    );
 }
 
 #[test]
@@ -222,11 +303,19 @@ fn invalid_leaf_node_key_package_without_queue_config() {
     let bob = TestClient::new("bob", "bob-1", "b.example");
     let key_package: KeyPackage = KeyPackage::builder()
         .leaf_node_capabilities(TestClient::capabilities())
-        .build(CIPHERSUITE, &bob.provider, &bob.signer, bob.credential.clone())
+        .build(
+            CIPHERSUITE,
+            &bob.provider,
+            &bob.signer,
+            bob.credential.clone(),
+        )
         .unwrap()
         .key_package()
         .clone();
-    ds.reject(&alice.add_request(vec![key_package], ds.now_ms), ErrorCode::InvalidLeafNodeOrKeyPackage);
+    ds.reject(
+        &alice.add_request(vec![key_package], ds.now_ms),
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
 }
 
 #[test]
@@ -234,9 +323,13 @@ fn invalid_leaf_node_creator_without_queue_config() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
-    let senders = Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
+    let senders =
+        Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidLeafNodeOrKeyPackage);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,7 +342,10 @@ fn invalid_group_info_group_without_external_senders() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupInfo);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupInfo,
+    );
 }
 
 #[test]
@@ -259,16 +355,25 @@ fn invalid_group_info_group_names_another_ds() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
-    ds.reject(&alice.create_group_request(ds.now_ms), ErrorCode::InvalidGroupInfo);
+    ds.reject(
+        &alice.create_group_request(ds.now_ms),
+        ErrorCode::InvalidGroupInfo,
+    );
 }
 
 #[test]
 fn invalid_group_info_commit_with_previous_epochs_group_info() {
     let (mut ds, mut alice, _bob) = pair();
-    let stale = alice.group().export_group_info(alice.provider.crypto(), &alice.signer, false).unwrap();
+    let stale = alice
+        .group()
+        .export_group_info(alice.provider.crypto(), &alice.signer, false)
+        .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.group_info = GroupInfoOption::Full(mls_bytes(&stale));
-    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidGroupInfo);
+    ds.reject(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidGroupInfo,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,7 +403,13 @@ fn wrong_epoch_message_and_proposal_of_an_old_epoch() {
     assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
     // After catching up, Alice's next message is accepted.
     TestDs::route(&out, &mut [&mut alice]);
-    assert_eq!(alice.process_inbox(), vec![Received::Commit { epoch: 2, removed: false }]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: false
+        }]
+    );
     let _ = ds.accept(&alice.message_request(b"new", ds.now_ms));
 }
 
@@ -311,7 +422,10 @@ fn future_epoch_commit_after_an_unsent_commit() {
     assert_eq!(alice.epoch(), 1);
     let error = ds.reject(&alice.update_request(ds.now_ms), ErrorCode::FutureEpoch);
     assert_eq!(error.details, DsErrorDetails::CurrentEpoch(0));
-    let error = ds.reject(&alice.message_request(b"ahead", ds.now_ms), ErrorCode::FutureEpoch);
+    let error = ds.reject(
+        &alice.message_request(b"ahead", ds.now_ms),
+        ErrorCode::FutureEpoch,
+    );
     assert_eq!(error.details, DsErrorDetails::CurrentEpoch(0));
 }
 
@@ -324,7 +438,10 @@ fn not_allowed_commit_by_another_member() {
     let (mut ds, alice, mut bob) = pair();
     // Bob's commit, wrapped in a request Alice validly signs as herself.
     let (update, _) = bob.stage_commit(|b| b.force_self_update(true));
-    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::NotAllowed);
+    ds.reject(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::NotAllowed,
+    );
 }
 
 #[test]
@@ -336,7 +453,9 @@ fn not_allowed_proposal_by_another_member() {
         .unwrap()
         .propose_remove_member(&bob.provider, &bob.signer, LeafNodeIndex::new(0))
         .unwrap();
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&proposal)] });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![mls_bytes(&proposal)],
+    });
     ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::NotAllowed);
 }
 
@@ -344,7 +463,12 @@ fn not_allowed_proposal_by_another_member() {
 fn not_allowed_delete_group_that_keeps_members() {
     let (mut ds, mut alice, _bob) = pair();
     let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
-    let request = alice.signed(DsRequestBody::DeleteGroup(DeleteGroupRequest { group_update: update }), ds.now_ms);
+    let request = alice.signed(
+        DsRequestBody::DeleteGroup(DeleteGroupRequest {
+            group_update: update,
+        }),
+        ds.now_ms,
+    );
     ds.reject(&request, ErrorCode::NotAllowed);
 }
 
@@ -371,7 +495,10 @@ fn not_allowed_welcomes_do_not_match_adds() {
     alice.discard_commit();
     let (update, _) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
     let foreign = alice.signed(
-        DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: vec![welcome] }),
+        DsRequestBody::Commits(MembershipCommitRequest {
+            group_update: update,
+            welcome_messages: vec![welcome],
+        }),
         ds.now_ms,
     );
     ds.reject(&foreign, ErrorCode::NotAllowed);
@@ -384,7 +511,9 @@ fn not_allowed_welcomes_do_not_match_adds() {
 #[test]
 fn invalid_proposal_empty_list() {
     let (mut ds, alice, _bob) = pair();
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: Vec::new() });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: Vec::new(),
+    });
     let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
     assert_eq!(error.details, DsErrorDetails::ProposalRefs(Vec::new()));
 }
@@ -396,18 +525,26 @@ fn invalid_proposal_same_proposal_twice() {
         .group
         .as_mut()
         .unwrap()
-        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .propose_remove_member(
+            &alice.provider,
+            &alice.signer,
+            LeafNodeIndex::new(bob.leaf()),
+        )
         .unwrap();
     let proposal = mls_bytes(&proposal);
     let expected = DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()]);
 
     // Twice in one request.
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![proposal.clone(), proposal.clone()] });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![proposal.clone(), proposal.clone()],
+    });
     let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
     assert_eq!(error.details, expected);
 
     // Once accepted, then again in a new request (new timestamp, so not a retry).
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![proposal] });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![proposal],
+    });
     let _ = ds.accept(&alice.signed(body.clone(), ds.now_ms));
     ds.advance(1);
     let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
@@ -423,9 +560,15 @@ fn unknown_group_never_created() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"nowhere@hub.example", &ds.external_sender);
-    ds.reject(&alice.message_request(b"hi", ds.now_ms), ErrorCode::UnknownGroup);
+    ds.reject(
+        &alice.message_request(b"hi", ds.now_ms),
+        ErrorCode::UnknownGroup,
+    );
     ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(&TestClient::group_info_request(b"nowhere@hub.example"), ErrorCode::UnknownGroup);
+    ds.reject(
+        &TestClient::group_info_request(b"nowhere@hub.example"),
+        ErrorCode::UnknownGroup,
+    );
 }
 
 #[test]
@@ -434,8 +577,14 @@ fn unknown_group_only_reserved() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    ds.reject(&alice.message_request(b"hi", ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(&TestClient::group_info_request(&group_id), ErrorCode::UnknownGroup);
+    ds.reject(
+        &alice.message_request(b"hi", ds.now_ms),
+        ErrorCode::UnknownGroup,
+    );
+    ds.reject(
+        &TestClient::group_info_request(&group_id),
+        ErrorCode::UnknownGroup,
+    );
 }
 
 #[test]
@@ -443,9 +592,18 @@ fn unknown_group_after_deletion() {
     let (mut ds, mut alice, mut bob) = pair();
     let _ = ds.accept(&alice.delete_group_request(ds.now_ms));
     alice.confirm_commit();
-    ds.reject(&alice.message_request(b"anyone?", ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(&bob.message_request(b"still here?", ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(&TestClient::group_info_request(&alice.group_id()), ErrorCode::UnknownGroup);
+    ds.reject(
+        &alice.message_request(b"anyone?", ds.now_ms),
+        ErrorCode::UnknownGroup,
+    );
+    ds.reject(
+        &bob.message_request(b"still here?", ds.now_ms),
+        ErrorCode::UnknownGroup,
+    );
+    ds.reject(
+        &TestClient::group_info_request(&alice.group_id()),
+        ErrorCode::UnknownGroup,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,7 +617,9 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
     let now = ds.now_ms;
     let message = body_of(&alice.message_request(b"hi", now));
     let commit = body_of(&alice.update_request(now));
-    let info = DsRequestBody::GroupInfo(GroupInfoRequest { group_id: group_id.clone().into() });
+    let info = DsRequestBody::GroupInfo(GroupInfoRequest {
+        group_id: group_id.clone().into(),
+    });
     for body in [message, commit, info] {
         let request = bob.signed_as(body, &group_id, now, DsSenderId::LeafIndex(alice.leaf()));
         ds.reject(&request, ErrorCode::AuthenticationFailed);
@@ -479,10 +639,24 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
     let group_id = alice.group_id();
     let now = ds.now_ms;
     let body = body_of(&alice.message_request(b"hi", now));
-    ds.reject(&alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(7)), ErrorCode::AuthenticationFailed);
-    ds.reject(&alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(u32::MAX)), ErrorCode::AuthenticationFailed);
+    ds.reject(
+        &alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(7)),
+        ErrorCode::AuthenticationFailed,
+    );
+    ds.reject(
+        &alice.signed_as(
+            body.clone(),
+            &group_id,
+            now,
+            DsSenderId::LeafIndex(u32::MAX),
+        ),
+        ErrorCode::AuthenticationFailed,
+    );
     let kp_ref = DsSenderId::KeyPackageRef(vec![0u8; 32].into());
-    ds.reject(&alice.signed_as(body, &group_id, now, kp_ref), ErrorCode::AuthenticationFailed);
+    ds.reject(
+        &alice.signed_as(body, &group_id, now, kp_ref),
+        ErrorCode::AuthenticationFailed,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,10 +666,18 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
 #[test]
 fn invalid_message_type_private_message_as_commit() {
     let (mut ds, mut alice, _bob) = pair();
-    let private = alice.group.as_mut().unwrap().create_message(&alice.provider, &alice.signer, b"x").unwrap();
+    let private = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .create_message(&alice.provider, &alice.signer, b"x")
+        .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.commit = mls_bytes(&private);
-    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidMessageType);
+    ds.reject(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+    );
 }
 
 #[test]
@@ -503,21 +685,45 @@ fn invalid_message_type_commit_as_application_message_or_proposal_or_welcome() {
     let (mut ds, mut alice, _bob) = pair();
     let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
     let commit: MlsMessageBytes = update.commit.clone();
-    let as_message = DsRequestBody::SendMessage(SendMessageRequest { application_message: commit.clone() });
-    ds.reject(&alice.signed(as_message, ds.now_ms), ErrorCode::InvalidMessageType);
-    let as_proposal = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![commit.clone()] });
-    ds.reject(&alice.signed(as_proposal, ds.now_ms), ErrorCode::InvalidMessageType);
-    let as_welcome = DsRequestBody::Commits(MembershipCommitRequest { group_update: update, welcome_messages: vec![commit] });
-    ds.reject(&alice.signed(as_welcome, ds.now_ms), ErrorCode::InvalidMessageType);
+    let as_message = DsRequestBody::SendMessage(SendMessageRequest {
+        application_message: commit.clone(),
+    });
+    ds.reject(
+        &alice.signed(as_message, ds.now_ms),
+        ErrorCode::InvalidMessageType,
+    );
+    let as_proposal = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![commit.clone()],
+    });
+    ds.reject(
+        &alice.signed(as_proposal, ds.now_ms),
+        ErrorCode::InvalidMessageType,
+    );
+    let as_welcome = DsRequestBody::Commits(MembershipCommitRequest {
+        group_update: update,
+        welcome_messages: vec![commit],
+    });
+    ds.reject(
+        &alice.signed(as_welcome, ds.now_ms),
+        ErrorCode::InvalidMessageType,
+    );
 }
 
 #[test]
 fn invalid_message_type_group_info_as_commit() {
     let (mut ds, mut alice, _bob) = pair();
     let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
-    let GroupInfoOption::Full(group_info) = &update.group_info else { panic!() };
-    let swapped = GroupUpdate { commit: group_info.clone(), group_info: update.group_info.clone() };
-    ds.reject(&alice.signed(commit_body(swapped), ds.now_ms), ErrorCode::InvalidMessageType);
+    let GroupInfoOption::Full(group_info) = &update.group_info else {
+        panic!()
+    };
+    let swapped = GroupUpdate {
+        commit: group_info.clone(),
+        group_info: update.group_info.clone(),
+    };
+    ds.reject(
+        &alice.signed(commit_body(swapped), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,13 +737,25 @@ fn missing_pending_proposals_commit_by_a_member_that_missed_the_proposal() {
         .group
         .as_mut()
         .unwrap()
-        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .propose_remove_member(
+            &alice.provider,
+            &alice.signer,
+            LeafNodeIndex::new(bob.leaf()),
+        )
         .unwrap();
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![mls_bytes(&proposal)] });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![mls_bytes(&proposal)],
+    });
     let _ = ds.accept(&alice.signed(body, ds.now_ms));
     // Bob never received the proposal: his commit does not include it.
-    let error = ds.reject(&bob.update_request(ds.now_ms), ErrorCode::MissingPendingProposals);
-    assert_eq!(error.details, DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()]));
+    let error = ds.reject(
+        &bob.update_request(ds.now_ms),
+        ErrorCode::MissingPendingProposals,
+    );
+    assert_eq!(
+        error.details,
+        DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,7 +769,10 @@ fn replayed_request_same_signed_content_with_another_signature_encoding() {
     let message = alice.message_request(b"once", ds.now_ms);
     let _ = ds.accept(&message);
     // ...whose signed content arrives again with different signature bytes.
-    ds.reject(&with_flipped_signature(&message), ErrorCode::ReplayedRequest);
+    ds.reject(
+        &with_flipped_signature(&message),
+        ErrorCode::ReplayedRequest,
+    );
     // An accepted commit, likewise.
     let commit = alice.update_request(ds.now_ms);
     let _ = ds.accept(&commit);
@@ -564,9 +785,15 @@ fn replayed_request_signed_read_only_group_info() {
     let (mut ds, alice, _bob) = pair();
     let request = signed_group_info(&alice, ds.now_ms);
     let out = ds.accept(&request);
-    assert!(matches!(decode_response(&out.response).body, DsResponseBody::ExternalCommitInfo(_)));
+    assert!(matches!(
+        decode_response(&out.response).body,
+        DsResponseBody::ExternalCommitInfo(_)
+    ));
     assert!(out.fanout.is_empty());
-    ds.reject(&with_flipped_signature(&request), ErrorCode::ReplayedRequest);
+    ds.reject(
+        &with_flipped_signature(&request),
+        ErrorCode::ReplayedRequest,
+    );
     // The byte-identical request again: a read keeps no answer to repeat, so it is a replay;
     // nothing changes and nothing is fanned out.
     let before = ds.storage.clone();
@@ -601,7 +828,10 @@ fn duplicate_byte_identical_retries_of_accepted_requests() {
     let message = alice.message_request(b"hi", ds.now_ms);
     let commit = bob.update_request(ds.now_ms);
     let queue = alice.update_queue_request(
-        mimi_ds::wire::ClientQueueConfig { provider_domain: b"a2.example".to_vec().into(), queue: b"q2".to_vec().into() },
+        mimi_ds::wire::ClientQueueConfig {
+            provider_domain: b"a2.example".to_vec().into(),
+            queue: b"q2".to_vec().into(),
+        },
         ds.now_ms,
     );
     for request in [message, commit, queue] {
@@ -609,7 +839,10 @@ fn duplicate_byte_identical_retries_of_accepted_requests() {
         let before = ds.storage.clone();
         let retry = ds.process(&request);
         assert_eq!(retry.status, Status::Duplicate);
-        assert_eq!(retry.response, first.response, "the earlier answer is repeated");
+        assert_eq!(
+            retry.response, first.response,
+            "the earlier answer is repeated"
+        );
         assert!(retry.fanout.is_empty(), "nothing is fanned out again");
         assert!(ds.storage == before, "a duplicate changes nothing");
     }
@@ -624,15 +857,33 @@ fn stale_timestamp_past_and_future() {
     let (mut ds, mut alice, _bob) = pair();
     let now = ds.now_ms;
     let six_minutes = 6 * 60 * 1000;
-    ds.reject(&alice.message_request(b"past", now - six_minutes), ErrorCode::StaleTimestamp);
-    ds.reject(&alice.message_request(b"future", now + six_minutes), ErrorCode::StaleTimestamp);
-    ds.reject(&alice.update_request(now - six_minutes), ErrorCode::StaleTimestamp);
+    ds.reject(
+        &alice.message_request(b"past", now - six_minutes),
+        ErrorCode::StaleTimestamp,
+    );
+    ds.reject(
+        &alice.message_request(b"future", now + six_minutes),
+        ErrorCode::StaleTimestamp,
+    );
+    ds.reject(
+        &alice.update_request(now - six_minutes),
+        ErrorCode::StaleTimestamp,
+    );
     alice.discard_commit();
-    ds.reject(&signed_group_info(&alice, now + six_minutes), ErrorCode::StaleTimestamp);
+    ds.reject(
+        &signed_group_info(&alice, now + six_minutes),
+        ErrorCode::StaleTimestamp,
+    );
     // The window is inclusive: exactly 5 minutes either way is fresh, one ms more is stale.
     let window = ds.ds.config().auth_window_ms;
-    ds.reject(&alice.message_request(b"edge", now - window - 1), ErrorCode::StaleTimestamp);
-    ds.reject(&alice.message_request(b"edge", now + window + 1), ErrorCode::StaleTimestamp);
+    ds.reject(
+        &alice.message_request(b"edge", now - window - 1),
+        ErrorCode::StaleTimestamp,
+    );
+    ds.reject(
+        &alice.message_request(b"edge", now + window + 1),
+        ErrorCode::StaleTimestamp,
+    );
     let _ = ds.accept(&alice.message_request(b"edge", now - window));
     let _ = ds.accept(&alice.message_request(b"edge", now + window));
 }
@@ -689,13 +940,28 @@ fn request_too_large() {
     // second DS instance can serve the same storage)...
     let at_limit = with_limit(request.len());
     let mut storage = ds.storage.clone();
-    let out = at_limit.ds.process(UnixTimeMs(ds.now_ms), &request, &mut storage).unwrap();
+    let out = at_limit
+        .ds
+        .process(UnixTimeMs(ds.now_ms), &request, &mut storage)
+        .unwrap();
     assert_eq!(out.status, Status::Accepted);
     // ...one byte under it is refused before decoding, whatever the bytes.
     let under = with_limit(request.len() - 1);
     let mut storage = ds.storage.clone();
-    reject_with(&under.ds, ds.now_ms, &mut storage, &request, ErrorCode::RequestTooLarge);
-    reject_with(&under.ds, ds.now_ms, &mut storage, &vec![0xff; request.len()], ErrorCode::RequestTooLarge);
+    reject_with(
+        &under.ds,
+        ds.now_ms,
+        &mut storage,
+        &request,
+        ErrorCode::RequestTooLarge,
+    );
+    reject_with(
+        &under.ds,
+        ds.now_ms,
+        &mut storage,
+        &vec![0xff; request.len()],
+        ErrorCode::RequestTooLarge,
+    );
 }
 
 #[test]
@@ -703,12 +969,19 @@ fn unsupported_operation() {
     let (mut ds, alice, _bob) = pair();
     let now = ds.now_ms;
     let bodies = [
-        DsRequestBody::KeyPackages(KeyPackagesRequest { client_ids: vec![b"bob".to_vec().into()] }),
-        DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest { user_id: b"bob".to_vec().into() }),
+        DsRequestBody::KeyPackages(KeyPackagesRequest {
+            client_ids: vec![b"bob".to_vec().into()],
+        }),
+        DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
+            user_id: b"bob".to_vec().into(),
+        }),
     ];
     // KeyPackages are served by each provider's own directory, not by the hub.
     for body in bodies {
-        ds.reject(&unauthenticated(body.clone()), ErrorCode::UnsupportedOperation);
+        ds.reject(
+            &unauthenticated(body.clone()),
+            ErrorCode::UnsupportedOperation,
+        );
         ds.reject(&alice.signed(body, now), ErrorCode::UnsupportedOperation);
     }
 }
@@ -725,11 +998,18 @@ fn invalid_mls_message_commit_with_a_broken_signature() {
     // confirmation_tag<V> and membership_tag<V> (32 bytes each, SHA-256 HMAC).
     let mut commit = update.commit.as_bytes().to_vec();
     let len = commit.len();
-    assert_eq!((commit[len - 33], commit[len - 66], commit[len - 131]), (0x20, 0x20, 0x40), "layout of the commit's tail");
+    assert_eq!(
+        (commit[len - 33], commit[len - 66], commit[len - 131]),
+        (0x20, 0x20, 0x40),
+        "layout of the commit's tail"
+    );
     commit[len - 100] ^= 0x01; // inside the signature
     update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
     // Wrapped in a request Alice validly signs: only the MLS signature is wrong.
-    ds.reject(&alice.signed(commit_body(update), ds.now_ms), ErrorCode::InvalidMlsMessage);
+    ds.reject(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidMlsMessage,
+    );
 }
 
 #[test]
@@ -739,14 +1019,24 @@ fn invalid_mls_message_proposal_with_a_broken_signature() {
         .group
         .as_mut()
         .unwrap()
-        .propose_remove_member(&alice.provider, &alice.signer, LeafNodeIndex::new(bob.leaf()))
+        .propose_remove_member(
+            &alice.provider,
+            &alice.signer,
+            LeafNodeIndex::new(bob.leaf()),
+        )
         .unwrap();
     let mut bytes = mls_bytes(&proposal).into_bytes();
     // A member's proposal ends with signature<V> (64 bytes) and membership_tag<V> (32 bytes).
     let len = bytes.len();
-    assert_eq!((bytes[len - 33], bytes[len - 98]), (0x20, 0x40), "layout of the proposal's tail");
+    assert_eq!(
+        (bytes[len - 33], bytes[len - 98]),
+        (0x20, 0x40),
+        "layout of the proposal's tail"
+    );
     bytes[len - 60] ^= 0x80;
-    let body = DsRequestBody::Proposals(ProposalsRequest { proposals: vec![MlsMessageBytes::from_bytes(bytes).unwrap()] });
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![MlsMessageBytes::from_bytes(bytes).unwrap()],
+    });
     ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidMlsMessage);
 }
 
@@ -762,10 +1052,19 @@ struct AlwaysConflicting {
 
 impl DsStorage for AlwaysConflicting {
     type Error = <InMemoryStorage as DsStorage>::Error;
-    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Self::Error> {
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Self::Error> {
         self.inner.read(group_id, kinds)
     }
-    fn replay_mark(&self, group_id: &[u8], key: &[u8], now_ms: u64) -> Result<Option<ReplayMark>, Self::Error> {
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Self::Error> {
         self.inner.replay_mark(group_id, key, now_ms)
     }
     fn write(&mut self, _: &WriteSet) -> Result<WriteOutcome, Self::Error> {
@@ -777,15 +1076,33 @@ impl DsStorage for AlwaysConflicting {
 #[test]
 fn conflict_when_every_write_conflicts() {
     let (ds, mut alice, _bob) = pair();
-    let requests = [alice.message_request(b"hi", ds.now_ms), alice.update_request(ds.now_ms), unauthenticated(DsRequestBody::RequestGroupId)];
+    let requests = [
+        alice.message_request(b"hi", ds.now_ms),
+        alice.update_request(ds.now_ms),
+        unauthenticated(DsRequestBody::RequestGroupId),
+    ];
     for request in requests {
-        let mut storage = AlwaysConflicting { inner: ds.storage.clone(), writes: 0 };
-        let out = ds.ds.process(UnixTimeMs(ds.now_ms), &request, &mut storage).unwrap();
+        let mut storage = AlwaysConflicting {
+            inner: ds.storage.clone(),
+            writes: 0,
+        };
+        let out = ds
+            .ds
+            .process(UnixTimeMs(ds.now_ms), &request, &mut storage)
+            .unwrap();
         assert_eq!(out.status, Status::Rejected(ErrorCode::Conflict));
-        let DsResponseBody::Error(error) = decode_response(&out.response).body else { panic!() };
-        assert_eq!((error.code, error.details), (ErrorCode::Conflict, DsErrorDetails::None));
+        let DsResponseBody::Error(error) = decode_response(&out.response).body else {
+            panic!()
+        };
+        assert_eq!(
+            (error.code, error.details),
+            (ErrorCode::Conflict, DsErrorDetails::None)
+        );
         assert!(out.fanout.is_empty());
-        assert_eq!(storage.writes, ds.ds.config().max_conflict_retries as usize + 1);
+        assert_eq!(
+            storage.writes,
+            ds.ds.config().max_conflict_retries as usize + 1
+        );
         assert!(storage.inner == ds.storage, "nothing was written");
     }
 }
@@ -796,57 +1113,118 @@ fn conflict_when_every_write_conflicts() {
 
 /// Each code with the tests above that produce it.
 const COVERED: &[(ErrorCode, &[&str])] = &[
-    (ErrorCode::InvalidGroupId, &[
-        "invalid_group_id_not_issued_by_the_ds",
-        "invalid_group_id_reservation_expired",
-        "invalid_group_id_already_created",
-        "invalid_group_id_after_deletion",
-        "invalid_group_id_signature_for_another_group",
-    ]),
-    (ErrorCode::InvalidLeafNodeOrKeyPackage, &[
-        "invalid_leaf_node_key_package_without_queue_config",
-        "invalid_leaf_node_creator_without_queue_config",
-    ]),
-    (ErrorCode::InvalidGroupInfo, &[
-        "invalid_group_info_group_without_external_senders",
-        "invalid_group_info_group_names_another_ds",
-        "invalid_group_info_commit_with_previous_epochs_group_info",
-    ]),
-    (ErrorCode::WrongEpoch, &["wrong_epoch_losing_commit", "wrong_epoch_message_and_proposal_of_an_old_epoch"]),
-    (ErrorCode::NotAllowed, &[
-        "not_allowed_commit_by_another_member",
-        "not_allowed_proposal_by_another_member",
-        "not_allowed_delete_group_that_keeps_members",
-        "not_allowed_welcomes_do_not_match_adds",
-    ]),
-    (ErrorCode::InvalidProposal, &["invalid_proposal_empty_list", "invalid_proposal_same_proposal_twice"]),
-    (ErrorCode::UnknownGroup, &["unknown_group_never_created", "unknown_group_only_reserved", "unknown_group_after_deletion"]),
-    (ErrorCode::AuthenticationFailed, &[
-        "authentication_failed_wrong_key_for_the_claimed_leaf",
-        "authentication_failed_unauthenticated_send_message",
-        "authentication_failed_leaf_without_member_or_not_a_leaf_sender",
-    ]),
-    (ErrorCode::InvalidMessageType, &[
-        "invalid_message_type_private_message_as_commit",
-        "invalid_message_type_commit_as_application_message_or_proposal_or_welcome",
-        "invalid_message_type_group_info_as_commit",
-    ]),
-    (ErrorCode::MissingPendingProposals, &["missing_pending_proposals_commit_by_a_member_that_missed_the_proposal"]),
-    (ErrorCode::ReplayedRequest, &[
-        "replayed_request_same_signed_content_with_another_signature_encoding",
-        "replayed_request_signed_read_only_group_info",
-    ]),
-    (ErrorCode::StaleTimestamp, &["stale_timestamp_past_and_future", "replay_window_ends_with_the_auth_window"]),
-    (ErrorCode::FutureEpoch, &["future_epoch_commit_after_an_unsent_commit"]),
-    (ErrorCode::MalformedRequest, &["malformed_request_garbage_and_trailing_bytes"]),
+    (
+        ErrorCode::InvalidGroupId,
+        &[
+            "invalid_group_id_not_issued_by_the_ds",
+            "invalid_group_id_reservation_expired",
+            "invalid_group_id_already_created",
+            "invalid_group_id_after_deletion",
+            "invalid_group_id_signature_for_another_group",
+        ],
+    ),
+    (
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+        &[
+            "invalid_leaf_node_key_package_without_queue_config",
+            "invalid_leaf_node_creator_without_queue_config",
+        ],
+    ),
+    (
+        ErrorCode::InvalidGroupInfo,
+        &[
+            "invalid_group_info_group_without_external_senders",
+            "invalid_group_info_group_names_another_ds",
+            "invalid_group_info_commit_with_previous_epochs_group_info",
+        ],
+    ),
+    (
+        ErrorCode::WrongEpoch,
+        &[
+            "wrong_epoch_losing_commit",
+            "wrong_epoch_message_and_proposal_of_an_old_epoch",
+        ],
+    ),
+    (
+        ErrorCode::NotAllowed,
+        &[
+            "not_allowed_commit_by_another_member",
+            "not_allowed_proposal_by_another_member",
+            "not_allowed_delete_group_that_keeps_members",
+            "not_allowed_welcomes_do_not_match_adds",
+        ],
+    ),
+    (
+        ErrorCode::InvalidProposal,
+        &[
+            "invalid_proposal_empty_list",
+            "invalid_proposal_same_proposal_twice",
+        ],
+    ),
+    (
+        ErrorCode::UnknownGroup,
+        &[
+            "unknown_group_never_created",
+            "unknown_group_only_reserved",
+            "unknown_group_after_deletion",
+        ],
+    ),
+    (
+        ErrorCode::AuthenticationFailed,
+        &[
+            "authentication_failed_wrong_key_for_the_claimed_leaf",
+            "authentication_failed_unauthenticated_send_message",
+            "authentication_failed_leaf_without_member_or_not_a_leaf_sender",
+        ],
+    ),
+    (
+        ErrorCode::InvalidMessageType,
+        &[
+            "invalid_message_type_private_message_as_commit",
+            "invalid_message_type_commit_as_application_message_or_proposal_or_welcome",
+            "invalid_message_type_group_info_as_commit",
+        ],
+    ),
+    (
+        ErrorCode::MissingPendingProposals,
+        &["missing_pending_proposals_commit_by_a_member_that_missed_the_proposal"],
+    ),
+    (
+        ErrorCode::ReplayedRequest,
+        &[
+            "replayed_request_same_signed_content_with_another_signature_encoding",
+            "replayed_request_signed_read_only_group_info",
+        ],
+    ),
+    (
+        ErrorCode::StaleTimestamp,
+        &[
+            "stale_timestamp_past_and_future",
+            "replay_window_ends_with_the_auth_window",
+        ],
+    ),
+    (
+        ErrorCode::FutureEpoch,
+        &["future_epoch_commit_after_an_unsent_commit"],
+    ),
+    (
+        ErrorCode::MalformedRequest,
+        &["malformed_request_garbage_and_trailing_bytes"],
+    ),
     (ErrorCode::UnsupportedVersion, &["unsupported_version"]),
     (ErrorCode::RequestTooLarge, &["request_too_large"]),
     (ErrorCode::UnsupportedOperation, &["unsupported_operation"]),
-    (ErrorCode::InvalidMlsMessage, &[
-        "invalid_mls_message_commit_with_a_broken_signature",
-        "invalid_mls_message_proposal_with_a_broken_signature",
-    ]),
-    (ErrorCode::Conflict, &["conflict_when_every_write_conflicts"]),
+    (
+        ErrorCode::InvalidMlsMessage,
+        &[
+            "invalid_mls_message_commit_with_a_broken_signature",
+            "invalid_mls_message_proposal_with_a_broken_signature",
+        ],
+    ),
+    (
+        ErrorCode::Conflict,
+        &["conflict_when_every_write_conflicts"],
+    ),
 ];
 
 #[test]
@@ -868,10 +1246,19 @@ fn every_error_code_is_covered() {
             }
         }
     }
-    assert!(missing.is_empty(), "error codes without a test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "error codes without a test: {missing:?}"
+    );
     for (i, (code, _)) in COVERED.iter().enumerate() {
-        assert!(ErrorCode::ALL.contains(code), "{code:?} is not in ErrorCode::ALL");
-        assert!(!COVERED[..i].iter().any(|(c, _)| c == code), "{code:?} listed twice");
+        assert!(
+            ErrorCode::ALL.contains(code),
+            "{code:?} is not in ErrorCode::ALL"
+        );
+        assert!(
+            !COVERED[..i].iter().any(|(c, _)| c == code),
+            "{code:?} listed twice"
+        );
     }
     assert_eq!(COVERED.len(), ErrorCode::ALL.len());
 }

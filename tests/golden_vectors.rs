@@ -23,8 +23,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use mimi_ds::wire::{
-    decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse, DsResponseBody, DsSenderId,
-    ErrorCode, GroupInfoOption, QueueingServiceRequest, QueueingServiceResponse,
+    decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
+    DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QueueingServiceRequest,
+    QueueingServiceResponse,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::DeserializeBytes;
@@ -59,16 +60,23 @@ fn parse_vector_file(name: &str, text: &str) -> VectorFile {
         }
         hex.push_str(line);
     }
-    VectorFile { comment, bytes: from_hex(name, &hex) }
+    VectorFile {
+        comment,
+        bytes: from_hex(name, &hex),
+    }
 }
 
 fn from_hex(name: &str, hex: &str) -> Vec<u8> {
     assert!(hex.len() % 2 == 0, "{name}: odd number of hex digits");
     assert!(
-        hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+        hex.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
         "{name}: only lowercase hex digits are allowed"
     );
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit")).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit"))
+        .collect()
 }
 
 fn render_vector_file(comment: &str, bytes: &[u8]) -> String {
@@ -115,7 +123,10 @@ where
 {
     let value = decode_exact::<T>(bytes).unwrap_or_else(|e| panic!("{name}: does not decode: {e}"));
     let again = encode(&value).unwrap_or_else(|e| panic!("{name}: does not re-encode: {e:?}"));
-    assert!(again == bytes, "{name}: re-encoding differs from the vector");
+    assert!(
+        again == bytes,
+        "{name}: re-encoding differs from the vector"
+    );
     value
 }
 
@@ -171,18 +182,30 @@ fn full(option: &GroupInfoOption) -> bool {
 
 /// The MLS body kind of a message, for checking what a vector carries.
 fn is_welcome(message: &mimi_ds::wire::MlsMessageBytes) -> bool {
-    matches!(message.parse().map(|m| m.extract()), Ok(MlsMessageBodyIn::Welcome(_)))
+    matches!(
+        message.parse().map(|m| m.extract()),
+        Ok(MlsMessageBodyIn::Welcome(_))
+    )
 }
 
 fn is_private(message: &mimi_ds::wire::MlsMessageBytes) -> bool {
-    matches!(message.parse().map(|m| m.extract()), Ok(MlsMessageBodyIn::PrivateMessage(_)))
+    matches!(
+        message.parse().map(|m| m.extract()),
+        Ok(MlsMessageBodyIn::PrivateMessage(_))
+    )
 }
 
 /// Every vector file (stem) and the check its decoded value must pass.
 const TABLE: &[(&str, Check)] = &[
     // DSRequest, one per DSRequestBody variant (plus the partial GroupInfo form of `commits`).
-    ("request_request_group_id", |d| matches!(req(d), Some((DsRequestBody::RequestGroupId, a)) if unauthenticated(a))),
-    ("request_create_group", |d| matches!(req(d), Some((DsRequestBody::CreateGroup(_), a)) if by_leaf(a))),
+    (
+        "request_request_group_id",
+        |d| matches!(req(d), Some((DsRequestBody::RequestGroupId, a)) if unauthenticated(a)),
+    ),
+    (
+        "request_create_group",
+        |d| matches!(req(d), Some((DsRequestBody::CreateGroup(_), a)) if by_leaf(a)),
+    ),
     (
         "request_delete_group",
         |d| matches!(req(d), Some((DsRequestBody::DeleteGroup(b), a)) if by_leaf(a) && full(&b.group_update.group_info)),
@@ -191,13 +214,22 @@ const TABLE: &[(&str, Check)] = &[
         matches!(req(d), Some((DsRequestBody::AddUsers(b), a))
             if by_leaf(a) && b.welcome_messages.len() == 1 && is_welcome(&b.welcome_messages[0]))
     }),
-    ("request_remove_users", |d| matches!(req(d), Some((DsRequestBody::RemoveUsers(_), a)) if by_leaf(a))),
+    (
+        "request_remove_users",
+        |d| matches!(req(d), Some((DsRequestBody::RemoveUsers(_), a)) if by_leaf(a)),
+    ),
     ("request_add_clients", |d| {
         matches!(req(d), Some((DsRequestBody::AddClients(b), a))
             if by_leaf(a) && b.welcome_messages.len() == 1 && is_welcome(&b.welcome_messages[0]))
     }),
-    ("request_remove_clients", |d| matches!(req(d), Some((DsRequestBody::RemoveClients(_), a)) if by_leaf(a))),
-    ("request_self_remove_client", |d| matches!(req(d), Some((DsRequestBody::SelfRemoveClient(_), a)) if by_leaf(a))),
+    (
+        "request_remove_clients",
+        |d| matches!(req(d), Some((DsRequestBody::RemoveClients(_), a)) if by_leaf(a)),
+    ),
+    (
+        "request_self_remove_client",
+        |d| matches!(req(d), Some((DsRequestBody::SelfRemoveClient(_), a)) if by_leaf(a)),
+    ),
     (
         "request_update_client",
         |d| matches!(req(d), Some((DsRequestBody::UpdateClient(b), a)) if by_leaf(a) && b.queue_config.is_some()),
@@ -222,7 +254,10 @@ const TABLE: &[(&str, Check)] = &[
         "request_connection_key_packages",
         |d| matches!(req(d), Some((DsRequestBody::ConnectionKeyPackages(_), a)) if unauthenticated(a)),
     ),
-    ("request_re_initialize_group", |d| matches!(req(d), Some((DsRequestBody::ReInitializeGroup(_), a)) if by_leaf(a))),
+    (
+        "request_re_initialize_group",
+        |d| matches!(req(d), Some((DsRequestBody::ReInitializeGroup(_), a)) if by_leaf(a)),
+    ),
     (
         "request_proposals",
         |d| matches!(req(d), Some((DsRequestBody::Proposals(b), a)) if by_leaf(a) && b.proposals.len() == 1),
@@ -237,11 +272,22 @@ const TABLE: &[(&str, Check)] = &[
             if by_leaf(a) && matches!(b.group_update.group_info, GroupInfoOption::Partial(_))
                 && b.welcome_messages.is_empty())
     }),
-    ("request_group_info", |d| matches!(req(d), Some((DsRequestBody::GroupInfo(_), a)) if unauthenticated(a))),
-    ("request_welcome_info", |d| matches!(req(d), Some((DsRequestBody::WelcomeInfo(_), a)) if by_key_package_ref(a))),
-    ("request_update_queue_info", |d| matches!(req(d), Some((DsRequestBody::UpdateQueueInfo(_), a)) if by_leaf(a))),
+    (
+        "request_group_info",
+        |d| matches!(req(d), Some((DsRequestBody::GroupInfo(_), a)) if unauthenticated(a)),
+    ),
+    (
+        "request_welcome_info",
+        |d| matches!(req(d), Some((DsRequestBody::WelcomeInfo(_), a)) if by_key_package_ref(a)),
+    ),
+    (
+        "request_update_queue_info",
+        |d| matches!(req(d), Some((DsRequestBody::UpdateQueueInfo(_), a)) if by_leaf(a)),
+    ),
     // DSResponse, one per DSResponseBody variant and one per DSError details shape.
-    ("response_ok", |d| matches!(resp(d), Some(DsResponseBody::Ok))),
+    ("response_ok", |d| {
+        matches!(resp(d), Some(DsResponseBody::Ok))
+    }),
     ("response_error", |d| {
         matches!(resp(d), Some(DsResponseBody::Error(e))
             if e.code == ErrorCode::UnsupportedOperation && e.details == DsErrorDetails::None)
@@ -255,8 +301,13 @@ const TABLE: &[(&str, Check)] = &[
             if e.code == ErrorCode::MissingPendingProposals
                 && matches!(&e.details, DsErrorDetails::ProposalRefs(refs) if !refs.is_empty()))
     }),
-    ("response_group_id", |d| matches!(resp(d), Some(DsResponseBody::GroupId(id)) if !id.as_slice().is_empty())),
-    ("response_welcome_info", |d| matches!(resp(d), Some(DsResponseBody::WelcomeInfo(_)))),
+    (
+        "response_group_id",
+        |d| matches!(resp(d), Some(DsResponseBody::GroupId(id)) if !id.as_slice().is_empty()),
+    ),
+    ("response_welcome_info", |d| {
+        matches!(resp(d), Some(DsResponseBody::WelcomeInfo(_)))
+    }),
     (
         "response_external_commit_info",
         |d| matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i)) if !i.pending_proposals.is_empty()),
@@ -265,7 +316,9 @@ const TABLE: &[(&str, Check)] = &[
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),
     ),
-    ("response_accepted", |d| matches!(resp(d), Some(DsResponseBody::Accepted(_)))),
+    ("response_accepted", |d| {
+        matches!(resp(d), Some(DsResponseBody::Accepted(_)))
+    }),
     // Queueing Service messages.
     (
         "qs_request_welcome",
@@ -275,7 +328,9 @@ const TABLE: &[(&str, Check)] = &[
         "qs_request_application_message",
         |d| matches!(d, Decoded::QsRequest(r) if !r.recipients.is_empty() && is_private(&r.message.message)),
     ),
-    ("qs_response_ok", |d| matches!(d, Decoded::QsResponse(QueueingServiceResponse::Ok))),
+    ("qs_response_ok", |d| {
+        matches!(d, Decoded::QsResponse(QueueingServiceResponse::Ok))
+    }),
     (
         "qs_response_invalid_client_queue_information",
         |d| matches!(d, Decoded::QsResponse(QueueingServiceResponse::InvalidClientQueueInformation(i)) if !i.is_empty()),
@@ -292,7 +347,12 @@ fn hex_files(dir: &Path) -> BTreeSet<String> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("dir entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "hex"))
-        .map(|path| path.file_stem().expect("stem").to_string_lossy().into_owned())
+        .map(|path| {
+            path.file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -307,8 +367,14 @@ fn load_all() -> Vec<(&'static str, Decoded)> {
     let present = hex_files(Path::new(VECTORS_DIR));
     let missing: Vec<_> = table.difference(&present).collect();
     let extra: Vec<_> = present.difference(&table).collect();
-    assert!(missing.is_empty(), "vector files missing (regenerate): {missing:?}");
-    assert!(extra.is_empty(), "vector files not in TABLE (add them or delete them): {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "vector files missing (regenerate): {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "vector files not in TABLE (add them or delete them): {extra:?}"
+    );
 
     TABLE
         .iter()
@@ -322,7 +388,10 @@ fn load_all() -> Vec<(&'static str, Decoded)> {
                 file.comment
             );
             let decoded = decode_vector(name, &file.bytes);
-            assert!(check(&decoded), "{name}: decoded to the wrong variant: {decoded:?}");
+            assert!(
+                check(&decoded),
+                "{name}: decoded to the wrong variant: {decoded:?}"
+            );
             (*name, decoded)
         })
         .collect()
@@ -338,7 +407,12 @@ fn golden_vectors_round_trip() {
 /// a variant with a payload runs out of bytes).
 fn defined_tags<T: DeserializeBytes>() -> BTreeSet<u8> {
     (0..=u8::MAX)
-        .filter(|tag| !matches!(T::tls_deserialize_bytes(&[*tag]), Err(tls_codec::Error::UnknownValue(_))))
+        .filter(|tag| {
+            !matches!(
+                T::tls_deserialize_bytes(&[*tag]),
+                Err(tls_codec::Error::UnknownValue(_))
+            )
+        })
         .collect()
 }
 
@@ -361,13 +435,31 @@ fn golden_vectors_cover_every_variant() {
         .collect();
 
     // Every DSRequestType, 0..=19, and nothing the decoder accepts is left out.
-    let request_types: BTreeSet<u8> = requests.iter().map(|r| r.body.request_type() as u8).collect();
-    assert_eq!(request_types, (0..=19).collect::<BTreeSet<u8>>(), "request types covered");
-    assert_eq!(defined_tags::<DsRequestBody>(), request_types, "DsRequestBody has codepoints without a vector");
+    let request_types: BTreeSet<u8> = requests
+        .iter()
+        .map(|r| r.body.request_type() as u8)
+        .collect();
+    assert_eq!(
+        request_types,
+        (0..=19).collect::<BTreeSet<u8>>(),
+        "request types covered"
+    );
+    assert_eq!(
+        defined_tags::<DsRequestBody>(),
+        request_types,
+        "DsRequestBody has codepoints without a vector"
+    );
 
     // Every DSResponseBody codepoint the decoder accepts.
-    let response_tags: BTreeSet<u8> = responses.iter().map(|r| encode(&r.body).expect("encode")[0]).collect();
-    assert_eq!(defined_tags::<DsResponseBody>(), response_tags, "DsResponseBody has codepoints without a vector");
+    let response_tags: BTreeSet<u8> = responses
+        .iter()
+        .map(|r| encode(&r.body).expect("encode")[0])
+        .collect();
+    assert_eq!(
+        defined_tags::<DsResponseBody>(),
+        response_tags,
+        "DsResponseBody has codepoints without a vector"
+    );
 
     // Every DSError details shape.
     let shapes: BTreeSet<&str> = responses
@@ -382,11 +474,21 @@ fn golden_vectors_cover_every_variant() {
             _ => None,
         })
         .collect();
-    assert_eq!(shapes, BTreeSet::from(["none", "current_epoch", "proposal_refs"]));
+    assert_eq!(
+        shapes,
+        BTreeSet::from(["none", "current_epoch", "proposal_refs"])
+    );
 
     // Both DSAuthData kinds and every DSSenderID kind.
-    let auth_tags: BTreeSet<u8> = requests.iter().map(|r| encode(&r.auth).expect("encode")[0]).collect();
-    assert_eq!(defined_tags::<DsAuthData>(), auth_tags, "DsAuthData kinds covered");
+    let auth_tags: BTreeSet<u8> = requests
+        .iter()
+        .map(|r| encode(&r.auth).expect("encode")[0])
+        .collect();
+    assert_eq!(
+        defined_tags::<DsAuthData>(),
+        auth_tags,
+        "DsAuthData kinds covered"
+    );
     let sender_tags: BTreeSet<u8> = requests
         .iter()
         .filter_map(|r| match &r.auth {
@@ -394,17 +496,27 @@ fn golden_vectors_cover_every_variant() {
             _ => None,
         })
         .collect();
-    assert_eq!(defined_tags::<DsSenderId>(), sender_tags, "DsSenderId kinds covered");
+    assert_eq!(
+        defined_tags::<DsSenderId>(),
+        sender_tags,
+        "DsSenderId kinds covered"
+    );
 
     // Both GroupInfoOption forms.
     let group_info_tags: BTreeSet<u8> = requests
         .iter()
         .filter_map(|r| match &r.body {
-            DsRequestBody::Commits(b) => Some(encode(&b.group_update.group_info).expect("encode")[0]),
+            DsRequestBody::Commits(b) => {
+                Some(encode(&b.group_update.group_info).expect("encode")[0])
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(defined_tags::<GroupInfoOption>(), group_info_tags, "GroupInfoOption forms covered");
+    assert_eq!(
+        defined_tags::<GroupInfoOption>(),
+        group_info_tags,
+        "GroupInfoOption forms covered"
+    );
 
     // Both QueueingServiceResponse variants.
     let qs_tags: BTreeSet<u8> = vectors
@@ -414,8 +526,14 @@ fn golden_vectors_cover_every_variant() {
             _ => None,
         })
         .collect();
-    assert_eq!(defined_tags::<QueueingServiceResponse>(), qs_tags, "QueueingServiceResponse variants covered");
-    assert!(vectors.iter().any(|(_, d)| matches!(d, Decoded::QsRequest(_))));
+    assert_eq!(
+        defined_tags::<QueueingServiceResponse>(),
+        qs_tags,
+        "QueueingServiceResponse variants covered"
+    );
+    assert!(vectors
+        .iter()
+        .any(|(_, d)| matches!(d, Decoded::QsRequest(_))));
 }
 
 /// The text format survives a render/parse round trip, including wrapping.
@@ -447,10 +565,22 @@ fn regenerate_golden_vectors() {
     // Check everything before touching the directory.
     for vector in &generated {
         let type_name = type_name_for(vector.name);
-        assert!(vector.what.starts_with(&format!("{type_name}: ")), "{}: comment", vector.name);
+        assert!(
+            vector.what.starts_with(&format!("{type_name}: ")),
+            "{}: comment",
+            vector.name
+        );
         let decoded = decode_vector(vector.name, &vector.bytes);
-        let check = TABLE.iter().find(|(n, _)| *n == vector.name).expect("in table").1;
-        assert!(check(&decoded), "{}: generated the wrong variant: {decoded:?}", vector.name);
+        let check = TABLE
+            .iter()
+            .find(|(n, _)| *n == vector.name)
+            .expect("in table")
+            .1;
+        assert!(
+            check(&decoded),
+            "{}: generated the wrong variant: {decoded:?}",
+            vector.name
+        );
     }
 
     let dir = Path::new(VECTORS_DIR);
@@ -459,8 +589,11 @@ fn regenerate_golden_vectors() {
         std::fs::remove_file(vector_path(&stale)).expect("remove stale vector");
     }
     for vector in &generated {
-        std::fs::write(vector_path(vector.name), render_vector_file(&vector.what, &vector.bytes))
-            .expect("write vector");
+        std::fs::write(
+            vector_path(vector.name),
+            render_vector_file(&vector.what, &vector.bytes),
+        )
+        .expect("write vector");
     }
     load_all();
 }
@@ -468,16 +601,19 @@ fn regenerate_golden_vectors() {
 mod generator {
     use mimi_ds::testing::{commit_body, decode_response, mls_bytes, Received, TestClient, TestDs};
     use mimi_ds::wire::{
-        encode, ClientQueueConfig, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData, DsErrorDetails,
-        DsRequest, DsRequestBody, DsResponse, DsResponseBody, DsSenderId, ErrorCode, ExternalCommitInfo,
-        GroupInfoOption, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo, QueueingServiceResponse,
-        SelfRemoveClientRequest, UpdateClientRequest, WelcomeInfo, WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+        encode, ClientQueueConfig, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData,
+        DsErrorDetails, DsRequest, DsRequestBody, DsResponse, DsResponseBody, DsSenderId,
+        ErrorCode, ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest,
+        MembershipCommitRequest, PartialGroupInfo, QueueingServiceResponse,
+        SelfRemoveClientRequest, UpdateClientRequest, WelcomeInfo, WelcomeInfoRequest,
+        PROTOCOL_VERSION_MIMI_DS10,
     };
     use mimi_ds::{Outcome, Status};
     use openmls::messages::group_info::VerifiableGroupInfo;
     use openmls::prelude::{
-        KeyPackage, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn, Proposal,
-        ReInitProposal, Verifiable as _, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+        KeyPackage, LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig,
+        MlsMessageBodyIn, Proposal, ReInitProposal, Verifiable as _,
+        MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
     };
     use openmls_rust_crypto::RustCrypto;
     use openmls_traits::crypto::OpenMlsCrypto;
@@ -499,33 +635,62 @@ mod generator {
     impl Vectors {
         fn add(&mut self, name: &'static str, what: impl Into<String>, bytes: Vec<u8>) {
             let type_name = super::type_name_for(name);
-            self.0.push(Vector { name, what: format!("{type_name}: {}", what.into()), bytes });
+            self.0.push(Vector {
+                name,
+                what: format!("{type_name}: {}", what.into()),
+                bytes,
+            });
         }
     }
 
     fn accepted(out: &Outcome) {
-        assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+        assert_eq!(
+            out.status,
+            Status::Accepted,
+            "{:?}",
+            decode_response(&out.response)
+        );
     }
 
     fn rejected(out: &Outcome, code: ErrorCode) {
-        assert_eq!(out.status, Status::Rejected(code), "{:?}", decode_response(&out.response));
+        assert_eq!(
+            out.status,
+            Status::Rejected(code),
+            "{:?}",
+            decode_response(&out.response)
+        );
     }
 
     fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
-        encode(&DsRequest { version: PROTOCOL_VERSION_MIMI_DS10, body, auth: DsAuthData::Unauthenticated })
-            .expect("encode")
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body,
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode")
     }
 
     fn response(body: DsResponseBody) -> Vec<u8> {
-        encode(&DsResponse { version: PROTOCOL_VERSION_MIMI_DS10, body }).expect("encode")
+        encode(&DsResponse {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body,
+        })
+        .expect("encode")
     }
 
     /// The fanout to `provider` of an outcome, encoded.
     fn fanout_to(out: &Outcome, provider: &str) -> Vec<u8> {
-        out.fanout.iter().find(|f| f.destination == provider).expect("fanout to provider").to_bytes()
+        out.fanout
+            .iter()
+            .find(|f| f.destination == provider)
+            .expect("fanout to provider")
+            .to_bytes()
     }
 
-    fn external_commit_info(ds: &mut TestDs, group_id: &[u8]) -> (Vec<u8>, Vec<u8>, ExternalCommitInfo) {
+    fn external_commit_info(
+        ds: &mut TestDs,
+        group_id: &[u8],
+    ) -> (Vec<u8>, Vec<u8>, ExternalCommitInfo) {
         let request = TestClient::group_info_request(group_id);
         let out = ds.process(&request);
         match decode_response(&out.response).body {
@@ -535,19 +700,26 @@ mod generator {
     }
 
     fn join(client: &mut TestClient, tree: &mimi_ds::wire::RatchetTreeBytes) {
-        let Some(Received::Welcome(welcome)) = client.process_inbox().pop() else { panic!("no Welcome") };
+        let Some(Received::Welcome(welcome)) = client.process_inbox().pop() else {
+            panic!("no Welcome")
+        };
         client.join_from_welcome(&welcome, tree);
     }
 
     /// The content of a `<V>`-prefixed encoding.
     fn vl_content(value: &impl Serialize) -> VLBytes {
-        VLBytes::tls_deserialize_exact_bytes(&value.tls_serialize_detached().expect("encode")).expect("vl")
+        VLBytes::tls_deserialize_exact_bytes(&value.tls_serialize_detached().expect("encode"))
+            .expect("vl")
     }
 
     /// The PartialGroupInfo a committer sends instead of the full GroupInfo.
     fn to_partial(full: &GroupInfoOption) -> PartialGroupInfo {
-        let GroupInfoOption::Full(bytes) = full else { panic!("expected a full GroupInfo") };
-        let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().expect("GroupInfo").extract() else { panic!() };
+        let GroupInfoOption::Full(bytes) = full else {
+            panic!("expected a full GroupInfo")
+        };
+        let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().expect("GroupInfo").extract() else {
+            panic!()
+        };
         let vgi: VerifiableGroupInfo = vgi;
         PartialGroupInfo {
             ratchet_tree_presence: mimi_ds::wire::RatchetTreePresence::NoRatchetTree,
@@ -558,19 +730,31 @@ mod generator {
 
     /// `RefHash(label, value)` (RFC 9420 §5.2) with SHA-256.
     fn ref_hash(label: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut input = VLBytes::from(label.to_vec()).tls_serialize_detached().expect("encode");
-        input.extend(VLBytes::from(value.to_vec()).tls_serialize_detached().expect("encode"));
-        RustCrypto::default().hash(HashType::Sha2_256, &input).expect("hash")
+        let mut input = VLBytes::from(label.to_vec())
+            .tls_serialize_detached()
+            .expect("encode");
+        input.extend(
+            VLBytes::from(value.to_vec())
+                .tls_serialize_detached()
+                .expect("encode"),
+        );
+        RustCrypto::default()
+            .hash(HashType::Sha2_256, &input)
+            .expect("hash")
     }
 
     /// A ReInit proposal to a fresh group ID, same version, suite and no extensions (openmls
     /// keeps the fields private, so it is decoded from its encoding).
     fn reinit_proposal(new_group_id: &[u8]) -> Proposal {
-        let mut bytes = VLBytes::from(new_group_id.to_vec()).tls_serialize_detached().expect("encode");
+        let mut bytes = VLBytes::from(new_group_id.to_vec())
+            .tls_serialize_detached()
+            .expect("encode");
         bytes.extend_from_slice(&1u16.to_be_bytes()); // mls10
         bytes.extend_from_slice(&(mimi_ds::testing::CIPHERSUITE as u16).to_be_bytes());
         bytes.push(0); // extensions<V>: empty
-        Proposal::ReInit(Box::new(ReInitProposal::tls_deserialize_exact_bytes(&bytes).expect("ReInit")))
+        Proposal::ReInit(Box::new(
+            ReInitProposal::tls_deserialize_exact_bytes(&bytes).expect("ReInit"),
+        ))
     }
 
     fn queue(provider: &str, queue: &str) -> ClientQueueConfig {
@@ -591,15 +775,29 @@ mod generator {
         // request_group_id (0) and signature_public_key (11): unauthenticated, served.
         let request = unauthenticated(DsRequestBody::RequestGroupId);
         let out = ds.process(&request);
-        let DsResponseBody::GroupId(group_id) = decode_response(&out.response).body else { panic!() };
+        let DsResponseBody::GroupId(group_id) = decode_response(&out.response).body else {
+            panic!()
+        };
         let group_id = group_id.as_slice().to_vec();
-        v.add("request_request_group_id", "request_group_id (0), unauthenticated", request);
-        v.add("response_group_id", "group_id (2): the ID reserved for request_request_group_id", out.response);
+        v.add(
+            "request_request_group_id",
+            "request_group_id (0), unauthenticated",
+            request,
+        );
+        v.add(
+            "response_group_id",
+            "group_id (2): the ID reserved for request_request_group_id",
+            out.response,
+        );
 
         let request = unauthenticated(DsRequestBody::SignaturePublicKey);
         let out = ds.process(&request);
         accepted(&out);
-        v.add("request_signature_public_key", "signature_public_key (11), unauthenticated", request);
+        v.add(
+            "request_signature_public_key",
+            "signature_public_key (11), unauthenticated",
+            request,
+        );
         v.add(
             "response_signature_public_key",
             "signature_public_key (5): the DS's Ed25519 external-sender key",
@@ -618,11 +816,18 @@ mod generator {
 
         // commits (16) with a full GroupInfo and one Welcome: alice adds bob-1, carol-1, alice-2.
         let bob_key_package: KeyPackage = bob.key_package();
-        let bob_key_package_ref = bob_key_package.hash_ref(alice.provider.crypto()).expect("ref");
-        let request = alice.add_request(vec![bob_key_package, carol.key_package(), alice2.key_package()], ds.now_ms);
+        let bob_key_package_ref = bob_key_package
+            .hash_ref(alice.provider.crypto())
+            .expect("ref");
+        let request = alice.add_request(
+            vec![bob_key_package, carol.key_package(), alice2.key_package()],
+            ds.now_ms,
+        );
         let out = ds.process(&request);
         accepted(&out);
-        let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else { panic!() };
+        let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+            panic!()
+        };
         assert_eq!((receipt.sequence_number, receipt.epoch), (0, 1));
         alice.confirm_commit();
         v.add(
@@ -660,7 +865,11 @@ mod generator {
         );
         let out = ds.process(&request);
         rejected(&out, ErrorCode::UnsupportedOperation);
-        v.add("request_welcome_info", "welcome_info (18) for epoch 1, signed by bob-1 as key_package_ref", request);
+        v.add(
+            "request_welcome_info",
+            "welcome_info (18) for epoch 1, signed by bob-1 as key_package_ref",
+            request,
+        );
         v.add(
             "response_error",
             "error (1) unsupported_operation, no details: the answer to request_welcome_info",
@@ -672,7 +881,11 @@ mod generator {
         let request = alice.message_request(b"hello, group", ds.now_ms);
         let out = ds.process(&request);
         accepted(&out);
-        v.add("request_send_message", "send_message (10) by leaf 0: a PrivateMessage at epoch 1", request);
+        v.add(
+            "request_send_message",
+            "send_message (10) by leaf 0: a PrivateMessage at epoch 1",
+            request,
+        );
         v.add(
             "qs_request_application_message",
             "the DS's fanout of request_send_message to c.example (queue carol-1)",
@@ -687,20 +900,36 @@ mod generator {
         let request = bob.update_queue_request(queue("b.example", "bob-1-new-queue"), ds.now_ms);
         let out = ds.process(&request);
         accepted(&out);
-        v.add("request_update_queue_info", "update_queue_info (19) by bob-1 (leaf 1)", request);
-        v.add("response_ok", "ok (0): the answer to request_update_queue_info", out.response);
+        v.add(
+            "request_update_queue_info",
+            "update_queue_info (19) by bob-1 (leaf 1)",
+            request,
+        );
+        v.add(
+            "response_ok",
+            "ok (0): the answer to request_update_queue_info",
+            out.response,
+        );
 
         // proposals (15): bob-1 proposes removing carol-1; it stays pending.
         let carol_leaf = carol.leaf();
         let request = bob.propose_remove_request(carol_leaf, ds.now_ms);
         let proposal_out = ds.process(&request);
         accepted(&proposal_out);
-        v.add("request_proposals", "proposals (15) by leaf 1: a Remove of carol-1 (leaf 2)", request);
+        v.add(
+            "request_proposals",
+            "proposals (15) by leaf 1: a Remove of carol-1 (leaf 2)",
+            request,
+        );
 
         // group_info (17) while the proposal is pending.
         let (request, response, info) = external_commit_info(&mut ds, &group_id);
         assert_eq!(info.pending_proposals.len(), 1);
-        v.add("request_group_info", "group_info (17), unauthenticated", request);
+        v.add(
+            "request_group_info",
+            "group_info (17), unauthenticated",
+            request,
+        );
         v.add(
             "response_external_commit_info",
             "external_commit_info (4): epoch-1 GroupInfo, tree, and request_proposals' pending Remove",
@@ -741,10 +970,16 @@ mod generator {
         // wrong_epoch: bob-1's epoch-1 commit after the group moved to epoch 2.
         let out = ds.process(&bob.signed(commit_body(stale_update), ds.now_ms));
         rejected(&out, ErrorCode::WrongEpoch);
-        let DsResponseBody::Error(error) = decode_response(&out.response).body else { panic!() };
+        let DsResponseBody::Error(error) = decode_response(&out.response).body else {
+            panic!()
+        };
         assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
         bob.discard_commit();
-        v.add("response_error_current_epoch", "error (1) wrong_epoch with current_epoch 2", out.response);
+        v.add(
+            "response_error_current_epoch",
+            "error (1) wrong_epoch with current_epoch 2",
+            out.response,
+        );
         TestDs::route(&commit_out, &mut [&mut bob, &mut alice2]);
         for client in [&mut bob, &mut alice2] {
             client.process_inbox();
@@ -766,7 +1001,11 @@ mod generator {
             }),
             now,
         );
-        v.add("request_add_users", "add_users (3) by leaf 0: commit adding dave-1, with its Welcome", request);
+        v.add(
+            "request_add_users",
+            "add_users (3) by leaf 0: commit adding dave-1, with its Welcome",
+            request,
+        );
 
         let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![alice3.key_package()]));
         alice.discard_commit();
@@ -777,19 +1016,41 @@ mod generator {
             }),
             now,
         );
-        v.add("request_add_clients", "add_clients (5) by leaf 0: commit adding alice-3, with its Welcome", request);
+        v.add(
+            "request_add_clients",
+            "add_clients (5) by leaf 0: commit adding alice-3, with its Welcome",
+            request,
+        );
 
         let bob_leaf = LeafNodeIndex::new(bob.leaf());
         let (update, _) = alice.stage_commit(|b| b.propose_removals(vec![bob_leaf]));
         alice.discard_commit();
-        let request = alice.signed(DsRequestBody::RemoveUsers(DeleteGroupRequest { group_update: update }), now);
-        v.add("request_remove_users", "remove_users (4) by leaf 0: commit removing bob-1", request);
+        let request = alice.signed(
+            DsRequestBody::RemoveUsers(DeleteGroupRequest {
+                group_update: update,
+            }),
+            now,
+        );
+        v.add(
+            "request_remove_users",
+            "remove_users (4) by leaf 0: commit removing bob-1",
+            request,
+        );
 
         let alice2_leaf = LeafNodeIndex::new(alice2.leaf());
         let (update, _) = alice.stage_commit(|b| b.propose_removals(vec![alice2_leaf]));
         alice.discard_commit();
-        let request = alice.signed(DsRequestBody::RemoveClients(DeleteGroupRequest { group_update: update }), now);
-        v.add("request_remove_clients", "remove_clients (6) by leaf 0: commit removing alice-2", request);
+        let request = alice.signed(
+            DsRequestBody::RemoveClients(DeleteGroupRequest {
+                group_update: update,
+            }),
+            now,
+        );
+        v.add(
+            "request_remove_clients",
+            "remove_clients (6) by leaf 0: commit removing alice-2",
+            request,
+        );
 
         let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
         alice.discard_commit();
@@ -806,9 +1067,15 @@ mod generator {
             request,
         );
 
-        let (update, _) = alice.stage_commit(|b| b.add_proposal(reinit_proposal(b"reinitialized-group")));
+        let (update, _) =
+            alice.stage_commit(|b| b.add_proposal(reinit_proposal(b"reinitialized-group")));
         alice.discard_commit();
-        let request = alice.signed(DsRequestBody::ReInitializeGroup(DeleteGroupRequest { group_update: update }), now);
+        let request = alice.signed(
+            DsRequestBody::ReInitializeGroup(DeleteGroupRequest {
+                group_update: update,
+            }),
+            now,
+        );
         v.add(
             "request_re_initialize_group",
             "re_initialize_group (14) by leaf 0: commit of a ReInit proposal",
@@ -817,10 +1084,16 @@ mod generator {
 
         let proposal = {
             let group = alice2.group.as_mut().expect("group");
-            group.leave_group(&alice2.provider, &alice2.signer).expect("self remove")
+            group
+                .leave_group(&alice2.provider, &alice2.signer)
+                .expect("self remove")
         };
-        let request = alice2
-            .signed(DsRequestBody::SelfRemoveClient(SelfRemoveClientRequest { proposal: mls_bytes(&proposal) }), now);
+        let request = alice2.signed(
+            DsRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
+                proposal: mls_bytes(&proposal),
+            }),
+            now,
+        );
         v.add(
             "request_self_remove_client",
             "self_remove_client (7) by alice-2 (leaf 3): Remove of its own leaf",
@@ -829,10 +1102,14 @@ mod generator {
 
         // external_join (9): dave-1 joins by external commit from the DS's epoch-2 GroupInfo.
         let (_, _, info) = external_commit_info(&mut ds, &group_id);
-        let MlsMessageBodyIn::GroupInfo(group_info) = info.group_info.parse().expect("GroupInfo").extract() else {
+        let MlsMessageBodyIn::GroupInfo(group_info) =
+            info.group_info.parse().expect("GroupInfo").extract()
+        else {
             panic!("not a GroupInfo")
         };
-        let join_config = MlsGroupJoinConfig::builder().wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY).build();
+        let join_config = MlsGroupJoinConfig::builder()
+            .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build();
         let leaf = LeafNodeParameters::builder()
             .with_capabilities(TestClient::capabilities())
             .with_extensions(TestClient::queue_extension(&dave.queue))
@@ -846,7 +1123,12 @@ mod generator {
             .load_psks(dave.provider.storage())
             .expect("psks")
             .create_group_info(true)
-            .build(dave.provider.rand(), dave.provider.crypto(), &dave.signer, |_| true)
+            .build(
+                dave.provider.rand(),
+                dave.provider.crypto(),
+                &dave.signer,
+                |_| true,
+            )
             .expect("external commit")
             .finalize(&dave.provider)
             .expect("finalize");
@@ -867,7 +1149,10 @@ mod generator {
         let user_key_hash = ref_hash(b"MIMI DS UserKey", &bob.signer.to_public_vec());
         let request = bob.signed_as(
             DsRequestBody::KeyPackages(KeyPackagesRequest {
-                client_ids: vec![b"alice-1@alice".to_vec().into(), b"alice-2@alice".to_vec().into()],
+                client_ids: vec![
+                    b"alice-1@alice".to_vec().into(),
+                    b"alice-2@alice".to_vec().into(),
+                ],
             }),
             &group_id,
             now,
@@ -878,9 +1163,11 @@ mod generator {
             "key_packages (12) for alice-1, alice-2, signed by bob as user_key_hash",
             request,
         );
-        let request = unauthenticated(DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
-            user_id: b"dave".to_vec().into(),
-        }));
+        let request = unauthenticated(DsRequestBody::ConnectionKeyPackages(
+            ConnectionKeyPackagesRequest {
+                user_id: b"dave".to_vec().into(),
+            },
+        ));
         v.add(
             "request_connection_key_packages",
             "connection_key_packages (13) for user dave, unauthenticated",
@@ -888,7 +1175,11 @@ mod generator {
         );
 
         // delete_group (2): served; the group is gone afterwards.
-        assert_eq!(alice.group().members().count(), 3, "alice-1, bob-1, alice-2");
+        assert_eq!(
+            alice.group().members().count(),
+            3,
+            "alice-1, bob-1, alice-2"
+        );
         let request = alice.delete_group_request(ds.now_ms);
         accepted(&ds.process(&request));
         alice.confirm_commit();
@@ -899,11 +1190,18 @@ mod generator {
         );
 
         // Queueing Service responses (a QS produces them, not the DS).
-        v.add("qs_response_ok", "ok (0)", encode(&QueueingServiceResponse::Ok).expect("encode"));
+        v.add(
+            "qs_response_ok",
+            "ok (0)",
+            encode(&QueueingServiceResponse::Ok).expect("encode"),
+        );
         v.add(
             "qs_response_invalid_client_queue_information",
             "invalid_client_queue_information (1) for recipients 0 and 2",
-            encode(&QueueingServiceResponse::InvalidClientQueueInformation(vec![0, 2])).expect("encode"),
+            encode(&QueueingServiceResponse::InvalidClientQueueInformation(
+                vec![0, 2],
+            ))
+            .expect("encode"),
         );
 
         v.0

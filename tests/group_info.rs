@@ -2,7 +2,9 @@
 //! and the PartialGroupInfo the DS completes from its own post-commit state (RTO layout).
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{DsResponseBody, ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence};
+use mimi_ds::wire::{
+    DsResponseBody, ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence,
+};
 use mimi_ds::Status;
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageBodyIn, Verifiable};
@@ -14,7 +16,10 @@ fn solo_group() -> (TestDs, TestClient) {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(ds.process(&alice.create_group_request(ds.now_ms)).status, Status::Accepted);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
     (ds, alice)
 }
 
@@ -25,8 +30,12 @@ fn vl_content(value: &impl Serialize) -> VLBytes {
 
 /// Turns the full GroupInfo of a commit into the PartialGroupInfo a client would send.
 fn to_partial(full: &GroupInfoOption) -> (PartialGroupInfo, Vec<u8>) {
-    let GroupInfoOption::Full(bytes) = full else { panic!("expected a full GroupInfo") };
-    let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().unwrap().extract() else { panic!() };
+    let GroupInfoOption::Full(bytes) = full else {
+        panic!("expected a full GroupInfo")
+    };
+    let MlsMessageBodyIn::GroupInfo(vgi) = bytes.parse().unwrap().extract() else {
+        panic!()
+    };
     let vgi: VerifiableGroupInfo = vgi;
     let partial = PartialGroupInfo {
         ratchet_tree_presence: RatchetTreePresence::NoRatchetTree,
@@ -37,7 +46,12 @@ fn to_partial(full: &GroupInfoOption) -> (PartialGroupInfo, Vec<u8>) {
 }
 
 fn served_group_info(ds: &mut TestDs, group_id: &[u8]) -> Vec<u8> {
-    match decode_response(&ds.process(&TestClient::group_info_request(group_id)).response).body {
+    match decode_response(
+        &ds.process(&TestClient::group_info_request(group_id))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info.group_info.as_bytes().to_vec(),
         other => panic!("{other:?}"),
     }
@@ -50,7 +64,12 @@ fn partial_group_info_is_completed_to_the_exact_full_group_info() {
     let (partial, full_bytes) = to_partial(&update.group_info);
     update.group_info = GroupInfoOption::Partial(partial);
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     alice.confirm_commit();
     // What the DS rebuilt is byte for byte what the committer would have sent in full.
     assert_eq!(served_group_info(&mut ds, &alice.group_id()), full_bytes);
@@ -87,7 +106,11 @@ fn full_group_info_of_the_previous_epoch_is_refused() {
     let (mut ds, mut alice) = solo_group();
     let stale = alice
         .group()
-        .export_group_info(openmls_traits::OpenMlsProvider::crypto(&alice.provider), &alice.signer, false)
+        .export_group_info(
+            openmls_traits::OpenMlsProvider::crypto(&alice.provider),
+            &alice.signer,
+            false,
+        )
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.group_info = GroupInfoOption::Full(mimi_ds::testing::mls_bytes(&stale));
@@ -104,11 +127,18 @@ fn group_info_signed_by_another_member_is_refused() {
     let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = match decode_response(&ds.process(&TestClient::group_info_request(&alice.group_id())).response).body {
+    let tree = match decode_response(
+        &ds.process(&TestClient::group_info_request(&alice.group_id()))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
         other => panic!("{other:?}"),
     };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else { panic!() };
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+        panic!()
+    };
     bob.join_from_welcome(&welcome, &tree);
 
     // Bob commits, but attaches a GroupInfo Alice signed for her own (never sent) commit.

@@ -148,7 +148,10 @@ impl Refusals {
             self.malformed,
             self.tls_codec_debug_panics
         );
-        assert_eq!(self.tls_codec_debug_panics, 0, "tls_codec panicked instead of returning an error");
+        assert_eq!(
+            self.tls_codec_debug_panics, 0,
+            "tls_codec panicked instead of returning an error"
+        );
     }
 }
 

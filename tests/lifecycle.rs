@@ -23,20 +23,38 @@ fn whole_group_life() {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
     let out = ds.process(&alice.create_group_request(ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
 
     // Add Bob's two clients.
     let request = alice.add_request(vec![bob1.key_package(), bob2.key_package()], ds.now_ms);
     let out = ds.process(&request);
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     let receipt = accepted(&out);
     assert_eq!((receipt.sequence_number, receipt.epoch), (0, 1));
     alice.confirm_commit();
     // The commit goes to nobody (Alice was alone); the Welcome to both Bob clients.
-    assert_eq!(TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]), 2);
+    assert_eq!(
+        TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]),
+        2
+    );
 
     // Joiners fetch the tree and join.
-    let info = match decode_response(&ds.process(&TestClient::group_info_request(&group_id)).response).body {
+    let info = match decode_response(
+        &ds.process(&TestClient::group_info_request(&group_id))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info,
         other => panic!("{other:?}"),
     };
@@ -53,15 +71,29 @@ fn whole_group_life() {
     ds.advance(1000);
     let out = ds.process(&alice.message_request(b"hi bob", ds.now_ms));
     assert_eq!(accepted(&out).sequence_number, 1);
-    assert_eq!(TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]), 2);
+    assert_eq!(
+        TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]),
+        2
+    );
     for bob in [&mut bob1, &mut bob2] {
-        assert_eq!(bob.process_inbox(), vec![mimi_ds::testing::Received::Application(b"hi bob".to_vec())]);
+        assert_eq!(
+            bob.process_inbox(),
+            vec![mimi_ds::testing::Received::Application(b"hi bob".to_vec())]
+        );
     }
     let out = ds.process(&bob2.message_request(b"hi alice", ds.now_ms));
     assert_eq!(accepted(&out).sequence_number, 2);
     TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]);
-    assert!(bob2.inbox.is_empty(), "the sender does not get its own message");
-    assert_eq!(alice.process_inbox(), vec![mimi_ds::testing::Received::Application(b"hi alice".to_vec())]);
+    assert!(
+        bob2.inbox.is_empty(),
+        "the sender does not get its own message"
+    );
+    assert_eq!(
+        alice.process_inbox(),
+        vec![mimi_ds::testing::Received::Application(
+            b"hi alice".to_vec()
+        )]
+    );
     bob1.process_inbox();
 
     // An update by Bob's phone.
@@ -75,21 +107,42 @@ fn whole_group_life() {
     // A standalone proposal, then a commit that must include it.
     let bob2_leaf = bob2.leaf();
     let out = ds.process(&bob1.propose_remove_request(bob2_leaf, ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]);
     alice.process_inbox();
     bob2.process_inbox();
     let out = ds.process(&alice.update_request(ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]);
     bob1.process_inbox();
-    assert!(matches!(bob2.process_inbox()[..], [mimi_ds::testing::Received::Commit { removed: true, .. }]));
+    assert!(matches!(
+        bob2.process_inbox()[..],
+        [mimi_ds::testing::Received::Commit { removed: true, .. }]
+    ));
 
     // Deletion: Alice removes everyone else; the group is gone.
     let out = ds.process(&alice.delete_group_request(ds.now_ms));
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
-    assert_eq!(TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]), 1);
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    assert_eq!(
+        TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]),
+        1
+    );
     alice.confirm_commit();
     let out = ds.process(&alice.message_request(b"anyone?", ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::UnknownGroup));

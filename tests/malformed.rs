@@ -54,7 +54,10 @@ struct Scenario {
 
 impl Scenario {
     fn process(&self, case: &Case, storage: &mut InMemoryStorage, request: &[u8]) -> Outcome {
-        self.ds.ds.process(UnixTimeMs(case.now_ms), request, storage).expect("in-memory storage does not fail")
+        self.ds
+            .ds
+            .process(UnixTimeMs(case.now_ms), request, storage)
+            .expect("in-memory storage does not fail")
     }
 }
 
@@ -74,13 +77,23 @@ fn sender_leaf(request: &[u8]) -> u32 {
 
 fn accept(ds: &mut TestDs, request: &[u8]) -> Outcome {
     let out = ds.process(request);
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     out
 }
 
 /// Wrong-sender variants of `request`: `outsider`'s key claiming the sender's leaf, and a leaf
 /// nobody occupies.
-fn wrong_senders(request: &[u8], group_id: &[u8], now_ms: u64, impostors: &[&TestClient]) -> Vec<Vec<u8>> {
+fn wrong_senders(
+    request: &[u8],
+    group_id: &[u8],
+    now_ms: u64,
+    impostors: &[&TestClient],
+) -> Vec<Vec<u8>> {
     let body = body_of(request);
     let leaf = sender_leaf(request);
     let mut variants: Vec<Vec<u8>> = impostors
@@ -136,11 +149,18 @@ fn scenario() -> Scenario {
     let out = accept(&mut ds, &request);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = match decode_response(&ds.process(&TestClient::group_info_request(&group_id)).response).body {
+    let tree = match decode_response(
+        &ds.process(&TestClient::group_info_request(&group_id))
+            .response,
+    )
+    .body
+    {
         DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
         other => panic!("{other:?}"),
     };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else { panic!("no Welcome") };
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+        panic!("no Welcome")
+    };
     bob.join_from_welcome(&welcome, &tree);
 
     // send_message. Signed by Bob as himself it is a valid request of Bob's: a PrivateMessage
@@ -161,10 +181,16 @@ fn scenario() -> Scenario {
     });
     let out = accept(&mut ds, &request);
     TestDs::route(&out, &mut [&mut bob]);
-    assert_eq!(bob.process_inbox(), vec![Received::Application(b"hello bob".to_vec())]);
+    assert_eq!(
+        bob.process_inbox(),
+        vec![Received::Application(b"hello bob".to_vec())]
+    );
 
     // update_queue_info by Bob (signed by Alice as herself it moves Alice's queue: valid).
-    let queue = ClientQueueConfig { provider_domain: b"b2.example".to_vec().into(), queue: b"bob-1-new".to_vec().into() };
+    let queue = ClientQueueConfig {
+        provider_domain: b"b2.example".to_vec().into(),
+        queue: b"bob-1-new".to_vec().into(),
+    };
     let request = bob.update_queue_request(queue, now);
     cases.push(Case {
         name: "update_queue_info",
@@ -180,7 +206,9 @@ fn scenario() -> Scenario {
     let _ = accept(&mut ds, &request);
 
     // A signed group_info request by Alice (any member may read).
-    let body = DsRequestBody::GroupInfo(GroupInfoRequest { group_id: group_id.clone().into() });
+    let body = DsRequestBody::GroupInfo(GroupInfoRequest {
+        group_id: group_id.clone().into(),
+    });
     let request = alice.signed(body.clone(), now);
     cases.push(Case {
         name: "signed_group_info",
@@ -228,7 +256,13 @@ fn scenario() -> Scenario {
     let out = accept(&mut ds, &request);
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
-    assert_eq!(alice.process_inbox(), vec![Received::Commit { epoch: 2, removed: false }]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: false
+        }]
+    );
 
     // A Remove proposal by Alice.
     let interloper = bob.update_request(now);
@@ -289,7 +323,10 @@ impl Tally {
         self.variants += 1;
         let mut storage = case.storage.clone();
         let result = catch_unwind(AssertUnwindSafe(|| {
-            scenario.ds.ds.process(UnixTimeMs(case.now_ms), variant, &mut storage)
+            scenario
+                .ds
+                .ds
+                .process(UnixTimeMs(case.now_ms), variant, &mut storage)
         }));
         let outcome = match result {
             Err(_) => {
@@ -305,8 +342,16 @@ impl Tally {
         match outcome.status {
             Status::Rejected(code) => {
                 *self.by_code.entry(code.name()).or_default() += 1;
-                assert!(outcome.fanout.is_empty(), "{}: {label}: rejected with fanout", case.name);
-                assert!(storage == case.storage, "{}: {label}: rejected but storage changed", case.name);
+                assert!(
+                    outcome.fanout.is_empty(),
+                    "{}: {label}: rejected with fanout",
+                    case.name
+                );
+                assert!(
+                    storage == case.storage,
+                    "{}: {label}: rejected but storage changed",
+                    case.name
+                );
                 match decode_response(&outcome.response).body {
                     DsResponseBody::Error(e) => assert_eq!(e.code, code, "{}: {label}", case.name),
                     other => panic!("{}: {label}: rejected with {other:?}", case.name),
@@ -314,7 +359,8 @@ impl Tally {
                 Ended::Rejected(code)
             }
             other => {
-                self.accepted.push(format!("{}: {label}: {other:?}", case.name));
+                self.accepted
+                    .push(format!("{}: {label}: {other:?}", case.name));
                 Ended::Other
             }
         }
@@ -336,7 +382,11 @@ impl Tally {
         assert!(self.errors.is_empty(), "errors: {:#?}", self.errors);
         // Every byte of a request is covered by its ClientSignature (or, for the one
         // unauthenticated read, names the group), so no damaged variant is harmless.
-        assert!(self.accepted.is_empty(), "damaged requests accepted: {:#?}", self.accepted);
+        assert!(
+            self.accepted.is_empty(),
+            "damaged requests accepted: {:#?}",
+            self.accepted
+        );
     }
 }
 
@@ -346,7 +396,13 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
     for case in &scenario.cases {
         let mut storage = case.storage.clone();
         let out = scenario.process(case, &mut storage, &case.request);
-        assert_eq!(out.status, Status::Accepted, "{}: {:?}", case.name, decode_response(&out.response));
+        assert_eq!(
+            out.status,
+            Status::Accepted,
+            "{}: {:?}",
+            case.name,
+            decode_response(&out.response)
+        );
         println!("{}: {} bytes", case.name, case.request.len());
     }
     assert_eq!(scenario.cases.len(), 9);
@@ -359,7 +415,10 @@ fn truncation_lengths(len: usize) -> Vec<usize> {
         return (0..len).collect();
     }
     let step = len.div_ceil(512);
-    let mut lengths: Vec<usize> = (0..64).chain((64..len - 64).step_by(step)).chain(len - 64..len).collect();
+    let mut lengths: Vec<usize> = (0..64)
+        .chain((64..len - 64).step_by(step))
+        .chain(len - 64..len)
+        .collect();
     lengths.dedup();
     lengths
 }
@@ -370,7 +429,12 @@ fn every_truncation_is_malformed() {
     let mut tally = Tally::default();
     for case in &scenario.cases {
         for len in truncation_lengths(case.request.len()) {
-            let ended = tally.run(&scenario, case, &format!("truncated to {len}"), &case.request[..len]);
+            let ended = tally.run(
+                &scenario,
+                case,
+                &format!("truncated to {len}"),
+                &case.request[..len],
+            );
             // The request's last field is the signature, so no prefix is a complete request.
             assert!(
                 ended == Ended::Rejected(ErrorCode::MalformedRequest),
@@ -390,7 +454,10 @@ fn flip_positions(len: usize) -> Vec<usize> {
         return (0..len).collect();
     }
     let step = (len - 132).div_ceil(300);
-    let mut positions: Vec<usize> = (0..32).chain((32..len - 100).step_by(step)).chain(len - 100..len).collect();
+    let mut positions: Vec<usize> = (0..32)
+        .chain((32..len - 100).step_by(step))
+        .chain(len - 100..len)
+        .collect();
     positions.dedup();
     positions
 }
@@ -402,11 +469,20 @@ fn flip_sweep(kinds: &[Kind], what: &str) {
         let len = case.request.len();
         for position in flip_positions(len) {
             // All eight bits of the header and of the signature's tail, one bit elsewhere.
-            let bits: Vec<u8> = if position < 4 || position >= len - 8 { (0..8).collect() } else { vec![(position % 8) as u8] };
+            let bits: Vec<u8> = if position < 4 || position >= len - 8 {
+                (0..8).collect()
+            } else {
+                vec![(position % 8) as u8]
+            };
             for bit in bits {
                 let mut variant = case.request.clone();
                 variant[position] ^= 1 << bit;
-                tally.run(&scenario, case, &format!("bit {bit} of byte {position}/{len}"), &variant);
+                tally.run(
+                    &scenario,
+                    case,
+                    &format!("bit {bit} of byte {position}/{len}"),
+                    &variant,
+                );
             }
         }
     }
@@ -420,7 +496,16 @@ fn single_bit_flips_in_commits_are_refused() {
 
 #[test]
 fn single_bit_flips_in_other_requests_are_refused() {
-    flip_sweep(&[Kind::CreateGroup, Kind::Proposal, Kind::Message, Kind::QueueInfo, Kind::GroupInfo], "bit flips (other requests)");
+    flip_sweep(
+        &[
+            Kind::CreateGroup,
+            Kind::Proposal,
+            Kind::Message,
+            Kind::QueueInfo,
+            Kind::GroupInfo,
+        ],
+        "bit flips (other requests)",
+    );
 }
 
 #[test]
@@ -433,23 +518,41 @@ fn wrong_senders_are_refused() {
             // A creator claiming a leaf other than the GroupInfo's signer is refused one step
             // earlier: the GroupInfo is not signed by the requester.
             let refused = ended == Ended::Rejected(ErrorCode::AuthenticationFailed)
-                || (case.kind == Kind::CreateGroup && ended == Ended::Rejected(ErrorCode::InvalidGroupInfo));
+                || (case.kind == Kind::CreateGroup
+                    && ended == Ended::Rejected(ErrorCode::InvalidGroupInfo));
             assert!(refused, "{}: wrong sender {i}: {ended:?}", case.name);
         }
-        let Some(variant) = &case.as_other_member else { continue };
+        let Some(variant) = &case.as_other_member else {
+            continue;
+        };
         let mut storage = case.storage.clone();
         let out = scenario.process(case, &mut storage, variant);
         match case.kind {
             // The MLS sender of a handshake message must be the requester.
             Kind::Commit | Kind::Proposal => {
-                assert_eq!(out.status, Status::Rejected(ErrorCode::NotAllowed), "{}", case.name);
-                assert!(out.fanout.is_empty() && storage == case.storage, "{}", case.name);
+                assert_eq!(
+                    out.status,
+                    Status::Rejected(ErrorCode::NotAllowed),
+                    "{}",
+                    case.name
+                );
+                assert!(
+                    out.fanout.is_empty() && storage == case.storage,
+                    "{}",
+                    case.name
+                );
             }
             // A valid request of the other member's own: the DS cannot see the sender of a
             // PrivateMessage, a queue update concerns the signer's own leaf, and any member may
             // read the GroupInfo.
             Kind::Message | Kind::QueueInfo | Kind::GroupInfo => {
-                assert_eq!(out.status, Status::Accepted, "{}: {:?}", case.name, decode_response(&out.response));
+                assert_eq!(
+                    out.status,
+                    Status::Accepted,
+                    "{}: {:?}",
+                    case.name,
+                    decode_response(&out.response)
+                );
             }
             Kind::CreateGroup => unreachable!(),
         }
@@ -462,25 +565,50 @@ fn requests_for_an_old_epoch_are_refused() {
     let scenario = scenario();
     let mut checked = 0;
     for case in &scenario.cases {
-        let Some(interloper) = &case.interloper else { continue };
+        let Some(interloper) = &case.interloper else {
+            continue;
+        };
         let mut storage = case.storage.clone();
         let out = scenario.process(case, &mut storage, interloper);
-        assert_eq!(out.status, Status::Accepted, "{}: interloper: {:?}", case.name, decode_response(&out.response));
+        assert_eq!(
+            out.status,
+            Status::Accepted,
+            "{}: interloper: {:?}",
+            case.name,
+            decode_response(&out.response)
+        );
         let advanced = storage.clone();
         let out = scenario.process(case, &mut storage, &case.request);
-        assert_eq!(out.status, Status::Rejected(ErrorCode::WrongEpoch), "{}", case.name);
+        assert_eq!(
+            out.status,
+            Status::Rejected(ErrorCode::WrongEpoch),
+            "{}",
+            case.name
+        );
         assert!(out.fanout.is_empty(), "{}", case.name);
         assert!(storage == advanced, "{}", case.name);
         match decode_response(&out.response).body {
-            DsResponseBody::Error(e) => assert_eq!(e.details, DsErrorDetails::CurrentEpoch(case.epoch + 1), "{}", case.name),
+            DsResponseBody::Error(e) => assert_eq!(
+                e.details,
+                DsErrorDetails::CurrentEpoch(case.epoch + 1),
+                "{}",
+                case.name
+            ),
             other => panic!("{other:?}"),
         }
         checked += 1;
     }
     // The add commit, the message, the update commit and the proposal.
     assert_eq!(checked, 4);
-    let kinds: Vec<Kind> = scenario.cases.iter().filter(|c| c.interloper.is_some()).map(|c| c.kind).collect();
-    assert!([Kind::Commit, Kind::Proposal, Kind::Message].iter().all(|k| kinds.contains(k)));
+    let kinds: Vec<Kind> = scenario
+        .cases
+        .iter()
+        .filter(|c| c.interloper.is_some())
+        .map(|c| c.kind)
+        .collect();
+    assert!([Kind::Commit, Kind::Proposal, Kind::Message]
+        .iter()
+        .all(|k| kinds.contains(k)));
 }
 
 #[test]
@@ -497,11 +625,20 @@ fn an_accepted_request_replayed_after_the_group_moved_on_is_a_retry_not_a_new_re
         match case.name {
             "unauthenticated_group_info" => assert_eq!(out.status, Status::Accepted),
             "signed_group_info" => assert!(
-                matches!(out.status, Status::Duplicate | Status::Rejected(ErrorCode::ReplayedRequest)),
+                matches!(
+                    out.status,
+                    Status::Duplicate | Status::Rejected(ErrorCode::ReplayedRequest)
+                ),
                 "{:?}",
                 out.status
             ),
-            _ => assert_eq!(out.status, Status::Duplicate, "{}: {:?}", case.name, decode_response(&out.response)),
+            _ => assert_eq!(
+                out.status,
+                Status::Duplicate,
+                "{}: {:?}",
+                case.name,
+                decode_response(&out.response)
+            ),
         }
         assert!(out.fanout.is_empty(), "{}", case.name);
         assert!(storage == before, "{}", case.name);

@@ -62,8 +62,14 @@ where
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     let member = roster
         .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
-    auth.verify(crypto, ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+        .ok_or(RejectReason::AuthenticationFailed(
+            "no member at the sender's leaf",
+        ))?;
+    auth.verify(
+        crypto,
+        ciphersuite::<S>(roster.ciphersuite)?,
+        member.signature_key.as_slice(),
+    )?;
     refuse_if_reinitialized(&roster)?;
 
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
@@ -71,11 +77,15 @@ where
     // The MLS sender must be the authenticated requester: a member cannot submit another
     // member's commit as its own.
     if *message.sender() != Sender::Member(LeafNodeIndex::new(sender)) {
-        return Err(RejectReason::NotAllowed("the commit's MLS sender is not the requester".into()).into());
+        return Err(RejectReason::NotAllowed(
+            "the commit's MLS sender is not the requester".into(),
+        )
+        .into());
     }
 
-    let buffer = MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-        .map_err(internal)?;
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
     let mut group = load_group::<S>(&buffer, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
@@ -100,7 +110,13 @@ where
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, committer)?;
-    let mut new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &summary.changed, &|leaf| ctx.identify(leaf))?;
+    let mut new_roster = Roster::rebuild(
+        &group,
+        Some(&roster),
+        &summary.removed,
+        &summary.changed,
+        &|leaf| ctx.identify(leaf),
+    )?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
         if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {
@@ -139,13 +155,23 @@ where
             DsResponseBody::Accepted(receipt),
         );
     }
-    accepted.plan::<C, S>(ctx, &auth.guard, &group, &buffer, &summary, new_roster, group_info)
+    accepted.plan::<C, S>(
+        ctx,
+        &auth.guard,
+        &group,
+        &buffer,
+        &summary,
+        new_roster,
+        group_info,
+    )
 }
 
 /// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
 pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<(), RejectReason> {
     match &roster.successor {
-        Some(_) => Err(RejectReason::NotAllowed("the group was re-initialized; use its successor".into())),
+        Some(_) => Err(RejectReason::NotAllowed(
+            "the group was re-initialized; use its successor".into(),
+        )),
         None => Ok(()),
     }
 }
@@ -202,7 +228,11 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
                 let key_package = add.key_package();
                 let leaf = key_package.leaf_node();
                 summary.added.push(Added {
-                    key_package_ref: key_package.hash_ref(ctx.crypto()).map_err(internal)?.as_slice().to_vec(),
+                    key_package_ref: key_package
+                        .hash_ref(ctx.crypto())
+                        .map_err(internal)?
+                        .as_slice()
+                        .to_vec(),
                     queue_config: queue_config_of(leaf)?,
                     user: ctx.identify(leaf)?,
                     signature_key: leaf.signature_key().as_slice().to_vec(),
@@ -231,31 +261,47 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     }
     if let (Some(committer), Some(new_leaf)) = (committer, staged.update_path_leaf_node()) {
         summary.changed.push(committer);
-        summary.committer_credential_changed =
-            group.leaf(committer).is_some_and(|old| old.credential() != new_leaf.credential());
+        summary.committer_credential_changed = group
+            .leaf(committer)
+            .is_some_and(|old| old.credential() != new_leaf.credential());
     }
     Ok(summary)
 }
 
 /// DS-03/04 §"Re-initialize group": the new group ID must be one this DS issued and that is
 /// still reserved, so the successor group can be created here.
-fn require_reserved_successor<C, S: DsStorage>(ctx: &Ctx<'_, C>, storage: &S, target: &[u8]) -> Result<(), S> {
+fn require_reserved_successor<C, S: DsStorage>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    target: &[u8],
+) -> Result<(), S> {
     let snapshot = storage
         .read(target, &[RecordKind::Reservation])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?;
-    let reserved = match snapshot.as_ref().and_then(|s| s.record(RecordKind::Reservation)) {
-        Some(bytes) => crate::wire::decode_exact::<Reservation>(bytes)
-            .map_err(internal)?
-            .expires_at_ms
-            >= ctx.now_ms,
+    let reserved = match snapshot
+        .as_ref()
+        .and_then(|s| s.record(RecordKind::Reservation))
+    {
+        Some(bytes) => {
+            crate::wire::decode_exact::<Reservation>(bytes)
+                .map_err(internal)?
+                .expires_at_ms
+                >= ctx.now_ms
+        }
         None => false,
     };
     if reserved {
         Ok(())
     } else {
-        Err(RejectReason::InvalidGroupId("the ReInit names a group ID this DS has not reserved").into())
+        Err(
+            RejectReason::InvalidGroupId("the ReInit names a group ID this DS has not reserved")
+                .into(),
+        )
     }
 }
+
+/// Each Welcome with the KeyPackageRefs it is encrypted to.
+pub(crate) type WelcomeTargets<'a> = Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>;
 
 /// Pairs each Welcome with the added clients it is for. Welcomes go exactly to the clients the
 /// commit adds (draft-ietf-mimi-protocol-06 Welcome routing): the KeyPackageRefs they name
@@ -263,19 +309,31 @@ fn require_reserved_successor<C, S: DsStorage>(ctx: &Ctx<'_, C>, storage: &S, ta
 fn match_welcomes<'a>(
     welcomes: &'a [MlsMessageBytes],
     added: &[Added],
-) -> std::result::Result<Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>, RejectReason> {
+) -> std::result::Result<WelcomeTargets<'a>, RejectReason> {
     let mut targets = Vec::with_capacity(welcomes.len());
     for bytes in welcomes {
         let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
             return Err(RejectReason::InvalidMessageType("expected a Welcome"));
         };
-        targets.push((bytes, welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect::<Vec<_>>()));
+        targets.push((
+            bytes,
+            welcome
+                .secrets()
+                .iter()
+                .map(|s| s.new_member().as_slice().to_vec())
+                .collect::<Vec<_>>(),
+        ));
     }
     let added_refs: BTreeSet<&[u8]> = added.iter().map(|a| a.key_package_ref.as_slice()).collect();
-    let named: Vec<&[u8]> = targets.iter().flat_map(|(_, refs)| refs.iter().map(Vec::as_slice)).collect();
+    let named: Vec<&[u8]> = targets
+        .iter()
+        .flat_map(|(_, refs)| refs.iter().map(Vec::as_slice))
+        .collect();
     let named_set: BTreeSet<&[u8]> = named.iter().copied().collect();
     if added_refs != named_set || named.len() != added.len() {
-        return Err(RejectReason::NotAllowed("the Welcomes' KeyPackageRefs do not match the commit's Adds".into()));
+        return Err(RejectReason::NotAllowed(
+            "the Welcomes' KeyPackageRefs do not match the commit's Adds".into(),
+        ));
     }
     Ok(targets)
 }
@@ -289,7 +347,7 @@ pub(crate) struct Accepting<'a> {
     /// The committer's leaf, which does not get its own commit back.
     pub(crate) exclude: Option<u32>,
     pub(crate) commit: &'a MlsMessageBytes,
-    pub(crate) welcomes: Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>,
+    pub(crate) welcomes: WelcomeTargets<'a>,
 }
 
 impl Accepting<'_> {
@@ -315,11 +373,25 @@ impl Accepting<'_> {
             receipt.sequence_number,
             ctx.now_ms,
             self.commit,
-            self.previous.iter().filter(|(leaf, _)| Some(*leaf) != self.exclude).map(|(_, m)| &m.queue_config),
+            self.previous
+                .iter()
+                .filter(|(leaf, _)| Some(*leaf) != self.exclude)
+                .map(|(_, m)| &m.queue_config),
         );
         for (welcome, refs) in &self.welcomes {
-            let recipients = summary.added.iter().filter(|a| refs.contains(&a.key_package_ref)).map(|a| &a.queue_config);
-            fanout.extend(fan_out(domain, self.group_id, receipt.sequence_number, ctx.now_ms, welcome, recipients));
+            let recipients = summary
+                .added
+                .iter()
+                .filter(|a| refs.contains(&a.key_package_ref))
+                .map(|a| &a.queue_config);
+            fanout.extend(fan_out(
+                domain,
+                self.group_id,
+                receipt.sequence_number,
+                ctx.now_ms,
+                welcome,
+                recipients,
+            ));
         }
         Ok((fanout, receipt))
     }
@@ -337,12 +409,17 @@ impl Accepting<'_> {
         group_info: Vec<u8>,
     ) -> Result<Plan, S> {
         let (fanout, receipt) = self.fanout::<C, S>(ctx, summary, roster.epoch)?;
-        let mut snapshots: WelcomeSnapshots = decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
+        let mut snapshots: WelcomeSnapshots =
+            decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
         snapshots.purge(ctx.now_ms);
         if !summary.added.is_empty() {
             snapshots.snapshots.push(WelcomeSnapshot {
                 epoch: roster.epoch,
-                ratchet_tree: group.export_ratchet_tree().tls_serialize_detached().map_err(internal)?.into(),
+                ratchet_tree: group
+                    .export_ratchet_tree()
+                    .tls_serialize_detached()
+                    .map_err(internal)?
+                    .into(),
                 joiners: summary
                     .added
                     .iter()
@@ -356,7 +433,12 @@ impl Accepting<'_> {
         }
         let records = vec![
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
-            encode_record::<_, S>(RecordKind::Sequencer, &Sequencer { next_sequence: receipt.sequence_number + 1 })?,
+            encode_record::<_, S>(
+                RecordKind::Sequencer,
+                &Sequencer {
+                    next_sequence: receipt.sequence_number + 1,
+                },
+            )?,
             encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
             encode_record::<_, S>(RecordKind::WelcomeSnapshots, &snapshots)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),

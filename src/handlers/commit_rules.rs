@@ -63,26 +63,45 @@ fn not_allowed(why: &str) -> RejectReason {
 
 /// Checks the operation's rule. `sender` is the committer's leaf; `roster` the group before the
 /// commit.
-pub(crate) fn check(op: Operation<'_>, summary: &CommitSummary, sender: u32, roster: &Roster) -> Result<(), RejectReason> {
-    let only_by_value = |kind: ProposalType| summary.by_value.iter().all(|t| *t == kind) && !summary.by_value.is_empty();
-    let sender_user = roster.member(sender).map(|m| m.user.as_slice()).unwrap_or_default();
+pub(crate) fn check(
+    op: Operation<'_>,
+    summary: &CommitSummary,
+    sender: u32,
+    roster: &Roster,
+) -> Result<(), RejectReason> {
+    let only_by_value = |kind: ProposalType| {
+        summary.by_value.iter().all(|t| *t == kind) && !summary.by_value.is_empty()
+    };
+    let sender_user = roster
+        .member(sender)
+        .map(|m| m.user.as_slice())
+        .unwrap_or_default();
     let membership_op = matches!(
         op,
-        Operation::AddUsers | Operation::AddClients | Operation::RemoveUsers | Operation::RemoveClients
+        Operation::AddUsers
+            | Operation::AddClients
+            | Operation::RemoveUsers
+            | Operation::RemoveClients
     );
     // DS-03/04: membership operations MUST NOT change the committer's credential.
     if membership_op && summary.committer_credential_changed {
-        return Err(not_allowed("this operation may not change the committer's credential"));
+        return Err(not_allowed(
+            "this operation may not change the committer's credential",
+        ));
     }
-    if summary.reinit_group_id.is_some() && !matches!(op, Operation::ReInitialize | Operation::Commits) {
-        return Err(not_allowed("a ReInit proposal belongs in re_initialize_group"));
+    if summary.reinit_group_id.is_some()
+        && !matches!(op, Operation::ReInitialize | Operation::Commits)
+    {
+        return Err(not_allowed(
+            "a ReInit proposal belongs in re_initialize_group",
+        ));
     }
     match op {
         Operation::Commits => Ok(()),
         Operation::DeleteGroup => {
-            let all_others_removed = roster
-                .iter()
-                .all(|(leaf, _)| leaf == sender || summary.removed.contains(&LeafNodeIndex::new(leaf)));
+            let all_others_removed = roster.iter().all(|(leaf, _)| {
+                leaf == sender || summary.removed.contains(&LeafNodeIndex::new(leaf))
+            });
             if all_others_removed {
                 Ok(())
             } else {
@@ -94,49 +113,74 @@ pub(crate) fn check(op: Operation<'_>, summary: &CommitSummary, sender: u32, ros
                 return Err(not_allowed("add_users carries only Add proposals by value"));
             }
             // DS-03/04: "Adds MUST NOT contain clients of existing members".
-            if summary.added.iter().any(|a| roster.leaves_of(&a.user).next().is_some()) {
-                return Err(not_allowed("add_users may not add clients of users already in the group; use add_clients"));
+            if summary
+                .added
+                .iter()
+                .any(|a| roster.leaves_of(&a.user).next().is_some())
+            {
+                return Err(not_allowed(
+                    "add_users may not add clients of users already in the group; use add_clients",
+                ));
             }
             Ok(())
         }
         Operation::AddClients => {
             if !only_by_value(ProposalType::Add) {
-                return Err(not_allowed("add_clients carries only Add proposals by value"));
+                return Err(not_allowed(
+                    "add_clients carries only Add proposals by value",
+                ));
             }
             if summary.added.iter().any(|a| a.user != sender_user) {
-                return Err(not_allowed("add_clients may only add clients of the sender's own user"));
+                return Err(not_allowed(
+                    "add_clients may only add clients of the sender's own user",
+                ));
             }
             Ok(())
         }
         Operation::RemoveUsers => {
             if !only_by_value(ProposalType::Remove) {
-                return Err(not_allowed("remove_users carries only Remove proposals by value"));
+                return Err(not_allowed(
+                    "remove_users carries only Remove proposals by value",
+                ));
             }
             // DS-03/04: the removes must cover all clients of each removed user.
             for removed in &summary.removed_by_value {
-                let user = roster.member(removed.u32()).map(|m| m.user.as_slice()).unwrap_or_default();
-                if roster.leaves_of(user).any(|leaf| !summary.removed.contains(&LeafNodeIndex::new(leaf))) {
-                    return Err(not_allowed("remove_users must remove every client of each removed user"));
+                let user = roster
+                    .member(removed.u32())
+                    .map(|m| m.user.as_slice())
+                    .unwrap_or_default();
+                if roster
+                    .leaves_of(user)
+                    .any(|leaf| !summary.removed.contains(&LeafNodeIndex::new(leaf)))
+                {
+                    return Err(not_allowed(
+                        "remove_users must remove every client of each removed user",
+                    ));
                 }
             }
             Ok(())
         }
         Operation::RemoveClients => {
             if !only_by_value(ProposalType::Remove) {
-                return Err(not_allowed("remove_clients carries only Remove proposals by value"));
+                return Err(not_allowed(
+                    "remove_clients carries only Remove proposals by value",
+                ));
             }
-            let foreign = summary
-                .removed_by_value
-                .iter()
-                .any(|leaf| roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(sender_user));
+            let foreign = summary.removed_by_value.iter().any(|leaf| {
+                roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(sender_user)
+            });
             if foreign {
-                return Err(not_allowed("remove_clients may only remove clients of the sender's own user"));
+                return Err(not_allowed(
+                    "remove_clients may only remove clients of the sender's own user",
+                ));
             }
             Ok(())
         }
         Operation::UpdateClient(_) => {
             if !summary.has_path || !summary.by_value.is_empty() {
-                return Err(not_allowed("update_client is an update path with no proposals by value"));
+                return Err(not_allowed(
+                    "update_client is an update path with no proposals by value",
+                ));
             }
             Ok(())
         }

@@ -4,7 +4,9 @@
 use openmls::prelude::{LeafNodeIndex, ProposalStore, PublicGroup};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::group_info_check::{check_names_ds_as_external_sender, signer_of, verifiable_group_info};
+use super::group_info_check::{
+    check_names_ds_as_external_sender, signer_of, verifiable_group_info,
+};
 use super::{decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
@@ -12,7 +14,11 @@ use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnap
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{CreateGroupRequest, DsResponseBody};
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &CreateGroupRequest) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    body: &CreateGroupRequest,
+) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -45,18 +51,31 @@ where
     }
     let creator = auth.leaf_index()?;
     if signer_of(&vgi)? != creator {
-        return Err(RejectReason::InvalidGroupInfo("GroupInfo is not signed by the requester".into()).into());
+        return Err(RejectReason::InvalidGroupInfo(
+            "GroupInfo is not signed by the requester".into(),
+        )
+        .into());
     }
     let tree = body.ratchet_tree.parse()?;
     let buffer = MlsStateBuffer::default();
-    let (group, _) = PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
-        .map_err(|e| RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}")))?;
+    let (group, _) =
+        PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
+            .map_err(|e| {
+                RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}"))
+            })?;
     check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
 
-    let leaf = group
-        .leaf(LeafNodeIndex::new(creator))
-        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
-    auth.verify(ctx.crypto(), group.ciphersuite(), leaf.signature_key().as_slice())?;
+    let leaf =
+        group
+            .leaf(LeafNodeIndex::new(creator))
+            .ok_or(RejectReason::AuthenticationFailed(
+                "no member at the sender's leaf",
+            ))?;
+    auth.verify(
+        ctx.crypto(),
+        group.ciphersuite(),
+        leaf.signature_key().as_slice(),
+    )?;
 
     let roster = Roster::from_group(&group, &|leaf| ctx.identify(leaf))?;
     let records = vec![

@@ -16,20 +16,33 @@ where
     S: DsStorage,
 {
     // 128 random bits from the injected RNG; the domain suffix makes IDs unique across hubs.
-    let random = ctx.ds.crypto.random_vec(16).map_err(|e| internal(format!("{e:?}")))?;
-    let mut group_id: Vec<u8> = random.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes();
+    let random = ctx
+        .ds
+        .crypto
+        .random_vec(16)
+        .map_err(|e| internal(format!("{e:?}")))?;
+    let mut group_id: Vec<u8> = random
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes();
     group_id.push(b'@');
     group_id.extend_from_slice(ctx.ds.config.domain.as_bytes());
 
     let reservation = Reservation {
-        expires_at_ms: ctx.now_ms.saturating_add(ctx.ds.config.group_id_reservation_ms),
+        expires_at_ms: ctx
+            .now_ms
+            .saturating_add(ctx.ds.config.group_id_reservation_ms),
     };
     // `Absent` makes a (2^-128) collision a conflict, and the retry draws a new ID.
     ctx.write_plan::<S>(
         None,
         &group_id,
         VersionGuard::Absent,
-        vec![encode_record::<_, S>(RecordKind::Reservation, &reservation)?],
+        vec![encode_record::<_, S>(
+            RecordKind::Reservation,
+            &reservation,
+        )?],
         Vec::new(),
         DsResponseBody::GroupId(group_id.clone().into()),
     )

@@ -20,7 +20,11 @@ use crate::wire::{
     PendingProposal, RatchetTreeBytes,
 };
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &GroupInfoRequest) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    body: &GroupInfoRequest,
+) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -31,7 +35,9 @@ where
         _ => {
             let auth = ctx.client_auth::<S>()?;
             if auth.group_id() != group_id {
-                return Err(RejectReason::InvalidGroupId("the signature is for another group").into());
+                return Err(
+                    RejectReason::InvalidGroupId("the signature is for another group").into(),
+                );
             }
             if let Some(plan) = ctx.replay_check(&auth, storage)? {
                 return Ok(plan);
@@ -42,24 +48,45 @@ where
     let snapshot = ctx.read_group(
         storage,
         group_id,
-        &[RecordKind::Roster, RecordKind::GroupInfo, RecordKind::MlsState, RecordKind::PendingProposals],
+        &[
+            RecordKind::Roster,
+            RecordKind::GroupInfo,
+            RecordKind::MlsState,
+            RecordKind::PendingProposals,
+        ],
     )?;
     if let Some(auth) = &auth {
         let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-        let member = roster
-            .member(auth.leaf_index()?)
-            .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
-        auth.verify(ctx.crypto(), ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+        let member =
+            roster
+                .member(auth.leaf_index()?)
+                .ok_or(RejectReason::AuthenticationFailed(
+                    "no member at the sender's leaf",
+                ))?;
+        auth.verify(
+            ctx.crypto(),
+            ciphersuite::<S>(roster.ciphersuite)?,
+            member.signature_key.as_slice(),
+        )?;
     }
 
-    let buffer = MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-        .map_err(internal)?;
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
     let group = load_group::<S>(&buffer, group_id)?;
-    let tree = group.export_ratchet_tree().tls_serialize_detached().map_err(internal)?;
+    let tree = group
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .map_err(internal)?;
     let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
     let info = ExternalCommitInfo {
-        group_info: MlsMessageBytes::from_bytes(snapshot.record(RecordKind::GroupInfo).unwrap_or_default().to_vec())
-            .map_err(internal)?,
+        group_info: MlsMessageBytes::from_bytes(
+            snapshot
+                .record(RecordKind::GroupInfo)
+                .unwrap_or_default()
+                .to_vec(),
+        )
+        .map_err(internal)?,
         ratchet_tree: RatchetTreeBytes::from_bytes(tree).map_err(internal)?,
         pending_proposals: pending
             .proposals
@@ -76,6 +103,13 @@ where
     match auth {
         None => Ok(Plan::Answer(response)),
         // A read changes no record; only the replay mark is stored.
-        Some(auth) => ctx.write_plan::<S>(Some(&auth.guard), group_id, VersionGuard::ReplayMarkOnly, Vec::new(), Vec::new(), response),
+        Some(auth) => ctx.write_plan::<S>(
+            Some(&auth.guard),
+            group_id,
+            VersionGuard::ReplayMarkOnly,
+            Vec::new(),
+            Vec::new(),
+            response,
+        ),
     }
 }

@@ -22,7 +22,9 @@ pub(crate) fn verifiable_group_info(
 ) -> Result<VerifiableGroupInfo, RejectReason> {
     match message.parse()?.extract() {
         MlsMessageBodyIn::GroupInfo(vgi) => Ok(vgi),
-        _ => Err(RejectReason::InvalidMessageType("expected an MLSMessage carrying a GroupInfo")),
+        _ => Err(RejectReason::InvalidMessageType(
+            "expected an MLSMessage carrying a GroupInfo",
+        )),
     }
 }
 
@@ -102,7 +104,9 @@ pub(crate) fn verify_post_commit_group_info(
     };
 
     if signer_of(&received)? != signer.u32() {
-        return Err(RejectReason::InvalidGroupInfo("GroupInfo is not signed by the committer".into()));
+        return Err(RejectReason::InvalidGroupInfo(
+            "GroupInfo is not signed by the committer".into(),
+        ));
     }
     // Rebuild the TBS from our own post-commit state with the sender's extensions: equal bytes
     // mean equal GroupContext (epoch, tree hash, transcript) and confirmation tag.
@@ -129,8 +133,8 @@ pub(crate) fn verify_post_commit_group_info(
         leaf.signature_key().clone(),
         group.ciphersuite().signature_algorithm(),
     );
-    received
-        .verify_no_out(crypto, &key)
-        .map_err(|_| RejectReason::InvalidGroupInfo("GroupInfo signature does not verify".into()))?;
+    received.verify_no_out(crypto, &key).map_err(|_| {
+        RejectReason::InvalidGroupInfo("GroupInfo signature does not verify".into())
+    })?;
     Ok(stored)
 }

@@ -4,12 +4,14 @@
 mod commit;
 mod commit_rules;
 mod create_group;
+mod external_join;
 mod group_id;
 mod group_info;
 mod group_info_check;
 mod proposals;
 mod queue_info;
 mod send_message;
+mod welcome_info;
 
 use openmls::prelude::{Ciphersuite, GroupEpoch, LeafNode};
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -17,12 +19,12 @@ use openmls_traits::random::OpenMlsRand;
 use tls_codec::DeserializeBytes;
 
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
-use commit_rules::Operation;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::service::{encode_response, DeliveryService};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody};
+use commit_rules::Operation;
 
 /// What a handler decided.
 pub(crate) enum Plan {
@@ -32,7 +34,10 @@ pub(crate) enum Plan {
     Duplicate(Vec<u8>),
     /// Apply the write set, then answer with `response` (already encoded, because it is also
     /// stored in the replay mark).
-    Write { write_set: WriteSet, response: Vec<u8> },
+    Write {
+        write_set: WriteSet,
+        response: Vec<u8>,
+    },
 }
 
 /// The request being processed and the service processing it.
@@ -54,24 +59,48 @@ where
     match &ctx.request.body {
         DsRequestBody::RequestGroupId => group_id::handle(ctx, storage),
         DsRequestBody::CreateGroup(body) => create_group::handle(ctx, storage, body),
-        DsRequestBody::Commits(body) => {
-            commit::handle(ctx, storage, Operation::Commits, &body.group_update, &body.welcome_messages)
-        }
-        DsRequestBody::DeleteGroup(body) => {
-            commit::handle(ctx, storage, Operation::DeleteGroup, &body.group_update, &[])
-        }
-        DsRequestBody::AddUsers(body) => {
-            commit::handle(ctx, storage, Operation::AddUsers, &body.group_update, &body.welcome_messages)
-        }
-        DsRequestBody::AddClients(body) => {
-            commit::handle(ctx, storage, Operation::AddClients, &body.group_update, &body.welcome_messages)
-        }
-        DsRequestBody::RemoveUsers(body) => {
-            commit::handle(ctx, storage, Operation::RemoveUsers, &body.group_update, &[])
-        }
-        DsRequestBody::RemoveClients(body) => {
-            commit::handle(ctx, storage, Operation::RemoveClients, &body.group_update, &[])
-        }
+        DsRequestBody::Commits(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::Commits,
+            &body.group_update,
+            &body.welcome_messages,
+        ),
+        DsRequestBody::DeleteGroup(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::DeleteGroup,
+            &body.group_update,
+            &[],
+        ),
+        DsRequestBody::AddUsers(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::AddUsers,
+            &body.group_update,
+            &body.welcome_messages,
+        ),
+        DsRequestBody::AddClients(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::AddClients,
+            &body.group_update,
+            &body.welcome_messages,
+        ),
+        DsRequestBody::RemoveUsers(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::RemoveUsers,
+            &body.group_update,
+            &[],
+        ),
+        DsRequestBody::RemoveClients(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::RemoveClients,
+            &body.group_update,
+            &[],
+        ),
         DsRequestBody::UpdateClient(body) => commit::handle(
             ctx,
             storage,
@@ -79,13 +108,19 @@ where
             &body.group_update,
             &[],
         ),
-        DsRequestBody::ReInitializeGroup(body) => {
-            commit::handle(ctx, storage, Operation::ReInitialize, &body.group_update, &[])
-        }
+        DsRequestBody::ExternalJoin(body) => external_join::handle(ctx, storage, body),
+        DsRequestBody::ReInitializeGroup(body) => commit::handle(
+            ctx,
+            storage,
+            Operation::ReInitialize,
+            &body.group_update,
+            &[],
+        ),
         DsRequestBody::Proposals(body) => proposals::handle(ctx, storage, &body.proposals),
         DsRequestBody::SendMessage(body) => send_message::handle(ctx, storage, body),
         DsRequestBody::UpdateQueueInfo(body) => queue_info::handle(ctx, storage, body),
         DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),
+        DsRequestBody::WelcomeInfo(body) => welcome_info::handle(ctx, storage, body),
         DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
             ctx.ds.identity.signature_key.as_slice().to_vec().into(),
         ))),
@@ -126,10 +161,12 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         auth: &ClientAuth<'_>,
         storage: &S,
     ) -> Result<Option<Plan>, S> {
-        Ok(match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
-            ReplayCheck::Fresh => None,
-            ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
-        })
+        Ok(
+            match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
+                ReplayCheck::Fresh => None,
+                ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
+            },
+        )
     }
 
     /// Reads a live group: `unknown_group` if it does not exist, was deleted, or is only a
@@ -169,13 +206,15 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             // A retry of a state change must get the same answer, so its response is kept;
             // a read (`ReplayMarkOnly`) keeps only the mark: a resend is a replay, and the
             // stored answer would be stale and as large as a ratchet tree.
-            replay_mark: guard_mark.map(|g| {
-                g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))
-            }),
+            replay_mark: guard_mark
+                .map(|g| g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))),
             now_ms: self.now_ms,
             fanout,
         };
-        Ok(Plan::Write { write_set, response })
+        Ok(Plan::Write {
+            write_set,
+            response,
+        })
     }
 }
 
@@ -184,7 +223,9 @@ pub(crate) fn decode_record<T: DeserializeBytes, S: DsStorage>(
     snapshot: &GroupSnapshot,
     kind: RecordKind,
 ) -> Result<T, S> {
-    let bytes = snapshot.record(kind).ok_or_else(|| internal(format!("{kind:?} record missing")))?;
+    let bytes = snapshot
+        .record(kind)
+        .ok_or_else(|| internal(format!("{kind:?} record missing")))?;
     decode_exact::<T>(bytes).map_err(|e| internal(format!("{kind:?} record: {e}")))
 }
 
@@ -205,12 +246,22 @@ pub(crate) fn ciphersuite<S: DsStorage>(value: u16) -> Result<Ciphersuite, S> {
 
 /// RFC 9420 §6: a handshake message must be for the current epoch. Older is `wrong_epoch`,
 /// newer is `future_epoch` (a client ahead of the DS has a state the DS never accepted).
-pub(crate) fn check_epoch(current: u64, message: GroupEpoch, tolerance: u64) -> std::result::Result<(), RejectReason> {
+pub(crate) fn check_epoch(
+    current: u64,
+    message: GroupEpoch,
+    tolerance: u64,
+) -> std::result::Result<(), RejectReason> {
     let message_epoch = message.as_u64();
     if message_epoch > current {
-        Err(RejectReason::FutureEpoch { current, message_epoch })
+        Err(RejectReason::FutureEpoch {
+            current,
+            message_epoch,
+        })
     } else if message_epoch.saturating_add(tolerance) < current {
-        Err(RejectReason::WrongEpoch { current, message_epoch })
+        Err(RejectReason::WrongEpoch {
+            current,
+            message_epoch,
+        })
     } else {
         Ok(())
     }

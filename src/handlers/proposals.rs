@@ -2,8 +2,8 @@
 //! epoch so that the next commit must include them (DS-04..06), and fanned out.
 
 use openmls::prelude::{
-    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent,
-    PublicGroup, PublicMessageIn, PublicProcessMessageError, Sender,
+    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, PublicGroup,
+    PublicMessageIn, PublicProcessMessageError, Sender,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
 
@@ -22,10 +22,26 @@ pub(crate) fn public_handshake(
     group_id: &[u8],
     content_type: ContentType,
 ) -> std::result::Result<PublicMessageIn, RejectReason> {
+    let message = public_handshake_in_any_group(bytes, content_type)?;
+    if message.group_id().as_slice() != group_id {
+        return Err(RejectReason::InvalidGroupId(
+            "the MLS message is for another group",
+        ));
+    }
+    Ok(message)
+}
+
+/// Like [`public_handshake`], for requests that are routed by the message's own group ID.
+pub(crate) fn public_handshake_in_any_group(
+    bytes: &MlsMessageBytes,
+    content_type: ContentType,
+) -> std::result::Result<PublicMessageIn, RejectReason> {
     let message = match bytes.parse()?.extract() {
         MlsMessageBodyIn::PublicMessage(message) => message,
         MlsMessageBodyIn::PrivateMessage(_) => {
-            return Err(RejectReason::InvalidMessageType("handshake messages must be PublicMessages"))
+            return Err(RejectReason::InvalidMessageType(
+                "handshake messages must be PublicMessages",
+            ))
         }
         _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
     };
@@ -35,14 +51,14 @@ pub(crate) fn public_handshake(
             _ => "expected a proposal",
         }));
     }
-    if message.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupId("the MLS message is for another group"));
-    }
     Ok(message)
 }
 
 /// Loads the group's openmls state from its record.
-pub(crate) fn load_group<S: DsStorage>(buffer: &MlsStateBuffer, group_id: &[u8]) -> Result<PublicGroup, S> {
+pub(crate) fn load_group<S: DsStorage>(
+    buffer: &MlsStateBuffer,
+    group_id: &[u8],
+) -> Result<PublicGroup, S> {
     buffer
         .load_group(&GroupId::from_slice(group_id))
         .map_err(internal)?
@@ -50,14 +66,20 @@ pub(crate) fn load_group<S: DsStorage>(buffer: &MlsStateBuffer, group_id: &[u8])
 }
 
 /// openmls validation failures are the peer's fault, except library errors.
-pub(crate) fn mls_reject<E: std::error::Error + 'static>(e: PublicProcessMessageError) -> crate::error::Failure<E> {
+pub(crate) fn mls_reject<E: std::error::Error + 'static>(
+    e: PublicProcessMessageError,
+) -> crate::error::Failure<E> {
     match e {
         PublicProcessMessageError::LibraryError(e) => internal(e),
         other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
     }
 }
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, proposals: &[MlsMessageBytes]) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    proposals: &[MlsMessageBytes],
+) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -70,23 +92,40 @@ where
     let sender = auth.leaf_index()?;
     let group_id = auth.group_id();
     if proposals.is_empty() {
-        return Err(RejectReason::InvalidProposal { refs: Vec::new(), reason: "no proposals".into() }.into());
+        return Err(RejectReason::InvalidProposal {
+            refs: Vec::new(),
+            reason: "no proposals".into(),
+        }
+        .into());
     }
     let snapshot = ctx.read_group(
         storage,
         group_id,
-        &[RecordKind::Roster, RecordKind::Sequencer, RecordKind::MlsState, RecordKind::PendingProposals],
+        &[
+            RecordKind::Roster,
+            RecordKind::Sequencer,
+            RecordKind::MlsState,
+            RecordKind::PendingProposals,
+        ],
     )?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     let member = roster
         .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
-    auth.verify(crypto, ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+        .ok_or(RejectReason::AuthenticationFailed(
+            "no member at the sender's leaf",
+        ))?;
+    auth.verify(
+        crypto,
+        ciphersuite::<S>(roster.ciphersuite)?,
+        member.signature_key.as_slice(),
+    )?;
 
-    let buffer = MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-        .map_err(internal)?;
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
     let mut group = load_group::<S>(&buffer, group_id)?;
-    let mut pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let mut pending: PendingProposals =
+        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
     let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
 
     let mut fanout = Vec::new();
@@ -94,15 +133,26 @@ where
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
         check_epoch(roster.epoch, message.epoch(), 0)?;
         if *message.sender() != Sender::Member(LeafNodeIndex::new(sender)) {
-            return Err(RejectReason::NotAllowed("the proposal's MLS sender is not the requester".into()).into());
+            return Err(RejectReason::NotAllowed(
+                "the proposal's MLS sender is not the requester".into(),
+            )
+            .into());
         }
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());
         };
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
-        if pending.proposals.iter().any(|p| p.proposal_ref.as_slice() == proposal_ref) {
-            return Err(RejectReason::InvalidProposal { refs: vec![proposal_ref], reason: "already pending".into() }.into());
+        if pending
+            .proposals
+            .iter()
+            .any(|p| p.proposal_ref.as_slice() == proposal_ref)
+        {
+            return Err(RejectReason::InvalidProposal {
+                refs: vec![proposal_ref],
+                reason: "already pending".into(),
+            }
+            .into());
         }
         // openmls does not store standalone proposals itself (OPENMLS-NOTES): without this, a
         // later commit referencing it would not resolve.
@@ -118,7 +168,10 @@ where
             sequencer.next_sequence + i as u64,
             ctx.now_ms,
             bytes,
-            roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
+            roster
+                .iter()
+                .filter(|(leaf, _)| *leaf != sender)
+                .map(|(_, m)| &m.queue_config),
         ));
     }
 
@@ -131,7 +184,9 @@ where
     let records = vec![
         encode_record::<_, S>(
             RecordKind::Sequencer,
-            &Sequencer { next_sequence: sequencer.next_sequence + proposals.len() as u64 },
+            &Sequencer {
+                next_sequence: sequencer.next_sequence + proposals.len() as u64,
+            },
         )?,
         encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),

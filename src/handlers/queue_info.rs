@@ -9,7 +9,11 @@ use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{DsResponseBody, UpdateQueueInfoRequest};
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &UpdateQueueInfoRequest) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    body: &UpdateQueueInfoRequest,
+) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -27,7 +31,9 @@ where
         .members
         .get_mut(sender as usize)
         .and_then(Option::as_mut)
-        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+        .ok_or(RejectReason::AuthenticationFailed(
+            "no member at the sender's leaf",
+        ))?;
     auth.verify(ctx.crypto(), suite, member.signature_key.as_slice())?;
     member.queue_config = body.queue_config.clone();
 

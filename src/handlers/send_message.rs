@@ -15,7 +15,11 @@ use crate::state::{Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, SendMessageRequest};
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, storage: &S, body: &SendMessageRequest) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    body: &SendMessageRequest,
+) -> Result<Plan, S>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -26,18 +30,32 @@ where
     }
     let sender = auth.leaf_index()?;
     let group_id = auth.group_id();
-    let snapshot = ctx.read_group(storage, group_id, &[RecordKind::Roster, RecordKind::Sequencer])?;
+    let snapshot = ctx.read_group(
+        storage,
+        group_id,
+        &[RecordKind::Roster, RecordKind::Sequencer],
+    )?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     let member = roster
         .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed("no member at the sender's leaf"))?;
+        .ok_or(RejectReason::AuthenticationFailed(
+            "no member at the sender's leaf",
+        ))?;
     // The PrivateMessage hides its sender (RFC 9420 §6.3), so the ClientSignature is what
     // authenticates the member to the DS.
-    auth.verify(ctx.crypto(), ciphersuite::<S>(roster.ciphersuite)?, member.signature_key.as_slice())?;
+    auth.verify(
+        ctx.crypto(),
+        ciphersuite::<S>(roster.ciphersuite)?,
+        member.signature_key.as_slice(),
+    )?;
 
     // DS-03..06: must be a PrivateMessage with content type application.
-    let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract() else {
-        return Err(RejectReason::InvalidMessageType("application messages must be PrivateMessages").into());
+    let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract()
+    else {
+        return Err(RejectReason::InvalidMessageType(
+            "application messages must be PrivateMessages",
+        )
+        .into());
     };
     if message.content_type() != ContentType::Application {
         return Err(RejectReason::InvalidMessageType("expected content type application").into());
@@ -45,7 +63,11 @@ where
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId("the MLS message is for another group").into());
     }
-    check_epoch(roster.epoch, message.epoch(), ctx.ds.config.app_message_epoch_tolerance)?;
+    check_epoch(
+        roster.epoch,
+        message.epoch(),
+        ctx.ds.config.app_message_epoch_tolerance,
+    )?;
 
     let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
     let accepted = AcceptedMessage {
@@ -59,7 +81,10 @@ where
         accepted.sequence_number,
         ctx.now_ms,
         &body.application_message,
-        roster.iter().filter(|(leaf, _)| *leaf != sender).map(|(_, m)| &m.queue_config),
+        roster
+            .iter()
+            .filter(|(leaf, _)| *leaf != sender)
+            .map(|(_, m)| &m.queue_config),
     );
     ctx.write_plan::<S>(
         Some(&auth.guard),
@@ -67,7 +92,9 @@ where
         VersionGuard::Exactly(snapshot.version),
         vec![encode_record::<_, S>(
             RecordKind::Sequencer,
-            &Sequencer { next_sequence: sequencer.next_sequence + 1 },
+            &Sequencer {
+                next_sequence: sequencer.next_sequence + 1,
+            },
         )?],
         fanout,
         DsResponseBody::Accepted(accepted),

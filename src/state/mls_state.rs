@@ -46,7 +46,9 @@ pub(crate) struct MlsStateBuffer {
 impl MlsStateBuffer {
     /// Decodes an `MlsState` record.
     pub(crate) fn from_record(record: &[u8]) -> Result<Self, MlsStateError> {
-        Ok(Self { entities: RefCell::new(from_bytes(record)?) })
+        Ok(Self {
+            entities: RefCell::new(from_bytes(record)?),
+        })
     }
 
     /// Encodes the buffer as an `MlsState` record.
@@ -55,7 +57,10 @@ impl MlsStateBuffer {
     }
 
     /// Loads the group held in this buffer.
-    pub(crate) fn load_group(&self, group_id: &GroupId) -> Result<Option<PublicGroup>, MlsStateError> {
+    pub(crate) fn load_group(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<Option<PublicGroup>, MlsStateError> {
         PublicGroup::load(self, group_id)
     }
 }
@@ -84,7 +89,10 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         Ok(())
     }
 
-    fn write_context<G: traits::GroupId<CURRENT_VERSION>, C: traits::GroupContext<CURRENT_VERSION>>(
+    fn write_context<
+        G: traits::GroupId<CURRENT_VERSION>,
+        C: traits::GroupContext<CURRENT_VERSION>,
+    >(
         &self,
         _group_id: &G,
         context: &C,
@@ -143,14 +151,27 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         &self,
         _group_id: &G,
     ) -> Result<Option<T>, MlsStateError> {
-        self.entities.borrow().tree.as_deref().map(from_bytes).transpose()
+        self.entities
+            .borrow()
+            .tree
+            .as_deref()
+            .map(from_bytes)
+            .transpose()
     }
 
-    fn group_context<G: traits::GroupId<CURRENT_VERSION>, C: traits::GroupContext<CURRENT_VERSION>>(
+    fn group_context<
+        G: traits::GroupId<CURRENT_VERSION>,
+        C: traits::GroupContext<CURRENT_VERSION>,
+    >(
         &self,
         _group_id: &G,
     ) -> Result<Option<C>, MlsStateError> {
-        self.entities.borrow().context.as_deref().map(from_bytes).transpose()
+        self.entities
+            .borrow()
+            .context
+            .as_deref()
+            .map(from_bytes)
+            .transpose()
     }
 
     fn interim_transcript_hash<
@@ -160,7 +181,12 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         &self,
         _group_id: &G,
     ) -> Result<Option<H>, MlsStateError> {
-        self.entities.borrow().interim_transcript_hash.as_deref().map(from_bytes).transpose()
+        self.entities
+            .borrow()
+            .interim_transcript_hash
+            .as_deref()
+            .map(from_bytes)
+            .transpose()
     }
 
     fn confirmation_tag<
@@ -170,7 +196,12 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         &self,
         _group_id: &G,
     ) -> Result<Option<C>, MlsStateError> {
-        self.entities.borrow().confirmation_tag.as_deref().map(from_bytes).transpose()
+        self.entities
+            .borrow()
+            .confirmation_tag
+            .as_deref()
+            .map(from_bytes)
+            .transpose()
     }
 
     fn delete_tree<G: traits::GroupId<CURRENT_VERSION>>(&self, _: &G) -> Result<(), MlsStateError> {
@@ -186,7 +217,10 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         Ok(())
     }
 
-    fn delete_context<G: traits::GroupId<CURRENT_VERSION>>(&self, _: &G) -> Result<(), MlsStateError> {
+    fn delete_context<G: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        _: &G,
+    ) -> Result<(), MlsStateError> {
         self.entities.borrow_mut().context = None;
         Ok(())
     }
@@ -199,13 +233,19 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         Ok(())
     }
 
-    fn remove_proposal<G: traits::GroupId<CURRENT_VERSION>, R: traits::ProposalRef<CURRENT_VERSION>>(
+    fn remove_proposal<
+        G: traits::GroupId<CURRENT_VERSION>,
+        R: traits::ProposalRef<CURRENT_VERSION>,
+    >(
         &self,
         _group_id: &G,
         proposal_ref: &R,
     ) -> Result<(), MlsStateError> {
         let key = to_bytes(proposal_ref)?;
-        self.entities.borrow_mut().proposals.retain(|(k, _)| *k != key);
+        self.entities
+            .borrow_mut()
+            .proposals
+            .retain(|(k, _)| *k != key);
         Ok(())
     }
 

@@ -7,6 +7,6 @@ pub(crate) mod mls_state;
 mod records;
 
 pub(crate) use records::{
-    queue_config_of, Joiner, WelcomeSnapshot, WelcomeSnapshots, PendingProposalRecord, PendingProposals, Reservation, Roster,
-    Sequencer,
+    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
+    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };

@@ -111,7 +111,10 @@ pub(crate) type IdentifyLeaf<'a> = &'a dyn Fn(&LeafNode) -> Result<Vec<u8>, Reje
 impl Roster {
     /// The roster of a freshly imported group: every leaf must carry an acceptable credential
     /// and publish its queue configuration.
-    pub(crate) fn from_group(group: &PublicGroup, identify: IdentifyLeaf<'_>) -> Result<Self, RejectReason> {
+    pub(crate) fn from_group(
+        group: &PublicGroup,
+        identify: IdentifyLeaf<'_>,
+    ) -> Result<Self, RejectReason> {
         Self::rebuild(group, None, &[], &[], identify)
     }
 
@@ -171,7 +174,9 @@ impl Roster {
     /// The leaves of a user's clients.
     pub(crate) fn leaves_of(&self, user: &[u8]) -> impl Iterator<Item = u32> + '_ {
         let user = user.to_vec();
-        self.iter().filter(move |(_, m)| m.user.as_slice() == user).map(|(leaf, _)| leaf)
+        self.iter()
+            .filter(move |(_, m)| m.user.as_slice() == user)
+            .map(|(leaf, _)| leaf)
     }
 
     /// The member at a leaf, if the leaf is occupied.

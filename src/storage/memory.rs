@@ -97,15 +97,21 @@ impl DsStorage for InMemoryStorage {
             VersionGuard::Exactly(v) => current == Some(v),
             VersionGuard::ReplayMarkOnly => true,
         };
-        let mark_key = ws.replay_mark.as_ref().map(|(k, _)| (ws.group_id.clone(), k.clone()));
+        let mark_key = ws
+            .replay_mark
+            .as_ref()
+            .map(|(k, _)| (ws.group_id.clone(), k.clone()));
         let mark_is_new = mark_key.as_ref().is_none_or(|k| {
-            self.replay_marks.get(k).is_none_or(|m| m.expires_at_ms < ws.now_ms)
+            self.replay_marks
+                .get(k)
+                .is_none_or(|m| m.expires_at_ms < ws.now_ms)
         });
         if !guard_holds || !mark_is_new {
             return Ok(WriteOutcome::Conflict);
         }
 
-        self.replay_marks.retain(|_, m| m.expires_at_ms >= ws.now_ms);
+        self.replay_marks
+            .retain(|_, m| m.expires_at_ms >= ws.now_ms);
         if let (Some(key), Some((_, mark))) = (mark_key, &ws.replay_mark) {
             self.replay_marks.insert(key, mark.clone());
         }

@@ -85,7 +85,10 @@ pub struct GroupSnapshot {
 impl GroupSnapshot {
     /// The record of a kind, if it was requested and exists.
     pub fn record(&self, kind: RecordKind) -> Option<&[u8]> {
-        self.records.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.as_slice())
+        self.records
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -156,8 +159,11 @@ pub trait DsStorage {
 
     /// Reads the group's version and those of `kinds` that exist, from one consistent
     /// snapshot. `Ok(None)` if the group does not exist.
-    fn read(&self, group_id: &[u8], kinds: &[RecordKind])
-        -> Result<Option<GroupSnapshot>, Self::Error>;
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Self::Error>;
 
     /// Reads a replay mark that has not expired at `now_ms`.
     fn replay_mark(

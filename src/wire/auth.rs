@@ -5,9 +5,7 @@
 //! (the signature covers the whole request body), as DECISIONS.md "Wire profile v1" says.
 
 use openmls_traits::signatures::Signer;
-use tls_codec::{
-    Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes,
-};
+use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use super::request::DsRequestBody;
 
@@ -86,7 +84,11 @@ impl ClientSignatureTbs<'_> {
         label.extend_from_slice(CLIENT_SIGNATURE_LABEL.as_bytes());
         let mut content = Vec::with_capacity(self.tls_serialized_len());
         self.tls_serialize(&mut content)?;
-        SignContent { label: label.into(), content: content.into() }.tls_serialize_detached()
+        SignContent {
+            label: label.into(),
+            content: content.into(),
+        }
+        .tls_serialize_detached()
     }
 }
 
@@ -110,7 +112,12 @@ impl ClientSignature {
         };
         let content = tbs.sign_content().map_err(|_| SignError::Encoding)?;
         let signature = signer.sign(&content).map_err(|_| SignError::Signer)?;
-        Ok(Self { group_id, timestamp_ms, sender_id, signature: signature.into() })
+        Ok(Self {
+            group_id,
+            timestamp_ms,
+            sender_id,
+            signature: signature.into(),
+        })
     }
 }
 

@@ -12,18 +12,20 @@ mod raw;
 mod request;
 mod response;
 
-pub use auth::{ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, CLIENT_SIGNATURE_LABEL};
+pub use auth::{
+    ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, CLIENT_SIGNATURE_LABEL,
+};
 pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
     QUEUE_CONFIG_EXTENSION_TYPE,
 };
 pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
-    CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest,
-    DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption,
-    GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, ReInitializeGroupRequest, SelfRemoveClientRequest,
-    SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest, DsRequest,
+    DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption, GroupInfoRequest,
+    GroupUpdate, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo, ProposalsRequest,
+    RatchetTreePresence, ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest,
+    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{
     AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody, ErrorCode,
@@ -61,7 +63,10 @@ pub enum DecodeError {
 /// Decodes exactly one `T` from `bytes`, rejecting trailing bytes (STYLE §7, rustls
 /// `Reader::all`).
 pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let type_name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("value");
+    let type_name = std::any::type_name::<T>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("value");
     let (value, rest) = T::tls_deserialize_bytes(bytes).map_err(|e| DecodeError::Malformed {
         type_name,
         reason: format!("{e:?}"),

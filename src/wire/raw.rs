@@ -19,7 +19,10 @@ pub struct Raw<T> {
 
 impl<T> Clone for Raw<T> {
     fn clone(&self) -> Self {
-        Self { bytes: self.bytes.clone(), _kind: PhantomData }
+        Self {
+            bytes: self.bytes.clone(),
+            _kind: PhantomData,
+        }
     }
 }
 impl<T> PartialEq for Raw<T> {
@@ -33,7 +36,10 @@ impl<T: DeserializeBytes> Raw<T> {
     /// Wraps bytes after checking that they hold exactly one `T`.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, super::DecodeError> {
         super::decode_exact::<T>(&bytes)?;
-        Ok(Self { bytes, _kind: PhantomData })
+        Ok(Self {
+            bytes,
+            _kind: PhantomData,
+        })
     }
 
     /// Parses the bytes into the openmls type. The bytes were checked when this value was
@@ -71,7 +77,13 @@ impl<T: DeserializeBytes> DeserializeBytes for Raw<T> {
     fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
         let (_, rest) = T::tls_deserialize_bytes(bytes)?;
         let used = bytes.len() - rest.len();
-        Ok((Self { bytes: bytes[..used].to_vec(), _kind: PhantomData }, rest))
+        Ok((
+            Self {
+                bytes: bytes[..used].to_vec(),
+                _kind: PhantomData,
+            },
+            rest,
+        ))
     }
 }
 

@@ -226,7 +226,8 @@ impl Serialize for DsError {
 impl DeserializeBytes for DsError {
     fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
         let (raw_code, rest) = u16::tls_deserialize_bytes(bytes)?;
-        let code = ErrorCode::from_u16(raw_code).ok_or(tls_codec::Error::UnknownValue(raw_code.into()))?;
+        let code =
+            ErrorCode::from_u16(raw_code).ok_or(tls_codec::Error::UnknownValue(raw_code.into()))?;
         let (description, rest) = VLBytes::tls_deserialize_bytes(rest)?;
         let (details, rest) = match Self::details_shape(code) {
             1 => {
@@ -239,6 +240,13 @@ impl DeserializeBytes for DsError {
             }
             _ => (DsErrorDetails::None, rest),
         };
-        Ok((Self { code, description, details }, rest))
+        Ok((
+            Self {
+                code,
+                description,
+                details,
+            },
+            rest,
+        ))
     }
 }

@@ -1,0 +1,122 @@
+//! `external_join(9)`: joining by external commit, including the resync of a client that lost
+//! its state (an external commit that also removes the client's old leaf; DS-02 "Resync
+//! client", folded into external join by DS-03).
+//!
+//! The request is unauthenticated at the DS layer (digest §7 item 7): the joiner has no leaf
+//! yet, and the external commit is signed by the leaf it creates, which openmls verifies. Who
+//! may join is the deployment's [`ExternalJoinPolicy`]; DS-03/04 allowed only clients of users
+//! already in the group, which is the default.
+
+use openmls::prelude::{ContentType, ProcessedMessageContent, Sender};
+use openmls_traits::crypto::OpenMlsCrypto;
+
+use super::commit::{refuse_if_reinitialized, summarize, Accepting, COMMIT_READS};
+use super::group_info_check::verify_post_commit_group_info;
+use super::proposals::{load_group, mls_reject, public_handshake_in_any_group};
+use super::{check_epoch, decode_record, Ctx, Plan, Result};
+use crate::auth::{ReplayCheck, ReplayGuard};
+use crate::config::ExternalJoinPolicy;
+use crate::error::{internal, RejectReason};
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::Roster;
+use crate::storage::{DsStorage, RecordKind};
+use crate::wire::{DeleteGroupRequest, DsAuthData};
+
+pub(crate) fn handle<C, S>(
+    ctx: &Ctx<'_, C>,
+    storage: &S,
+    body: &DeleteGroupRequest,
+) -> Result<Plan, S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let crypto = ctx.crypto();
+    if ctx.request.auth != DsAuthData::Unauthenticated {
+        return Err(RejectReason::AuthenticationFailed(
+            "external joins are authenticated by the commit itself",
+        )
+        .into());
+    }
+    let update = &body.group_update;
+    let message = public_handshake_in_any_group(&update.commit, ContentType::Commit)?;
+    if *message.sender() != Sender::NewMemberCommit {
+        return Err(
+            RejectReason::InvalidMessageType("external_join needs a new_member_commit").into(),
+        );
+    }
+    let group_id = message.group_id().as_slice().to_vec();
+    let guard = ReplayGuard::for_unsigned(
+        crypto,
+        ctx.request_bytes,
+        ctx.now_ms,
+        ctx.ds.config.auth_window_ms,
+    )?;
+    if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now_ms)? {
+        return Ok(Plan::Duplicate(response));
+    }
+    if ctx.ds.config.external_joins == ExternalJoinPolicy::Disabled {
+        return Err(
+            RejectReason::NotAllowed("this DS does not accept external joins".into()).into(),
+        );
+    }
+
+    let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
+    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    refuse_if_reinitialized(&roster)?;
+    check_epoch(roster.epoch, message.epoch(), 0)?;
+
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
+    let mut group = load_group::<S>(&buffer, &group_id)?;
+    let processed = group.process_message(crypto, message).map_err(mls_reject)?;
+    let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+        return Err(RejectReason::InvalidMessageType("expected a commit").into());
+    };
+    let joiner = group.ext_commit_sender_index(&staged).map_err(internal)?;
+    let joiner_leaf = staged.update_path_leaf_node().ok_or_else(|| {
+        RejectReason::InvalidMlsMessage("an external commit needs an update path".into())
+    })?;
+    let joiner_user = ctx.identify(joiner_leaf)?;
+    let summary = summarize(ctx, &group, &staged, None)?;
+
+    // RFC 9420 §12.4.3.2 lets an external commit remove the joiner's own earlier leaf (resync);
+    // it may not remove anyone else.
+    let removes_others = summary.removed.iter().any(|leaf| {
+        roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(joiner_user.as_slice())
+    });
+    if removes_others {
+        return Err(RejectReason::NotAllowed(
+            "an external commit may only remove the joiner's own clients".into(),
+        )
+        .into());
+    }
+    if ctx.ds.config.external_joins == ExternalJoinPolicy::ExistingUsers
+        && roster.leaves_of(&joiner_user).next().is_none()
+    {
+        return Err(RejectReason::NotAllowed(
+            "only clients of users already in the group may join by external commit".into(),
+        )
+        .into());
+    }
+    // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
+    // epoch's pending proposals lapse with it.
+
+    group.merge_commit(&buffer, *staged).map_err(internal)?;
+    let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
+    let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], &|leaf| {
+        ctx.identify(leaf)
+    })?;
+    let accepted = Accepting {
+        group_id: &group_id,
+        snapshot: &snapshot,
+        previous: &roster,
+        exclude: None,
+        commit: &update.commit,
+        welcomes: Vec::new(),
+    };
+    accepted.plan::<C, S>(
+        ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
+    )
+}
