@@ -14,9 +14,9 @@ use crate::storage::InMemoryStorage;
 use crate::wire::{
     decode_exact, encode, ClientQueueConfig, ClientSignature, CreateGroupRequest,
     DeleteGroupRequest, DsAuthData, DsRequest, DsRequestBody, DsResponse, DsResponseBody,
-    DsSenderId, FanoutMessage, GroupInfoOption, GroupInfoRequest, GroupUpdate,
+    DsSenderId, ExternalCommitInfo, FanoutMessage, GroupInfoOption, GroupInfoRequest, GroupUpdate,
     MembershipCommitRequest, MlsMessageBytes, ProposalsRequest, RatchetTreeBytes,
-    SendMessageRequest, UpdateQueueInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+    SendMessageRequest, UpdateQueueInfoRequest, WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
     QUEUE_CONFIG_EXTENSION_TYPE,
 };
 use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
@@ -446,6 +446,111 @@ impl TestClient {
             auth: DsAuthData::Unauthenticated,
         })
         .expect("encode")
+    }
+
+    /// Decrypts a Welcome far enough to learn its group and epoch, and signs the
+    /// `welcome_info` request for that epoch's tree with the KeyPackage the Welcome is for.
+    /// Finish with [`TestClient::join_with_tree`]. (Processing the Welcome consumes the
+    /// KeyPackage's private keys, so this works once per Welcome; re-sign the returned request
+    /// with [`TestClient::signed_as`] to build another.)
+    pub fn welcome_info_request(
+        &self,
+        welcome: &MlsMessageBytes,
+        now_ms: u64,
+    ) -> (Vec<u8>, ProcessedWelcome) {
+        let MlsMessageBodyIn::Welcome(welcome) = welcome.parse().expect("welcome").extract() else {
+            panic!("not a Welcome");
+        };
+        let storage = self.provider.storage();
+        let key_package_ref = welcome
+            .secrets()
+            .iter()
+            .map(|secret| secret.new_member())
+            .find(|r| {
+                openmls_traits::storage::StorageProvider::key_package::<_, KeyPackageBundle>(
+                    storage, r,
+                )
+                .ok()
+                .flatten()
+                .is_some()
+            })
+            .expect("a Welcome for one of this client's KeyPackages");
+        let processed =
+            ProcessedWelcome::new_from_welcome(&self.provider, &Self::join_config(), welcome)
+                .expect("welcome");
+        let info = processed.unverified_group_info();
+        let (group_id, epoch) = (info.group_id().as_slice().to_vec(), info.epoch().as_u64());
+        let request = self.signed_as(
+            DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch }),
+            &group_id,
+            now_ms,
+            DsSenderId::KeyPackageRef(key_package_ref.as_slice().to_vec().into()),
+        );
+        (request, processed)
+    }
+
+    /// Joins from a processed Welcome with the tree the DS returned for it.
+    pub fn join_with_tree(&mut self, processed: ProcessedWelcome, tree: &RatchetTreeBytes) {
+        let group = JoinBuilder::new(&self.provider, processed)
+            .with_ratchet_tree(tree.parse().expect("tree"))
+            .build()
+            .expect("welcome")
+            .into_group(&self.provider)
+            .expect("join");
+        self.group = Some(group);
+    }
+
+    /// `external_join` from the GroupInfo and tree the DS serves (`group_info`). The client's
+    /// group is pending until [`TestClient::confirm_commit`]. A client that lost its state
+    /// joins again the same way: openmls then also removes its old leaf (same identity).
+    pub fn external_join_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
+        let MlsMessageBodyIn::GroupInfo(group_info) =
+            info.group_info.parse().expect("group info").extract()
+        else {
+            panic!("not a GroupInfo");
+        };
+        let provider = &self.provider;
+        let (group, bundle) = MlsGroup::external_commit_builder()
+            .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
+            .with_config(Self::join_config())
+            .build_group(provider, group_info, self.credential.clone())
+            .expect("external commit")
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(Self::capabilities())
+                    .with_extensions(Self::queue_extension(&self.queue))
+                    .build(),
+            )
+            .load_psks(provider.storage())
+            .expect("psks")
+            .create_group_info(true)
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .expect("external commit")
+            .finalize(provider)
+            .expect("external commit");
+        self.group = Some(group);
+        let (commit, _, group_info) = bundle.into_messages();
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::ExternalJoin(DeleteGroupRequest {
+                group_update: GroupUpdate {
+                    commit: mls_bytes(&commit),
+                    group_info: GroupInfoOption::Full(mls_bytes(
+                        &group_info.expect("external commits carry a GroupInfo"),
+                    )),
+                },
+            }),
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode")
+    }
+
+    /// Forgets all group state and key material except the client's identity (signature key
+    /// and credential), as a device restored without its MLS state would.
+    pub fn lose_state(&mut self) {
+        self.provider = OpenMlsRustCrypto::default();
+        self.group = None;
+        self.inbox.clear();
     }
 
     /// Merges the staged commit after the DS accepted it.
