@@ -16,8 +16,8 @@ use crate::wire::{
     DeleteGroupRequest, DsAuthData, DsRequest, DsRequestBody, DsResponse, DsResponseBody,
     DsSenderId, ExternalCommitInfo, FanoutMessage, GroupInfoOption, GroupInfoRequest, GroupUpdate,
     MembershipCommitRequest, MlsMessageBytes, ProposalsRequest, RatchetTreeBytes,
-    SendMessageRequest, UpdateQueueInfoRequest, WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
-    QUEUE_CONFIG_EXTENSION_TYPE,
+    SelfRemoveClientRequest, SendMessageRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    PROTOCOL_VERSION_MIMI_DS10, QUEUE_CONFIG_EXTENSION_TYPE,
 };
 use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
 
@@ -404,6 +404,20 @@ impl TestClient {
         self.signed(
             DsRequestBody::Proposals(ProposalsRequest {
                 proposals: vec![mls_bytes(&message)],
+            }),
+            now_ms,
+        )
+    }
+
+    /// `self_remove_client`: a Remove proposal of this client's own leaf (openmls `leave_group`).
+    pub fn self_remove_request(&mut self, now_ms: u64) -> Vec<u8> {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let message = group.leave_group(provider, signer).expect("leave");
+        self.signed(
+            DsRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
+                proposal: mls_bytes(&message),
             }),
             now_ms,
         )

@@ -25,6 +25,7 @@ use crate::service::{encode_response, DeliveryService};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody};
 use commit_rules::Operation;
+use proposals::ProposalRule;
 
 /// What a handler decided.
 pub(crate) enum Plan {
@@ -116,7 +117,15 @@ where
             &body.group_update,
             &[],
         ),
-        DsRequestBody::Proposals(body) => proposals::handle(ctx, storage, &body.proposals),
+        DsRequestBody::Proposals(body) => {
+            proposals::handle(ctx, storage, ProposalRule::Any, &body.proposals)
+        }
+        DsRequestBody::SelfRemoveClient(body) => proposals::handle(
+            ctx,
+            storage,
+            ProposalRule::SelfRemove,
+            std::slice::from_ref(&body.proposal),
+        ),
         DsRequestBody::SendMessage(body) => send_message::handle(ctx, storage, body),
         DsRequestBody::UpdateQueueInfo(body) => queue_info::handle(ctx, storage, body),
         DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),

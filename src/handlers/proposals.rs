@@ -2,8 +2,8 @@
 //! epoch so that the next commit must include them (DS-04..06), and fanned out.
 
 use openmls::prelude::{
-    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, PublicGroup,
-    PublicMessageIn, PublicProcessMessageError, Sender,
+    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
+    PublicGroup, PublicMessageIn, PublicProcessMessageError, Sender,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
 
@@ -75,9 +75,20 @@ pub(crate) fn mls_reject<E: std::error::Error + 'static>(
     }
 }
 
+/// What a proposals request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProposalRule {
+    /// `proposals(15)`: any proposals valid under RFC 9420 (DS-06 §"Proposals").
+    Any,
+    /// `self_remove_client(7)`: a single Remove proposal of the sender's own leaf (DS-03..05),
+    /// stored until another member commits it.
+    SelfRemove,
+}
+
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
+    rule: ProposalRule,
     proposals: &[MlsMessageBytes],
 ) -> Result<Plan, S>
 where
@@ -142,6 +153,18 @@ where
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());
         };
+        if rule == ProposalRule::SelfRemove {
+            let removes_sender = matches!(
+                queued.proposal(),
+                Proposal::Remove(remove) if remove.removed() == LeafNodeIndex::new(sender)
+            );
+            if proposals.len() != 1 || !removes_sender {
+                return Err(RejectReason::NotAllowed(
+                    "self_remove_client is one Remove proposal of the sender's own leaf".into(),
+                )
+                .into());
+            }
+        }
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
         if pending
             .proposals
