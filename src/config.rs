@@ -28,6 +28,43 @@ pub struct DsConfig {
     pub app_message_epoch_tolerance: u64,
     /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
     pub external_joins: ExternalJoinPolicy,
+    /// What happens to commits that leave pending proposals out, and to application messages
+    /// while Remove proposals issued by the DS are pending. Default
+    /// [`PendingProposalPolicy::Strict`].
+    pub pending_proposals: PendingProposalPolicy,
+    /// A client that has sent nothing for this long is removed by
+    /// [`crate::HubEvent::InactivitySweep`] (DS-00 §6). Default `None`: no inactivity removals.
+    pub inactivity_limit_ms: Option<u64>,
+}
+
+/// The rule for pending proposals, modelled on draft-ietf-mimi-room-policy-03
+/// `PendingProposalPolicy` (`immediate_commit`, or a delay after which it applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingProposalPolicy {
+    /// The seed's rule (DS-00 §6, DS-04..06): a commit must include every pending proposal
+    /// (`missing_pending_proposals`), and while Remove proposals issued by the DS are pending,
+    /// application messages are refused too.
+    Strict,
+    /// For this long after a proposal became pending, commits may leave it out and
+    /// application messages flow; then [`PendingProposalPolicy::Strict`] applies. A commit that
+    /// leaves the DS's own proposals out makes the DS issue them again in the new epoch (the
+    /// grace period is not restarted). Strict-only rules leave groups stuck when the
+    /// proposals' target never comes back to commit them.
+    GraceWindow {
+        /// The grace period, ms.
+        ms: u64,
+    },
+}
+
+impl PendingProposalPolicy {
+    /// Whether the strict rule applies to proposals pending since `since_ms`.
+    pub fn enforced(self, since_ms: u64, now_ms: u64) -> bool {
+        match self {
+            Self::Strict => true,
+            Self::GraceWindow { ms } => now_ms >= since_ms.saturating_add(ms),
+        }
+    }
 }
 
 /// Who may join a group by external commit (`external_join`).
@@ -55,6 +92,8 @@ impl DsConfig {
             max_conflict_retries: 3,
             app_message_epoch_tolerance: 0,
             external_joins: ExternalJoinPolicy::ExistingUsers,
+            pending_proposals: PendingProposalPolicy::Strict,
+            inactivity_limit_ms: None,
         }
     }
 }
@@ -68,6 +107,25 @@ pub struct DsIdentity {
     pub credential: Credential,
     /// Signs what the DS issues as an external sender.
     pub signer: Box<dyn Signer + Send + Sync>,
+}
+
+/// Borrows a [`DsIdentity`]'s boxed signer as the `impl Signer` openmls takes.
+pub(crate) struct DsSigner<'a>(pub(crate) &'a (dyn Signer + Send + Sync));
+
+impl Signer for DsSigner<'_> {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, openmls_traits::signatures::SignerError> {
+        self.0.sign(payload)
+    }
+    fn signature_scheme(&self) -> openmls_traits::types::SignatureScheme {
+        self.0.signature_scheme()
+    }
+}
+
+impl DsIdentity {
+    /// The DS as an entry of an `external_senders` extension.
+    pub fn external_sender(&self) -> openmls::prelude::ExternalSender {
+        openmls::prelude::ExternalSender::new(self.signature_key.clone(), self.credential.clone())
+    }
 }
 
 impl std::fmt::Debug for DsIdentity {

@@ -41,6 +41,7 @@ pub(crate) fn fan_out<'a>(
     sequence_number: u64,
     accepted_time_ms: u64,
     message: &MlsMessageBytes,
+    external_proposals: &[MlsMessageBytes],
     recipients: impl IntoIterator<Item = &'a ClientQueueConfig>,
 ) -> Vec<Fanout> {
     let mut by_provider: BTreeMap<&[u8], Vec<VLBytes>> = BTreeMap::new();
@@ -64,6 +65,7 @@ pub(crate) fn fan_out<'a>(
                     sequence_number,
                     accepted_time_ms,
                     message: message.clone(),
+                    external_proposals: external_proposals.to_vec(),
                 },
             },
         })

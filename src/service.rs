@@ -7,6 +7,7 @@ use openmls_traits::random::OpenMlsRand;
 use crate::config::{DsConfig, DsIdentity};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
+pub use crate::handlers::hub_events::HubEvent;
 use crate::handlers::{self, Ctx, Plan};
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
@@ -55,6 +56,8 @@ pub struct DeliveryService<C = RustCrypto> {
     pub(crate) identity: DsIdentity,
     pub(crate) crypto: C,
     pub(crate) validator: Box<dyn CredentialValidator>,
+    /// Earlier signing identities, still named by groups that have not committed a rotation.
+    pub(crate) retired: Vec<DsIdentity>,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -79,7 +82,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             identity,
             crypto,
             validator: Box::new(BasicCredentialValidator::reject_all()),
+            retired: Vec::new(),
         }
+    }
+
+    /// Adds an identity the DS used before its current one. Groups that still name it keep
+    /// working (the DS signs its proposals there with it) until
+    /// [`HubEvent::RotateSigningKey`] moves them to the current identity.
+    pub fn with_retired_identity(mut self, identity: DsIdentity) -> Self {
+        self.retired.push(identity);
+        self
     }
 
     /// Sets the validator that accepts credentials and names the user of each client.
@@ -107,21 +119,46 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         request: &[u8],
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
-        let request = match self.decode(request) {
-            Ok(decoded) => (decoded, request),
+        let decoded = match self.decode(request) {
+            Ok(decoded) => decoded,
             Err(reason) => return self.reject(&reason),
         };
-        // A conflict means another request changed the group between our read and our write:
-        // read again and re-validate against the new state (the loser of a commit race then
-        // gets `wrong_epoch`).
+        let ctx = Ctx {
+            ds: self,
+            now_ms: now.0,
+            request: &decoded,
+            request_bytes: request,
+        };
+        self.execute(storage, |storage| handlers::dispatch(&ctx, storage))
+    }
+
+    /// Acts on something the embedding server learned about a group: the DS issues, signs and
+    /// fans out proposals as the group's MLS external sender (DS-00 §6; DS-04/05
+    /// "DS-initiated operations"). Same contract as [`DeliveryService::process`]; the
+    /// response is informational (`accepted` with the first proposal's sequence number, `ok`
+    /// when there was nothing to do, or an error such as `unknown_group`).
+    pub fn handle_event<S: DsStorage>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &[u8],
+        event: &HubEvent,
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        self.execute(storage, |storage| {
+            handlers::hub_events::handle(self, now.0, group_id, event, storage)
+        })
+    }
+
+    /// Runs a handler and applies its write. A conflict means another request changed the
+    /// group between our read and our write: read again and re-validate against the new state
+    /// (the loser of a commit race then gets `wrong_epoch`).
+    fn execute<S: DsStorage>(
+        &self,
+        storage: &mut S,
+        mut handler: impl FnMut(&S) -> Result<Plan, Failure<S::Error>>,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
         for _ in 0..=self.config.max_conflict_retries {
-            let ctx = Ctx {
-                ds: self,
-                now_ms: now.0,
-                request: &request.0,
-                request_bytes: request.1,
-            };
-            match handlers::dispatch(&ctx, storage) {
+            match handler(storage) {
                 Ok(Plan::Answer(body)) => return self.answer(body, Vec::new(), Status::Accepted),
                 Ok(Plan::Duplicate(response)) => {
                     return Ok(Outcome {

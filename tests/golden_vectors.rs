@@ -602,11 +602,10 @@ mod generator {
     use mimi_ds::testing::{commit_body, decode_response, mls_bytes, Received, TestClient, TestDs};
     use mimi_ds::wire::{
         encode, ClientQueueConfig, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData,
-        DsErrorDetails, DsRequest, DsRequestBody, DsResponse, DsResponseBody, DsSenderId,
-        ErrorCode, ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest,
-        MembershipCommitRequest, PartialGroupInfo, QueueingServiceResponse,
-        SelfRemoveClientRequest, UpdateClientRequest, WelcomeInfo, WelcomeInfoRequest,
-        PROTOCOL_VERSION_MIMI_DS10,
+        DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
+        ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest, MembershipCommitRequest,
+        PartialGroupInfo, QueueingServiceResponse, SelfRemoveClientRequest, UpdateClientRequest,
+        WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
     };
     use mimi_ds::{Outcome, Status};
     use openmls::messages::group_info::VerifiableGroupInfo;
@@ -666,14 +665,6 @@ mod generator {
             version: PROTOCOL_VERSION_MIMI_DS10,
             body,
             auth: DsAuthData::Unauthenticated,
-        })
-        .expect("encode")
-    }
-
-    fn response(body: DsResponseBody) -> Vec<u8> {
-        encode(&DsResponse {
-            version: PROTOCOL_VERSION_MIMI_DS10,
-            body,
         })
         .expect("encode")
     }
@@ -847,16 +838,11 @@ mod generator {
         );
         TestDs::route(&out, &mut [&mut bob, &mut carol, &mut alice2]);
         let (_, _, info) = external_commit_info(&mut ds, &group_id);
-        v.add(
-            "response_welcome_info",
-            "welcome_info (3): the epoch-1 ratchet tree (built by hand: the DS does not serve welcome_info)",
-            response(DsResponseBody::WelcomeInfo(WelcomeInfo { ratchet_tree: info.ratchet_tree.clone() })),
-        );
         for client in [&mut bob, &mut carol, &mut alice2] {
             join(client, &info.ratchet_tree);
         }
 
-        // welcome_info (18), signed as the KeyPackageRef of bob-1's KeyPackage; not served.
+        // welcome_info (18), signed as the KeyPackageRef of bob-1's KeyPackage.
         let request = bob.signed_as(
             DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 1 }),
             &group_id,
@@ -864,15 +850,15 @@ mod generator {
             DsSenderId::KeyPackageRef(bob_key_package_ref.as_slice().to_vec().into()),
         );
         let out = ds.process(&request);
-        rejected(&out, ErrorCode::UnsupportedOperation);
+        accepted(&out);
         v.add(
             "request_welcome_info",
             "welcome_info (18) for epoch 1, signed by bob-1 as key_package_ref",
             request,
         );
         v.add(
-            "response_error",
-            "error (1) unsupported_operation, no details: the answer to request_welcome_info",
+            "response_welcome_info",
+            "welcome_info (3): the epoch-1 ratchet tree, the answer to request_welcome_info",
             out.response,
         );
 
@@ -1158,10 +1144,17 @@ mod generator {
             now,
             DsSenderId::UserKeyHash(user_key_hash.into()),
         );
+        let out = ds.process(&request);
+        rejected(&out, ErrorCode::UnsupportedOperation);
         v.add(
             "request_key_packages",
             "key_packages (12) for alice-1, alice-2, signed by bob as user_key_hash",
             request,
+        );
+        v.add(
+            "response_error",
+            "error (1) unsupported_operation, no details: the answer to request_key_packages",
+            out.response,
         );
         let request = unauthenticated(DsRequestBody::ConnectionKeyPackages(
             ConnectionKeyPackagesRequest {

@@ -18,6 +18,7 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
+use super::hub_proposals::reissue_removals;
 use super::proposals::{load_group, mls_reject, public_handshake};
 use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
 use crate::auth::ReplayGuard;
@@ -25,8 +26,8 @@ use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
-    queue_config_of, Joiner, PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshot,
-    WelcomeSnapshots,
+    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
+    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
@@ -92,9 +93,8 @@ where
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
     };
 
-    // DS-04..06: a commit MUST include every stored proposal by reference.
     let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    require_pending_included(&pending, &staged)?;
+    let omitted = omitted_pending(ctx, &pending, &included_by_reference(&staged))?;
 
     let committer = LeafNodeIndex::new(sender);
     let summary = summarize(ctx, &group, &staged, Some(committer))?;
@@ -126,14 +126,21 @@ where
     if let Some(target) = &summary.reinit_group_id {
         new_roster.successor = Some(target.clone().into());
     }
+    let (stapled, pending_after) = if op == Operation::DeleteGroup {
+        (Vec::new(), PendingProposals::default())
+    } else {
+        reissue_removals(ctx.ds, &mut group, &buffer, &omitted, ctx.now_ms)?
+    };
 
     let accepted = Accepting {
         group_id,
         snapshot: &snapshot,
         previous: &roster,
-        exclude: Some(sender),
+        committer: Some(sender),
         commit: &update.commit,
         welcomes: welcome_targets,
+        stapled,
+        pending_after,
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
@@ -176,28 +183,42 @@ pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<()
     }
 }
 
-/// DS-04..06: every stored proposal must be included by reference.
-pub(crate) fn require_pending_included(
+/// The pending proposals a commit leaves out (DS-04..06: it MUST include every stored
+/// proposal by reference). Refused with `missing_pending_proposals` while the pending-proposal
+/// policy is enforced (always, under the default strict policy); otherwise they lapse with the
+/// epoch, and the DS issues its own again.
+pub(crate) fn omitted_pending<C>(
+    ctx: &Ctx<'_, C>,
     pending: &PendingProposals,
-    staged: &StagedCommit,
-) -> std::result::Result<(), RejectReason> {
-    let included: BTreeSet<&[u8]> = staged
-        .queued_proposals()
-        .filter(|p| p.proposal_or_ref_type() == ProposalOrRefType::Reference)
-        .map(|p| p.proposal_reference_ref().as_slice())
-        .collect();
-    let missing: Vec<Vec<u8>> = pending
+    included: &BTreeSet<Vec<u8>>,
+) -> std::result::Result<Vec<PendingProposalRecord>, RejectReason> {
+    let omitted: Vec<PendingProposalRecord> = pending
         .proposals
         .iter()
-        .map(|p| p.proposal_ref.as_slice())
-        .filter(|r| !included.contains(r))
-        .map(<[u8]>::to_vec)
+        .filter(|p| !included.contains(p.proposal_ref.as_slice()))
+        .cloned()
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(RejectReason::MissingPendingProposals { refs: missing })
+    let oldest = omitted.iter().map(|p| p.hub_accepted_time).min();
+    match oldest {
+        Some(since) if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) => {
+            Err(RejectReason::MissingPendingProposals {
+                refs: omitted
+                    .iter()
+                    .map(|p| p.proposal_ref.as_slice().to_vec())
+                    .collect(),
+            })
+        }
+        _ => Ok(omitted),
     }
+}
+
+/// The ProposalRefs a staged commit includes by reference.
+pub(crate) fn included_by_reference(staged: &StagedCommit) -> BTreeSet<Vec<u8>> {
+    staged
+        .queued_proposals()
+        .filter(|p| p.proposal_or_ref_type() == ProposalOrRefType::Reference)
+        .map(|p| p.proposal_reference_ref().as_slice().to_vec())
+        .collect()
 }
 
 /// Describes a staged commit for the operation rules. `committer` is `None` for an external
@@ -344,10 +365,15 @@ pub(crate) struct Accepting<'a> {
     pub(crate) snapshot: &'a GroupSnapshot,
     /// The roster of the epoch the commit ends.
     pub(crate) previous: &'a Roster,
-    /// The committer's leaf, which does not get its own commit back.
-    pub(crate) exclude: Option<u32>,
+    /// The committer's leaf, which does not get its own commit back (`None` for an external
+    /// commit, whose joiner was not in the previous epoch).
+    pub(crate) committer: Option<u32>,
     pub(crate) commit: &'a MlsMessageBytes,
     pub(crate) welcomes: WelcomeTargets<'a>,
+    /// The DS's own proposals issued again in the new epoch, stapled to the commit.
+    pub(crate) stapled: Vec<MlsMessageBytes>,
+    /// The proposals pending in the new epoch (the re-issued ones).
+    pub(crate) pending_after: PendingProposals,
 }
 
 impl Accepting<'_> {
@@ -365,6 +391,7 @@ impl Accepting<'_> {
             sequence_number: sequencer.next_sequence,
             accepted_time_ms: ctx.now_ms,
             epoch: new_epoch,
+            external_proposals: self.stapled.clone(),
         };
         let domain = &ctx.ds.config.domain;
         let mut fanout = fan_out(
@@ -373,9 +400,10 @@ impl Accepting<'_> {
             receipt.sequence_number,
             ctx.now_ms,
             self.commit,
+            &self.stapled,
             self.previous
                 .iter()
-                .filter(|(leaf, _)| Some(*leaf) != self.exclude)
+                .filter(|(leaf, _)| Some(*leaf) != self.committer)
                 .map(|(_, m)| &m.queue_config),
         );
         for (welcome, refs) in &self.welcomes {
@@ -390,6 +418,7 @@ impl Accepting<'_> {
                 receipt.sequence_number,
                 ctx.now_ms,
                 welcome,
+                &[],
                 recipients,
             ));
         }
@@ -431,15 +460,24 @@ impl Accepting<'_> {
                     .collect(),
             });
         }
+        let mut sequencer: Sequencer = decode_record::<_, S>(self.snapshot, RecordKind::Sequencer)?;
+        sequencer.next_sequence = receipt.sequence_number + 1;
+        // The grace period of re-issued DS removals runs from when they were first issued.
+        sequencer.ds_removals_pending_since = if self.stapled.is_empty() {
+            None
+        } else {
+            Some(sequencer.ds_removals_pending_since.unwrap_or(ctx.now_ms))
+        };
+        let fresh = |leaf: u32| {
+            self.previous.member(leaf).is_none()
+                || summary.removed.contains(&LeafNodeIndex::new(leaf))
+                || Some(leaf) == self.committer
+        };
+        sequencer.follow(&roster, fresh, ctx.now_ms);
         let records = vec![
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
-            encode_record::<_, S>(
-                RecordKind::Sequencer,
-                &Sequencer {
-                    next_sequence: receipt.sequence_number + 1,
-                },
-            )?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
+            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
+            encode_record::<_, S>(RecordKind::PendingProposals, &self.pending_after)?,
             encode_record::<_, S>(RecordKind::WelcomeSnapshots, &snapshots)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),

@@ -81,7 +81,14 @@ where
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record::<_, S>(RecordKind::Roster, &roster)?,
-        encode_record::<_, S>(RecordKind::Sequencer, &Sequencer { next_sequence: 0 })?,
+        encode_record::<_, S>(
+            RecordKind::Sequencer,
+            &Sequencer {
+                next_sequence: 0,
+                last_active_ms: vec![ctx.now_ms; roster.members.len()],
+                ds_removals_pending_since: None,
+            },
+        )?,
         encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
         encode_record::<_, S>(RecordKind::WelcomeSnapshots, &WelcomeSnapshots::default())?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),

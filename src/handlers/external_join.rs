@@ -12,13 +12,14 @@ use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::{refuse_if_reinitialized, summarize, Accepting, COMMIT_READS};
 use super::group_info_check::verify_post_commit_group_info;
+use super::hub_proposals::reissue_removals;
 use super::proposals::{load_group, mls_reject, public_handshake_in_any_group};
 use super::{check_epoch, decode_record, Ctx, Plan, Result};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::Roster;
+use crate::state::{PendingProposals, Roster};
 use crate::storage::{DsStorage, RecordKind};
 use crate::wire::{DeleteGroupRequest, DsAuthData};
 
@@ -101,20 +102,26 @@ where
         .into());
     }
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
-    // epoch's pending proposals lapse with it.
+    // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
+    // staples them to the commit (draft-ietf-mimi-protocol-06).
+    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], &|leaf| {
         ctx.identify(leaf)
     })?;
+    let (stapled, pending_after) =
+        reissue_removals(ctx.ds, &mut group, &buffer, &pending.proposals, ctx.now_ms)?;
     let accepted = Accepting {
         group_id: &group_id,
         snapshot: &snapshot,
         previous: &roster,
-        exclude: None,
+        committer: None,
         commit: &update.commit,
         welcomes: Vec::new(),
+        stapled,
+        pending_after,
     };
     accepted.plan::<C, S>(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,

@@ -8,6 +8,8 @@ mod external_join;
 mod group_id;
 mod group_info;
 mod group_info_check;
+pub(crate) mod hub_events;
+mod hub_proposals;
 mod proposals;
 mod queue_info;
 mod send_message;
@@ -207,24 +209,46 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         fanout: Vec<Fanout>,
         response: DsResponseBody,
     ) -> Result<Plan, S> {
-        let response = encode_response(response).map_err(internal)?;
-        let write_set = WriteSet {
-            group_id: group_id.to_vec(),
+        write_plan::<S>(
+            self.now_ms,
+            guard_mark,
+            group_id,
             guard,
             records,
-            // A retry of a state change must get the same answer, so its response is kept;
-            // a read (`ReplayMarkOnly`) keeps only the mark: a resend is a replay, and the
-            // stored answer would be stale and as large as a ratchet tree.
-            replay_mark: guard_mark
-                .map(|g| g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))),
-            now_ms: self.now_ms,
             fanout,
-        };
-        Ok(Plan::Write {
-            write_set,
             response,
-        })
+        )
     }
+}
+
+/// A plan that writes `records` (guarded by `guard`), stores the replay mark with the encoded
+/// response, and fans out `fanout`.
+pub(crate) fn write_plan<S: DsStorage>(
+    now_ms: u64,
+    guard_mark: Option<&ReplayGuard>,
+    group_id: &[u8],
+    guard: VersionGuard,
+    records: Vec<RecordWrite>,
+    fanout: Vec<Fanout>,
+    response: DsResponseBody,
+) -> Result<Plan, S> {
+    let response = encode_response(response).map_err(internal)?;
+    let write_set = WriteSet {
+        group_id: group_id.to_vec(),
+        guard,
+        records,
+        // A retry of a state change must get the same answer, so its response is kept;
+        // a read (`ReplayMarkOnly`) keeps only the mark: a resend is a replay, and the
+        // stored answer would be stale and as large as a ratchet tree.
+        replay_mark: guard_mark
+            .map(|g| g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))),
+        now_ms,
+        fanout,
+    };
+    Ok(Plan::Write {
+        write_set,
+        response,
+    })
 }
 
 /// Decodes a record mimi-ds wrote itself; failure is a bug or storage corruption.

@@ -137,7 +137,7 @@ where
     let mut group = load_group::<S>(&buffer, group_id)?;
     let mut pending: PendingProposals =
         decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
 
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
@@ -184,6 +184,7 @@ where
             proposal_ref: proposal_ref.into(),
             hub_accepted_time: ctx.now_ms,
             message: bytes.as_bytes().to_vec().into(),
+            ds_removal_target: Vec::new().into(),
         });
         fanout.extend(fan_out(
             &ctx.ds.config.domain,
@@ -191,6 +192,7 @@ where
             sequencer.next_sequence + i as u64,
             ctx.now_ms,
             bytes,
+            &[],
             roster
                 .iter()
                 .filter(|(leaf, _)| *leaf != sender)
@@ -203,14 +205,12 @@ where
         sequence_number: sequencer.next_sequence,
         accepted_time_ms: ctx.now_ms,
         epoch: roster.epoch,
+        external_proposals: Vec::new(),
     };
+    sequencer.next_sequence += proposals.len() as u64;
+    sequencer.touch(sender, ctx.now_ms);
     let records = vec![
-        encode_record::<_, S>(
-            RecordKind::Sequencer,
-            &Sequencer {
-                next_sequence: sequencer.next_sequence + proposals.len() as u64,
-            },
-        )?,
+        encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
         encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
     ];

@@ -69,11 +69,19 @@ where
         ctx.ds.config.app_message_epoch_tolerance,
     )?;
 
-    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
+    // refused until a commit covers them (subject to the pending-proposal policy's grace).
+    if let Some(since) = sequencer.ds_removals_pending_since {
+        if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) {
+            return Err(RejectReason::MissingPendingProposals { refs: Vec::new() }.into());
+        }
+    }
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
         accepted_time_ms: ctx.now_ms,
         epoch: roster.epoch,
+        external_proposals: Vec::new(),
     };
     let fanout = fan_out(
         &ctx.ds.config.domain,
@@ -81,21 +89,19 @@ where
         accepted.sequence_number,
         ctx.now_ms,
         &body.application_message,
+        &[],
         roster
             .iter()
             .filter(|(leaf, _)| *leaf != sender)
             .map(|(_, m)| &m.queue_config),
     );
+    sequencer.next_sequence += 1;
+    sequencer.touch(sender, ctx.now_ms);
     ctx.write_plan::<S>(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record::<_, S>(
-            RecordKind::Sequencer,
-            &Sequencer {
-                next_sequence: sequencer.next_sequence + 1,
-            },
-        )?],
+        vec![encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?],
         fanout,
         DsResponseBody::Accepted(accepted),
     )

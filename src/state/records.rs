@@ -34,10 +34,37 @@ pub(crate) struct MemberEntry {
     pub(crate) user: VLBytes,
 }
 
-/// [`crate::storage::RecordKind::Sequencer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+/// [`crate::storage::RecordKind::Sequencer`]: the small, often-written part of a group's
+/// state: what an application message reads and writes besides the roster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct Sequencer {
     pub(crate) next_sequence: u64,
+    /// When each leaf last sent something (ms), for inactivity removals (DS-00 §6).
+    pub(crate) last_active_ms: Vec<u64>,
+    /// Since when Remove proposals issued by the DS are pending, if any (DS-00 §6: until a
+    /// commit covers them, application messages are refused).
+    pub(crate) ds_removals_pending_since: Option<u64>,
+}
+
+impl Sequencer {
+    /// Records that `leaf` sent something at `now_ms`.
+    pub(crate) fn touch(&mut self, leaf: u32, now_ms: u64) {
+        let index = leaf as usize;
+        if self.last_active_ms.len() <= index {
+            self.last_active_ms.resize(index + 1, now_ms);
+        }
+        self.last_active_ms[index] = now_ms;
+    }
+
+    /// After a commit: leaves that are new (or re-filled) count as active now.
+    pub(crate) fn follow(&mut self, roster: &Roster, fresh: impl Fn(u32) -> bool, now_ms: u64) {
+        self.last_active_ms.resize(roster.members.len(), now_ms);
+        for (leaf, _) in roster.iter() {
+            if fresh(leaf) {
+                self.last_active_ms[leaf as usize] = now_ms;
+            }
+        }
+    }
 }
 
 /// [`crate::storage::RecordKind::PendingProposals`].
@@ -53,6 +80,9 @@ pub(crate) struct PendingProposalRecord {
     pub(crate) hub_accepted_time: u64,
     /// The proposal's MLSMessage as received.
     pub(crate) message: VLBytes,
+    /// For a Remove the DS issued itself: the signature key of the client to remove, so the
+    /// DS can issue it again in a later epoch if a commit lets it lapse. Empty otherwise.
+    pub(crate) ds_removal_target: VLBytes,
 }
 
 /// [`crate::storage::RecordKind::WelcomeSnapshots`]: for each epoch in which clients were

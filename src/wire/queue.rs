@@ -30,6 +30,10 @@ pub struct FanoutMessage {
     pub accepted_time_ms: u64,
     /// The MLS message, exactly as the DS accepted it.
     pub message: MlsMessageBytes,
+    /// Proposals the DS issued in the epoch a commit creates, stapled to that commit so that no
+    /// member can commit without seeing them (draft-ietf-mimi-protocol-06 `FanoutMessage`
+    /// `externalProposals`). Empty for everything but such commits.
+    pub external_proposals: Vec<MlsMessageBytes>,
 }
 
 /// `QueueingServiceRequest`: one message for one or more clients of one provider.

@@ -47,7 +47,7 @@ pub enum DsResponseBody {
 
 /// `AcceptedMessage`: the receipt for an accepted handshake or application message; the same
 /// values are carried in its fanout ([`super::FanoutMessage`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct AcceptedMessage {
     /// Per-group sequence number, starting at 0 with the group's creation and increasing by
     /// one with every accepted message, so receivers can detect gaps.
@@ -57,6 +57,9 @@ pub struct AcceptedMessage {
     pub accepted_time_ms: u64,
     /// The group's epoch after the message was accepted.
     pub epoch: u64,
+    /// For a commit: the proposals the DS issued in the new epoch (also stapled to the commit's
+    /// fanout); the committer's next commit must include them.
+    pub external_proposals: Vec<MlsMessageBytes>,
 }
 
 /// `WelcomeInfo { optional<Node> ratchet_tree<V>; }` (DS-03..06).

@@ -1,0 +1,188 @@
+//! What the embedding server tells the DS about a group, and how the DS reacts: as the group's
+//! MLS external sender it issues Remove proposals (DS-00 §6 "the DS can use the rejection to
+//! issue Remove proposals"; DS-00..04: a user removed a client, a user was deleted, a client was
+//! inactive for too long) or rotates its own signing key.
+//!
+//! The proposals are stored as pending and fanned out like a member's; the strict pending
+//! proposal policy then refuses application messages until a member commits them.
+
+use openmls::prelude::{GroupId, LeafNodeIndex};
+use openmls_traits::crypto::OpenMlsCrypto;
+
+use super::commit::refuse_if_reinitialized;
+use super::hub_proposals::{issue_removal, issue_rotation};
+use super::proposals::load_group;
+use super::{decode_record, encode_record, write_plan, Plan};
+use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::fanout::fan_out;
+use crate::service::DeliveryService;
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::wire::{AcceptedMessage, ClientQueueConfig, DsResponseBody};
+
+/// Something the embedding server learned that the DS acts on in one group
+/// ([`crate::DeliveryService::handle_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// A Queueing Service answered `invalid_client_queue_information` for this queue: remove
+    /// the clients that use it.
+    QueueRejected(ClientQueueConfig),
+    /// The server deleted a client, named by its leaf signature key: remove it.
+    ClientDeleted {
+        /// The client's signature public key.
+        signature_key: Vec<u8>,
+    },
+    /// The server deleted a user (as the credential validator names users): remove all of its
+    /// clients.
+    UserDeleted {
+        /// The user.
+        user: Vec<u8>,
+    },
+    /// Remove every client that has sent nothing for longer than
+    /// [`crate::DsConfig::inactivity_limit_ms`].
+    InactivitySweep,
+    /// Propose replacing the retired DS identity the group names with the current one
+    /// ([`crate::DeliveryService::with_retired_identity`]).
+    RotateSigningKey,
+}
+
+type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
+
+pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
+    ds: &DeliveryService<C>,
+    now_ms: u64,
+    group_id: &[u8],
+    event: &HubEvent,
+    storage: &S,
+) -> Result<Plan, S> {
+    let kinds = [
+        RecordKind::Roster,
+        RecordKind::Sequencer,
+        RecordKind::MlsState,
+        RecordKind::PendingProposals,
+    ];
+    let snapshot = storage
+        .read(group_id, &kinds)
+        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+        .filter(|s| kinds.iter().all(|k| s.record(*k).is_some()))
+        .ok_or(RejectReason::UnknownGroup)?;
+    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    refuse_if_reinitialized(&roster)?;
+    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let mut pending: PendingProposals =
+        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
+    let mut group = load_group::<S>(&buffer, group_id)?;
+    debug_assert_eq!(group.group_id(), &GroupId::from_slice(group_id));
+
+    let mut issued = Vec::new();
+    let mut removed_leaves = Vec::new();
+    if *event == HubEvent::RotateSigningKey {
+        if let Some(proposal) = issue_rotation(ds, &mut group, &buffer, now_ms)? {
+            issued.push(proposal);
+        }
+    } else {
+        let already_pending: Vec<&[u8]> = pending
+            .proposals
+            .iter()
+            .map(|p| p.ds_removal_target.as_slice())
+            .collect();
+        let targets: Vec<u32> = match event {
+            HubEvent::QueueRejected(queue) => roster
+                .iter()
+                .filter(|(_, m)| m.queue_config == *queue)
+                .map(|(l, _)| l)
+                .collect(),
+            HubEvent::ClientDeleted { signature_key } => roster
+                .iter()
+                .filter(|(_, m)| m.signature_key.as_slice() == signature_key.as_slice())
+                .map(|(l, _)| l)
+                .collect(),
+            HubEvent::UserDeleted { user } => roster.leaves_of(user).collect(),
+            HubEvent::InactivitySweep => {
+                let limit = ds.config.inactivity_limit_ms.ok_or_else(|| {
+                    RejectReason::NotAllowed("no inactivity limit is configured".into())
+                })?;
+                roster
+                    .iter()
+                    .filter(|(leaf, _)| {
+                        let last = sequencer
+                            .last_active_ms
+                            .get(*leaf as usize)
+                            .copied()
+                            .unwrap_or(0);
+                        now_ms.saturating_sub(last) > limit
+                    })
+                    .map(|(l, _)| l)
+                    .collect()
+            }
+            HubEvent::RotateSigningKey => Vec::new(),
+        };
+        for leaf in targets {
+            let key = roster
+                .member(leaf)
+                .map(|m| m.signature_key.as_slice())
+                .unwrap_or_default();
+            if already_pending.contains(&key) {
+                continue;
+            }
+            issued.push(issue_removal(
+                ds,
+                &mut group,
+                &buffer,
+                LeafNodeIndex::new(leaf),
+                now_ms,
+            )?);
+            removed_leaves.push(leaf);
+        }
+        if !issued.is_empty() {
+            sequencer.ds_removals_pending_since.get_or_insert(now_ms);
+        }
+    }
+    if issued.is_empty() {
+        return Ok(Plan::Answer(DsResponseBody::Ok));
+    }
+
+    // Each proposal goes to every member but those it removes (whose queues are usually gone).
+    let first = sequencer.next_sequence;
+    let mut fanout = Vec::new();
+    for (i, (message, record)) in issued.iter().enumerate() {
+        fanout.extend(fan_out(
+            &ds.config.domain,
+            group_id,
+            first + i as u64,
+            now_ms,
+            message,
+            &[],
+            roster
+                .iter()
+                .filter(|(leaf, _)| !removed_leaves.contains(leaf))
+                .map(|(_, m)| &m.queue_config),
+        ));
+        pending.proposals.push(record.clone());
+    }
+    sequencer.next_sequence += issued.len() as u64;
+    let receipt = AcceptedMessage {
+        sequence_number: first,
+        accepted_time_ms: now_ms,
+        epoch: roster.epoch,
+        external_proposals: issued.into_iter().map(|(message, _)| message).collect(),
+    };
+    write_plan::<S>(
+        now_ms,
+        None,
+        group_id,
+        VersionGuard::Exactly(snapshot.version),
+        vec![
+            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
+            encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+            RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
+        ],
+        fanout,
+        DsResponseBody::Accepted(receipt),
+    )
+}

@@ -1,0 +1,171 @@
+//! The DS as an MLS external sender (RFC 9420 §12.1.8.1; DS-03..06 "every group MUST carry an
+//! `external_senders` extension containing the DS credential and signature key"): signing its
+//! own proposals, recording them as pending, and issuing them again when a commit lets them
+//! lapse (draft-ietf-mimi-protocol-06: the hub regenerates its proposals in the new epoch and
+//! staples them to the commit's fanout).
+
+use openmls::prelude::{
+    Extension, Extensions, ExternalProposal, GroupContext, LeafNodeIndex, MlsMessageBodyIn,
+    ProcessedMessageContent, ProtocolMessage, PublicGroup, SenderExtensionIndex,
+};
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::Serialize as _;
+
+use super::proposals::mls_reject;
+use crate::config::{DsIdentity, DsSigner};
+use crate::error::{internal, Failure, RejectReason};
+use crate::service::DeliveryService;
+use crate::state::mls_state::MlsStateBuffer;
+use crate::state::{PendingProposalRecord, PendingProposals};
+use crate::wire::MlsMessageBytes;
+
+type Result<T, E> = std::result::Result<T, Failure<E>>;
+
+/// Which of the DS's identities the group names as external sender, and at which index.
+fn named_identity<'a, C>(
+    ds: &'a DeliveryService<C>,
+    group: &PublicGroup,
+) -> Option<(u32, &'a DsIdentity)> {
+    let senders = group.group_context().extensions().external_senders()?;
+    std::iter::once(&ds.identity)
+        .chain(&ds.retired)
+        .find_map(|identity| {
+            let ours = identity.external_sender();
+            senders
+                .iter()
+                .position(|s| *s == ours)
+                .map(|i| (i as u32, identity))
+        })
+}
+
+/// Runs a proposal the DS signed through the group, as any member's proposal would be, so the
+/// DS's own state includes it (OPENMLS-NOTES: `process_message` + `add_proposal`).
+fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ds: &DeliveryService<C>,
+    group: &mut PublicGroup,
+    buffer: &MlsStateBuffer,
+    message: openmls::prelude::MlsMessageOut,
+    now_ms: u64,
+    ds_removal_target: Vec<u8>,
+) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+    let bytes = MlsMessageBytes::from_bytes(message.tls_serialize_detached().map_err(internal)?)
+        .map_err(internal)?;
+    let MlsMessageBodyIn::PublicMessage(public) = bytes.parse().map_err(internal)?.extract() else {
+        return Err(internal("an external proposal is a PublicMessage"));
+    };
+    let processed = group
+        .process_message(&ds.crypto, ProtocolMessage::from(public))
+        .map_err(mls_reject)?;
+    let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
+        return Err(internal("an external proposal processes as a proposal"));
+    };
+    let record = PendingProposalRecord {
+        proposal_ref: queued.proposal_reference_ref().as_slice().to_vec().into(),
+        hub_accepted_time: now_ms,
+        message: bytes.as_bytes().to_vec().into(),
+        ds_removal_target: ds_removal_target.into(),
+    };
+    group.add_proposal(buffer, *queued).map_err(internal)?;
+    Ok((bytes, record))
+}
+
+/// Issues a Remove proposal for `leaf`, signed by the DS identity the group names.
+pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ds: &DeliveryService<C>,
+    group: &mut PublicGroup,
+    buffer: &MlsStateBuffer,
+    leaf: LeafNodeIndex,
+    now_ms: u64,
+) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+    let (index, identity) = named_identity(ds, group).ok_or_else(|| {
+        RejectReason::NotAllowed("the group does not name this DS as external sender".into())
+    })?;
+    let target = group
+        .leaf(leaf)
+        .ok_or_else(|| internal("removal target is not a member"))?
+        .signature_key()
+        .as_slice()
+        .to_vec();
+    let message = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+        leaf,
+        group.group_id().clone(),
+        group.group_context().epoch(),
+        &DsSigner(identity.signer.as_ref()),
+        SenderExtensionIndex::new(index),
+    )
+    .map_err(internal)?;
+    enqueue(ds, group, buffer, message, now_ms, target)
+}
+
+/// Issues a GroupContextExtensions proposal that replaces the retired DS identity the group
+/// names with the current one (a signing-key rotation). `None` if the group already names the
+/// current identity.
+pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ds: &DeliveryService<C>,
+    group: &mut PublicGroup,
+    buffer: &MlsStateBuffer,
+    now_ms: u64,
+) -> Result<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
+    let (index, identity) = named_identity(ds, group).ok_or_else(|| {
+        RejectReason::NotAllowed("the group does not name this DS as external sender".into())
+    })?;
+    if std::ptr::eq(identity, &ds.identity) {
+        return Ok(None);
+    }
+    let mut senders = group
+        .group_context()
+        .extensions()
+        .external_senders()
+        .cloned()
+        .unwrap_or_default();
+    senders[index as usize] = ds.identity.external_sender();
+    let extensions: Vec<Extension> = group
+        .group_context()
+        .extensions()
+        .iter()
+        .map(|e| match e {
+            Extension::ExternalSenders(_) => Extension::ExternalSenders(senders.clone()),
+            other => other.clone(),
+        })
+        .collect();
+    let extensions = Extensions::<GroupContext>::from_vec(extensions).map_err(internal)?;
+    let message = ExternalProposal::new_group_context_extensions::<OpenMlsRustCrypto>(
+        extensions,
+        group.group_id().clone(),
+        group.group_context().epoch(),
+        &DsSigner(identity.signer.as_ref()),
+        SenderExtensionIndex::new(index),
+    )
+    .map_err(internal)?;
+    enqueue(ds, group, buffer, message, now_ms, Vec::new()).map(Some)
+}
+
+/// After a commit moved the group to a new epoch, issues again every Remove the DS had pending
+/// whose target is still a member: `lapsed` are the previous epoch's DS removals the commit did
+/// not include. Returns the new proposals (to staple to the commit) and their records.
+pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ds: &DeliveryService<C>,
+    group: &mut PublicGroup,
+    buffer: &MlsStateBuffer,
+    lapsed: &[PendingProposalRecord],
+    now_ms: u64,
+) -> Result<(Vec<MlsMessageBytes>, PendingProposals), E> {
+    let mut stapled = Vec::new();
+    let mut pending = PendingProposals::default();
+    for record in lapsed
+        .iter()
+        .filter(|r| !r.ds_removal_target.as_slice().is_empty())
+    {
+        let still_member = group
+            .members()
+            .find(|m| m.signature_key == record.ds_removal_target.as_slice())
+            .map(|m| m.index);
+        if let Some(leaf) = still_member {
+            let (bytes, new_record) = issue_removal(ds, group, buffer, leaf, now_ms)?;
+            stapled.push(bytes);
+            pending.proposals.push(new_record);
+        }
+    }
+    Ok((stapled, pending))
+}
