@@ -8,6 +8,7 @@
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
+use openmls_traits::types::HpkeKeyPair;
 use tls_codec::Serialize as _;
 
 use crate::storage::InMemoryStorage;
@@ -456,10 +457,34 @@ impl TestClient {
             version: PROTOCOL_VERSION_MIMI_DS10,
             body: DsRequestBody::GroupInfo(GroupInfoRequest {
                 group_id: group_id.to_vec().into(),
+                encryption_key: None,
             }),
             auth: DsAuthData::Unauthenticated,
         })
         .expect("encode")
+    }
+
+    /// An unauthenticated `group_info` request whose answer is encrypted to a fresh HPKE key
+    /// of the harness's ciphersuite; open the answer with [`open_external_commit_info`].
+    pub fn encrypted_group_info_request(group_id: &[u8]) -> (Vec<u8>, HpkeKeyPair) {
+        let crypto = RustCrypto::default();
+        let ikm = openmls_traits::random::OpenMlsRand::random_vec(&crypto, 32).expect("randomness");
+        let keys = openmls_traits::crypto::OpenMlsCrypto::derive_hpke_keypair(
+            &crypto,
+            CIPHERSUITE.hpke_config(),
+            &ikm,
+        )
+        .expect("HPKE key pair");
+        let request = encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::GroupInfo(GroupInfoRequest {
+                group_id: group_id.to_vec().into(),
+                encryption_key: Some(keys.public.clone().into()),
+            }),
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode");
+        (request, keys)
     }
 
     /// Decrypts a Welcome far enough to learn its group and epoch, and signs the
@@ -655,6 +680,29 @@ impl TestClient {
         let _ = self.group_mut();
         self.group = None;
     }
+}
+
+/// Opens an `encrypted_external_commit_info` answer with the requester's HPKE private key.
+pub fn open_external_commit_info(
+    sealed: &crate::wire::HpkeCiphertext,
+    group_id: &[u8],
+    keys: &HpkeKeyPair,
+) -> Result<ExternalCommitInfo, String> {
+    let context = crate::wire::encrypt_context(crate::wire::GROUP_INFO_ENCRYPTION_LABEL, group_id)
+        .map_err(|e| e.to_string())?;
+    let plaintext = openmls_traits::crypto::OpenMlsCrypto::hpke_open(
+        &RustCrypto::default(),
+        CIPHERSUITE.hpke_config(),
+        &openmls_traits::types::HpkeCiphertext {
+            kem_output: sealed.kem_output.clone(),
+            ciphertext: sealed.ciphertext.clone(),
+        },
+        keys.private.as_ref(),
+        &context,
+        &[],
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    decode_exact::<ExternalCommitInfo>(&plaintext).map_err(|e| e.to_string())
 }
 
 /// A `commits` body without Welcomes.

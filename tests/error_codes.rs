@@ -164,6 +164,7 @@ fn signed_group_info(client: &TestClient, now_ms: u64) -> Vec<u8> {
     client.signed(
         DsRequestBody::GroupInfo(GroupInfoRequest {
             group_id: client.group_id().into(),
+            encryption_key: None,
         }),
         now_ms,
     )
@@ -619,6 +620,7 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
     let commit = body_of(&alice.update_request(now));
     let info = DsRequestBody::GroupInfo(GroupInfoRequest {
         group_id: group_id.clone().into(),
+        encryption_key: None,
     });
     for body in [message, commit, info] {
         let request = bob.signed_as(body, &group_id, now, DsSenderId::LeafIndex(alice.leaf()));

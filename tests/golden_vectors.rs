@@ -274,7 +274,7 @@ const TABLE: &[(&str, Check)] = &[
     }),
     (
         "request_group_info",
-        |d| matches!(req(d), Some((DsRequestBody::GroupInfo(_), a)) if unauthenticated(a)),
+        |d| matches!(req(d), Some((DsRequestBody::GroupInfo(g), a)) if unauthenticated(a) && g.encryption_key.is_none()),
     ),
     (
         "request_welcome_info",
@@ -312,6 +312,16 @@ const TABLE: &[(&str, Check)] = &[
         "response_external_commit_info",
         |d| matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i)) if !i.pending_proposals.is_empty()),
     ),
+    (
+        "request_group_info_encrypted",
+        |d| matches!(req(d), Some((DsRequestBody::GroupInfo(g), DsAuthData::Unauthenticated)) if g.encryption_key.is_some()),
+    ),
+    ("response_encrypted_external_commit_info", |d| {
+        matches!(
+            resp(d),
+            Some(DsResponseBody::EncryptedExternalCommitInfo(_))
+        )
+    }),
     (
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),
@@ -920,6 +930,29 @@ mod generator {
             "response_external_commit_info",
             "external_commit_info (4): epoch-1 GroupInfo, tree, and request_proposals' pending Remove",
             response,
+        );
+        // The same, encrypted to the requester's HPKE key.
+        let (request, keys) = TestClient::encrypted_group_info_request(&group_id);
+        let out = ds.process(&request);
+        accepted(&out);
+        let DsResponseBody::EncryptedExternalCommitInfo(sealed) =
+            decode_response(&out.response).body
+        else {
+            panic!("expected an encrypted answer")
+        };
+        assert_eq!(
+            mimi_ds::testing::open_external_commit_info(&sealed, &group_id, &keys).unwrap(),
+            info
+        );
+        v.add(
+            "request_group_info_encrypted",
+            "group_info (17), unauthenticated, with an HPKE encryption key",
+            request,
+        );
+        v.add(
+            "response_encrypted_external_commit_info",
+            "encrypted_external_commit_info (9): request_group_info_encrypted's answer",
+            out.response,
         );
 
         // missing_pending_proposals: alice-1 has not seen the proposal yet and commits without it.

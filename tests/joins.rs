@@ -322,3 +322,58 @@ fn an_external_join_must_be_unauthenticated_and_for_the_current_epoch() {
         Status::Rejected(ErrorCode::WrongEpoch)
     );
 }
+
+#[test]
+fn an_external_joiner_can_have_the_group_info_encrypted_to_it() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let (request, keys) = TestClient::encrypted_group_info_request(&group_id);
+    let out = ds.process(&request);
+    let DsResponseBody::EncryptedExternalCommitInfo(sealed) = decode_response(&out.response).body
+    else {
+        panic!("expected an encrypted answer")
+    };
+    // Only the key holder can read it, and only for this group (the group ID is the context).
+    let (_, other_keys) = TestClient::encrypted_group_info_request(&group_id);
+    assert!(mimi_ds::testing::open_external_commit_info(&sealed, &group_id, &other_keys).is_err());
+    assert!(mimi_ds::testing::open_external_commit_info(&sealed, b"another group", &keys).is_err());
+    let info = mimi_ds::testing::open_external_commit_info(&sealed, &group_id, &keys).unwrap();
+    assert_eq!(
+        info,
+        group_info(&mut ds, &group_id),
+        "the same answer as in the clear"
+    );
+
+    let mut laptop = TestClient::new("alice", "alice-laptop", "a.example");
+    let out = ds.process(&laptop.external_join_request(&info));
+    assert_eq!(out.status, Status::Accepted);
+    laptop.confirm_commit();
+    TestDs::route(&out, &mut [&mut alice]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 1,
+            removed: false
+        }]
+    );
+}
+
+#[test]
+fn a_group_info_encryption_key_that_is_not_a_key_is_malformed() {
+    let mut ds = TestDs::new("hub.example");
+    let alice = group_with_alice(&mut ds);
+    let request = mimi_ds::wire::encode(&mimi_ds::wire::DsRequest {
+        version: 1,
+        body: mimi_ds::wire::DsRequestBody::GroupInfo(mimi_ds::wire::GroupInfoRequest {
+            group_id: alice.group_id().into(),
+            encryption_key: Some(vec![1, 2, 3].into()),
+        }),
+        auth: mimi_ds::wire::DsAuthData::Unauthenticated,
+    })
+    .unwrap();
+    assert_eq!(
+        ds.process(&request).status,
+        Status::Rejected(ErrorCode::MalformedRequest)
+    );
+}

@@ -208,6 +208,7 @@ fn scenario() -> Scenario {
     // A signed group_info request by Alice (any member may read).
     let body = DsRequestBody::GroupInfo(GroupInfoRequest {
         group_id: group_id.clone().into(),
+        encryption_key: None,
     });
     let request = alice.signed(body.clone(), now);
     cases.push(Case {

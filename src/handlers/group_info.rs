@@ -7,17 +7,19 @@
 //! therefore answered. A signed request by a member is verified and replay-protected.
 
 use openmls_traits::crypto::OpenMlsCrypto;
-use tls_codec::Serialize as _;
+use tls_codec::{Serialize as _, VLBytes};
 
 use super::proposals::load_group;
 use super::{ciphersuite, decode_record, Ctx, Plan, Result};
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster};
+use crate::storage::GroupSnapshot;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{
-    DsAuthData, DsResponseBody, ExternalCommitInfo, GroupInfoRequest, MlsMessageBytes,
-    PendingProposal, RatchetTreeBytes,
+    encode, encrypt_context, DecodeError, DsAuthData, DsResponseBody, ExternalCommitInfo,
+    GroupInfoRequest, HpkeCiphertext, MlsMessageBytes, PendingProposal, RatchetTreeBytes,
+    GROUP_INFO_ENCRYPTION_LABEL,
 };
 
 pub(crate) fn handle<C, S>(
@@ -99,7 +101,12 @@ where
             })
             .collect::<Result<_, S>>()?,
     };
-    let response = DsResponseBody::ExternalCommitInfo(info);
+    let response = match &body.encryption_key {
+        None => DsResponseBody::ExternalCommitInfo(info),
+        Some(key) => DsResponseBody::EncryptedExternalCommitInfo(seal::<C, S>(
+            ctx, &snapshot, group_id, key, &info,
+        )?),
+    };
     match auth {
         None => Ok(Plan::Answer(response)),
         // A read changes no record; only the replay mark is stored.
@@ -112,4 +119,39 @@ where
             response,
         ),
     }
+}
+
+/// draft-ietf-mimi-protocol-06 §"GroupInfo": `EncryptWithLabel(groupInfoPublicKey, "GroupInfo
+/// and ratchet_tree encryption", room_id, GroupInfoRatchetTreeTBE)` (RFC 9420 §5.1.3), with the
+/// group's ciphersuite and the group ID as the room ID.
+fn seal<C: OpenMlsCrypto, S: DsStorage>(
+    ctx: &Ctx<'_, C>,
+    snapshot: &GroupSnapshot,
+    group_id: &[u8],
+    key: &VLBytes,
+    info: &ExternalCommitInfo,
+) -> Result<HpkeCiphertext, S> {
+    let roster: Roster = decode_record::<_, S>(snapshot, RecordKind::Roster)?;
+    let suite = ciphersuite::<S>(roster.ciphersuite)?;
+    let plaintext = encode(info).map_err(internal)?;
+    let context = encrypt_context(GROUP_INFO_ENCRYPTION_LABEL, group_id).map_err(internal)?;
+    let sealed = ctx
+        .crypto()
+        .hpke_seal(
+            suite.hpke_config(),
+            key.as_slice(),
+            &context,
+            &[],
+            &plaintext,
+        )
+        .map_err(|e| {
+            RejectReason::Malformed(DecodeError::Malformed {
+                type_name: "HPKEPublicKey",
+                reason: format!("not a public key of the group's ciphersuite: {e:?}"),
+            })
+        })?;
+    Ok(HpkeCiphertext {
+        kem_output: sealed.kem_output,
+        ciphertext: sealed.ciphertext,
+    })
 }

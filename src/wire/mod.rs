@@ -28,8 +28,9 @@ pub use request::{
     UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{
-    AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody, ErrorCode,
-    ExternalCommitInfo, PendingProposal, WelcomeInfo,
+    encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
+    ErrorCode, ExternalCommitInfo, HpkeCiphertext, PendingProposal, WelcomeInfo,
+    GROUP_INFO_ENCRYPTION_LABEL,
 };
 
 use tls_codec::DeserializeBytes;

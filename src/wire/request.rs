@@ -279,11 +279,16 @@ pub struct ProposalsRequest {
     pub proposals: Vec<MlsMessageBytes>,
 }
 
-/// `GroupInfoRequest` (DS-06 `ds_group_info`, with the group ID the digest §7 item 8 adds).
+/// `GroupInfoRequest` (DS-06 `ds_group_info`, with the group ID the digest §7 item 8 adds and
+/// draft-ietf-mimi-protocol-06's `groupInfoPublicKey`).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct GroupInfoRequest {
     /// The group.
     pub group_id: VLBytes,
+    /// `optional<HPKEPublicKey>`: if present, the answer is encrypted to this key of the
+    /// group's ciphersuite (`encrypted_external_commit_info`), so that whoever relays it (the
+    /// joiner's provider) cannot read the GroupInfo and tree.
+    pub encryption_key: Option<VLBytes>,
 }
 
 /// `WelcomeInfoRequest` (digest §7 item 8). The group and the joiner's KeyPackageRef are in the

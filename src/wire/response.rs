@@ -43,6 +43,32 @@ pub enum DsResponseBody {
     /// `accepted(8)`: the DS accepted a message and ordered it.
     #[tls_codec(discriminant = 8)]
     Accepted(AcceptedMessage),
+    /// `encrypted_external_commit_info(9)`: an [`ExternalCommitInfo`] encrypted to the
+    /// requester's key (draft-ietf-mimi-protocol-06 `encrypted_groupinfo_and_tree`).
+    #[tls_codec(discriminant = 9)]
+    EncryptedExternalCommitInfo(HpkeCiphertext),
+}
+
+/// The label of [`DsResponseBody::EncryptedExternalCommitInfo`]: `EncryptWithLabel(key,
+/// "GroupInfo and ratchet_tree encryption", group_id, ExternalCommitInfo)` (RFC 9420 §5.1.3;
+/// draft-ietf-mimi-protocol-06, with the group ID as the room ID).
+pub const GROUP_INFO_ENCRYPTION_LABEL: &str = "GroupInfo and ratchet_tree encryption";
+
+/// `HPKECiphertext { opaque kem_output<V>; opaque ciphertext<V>; }` (RFC 9420 §5.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct HpkeCiphertext {
+    /// The HPKE encapsulated key.
+    pub kem_output: VLBytes,
+    /// The sealed `ExternalCommitInfo`.
+    pub ciphertext: VLBytes,
+}
+
+/// RFC 9420 §5.1.3 `EncryptContext { opaque label<V> = "MLS 1.0 " + Label; opaque context<V>; }`,
+/// the HPKE `info` of `EncryptWithLabel`.
+pub fn encrypt_context(label: &str, context: &[u8]) -> Result<Vec<u8>, tls_codec::Error> {
+    let mut full = b"MLS 1.0 ".to_vec();
+    full.extend_from_slice(label.as_bytes());
+    (VLBytes::from(full), VLBytes::from(context.to_vec())).tls_serialize_detached()
 }
 
 /// `AcceptedMessage`: the receipt for an accepted handshake or application message; the same
