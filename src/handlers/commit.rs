@@ -238,6 +238,7 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         has_path: staged.update_path_leaf_node().is_some(),
         committer_credential_changed: false,
         reinit_group_id: None,
+        proposal_count: staged.queued_proposals().count(),
     };
     for queued in staged.queued_proposals() {
         let by_value = queued.proposal_or_ref_type() == ProposalOrRefType::Proposal;

@@ -55,6 +55,8 @@ pub(crate) struct CommitSummary {
     pub(crate) committer_credential_changed: bool,
     /// The group ID named by a ReInit proposal.
     pub(crate) reinit_group_id: Option<Vec<u8>>,
+    /// How many proposals the commit carries, by value or by reference.
+    pub(crate) proposal_count: usize,
 }
 
 fn not_allowed(why: &str) -> RejectReason {
@@ -87,6 +89,12 @@ pub(crate) fn check(
     if membership_op && summary.committer_credential_changed {
         return Err(not_allowed(
             "this operation may not change the committer's credential",
+        ));
+    }
+    // RFC 9420 §12.2: a commit with a ReInit proposal MUST NOT contain any other proposal.
+    if summary.reinit_group_id.is_some() && summary.proposal_count > 1 {
+        return Err(not_allowed(
+            "a ReInit proposal must be the commit's only proposal",
         ));
     }
     if summary.reinit_group_id.is_some()

@@ -7,6 +7,7 @@ use openmls::prelude::{
 };
 use openmls_traits::crypto::OpenMlsCrypto;
 
+use super::commit::refuse_if_reinitialized;
 use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
@@ -130,6 +131,9 @@ where
         ciphersuite::<S>(roster.ciphersuite)?,
         member.signature_key.as_slice(),
     )?;
+
+    // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
+    refuse_if_reinitialized(&roster)?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())

@@ -8,6 +8,7 @@
 use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
 
+use super::commit::refuse_if_reinitialized;
 use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::RejectReason;
 use crate::fanout::fan_out;
@@ -48,6 +49,9 @@ where
         ciphersuite::<S>(roster.ciphersuite)?,
         member.signature_key.as_slice(),
     )?;
+
+    // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
+    refuse_if_reinitialized(&roster)?;
 
     // DS-03..06: must be a PrivateMessage with content type application.
     let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract()

@@ -4,7 +4,9 @@ use openmls::prelude::{LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use crate::error::RejectReason;
-use crate::wire::{decode_exact, ClientQueueConfig, QUEUE_CONFIG_EXTENSION_TYPE};
+use crate::wire::{
+    decode_exact, ClientQueueConfig, QUEUE_CONFIG_EXTENSION_TYPE, USER_AUTH_KEY_EXTENSION_TYPE,
+};
 
 /// [`crate::storage::RecordKind::Reservation`]: a reserved group ID. The expiry comes first so
 /// backends can expire reservations without decoding more (storage contract).
@@ -20,9 +22,19 @@ pub(crate) struct Roster {
     pub(crate) epoch: u64,
     /// Indexed by leaf index; `None` for blank leaves.
     pub(crate) members: Vec<Option<MemberEntry>>,
+    /// Users' authentication keys, registered through leaf extension
+    /// [`crate::wire::USER_AUTH_KEY_EXTENSION_TYPE`]; they authenticate `user_key_hash` senders.
+    pub(crate) user_keys: Vec<UserKey>,
     /// Set once a ReInit was committed: the group that replaces this one. The group then takes
     /// no further messages (RFC 9420 §12.1.5).
     pub(crate) successor: Option<VLBytes>,
+}
+
+/// A user's registered authentication key.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct UserKey {
+    pub(crate) user: VLBytes,
+    pub(crate) key: VLBytes,
 }
 
 /// A member's entry in the [`Roster`].
@@ -123,6 +135,18 @@ impl WelcomeSnapshots {
     }
 }
 
+/// The user authentication key a leaf registers, if any.
+fn user_auth_key_of(leaf: &LeafNode) -> Result<Option<Vec<u8>>, RejectReason> {
+    leaf.extensions()
+        .unknown(USER_AUTH_KEY_EXTENSION_TYPE)
+        .map(|ext| {
+            decode_exact::<VLBytes>(&ext.0)
+                .map(Vec::from)
+                .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))
+        })
+        .transpose()
+}
+
 /// The queue configuration a leaf publishes in its [`QUEUE_CONFIG_EXTENSION_TYPE`] extension.
 pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, RejectReason> {
     let ext = leaf.extensions().unknown(QUEUE_CONFIG_EXTENSION_TYPE).ok_or_else(|| {
@@ -164,6 +188,7 @@ impl Roster {
         identify: IdentifyLeaf<'_>,
     ) -> Result<Self, RejectReason> {
         let mut members: Vec<Option<MemberEntry>> = Vec::new();
+        let mut user_keys: Vec<UserKey> = previous.map(|p| p.user_keys.clone()).unwrap_or_default();
         for member in group.members() {
             let index = member.index.usize();
             if members.len() <= index {
@@ -175,6 +200,7 @@ impl Roster {
             let kept = previous
                 .filter(|_| !replaced.contains(&member.index))
                 .and_then(|p| p.members.get(index).cloned().flatten());
+            let fresh = kept.is_none() || changed.contains(&member.index);
             let entry = match kept {
                 Some(mut entry) => {
                     if changed.contains(&member.index) && identify(leaf)? != entry.user.as_slice() {
@@ -191,12 +217,24 @@ impl Roster {
                     user: identify(leaf)?.into(),
                 },
             };
+            if fresh {
+                if let Some(key) = user_auth_key_of(leaf)? {
+                    user_keys.retain(|k: &UserKey| k.user != entry.user);
+                    user_keys.push(UserKey {
+                        user: entry.user.clone(),
+                        key: key.into(),
+                    });
+                }
+            }
             members[index] = Some(entry);
         }
+        // A user with no client left has no key either.
+        user_keys.retain(|k| members.iter().flatten().any(|m| m.user == k.user));
         Ok(Self {
             ciphersuite: group.ciphersuite() as u16,
             epoch: group.group_context().epoch().as_u64(),
             members,
+            user_keys,
             successor: previous.and_then(|p| p.successor.clone()),
         })
     }

@@ -12,6 +12,31 @@ use super::request::DsRequestBody;
 /// The `SignWithLabel` label of a [`ClientSignature`] (RFC 9420 §5.1.2 labelling).
 pub const CLIENT_SIGNATURE_LABEL: &str = "MIMI DS Request";
 
+/// The private-use LeafNode extension type (RFC 9420 §17.3) through which a client registers
+/// its user's authentication key with the group: `opaque user_auth_key<V>`, a signature public
+/// key of the group's ciphersuite. The latest leaf of a user that carries it sets the key.
+pub const USER_AUTH_KEY_EXTENSION_TYPE: u16 = 0xF1D6;
+
+/// The `RefHash` label of a `user_key_hash` sender (digest §7 item 6).
+pub const USER_KEY_HASH_LABEL: &str = "MIMI DS UserKey";
+
+/// `user_key_hash` for a user authentication key: `RefHash("MIMI DS UserKey", key)` with the
+/// group ciphersuite's hash (RFC 9420 §5.2), i.e. `Hash(RefHashInput { opaque label<V>; opaque
+/// value<V>; })`.
+pub fn user_key_hash(
+    crypto: &impl openmls_traits::crypto::OpenMlsCrypto,
+    hash: openmls_traits::types::HashType,
+    key: &[u8],
+) -> Result<Vec<u8>, openmls_traits::types::CryptoError> {
+    let input = (
+        VLBytes::from(USER_KEY_HASH_LABEL.as_bytes().to_vec()),
+        VLBytes::from(key.to_vec()),
+    )
+        .tls_serialize_detached()
+        .map_err(|_| openmls_traits::types::CryptoError::TlsSerializationError)?;
+    crypto.hash(hash, &input)
+}
+
 /// `DSAuthData`: how a request is authenticated (DS-03..06 §"Framing", DS-06 names).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]

@@ -13,7 +13,8 @@ mod request;
 mod response;
 
 pub use auth::{
-    ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, CLIENT_SIGNATURE_LABEL,
+    user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId,
+    CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
 };
 pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
