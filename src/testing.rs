@@ -162,6 +162,9 @@ pub struct TestClient {
     pub group: Option<MlsGroup>,
     /// Messages delivered by its Queueing Service and not yet processed.
     pub inbox: Vec<FanoutMessage>,
+    /// Its user's authentication key, registered through its leaf when set (shared by all
+    /// clients of the user).
+    pub user_key: Option<std::rc::Rc<SignatureKeyPair>>,
 }
 
 impl TestClient {
@@ -190,6 +193,7 @@ impl TestClient {
             queue,
             group: None,
             inbox: Vec::new(),
+            user_key: None,
         }
     }
 
@@ -199,10 +203,58 @@ impl TestClient {
         Capabilities::new(
             None,
             Some(&[CIPHERSUITE]),
-            Some(&[ExtensionType::Unknown(QUEUE_CONFIG_EXTENSION_TYPE)]),
+            Some(&[
+                ExtensionType::Unknown(QUEUE_CONFIG_EXTENSION_TYPE),
+                ExtensionType::Unknown(crate::wire::USER_AUTH_KEY_EXTENSION_TYPE),
+            ]),
             None,
             None,
         )
+    }
+
+    /// This client's leaf extensions: its queue configuration and, if set, its user's
+    /// authentication key.
+    pub fn leaf_extensions(&self) -> Extensions<LeafNode> {
+        let mut extensions = vec![Extension::Unknown(
+            QUEUE_CONFIG_EXTENSION_TYPE,
+            UnknownExtension(encode(&self.queue).expect("encode")),
+        )];
+        if let Some(key) = &self.user_key {
+            extensions.push(Extension::Unknown(
+                crate::wire::USER_AUTH_KEY_EXTENSION_TYPE,
+                UnknownExtension(
+                    encode(&tls_codec::VLBytes::from(key.to_public_vec())).expect("encode"),
+                ),
+            ));
+        }
+        Extensions::from_vec(extensions).expect("valid leaf extensions")
+    }
+
+    /// Signs a request body with the user key (sender `user_key_hash`).
+    pub fn signed_as_user(&self, body: DsRequestBody, now_ms: u64) -> Vec<u8> {
+        let key = self.user_key.as_ref().expect("client has a user key");
+        let hash = crate::wire::user_key_hash(
+            &RustCrypto::default(),
+            CIPHERSUITE.hash_algorithm(),
+            &key.to_public_vec(),
+        )
+        .expect("hash");
+        let group_id = self.group_id();
+        let auth = ClientSignature::sign(
+            key.as_ref(),
+            PROTOCOL_VERSION_MIMI_DS10,
+            &body,
+            &group_id,
+            now_ms,
+            DsSenderId::UserKeyHash(hash.into()),
+        )
+        .expect("signing");
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body,
+            auth: DsAuthData::ClientSignature(auth),
+        })
+        .expect("encode")
     }
 
     /// The leaf extensions publishing `config`.
@@ -218,7 +270,7 @@ impl TestClient {
     pub fn key_package(&self) -> KeyPackage {
         KeyPackage::builder()
             .leaf_node_capabilities(Self::capabilities())
-            .leaf_node_extensions(Self::queue_extension(&self.queue))
+            .leaf_node_extensions(self.leaf_extensions())
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -262,7 +314,7 @@ impl TestClient {
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .with_capabilities(Self::capabilities())
-            .with_leaf_node_extensions(Self::queue_extension(&self.queue))
+            .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")
             .with_group_context_extensions(
                 Extensions::single(Extension::ExternalSenders(vec![ds.clone()]))
@@ -557,7 +609,7 @@ impl TestClient {
             .leaf_node_parameters(
                 LeafNodeParameters::builder()
                     .with_capabilities(Self::capabilities())
-                    .with_extensions(Self::queue_extension(&self.queue))
+                    .with_extensions(self.leaf_extensions())
                     .build(),
             )
             .load_psks(provider.storage())

@@ -20,7 +20,7 @@ use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::hub_proposals::reissue_removals;
 use super::proposals::{load_group, mls_reject, public_handshake};
-use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::{check_epoch, decode_record, encode_record, Ctx, Plan, Result};
 use crate::auth::ReplayGuard;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
@@ -57,32 +57,17 @@ where
     if let Some(plan) = ctx.replay_check(&auth, storage)? {
         return Ok(plan);
     }
-    let sender = auth.leaf_index()?;
     let group_id = auth.group_id();
     let snapshot = ctx.read_group(storage, group_id, &COMMIT_READS)?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    let member = roster
-        .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
-        ))?;
-    auth.verify(
-        crypto,
-        ciphersuite::<S>(roster.ciphersuite)?,
-        member.signature_key.as_slice(),
-    )?;
+    // User-level operations may be authorised with the user's key (issue: user_key_hash).
+    let allow_user = matches!(op, Operation::AddClients | Operation::RemoveClients);
+    let principal = ctx.authenticate_member::<S>(&auth, &roster, allow_user)?;
     refuse_if_reinitialized(&roster)?;
 
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
-    // The MLS sender must be the authenticated requester: a member cannot submit another
-    // member's commit as its own.
-    if *message.sender() != Sender::Member(LeafNodeIndex::new(sender)) {
-        return Err(RejectReason::NotAllowed(
-            "the commit's MLS sender is not the requester".into(),
-        )
-        .into());
-    }
+    let sender = principal.sender_of(message.sender(), &roster)?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())

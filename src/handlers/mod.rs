@@ -24,8 +24,11 @@ use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::service::{encode_response, DeliveryService};
+use crate::state::Roster;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
-use crate::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody};
+use crate::wire::{
+    decode_exact, user_key_hash, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
+};
 use commit_rules::Operation;
 use proposals::ProposalRule;
 
@@ -249,6 +252,89 @@ pub(crate) fn write_plan<S: DsStorage>(
         write_set,
         response,
     })
+}
+
+/// Who signed a member request (DS-00 §5.1 `DSSenderID`).
+pub(crate) enum Principal {
+    /// A member client, by `leaf_index`.
+    Leaf(u32),
+    /// A user, by `user_key_hash` of the key it registered with the group.
+    User(Vec<u8>),
+}
+
+impl Principal {
+    /// The leaf on whose behalf an MLS message with this MLS sender is accepted: the
+    /// authenticated leaf itself, or any client of the authenticated user. A member cannot
+    /// submit another member's handshake as its own.
+    pub(crate) fn sender_of(
+        &self,
+        mls_sender: &openmls::prelude::Sender,
+        roster: &Roster,
+    ) -> std::result::Result<u32, RejectReason> {
+        let openmls::prelude::Sender::Member(leaf) = mls_sender else {
+            return Err(RejectReason::NotAllowed(
+                "the MLS sender must be a member".into(),
+            ));
+        };
+        let allowed = match self {
+            Self::Leaf(own) => *own == leaf.u32(),
+            Self::User(user) => roster
+                .member(leaf.u32())
+                .is_some_and(|m| m.user.as_slice() == user.as_slice()),
+        };
+        if allowed {
+            Ok(leaf.u32())
+        } else {
+            Err(RejectReason::NotAllowed(
+                "the MLS sender is not the requester".into(),
+            ))
+        }
+    }
+}
+
+impl<C: OpenMlsCrypto> Ctx<'_, C> {
+    /// Authenticates a request by a member: a `leaf_index` sender with that leaf's signature
+    /// key, or, where `allow_user`, a `user_key_hash` sender with the user's registered key
+    /// (DS-00 §5.1; DS-03 "PseudonymousUserAuth" for user-level operations).
+    pub(crate) fn authenticate_member<S: DsStorage>(
+        &self,
+        auth: &ClientAuth<'_>,
+        roster: &Roster,
+        allow_user: bool,
+    ) -> Result<Principal, S> {
+        let suite = ciphersuite::<S>(roster.ciphersuite)?;
+        match &auth.signature.sender_id {
+            DsSenderId::LeafIndex(leaf) => {
+                let member = roster
+                    .member(*leaf)
+                    .ok_or(RejectReason::AuthenticationFailed(
+                        "no member at the sender's leaf",
+                    ))?;
+                auth.verify(self.crypto(), suite, member.signature_key.as_slice())?;
+                Ok(Principal::Leaf(*leaf))
+            }
+            DsSenderId::UserKeyHash(hash) if allow_user => {
+                let mut registered = None;
+                for key in &roster.user_keys {
+                    let candidate =
+                        user_key_hash(self.crypto(), suite.hash_algorithm(), key.key.as_slice())
+                            .map_err(internal)?;
+                    if candidate == hash.as_slice() {
+                        registered = Some(key);
+                    }
+                }
+                let key = registered.ok_or(RejectReason::AuthenticationFailed(
+                    "no user key with that hash is registered",
+                ))?;
+                auth.verify(self.crypto(), suite, key.key.as_slice())?;
+                Ok(Principal::User(key.user.as_slice().to_vec()))
+            }
+            _ => Err(RejectReason::AuthenticationFailed(
+                "this operation needs a leaf_index sender",
+            )
+            .into()),
+        }
+    }
 }
 
 /// Decodes a record mimi-ds wrote itself; failure is a bug or storage corruption.

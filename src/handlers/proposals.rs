@@ -3,12 +3,12 @@
 
 use openmls::prelude::{
     ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
-    PublicGroup, PublicMessageIn, PublicProcessMessageError, Sender,
+    PublicGroup, PublicMessageIn, PublicProcessMessageError,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
-use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::{check_epoch, decode_record, encode_record, Ctx, Plan, Principal, Result};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
@@ -101,7 +101,6 @@ where
     if let Some(plan) = ctx.replay_check(&auth, storage)? {
         return Ok(plan);
     }
-    let sender = auth.leaf_index()?;
     let group_id = auth.group_id();
     if proposals.is_empty() {
         return Err(RejectReason::InvalidProposal {
@@ -121,16 +120,9 @@ where
         ],
     )?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    let member = roster
-        .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
-        ))?;
-    auth.verify(
-        crypto,
-        ciphersuite::<S>(roster.ciphersuite)?,
-        member.signature_key.as_slice(),
-    )?;
+    // A user may propose removing its own clients with its user key (DS-03 user-level
+    // authentication: "removing one's own user from a group").
+    let principal = ctx.authenticate_member::<S>(&auth, &roster, true)?;
 
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
     refuse_if_reinitialized(&roster)?;
@@ -147,16 +139,25 @@ where
     for (i, bytes) in proposals.iter().enumerate() {
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
         check_epoch(roster.epoch, message.epoch(), 0)?;
-        if *message.sender() != Sender::Member(LeafNodeIndex::new(sender)) {
-            return Err(RejectReason::NotAllowed(
-                "the proposal's MLS sender is not the requester".into(),
-            )
-            .into());
-        }
+        let sender = principal.sender_of(message.sender(), &roster)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());
         };
+        // With a user key, only the user's own clients may be proposed for removal.
+        if let Principal::User(user) = &principal {
+            let own_removal = matches!(
+                queued.proposal(),
+                Proposal::Remove(remove)
+                    if roster.member(remove.removed().u32()).is_some_and(|m| m.user.as_slice() == user.as_slice())
+            );
+            if !own_removal {
+                return Err(RejectReason::NotAllowed(
+                    "a user key authorises only Removes of the user's own clients".into(),
+                )
+                .into());
+            }
+        }
         if rule == ProposalRule::SelfRemove {
             let removes_sender = matches!(
                 queued.proposal(),
@@ -202,6 +203,7 @@ where
                 .filter(|(leaf, _)| *leaf != sender)
                 .map(|(_, m)| &m.queue_config),
         ));
+        sequencer.touch(sender, ctx.now_ms);
     }
 
     // The proposals occupy consecutive sequence numbers; the receipt names the first.
@@ -212,7 +214,6 @@ where
         external_proposals: Vec::new(),
     };
     sequencer.next_sequence += proposals.len() as u64;
-    sequencer.touch(sender, ctx.now_ms);
     let records = vec![
         encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
         encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,

@@ -1,0 +1,179 @@
+//! User-level authentication (DS-00 §5.1 `user_key_hash`; DS-03 user authentication keys): a
+//! user registers a key with the group through its clients' leaves, and may then authorise
+//! user-level operations with it, such as removing its own user from the group.
+
+use std::rc::Rc;
+
+use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, CIPHERSUITE};
+use mimi_ds::wire::{DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest};
+use mimi_ds::Status;
+use openmls_basic_credential::SignatureKeyPair;
+
+/// Alice's group with both of Bob's clients, which registered Bob's user key.
+fn group_with_bob_registered() -> (TestDs, TestClient, TestClient, TestClient) {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-phone", "a.example");
+    let user_key = Rc::new(SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap());
+    let mut bob1 = TestClient::new("bob", "bob-phone", "b.example");
+    let mut bob2 = TestClient::new("bob", "bob-laptop", "b.example");
+    bob1.user_key = Some(user_key.clone());
+    bob2.user_key = Some(user_key);
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
+    let out =
+        ds.process(&alice.add_request(vec![bob1.key_package(), bob2.key_package()], ds.now_ms));
+    assert_eq!(out.status, Status::Accepted);
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob1, &mut bob2]);
+    for bob in [&mut bob1, &mut bob2] {
+        let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+            panic!("no Welcome")
+        };
+        let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
+        let tree = match decode_response(&ds.process(&request).response).body {
+            mimi_ds::wire::DsResponseBody::WelcomeInfo(info) => info.ratchet_tree,
+            other => panic!("{other:?}"),
+        };
+        bob.join_with_tree(processed, &tree);
+    }
+    (ds, alice, bob1, bob2)
+}
+
+/// The proposals of a `proposals` request built by a client.
+fn proposals_of(request: &[u8]) -> Vec<mimi_ds::wire::MlsMessageBytes> {
+    let decoded: DsRequest = mimi_ds::wire::decode_exact(request).unwrap();
+    let DsRequestBody::Proposals(ProposalsRequest { proposals }) = decoded.body else {
+        panic!("not proposals")
+    };
+    proposals
+}
+
+#[test]
+fn a_user_removes_itself_from_the_group_with_its_user_key() {
+    let (mut ds, mut alice, mut bob1, mut bob2) = group_with_bob_registered();
+    // Bob's phone proposes removing the laptop and itself; the user key authorises both.
+    let laptop = bob2.leaf();
+    let mut proposals = proposals_of(&bob1.propose_remove_request(laptop, ds.now_ms));
+    let self_removal = bob1.self_remove_request(ds.now_ms);
+    let decoded: DsRequest = mimi_ds::wire::decode_exact(&self_removal).unwrap();
+    let DsRequestBody::SelfRemoveClient(own) = decoded.body else {
+        panic!()
+    };
+    proposals.push(own.proposal);
+    let out = ds.process(&bob1.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        ds.now_ms,
+    ));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    TestDs::route(&out, &mut [&mut alice, &mut bob2]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Proposal, Received::Proposal]
+    );
+
+    // Alice's next commit carries them out: Bob's user is gone.
+    let out = ds.process(&alice.update_request(ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    alice.confirm_commit();
+    assert_eq!(alice.group().members().count(), 1);
+}
+
+#[test]
+fn a_user_key_authorises_only_the_users_own_clients() {
+    let (mut ds, alice, mut bob1, _bob2) = group_with_bob_registered();
+    // A user key is not a member key: messages and generic commits need a leaf_index sender.
+    let message = bob1.message_request(b"hi", ds.now_ms);
+    let decoded: DsRequest = mimi_ds::wire::decode_exact(&message).unwrap();
+    let out = ds.process(&bob1.signed_as_user(decoded.body, ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    let commit = bob1.update_request(ds.now_ms);
+    bob1.discard_commit();
+    let decoded: DsRequest = mimi_ds::wire::decode_exact(&commit).unwrap();
+    let out = ds.process(&bob1.signed_as_user(decoded.body, ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    let before = ds.storage.clone();
+    // Removing Alice is not Bob's user's business.
+    let proposals = proposals_of(&bob1.propose_remove_request(alice.leaf(), ds.now_ms));
+    let out = ds.process(&bob1.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        ds.now_ms,
+    ));
+    assert_eq!(out.status, Status::Rejected(ErrorCode::NotAllowed));
+    assert_eq!(ds.storage, before);
+}
+
+#[test]
+fn remove_clients_can_be_authorised_with_the_user_key() {
+    let (mut ds, mut alice, mut bob1, mut bob2) = group_with_bob_registered();
+    let laptop = bob2.leaf();
+    let (update, _) =
+        bob1.stage_commit(|b| b.propose_removals([openmls::prelude::LeafNodeIndex::new(laptop)]));
+    let out = ds.process(&bob1.signed_as_user(
+        DsRequestBody::RemoveClients(DeleteGroupRequest {
+            group_update: update,
+        }),
+        ds.now_ms,
+    ));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    bob1.confirm_commit();
+    TestDs::route(&out, &mut [&mut alice, &mut bob2]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: false
+        }]
+    );
+    assert_eq!(
+        bob2.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: true
+        }]
+    );
+}
+
+#[test]
+fn an_unregistered_user_key_is_not_accepted() {
+    let (mut ds, _alice, mut bob1, bob2) = group_with_bob_registered();
+    // Another key, never registered through a leaf.
+    bob1.user_key = Some(Rc::new(
+        SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap(),
+    ));
+    let proposals = proposals_of(&bob1.propose_remove_request(bob2.leaf(), ds.now_ms));
+    let before = ds.storage.clone();
+    let out = ds.process(&bob1.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        ds.now_ms,
+    ));
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(ds.storage, before);
+}
