@@ -1,9 +1,28 @@
 //! Fuzz bodies (feature `fuzzing`), so the targets under `fuzz/` are thin shims and the logic
-//! is compiled and linted with the library (STYLE §11).
+//! is compiled and linted with the library (STYLE §11). They panic when an invariant breaks:
+//! that is how a fuzzer reports it.
+//!
+//! * `decode_*`: whatever decodes re-encodes to the same bytes.
+//! * [`process_bytes`]: arbitrary bytes against a DS whose storage holds real groups; no panic,
+//!   and a rejected request changes nothing and fans out nothing.
+//! * [`process_mutated`]: a valid request from real clients, mutated and then **re-signed**
+//!   with its sender's key, so mutations reach MLS validation instead of stopping at the
+//!   signature; the same invariants.
+//! * [`sequence`]: a sequence of operations by real clients, valid and mutated, with the
+//!   group invariants checked after each step.
 
+use std::sync::OnceLock;
+
+use openmls::prelude::{MlsGroup, SignaturePublicKey};
+use openmls_basic_credential::SignatureKeyPair;
+
+use crate::storage::InMemoryStorage;
+use crate::testing::{decode_response, Received, TestClient, TestDs};
 use crate::wire::{
-    decode_exact, encode, DsRequest, DsResponse, QueueingServiceRequest, QueueingServiceResponse,
+    decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsResponse, DsResponseBody,
+    QueueingServiceRequest, QueueingServiceResponse,
 };
+use crate::{Status, UnixTimeMs};
 
 /// Decodes `data` as `T`; whatever decodes must re-encode to exactly `data` (strict decoding
 /// means every value has one encoding).
@@ -20,7 +39,7 @@ pub fn decode_request(data: &[u8]) {
 }
 
 /// Fuzz body: `DSResponse` decoding.
-pub fn decode_response(data: &[u8]) {
+pub fn decode_response_bytes(data: &[u8]) {
     roundtrip::<DsResponse>(data);
 }
 
@@ -28,4 +47,320 @@ pub fn decode_response(data: &[u8]) {
 pub fn decode_queueing_service(data: &[u8]) {
     roundtrip::<QueueingServiceRequest>(data);
     roundtrip::<QueueingServiceResponse>(data);
+}
+
+/// A copy of a client's signature key, to re-sign mutated requests.
+fn copy_key(key: &SignatureKeyPair) -> SignatureKeyPair {
+    // The key pair is TLS-serialisable, which is the public way to copy it.
+    let bytes = tls_codec::Serialize::tls_serialize_detached(key).expect("a key pair encodes");
+    tls_codec::DeserializeBytes::tls_deserialize_exact_bytes(&bytes).expect("a key pair decodes")
+}
+
+/// A DS holding real groups (a 3-member group at epoch 2, a 7-member group at epoch 1, a
+/// reserved ID), and valid requests against exactly that state, each with the key that signed
+/// it. Built once per fuzzing process.
+struct Fixture {
+    ds: TestDs,
+    group_ids: Vec<Vec<u8>>,
+    requests: Vec<(Vec<u8>, Option<SignatureKeyPair>)>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(Fixture::build)
+}
+
+/// Runs the request, asserts it was accepted, and delivers its fanout.
+fn accept(ds: &mut TestDs, request: &[u8], clients: &mut [&mut TestClient]) {
+    let out = ds.process(request);
+    assert!(
+        matches!(out.status, Status::Accepted),
+        "fixture request refused: {:?}",
+        decode_response(&out.response)
+    );
+    TestDs::route(&out, clients);
+}
+
+/// A client joins from the Welcome in its inbox, fetching its tree with `welcome_info`.
+fn join(ds: &mut TestDs, client: &mut TestClient) {
+    let Some(Received::Welcome(welcome)) = client.process_inbox().pop() else {
+        panic!("no Welcome delivered")
+    };
+    let (request, processed) = client.welcome_info_request(&welcome, ds.now_ms);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&ds.process(&request).response).body else {
+        panic!("welcome_info refused")
+    };
+    client.join_with_tree(processed, &info.ratchet_tree);
+}
+
+impl Fixture {
+    fn build() -> Self {
+        let mut ds = TestDs::new("hub.example");
+        let mut alice = TestClient::new("alice", "alice-1", "a.example");
+        let mut bob = TestClient::new("bob", "bob-1", "b.example");
+        let mut carol = TestClient::new("carol", "carol-1", "c.example");
+        let group_a = ds.request_group_id();
+        alice.create_group(&group_a, &ds.external_sender);
+        let request = alice.create_group_request(ds.now_ms);
+        accept(&mut ds, &request, &mut []);
+        let request = alice.add_request(vec![bob.key_package(), carol.key_package()], ds.now_ms);
+        accept(&mut ds, &request, &mut [&mut bob, &mut carol]);
+        alice.confirm_commit();
+        join(&mut ds, &mut bob);
+        join(&mut ds, &mut carol);
+        let request = bob.update_request(ds.now_ms);
+        accept(&mut ds, &request, &mut [&mut alice, &mut carol]);
+        bob.confirm_commit();
+        alice.process_inbox();
+        carol.process_inbox();
+
+        // A second, larger group whose members never join (the DS needs only their leaves),
+        // with one Welcome joiner that has not fetched its tree yet.
+        let mut owner = TestClient::new("olga", "olga-1", "o.example");
+        let mut frank = TestClient::new("frank", "frank-1", "f.example");
+        let group_b = ds.request_group_id();
+        owner.create_group(&group_b, &ds.external_sender);
+        let request = owner.create_group_request(ds.now_ms);
+        accept(&mut ds, &request, &mut []);
+        let mut key_packages: Vec<_> = (0..5)
+            .map(|i| TestClient::new(&format!("user{i}"), &format!("client{i}"), "u.example").key_package())
+            .collect();
+        key_packages.push(frank.key_package());
+        let request = owner.add_request(key_packages, ds.now_ms);
+        accept(&mut ds, &request, &mut [&mut frank]);
+        owner.confirm_commit();
+
+        // A reserved ID and a client ready to create a group under it.
+        let mut gina = TestClient::new("gina", "gina-1", "g.example");
+        let reserved = ds.request_group_id();
+        gina.create_group(&reserved, &ds.external_sender);
+
+        ds.advance(1000);
+        let now = ds.now_ms;
+        let key = |c: &TestClient| Some(copy_key(&c.signer));
+        let mut requests = vec![
+            (alice.message_request(b"fuzz", now), key(&alice)),
+            (TestClient::group_info_request(&group_a), None),
+            (TestClient::encrypted_group_info_request(&group_a).0, None),
+            (gina.create_group_request(now), key(&gina)),
+        ];
+        let Some(Received::Welcome(welcome)) = frank.process_inbox().pop() else {
+            panic!("no Welcome for frank")
+        };
+        requests.push((frank.welcome_info_request(&welcome, now).0, key(&frank)));
+        let DsResponseBody::ExternalCommitInfo(info) =
+            decode_response(&ds.process(&TestClient::group_info_request(&group_a)).response).body
+        else {
+            panic!("group_info refused")
+        };
+        let mut laptop = TestClient::new("alice", "alice-2", "a.example");
+        requests.push((laptop.external_join_request(&info), None));
+        requests.push((carol.propose_remove_request(bob.leaf(), now), key(&carol)));
+        requests.push((bob.update_request(now), key(&bob)));
+        requests.push((alice.add_request(vec![TestClient::new("dave", "dave-1", "d.example").key_package()], now), key(&alice)));
+        requests.push((owner.delete_group_request(now), key(&owner)));
+        let mut moved = carol.queue.clone();
+        moved.queue = b"carol-moved".to_vec().into();
+        let mut carol_again = TestClient::new("carol", "carol-x", "c.example");
+        std::mem::swap(&mut carol_again.group, &mut carol.group);
+        requests.push((carol_again.update_queue_request(moved, now), key(&carol)));
+        Self { ds, group_ids: vec![group_a, group_b, reserved], requests }
+    }
+
+    /// Runs `request` on a copy of the fixture's storage and checks the invariants.
+    fn check(&self, request: &[u8]) {
+        let mut storage: InMemoryStorage = self.ds.storage.clone();
+        let out = self
+            .ds
+            .ds
+            .process(UnixTimeMs(self.ds.now_ms), request, &mut storage)
+            .expect("in-memory storage cannot fail");
+        decode_exact::<DsResponse>(&out.response).expect("the DS's answer decodes");
+        match out.status {
+            Status::Rejected(_) => {
+                assert!(storage == self.ds.storage, "a rejected request changed storage");
+                assert!(out.fanout.is_empty(), "a rejected request fanned out");
+            }
+            _ => {
+                for id in &self.group_ids {
+                    assert!(storage.version(id) >= self.ds.storage.version(id), "a group version went back");
+                }
+            }
+        }
+    }
+}
+
+/// Fuzz body: arbitrary bytes to `process` against a DS holding real groups.
+pub fn process_bytes(data: &[u8]) {
+    fixture().check(data);
+}
+
+/// Fuzz body: `data[0]` picks a valid request; the rest are `(offset: u16, xor: u8)`
+/// mutations. A mutated request that still decodes is re-signed by its sender.
+pub fn process_mutated(data: &[u8]) {
+    let fixture = fixture();
+    let [selector, mutations @ ..] = data else { return };
+    let (original, signer) = &fixture.requests[*selector as usize % fixture.requests.len()];
+    let mut bytes = original.clone();
+    for m in mutations.chunks_exact(3) {
+        let offset = u16::from_be_bytes([m[0], m[1]]) as usize % bytes.len();
+        bytes[offset] ^= m[2];
+    }
+    if let (Ok(request), Some(signer)) = (decode_exact::<DsRequest>(&bytes), signer) {
+        if let DsAuthData::ClientSignature(sig) = &request.auth {
+            if let Ok(auth) = ClientSignature::sign(
+                signer,
+                request.version,
+                &request.body,
+                sig.group_id.as_slice(),
+                sig.timestamp_ms,
+                sig.sender_id.clone(),
+            ) {
+                let resigned = DsRequest { auth: DsAuthData::ClientSignature(auth), ..request };
+                if let Ok(encoded) = encode(&resigned) {
+                    bytes = encoded;
+                }
+            }
+        }
+    }
+    fixture.check(&bytes);
+}
+
+/// The leaves' signature keys as the DS serves them (`group_info`), sorted.
+fn ds_members(ds: &mut TestDs, group_id: &[u8]) -> Vec<Vec<u8>> {
+    let DsResponseBody::ExternalCommitInfo(info) =
+        decode_response(&ds.process(&TestClient::group_info_request(group_id)).response).body
+    else {
+        panic!("group_info refused for a live group")
+    };
+    let tree = info.ratchet_tree.parse().expect("the served tree parses");
+    let mut keys: Vec<Vec<u8>> = tree.leaves().map(|l| l.signature_key().as_slice().to_vec()).collect();
+    keys.sort();
+    keys
+}
+
+/// A client's view of the members' signature keys, sorted.
+fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = group.members().map(|m| SignaturePublicKey::from(m.signature_key).as_slice().to_vec()).collect();
+    keys.sort();
+    keys
+}
+
+/// Fuzz body: a sequence of operations by three real clients (messages, updates, proposals,
+/// removals, deliveries, replays, mutations, clock steps), checking after each step that group
+/// versions only grow, that every accepted commit reaches every other member of the epoch it
+/// ends, that rejected requests change nothing, and, after deliveries, that the DS's member
+/// list equals every client's view.
+pub fn sequence(data: &[u8]) {
+    let mut ds = TestDs::new("hub.example");
+    let mut clients = [
+        TestClient::new("alice", "alice-1", "a.example"),
+        TestClient::new("bob", "bob-1", "b.example"),
+        TestClient::new("carol", "carol-1", "c.example"),
+    ];
+    let group_id = ds.request_group_id();
+    let [alice, bob, carol] = &mut clients;
+    alice.create_group(&group_id, &ds.external_sender);
+    let request = alice.create_group_request(ds.now_ms);
+    accept(&mut ds, &request, &mut []);
+    let request = alice.add_request(vec![bob.key_package(), carol.key_package()], ds.now_ms);
+    accept(&mut ds, &request, &mut [bob, carol]);
+    alice.confirm_commit();
+    join(&mut ds, bob);
+    join(&mut ds, carol);
+    let mut active = [true; 3];
+    let mut last: Option<Vec<u8>> = None;
+
+    for step in data.chunks_exact(3).take(24) {
+        let (op, who, arg) = (step[0] % 8, step[1] as usize % 3, step[2]);
+        if !active[who] {
+            continue;
+        }
+        let version = ds.storage.version(&group_id);
+        let before = ds.storage.clone();
+        let others: Vec<usize> = (0..3).filter(|i| *i != who && active[*i]).collect();
+        let now = ds.now_ms;
+        let client = &mut clients[who];
+        let has_pending = client.group().pending_proposals().next().is_some();
+        let request = match op {
+            0 if !has_pending => client.message_request(&[arg], now),
+            1 => client.update_request(now),
+            2 if !others.is_empty() => {
+                let target = clients[others[arg as usize % others.len()]].leaf();
+                clients[who].propose_remove_request(target, now)
+            }
+            3 if !others.is_empty() => {
+                let target = clients[others[arg as usize % others.len()]].leaf();
+                clients[who].remove_request(&[target], now)
+            }
+            4 => {
+                // Deliver everything, then compare the DS's view with every client's.
+                for (i, client) in clients.iter_mut().enumerate() {
+                    if active[i] {
+                        for received in client.process_inbox() {
+                            if let Received::Commit { removed: true, .. } = received {
+                                active[i] = false;
+                            }
+                        }
+                    }
+                }
+                let expected = ds_members(&mut ds, &group_id);
+                for (i, client) in clients.iter().enumerate() {
+                    if active[i] && client.inbox.is_empty() {
+                        assert_eq!(client_members(client.group()), expected, "a client's member list differs from the DS's");
+                    }
+                }
+                continue;
+            }
+            5 => match &last {
+                Some(previous) => previous.clone(),
+                None => continue,
+            },
+            6 => match &last {
+                Some(previous) => {
+                    let mut mutated = previous.clone();
+                    let at = arg as usize % mutated.len();
+                    mutated[at] ^= 0x5a;
+                    mutated
+                }
+                None => continue,
+            },
+            7 => {
+                ds.advance(u64::from(arg) * 1000);
+                continue;
+            }
+            _ => continue,
+        };
+        let is_commit = matches!(op, 1 | 3);
+        // Members of the epoch this commit would end, other than the committer.
+        let expected_queues: Vec<_> = others.iter().map(|i| clients[*i].queue.clone()).collect();
+        let out = ds.process(&request);
+        assert!(ds.storage.version(&group_id) >= version, "the group version went back");
+        match out.status {
+            Status::Accepted => {
+                if is_commit && op != 5 && op != 6 {
+                    for queue in &expected_queues {
+                        let reached = out.fanout.iter().any(|f| {
+                            f.request.recipient_domain == queue.provider_domain && f.request.recipients.contains(&queue.queue)
+                        });
+                        assert!(reached, "an accepted commit did not reach a member of the epoch it ends");
+                    }
+                    clients[who].confirm_commit();
+                }
+                let mut refs: Vec<&mut TestClient> = clients.iter_mut().collect();
+                TestDs::route(&out, &mut refs);
+            }
+            Status::Duplicate => assert!(out.fanout.is_empty(), "a duplicate fanned out again"),
+            Status::Rejected(_) => {
+                assert!(ds.storage == before, "a rejected request changed storage");
+                assert!(out.fanout.is_empty(), "a rejected request fanned out");
+                if is_commit && op != 5 && op != 6 {
+                    clients[who].discard_commit();
+                }
+            }
+        }
+        if op != 5 && op != 6 {
+            last = Some(request);
+        }
+    }
 }

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mimi_ds::fuzzing::decode_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mimi_ds::fuzzing::decode_response_bytes(data));
