@@ -1,142 +1,204 @@
-//! `DeliveryService::process` per operation and group size, with the floors in the same
+//! `DeliveryService::process` per operation and group size, with the baselines in the same
 //! benchmark groups so ratios can be read from one run:
-//! * `send_message` against one bare Ed25519 verification (openmls_rust_crypto);
-//! * an update-path commit against raw openmls `PublicGroup::process_message` +
-//!   `merge_commit` on the same commit.
+//! * `send_message` against one bare Ed25519 verification (openmls_rust_crypto), the floor of
+//!   an authenticated message;
+//! * every commit (update path, add one member, remove one member, external join) against raw
+//!   openmls `PublicGroup::process_message` + `merge_commit` on the same commit.
 //!
-//! Setup (group building, storage clones) is outside the measured closures.
-//! Run: `cargo bench --bench process`.
-
+//! Group building, request building and storage clones are outside the measured closures.
+//! After the measurements, the stored bytes per group are printed against the TLS-encoded
+//! ratchet tree plus GroupInfo. Run: `cargo bench --bench process`.
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use mimi_ds::testing::{TestClient, TestDs};
+use mimi_ds::storage::{InMemoryStorage, RecordKind};
+use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
+use mimi_ds::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody, MlsMessageBytes};
 use mimi_ds::{Status, UnixTimeMs};
 use openmls::prelude::*;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::signatures::Signer;
 
-const SIZES: &[usize] = &[2, 10, 100];
+const SIZES: &[usize] = &[2, 10, 100, 1000, 2000];
 
-/// A DS holding a group of `size` members created by `alice` (the others never join: their
-/// leaves exist, which is all the DS and the benchmarks need).
-fn group_of(size: usize) -> (TestDs, TestClient) {
-    let mut ds = TestDs::new("hub.example");
-    let mut alice = TestClient::new("alice", "alice-1", "a.example");
-    let group_id = ds.request_group_id();
-    alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(
-        ds.process(&alice.create_group_request(ds.now_ms)).status,
-        Status::Accepted
-    );
-    if size > 1 {
-        let kps = (1..size)
-            .map(|i| {
-                TestClient::new(&format!("user{i}"), &format!("client{i}"), "b.example")
-                    .key_package()
-            })
-            .collect();
-        let out = ds.process(&alice.add_request(kps, ds.now_ms));
-        assert_eq!(out.status, Status::Accepted);
-        alice.confirm_commit();
-    }
-    (ds, alice)
+/// One group of `size` members and a valid request of each kind against its stored state.
+struct World {
+    ds: TestDs,
+    /// Stored state in which `create_group` is valid (a fresh reservation).
+    before_create: InMemoryStorage,
+    group_info: MlsMessageOut,
+    tree: RatchetTreeIn,
+    requests: Vec<(&'static str, Vec<u8>)>,
 }
 
-fn send_message(c: &mut Criterion) {
-    let mut group = c.benchmark_group("send_message");
-    let crypto = openmls_rust_crypto::RustCrypto::default();
-    let keys =
-        openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
-    let payload = vec![7u8; 200];
-    let signature = keys.sign(&payload).expect("sign");
-    group.bench_function("floor_ed25519_verify", |b| {
-        b.iter(|| {
-            crypto.verify_signature(
-                SignatureScheme::ED25519,
-                &payload,
-                keys.public(),
-                &signature,
-            )
+/// The commit inside a commit-carrying request.
+fn commit_of(request: &[u8]) -> MlsMessageBytes {
+    let request: DsRequest = decode_exact(request).expect("a request");
+    match request.body {
+        DsRequestBody::Commits(c) => c.group_update.commit,
+        DsRequestBody::ExternalJoin(c) => c.group_update.commit,
+        _ => unreachable!("a commit request"),
+    }
+}
+
+fn key_packages(count: usize, provider: &str) -> Vec<KeyPackage> {
+    (0..count)
+        .map(|i| {
+            TestClient::new(&format!("user{i}"), &format!("client{i}"), provider).key_package()
         })
-    });
-    for &size in SIZES {
-        let (ds, mut alice) = group_of(size);
-        let request = alice.message_request(b"benchmark message", ds.now_ms);
-        group.bench_with_input(BenchmarkId::new("process", size), &request, |b, request| {
-            b.iter_batched(
-                || ds.storage.clone(),
-                |mut storage| {
-                    let out = ds
-                        .ds
-                        .process(UnixTimeMs(ds.now_ms), request, &mut storage)
-                        .expect("infallible");
-                    assert_eq!(out.status, Status::Accepted);
-                    out
-                },
-                BatchSize::LargeInput,
-            )
-        });
-    }
-    group.finish();
+        .collect()
 }
 
-fn update_commit(c: &mut Criterion) {
-    let mut group = c.benchmark_group("commit_update_path");
-    for &size in SIZES {
-        let (ds, mut alice) = group_of(size);
-        // The raw-openmls baseline tracks the same group from the same GroupInfo and tree.
+impl World {
+    fn new(size: usize) -> Self {
+        let mut ds = TestDs::new("hub.example");
+        let mut alice = TestClient::new("alice", "alice-1", "a.example");
+        let mut frank = TestClient::new("frank", "frank-1", "f.example");
+        let group_id = ds.request_group_id();
+        alice.create_group(&group_id, &ds.external_sender);
+        assert_eq!(
+            ds.process(&alice.create_group_request(ds.now_ms)).status,
+            Status::Accepted
+        );
+        if size > 1 {
+            // Everyone but Alice is added in one commit; Frank is a real joiner whose Welcome
+            // is processed, the others only have leaves (all the DS needs).
+            let mut kps = key_packages(size - 2, "b.example");
+            kps.push(frank.key_package());
+            let out = ds.process(&alice.add_request(kps, ds.now_ms));
+            assert_eq!(out.status, Status::Accepted);
+            alice.confirm_commit();
+            TestDs::route(&out, &mut [&mut frank]);
+        }
+        let now = ds.now_ms;
+        let mut requests = vec![(
+            "send_message",
+            alice.message_request(b"benchmark message", now),
+        )];
+        requests.push(("commit_update", alice.update_request(now)));
+        alice.discard_commit();
+        requests.push((
+            "commit_add_one",
+            alice.add_request(key_packages(1, "c.example"), now),
+        ));
+        alice.discard_commit();
+        if size > 1 {
+            requests.push(("commit_remove_one", alice.remove_request(&[1], now)));
+            alice.discard_commit();
+            let Some(Received::Welcome(welcome)) = frank.process_inbox().pop() else {
+                panic!("no Welcome")
+            };
+            requests.push(("welcome_info", frank.welcome_info_request(&welcome, now).0));
+        }
+        let info_request = TestClient::group_info_request(&group_id);
+        let DsResponseBody::ExternalCommitInfo(info) =
+            decode_response(&ds.process(&info_request).response).body
+        else {
+            panic!("group_info refused")
+        };
+        requests.push(("group_info", info_request));
+        let mut laptop = TestClient::new("alice", "alice-2", "a.example");
+        requests.push(("external_join", laptop.external_join_request(&info)));
+
+        // create_group: a client builds a group of `size` locally and registers it.
+        let reserved = ds.request_group_id();
+        let before_create = ds.storage.clone();
+        let mut creator = TestClient::new("gina", "gina-1", "g.example");
+        creator.create_group(&reserved, &ds.external_sender);
+        if size > 1 {
+            let _ = creator.stage_commit(|b| b.propose_adds(key_packages(size - 1, "h.example")));
+            creator.confirm_commit();
+        }
+        requests.push(("create_group", creator.create_group_request(now)));
+
         let group_info = alice
             .group()
             .export_group_info(alice.provider.crypto(), &alice.signer, false)
             .expect("group info");
-        let tree: RatchetTreeIn = alice.group().export_ratchet_tree().into();
-        let request = alice.update_request(ds.now_ms);
-        let commit = alice.group().pending_commit().is_some();
-        assert!(commit);
-        let commit_bytes = {
-            let req: mimi_ds::wire::DsRequest =
-                mimi_ds::wire::decode_exact(&request).expect("request");
-            match req.body {
-                mimi_ds::wire::DsRequestBody::Commits(c) => c.group_update.commit,
-                _ => unreachable!("update_request builds a commits request"),
-            }
-        };
+        let tree = alice.group().export_ratchet_tree().into();
+        Self {
+            ds,
+            before_create,
+            group_info,
+            tree,
+            requests,
+        }
+    }
 
-        group.bench_with_input(BenchmarkId::new("process", size), &request, |b, request| {
-            b.iter_batched(
-                || ds.storage.clone(),
-                |mut storage| {
-                    let out = ds
-                        .ds
-                        .process(UnixTimeMs(ds.now_ms), request, &mut storage)
-                        .expect("infallible");
-                    assert_eq!(out.status, Status::Accepted);
-                    out
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        group.bench_function(BenchmarkId::new("openmls_process_and_merge", size), |b| {
+    /// Measures `process` of a request on a fresh copy of the stored state.
+    fn bench_process(
+        &self,
+        c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        op: &str,
+        size: usize,
+    ) {
+        let Some((_, request)) = self.requests.iter().find(|(name, _)| *name == op) else {
+            return;
+        };
+        let storage = if op == "create_group" {
+            &self.before_create
+        } else {
+            &self.ds.storage
+        };
+        c.bench_with_input(
+            BenchmarkId::new("mimi_ds_process", size),
+            request,
+            |b, request| {
+                b.iter_batched(
+                    || storage.clone(),
+                    |mut storage| {
+                        let out = self
+                            .ds
+                            .ds
+                            .process(UnixTimeMs(self.ds.now_ms), request, &mut storage)
+                            .expect("infallible");
+                        assert_eq!(
+                            out.status,
+                            Status::Accepted,
+                            "{op}: {:?}",
+                            decode_response(&out.response)
+                        );
+                        out
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+
+    /// Measures raw openmls processing and merging of the same commit.
+    fn bench_openmls(
+        &self,
+        c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        op: &str,
+        size: usize,
+    ) {
+        let Some((_, request)) = self.requests.iter().find(|(name, _)| *name == op) else {
+            return;
+        };
+        let commit = commit_of(request);
+        c.bench_function(BenchmarkId::new("openmls_process_and_merge", size), |b| {
             b.iter_batched(
                 || {
                     let provider = OpenMlsRustCrypto::default();
                     let MlsMessageBodyIn::GroupInfo(vgi) =
-                        MlsMessageIn::from(group_info.clone()).extract()
+                        MlsMessageIn::from(self.group_info.clone()).extract()
                     else {
                         unreachable!("exported a GroupInfo")
                     };
                     let (public, _) = PublicGroup::from_external(
                         provider.crypto(),
                         provider.storage(),
-                        tree.clone(),
+                        self.tree.clone(),
                         vgi,
                         ProposalStore::new(),
                     )
                     .expect("import");
                     let MlsMessageBodyIn::PublicMessage(message) =
-                        commit_bytes.parse().expect("commit").extract()
+                        commit.parse().expect("commit").extract()
                     else {
                         unreachable!("commits are PublicMessages")
                     };
@@ -160,8 +222,97 @@ fn update_commit(c: &mut Criterion) {
             )
         });
     }
-    group.finish();
 }
 
-criterion_group!(benches, send_message, update_commit);
+fn configured<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group
+}
+
+fn operations(c: &mut Criterion) {
+    let worlds: Vec<(usize, World)> = SIZES.iter().map(|&size| (size, World::new(size))).collect();
+
+    let mut group = configured(c, "send_message");
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let keys =
+        openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
+    let payload = vec![7u8; 200];
+    let signature = keys.sign(&payload).expect("sign");
+    group.bench_function("floor_ed25519_verify", |b| {
+        b.iter(|| {
+            crypto.verify_signature(
+                SignatureScheme::ED25519,
+                &payload,
+                keys.public(),
+                &signature,
+            )
+        })
+    });
+    for (size, world) in &worlds {
+        world.bench_process(&mut group, "send_message", *size);
+    }
+    group.finish();
+
+    for op in [
+        "commit_update",
+        "commit_add_one",
+        "commit_remove_one",
+        "external_join",
+    ] {
+        let mut group = configured(c, op);
+        for (size, world) in &worlds {
+            world.bench_process(&mut group, op, *size);
+            world.bench_openmls(&mut group, op, *size);
+        }
+        group.finish();
+    }
+    for op in ["group_info", "welcome_info", "create_group"] {
+        let mut group = configured(c, op);
+        for (size, world) in &worlds {
+            world.bench_process(&mut group, op, *size);
+        }
+        group.finish();
+    }
+
+    // Stored bytes per group against the TLS-encoded ratchet tree plus GroupInfo.
+    println!("\nstored bytes per group (size, stored, of which MlsState, tree+GroupInfo, ratio)");
+    for (size, world) in &worlds {
+        let group_id = world.group_info_group_id();
+        let stored = world.ds.storage.group_bytes(&group_id);
+        let mls_state = world
+            .ds
+            .storage
+            .record_bytes(&group_id, RecordKind::MlsState);
+        let snapshots = world
+            .ds
+            .storage
+            .record_bytes(&group_id, RecordKind::WelcomeSnapshots);
+        let reference = world.tree.tls_serialized_len() + world.group_info.tls_serialized_len();
+        println!(
+            "size {size}: stored {stored} B (MlsState {mls_state} B, pending Welcome snapshots {snapshots} B), tree+GroupInfo {reference} B, ratio {:.2} ({:.2} without snapshots)",
+            stored as f64 / reference as f64,
+            (stored - snapshots) as f64 / reference as f64
+        );
+    }
+}
+
+impl World {
+    fn group_info_group_id(&self) -> Vec<u8> {
+        let MlsMessageBodyIn::GroupInfo(vgi) =
+            MlsMessageIn::from(self.group_info.clone()).extract()
+        else {
+            unreachable!("exported a GroupInfo")
+        };
+        vgi.group_id().as_slice().to_vec()
+    }
+}
+
+criterion_group!(benches, operations);
 criterion_main!(benches);
