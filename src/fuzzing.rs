@@ -87,7 +87,8 @@ fn join(ds: &mut TestDs, client: &mut TestClient) {
         panic!("no Welcome delivered")
     };
     let (request, processed) = client.welcome_info_request(&welcome, ds.now_ms);
-    let DsResponseBody::WelcomeInfo(info) = decode_response(&ds.process(&request).response).body else {
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&ds.process(&request).response).body
+    else {
         panic!("welcome_info refused")
     };
     client.join_with_tree(processed, &info.ratchet_tree);
@@ -123,7 +124,10 @@ impl Fixture {
         let request = owner.create_group_request(ds.now_ms);
         accept(&mut ds, &request, &mut []);
         let mut key_packages: Vec<_> = (0..5)
-            .map(|i| TestClient::new(&format!("user{i}"), &format!("client{i}"), "u.example").key_package())
+            .map(|i| {
+                TestClient::new(&format!("user{i}"), &format!("client{i}"), "u.example")
+                    .key_package()
+            })
             .collect();
         key_packages.push(frank.key_package());
         let request = owner.add_request(key_packages, ds.now_ms);
@@ -148,8 +152,11 @@ impl Fixture {
             panic!("no Welcome for frank")
         };
         requests.push((frank.welcome_info_request(&welcome, now).0, key(&frank)));
-        let DsResponseBody::ExternalCommitInfo(info) =
-            decode_response(&ds.process(&TestClient::group_info_request(&group_a)).response).body
+        let DsResponseBody::ExternalCommitInfo(info) = decode_response(
+            &ds.process(&TestClient::group_info_request(&group_a))
+                .response,
+        )
+        .body
         else {
             panic!("group_info refused")
         };
@@ -157,14 +164,24 @@ impl Fixture {
         requests.push((laptop.external_join_request(&info), None));
         requests.push((carol.propose_remove_request(bob.leaf(), now), key(&carol)));
         requests.push((bob.update_request(now), key(&bob)));
-        requests.push((alice.add_request(vec![TestClient::new("dave", "dave-1", "d.example").key_package()], now), key(&alice)));
+        requests.push((
+            alice.add_request(
+                vec![TestClient::new("dave", "dave-1", "d.example").key_package()],
+                now,
+            ),
+            key(&alice),
+        ));
         requests.push((owner.delete_group_request(now), key(&owner)));
         let mut moved = carol.queue.clone();
         moved.queue = b"carol-moved".to_vec().into();
         let mut carol_again = TestClient::new("carol", "carol-x", "c.example");
         std::mem::swap(&mut carol_again.group, &mut carol.group);
         requests.push((carol_again.update_queue_request(moved, now), key(&carol)));
-        Self { ds, group_ids: vec![group_a, group_b, reserved], requests }
+        Self {
+            ds,
+            group_ids: vec![group_a, group_b, reserved],
+            requests,
+        }
     }
 
     /// Runs `request` on a copy of the fixture's storage and checks the invariants.
@@ -178,12 +195,18 @@ impl Fixture {
         decode_exact::<DsResponse>(&out.response).expect("the DS's answer decodes");
         match out.status {
             Status::Rejected(_) => {
-                assert!(storage == self.ds.storage, "a rejected request changed storage");
+                assert!(
+                    storage == self.ds.storage,
+                    "a rejected request changed storage"
+                );
                 assert!(out.fanout.is_empty(), "a rejected request fanned out");
             }
             _ => {
                 for id in &self.group_ids {
-                    assert!(storage.version(id) >= self.ds.storage.version(id), "a group version went back");
+                    assert!(
+                        storage.version(id) >= self.ds.storage.version(id),
+                        "a group version went back"
+                    );
                 }
             }
         }
@@ -199,7 +222,9 @@ pub fn process_bytes(data: &[u8]) {
 /// mutations. A mutated request that still decodes is re-signed by its sender.
 pub fn process_mutated(data: &[u8]) {
     let fixture = fixture();
-    let [selector, mutations @ ..] = data else { return };
+    let [selector, mutations @ ..] = data else {
+        return;
+    };
     let (original, signer) = &fixture.requests[*selector as usize % fixture.requests.len()];
     let mut bytes = original.clone();
     for m in mutations.chunks_exact(3) {
@@ -216,7 +241,10 @@ pub fn process_mutated(data: &[u8]) {
                 sig.timestamp_ms,
                 sig.sender_id.clone(),
             ) {
-                let resigned = DsRequest { auth: DsAuthData::ClientSignature(auth), ..request };
+                let resigned = DsRequest {
+                    auth: DsAuthData::ClientSignature(auth),
+                    ..request
+                };
                 if let Ok(encoded) = encode(&resigned) {
                     bytes = encoded;
                 }
@@ -228,20 +256,33 @@ pub fn process_mutated(data: &[u8]) {
 
 /// The leaves' signature keys as the DS serves them (`group_info`), sorted.
 fn ds_members(ds: &mut TestDs, group_id: &[u8]) -> Vec<Vec<u8>> {
-    let DsResponseBody::ExternalCommitInfo(info) =
-        decode_response(&ds.process(&TestClient::group_info_request(group_id)).response).body
+    let DsResponseBody::ExternalCommitInfo(info) = decode_response(
+        &ds.process(&TestClient::group_info_request(group_id))
+            .response,
+    )
+    .body
     else {
         panic!("group_info refused for a live group")
     };
     let tree = info.ratchet_tree.parse().expect("the served tree parses");
-    let mut keys: Vec<Vec<u8>> = tree.leaves().map(|l| l.signature_key().as_slice().to_vec()).collect();
+    let mut keys: Vec<Vec<u8>> = tree
+        .leaves()
+        .map(|l| l.signature_key().as_slice().to_vec())
+        .collect();
     keys.sort();
     keys
 }
 
 /// A client's view of the members' signature keys, sorted.
 fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
-    let mut keys: Vec<Vec<u8>> = group.members().map(|m| SignaturePublicKey::from(m.signature_key).as_slice().to_vec()).collect();
+    let mut keys: Vec<Vec<u8>> = group
+        .members()
+        .map(|m| {
+            SignaturePublicKey::from(m.signature_key)
+                .as_slice()
+                .to_vec()
+        })
+        .collect();
     keys.sort();
     keys
 }
@@ -307,7 +348,11 @@ pub fn sequence(data: &[u8]) {
                 let expected = ds_members(&mut ds, &group_id);
                 for (i, client) in clients.iter().enumerate() {
                     if active[i] && client.inbox.is_empty() {
-                        assert_eq!(client_members(client.group()), expected, "a client's member list differs from the DS's");
+                        assert_eq!(
+                            client_members(client.group()),
+                            expected,
+                            "a client's member list differs from the DS's"
+                        );
                     }
                 }
                 continue;
@@ -335,15 +380,22 @@ pub fn sequence(data: &[u8]) {
         // Members of the epoch this commit would end, other than the committer.
         let expected_queues: Vec<_> = others.iter().map(|i| clients[*i].queue.clone()).collect();
         let out = ds.process(&request);
-        assert!(ds.storage.version(&group_id) >= version, "the group version went back");
+        assert!(
+            ds.storage.version(&group_id) >= version,
+            "the group version went back"
+        );
         match out.status {
             Status::Accepted => {
                 if is_commit && op != 5 && op != 6 {
                     for queue in &expected_queues {
                         let reached = out.fanout.iter().any(|f| {
-                            f.request.recipient_domain == queue.provider_domain && f.request.recipients.contains(&queue.queue)
+                            f.request.recipient_domain == queue.provider_domain
+                                && f.request.recipients.contains(&queue.queue)
                         });
-                        assert!(reached, "an accepted commit did not reach a member of the epoch it ends");
+                        assert!(
+                            reached,
+                            "an accepted commit did not reach a member of the epoch it ends"
+                        );
                     }
                     clients[who].confirm_commit();
                 }

@@ -18,6 +18,9 @@ fn process_bodies_hold_their_invariants_on_sample_inputs() {
 fn sequence_body_holds_its_invariants_on_sample_inputs() {
     // message, deliver, update, deliver, propose remove, update (commits it), deliver,
     // replay, mutate, clock step, message, deliver.
-    fuzzing::sequence(&[0, 0, 7, 4, 0, 0, 1, 1, 0, 4, 0, 0, 2, 2, 0, 1, 0, 0, 4, 0, 0, 5, 0, 0, 6, 0, 9, 7, 0, 3, 0, 1, 1, 4, 0, 0]);
+    fuzzing::sequence(&[
+        0, 0, 7, 4, 0, 0, 1, 1, 0, 4, 0, 0, 2, 2, 0, 1, 0, 0, 4, 0, 0, 5, 0, 0, 6, 0, 9, 7, 0, 3,
+        0, 1, 1, 4, 0, 0,
+    ]);
     fuzzing::sequence(&[3, 0, 1, 4, 0, 0, 0, 1, 5, 4, 1, 0, 1, 2, 0, 4, 0, 0]);
 }
