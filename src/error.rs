@@ -86,6 +86,10 @@ pub enum RejectReason {
         /// The ProposalRefs that were left out.
         refs: Vec<Vec<u8>>,
     },
+    /// Remove proposals the DS issued are pending: application messages wait until a commit
+    /// includes them (DS-00 §6; the pending-proposal policy).
+    #[error("the hub's Remove proposals are pending; a commit must include them before messages are accepted")]
+    HubRemovalsPending,
     /// The MLS message has the wrong wire format or content type for this operation.
     #[error("invalid message type: {0}")]
     InvalidMessageType(&'static str),
@@ -118,7 +122,9 @@ impl RejectReason {
             Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
             Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::InvalidProposal { .. } => ErrorCode::InvalidProposal,
-            Self::MissingPendingProposals { .. } => ErrorCode::MissingPendingProposals,
+            Self::MissingPendingProposals { .. } | Self::HubRemovalsPending => {
+                ErrorCode::MissingPendingProposals
+            }
             Self::InvalidMessageType(_) => ErrorCode::InvalidMessageType,
             Self::InvalidMlsMessage(_) => ErrorCode::InvalidMlsMessage,
             Self::UnsupportedOperation(_) => ErrorCode::UnsupportedOperation,

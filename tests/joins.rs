@@ -241,7 +241,12 @@ fn a_client_that_lost_its_state_resyncs_by_external_commit() {
         decode_response(&out.response)
     );
     bob.confirm_commit();
-    TestDs::route(&out, &mut [&mut alice]);
+    // The commit reaches Alice, not the resyncing phone (its old leaf shares its queue).
+    assert_eq!(TestDs::route(&out, &mut [&mut alice, &mut bob]), 1);
+    assert!(
+        bob.inbox.is_empty(),
+        "the resynced client got its own commit back"
+    );
     assert_eq!(
         alice.process_inbox(),
         vec![Received::Commit {

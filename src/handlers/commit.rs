@@ -20,7 +20,7 @@ use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::hub_proposals::reissue_removals;
 use super::proposals::{load_group, mls_reject, public_handshake};
-use super::{check_epoch, decode_record, encode_record, Ctx, Plan, Result};
+use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::ReplayGuard;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
@@ -30,7 +30,9 @@ use crate::state::{
     Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
+use crate::wire::{
+    AcceptedMessage, ClientQueueConfig, DsResponseBody, GroupUpdate, MlsMessageBytes,
+};
 
 /// Records every commit handler reads.
 pub(crate) const COMMIT_READS: [RecordKind; 5] = [
@@ -53,16 +55,18 @@ where
     S: DsStorage,
 {
     let crypto = ctx.crypto();
-    let auth = ctx.client_auth::<S>()?;
-    if let Some(plan) = ctx.replay_check(&auth, storage)? {
-        return Ok(plan);
-    }
-    let group_id = auth.group_id();
-    let snapshot = ctx.read_group(storage, group_id, &COMMIT_READS)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    // User-level operations may be authorised with the user's key (issue: user_key_hash).
+    // User-level operations may be authorised with the user's key (DS-03 user authentication).
     let allow_user = matches!(op, Operation::AddClients | Operation::RemoveClients);
-    let principal = ctx.authenticate_member::<S>(&auth, &roster, allow_user)?;
+    let MemberRequest {
+        auth,
+        snapshot,
+        roster,
+        principal,
+    } = match ctx.start_member_request(storage, &COMMIT_READS, allow_user)? {
+        Started::Duplicate(plan) => return Ok(plan),
+        Started::Fresh(request) => request,
+    };
+    let group_id = auth.group_id();
     refuse_if_reinitialized(&roster)?;
 
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
@@ -79,7 +83,13 @@ where
     };
 
     let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let omitted = omitted_pending(ctx, &pending, &included_by_reference(&staged))?;
+    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let omitted = omitted_pending(
+        ctx,
+        &pending,
+        &included_by_reference(&staged),
+        sequencer.ds_removals_pending_since,
+    )?;
 
     let committer = LeafNodeIndex::new(sender);
     let summary = summarize(ctx, &group, &staged, Some(committer))?;
@@ -126,6 +136,7 @@ where
         welcomes: welcome_targets,
         stapled,
         pending_after,
+        skip_queue: None,
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
@@ -172,10 +183,15 @@ pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<()
 /// proposal by reference). Refused with `missing_pending_proposals` while the pending-proposal
 /// policy is enforced (always, under the default strict policy); otherwise they lapse with the
 /// epoch, and the DS issues its own again.
+///
+/// The grace period of the DS's own removals runs from when they were first issued
+/// (`hub_removals_since`), not from their latest re-issue, so committers cannot keep leaving
+/// them out.
 pub(crate) fn omitted_pending<C>(
     ctx: &Ctx<'_, C>,
     pending: &PendingProposals,
     included: &BTreeSet<Vec<u8>>,
+    hub_removals_since: Option<u64>,
 ) -> std::result::Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
         .proposals
@@ -183,7 +199,15 @@ pub(crate) fn omitted_pending<C>(
         .filter(|p| !included.contains(p.proposal_ref.as_slice()))
         .cloned()
         .collect();
-    let oldest = omitted.iter().map(|p| p.hub_accepted_time).min();
+    let oldest = omitted
+        .iter()
+        .map(|p| match hub_removals_since {
+            Some(since) if !p.ds_removal_target.as_slice().is_empty() => {
+                since.min(p.hub_accepted_time)
+            }
+            _ => p.hub_accepted_time,
+        })
+        .min();
     match oldest {
         Some(since) if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) => {
             Err(RejectReason::MissingPendingProposals {
@@ -358,6 +382,9 @@ pub(crate) struct Accepting<'a> {
     pub(crate) welcomes: WelcomeTargets<'a>,
     /// The DS's own proposals issued again in the new epoch, stapled to the commit.
     pub(crate) stapled: Vec<MlsMessageBytes>,
+    /// A queue that must not get the commit although a member of the previous epoch uses it:
+    /// the queue of a client resyncing by external commit, whose old leaf the commit removes.
+    pub(crate) skip_queue: Option<ClientQueueConfig>,
     /// The proposals pending in the new epoch (the re-issued ones).
     pub(crate) pending_after: PendingProposals,
 }
@@ -389,7 +416,10 @@ impl Accepting<'_> {
             &self.stapled,
             self.previous
                 .iter()
-                .filter(|(leaf, _)| Some(*leaf) != self.committer)
+                .filter(|(leaf, m)| {
+                    Some(*leaf) != self.committer
+                        && Some(&m.queue_config) != self.skip_queue.as_ref()
+                })
                 .map(|(_, m)| &m.queue_config),
         );
         for (welcome, refs) in &self.welcomes {

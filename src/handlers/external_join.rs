@@ -122,6 +122,10 @@ where
         welcomes: Vec::new(),
         stapled,
         pending_after,
+        // A resyncing client's old leaf has its queue: it must not get its own commit back.
+        skip_queue: new_roster
+            .member(joiner.u32())
+            .map(|m| m.queue_config.clone()),
     };
     accepted.plan::<C, S>(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,

@@ -263,6 +263,16 @@ pub(crate) enum Principal {
 }
 
 impl Principal {
+    /// The authenticated leaf, for operations that only a `leaf_index` sender may perform.
+    pub(crate) fn leaf(&self) -> std::result::Result<u32, RejectReason> {
+        match self {
+            Self::Leaf(leaf) => Ok(*leaf),
+            Self::User(_) => Err(RejectReason::AuthenticationFailed(
+                "this operation needs a leaf_index sender",
+            )),
+        }
+    }
+
     /// The leaf on whose behalf an MLS message with this MLS sender is accepted: the
     /// authenticated leaf itself, or any client of the authenticated user. A member cannot
     /// submit another member's handshake as its own.
@@ -292,7 +302,49 @@ impl Principal {
     }
 }
 
+/// A member's request after its common checks: fresh, not a replay, for a live group, and
+/// authenticated against the roster.
+pub(crate) struct MemberRequest<'r> {
+    pub(crate) auth: ClientAuth<'r>,
+    pub(crate) snapshot: GroupSnapshot,
+    pub(crate) roster: Roster,
+    pub(crate) principal: Principal,
+}
+
+/// How [`Ctx::start_member_request`] ended.
+pub(crate) enum Started<'r> {
+    /// A byte-identical retry, answered as before.
+    Duplicate(Plan),
+    /// A new request, authenticated.
+    Fresh(MemberRequest<'r>),
+}
+
 impl<C: OpenMlsCrypto> Ctx<'_, C> {
+    /// The common start of a member's request (wire-format.md §3): `ClientSignature` within the
+    /// window, replay marks, the group's records `kinds` (which must include the roster), and
+    /// the signer's authentication (`allow_user`: a user key may sign, see
+    /// [`Ctx::authenticate_member`]).
+    pub(crate) fn start_member_request<S: DsStorage>(
+        &self,
+        storage: &S,
+        kinds: &[RecordKind],
+        allow_user: bool,
+    ) -> Result<Started<'_>, S> {
+        let auth = self.client_auth::<S>()?;
+        if let Some(plan) = self.replay_check(&auth, storage)? {
+            return Ok(Started::Duplicate(plan));
+        }
+        let snapshot = self.read_group(storage, auth.group_id(), kinds)?;
+        let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+        let principal = self.authenticate_member::<S>(&auth, &roster, allow_user)?;
+        Ok(Started::Fresh(MemberRequest {
+            auth,
+            snapshot,
+            roster,
+            principal,
+        }))
+    }
+
     /// Authenticates a request by a member: a `leaf_index` sender with that leaf's signature
     /// key, or, where `allow_user`, a `user_key_hash` sender with the user's registered key
     /// (DS-00 §5.1; DS-03 "PseudonymousUserAuth" for user-level operations).

@@ -8,11 +8,13 @@ use openmls::prelude::{
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
-use super::{check_epoch, decode_record, encode_record, Ctx, Plan, Principal, Result};
+use super::{
+    check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Principal, Result, Started,
+};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposalRecord, PendingProposals, Roster, Sequencer};
+use crate::state::{PendingProposalRecord, PendingProposals, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
 
@@ -97,10 +99,23 @@ where
     S: DsStorage,
 {
     let crypto = ctx.crypto();
-    let auth = ctx.client_auth::<S>()?;
-    if let Some(plan) = ctx.replay_check(&auth, storage)? {
-        return Ok(plan);
-    }
+    // A user may propose removing its own clients with its user key (DS-03 user-level
+    // authentication: "removing one's own user from a group").
+    let kinds = [
+        RecordKind::Roster,
+        RecordKind::Sequencer,
+        RecordKind::MlsState,
+        RecordKind::PendingProposals,
+    ];
+    let MemberRequest {
+        auth,
+        snapshot,
+        roster,
+        principal,
+    } = match ctx.start_member_request(storage, &kinds, true)? {
+        Started::Duplicate(plan) => return Ok(plan),
+        Started::Fresh(request) => request,
+    };
     let group_id = auth.group_id();
     if proposals.is_empty() {
         return Err(RejectReason::InvalidProposal {
@@ -109,21 +124,6 @@ where
         }
         .into());
     }
-    let snapshot = ctx.read_group(
-        storage,
-        group_id,
-        &[
-            RecordKind::Roster,
-            RecordKind::Sequencer,
-            RecordKind::MlsState,
-            RecordKind::PendingProposals,
-        ],
-    )?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    // A user may propose removing its own clients with its user key (DS-03 user-level
-    // authentication: "removing one's own user from a group").
-    let principal = ctx.authenticate_member::<S>(&auth, &roster, true)?;
-
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
     refuse_if_reinitialized(&roster)?;
 

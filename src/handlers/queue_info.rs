@@ -3,9 +3,8 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::{encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::error::RejectReason;
-use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{DsResponseBody, UpdateQueueInfoRequest};
 
@@ -18,15 +17,17 @@ where
     C: OpenMlsCrypto,
     S: DsStorage,
 {
-    let auth = ctx.client_auth::<S>()?;
-    if let Some(plan) = ctx.replay_check(&auth, storage)? {
-        return Ok(plan);
-    }
-    let sender = auth.leaf_index()?;
+    let MemberRequest {
+        auth,
+        snapshot,
+        mut roster,
+        principal,
+    } = match ctx.start_member_request(storage, &[RecordKind::Roster], false)? {
+        Started::Duplicate(plan) => return Ok(plan),
+        Started::Fresh(request) => request,
+    };
+    let sender = principal.leaf()?;
     let group_id = auth.group_id();
-    let snapshot = ctx.read_group(storage, group_id, &[RecordKind::Roster])?;
-    let mut roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    let suite = ciphersuite::<S>(roster.ciphersuite)?;
     let member = roster
         .members
         .get_mut(sender as usize)
@@ -34,7 +35,6 @@ where
         .ok_or(RejectReason::AuthenticationFailed(
             "no member at the sender's leaf",
         ))?;
-    auth.verify(ctx.crypto(), suite, member.signature_key.as_slice())?;
     member.queue_config = body.queue_config.clone();
 
     ctx.write_plan::<S>(

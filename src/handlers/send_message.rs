@@ -9,10 +9,10 @@ use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
-use super::{check_epoch, ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::error::RejectReason;
 use crate::fanout::fan_out;
-use crate::state::{Roster, Sequencer};
+use crate::state::Sequencer;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, SendMessageRequest};
 
@@ -25,30 +25,23 @@ where
     C: OpenMlsCrypto,
     S: DsStorage,
 {
-    let auth = ctx.client_auth::<S>()?;
-    if let Some(plan) = ctx.replay_check(&auth, storage)? {
-        return Ok(plan);
-    }
-    let sender = auth.leaf_index()?;
-    let group_id = auth.group_id();
-    let snapshot = ctx.read_group(
+    let MemberRequest {
+        auth,
+        snapshot,
+        roster,
+        principal,
+    } = match ctx.start_member_request(
         storage,
-        group_id,
         &[RecordKind::Roster, RecordKind::Sequencer],
-    )?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    let member = roster
-        .member(sender)
-        .ok_or(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
-        ))?;
+        false,
+    )? {
+        Started::Duplicate(plan) => return Ok(plan),
+        Started::Fresh(request) => request,
+    };
     // The PrivateMessage hides its sender (RFC 9420 §6.3), so the ClientSignature is what
     // authenticates the member to the DS.
-    auth.verify(
-        ctx.crypto(),
-        ciphersuite::<S>(roster.ciphersuite)?,
-        member.signature_key.as_slice(),
-    )?;
+    let sender = principal.leaf()?;
+    let group_id = auth.group_id();
 
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
     refuse_if_reinitialized(&roster)?;
@@ -78,7 +71,7 @@ where
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
         if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) {
-            return Err(RejectReason::MissingPendingProposals { refs: Vec::new() }.into());
+            return Err(RejectReason::HubRemovalsPending.into());
         }
     }
     let accepted = AcceptedMessage {
