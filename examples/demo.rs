@@ -1,31 +1,41 @@
 //! An end-to-end run of the MIMI hub with real openmls clients, all in one process.
 //!
-//! A Delivery Service for `hub.example` serves one group: Alice (one client at `a.example`)
-//! and Bob (a phone and a laptop at `b.example`). Every request is printed with its response
-//! and the fanout it caused; fanout is then delivered the way a Queueing Service would, and
-//! each client prints what it got out of its inbox.
+//! A Delivery Service for `hub.example` serves one group: Alice (a phone and, later, a laptop at
+//! `a.example`) and Bob (a phone and a laptop at `b.example`). Bob's clients join by Welcome,
+//! Alice's laptop by external commit, and Bob's phone rejoins the same way after losing its
+//! state; the DS itself proposes removing a client whose queue is gone. Every request (and the
+//! one hub event) is printed with its response and the fanout it caused; fanout is then
+//! delivered the way a Queueing Service would, and each client prints what it got out of its
+//! inbox.
 //!
 //! Run it with `cargo run --release --example demo`.
 
 use std::time::Instant;
 
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, START_MS};
+use mimi_ds::testing::{
+    decode_response, open_external_commit_info, Received, TestClient, TestDs, START_MS,
+};
 use mimi_ds::wire::{
     encode, ClientQueueConfig, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody,
-    DsResponseBody, ErrorCode, FanoutMessage, MlsMessageBytes, PROTOCOL_VERSION_MIMI_DS10,
+    DsResponseBody, ErrorCode, ExternalCommitInfo, FanoutMessage, MlsMessageBytes,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{Outcome, Status};
+use mimi_ds::{HubEvent, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{ContentType, MlsMessageBodyIn};
 
 const ALICE: usize = 0;
 const BOB_PHONE: usize = 1;
 const BOB_LAPTOP: usize = 2;
+const ALICE_LAPTOP: usize = 3;
 
 /// The hub, the clients, and what happened so far.
 struct World {
     ds: TestDs,
     clients: Vec<TestClient>,
+    /// Clients whose queues their provider deleted: deliveries to them are refused.
+    gone: Vec<usize>,
     requests: usize,
+    events: usize,
     accepted: usize,
     duplicates: usize,
     rejected: usize,
@@ -38,15 +48,36 @@ impl World {
     fn send(&mut self, operation: &str, requester: &str, request: Vec<u8>) -> Outcome {
         let outcome = self.ds.process(&request);
         self.requests += 1;
+        let origin = format!("from {requester}  ({} bytes)", request.len());
+        self.report(operation, &origin, &outcome);
+        outcome
+    }
+
+    /// Tells the hub what its server learned about the group and prints it like a request.
+    fn hub_event(&mut self, operation: &str, group_id: &[u8], event: &HubEvent) -> Outcome {
+        let outcome = self
+            .ds
+            .ds
+            .handle_event(
+                UnixTimeMs(self.ds.now_ms),
+                group_id,
+                event,
+                &mut self.ds.storage,
+            )
+            .expect("in-memory storage does not fail");
+        self.events += 1;
+        self.report(operation, "from the hub's own server", &outcome);
+        outcome
+    }
+
+    /// Counts an outcome and prints its status, response and fanout.
+    fn report(&mut self, operation: &str, origin: &str, outcome: &Outcome) {
         match outcome.status {
             Status::Rejected(_) => self.rejected += 1,
             Status::Duplicate => self.duplicates += 1,
             _ => self.accepted += 1,
         }
-        println!(
-            "\n>> {operation}  from {requester}  ({} bytes)",
-            request.len()
-        );
+        println!("\n>> {operation}  {origin}");
         println!("   status:   {:?}", outcome.status);
         println!("   response: {}", describe_response(&outcome.response));
         if outcome.fanout.is_empty() {
@@ -60,8 +91,12 @@ impl World {
                 .map(|q| String::from_utf8_lossy(q.as_slice()).into_owned())
                 .collect();
             let message = &fanout.request.message;
+            let stapled = match message.external_proposals.len() {
+                0 => String::new(),
+                n => format!(" +{n} stapled"),
+            };
             println!(
-                "   fanout:   -> {} : {} recipient(s) [{}], {} seq {}",
+                "   fanout:   -> {} : {} recipient(s) [{}], {} seq {}{stapled}",
                 fanout.destination,
                 fanout.recipient_count(),
                 queues.join(", "),
@@ -69,14 +104,35 @@ impl World {
                 message.sequence_number,
             );
         }
-        outcome
     }
 
-    /// Hands the fanout to the recipients' queues and lets every client process its inbox.
-    /// Returns the Welcomes that arrived, with the index of the client they are for.
-    fn deliver(&mut self, outcome: &Outcome) -> Vec<(usize, MlsMessageBytes)> {
-        let mut refs: Vec<&mut TestClient> = self.clients.iter_mut().collect();
-        self.deliveries += TestDs::route(outcome, &mut refs);
+    /// Hands the fanout to the recipients' queues, as their Queueing Services would. A queue
+    /// that is gone refuses the delivery.
+    fn route(&mut self, outcome: &Outcome) {
+        for fanout in &outcome.fanout {
+            let request = &fanout.request;
+            for queue in &request.recipients {
+                let target = self.clients.iter().position(|c| {
+                    c.queue.queue == *queue && c.queue.provider_domain == request.recipient_domain
+                });
+                match target {
+                    Some(index) if self.gone.contains(&index) => println!(
+                        "   {:<12} answered invalid_client_queue_information for {}",
+                        fanout.destination, self.clients[index].name
+                    ),
+                    Some(index) => {
+                        self.clients[index].inbox.push(request.message.clone());
+                        self.deliveries += 1;
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// Lets every client process its inbox. Returns the Welcomes that arrived, with the index
+    /// of the client they are for.
+    fn process_inboxes(&mut self) -> Vec<(usize, MlsMessageBytes)> {
         let mut welcomes = Vec::new();
         for (index, client) in self.clients.iter_mut().enumerate() {
             for received in client.process_inbox() {
@@ -95,10 +151,16 @@ impl World {
                         "welcome: ready to join".into()
                     }
                 };
-                println!("   {:<11} got {what}", client.name);
+                println!("   {:<12} got {what}", client.name);
             }
         }
         welcomes
+    }
+
+    /// Routes the fanout and lets every client process its inbox.
+    fn deliver(&mut self, outcome: &Outcome) -> Vec<(usize, MlsMessageBytes)> {
+        self.route(outcome);
+        self.process_inboxes()
     }
 
     /// A commit whose sender must merge it once the hub accepted it.
@@ -112,6 +174,29 @@ impl World {
         outcome.status
     }
 
+    /// An external commit built from `info`. The joiner merges it once the hub accepted it; if
+    /// its old leaf's queue gets the commit back, it skips it, having merged it already.
+    fn external_join(&mut self, joiner: usize, info: &ExternalCommitInfo) -> Status {
+        let request = self.clients[joiner].external_join_request(info);
+        let name = self.clients[joiner].name.clone();
+        let outcome = self.send("external_join", &format!("{name} (anonymous)"), request);
+        assert_eq!(outcome.status, Status::Accepted);
+        self.clients[joiner].confirm_commit();
+        self.route(&outcome);
+        let echoed = std::mem::take(&mut self.clients[joiner].inbox).len();
+        if echoed > 0 {
+            println!("   {name:<12} got its own commit back: already merged, skipped");
+        }
+        self.process_inboxes();
+        println!(
+            "   {name:<12} joined at epoch {} as leaf {}; the group has {} members",
+            self.clients[joiner].epoch(),
+            self.clients[joiner].leaf(),
+            self.clients[joiner].group().members().count()
+        );
+        outcome.status
+    }
+
     /// An application message from `sender`.
     fn message(&mut self, sender: usize, text: &str) -> Status {
         let request = self.clients[sender].message_request(text.as_bytes(), self.ds.now_ms);
@@ -120,25 +205,51 @@ impl World {
         self.deliver(&outcome);
         outcome.status
     }
+
+    /// The `group_info` answer in the clear.
+    fn group_info(&mut self, requester: &str, group_id: &[u8]) -> ExternalCommitInfo {
+        let out = self.send(
+            "group_info",
+            &format!("{requester} (anonymous)"),
+            TestClient::group_info_request(group_id),
+        );
+        let DsResponseBody::ExternalCommitInfo(info) = decode_response(&out.response).body else {
+            panic!("group_info was refused")
+        };
+        info
+    }
 }
 
 /// A one-line reading of a `DSResponse`.
 fn describe_response(bytes: &[u8]) -> String {
     match decode_response(bytes).body {
-        DsResponseBody::Accepted(a) => format!(
-            "Accepted {{ seq {}, time +{:.3}s, epoch {} }}",
-            a.sequence_number,
-            a.accepted_time_ms.saturating_sub(START_MS) as f64 / 1000.0,
-            a.epoch
-        ),
+        DsResponseBody::Accepted(a) => {
+            let proposals = match a.external_proposals.len() {
+                0 => String::new(),
+                1 => ", 1 external proposal".into(),
+                n => format!(", {n} external proposals"),
+            };
+            format!(
+                "Accepted {{ seq {}, time +{:.3}s, epoch {}{proposals} }}",
+                a.sequence_number,
+                a.accepted_time_ms.saturating_sub(START_MS) as f64 / 1000.0,
+                a.epoch
+            )
+        }
         DsResponseBody::Ok => "Ok".into(),
         DsResponseBody::GroupId(id) => format!("GroupId {}", printable(id.as_slice())),
-        DsResponseBody::SignaturePublicKey(key) => format!("SignaturePublicKey {}", hex(key.as_slice())),
-        DsResponseBody::ExternalCommitInfo(info) => format!(
-            "ExternalCommitInfo {{ group_info {} bytes, ratchet_tree {} bytes, {} pending proposal(s) }}",
-            info.group_info.as_bytes().len(),
-            info.ratchet_tree.as_bytes().len(),
-            info.pending_proposals.len()
+        DsResponseBody::SignaturePublicKey(key) => {
+            format!("SignaturePublicKey {}", hex(key.as_slice()))
+        }
+        DsResponseBody::WelcomeInfo(info) => format!(
+            "WelcomeInfo {{ ratchet_tree {} bytes }}",
+            info.ratchet_tree.as_bytes().len()
+        ),
+        DsResponseBody::ExternalCommitInfo(info) => describe_info(&info),
+        DsResponseBody::EncryptedExternalCommitInfo(sealed) => format!(
+            "EncryptedExternalCommitInfo {{ kem_output {} bytes, ciphertext {} bytes }}",
+            sealed.kem_output.as_slice().len(),
+            sealed.ciphertext.as_slice().len()
         ),
         DsResponseBody::Error(e) => {
             let details = match e.details {
@@ -154,6 +265,15 @@ fn describe_response(bytes: &[u8]) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+fn describe_info(info: &ExternalCommitInfo) -> String {
+    format!(
+        "ExternalCommitInfo {{ group_info {} bytes, ratchet_tree {} bytes, {} pending proposal(s) }}",
+        info.group_info.as_bytes().len(),
+        info.ratchet_tree.as_bytes().len(),
+        info.pending_proposals.len()
+    )
 }
 
 /// What kind of MLS message a fanout carries.
@@ -206,15 +326,21 @@ fn main() {
             TestClient::new("alice", "alice-phone", "a.example"),
             TestClient::new("bob", "bob-phone", "b.example"),
             TestClient::new("bob", "bob-laptop", "b.example"),
+            TestClient::new("alice", "alice-laptop", "a.example"),
         ],
+        gone: Vec::new(),
         requests: 0,
+        events: 0,
         accepted: 0,
         duplicates: 0,
         rejected: 0,
         deliveries: 0,
         decrypted: 0,
     };
-    println!("MIMI hub `hub.example`; alice-phone @ a.example, bob-phone + bob-laptop @ b.example");
+    println!(
+        "MIMI hub `hub.example`; alice-phone + alice-laptop @ a.example, \
+         bob-phone + bob-laptop @ b.example"
+    );
 
     section("Alice asks for a group ID and creates the group");
     let request = DsRequest {
@@ -236,7 +362,7 @@ fn main() {
     let out = w.send("create_group", "alice-phone", request);
     w.deliver(&out);
 
-    section("Alice adds Bob's two clients; the Welcome goes to b.example");
+    section("Alice adds Bob's two clients; they join with the tree from welcome_info");
     let key_packages = vec![
         w.clients[BOB_PHONE].key_package(),
         w.clients[BOB_LAPTOP].key_package(),
@@ -245,18 +371,16 @@ fn main() {
     let out = w.send("commits (add)", "alice-phone", request);
     w.clients[ALICE].confirm_commit();
     let welcomes = w.deliver(&out);
-    let out = w.send(
-        "group_info",
-        "bob (anonymous)",
-        TestClient::group_info_request(&group_id),
-    );
-    let DsResponseBody::ExternalCommitInfo(info) = decode_response(&out.response).body else {
-        panic!("group_info was refused")
-    };
     for (index, welcome) in welcomes {
-        w.clients[index].join_from_welcome(&welcome, &info.ratchet_tree);
+        let (request, processed) = w.clients[index].welcome_info_request(&welcome, w.ds.now_ms);
+        let requester = format!("{} (KeyPackageRef)", w.clients[index].name);
+        let out = w.send("welcome_info", &requester, request);
+        let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+            panic!("welcome_info was refused")
+        };
+        w.clients[index].join_with_tree(processed, &info.ratchet_tree);
         println!(
-            "   {:<11} joined at epoch {}",
+            "   {:<12} joined at epoch {}",
             w.clients[index].name,
             w.clients[index].epoch()
         );
@@ -273,7 +397,25 @@ fn main() {
     let request = w.clients[BOB_PHONE].update_request(w.ds.now_ms);
     w.commit("commits (update)", BOB_PHONE, request);
 
-    section("Bob's phone proposes removing the laptop; Alice's next commit includes it");
+    section("Alice's laptop joins by external commit");
+    w.ds.advance(1_000);
+    let (request, keys) = TestClient::encrypted_group_info_request(&group_id);
+    let out = w.send(
+        "group_info (encrypted to a fresh HPKE key)",
+        "alice-laptop (anonymous)",
+        request,
+    );
+    let DsResponseBody::EncryptedExternalCommitInfo(sealed) = decode_response(&out.response).body
+    else {
+        panic!("group_info was refused")
+    };
+    let info = open_external_commit_info(&sealed, &group_id, &keys).expect("open");
+    println!("   alice-laptop opened it: {}", describe_info(&info));
+    w.external_join(ALICE_LAPTOP, &info);
+    w.ds.advance(1_000);
+    w.message(ALICE_LAPTOP, "Hello from Alice's laptop.");
+
+    section("Bob's phone proposes removing Bob's laptop; Alice's next commit includes it");
     w.ds.advance(1_000);
     let laptop_leaf = w.clients[BOB_LAPTOP].leaf();
     let request = w.clients[BOB_PHONE].propose_remove_request(laptop_leaf, w.ds.now_ms);
@@ -321,6 +463,49 @@ fn main() {
     );
     w.deliver(&retry);
 
+    section("Bob's phone loses its state and resyncs");
+    w.ds.advance(1_000);
+    let old_leaf = w.clients[BOB_PHONE].leaf();
+    w.clients[BOB_PHONE].lose_state();
+    println!("   bob-phone    lost its group state (leaf {old_leaf}); it keeps its identity key");
+    let info = w.group_info("bob-phone", &group_id);
+    w.external_join(BOB_PHONE, &info);
+    w.ds.advance(1_000);
+    w.message(BOB_PHONE, "Sorry, my phone was reset. Back now.");
+    w.ds.advance(500);
+    w.message(ALICE, "Welcome back!");
+
+    section("The hub removes a client whose queue is gone");
+    w.ds.advance(1_000);
+    w.clients[ALICE_LAPTOP].lose_state();
+    w.gone.push(ALICE_LAPTOP);
+    println!("   alice-laptop is wiped; a.example deletes its queue");
+    w.message(ALICE, "Is my laptop still in here?");
+    let queue = w.clients[ALICE_LAPTOP].queue.clone();
+    let proposal = w.hub_event(
+        "hub event QueueRejected (a.example: alice-laptop)",
+        &group_id,
+        &HubEvent::QueueRejected(queue),
+    );
+    assert_eq!(proposal.status, Status::Accepted);
+    println!("   (the DS's Remove proposal has not reached bob-phone yet)");
+    w.ds.advance(200);
+    let refused = w.message(BOB_PHONE, "Anyone there?");
+    assert_eq!(
+        refused,
+        Status::Rejected(ErrorCode::MissingPendingProposals)
+    );
+    w.deliver(&proposal);
+    w.ds.advance(500);
+    let request = w.clients[ALICE].update_request(w.ds.now_ms);
+    w.commit("commits (update + the DS's remove)", ALICE, request);
+    println!(
+        "   alice-phone  sees {} members",
+        w.clients[ALICE].group().members().count()
+    );
+    w.ds.advance(500);
+    w.message(BOB_PHONE, "Messages flow again.");
+
     section("Alice removes Bob's phone");
     w.ds.advance(1_000);
     let phone_leaf = w.clients[BOB_PHONE].leaf();
@@ -336,9 +521,10 @@ fn main() {
     assert_eq!(after_delete, Status::Rejected(ErrorCode::UnknownGroup));
 
     println!(
-        "\nSummary: {} requests, {} accepted (+{} duplicate), {} rejected, {} fanout deliveries, \
-         {} messages decrypted, {:.2?} elapsed",
+        "\nSummary: {} requests + {} hub event, {} accepted (+{} duplicate), {} rejected, \
+         {} fanout deliveries, {} messages decrypted, {:.2?} elapsed",
         w.requests,
+        w.events,
         w.accepted,
         w.duplicates,
         w.rejected,
