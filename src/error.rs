@@ -141,6 +141,9 @@ impl RejectReason {
             Self::InvalidProposal { refs, .. } | Self::MissingPendingProposals { refs } => {
                 DsErrorDetails::ProposalRefs(refs.iter().cloned().map(VLBytes::from).collect())
             }
+            // The code's details are a ref list; the hub's pending removals are listed by
+            // `group_info`, so none are repeated here.
+            Self::HubRemovalsPending => DsErrorDetails::ProposalRefs(Vec::new()),
             _ => DsErrorDetails::None,
         };
         DsError {
@@ -187,4 +190,83 @@ impl<E: std::error::Error + 'static> From<DecodeError> for Failure<E> {
 /// A bug: state that mimi-ds itself wrote or computed does not decode/encode.
 pub(crate) fn internal<E: std::error::Error + 'static>(what: impl std::fmt::Display) -> Failure<E> {
     Failure::Process(ProcessError::Internal(what.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::encode;
+
+    /// Every reason must produce a `DSError` whose details fit its code, or the error response
+    /// could not be encoded and `process` would fail instead of answering.
+    #[test]
+    fn every_reject_reason_encodes() {
+        let reasons = [
+            RejectReason::Malformed(DecodeError::TrailingBytes {
+                type_name: "x",
+                count: 1,
+            }),
+            RejectReason::UnsupportedVersion(2),
+            RejectReason::TooLarge { size: 2, limit: 1 },
+            RejectReason::StaleTimestamp {
+                timestamp_ms: 0,
+                now_ms: 1,
+            },
+            RejectReason::Replayed,
+            RejectReason::AuthenticationFailed("x"),
+            RejectReason::UnknownGroup,
+            RejectReason::InvalidGroupId("x"),
+            RejectReason::InvalidGroupInfo("x".into()),
+            RejectReason::InvalidLeafNode("x".into()),
+            RejectReason::WrongEpoch {
+                current: 2,
+                message_epoch: 1,
+            },
+            RejectReason::FutureEpoch {
+                current: 1,
+                message_epoch: 2,
+            },
+            RejectReason::NotAllowed("x".into()),
+            RejectReason::InvalidProposal {
+                refs: vec![vec![1]],
+                reason: "x".into(),
+            },
+            RejectReason::MissingPendingProposals {
+                refs: vec![vec![1]],
+            },
+            RejectReason::HubRemovalsPending,
+            RejectReason::InvalidMessageType("x"),
+            RejectReason::InvalidMlsMessage("x".into()),
+            RejectReason::UnsupportedOperation(DsRequestType::KeyPackages),
+            RejectReason::Conflict,
+        ];
+        for reason in reasons {
+            // A new variant must be added above: this match has no wildcard.
+            match reason {
+                RejectReason::Malformed(_)
+                | RejectReason::UnsupportedVersion(_)
+                | RejectReason::TooLarge { .. }
+                | RejectReason::StaleTimestamp { .. }
+                | RejectReason::Replayed
+                | RejectReason::AuthenticationFailed(_)
+                | RejectReason::UnknownGroup
+                | RejectReason::InvalidGroupId(_)
+                | RejectReason::InvalidGroupInfo(_)
+                | RejectReason::InvalidLeafNode(_)
+                | RejectReason::WrongEpoch { .. }
+                | RejectReason::FutureEpoch { .. }
+                | RejectReason::NotAllowed(_)
+                | RejectReason::InvalidProposal { .. }
+                | RejectReason::MissingPendingProposals { .. }
+                | RejectReason::HubRemovalsPending
+                | RejectReason::InvalidMessageType(_)
+                | RejectReason::InvalidMlsMessage(_)
+                | RejectReason::UnsupportedOperation(_)
+                | RejectReason::Conflict => {}
+            }
+            let error = reason.to_wire();
+            assert_eq!(error.code, reason.code());
+            assert!(encode(&error).is_ok(), "{reason:?} does not encode");
+        }
+    }
 }
