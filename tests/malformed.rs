@@ -1,50 +1,162 @@
-//! A systematic sweep of damaged requests. A realistic set of valid requests is built with real
-//! openmls clients, each together with a snapshot of the DS storage taken just before it. Every
-//! variant (truncations, single-bit flips, re-signatures by other senders, stale epochs) is
-//! processed on a fresh clone of that snapshot and must not panic, must not return `Err`, and
+//! A systematic sweep of damaged requests. Every kind of request the DS serves is built with
+//! real openmls clients, each together with a snapshot of the DS storage taken just before it.
+//! Every variant (truncations, single-bit flips, re-signatures by other senders, stale epochs)
+//! is processed on a fresh clone of that snapshot and must not panic, must not return `Err`, and
 //! must be refused with storage byte-identical and no fanout, unless the variant is a request
-//! the DS is entitled to accept (listed explicitly below).
+//! the DS is entitled to accept: see [`IfDamaged`] for the per-kind rule.
+//!
+//! The valid requests come from two groups on one DS:
+//! - Alice's group: `create_group`, a `commits` adding Bob with a Welcome, `send_message`,
+//!   `update_queue_info`, signed and unauthenticated `group_info`, an update commit, a Remove
+//!   proposal and the commit including it.
+//! - Dave's group: `request_group_id`, `signature_public_key`, `add_users` (Erin's two
+//!   clients, which registered Erin's user key), `welcome_info` (`key_package_ref` sender),
+//!   `add_clients` (Dave's second client), `update_client` with a queue configuration,
+//!   `proposals` signed with Erin's user key (`user_key_hash` sender), `self_remove_client`,
+//!   `remove_clients`, an encrypted `group_info`, `external_join` (Dave's third client), an
+//!   `external_join` resyncing Erin's client after it lost its state, `remove_users` and
+//!   `delete_group`.
 
 use std::collections::BTreeMap;
+use std::mem::{discriminant, Discriminant};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use mimi_ds::storage::InMemoryStorage;
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
+use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
-    decode_exact, ClientQueueConfig, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody,
-    DsResponseBody, DsSenderId, ErrorCode, GroupInfoRequest,
+    decode_exact, encode, ClientQueueConfig, DeleteGroupRequest, DsAuthData, DsErrorDetails,
+    DsRequest, DsRequestBody, DsRequestType, DsResponseBody, DsSenderId, ErrorCode,
+    ExternalCommitInfo, GroupInfoRequest, MembershipCommitRequest, MlsMessageBytes,
+    ProposalsRequest, RatchetTreeBytes, UpdateClientRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{Outcome, Status, UnixTimeMs};
+use openmls::prelude::LeafNodeIndex;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::OpenMlsProvider as _;
 
 /// What a request does, which decides how it may fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// `request_group_id`: unauthenticated, reserves a fresh ID.
+    RequestGroupId,
+    /// `signature_public_key`: unauthenticated read of the DS's key.
+    SignaturePublicKey,
     CreateGroup,
+    /// A commit by a member: `commits` and the per-operation commits (`add_users`,
+    /// `add_clients`, `remove_users`, `remove_clients`, `update_client`, `delete_group`).
     Commit,
+    /// An external commit: unauthenticated at the DS layer, signed by the joiner in MLS.
+    ExternalJoin,
+    /// `proposals` and `self_remove_client`.
     Proposal,
     Message,
     QueueInfo,
     GroupInfo,
+    /// `welcome_info`, signed with the KeyPackage's key (`key_package_ref` sender).
+    WelcomeInfo,
+}
+
+/// What a damaged variant of a valid request may do besides being refused (with storage
+/// byte-identical and no fanout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfDamaged {
+    /// Nothing: it is never accepted. Every byte of a signed request is covered by its
+    /// ClientSignature; every byte of an external join by the joiner's signatures over the
+    /// commit and the GroupInfo (whose confirmation tag the commit's must match), or frames them.
+    Refused,
+    /// An unauthenticated request (a read, or `request_group_id`) may be accepted if it does
+    /// what the original does: the same kind of answer, the same number of fanout messages
+    /// (none), and a storage change only if the original changes storage (`request_group_id`
+    /// reserves an ID). E.g. a flipped bit inside `group_info`'s HPKE key is another valid
+    /// X25519 key: the answer is encrypted to a key nobody holds, which is harmless.
+    RefusedOrEquivalent,
+}
+
+/// The rule for a request, explicit per kind.
+fn if_damaged(kind: Kind, request: &[u8]) -> IfDamaged {
+    let signed = matches!(
+        decode_exact::<DsRequest>(request).unwrap().auth,
+        DsAuthData::ClientSignature(_)
+    );
+    match kind {
+        // Strict for anything carrying a ClientSignature, whatever it is.
+        _ if signed => IfDamaged::Refused,
+        Kind::ExternalJoin => IfDamaged::Refused,
+        Kind::RequestGroupId | Kind::SignaturePublicKey | Kind::GroupInfo => {
+            IfDamaged::RefusedOrEquivalent
+        }
+        Kind::CreateGroup
+        | Kind::Commit
+        | Kind::Proposal
+        | Kind::Message
+        | Kind::QueueInfo
+        | Kind::WelcomeInfo => panic!("{kind:?} requests are always signed"),
+    }
+}
+
+/// What the valid request did on its snapshot, to compare accepted damaged variants with.
+#[derive(Debug, Clone, Copy)]
+struct Effect {
+    response: Discriminant<DsResponseBody>,
+    fanout: usize,
+    writes: bool,
 }
 
 /// One valid request with the storage it is valid against.
 struct Case {
     name: &'static str,
     kind: Kind,
+    if_damaged: IfDamaged,
     request: Vec<u8>,
     /// Storage just before the request was accepted.
     storage: InMemoryStorage,
     now_ms: u64,
-    /// A commit for the same epoch by the same or another member, valid on `storage`; once it is
-    /// accepted, `request` is for an old epoch.
+    /// What it did on `storage` (filled in when the case is recorded).
+    effect: Option<Effect>,
+    /// Whether the scenario went on from its result (otherwise it was only accepted on a
+    /// clone of `storage`, and the clients forgot it).
+    applied: bool,
+    /// A commit for the same epoch by another member (or the same one), valid on `storage`; once
+    /// it is accepted, `request` is for an old epoch.
     interloper: Option<Vec<u8>>,
     /// The group's epoch in `storage`.
     epoch: u64,
     /// The body signed with a key that is not the claimed sender's (another member's, or a
-    /// non-member's), or naming a leaf without a member.
+    /// non-member's), or naming a sender nobody is; for an external join, the commit wrapped
+    /// in a member's ClientSignature.
     wrong_senders: Vec<Vec<u8>>,
     /// The body signed by another member as itself.
     as_other_member: Option<Vec<u8>>,
+}
+
+impl Case {
+    fn new(name: &'static str, kind: Kind, epoch: u64, request: Vec<u8>, ds: &TestDs) -> Self {
+        Self {
+            name,
+            kind,
+            if_damaged: if_damaged(kind, &request),
+            request,
+            storage: ds.storage.clone(),
+            now_ms: ds.now_ms,
+            effect: None,
+            applied: true,
+            interloper: None,
+            epoch,
+            wrong_senders: Vec::new(),
+            as_other_member: None,
+        }
+    }
+
+    fn request_type(&self) -> DsRequestType {
+        body_of(&self.request).request_type()
+    }
+
+    fn effect(&self) -> Effect {
+        self.effect.expect("recorded")
+    }
 }
 
 struct Scenario {
@@ -59,20 +171,57 @@ impl Scenario {
             .process(UnixTimeMs(case.now_ms), request, storage)
             .expect("in-memory storage does not fail")
     }
+
+    /// Records a case: it must be accepted on its snapshot; the scenario goes on from there.
+    fn push(&mut self, case: Case) -> Outcome {
+        self.record(case, true)
+    }
+
+    /// Records a case that is accepted on its snapshot but not applied.
+    fn push_unapplied(&mut self, case: Case) -> Outcome {
+        self.record(case, false)
+    }
+
+    fn record(&mut self, mut case: Case, apply: bool) -> Outcome {
+        assert!(
+            case.storage == self.ds.storage,
+            "{}: stale snapshot",
+            case.name
+        );
+        let mut storage = case.storage.clone();
+        let out = self.process(&case, &mut storage, &case.request);
+        assert_eq!(
+            out.status,
+            Status::Accepted,
+            "{}: {:?}",
+            case.name,
+            decode_response(&out.response)
+        );
+        case.effect = Some(Effect {
+            response: discriminant(&decode_response(&out.response).body),
+            fanout: out.fanout.len(),
+            writes: storage != case.storage,
+        });
+        case.applied = apply;
+        if apply {
+            self.ds.storage = storage;
+        }
+        self.cases.push(case);
+        out
+    }
 }
 
 fn body_of(request: &[u8]) -> DsRequestBody {
     decode_exact::<DsRequest>(request).unwrap().body
 }
 
-fn sender_leaf(request: &[u8]) -> u32 {
-    match decode_exact::<DsRequest>(request).unwrap().auth {
-        DsAuthData::ClientSignature(signature) => match signature.sender_id {
-            DsSenderId::LeafIndex(leaf) => leaf,
-            other => panic!("{other:?}"),
-        },
-        other => panic!("{other:?}"),
-    }
+fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
+    encode(&DsRequest {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+        auth: DsAuthData::Unauthenticated,
+    })
+    .unwrap()
 }
 
 fn accept(ds: &mut TestDs, request: &[u8]) -> Outcome {
@@ -86,100 +235,147 @@ fn accept(ds: &mut TestDs, request: &[u8]) -> Outcome {
     out
 }
 
-/// Wrong-sender variants of `request`: `outsider`'s key claiming the sender's leaf, and a leaf
-/// nobody occupies.
-fn wrong_senders(
-    request: &[u8],
-    group_id: &[u8],
-    now_ms: u64,
-    impostors: &[&TestClient],
-) -> Vec<Vec<u8>> {
-    let body = body_of(request);
-    let leaf = sender_leaf(request);
+/// Wrong-sender variants of a signed `request`: each impostor's key claiming the request's
+/// sender, and the request's signer claiming a sender nobody is (leaf 5, which no scenario
+/// group reaches, or a KeyPackageRef / user key hash of the right length that names nothing).
+fn wrong_senders(request: &[u8], impostors: &[&TestClient]) -> Vec<Vec<u8>> {
+    let DsRequest { body, auth, .. } = decode_exact::<DsRequest>(request).unwrap();
+    let DsAuthData::ClientSignature(signature) = auth else {
+        panic!("unsigned")
+    };
+    let group_id = signature.group_id.as_slice();
+    let now_ms = signature.timestamp_ms;
+    let nobody = match &signature.sender_id {
+        DsSenderId::LeafIndex(_) => DsSenderId::LeafIndex(5),
+        DsSenderId::KeyPackageRef(r) => {
+            DsSenderId::KeyPackageRef(vec![0xa5; r.as_slice().len()].into())
+        }
+        DsSenderId::UserKeyHash(h) => {
+            DsSenderId::UserKeyHash(vec![0xa5; h.as_slice().len()].into())
+        }
+        other => panic!("{other:?}"),
+    };
     let mut variants: Vec<Vec<u8>> = impostors
         .iter()
-        .map(|c| c.signed_as(body.clone(), group_id, now_ms, DsSenderId::LeafIndex(leaf)))
+        .map(|c| c.signed_as(body.clone(), group_id, now_ms, signature.sender_id.clone()))
         .collect();
-    variants.push(impostors[0].signed_as(body, group_id, now_ms, DsSenderId::LeafIndex(5)));
+    variants.push(impostors[0].signed_as(body, group_id, now_ms, nobody));
     variants
 }
 
-/// Builds the scenario: a group created by Alice, Bob added with a Welcome, messages, a queue
-/// update, a signed GroupInfo request, an update commit, a proposal and the commit including it.
-fn scenario() -> Scenario {
-    let mut ds = TestDs::new("hub.example");
-    let mut alice = TestClient::new("alice", "alice-1", "a.example");
-    let mut bob = TestClient::new("bob", "bob-1", "b.example");
-    let carol = TestClient::new("carol", "carol-1", "c.example"); // never a member
-    let mut cases = Vec::new();
-    let group_id = ds.request_group_id();
-    let now = ds.now_ms;
+/// A commit for the current epoch by `client`, then forgotten by it.
+fn interloper(client: &mut TestClient, now_ms: u64) -> Vec<u8> {
+    let request = client.update_request(now_ms);
+    client.discard_commit();
+    request
+}
 
-    // create_group.
-    alice.create_group(&group_id, &ds.external_sender);
-    let request = alice.create_group_request(now);
-    cases.push(Case {
-        name: "create_group",
-        kind: Kind::CreateGroup,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol]),
-        as_other_member: None,
-        interloper: None,
-        epoch: 0,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+/// The only message `client` got: a Welcome.
+fn welcome_of(client: &mut TestClient) -> MlsMessageBytes {
+    match client.process_inbox().pop() {
+        Some(Received::Welcome(welcome)) => welcome,
+        other => panic!("{}: no Welcome: {other:?}", client.name),
+    }
+}
 
-    // An add commit with a Welcome (Alice alone: the interloper is her own other commit).
-    let interloper = alice.update_request(now);
-    alice.discard_commit();
-    let request = alice.add_request(vec![bob.key_package()], now);
-    cases.push(Case {
-        name: "add_commit_with_welcome",
-        kind: Kind::Commit,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &bob]),
-        as_other_member: None,
-        interloper: Some(interloper),
-        epoch: 0,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let out = accept(&mut ds, &request);
-    alice.confirm_commit();
-    TestDs::route(&out, &mut [&mut bob]);
-    let tree = match decode_response(
-        &ds.process(&TestClient::group_info_request(&group_id))
+/// Routes an accepted commit to `members`, each of which must process it.
+fn deliver(out: &Outcome, members: &mut [&mut TestClient], epoch: u64) {
+    TestDs::route(out, members);
+    for member in members.iter_mut() {
+        match &member.process_inbox()[..] {
+            [Received::Commit { removed: true, .. }] => {}
+            [Received::Commit { epoch: e, .. }] if *e == epoch => {}
+            other => panic!("{}: {other:?}", member.name),
+        }
+    }
+}
+
+fn group_info(ds: &mut TestDs, group_id: &[u8]) -> ExternalCommitInfo {
+    match decode_response(
+        &ds.process(&TestClient::group_info_request(group_id))
             .response,
     )
     .body
     {
-        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
+        DsResponseBody::ExternalCommitInfo(info) => info,
         other => panic!("{other:?}"),
+    }
+}
+
+fn welcome_tree(out: &Outcome) -> RatchetTreeBytes {
+    match decode_response(&out.response).body {
+        DsResponseBody::WelcomeInfo(info) => info.ratchet_tree,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The client forgets the proposals it made (their requests were not applied).
+fn forget_proposals(client: &mut TestClient) {
+    let storage = client.provider.storage();
+    client
+        .group
+        .as_mut()
+        .unwrap()
+        .clear_pending_proposals(storage)
+        .unwrap();
+}
+
+/// Both groups' cases on one DS, built once for all tests (building costs about as much as a
+/// small sweep in debug builds).
+fn scenario() -> &'static Scenario {
+    static SCENARIO: OnceLock<Scenario> = OnceLock::new();
+    SCENARIO.get_or_init(build_scenario)
+}
+
+fn build_scenario() -> Scenario {
+    let mut scenario = Scenario {
+        ds: TestDs::new("hub.example"),
+        cases: Vec::new(),
     };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
-        panic!("no Welcome")
-    };
+    first_group(&mut scenario);
+    second_group(&mut scenario);
+    scenario
+}
+
+/// Alice's group: created by Alice, Bob added with a Welcome, messages, a queue update, a
+/// signed and an unauthenticated GroupInfo request, an update commit, a proposal and the commit
+/// including it.
+fn first_group(s: &mut Scenario) {
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let carol = TestClient::new("carol", "carol-1", "c.example"); // never a member
+    let group_id = s.ds.request_group_id();
+    let now = s.ds.now_ms;
+
+    // create_group.
+    alice.create_group(&group_id, &s.ds.external_sender);
+    let request = alice.create_group_request(now);
+    let mut case = Case::new("create_group", Kind::CreateGroup, 0, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol]);
+    let _ = s.push(case);
+
+    // An add commit with a Welcome (Alice alone: the interloper is her own other commit).
+    let stale = interloper(&mut alice, now);
+    let request = alice.add_request(vec![bob.key_package()], now);
+    let mut case = Case::new("add_commit_with_welcome", Kind::Commit, 0, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob]);
+    let tree = group_info(&mut s.ds, &group_id).ratchet_tree;
+    let welcome = welcome_of(&mut bob);
     bob.join_from_welcome(&welcome, &tree);
 
     // send_message. Signed by Bob as himself it is a valid request of Bob's: a PrivateMessage
     // hides its sender from the DS (RFC 9420 §6.3).
-    let interloper = alice.update_request(now);
-    alice.discard_commit();
+    let stale = interloper(&mut alice, now);
     let request = alice.message_request(b"hello bob", now);
-    cases.push(Case {
-        name: "send_message",
-        kind: Kind::Message,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &bob]),
-        as_other_member: Some(bob.signed(body_of(&request), now)),
-        interloper: Some(interloper),
-        epoch: 1,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let out = accept(&mut ds, &request);
+    let mut case = Case::new("send_message", Kind::Message, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.as_other_member = Some(bob.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
     TestDs::route(&out, &mut [&mut bob]);
     assert_eq!(
         bob.process_inbox(),
@@ -192,18 +388,10 @@ fn scenario() -> Scenario {
         queue: b"bob-1-new".to_vec().into(),
     };
     let request = bob.update_queue_request(queue, now);
-    cases.push(Case {
-        name: "update_queue_info",
-        kind: Kind::QueueInfo,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &alice]),
-        as_other_member: Some(alice.signed(body_of(&request), now)),
-        interloper: None,
-        epoch: 1,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+    let mut case = Case::new("update_queue_info", Kind::QueueInfo, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &alice]);
+    case.as_other_member = Some(alice.signed(body_of(&case.request), now));
+    let _ = s.push(case);
 
     // A signed group_info request by Alice (any member may read).
     let body = DsRequestBody::GroupInfo(GroupInfoRequest {
@@ -211,50 +399,29 @@ fn scenario() -> Scenario {
         encryption_key: None,
     });
     let request = alice.signed(body.clone(), now);
-    cases.push(Case {
-        name: "signed_group_info",
-        kind: Kind::GroupInfo,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &bob]),
-        as_other_member: Some(bob.signed(body, now)),
-        interloper: None,
-        epoch: 1,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+    let mut case = Case::new("signed_group_info", Kind::GroupInfo, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.as_other_member = Some(bob.signed(body, now));
+    let _ = s.push(case);
 
     // The same read without authentication (the embedding server's policy decides who may).
     let request = TestClient::group_info_request(&group_id);
-    cases.push(Case {
-        name: "unauthenticated_group_info",
-        kind: Kind::GroupInfo,
-        wrong_senders: Vec::new(),
-        as_other_member: None,
-        interloper: None,
-        epoch: 1,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+    let _ = s.push(Case::new(
+        "unauthenticated_group_info",
+        Kind::GroupInfo,
+        1,
+        request,
+        &s.ds,
+    ));
 
     // An update commit by Bob.
-    let interloper = alice.update_request(now);
-    alice.discard_commit();
+    let stale = interloper(&mut alice, now);
     let request = bob.update_request(now);
-    cases.push(Case {
-        name: "update_commit",
-        kind: Kind::Commit,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &alice]),
-        as_other_member: Some(alice.signed(body_of(&request), now)),
-        interloper: Some(interloper),
-        epoch: 1,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let out = accept(&mut ds, &request);
+    let mut case = Case::new("update_commit", Kind::Commit, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &alice]);
+    case.as_other_member = Some(alice.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(
@@ -266,46 +433,278 @@ fn scenario() -> Scenario {
     );
 
     // A Remove proposal by Alice.
-    let interloper = bob.update_request(now);
-    bob.discard_commit();
+    let stale = interloper(&mut bob, now);
     let request = alice.propose_remove_request(bob.leaf(), now);
-    cases.push(Case {
-        name: "proposal",
-        kind: Kind::Proposal,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &bob]),
-        as_other_member: Some(bob.signed(body_of(&request), now)),
-        interloper: Some(interloper),
-        epoch: 2,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+    let mut case = Case::new("proposal", Kind::Proposal, 2, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.as_other_member = Some(bob.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let _ = s.push(case);
 
     // The commit that includes the proposal (removes Bob).
     let request = alice.update_request(now);
-    cases.push(Case {
-        name: "commit_with_pending_proposal",
-        kind: Kind::Commit,
-        wrong_senders: wrong_senders(&request, &group_id, now, &[&carol, &bob]),
-        as_other_member: Some(bob.signed(body_of(&request), now)),
-        interloper: None,
-        epoch: 2,
-        storage: ds.storage.clone(),
-        now_ms: now,
-        request: request.clone(),
-    });
-    let _ = accept(&mut ds, &request);
+    let mut case = Case::new(
+        "commit_with_pending_proposal",
+        Kind::Commit,
+        2,
+        request,
+        &s.ds,
+    );
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.as_other_member = Some(bob.signed(body_of(&case.request), now));
+    let _ = s.push(case);
+}
 
-    Scenario { ds, cases }
+/// Dave's group: the DS-level reads, the per-operation commits, Welcome and external joins,
+/// user-key authentication and self-removal.
+fn second_group(s: &mut Scenario) {
+    let now = s.ds.now_ms;
+    let carol = TestClient::new("carol", "carol-2", "c.example"); // never a member
+    let mut dave1 = TestClient::new("dave", "dave-1", "d.example");
+    let mut dave2 = TestClient::new("dave", "dave-2", "d.example");
+    let mut dave3 = TestClient::new("dave", "dave-3", "d.example");
+    let mut erin1 = TestClient::new("erin", "erin-1", "e.example");
+    let mut erin2 = TestClient::new("erin", "erin-2", "e.example");
+    // Erin's user key, registered through both clients' KeyPackages.
+    let user_key = Rc::new(SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap());
+    erin1.user_key = Some(user_key.clone());
+    erin2.user_key = Some(user_key);
+
+    // request_group_id and signature_public_key: unauthenticated, no group.
+    let request = unauthenticated(DsRequestBody::RequestGroupId);
+    let out = s.push(Case::new(
+        "request_group_id",
+        Kind::RequestGroupId,
+        0,
+        request,
+        &s.ds,
+    ));
+    let group_id = match decode_response(&out.response).body {
+        DsResponseBody::GroupId(id) => id.as_slice().to_vec(),
+        other => panic!("{other:?}"),
+    };
+    let request = unauthenticated(DsRequestBody::SignaturePublicKey);
+    let _ = s.push(Case::new(
+        "signature_public_key",
+        Kind::SignaturePublicKey,
+        0,
+        request,
+        &s.ds,
+    ));
+
+    dave1.create_group(&group_id, &s.ds.external_sender);
+    let request = dave1.create_group_request(now);
+    let _ = accept(&mut s.ds, &request);
+
+    // add_users: both of Erin's clients, with their Welcome (epoch 0 → 1).
+    let stale = interloper(&mut dave1, now);
+    let (update, welcome) =
+        dave1.stage_commit(|b| b.propose_adds(vec![erin1.key_package(), erin2.key_package()]));
+    let request = dave1.signed(
+        DsRequestBody::AddUsers(MembershipCommitRequest {
+            group_update: update,
+            welcome_messages: welcome.into_iter().collect(),
+        }),
+        now,
+    );
+    let mut case = Case::new("add_users", Kind::Commit, 0, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &erin1]);
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    dave1.confirm_commit();
+    TestDs::route(&out, &mut [&mut erin1, &mut erin2]);
+    let welcomes = [welcome_of(&mut erin1), welcome_of(&mut erin2)];
+
+    // welcome_info by Erin's first client (key_package_ref sender); the second joins likewise.
+    let (request, processed) = erin1.welcome_info_request(&welcomes[0], now);
+    let mut case = Case::new("welcome_info", Kind::WelcomeInfo, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave1, &erin2]);
+    let out = s.push(case);
+    erin1.join_with_tree(processed, &welcome_tree(&out));
+    let (request, processed) = erin2.welcome_info_request(&welcomes[1], now);
+    let out = accept(&mut s.ds, &request);
+    erin2.join_with_tree(processed, &welcome_tree(&out));
+
+    // add_clients: Dave's second client, with its Welcome (1 → 2).
+    let stale = interloper(&mut erin1, now);
+    let (update, welcome) = dave1.stage_commit(|b| b.propose_adds(vec![dave2.key_package()]));
+    let request = dave1.signed(
+        DsRequestBody::AddClients(MembershipCommitRequest {
+            group_update: update,
+            welcome_messages: welcome.into_iter().collect(),
+        }),
+        now,
+    );
+    let mut case = Case::new("add_clients", Kind::Commit, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &erin1]);
+    case.as_other_member = Some(erin1.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    dave1.confirm_commit();
+    deliver(&out, &mut [&mut erin1, &mut erin2], 2);
+    TestDs::route(&out, &mut [&mut dave2]);
+    let welcome = welcome_of(&mut dave2);
+    let (request, processed) = dave2.welcome_info_request(&welcome, now);
+    let out = accept(&mut s.ds, &request);
+    dave2.join_with_tree(processed, &welcome_tree(&out));
+
+    // update_client moving Erin's first client's queue (2 → 3).
+    let stale = interloper(&mut dave2, now);
+    let moved = ClientQueueConfig {
+        provider_domain: b"e2.example".to_vec().into(),
+        queue: b"erin-1-moved".to_vec().into(),
+    };
+    let (update, _) = erin1.stage_commit(|b| b.force_self_update(true));
+    let request = erin1.signed(
+        DsRequestBody::UpdateClient(UpdateClientRequest {
+            group_update: update,
+            queue_config: Some(moved.clone()),
+        }),
+        now,
+    );
+    let mut case = Case::new("update_client", Kind::Commit, 2, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave1]);
+    case.as_other_member = Some(dave1.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    erin1.confirm_commit();
+    erin1.queue = moved;
+    deliver(&out, &mut [&mut dave1, &mut dave2, &mut erin2], 3);
+
+    // Two proposals at epoch 3, each only accepted on its snapshot.
+    let stale = interloper(&mut dave1, now);
+    // Erin's first client proposes removing her second, signed with Erin's user key.
+    let leaf = erin2.leaf();
+    let proposal = erin1.propose_remove_request(leaf, now);
+    let DsRequestBody::Proposals(ProposalsRequest { proposals }) = body_of(&proposal) else {
+        panic!("not proposals")
+    };
+    let request = erin1.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        now,
+    );
+    let mut case = Case::new("user_key_proposals", Kind::Proposal, 3, request, &s.ds);
+    // Erin's client key is not her user key.
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave1, &erin1]);
+    case.as_other_member = Some(dave1.signed(body_of(&case.request), now));
+    case.interloper = Some(stale.clone());
+    let _ = s.push_unapplied(case);
+    forget_proposals(&mut erin1);
+    // Erin's second client removes itself.
+    let request = erin2.self_remove_request(now);
+    let mut case = Case::new("self_remove_client", Kind::Proposal, 3, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave1]);
+    case.as_other_member = Some(dave1.signed(body_of(&case.request), now));
+    case.interloper = Some(stale.clone());
+    let _ = s.push_unapplied(case);
+    forget_proposals(&mut erin2);
+
+    // remove_clients: Erin's first client removes her second (3 → 4).
+    let (update, _) = erin1.stage_commit(|b| b.propose_removals([LeafNodeIndex::new(leaf)]));
+    let request = erin1.signed(
+        DsRequestBody::RemoveClients(DeleteGroupRequest {
+            group_update: update,
+        }),
+        now,
+    );
+    let mut case = Case::new("remove_clients", Kind::Commit, 3, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave1]);
+    case.as_other_member = Some(dave1.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    erin1.confirm_commit();
+    deliver(&out, &mut [&mut dave1, &mut dave2, &mut erin2], 4);
+
+    // An unauthenticated group_info answered encrypted to the requester's HPKE key.
+    let (request, _keys) = TestClient::encrypted_group_info_request(&group_id);
+    let _ = s.push(Case::new(
+        "encrypted_group_info",
+        Kind::GroupInfo,
+        4,
+        request,
+        &s.ds,
+    ));
+
+    // external_join: Dave's third client (a new client of a user in the group) (4 → 5).
+    let info = group_info(&mut s.ds, &group_id);
+    let stale = interloper(&mut dave1, now);
+    let request = dave3.external_join_request(&info);
+    let mut case = Case::new("external_join", Kind::ExternalJoin, 4, request, &s.ds);
+    case.wrong_senders = vec![dave1.signed(body_of(&case.request), now)];
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    dave3.confirm_commit();
+    deliver(&out, &mut [&mut dave1, &mut dave2, &mut erin1], 5);
+
+    // Erin's client loses its state and resyncs by external commit (5 → 6).
+    erin1.lose_state();
+    let info = group_info(&mut s.ds, &group_id);
+    let stale = interloper(&mut dave1, now);
+    let request = erin1.external_join_request(&info);
+    let mut case = Case::new(
+        "external_join_resync",
+        Kind::ExternalJoin,
+        5,
+        request,
+        &s.ds,
+    );
+    case.wrong_senders = vec![dave2.signed(body_of(&case.request), now)];
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    erin1.confirm_commit();
+    deliver(&out, &mut [&mut dave1, &mut dave2, &mut dave3], 6);
+    assert_eq!(
+        dave1.group().members().count(),
+        4,
+        "the resync replaced Erin's old leaf"
+    );
+
+    // remove_users: Dave removes Erin's only client (6 → 7).
+    let stale = interloper(&mut dave2, now);
+    let removed = [LeafNodeIndex::new(erin1.leaf())];
+    let (update, _) = dave1.stage_commit(|b| b.propose_removals(removed));
+    let request = dave1.signed(
+        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+            group_update: update,
+        }),
+        now,
+    );
+    let mut case = Case::new("remove_users", Kind::Commit, 6, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &erin1]);
+    case.as_other_member = Some(dave2.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let out = s.push(case);
+    dave1.confirm_commit();
+    deliver(&out, &mut [&mut dave2, &mut dave3, &mut erin1], 7);
+
+    // delete_group, only accepted on its snapshot (the group stays for the replay test).
+    let stale = interloper(&mut dave2, now);
+    let request = dave1.delete_group_request(now);
+    let mut case = Case::new("delete_group", Kind::Commit, 7, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &dave2]);
+    case.as_other_member = Some(dave2.signed(body_of(&case.request), now));
+    case.interloper = Some(stale);
+    let _ = s.push_unapplied(case);
+    dave1.discard_commit();
 }
 
 /// How one variant ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     Rejected(ErrorCode),
-    /// Anything else (accepted, another panic, an `Err`): recorded as a failure.
+    /// Accepted, doing what the valid request does (only for [`IfDamaged::RefusedOrEquivalent`]).
+    Equivalent,
+    /// Anything else (accepted otherwise, a panic, an `Err`): recorded as a failure.
     Other,
+}
+
+/// Per-case counts of one sweep.
+#[derive(Default)]
+struct CaseCount {
+    variants: usize,
+    rejected: usize,
+    equivalent: usize,
+    time: Duration,
 }
 
 /// Tallies of one sweep.
@@ -313,14 +712,44 @@ enum Ended {
 struct Tally {
     variants: usize,
     accepted: Vec<String>,
+    equivalent: Vec<String>,
     panicked: Vec<String>,
     errors: Vec<String>,
     by_code: BTreeMap<&'static str, usize>,
+    /// In case order.
+    per_case: Vec<(&'static str, CaseCount)>,
 }
 
 impl Tally {
+    fn count(&mut self, case: &Case) -> &mut CaseCount {
+        if self.per_case.last().map(|(name, _)| *name) != Some(case.name) {
+            self.per_case.push((case.name, CaseCount::default()));
+        }
+        &mut self.per_case.last_mut().unwrap().1
+    }
+
     /// Processes one variant on a fresh clone of the case's storage and checks the invariants.
     fn run(&mut self, scenario: &Scenario, case: &Case, label: &str, variant: &[u8]) -> Ended {
+        let start = Instant::now();
+        let ended = self.run_timed(scenario, case, label, variant);
+        let count = self.count(case);
+        count.variants += 1;
+        count.time += start.elapsed();
+        match ended {
+            Ended::Rejected(_) => count.rejected += 1,
+            Ended::Equivalent => count.equivalent += 1,
+            Ended::Other => {}
+        }
+        ended
+    }
+
+    fn run_timed(
+        &mut self,
+        scenario: &Scenario,
+        case: &Case,
+        label: &str,
+        variant: &[u8],
+    ) -> Ended {
         self.variants += 1;
         let mut storage = case.storage.clone();
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -359,6 +788,29 @@ impl Tally {
                 }
                 Ended::Rejected(code)
             }
+            Status::Accepted if case.if_damaged == IfDamaged::RefusedOrEquivalent => {
+                let effect = case.effect();
+                let body = decode_response(&outcome.response).body;
+                let equivalent = discriminant(&body) == effect.response
+                    && outcome.fanout.len() == effect.fanout
+                    && (effect.writes || storage == case.storage);
+                if equivalent {
+                    self.equivalent.push(format!("{}: {label}", case.name));
+                    Ended::Equivalent
+                } else {
+                    self.accepted.push(format!(
+                        "{}: {label}: accepted but not equivalent: {body:?}, {} fanout, {}",
+                        case.name,
+                        outcome.fanout.len(),
+                        if storage == case.storage {
+                            "storage unchanged"
+                        } else {
+                            "storage changed"
+                        }
+                    ));
+                    Ended::Other
+                }
+            }
             other => {
                 self.accepted
                     .push(format!("{}: {label}: {other:?}", case.name));
@@ -369,9 +821,11 @@ impl Tally {
 
     fn report(&self, what: &str) {
         println!(
-            "{what}: {} variants, {} rejected, {} accepted, {} panics, {} errors",
+            "{what}: {} variants, {} rejected, {} accepted as equivalent, {} accepted otherwise, \
+             {} panics, {} errors",
             self.variants,
             self.by_code.values().sum::<usize>(),
+            self.equivalent.len(),
             self.accepted.len(),
             self.panicked.len(),
             self.errors.len()
@@ -379,10 +833,19 @@ impl Tally {
         for (code, count) in &self.by_code {
             println!("    {code}: {count}");
         }
+        for (name, count) in &self.per_case {
+            println!(
+                "    {name}: {} variants, {} rejected, {} equivalent, {:.1} s",
+                count.variants,
+                count.rejected,
+                count.equivalent,
+                count.time.as_secs_f64()
+            );
+        }
         assert!(self.panicked.is_empty(), "panics: {:#?}", self.panicked);
         assert!(self.errors.is_empty(), "errors: {:#?}", self.errors);
-        // Every byte of a request is covered by its ClientSignature (or, for the one
-        // unauthenticated read, names the group), so no damaged variant is harmless.
+        // Only unauthenticated requests may survive damage, and only doing what they did
+        // (`IfDamaged`); a signed request or an external join never does.
         assert!(
             self.accepted.is_empty(),
             "damaged requests accepted: {:#?}",
@@ -390,6 +853,29 @@ impl Tally {
         );
     }
 }
+
+/// Every request type the DS serves. Not served: `key_packages` and `connection_key_packages`
+/// (a provider's directory answers them), and `re_initialize_group`, which openmls 0.9 clients
+/// cannot produce (its CommitBuilder drops ReInit proposals; see `operations.rs`).
+const SERVED: [DsRequestType; 17] = [
+    DsRequestType::RequestGroupId,
+    DsRequestType::CreateGroup,
+    DsRequestType::DeleteGroup,
+    DsRequestType::AddUsers,
+    DsRequestType::RemoveUsers,
+    DsRequestType::AddClients,
+    DsRequestType::RemoveClients,
+    DsRequestType::SelfRemoveClient,
+    DsRequestType::UpdateClient,
+    DsRequestType::ExternalJoin,
+    DsRequestType::SendMessage,
+    DsRequestType::SignaturePublicKey,
+    DsRequestType::Proposals,
+    DsRequestType::Commits,
+    DsRequestType::GroupInfo,
+    DsRequestType::WelcomeInfo,
+    DsRequestType::UpdateQueueInfo,
+];
 
 #[test]
 fn the_valid_requests_are_accepted_on_their_snapshots() {
@@ -404,9 +890,41 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
             case.name,
             decode_response(&out.response)
         );
-        println!("{}: {} bytes", case.name, case.request.len());
+        println!(
+            "{}: {} bytes, {:?}",
+            case.name,
+            case.request.len(),
+            case.if_damaged
+        );
     }
-    assert_eq!(scenario.cases.len(), 9);
+    assert_eq!(scenario.cases.len(), 23);
+    // Every request type served, every sender kind and the unauthenticated requests.
+    let types: Vec<DsRequestType> = scenario.cases.iter().map(Case::request_type).collect();
+    for served in SERVED {
+        assert!(types.contains(&served), "no {served:?} request");
+    }
+    let auths: Vec<String> = scenario
+        .cases
+        .iter()
+        .map(
+            |c| match decode_exact::<DsRequest>(&c.request).unwrap().auth {
+                DsAuthData::Unauthenticated => "unauthenticated".to_string(),
+                DsAuthData::ClientSignature(s) => format!("{:?}", discriminant(&s.sender_id)),
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(auths.len(), 4, "{auths:?}");
+    // Each case is in exactly one bit-flip sweep.
+    for case in &scenario.cases {
+        let sweeps = FLIP_SWEEPS
+            .iter()
+            .filter(|types| types.contains(&case.request_type()))
+            .count();
+        assert_eq!(sweeps, 1, "{}", case.name);
+    }
 }
 
 /// Lengths to truncate a request of `len` bytes to: all of them up to 2 KiB; beyond, the first
@@ -431,12 +949,13 @@ fn every_truncation_is_malformed() {
     for case in &scenario.cases {
         for len in truncation_lengths(case.request.len()) {
             let ended = tally.run(
-                &scenario,
+                scenario,
                 case,
                 &format!("truncated to {len}"),
                 &case.request[..len],
             );
-            // The request's last field is the signature, so no prefix is a complete request.
+            // The request's last field is its auth (the signature, or the unauthenticated tag),
+            // so no prefix is a complete request.
             assert!(
                 ended == Ended::Rejected(ErrorCode::MalformedRequest),
                 "{}: truncated to {len}: {ended:?}",
@@ -463,14 +982,44 @@ fn flip_positions(len: usize) -> Vec<usize> {
     positions
 }
 
-fn flip_sweep(kinds: &[Kind], what: &str) {
+/// The bit-flip sweeps, by request type (split to run in parallel).
+const FLIP_SWEEPS: [&[DsRequestType]; 4] = [
+    &[DsRequestType::Commits, DsRequestType::DeleteGroup],
+    &[
+        DsRequestType::AddUsers,
+        DsRequestType::AddClients,
+        DsRequestType::RemoveUsers,
+        DsRequestType::RemoveClients,
+    ],
+    &[
+        DsRequestType::ExternalJoin,
+        DsRequestType::UpdateClient,
+        DsRequestType::CreateGroup,
+    ],
+    &[
+        DsRequestType::RequestGroupId,
+        DsRequestType::SignaturePublicKey,
+        DsRequestType::SendMessage,
+        DsRequestType::Proposals,
+        DsRequestType::SelfRemoveClient,
+        DsRequestType::UpdateQueueInfo,
+        DsRequestType::GroupInfo,
+        DsRequestType::WelcomeInfo,
+    ],
+];
+
+fn flip_sweep(sweep: usize, what: &str) -> Tally {
     let scenario = scenario();
     let mut tally = Tally::default();
-    for case in scenario.cases.iter().filter(|c| kinds.contains(&c.kind)) {
+    for case in scenario
+        .cases
+        .iter()
+        .filter(|c| FLIP_SWEEPS[sweep].contains(&c.request_type()))
+    {
         let len = case.request.len();
         for position in flip_positions(len) {
-            // All eight bits of the header and of the signature's tail, one bit elsewhere.
-            let bits: Vec<u8> = if position < 4 || position >= len - 8 {
+            // All eight bits of the header and of the tail, one bit elsewhere.
+            let bits: Vec<u8> = if position < 4 || position >= len.saturating_sub(8) {
                 (0..8).collect()
             } else {
                 vec![(position % 8) as u8]
@@ -479,7 +1028,7 @@ fn flip_sweep(kinds: &[Kind], what: &str) {
                 let mut variant = case.request.clone();
                 variant[position] ^= 1 << bit;
                 tally.run(
-                    &scenario,
+                    scenario,
                     case,
                     &format!("bit {bit} of byte {position}/{len}"),
                     &variant,
@@ -488,25 +1037,47 @@ fn flip_sweep(kinds: &[Kind], what: &str) {
         }
     }
     tally.report(what);
+    tally
 }
 
 #[test]
 fn single_bit_flips_in_commits_are_refused() {
-    flip_sweep(&[Kind::Commit], "bit flips (commits)");
+    flip_sweep(0, "bit flips (commits, delete_group)");
+}
+
+#[test]
+fn single_bit_flips_in_membership_commits_are_refused() {
+    flip_sweep(1, "bit flips (add/remove users/clients)");
+}
+
+#[test]
+fn single_bit_flips_in_joins_and_updates_are_refused() {
+    flip_sweep(2, "bit flips (external joins, update_client, create_group)");
 }
 
 #[test]
 fn single_bit_flips_in_other_requests_are_refused() {
-    flip_sweep(
-        &[
-            Kind::CreateGroup,
-            Kind::Proposal,
-            Kind::Message,
-            Kind::QueueInfo,
-            Kind::GroupInfo,
-        ],
-        "bit flips (other requests)",
-    );
+    let tally = flip_sweep(3, "bit flips (other requests)");
+    // What was accepted is a flip inside the encrypted read's HPKE public key (the last 32
+    // bytes before the auth tag): another X25519 key, or the same one when the ignored top bit
+    // (RFC 7748 §5) flips. The answer is then sealed to a key nobody holds.
+    let scenario = scenario();
+    let case = scenario
+        .cases
+        .iter()
+        .find(|c| c.name == "encrypted_group_info")
+        .unwrap();
+    let len = case.request.len();
+    let key = len - 33..len - 1;
+    for label in &tally.equivalent {
+        let position: usize = label
+            .strip_prefix("encrypted_group_info: bit ")
+            .and_then(|rest| rest.split(" of byte ").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("accepted as equivalent: {label}"));
+        assert!(key.contains(&position), "accepted as equivalent: {label}");
+    }
 }
 
 #[test]
@@ -515,7 +1086,7 @@ fn wrong_senders_are_refused() {
     let mut tally = Tally::default();
     for case in &scenario.cases {
         for (i, variant) in case.wrong_senders.iter().enumerate() {
-            let ended = tally.run(&scenario, case, &format!("wrong sender {i}"), variant);
+            let ended = tally.run(scenario, case, &format!("wrong sender {i}"), variant);
             // A creator claiming a leaf other than the GroupInfo's signer is refused one step
             // earlier: the GroupInfo is not signed by the requester.
             let refused = ended == Ended::Rejected(ErrorCode::AuthenticationFailed)
@@ -534,8 +1105,9 @@ fn wrong_senders_are_refused() {
                 assert_eq!(
                     out.status,
                     Status::Rejected(ErrorCode::NotAllowed),
-                    "{}",
-                    case.name
+                    "{}: {:?}",
+                    case.name,
+                    decode_response(&out.response)
                 );
                 assert!(
                     out.fanout.is_empty() && storage == case.storage,
@@ -555,16 +1127,26 @@ fn wrong_senders_are_refused() {
                     decode_response(&out.response)
                 );
             }
-            Kind::CreateGroup => unreachable!(),
+            other => unreachable!("{other:?}"),
         }
     }
     tally.report("wrong senders");
+    let checked: Vec<&str> = tally.per_case.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        checked.len(),
+        scenario
+            .cases
+            .iter()
+            .filter(|c| c.if_damaged == IfDamaged::Refused)
+            .count(),
+        "every signed request and external join has wrong-sender variants: {checked:?}"
+    );
 }
 
 #[test]
 fn requests_for_an_old_epoch_are_refused() {
     let scenario = scenario();
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for case in &scenario.cases {
         let Some(interloper) = &case.interloper else {
             continue;
@@ -583,8 +1165,9 @@ fn requests_for_an_old_epoch_are_refused() {
         assert_eq!(
             out.status,
             Status::Rejected(ErrorCode::WrongEpoch),
-            "{}",
-            case.name
+            "{}: {:?}",
+            case.name,
+            decode_response(&out.response)
         );
         assert!(out.fanout.is_empty(), "{}", case.name);
         assert!(storage == advanced, "{}", case.name);
@@ -597,35 +1180,48 @@ fn requests_for_an_old_epoch_are_refused() {
             ),
             other => panic!("{other:?}"),
         }
-        checked += 1;
+        checked.push(case.request_type());
     }
-    // The add commit, the message, the update commit and the proposal.
-    assert_eq!(checked, 4);
-    let kinds: Vec<Kind> = scenario
-        .cases
-        .iter()
-        .filter(|c| c.interloper.is_some())
-        .map(|c| c.kind)
-        .collect();
-    assert!([Kind::Commit, Kind::Proposal, Kind::Message]
-        .iter()
-        .all(|k| kinds.contains(k)));
+    // Every request bound to an epoch: the commits of every operation, external joins,
+    // proposals (by leaf and by user key), self-removals and messages.
+    assert_eq!(checked.len(), 14, "{checked:?}");
+    for bound in [
+        DsRequestType::Commits,
+        DsRequestType::AddUsers,
+        DsRequestType::AddClients,
+        DsRequestType::RemoveUsers,
+        DsRequestType::RemoveClients,
+        DsRequestType::UpdateClient,
+        DsRequestType::DeleteGroup,
+        DsRequestType::ExternalJoin,
+        DsRequestType::Proposals,
+        DsRequestType::SelfRemoveClient,
+        DsRequestType::SendMessage,
+    ] {
+        assert!(checked.contains(&bound), "{bound:?}");
+    }
 }
 
 #[test]
 fn an_accepted_request_replayed_after_the_group_moved_on_is_a_retry_not_a_new_request() {
-    // Byte-identical resubmission of each accepted request, after all of them were accepted:
+    // Byte-identical resubmission of each applied request, after all of them were accepted:
     // answered as a duplicate and never applied twice. (The signed read is answered as a
     // duplicate too today, or would be refused as a replay if it stored no response, see
-    // `error_codes.rs`; the unauthenticated read is simply answered again.)
+    // `error_codes.rs`; the unauthenticated requests are simply answered again.)
     let scenario = scenario();
     let mut storage = scenario.ds.storage.clone();
-    for case in &scenario.cases {
+    for case in scenario.cases.iter().filter(|c| c.applied) {
         let before = storage.clone();
         let out = scenario.process(case, &mut storage, &case.request);
-        match case.name {
-            "unauthenticated_group_info" => assert_eq!(out.status, Status::Accepted),
-            "signed_group_info" => assert!(
+        match (case.kind, case.if_damaged) {
+            // A new reservation, a new ID.
+            (Kind::RequestGroupId, _) => {
+                assert_eq!(out.status, Status::Accepted);
+                assert!(storage != before);
+                storage = before.clone();
+            }
+            (_, IfDamaged::RefusedOrEquivalent) => assert_eq!(out.status, Status::Accepted),
+            (Kind::GroupInfo, _) => assert!(
                 matches!(
                     out.status,
                     Status::Duplicate | Status::Rejected(ErrorCode::ReplayedRequest)
