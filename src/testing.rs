@@ -301,9 +301,14 @@ impl TestClient {
         self.group().group_id().as_slice().to_vec()
     }
 
+    /// How many past epochs' secrets a client keeps, to read messages sent in an epoch it
+    /// has already left (an application message the DS accepted before a commit it merged).
+    pub const PAST_EPOCHS: usize = 4;
+
     fn join_config() -> MlsGroupJoinConfig {
         MlsGroupJoinConfig::builder()
             .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(Self::PAST_EPOCHS)
             .build()
     }
 
@@ -313,6 +318,7 @@ impl TestClient {
             .with_group_id(GroupId::from_slice(group_id))
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(Self::PAST_EPOCHS)
             .with_capabilities(Self::capabilities())
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")

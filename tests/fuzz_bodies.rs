@@ -24,3 +24,11 @@ fn sequence_body_holds_its_invariants_on_sample_inputs() {
     ]);
     fuzzing::sequence(&[3, 0, 1, 4, 0, 0, 0, 1, 5, 4, 1, 0, 1, 2, 0, 4, 0, 0]);
 }
+
+/// Inputs the fuzzers found, kept as regressions.
+#[test]
+fn sequence_body_regressions() {
+    // An application message accepted in epoch 1 reaches a member only after that member
+    // merged its own commit to epoch 2: clients must keep past epochs' secrets to read it.
+    fuzzing::sequence(&[0, 0, 255, 255, 255, 255, 1, 1, 0, 4, 0, 0, 0, 2, 1, 4, 0, 0]);
+}
