@@ -319,7 +319,12 @@ pub fn sequence(data: &[u8]) {
         }
         let version = ds.storage.version(&group_id);
         let before = ds.storage.clone();
-        let others: Vec<usize> = (0..3).filter(|i| *i != who && active[*i]).collect();
+        // The other members as the acting client sees its group: the members of the epoch its
+        // request is for (the delivery flags may lag behind an accepted removal).
+        let view = client_members(clients[who].group());
+        let others: Vec<usize> = (0..3)
+            .filter(|i| *i != who && view.contains(&clients[*i].signer.to_public_vec()))
+            .collect();
         let now = ds.now_ms;
         let client = &mut clients[who];
         let has_pending = client.group().pending_proposals().next().is_some();

@@ -31,4 +31,9 @@ fn sequence_body_regressions() {
     // An application message accepted in epoch 1 reaches a member only after that member
     // merged its own commit to epoch 2: clients must keep past epochs' secrets to read it.
     fuzzing::sequence(&[0, 0, 255, 255, 255, 255, 1, 1, 0, 4, 0, 0, 0, 2, 1, 4, 0, 0]);
+    // Two removals by the same member before anyone processes the first: the second commit's
+    // epoch no longer has the first removed member.
+    fuzzing::sequence(&[
+        3, 0, 251, 3, 0, 0, 5, 0, 0, 6, 0, 17, 7, 0, 30, 0, 1, 2, 4, 0, 0,
+    ]);
 }
