@@ -13,7 +13,7 @@
 
 use std::sync::OnceLock;
 
-use openmls::prelude::{MlsGroup, SignaturePublicKey};
+use openmls::prelude::{MlsGroup, Proposal, SignaturePublicKey};
 use openmls_basic_credential::SignatureKeyPair;
 
 use crate::storage::InMemoryStorage;
@@ -328,18 +328,28 @@ pub fn sequence(data: &[u8]) {
         let now = ds.now_ms;
         let client = &mut clients[who];
         let has_pending = client.group().pending_proposals().next().is_some();
-        let request = match op {
-            0 if !has_pending => client.message_request(&[arg], now),
-            1 => client.update_request(now),
-            2 if !others.is_empty() => {
-                let target = clients[others[arg as usize % others.len()]].leaf();
-                clients[who].propose_remove_request(target, now)
-            }
-            3 if !others.is_empty() => {
-                let target = clients[others[arg as usize % others.len()]].leaf();
-                clients[who].remove_request(&[target], now)
-            }
-            4 => {
+        // Operations a real client cannot build are skipped, not failures of the DS: openmls
+        // refuses to commit when a stored proposal removes the committer, and to propose or
+        // commit the removal of a leaf that is already being removed.
+        let pending_removals: Vec<u32> = client
+            .group()
+            .pending_proposals()
+            .filter_map(|p| match p.proposal() {
+                Proposal::Remove(remove) => Some(remove.removed().u32()),
+                _ => None,
+            })
+            .collect();
+        let own_leaf = client.leaf();
+        let may_commit = !pending_removals.contains(&own_leaf);
+        let target = (!others.is_empty())
+            .then(|| clients[others[arg as usize % others.len()]].leaf())
+            .filter(|t| !pending_removals.contains(t));
+        let request = match (op, target) {
+            (0, _) if !has_pending => clients[who].message_request(&[arg], now),
+            (1, _) if may_commit => clients[who].update_request(now),
+            (2, Some(target)) => clients[who].propose_remove_request(target, now),
+            (3, Some(target)) if may_commit => clients[who].remove_request(&[target], now),
+            (4, _) => {
                 // Deliver everything, then compare the DS's view with every client's.
                 for (i, client) in clients.iter_mut().enumerate() {
                     if active[i] {
@@ -362,11 +372,11 @@ pub fn sequence(data: &[u8]) {
                 }
                 continue;
             }
-            5 => match &last {
+            (5, _) => match &last {
                 Some(previous) => previous.clone(),
                 None => continue,
             },
-            6 => match &last {
+            (6, _) => match &last {
                 Some(previous) => {
                     let mut mutated = previous.clone();
                     let at = arg as usize % mutated.len();
@@ -375,7 +385,7 @@ pub fn sequence(data: &[u8]) {
                 }
                 None => continue,
             },
-            7 => {
+            (7, _) => {
                 ds.advance(u64::from(arg) * 1000);
                 continue;
             }
