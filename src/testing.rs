@@ -101,6 +101,65 @@ impl TestDs {
         }
     }
 
+    /// Registers a group created by `creator` and adds `joiners` in one commit; each joiner
+    /// joins from its Welcome with the tree it fetches through `welcome_info`. Returns the
+    /// group ID. Panics if the DS refuses any step.
+    pub fn create_group_with(
+        &mut self,
+        creator: &mut TestClient,
+        joiners: &mut [&mut TestClient],
+    ) -> Vec<u8> {
+        let group_id = self.request_group_id();
+        creator.create_group(&group_id, &self.external_sender);
+        let out = self.process(&creator.create_group_request(self.now_ms));
+        assert_eq!(
+            out.status,
+            crate::Status::Accepted,
+            "create_group: {:?}",
+            decode_response(&out.response)
+        );
+        if joiners.is_empty() {
+            return group_id;
+        }
+        let key_packages = joiners.iter().map(|j| j.key_package()).collect();
+        let out = self.process(&creator.add_request(key_packages, self.now_ms));
+        assert_eq!(
+            out.status,
+            crate::Status::Accepted,
+            "add: {:?}",
+            decode_response(&out.response)
+        );
+        creator.confirm_commit();
+        Self::route(&out, joiners);
+        for joiner in joiners.iter_mut() {
+            let Some(Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
+                panic!("no Welcome for {}", joiner.name)
+            };
+            let (request, processed) = joiner.welcome_info_request(&welcome, self.now_ms);
+            let DsResponseBody::WelcomeInfo(info) =
+                decode_response(&self.process(&request).response).body
+            else {
+                panic!("welcome_info refused for {}", joiner.name)
+            };
+            joiner.join_with_tree(processed, &info.ratchet_tree);
+        }
+        group_id
+    }
+
+    /// The unauthenticated `group_info` answer for a group (panics if refused).
+    pub fn group_info(&mut self, group_id: &[u8]) -> ExternalCommitInfo {
+        match decode_response(
+            &self
+                .process(&TestClient::group_info_request(group_id))
+                .response,
+        )
+        .body
+        {
+            DsResponseBody::ExternalCommitInfo(info) => info,
+            other => panic!("group_info refused: {other:?}"),
+        }
+    }
+
     /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
     /// Service would. Returns how many client deliveries were made.
     pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {

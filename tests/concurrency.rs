@@ -14,29 +14,7 @@ fn two_member_group() -> (TestDs, TestClient, TestClient) {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let mut bob = TestClient::new("bob", "bob-1", "b.example");
-    let group_id = ds.request_group_id();
-    alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(
-        ds.process(&alice.create_group_request(ds.now_ms)).status,
-        Status::Accepted
-    );
-    let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
-    assert_eq!(out.status, Status::Accepted);
-    alice.confirm_commit();
-    TestDs::route(&out, &mut [&mut bob]);
-    let info = match decode_response(
-        &ds.process(&TestClient::group_info_request(&group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info,
-        other => panic!("{other:?}"),
-    };
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
-        panic!("no welcome")
-    };
-    bob.join_from_welcome(&welcome, &info.ratchet_tree);
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
     (ds, alice, bob)
 }
 

@@ -61,15 +61,7 @@ fn resign(signer: &TestClient, request: &[u8], now_ms: u64) -> Vec<u8> {
 }
 
 fn group_info(ds: &mut TestDs, group_id: &[u8]) -> ExternalCommitInfo {
-    match decode_response(
-        &ds.process(&TestClient::group_info_request(group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info,
-        other => panic!("{other:?}"),
-    }
+    ds.group_info(group_id)
 }
 
 #[test]

@@ -10,24 +10,7 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-phone", "a.example");
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
-    let group_id = ds.request_group_id();
-    alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(
-        ds.process(&alice.create_group_request(ds.now_ms)).status,
-        Status::Accepted
-    );
-    let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
-    alice.confirm_commit();
-    TestDs::route(&out, &mut [&mut bob]);
-    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
-        panic!("no Welcome")
-    };
-    let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
-    let tree = match decode_response(&ds.process(&request).response).body {
-        mimi_ds::wire::DsResponseBody::WelcomeInfo(info) => info.ratchet_tree,
-        other => panic!("{other:?}"),
-    };
-    bob.join_with_tree(processed, &tree);
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
     (ds, alice, bob)
 }
 

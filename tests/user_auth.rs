@@ -18,28 +18,7 @@ fn group_with_bob_registered() -> (TestDs, TestClient, TestClient, TestClient) {
     let mut bob2 = TestClient::new("bob", "bob-laptop", "b.example");
     bob1.user_key = Some(user_key.clone());
     bob2.user_key = Some(user_key);
-    let group_id = ds.request_group_id();
-    alice.create_group(&group_id, &ds.external_sender);
-    assert_eq!(
-        ds.process(&alice.create_group_request(ds.now_ms)).status,
-        Status::Accepted
-    );
-    let out =
-        ds.process(&alice.add_request(vec![bob1.key_package(), bob2.key_package()], ds.now_ms));
-    assert_eq!(out.status, Status::Accepted);
-    alice.confirm_commit();
-    TestDs::route(&out, &mut [&mut bob1, &mut bob2]);
-    for bob in [&mut bob1, &mut bob2] {
-        let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
-            panic!("no Welcome")
-        };
-        let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
-        let tree = match decode_response(&ds.process(&request).response).body {
-            mimi_ds::wire::DsResponseBody::WelcomeInfo(info) => info.ratchet_tree,
-            other => panic!("{other:?}"),
-        };
-        bob.join_with_tree(processed, &tree);
-    }
+    ds.create_group_with(&mut alice, &mut [&mut bob1, &mut bob2]);
     (ds, alice, bob1, bob2)
 }
 
