@@ -6,7 +6,7 @@
 //! The proposals are stored as pending and fanned out like a member's; the strict pending
 //! proposal policy then refuses application messages until a member commits them.
 
-use openmls::prelude::{GroupId, LeafNodeIndex};
+use openmls::prelude::LeafNodeIndex;
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
@@ -77,7 +77,6 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
             .map_err(internal)?;
     let mut group = load_group::<S>(&buffer, group_id)?;
-    debug_assert_eq!(group.group_id(), &GroupId::from_slice(group_id));
 
     let mut issued = Vec::new();
     let mut removed_leaves = Vec::new();
