@@ -137,6 +137,7 @@ where
         stapled,
         pending_after,
         skip_queue: None,
+        sequencer,
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
@@ -387,6 +388,8 @@ pub(crate) struct Accepting<'a> {
     pub(crate) skip_queue: Option<ClientQueueConfig>,
     /// The proposals pending in the new epoch (the re-issued ones).
     pub(crate) pending_after: PendingProposals,
+    /// The group's sequencer as read with `snapshot`.
+    pub(crate) sequencer: Sequencer,
 }
 
 impl Accepting<'_> {
@@ -399,7 +402,7 @@ impl Accepting<'_> {
         summary: &CommitSummary,
         new_epoch: u64,
     ) -> Result<(Vec<Fanout>, AcceptedMessage), S> {
-        let sequencer: Sequencer = decode_record::<_, S>(self.snapshot, RecordKind::Sequencer)?;
+        let sequencer = &self.sequencer;
         let receipt = AcceptedMessage {
             sequence_number: sequencer.next_sequence,
             accepted_time_ms: ctx.now_ms,
@@ -476,7 +479,7 @@ impl Accepting<'_> {
                     .collect(),
             });
         }
-        let mut sequencer: Sequencer = decode_record::<_, S>(self.snapshot, RecordKind::Sequencer)?;
+        let mut sequencer = self.sequencer.clone();
         sequencer.next_sequence = receipt.sequence_number + 1;
         // The grace period of re-issued DS removals runs from when they were first issued.
         sequencer.ds_removals_pending_since = if self.stapled.is_empty() {

@@ -19,7 +19,7 @@ use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster};
+use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind};
 use crate::wire::{DeleteGroupRequest, DsAuthData};
 
@@ -126,6 +126,7 @@ where
         skip_queue: new_roster
             .member(joiner.u32())
             .map(|m| m.queue_config.clone()),
+        sequencer: decode_record::<Sequencer, S>(&snapshot, RecordKind::Sequencer)?,
     };
     accepted.plan::<C, S>(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
