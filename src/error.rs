@@ -2,8 +2,10 @@
 //!
 //! * [`RejectReason`]: the peer sent something we refuse. It becomes an error `DSResponse`;
 //!   [`RejectReason::to_wire`] is the one place reasons map onto wire codes.
+//! * [`QsRejectReason`]: the same for the Queueing Service, onto the same code table.
 //! * [`ProcessError`]: the embedding server's storage failed, or mimi-ds has a bug. Only these
-//!   are returned as `Err` from [`crate::DeliveryService::process`].
+//!   are returned as `Err` from [`crate::DeliveryService::process`] and the
+//!   [`crate::qs::QueueingService`] calls.
 
 use tls_codec::VLBytes;
 
@@ -154,6 +156,79 @@ impl RejectReason {
     }
 }
 
+/// Why the Queueing Service refused a request (wire-format.md §10). Every variant leaves
+/// storage untouched. The codes are the DS's, so one error body serves both services.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QsRejectReason {
+    /// The request bytes do not decode.
+    #[error("malformed request: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The request names a protocol version this QS does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u16),
+    /// The request is larger than [`crate::qs::QsConfig::max_request_bytes`].
+    #[error("request of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Request size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The request's timestamp is outside the authentication window.
+    #[error("timestamp {timestamp_ms} ms is outside the window around {now_ms} ms")]
+    StaleTimestamp {
+        /// The request's timestamp.
+        timestamp_ms: u64,
+        /// The QS's `now`.
+        now_ms: u64,
+    },
+    /// The signature does not verify with the queue owner's key.
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(&'static str),
+    /// No queue with this ID.
+    #[error("unknown queue")]
+    UnknownQueue,
+    /// A delivery names another provider as recipient (forwarding-attack rule,
+    /// draft-kohbrok-mimi-transport-00 §"Security considerations").
+    #[error("delivery addressed to another provider")]
+    WrongRecipient,
+    /// The transport authenticated a different provider than the delivery names as sender.
+    #[error("sender domain does not match the authenticated peer")]
+    SenderMismatch,
+    /// The request is well formed but not allowed in the queue's state.
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    /// Storage kept reporting concurrent changes.
+    #[error("concurrent modification; retry")]
+    Conflict,
+}
+
+impl QsRejectReason {
+    /// The wire code of this reason.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
+            Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
+            Self::AuthenticationFailed(_) | Self::SenderMismatch => ErrorCode::AuthenticationFailed,
+            Self::UnknownQueue => ErrorCode::UnknownQueue,
+            Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
+            Self::Conflict => ErrorCode::Conflict,
+        }
+    }
+
+    /// The `DSError` sent to the peer.
+    pub fn to_wire(&self) -> DsError {
+        DsError {
+            code: self.code(),
+            description: self.to_string().into_bytes().into(),
+            details: DsErrorDetails::None,
+        }
+    }
+}
+
 /// A failure that is not the peer's fault: the only `Err` of
 /// [`crate::DeliveryService::process`].
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +339,34 @@ mod tests {
                 | RejectReason::UnsupportedOperation(_)
                 | RejectReason::Conflict => {}
             }
+            let error = reason.to_wire();
+            assert_eq!(error.code, reason.code());
+            assert!(encode(&error).is_ok(), "{reason:?} does not encode");
+        }
+    }
+
+    /// The same for the Queueing Service, whose reasons share the code table.
+    #[test]
+    fn every_qs_reject_reason_encodes() {
+        let reasons = [
+            QsRejectReason::Malformed(DecodeError::TrailingBytes {
+                type_name: "x",
+                count: 1,
+            }),
+            QsRejectReason::UnsupportedVersion(2),
+            QsRejectReason::TooLarge { size: 2, limit: 1 },
+            QsRejectReason::StaleTimestamp {
+                timestamp_ms: 0,
+                now_ms: 1,
+            },
+            QsRejectReason::AuthenticationFailed("x"),
+            QsRejectReason::UnknownQueue,
+            QsRejectReason::WrongRecipient,
+            QsRejectReason::SenderMismatch,
+            QsRejectReason::NotAllowed("x"),
+            QsRejectReason::Conflict,
+        ];
+        for reason in &reasons {
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());
             assert!(encode(&error).is_ok(), "{reason:?} does not encode");

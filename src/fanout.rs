@@ -6,7 +6,7 @@ use tls_codec::VLBytes;
 
 use crate::wire::{
     encode, ClientQueueConfig, FanoutMessage, MlsMessageBytes, QueueingServiceRequest,
-    PROTOCOL_VERSION_MIMI_DS10,
+    QueueingServiceResponse, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// One delivery to one provider's Queueing Service: a message and the queues of the recipient
@@ -31,6 +31,32 @@ impl Fanout {
     /// The number of recipient clients.
     pub fn recipient_count(&self) -> usize {
         self.request.recipients.len()
+    }
+
+    /// The group the delivered message belongs to.
+    pub fn group_id(&self) -> &[u8] {
+        self.request.message.group_id.as_slice()
+    }
+
+    /// Closes the loop of wire-format.md §6.3: the queue configurations a Queueing Service's
+    /// answer to this delivery rejected. Report each to the DS as
+    /// [`crate::HubEvent::QueueRejected`] for [`Fanout::group_id`]; the DS then proposes
+    /// removing the clients that use it. Indices outside `recipients` are ignored (a QS cannot
+    /// reject what it was not sent).
+    pub fn rejected_queues(&self, response: &QueueingServiceResponse) -> Vec<ClientQueueConfig> {
+        let QueueingServiceResponse::InvalidClientQueueInformation(indices) = response else {
+            return Vec::new();
+        };
+        let mut rejected: Vec<ClientQueueConfig> = indices
+            .iter()
+            .filter_map(|&i| self.request.recipients.get(usize::try_from(i).ok()?))
+            .map(|queue| ClientQueueConfig {
+                provider_domain: self.request.recipient_domain.clone(),
+                queue: queue.clone(),
+            })
+            .collect();
+        rejected.dedup();
+        rejected
     }
 }
 

@@ -144,6 +144,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod qs;
 pub mod storage;
 pub mod wire;
 

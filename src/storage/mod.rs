@@ -32,7 +32,7 @@
 
 mod memory;
 
-pub use memory::InMemoryStorage;
+pub use memory::{InMemoryStorage, Infallible};
 
 use crate::fanout::Fanout;
 

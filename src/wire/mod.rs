@@ -7,14 +7,20 @@
 //! encoding and `encode(decode(b)) == b` for every accepted `b`.
 
 mod auth;
+mod qs;
 mod queue;
 mod raw;
 mod request;
 mod response;
 
 pub use auth::{
-    user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId,
+    user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, SignError,
     CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
+};
+pub use qs::{
+    QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
+    QsClientResponseBody, QueueCreated, QueueInfoPlaintext, QueuedMessage, QueuedMessages,
+    QS_REQUEST_LABEL, QUEUE_ID_LABEL,
 };
 pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,

@@ -181,6 +181,8 @@ error_codes! {
     InvalidMlsMessage = 17 => "invalid_mls_message",
     /// Storage reported a concurrent change more often than the configured retries; retry.
     Conflict = 18 => "conflict",
+    /// Queueing Service: no queue with this ID (wire-format.md §10.3).
+    UnknownQueue = 19 => "unknown_queue",
 }
 
 /// Code-specific details of a [`DsError`].

@@ -1,0 +1,184 @@
+//! Deliveries from a DS: `QueueingServiceRequest` in, `QueueingServiceResponse` out
+//! (wire-format.md §6.2, §6.3, §10.2).
+
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+use openmls_traits::types::HashType;
+use tls_codec::VLBytes;
+
+use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
+use crate::error::QsRejectReason;
+use crate::qs::{DeliveryMark, QsChange, QsStorage, QsWriteSet};
+use crate::wire::{
+    decode_exact, encode, QueuedMessage, QueueingServiceRequest, QueueingServiceResponse,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+
+/// A delivery that passed the checks that need no storage, with its duplicate-detection hash.
+pub(super) struct Delivery {
+    request: QueueingServiceRequest,
+    hash: Vec<u8>,
+}
+
+/// Size, version, decoding, the forwarding-attack rule and the sender check: everything that
+/// refuses the whole request before storage is read.
+pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand>(
+    qs: &QueueingService<C>,
+    bytes: &[u8],
+    authenticated_sender: Option<&str>,
+) -> Result<Delivery, QsRejectReason> {
+    let limit = qs.config.max_request_bytes;
+    if bytes.len() > limit {
+        return Err(QsRejectReason::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    // The version comes first and decides how the rest is read (wire-format.md §2.1).
+    if let [hi, lo, ..] = bytes {
+        let version = u16::from_be_bytes([*hi, *lo]);
+        if version != PROTOCOL_VERSION_MIMI_DS10 {
+            return Err(QsRejectReason::UnsupportedVersion(version));
+        }
+    }
+    let request: QueueingServiceRequest = decode_exact(bytes)?;
+    // draft-kohbrok-mimi-transport-00 §"Security considerations": a provider checks that the
+    // payload names it as recipient, so a delivery cannot be replayed to another provider.
+    if request.recipient_domain.as_slice() != qs.config.domain.as_bytes() {
+        return Err(QsRejectReason::WrongRecipient);
+    }
+    // DS-05/06 and TR-01 leave DS authentication to mutual TLS: the authenticated peer must be
+    // the DS the delivery claims to come from.
+    if let Some(peer) = authenticated_sender {
+        if request.sender_domain.as_slice() != peer.as_bytes() {
+            return Err(QsRejectReason::SenderMismatch);
+        }
+    }
+    // The same message from the same DS is the same delivery, whichever recipients a retry
+    // batches it with (draft-ietf-mimi-protocol-06 `/notify`: duplicates are byte-identical).
+    let hashed = encode(&(request.sender_domain.clone(), request.message.clone()))
+        .map_err(|_| QsRejectReason::NotAllowed("delivery too large to hash"))?;
+    let hash = qs
+        .crypto
+        .hash(HashType::Sha2_256, &hashed)
+        .map_err(|_| QsRejectReason::NotAllowed("hash unavailable"))?;
+    Ok(Delivery { request, hash })
+}
+
+/// Opens each recipient and plans one enqueue per distinct, valid, not yet served queue.
+pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
+    qs: &QueueingService<C>,
+    now_ms: u64,
+    delivery: &Delivery,
+    storage: &S,
+) -> Result<QsPlan, QsFailure<S::Error>> {
+    let request = &delivery.request;
+    let mut invalid = Vec::new();
+    let mut changes = Vec::new();
+    let mut served: Vec<Vec<u8>> = Vec::new();
+    let mut duplicate = false;
+    for (index, sealed) in request.recipients.iter().enumerate() {
+        let index = u32::try_from(index).map_err(internal)?;
+        let Some(queue_id) = open_recipient(qs, sealed, storage)? else {
+            invalid.push(index);
+            continue;
+        };
+        // Two recipients may be the same queue (a client in a group twice, or two ciphertexts
+        // of one queue): it gets the message once.
+        if served.contains(&queue_id) {
+            continue;
+        }
+        served.push(queue_id.clone());
+        if storage
+            .has_mark(&queue_id, &delivery.hash, now_ms)
+            .map_err(storage_error)?
+        {
+            duplicate = true;
+            continue;
+        }
+        let record = storage
+            .queue(&queue_id)
+            .map_err(storage_error)?
+            .ok_or_else(|| internal("queue vanished between two reads"))?;
+        changes.push(QsChange::Enqueue {
+            queue_id: queue_id.clone(),
+            message: QueuedMessage {
+                sequence_number: record.next_sequence,
+                received_ms: now_ms,
+                sender_domain: request.sender_domain.clone(),
+                message: request.message.clone(),
+            },
+            mark: DeliveryMark {
+                hash: delivery.hash.clone(),
+                expires_at_ms: now_ms.saturating_add(qs.config.duplicate_window_ms),
+            },
+        });
+    }
+    let response = if invalid.is_empty() {
+        QueueingServiceResponse::Ok
+    } else {
+        QueueingServiceResponse::InvalidClientQueueInformation(invalid.clone())
+    };
+    let enqueued: Vec<Vec<u8>> = changes
+        .iter()
+        .filter_map(|c| match c {
+            QsChange::Enqueue { queue_id, .. } => Some(queue_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let status = if enqueued.is_empty() && duplicate {
+        QsStatus::Duplicate
+    } else {
+        QsStatus::Accepted
+    };
+    let outcome = QsOutcome {
+        response: encode(&response).map_err(internal)?,
+        status,
+        enqueued,
+        invalid_recipients: invalid,
+    };
+    let writes = (!changes.is_empty()).then_some(QsWriteSet { changes, now_ms });
+    Ok(QsPlan { writes, outcome })
+}
+
+/// The queue a recipient names, if its sealed information opens with this provider's key,
+/// names an existing queue and carries that queue's token.
+fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
+    qs: &QueueingService<C>,
+    sealed: &VLBytes,
+    storage: &S,
+) -> Result<Option<Vec<u8>>, QsFailure<S::Error>> {
+    let Some(info) = qs.key.open(qs.config.domain.as_bytes(), sealed.as_slice()) else {
+        return Ok(None);
+    };
+    let queue_id = info.queue_id.as_slice();
+    let Some(record) = storage.queue(queue_id).map_err(storage_error)? else {
+        return Ok(None);
+    };
+    Ok(
+        constant_time_eq(&record.fanout_auth_token, info.fanout_auth_token.as_slice())
+            .then(|| queue_id.to_vec()),
+    )
+}
+
+/// Compares tokens without an early exit, so timing does not reveal a matching prefix
+/// (digest §7 item 16: "compared in constant time").
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,269 @@
+//! The provider-side **Queueing Service** (QS), sans-IO like the DS (wire-format.md §10).
+//!
+//! A provider runs one QS for its clients. It takes two kinds of request:
+//!
+//! * **Deliveries** from a Delivery Service, local or remote ([`QueueingService::deliver`]): a
+//!   `QueueingServiceRequest` naming the recipients by their sealed queue information. The QS
+//!   checks that the delivery is addressed to it (the forwarding-attack rule) and comes from
+//!   the provider the transport authenticated, opens each recipient's queue information with
+//!   its [`QueueKey`], checks the queue's fanout token, and enqueues the message. It answers
+//!   `ok`, or `invalid_client_queue_information` with the recipients it could not serve; the
+//!   DS's server turns those into [`crate::HubEvent::QueueRejected`]
+//!   ([`crate::Fanout::rejected_queues`]). A byte-identical redelivery is answered the same
+//!   way and stored once.
+//! * **Client requests** ([`QueueingService::client_request`]): create and delete a queue,
+//!   fetch its messages page by page, and acknowledge them, each signed by the queue owner.
+//!
+//! Every call reads, validates, and then writes at most one atomic [`QsWriteSet`]; bad input
+//! gets an error response and changes nothing.
+
+mod client;
+mod delivery;
+mod sealing;
+mod storage;
+
+pub use sealing::{seal_queue_info, QueueKey, SealError};
+pub use storage::{
+    DeliveryMark, InMemoryQsStorage, QsChange, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord,
+};
+
+use openmls::prelude::SignatureScheme;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+
+use crate::error::QsRejectReason;
+use crate::service::UnixTimeMs;
+use crate::wire::{
+    encode, DsResponse, DsResponseBody, ErrorCode, QsClientResponse, QsClientResponseBody,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+use crate::ProcessError;
+
+/// Queueing Service settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QsConfig {
+    /// The provider's domain: deliveries must name it as `recipient_domain`, and queue
+    /// information is sealed with it as context.
+    pub domain: String,
+    /// Half-width of the window around `now` in which a client request's timestamp is
+    /// accepted. Default 5 minutes, as the DS's.
+    pub auth_window_ms: u64,
+    /// Requests larger than this are refused before decoding. Default 4 MiB.
+    pub max_request_bytes: usize,
+    /// The most messages one `fetch` returns. Default 100.
+    pub max_page: u32,
+    /// How long a delivered message is remembered to recognise a redelivery. Default 24 hours.
+    pub duplicate_window_ms: u64,
+    /// How often a request is re-run when storage reports a concurrent write. Default 3.
+    pub max_conflict_retries: u32,
+    /// The signature scheme of queue owners' keys. Default Ed25519.
+    pub signature_scheme: SignatureScheme,
+}
+
+impl QsConfig {
+    /// The defaults for a provider at `domain`.
+    pub fn new(domain: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into(),
+            auth_window_ms: 5 * 60 * 1000,
+            max_request_bytes: 4 * 1024 * 1024,
+            max_page: 100,
+            duplicate_window_ms: 24 * 60 * 60 * 1000,
+            max_conflict_retries: 3,
+            signature_scheme: SignatureScheme::ED25519,
+        }
+    }
+}
+
+/// How a QS request ended, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QsStatus {
+    /// Served (a delivery may still have named invalid recipients: see
+    /// [`QsOutcome::invalid_recipients`]).
+    Accepted,
+    /// Served without a change: a redelivery, or a `create_queue` for a key that owns a queue.
+    Duplicate,
+    /// Refused; the response carries a `DSError` with this code.
+    Rejected(ErrorCode),
+}
+
+/// The result of one QS call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct QsOutcome {
+    /// The bytes to answer with: a `QueueingServiceResponse` for a served delivery, a
+    /// `DSResponse` with the error for a refused one; a `QSClientResponse` for client requests.
+    pub response: Vec<u8>,
+    /// How it ended.
+    pub status: QsStatus,
+    /// Queues that received a new message (to wake their clients up, say).
+    pub enqueued: Vec<Vec<u8>>,
+    /// Recipients of a delivery that the QS could not serve (indices into `recipients`).
+    pub invalid_recipients: Vec<u32>,
+}
+
+/// A handler's plan: an answer and, if anything changes, the one write set to apply first.
+pub(crate) struct QsPlan {
+    pub(crate) writes: Option<QsWriteSet>,
+    pub(crate) outcome: QsOutcome,
+}
+
+/// The Queueing Service. It holds configuration, the provider's queue key and a crypto
+/// provider (also its randomness, for queue IDs and tokens); queues live in the
+/// [`QsStorage`] passed to each call.
+pub struct QueueingService<C = RustCrypto> {
+    pub(crate) config: QsConfig,
+    pub(crate) key: QueueKey,
+    pub(crate) crypto: C,
+}
+
+impl<C> std::fmt::Debug for QueueingService<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueingService")
+            .field("config", &self.config)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
+    /// A QS with its settings, its queue key and a crypto provider.
+    pub fn new(config: QsConfig, key: QueueKey, crypto: C) -> Self {
+        Self {
+            config,
+            key,
+            crypto,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QsConfig {
+        &self.config
+    }
+
+    /// The public key clients seal their queue information to.
+    pub fn queue_encryption_key(&self) -> &[u8] {
+        self.key.public_key()
+    }
+
+    /// Handles a `QueueingServiceRequest` from a DS. `authenticated_sender` is the provider
+    /// the transport authenticated (mutual TLS), if any: a delivery naming another
+    /// `sender_domain` is refused.
+    pub fn deliver<S: QsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &[u8],
+        authenticated_sender: Option<&str>,
+        storage: &mut S,
+    ) -> Result<QsOutcome, ProcessError<S::Error>> {
+        let decoded = match delivery::decode(self, request, authenticated_sender) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Ok(delivery_rejection(&reason)),
+        };
+        self.execute(storage, delivery_rejection, |storage| {
+            delivery::plan(self, now.0, &decoded, storage)
+        })
+    }
+
+    /// Handles a `QSClientRequest` from one of the provider's clients.
+    pub fn client_request<S: QsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &[u8],
+        storage: &mut S,
+    ) -> Result<QsOutcome, ProcessError<S::Error>> {
+        let decoded = match client::decode(self, now.0, request) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Ok(client_rejection(&reason)),
+        };
+        self.execute(storage, client_rejection, |storage| {
+            client::plan(self, &decoded, storage)
+        })
+    }
+
+    /// Runs a handler, applies its write set, and re-runs it when storage reports a
+    /// concurrent change (the DS's loop, `DeliveryService::execute`).
+    fn execute<S: QsStorage>(
+        &self,
+        storage: &mut S,
+        reject: fn(&QsRejectReason) -> QsOutcome,
+        mut handler: impl FnMut(&S) -> Result<QsPlan, QsFailure<S::Error>>,
+    ) -> Result<QsOutcome, ProcessError<S::Error>> {
+        for _ in 0..=self.config.max_conflict_retries {
+            match handler(storage) {
+                Ok(QsPlan {
+                    writes: None,
+                    outcome,
+                }) => return Ok(outcome),
+                Ok(QsPlan {
+                    writes: Some(writes),
+                    outcome,
+                }) => match storage.write(&writes).map_err(ProcessError::Storage)? {
+                    QsWriteOutcome::Applied => return Ok(outcome),
+                    QsWriteOutcome::Conflict => continue,
+                },
+                Err(QsFailure::Reject(reason)) => return Ok(reject(&reason)),
+                Err(QsFailure::Process(e)) => return Err(e),
+            }
+        }
+        Ok(reject(&QsRejectReason::Conflict))
+    }
+}
+
+/// A QS handler step fails with a refusal or with a process error.
+#[derive(Debug)]
+pub(crate) enum QsFailure<E: std::error::Error + 'static> {
+    Reject(QsRejectReason),
+    Process(ProcessError<E>),
+}
+
+impl<E: std::error::Error + 'static> From<QsRejectReason> for QsFailure<E> {
+    fn from(reason: QsRejectReason) -> Self {
+        Self::Reject(reason)
+    }
+}
+
+/// Wraps a storage error.
+pub(crate) fn storage_error<E: std::error::Error + 'static>(e: E) -> QsFailure<E> {
+    QsFailure::Process(ProcessError::Storage(e))
+}
+
+/// A bug: something the QS computed itself does not encode.
+pub(crate) fn internal<E: std::error::Error + 'static>(
+    what: impl std::fmt::Display,
+) -> QsFailure<E> {
+    QsFailure::Process(ProcessError::Internal(what.to_string()))
+}
+
+/// A refused delivery: a `DSResponse` carrying the error, since `QueueingServiceResponse`
+/// has no error case.
+pub(crate) fn delivery_rejection(reason: &QsRejectReason) -> QsOutcome {
+    let response = encode(&DsResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body: DsResponseBody::Error(reason.to_wire()),
+    })
+    .unwrap_or_default();
+    rejected(response, reason)
+}
+
+/// A refused client request: a `QSClientResponse` carrying the error.
+pub(crate) fn client_rejection(reason: &QsRejectReason) -> QsOutcome {
+    let response = encode(&QsClientResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body: QsClientResponseBody::Error(reason.to_wire()),
+    })
+    .unwrap_or_default();
+    rejected(response, reason)
+}
+
+fn rejected(response: Vec<u8>, reason: &QsRejectReason) -> QsOutcome {
+    QsOutcome {
+        response,
+        status: QsStatus::Rejected(reason.code()),
+        enqueued: Vec::new(),
+        invalid_recipients: Vec::new(),
+    }
+}
