@@ -146,6 +146,7 @@
 
 pub mod qs;
 pub mod storage;
+pub mod transport;
 pub mod wire;
 
 mod auth;

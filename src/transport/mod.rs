@@ -1,0 +1,391 @@
+//! The transport mapping (wire-format.md §11; draft-kohbrok-mimi-transport, DECISIONS.md
+//! "Transport"): a transport-agnostic [`Router`] from `(method, path, headers, body)` to the
+//! DS or the QS and back to `(status, content type, body)`.
+//!
+//! The router performs no I/O either. An HTTPS server (see `examples/server.rs`) parses HTTP,
+//! terminates TLS 1.3, tells the router which provider the peer's client certificate
+//! authenticated, and sends back what the router answers. Fanout the DS produced comes back
+//! in [`Routed::fanout`] for the server to deliver (to its own QS, or by `POST
+//! /deliver_message` to another provider).
+//!
+//! Checks, in order, each with its status and a `DSResponse` error body:
+//!
+//! | Check | Status |
+//! |---|---|
+//! | the path is an endpoint | 404 |
+//! | the method is served there | 405, with `Allow` |
+//! | `Host` names this provider or its DS (any port ignored; MP-06 §4.1) | 400 if absent, 421 if another |
+//! | the body fits [`TransportConfig::max_body_bytes`] | 413 |
+//! | `Content-Type` is `application/octet-stream` | 415 |
+//! | the DS request type belongs at this endpoint | 400 |
+//! | a provider-to-provider delivery comes from an authenticated provider, if required | 403 |
+//! | the DS or QS accepts it ([`http_status`] maps its code) | 200 or the mapped status |
+
+mod http;
+
+pub use http::{http_status, Endpoint, HttpRequest, HttpResponse, OCTET_STREAM, TEXT_PLAIN};
+
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+
+use crate::qs::{QsStatus, QsStorage, QueueingService};
+use crate::storage::DsStorage;
+use crate::wire::{DsRequestType, ErrorCode};
+use crate::{DeliveryService, Fanout, ProcessError, Status, UnixTimeMs};
+
+/// Router settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// This provider's domain (the `Host` it answers to, and its QS's domain).
+    pub provider_domain: String,
+    /// The domain of the DS it runs, if any; `/.well-known/mimi/ds-domain` returns it, and
+    /// `Host` may name it too.
+    pub ds_domain: Option<String>,
+    /// Bodies larger than this get 413 before anything decodes them. Default 4 MiB, the DS's
+    /// and QS's own request limit.
+    pub max_body_bytes: usize,
+    /// Whether `/deliver_message` and `/connection_request` require a transport-authenticated
+    /// peer (mutual TLS, TR-01). Default `true`; the QS then also checks that the peer is the
+    /// delivery's `sender_domain`.
+    pub require_authenticated_providers: bool,
+}
+
+impl TransportConfig {
+    /// The defaults for `provider_domain`, with or without a DS.
+    pub fn new(provider_domain: impl Into<String>, ds_domain: Option<String>) -> Self {
+        Self {
+            provider_domain: provider_domain.into(),
+            ds_domain,
+            max_body_bytes: 4 * 1024 * 1024,
+            require_authenticated_providers: true,
+        }
+    }
+}
+
+/// What a request led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Routed {
+    /// The answer.
+    pub response: HttpResponse,
+    /// The endpoint, if the path named one.
+    pub endpoint: Option<Endpoint>,
+    /// Fanout the DS asks the server to deliver (only from DS endpoints).
+    pub fanout: Vec<Fanout>,
+    /// Queues that received a message (only from QS deliveries), to wake their clients.
+    pub enqueued: Vec<Vec<u8>>,
+}
+
+/// A storage failure or bug in the DS or QS. Nothing was written; answer 500 (see
+/// [`RouteError::response`]) and let the peer retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError<SE: std::error::Error + 'static, QE: std::error::Error + 'static> {
+    /// From the DS.
+    #[error("delivery service: {0}")]
+    Ds(#[source] ProcessError<SE>),
+    /// From the QS.
+    #[error("queueing service: {0}")]
+    Qs(#[source] ProcessError<QE>),
+}
+
+impl<SE: std::error::Error + 'static, QE: std::error::Error + 'static> RouteError<SE, QE> {
+    /// The 500 to answer with. The body says nothing about the cause, which is for the
+    /// server's logs, not for peers.
+    pub fn response(&self) -> HttpResponse {
+        HttpResponse {
+            status: 500,
+            content_type: TEXT_PLAIN,
+            headers: Vec::new(),
+            body: b"internal error".to_vec(),
+        }
+    }
+}
+
+/// The router: a provider's DS (if it runs one) and QS behind the MIMI endpoints.
+pub struct Router<C = RustCrypto> {
+    config: TransportConfig,
+    ds: Option<DeliveryService<C>>,
+    qs: Option<QueueingService<C>>,
+}
+
+impl<C> std::fmt::Debug for Router<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .field("ds", &self.ds.is_some())
+            .field("qs", &self.qs.is_some())
+            .finish()
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
+    /// A router serving neither DS nor QS yet.
+    pub fn new(config: TransportConfig) -> Self {
+        Self {
+            config,
+            ds: None,
+            qs: None,
+        }
+    }
+
+    /// Serves this DS at the DS endpoints.
+    pub fn with_ds(mut self, ds: DeliveryService<C>) -> Self {
+        self.ds = Some(ds);
+        self
+    }
+
+    /// Serves this QS at the QS endpoints.
+    pub fn with_qs(mut self, qs: QueueingService<C>) -> Self {
+        self.qs = Some(qs);
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// The DS, for server events ([`DeliveryService::handle_event`]).
+    pub fn ds(&self) -> Option<&DeliveryService<C>> {
+        self.ds.as_ref()
+    }
+
+    /// The QS, for deliveries from this provider's own DS.
+    pub fn qs(&self) -> Option<&QueueingService<C>> {
+        self.qs.as_ref()
+    }
+
+    /// Routes one request. `ds_storage` and `qs_storage` are touched only by the service the
+    /// endpoint belongs to.
+    pub fn handle<S: DsStorage, Q: QsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        ds_storage: &mut S,
+        qs_storage: &mut Q,
+    ) -> Result<Routed, RouteError<S::Error, Q::Error>> {
+        let Some(endpoint) = Endpoint::from_path(request.path) else {
+            return Ok(refused(
+                None,
+                ErrorCode::UnsupportedOperation,
+                404,
+                "no such endpoint",
+            ));
+        };
+        if let Err(response) = self.check_http(endpoint, request) {
+            return Ok(Routed {
+                response,
+                endpoint: Some(endpoint),
+                fanout: Vec::new(),
+                enqueued: Vec::new(),
+            });
+        }
+        let body = request.body;
+        let mut routed = Routed {
+            response: HttpResponse::octets(200, Vec::new()),
+            endpoint: Some(endpoint),
+            fanout: Vec::new(),
+            enqueued: Vec::new(),
+        };
+        match endpoint {
+            Endpoint::DsDomain => {
+                let Some(domain) = &self.config.ds_domain else {
+                    return Ok(refused(
+                        Some(endpoint),
+                        ErrorCode::UnsupportedOperation,
+                        404,
+                        "this provider runs no DS",
+                    ));
+                };
+                routed.response = HttpResponse {
+                    status: 200,
+                    content_type: TEXT_PLAIN,
+                    headers: Vec::new(),
+                    body: domain.as_bytes().to_vec(),
+                };
+            }
+            Endpoint::ConnectionKeyPackages | Endpoint::GroupKeyPackages => {
+                // The requests were never defined (digest §4.3); a provider serves its users'
+                // KeyPackages from its own directory, outside mimi-ds.
+                return Ok(refused(
+                    Some(endpoint),
+                    ErrorCode::UnsupportedOperation,
+                    501,
+                    "KeyPackages are not served by mimi-ds",
+                ));
+            }
+            Endpoint::GroupOperation
+            | Endpoint::WelcomeInformation
+            | Endpoint::ExternalCommitInformation
+            | Endpoint::VerificationKey => {
+                let Some(ds) = &self.ds else {
+                    return Ok(refused(
+                        Some(endpoint),
+                        ErrorCode::UnsupportedOperation,
+                        404,
+                        "this provider runs no DS",
+                    ));
+                };
+                if let Some(wrong) = misplaced_request_type(endpoint, body) {
+                    return Ok(refused(
+                        Some(endpoint),
+                        ErrorCode::UnsupportedOperation,
+                        400,
+                        wrong,
+                    ));
+                }
+                let outcome = ds.process(now, body, ds_storage).map_err(RouteError::Ds)?;
+                let status = match outcome.status {
+                    Status::Accepted | Status::Duplicate => 200,
+                    Status::Rejected(code) => http_status(code),
+                };
+                routed.response = HttpResponse::octets(status, outcome.response);
+                routed.fanout = outcome.fanout;
+            }
+            Endpoint::DeliverMessage | Endpoint::ConnectionRequest | Endpoint::QueueOperation => {
+                let Some(qs) = &self.qs else {
+                    return Ok(refused(
+                        Some(endpoint),
+                        ErrorCode::UnsupportedOperation,
+                        404,
+                        "this provider runs no QS",
+                    ));
+                };
+                let outcome = if endpoint == Endpoint::QueueOperation {
+                    qs.client_request(now, body, qs_storage)
+                } else {
+                    if self.config.require_authenticated_providers
+                        && request.authenticated_peer.is_none()
+                    {
+                        return Ok(refused(
+                            Some(endpoint),
+                            ErrorCode::AuthenticationFailed,
+                            403,
+                            "deliveries need a provider authenticated by mutual TLS",
+                        ));
+                    }
+                    qs.deliver(now, body, request.authenticated_peer, qs_storage)
+                }
+                .map_err(RouteError::Qs)?;
+                let status = match outcome.status {
+                    QsStatus::Accepted | QsStatus::Duplicate => 200,
+                    QsStatus::Rejected(code) => http_status(code),
+                };
+                routed.response = HttpResponse::octets(status, outcome.response);
+                routed.enqueued = outcome.enqueued;
+            }
+        }
+        Ok(routed)
+    }
+
+    /// The HTTP-level checks: method, `Host`, body size, content type.
+    fn check_http(
+        &self,
+        endpoint: Endpoint,
+        request: &HttpRequest<'_>,
+    ) -> Result<(), HttpResponse> {
+        if !endpoint
+            .methods()
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(request.method))
+        {
+            let mut response =
+                HttpResponse::error(ErrorCode::UnsupportedOperation, 405, "method not allowed");
+            response
+                .headers
+                .push(("Allow", endpoint.methods().join(", ")));
+            return Err(response);
+        }
+        // MP-06 §4.1: `Host` names the target provider; a request for another authority must
+        // not be answered by this one (RFC 9110 §15.5.20, 421 Misdirected Request).
+        let Some(host) = request.header("host") else {
+            return Err(HttpResponse::error(
+                ErrorCode::MalformedRequest,
+                400,
+                "no Host header",
+            ));
+        };
+        let name = host_name(host);
+        let ours = name.eq_ignore_ascii_case(&self.config.provider_domain)
+            || self
+                .config
+                .ds_domain
+                .as_deref()
+                .is_some_and(|ds| name.eq_ignore_ascii_case(ds));
+        if !ours {
+            return Err(HttpResponse::error(
+                ErrorCode::NotAllowed,
+                421,
+                "Host names another provider",
+            ));
+        }
+        if request.body.len() > self.config.max_body_bytes {
+            return Err(HttpResponse::error(
+                ErrorCode::RequestTooLarge,
+                413,
+                "body exceeds the size limit",
+            ));
+        }
+        if endpoint != Endpoint::DsDomain {
+            let content_type = request.header("content-type").unwrap_or("");
+            let media_type = content_type.split(';').next().unwrap_or("").trim();
+            if !media_type.eq_ignore_ascii_case(OCTET_STREAM) {
+                return Err(HttpResponse::error(
+                    ErrorCode::MalformedRequest,
+                    415,
+                    "bodies are application/octet-stream",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host of a `Host` value, without a port (MP-06 §4.1: "any port component is ignored").
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 literal: never one of our domain names, returned whole.
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// Why a `DSRequest` does not belong at `endpoint`, judged from its type byte (after the
+/// two-byte version). Bodies too short to have one are left to the DS to refuse.
+fn misplaced_request_type(endpoint: Endpoint, body: &[u8]) -> Option<&'static str> {
+    let &request_type = body.get(2)?;
+    let expected = match endpoint {
+        Endpoint::WelcomeInformation => Some(DsRequestType::WelcomeInfo as u8),
+        Endpoint::ExternalCommitInformation => Some(DsRequestType::GroupInfo as u8),
+        Endpoint::VerificationKey => Some(DsRequestType::SignaturePublicKey as u8),
+        _ => None,
+    };
+    match expected {
+        Some(expected) if request_type != expected => {
+            Some("this endpoint serves one request type; see wire-format.md §11")
+        }
+        None if [
+            DsRequestType::WelcomeInfo as u8,
+            DsRequestType::GroupInfo as u8,
+            DsRequestType::SignaturePublicKey as u8,
+        ]
+        .contains(&request_type) =>
+        {
+            Some("this request type has its own endpoint; see wire-format.md §11")
+        }
+        _ => None,
+    }
+}
+
+fn refused(endpoint: Option<Endpoint>, code: ErrorCode, status: u16, description: &str) -> Routed {
+    Routed {
+        response: HttpResponse::error(code, status, description),
+        endpoint,
+        fanout: Vec::new(),
+        enqueued: Vec::new(),
+    }
+}
