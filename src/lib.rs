@@ -3,7 +3,9 @@
 //! An embeddable, **sans-IO** implementation of the MIMI Delivery Service: the *hub* that
 //! orders and validates the MLS messages of the groups it owns and fans them out to the
 //! providers of their members (draft-robert-mimi-delivery-service, draft-ietf-mimi-protocol).
-//! The provider-side Queueing Service and the transport mapping follow in later releases.
+//! It also provides the provider-side Queueing Service ([`qs`]), which takes that fanout into
+//! client queues, and the HTTPS endpoint mapping of both ([`transport`],
+//! draft-kohbrok-mimi-transport).
 //!
 //! The hub keeps the public state of every group (ratchet tree, GroupContext, pending
 //! proposals) and validates each commit and proposal against it with openmls's `PublicGroup`,
@@ -90,8 +92,9 @@
 //!
 //! ## What the DS does not do
 //!
-//! * **No I/O.** It opens no sockets, speaks no HTTP, and does not deliver fanout: it returns
-//!   [`Fanout`] instructions and the caller sends them.
+//! * **No I/O.** It opens no sockets and does not deliver fanout: it returns [`Fanout`]
+//!   instructions and the caller sends them. [`transport::Router`] maps HTTP requests that the
+//!   caller parsed; `examples/server.rs` shows an HTTPS server around it.
 //! * **No clock.** Time is the `now` argument of every call; timestamps, replay windows and
 //!   reservations are all measured against it.
 //! * **No threads, no sleeping, no background work.** Expired replay marks and reservations
@@ -139,6 +142,8 @@
 //! | `error` | re-exported | [`ProcessError`] (storage or bug) and [`RejectReason`] (the peer's fault) |
 //! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
+//! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
+//! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo |
 //! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
 #![forbid(unsafe_code)]
