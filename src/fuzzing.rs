@@ -10,6 +10,12 @@
 //!   signature; the same invariants.
 //! * [`sequence`]: a sequence of operations by real clients, valid and mutated, with the
 //!   group invariants checked after each step.
+//! * [`qs_bytes`], [`route_bytes`]: the Queueing Service and the transport router
+//!   (`fuzzing/provider.rs`).
+
+mod provider;
+
+pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;
 
@@ -20,7 +26,8 @@ use crate::storage::InMemoryStorage;
 use crate::testing::{decode_response, Received, TestClient, TestDs};
 use crate::wire::{
     decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsResponse, DsResponseBody,
-    QueueingServiceRequest, QueueingServiceResponse,
+    QsClientRequest, QsClientResponse, QueueInfoPlaintext, QueueingServiceRequest,
+    QueueingServiceResponse,
 };
 use crate::{Status, UnixTimeMs};
 
@@ -43,10 +50,14 @@ pub fn decode_response_bytes(data: &[u8]) {
     roundtrip::<DsResponse>(data);
 }
 
-/// Fuzz body: `QueueingServiceRequest` and `QueueingServiceResponse` decoding.
+/// Fuzz body: decoding of everything a Queueing Service reads and writes:
+/// `QueueingServiceRequest`/`Response`, `QSClientRequest`/`Response`, `QueueInfoPlaintext`.
 pub fn decode_queueing_service(data: &[u8]) {
     roundtrip::<QueueingServiceRequest>(data);
     roundtrip::<QueueingServiceResponse>(data);
+    roundtrip::<QsClientRequest>(data);
+    roundtrip::<QsClientResponse>(data);
+    roundtrip::<QueueInfoPlaintext>(data);
 }
 
 /// A copy of a client's signature key, to re-sign mutated requests.

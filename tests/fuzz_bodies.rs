@@ -37,3 +37,24 @@ fn sequence_body_regressions() {
         3, 0, 251, 3, 0, 0, 5, 0, 0, 6, 0, 17, 7, 0, 30, 0, 1, 2, 4, 0, 0,
     ]);
 }
+
+#[test]
+fn provider_bodies_hold_their_invariants_on_sample_inputs() {
+    for selector in 0..6u8 {
+        // Valid, mutated in the version, in the middle and at the end, and raw bytes.
+        fuzzing::qs_bytes(&[selector]);
+        fuzzing::qs_bytes(&[selector, 0, 1, 0x01, 0, 40, 0x80, 0xff, 0xff, 0x01]);
+        fuzzing::qs_bytes(&[selector | 0x80, 0, 1, 2, 0, 0, 0]);
+    }
+    for method in 0..4u8 {
+        for path in 0..11u8 {
+            for host in 0..4u8 {
+                for kind in [0u8, 1, 2, 0x80] {
+                    // A request_group_id body, and a truncated one.
+                    fuzzing::route_bytes(&[method, path, host, kind, 0, 1, 0, 0]);
+                    fuzzing::route_bytes(&[method, path, host, kind, 0, 1]);
+                }
+            }
+        }
+    }
+}
