@@ -7,24 +7,31 @@
 //! names. `golden_vectors_cover_every_variant` checks the set covers every `DSRequestBody` and
 //! `DSResponseBody` codepoint (found by probing the decoders, so a new codepoint is noticed),
 //! every `DSError` details shape, both auth kinds and every `DSSenderID` kind, both
-//! `GroupInfoOption`s and both `QueueingServiceResponse`s.
+//! `GroupInfoOption`s and both `QueueingServiceResponse`s. For the Queueing Service's client
+//! protocol (wire-format.md §10) it checks every `QSClientRequestBody` (`create_queue`,
+//! `delete_queue`, `fetch`, `acknowledge`) and every `QSClientResponseBody` (`ok`, `error`,
+//! `queue_created`, `messages`) codepoint of `QSClientRequest` / `QSClientResponse`, and the
+//! `QueueInfoPlaintext` a client seals into its `ClientQueueConfig`.
 //!
-//! The files are produced from real openmls clients and a real `TestDs` run by the ignored
-//! test `regenerate_golden_vectors`:
+//! The files are produced from real openmls clients, a real `TestDs` and a real `TestQs` run
+//! by the ignored test `regenerate_golden_vectors`:
 //!
 //! ```text
 //! cargo test --test golden_vectors -- --ignored regenerate
 //! ```
 //!
 //! Keys are random, so every regeneration changes the bytes; regenerate only when the wire
-//! format changes on purpose.
+//! format changes on purpose. To add the files of a new message type without touching the
+//! existing ones, set `GOLDEN_ONLY_MISSING=1`: the generator then runs as usual but writes only
+//! the files that do not exist yet (and deletes nothing).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
-    DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QueueingServiceRequest,
+    DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
+    QsClientResponse, QsClientResponseBody, QueueInfoPlaintext, QueueingServiceRequest,
     QueueingServiceResponse,
 };
 use openmls::prelude::MlsMessageBodyIn;
@@ -99,11 +106,20 @@ enum Decoded {
     Response(DsResponse),
     QsRequest(QueueingServiceRequest),
     QsResponse(QueueingServiceResponse),
+    QsClientRequest(QsClientRequest),
+    QsClientResponse(QsClientResponse),
+    QueueInfoPlaintext(QueueInfoPlaintext),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
 fn type_name_for(name: &str) -> &'static str {
-    if name.starts_with("qs_request_") {
+    if name.starts_with("qs_client_request_") {
+        "QsClientRequest"
+    } else if name.starts_with("qs_client_response_") {
+        "QsClientResponse"
+    } else if name.starts_with("queue_info_plaintext") {
+        "QueueInfoPlaintext"
+    } else if name.starts_with("qs_request_") {
         "QueueingServiceRequest"
     } else if name.starts_with("qs_response_") {
         "QueueingServiceResponse"
@@ -112,7 +128,10 @@ fn type_name_for(name: &str) -> &'static str {
     } else if name.starts_with("response_") {
         "DsResponse"
     } else {
-        panic!("{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_)")
+        panic!(
+            "{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_, \
+             qs_client_request_, qs_client_response_, queue_info_plaintext)"
+        )
     }
 }
 
@@ -136,6 +155,9 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "DsResponse" => Decoded::Response(round_trip(name, bytes)),
         "QueueingServiceRequest" => Decoded::QsRequest(round_trip(name, bytes)),
         "QueueingServiceResponse" => Decoded::QsResponse(round_trip(name, bytes)),
+        "QsClientRequest" => Decoded::QsClientRequest(round_trip(name, bytes)),
+        "QsClientResponse" => Decoded::QsClientResponse(round_trip(name, bytes)),
+        "QueueInfoPlaintext" => Decoded::QueueInfoPlaintext(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -174,6 +196,25 @@ fn by_key_package_ref(auth: &DsAuthData) -> bool {
 
 fn by_user_key_hash(auth: &DsAuthData) -> bool {
     matches!(auth, DsAuthData::ClientSignature(s) if matches!(s.sender_id, DsSenderId::UserKeyHash(_)))
+}
+
+fn qs_req(d: &Decoded) -> Option<&QsClientRequest> {
+    match d {
+        Decoded::QsClientRequest(r) => Some(r),
+        _ => None,
+    }
+}
+
+fn qs_resp(d: &Decoded) -> Option<&QsClientResponseBody> {
+    match d {
+        Decoded::QsClientResponse(r) => Some(&r.body),
+        _ => None,
+    }
+}
+
+/// A signed request to an existing queue (every operation but `create_queue`).
+fn names_queue(r: &QsClientRequest) -> bool {
+    !r.queue_id.as_slice().is_empty() && !r.signature.as_slice().is_empty()
 }
 
 fn full(option: &GroupInfoOption) -> bool {
@@ -345,6 +386,47 @@ const TABLE: &[(&str, Check)] = &[
         "qs_response_invalid_client_queue_information",
         |d| matches!(d, Decoded::QsResponse(QueueingServiceResponse::InvalidClientQueueInformation(i)) if !i.is_empty()),
     ),
+    // The Queueing Service's client protocol: QSClientRequest, one per QSClientRequestBody.
+    ("qs_client_request_create_queue", |d| {
+        matches!(qs_req(d), Some(r @ QsClientRequest { body: QsClientRequestBody::CreateQueue { owner_key }, .. })
+            if r.queue_id.as_slice().is_empty() && !owner_key.as_slice().is_empty()
+                && !r.signature.as_slice().is_empty())
+    }),
+    (
+        "qs_client_request_delete_queue",
+        |d| matches!(qs_req(d), Some(r) if matches!(r.body, QsClientRequestBody::DeleteQueue) && names_queue(r)),
+    ),
+    ("qs_client_request_fetch", |d| {
+        matches!(qs_req(d), Some(r) if matches!(r.body, QsClientRequestBody::Fetch { max_messages, .. } if max_messages > 0)
+            && names_queue(r))
+    }),
+    ("qs_client_request_acknowledge", |d| {
+        matches!(qs_req(d), Some(r) if matches!(r.body, QsClientRequestBody::Acknowledge { up_to_sequence } if up_to_sequence > 0)
+            && names_queue(r))
+    }),
+    // QSClientResponse, one per QSClientResponseBody.
+    ("qs_client_response_ok", |d| {
+        matches!(qs_resp(d), Some(QsClientResponseBody::Ok))
+    }),
+    ("qs_client_response_error", |d| {
+        matches!(qs_resp(d), Some(QsClientResponseBody::Error(e))
+            if e.code == ErrorCode::UnknownQueue && e.details == DsErrorDetails::None)
+    }),
+    ("qs_client_response_queue_created", |d| {
+        matches!(qs_resp(d), Some(QsClientResponseBody::QueueCreated(c))
+            if !c.queue_id.as_slice().is_empty() && !c.fanout_auth_token.as_slice().is_empty()
+                && !c.queue_encryption_key.as_slice().is_empty())
+    }),
+    ("qs_client_response_messages", |d| {
+        matches!(qs_resp(d), Some(QsClientResponseBody::Messages(page))
+            if !page.messages.is_empty()
+                && page.messages.iter().all(|m| !m.sender_domain.as_slice().is_empty() && is_private(&m.message.message)))
+    }),
+    // The plaintext a client seals into ClientQueueConfig.queue (wire-format.md §10.1).
+    ("queue_info_plaintext", |d| {
+        matches!(d, Decoded::QueueInfoPlaintext(p)
+            if !p.queue_id.as_slice().is_empty() && !p.fanout_auth_token.as_slice().is_empty())
+    }),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -544,6 +626,67 @@ fn golden_vectors_cover_every_variant() {
     assert!(vectors
         .iter()
         .any(|(_, d)| matches!(d, Decoded::QsRequest(_))));
+
+    // Every QSClientRequestBody codepoint the decoder accepts.
+    let qs_client_request_tags: BTreeSet<u8> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::QsClientRequest(r) => Some(encode(&r.body).expect("encode")[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        qs_client_request_tags,
+        (0..=3).collect::<BTreeSet<u8>>(),
+        "QSClientRequestType covered"
+    );
+    assert_eq!(
+        defined_tags::<QsClientRequestBody>(),
+        qs_client_request_tags,
+        "QsClientRequestBody has codepoints without a vector"
+    );
+
+    // Every QSClientResponseBody codepoint the decoder accepts.
+    let qs_client_responses: Vec<&QsClientResponseBody> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::QsClientResponse(r) => Some(&r.body),
+            _ => None,
+        })
+        .collect();
+    let qs_client_response_tags: BTreeSet<u8> = qs_client_responses
+        .iter()
+        .map(|body| encode(*body).expect("encode")[0])
+        .collect();
+    assert_eq!(
+        defined_tags::<QsClientResponseBody>(),
+        qs_client_response_tags,
+        "QsClientResponseBody has codepoints without a vector"
+    );
+
+    // The QueueInfoPlaintext is the one a client builds from the QueueCreated vector.
+    let created = qs_client_responses
+        .iter()
+        .find_map(|body| match body {
+            QsClientResponseBody::QueueCreated(c) => Some(c),
+            _ => None,
+        })
+        .expect("a queue_created vector");
+    let plaintexts: Vec<&QueueInfoPlaintext> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::QueueInfoPlaintext(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        plaintexts,
+        vec![&QueueInfoPlaintext {
+            queue_id: created.queue_id.clone(),
+            fanout_auth_token: created.fanout_auth_token.clone(),
+        }],
+        "queue_info_plaintext holds qs_client_response_queue_created's queue ID and token"
+    );
 }
 
 /// The text format survives a render/parse round trip, including wrapping.
@@ -561,11 +704,17 @@ fn vector_file_format_round_trips() {
 // The generator
 // ---------------------------------------------------------------------------------------------
 
-/// Rebuilds every vector from real openmls clients and a real `TestDs` run, then rewrites
-/// `tests/vectors/*.hex` (stale `.hex` files are deleted).
+/// The environment variable that restricts [`regenerate_golden_vectors`] to missing files.
+const ONLY_MISSING_VAR: &str = "GOLDEN_ONLY_MISSING";
+
+/// Rebuilds every vector from real openmls clients, a real `TestDs` and a real `TestQs` run,
+/// then rewrites `tests/vectors/*.hex` (stale `.hex` files are deleted). With
+/// `GOLDEN_ONLY_MISSING=1` it writes only the files that do not exist yet and deletes nothing,
+/// so that adding a message type leaves the existing vectors byte-identical.
 #[test]
 #[ignore = "rewrites tests/vectors; run with `-- --ignored regenerate`"]
 fn regenerate_golden_vectors() {
+    let only_missing = std::env::var(ONLY_MISSING_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
     let generated = generator::generate();
     let names: BTreeSet<String> = generated.iter().map(|v| v.name.to_owned()).collect();
     let table: BTreeSet<String> = TABLE.iter().map(|(name, _)| (*name).to_owned()).collect();
@@ -595,10 +744,18 @@ fn regenerate_golden_vectors() {
 
     let dir = Path::new(VECTORS_DIR);
     std::fs::create_dir_all(dir).expect("create tests/vectors");
-    for stale in hex_files(dir) {
-        std::fs::remove_file(vector_path(&stale)).expect("remove stale vector");
+    if !only_missing {
+        for stale in hex_files(dir) {
+            std::fs::remove_file(vector_path(&stale)).expect("remove stale vector");
+        }
     }
     for vector in &generated {
+        if only_missing && vector_path(vector.name).exists() {
+            continue;
+        }
+        if only_missing {
+            println!("writing {}", vector_path(vector.name).display());
+        }
         std::fs::write(
             vector_path(vector.name),
             render_vector_file(&vector.what, &vector.bytes),
@@ -609,13 +766,17 @@ fn regenerate_golden_vectors() {
 }
 
 mod generator {
-    use mimi_ds::testing::{commit_body, decode_response, mls_bytes, Received, TestClient, TestDs};
+    use mimi_ds::qs::{QsOutcome, QsStatus};
+    use mimi_ds::testing::{
+        commit_body, decode_response, mls_bytes, Received, TestClient, TestDs, TestQs,
+    };
     use mimi_ds::wire::{
-        encode, ClientQueueConfig, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData,
-        DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
-        ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest, MembershipCommitRequest,
-        PartialGroupInfo, QueueingServiceResponse, SelfRemoveClientRequest, UpdateClientRequest,
-        WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+        decode_exact, encode, ClientQueueConfig, ConnectionKeyPackagesRequest, DeleteGroupRequest,
+        DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
+        ErrorCode, ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest,
+        MembershipCommitRequest, PartialGroupInfo, QsClientRequestBody, QsClientResponse,
+        QsClientResponseBody, QueueInfoPlaintext, QueueingServiceResponse, SelfRemoveClientRequest,
+        UpdateClientRequest, WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
     };
     use mimi_ds::{Outcome, Status};
     use openmls::messages::group_info::VerifiableGroupInfo;
@@ -668,6 +829,15 @@ mod generator {
             "{:?}",
             decode_response(&out.response)
         );
+    }
+
+    /// The body of a QS answer to a client request, checking the status it came with.
+    fn qs_answer(out: &QsOutcome, status: QsStatus) -> QsClientResponseBody {
+        let body = decode_exact::<QsClientResponse>(&out.response)
+            .expect("the QS produced a decodable QSClientResponse")
+            .body;
+        assert_eq!(out.status, status, "{body:?}");
+        body
     }
 
     fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
@@ -1230,6 +1400,142 @@ mod generator {
             .expect("encode"),
         );
 
+        qs_client_protocol(&mut v);
         v.0
+    }
+
+    /// The Queueing Service's client protocol (wire-format.md §10.3), every message made by a
+    /// real client and answered by a real `TestQs`: erin-1 creates its queue at q.example and
+    /// publishes it sealed, a hub group fans a real message out to it, erin-1 fetches and
+    /// acknowledges it, deletes the queue, and a later fetch finds no queue.
+    fn qs_client_protocol(v: &mut Vectors) {
+        let mut ds = TestDs::new("hub.example");
+        let mut qs = TestQs::new("q.example");
+        let mut frank = TestClient::new("frank", "frank-1", "f.example");
+        let mut erin = TestClient::new("erin", "erin-1", "q.example");
+
+        // create_queue (0) -> queue_created (2); erin-1 seals and publishes the queue.
+        let request = erin.create_queue_request(qs.now_ms);
+        let out = qs.client_request(&request);
+        let QsClientResponseBody::QueueCreated(created) = qs_answer(&out, QsStatus::Accepted)
+        else {
+            panic!("expected queue_created")
+        };
+        erin.use_queue(&out.response);
+        v.add(
+            "qs_client_request_create_queue",
+            "create_queue (0) by erin-1, owned by its MLS signature key",
+            request,
+        );
+        v.add(
+            "qs_client_response_queue_created",
+            "queue_created (2): erin-1's queue at q.example, the answer to qs_client_request_create_queue",
+            out.response,
+        );
+        v.add(
+            "queue_info_plaintext",
+            "what erin-1 seals into its ClientQueueConfig: qs_client_response_queue_created's queue ID and token",
+            encode(&QueueInfoPlaintext {
+                queue_id: created.queue_id.clone(),
+                fanout_auth_token: created.fanout_auth_token.clone(),
+            })
+            .expect("encode"),
+        );
+
+        // A real delivery: frank-1's group with erin-1 (whose leaf carries the sealed queue),
+        // and a message the hub fans out to q.example.
+        ds.create_group_with(&mut frank, &mut [&mut erin]);
+        ds.advance(1000);
+        qs.now_ms = ds.now_ms;
+        let out = ds.process(&frank.message_request(b"hello, erin", ds.now_ms));
+        accepted(&out);
+        let fanout = out
+            .fanout
+            .iter()
+            .find(|f| f.destination == "q.example")
+            .expect("fanout to q.example");
+        let delivered = qs.deliver(fanout);
+        assert_eq!(delivered.status, QsStatus::Accepted);
+        assert_eq!(
+            decode_exact::<QueueingServiceResponse>(&delivered.response).expect("decode"),
+            QueueingServiceResponse::Ok
+        );
+        assert_eq!(
+            delivered.enqueued,
+            vec![created.queue_id.as_slice().to_vec()]
+        );
+
+        // fetch (2) -> messages (3) with that message.
+        let request = erin.fetch_request(10, qs.now_ms);
+        let out = qs.client_request(&request);
+        let QsClientResponseBody::Messages(page) = qs_answer(&out, QsStatus::Accepted) else {
+            panic!("expected messages")
+        };
+        assert_eq!(
+            (page.messages.len(), page.next_sequence, page.remaining),
+            (1, 1, 0)
+        );
+        assert_eq!(erin.take_page(&out.response), (1, 0));
+        assert_eq!(
+            erin.process_inbox(),
+            vec![Received::Application(b"hello, erin".to_vec())]
+        );
+        v.add(
+            "qs_client_request_fetch",
+            "fetch (2) by erin-1 from sequence 0, at most 10 messages",
+            request,
+        );
+        v.add(
+            "qs_client_response_messages",
+            "messages (3): hub.example's fanout of frank-1's PrivateMessage, the answer to qs_client_request_fetch",
+            out.response,
+        );
+
+        // acknowledge (3) -> ok (0).
+        let request = erin.ack_request(qs.now_ms);
+        let out = qs.client_request(&request);
+        assert_eq!(
+            qs_answer(&out, QsStatus::Accepted),
+            QsClientResponseBody::Ok
+        );
+        assert_eq!(qs.storage.queued(created.queue_id.as_slice()), 0);
+        v.add(
+            "qs_client_request_acknowledge",
+            "acknowledge (3) by erin-1 up to sequence 1",
+            request,
+        );
+        v.add(
+            "qs_client_response_ok",
+            "ok (0): the answer to qs_client_request_acknowledge",
+            out.response,
+        );
+
+        // delete_queue (1); a fetch afterwards is answered unknown_queue.
+        let request = erin.qs_request(QsClientRequestBody::DeleteQueue, qs.now_ms);
+        let out = qs.client_request(&request);
+        assert_eq!(
+            qs_answer(&out, QsStatus::Accepted),
+            QsClientResponseBody::Ok
+        );
+        v.add(
+            "qs_client_request_delete_queue",
+            "delete_queue (1) by erin-1",
+            request,
+        );
+        let out = qs.client_request(&erin.fetch_request(10, qs.now_ms));
+        let QsClientResponseBody::Error(error) =
+            qs_answer(&out, QsStatus::Rejected(ErrorCode::UnknownQueue))
+        else {
+            panic!("expected an error")
+        };
+        assert_eq!(
+            (error.code, error.details),
+            (ErrorCode::UnknownQueue, DsErrorDetails::None)
+        );
+        v.add(
+            "qs_client_response_error",
+            "error (1) unknown_queue: erin-1's fetch after qs_client_request_delete_queue",
+            out.response,
+        );
     }
 }

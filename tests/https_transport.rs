@@ -1,7 +1,7 @@
 //! Tests of the examples' HTTPS plumbing (`examples/support/https.rs`) over loopback: HTTP
 //! framing and limits, keep-alive, TLS 1.3 only, mutual TLS and certificate checks.
 
-#[path = "../examples/support/https.rs"]
+#[path = "../examples/support/https/mod.rs"]
 mod https;
 
 use std::collections::HashMap;
