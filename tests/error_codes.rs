@@ -1227,7 +1227,45 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
         ErrorCode::Conflict,
         &["conflict_when_every_write_conflicts"],
     ),
+    (
+        ErrorCode::UnknownQueue,
+        &["unknown_queue_at_the_queueing_service"],
+    ),
 ];
+
+/// The Queueing Service's own code (wire-format.md §10.3): a signed request for a queue that
+/// was never created, or was deleted. (tests/queueing_service.rs covers the QS's other codes.)
+#[test]
+fn unknown_queue_at_the_queueing_service() {
+    use mimi_ds::qs::QsStatus;
+    use mimi_ds::testing::TestQs;
+    use mimi_ds::wire::{QsClientRequestBody, QsClientResponse, QsClientResponseBody};
+
+    let mut qs = TestQs::new("b.example");
+    let mut bob = TestClient::new("bob", "phone", "b.example");
+    qs.connect(&mut bob);
+    let now = qs.now_ms;
+    let deleted = qs.client_request(&bob.qs_request(QsClientRequestBody::DeleteQueue, now));
+    assert_eq!(deleted.status, QsStatus::Accepted);
+    let before = qs.storage.clone();
+    for body in [
+        QsClientRequestBody::Fetch {
+            from_sequence: 0,
+            max_messages: 1,
+        },
+        QsClientRequestBody::Acknowledge { up_to_sequence: 0 },
+        QsClientRequestBody::DeleteQueue,
+    ] {
+        let out = qs.client_request(&bob.qs_request(body, now));
+        assert_eq!(out.status, QsStatus::Rejected(ErrorCode::UnknownQueue));
+        let response: QsClientResponse = mimi_ds::wire::decode_exact(&out.response).unwrap();
+        let QsClientResponseBody::Error(error) = response.body else {
+            panic!("not an error: {:?}", response.body)
+        };
+        assert_eq!(error.code, ErrorCode::UnknownQueue);
+        assert_eq!(qs.storage, before);
+    }
+}
 
 #[test]
 fn every_error_code_is_covered() {
