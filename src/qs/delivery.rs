@@ -8,7 +8,7 @@ use tls_codec::VLBytes;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
 use crate::error::QsRejectReason;
-use crate::qs::{DeliveryMark, QsChange, QsStorage, QsWriteSet};
+use crate::qs::{DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
 use crate::wire::{
     decode_exact, encode, QueuedMessage, QueueingServiceRequest, QueueingServiceResponse,
     PROTOCOL_VERSION_MIMI_DS10,
@@ -79,7 +79,7 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     let mut duplicate = false;
     for (index, sealed) in request.recipients.iter().enumerate() {
         let index = u32::try_from(index).map_err(internal)?;
-        let Some(queue_id) = open_recipient(qs, sealed, storage)? else {
+        let Some((queue_id, record)) = open_recipient(qs, sealed, storage)? else {
             invalid.push(index);
             continue;
         };
@@ -96,10 +96,6 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
             duplicate = true;
             continue;
         }
-        let record = storage
-            .queue(&queue_id)
-            .map_err(storage_error)?
-            .ok_or_else(|| internal("queue vanished between two reads"))?;
         changes.push(QsChange::Enqueue {
             queue_id: queue_id.clone(),
             message: QueuedMessage {
@@ -141,13 +137,16 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     Ok(QsPlan { writes, outcome })
 }
 
-/// The queue a recipient names, if its sealed information opens with this provider's key,
-/// names an existing queue and carries that queue's token.
+/// A recipient's queue ID and record.
+type OpenedRecipient = (Vec<u8>, QueueRecord);
+
+/// The queue a recipient names, with its record, if its sealed information opens with this
+/// provider's key, names an existing queue and carries that queue's token.
 fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     qs: &QueueingService<C>,
     sealed: &VLBytes,
     storage: &S,
-) -> Result<Option<Vec<u8>>, QsFailure<S::Error>> {
+) -> Result<Option<OpenedRecipient>, QsFailure<S::Error>> {
     let Some(info) = qs.key.open(qs.config.domain.as_bytes(), sealed.as_slice()) else {
         return Ok(None);
     };
@@ -155,10 +154,8 @@ fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     let Some(record) = storage.queue(queue_id).map_err(storage_error)? else {
         return Ok(None);
     };
-    Ok(
-        constant_time_eq(&record.fanout_auth_token, info.fanout_auth_token.as_slice())
-            .then(|| queue_id.to_vec()),
-    )
+    let valid = constant_time_eq(&record.fanout_auth_token, info.fanout_auth_token.as_slice());
+    Ok(valid.then(|| (queue_id.to_vec(), record)))
 }
 
 /// Compares tokens without an early exit, so timing does not reveal a matching prefix
