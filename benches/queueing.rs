@@ -171,8 +171,11 @@ fn router(c: &mut Criterion) {
         );
     });
     let storage = ds.storage.clone();
-    let router = Router::new(TransportConfig::new("hub.example", Some("hub.example".into())))
-        .with_ds(ds.ds);
+    let router = Router::new(TransportConfig::new(
+        "hub.example",
+        Some("hub.example".into()),
+    ))
+    .with_ds(ds.ds);
     let headers = [("Host", "hub.example"), ("Content-Type", OCTET_STREAM)];
     let http = HttpRequest {
         method: "POST",
