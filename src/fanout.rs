@@ -47,15 +47,23 @@ impl Fanout {
         let QueueingServiceResponse::InvalidClientQueueInformation(indices) = response else {
             return Vec::new();
         };
-        let mut rejected: Vec<ClientQueueConfig> = indices
-            .iter()
-            .filter_map(|&i| self.request.recipients.get(usize::try_from(i).ok()?))
-            .map(|queue| ClientQueueConfig {
+        let mut rejected: Vec<ClientQueueConfig> = Vec::new();
+        for &index in indices {
+            let Some(queue) = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.request.recipients.get(i))
+            else {
+                continue;
+            };
+            let config = ClientQueueConfig {
                 provider_domain: self.request.recipient_domain.clone(),
                 queue: queue.clone(),
-            })
-            .collect();
-        rejected.dedup();
+            };
+            // A QS may name one queue twice; the hub needs one event per queue.
+            if !rejected.contains(&config) {
+                rejected.push(config);
+            }
+        }
         rejected
     }
 }

@@ -663,3 +663,25 @@ fn group_ids_are_opaque_to_the_queue_and_kept_as_sent() {
     assert_eq!(queued.message.group_id.as_slice(), &w.group_id[..]);
     assert_eq!(queued.received_ms, now);
 }
+
+/// `rejected_queues` maps a QS's indices back to the queues it was sent, once each, and
+/// ignores indices it had no business naming.
+#[test]
+fn rejected_queues_maps_indices_once_and_ignores_strangers() {
+    let mut w = world();
+    let out = w.ds.process(&w.alice.message_request(b"x", w.ds.now_ms));
+    let fanout = &out.fanout[0];
+    assert_eq!(fanout.group_id(), &w.group_id[..]);
+    let sent: Vec<_> = fanout.request.recipients.clone();
+    assert_eq!(sent.len(), 2);
+    let answer = QueueingServiceResponse::InvalidClientQueueInformation(vec![1, 0, 1, 7]);
+    let rejected = fanout.rejected_queues(&answer);
+    let queues: Vec<_> = rejected.iter().map(|c| c.queue.clone()).collect();
+    assert_eq!(queues, vec![sent[1].clone(), sent[0].clone()]);
+    assert!(rejected
+        .iter()
+        .all(|c| c.provider_domain.as_slice() == BETA.as_bytes()));
+    assert!(fanout
+        .rejected_queues(&QueueingServiceResponse::Ok)
+        .is_empty());
+}

@@ -105,16 +105,22 @@ struct SignContent {
 impl ClientSignatureTbs<'_> {
     /// The exact bytes handed to the signature algorithm: the TBS wrapped in `SignContent`.
     pub fn sign_content(&self) -> Result<Vec<u8>, tls_codec::Error> {
-        let mut label = b"MLS 1.0 ".to_vec();
-        label.extend_from_slice(CLIENT_SIGNATURE_LABEL.as_bytes());
         let mut content = Vec::with_capacity(self.tls_serialized_len());
         self.tls_serialize(&mut content)?;
-        SignContent {
-            label: label.into(),
-            content: content.into(),
-        }
-        .tls_serialize_detached()
+        sign_content(CLIENT_SIGNATURE_LABEL, content)
     }
+}
+
+/// RFC 9420 §5.1.2 `SignWithLabel` input: `content` wrapped in `SignContent` with the label
+/// "MLS 1.0 " + `label`. Shared by every signed mimi-ds request.
+pub(crate) fn sign_content(label: &str, content: Vec<u8>) -> Result<Vec<u8>, tls_codec::Error> {
+    let mut full = b"MLS 1.0 ".to_vec();
+    full.extend_from_slice(label.as_bytes());
+    SignContent {
+        label: full.into(),
+        content: content.into(),
+    }
+    .tls_serialize_detached()
 }
 
 impl ClientSignature {

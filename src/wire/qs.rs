@@ -6,9 +6,9 @@
 //! SignWithLabel, a timestamp checked against `now`).
 
 use openmls_traits::signatures::Signer;
-use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
-use super::auth::SignError;
+use super::auth::{sign_content, SignError};
 use super::queue::FanoutMessage;
 use super::response::DsError;
 
@@ -92,7 +92,7 @@ impl QsClientRequestTbs<'_> {
     /// RFC 9420 §5.1.2 `SignContent` with the label "MLS 1.0 MIMI QS Request": the exact bytes
     /// signed.
     pub fn sign_content(&self) -> Result<Vec<u8>, tls_codec::Error> {
-        sign_content(QS_REQUEST_LABEL, &self.tls_serialize_detached()?)
+        sign_content(QS_REQUEST_LABEL, self.tls_serialize_detached()?)
     }
 }
 
@@ -192,15 +192,4 @@ pub struct QsClientResponse {
     pub version: u16,
     /// The answer.
     pub body: QsClientResponseBody,
-}
-
-/// RFC 9420 §5.1.2 `SignContent { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }`.
-pub(crate) fn sign_content(label: &str, content: &[u8]) -> Result<Vec<u8>, tls_codec::Error> {
-    let mut full = b"MLS 1.0 ".to_vec();
-    full.extend_from_slice(label.as_bytes());
-    let mut out = Vec::new();
-    let pair = (VLBytes::from(full), VLBytes::from(content.to_vec()));
-    out.reserve(pair.tls_serialized_len());
-    pair.tls_serialize(&mut out)?;
-    Ok(out)
 }
