@@ -183,102 +183,131 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 enqueued: Vec::new(),
             });
         }
-        let body = request.body;
-        let mut routed = Routed {
-            response: HttpResponse::octets(200, Vec::new()),
-            endpoint: Some(endpoint),
-            fanout: Vec::new(),
-            enqueued: Vec::new(),
-        };
         match endpoint {
-            Endpoint::DsDomain => {
-                let Some(domain) = &self.config.ds_domain else {
-                    return Ok(refused(
-                        Some(endpoint),
-                        ErrorCode::UnsupportedOperation,
-                        404,
-                        "this provider runs no DS",
-                    ));
-                };
-                routed.response = HttpResponse {
-                    status: 200,
-                    content_type: TEXT_PLAIN,
-                    headers: Vec::new(),
-                    body: domain.as_bytes().to_vec(),
-                };
-            }
+            Endpoint::DsDomain => Ok(self.ds_domain()),
             Endpoint::ConnectionKeyPackages | Endpoint::GroupKeyPackages => {
                 // The requests were never defined (digest §4.3); a provider serves its users'
                 // KeyPackages from its own directory, outside mimi-ds.
-                return Ok(refused(
+                Ok(refused(
                     Some(endpoint),
                     ErrorCode::UnsupportedOperation,
                     501,
                     "KeyPackages are not served by mimi-ds",
-                ));
+                ))
             }
             Endpoint::GroupOperation
             | Endpoint::WelcomeInformation
             | Endpoint::ExternalCommitInformation
-            | Endpoint::VerificationKey => {
-                let Some(ds) = &self.ds else {
-                    return Ok(refused(
-                        Some(endpoint),
-                        ErrorCode::UnsupportedOperation,
-                        404,
-                        "this provider runs no DS",
-                    ));
-                };
-                if let Some(wrong) = misplaced_request_type(endpoint, body) {
-                    return Ok(refused(
-                        Some(endpoint),
-                        ErrorCode::UnsupportedOperation,
-                        400,
-                        wrong,
-                    ));
-                }
-                let outcome = ds.process(now, body, ds_storage).map_err(RouteError::Ds)?;
-                let status = match outcome.status {
-                    Status::Accepted | Status::Duplicate => 200,
-                    Status::Rejected(code) => http_status(code),
-                };
-                routed.response = HttpResponse::octets(status, outcome.response);
-                routed.fanout = outcome.fanout;
-            }
+            | Endpoint::VerificationKey => self
+                .serve_ds(now, endpoint, request.body, ds_storage)
+                .map_err(RouteError::Ds),
             Endpoint::DeliverMessage | Endpoint::ConnectionRequest | Endpoint::QueueOperation => {
-                let Some(qs) = &self.qs else {
-                    return Ok(refused(
-                        Some(endpoint),
-                        ErrorCode::UnsupportedOperation,
-                        404,
-                        "this provider runs no QS",
-                    ));
-                };
-                let outcome = if endpoint == Endpoint::QueueOperation {
-                    qs.client_request(now, body, qs_storage)
-                } else {
-                    if self.config.require_authenticated_providers
-                        && request.authenticated_peer.is_none()
-                    {
-                        return Ok(refused(
-                            Some(endpoint),
-                            ErrorCode::AuthenticationFailed,
-                            403,
-                            "deliveries need a provider authenticated by mutual TLS",
-                        ));
-                    }
-                    qs.deliver(now, body, request.authenticated_peer, qs_storage)
-                }
-                .map_err(RouteError::Qs)?;
-                let status = match outcome.status {
-                    QsStatus::Accepted | QsStatus::Duplicate => 200,
-                    QsStatus::Rejected(code) => http_status(code),
-                };
-                routed.response = HttpResponse::octets(status, outcome.response);
-                routed.enqueued = outcome.enqueued;
+                self.serve_qs(now, endpoint, request, qs_storage)
+                    .map_err(RouteError::Qs)
             }
         }
-        Ok(routed)
+    }
+
+    /// `GET /.well-known/mimi/ds-domain`: the DS's domain as text (digest §7 item 17).
+    fn ds_domain(&self) -> Routed {
+        let Some(domain) = &self.config.ds_domain else {
+            return refused(
+                Some(Endpoint::DsDomain),
+                ErrorCode::UnsupportedOperation,
+                404,
+                "this provider runs no DS",
+            );
+        };
+        Routed {
+            response: HttpResponse {
+                status: 200,
+                content_type: TEXT_PLAIN,
+                headers: Vec::new(),
+                body: domain.as_bytes().to_vec(),
+            },
+            endpoint: Some(Endpoint::DsDomain),
+            fanout: Vec::new(),
+            enqueued: Vec::new(),
+        }
+    }
+
+    /// A DS endpoint: the request type must belong there, then the DS answers.
+    fn serve_ds<S: DsStorage>(
+        &self,
+        now: UnixTimeMs,
+        endpoint: Endpoint,
+        body: &[u8],
+        storage: &mut S,
+    ) -> Result<Routed, ProcessError<S::Error>> {
+        let Some(ds) = &self.ds else {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                404,
+                "this provider runs no DS",
+            ));
+        };
+        if let Some(wrong) = misplaced_request_type(endpoint, body) {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                400,
+                wrong,
+            ));
+        }
+        let outcome = ds.process(now, body, storage)?;
+        let status = match outcome.status {
+            Status::Accepted | Status::Duplicate => 200,
+            Status::Rejected(code) => http_status(code),
+        };
+        Ok(Routed {
+            response: HttpResponse::octets(status, outcome.response),
+            endpoint: Some(endpoint),
+            fanout: outcome.fanout,
+            enqueued: Vec::new(),
+        })
+    }
+
+    /// A QS endpoint: a client's queue request, or a provider's delivery (which must come over
+    /// mutual TLS when so configured; the QS checks the peer against `sender_domain`).
+    fn serve_qs<Q: QsStorage>(
+        &self,
+        now: UnixTimeMs,
+        endpoint: Endpoint,
+        request: &HttpRequest<'_>,
+        storage: &mut Q,
+    ) -> Result<Routed, ProcessError<Q::Error>> {
+        let Some(qs) = &self.qs else {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                404,
+                "this provider runs no QS",
+            ));
+        };
+        let outcome = if endpoint == Endpoint::QueueOperation {
+            qs.client_request(now, request.body, storage)?
+        } else {
+            if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
+                return Ok(refused(
+                    Some(endpoint),
+                    ErrorCode::AuthenticationFailed,
+                    403,
+                    "deliveries need a provider authenticated by mutual TLS",
+                ));
+            }
+            qs.deliver(now, request.body, request.authenticated_peer, storage)?
+        };
+        let status = match outcome.status {
+            QsStatus::Accepted | QsStatus::Duplicate => 200,
+            QsStatus::Rejected(code) => http_status(code),
+        };
+        Ok(Routed {
+            response: HttpResponse::octets(status, outcome.response),
+            endpoint: Some(endpoint),
+            fanout: Vec::new(),
+            enqueued: outcome.enqueued,
+        })
     }
 
     /// The HTTP-level checks: method, `Host`, body size, content type.
