@@ -31,35 +31,22 @@ pub(super) struct ClientRequest {
 }
 
 /// Size, version, decoding and freshness: the checks that need no storage.
-pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand>(
+pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'static>(
     qs: &QueueingService<C>,
     now_ms: u64,
     bytes: &[u8],
-) -> Result<ClientRequest, QsRejectReason> {
-    let limit = qs.config.max_request_bytes;
-    if bytes.len() > limit {
-        return Err(QsRejectReason::TooLarge {
-            size: bytes.len(),
-            limit,
-        });
-    }
-    if let [hi, lo, ..] = bytes {
-        let version = u16::from_be_bytes([*hi, *lo]);
-        if version != PROTOCOL_VERSION_MIMI_DS10 {
-            return Err(QsRejectReason::UnsupportedVersion(version));
-        }
-    }
-    let request: QsClientRequest = decode_exact(bytes)?;
+) -> Result<ClientRequest, QsFailure<E>> {
+    qs.check_size_and_version(bytes)?;
+    let request: QsClientRequest = decode_exact(bytes).map_err(QsRejectReason::Malformed)?;
     if request.timestamp_ms.abs_diff(now_ms) > qs.config.auth_window_ms {
         return Err(QsRejectReason::StaleTimestamp {
             timestamp_ms: request.timestamp_ms,
             now_ms,
-        });
+        }
+        .into());
     }
-    let sign_content = request
-        .tbs()
-        .sign_content()
-        .map_err(|_| QsRejectReason::NotAllowed("request too large to sign"))?;
+    // Re-encoding what just decoded (within the size limit) cannot fail.
+    let sign_content = request.tbs().sign_content().map_err(internal)?;
     Ok(ClientRequest {
         request,
         sign_content,

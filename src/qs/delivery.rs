@@ -11,7 +11,6 @@ use crate::error::QsRejectReason;
 use crate::qs::{DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
 use crate::wire::{
     decode_exact, encode, QueuedMessage, QueueingServiceRequest, QueueingServiceResponse,
-    PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// A delivery that passed the checks that need no storage, with its duplicate-detection hash.
@@ -22,46 +21,35 @@ pub(super) struct Delivery {
 
 /// Size, version, decoding, the forwarding-attack rule and the sender check: everything that
 /// refuses the whole request before storage is read.
-pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand>(
+pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'static>(
     qs: &QueueingService<C>,
     bytes: &[u8],
     authenticated_sender: Option<&str>,
-) -> Result<Delivery, QsRejectReason> {
-    let limit = qs.config.max_request_bytes;
-    if bytes.len() > limit {
-        return Err(QsRejectReason::TooLarge {
-            size: bytes.len(),
-            limit,
-        });
-    }
-    // The version comes first and decides how the rest is read (wire-format.md §2.1).
-    if let [hi, lo, ..] = bytes {
-        let version = u16::from_be_bytes([*hi, *lo]);
-        if version != PROTOCOL_VERSION_MIMI_DS10 {
-            return Err(QsRejectReason::UnsupportedVersion(version));
-        }
-    }
-    let request: QueueingServiceRequest = decode_exact(bytes)?;
+) -> Result<Delivery, QsFailure<E>> {
+    qs.check_size_and_version(bytes)?;
+    let request: QueueingServiceRequest = decode_exact(bytes).map_err(QsRejectReason::Malformed)?;
     // draft-kohbrok-mimi-transport-00 §"Security considerations": a provider checks that the
     // payload names it as recipient, so a delivery cannot be replayed to another provider.
     if request.recipient_domain.as_slice() != qs.config.domain.as_bytes() {
-        return Err(QsRejectReason::WrongRecipient);
+        return Err(QsRejectReason::WrongRecipient.into());
     }
     // DS-05/06 and TR-01 leave DS authentication to mutual TLS: the authenticated peer must be
     // the DS the delivery claims to come from.
     if let Some(peer) = authenticated_sender {
         if request.sender_domain.as_slice() != peer.as_bytes() {
-            return Err(QsRejectReason::SenderMismatch);
+            return Err(QsRejectReason::SenderMismatch.into());
         }
     }
     // The same message from the same DS is the same delivery, whichever recipients a retry
     // batches it with (draft-ietf-mimi-protocol-06 `/notify`: duplicates are byte-identical).
-    let hashed = encode(&(request.sender_domain.clone(), request.message.clone()))
-        .map_err(|_| QsRejectReason::NotAllowed("delivery too large to hash"))?;
+    // Hashed: the encoding of `(opaque sender_domain<V>, FanoutMessage)`, which is the two
+    // encodings one after the other. Re-encoding what just decoded cannot fail.
+    let mut hashed = encode(&request.sender_domain).map_err(internal)?;
+    hashed.extend_from_slice(&encode(&request.message).map_err(internal)?);
     let hash = qs
         .crypto
         .hash(HashType::Sha2_256, &hashed)
-        .map_err(|_| QsRejectReason::NotAllowed("hash unavailable"))?;
+        .map_err(|e| internal(format!("{e:?}")))?;
     Ok(Delivery { request, hash })
 }
 

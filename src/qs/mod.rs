@@ -161,7 +161,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
         let decoded = match delivery::decode(self, request, authenticated_sender) {
             Ok(decoded) => decoded,
-            Err(reason) => return Ok(delivery_rejection(&reason)),
+            Err(QsFailure::Reject(reason)) => return Ok(delivery_rejection(&reason)),
+            Err(QsFailure::Process(e)) => return Err(e),
         };
         self.execute(storage, delivery_rejection, |storage| {
             delivery::plan(self, now.0, &decoded, storage)
@@ -177,11 +178,31 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
         let decoded = match client::decode(self, now.0, request) {
             Ok(decoded) => decoded,
-            Err(reason) => return Ok(client_rejection(&reason)),
+            Err(QsFailure::Reject(reason)) => return Ok(client_rejection(&reason)),
+            Err(QsFailure::Process(e)) => return Err(e),
         };
         self.execute(storage, client_rejection, |storage| {
             client::plan(self, &decoded, storage)
         })
+    }
+
+    /// The checks every QS request starts with: the size limit before anything is read, then
+    /// the version, which comes first and decides how the rest is read (wire-format.md §2.1).
+    fn check_size_and_version(&self, bytes: &[u8]) -> Result<(), QsRejectReason> {
+        let limit = self.config.max_request_bytes;
+        if bytes.len() > limit {
+            return Err(QsRejectReason::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        if let [hi, lo, ..] = bytes {
+            let version = u16::from_be_bytes([*hi, *lo]);
+            if version != PROTOCOL_VERSION_MIMI_DS10 {
+                return Err(QsRejectReason::UnsupportedVersion(version));
+            }
+        }
+        Ok(())
     }
 
     /// Runs a handler, applies its write set, and re-runs it when storage reports a
@@ -237,6 +258,9 @@ pub(crate) fn internal<E: std::error::Error + 'static>(
 ) -> QsFailure<E> {
     QsFailure::Process(ProcessError::Internal(what.to_string()))
 }
+
+// The two rejections below cannot fail to encode: every reason's `DSError` encodes (unit test
+// `every_qs_reject_reason_encodes`); the empty fallback only keeps a bug from panicking.
 
 /// A refused delivery: a `DSResponse` carrying the error, since `QueueingServiceResponse`
 /// has no error case.
