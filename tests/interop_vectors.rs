@@ -28,7 +28,7 @@ use tls_codec::{DeserializeBytes, VLBytes};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/test-vectors/messages.json"
+    "/tests/vectors/messages.json"
 );
 
 /// Messages up to this size get every strict prefix tried; larger ones a sample.
