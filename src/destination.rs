@@ -7,6 +7,13 @@
 //! choosing: internal services (server-side request forgery) or a third party, once per
 //! message (amplification). [`check_host_name`] refuses what is not a plain public host name;
 //! a [`DestinationPolicy`] (the deployment's allow-list) decides the rest.
+//!
+//! The check belongs to delivery, where the embedder does its I/O, not to joins: which
+//! providers a deployment federates with is its own policy and changes while leaves persist
+//! (a leaf accepted last year may name a provider dropped today), a syntactically valid name
+//! is not yet a safe one, and refusing a leaf would refuse the whole commit that adds it. A
+//! refused destination's queues can instead be reported as [`crate::HubEvent::QueueRejected`]
+//! ([`crate::Fanout::recipient_queues`]), and the hub proposes removing those clients.
 
 /// The longest host name, in octets, without a trailing dot (RFC 1035 §2.3.4 allows 255 octets
 /// on the wire, which leaves 253 characters of text).
@@ -114,7 +121,9 @@ pub fn check_host_name(name: &str) -> Result<(), HostNameError> {
 fn is_number(label: &str) -> bool {
     let digits = label.strip_prefix("0x").unwrap_or(label);
     let hex = digits.len() < label.len();
-    digits.bytes().all(|b| b.is_ascii_digit() || (hex && b.is_ascii_hexdigit()))
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (hex && b.is_ascii_hexdigit()))
 }
 
 /// The deployment's decision on which providers it delivers to: typically the providers it

@@ -175,11 +175,11 @@ mod service;
 mod state;
 
 pub use config::*;
-pub use error::*;
 pub use destination::{
     check_host_name, DestinationPolicy, DestinationRefusal, HostNameError, MAX_HOST_NAME_LEN,
     MAX_LABEL_LEN,
 };
+pub use error::*;
 pub use fanout::Fanout;
 pub use identity::{
     user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator,

@@ -80,7 +80,10 @@ fn members_choose_destinations_and_the_embedder_checks_them() {
         }
         let queues = fanout.recipient_queues();
         assert_eq!(queues.len(), 1);
-        assert_eq!(queues[0].provider_domain.as_slice(), fanout.destination.as_bytes());
+        assert_eq!(
+            queues[0].provider_domain.as_slice(),
+            fanout.destination.as_bytes()
+        );
         for queue in queues {
             let event = HubEvent::QueueRejected(queue);
             let outcome = ds

@@ -74,7 +74,11 @@ fn the_example_provider_never_calls_destinations_it_does_not_know() {
     alpha.deliver_fanout(foreign);
     let counters = alpha.counters();
     assert_eq!(counters.refused_destinations.load(Ordering::Relaxed), 2);
-    assert_eq!(counters.fanouts.load(Ordering::Relaxed), 0, "nothing was sent");
+    assert_eq!(
+        counters.fanouts.load(Ordering::Relaxed),
+        0,
+        "nothing was sent"
+    );
     // Each refused queue became a hub event (this hub does not know the group; a real one
     // proposes removing the clients).
     assert_eq!(counters.rejected_queues.load(Ordering::Relaxed), 2);

@@ -360,7 +360,12 @@ fn closed_by_server(tcp: &mut TcpStream) -> bool {
         match tcp.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -406,7 +411,9 @@ fn connections_over_the_cap_are_refused_and_slots_come_back_when_idle_ones_close
     eventually("slots given back", || server.connections_open() == 0);
     assert_eq!(client.get(A, "/back").unwrap().status, 200);
     drop(client);
-    eventually("client's connection closed", || server.connections_open() == 0);
+    eventually("client's connection closed", || {
+        server.connections_open() == 0
+    });
 
     // Connections that never even start TLS are admitted, but hold their slot only until the
     // handshake deadline: the server closes them itself, and then serves a normal client.
@@ -416,7 +423,10 @@ fn connections_over_the_cap_are_refused_and_slots_come_back_when_idle_ones_close
     });
     assert_eq!(server.connections_refused(), 2);
     for tcp in &mut silent {
-        assert!(closed_by_server(tcp), "a silent connection was kept past its deadline");
+        assert!(
+            closed_by_server(tcp),
+            "a silent connection was kept past its deadline"
+        );
     }
     eventually("slots given back", || server.connections_open() == 0);
     let fresh = HttpsClient::new(
@@ -522,7 +532,11 @@ fn a_slowloris_client_is_cut_off_at_the_request_deadline() {
             break;
         }
     }
-    assert!(cut_off, "the server waited for all {} bytes of the hello", hello.len());
+    assert!(
+        cut_off,
+        "the server waited for all {} bytes of the hello",
+        hello.len()
+    );
 
     // Meanwhile and afterwards, normal clients are served.
     assert_eq!(
@@ -558,7 +572,11 @@ fn repeated_or_missing_host_is_a_bad_request() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{request:?}: {answer}");
         assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "no bad request reached the handler");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no bad request reached the handler"
+    );
     // HTTP/1.0 may omit Host; one Host is fine.
     let answer = raw_exchange(&pki, addr, b"GET /old HTTP/1.0\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");

@@ -289,7 +289,11 @@ fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing() 
             post(
                 "/group_operation",
                 &body,
-                &[("Host", PROVIDER), ("HOST", PROVIDER), ("Content-Type", OCTET_STREAM)],
+                &[
+                    ("Host", PROVIDER),
+                    ("HOST", PROVIDER),
+                    ("Content-Type", OCTET_STREAM),
+                ],
             ),
             400,
             ErrorCode::MalformedRequest,

@@ -339,7 +339,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         };
         // RFC 9112 §3.2: a server MUST answer 400 to more than one Host field line. Checking
         // only the first would let a second name another authority for whatever reads it.
-        let hosts = request.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host"));
+        let hosts = request
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("host"));
         if hosts.count() > 1 {
             return Err(HttpResponse::error(
                 ErrorCode::MalformedRequest,

@@ -96,12 +96,15 @@ impl HttpsServer {
                     }
                     counts2.open.fetch_add(1, Ordering::SeqCst);
                     let slot = Slot(counts2.clone());
-                    let (config, handler, limits) = (config.clone(), handler.clone(), limits.clone());
+                    let (config, handler, limits) =
+                        (config.clone(), handler.clone(), limits.clone());
                     // If no thread can be started, the closure (socket and slot) is dropped.
-                    let _ = thread::Builder::new().name("https-conn".into()).spawn(move || {
-                        let _slot = slot;
-                        serve_connection(tcp, config, &limits, &handler);
-                    });
+                    let _ = thread::Builder::new()
+                        .name("https-conn".into())
+                        .spawn(move || {
+                            let _slot = slot;
+                            serve_connection(tcp, config, &limits, &handler);
+                        });
                 }
             })?;
         Ok(Self {
