@@ -7,6 +7,13 @@
 //! other programs can trust it. `examples/demo.rs` starts the same servers and drives clients
 //! through them.
 //!
+//! It is an example, not a production server, but it bounds what a stranger can make it spend
+//! (`examples/support/https/mod.rs` lists the limits): at most 256 connections at once (more
+//! are closed at once), 10 s to complete the TLS handshake and then each request, 10 s of
+//! idleness between requests, 4 MiB bodies, and one `Host` per request. Fanout goes only to
+//! the two known providers: every destination (chosen by group members) passes
+//! `Fanout::check_destination` before the provider directory is consulted.
+//!
 //! ```text
 //! cargo run --release --example server              # until interrupted
 //! cargo run --release --example server -- 30        # for 30 seconds

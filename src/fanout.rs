@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tls_codec::VLBytes;
 
+use crate::destination::{check_host_name, shortened, DestinationPolicy, DestinationRefusal};
 use crate::wire::{
     encode, ClientQueueConfig, FanoutMessage, MlsMessageBytes, QueueingServiceRequest,
     QueueingServiceResponse, PROTOCOL_VERSION_MIMI_DS10,
@@ -11,10 +12,22 @@ use crate::wire::{
 
 /// One delivery to one provider's Queueing Service: a message and the queues of the recipient
 /// clients at that provider (DS-03 batches per destination; draft-ietf-mimi-protocol `/notify`).
+///
+/// # The destination is chosen by group members
+///
+/// [`Fanout::destination`] is the `provider_domain` of the recipients' `ClientQueueConfig`,
+/// which every member writes into its own leaf: the DS does not know which providers exist and
+/// delivers wherever members point. Resolving it with DNS and connecting to it as it comes lets
+/// any member make the hub call a host of its choosing, once per message: an internal service
+/// (server-side request forgery), or a third party flooded with requests (amplification).
+/// Before any lookup or connection, call [`Fanout::check_destination`] with the deployment's
+/// [`DestinationPolicy`] (normally the providers it federates with), and resolve only through
+/// the deployment's own directory of providers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Fanout {
-    /// The provider to deliver to (its QS endpoint is the caller's business).
+    /// The provider to deliver to (its QS endpoint is the caller's business). Chosen by group
+    /// members and unchecked: see [`Fanout::check_destination`] before resolving it.
     pub destination: String,
     /// The request to send it; [`Fanout::to_bytes`] encodes it.
     pub request: QueueingServiceRequest,
@@ -26,6 +39,41 @@ impl Fanout {
         // Encoding only fails for vectors over 2^30 bytes, which the request size limit rules
         // out; an empty result would be refused by any QS.
         encode(&self.request).unwrap_or_default()
+    }
+
+    /// Checks [`Fanout::destination`] before the caller resolves or connects to it: it must be a
+    /// host name [`crate::check_host_name`] accepts (no IP address, port, path, loopback or
+    /// single-label name), and `policy` must allow it. Returns the destination to deliver to.
+    ///
+    /// A refused delivery is the caller's to drop. It may also report every queue of
+    /// [`Fanout::recipient_queues`] as [`crate::HubEvent::QueueRejected`], as for a Queueing
+    /// Service that rejected them, so that the hub proposes removing clients that can never be
+    /// reached.
+    pub fn check_destination(
+        &self,
+        policy: &(impl DestinationPolicy + ?Sized),
+    ) -> Result<&str, DestinationRefusal> {
+        let destination = self.destination.as_str();
+        check_host_name(destination).map_err(|reason| DestinationRefusal::HostName {
+            destination: shortened(destination),
+            reason,
+        })?;
+        if !policy.allows(destination) {
+            return Err(DestinationRefusal::NotAllowed(destination.to_owned()));
+        }
+        Ok(destination)
+    }
+
+    /// The queue configuration of every recipient: [`Fanout::destination`] with each queue.
+    pub fn recipient_queues(&self) -> Vec<ClientQueueConfig> {
+        self.request
+            .recipients
+            .iter()
+            .map(|queue| ClientQueueConfig {
+                provider_domain: self.request.recipient_domain.clone(),
+                queue: queue.clone(),
+            })
+            .collect()
     }
 
     /// The number of recipient clients.

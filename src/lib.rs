@@ -72,9 +72,18 @@
 //!
 //! let outcome = hub.process(now, &request, &mut storage)?;
 //! assert_eq!(outcome.status, Status::Accepted);
+//! // Group members chose each fanout's destination: check it against the providers you
+//! // federate with before any DNS lookup or connection (see `Fanout`).
+//! let federation = ["hub.example", "other.example"];
+//! let allowed = |domain: &str| federation.contains(&domain);
 //! for fanout in &outcome.fanout {
-//!     // POST fanout.to_bytes() to the Queueing Service of fanout.destination.
-//!     let _ = (&fanout.destination, fanout.to_bytes());
+//!     match fanout.check_destination(&allowed) {
+//!         // POST fanout.to_bytes() to the Queueing Service of `destination`.
+//!         Ok(destination) => {
+//!             let _ = (destination, fanout.to_bytes());
+//!         }
+//!         Err(refusal) => eprintln!("not delivered: {refusal}"),
+//!     }
 //! }
 //! // Send outcome.response back to the requester; here, read it.
 //! let response: DsResponse = decode_exact(&outcome.response)?;
@@ -142,6 +151,7 @@
 //! | `error` | re-exported | [`ProcessError`] (storage or bug) and [`RejectReason`] (the peer's fault) |
 //! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
+//! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo |
@@ -156,6 +166,7 @@ pub mod wire;
 
 mod auth;
 mod config;
+mod destination;
 mod error;
 mod fanout;
 mod handlers;
@@ -164,6 +175,10 @@ mod service;
 mod state;
 
 pub use config::*;
+pub use destination::{
+    check_host_name, DestinationPolicy, DestinationRefusal, HostNameError, MAX_HOST_NAME_LEN,
+    MAX_LABEL_LEN,
+};
 pub use error::*;
 pub use fanout::Fanout;
 pub use identity::{

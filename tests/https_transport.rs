@@ -1,5 +1,9 @@
-//! Tests of the examples' HTTPS plumbing (`examples/support/https.rs`) over loopback: HTTP
-//! framing and limits, keep-alive, TLS 1.3 only, mutual TLS and certificate checks.
+//! Tests of the examples' HTTPS plumbing (`examples/support/https/`) over loopback: HTTP
+//! framing and limits, keep-alive, TLS 1.3 only, mutual TLS and certificate checks, and what a
+//! stranger can make the server spend (connection cap, deadlines, repeated `Host`).
+//!
+//! Everything runs on 127.0.0.1. No test asserts how long something took: waits are bounded
+//! (a test fails rather than hangs) and the limits under test are configured short.
 
 #[path = "../examples/support/https/mod.rs"]
 mod https;
@@ -10,8 +14,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use https::{Handler, HttpRequest, HttpResponse, HttpsClient, HttpsServer, Peer, Pki};
+use https::{
+    Handler, HttpRequest, HttpResponse, HttpsClient, HttpsServer, Peer, Pki, ServerLimits,
+};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConnection, StreamOwned};
 
@@ -325,4 +332,259 @@ fn shutdown_stops_accepting() {
         HashMap::from([(A.to_owned(), addr)]),
     );
     assert!(client.get(A, "/").is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a stranger can make the server spend
+
+/// A server for `A` answering with [`echo`], within `limits`.
+fn serve_limited(pki: &Pki, limits: ServerLimits) -> HttpsServer {
+    HttpsServer::spawn_with("127.0.0.1:0", pki.server_config(A), limits, Arc::new(echo)).unwrap()
+}
+
+/// Waits (polling, at most 10 s) until `condition` holds; fails the test otherwise.
+fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < give_up, "never happened: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the server closed this connection (EOF or reset) within 5 s, reading and
+/// discarding whatever it sends first.
+fn closed_by_server(tcp: &mut TcpStream) -> bool {
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A TLS connection to `addr` that has completed its handshake and then sends nothing.
+fn idle_tls(pki: &Pki, addr: SocketAddr) -> StreamOwned<ClientConnection, TcpStream> {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(https::IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from(A).unwrap().to_owned();
+    let mut conn = ClientConnection::new(pki.client_config(None), name).unwrap();
+    conn.complete_io(&mut tcp).unwrap();
+    StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_and_slots_come_back_when_idle_ones_close() {
+    let pki = Pki::new(&[A]).unwrap();
+    let limits = ServerLimits {
+        max_connections: 2,
+        request_deadline: Duration::from_millis(500),
+        ..ServerLimits::new(MAX_BODY)
+    };
+    let server = serve_limited(&pki, limits);
+    let addr = server.local_addr();
+    let client = client(pki.client_config(None), A, &server);
+
+    // Two clients hold the two slots with idle TLS connections.
+    let idle: Vec<_> = (0..2).map(|_| idle_tls(&pki, addr)).collect();
+    eventually("two connections open", || server.connections_open() == 2);
+    // A third connection is closed at once, before TLS, and a real request fails.
+    let mut third = TcpStream::connect(addr).unwrap();
+    assert!(closed_by_server(&mut third), "over the cap, still open");
+    assert_eq!(server.connections_refused(), 1);
+    assert!(client.get(A, "/").is_err());
+    assert_eq!(server.connections_refused(), 2);
+    assert_eq!(server.connections_open(), 2);
+
+    // The idle clients leave: their slots come back and a normal client is served.
+    drop(idle);
+    eventually("slots given back", || server.connections_open() == 0);
+    assert_eq!(client.get(A, "/back").unwrap().status, 200);
+    drop(client);
+    eventually("client's connection closed", || {
+        server.connections_open() == 0
+    });
+
+    // Connections that never even start TLS are admitted, but hold their slot only until the
+    // handshake deadline: the server closes them itself, and then serves a normal client.
+    let mut silent: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    eventually("two silent connections admitted", || {
+        server.connections_open() == 2
+    });
+    assert_eq!(server.connections_refused(), 2);
+    for tcp in &mut silent {
+        assert!(
+            closed_by_server(tcp),
+            "a silent connection was kept past its deadline"
+        );
+    }
+    eventually("slots given back", || server.connections_open() == 0);
+    let fresh = HttpsClient::new(
+        pki.client_config(None),
+        HashMap::from([(A.to_owned(), addr)]),
+    );
+    assert_eq!(fresh.get(A, "/again").unwrap().status, 200);
+}
+
+/// Sends `bytes` one at a time, 50 ms apart, over a client TLS connection to `addr`, and
+/// returns how many were sent before the server answered or closed, and what it answered.
+fn slow_request(pki: &Pki, addr: SocketAddr, bytes: &[u8]) -> (usize, String) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let name = ServerName::try_from(A).unwrap().to_owned();
+    let mut conn = ClientConnection::new(pki.client_config(None), name).unwrap();
+    tcp.set_read_timeout(Some(https::IO_TIMEOUT)).unwrap();
+    conn.complete_io(&mut tcp).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let mut answer = Vec::new();
+    let mut sent = 0;
+    for &byte in bytes {
+        conn.writer().write_all(&[byte]).unwrap();
+        if conn.write_tls(&mut tcp).is_err() {
+            break; // The server has closed.
+        }
+        sent += 1;
+        thread::sleep(Duration::from_millis(50));
+        match conn.read_tls(&mut tcp) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Ok(n) if n > 0 => {
+                let _ = conn.process_new_packets();
+                let _ = conn.reader().read_to_end(&mut answer);
+                if answer.is_empty() {
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        break;
+    }
+    // Read the rest of the answer, if any, until the server closes (bounded).
+    tcp.set_nonblocking(false).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while let Ok(n) = conn.read_tls(&mut tcp) {
+        if n == 0 || conn.process_new_packets().is_err() {
+            break;
+        }
+        let _ = conn.reader().read_to_end(&mut answer);
+    }
+    (sent, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_at_the_request_deadline() {
+    let pki = Pki::new(&[A]).unwrap();
+    let limits = ServerLimits {
+        request_deadline: Duration::from_secs(1),
+        ..ServerLimits::new(MAX_BODY)
+    };
+    let server = serve_limited(&pki, limits);
+    let addr = server.local_addr();
+
+    // A header section that never ends, one byte every 50 ms: each read succeeds well within
+    // the I/O timeout, so only the deadline on the whole request stops it. The client would
+    // take 10 s to send it all.
+    let head = format!("GET / HTTP/1.1\r\nHost: {A}\r\nX-Slow: {}", "z".repeat(150));
+    let (sent, answer) = slow_request(&pki, addr, head.as_bytes());
+    assert!(sent < head.len(), "the server read all {sent} bytes");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+
+    // The same for a body trickling in after a complete header section.
+    let body = "b".repeat(150);
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {A}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (sent, answer) = slow_request(&pki, addr, request.as_bytes());
+    assert!(sent < request.len(), "the server read all {sent} bytes");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+
+    // A TLS handshake trickling in is cut off too (without an answer: there is no TLS yet).
+    let name = ServerName::try_from(A).unwrap().to_owned();
+    let mut hello = Vec::new();
+    ClientConnection::new(pki.client_config(None), name)
+        .unwrap()
+        .write_tls(&mut hello)
+        .unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let mut cut_off = false;
+    for &byte in &hello {
+        if tcp.write_all(&[byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+        tcp.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let read = tcp.read(&mut buf);
+        tcp.set_nonblocking(false).unwrap();
+        if !matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(
+        cut_off,
+        "the server waited for all {} bytes of the hello",
+        hello.len()
+    );
+
+    // Meanwhile and afterwards, normal clients are served.
+    assert_eq!(
+        client(pki.client_config(None), A, &server)
+            .get(A, "/")
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn repeated_or_missing_host_is_a_bad_request() {
+    let pki = Pki::new(&[A]).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let server = serve(
+        &pki,
+        A,
+        Arc::new(move |request, peer: &Peer| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            echo(request, peer)
+        }),
+    );
+    let addr = server.local_addr();
+    for request in [
+        "GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a.example\r\nhost: a.example\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a.example\r\nHOST: b.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Host: a.example\r\n\r\n",
+    ] {
+        let answer = raw_exchange(&pki, addr, request.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{request:?}: {answer}");
+        assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no bad request reached the handler"
+    );
+    // HTTP/1.0 may omit Host; one Host is fine.
+    let answer = raw_exchange(&pki, addr, b"GET /old HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let answer = raw_exchange(
+        &pki,
+        addr,
+        b"GET /one HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -270,6 +270,34 @@ fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing() 
             421,
             ErrorCode::NotAllowed,
         ),
+        // RFC 9112 §3.2: more than one Host is refused, even when the first is ours (an
+        // intermediary might act on the other one).
+        (
+            post(
+                "/group_operation",
+                &body,
+                &[
+                    ("Host", PROVIDER),
+                    ("host", "beta.example"),
+                    ("Content-Type", OCTET_STREAM),
+                ],
+            ),
+            400,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            post(
+                "/group_operation",
+                &body,
+                &[
+                    ("Host", PROVIDER),
+                    ("HOST", PROVIDER),
+                    ("Content-Type", OCTET_STREAM),
+                ],
+            ),
+            400,
+            ErrorCode::MalformedRequest,
+        ),
         (
             post("/group_operation", &too_large, &HEADERS),
             413,

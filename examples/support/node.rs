@@ -5,6 +5,19 @@
 //! This is the embedding a vendor writes around mimi-ds, kept small: everything the library
 //! leaves to its caller (sockets, clock, storage, locking, delivering fanout, feeding
 //! `invalid_client_queue_information` back as a hub event) happens here.
+//!
+//! Fanout destinations are chosen by group members (the domain in their leaf's queue
+//! configuration). Before its directory lookup, the provider checks each with
+//! [`Fanout::check_destination`] against the providers it knows (`peers`); a refused
+//! destination is never looked up or called, and its queues are reported to the hub as
+//! [`HubEvent::QueueRejected`], which proposes removing the clients that use them.
+//!
+//! Locking: each storage has one mutex, held only while mimi-ds processes (the router's
+//! `handle`, a local `deliver`, one `handle_event`), never while reading a request, writing a
+//! response or calling another provider. What remains serialised: every request to this
+//! provider locks both storages (DS, then QS), so requests run one at a time, and a slow one
+//! (a large commit) delays the others by its processing time. A production server would use a
+//! storage backend with per-group transactions instead (see the `DsStorage` contract).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +35,9 @@ use openmls::prelude::ExternalSender;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use super::https::{Handler, HttpRequest, HttpResponse, HttpsClient, HttpsServer, Peer, Pki};
+use super::https::{
+    Handler, HttpRequest, HttpResponse, HttpsClient, HttpsServer, Peer, Pki, ServerLimits,
+};
 
 /// The largest body the HTTP layer reads; the router enforces its own (equal) limit with a
 /// DS error body, this one protects the socket layer.
@@ -42,8 +57,12 @@ pub struct Counters {
     pub fanouts: AtomicU64,
     /// Messages enqueued into this provider's queues.
     pub enqueued: AtomicU64,
-    /// Queues other providers reported invalid, turned into hub events.
+    /// Queues other providers reported invalid, or at destinations refused before delivery,
+    /// turned into hub events.
     pub rejected_queues: AtomicU64,
+    /// Fanout instructions whose destination [`Fanout::check_destination`] refused (never
+    /// looked up nor called).
+    pub refused_destinations: AtomicU64,
 }
 
 /// A provider's state shared by its connection threads.
@@ -109,8 +128,10 @@ impl Provider {
         });
         let handler_node = Arc::clone(&node);
         let handler: Handler = Arc::new(move |request, peer| handler_node.serve(request, peer));
+        // The defaults: 256 connections, 10 s to complete each request (see ServerLimits).
+        let limits = ServerLimits::new(MAX_BODY);
         let server =
-            HttpsServer::spawn("127.0.0.1:0", pki.server_config(domain), MAX_BODY, handler)?;
+            HttpsServer::spawn_with("127.0.0.1:0", pki.server_config(domain), limits, handler)?;
         Ok(Self {
             domain: domain.to_string(),
             external_sender,
@@ -139,6 +160,11 @@ impl Provider {
     /// Connections its server accepted.
     pub fn connections(&self) -> u64 {
         self.server.connections_accepted()
+    }
+
+    /// Delivers fanout the way it delivers its own hub's (for tests: fanout from elsewhere).
+    pub fn deliver_fanout(&self, fanout: Vec<Fanout>) {
+        self.node.deliver_all(fanout);
     }
 }
 
@@ -188,16 +214,21 @@ impl Node {
         response
     }
 
-    /// Delivers fanout, turning every queue a provider rejects into a hub event whose own
-    /// fanout is delivered in turn (wire-format.md §6.3, §7.2).
+    /// Delivers fanout, turning every queue a provider rejects, and every queue at a
+    /// destination the check refuses, into a hub event whose own fanout is delivered in turn
+    /// (wire-format.md §6.3, §7.2).
     fn deliver_all(&self, mut fanout: Vec<Fanout>) {
         for _ in 0..MAX_EVENT_ROUNDS {
             let mut events = Vec::new();
             for delivery in &fanout {
-                let Some(answer) = self.deliver(delivery) else {
+                let rejected = if !self.destination_allowed(delivery) {
+                    delivery.recipient_queues()
+                } else if let Some(answer) = self.deliver(delivery) {
+                    delivery.rejected_queues(&answer)
+                } else {
                     continue;
                 };
-                for queue in delivery.rejected_queues(&answer) {
+                for queue in rejected {
                     events.push((delivery.group_id().to_vec(), HubEvent::QueueRejected(queue)));
                 }
             }
@@ -217,6 +248,21 @@ impl Node {
                 return;
             }
         }
+    }
+
+    /// Whether `fanout` may be delivered: its destination, chosen by group members, must be a
+    /// plain host name and one of the providers this one knows. Checked before the directory
+    /// lookup, so that no member can make this provider resolve or call a host of its choosing.
+    fn destination_allowed(&self, fanout: &Fanout) -> bool {
+        let known = |destination: &str| self.peers.iter().any(|p| p == destination);
+        let Err(refusal) = fanout.check_destination(&known) else {
+            return true;
+        };
+        self.counters
+            .refused_destinations
+            .fetch_add(1, Ordering::Relaxed);
+        eprintln!("[{}] not delivered: {refusal}", self.domain);
+        false
     }
 
     /// One delivery: to this provider's own QS directly, to another over HTTPS. `None` when

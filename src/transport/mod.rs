@@ -14,7 +14,7 @@
 //! |---|---|
 //! | the path is an endpoint | 404 |
 //! | the method is served there | 405, with `Allow` |
-//! | `Host` names this provider or its DS (any port ignored; MP-06 §4.1) | 400 if absent, 421 if another |
+//! | exactly one `Host`, naming this provider or its DS (any port ignored; MP-06 §4.1; RFC 9112 §3.2) | 400 if absent or repeated, 421 if another |
 //! | the body fits [`TransportConfig::max_body_bytes`] | 413 |
 //! | `Content-Type` is `application/octet-stream` | 415 |
 //! | the DS request type belongs at this endpoint | 400 |
@@ -337,6 +337,19 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 "no Host header",
             ));
         };
+        // RFC 9112 §3.2: a server MUST answer 400 to more than one Host field line. Checking
+        // only the first would let a second name another authority for whatever reads it.
+        let hosts = request
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("host"));
+        if hosts.count() > 1 {
+            return Err(HttpResponse::error(
+                ErrorCode::MalformedRequest,
+                400,
+                "repeated Host header",
+            ));
+        }
         let name = host_name(host);
         let ours = name.eq_ignore_ascii_case(&self.config.provider_domain)
             || self

@@ -14,6 +14,26 @@
 //! network input never panics: a malformed request gets a 4xx and the connection is closed, a
 //! TLS error just closes it.
 //!
+//! # What a stranger can make the server spend
+//!
+//! A later version replaces this server; until then it is bounded by [`ServerLimits`]:
+//!
+//! * at most `max_connections` connections (threads) at once (default 256); beyond that a new
+//!   connection is closed as soon as it is accepted, before any TLS work;
+//! * the TLS handshake, each request (from its first byte to the end of its body) and each
+//!   response write must complete within `request_deadline` (default 10 s), however the
+//!   client paces its bytes: a slowloris client is answered 408 and closed at the deadline;
+//! * a connection waits at most `idle_timeout` (default 10 s) for its next request;
+//! * a header section is at most [`MAX_HEAD`] bytes, a body at most `max_body`, and after an
+//!   error the server drains at most 4 MiB for 2 s before closing;
+//! * a request with more than one `Host`, or an HTTP/1.1 request with none, gets 400.
+//!
+//! What it does not bound: connections per client address (one client can take every slot;
+//! each is held for at most the handshake deadline plus the idle timeout, or a request
+//! deadline, and then it must reconnect), the handler's own running time, and the kernel's
+//! accept backlog. A production server puts per-address limits in front (a load balancer or
+//! firewall) or replaces the thread per connection with an event loop.
+//!
 //! Include it with `#[path = "support/https/mod.rs"] mod https;` (from `tests/`:
 //! `../examples/support/https/mod.rs`). Files: [`pki`] (certificates, peer identity),
 //! [`server`], [`client`], `http1` (message framing both use).
@@ -24,10 +44,12 @@
 
 mod client;
 mod http1;
+mod limits;
 mod pki;
 mod server;
 
 pub use client::HttpsClient;
+pub use limits::ServerLimits;
 pub use pki::{Peer, Pki};
 pub use server::HttpsServer;
 
