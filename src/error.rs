@@ -40,6 +40,10 @@ pub enum RejectReason {
     /// The same signed request was already seen inside the authentication window.
     #[error("request replayed")]
     Replayed,
+    /// An application message whose ciphertext was already accepted in the group (RFC 9420
+    /// §6.3: a ciphertext decrypts once; wire-format.md §4.8).
+    #[error("application message replayed")]
+    ReplayedMessage,
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
     AuthenticationFailed(&'static str),
@@ -115,6 +119,7 @@ impl RejectReason {
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
             Self::Replayed => ErrorCode::ReplayedRequest,
+            Self::ReplayedMessage => ErrorCode::ReplayedMessage,
             Self::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
             Self::UnknownGroup => ErrorCode::UnknownGroup,
             Self::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
@@ -288,6 +293,7 @@ mod tests {
                 now_ms: 1,
             },
             RejectReason::Replayed,
+            RejectReason::ReplayedMessage,
             RejectReason::AuthenticationFailed("x"),
             RejectReason::UnknownGroup,
             RejectReason::InvalidGroupId("x"),
@@ -323,6 +329,7 @@ mod tests {
                 | RejectReason::TooLarge { .. }
                 | RejectReason::StaleTimestamp { .. }
                 | RejectReason::Replayed
+                | RejectReason::ReplayedMessage
                 | RejectReason::AuthenticationFailed(_)
                 | RejectReason::UnknownGroup
                 | RejectReason::InvalidGroupId(_)

@@ -850,6 +850,22 @@ fn duplicate_byte_identical_retries_of_accepted_requests() {
     }
 }
 
+/// wire-format.md §4.8: an accepted application message resubmitted in a new request (another
+/// member's signature, or the sender's own with a fresh timestamp) is not fanned out again.
+#[test]
+fn replayed_message_resubmitted_by_another_member_and_by_its_sender() {
+    let (mut ds, mut alice, bob) = pair();
+    let original = alice.message_request(b"once", ds.now_ms);
+    let _ = ds.accept(&original);
+    let body = body_of(&original);
+    ds.advance(1);
+    let by_bob = bob.signed(body.clone(), ds.now_ms);
+    ds.reject(&by_bob, ErrorCode::ReplayedMessage);
+    ds.advance(1);
+    let by_alice = alice.signed(body, ds.now_ms);
+    ds.reject(&by_alice, ErrorCode::ReplayedMessage);
+}
+
 // ---------------------------------------------------------------------------------------------
 // stale_timestamp
 // ---------------------------------------------------------------------------------------------
@@ -1230,6 +1246,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::UnknownQueue,
         &["unknown_queue_at_the_queueing_service"],
+    ),
+    (
+        ErrorCode::ReplayedMessage,
+        &["replayed_message_resubmitted_by_another_member_and_by_its_sender"],
     ),
 ];
 

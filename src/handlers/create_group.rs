@@ -87,6 +87,7 @@ where
                 next_sequence: 0,
                 last_active_ms: vec![ctx.now_ms; roster.members.len()],
                 ds_removals_pending_since: None,
+                recent_messages: Vec::new(),
             },
         )?,
         encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,

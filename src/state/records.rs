@@ -56,7 +56,25 @@ pub(crate) struct Sequencer {
     /// Since when Remove proposals issued by the DS are pending, if any (DS-00 §6: until a
     /// commit covers them, application messages are refused).
     pub(crate) ds_removals_pending_since: Option<u64>,
+    /// Digests of the latest accepted application messages, oldest first, of the epochs that
+    /// still take application messages (wire-format.md §4.8): a resubmitted ciphertext is
+    /// `replayed_message`. At most [`crate::DsConfig::app_message_replay_memory`] entries.
+    pub(crate) recent_messages: Vec<RecentMessage>,
 }
+
+/// An accepted application message, as the replay check remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct RecentMessage {
+    /// The epoch of the message.
+    pub(crate) epoch: u64,
+    /// The first [`MESSAGE_DIGEST_BYTES`] bytes of SHA-256 of the PrivateMessage's ciphertext.
+    pub(crate) digest: [u8; MESSAGE_DIGEST_BYTES],
+}
+
+/// How much of a ciphertext's SHA-256 the replay check keeps: 128 bits make an accidental
+/// match between distinct messages (birthday bound 2^-64 per pair of groups of 2^32 messages)
+/// negligible, at half the storage.
+pub(crate) const MESSAGE_DIGEST_BYTES: usize = 16;
 
 impl Sequencer {
     /// Records that `leaf` sent something at `now_ms`.
@@ -66,6 +84,33 @@ impl Sequencer {
             self.last_active_ms.resize(index + 1, now_ms);
         }
         self.last_active_ms[index] = now_ms;
+    }
+
+    /// Whether an application message with this digest is among the remembered ones.
+    pub(crate) fn has_seen(&self, digest: &[u8; MESSAGE_DIGEST_BYTES]) -> bool {
+        self.recent_messages.iter().any(|m| &m.digest == digest)
+    }
+
+    /// Remembers an accepted application message, keeping at most `limit` of the newest.
+    pub(crate) fn remember(
+        &mut self,
+        epoch: u64,
+        digest: [u8; MESSAGE_DIGEST_BYTES],
+        limit: usize,
+    ) {
+        if limit == 0 {
+            self.recent_messages.clear();
+            return;
+        }
+        self.recent_messages.push(RecentMessage { epoch, digest });
+        let excess = self.recent_messages.len().saturating_sub(limit);
+        self.recent_messages.drain(..excess);
+    }
+
+    /// Forgets the messages of epochs before `oldest_epoch`: the DS refuses application
+    /// messages of those epochs (`wrong_epoch`) before it looks for replays.
+    pub(crate) fn forget_messages_before(&mut self, oldest_epoch: u64) {
+        self.recent_messages.retain(|m| m.epoch >= oldest_epoch);
     }
 
     /// After a commit: leaves that are new (or re-filled) count as active now.
