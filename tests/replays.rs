@@ -14,8 +14,8 @@ use mimi_ds::storage::{
 };
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
-    decode_exact, ClientQueueConfig, DsRequest, DsRequestBody, ErrorCode,
-    MlsMessageBytes, SendMessageRequest,
+    decode_exact, ClientQueueConfig, DsRequest, DsRequestBody, ErrorCode, MlsMessageBytes,
+    SendMessageRequest,
 };
 use mimi_ds::{DsConfig, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{MlsMessageBodyIn, ProtocolMessage};
