@@ -59,6 +59,14 @@ pub enum RejectReason {
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
     InvalidLeafNode(String),
+    /// A leaf registers a user authentication key without a valid proof of possession
+    /// (wire-format.md §3.5).
+    #[error("invalid leaf node: the user authentication key's proof does not verify")]
+    InvalidUserKeyProof,
+    /// A leaf registers a user authentication key that another user of the group holds
+    /// (wire-format.md §3.5: a key belongs to the user that registered it first).
+    #[error("not allowed: the user authentication key is registered to another user")]
+    UserKeyOfAnotherUser,
     /// The message is for an older epoch.
     #[error("message for epoch {message_epoch}, group is at epoch {current}")]
     WrongEpoch {
@@ -124,7 +132,10 @@ impl RejectReason {
             Self::UnknownGroup => ErrorCode::UnknownGroup,
             Self::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
             Self::InvalidGroupInfo(_) => ErrorCode::InvalidGroupInfo,
-            Self::InvalidLeafNode(_) => ErrorCode::InvalidLeafNodeOrKeyPackage,
+            Self::InvalidLeafNode(_) | Self::InvalidUserKeyProof => {
+                ErrorCode::InvalidLeafNodeOrKeyPackage
+            }
+            Self::UserKeyOfAnotherUser => ErrorCode::NotAllowed,
             Self::WrongEpoch { .. } => ErrorCode::WrongEpoch,
             Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
             Self::NotAllowed(_) => ErrorCode::NotAllowed,
@@ -299,6 +310,8 @@ mod tests {
             RejectReason::InvalidGroupId("x"),
             RejectReason::InvalidGroupInfo("x".into()),
             RejectReason::InvalidLeafNode("x".into()),
+            RejectReason::InvalidUserKeyProof,
+            RejectReason::UserKeyOfAnotherUser,
             RejectReason::WrongEpoch {
                 current: 2,
                 message_epoch: 1,
@@ -335,6 +348,8 @@ mod tests {
                 | RejectReason::InvalidGroupId(_)
                 | RejectReason::InvalidGroupInfo(_)
                 | RejectReason::InvalidLeafNode(_)
+                | RejectReason::InvalidUserKeyProof
+                | RejectReason::UserKeyOfAnotherUser
                 | RejectReason::WrongEpoch { .. }
                 | RejectReason::FutureEpoch { .. }
                 | RejectReason::NotAllowed(_)

@@ -110,7 +110,7 @@ where
         Some(&roster),
         &summary.removed,
         &summary.changed,
-        &|leaf| ctx.identify(leaf),
+        ctx,
     )?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.

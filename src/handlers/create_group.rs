@@ -77,7 +77,7 @@ where
         leaf.signature_key().as_slice(),
     )?;
 
-    let roster = Roster::from_group(&group, &|leaf| ctx.identify(leaf))?;
+    let roster = Roster::from_group(&group, ctx)?;
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record::<_, S>(RecordKind::Roster, &roster)?,

@@ -1,11 +1,12 @@
 //! TLS-encoded group records.
 
-use openmls::prelude::{LeafNode, LeafNodeIndex, PublicGroup};
+use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use crate::error::RejectReason;
 use crate::wire::{
-    decode_exact, ClientQueueConfig, QUEUE_CONFIG_EXTENSION_TYPE, USER_AUTH_KEY_EXTENSION_TYPE,
+    decode_exact, ClientQueueConfig, UserAuthKeyExtension, QUEUE_CONFIG_EXTENSION_TYPE,
+    USER_AUTH_KEY_EXTENSION_TYPE,
 };
 
 /// [`crate::storage::RecordKind::Reservation`]: a reserved group ID. The expiry comes first so
@@ -180,16 +181,30 @@ impl WelcomeSnapshots {
     }
 }
 
-/// The user authentication key a leaf registers, if any.
-fn user_auth_key_of(leaf: &LeafNode) -> Result<Option<Vec<u8>>, RejectReason> {
-    leaf.extensions()
-        .unknown(USER_AUTH_KEY_EXTENSION_TYPE)
-        .map(|ext| {
-            decode_exact::<VLBytes>(&ext.0)
-                .map(Vec::from)
-                .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))
-        })
-        .transpose()
+/// The user authentication key a leaf registers, if any, once its proof of possession verifies
+/// (wire-format.md §3.5): `SignWithLabel(user_auth_key, "MIMI DS UserKeyProof",
+/// leaf.signature_key)`.
+fn user_auth_key_of(
+    leaf: &LeafNode,
+    ciphersuite: Ciphersuite,
+    checks: &dyn LeafChecks,
+) -> Result<Option<Vec<u8>>, RejectReason> {
+    let Some(ext) = leaf.extensions().unknown(USER_AUTH_KEY_EXTENSION_TYPE) else {
+        return Ok(None);
+    };
+    let registration = decode_exact::<UserAuthKeyExtension>(&ext.0)
+        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+    let content = UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice())
+        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+    if !checks.verifies(
+        ciphersuite,
+        registration.user_auth_key.as_slice(),
+        &content,
+        registration.proof.as_slice(),
+    ) {
+        return Err(RejectReason::InvalidUserKeyProof);
+    }
+    Ok(Some(registration.user_auth_key.into()))
 }
 
 /// The queue configuration a leaf publishes in its [`QUEUE_CONFIG_EXTENSION_TYPE`] extension.
@@ -203,18 +218,31 @@ pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, Reje
         .map_err(|e| RejectReason::InvalidLeafNode(format!("queue configuration: {e}")))
 }
 
-/// How a roster rebuild learns the user of a leaf: the deployment's
-/// [`crate::CredentialValidator`], applied to the leaf's credential.
-pub(crate) type IdentifyLeaf<'a> = &'a dyn Fn(&LeafNode) -> Result<Vec<u8>, RejectReason>;
+/// What a roster rebuild needs from the service to check new leaves.
+pub(crate) trait LeafChecks {
+    /// The user of a leaf: the deployment's [`crate::CredentialValidator`], applied to the
+    /// leaf's credential.
+    fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason>;
+
+    /// Whether `signature` over `content` verifies with `public_key` under the signature
+    /// scheme of `ciphersuite`.
+    fn verifies(
+        &self,
+        ciphersuite: Ciphersuite,
+        public_key: &[u8],
+        content: &[u8],
+        signature: &[u8],
+    ) -> bool;
+}
 
 impl Roster {
     /// The roster of a freshly imported group: every leaf must carry an acceptable credential
     /// and publish its queue configuration.
     pub(crate) fn from_group(
         group: &PublicGroup,
-        identify: IdentifyLeaf<'_>,
+        checks: &dyn LeafChecks,
     ) -> Result<Self, RejectReason> {
-        Self::rebuild(group, None, &[], &[], identify)
+        Self::rebuild(group, None, &[], &[], checks)
     }
 
     /// The roster after a commit was merged into `group`.
@@ -225,13 +253,17 @@ impl Roster {
     ///   update path or Update proposal), the new credential is validated again and must name
     ///   the same user (DS-04 §"Update client").
     /// * A new leaf is validated and takes its queue configuration from its leaf node.
+    /// * A new or changed leaf that registers a user key (wire-format.md §3.5) must prove
+    ///   possession of it, and the key must not be registered to another user: a key belongs to
+    ///   the first user that registered it, in leaf order within one commit.
     pub(crate) fn rebuild(
         group: &PublicGroup,
         previous: Option<&Self>,
         replaced: &[LeafNodeIndex],
         changed: &[LeafNodeIndex],
-        identify: IdentifyLeaf<'_>,
+        checks: &dyn LeafChecks,
     ) -> Result<Self, RejectReason> {
+        let identify = |leaf: &LeafNode| checks.identify(leaf);
         let mut members: Vec<Option<MemberEntry>> = Vec::new();
         let mut user_keys: Vec<UserKey> = previous.map(|p| p.user_keys.clone()).unwrap_or_default();
         for member in group.members() {
@@ -263,7 +295,15 @@ impl Roster {
                 },
             };
             if fresh {
-                if let Some(key) = user_auth_key_of(leaf)? {
+                if let Some(key) = user_auth_key_of(leaf, group.ciphersuite(), checks)? {
+                    // Otherwise the key's `user_key_hash` would name two users, and the
+                    // other user's requests could act for this one (wire-format.md §3.5).
+                    if user_keys
+                        .iter()
+                        .any(|k| k.key.as_slice() == key && k.user != entry.user)
+                    {
+                        return Err(RejectReason::UserKeyOfAnotherUser);
+                    }
                     user_keys.retain(|k: &UserKey| k.user != entry.user);
                     user_keys.push(UserKey {
                         user: entry.user.clone(),
