@@ -72,9 +72,9 @@ pub(crate) struct RecentMessage {
     pub(crate) digest: [u8; MESSAGE_DIGEST_BYTES],
 }
 
-/// How much of a ciphertext's SHA-256 the replay check keeps: 128 bits make an accidental
-/// match between distinct messages (birthday bound 2^-64 per pair of groups of 2^32 messages)
-/// negligible, at half the storage.
+/// How much of a ciphertext's SHA-256 the replay check keeps: at 128 bits a new message
+/// matches one of the `app_message_replay_memory` remembered ones by accident with probability
+/// about memory / 2^128, at half the storage of the full hash.
 pub(crate) const MESSAGE_DIGEST_BYTES: usize = 16;
 
 impl Sequencer {
