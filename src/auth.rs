@@ -38,7 +38,7 @@ impl ReplayGuard {
         Ok(Self {
             replay_key: request_hash.clone(),
             request_hash,
-            expires_at_ms: now_ms.saturating_add(window_ms),
+            expires_at_ms: mark_expiry(now_ms, window_ms),
         })
     }
 
@@ -74,6 +74,20 @@ impl ReplayGuard {
             },
         )
     }
+}
+
+/// How long a replay mark outlives the last instant at which its request could be accepted
+/// again. The storage contract says a mark is live at exactly `expires_at_ms`; the margin keeps
+/// a backend that gets that boundary wrong (exclusive expiry, or expiring by its own clock a
+/// little ahead of `now`) from ever taking the same request twice (wire-format.md §3.4).
+pub(crate) const REPLAY_MARK_MARGIN_MS: u64 = 1_000;
+
+/// The expiry of a replay mark for a request acceptable until `accepted_from_ms +
+/// window_ms` (§3.3 accepts `|now − timestamp| ≤ window`): that instant plus the margin.
+fn mark_expiry(accepted_from_ms: u64, window_ms: u64) -> u64 {
+    accepted_from_ms
+        .saturating_add(window_ms)
+        .saturating_add(REPLAY_MARK_MARGIN_MS)
 }
 
 /// A request's `ClientSignature`, checked for freshness and not yet verified.
@@ -119,7 +133,7 @@ impl<'a> ClientAuth<'a> {
             replay_key: sha256(crypto, &sign_content)?,
             request_hash: sha256(crypto, request_bytes)?,
             // Past this the timestamp is stale, so the mark is no longer needed.
-            expires_at_ms: signature.timestamp_ms.saturating_add(window_ms),
+            expires_at_ms: mark_expiry(signature.timestamp_ms, window_ms),
         };
         Ok(Self {
             signature,

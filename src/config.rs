@@ -26,6 +26,11 @@ pub struct DsConfig {
     /// `AppMessagePolicy.epoch_tolerance`). Default 0: the hub is the single arbiter and
     /// clients re-encrypt after processing the newest commit.
     pub app_message_epoch_tolerance: u64,
+    /// How many accepted application messages per group the DS remembers (by a digest of their
+    /// ciphertext) to refuse a resubmitted one with `replayed_message` (wire-format.md §4.8).
+    /// Bounds the group's sequencer record, which every application message reads: about 25
+    /// bytes per message. Default 64; 0 turns the check off.
+    pub app_message_replay_memory: usize,
     /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
     pub external_joins: ExternalJoinPolicy,
     /// What happens to commits that leave pending proposals out, and to application messages
@@ -91,6 +96,7 @@ impl DsConfig {
             group_id_reservation_ms: 60 * 60 * 1000,
             max_conflict_retries: 3,
             app_message_epoch_tolerance: 0,
+            app_message_replay_memory: 64,
             external_joins: ExternalJoinPolicy::ExistingUsers,
             pending_proposals: PendingProposalPolicy::Strict,
             inactivity_limit_ms: None,

@@ -40,6 +40,10 @@ pub enum RejectReason {
     /// The same signed request was already seen inside the authentication window.
     #[error("request replayed")]
     Replayed,
+    /// An application message whose ciphertext was already accepted in the group (RFC 9420
+    /// §6.3: a ciphertext decrypts once; wire-format.md §4.8).
+    #[error("application message replayed")]
+    ReplayedMessage,
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
     AuthenticationFailed(&'static str),
@@ -55,6 +59,14 @@ pub enum RejectReason {
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
     InvalidLeafNode(String),
+    /// A leaf registers a user authentication key without a valid proof of possession
+    /// (wire-format.md §3.5).
+    #[error("invalid leaf node: the user authentication key's proof does not verify")]
+    InvalidUserKeyProof,
+    /// A leaf registers a user authentication key that another user of the group holds
+    /// (wire-format.md §3.5: a key belongs to the user that registered it first).
+    #[error("not allowed: the user authentication key is registered to another user")]
+    UserKeyOfAnotherUser,
     /// The message is for an older epoch.
     #[error("message for epoch {message_epoch}, group is at epoch {current}")]
     WrongEpoch {
@@ -115,11 +127,15 @@ impl RejectReason {
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
             Self::Replayed => ErrorCode::ReplayedRequest,
+            Self::ReplayedMessage => ErrorCode::ReplayedMessage,
             Self::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
             Self::UnknownGroup => ErrorCode::UnknownGroup,
             Self::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
             Self::InvalidGroupInfo(_) => ErrorCode::InvalidGroupInfo,
-            Self::InvalidLeafNode(_) => ErrorCode::InvalidLeafNodeOrKeyPackage,
+            Self::InvalidLeafNode(_) | Self::InvalidUserKeyProof => {
+                ErrorCode::InvalidLeafNodeOrKeyPackage
+            }
+            Self::UserKeyOfAnotherUser => ErrorCode::NotAllowed,
             Self::WrongEpoch { .. } => ErrorCode::WrongEpoch,
             Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
             Self::NotAllowed(_) => ErrorCode::NotAllowed,
@@ -288,11 +304,14 @@ mod tests {
                 now_ms: 1,
             },
             RejectReason::Replayed,
+            RejectReason::ReplayedMessage,
             RejectReason::AuthenticationFailed("x"),
             RejectReason::UnknownGroup,
             RejectReason::InvalidGroupId("x"),
             RejectReason::InvalidGroupInfo("x".into()),
             RejectReason::InvalidLeafNode("x".into()),
+            RejectReason::InvalidUserKeyProof,
+            RejectReason::UserKeyOfAnotherUser,
             RejectReason::WrongEpoch {
                 current: 2,
                 message_epoch: 1,
@@ -323,11 +342,14 @@ mod tests {
                 | RejectReason::TooLarge { .. }
                 | RejectReason::StaleTimestamp { .. }
                 | RejectReason::Replayed
+                | RejectReason::ReplayedMessage
                 | RejectReason::AuthenticationFailed(_)
                 | RejectReason::UnknownGroup
                 | RejectReason::InvalidGroupId(_)
                 | RejectReason::InvalidGroupInfo(_)
                 | RejectReason::InvalidLeafNode(_)
+                | RejectReason::InvalidUserKeyProof
+                | RejectReason::UserKeyOfAnotherUser
                 | RejectReason::WrongEpoch { .. }
                 | RejectReason::FutureEpoch { .. }
                 | RejectReason::NotAllowed(_)

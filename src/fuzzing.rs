@@ -25,8 +25,8 @@ use openmls_basic_credential::SignatureKeyPair;
 use crate::storage::InMemoryStorage;
 use crate::testing::{decode_response, Received, TestClient, TestDs};
 use crate::wire::{
-    decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsResponse, DsResponseBody,
-    QsClientRequest, QsClientResponse, QueueInfoPlaintext, QueueingServiceRequest,
+    decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsRequestBody, DsResponse,
+    DsResponseBody, QsClientRequest, QsClientResponse, QueueInfoPlaintext, QueueingServiceRequest,
     QueueingServiceResponse,
 };
 use crate::{Status, UnixTimeMs};
@@ -299,10 +299,11 @@ fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
 }
 
 /// Fuzz body: a sequence of operations by three real clients (messages, updates, proposals,
-/// removals, deliveries, replays, mutations, clock steps), checking after each step that group
-/// versions only grow, that every accepted commit reaches every other member of the epoch it
-/// ends, that rejected requests change nothing, and, after deliveries, that the DS's member
-/// list equals every client's view.
+/// removals, deliveries, replays, mutations, clock steps, resubmissions re-signed by another
+/// client), checking after each step that group versions only grow, that every accepted commit
+/// reaches every other member of the epoch it ends, that no application message is accepted
+/// twice (wire-format.md §4.8), that rejected requests change nothing, and, after deliveries,
+/// that the DS's member list equals every client's view.
 pub fn sequence(data: &[u8]) {
     let mut ds = TestDs::new("hub.example");
     let mut clients = [
@@ -322,6 +323,7 @@ pub fn sequence(data: &[u8]) {
     join(&mut ds, carol);
     let mut active = [true; 3];
     let mut last: Option<Vec<u8>> = None;
+    let mut accepted_messages: Vec<Vec<u8>> = Vec::new();
 
     for step in data.chunks_exact(3).take(24) {
         let (op, who, arg) = (step[0] % 8, step[1] as usize % 3, step[2]);
@@ -383,8 +385,14 @@ pub fn sequence(data: &[u8]) {
                 }
                 continue;
             }
+            // The last request again: byte for byte (even `arg`), or its body resubmitted by
+            // this client under a fresh signature (odd `arg`).
             (5, _) => match &last {
-                Some(previous) => previous.clone(),
+                Some(previous) if arg % 2 == 0 => previous.clone(),
+                Some(previous) => match decode_exact::<DsRequest>(previous) {
+                    Ok(previous) => clients[who].signed(previous.body, now),
+                    Err(_) => continue,
+                },
                 None => continue,
             },
             (6, _) => match &last {
@@ -412,6 +420,18 @@ pub fn sequence(data: &[u8]) {
         );
         match out.status {
             Status::Accepted => {
+                if let Ok(DsRequest {
+                    body: DsRequestBody::SendMessage(message),
+                    ..
+                }) = decode_exact::<DsRequest>(&request)
+                {
+                    let bytes = message.application_message.into_bytes();
+                    assert!(
+                        !accepted_messages.contains(&bytes),
+                        "an application message was accepted twice"
+                    );
+                    accepted_messages.push(bytes);
+                }
                 if is_commit && op != 5 && op != 6 {
                     for queue in &expected_queues {
                         let reached = out.fanout.iter().any(|f| {

@@ -304,6 +304,9 @@ pub struct TestClient {
     /// Its user's authentication key, registered through its leaf when set (shared by all
     /// clients of the user).
     pub user_key: Option<std::rc::Rc<SignatureKeyPair>>,
+    /// Data of extension 0xF1D6 to publish instead of the registration built from `user_key`
+    /// (to test forged registrations).
+    pub user_key_extension_data: Option<Vec<u8>>,
     /// Its queue at its provider's Queueing Service, once created ([`TestQs::connect`]).
     pub qs_queue: Option<QueueCreated>,
     /// The next queue sequence number to fetch.
@@ -337,6 +340,7 @@ impl TestClient {
             group: None,
             inbox: Vec::new(),
             user_key: None,
+            user_key_extension_data: None,
             qs_queue: None,
             next_fetch: 0,
         }
@@ -439,18 +443,28 @@ impl TestClient {
     }
 
     /// This client's leaf extensions: its queue configuration and, if set, its user's
-    /// authentication key.
+    /// authentication key with the proof over this client's signature key (wire-format.md
+    /// §3.5).
     pub fn leaf_extensions(&self) -> Extensions<LeafNode> {
         let mut extensions = vec![Extension::Unknown(
             QUEUE_CONFIG_EXTENSION_TYPE,
             UnknownExtension(encode(&self.queue).expect("encode")),
         )];
-        if let Some(key) = &self.user_key {
+        let registration = self.user_key_extension_data.clone().or_else(|| {
+            self.user_key.as_ref().map(|key| {
+                let extension = crate::wire::UserAuthKeyExtension::sign(
+                    key.as_ref(),
+                    &key.to_public_vec(),
+                    &self.signer.to_public_vec(),
+                )
+                .expect("signing");
+                encode(&extension).expect("encode")
+            })
+        });
+        if let Some(data) = registration {
             extensions.push(Extension::Unknown(
                 crate::wire::USER_AUTH_KEY_EXTENSION_TYPE,
-                UnknownExtension(
-                    encode(&tls_codec::VLBytes::from(key.to_public_vec())).expect("encode"),
-                ),
+                UnknownExtension(data),
             ));
         }
         Extensions::from_vec(extensions).expect("valid leaf extensions")

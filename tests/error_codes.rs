@@ -14,13 +14,15 @@ use mimi_ds::wire::{
     decode_exact, encode, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData, DsError,
     DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
     GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    MlsMessageBytes, ProposalsRequest, SendMessageRequest, PROTOCOL_VERSION_MIMI_DS10,
+    MlsMessageBytes, ProposalsRequest, SendMessageRequest, UserAuthKeyExtension,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{
     Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup,
     MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
+use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::OpenMlsProvider as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +335,27 @@ fn invalid_leaf_node_creator_without_queue_config() {
     );
 }
 
+/// wire-format.md §3.5: a user key registered without a proof by that key over the leaf's
+/// signature key (here: Bob's user key with a proof made for another leaf).
+#[test]
+fn invalid_leaf_node_user_key_without_proof_of_possession() {
+    let (mut ds, mut alice) = solo();
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let user_key = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+    let another_leaf = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+    let registration = UserAuthKeyExtension::sign(
+        &user_key,
+        &user_key.to_public_vec(),
+        &another_leaf.to_public_vec(),
+    )
+    .unwrap();
+    bob.user_key_extension_data = Some(encode(&registration).unwrap());
+    ds.reject(
+        &alice.add_request(vec![bob.key_package()], ds.now_ms),
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // invalid_group_info
 // ---------------------------------------------------------------------------------------------
@@ -441,6 +464,25 @@ fn not_allowed_commit_by_another_member() {
     let (update, _) = bob.stage_commit(|b| b.force_self_update(true));
     ds.reject(
         &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::NotAllowed,
+    );
+}
+
+/// wire-format.md §3.5: a user key already registered to another user of the group, even with
+/// a valid proof (the key is shared between the two users).
+#[test]
+fn not_allowed_user_key_registered_to_another_user() {
+    let (mut ds, mut alice) = solo();
+    let shared =
+        std::rc::Rc::new(SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap());
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let mut mallory = TestClient::new("mallory", "mallory-1", "m.example");
+    bob.user_key = Some(shared.clone());
+    mallory.user_key = Some(shared);
+    let _ = ds.accept(&alice.add_request(vec![bob.key_package()], ds.now_ms));
+    alice.confirm_commit();
+    ds.reject(
+        &alice.add_request(vec![mallory.key_package()], ds.now_ms),
         ErrorCode::NotAllowed,
     );
 }
@@ -850,6 +892,22 @@ fn duplicate_byte_identical_retries_of_accepted_requests() {
     }
 }
 
+/// wire-format.md §4.8: an accepted application message resubmitted in a new request (another
+/// member's signature, or the sender's own with a fresh timestamp) is not fanned out again.
+#[test]
+fn replayed_message_resubmitted_by_another_member_and_by_its_sender() {
+    let (mut ds, mut alice, bob) = pair();
+    let original = alice.message_request(b"once", ds.now_ms);
+    let _ = ds.accept(&original);
+    let body = body_of(&original);
+    ds.advance(1);
+    let by_bob = bob.signed(body.clone(), ds.now_ms);
+    ds.reject(&by_bob, ErrorCode::ReplayedMessage);
+    ds.advance(1);
+    let by_alice = alice.signed(body, ds.now_ms);
+    ds.reject(&by_alice, ErrorCode::ReplayedMessage);
+}
+
 // ---------------------------------------------------------------------------------------------
 // stale_timestamp
 // ---------------------------------------------------------------------------------------------
@@ -1130,6 +1188,7 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
         &[
             "invalid_leaf_node_key_package_without_queue_config",
             "invalid_leaf_node_creator_without_queue_config",
+            "invalid_leaf_node_user_key_without_proof_of_possession",
         ],
     ),
     (
@@ -1154,6 +1213,7 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
             "not_allowed_proposal_by_another_member",
             "not_allowed_delete_group_that_keeps_members",
             "not_allowed_welcomes_do_not_match_adds",
+            "not_allowed_user_key_registered_to_another_user",
         ],
     ),
     (
@@ -1230,6 +1290,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::UnknownQueue,
         &["unknown_queue_at_the_queueing_service"],
+    ),
+    (
+        ErrorCode::ReplayedMessage,
+        &["replayed_message_resubmitted_by_another_member_and_by_its_sender"],
     ),
 ];
 

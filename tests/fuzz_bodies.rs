@@ -36,6 +36,9 @@ fn sequence_body_regressions() {
     fuzzing::sequence(&[
         3, 0, 251, 3, 0, 0, 5, 0, 0, 6, 0, 17, 7, 0, 30, 0, 1, 2, 4, 0, 0,
     ]);
+    // An application message resubmitted under a fresh signature, by its sender and by
+    // another member (wire-format.md §4.8: never accepted twice; before, it was).
+    fuzzing::sequence(&[0, 0, 7, 7, 0, 1, 5, 0, 1, 5, 1, 1, 4, 0, 0]);
 }
 
 #[test]

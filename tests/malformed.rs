@@ -1242,6 +1242,38 @@ fn an_accepted_request_replayed_after_the_group_moved_on_is_a_retry_not_a_new_re
     }
 }
 
+/// wire-format.md §4.8: once a `send_message` is accepted, its body signed by another member
+/// (a valid request before, see `wrong_senders_are_refused`) is `replayed_message`.
+#[test]
+fn an_accepted_message_resubmitted_by_another_member_is_a_replayed_message() {
+    let scenario = scenario();
+    let mut checked = 0;
+    for case in scenario.cases.iter().filter(|c| c.kind == Kind::Message) {
+        let Some(variant) = &case.as_other_member else {
+            continue;
+        };
+        let mut storage = case.storage.clone();
+        let out = scenario.process(case, &mut storage, &case.request);
+        assert_eq!(out.status, Status::Accepted, "{}", case.name);
+        let accepted = storage.clone();
+        let out = scenario.process(case, &mut storage, variant);
+        assert_eq!(
+            out.status,
+            Status::Rejected(ErrorCode::ReplayedMessage),
+            "{}: {:?}",
+            case.name,
+            decode_response(&out.response)
+        );
+        assert!(
+            out.fanout.is_empty() && storage == accepted,
+            "{}",
+            case.name
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 1, "the send_message case");
+}
+
 #[test]
 /// tls_codec 0.5 panics here in debug builds (RustCrypto/formats#2414) unless its
 /// debug assertions are off, as Cargo.toml arranges.

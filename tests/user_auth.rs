@@ -1,12 +1,18 @@
 //! User-level authentication (DS-00 §5.1 `user_key_hash`; DS-03 user authentication keys): a
 //! user registers a key with the group through its clients' leaves, and may then authorise
-//! user-level operations with it, such as removing its own user from the group.
+//! user-level operations with it, such as removing its own user from the group. A registration
+//! proves possession of the key, and a key belongs to the user that registered it first
+//! (wire-format.md §3.5).
 
 use std::rc::Rc;
 
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, CIPHERSUITE};
-use mimi_ds::wire::{DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest};
+use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs, CIPHERSUITE};
+use mimi_ds::wire::{
+    DeleteGroupRequest, DsRequest, DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest,
+    UserAuthKeyExtension,
+};
 use mimi_ds::Status;
+use openmls::prelude::LeafNodeParameters;
 use openmls_basic_credential::SignatureKeyPair;
 
 /// Alice's group with both of Bob's clients, which registered Bob's user key.
@@ -155,4 +161,135 @@ fn an_unregistered_user_key_is_not_accepted() {
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
     assert_eq!(ds.storage, before);
+}
+
+/// The extension data 0xF1D6 that `client`'s leaf publishes for `key` (wire-format.md §3.5).
+fn registration(key: &SignatureKeyPair, leaf_owner: &TestClient) -> Vec<u8> {
+    mimi_ds::wire::encode(
+        &UserAuthKeyExtension::sign(
+            key,
+            &key.to_public_vec(),
+            &leaf_owner.signer.to_public_vec(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Alice adds `joiner`; the DS must refuse with `code` and change nothing.
+fn add_is_refused(
+    ds: &mut TestDs,
+    alice: &mut TestClient,
+    joiner: &TestClient,
+    code: ErrorCode,
+) -> String {
+    let before = ds.storage.clone();
+    let out = ds.process(&alice.add_request(vec![joiner.key_package()], ds.now_ms));
+    alice.discard_commit();
+    let response = decode_response(&out.response);
+    assert_eq!(out.status, Status::Rejected(code), "{response:?}");
+    assert!(out.fanout.is_empty());
+    assert_eq!(ds.storage, before);
+    let DsResponseBody::Error(error) = response.body else {
+        panic!()
+    };
+    String::from_utf8(error.description.as_slice().to_vec()).unwrap()
+}
+
+/// Bob's user key still acts for Bob: it authorises removing Bob's laptop.
+fn bobs_key_still_acts_for_bob(ds: &mut TestDs, bob1: &mut TestClient, bob2: &TestClient) {
+    let proposals = proposals_of(&bob1.propose_remove_request(bob2.leaf(), ds.now_ms));
+    let out = ds.process(&bob1.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        ds.now_ms,
+    ));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+}
+
+/// Regression (issue "Group safety" point 7): Mallory publishes Bob's registration (his key and
+/// his proof) in her own leaf. Before proofs were checked the DS registered Bob's key for
+/// Mallory too, the last match won, and Bob's user-key requests acted for Mallory.
+#[test]
+fn a_copied_registration_does_not_verify_for_another_leaf() {
+    let (mut ds, mut alice, mut bob1, bob2) = group_with_bob_registered();
+    let bobs_key = bob1.user_key.clone().unwrap();
+    let mut mallory = TestClient::new("mallory", "mallory-1", "m.example");
+    mallory.user_key_extension_data = Some(registration(&bobs_key, &bob1));
+    let why = add_is_refused(
+        &mut ds,
+        &mut alice,
+        &mallory,
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
+    assert!(why.contains("proof"), "{why}");
+    // The encoding before proofs existed (the bare key) does not decode any more.
+    mallory.user_key_extension_data =
+        Some(mimi_ds::wire::encode(&tls_codec::VLBytes::from(bobs_key.to_public_vec())).unwrap());
+    let why = add_is_refused(
+        &mut ds,
+        &mut alice,
+        &mallory,
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
+    assert!(why.contains("user authentication key"), "{why}");
+    bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
+}
+
+/// A key registered by one user cannot be registered by another, even one that holds its
+/// private key (a shared or leaked key): the first registration stands.
+#[test]
+fn a_user_key_stays_with_the_user_that_registered_it_first() {
+    let (mut ds, mut alice, mut bob1, bob2) = group_with_bob_registered();
+    let mut mallory = TestClient::new("mallory", "mallory-1", "m.example");
+    mallory.user_key = bob1.user_key.clone();
+    let why = add_is_refused(&mut ds, &mut alice, &mallory, ErrorCode::NotAllowed);
+    assert!(why.contains("registered to another user"), "{why}");
+    bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
+}
+
+/// A user replaces its key through one of its clients, with a proof by the new key; the old
+/// key no longer authenticates.
+#[test]
+fn a_user_rotates_its_key_with_a_proof() {
+    let (mut ds, mut alice, mut bob1, mut bob2) = group_with_bob_registered();
+    let old_key = bob1.user_key.clone();
+    bob1.user_key = Some(Rc::new(
+        SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap(),
+    ));
+    // An update path whose new leaf publishes the new registration.
+    let extensions = bob1.leaf_extensions();
+    let (update, _) = bob1.stage_commit(|b| {
+        b.force_self_update(true).leaf_node_parameters(
+            LeafNodeParameters::builder()
+                .with_extensions(extensions)
+                .build(),
+        )
+    });
+    let out = ds.process(&bob1.signed(commit_body(update), ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    bob1.confirm_commit();
+    TestDs::route(&out, &mut [&mut alice, &mut bob2]);
+    let _ = (alice.process_inbox(), bob2.process_inbox());
+    // The old key (still in the laptop's leaf) is gone.
+    bob2.user_key = old_key;
+    let proposals = proposals_of(&bob2.propose_remove_request(bob1.leaf(), ds.now_ms));
+    let out = ds.process(&bob2.signed_as_user(
+        DsRequestBody::Proposals(ProposalsRequest { proposals }),
+        ds.now_ms,
+    ));
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
 }

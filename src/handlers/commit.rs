@@ -110,7 +110,7 @@ where
         Some(&roster),
         &summary.removed,
         &summary.changed,
-        &|leaf| ctx.identify(leaf),
+        ctx,
     )?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
@@ -493,6 +493,12 @@ impl Accepting<'_> {
                 || Some(leaf) == self.committer
         };
         sequencer.follow(&roster, fresh, ctx.now_ms);
+        // Messages of epochs that no longer take application messages cannot be replayed.
+        sequencer.forget_messages_before(
+            roster
+                .epoch
+                .saturating_sub(ctx.ds.config.app_message_epoch_tolerance),
+        );
         let records = vec![
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
             encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,

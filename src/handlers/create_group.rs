@@ -77,7 +77,7 @@ where
         leaf.signature_key().as_slice(),
     )?;
 
-    let roster = Roster::from_group(&group, &|leaf| ctx.identify(leaf))?;
+    let roster = Roster::from_group(&group, ctx)?;
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record::<_, S>(RecordKind::Roster, &roster)?,
@@ -87,6 +87,7 @@ where
                 next_sequence: 0,
                 last_active_ms: vec![ctx.now_ms; roster.members.len()],
                 ds_removals_pending_since: None,
+                recent_messages: Vec::new(),
             },
         )?,
         encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,

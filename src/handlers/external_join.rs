@@ -108,9 +108,7 @@ where
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
-    let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], &|leaf| {
-        ctx.identify(leaf)
-    })?;
+    let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
     let (stapled, pending_after) =
         reissue_removals(ctx.ds, &mut group, &buffer, &pending.proposals, ctx.now_ms)?;
     let accepted = Accepting {

@@ -24,7 +24,7 @@ use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::service::{encode_response, DeliveryService};
-use crate::state::Roster;
+use crate::state::{LeafChecks, Roster};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{
     decode_exact, user_key_hash, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
@@ -254,6 +254,29 @@ pub(crate) fn write_plan<S: DsStorage>(
     })
 }
 
+impl<C: OpenMlsCrypto> LeafChecks for Ctx<'_, C> {
+    fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+        Ctx::identify(self, leaf)
+    }
+
+    fn verifies(
+        &self,
+        ciphersuite: Ciphersuite,
+        public_key: &[u8],
+        content: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        self.crypto()
+            .verify_signature(
+                ciphersuite.signature_algorithm(),
+                content,
+                public_key,
+                signature,
+            )
+            .is_ok()
+    }
+}
+
 /// Who signed a member request (DS-00 §5.1 `DSSenderID`).
 pub(crate) enum Principal {
     /// A member client, by `leaf_index`.
@@ -366,18 +389,23 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
                 Ok(Principal::Leaf(*leaf))
             }
             DsSenderId::UserKeyHash(hash) if allow_user => {
-                let mut registered = None;
+                let mut registered = Vec::new();
                 for key in &roster.user_keys {
                     let candidate =
                         user_key_hash(self.crypto(), suite.hash_algorithm(), key.key.as_slice())
                             .map_err(internal)?;
                     if candidate == hash.as_slice() {
-                        registered = Some(key);
+                        registered.push(key);
                     }
                 }
-                let key = registered.ok_or(RejectReason::AuthenticationFailed(
-                    "no user key with that hash is registered",
-                ))?;
+                // Registration keeps one user per key (§3.5); a roster stored before that rule
+                // may hold more, and then the hash names nobody rather than the latest.
+                let [key] = registered.as_slice() else {
+                    return Err(RejectReason::AuthenticationFailed(
+                        "no single user key with that hash is registered",
+                    )
+                    .into());
+                };
                 auth.verify(self.crypto(), suite, key.key.as_slice())?;
                 Ok(Principal::User(key.user.as_slice().to_vec()))
             }

@@ -7,14 +7,18 @@
 
 use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::{TlsDeserializeBytes, TlsSize, VLBytes};
 
 use super::commit::refuse_if_reinitialized;
 use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
-use crate::error::RejectReason;
+use crate::auth::sha256;
+use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
-use crate::state::Sequencer;
+use crate::state::{Sequencer, MESSAGE_DIGEST_BYTES};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
-use crate::wire::{AcceptedMessage, DsResponseBody, SendMessageRequest};
+use crate::wire::{
+    decode_exact, AcceptedMessage, DsResponseBody, MlsMessageBytes, SendMessageRequest,
+};
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
@@ -74,6 +78,22 @@ where
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
+    // RFC 9420 §6.3: a ciphertext is encrypted under a one-time key and nonce, so the same
+    // ciphertext twice is a replay, whoever signs the request (wire-format.md §4.8).
+    let digest = ciphertext_digest::<C, S>(ctx.crypto(), &body.application_message)?;
+    if sequencer.has_seen(&digest) {
+        return Err(RejectReason::ReplayedMessage.into());
+    }
+    sequencer.forget_messages_before(
+        roster
+            .epoch
+            .saturating_sub(ctx.ds.config.app_message_epoch_tolerance),
+    );
+    sequencer.remember(
+        message.epoch().as_u64(),
+        digest,
+        ctx.ds.config.app_message_replay_memory,
+    );
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
         accepted_time_ms: ctx.now_ms,
@@ -102,4 +122,34 @@ where
         fanout,
         DsResponseBody::Accepted(accepted),
     )
+}
+
+/// The fields of an `MLSMessage` holding a PrivateMessage (RFC 9420 §6, §6.3), read from the
+/// bytes as received: openmls does not expose the ciphertext of a `PrivateMessageIn`.
+#[derive(TlsDeserializeBytes, TlsSize)]
+struct PrivateMessageFields {
+    _version: u16,
+    _wire_format: u16,
+    _group_id: VLBytes,
+    _epoch: u64,
+    _content_type: u8,
+    _authenticated_data: VLBytes,
+    _encrypted_sender_data: VLBytes,
+    ciphertext: VLBytes,
+}
+
+/// What identifies an application message for the replay check: the first bytes of SHA-256 of
+/// its `ciphertext`. Not of the whole message, so that changing the cleartext framing
+/// (`authenticated_data`, `encrypted_sender_data`) around an accepted ciphertext does not make
+/// it new.
+fn ciphertext_digest<C: OpenMlsCrypto, S: DsStorage>(
+    crypto: &C,
+    message: &MlsMessageBytes,
+) -> Result<[u8; MESSAGE_DIGEST_BYTES], S> {
+    // The bytes already parsed as a PrivateMessage, so this layout holds.
+    let fields = decode_exact::<PrivateMessageFields>(message.as_bytes()).map_err(internal)?;
+    let hash = sha256::<S::Error>(crypto, fields.ciphertext.as_slice())?;
+    hash.get(..MESSAGE_DIGEST_BYTES)
+        .and_then(|prefix| prefix.try_into().ok())
+        .ok_or_else(|| internal("SHA-256 is shorter than a message digest"))
 }

@@ -6,7 +6,8 @@
 pub(crate) mod mls_state;
 mod records;
 
+pub(crate) use records::MESSAGE_DIGEST_BYTES;
 pub(crate) use records::{
-    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
-    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
+    queue_config_of, Joiner, LeafChecks, PendingProposalRecord, PendingProposals, Reservation,
+    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };

@@ -1,11 +1,12 @@
 //! TLS-encoded group records.
 
-use openmls::prelude::{LeafNode, LeafNodeIndex, PublicGroup};
+use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use crate::error::RejectReason;
 use crate::wire::{
-    decode_exact, ClientQueueConfig, QUEUE_CONFIG_EXTENSION_TYPE, USER_AUTH_KEY_EXTENSION_TYPE,
+    decode_exact, ClientQueueConfig, UserAuthKeyExtension, QUEUE_CONFIG_EXTENSION_TYPE,
+    USER_AUTH_KEY_EXTENSION_TYPE,
 };
 
 /// [`crate::storage::RecordKind::Reservation`]: a reserved group ID. The expiry comes first so
@@ -56,7 +57,25 @@ pub(crate) struct Sequencer {
     /// Since when Remove proposals issued by the DS are pending, if any (DS-00 §6: until a
     /// commit covers them, application messages are refused).
     pub(crate) ds_removals_pending_since: Option<u64>,
+    /// Digests of the latest accepted application messages, oldest first, of the epochs that
+    /// still take application messages (wire-format.md §4.8): a resubmitted ciphertext is
+    /// `replayed_message`. At most [`crate::DsConfig::app_message_replay_memory`] entries.
+    pub(crate) recent_messages: Vec<RecentMessage>,
 }
+
+/// An accepted application message, as the replay check remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct RecentMessage {
+    /// The epoch of the message.
+    pub(crate) epoch: u64,
+    /// The first [`MESSAGE_DIGEST_BYTES`] bytes of SHA-256 of the PrivateMessage's ciphertext.
+    pub(crate) digest: [u8; MESSAGE_DIGEST_BYTES],
+}
+
+/// How much of a ciphertext's SHA-256 the replay check keeps: at 128 bits a new message
+/// matches one of the `app_message_replay_memory` remembered ones by accident with probability
+/// about memory / 2^128, at half the storage of the full hash.
+pub(crate) const MESSAGE_DIGEST_BYTES: usize = 16;
 
 impl Sequencer {
     /// Records that `leaf` sent something at `now_ms`.
@@ -66,6 +85,33 @@ impl Sequencer {
             self.last_active_ms.resize(index + 1, now_ms);
         }
         self.last_active_ms[index] = now_ms;
+    }
+
+    /// Whether an application message with this digest is among the remembered ones.
+    pub(crate) fn has_seen(&self, digest: &[u8; MESSAGE_DIGEST_BYTES]) -> bool {
+        self.recent_messages.iter().any(|m| &m.digest == digest)
+    }
+
+    /// Remembers an accepted application message, keeping at most `limit` of the newest.
+    pub(crate) fn remember(
+        &mut self,
+        epoch: u64,
+        digest: [u8; MESSAGE_DIGEST_BYTES],
+        limit: usize,
+    ) {
+        if limit == 0 {
+            self.recent_messages.clear();
+            return;
+        }
+        self.recent_messages.push(RecentMessage { epoch, digest });
+        let excess = self.recent_messages.len().saturating_sub(limit);
+        self.recent_messages.drain(..excess);
+    }
+
+    /// Forgets the messages of epochs before `oldest_epoch`: the DS refuses application
+    /// messages of those epochs (`wrong_epoch`) before it looks for replays.
+    pub(crate) fn forget_messages_before(&mut self, oldest_epoch: u64) {
+        self.recent_messages.retain(|m| m.epoch >= oldest_epoch);
     }
 
     /// After a commit: leaves that are new (or re-filled) count as active now.
@@ -135,16 +181,30 @@ impl WelcomeSnapshots {
     }
 }
 
-/// The user authentication key a leaf registers, if any.
-fn user_auth_key_of(leaf: &LeafNode) -> Result<Option<Vec<u8>>, RejectReason> {
-    leaf.extensions()
-        .unknown(USER_AUTH_KEY_EXTENSION_TYPE)
-        .map(|ext| {
-            decode_exact::<VLBytes>(&ext.0)
-                .map(Vec::from)
-                .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))
-        })
-        .transpose()
+/// The user authentication key a leaf registers, if any, once its proof of possession verifies
+/// (wire-format.md §3.5): `SignWithLabel(user_auth_key, "MIMI DS UserKeyProof",
+/// leaf.signature_key)`.
+fn user_auth_key_of(
+    leaf: &LeafNode,
+    ciphersuite: Ciphersuite,
+    checks: &dyn LeafChecks,
+) -> Result<Option<Vec<u8>>, RejectReason> {
+    let Some(ext) = leaf.extensions().unknown(USER_AUTH_KEY_EXTENSION_TYPE) else {
+        return Ok(None);
+    };
+    let registration = decode_exact::<UserAuthKeyExtension>(&ext.0)
+        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+    let content = UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice())
+        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+    if !checks.verifies(
+        ciphersuite,
+        registration.user_auth_key.as_slice(),
+        &content,
+        registration.proof.as_slice(),
+    ) {
+        return Err(RejectReason::InvalidUserKeyProof);
+    }
+    Ok(Some(registration.user_auth_key.into()))
 }
 
 /// The queue configuration a leaf publishes in its [`QUEUE_CONFIG_EXTENSION_TYPE`] extension.
@@ -158,18 +218,31 @@ pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, Reje
         .map_err(|e| RejectReason::InvalidLeafNode(format!("queue configuration: {e}")))
 }
 
-/// How a roster rebuild learns the user of a leaf: the deployment's
-/// [`crate::CredentialValidator`], applied to the leaf's credential.
-pub(crate) type IdentifyLeaf<'a> = &'a dyn Fn(&LeafNode) -> Result<Vec<u8>, RejectReason>;
+/// What a roster rebuild needs from the service to check new leaves.
+pub(crate) trait LeafChecks {
+    /// The user of a leaf: the deployment's [`crate::CredentialValidator`], applied to the
+    /// leaf's credential.
+    fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason>;
+
+    /// Whether `signature` over `content` verifies with `public_key` under the signature
+    /// scheme of `ciphersuite`.
+    fn verifies(
+        &self,
+        ciphersuite: Ciphersuite,
+        public_key: &[u8],
+        content: &[u8],
+        signature: &[u8],
+    ) -> bool;
+}
 
 impl Roster {
     /// The roster of a freshly imported group: every leaf must carry an acceptable credential
     /// and publish its queue configuration.
     pub(crate) fn from_group(
         group: &PublicGroup,
-        identify: IdentifyLeaf<'_>,
+        checks: &dyn LeafChecks,
     ) -> Result<Self, RejectReason> {
-        Self::rebuild(group, None, &[], &[], identify)
+        Self::rebuild(group, None, &[], &[], checks)
     }
 
     /// The roster after a commit was merged into `group`.
@@ -180,13 +253,17 @@ impl Roster {
     ///   update path or Update proposal), the new credential is validated again and must name
     ///   the same user (DS-04 §"Update client").
     /// * A new leaf is validated and takes its queue configuration from its leaf node.
+    /// * A new or changed leaf that registers a user key (wire-format.md §3.5) must prove
+    ///   possession of it, and the key must not be registered to another user: a key belongs to
+    ///   the first user that registered it, in leaf order within one commit.
     pub(crate) fn rebuild(
         group: &PublicGroup,
         previous: Option<&Self>,
         replaced: &[LeafNodeIndex],
         changed: &[LeafNodeIndex],
-        identify: IdentifyLeaf<'_>,
+        checks: &dyn LeafChecks,
     ) -> Result<Self, RejectReason> {
+        let identify = |leaf: &LeafNode| checks.identify(leaf);
         let mut members: Vec<Option<MemberEntry>> = Vec::new();
         let mut user_keys: Vec<UserKey> = previous.map(|p| p.user_keys.clone()).unwrap_or_default();
         for member in group.members() {
@@ -218,7 +295,15 @@ impl Roster {
                 },
             };
             if fresh {
-                if let Some(key) = user_auth_key_of(leaf)? {
+                if let Some(key) = user_auth_key_of(leaf, group.ciphersuite(), checks)? {
+                    // Otherwise the key's `user_key_hash` would name two users, and the
+                    // other user's requests could act for this one (wire-format.md §3.5).
+                    if user_keys
+                        .iter()
+                        .any(|k| k.key.as_slice() == key && k.user != entry.user)
+                    {
+                        return Err(RejectReason::UserKeyOfAnotherUser);
+                    }
                     user_keys.retain(|k: &UserKey| k.user != entry.user);
                     user_keys.push(UserKey {
                         user: entry.user.clone(),

@@ -23,8 +23,13 @@
 //!   malicious) clients: treat them as arbitrary bytes (no path or query construction without
 //!   escaping) and bound their number with rate limits in front of the DS. Record contents are
 //!   written by mimi-ds but embed client-supplied MLS data; backends should not parse them.
-//! * Replay marks carry an expiry; a backend may drop a mark once `now` passes it. Group
-//!   entries that hold only a [`RecordKind::Reservation`] may be dropped once the reservation
+//! * Replay marks carry an expiry. A mark is **live at every `now <= expires_at_ms`**
+//!   (inclusive): [`DsStorage::replay_mark`] returns it, and a write carrying the same key
+//!   conflicts. A backend may drop it once `now > expires_at_ms`. mimi-ds does not rely on
+//!   the boundary: it sets `expires_at_ms` 1 s after the last instant at which the request
+//!   could be accepted again (wire-format.md §3.4), so a backend that treats the expiry as
+//!   exclusive, or runs its own clock up to 1 s ahead, still never accepts the same request
+//!   twice. Group entries that hold only a [`RecordKind::Reservation`] may be dropped once the reservation
 //!   expired (its record starts with the expiry as a big-endian u64, ms since the UNIX epoch).
 //! * The write set also lists the fanout it causes ([`WriteSet::fanout`]), so a backend can
 //!   persist it in the same transaction as a durable outbox and let the caller mark entries
@@ -108,7 +113,8 @@ pub enum VersionGuard {
 pub struct ReplayMark {
     /// Hash of the complete request bytes.
     pub request_hash: Vec<u8>,
-    /// The mark may be dropped after this time (ms since the UNIX epoch).
+    /// The mark is live up to and including this time, and may be dropped after it (ms since
+    /// the UNIX epoch; see the module's contract).
     pub expires_at_ms: u64,
     /// For requests that changed state: the success response, returned again to a
     /// byte-identical retry.
@@ -165,7 +171,7 @@ pub trait DsStorage {
         kinds: &[RecordKind],
     ) -> Result<Option<GroupSnapshot>, Self::Error>;
 
-    /// Reads a replay mark that has not expired at `now_ms`.
+    /// Reads a replay mark that is live at `now_ms` (`now_ms <= expires_at_ms`).
     fn replay_mark(
         &self,
         group_id: &[u8],

@@ -176,6 +176,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::FutureEpoch
         | ErrorCode::MissingPendingProposals
         | ErrorCode::ReplayedRequest
+        | ErrorCode::ReplayedMessage
         | ErrorCode::Conflict => 409,
         ErrorCode::RequestTooLarge => 413,
         ErrorCode::UnsupportedOperation => 501,

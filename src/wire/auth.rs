@@ -13,9 +13,47 @@ use super::request::DsRequestBody;
 pub const CLIENT_SIGNATURE_LABEL: &str = "MIMI DS Request";
 
 /// The private-use LeafNode extension type (RFC 9420 §17.3) through which a client registers
-/// its user's authentication key with the group: `opaque user_auth_key<V>`, a signature public
-/// key of the group's ciphersuite. The latest leaf of a user that carries it sets the key.
+/// its user's authentication key with the group; its data is a [`UserAuthKeyExtension`]
+/// (wire-format.md §3.5).
 pub const USER_AUTH_KEY_EXTENSION_TYPE: u16 = 0xF1D6;
+
+/// The `SignWithLabel` label of a [`UserAuthKeyExtension`]'s proof of possession.
+pub const USER_KEY_PROOF_LABEL: &str = "MIMI DS UserKeyProof";
+
+/// The data of LeafNode extension [`USER_AUTH_KEY_EXTENSION_TYPE`] (wire-format.md §3.5):
+/// `struct { opaque user_auth_key<V>; opaque proof<V>; }`, where `proof` is
+/// `SignWithLabel(user_auth_key, "MIMI DS UserKeyProof", leaf_signature_key)`: the user key
+/// vouches for the signature key of the leaf that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct UserAuthKeyExtension {
+    /// A signature public key of the group's ciphersuite.
+    pub user_auth_key: VLBytes,
+    /// The proof of possession of the user key's private key.
+    pub proof: VLBytes,
+}
+
+impl UserAuthKeyExtension {
+    /// The exact bytes the proof signs for a leaf with this signature key: `SignContent` with
+    /// label "MLS 1.0 MIMI DS UserKeyProof" and the key as content (RFC 9420 §5.1.2).
+    pub fn proof_content(leaf_signature_key: &[u8]) -> Result<Vec<u8>, tls_codec::Error> {
+        sign_content(USER_KEY_PROOF_LABEL, leaf_signature_key.to_vec())
+    }
+
+    /// The extension a client publishes in a leaf whose signature key is `leaf_signature_key`,
+    /// signed with its user's key (the client side of wire-format.md §3.5).
+    pub fn sign(
+        user_key: &impl Signer,
+        user_auth_key: &[u8],
+        leaf_signature_key: &[u8],
+    ) -> Result<Self, SignError> {
+        let content = Self::proof_content(leaf_signature_key).map_err(|_| SignError::Encoding)?;
+        let proof = user_key.sign(&content).map_err(|_| SignError::Signer)?;
+        Ok(Self {
+            user_auth_key: user_auth_key.to_vec().into(),
+            proof: proof.into(),
+        })
+    }
+}
 
 /// The `RefHash` label of a `user_key_hash` sender (digest §7 item 6).
 pub const USER_KEY_HASH_LABEL: &str = "MIMI DS UserKey";

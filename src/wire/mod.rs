@@ -15,7 +15,8 @@ mod response;
 
 pub use auth::{
     user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, SignError,
-    CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
+    UserAuthKeyExtension, CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE,
+    USER_KEY_HASH_LABEL, USER_KEY_PROOF_LABEL,
 };
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,

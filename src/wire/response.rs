@@ -183,6 +183,8 @@ error_codes! {
     Conflict = 18 => "conflict",
     /// Queueing Service: no queue with this ID (wire-format.md §10.3).
     UnknownQueue = 19 => "unknown_queue",
+    /// An application message whose ciphertext the DS already accepted (wire-format.md §4.8).
+    ReplayedMessage = 22 => "replayed_message",
 }
 
 /// Code-specific details of a [`DsError`].
