@@ -32,6 +32,14 @@ pub struct DsConfig {
     /// while Remove proposals issued by the DS are pending. Default
     /// [`PendingProposalPolicy::Strict`].
     pub pending_proposals: PendingProposalPolicy,
+    /// How many proposals may be pending in one epoch; a member's proposal beyond it is refused
+    /// with `too_many_pending_proposals` (wire-format.md §4.10). The DS's own proposals are
+    /// never refused (there is at most one per member plus one rotation). Default 256: honest
+    /// groups rarely have more than a few proposals per epoch (one per leaving or updating
+    /// member), and the pending set is re-encoded with every proposal, commit and `group_info`,
+    /// so without a bound one member could make each of those requests arbitrarily expensive.
+    /// Any member's commit empties the set.
+    pub max_pending_proposals: usize,
     /// A client that has sent nothing for this long is removed by
     /// [`crate::HubEvent::InactivitySweep`] (DS-00 §6). Default `None`: no inactivity removals.
     pub inactivity_limit_ms: Option<u64>,
@@ -93,6 +101,7 @@ impl DsConfig {
             app_message_epoch_tolerance: 0,
             external_joins: ExternalJoinPolicy::ExistingUsers,
             pending_proposals: PendingProposalPolicy::Strict,
+            max_pending_proposals: 256,
             inactivity_limit_ms: None,
         }
     }

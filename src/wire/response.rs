@@ -183,6 +183,9 @@ error_codes! {
     Conflict = 18 => "conflict",
     /// Queueing Service: no queue with this ID (wire-format.md §10.3).
     UnknownQueue = 19 => "unknown_queue",
+    /// The group already has as many pending proposals as the DS keeps per epoch
+    /// ([`crate::DsConfig::max_pending_proposals`]); commit, then propose again.
+    TooManyPendingProposals = 20 => "too_many_pending_proposals",
 }
 
 /// Code-specific details of a [`DsError`].
