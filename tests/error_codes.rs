@@ -848,10 +848,8 @@ fn missing_pending_proposals_commit_leaving_out_the_hubs_removal() {
     let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
         panic!("not accepted")
     };
-    let MlsMessageBodyIn::PublicMessage(public) = receipt.external_proposals[0]
-        .parse()
-        .unwrap()
-        .extract()
+    let MlsMessageBodyIn::PublicMessage(public) =
+        receipt.external_proposals[0].parse().unwrap().extract()
     else {
         panic!("a PublicMessage")
     };

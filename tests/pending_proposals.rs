@@ -19,6 +19,8 @@ use openmls::prelude::{
 use openmls_traits::OpenMlsProvider as _;
 use tls_codec::{DeserializeBytes as _, Serialize as _, VLBytes};
 
+// Only its standalone-proposal forge is used here.
+#[allow(dead_code)]
 #[path = "support/reinit_forge.rs"]
 mod forge;
 
@@ -473,4 +475,143 @@ fn the_pending_set_is_capped_per_epoch() {
         .is_empty());
     let (update, _) = update_proposal(&mut bob);
     let _ = ds.accept(&proposals_request(&bob, vec![update], ds.now_ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which pending proposals a commit must include (wire-format.md §4.3.3)
+// ---------------------------------------------------------------------------------------------
+
+/// A member's proposal is not mandatory: Carol, who has not received Alice's proposal yet,
+/// commits without it, and it lapses. (Before, this was `missing_pending_proposals`.)
+#[test]
+fn a_commit_by_a_member_that_missed_another_members_proposal_is_accepted() {
+    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
+    let (remove, _) = remove_proposal(&mut alice, bob.leaf());
+    let proposal_out = ds.accept(&proposals_request(&alice, vec![remove], ds.now_ms));
+    let out = ds.accept(&carol.update_request(ds.now_ms));
+    carol.confirm_commit();
+    // Alice and Bob get the proposal first, then the commit that let it lapse.
+    TestDs::route(&proposal_out, &mut [&mut bob]);
+    bob.process_inbox();
+    for member in [&mut alice, &mut bob] {
+        member
+            .group
+            .as_mut()
+            .unwrap()
+            .clear_pending_proposals(member.provider.storage())
+            .unwrap();
+    }
+    commit_reaches(&out, &mut [&mut alice, &mut bob], 2);
+    assert_eq!(carol.group().members().count(), 3);
+    assert!(ds
+        .group_info(&carol.group_id())
+        .pending_proposals
+        .is_empty());
+}
+
+/// RFC 9420 §12.2 allows one Remove per leaf in a commit. When a member's Remove of Carol was
+/// pending before the hub proposed removing her too, a commit carrying the member's Remove
+/// removes Carol all the same: it counts as including the hub's.
+#[test]
+fn a_hubs_removal_is_covered_by_any_remove_of_its_target() {
+    let (mut ds, mut alice, mut bob, carol) = trio(DsConfig::new(DOMAIN));
+    let (remove, _) = remove_proposal(&mut bob, carol.leaf());
+    let out = ds.accept(&proposals_request(&bob, vec![remove], ds.now_ms));
+    TestDs::route(&out, &mut [&mut alice]);
+    assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
+    let group_id = alice.group_id();
+    let hub = ds
+        .ds
+        .handle_event(
+            UnixTimeMs(ds.now_ms),
+            &group_id,
+            &HubEvent::ClientDeleted {
+                signature_key: carol.signer.to_public_vec(),
+            },
+            &mut ds.storage,
+        )
+        .unwrap();
+    assert_eq!(hub.status, Status::Accepted);
+    assert_eq!(ds.group_info(&group_id).pending_proposals.len(), 2);
+
+    // Alice has not received the hub's Remove yet: her commit carries Bob's.
+    let out = ds.accept(&alice.update_request(ds.now_ms));
+    alice.confirm_commit();
+    assert_eq!(alice.group().members().count(), 2);
+    let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+        panic!()
+    };
+    assert!(receipt.external_proposals.is_empty(), "nothing to re-issue");
+    assert!(ds.group_info(&group_id).pending_proposals.is_empty());
+    TestDs::route(&out, &mut [&mut bob]);
+    assert_eq!(
+        bob.process_inbox(),
+        vec![Received::Commit {
+            epoch: 2,
+            removed: false
+        }]
+    );
+    messages_flow(&mut ds, &mut bob, &mut [&mut alice]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery from a commit members refuse (wire-format.md §4.3.3 "What the hub cannot check")
+// ---------------------------------------------------------------------------------------------
+
+/// Alice proposes (a GroupContextExtensions proposal keeping the extensions) with a corrupted
+/// `membership_tag` and commits that proposal by reference (she has it in her own store). The hub cannot check the tag and accepts both; Bob and Carol
+/// refused the proposal, so they cannot process the commit. They resync by external commit
+/// (`lose_state`, `group_info`, `external_join`), and the group carries messages and commits
+/// again.
+#[test]
+fn members_that_refuse_an_accepted_commit_resync_by_external_commit() {
+    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
+    let group_id = alice.group_id();
+    let (proposal, _) = extensions_proposal(&mut alice);
+    let corrupted = corrupt_membership_tag(&proposal);
+    let out = ds.accept(&proposals_request(&alice, vec![corrupted], ds.now_ms));
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    assert_eq!(refuse_inbox(&mut bob), 1);
+    assert_eq!(refuse_inbox(&mut carol), 1);
+
+    // Alice's commit includes it by reference: accepted by the hub, refused by members.
+    let out = ds.accept(&alice.update_request(ds.now_ms));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    assert_eq!(refuse_inbox(&mut bob), 1);
+    assert_eq!(refuse_inbox(&mut carol), 1);
+    assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (2, 1, 1));
+
+    // Bob, then Carol, resync.
+    for resyncing in 0..2 {
+        let (joiner, others): (&mut TestClient, Vec<&mut TestClient>) = if resyncing == 0 {
+            (&mut bob, vec![&mut alice, &mut carol])
+        } else {
+            (&mut carol, vec![&mut alice, &mut bob])
+        };
+        joiner.lose_state();
+        let info = ds.group_info(&group_id);
+        let out = ds.accept(&joiner.external_join_request(&info));
+        joiner.confirm_commit();
+        let mut others = others;
+        TestDs::route(&out, &mut others);
+        for other in others {
+            if other.group.is_some() && other.epoch() == joiner.epoch() - 1 {
+                assert!(matches!(
+                    other.process_inbox()[..],
+                    [Received::Commit { removed: false, .. }]
+                ));
+            } else {
+                other.inbox.clear();
+            }
+        }
+    }
+    assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (4, 4, 4));
+    assert_eq!(alice.group().members().count(), 3);
+
+    messages_flow(&mut ds, &mut alice, &mut [&mut bob, &mut carol]);
+    let out = ds.accept(&carol.update_request(ds.now_ms));
+    carol.confirm_commit();
+    commit_reaches(&out, &mut [&mut alice, &mut bob], 5);
+    messages_flow(&mut ds, &mut bob, &mut [&mut alice, &mut carol]);
 }

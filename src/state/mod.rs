@@ -7,6 +7,6 @@ pub(crate) mod mls_state;
 mod records;
 
 pub(crate) use records::{
-    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, ProposalOrigin, Reservation, Roster,
-    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
+    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, ProposalOrigin, Reservation,
+    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };
