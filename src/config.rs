@@ -28,9 +28,10 @@ pub struct DsConfig {
     pub app_message_epoch_tolerance: u64,
     /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
     pub external_joins: ExternalJoinPolicy,
-    /// What happens to commits that leave pending proposals out, and to application messages
-    /// while Remove proposals issued by the DS are pending. Default
-    /// [`PendingProposalPolicy::Strict`].
+    /// What happens to commits that leave the DS's own pending proposals out, and to
+    /// application messages while Remove proposals issued by the DS are pending. Default
+    /// [`PendingProposalPolicy::Strict`]. Members' proposals are never mandatory
+    /// (wire-format.md §4.3.3).
     pub pending_proposals: PendingProposalPolicy,
     /// How many proposals may be pending in one epoch; a member's proposal beyond it is refused
     /// with `too_many_pending_proposals` (wire-format.md §4.10). The DS's own proposals are
@@ -45,16 +46,18 @@ pub struct DsConfig {
     pub inactivity_limit_ms: Option<u64>,
 }
 
-/// The rule for pending proposals, modelled on draft-ietf-mimi-room-policy-03
-/// `PendingProposalPolicy` (`immediate_commit`, or a delay after which it applies).
+/// The rule for the DS's own pending proposals (its removals and signing-key rotations),
+/// modelled on draft-ietf-mimi-room-policy-03 `PendingProposalPolicy` (`immediate_commit`, or a
+/// delay after which it applies). It does not apply to members' proposals: a commit may always
+/// leave those out, as the DS cannot check their `membership_tag` (wire-format.md §4.3.3, §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PendingProposalPolicy {
-    /// The seed's rule (DS-00 §6, DS-04..06): a commit must include every pending proposal
-    /// (`missing_pending_proposals`), and while Remove proposals issued by the DS are pending,
-    /// application messages are refused too.
+    /// DS-00 §6, draft-robert-mimi-delivery-service §5.1: a commit must include every pending
+    /// proposal the DS issued (`missing_pending_proposals`), and while Remove proposals issued
+    /// by the DS are pending, application messages are refused too.
     Strict,
-    /// For this long after a proposal became pending, commits may leave it out and
+    /// For this long after a DS proposal became pending, commits may leave it out and
     /// application messages flow; then [`PendingProposalPolicy::Strict`] applies. A commit that
     /// leaves the DS's own proposals out makes the DS issue them again in the new epoch (the
     /// grace period is not restarted). Strict-only rules leave groups stuck when the

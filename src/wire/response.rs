@@ -161,7 +161,8 @@ error_codes! {
     AuthenticationFailed = 7 => "authentication_failed",
     /// The MLS message has the wrong wire format or content type for the operation.
     InvalidMessageType = 8 => "invalid_message_type",
-    /// A commit did not include every pending proposal; details carry the missing refs.
+    /// A commit left out the DS's own pending proposals (wire-format.md §4.3.3), or an
+    /// application message came while DS removals are pending; details carry the missing refs.
     MissingPendingProposals = 9 => "missing_pending_proposals",
     /// The request was already seen within the authentication window.
     ReplayedRequest = 10 => "replayed_request",
