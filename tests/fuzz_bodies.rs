@@ -36,6 +36,10 @@ fn sequence_body_regressions() {
     fuzzing::sequence(&[
         3, 0, 251, 3, 0, 0, 5, 0, 0, 6, 0, 17, 7, 0, 30, 0, 1, 2, 4, 0, 0,
     ]);
+    // Alice and Bob both propose removing Carol before either proposal is delivered. Both used
+    // to be accepted and mandatory; openmls commits only one Remove per leaf, so the group
+    // could never commit again (the end-of-sequence invariant). Bob's is now refused.
+    fuzzing::sequence(&[2, 0, 1, 2, 1, 1]);
 }
 
 #[test]
