@@ -492,9 +492,10 @@ fn no_member_proposal_wedges_the_group(
     };
     let client = &mut clients[committer];
     let own = client.leaf();
-    let removes_itself = client.group().pending_proposals().any(
-        |p| matches!(p.proposal(), Proposal::Remove(remove) if remove.removed().u32() == own),
-    );
+    let removes_itself = client
+        .group()
+        .pending_proposals()
+        .any(|p| matches!(p.proposal(), Proposal::Remove(remove) if remove.removed().u32() == own));
     if removes_itself {
         forget_proposals(client);
     }
