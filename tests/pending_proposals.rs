@@ -1,12 +1,12 @@
 //! Pending proposals cannot wedge a group (wire-format.md §4.3.3, §4.10, §7.4).
 //!
-//! Each test below is an input that, before the rule it checks, left the group unable to commit
-//! ever again: the hub accepted a member's proposal that members refuse (a corrupted
-//! `membership_tag`) or that no valid commit can carry next to another pending one (RFC 9420
-//! §12.2), and then made every commit that left it out fail with `missing_pending_proposals`.
-//! Now the hub refuses conflicting proposals up front, caps how many may be pending, and makes
-//! only its own proposals mandatory; a member's proposal a commit leaves out lapses with the
-//! epoch.
+//! The first tests are the inputs that used to leave a group unable to commit ever again: the
+//! hub accepted a member's proposal that members refuse (a corrupted `membership_tag`) or that
+//! no valid commit can carry next to another pending one (RFC 9420 §12.2), and then made every
+//! commit that left it out fail with `missing_pending_proposals`. Now the hub refuses
+//! conflicting proposals up front, caps how many may be pending, and makes only its own
+//! proposals mandatory; a member's proposal a commit leaves out lapses with the epoch. The last
+//! test is the recovery path when members refuse a commit the hub accepted.
 
 use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
@@ -338,7 +338,6 @@ fn proposals_conflicting_with_the_hubs_removal_are_refused() {
     assert_eq!(refs, vec![update_ref]);
 
     // Alice has not seen the hub's Remove: her commit leaves it out and is refused.
-    let _ = &mut alice;
     let (missing, _) = ds.reject(
         &alice.update_request(ds.now_ms),
         ErrorCode::MissingPendingProposals,

@@ -45,7 +45,10 @@ pub enum HubEvent {
     /// [`crate::DsConfig::inactivity_limit_ms`].
     InactivitySweep,
     /// Propose replacing the retired DS identity the group names with the current one
-    /// ([`crate::DeliveryService::with_retired_identity`]).
+    /// ([`crate::DeliveryService::with_retired_identity`]). Nothing to do while the rotation
+    /// is already pending; refused (`invalid_proposal`) while a member's GroupContextExtensions
+    /// proposal is pending, as a commit may carry only one (RFC 9420 §12.2): retry after the
+    /// next commit.
     RotateSigningKey,
 }
 
