@@ -33,25 +33,36 @@ pub struct DsConfig {
     pub app_message_replay_memory: usize,
     /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
     pub external_joins: ExternalJoinPolicy,
-    /// What happens to commits that leave pending proposals out, and to application messages
-    /// while Remove proposals issued by the DS are pending. Default
-    /// [`PendingProposalPolicy::Strict`].
+    /// What happens to commits that leave the DS's own pending proposals out, and to
+    /// application messages while Remove proposals issued by the DS are pending. Default
+    /// [`PendingProposalPolicy::Strict`]. Members' proposals are never mandatory
+    /// (wire-format.md §4.3.3).
     pub pending_proposals: PendingProposalPolicy,
+    /// How many proposals may be pending in one epoch; a member's proposal beyond it is refused
+    /// with `too_many_pending_proposals` (wire-format.md §4.10). The DS's own proposals are
+    /// never refused (there is at most one per member plus one rotation). Default 256: honest
+    /// groups rarely have more than a few proposals per epoch (one per leaving or updating
+    /// member), and the pending set is re-encoded with every proposal, commit and `group_info`,
+    /// so without a bound one member could make each of those requests arbitrarily expensive.
+    /// Any member's commit empties the set.
+    pub max_pending_proposals: usize,
     /// A client that has sent nothing for this long is removed by
     /// [`crate::HubEvent::InactivitySweep`] (DS-00 §6). Default `None`: no inactivity removals.
     pub inactivity_limit_ms: Option<u64>,
 }
 
-/// The rule for pending proposals, modelled on draft-ietf-mimi-room-policy-03
-/// `PendingProposalPolicy` (`immediate_commit`, or a delay after which it applies).
+/// The rule for the DS's own pending proposals (its removals and signing-key rotations),
+/// modelled on draft-ietf-mimi-room-policy-03 `PendingProposalPolicy` (`immediate_commit`, or a
+/// delay after which it applies). It does not apply to members' proposals: a commit may always
+/// leave those out, as the DS cannot check their `membership_tag` (wire-format.md §4.3.3, §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PendingProposalPolicy {
-    /// The seed's rule (DS-00 §6, DS-04..06): a commit must include every pending proposal
-    /// (`missing_pending_proposals`), and while Remove proposals issued by the DS are pending,
-    /// application messages are refused too.
+    /// DS-00 §6, draft-robert-mimi-delivery-service §5.1: a commit must include every pending
+    /// proposal the DS issued (`missing_pending_proposals`), and while Remove proposals issued
+    /// by the DS are pending, application messages are refused too.
     Strict,
-    /// For this long after a proposal became pending, commits may leave it out and
+    /// For this long after a DS proposal became pending, commits may leave it out and
     /// application messages flow; then [`PendingProposalPolicy::Strict`] applies. A commit that
     /// leaves the DS's own proposals out makes the DS issue them again in the new epoch (the
     /// grace period is not restarted). Strict-only rules leave groups stuck when the
@@ -99,6 +110,7 @@ impl DsConfig {
             app_message_replay_memory: 64,
             external_joins: ExternalJoinPolicy::ExistingUsers,
             pending_proposals: PendingProposalPolicy::Strict,
+            max_pending_proposals: 256,
             inactivity_limit_ms: None,
         }
     }

@@ -94,7 +94,25 @@ pub enum RejectReason {
         /// Why.
         reason: String,
     },
-    /// A commit left out pending proposals (DS-04..06 "MUST include all stored proposals").
+    /// A standalone proposal that no commit could carry next to one already pending (RFC 9420
+    /// §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending set no
+    /// valid commit covers.
+    #[error("proposal conflicts with the pending proposals: {conflict}")]
+    ProposalConflict {
+        /// Which rule it breaks.
+        conflict: ProposalConflict,
+        /// The refused proposal's ProposalRef.
+        refs: Vec<Vec<u8>>,
+    },
+    /// The group already has [`crate::DsConfig::max_pending_proposals`] pending proposals
+    /// (wire-format.md §4.10).
+    #[error("the group already has {limit} pending proposals; a commit must come first")]
+    TooManyPendingProposals {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A commit left out the DS's own pending proposals (draft-robert-mimi-delivery-service
+    /// §5.1; wire-format.md §4.3.3).
     #[error("commit omits {} pending proposals", refs.len())]
     MissingPendingProposals {
         /// The ProposalRefs that were left out.
@@ -139,7 +157,10 @@ impl RejectReason {
             Self::WrongEpoch { .. } => ErrorCode::WrongEpoch,
             Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
             Self::NotAllowed(_) => ErrorCode::NotAllowed,
-            Self::InvalidProposal { .. } => ErrorCode::InvalidProposal,
+            Self::InvalidProposal { .. } | Self::ProposalConflict { .. } => {
+                ErrorCode::InvalidProposal
+            }
+            Self::TooManyPendingProposals { .. } => ErrorCode::TooManyPendingProposals,
             Self::MissingPendingProposals { .. } | Self::HubRemovalsPending => {
                 ErrorCode::MissingPendingProposals
             }
@@ -156,7 +177,9 @@ impl RejectReason {
             Self::WrongEpoch { current, .. } | Self::FutureEpoch { current, .. } => {
                 DsErrorDetails::CurrentEpoch(*current)
             }
-            Self::InvalidProposal { refs, .. } | Self::MissingPendingProposals { refs } => {
+            Self::InvalidProposal { refs, .. }
+            | Self::ProposalConflict { refs, .. }
+            | Self::MissingPendingProposals { refs } => {
                 DsErrorDetails::ProposalRefs(refs.iter().cloned().map(VLBytes::from).collect())
             }
             // The code's details are a ref list; the hub's pending removals are listed by
@@ -170,6 +193,28 @@ impl RejectReason {
             details,
         }
     }
+}
+
+/// The rules of RFC 9420 §12.2 ("a commit MUST NOT contain ...") that a standalone proposal
+/// can break against the proposals already pending in its epoch. The DS refuses such a
+/// proposal ([`RejectReason::ProposalConflict`]) rather than store a set no commit can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposalConflict {
+    /// A Remove (or self-removal) of a leaf a pending proposal already removes: "multiple
+    /// Update and/or Remove proposals that apply to the same leaf".
+    #[error("a Remove of this leaf is already pending")]
+    DuplicateRemove,
+    /// An Update of a leaf a pending proposal removes (the same rule; the Remove wins).
+    #[error("an Update of a leaf whose Remove is pending")]
+    UpdateOfRemovedLeaf,
+    /// A second GroupContextExtensions proposal: "multiple GroupContextExtensions proposals".
+    #[error("a GroupContextExtensions proposal is already pending")]
+    SecondGroupContextExtensions,
+    /// A ReInit next to any other proposal: "a ReInit proposal together with any other
+    /// proposal".
+    #[error("a ReInit must be the only proposal of its commit")]
+    ReInitNotAlone,
 }
 
 /// Why the Queueing Service refused a request (wire-format.md §10). Every variant leaves
@@ -325,6 +370,11 @@ mod tests {
                 refs: vec![vec![1]],
                 reason: "x".into(),
             },
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::DuplicateRemove,
+                refs: vec![vec![1]],
+            },
+            RejectReason::TooManyPendingProposals { limit: 1 },
             RejectReason::MissingPendingProposals {
                 refs: vec![vec![1]],
             },
@@ -354,6 +404,8 @@ mod tests {
                 | RejectReason::FutureEpoch { .. }
                 | RejectReason::NotAllowed(_)
                 | RejectReason::InvalidProposal { .. }
+                | RejectReason::ProposalConflict { .. }
+                | RejectReason::TooManyPendingProposals { .. }
                 | RejectReason::MissingPendingProposals { .. }
                 | RejectReason::HubRemovalsPending
                 | RejectReason::InvalidMessageType(_)

@@ -19,7 +19,7 @@ pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;
 
-use openmls::prelude::{MlsGroup, Proposal, SignaturePublicKey};
+use openmls::prelude::{ContentType, MlsGroup, MlsMessageBodyIn, Proposal, SignaturePublicKey};
 use openmls_basic_credential::SignatureKeyPair;
 
 use crate::storage::InMemoryStorage;
@@ -303,7 +303,8 @@ fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
 /// client), checking after each step that group versions only grow, that every accepted commit
 /// reaches every other member of the epoch it ends, that no application message is accepted
 /// twice (wire-format.md §4.8), that rejected requests change nothing, and, after deliveries,
-/// that the DS's member list equals every client's view.
+/// that the DS's member list equals every client's view; and at the end, that an up-to-date
+/// member can still commit (no proposal wedges the group).
 pub fn sequence(data: &[u8]) {
     let mut ds = TestDs::new("hub.example");
     let mut clients = [
@@ -364,15 +365,7 @@ pub fn sequence(data: &[u8]) {
             (3, Some(target)) if may_commit => clients[who].remove_request(&[target], now),
             (4, _) => {
                 // Deliver everything, then compare the DS's view with every client's.
-                for (i, client) in clients.iter_mut().enumerate() {
-                    if active[i] {
-                        for received in client.process_inbox() {
-                            if let Received::Commit { removed: true, .. } = received {
-                                active[i] = false;
-                            }
-                        }
-                    }
-                }
+                deliver_all(&mut clients, &mut active);
                 let expected = ds_members(&mut ds, &group_id);
                 for (i, client) in clients.iter().enumerate() {
                     if active[i] && client.inbox.is_empty() {
@@ -455,10 +448,82 @@ pub fn sequence(data: &[u8]) {
                 if is_commit && op != 5 && op != 6 {
                     clients[who].discard_commit();
                 }
+                if op == 2 {
+                    // The proposer drops what the DS refused (openmls stored it when proposing);
+                    // proposals by others it drops too are optional (wire-format.md §4.3.3).
+                    forget_proposals(&mut clients[who]);
+                }
             }
         }
         if op != 5 && op != 6 {
             last = Some(request);
         }
     }
+    no_member_proposal_wedges_the_group(&mut ds, &mut clients, &mut active);
+}
+
+/// Every active client processes its inbox; a client a commit removed becomes inactive. A
+/// member's proposal that a commit left out can arrive after the client merged that commit:
+/// it lapsed with its epoch (wire-format.md §4.3.3), and the client discards it, as openmls
+/// refuses proposals of past epochs.
+fn deliver_all(clients: &mut [TestClient; 3], active: &mut [bool; 3]) {
+    for (i, client) in clients.iter_mut().enumerate() {
+        if !active[i] {
+            continue;
+        }
+        let epoch = client.epoch();
+        client.inbox.retain(|m| {
+            !matches!(
+                m.message.parse().map(|p| p.extract()),
+                Ok(MlsMessageBodyIn::PublicMessage(p))
+                    if p.content_type() == ContentType::Proposal && p.epoch().as_u64() < epoch
+            )
+        });
+        for received in client.process_inbox() {
+            if let Received::Commit { removed: true, .. } = received {
+                active[i] = false;
+            }
+        }
+    }
+}
+
+fn forget_proposals(client: &mut TestClient) {
+    let storage = openmls_traits::OpenMlsProvider::storage(&client.provider);
+    client
+        .group
+        .as_mut()
+        .expect("an active client has a group")
+        .clear_pending_proposals(storage)
+        .expect("in-memory storage");
+}
+
+/// The end-of-sequence invariant (wire-format.md §4.3.3, §4.10): whatever members proposed,
+/// once everything is delivered an active member can commit, including the proposals it
+/// stored unless one removes itself (openmls cannot build that commit; a member's proposal may
+/// be left out).
+fn no_member_proposal_wedges_the_group(
+    ds: &mut TestDs,
+    clients: &mut [TestClient; 3],
+    active: &mut [bool; 3],
+) {
+    deliver_all(clients, active);
+    let Some(committer) = (0..3).find(|i| active[*i]) else {
+        return;
+    };
+    let client = &mut clients[committer];
+    let own = client.leaf();
+    let removes_itself = client
+        .group()
+        .pending_proposals()
+        .any(|p| matches!(p.proposal(), Proposal::Remove(remove) if remove.removed().u32() == own));
+    if removes_itself {
+        forget_proposals(client);
+    }
+    let out = ds.process(&client.update_request(ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "an up-to-date member could not commit: {:?}",
+        decode_response(&out.response)
+    );
 }

@@ -9,8 +9,9 @@
 //!
 //! The hub keeps the public state of every group (ratchet tree, GroupContext, pending
 //! proposals) and validates each commit and proposal against it with openmls's `PublicGroup`,
-//! so it can refuse what members would refuse, and it gives every accepted message a
-//! per-group sequence number and an acceptance time. It never sees plaintext.
+//! as far as a party without the group's secrets can (see "What the DS cannot check" below),
+//! and it gives every accepted message a per-group sequence number and an acceptance time. It
+//! never sees plaintext.
 //!
 //! ## How it is driven
 //!
@@ -117,6 +118,22 @@
 //! validates a KeyPackage (an Add in a commit or proposal), it checks the KeyPackage's lifetime
 //! against `SystemTime::now()`, not against `now`. The host clock must therefore be roughly
 //! right, and a simulated `now` far from the real time does not move that check.
+//!
+//! ## What the DS cannot check
+//!
+//! The hub is not a member: it holds none of a group's secrets. It checks signatures, epochs,
+//! the ratchet tree, which proposals a commit may carry (RFC 9420 §12.2) and the GroupInfo of
+//! the new epoch, but it cannot check:
+//!
+//! * a PublicMessage's `membership_tag` (a MAC under the epoch's membership key, RFC 9420
+//!   §6.2), which lies outside the signed content;
+//! * the HPKE ciphertexts of a commit's UpdatePath, and the contents of a Welcome;
+//! * anything inside a PrivateMessage, its sender included.
+//!
+//! So members can refuse a message the hub accepted. Two rules keep that from wedging a group
+//! (`docs/wire-format.md` §4.3.3): only the hub's own proposals are mandatory in commits (a
+//! member's proposal that members refuse simply lapses with its epoch), and a member that
+//! refuses an accepted commit recovers by external commit (`external_join`, resync).
 //!
 //! ## Guarantees
 //!

@@ -19,8 +19,8 @@ use mimi_ds::wire::{
 };
 use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{
-    Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup,
-    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+    Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup, MlsMessageBodyIn,
+    ProcessedMessageContent, ProtocolMessage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::OpenMlsProvider as _;
@@ -594,6 +594,104 @@ fn invalid_proposal_same_proposal_twice() {
     assert_eq!(error.details, expected);
 }
 
+/// RFC 9420 §12.2 (wire-format.md §4.10): Bob's Remove of the leaf Alice's pending Remove
+/// already removes could never be committed next to it.
+#[test]
+fn invalid_proposal_conflicting_with_a_pending_remove() {
+    let (mut ds, mut alice, mut bob) = pair();
+    let (first, _) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_self_update(
+            &alice.provider,
+            &alice.signer,
+            openmls::prelude::LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let _ = ds.accept(&alice.signed(
+        DsRequestBody::Proposals(ProposalsRequest {
+            proposals: vec![mls_bytes(&first)],
+        }),
+        ds.now_ms,
+    ));
+    let leave = bob
+        .group
+        .as_mut()
+        .unwrap()
+        .leave_group(&bob.provider, &bob.signer)
+        .unwrap();
+    let _ = ds.accept(&bob.signed(
+        DsRequestBody::Proposals(ProposalsRequest {
+            proposals: vec![mls_bytes(&leave)],
+        }),
+        ds.now_ms,
+    ));
+    // Alice proposes removing Bob, whose own Remove is pending.
+    let (second, second_ref) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_remove_member(
+            &alice.provider,
+            &alice.signer,
+            LeafNodeIndex::new(bob.leaf()),
+        )
+        .unwrap();
+    let error = ds.reject(
+        &alice.signed(
+            DsRequestBody::Proposals(ProposalsRequest {
+                proposals: vec![mls_bytes(&second)],
+            }),
+            ds.now_ms,
+        ),
+        ErrorCode::InvalidProposal,
+    );
+    assert_eq!(
+        error.details,
+        DsErrorDetails::ProposalRefs(vec![second_ref.as_slice().to_vec().into()])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// too_many_pending_proposals
+// ---------------------------------------------------------------------------------------------
+
+/// `DsConfig::max_pending_proposals` (wire-format.md §4.10): with a cap of one, a second
+/// proposal in the epoch is refused; the first stays pending.
+#[test]
+fn too_many_pending_proposals_beyond_the_configured_cap() {
+    let mut config = DsConfig::new("hub.example");
+    config.max_pending_proposals = 1;
+    let mut ds = TestDs::with_config(config);
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+    let update = |client: &mut TestClient| {
+        let (message, _) = client
+            .group
+            .as_mut()
+            .unwrap()
+            .propose_self_update(
+                &client.provider,
+                &client.signer,
+                openmls::prelude::LeafNodeParameters::default(),
+            )
+            .unwrap();
+        DsRequestBody::Proposals(ProposalsRequest {
+            proposals: vec![mls_bytes(&message)],
+        })
+    };
+    let first = update(&mut alice);
+    let _ = ds.accept(&alice.signed(first, ds.now_ms));
+    let second = update(&mut bob);
+    let error = ds.reject(
+        &bob.signed(second, ds.now_ms),
+        ErrorCode::TooManyPendingProposals,
+    );
+    assert_eq!(error.details, DsErrorDetails::None);
+}
+
 // ---------------------------------------------------------------------------------------------
 // unknown_group
 // ---------------------------------------------------------------------------------------------
@@ -774,31 +872,48 @@ fn invalid_message_type_group_info_as_commit() {
 // missing_pending_proposals
 // ---------------------------------------------------------------------------------------------
 
+/// Only the hub's own proposals are mandatory (wire-format.md §4.3.3, §7.4): Alice's commit
+/// leaves out the hub's Remove of Bob (she has not received it yet).
 #[test]
-fn missing_pending_proposals_commit_by_a_member_that_missed_the_proposal() {
+fn missing_pending_proposals_commit_leaving_out_the_hubs_removal() {
     let (mut ds, mut alice, mut bob) = pair();
-    let (proposal, proposal_ref) = alice
-        .group
-        .as_mut()
-        .unwrap()
-        .propose_remove_member(
-            &alice.provider,
-            &alice.signer,
-            LeafNodeIndex::new(bob.leaf()),
-        )
+    let group_id = alice.group_id();
+    let event = mimi_ds::HubEvent::ClientDeleted {
+        signature_key: bob.signer.to_public_vec(),
+    };
+    let out = ds
+        .ds
+        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
         .unwrap();
-    let body = DsRequestBody::Proposals(ProposalsRequest {
-        proposals: vec![mls_bytes(&proposal)],
-    });
-    let _ = ds.accept(&alice.signed(body, ds.now_ms));
-    // Bob never received the proposal: his commit does not include it.
+    assert_eq!(out.status, Status::Accepted);
+    // The hub's proposal's ref, as a member computes it (Bob only reads it here).
+    let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+        panic!("not accepted")
+    };
+    let MlsMessageBodyIn::PublicMessage(public) =
+        receipt.external_proposals[0].parse().unwrap().extract()
+    else {
+        panic!("a PublicMessage")
+    };
+    let bob_group = bob.group.as_mut().unwrap();
+    let ProcessedMessageContent::ProposalMessage(queued) = bob_group
+        .process_message(&bob.provider, ProtocolMessage::from(public))
+        .unwrap()
+        .into_content()
+    else {
+        panic!("a proposal")
+    };
     let error = ds.reject(
-        &bob.update_request(ds.now_ms),
+        &alice.update_request(ds.now_ms),
         ErrorCode::MissingPendingProposals,
     );
     assert_eq!(
         error.details,
-        DsErrorDetails::ProposalRefs(vec![proposal_ref.as_slice().to_vec().into()])
+        DsErrorDetails::ProposalRefs(vec![queued
+            .proposal_reference_ref()
+            .as_slice()
+            .to_vec()
+            .into()])
     );
 }
 
@@ -1221,6 +1336,7 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
         &[
             "invalid_proposal_empty_list",
             "invalid_proposal_same_proposal_twice",
+            "invalid_proposal_conflicting_with_a_pending_remove",
         ],
     ),
     (
@@ -1249,7 +1365,7 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     ),
     (
         ErrorCode::MissingPendingProposals,
-        &["missing_pending_proposals_commit_by_a_member_that_missed_the_proposal"],
+        &["missing_pending_proposals_commit_leaving_out_the_hubs_removal"],
     ),
     (
         ErrorCode::ReplayedRequest,
@@ -1290,6 +1406,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::UnknownQueue,
         &["unknown_queue_at_the_queueing_service"],
+    ),
+    (
+        ErrorCode::TooManyPendingProposals,
+        &["too_many_pending_proposals_beyond_the_configured_cap"],
     ),
     (
         ErrorCode::ReplayedMessage,

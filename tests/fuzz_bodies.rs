@@ -39,6 +39,10 @@ fn sequence_body_regressions() {
     // An application message resubmitted under a fresh signature, by its sender and by
     // another member (wire-format.md §4.8: never accepted twice; before, it was).
     fuzzing::sequence(&[0, 0, 7, 7, 0, 1, 5, 0, 1, 5, 1, 1, 4, 0, 0]);
+    // Alice and Bob both propose removing Carol before either proposal is delivered. Both used
+    // to be accepted and mandatory; openmls commits only one Remove per leaf, so the group
+    // could never commit again (the end-of-sequence invariant). Bob's is now refused.
+    fuzzing::sequence(&[2, 0, 1, 2, 1, 1]);
 }
 
 #[test]

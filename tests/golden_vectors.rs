@@ -1125,18 +1125,34 @@ mod generator {
             out.response,
         );
 
-        // missing_pending_proposals: alice-1 has not seen the proposal yet and commits without it.
+        // missing_pending_proposals: the hub proposes removing carol-1 too (its own proposals
+        // are the mandatory ones, wire-format.md §4.3.3); alice-1 has seen neither proposal and
+        // commits without them.
+        let hub_out = ds
+            .ds
+            .handle_event(
+                mimi_ds::UnixTimeMs(ds.now_ms),
+                &group_id,
+                &mimi_ds::HubEvent::ClientDeleted {
+                    signature_key: carol.signer.to_public_vec(),
+                },
+                &mut ds.storage,
+            )
+            .expect("in-memory storage");
+        accepted(&hub_out);
         let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
         let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
         rejected(&out, ErrorCode::MissingPendingProposals);
         alice.discard_commit();
         v.add(
             "response_error_proposal_refs",
-            "error (1) missing_pending_proposals with the ProposalRef of request_proposals",
+            "error (1) missing_pending_proposals with the ProposalRef of the hub's Remove of carol-1",
             out.response,
         );
-        TestDs::route(&proposal_out, &mut [&mut alice, &mut carol, &mut alice2]);
-        for client in [&mut alice, &mut carol, &mut alice2] {
+        for out in [&proposal_out, &hub_out] {
+            TestDs::route(out, &mut [&mut alice, &mut bob, &mut carol, &mut alice2]);
+        }
+        for client in [&mut alice, &mut bob, &mut carol, &mut alice2] {
             client.process_inbox();
         }
 
@@ -1152,7 +1168,7 @@ mod generator {
         alice.confirm_commit();
         v.add(
             "request_commits_partial_group_info",
-            "commits (16) by leaf 0 with a PartialGroupInfo: update path + pending Remove of carol-1 (epoch 1 -> 2)",
+            "commits (16) by leaf 0 with a PartialGroupInfo: update path + the hub's pending Remove of carol-1 (epoch 1 -> 2)",
             request,
         );
 

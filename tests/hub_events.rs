@@ -945,6 +945,101 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
     assert_eq!(alice.group().members().count(), 2);
 }
 
+/// RFC 9420 §12.2: a commit carries at most one GroupContextExtensions proposal, and openmls
+/// committers include every one they stored. So the hub issues its rotation only while no other
+/// is pending (a member's is refused with invalid_proposal naming it; its own pending rotation
+/// leaves nothing to do), and refuses a member's while its rotation is pending (wire-format.md
+/// §7.6). Before, a second RotateSigningKey issued a second rotation and no commit was valid
+/// again.
+#[test]
+fn a_rotation_is_never_pending_next_to_another_group_context_extensions_proposal() {
+    let (old, old_retired, old_sender) = shared_identity(DOMAIN);
+    let (new, new_sender) = ds_identity(DOMAIN);
+    let mut ds = TestDs::new(DOMAIN);
+    ds.ds = service(DsConfig::new(DOMAIN), old);
+    ds.external_sender = old_sender.clone();
+    let mut alice = TestClient::new("alice", "alice-phone", "a.example");
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    form_group(&mut ds, &mut alice, &mut [&mut bob, &mut carol]);
+    let group_id = alice.group_id();
+    ds.ds = service(DsConfig::new(DOMAIN), new).with_retired_identity(old_retired);
+    ds.external_sender = new_sender.clone();
+
+    // Bob's GroupContextExtensions proposal is pending: the rotation waits.
+    let group = bob.group.as_mut().unwrap();
+    let extensions = group.extensions().clone();
+    let (message, bob_ref) = group
+        .propose_group_context_extensions(&bob.provider, extensions, &bob.signer)
+        .unwrap();
+    let out = ds.process(&bob.signed(
+        mimi_ds::wire::DsRequestBody::Proposals(mimi_ds::wire::ProposalsRequest {
+            proposals: vec![mimi_ds::testing::mls_bytes(&message)],
+        }),
+        ds.now_ms,
+    ));
+    accepted(&out);
+    TestDs::route(&out, &mut [&mut alice, &mut carol]);
+    alice.process_inbox();
+    carol.process_inbox();
+    let before = ds.storage.clone();
+    let error = rejected(
+        &event(&mut ds, &group_id, HubEvent::RotateSigningKey),
+        ErrorCode::InvalidProposal,
+    );
+    assert_eq!(proposal_refs(&error), vec![bob_ref.as_slice().to_vec()]);
+    assert_eq!(ds.storage, before);
+
+    // Alice commits it; now the rotation is issued, once.
+    let out = ds.process(&alice.update_request(ds.now_ms));
+    accepted(&out);
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    bob.process_inbox();
+    carol.process_inbox();
+    let out = event(&mut ds, &group_id, HubEvent::RotateSigningKey);
+    assert_eq!(accepted(&out).external_proposals.len(), 1);
+    TestDs::route(&out, &mut [&mut alice, &mut bob, &mut carol]);
+    for member in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(member.process_inbox(), vec![Received::Proposal]);
+    }
+    let before = ds.storage.clone();
+    nothing_to_do(&event(&mut ds, &group_id, HubEvent::RotateSigningKey));
+    assert_eq!(ds.storage, before);
+
+    // A member's GroupContextExtensions proposal next to the pending rotation is refused.
+    let group = carol.group.as_mut().unwrap();
+    let extensions = group.extensions().clone();
+    let (message, carol_ref) = group
+        .propose_group_context_extensions(&carol.provider, extensions, &carol.signer)
+        .unwrap();
+    let out = ds.process(&carol.signed(
+        mimi_ds::wire::DsRequestBody::Proposals(mimi_ds::wire::ProposalsRequest {
+            proposals: vec![mimi_ds::testing::mls_bytes(&message)],
+        }),
+        ds.now_ms,
+    ));
+    let error = rejected(&out, ErrorCode::InvalidProposal);
+    assert_eq!(proposal_refs(&error), vec![carol_ref.as_slice().to_vec()]);
+
+    // Bob commits the rotation.
+    let out = ds.process(&bob.update_request(ds.now_ms));
+    accepted(&out);
+    bob.confirm_commit();
+    assert_eq!(
+        bob.group().extensions().external_senders(),
+        Some(&vec![new_sender.clone()])
+    );
+    TestDs::route(&out, &mut [&mut alice]);
+    assert_eq!(
+        alice.process_inbox(),
+        vec![Received::Commit {
+            epoch: 3,
+            removed: false
+        }]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Application messages while DS removals are pending
 

@@ -7,8 +7,10 @@
 //!
 //! The valid requests come from two groups on one DS:
 //! - Alice's group: `create_group`, a `commits` adding Bob with a Welcome, `send_message`,
-//!   `update_queue_info`, signed and unauthenticated `group_info`, an update commit, a Remove
-//!   proposal and the commit including it.
+//!   `update_queue_info`, signed and unauthenticated `group_info`, an update commit, a proposal
+//!   with a corrupted `membership_tag` (which the DS cannot check), a Remove proposal and the
+//!   commit including it; and, refused on the Remove's snapshot, a self-removal of the leaf it
+//!   removes (RFC 9420 §12.2).
 //! - Dave's group: `request_group_id`, `signature_public_key`, `add_users` (Erin's two
 //!   clients, which registered Erin's user key), `welcome_info` (`key_package_ref` sender),
 //!   `add_clients` (Dave's second client), `update_client` with a queue configuration,
@@ -162,6 +164,17 @@ impl Case {
 struct Scenario {
     ds: TestDs,
     cases: Vec<Case>,
+    /// Well-formed, correctly signed requests the DS must refuse on their snapshot.
+    refusals: Vec<Refusal>,
+}
+
+/// A request refused for what it asks, not for damage (wire-format.md §4.10 step 15).
+struct Refusal {
+    name: &'static str,
+    code: ErrorCode,
+    request: Vec<u8>,
+    storage: InMemoryStorage,
+    now_ms: u64,
 }
 
 impl Scenario {
@@ -331,6 +344,7 @@ fn build_scenario() -> Scenario {
     let mut scenario = Scenario {
         ds: TestDs::new("hub.example"),
         cases: Vec::new(),
+        refusals: Vec::new(),
     };
     first_group(&mut scenario);
     second_group(&mut scenario);
@@ -432,6 +446,30 @@ fn first_group(s: &mut Scenario) {
         }]
     );
 
+    // An Update proposal by Bob whose membership_tag is corrupted: the DS holds no membership
+    // key, so it accepts it (members would refuse it; wire-format.md §4.3.3). Not applied.
+    let group = bob.group.as_mut().unwrap();
+    let (message, _) = group
+        .propose_self_update(&bob.provider, &bob.signer, Default::default())
+        .unwrap();
+    let mut tagged = mimi_ds::testing::mls_bytes(&message).as_bytes().to_vec();
+    *tagged.last_mut().unwrap() ^= 1; // the last byte of MAC membership_tag (RFC 9420 §6.2)
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![MlsMessageBytes::from_bytes(tagged).unwrap()],
+    });
+    let request = bob.signed(body.clone(), now);
+    let mut case = Case::new(
+        "proposal_with_corrupted_membership_tag",
+        Kind::Proposal,
+        2,
+        request,
+        &s.ds,
+    );
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &alice]);
+    case.as_other_member = Some(alice.signed(body, now));
+    let _ = s.push_unapplied(case);
+    forget_proposals(&mut bob);
+
     // A Remove proposal by Alice.
     let stale = interloper(&mut bob, now);
     let request = alice.propose_remove_request(bob.leaf(), now);
@@ -440,6 +478,18 @@ fn first_group(s: &mut Scenario) {
     case.as_other_member = Some(bob.signed(body_of(&case.request), now));
     case.interloper = Some(stale);
     let _ = s.push(case);
+
+    // Refused on that snapshot: Bob's own removal next to Alice's Remove of him (RFC 9420
+    // §12.2: one Remove per leaf in a commit).
+    let request = bob.self_remove_request(now);
+    s.refusals.push(Refusal {
+        name: "self_removal_next_to_a_pending_remove",
+        code: ErrorCode::InvalidProposal,
+        request,
+        storage: s.ds.storage.clone(),
+        now_ms: now,
+    });
+    forget_proposals(&mut bob);
 
     // The commit that includes the proposal (removes Bob).
     let request = alice.update_request(now);
@@ -897,7 +947,7 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
             case.if_damaged
         );
     }
-    assert_eq!(scenario.cases.len(), 23);
+    assert_eq!(scenario.cases.len(), 24);
     // Every request type served, every sender kind and the unauthenticated requests.
     let types: Vec<DsRequestType> = scenario.cases.iter().map(Case::request_type).collect();
     for served in SERVED {
@@ -924,6 +974,49 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
             .filter(|types| types.contains(&case.request_type()))
             .count();
         assert_eq!(sweeps, 1, "{}", case.name);
+    }
+}
+
+/// Well-formed requests the DS refuses for what they ask: the exact code, no fanout, storage
+/// unchanged; and each truncation is malformed.
+#[test]
+fn conflicting_proposals_are_refused() {
+    let scenario = scenario();
+    assert!(!scenario.refusals.is_empty());
+    for refusal in &scenario.refusals {
+        let mut storage = refusal.storage.clone();
+        let out = scenario
+            .ds
+            .ds
+            .process(UnixTimeMs(refusal.now_ms), &refusal.request, &mut storage)
+            .expect("in-memory storage does not fail");
+        assert_eq!(
+            out.status,
+            Status::Rejected(refusal.code),
+            "{}: {:?}",
+            refusal.name,
+            decode_response(&out.response)
+        );
+        assert!(out.fanout.is_empty(), "{}", refusal.name);
+        assert!(storage == refusal.storage, "{}", refusal.name);
+        for len in truncation_lengths(refusal.request.len()) {
+            let out = scenario
+                .ds
+                .ds
+                .process(
+                    UnixTimeMs(refusal.now_ms),
+                    &refusal.request[..len],
+                    &mut storage,
+                )
+                .expect("in-memory storage does not fail");
+            assert_eq!(
+                out.status,
+                Status::Rejected(ErrorCode::MalformedRequest),
+                "{}: truncated to {len}",
+                refusal.name
+            );
+        }
+        assert!(storage == refusal.storage, "{}", refusal.name);
     }
 }
 

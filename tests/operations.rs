@@ -587,9 +587,9 @@ fn a_commit_removing_the_committer_cannot_be_built() {
         built.err()
     );
 
-    // Nor through a stored proposal: once Alice's other client proposes her removal, every
-    // commit of hers must include it (missing_pending_proposals otherwise) and openmls refuses
-    // to build one that does.
+    // Nor through a stored proposal: once Alice's other client proposes her removal, openmls
+    // refuses to build a commit of hers that includes it. (She may leave it out: a member's
+    // proposal is never mandatory, wire-format.md §4.3.3.)
     let out = ds.accept(&alice2.propose_remove_request(alice1.leaf(), ds.now_ms));
     TestDs::route(&out, &mut [&mut alice1]);
     assert_eq!(alice1.process_inbox(), vec![Received::Proposal]);

@@ -82,17 +82,17 @@ where
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
     };
 
+    let committer = LeafNodeIndex::new(sender);
+    let summary = summarize(ctx, &group, &staged, Some(committer))?;
     let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
     let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
     let omitted = omitted_pending(
         ctx,
         &pending,
         &included_by_reference(&staged),
+        &removed_keys(&group, &summary),
         sequencer.ds_removals_pending_since,
     )?;
-
-    let committer = LeafNodeIndex::new(sender);
-    let summary = summarize(ctx, &group, &staged, Some(committer))?;
     // DS-06 §"Commit": a member cannot commit its own removal.
     if summary.removed.contains(&committer) {
         return Err(RejectReason::NotAllowed("a committer cannot remove itself".into()).into());
@@ -180,10 +180,19 @@ pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<()
     }
 }
 
-/// The pending proposals a commit leaves out (DS-04..06: it MUST include every stored
-/// proposal by reference). Refused with `missing_pending_proposals` while the pending-proposal
-/// policy is enforced (always, under the default strict policy); otherwise they lapse with the
-/// epoch, and the DS issues its own again.
+/// The pending proposals a commit leaves out (wire-format.md §4.3.3).
+///
+/// Only the DS's own proposals are mandatory (draft-robert-mimi-delivery-service §5.1,
+/// DECISIONS.md): leaving one out is refused with `missing_pending_proposals` while the
+/// pending-proposal policy is enforced (always, under the default strict policy); otherwise it
+/// lapses with the epoch and the DS issues it again. A DS Remove also counts as included when
+/// the commit removes its target by another Remove (`removed_keys`, the signature keys of the
+/// leaves the commit removes): RFC 9420 §12.2 lets a commit carry only one Remove per leaf.
+///
+/// Members' proposals are never mandatory: the DS cannot check their `membership_tag` (it
+/// holds no membership key), so members may refuse one the DS accepted, and a rule that every
+/// commit must include it would let one member block every commit. A commit may leave them out
+/// and they lapse with the epoch.
 ///
 /// The grace period of the DS's own removals runs from when they were first issued
 /// (`hub_removals_since`), not from their latest re-issue, so committers cannot keep leaving
@@ -192,6 +201,7 @@ pub(crate) fn omitted_pending<C>(
     ctx: &Ctx<'_, C>,
     pending: &PendingProposals,
     included: &BTreeSet<Vec<u8>>,
+    removed_keys: &BTreeSet<Vec<u8>>,
     hub_removals_since: Option<u64>,
 ) -> std::result::Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
@@ -200,10 +210,14 @@ pub(crate) fn omitted_pending<C>(
         .filter(|p| !included.contains(p.proposal_ref.as_slice()))
         .cloned()
         .collect();
-    let oldest = omitted
+    let outstanding: Vec<&PendingProposalRecord> = omitted
+        .iter()
+        .filter(|p| p.is_mandatory() && !removed_keys.contains(p.removal_target.as_slice()))
+        .collect();
+    let oldest = outstanding
         .iter()
         .map(|p| match hub_removals_since {
-            Some(since) if !p.ds_removal_target.as_slice().is_empty() => {
+            Some(since) if !p.removal_target.as_slice().is_empty() => {
                 since.min(p.hub_accepted_time)
             }
             _ => p.hub_accepted_time,
@@ -212,7 +226,7 @@ pub(crate) fn omitted_pending<C>(
     match oldest {
         Some(since) if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) => {
             Err(RejectReason::MissingPendingProposals {
-                refs: omitted
+                refs: outstanding
                     .iter()
                     .map(|p| p.proposal_ref.as_slice().to_vec())
                     .collect(),
@@ -220,6 +234,16 @@ pub(crate) fn omitted_pending<C>(
         }
         _ => Ok(omitted),
     }
+}
+
+/// The signature keys of the leaves a commit removes, read from the group before the commit.
+pub(crate) fn removed_keys(group: &PublicGroup, summary: &CommitSummary) -> BTreeSet<Vec<u8>> {
+    summary
+        .removed
+        .iter()
+        .filter_map(|leaf| group.leaf(*leaf))
+        .map(|leaf| leaf.signature_key().as_slice().to_vec())
+        .collect()
 }
 
 /// The ProposalRefs a staged commit includes by reference.

@@ -3,17 +3,18 @@
 //! issue Remove proposals"; DS-00..04: a user removed a client, a user was deleted, a client was
 //! inactive for too long) or rotates its own signing key.
 //!
-//! The proposals are stored as pending and fanned out like a member's; the strict pending
-//! proposal policy then refuses application messages until a member commits them.
+//! The proposals are stored as pending and fanned out like a member's. Unlike a member's, they
+//! are mandatory: the pending-proposal policy refuses commits that leave them out and, for
+//! removals, application messages until a member commits them (wire-format.md §7.4).
 
-use openmls::prelude::LeafNodeIndex;
+use openmls::prelude::{LeafNodeIndex, Proposal, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::proposals::load_group;
 use super::{decode_record, encode_record, write_plan, Plan};
-use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::service::DeliveryService;
 use crate::state::mls_state::MlsStateBuffer;
@@ -44,7 +45,10 @@ pub enum HubEvent {
     /// [`crate::DsConfig::inactivity_limit_ms`].
     InactivitySweep,
     /// Propose replacing the retired DS identity the group names with the current one
-    /// ([`crate::DeliveryService::with_retired_identity`]).
+    /// ([`crate::DeliveryService::with_retired_identity`]). Nothing to do while the rotation
+    /// is already pending; refused (`invalid_proposal`) while a member's GroupContextExtensions
+    /// proposal is pending, as a commit may carry only one (RFC 9420 §12.2): retry after the
+    /// next commit.
     RotateSigningKey,
 }
 
@@ -81,14 +85,33 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     let mut issued = Vec::new();
     let mut removed_leaves = Vec::new();
     if *event == HubEvent::RotateSigningKey {
-        if let Some(proposal) = issue_rotation(ds, &mut group, &buffer, now_ms)? {
-            issued.push(proposal);
+        // RFC 9420 §12.2: one GroupContextExtensions per commit. The DS's own rotation already
+        // pending leaves nothing to do; a member's must be committed or lapse first (otherwise
+        // openmls committers include both, and no commit is valid).
+        let queued = group.queued_proposals(&buffer).map_err(internal)?;
+        let pending_extensions = queued
+            .iter()
+            .find(|(_, q)| matches!(q.proposal(), Proposal::GroupContextExtensions(_)));
+        match pending_extensions {
+            Some((_, q)) if matches!(q.sender(), Sender::External(_)) => {}
+            Some((reference, _)) => {
+                return Err(RejectReason::ProposalConflict {
+                    conflict: ProposalConflict::SecondGroupContextExtensions,
+                    refs: vec![reference.as_slice().to_vec()],
+                }
+                .into())
+            }
+            None => {
+                if let Some(proposal) = issue_rotation(ds, &mut group, &buffer, now_ms)? {
+                    issued.push(proposal);
+                }
+            }
         }
     } else {
         let already_pending: Vec<&[u8]> = pending
             .proposals
             .iter()
-            .map(|p| p.ds_removal_target.as_slice())
+            .map(|p| p.removal_target.as_slice())
             .collect();
         let targets: Vec<u32> = match event {
             HubEvent::QueueRejected(queue) => roster

@@ -17,7 +17,7 @@ use crate::config::{DsIdentity, DsSigner};
 use crate::error::{internal, Failure, RejectReason};
 use crate::service::DeliveryService;
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposalRecord, PendingProposals};
+use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
 use crate::wire::MlsMessageBytes;
 
 type Result<T, E> = std::result::Result<T, Failure<E>>;
@@ -47,7 +47,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     buffer: &MlsStateBuffer,
     message: openmls::prelude::MlsMessageOut,
     now_ms: u64,
-    ds_removal_target: Vec<u8>,
+    removal_target: Vec<u8>,
 ) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
     let bytes = MlsMessageBytes::from_bytes(message.tls_serialize_detached().map_err(internal)?)
         .map_err(internal)?;
@@ -64,7 +64,8 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         proposal_ref: queued.proposal_reference_ref().as_slice().to_vec().into(),
         hub_accepted_time: now_ms,
         message: bytes.as_bytes().to_vec().into(),
-        ds_removal_target: ds_removal_target.into(),
+        removal_target: removal_target.into(),
+        origin: ProposalOrigin::Hub,
     };
     group.add_proposal(buffer, *queued).map_err(internal)?;
     Ok((bytes, record))
@@ -142,8 +143,11 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
 }
 
 /// After a commit moved the group to a new epoch, issues again every Remove the DS had pending
-/// whose target is still a member: `lapsed` are the previous epoch's DS removals the commit did
-/// not include. Returns the new proposals (to staple to the commit) and their records.
+/// whose target is still a member: `lapsed` are the previous epoch's proposals the commit did
+/// not include; the DS's own removals and members' self-removals among them are issued again
+/// as the DS's own Removes (a self-removal is the member's signed request to leave, so a commit
+/// that leaves it out must not keep the member in the group). Returns the new proposals (to
+/// staple to the commit) and their records.
 pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     ds: &DeliveryService<C>,
     group: &mut PublicGroup,
@@ -155,11 +159,11 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
     let mut pending = PendingProposals::default();
     for record in lapsed
         .iter()
-        .filter(|r| !r.ds_removal_target.as_slice().is_empty())
+        .filter(|r| !r.removal_target.as_slice().is_empty())
     {
         let still_member = group
             .members()
-            .find(|m| m.signature_key == record.ds_removal_target.as_slice())
+            .find(|m| m.signature_key == record.removal_target.as_slice())
             .map(|m| m.index);
         if let Some(leaf) = still_member {
             let (bytes, new_record) = issue_removal(ds, group, buffer, leaf, now_ms)?;

@@ -1,5 +1,7 @@
 //! `proposals(15)` (DS-06 §"Proposals"): standalone proposals by a member, stored for the
-//! epoch so that the next commit must include them (DS-04..06), and fanned out.
+//! epoch and fanned out. Unlike DS-04..06 ("the next commit must include them"), a commit may
+//! leave a member's proposal out and it lapses with the epoch (wire-format.md §4.10): the DS
+//! cannot check a proposal's `membership_tag`, so members may refuse one it accepted.
 
 use openmls::prelude::{
     ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
@@ -8,13 +10,14 @@ use openmls::prelude::{
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::refuse_if_reinitialized;
+use super::proposal_conflicts;
 use super::{
     check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Principal, Result, Started,
 };
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposalRecord, PendingProposals, Sequencer};
+use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
 
@@ -84,7 +87,8 @@ pub(crate) enum ProposalRule {
     /// `proposals(15)`: any proposals valid under RFC 9420 (DS-06 §"Proposals").
     Any,
     /// `self_remove_client(7)`: a single Remove proposal of the sender's own leaf (DS-03..05),
-    /// stored until another member commits it.
+    /// stored until another member commits it; if a commit leaves it out, the DS issues the
+    /// Remove itself in the new epoch.
     SelfRemove,
 }
 
@@ -137,6 +141,11 @@ where
 
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
+        // wire-format.md §4.10: a bounded pending set (DsConfig::max_pending_proposals).
+        let limit = ctx.ds.config.max_pending_proposals;
+        if pending.proposals.len() >= limit {
+            return Err(RejectReason::TooManyPendingProposals { limit }.into());
+        }
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
         check_epoch(roster.epoch, message.epoch(), 0)?;
         let sender = principal.sender_of(message.sender(), &roster)?;
@@ -182,6 +191,26 @@ where
             }
             .into());
         }
+        // RFC 9420 §12.2: nothing no commit could carry next to what is pending (the DS's own
+        // proposals and those accepted earlier in this request included).
+        let queued_now = group.queued_proposals(&buffer).map_err(internal)?;
+        proposal_conflicts::check(queued_now.iter().map(|(_, q)| q), &queued).map_err(
+            |conflict| RejectReason::ProposalConflict {
+                conflict,
+                refs: vec![proposal_ref.clone()],
+            },
+        )?;
+        // A self-removal the next commit leaves out is issued again by the DS (§4.6).
+        let (origin, removal_target) = match rule {
+            ProposalRule::SelfRemove => (
+                ProposalOrigin::SelfRemoval,
+                roster
+                    .member(sender)
+                    .map(|m| m.signature_key.as_slice().to_vec())
+                    .unwrap_or_default(),
+            ),
+            ProposalRule::Any => (ProposalOrigin::Member, Vec::new()),
+        };
         // openmls does not store standalone proposals itself (OPENMLS-NOTES): without this, a
         // later commit referencing it would not resolve.
         group.add_proposal(&buffer, *queued).map_err(internal)?;
@@ -189,7 +218,8 @@ where
             proposal_ref: proposal_ref.into(),
             hub_accepted_time: ctx.now_ms,
             message: bytes.as_bytes().to_vec().into(),
-            ds_removal_target: Vec::new().into(),
+            removal_target: removal_target.into(),
+            origin,
         });
         fanout.extend(fan_out(
             &ctx.ds.config.domain,

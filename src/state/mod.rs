@@ -8,6 +8,7 @@ mod records;
 
 pub(crate) use records::MESSAGE_DIGEST_BYTES;
 pub(crate) use records::{
-    queue_config_of, Joiner, LeafChecks, PendingProposalRecord, PendingProposals, Reservation,
+    queue_config_of, Joiner, LeafChecks, PendingProposalRecord, PendingProposals, ProposalOrigin,
+    Reservation,
     Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };

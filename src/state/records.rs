@@ -138,9 +138,34 @@ pub(crate) struct PendingProposalRecord {
     pub(crate) hub_accepted_time: u64,
     /// The proposal's MLSMessage as received.
     pub(crate) message: VLBytes,
-    /// For a Remove the DS issued itself: the signature key of the client to remove, so the
-    /// DS can issue it again in a later epoch if a commit lets it lapse. Empty otherwise.
-    pub(crate) ds_removal_target: VLBytes,
+    /// For a Remove the DS sees through (its own, or a member's self-removal): the signature
+    /// key of the client to remove, so the DS can issue a Remove of it in a later epoch if a
+    /// commit lets this one lapse. Empty otherwise.
+    pub(crate) removal_target: VLBytes,
+    /// Who issued it, which decides whether commits must include it (wire-format.md §4.3.3).
+    pub(crate) origin: ProposalOrigin,
+}
+
+/// Who issued a pending proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+pub(crate) enum ProposalOrigin {
+    /// A member's `proposals(15)`. Commits may leave it out; it lapses with the epoch (the DS
+    /// cannot check its `membership_tag`, so members may refuse it).
+    Member = 1,
+    /// A member's `self_remove_client(7)`. Optional like any member proposal, but if a commit
+    /// lets it lapse the DS issues the Remove itself in the new epoch.
+    SelfRemoval = 2,
+    /// The DS's own proposal (a removal or a signing-key rotation): commits must include it
+    /// under [`crate::PendingProposalPolicy`] (draft-robert-mimi-delivery-service §5.1).
+    Hub = 3,
+}
+
+impl PendingProposalRecord {
+    /// Whether commits must include it (subject to the pending-proposal policy).
+    pub(crate) fn is_mandatory(&self) -> bool {
+        self.origin == ProposalOrigin::Hub
+    }
 }
 
 /// [`crate::storage::RecordKind::WelcomeSnapshots`]: for each epoch in which clients were

@@ -175,6 +175,8 @@ pub fn http_status(code: ErrorCode) -> u16 {
         ErrorCode::WrongEpoch
         | ErrorCode::FutureEpoch
         | ErrorCode::MissingPendingProposals
+        // Resolved by the group's next commit, like the epoch errors.
+        | ErrorCode::TooManyPendingProposals
         | ErrorCode::ReplayedRequest
         | ErrorCode::ReplayedMessage
         | ErrorCode::Conflict => 409,

@@ -161,7 +161,8 @@ error_codes! {
     AuthenticationFailed = 7 => "authentication_failed",
     /// The MLS message has the wrong wire format or content type for the operation.
     InvalidMessageType = 8 => "invalid_message_type",
-    /// A commit did not include every pending proposal; details carry the missing refs.
+    /// A commit left out the DS's own pending proposals (wire-format.md §4.3.3), or an
+    /// application message came while DS removals are pending; details carry the missing refs.
     MissingPendingProposals = 9 => "missing_pending_proposals",
     /// The request was already seen within the authentication window.
     ReplayedRequest = 10 => "replayed_request",
@@ -183,6 +184,9 @@ error_codes! {
     Conflict = 18 => "conflict",
     /// Queueing Service: no queue with this ID (wire-format.md §10.3).
     UnknownQueue = 19 => "unknown_queue",
+    /// The group already has as many pending proposals as the DS keeps per epoch
+    /// ([`crate::DsConfig::max_pending_proposals`]); commit, then propose again.
+    TooManyPendingProposals = 20 => "too_many_pending_proposals",
     /// An application message whose ciphertext the DS already accepted (wire-format.md §4.8).
     ReplayedMessage = 22 => "replayed_message",
 }
