@@ -183,6 +183,9 @@ error_codes! {
     Conflict = 18 => "conflict",
     /// Queueing Service: no queue with this ID (wire-format.md §10.3).
     UnknownQueue = 19 => "unknown_queue",
+    /// An added KeyPackage (or a KeyPackage-sourced leaf) is not valid at the DS's `now`
+    /// (RFC 9420 §7.2 `Lifetime`).
+    KeyPackageLifetime = 21 => "key_package_lifetime",
 }
 
 /// Code-specific details of a [`DsError`].
