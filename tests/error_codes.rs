@@ -196,6 +196,7 @@ fn custom_group(
         .with_group_id(GroupId::from_slice(group_id))
         .ciphersuite(CIPHERSUITE)
         .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .lifetime(TestClient::lifetime())
         .with_capabilities(TestClient::capabilities());
     if queue_ext {
         builder = builder
@@ -303,6 +304,7 @@ fn invalid_leaf_node_key_package_without_queue_config() {
     let (mut ds, mut alice) = solo();
     let bob = TestClient::new("bob", "bob-1", "b.example");
     let key_package: KeyPackage = KeyPackage::builder()
+        .key_package_lifetime(TestClient::lifetime())
         .leaf_node_capabilities(TestClient::capabilities())
         .build(
             CIPHERSUITE,
@@ -1110,6 +1112,24 @@ fn conflict_when_every_write_conflicts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// key_package_lifetime
+// ---------------------------------------------------------------------------------------------
+
+/// An Add whose KeyPackage has expired at the DS's `now`, although the system clock openmls
+/// reads still finds it valid (tests/key_package_lifetimes.rs has the other cases).
+#[test]
+fn key_package_lifetime_add_expired_at_now() {
+    let (mut ds, mut alice, _bob) = pair();
+    let carol = TestClient::new("carol", "carol-1", "c.example");
+    let key_package = carol.key_package();
+    ds.now_ms = TestClient::lifetime().not_after() * 1000 + 1;
+    ds.reject(
+        &alice.add_request(vec![key_package], ds.now_ms),
+        ErrorCode::KeyPackageLifetime,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Coverage
 // ---------------------------------------------------------------------------------------------
 
@@ -1230,6 +1250,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::UnknownQueue,
         &["unknown_queue_at_the_queueing_service"],
+    ),
+    (
+        ErrorCode::KeyPackageLifetime,
+        &["key_package_lifetime_add_expired_at_now"],
     ),
 ];
 

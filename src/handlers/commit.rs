@@ -19,6 +19,7 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::hub_proposals::reissue_removals;
+use super::key_package_lifetime;
 use super::proposals::{load_group, mls_reject, public_handshake};
 use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::ReplayGuard;
@@ -70,6 +71,12 @@ where
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
     let sender = principal.sender_of(message.sender(), &roster)?;
+    // RFC 9420 §10.1 at the DS's `now`, before openmls checks lifetimes with the system clock.
+    key_package_lifetime::check_commit(
+        &update.commit,
+        &decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?,
+        ctx.now_ms,
+    )?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
@@ -383,8 +390,9 @@ pub(crate) struct Accepting<'a> {
     /// The DS's own proposals issued again in the new epoch, stapled to the commit.
     pub(crate) stapled: Vec<MlsMessageBytes>,
     /// Leaves of the previous epoch that do not get the commit: for an external commit, the
-    /// leaves it removes, which are the joiner's own earlier ones (a resync, RFC 9420
-    /// §12.4.3.2). Chosen by leaf, never by queue configuration, which any joiner can copy.
+    /// leaves it removes, which belong to the joiner's user (in a resync, RFC 9420 §12.4.3.2,
+    /// the joiner's own old leaf). Chosen by leaf, never by queue configuration, which any
+    /// joiner can copy.
     pub(crate) not_notified: Vec<u32>,
     /// The proposals pending in the new epoch (the re-issued ones).
     pub(crate) pending_after: PendingProposals,

@@ -58,6 +58,8 @@ where
         .into());
     }
     let tree = body.ratchet_tree.parse()?;
+    // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
+    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
     let buffer = MlsStateBuffer::default();
     let (group, _) =
         PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())

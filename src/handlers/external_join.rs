@@ -122,8 +122,8 @@ where
         welcomes: Vec::new(),
         stapled,
         pending_after,
-        // The leaves it removes are the joiner's own (step 12): a resyncing client must not get
-        // its own commit back through its old leaf.
+        // The leaves it removes belong to the joiner's user (checked above); a resyncing client
+        // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
         sequencer: decode_record::<Sequencer, S>(&snapshot, RecordKind::Sequencer)?,
     };
