@@ -56,6 +56,10 @@ pub enum RejectReason {
     /// The GroupInfo does not verify or does not match the group's state.
     #[error("invalid group info: {0}")]
     InvalidGroupInfo(String),
+    /// The GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody could
+    /// join or resync from it by external commit (wire-format.md §4.3.2).
+    #[error("invalid group info: it has no external_pub extension, which external joins and resyncs need")]
+    GroupInfoWithoutExternalPub,
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
     InvalidLeafNode(String),
@@ -67,6 +71,20 @@ pub enum RejectReason {
     /// (wire-format.md §3.5: a key belongs to the user that registered it first).
     #[error("not allowed: the user authentication key is registered to another user")]
     UserKeyOfAnotherUser,
+    /// A KeyPackage (or a leaf whose source is a KeyPackage) is not valid at the DS's `now`:
+    /// its `Lifetime` has not started or has ended (RFC 9420 §7.2, §10.1; wire-format.md
+    /// §4.3.3 step 10).
+    #[error(
+        "KeyPackage lifetime {not_before}..={not_after} (s) does not include now ({now_ms} ms)"
+    )]
+    KeyPackageLifetime {
+        /// The lifetime's `not_before`, in seconds.
+        not_before: u64,
+        /// The lifetime's `not_after`, in seconds.
+        not_after: u64,
+        /// The DS's `now`, in milliseconds.
+        now_ms: u64,
+    },
     /// The message is for an older epoch.
     #[error("message for epoch {message_epoch}, group is at epoch {current}")]
     WrongEpoch {
@@ -86,6 +104,13 @@ pub enum RejectReason {
     /// The sender may not do this.
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    /// A client would use another member's queue configuration, so the DS would deliver one
+    /// client's traffic to the other's queue (wire-format.md §6.1).
+    #[error("not allowed: the queue configuration of leaf {leaf} is another member's")]
+    SharedQueueConfig {
+        /// The leaf that would take the other member's queue configuration.
+        leaf: u32,
+    },
     /// Proposals are invalid.
     #[error("invalid proposal: {reason}")]
     InvalidProposal {
@@ -149,14 +174,17 @@ impl RejectReason {
             Self::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
             Self::UnknownGroup => ErrorCode::UnknownGroup,
             Self::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
-            Self::InvalidGroupInfo(_) => ErrorCode::InvalidGroupInfo,
+            Self::InvalidGroupInfo(_) | Self::GroupInfoWithoutExternalPub => {
+                ErrorCode::InvalidGroupInfo
+            }
             Self::InvalidLeafNode(_) | Self::InvalidUserKeyProof => {
                 ErrorCode::InvalidLeafNodeOrKeyPackage
             }
+            Self::KeyPackageLifetime { .. } => ErrorCode::KeyPackageLifetime,
             Self::UserKeyOfAnotherUser => ErrorCode::NotAllowed,
             Self::WrongEpoch { .. } => ErrorCode::WrongEpoch,
             Self::FutureEpoch { .. } => ErrorCode::FutureEpoch,
-            Self::NotAllowed(_) => ErrorCode::NotAllowed,
+            Self::NotAllowed(_) | Self::SharedQueueConfig { .. } => ErrorCode::NotAllowed,
             Self::InvalidProposal { .. } | Self::ProposalConflict { .. } => {
                 ErrorCode::InvalidProposal
             }
@@ -354,9 +382,15 @@ mod tests {
             RejectReason::UnknownGroup,
             RejectReason::InvalidGroupId("x"),
             RejectReason::InvalidGroupInfo("x".into()),
+            RejectReason::GroupInfoWithoutExternalPub,
             RejectReason::InvalidLeafNode("x".into()),
             RejectReason::InvalidUserKeyProof,
             RejectReason::UserKeyOfAnotherUser,
+            RejectReason::KeyPackageLifetime {
+                not_before: 2,
+                not_after: 3,
+                now_ms: 1,
+            },
             RejectReason::WrongEpoch {
                 current: 2,
                 message_epoch: 1,
@@ -366,6 +400,7 @@ mod tests {
                 message_epoch: 2,
             },
             RejectReason::NotAllowed("x".into()),
+            RejectReason::SharedQueueConfig { leaf: 1 },
             RejectReason::InvalidProposal {
                 refs: vec![vec![1]],
                 reason: "x".into(),
@@ -397,12 +432,15 @@ mod tests {
                 | RejectReason::UnknownGroup
                 | RejectReason::InvalidGroupId(_)
                 | RejectReason::InvalidGroupInfo(_)
+                | RejectReason::GroupInfoWithoutExternalPub
                 | RejectReason::InvalidLeafNode(_)
                 | RejectReason::InvalidUserKeyProof
                 | RejectReason::UserKeyOfAnotherUser
+                | RejectReason::KeyPackageLifetime { .. }
                 | RejectReason::WrongEpoch { .. }
                 | RejectReason::FutureEpoch { .. }
                 | RejectReason::NotAllowed(_)
+                | RejectReason::SharedQueueConfig { .. }
                 | RejectReason::InvalidProposal { .. }
                 | RejectReason::ProposalConflict { .. }
                 | RejectReason::TooManyPendingProposals { .. }

@@ -4,7 +4,8 @@
 //!
 //! * `decode_*`: whatever decodes re-encodes to the same bytes.
 //! * [`process_bytes`]: arbitrary bytes against a DS whose storage holds real groups; no panic,
-//!   and a rejected request changes nothing and fans out nothing.
+//!   a rejected request changes nothing and fans out nothing, and after an accepted one no two
+//!   members of a group share a queue configuration.
 //! * [`process_mutated`]: a valid request from real clients, mutated and then **re-signed**
 //!   with its sender's key, so mutations reach MLS validation instead of stopping at the
 //!   signature; the same invariants.
@@ -19,10 +20,13 @@ pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;
 
-use openmls::prelude::{ContentType, MlsGroup, MlsMessageBodyIn, Proposal, SignaturePublicKey};
+use openmls::prelude::{
+    ContentType, Lifetime, MlsGroup, MlsMessageBodyIn, Proposal, SignaturePublicKey,
+};
 use openmls_basic_credential::SignatureKeyPair;
 
-use crate::storage::InMemoryStorage;
+use crate::state::Roster;
+use crate::storage::{InMemoryStorage, RecordKind};
 use crate::testing::{decode_response, Received, TestClient, TestDs};
 use crate::wire::{
     decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsRequestBody, DsResponse,
@@ -188,6 +192,26 @@ impl Fixture {
         let mut carol_again = TestClient::new("carol", "carol-x", "c.example");
         std::mem::swap(&mut carol_again.group, &mut carol.group);
         requests.push((carol_again.update_queue_request(moved, now), key(&carol)));
+        // Refused by the group-safety rules: Carol moving to Alice's queue, a new client of
+        // Alice's joining with Alice's queue (wire-format.md §6.1), and an Add whose KeyPackage
+        // is not valid yet at the DS's `now`, though it is at the system clock (§4.3.5).
+        requests.push((
+            carol_again.update_queue_request(alice.queue.clone(), now),
+            key(&carol),
+        ));
+        let mut impostor = TestClient::new("alice", "alice-3", "a.example");
+        impostor.queue = alice.queue.clone();
+        requests.push((impostor.external_join_request(&info), None));
+        let not_yet = TestClient::lifetime();
+        let not_yet = Lifetime::init(now / 1000 + 2, not_yet.not_after());
+        requests.push((
+            alice.add_request(
+                vec![TestClient::new("erin", "erin-1", "e.example")
+                    .key_package_with_lifetime(not_yet)],
+                now,
+            ),
+            key(&alice),
+        ));
         Self {
             ds,
             group_ids: vec![group_a, group_b, reserved],
@@ -218,10 +242,30 @@ impl Fixture {
                         storage.version(id) >= self.ds.storage.version(id),
                         "a group version went back"
                     );
+                    assert_distinct_queues(&storage, id);
                 }
             }
         }
     }
+}
+
+/// wire-format.md §6.1: no two members of a group share a queue configuration.
+fn assert_distinct_queues(storage: &InMemoryStorage, group_id: &[u8]) {
+    let snapshot = crate::storage::DsStorage::read(storage, group_id, &[RecordKind::Roster])
+        .expect("in-memory storage cannot fail");
+    let Some(bytes) = snapshot.as_ref().and_then(|s| s.record(RecordKind::Roster)) else {
+        return;
+    };
+    let roster: Roster = decode_exact(bytes).expect("a stored roster decodes");
+    let mut queues: Vec<_> = roster.iter().map(|(_, m)| &m.queue_config).collect();
+    let members = queues.len();
+    queues.sort_by_key(|q| (q.provider_domain.as_slice(), q.queue.as_slice()));
+    queues.dedup();
+    assert_eq!(
+        queues.len(),
+        members,
+        "two members share a queue configuration"
+    );
 }
 
 /// Fuzz body: arbitrary bytes to `process` against a DS holding real groups.
@@ -302,9 +346,10 @@ fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
 /// removals, deliveries, replays, mutations, clock steps, resubmissions re-signed by another
 /// client), checking after each step that group versions only grow, that every accepted commit
 /// reaches every other member of the epoch it ends, that no application message is accepted
-/// twice (wire-format.md §4.8), that rejected requests change nothing, and, after deliveries,
-/// that the DS's member list equals every client's view; and at the end, that an up-to-date
-/// member can still commit (no proposal wedges the group).
+/// twice (wire-format.md §4.8), that rejected requests change nothing, that no two members
+/// share a queue configuration, and, after deliveries, that the DS's member list equals every
+/// client's view; and at the end, that an up-to-date member can still commit (no proposal
+/// wedges the group).
 pub fn sequence(data: &[u8]) {
     let mut ds = TestDs::new("hub.example");
     let mut clients = [
@@ -411,6 +456,7 @@ pub fn sequence(data: &[u8]) {
             ds.storage.version(&group_id) >= version,
             "the group version went back"
         );
+        assert_distinct_queues(&ds.storage, &group_id);
         match out.status {
             Status::Accepted => {
                 if let Ok(DsRequest {

@@ -115,9 +115,11 @@
 //!   client belongs to, is the [`CredentialValidator`]'s decision.
 //!
 //! **Known limitation.** openmls reads the system clock in one place: when `PublicGroup`
-//! validates a KeyPackage (an Add in a commit or proposal), it checks the KeyPackage's lifetime
-//! against `SystemTime::now()`, not against `now`. The host clock must therefore be roughly
-//! right, and a simulated `now` far from the real time does not move that check.
+//! validates a KeyPackage (an Add in a commit or proposal, a new group's tree), it checks the
+//! KeyPackage's lifetime against `SystemTime::now()`, not against `now`. mimi-ds checks the
+//! same lifetimes against `now` first (refusing with `key_package_lifetime`; wire-format.md
+//! §4.3.5), but cannot switch openmls's check off: the host clock must still be roughly right,
+//! and a simulated `now` far from the real time does not move that check.
 //!
 //! ## What the DS cannot check
 //!

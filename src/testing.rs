@@ -506,9 +506,30 @@ impl TestClient {
         .expect("a single unknown extension is valid")
     }
 
-    /// A fresh KeyPackage carrying this client's queue configuration.
+    /// The lifetime of the harness's KeyPackages and of a group creator's leaf. The DS checks
+    /// lifetimes against its `now` (a [`TestDs`] starts at [`START_MS`]), openmls against the
+    /// system clock (OPENMLS-NOTES), so this one covers both: from an hour before the earlier
+    /// to openmls's default 84 days after the later.
+    pub fn lifetime() -> Lifetime {
+        let system_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let start_s = START_MS / 1000;
+        Lifetime::init(
+            system_s.min(start_s).saturating_sub(3600),
+            system_s.max(start_s) + 84 * 24 * 3600,
+        )
+    }
+
+    /// A fresh KeyPackage carrying this client's queue configuration, with [`Self::lifetime`].
     pub fn key_package(&self) -> KeyPackage {
+        self.key_package_with_lifetime(Self::lifetime())
+    }
+
+    /// A fresh KeyPackage carrying this client's queue configuration, with `lifetime`.
+    pub fn key_package_with_lifetime(&self, lifetime: Lifetime) -> KeyPackage {
         KeyPackage::builder()
+            .key_package_lifetime(lifetime)
             .leaf_node_capabilities(Self::capabilities())
             .leaf_node_extensions(self.leaf_extensions())
             .build(
@@ -559,6 +580,7 @@ impl TestClient {
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(Self::PAST_EPOCHS)
+            .lifetime(Self::lifetime())
             .with_capabilities(Self::capabilities())
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")

@@ -198,6 +198,7 @@ fn custom_group(
         .with_group_id(GroupId::from_slice(group_id))
         .ciphersuite(CIPHERSUITE)
         .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .lifetime(TestClient::lifetime())
         .with_capabilities(TestClient::capabilities());
     if queue_ext {
         builder = builder
@@ -305,6 +306,7 @@ fn invalid_leaf_node_key_package_without_queue_config() {
     let (mut ds, mut alice) = solo();
     let bob = TestClient::new("bob", "bob-1", "b.example");
     let key_package: KeyPackage = KeyPackage::builder()
+        .key_package_lifetime(TestClient::lifetime())
         .leaf_node_capabilities(TestClient::capabilities())
         .build(
             CIPHERSUITE,
@@ -1283,6 +1285,24 @@ fn conflict_when_every_write_conflicts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// key_package_lifetime
+// ---------------------------------------------------------------------------------------------
+
+/// An Add whose KeyPackage has expired at the DS's `now`, although the system clock openmls
+/// reads still finds it valid (tests/key_package_lifetimes.rs has the other cases).
+#[test]
+fn key_package_lifetime_add_expired_at_now() {
+    let (mut ds, mut alice, _bob) = pair();
+    let carol = TestClient::new("carol", "carol-1", "c.example");
+    let key_package = carol.key_package();
+    ds.now_ms = TestClient::lifetime().not_after() * 1000 + 1;
+    ds.reject(
+        &alice.add_request(vec![key_package], ds.now_ms),
+        ErrorCode::KeyPackageLifetime,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Coverage
 // ---------------------------------------------------------------------------------------------
 
@@ -1414,6 +1434,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::ReplayedMessage,
         &["replayed_message_resubmitted_by_another_member_and_by_its_sender"],
+    ),
+    (
+        ErrorCode::KeyPackageLifetime,
+        &["key_package_lifetime_add_expired_at_now"],
     ),
 ];
 

@@ -233,7 +233,7 @@ fn a_client_that_lost_its_state_resyncs_by_external_commit() {
         decode_response(&out.response)
     );
     bob.confirm_commit();
-    // The commit reaches Alice, not the resyncing phone (its old leaf shares its queue).
+    // The commit reaches Alice, not the resyncing phone: it removes the phone's old leaf.
     assert_eq!(TestDs::route(&out, &mut [&mut alice, &mut bob]), 1);
     assert!(
         bob.inbox.is_empty(),

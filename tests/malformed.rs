@@ -1376,3 +1376,69 @@ fn a_truncated_vector_is_malformed_not_a_panic() {
     let out = ds.process(&[0x00, 0x01, 0x11, 0x05, b'a']);
     assert_eq!(out.status, Status::Rejected(ErrorCode::MalformedRequest));
 }
+
+/// The group-safety refusals (a joiner taking a member's queue configuration, an Add whose
+/// KeyPackage expired at `now`) as sweep cases: the attacking request itself gets its specific
+/// code, and every truncation and a spread of single-bit flips of it are refused too, with no
+/// panic, no fanout and storage byte-identical.
+#[test]
+fn group_safety_refusals_and_their_damaged_variants_are_refused() {
+    let mut config = mimi_ds::DsConfig::new("hub.example");
+    config.external_joins = mimi_ds::ExternalJoinPolicy::Anyone;
+    let mut ds = TestDs::with_config(config);
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+
+    let mut attacks = Vec::new();
+    // An external joiner publishing Alice's queue configuration.
+    let mut eve = TestClient::new("eve", "eve-1", "e.example");
+    eve.queue = alice.queue.clone();
+    let info = group_info(&mut ds, &alice.group_id());
+    let request = eve.external_join_request(&info);
+    attacks.push((
+        Case::new("shared_queue_join", Kind::ExternalJoin, 1, request, &ds),
+        ErrorCode::NotAllowed,
+    ));
+    // An Add whose KeyPackage expired at the DS's `now` (not at the system clock).
+    ds.now_ms = TestClient::lifetime().not_after() * 1000 + 1;
+    let carol = TestClient::new("carol", "carol-1", "c.example");
+    let request = alice.add_request(vec![carol.key_package()], ds.now_ms);
+    alice.discard_commit();
+    attacks.push((
+        Case::new("expired_key_package_add", Kind::Commit, 1, request, &ds),
+        ErrorCode::KeyPackageLifetime,
+    ));
+
+    let scenario = Scenario {
+        ds,
+        cases: Vec::new(),
+    };
+    let mut tally = Tally::default();
+    for (case, code) in &attacks {
+        let ended = tally.run(&scenario, case, "as built", &case.request);
+        assert_eq!(ended, Ended::Rejected(*code), "{}", case.name);
+        for len in truncation_lengths(case.request.len()) {
+            let label = format!("truncated to {len}");
+            let ended = tally.run(&scenario, case, &label, &case.request[..len]);
+            assert_eq!(
+                ended,
+                Ended::Rejected(ErrorCode::MalformedRequest),
+                "{label}"
+            );
+        }
+        // Every fourth of the sweep's positions: the valid requests are swept in full above;
+        // these check that the new refusals keep the sweep's invariants.
+        for position in flip_positions(case.request.len()).into_iter().step_by(4) {
+            let mut variant = case.request.clone();
+            variant[position] ^= 1 << (position % 8);
+            tally.run(
+                &scenario,
+                case,
+                &format!("bit flip at {position}"),
+                &variant,
+            );
+        }
+    }
+    tally.report("group-safety refusals");
+}

@@ -19,6 +19,7 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::hub_proposals::reissue_removals;
+use super::key_package_lifetime;
 use super::proposals::{load_group, mls_reject, public_handshake};
 use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::ReplayGuard;
@@ -30,9 +31,7 @@ use crate::state::{
     Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{
-    AcceptedMessage, ClientQueueConfig, DsResponseBody, GroupUpdate, MlsMessageBytes,
-};
+use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
 /// Records every commit handler reads.
 pub(crate) const COMMIT_READS: [RecordKind; 5] = [
@@ -72,6 +71,12 @@ where
     let message = public_handshake(&update.commit, group_id, ContentType::Commit)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
     let sender = principal.sender_of(message.sender(), &roster)?;
+    // RFC 9420 §10.1 at the DS's `now`, before openmls checks lifetimes with the system clock.
+    key_package_lifetime::check_commit(
+        &update.commit,
+        &decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?,
+        ctx.now_ms,
+    )?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
@@ -117,6 +122,7 @@ where
         if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {
             entry.queue_config = config.clone();
         }
+        new_roster.refuse_shared_queue_configs(|leaf| leaf == sender)?;
     }
     if let Some(target) = &summary.reinit_group_id {
         new_roster.successor = Some(target.clone().into());
@@ -136,7 +142,7 @@ where
         welcomes: welcome_targets,
         stapled,
         pending_after,
-        skip_queue: None,
+        not_notified: Vec::new(),
         sequencer,
     };
     if op == Operation::DeleteGroup {
@@ -407,9 +413,11 @@ pub(crate) struct Accepting<'a> {
     pub(crate) welcomes: WelcomeTargets<'a>,
     /// The DS's own proposals issued again in the new epoch, stapled to the commit.
     pub(crate) stapled: Vec<MlsMessageBytes>,
-    /// A queue that must not get the commit although a member of the previous epoch uses it:
-    /// the queue of a client resyncing by external commit, whose old leaf the commit removes.
-    pub(crate) skip_queue: Option<ClientQueueConfig>,
+    /// Leaves of the previous epoch that do not get the commit: for an external commit, the
+    /// leaves it removes, which belong to the joiner's user (in a resync, RFC 9420 §12.4.3.2,
+    /// the joiner's own old leaf). Chosen by leaf, never by queue configuration, which any
+    /// joiner can copy.
+    pub(crate) not_notified: Vec<u32>,
     /// The proposals pending in the new epoch (the re-issued ones).
     pub(crate) pending_after: PendingProposals,
     /// The group's sequencer as read with `snapshot`.
@@ -443,9 +451,8 @@ impl Accepting<'_> {
             &self.stapled,
             self.previous
                 .iter()
-                .filter(|(leaf, m)| {
-                    Some(*leaf) != self.committer
-                        && Some(&m.queue_config) != self.skip_queue.as_ref()
+                .filter(|(leaf, _)| {
+                    Some(*leaf) != self.committer && !self.not_notified.contains(leaf)
                 })
                 .map(|(_, m)| &m.queue_config),
         );

@@ -5,7 +5,7 @@ use openmls::prelude::{LeafNodeIndex, ProposalStore, PublicGroup};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_info_check::{
-    check_names_ds_as_external_sender, signer_of, verifiable_group_info,
+    check_has_external_pub, check_names_ds_as_external_sender, signer_of, verifiable_group_info,
 };
 use super::{decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
@@ -49,6 +49,7 @@ where
     if vgi.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupInfo("GroupInfo is for another group".into()).into());
     }
+    check_has_external_pub(vgi.extensions())?;
     let creator = auth.leaf_index()?;
     if signer_of(&vgi)? != creator {
         return Err(RejectReason::InvalidGroupInfo(
@@ -57,6 +58,8 @@ where
         .into());
     }
     let tree = body.ratchet_tree.parse()?;
+    // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
+    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
     let buffer = MlsStateBuffer::default();
     let (group, _) =
         PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())

@@ -120,10 +120,9 @@ where
         welcomes: Vec::new(),
         stapled,
         pending_after,
-        // A resyncing client's old leaf has its queue: it must not get its own commit back.
-        skip_queue: new_roster
-            .member(joiner.u32())
-            .map(|m| m.queue_config.clone()),
+        // The leaves it removes belong to the joiner's user (checked above); a resyncing client
+        // must not get its own commit back through its old leaf.
+        not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
         sequencer: decode_record::<Sequencer, S>(&snapshot, RecordKind::Sequencer)?,
     };
     accepted.plan::<C, S>(

@@ -40,6 +40,20 @@ pub(crate) fn signer_of(vgi: &VerifiableGroupInfo) -> Result<u32, RejectReason> 
     }
 }
 
+/// RFC 9420 §12.4.3.2: a client joins by external commit (a new device, or a resync after lost
+/// state) from the GroupInfo the DS serves (`group_info`), and can only do so if it carries the
+/// `external_pub` extension, the epoch's external HPKE key. openmls always adds it; mls-rs only
+/// when configured to. The DS cannot check that the key is the one the epoch's secrets derive
+/// (it has no secrets), only that it is there (wire-format.md §4.3.2 f).
+pub(crate) fn check_has_external_pub(
+    extensions: &Extensions<GroupInfo>,
+) -> Result<(), RejectReason> {
+    match extensions.external_pub() {
+        Some(_) => Ok(()),
+        None => Err(RejectReason::GroupInfoWithoutExternalPub),
+    }
+}
+
 /// DS-03..06 §"Group lifecycle", RFC 9420 §12.1.8.1: every group carries an `external_senders`
 /// extension naming the DS's signature key and credential.
 pub(crate) fn check_names_ds_as_external_sender(
@@ -136,5 +150,6 @@ pub(crate) fn verify_post_commit_group_info(
     received.verify_no_out(crypto, &key).map_err(|_| {
         RejectReason::InvalidGroupInfo("GroupInfo signature does not verify".into())
     })?;
+    check_has_external_pub(received.extensions())?;
     Ok(stored)
 }

@@ -10,6 +10,7 @@ mod group_info;
 mod group_info_check;
 pub(crate) mod hub_events;
 mod hub_proposals;
+mod key_package_lifetime;
 mod proposal_conflicts;
 mod proposals;
 mod queue_info;

@@ -149,6 +149,8 @@ where
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
         check_epoch(roster.epoch, message.epoch(), 0)?;
         let sender = principal.sender_of(message.sender(), &roster)?;
+        // RFC 9420 §10.1 at the DS's `now`, before openmls checks it with the system clock.
+        super::key_package_lifetime::check_proposal_message(bytes, ctx.now_ms)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());

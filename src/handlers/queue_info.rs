@@ -36,6 +36,7 @@ where
             "no member at the sender's leaf",
         ))?;
     member.queue_config = body.queue_config.clone();
+    roster.refuse_shared_queue_configs(|leaf| leaf == sender)?;
 
     ctx.write_plan::<S>(
         Some(&auth.guard),

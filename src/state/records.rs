@@ -1,5 +1,7 @@
 //! TLS-encoded group records.
 
+use std::collections::HashMap;
+
 use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
@@ -340,13 +342,43 @@ impl Roster {
         }
         // A user with no client left has no key either.
         user_keys.retain(|k| members.iter().flatten().any(|m| m.user == k.user));
-        Ok(Self {
+        let roster = Self {
             ciphersuite: group.ciphersuite() as u16,
             epoch: group.group_context().epoch().as_u64(),
             members,
             user_keys,
             successor: previous.and_then(|p| p.successor.clone()),
-        })
+        };
+        // A leaf that took its queue configuration from its leaf node (new, or re-filled).
+        roster.refuse_shared_queue_configs(|leaf| {
+            previous.and_then(|p| p.member(leaf)).is_none()
+                || replaced.contains(&LeafNodeIndex::new(leaf))
+        })?;
+        Ok(roster)
+    }
+
+    /// wire-format.md §6.1: the leaves for which `fresh` holds (whose queue configuration was
+    /// just set) may not share it with any other member. Otherwise the DS would deliver one
+    /// client's traffic to another's queue, and a fanout rule keyed on queues could be steered
+    /// by copying a member's published configuration into one's own leaf. Equality is on the
+    /// bytes: the `queue` is opaque (sealed) to the DS. Members kept from earlier epochs are
+    /// only compared with fresh ones, so a group stored before this rule is not wedged by a
+    /// duplicate it already holds.
+    pub(crate) fn refuse_shared_queue_configs(
+        &self,
+        fresh: impl Fn(u32) -> bool,
+    ) -> Result<(), RejectReason> {
+        let mut users: HashMap<&ClientQueueConfig, usize> = HashMap::new();
+        for (_, member) in self.iter() {
+            *users.entry(&member.queue_config).or_default() += 1;
+        }
+        match self
+            .iter()
+            .find(|(leaf, m)| fresh(*leaf) && users.get(&m.queue_config).copied() > Some(1))
+        {
+            Some((leaf, _)) => Err(RejectReason::SharedQueueConfig { leaf }),
+            None => Ok(()),
+        }
     }
 
     /// The leaves of a user's clients.

@@ -163,6 +163,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::UnsupportedVersion
         | ErrorCode::InvalidGroupId
         | ErrorCode::InvalidLeafNodeOrKeyPackage
+        | ErrorCode::KeyPackageLifetime
         | ErrorCode::InvalidGroupInfo
         | ErrorCode::InvalidProposal
         | ErrorCode::InvalidMessageType

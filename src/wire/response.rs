@@ -187,6 +187,9 @@ error_codes! {
     /// The group already has as many pending proposals as the DS keeps per epoch
     /// ([`crate::DsConfig::max_pending_proposals`]); commit, then propose again.
     TooManyPendingProposals = 20 => "too_many_pending_proposals",
+    /// An added KeyPackage (or a KeyPackage-sourced leaf) is not valid at the DS's `now`
+    /// (RFC 9420 §7.2 `Lifetime`).
+    KeyPackageLifetime = 21 => "key_package_lifetime",
     /// An application message whose ciphertext the DS already accepted (wire-format.md §4.8).
     ReplayedMessage = 22 => "replayed_message",
 }

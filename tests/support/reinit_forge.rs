@@ -24,8 +24,10 @@
 //! hash ("if we have private key material ... check the confirmation tag"). So the DS's verdict
 //! is the one it would give a real client's commit, but real members would refuse these
 //! messages (see `re_initialize_group_to_a_reserved_id_then_refuses_commits`): never deliver
-//! them to member clients. The GroupInfo has no `external_pub` extension either (it derives
-//! from the next epoch's external secret); the DS does not require one.
+//! them to member clients. The GroupInfo's `external_pub` extension, which the DS requires
+//! (wire-format.md §4.3.2 f), carries a fresh, well-formed HPKE key of the ciphersuite rather
+//! than the next epoch's external key (derived from its external secret, which the forge does
+//! not have): nobody could join from it by external commit.
 
 use mimi_ds::testing::{mls_bytes, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{GroupInfoOption, GroupUpdate, MlsMessageBytes};
@@ -57,6 +59,19 @@ fn vl(bytes: &[u8]) -> Vec<u8> {
     VLBytes::from(bytes.to_vec())
         .tls_serialize_detached()
         .expect("encode")
+}
+
+/// A fresh HPKE public key of the harness's ciphersuite, unrelated to any epoch.
+fn unrelated_hpke_public_key() -> Vec<u8> {
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let ikm = openmls_traits::random::OpenMlsRand::random_vec(&crypto, 32).expect("randomness");
+    openmls_traits::crypto::OpenMlsCrypto::derive_hpke_keypair(
+        &crypto,
+        CIPHERSUITE.hpke_config(),
+        &ikm,
+    )
+    .expect("HPKE key pair")
+    .public
 }
 
 /// A dummy MAC (membership or confirmation tag): see the module documentation.
@@ -259,7 +274,11 @@ fn build_commit(
         .group_context()
         .tls_serialize_detached()
         .expect("encode");
-    tbs.extend(vl(&[])); // extensions: none (see the module documentation)
+    // extensions: only external_pub (see the module documentation): Extension {
+    // extension_type external_pub(4); extension_data<V> = ExternalPub { HPKEPublicKey<V> } }.
+    let mut external_pub = 4u16.to_be_bytes().to_vec();
+    external_pub.extend(vl(&vl(&unrelated_hpke_public_key())));
+    tbs.extend(vl(&external_pub));
     tbs.extend(vl(&confirmation_tag));
     tbs.extend(member.leaf().to_be_bytes());
     let signature = sign_with_label(member, "GroupInfoTBS", &tbs);
