@@ -1413,6 +1413,7 @@ fn group_safety_refusals_and_their_damaged_variants_are_refused() {
     let scenario = Scenario {
         ds,
         cases: Vec::new(),
+        refusals: Vec::new(),
     };
     let mut tally = Tally::default();
     for (case, code) in &attacks {
