@@ -5,8 +5,9 @@
 
 pub(crate) mod mls_state;
 mod records;
+mod welcome;
 
 pub(crate) use records::{
-    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
-    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
+    queue_config_of, PendingProposalRecord, PendingProposals, Reservation, Roster, Sequencer,
 };
+pub(crate) use welcome::{Joiner, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree};
