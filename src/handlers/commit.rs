@@ -551,10 +551,7 @@ impl Accepting<'_> {
             dropped.extend(evicted.into_iter().filter(|epoch| *epoch != new_epoch));
         }
 
-        let mut writes = vec![encode_record::<_, S>(
-            RecordKind::WelcomeSnapshots,
-            &index,
-        )?];
+        let mut writes = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
         if let Some(tree) = new_tree {
             writes.push(encode_record::<_, S>(
                 RecordKind::WelcomeTree { epoch: new_epoch },

@@ -76,10 +76,7 @@ where
     // Each joiner fetches once; the tree goes with the epoch's last joiner.
     index.snapshots[position].joiners.remove(joiner);
     dropped.extend(index.purge(ctx.now_ms));
-    let mut records = vec![encode_record::<_, S>(
-        RecordKind::WelcomeSnapshots,
-        &index,
-    )?];
+    let mut records = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
     records.extend(
         dropped
             .into_iter()

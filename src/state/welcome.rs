@@ -139,15 +139,21 @@ mod tests {
         assert!(index
             .push(snapshot(1, vec![joiner(b"a", 10), joiner(b"b", 30)]), 2)
             .is_empty());
-        assert!(index.push(snapshot(2, vec![joiner(b"c", 20)]), 2).is_empty());
+        assert!(index
+            .push(snapshot(2, vec![joiner(b"c", 20)]), 2)
+            .is_empty());
         // Expired joiners go; a snapshot goes with its last joiner.
         assert_eq!(index.purge(11), Vec::<u64>::new());
         assert_eq!(index.purge(21), vec![2]);
         assert_eq!(index.forget(&[b"b".as_slice()]), vec![1]);
         assert!(index.snapshots.is_empty());
         // Beyond the cap, the oldest snapshot is evicted.
-        assert!(index.push(snapshot(3, vec![joiner(b"d", 50)]), 2).is_empty());
-        assert!(index.push(snapshot(4, vec![joiner(b"e", 50)]), 2).is_empty());
+        assert!(index
+            .push(snapshot(3, vec![joiner(b"d", 50)]), 2)
+            .is_empty());
+        assert!(index
+            .push(snapshot(4, vec![joiner(b"e", 50)]), 2)
+            .is_empty());
         assert_eq!(index.push(snapshot(5, vec![joiner(b"f", 50)]), 2), vec![3]);
         assert_eq!(index.find(5, b"f"), Some((1, 0)));
         assert_eq!(index.find(4, b"f"), None);
