@@ -313,6 +313,26 @@ fn beyond_the_cap_the_oldest_snapshot_is_evicted_and_its_joiner_joins_by_externa
 }
 
 #[test]
+fn a_joiner_that_joins_by_external_commit_instead_loses_its_entry() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob]);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+
+    // Bob ignores his Welcome and joins by external commit, which replaces his unused leaf.
+    let info = ds.group_info(&group_id);
+    let out = ds.process(&bob.external_join_request(&info));
+    accepted(&out);
+    bob.confirm_commit();
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+}
+
+#[test]
 fn delete_group_deletes_the_pending_trees() {
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
