@@ -473,14 +473,14 @@ impl Accepting<'_> {
                 || Some(leaf) == self.committer
         };
         sequencer.follow(&roster, fresh, ctx.now_ms);
-        let mut records = vec![
+        let records = vec![
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
             encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
             encode_record::<_, S>(RecordKind::PendingProposals, &self.pending_after)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),
         ];
-        records.extend(welcome_writes);
+        let records = records.into_iter().chain(welcome_writes).collect();
         ctx.write_plan::<S>(
             Some(guard),
             self.group_id,

@@ -24,10 +24,11 @@
 //!   record, stored under the pair (kind, epoch), e.g. a `kind smallint, key bigint` primary
 //!   key with key 0 for the other kinds. mimi-ds reads and writes keyed records only by exact
 //!   key, never by range: the [`RecordKind::WelcomeSnapshots`] index says which exist.
-//! * **Attacker-controlled data.** Group IDs and replay keys are chosen by (possibly
-//!   malicious) clients: treat them as arbitrary bytes (no path or query construction without
-//!   escaping) and bound their number with rate limits in front of the DS. Record contents are
-//!   written by mimi-ds but embed client-supplied MLS data; backends should not parse them.
+//! * A [`RecordKind::WelcomeTree`] record may be dropped once `now` passes the expiry it
+//!   starts with (a big-endian u64, ms since the UNIX epoch): by then no joiner is left that
+//!   may fetch it, and mimi-ds treats a missing tree as fetched. mimi-ds deletes these records
+//!   itself with the group's next commit or `welcome_info`; dropping them earlier reclaims
+//!   space in idle groups.
 //! * **Attacker-sized records.** Members choose how large a group grows and what its leaves
 //!   carry, so these records grow with the group, each by at most about one request
 //!   ([`crate::DsConfig::max_request_bytes`]) per accepted message: [`RecordKind::MlsState`]
@@ -38,15 +39,14 @@
 //!   at most [`crate::DsConfig::welcome_retention_ms`]; the [`RecordKind::WelcomeSnapshots`]
 //!   index holds, per kept tree, a KeyPackageRef, a signature key and an expiry per joiner (at
 //!   most a few hundred bytes per client the adding commit added). [`RecordKind::Sequencer`]
-//!   holds 8 bytes per leaf; the other records are a few bytes.
+//!   grows with the number of leaves; the other records are a few bytes.
+//! * **Attacker-controlled data.** Group IDs and replay keys are chosen by (possibly
+//!   malicious) clients: treat them as arbitrary bytes (no path or query construction without
+//!   escaping) and bound their number with rate limits in front of the DS. Record contents are
+//!   written by mimi-ds but embed client-supplied MLS data; backends should not parse them.
 //! * Replay marks carry an expiry; a backend may drop a mark once `now` passes it. Group
 //!   entries that hold only a [`RecordKind::Reservation`] may be dropped once the reservation
 //!   expired (its record starts with the expiry as a big-endian u64, ms since the UNIX epoch).
-//!   Likewise a [`RecordKind::WelcomeTree`] record may be dropped once `now` passes the expiry
-//!   it starts with (the same encoding): by then no joiner is left that may fetch it, and
-//!   mimi-ds treats a missing tree as fetched. mimi-ds deletes these records itself with the
-//!   group's next commit or `welcome_info`; dropping them earlier reclaims space in idle
-//!   groups.
 //! * The write set also lists the fanout it causes ([`WriteSet::fanout`]), so a backend can
 //!   persist it in the same transaction as a durable outbox and let the caller mark entries
 //!   delivered afterwards.
