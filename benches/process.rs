@@ -290,10 +290,13 @@ fn operations(c: &mut Criterion) {
             .ds
             .storage
             .record_bytes(&group_id, RecordKind::MlsState);
-        let snapshots = world
-            .ds
-            .storage
-            .record_bytes(&group_id, RecordKind::WelcomeSnapshots);
+        // The Welcome index and the per-epoch trees: everything but the other records.
+        let snapshots = stored
+            - RecordKind::ALL
+                .iter()
+                .filter(|kind| **kind != RecordKind::WelcomeSnapshots)
+                .map(|kind| world.ds.storage.record_bytes(&group_id, *kind))
+                .sum::<usize>();
         let reference = world.tree.tls_serialized_len() + world.group_info.tls_serialized_len();
         println!(
             "size {size}: stored {stored} B (MlsState {mls_state} B, pending Welcome snapshots {snapshots} B), tree+GroupInfo {reference} B, ratio {:.2} ({:.2} without snapshots)",

@@ -49,6 +49,14 @@ pub struct DsConfig {
     /// A client that has sent nothing for this long is removed by
     /// [`crate::HubEvent::InactivitySweep`] (DS-00 §6). Default `None`: no inactivity removals.
     pub inactivity_limit_ms: Option<u64>,
+    /// The longest the DS keeps a Welcome joiner's tree (wire-format.md §4.12): until its
+    /// KeyPackage's `not_after`, but at most this long after the adding commit, whatever
+    /// `not_after` the client chose. Default 14 days.
+    pub welcome_retention_ms: u64,
+    /// How many epochs' Welcome trees a group keeps at most (wire-format.md §4.12). A commit
+    /// with Adds beyond this evicts the oldest; its remaining joiners then join by external
+    /// commit. Default 16.
+    pub max_welcome_snapshots: usize,
 }
 
 /// The rule for the DS's own pending proposals (its removals and signing-key rotations),
@@ -112,6 +120,8 @@ impl DsConfig {
             pending_proposals: PendingProposalPolicy::Strict,
             max_pending_proposals: 256,
             inactivity_limit_ms: None,
+            welcome_retention_ms: 14 * 24 * 60 * 60 * 1000,
+            max_welcome_snapshots: 16,
         }
     }
 }

@@ -110,6 +110,11 @@ fn welcome_joiners_fetch_their_epochs_tree_once_and_then_it_is_dropped() {
         .storage
         .record_bytes(&group_id, RecordKind::WelcomeSnapshots);
     assert!(empty <= 1, "snapshots left: {empty} bytes");
+    assert_eq!(
+        ds.storage
+            .record_bytes(&group_id, RecordKind::WelcomeTree { epoch: 1 }),
+        0
+    );
 
     // The joined clients talk.
     let out = ds.process(&bob2.message_request(b"laptop here", ds.now_ms));

@@ -28,7 +28,7 @@ use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
     queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
-    Sequencer, WelcomeSnapshot, WelcomeSnapshots,
+    Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
@@ -147,7 +147,7 @@ where
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
-        let records = vec![
+        let mut records = vec![
             RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
             RecordWrite::Delete(RecordKind::Roster),
             RecordWrite::Delete(RecordKind::Sequencer),
@@ -156,6 +156,7 @@ where
             RecordWrite::Delete(RecordKind::PendingProposals),
             RecordWrite::Delete(RecordKind::WelcomeSnapshots),
         ];
+        records.extend(pending_welcome_trees::<S>(&snapshot)?);
         return ctx.write_plan::<S>(
             Some(&auth.guard),
             group_id,
@@ -488,28 +489,7 @@ impl Accepting<'_> {
         group_info: Vec<u8>,
     ) -> Result<Plan, S> {
         let (fanout, receipt) = self.fanout::<C, S>(ctx, summary, roster.epoch)?;
-        let mut snapshots: WelcomeSnapshots =
-            decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
-        snapshots.purge(ctx.now_ms);
-        if !summary.added.is_empty() {
-            snapshots.snapshots.push(WelcomeSnapshot {
-                epoch: roster.epoch,
-                ratchet_tree: group
-                    .export_ratchet_tree()
-                    .tls_serialize_detached()
-                    .map_err(internal)?
-                    .into(),
-                joiners: summary
-                    .added
-                    .iter()
-                    .map(|a| Joiner {
-                        key_package_ref: a.key_package_ref.clone().into(),
-                        signature_key: a.signature_key.clone().into(),
-                        expires_at_ms: a.expires_at_ms,
-                    })
-                    .collect(),
-            });
-        }
+        let welcome_writes = self.welcome_writes::<C, S>(ctx, group, summary, roster.epoch)?;
         let mut sequencer = self.sequencer.clone();
         sequencer.next_sequence = receipt.sequence_number + 1;
         // The grace period of re-issued DS removals runs from when they were first issued.
@@ -534,10 +514,10 @@ impl Accepting<'_> {
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
             encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
             encode_record::<_, S>(RecordKind::PendingProposals, &self.pending_after)?,
-            encode_record::<_, S>(RecordKind::WelcomeSnapshots, &snapshots)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),
         ];
+        let records = records.into_iter().chain(welcome_writes).collect();
         ctx.write_plan::<S>(
             Some(guard),
             self.group_id,
@@ -547,4 +527,89 @@ impl Accepting<'_> {
             DsResponseBody::Accepted(receipt),
         )
     }
+
+    /// The Welcome snapshot writes of an accepted commit (wire-format.md §4.12). The index
+    /// loses the joiners whose leaves the commit removes and those whose retention ended, and
+    /// gains the joiners the commit adds, with their retention clamped to
+    /// `DsConfig::welcome_retention_ms`; beyond `DsConfig::max_welcome_snapshots` the oldest
+    /// snapshots are evicted. The new epoch's tree is written once; the trees of dropped epochs
+    /// are deleted. The pending trees are neither read nor rewritten, so a commit costs the
+    /// same however many snapshots are pending.
+    fn welcome_writes<C: OpenMlsCrypto, S: DsStorage>(
+        &self,
+        ctx: &Ctx<'_, C>,
+        group: &PublicGroup,
+        summary: &CommitSummary,
+        new_epoch: u64,
+    ) -> Result<Vec<RecordWrite>, S> {
+        let mut index: WelcomeSnapshots =
+            decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
+        let removed_keys: Vec<&[u8]> = summary
+            .removed
+            .iter()
+            .filter_map(|leaf| self.previous.member(leaf.u32()))
+            .map(|member| member.signature_key.as_slice())
+            .collect();
+        let mut dropped = index.forget(&removed_keys);
+        dropped.extend(index.purge(ctx.now_ms));
+
+        // A client picks its KeyPackage's `not_after` (up to u64::MAX): the DS keeps the tree
+        // no longer than its own limit.
+        let retention_end = ctx
+            .now_ms
+            .saturating_add(ctx.ds.config.welcome_retention_ms);
+        let joiners: Vec<Joiner> = summary
+            .added
+            .iter()
+            .map(|a| Joiner {
+                key_package_ref: a.key_package_ref.clone().into(),
+                signature_key: a.signature_key.clone().into(),
+                expires_at_ms: a.expires_at_ms.min(retention_end),
+            })
+            .filter(|j| j.expires_at_ms >= ctx.now_ms)
+            .collect();
+        let mut new_tree = None;
+        if let Some(expires_at_ms) = joiners.iter().map(|j| j.expires_at_ms).max() {
+            let snapshot = WelcomeSnapshot {
+                epoch: new_epoch,
+                joiners,
+            };
+            let evicted = index.push(snapshot, ctx.ds.config.max_welcome_snapshots);
+            if !evicted.contains(&new_epoch) {
+                new_tree = Some(WelcomeTree {
+                    expires_at_ms,
+                    ratchet_tree: group
+                        .export_ratchet_tree()
+                        .tls_serialize_detached()
+                        .map_err(internal)?
+                        .into(),
+                });
+            }
+            dropped.extend(evicted.into_iter().filter(|epoch| *epoch != new_epoch));
+        }
+
+        let mut writes = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
+        if let Some(tree) = new_tree {
+            writes.push(encode_record::<_, S>(
+                RecordKind::WelcomeTree { epoch: new_epoch },
+                &tree,
+            )?);
+        }
+        writes.extend(
+            dropped
+                .into_iter()
+                .map(|epoch| RecordWrite::Delete(RecordKind::WelcomeTree { epoch })),
+        );
+        Ok(writes)
+    }
+}
+
+/// Deletes of every Welcome tree the group's index lists, for `delete_group`.
+fn pending_welcome_trees<S: DsStorage>(snapshot: &GroupSnapshot) -> Result<Vec<RecordWrite>, S> {
+    let index: WelcomeSnapshots = decode_record::<_, S>(snapshot, RecordKind::WelcomeSnapshots)?;
+    Ok(index
+        .snapshots
+        .iter()
+        .map(|s| RecordWrite::Delete(RecordKind::WelcomeTree { epoch: s.epoch }))
+        .collect())
 }

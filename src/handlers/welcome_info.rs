@@ -2,17 +2,20 @@
 //! Welcome fetches the ratchet tree of the epoch it was added in, authenticated with the
 //! `key_package_ref` sender kind (DS-00 §5.1) and the signature key of that KeyPackage.
 //!
-//! Each joiner can fetch once; the epoch's snapshot is dropped when every joiner has fetched
-//! it or its KeyPackage has expired. A lost answer is recovered by resending the identical
+//! Each joiner can fetch once; the epoch's tree is dropped when every joiner has fetched it,
+//! has been removed, or its retention has ended (see [`crate::state`]'s Welcome records). The
+//! request reads the small index and the tree of the requested epoch only. A lost answer is recovered by resending the identical
 //! request, which the replay mark answers with the stored response.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
-use crate::error::{internal, RejectReason};
-use crate::state::{Roster, WelcomeSnapshots};
-use crate::storage::{DsStorage, RecordKind, VersionGuard};
-use crate::wire::{DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest};
+use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::state::{Roster, WelcomeSnapshots, WelcomeTree};
+use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::wire::{
+    decode_exact, DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest,
+};
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
@@ -34,49 +37,56 @@ where
         .into());
     };
     let group_id = auth.group_id();
-    let snapshot = ctx.read_group(
-        storage,
-        group_id,
-        &[RecordKind::Roster, RecordKind::WelcomeSnapshots],
-    )?;
+    // The index, and the tree of the requested epoch only (which may be missing: fetched,
+    // dropped or never written).
+    let tree_kind = RecordKind::WelcomeTree { epoch: body.epoch };
+    let snapshot = storage
+        .read(
+            group_id,
+            &[RecordKind::Roster, RecordKind::WelcomeSnapshots, tree_kind],
+        )
+        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+        .filter(|s| s.record(RecordKind::Roster).is_some())
+        .ok_or(RejectReason::UnknownGroup)?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-    let mut snapshots: WelcomeSnapshots =
+    let mut index: WelcomeSnapshots =
         decode_record::<_, S>(&snapshot, RecordKind::WelcomeSnapshots)?;
-    snapshots.purge(ctx.now_ms);
+    let mut dropped = index.purge(ctx.now_ms);
 
-    let (index, joiner) = snapshots
-        .snapshots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.epoch == body.epoch)
-        .find_map(|(i, s)| {
-            s.joiners
-                .iter()
-                .position(|j| j.key_package_ref == *key_package_ref)
-                .map(|j| (i, j))
-        })
-        .ok_or(RejectReason::AuthenticationFailed(
-            "no pending Welcome for this KeyPackageRef at that epoch",
-        ))?;
-    let entry = &snapshots.snapshots[index];
+    // A backend may drop a tree whose expiry passed before mimi-ds purged its index entry
+    // (storage contract): a missing tree counts as fetched.
+    let no_welcome = RejectReason::AuthenticationFailed(
+        "no pending Welcome for this KeyPackageRef at that epoch",
+    );
+    let (position, joiner) = index
+        .find(body.epoch, key_package_ref.as_slice())
+        .ok_or_else(|| no_welcome.clone())?;
+    let tree_record = snapshot.record(tree_kind).ok_or(no_welcome)?;
     auth.verify(
         ctx.crypto(),
         ciphersuite::<S>(roster.ciphersuite)?,
-        entry.joiners[joiner].signature_key.as_slice(),
+        index.snapshots[position].joiners[joiner]
+            .signature_key
+            .as_slice(),
     )?;
-    let tree =
-        RatchetTreeBytes::from_bytes(entry.ratchet_tree.as_slice().to_vec()).map_err(internal)?;
+    let tree = decode_exact::<WelcomeTree>(tree_record)
+        .map_err(|e| internal(format!("WelcomeTree record: {e}")))?;
+    let tree = RatchetTreeBytes::from_bytes(tree.ratchet_tree.into()).map_err(internal)?;
 
-    snapshots.snapshots[index].joiners.remove(joiner);
-    snapshots.purge(ctx.now_ms);
+    // Each joiner fetches once; the tree goes with the epoch's last joiner.
+    index.snapshots[position].joiners.remove(joiner);
+    dropped.extend(index.purge(ctx.now_ms));
+    let mut records = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
+    records.extend(
+        dropped
+            .into_iter()
+            .map(|epoch| RecordWrite::Delete(RecordKind::WelcomeTree { epoch })),
+    );
     ctx.write_plan::<S>(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record::<_, S>(
-            RecordKind::WelcomeSnapshots,
-            &snapshots,
-        )?],
+        records,
         Vec::new(),
         DsResponseBody::WelcomeInfo(WelcomeInfo { ratchet_tree: tree }),
     )

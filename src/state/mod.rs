@@ -5,10 +5,11 @@
 
 pub(crate) mod mls_state;
 mod records;
+mod welcome;
 
 pub(crate) use records::MESSAGE_DIGEST_BYTES;
 pub(crate) use records::{
-    queue_config_of, Joiner, LeafChecks, PendingProposalRecord, PendingProposals, ProposalOrigin,
-    Reservation,
-    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots,
+    queue_config_of, LeafChecks, PendingProposalRecord, PendingProposals, ProposalOrigin,
+    Reservation, Roster, Sequencer,
 };
+pub(crate) use welcome::{Joiner, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree};

@@ -170,44 +170,6 @@ impl PendingProposalRecord {
     }
 }
 
-/// [`crate::storage::RecordKind::WelcomeSnapshots`]: for each epoch in which clients were
-/// added, the ratchet tree they need to join from their Welcome (DS-03..06 "keep the group state
-/// of every epoch in which clients were added until each has joined").
-#[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub(crate) struct WelcomeSnapshots {
-    pub(crate) snapshots: Vec<WelcomeSnapshot>,
-}
-
-/// One epoch's tree and the joiners that have not fetched it yet.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub(crate) struct WelcomeSnapshot {
-    pub(crate) epoch: u64,
-    /// `optional<Node> ratchet_tree<V>` of that epoch, TLS-encoded.
-    pub(crate) ratchet_tree: VLBytes,
-    pub(crate) joiners: Vec<Joiner>,
-}
-
-/// A client added in a snapshot's epoch.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub(crate) struct Joiner {
-    pub(crate) key_package_ref: VLBytes,
-    /// The leaf signature key of its KeyPackage: it authenticates `welcome_info`.
-    pub(crate) signature_key: VLBytes,
-    /// Its KeyPackage's `not_after` in ms: the snapshot is not kept for it beyond that
-    /// (digest §7 item 27).
-    pub(crate) expires_at_ms: u64,
-}
-
-impl WelcomeSnapshots {
-    /// Drops joiners whose KeyPackage expired and snapshots nobody needs any more.
-    pub(crate) fn purge(&mut self, now_ms: u64) {
-        for snapshot in &mut self.snapshots {
-            snapshot.joiners.retain(|j| j.expires_at_ms >= now_ms);
-        }
-        self.snapshots.retain(|s| !s.joiners.is_empty());
-    }
-}
-
 /// The user authentication key a leaf registers, if any, once its proof of possession verifies
 /// (wire-format.md §3.5): `SignWithLabel(user_auth_key, "MIMI DS UserKeyProof",
 /// leaf.signature_key)`.

@@ -18,7 +18,28 @@
 //!   again and re-validates, so of two conflicting requests exactly one wins.
 //! * Records are read by kind, so a request decodes only what it needs: an application
 //!   message reads the [`RecordKind::Roster`] and [`RecordKind::Sequencer`], never the ratchet
-//!   tree in [`RecordKind::MlsState`].
+//!   tree in [`RecordKind::MlsState`]; a commit reads the small
+//!   [`RecordKind::WelcomeSnapshots`] index, never the pending Welcome trees.
+//! * **Keyed records.** [`RecordKind::WelcomeTree`] carries an epoch: each epoch is its own
+//!   record, stored under the pair (kind, epoch), e.g. a `kind smallint, key bigint` primary
+//!   key with key 0 for the other kinds. mimi-ds reads and writes keyed records only by exact
+//!   key, never by range: the [`RecordKind::WelcomeSnapshots`] index says which exist.
+//! * A [`RecordKind::WelcomeTree`] record may be dropped once `now` passes the expiry it
+//!   starts with (a big-endian u64, ms since the UNIX epoch): by then no joiner is left that
+//!   may fetch it, and mimi-ds treats a missing tree as fetched. mimi-ds deletes these records
+//!   itself with the group's next commit or `welcome_info`; dropping them earlier reclaims
+//!   space in idle groups.
+//! * **Attacker-sized records.** Members choose how large a group grows and what its leaves
+//!   carry, so these records grow with the group, each by at most about one request
+//!   ([`crate::DsConfig::max_request_bytes`]) per accepted message: [`RecordKind::MlsState`]
+//!   (about the ratchet tree), [`RecordKind::GroupInfo`], [`RecordKind::Roster`] (per leaf a
+//!   signature key, queue configuration and user), [`RecordKind::PendingProposals`] (the
+//!   pending proposals as received) and each [`RecordKind::WelcomeTree`] (one ratchet tree).
+//!   A group holds at most [`crate::DsConfig::max_welcome_snapshots`] Welcome trees, each for
+//!   at most [`crate::DsConfig::welcome_retention_ms`]; the [`RecordKind::WelcomeSnapshots`]
+//!   index holds, per kept tree, a KeyPackageRef, a signature key and an expiry per joiner (at
+//!   most a few hundred bytes per client the adding commit added). [`RecordKind::Sequencer`]
+//!   grows with the number of leaves; the other records are a few bytes.
 //! * **Attacker-controlled data.** Group IDs and replay keys are chosen by (possibly
 //!   malicious) clients: treat them as arbitrary bytes (no path or query construction without
 //!   escaping) and bound their number with rate limits in front of the DS. Record contents are
@@ -60,12 +81,21 @@ pub enum RecordKind {
     PendingProposals,
     /// Marks a deleted group, so its ID can neither be reused nor sent to.
     Tombstone,
-    /// Ratchet trees of epochs whose Welcome joiners have not fetched them yet.
+    /// The index of pending Welcome snapshots: per epoch in which clients were added, the
+    /// joiners that have not fetched its tree yet. Small; read and written by commits.
     WelcomeSnapshots,
+    /// The ratchet tree of one epoch listed in [`RecordKind::WelcomeSnapshots`]: a **keyed**
+    /// kind, one record per epoch. Written once by the commit that added the joiners, read only
+    /// by `welcome_info`, deleted when no joiner needs it any more.
+    WelcomeTree {
+        /// The epoch the adding commit created.
+        epoch: u64,
+    },
 }
 
 impl RecordKind {
-    /// Every kind, for backends that iterate.
+    /// Every kind without a key, for backends that iterate. Keyed kinds
+    /// ([`RecordKind::WelcomeTree`]) are one kind per key and not listed.
     pub const ALL: [Self; 8] = [
         Self::Reservation,
         Self::Roster,

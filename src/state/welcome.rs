@@ -1,0 +1,166 @@
+//! Welcome snapshots (wire-format.md §4.12): what a client added by Welcome needs to join, kept
+//! until it has fetched it.
+//!
+//! They are two kinds of record, so that the commit path does not depend on how many
+//! snapshots are pending or how large their trees are:
+//!
+//! * [`WelcomeSnapshots`], a small index (per epoch: the joiners' KeyPackageRefs, signature
+//!   keys and expiries) that commits read and write;
+//! * one [`WelcomeTree`] per epoch, written once by the commit that added the joiners and
+//!   deleted by the write that drops the epoch's last joiner. Only `welcome_info` reads it.
+//!
+//! Retention is bounded three ways: a joiner is kept at most until its KeyPackage's
+//! `not_after`, clamped to `now + DsConfig::welcome_retention_ms`; a joiner is dropped when a
+//! commit removes its leaf; a group keeps at most `DsConfig::max_welcome_snapshots` epochs,
+//! evicting the oldest.
+
+use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+
+/// [`crate::storage::RecordKind::WelcomeSnapshots`]: the index of the epochs whose joiners
+/// have not all fetched their tree (DS-03..06 "keep the group state of every epoch in which
+/// clients were added until each has joined"), oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct WelcomeSnapshots {
+    pub(crate) snapshots: Vec<WelcomeSnapshot>,
+}
+
+/// One epoch in which clients were added, and those of them that still need its tree (kept
+/// under [`crate::storage::RecordKind::WelcomeTree`] with this epoch).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct WelcomeSnapshot {
+    pub(crate) epoch: u64,
+    pub(crate) joiners: Vec<Joiner>,
+}
+
+/// A client added in a snapshot's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct Joiner {
+    pub(crate) key_package_ref: VLBytes,
+    /// The leaf signature key of its KeyPackage: it authenticates `welcome_info`, and finds
+    /// the joiner's leaf when a commit removes it.
+    pub(crate) signature_key: VLBytes,
+    /// Until when the tree is kept for it (ms): its KeyPackage's `not_after` (digest §7 item
+    /// 27), at most `welcome_retention_ms` after it was added.
+    pub(crate) expires_at_ms: u64,
+}
+
+/// [`crate::storage::RecordKind::WelcomeTree`]: one epoch's `optional<Node> ratchet_tree<V>`.
+/// The expiry comes first so backends can drop the record without decoding more (storage
+/// contract); it is the latest expiry of the epoch's joiners when the record was written.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct WelcomeTree {
+    pub(crate) expires_at_ms: u64,
+    pub(crate) ratchet_tree: VLBytes,
+}
+
+impl WelcomeSnapshots {
+    /// Drops the joiners whose retention ended before `now_ms`, then the snapshots nobody
+    /// needs any more. Returns the epochs of the dropped snapshots, whose trees are to be
+    /// deleted.
+    pub(crate) fn purge(&mut self, now_ms: u64) -> Vec<u64> {
+        for snapshot in &mut self.snapshots {
+            snapshot.joiners.retain(|j| j.expires_at_ms >= now_ms);
+        }
+        self.drop_empty()
+    }
+
+    /// Drops the joiners whose leaves a commit removed, named by their leaf signature keys
+    /// (unique in a tree, RFC 9420 §7.3), and the snapshots left without joiners. Returns the
+    /// epochs of the dropped snapshots.
+    pub(crate) fn forget(&mut self, removed_keys: &[&[u8]]) -> Vec<u64> {
+        if removed_keys.is_empty() {
+            return Vec::new();
+        }
+        for snapshot in &mut self.snapshots {
+            snapshot
+                .joiners
+                .retain(|j| !removed_keys.contains(&j.signature_key.as_slice()));
+        }
+        self.drop_empty()
+    }
+
+    /// Adds the snapshot of a new epoch and evicts the oldest snapshots beyond `cap`. Returns
+    /// the epochs of the evicted snapshots (the new one's if `cap` is 0).
+    pub(crate) fn push(&mut self, snapshot: WelcomeSnapshot, cap: usize) -> Vec<u64> {
+        self.snapshots.push(snapshot);
+        let excess = self.snapshots.len().saturating_sub(cap);
+        self.snapshots
+            .drain(..excess)
+            .map(|evicted| evicted.epoch)
+            .collect()
+    }
+
+    /// The joiner with this KeyPackageRef in the snapshot of `epoch`, as (snapshot, joiner)
+    /// positions.
+    pub(crate) fn find(&self, epoch: u64, key_package_ref: &[u8]) -> Option<(usize, usize)> {
+        self.snapshots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.epoch == epoch)
+            .find_map(|(i, s)| {
+                s.joiners
+                    .iter()
+                    .position(|j| j.key_package_ref.as_slice() == key_package_ref)
+                    .map(|j| (i, j))
+            })
+    }
+
+    fn drop_empty(&mut self) -> Vec<u64> {
+        let dropped = self
+            .snapshots
+            .iter()
+            .filter(|s| s.joiners.is_empty())
+            .map(|s| s.epoch)
+            .collect();
+        self.snapshots.retain(|s| !s.joiners.is_empty());
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joiner(key: &[u8], expires_at_ms: u64) -> Joiner {
+        Joiner {
+            key_package_ref: key.to_vec().into(),
+            signature_key: key.to_vec().into(),
+            expires_at_ms,
+        }
+    }
+
+    fn snapshot(epoch: u64, joiners: Vec<Joiner>) -> WelcomeSnapshot {
+        WelcomeSnapshot { epoch, joiners }
+    }
+
+    #[test]
+    fn purge_forget_and_push_report_the_epochs_whose_trees_go() {
+        let mut index = WelcomeSnapshots::default();
+        assert!(index
+            .push(snapshot(1, vec![joiner(b"a", 10), joiner(b"b", 30)]), 2)
+            .is_empty());
+        assert!(index
+            .push(snapshot(2, vec![joiner(b"c", 20)]), 2)
+            .is_empty());
+        // Expired joiners go; a snapshot goes with its last joiner.
+        assert_eq!(index.purge(11), Vec::<u64>::new());
+        assert_eq!(index.purge(21), vec![2]);
+        assert_eq!(index.forget(&[b"b".as_slice()]), vec![1]);
+        assert!(index.snapshots.is_empty());
+        // Beyond the cap, the oldest snapshot is evicted.
+        assert!(index
+            .push(snapshot(3, vec![joiner(b"d", 50)]), 2)
+            .is_empty());
+        assert!(index
+            .push(snapshot(4, vec![joiner(b"e", 50)]), 2)
+            .is_empty());
+        assert_eq!(index.push(snapshot(5, vec![joiner(b"f", 50)]), 2), vec![3]);
+        assert_eq!(index.find(5, b"f"), Some((1, 0)));
+        assert_eq!(index.find(4, b"f"), None);
+        // A cap of 0 keeps nothing, not even the new snapshot.
+        assert_eq!(
+            index.push(snapshot(6, vec![joiner(b"g", 50)]), 0),
+            vec![4, 5, 6]
+        );
+    }
+}

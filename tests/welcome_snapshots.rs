@@ -1,0 +1,502 @@
+//! Welcome snapshots are bounded (wire-format.md §4.12): retention is clamped whatever
+//! `not_after` a KeyPackage names, a removed joiner's entry and tree go with its leaf, a group
+//! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and a commit neither reads
+//! nor rewrites the pending trees.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mimi_ds::storage::{
+    DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, RecordWrite, ReplayMark, VersionGuard,
+    WriteOutcome, WriteSet,
+};
+use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, CIPHERSUITE};
+use mimi_ds::wire::{
+    decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
+    RatchetTreeBytes,
+};
+use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
+use openmls::prelude::{KeyPackage, Lifetime};
+
+const DOMAIN: &str = "hub.example";
+
+fn group_with_alice(ds: &mut TestDs) -> TestClient {
+    let mut alice = TestClient::new("alice", "alice-phone", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
+    alice
+}
+
+fn accepted(out: &Outcome) {
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+}
+
+/// Adds the KeyPackages in one commit by `adder` and returns the Welcome each joiner received.
+fn add_key_packages(
+    ds: &mut TestDs,
+    adder: &mut TestClient,
+    key_packages: Vec<KeyPackage>,
+    joiners: &mut [&mut TestClient],
+) -> Vec<MlsMessageBytes> {
+    let out = ds.process(&adder.add_request(key_packages, ds.now_ms));
+    accepted(&out);
+    adder.confirm_commit();
+    TestDs::route(&out, joiners);
+    joiners
+        .iter_mut()
+        .map(|j| match j.process_inbox().pop() {
+            Some(Received::Welcome(w)) => w,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn add(
+    ds: &mut TestDs,
+    adder: &mut TestClient,
+    joiners: &mut [&mut TestClient],
+) -> Vec<MlsMessageBytes> {
+    let key_packages = joiners.iter().map(|j| j.key_package()).collect();
+    add_key_packages(ds, adder, key_packages, joiners)
+}
+
+/// A KeyPackage of `client` valid from an hour ago (system clock, which openmls checks) until
+/// `not_after` (seconds).
+fn key_package_until(client: &TestClient, not_after: u64) -> KeyPackage {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    KeyPackage::builder()
+        .leaf_node_capabilities(TestClient::capabilities())
+        .leaf_node_extensions(client.leaf_extensions())
+        .key_package_lifetime(Lifetime::init(now - 3600, not_after))
+        .build(
+            CIPHERSUITE,
+            &client.provider,
+            &client.signer,
+            client.credential.clone(),
+        )
+        .unwrap()
+        .key_package()
+        .clone()
+}
+
+/// The same request body and sender, signed again at `now_ms` (a new request, not a retry).
+fn resign(signer: &TestClient, request: &[u8], now_ms: u64) -> Vec<u8> {
+    let decoded: DsRequest = decode_exact(request).unwrap();
+    let DsAuthData::ClientSignature(sig) = decoded.auth else {
+        panic!("unsigned")
+    };
+    signer.signed_as(decoded.body, sig.group_id.as_slice(), now_ms, sig.sender_id)
+}
+
+fn welcome_tree(ds: &mut TestDs, request: &[u8]) -> RatchetTreeBytes {
+    let out = ds.process(request);
+    match decode_response(&out.response).body {
+        DsResponseBody::WelcomeInfo(info) => info.ratchet_tree,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `welcome_info` is refused as for a joiner without a pending Welcome, and nothing changes.
+fn refused(ds: &mut TestDs, request: &[u8]) {
+    let before = ds.storage.clone();
+    assert_eq!(
+        ds.process(request).status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(ds.storage, before);
+}
+
+/// Bytes of the Welcome tree kept for `epoch` (0: none).
+fn tree_bytes(ds: &TestDs, group_id: &[u8], epoch: u64) -> usize {
+    ds.storage
+        .record_bytes(group_id, RecordKind::WelcomeTree { epoch })
+}
+
+/// Bytes of the Welcome index; 1 when it lists no epoch.
+fn index_bytes(ds: &TestDs, group_id: &[u8]) -> usize {
+    ds.storage
+        .record_bytes(group_id, RecordKind::WelcomeSnapshots)
+}
+
+/// The leaf of `client` in `member`'s view of the group.
+fn leaf_of(member: &TestClient, client: &TestClient) -> u32 {
+    member
+        .group()
+        .members()
+        .find(|m| m.signature_key == client.credential.signature_key.as_slice())
+        .expect("a member")
+        .index
+        .u32()
+}
+
+fn commit_update(ds: &mut TestDs, committer: &mut TestClient) {
+    let request = committer.update_request(ds.now_ms);
+    accepted(&ds.process(&request));
+    committer.confirm_commit();
+}
+
+#[test]
+fn a_key_package_that_never_expires_keeps_its_tree_only_until_the_retention_limit() {
+    let mut ds = TestDs::new(DOMAIN);
+    let retention = DsConfig::new(DOMAIN).welcome_retention_ms;
+    assert_eq!(retention, 14 * 24 * 3600 * 1000, "documented default");
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let forever = key_package_until(&bob, u64::MAX);
+    assert_eq!(forever.life_time().not_after(), u64::MAX);
+    let added_at = ds.now_ms;
+    let welcomes = add_key_packages(&mut ds, &mut alice, vec![forever], &mut [&mut bob]);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+
+    // At the limit the tree is still there...
+    ds.now_ms = added_at + retention;
+    let saved = ds.storage.clone();
+    let again = resign(&bob, &request, ds.now_ms);
+    welcome_tree(&mut ds, &again);
+    ds.storage = saved;
+
+    // ...past it, it is not handed out...
+    ds.advance(1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+    // ...and the group's next commit deletes it, whatever `not_after` said.
+    commit_update(&mut ds, &mut alice);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+}
+
+#[test]
+fn an_ordinary_key_package_lifetime_is_clamped_too() {
+    // openmls gives KeyPackages about three months from the system clock, far beyond the
+    // retention limit from the harness's start time.
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let key_package = bob.key_package();
+    assert!(
+        key_package.life_time().not_after() * 1000
+            > ds.now_ms + DsConfig::new(DOMAIN).welcome_retention_ms + 1
+    );
+    let welcomes = add_key_packages(&mut ds, &mut alice, vec![key_package], &mut [&mut bob]);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+
+    ds.advance(DsConfig::new(DOMAIN).welcome_retention_ms + 1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+    commit_update(&mut ds, &mut alice);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+}
+
+#[test]
+fn a_joiner_removed_before_fetching_loses_its_entry_and_an_unneeded_tree_is_deleted() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
+    // Epoch 1 adds Bob and Carol, epoch 2 adds Dave; none of them fetches yet.
+    let welcomes_1 = add(&mut ds, &mut alice, &mut [&mut bob, &mut carol]);
+    let welcome_2 = add(&mut ds, &mut alice, &mut [&mut dave]).remove(0);
+    let (bob_request, _) = bob.welcome_info_request(&welcomes_1[0], ds.now_ms);
+    let (carol_request, carol_welcome) = carol.welcome_info_request(&welcomes_1[1], ds.now_ms);
+    let (dave_request, _) = dave.welcome_info_request(&welcome_2, ds.now_ms);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0 && tree_bytes(&ds, &group_id, 2) > 0);
+
+    // Epoch 3 removes Bob and Dave.
+    let leaves = [leaf_of(&alice, &bob), leaf_of(&alice, &dave)];
+    let out = ds.process(&alice.remove_request(&leaves, ds.now_ms));
+    accepted(&out);
+    alice.confirm_commit();
+
+    // Dave was epoch 2's only joiner: its tree is gone. Epoch 1's stays for Carol.
+    assert_eq!(tree_bytes(&ds, &group_id, 2), 0);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    refused(&mut ds, &bob_request);
+    refused(&mut ds, &dave_request);
+    let tree = welcome_tree(&mut ds, &carol_request);
+    carol.join_with_tree(carol_welcome, &tree);
+    assert_eq!(carol.epoch(), 1);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+}
+
+#[test]
+fn a_hub_removal_of_a_joiner_drops_its_entry_once_committed() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob]);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+
+    // The server deleted Bob's client before it joined: the DS proposes removing it.
+    ds.advance(1000);
+    let event = HubEvent::ClientDeleted {
+        signature_key: bob.credential.signature_key.as_slice().to_vec(),
+    };
+    let out = ds
+        .ds
+        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
+        .unwrap();
+    accepted(&out);
+    TestDs::route(&out, &mut [&mut alice]);
+    assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0, "kept until committed");
+
+    // Alice's commit includes the removal: Bob's entry and the tree go.
+    ds.advance(1);
+    commit_update(&mut ds, &mut alice);
+    assert_eq!(alice.group().members().count(), 1);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+}
+
+#[test]
+fn beyond_the_cap_the_oldest_snapshot_is_evicted_and_its_joiner_joins_by_external_commit() {
+    let mut config = DsConfig::new(DOMAIN);
+    assert_eq!(config.max_welcome_snapshots, 16, "documented default");
+    config.max_welcome_snapshots = 2;
+    let mut ds = TestDs::with_config(config);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
+    let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    let carol_welcome = add(&mut ds, &mut alice, &mut [&mut carol]).remove(0);
+    let (bob_request, _) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
+
+    // A third epoch with Adds is accepted: no member can block Adds by leaving Welcomes
+    // unfetched. The oldest snapshot makes room.
+    let dave_welcome = add(&mut ds, &mut alice, &mut [&mut dave]).remove(0);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert!(tree_bytes(&ds, &group_id, 2) > 0 && tree_bytes(&ds, &group_id, 3) > 0);
+    refused(&mut ds, &bob_request);
+    for (joiner, welcome) in [(&mut carol, &carol_welcome), (&mut dave, &dave_welcome)] {
+        let (request, processed) = joiner.welcome_info_request(welcome, ds.now_ms);
+        let tree = welcome_tree(&mut ds, &request);
+        joiner.join_with_tree(processed, &tree);
+    }
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+
+    // Bob, still a member by the tree, joins by external commit (his user has a client in the
+    // group: his own unfetched leaf, which the external commit replaces).
+    let members_before = alice.group().members().count();
+    let info = ds.group_info(&group_id);
+    let out = ds.process(&bob.external_join_request(&info));
+    accepted(&out);
+    bob.confirm_commit();
+    TestDs::route(&out, &mut [&mut alice]);
+    alice.process_inbox();
+    assert_eq!(alice.group().members().count(), members_before);
+    assert_eq!(bob.epoch(), alice.epoch());
+}
+
+#[test]
+fn a_joiner_that_joins_by_external_commit_instead_loses_its_entry() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob]);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+
+    // Bob ignores his Welcome and joins by external commit, which replaces his unused leaf.
+    let info = ds.group_info(&group_id);
+    let out = ds.process(&bob.external_join_request(&info));
+    accepted(&out);
+    bob.confirm_commit();
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 1);
+    let again = resign(&bob, &request, ds.now_ms);
+    refused(&mut ds, &again);
+}
+
+#[test]
+fn delete_group_deletes_the_pending_trees() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    add(&mut ds, &mut alice, &mut [&mut bob]);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    let out = ds.process(&alice.delete_group_request(ds.now_ms));
+    accepted(&out);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(index_bytes(&ds, &group_id), 0);
+}
+
+#[test]
+fn a_tree_dropped_by_the_backend_counts_as_fetched() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob]);
+    let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+    // A backend expiring tree records on its own clock, ahead of the DS's.
+    let version = ds.storage.version(&group_id).unwrap();
+    let dropped = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(version),
+        records: vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(ds.storage.write(&dropped).unwrap(), WriteOutcome::Applied);
+    refused(&mut ds, &request);
+}
+
+/// Storage that records the record kinds each request reads and the changes it writes.
+#[derive(Default)]
+struct Recording {
+    inner: InMemoryStorage,
+    reads: RefCell<Vec<RecordKind>>,
+    writes: Vec<RecordWrite>,
+}
+
+impl DsStorage for Recording {
+    type Error = <InMemoryStorage as DsStorage>::Error;
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Self::Error> {
+        self.reads.borrow_mut().extend_from_slice(kinds);
+        self.inner.read(group_id, kinds)
+    }
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Self::Error> {
+        self.inner.replay_mark(group_id, key, now_ms)
+    }
+    fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Self::Error> {
+        self.writes.extend(write_set.records.iter().cloned());
+        self.inner.write(write_set)
+    }
+}
+
+/// Processes `request` on `ds`'s storage through a [`Recording`] wrapper.
+fn recorded(ds: &mut TestDs, request: &[u8]) -> (Outcome, Vec<RecordKind>, Vec<RecordWrite>) {
+    let mut storage = Recording {
+        inner: std::mem::take(&mut ds.storage),
+        ..Recording::default()
+    };
+    let out = ds
+        .ds
+        .process(UnixTimeMs(ds.now_ms), request, &mut storage)
+        .unwrap();
+    ds.storage = storage.inner;
+    (out, storage.reads.into_inner(), storage.writes)
+}
+
+fn is_tree(kind: &RecordKind) -> bool {
+    matches!(kind, RecordKind::WelcomeTree { .. })
+}
+
+fn written_kind(write: &RecordWrite) -> RecordKind {
+    match write {
+        RecordWrite::Put(kind, _) | RecordWrite::Delete(kind) => *kind,
+    }
+}
+
+#[test]
+fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
+    add(&mut ds, &mut alice, &mut [&mut bob]);
+    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let pending_tree = tree_bytes(&ds, &group_id, 1).min(tree_bytes(&ds, &group_id, 2));
+    assert!(pending_tree > 0);
+
+    // A commit without Adds: the index only, smaller than any one pending tree.
+    let request = alice.update_request(ds.now_ms);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    accepted(&out);
+    alice.confirm_commit();
+    assert!(!reads.iter().any(is_tree), "{reads:?}");
+    assert!(!writes.iter().map(written_kind).any(|k| is_tree(&k)));
+    let index = writes
+        .iter()
+        .find_map(|w| match w {
+            RecordWrite::Put(RecordKind::WelcomeSnapshots, bytes) => Some(bytes.len()),
+            _ => None,
+        })
+        .expect("the index is written");
+    assert!(
+        index < pending_tree,
+        "index {index} B, tree {pending_tree} B"
+    );
+
+    // A commit with Adds writes its own epoch's tree once, and no other.
+    let key_packages = vec![dave.key_package()];
+    let request = alice.add_request(key_packages, ds.now_ms);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    accepted(&out);
+    alice.confirm_commit();
+    assert!(!reads.iter().any(is_tree), "{reads:?}");
+    let trees: Vec<&RecordWrite> = writes
+        .iter()
+        .filter(|w| is_tree(&written_kind(w)))
+        .collect();
+    assert!(
+        matches!(
+            trees.as_slice(),
+            [RecordWrite::Put(RecordKind::WelcomeTree { epoch: 4 }, _)]
+        ),
+        "{trees:?}"
+    );
+
+    // welcome_info reads the tree of the requested epoch only, and deletes it once fetched.
+    TestDs::route(&out, &mut [&mut dave]);
+    let Some(Received::Welcome(welcome)) = dave.process_inbox().pop() else {
+        panic!("no Welcome")
+    };
+    let (request, processed) = dave.welcome_info_request(&welcome, ds.now_ms);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("{:?}", decode_response(&out.response))
+    };
+    dave.join_with_tree(processed, &info.ratchet_tree);
+    assert_eq!(
+        reads.into_iter().filter(is_tree).collect::<Vec<_>>(),
+        vec![RecordKind::WelcomeTree { epoch: 4 }]
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .map(written_kind)
+            .filter(is_tree)
+            .collect::<Vec<_>>(),
+        vec![RecordKind::WelcomeTree { epoch: 4 }]
+    );
+    assert_eq!(tree_bytes(&ds, &group_id, 4), 0);
+}
