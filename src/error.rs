@@ -202,6 +202,10 @@ pub enum QsRejectReason {
     /// Storage kept reporting concurrent changes.
     #[error("concurrent modification; retry")]
     Conflict,
+    /// A delivery's recipient whose queue holds `max_queue_messages` or `max_queue_bytes`
+    /// (wire-format.md §10.2): refused for that recipient only, inside a served delivery.
+    #[error("queue full")]
+    QueueFull,
 }
 
 impl QsRejectReason {
@@ -216,6 +220,7 @@ impl QsRejectReason {
             Self::UnknownQueue => ErrorCode::UnknownQueue,
             Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::Conflict => ErrorCode::Conflict,
+            Self::QueueFull => ErrorCode::QueueFull,
         }
     }
 
@@ -365,6 +370,7 @@ mod tests {
             QsRejectReason::SenderMismatch,
             QsRejectReason::NotAllowed("x"),
             QsRejectReason::Conflict,
+            QsRejectReason::QueueFull,
         ];
         for reason in &reasons {
             let error = reason.to_wire();

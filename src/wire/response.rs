@@ -183,6 +183,9 @@ error_codes! {
     Conflict = 18 => "conflict",
     /// Queueing Service: no queue with this ID (wire-format.md §10.3).
     UnknownQueue = 19 => "unknown_queue",
+    /// Queueing Service: the recipient's queue holds as many messages or bytes as its provider
+    /// allows; temporary (wire-format.md §6.3, §10.2).
+    QueueFull = 23 => "queue_full",
 }
 
 /// Code-specific details of a [`DsError`].
