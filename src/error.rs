@@ -206,13 +206,17 @@ pub enum QsRejectReason {
     /// (wire-format.md §10.2): refused for that recipient only, inside a served delivery.
     #[error("queue full")]
     QueueFull,
+    /// A `create_queue` `response_key` that is not an X25519 public key, so the answer cannot
+    /// be sealed to it (wire-format.md §10.3).
+    #[error("response_key is not an X25519 public key")]
+    InvalidResponseKey,
 }
 
 impl QsRejectReason {
     /// The wire code of this reason.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::Malformed(_) | Self::InvalidResponseKey => ErrorCode::MalformedRequest,
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
@@ -371,6 +375,7 @@ mod tests {
             QsRejectReason::NotAllowed("x"),
             QsRejectReason::Conflict,
             QsRejectReason::QueueFull,
+            QsRejectReason::InvalidResponseKey,
         ];
         for reason in &reasons {
             let error = reason.to_wire();

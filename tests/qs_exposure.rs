@@ -203,7 +203,7 @@ fn create_queue_with_a_response_key_that_is_not_x25519_is_refused() {
     );
     let before = w.beta.storage.clone();
     let out = w.beta.client_request(&request);
-    assert_eq!(out.status, QsStatus::Rejected(ErrorCode::NotAllowed));
+    assert_eq!(out.status, QsStatus::Rejected(ErrorCode::MalformedRequest));
     assert_eq!(w.beta.storage, before);
 }
 

@@ -153,9 +153,7 @@ fn create<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
             &created,
         )
         .map_err(|e| match e {
-            SealError::InvalidKey => QsFailure::Reject(QsRejectReason::NotAllowed(
-                "response_key is not an X25519 key",
-            )),
+            SealError::InvalidKey => QsFailure::Reject(QsRejectReason::InvalidResponseKey),
             other => internal(other),
         })?;
         Ok(QsClientResponseBody::EncryptedQueueCreated(ciphertext))
