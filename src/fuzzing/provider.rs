@@ -64,6 +64,17 @@ fn qs_fixture() -> &'static QsFixture {
                 TestClient::new("carol", "phone", PROVIDER).create_queue_request(now),
                 false,
             ),
+            // Signed, but with a response key the answer cannot be sealed to.
+            (
+                carol.qs_request(
+                    QsClientRequestBody::CreateQueue {
+                        owner_key: carol.signer.to_public_vec().into(),
+                        response_key: vec![0x42; 3].into(),
+                    },
+                    now,
+                ),
+                false,
+            ),
         ];
         QsFixture { qs, requests }
     })

@@ -4,7 +4,9 @@
 //! `now`. There is no replay set, unlike the DS's: each operation is idempotent for its
 //! owner (creating returns the owner's existing queue, fetching reads, acknowledging again
 //! drops nothing more, deleting again finds no queue), so a replay inside the window can
-//! only repeat what the owner already did.
+//! only repeat what the owner already did. The one answer with secrets in it, the queue ID
+//! and token of `create_queue`, is sealed to a key the owner signed into the request, so a
+//! replay gets nothing it can read.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;

@@ -171,7 +171,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
 
     /// Handles a `QueueingServiceRequest` from a DS. `authenticated_sender` is the provider
     /// the transport authenticated (mutual TLS), if any: a delivery naming another
-    /// `sender_domain` is refused.
+    /// `sender_domain` is refused. Recipients open only if they were sealed for that
+    /// `sender_domain` (wire-format.md §10.1), so pass `None` only for deliveries whose sender
+    /// you trust otherwise (the hub in the same process): with `None` the claimed
+    /// `sender_domain` is believed.
     pub fn deliver<S: QsStorage>(
         &self,
         now: UnixTimeMs,
