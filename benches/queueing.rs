@@ -50,14 +50,14 @@ fn delivery_world(recipients: usize) -> (TestQs, Fanout) {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "phone", "a.example");
     let mut bob = TestClient::new("bob", "phone", PROVIDER);
-    qs.connect(&mut bob);
+    qs.connect(&mut bob, "hub.example");
     ds.create_group_with(&mut alice, &mut [&mut bob]);
     let out = ds.process(&alice.message_request(b"bench", ds.now_ms));
     let mut fanout = out.fanout[0].clone();
     fanout.request.recipients.clear();
     for i in 0..recipients {
         let mut client = TestClient::new(&format!("user{i}"), "phone", PROVIDER);
-        qs.connect(&mut client);
+        qs.connect(&mut client, "hub.example");
         fanout.request.recipients.push(client.queue.queue.clone());
     }
     (qs, fanout)
@@ -116,7 +116,7 @@ fn qs_fetch(c: &mut Criterion) {
     let mut group = c.benchmark_group("qs_fetch");
     let (mut qs, fanout) = delivery_world(1);
     let mut bob = TestClient::new("bob", "laptop", PROVIDER);
-    qs.connect(&mut bob);
+    qs.connect(&mut bob, "hub.example");
     let mut message = fanout.clone();
     message.request.recipients = vec![bob.queue.queue.clone()];
     for i in 0..100u64 {

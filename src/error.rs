@@ -291,13 +291,21 @@ pub enum QsRejectReason {
     /// Storage kept reporting concurrent changes.
     #[error("concurrent modification; retry")]
     Conflict,
+    /// A delivery's recipient whose queue holds `max_queue_messages` or `max_queue_bytes`
+    /// (wire-format.md §10.2): refused for that recipient only, inside a served delivery.
+    #[error("queue full")]
+    QueueFull,
+    /// A `create_queue` `response_key` that is not an X25519 public key, so the answer cannot
+    /// be sealed to it (wire-format.md §10.3).
+    #[error("response_key is not an X25519 public key")]
+    InvalidResponseKey,
 }
 
 impl QsRejectReason {
     /// The wire code of this reason.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::Malformed(_) | Self::InvalidResponseKey => ErrorCode::MalformedRequest,
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
@@ -305,6 +313,7 @@ impl QsRejectReason {
             Self::UnknownQueue => ErrorCode::UnknownQueue,
             Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::Conflict => ErrorCode::Conflict,
+            Self::QueueFull => ErrorCode::QueueFull,
         }
     }
 
@@ -477,6 +486,8 @@ mod tests {
             QsRejectReason::SenderMismatch,
             QsRejectReason::NotAllowed("x"),
             QsRejectReason::Conflict,
+            QsRejectReason::QueueFull,
+            QsRejectReason::InvalidResponseKey,
         ];
         for reason in &reasons {
             let error = reason.to_wire();

@@ -92,11 +92,10 @@ impl Fanout {
     /// removing the clients that use it. Indices outside `recipients` are ignored (a QS cannot
     /// reject what it was not sent).
     pub fn rejected_queues(&self, response: &QueueingServiceResponse) -> Vec<ClientQueueConfig> {
-        let QueueingServiceResponse::InvalidClientQueueInformation(indices) = response else {
-            return Vec::new();
-        };
+        // Full queues (`queue_full`) are temporary and not rejections.
+        let indices = response.invalid_recipients();
         let mut rejected: Vec<ClientQueueConfig> = Vec::new();
-        for &index in indices {
+        for index in indices {
             let Some(queue) = usize::try_from(index)
                 .ok()
                 .and_then(|i| self.request.recipients.get(i))

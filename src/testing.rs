@@ -12,7 +12,8 @@ use openmls_traits::types::HpkeKeyPair;
 use tls_codec::Serialize as _;
 
 use crate::qs::{
-    seal_queue_info, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
+    seal_queue_info, CreateQueueKey, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey,
+    QueueingService,
 };
 use crate::storage::InMemoryStorage;
 use crate::wire::{
@@ -201,10 +202,15 @@ pub struct TestQs {
 impl TestQs {
     /// A QS for `domain` with a fresh queue key.
     pub fn new(domain: &str) -> Self {
+        Self::with_config(QsConfig::new(domain))
+    }
+
+    /// A QS with this configuration and a fresh queue key.
+    pub fn with_config(config: QsConfig) -> Self {
         let seed = RustCrypto::default().random_vec(32).expect("randomness");
         Self {
             qs: QueueingService::new(
-                QsConfig::new(domain),
+                config,
                 QueueKey::derive(&seed).expect("queue key"),
                 RustCrypto::default(),
             ),
@@ -233,10 +239,11 @@ impl TestQs {
             .expect("in-memory storage does not fail")
     }
 
-    /// Creates `client`'s queue here and makes the client publish it, sealed.
-    pub fn connect(&mut self, client: &mut TestClient) {
+    /// Creates `client`'s queue here and makes the client publish it, sealed for deliveries
+    /// from `hub_domain`.
+    pub fn connect(&mut self, client: &mut TestClient, hub_domain: &str) {
         let outcome = self.client_request(&client.create_queue_request(self.now_ms));
-        client.use_queue(&outcome.response);
+        client.use_queue(&outcome.response, hub_domain);
     }
 
     /// Fetches everything queued for `client` into its inbox, page by page, and
@@ -309,6 +316,8 @@ pub struct TestClient {
     pub user_key_extension_data: Option<Vec<u8>>,
     /// Its queue at its provider's Queueing Service, once created ([`TestQs::connect`]).
     pub qs_queue: Option<QueueCreated>,
+    /// The key its provider's answer to `create_queue` is encrypted to.
+    pub create_queue_key: CreateQueueKey,
     /// The next queue sequence number to fetch.
     pub next_fetch: u64,
 }
@@ -342,6 +351,10 @@ impl TestClient {
             user_key: None,
             user_key_extension_data: None,
             qs_queue: None,
+            create_queue_key: CreateQueueKey::derive(
+                &RustCrypto::default().random_vec(32).expect("randomness"),
+            )
+            .expect("key"),
             next_fetch: 0,
         }
     }
@@ -368,22 +381,34 @@ impl TestClient {
         self.qs_request(
             QsClientRequestBody::CreateQueue {
                 owner_key: self.signer.to_public_vec().into(),
+                response_key: self.create_queue_key.public_key().to_vec().into(),
             },
             now_ms,
         )
     }
 
-    /// Takes the answer to `create_queue` and publishes the queue, sealed to the provider's
-    /// key, as this client's queue configuration.
-    pub fn use_queue(&mut self, response: &[u8]) {
+    /// Opens the answer to `create_queue`.
+    pub fn open_queue_created(&self, response: &[u8]) -> QueueCreated {
         let response: QsClientResponse = decode_exact(response).expect("QS response");
-        let QsClientResponseBody::QueueCreated(created) = response.body else {
+        let QsClientResponseBody::EncryptedQueueCreated(sealed) = response.body else {
             panic!("create_queue refused: {:?}", response.body);
         };
         let domain =
             String::from_utf8(self.queue.provider_domain.as_slice().to_vec()).expect("domain");
+        self.create_queue_key
+            .open(&domain, &sealed)
+            .expect("the answer opens with the client's key")
+    }
+
+    /// Takes the answer to `create_queue` and publishes the queue, sealed to the provider's
+    /// key for deliveries from `hub_domain`, as this client's queue configuration.
+    pub fn use_queue(&mut self, response: &[u8], hub_domain: &str) {
+        let created = self.open_queue_created(response);
+        let domain =
+            String::from_utf8(self.queue.provider_domain.as_slice().to_vec()).expect("domain");
         self.queue = seal_queue_info(
             &domain,
+            hub_domain,
             created.queue_encryption_key.as_slice(),
             created.queue_id.as_slice(),
             created.fanout_auth_token.as_slice(),

@@ -1439,6 +1439,10 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
         ErrorCode::KeyPackageLifetime,
         &["key_package_lifetime_add_expired_at_now"],
     ),
+    (
+        ErrorCode::QueueFull,
+        &["queue_full_for_the_recipient_whose_queue_is_full"],
+    ),
 ];
 
 /// The Queueing Service's own code (wire-format.md §10.3): a signed request for a queue that
@@ -1451,7 +1455,7 @@ fn unknown_queue_at_the_queueing_service() {
 
     let mut qs = TestQs::new("b.example");
     let mut bob = TestClient::new("bob", "phone", "b.example");
-    qs.connect(&mut bob);
+    qs.connect(&mut bob, "hub.example");
     let now = qs.now_ms;
     let deleted = qs.client_request(&bob.qs_request(QsClientRequestBody::DeleteQueue, now));
     assert_eq!(deleted.status, QsStatus::Accepted);
@@ -1473,6 +1477,40 @@ fn unknown_queue_at_the_queueing_service() {
         assert_eq!(error.code, ErrorCode::UnknownQueue);
         assert_eq!(qs.storage, before);
     }
+}
+
+/// `queue_full` (wire-format.md §6.3, §10.2): per recipient, inside a served delivery, when
+/// the recipient's queue holds `max_queue_messages`; storage unchanged when no queue takes
+/// the message. (tests/qs_exposure.rs covers limits in bytes and the way back.)
+#[test]
+fn queue_full_for_the_recipient_whose_queue_is_full() {
+    use mimi_ds::qs::{QsConfig, QsStatus};
+    use mimi_ds::testing::TestQs;
+    use mimi_ds::wire::{QueueingServiceResponse, RecipientRefusal};
+
+    let mut ds = TestDs::new("hub.example");
+    let mut config = QsConfig::new("b.example");
+    config.max_queue_messages = Some(1);
+    let mut qs = TestQs::with_config(config);
+    let mut alice = TestClient::new("alice", "phone", "a.example");
+    let mut bob = TestClient::new("bob", "phone", "b.example");
+    qs.connect(&mut bob, "hub.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+    let first = ds.process(&alice.message_request(b"first", ds.now_ms));
+    assert_eq!(qs.deliver(&first.fanout[0]).status, QsStatus::Accepted);
+    let second = ds.process(&alice.message_request(b"second", ds.now_ms));
+    let before = qs.storage.clone();
+    let out = qs.deliver(&second.fanout[0]);
+    assert_eq!(out.status, QsStatus::Accepted, "the delivery is served");
+    let answer: QueueingServiceResponse = mimi_ds::wire::decode_exact(&out.response).unwrap();
+    assert_eq!(
+        answer,
+        QueueingServiceResponse::RecipientsRefused(vec![RecipientRefusal {
+            recipient: 0,
+            code: ErrorCode::QueueFull as u16,
+        }])
+    );
+    assert_eq!(qs.storage, before);
 }
 
 #[test]

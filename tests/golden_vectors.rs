@@ -7,11 +7,12 @@
 //! names. `golden_vectors_cover_every_variant` checks the set covers every `DSRequestBody` and
 //! `DSResponseBody` codepoint (found by probing the decoders, so a new codepoint is noticed),
 //! every `DSError` details shape, both auth kinds and every `DSSenderID` kind, both
-//! `GroupInfoOption`s and both `QueueingServiceResponse`s. For the Queueing Service's client
+//! `GroupInfoOption`s and every `QueueingServiceResponse`. For the Queueing Service's client
 //! protocol (wire-format.md §10) it checks every `QSClientRequestBody` (`create_queue`,
 //! `delete_queue`, `fetch`, `acknowledge`) and every `QSClientResponseBody` (`ok`, `error`,
-//! `queue_created`, `messages`) codepoint of `QSClientRequest` / `QSClientResponse`, and the
-//! `QueueInfoPlaintext` a client seals into its `ClientQueueConfig`.
+//! `encrypted_queue_created`, `messages`) codepoint of `QSClientRequest` / `QSClientResponse`,
+//! the `QueueCreated` plaintext of the encrypted answer, and the `QueueInfoPlaintext` a client
+//! seals into its `ClientQueueConfig`.
 //!
 //! The files are produced from real openmls clients, a real `TestDs` and a real `TestQs` run
 //! by the ignored test `regenerate_golden_vectors`:
@@ -31,8 +32,8 @@ use std::path::{Path, PathBuf};
 use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
-    QsClientResponse, QsClientResponseBody, QueueInfoPlaintext, QueueingServiceRequest,
-    QueueingServiceResponse,
+    QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
+    QueueingServiceRequest, QueueingServiceResponse,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::DeserializeBytes;
@@ -109,6 +110,7 @@ enum Decoded {
     QsClientRequest(QsClientRequest),
     QsClientResponse(QsClientResponse),
     QueueInfoPlaintext(QueueInfoPlaintext),
+    QueueCreated(QueueCreated),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
@@ -119,6 +121,8 @@ fn type_name_for(name: &str) -> &'static str {
         "QsClientResponse"
     } else if name.starts_with("queue_info_plaintext") {
         "QueueInfoPlaintext"
+    } else if name.starts_with("queue_created_plaintext") {
+        "QueueCreated"
     } else if name.starts_with("qs_request_") {
         "QueueingServiceRequest"
     } else if name.starts_with("qs_response_") {
@@ -130,7 +134,8 @@ fn type_name_for(name: &str) -> &'static str {
     } else {
         panic!(
             "{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_, \
-             qs_client_request_, qs_client_response_, queue_info_plaintext)"
+             qs_client_request_, qs_client_response_, queue_info_plaintext, \
+             queue_created_plaintext)"
         )
     }
 }
@@ -158,6 +163,7 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "QsClientRequest" => Decoded::QsClientRequest(round_trip(name, bytes)),
         "QsClientResponse" => Decoded::QsClientResponse(round_trip(name, bytes)),
         "QueueInfoPlaintext" => Decoded::QueueInfoPlaintext(round_trip(name, bytes)),
+        "QueueCreated" => Decoded::QueueCreated(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -386,11 +392,15 @@ const TABLE: &[(&str, Check)] = &[
         "qs_response_invalid_client_queue_information",
         |d| matches!(d, Decoded::QsResponse(QueueingServiceResponse::InvalidClientQueueInformation(i)) if !i.is_empty()),
     ),
+    ("qs_response_recipients_refused", |d| {
+        matches!(d, Decoded::QsResponse(r @ QueueingServiceResponse::RecipientsRefused(_))
+            if !r.invalid_recipients().is_empty() && !r.full_recipients().is_empty())
+    }),
     // The Queueing Service's client protocol: QSClientRequest, one per QSClientRequestBody.
     ("qs_client_request_create_queue", |d| {
-        matches!(qs_req(d), Some(r @ QsClientRequest { body: QsClientRequestBody::CreateQueue { owner_key }, .. })
+        matches!(qs_req(d), Some(r @ QsClientRequest { body: QsClientRequestBody::CreateQueue { owner_key, response_key }, .. })
             if r.queue_id.as_slice().is_empty() && !owner_key.as_slice().is_empty()
-                && !r.signature.as_slice().is_empty())
+                && response_key.as_slice().len() == 32 && !r.signature.as_slice().is_empty())
     }),
     (
         "qs_client_request_delete_queue",
@@ -412,15 +422,20 @@ const TABLE: &[(&str, Check)] = &[
         matches!(qs_resp(d), Some(QsClientResponseBody::Error(e))
             if e.code == ErrorCode::UnknownQueue && e.details == DsErrorDetails::None)
     }),
-    ("qs_client_response_queue_created", |d| {
-        matches!(qs_resp(d), Some(QsClientResponseBody::QueueCreated(c))
-            if !c.queue_id.as_slice().is_empty() && !c.fanout_auth_token.as_slice().is_empty()
-                && !c.queue_encryption_key.as_slice().is_empty())
+    ("qs_client_response_encrypted_queue_created", |d| {
+        matches!(qs_resp(d), Some(QsClientResponseBody::EncryptedQueueCreated(c))
+            if !c.kem_output.as_slice().is_empty() && !c.ciphertext.as_slice().is_empty())
     }),
     ("qs_client_response_messages", |d| {
         matches!(qs_resp(d), Some(QsClientResponseBody::Messages(page))
             if !page.messages.is_empty()
                 && page.messages.iter().all(|m| !m.sender_domain.as_slice().is_empty() && is_private(&m.message.message)))
+    }),
+    // What the encrypted create_queue answer holds (wire-format.md §10.3).
+    ("queue_created_plaintext", |d| {
+        matches!(d, Decoded::QueueCreated(c)
+            if !c.queue_id.as_slice().is_empty() && !c.fanout_auth_token.as_slice().is_empty()
+                && !c.queue_encryption_key.as_slice().is_empty())
     }),
     // The plaintext a client seals into ClientQueueConfig.queue (wire-format.md §10.1).
     ("queue_info_plaintext", |d| {
@@ -610,7 +625,7 @@ fn golden_vectors_cover_every_variant() {
         "GroupInfoOption forms covered"
     );
 
-    // Both QueueingServiceResponse variants.
+    // Every QueueingServiceResponse variant.
     let qs_tags: BTreeSet<u8> = vectors
         .iter()
         .filter_map(|(_, d)| match d {
@@ -665,13 +680,13 @@ fn golden_vectors_cover_every_variant() {
     );
 
     // The QueueInfoPlaintext is the one a client builds from the QueueCreated vector.
-    let created = qs_client_responses
+    let created = vectors
         .iter()
-        .find_map(|body| match body {
-            QsClientResponseBody::QueueCreated(c) => Some(c),
+        .find_map(|(_, d)| match d {
+            Decoded::QueueCreated(c) => Some(c),
             _ => None,
         })
-        .expect("a queue_created vector");
+        .expect("a queue_created_plaintext vector");
     let plaintexts: Vec<&QueueInfoPlaintext> = vectors
         .iter()
         .filter_map(|(_, d)| match d {
@@ -685,7 +700,7 @@ fn golden_vectors_cover_every_variant() {
             queue_id: created.queue_id.clone(),
             fanout_auth_token: created.fanout_auth_token.clone(),
         }],
-        "queue_info_plaintext holds qs_client_response_queue_created's queue ID and token"
+        "queue_info_plaintext holds queue_created_plaintext's queue ID and token"
     );
 }
 
@@ -775,8 +790,9 @@ mod generator {
         DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
         ErrorCode, ExternalCommitInfo, GroupInfoOption, KeyPackagesRequest,
         MembershipCommitRequest, PartialGroupInfo, QsClientRequestBody, QsClientResponse,
-        QsClientResponseBody, QueueInfoPlaintext, QueueingServiceResponse, SelfRemoveClientRequest,
-        UpdateClientRequest, WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
+        QsClientResponseBody, QueueInfoPlaintext, QueueingServiceResponse, RecipientRefusal,
+        SelfRemoveClientRequest, UpdateClientRequest, WelcomeInfoRequest,
+        PROTOCOL_VERSION_MIMI_DS10,
     };
     use mimi_ds::{Outcome, Status};
     use openmls::messages::group_info::VerifiableGroupInfo;
@@ -1415,6 +1431,21 @@ mod generator {
             ))
             .expect("encode"),
         );
+        v.add(
+            "qs_response_recipients_refused",
+            "recipients_refused (2): recipient 0 unknown_queue (19), recipient 2 queue_full (23)",
+            encode(&QueueingServiceResponse::RecipientsRefused(vec![
+                RecipientRefusal {
+                    recipient: 0,
+                    code: ErrorCode::UnknownQueue as u16,
+                },
+                RecipientRefusal {
+                    recipient: 2,
+                    code: ErrorCode::QueueFull as u16,
+                },
+            ]))
+            .expect("encode"),
+        );
 
         qs_client_protocol(&mut v);
         v.0
@@ -1430,27 +1461,34 @@ mod generator {
         let mut frank = TestClient::new("frank", "frank-1", "f.example");
         let mut erin = TestClient::new("erin", "erin-1", "q.example");
 
-        // create_queue (0) -> queue_created (2); erin-1 seals and publishes the queue.
+        // create_queue (0) -> encrypted_queue_created (2); erin-1 opens it, seals the queue
+        // for hub.example and publishes it.
         let request = erin.create_queue_request(qs.now_ms);
         let out = qs.client_request(&request);
-        let QsClientResponseBody::QueueCreated(created) = qs_answer(&out, QsStatus::Accepted)
-        else {
-            panic!("expected queue_created")
-        };
-        erin.use_queue(&out.response);
+        assert!(matches!(
+            qs_answer(&out, QsStatus::Accepted),
+            QsClientResponseBody::EncryptedQueueCreated(_)
+        ));
+        let created = erin.open_queue_created(&out.response);
+        erin.use_queue(&out.response, "hub.example");
         v.add(
             "qs_client_request_create_queue",
-            "create_queue (0) by erin-1, owned by its MLS signature key",
+            "create_queue (0) by erin-1, owned by its MLS signature key, answer sealed to its response_key",
             request,
         );
         v.add(
-            "qs_client_response_queue_created",
-            "queue_created (2): erin-1's queue at q.example, the answer to qs_client_request_create_queue",
+            "qs_client_response_encrypted_queue_created",
+            "encrypted_queue_created (2): erin-1's queue at q.example, the answer to qs_client_request_create_queue",
             out.response,
         );
         v.add(
+            "queue_created_plaintext",
+            "the QueueCreated inside qs_client_response_encrypted_queue_created",
+            encode(&created).expect("encode"),
+        );
+        v.add(
             "queue_info_plaintext",
-            "what erin-1 seals into its ClientQueueConfig: qs_client_response_queue_created's queue ID and token",
+            "what erin-1 seals into its ClientQueueConfig: queue_created_plaintext's queue ID and token",
             encode(&QueueInfoPlaintext {
                 queue_id: created.queue_id.clone(),
                 fanout_auth_token: created.fanout_auth_token.clone(),

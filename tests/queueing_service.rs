@@ -38,9 +38,9 @@ fn world() -> World {
     let mut alice = TestClient::new("alice", "phone", ALPHA);
     let mut bob = TestClient::new("bob", "phone", BETA);
     let mut bob2 = TestClient::new("bob", "laptop", BETA);
-    alpha.connect(&mut alice);
-    beta.connect(&mut bob);
-    beta.connect(&mut bob2);
+    alpha.connect(&mut alice, HUB);
+    beta.connect(&mut bob, HUB);
+    beta.connect(&mut bob2, HUB);
     let group_id = ds.create_group_with(&mut alice, &mut [&mut bob, &mut bob2]);
     World {
         ds,
@@ -241,6 +241,7 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
             .unwrap();
     forged.body = QsClientRequestBody::CreateQueue {
         owner_key: w.bob.signer.to_public_vec().into(),
+        response_key: stranger.create_queue_key.public_key().to_vec().into(),
     };
     client_error(
         &w.beta.client_request(&encode(&forged).unwrap()),
@@ -252,10 +253,10 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
     // Creating again with the same key is the same queue, no new one.
     let again = w.beta.client_request(&w.bob.create_queue_request(now));
     assert_eq!(again.status, QsStatus::Duplicate);
-    let QsClientResponseBody::QueueCreated(created) = qs_response(&again.response) else {
-        panic!("create refused")
-    };
-    assert_eq!(Some(created), w.bob.qs_queue.clone());
+    assert_eq!(
+        Some(w.bob.open_queue_created(&again.response)),
+        w.bob.qs_queue.clone()
+    );
     assert_eq!(w.beta.storage, before);
 
     // The owner deletes its queue; after that it is unknown.
@@ -310,7 +311,7 @@ fn recipients_that_cannot_be_served_are_named_and_the_rest_are_served() {
     let bob_queue = w.bob.qs_queue.clone().unwrap();
     let key = w.beta.qs.queue_encryption_key().to_vec();
     let sealed = |domain: &str, queue_id: &[u8], token: &[u8]| {
-        seal_queue_info(domain, &key, queue_id, token)
+        seal_queue_info(domain, HUB, &key, queue_id, token)
             .unwrap()
             .queue
     };
@@ -475,8 +476,9 @@ impl QsStorage for Racing {
         id: &[u8],
         from: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<QueuedMessage>, Infallible> {
-        self.inner.messages(id, from, limit)
+        self.inner.messages(id, from, limit, max_bytes)
     }
     fn has_mark(&self, id: &[u8], hash: &[u8], now: u64) -> Result<bool, Infallible> {
         self.inner.has_mark(id, hash, now)
@@ -540,8 +542,9 @@ fn capture_writes(w: &World, fanout: &Fanout) -> QsWriteSet {
             id: &[u8],
             from: u64,
             limit: usize,
+            max_bytes: usize,
         ) -> Result<Vec<QueuedMessage>, Infallible> {
-            self.0.messages(id, from, limit)
+            self.0.messages(id, from, limit, max_bytes)
         }
         fn has_mark(&self, id: &[u8], hash: &[u8], now: u64) -> Result<bool, Infallible> {
             self.0.has_mark(id, hash, now)

@@ -89,7 +89,7 @@ impl Provider {
             &client.create_queue_request(self.now_ms),
         );
         assert_eq!(routed.response.status, 200);
-        client.use_queue(&routed.response.body);
+        client.use_queue(&routed.response.body, HUB);
     }
 }
 

@@ -316,9 +316,10 @@ impl Demo<'_> {
             &client.create_queue_request(now_ms()),
         );
         assert_eq!(response.status, 200);
-        client.use_queue(&response.body);
+        // Sealed for deliveries from the hub at alpha only (wire-format.md §10.1).
+        client.use_queue(&response.body, ALPHA);
         self.say(&format!(
-            "{:<18}   queue created; published sealed to {domain}'s key ({} bytes, opaque to the hub)",
+            "{:<18}   queue created; published sealed to {domain}'s key for the hub ({} bytes, opaque to the hub)",
             "",
             client.queue.queue.as_slice().len()
         ));

@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use crate::qs::{InMemoryQsStorage, QsStatus};
+use crate::qs::{InMemoryQsStorage, QsConfig, QsStatus};
 use crate::storage::InMemoryStorage;
 use crate::testing::{TestClient, TestDs, TestQs};
 use crate::transport::{Endpoint, HttpRequest, Router, TransportConfig, OCTET_STREAM};
@@ -22,8 +22,9 @@ use crate::UnixTimeMs;
 const HUB: &str = "hub.example";
 const PROVIDER: &str = "b.example";
 
-/// A QS with two real queues that hold a delivered message, and valid requests against it:
-/// `(bytes, is_delivery)`.
+/// A QS with two real queues, limited to two messages each: Alice's holds one delivered
+/// message, Bob's two (full), so a new delivery to both is enqueued for Alice and refused
+/// `queue_full` for Bob. Valid requests against it: `(bytes, is_delivery)`.
 struct QsFixture {
     qs: TestQs,
     requests: Vec<(Vec<u8>, bool)>,
@@ -33,15 +34,22 @@ fn qs_fixture() -> &'static QsFixture {
     static FIXTURE: OnceLock<QsFixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let mut ds = TestDs::new(HUB);
-        let mut qs = TestQs::new(PROVIDER);
+        let mut config = QsConfig::new(PROVIDER);
+        config.max_queue_messages = Some(2);
+        let mut qs = TestQs::with_config(config);
         let mut alice = TestClient::new("alice", "phone", PROVIDER);
         let mut bob = TestClient::new("bob", "phone", PROVIDER);
-        qs.connect(&mut alice);
-        qs.connect(&mut bob);
-        ds.create_group_with(&mut alice, &mut [&mut bob]);
-        let out = ds.process(&alice.message_request(b"fuzz", ds.now_ms));
+        let mut carol = TestClient::new("carol", "phone", PROVIDER);
+        qs.connect(&mut alice, HUB);
+        qs.connect(&mut bob, HUB);
+        ds.create_group_with(&mut carol, &mut [&mut alice, &mut bob]);
+        let out = ds.process(&carol.message_request(b"fuzz", ds.now_ms));
         let delivery = out.fanout[0].clone();
         let _ = qs.deliver(&delivery);
+        let out = ds.process(&carol.message_request(b"only bob", ds.now_ms));
+        let mut to_bob = out.fanout[0].clone();
+        to_bob.request.recipients.retain(|q| *q == bob.queue.queue);
+        let _ = qs.deliver(&to_bob);
         let now = qs.now_ms;
         let requests = vec![
             (delivery.to_bytes(), true),
@@ -54,6 +62,17 @@ fn qs_fixture() -> &'static QsFixture {
             (bob.qs_request(QsClientRequestBody::DeleteQueue, now), false),
             (
                 TestClient::new("carol", "phone", PROVIDER).create_queue_request(now),
+                false,
+            ),
+            // Signed, but with a response key the answer cannot be sealed to.
+            (
+                carol.qs_request(
+                    QsClientRequestBody::CreateQueue {
+                        owner_key: carol.signer.to_public_vec().into(),
+                        response_key: vec![0x42; 3].into(),
+                    },
+                    now,
+                ),
                 false,
             ),
         ];
@@ -93,8 +112,16 @@ pub fn qs_bytes(data: &[u8]) {
             decode_exact::<DsResponse>(&outcome.response).expect("a refusal is a DSResponse");
         }
         (_, true) => {
-            decode_exact::<QueueingServiceResponse>(&outcome.response)
+            let answer = decode_exact::<QueueingServiceResponse>(&outcome.response)
                 .expect("a served delivery answers a QueueingServiceResponse");
+            // The answer names exactly the recipients the outcome reports; a full queue is
+            // never an invalid one (the hub would remove its client).
+            assert_eq!(answer.invalid_recipients(), outcome.invalid_recipients);
+            assert_eq!(answer.full_recipients(), outcome.full_recipients);
+            assert!(outcome
+                .full_recipients
+                .iter()
+                .all(|i| !outcome.invalid_recipients.contains(i)));
         }
         (_, false) => {
             decode_exact::<QsClientResponse>(&outcome.response).expect("a QSClientResponse");

@@ -4,7 +4,9 @@
 //! `now`. There is no replay set, unlike the DS's: each operation is idempotent for its
 //! owner (creating returns the owner's existing queue, fetching reads, acknowledging again
 //! drops nothing more, deleting again finds no queue), so a replay inside the window can
-//! only repeat what the owner already did.
+//! only repeat what the owner already did. The one answer with secrets in it, the queue ID
+//! and token of `create_queue`, is sealed to a key the owner signed into the request, so a
+//! replay gets nothing it can read.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
@@ -12,10 +14,12 @@ use tls_codec::VLBytes;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
 use crate::error::QsRejectReason;
-use crate::qs::{QsChange, QsStorage, QsWriteSet, QueueRecord};
+use crate::qs::sealing::seal_with_label;
+use crate::qs::{QsChange, QsStorage, QsWriteSet, QueueRecord, SealError};
 use crate::wire::{
     decode_exact, encode, QsClientRequest, QsClientRequestBody, QsClientResponse,
     QsClientResponseBody, QueueCreated, QueuedMessages, PROTOCOL_VERSION_MIMI_DS10,
+    QUEUE_CREATED_LABEL,
 };
 
 /// Queue IDs are 128 random bits: unguessable, so "unknown queue" reveals nothing useful.
@@ -60,8 +64,18 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     storage: &S,
 ) -> Result<QsPlan, QsFailure<S::Error>> {
     let request = &client.request;
-    if let QsClientRequestBody::CreateQueue { owner_key } = &request.body {
-        return create(qs, client, owner_key.as_slice(), storage);
+    if let QsClientRequestBody::CreateQueue {
+        owner_key,
+        response_key,
+    } = &request.body
+    {
+        return create(
+            qs,
+            client,
+            owner_key.as_slice(),
+            response_key.as_slice(),
+            storage,
+        );
     }
     let queue_id = request.queue_id.as_slice();
     let record = storage
@@ -112,34 +126,51 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
 }
 
 /// `create_queue`: proof of possession of the owner key, then a fresh queue, or the queue
-/// the key already owns.
+/// the key already owns, answered encrypted to the request's `response_key`
+/// (wire-format.md §10.3): a replay of the signed request, by anyone, is answered with a
+/// ciphertext only the owner opens.
 fn create<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     qs: &QueueingService<C>,
     client: &ClientRequest,
     owner_key: &[u8],
+    response_key: &[u8],
     storage: &S,
 ) -> Result<QsPlan, QsFailure<S::Error>> {
     if !client.request.queue_id.as_slice().is_empty() {
         return Err(QsRejectReason::NotAllowed("create_queue names no queue").into());
     }
     verify(qs, client, owner_key)?;
-    let created = |queue_id: &[u8], token: &[u8]| QueueCreated {
-        queue_id: queue_id.to_vec().into(),
-        fanout_auth_token: token.to_vec().into(),
-        queue_encryption_key: VLBytes::from(qs.key.public_key().to_vec()),
+    let sealed = |queue_id: &[u8], token: &[u8]| -> Result<_, QsFailure<S::Error>> {
+        let created = encode(&QueueCreated {
+            queue_id: queue_id.to_vec().into(),
+            fanout_auth_token: token.to_vec().into(),
+            queue_encryption_key: VLBytes::from(qs.key.public_key().to_vec()),
+        })
+        .map_err(internal)?;
+        // The key is the client's: one that HPKE refuses is the client's fault.
+        let ciphertext = seal_with_label(
+            response_key,
+            QUEUE_CREATED_LABEL,
+            qs.config.domain.as_bytes(),
+            &created,
+        )
+        .map_err(|e| match e {
+            SealError::InvalidKey => QsFailure::Reject(QsRejectReason::InvalidResponseKey),
+            other => internal(other),
+        })?;
+        Ok(QsClientResponseBody::EncryptedQueueCreated(ciphertext))
     };
     if let Some(queue_id) = storage.queue_of_owner(owner_key).map_err(storage_error)? {
         let record = storage
             .queue(&queue_id)
             .map_err(storage_error)?
             .ok_or_else(|| internal("owner index names a missing queue"))?;
-        let body =
-            QsClientResponseBody::QueueCreated(created(&queue_id, &record.fanout_auth_token));
+        let body = sealed(&queue_id, &record.fanout_auth_token)?;
         return answer(body, QsStatus::Duplicate);
     }
     let queue_id = qs.crypto.random_vec(QUEUE_ID_BYTES).map_err(internal)?;
     let token = qs.crypto.random_vec(TOKEN_BYTES).map_err(internal)?;
-    let body = QsClientResponseBody::QueueCreated(created(&queue_id, &token));
+    let body = sealed(&queue_id, &token)?;
     write(
         client.now_ms,
         QsChange::CreateQueue {
@@ -149,6 +180,7 @@ fn create<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
                 fanout_auth_token: token,
                 next_sequence: 0,
                 first_unacknowledged: 0,
+                queued_bytes: 0,
             },
         },
         body,
@@ -167,7 +199,7 @@ fn fetch<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     let from = from_sequence.max(record.first_unacknowledged);
     let limit = max_messages.min(qs.config.max_page) as usize;
     let messages = storage
-        .messages(queue_id, from, limit)
+        .messages(queue_id, from, limit, qs.config.max_page_bytes)
         .map_err(storage_error)?;
     let next_sequence = messages
         .last()
@@ -218,6 +250,7 @@ fn answer<E: std::error::Error + 'static>(
             status,
             enqueued: Vec::new(),
             invalid_recipients: Vec::new(),
+            full_recipients: Vec::new(),
         },
     })
 }

@@ -8,9 +8,10 @@ use tls_codec::VLBytes;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
 use crate::error::QsRejectReason;
-use crate::qs::{DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
+use crate::qs::{queued_size, DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
 use crate::wire::{
     decode_exact, encode, QueuedMessage, QueueingServiceRequest, QueueingServiceResponse,
+    RecipientRefusal,
 };
 
 /// A delivery that passed the checks that need no storage, with its duplicate-detection hash.
@@ -62,12 +63,15 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
 ) -> Result<QsPlan, QsFailure<S::Error>> {
     let request = &delivery.request;
     let mut invalid = Vec::new();
+    let mut full = Vec::new();
     let mut changes = Vec::new();
     let mut served: Vec<Vec<u8>> = Vec::new();
     let mut duplicate = false;
     for (index, sealed) in request.recipients.iter().enumerate() {
         let index = u32::try_from(index).map_err(internal)?;
-        let Some((queue_id, record)) = open_recipient(qs, sealed, storage)? else {
+        let Some((queue_id, record)) =
+            open_recipient(qs, request.sender_domain.as_slice(), sealed, storage)?
+        else {
             invalid.push(index);
             continue;
         };
@@ -84,21 +88,44 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
             duplicate = true;
             continue;
         }
+        let message = QueuedMessage {
+            sequence_number: record.next_sequence,
+            received_ms: now_ms,
+            sender_domain: request.sender_domain.clone(),
+            message: request.message.clone(),
+        };
+        // A full queue refuses this message for now, without a mark, so a later redelivery
+        // is a new delivery (wire-format.md §10.2 "Queue limits").
+        if is_full(qs, &record, queued_size(&message)) {
+            full.push(index);
+            continue;
+        }
         changes.push(QsChange::Enqueue {
             queue_id: queue_id.clone(),
-            message: QueuedMessage {
-                sequence_number: record.next_sequence,
-                received_ms: now_ms,
-                sender_domain: request.sender_domain.clone(),
-                message: request.message.clone(),
-            },
+            message,
             mark: DeliveryMark {
                 hash: delivery.hash.clone(),
                 expires_at_ms: now_ms.saturating_add(qs.config.duplicate_window_ms),
             },
         });
     }
-    let response = if invalid.is_empty() {
+    let response = if !full.is_empty() {
+        // Only a full queue needs the per-recipient form: DS-00 peers keep getting the two
+        // responses they know otherwise (wire-format.md §6.3).
+        let refusal = |reason: QsRejectReason| {
+            move |&recipient: &u32| RecipientRefusal {
+                recipient,
+                code: reason.code() as u16,
+            }
+        };
+        let mut refused: Vec<RecipientRefusal> = invalid
+            .iter()
+            .map(refusal(QsRejectReason::UnknownQueue))
+            .chain(full.iter().map(refusal(QsRejectReason::QueueFull)))
+            .collect();
+        refused.sort_by_key(|r| r.recipient);
+        QueueingServiceResponse::RecipientsRefused(refused)
+    } else if invalid.is_empty() {
         QueueingServiceResponse::Ok
     } else {
         QueueingServiceResponse::InvalidClientQueueInformation(invalid.clone())
@@ -120,6 +147,7 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
         status,
         enqueued,
         invalid_recipients: invalid,
+        full_recipients: full,
     };
     let writes = (!changes.is_empty()).then_some(QsWriteSet { changes, now_ms });
     Ok(QsPlan { writes, outcome })
@@ -128,14 +156,39 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
 /// A recipient's queue ID and record.
 type OpenedRecipient = (Vec<u8>, QueueRecord);
 
+/// Whether a queue cannot take one more message of `size` bytes under the configured limits.
+/// An empty queue always takes one, so no single message is refused forever.
+fn is_full<C>(qs: &QueueingService<C>, record: &QueueRecord, size: u64) -> bool {
+    let held = record
+        .next_sequence
+        .saturating_sub(record.first_unacknowledged);
+    if held == 0 {
+        return false;
+    }
+    let too_many = qs
+        .config
+        .max_queue_messages
+        .is_some_and(|limit| held >= limit);
+    let too_large = qs
+        .config
+        .max_queue_bytes
+        .is_some_and(|limit| record.queued_bytes.saturating_add(size) > limit);
+    too_many || too_large
+}
+
 /// The queue a recipient names, with its record, if its sealed information opens with this
-/// provider's key, names an existing queue and carries that queue's token.
+/// provider's key for deliveries from `hub_domain` (the delivery's `sender_domain`, which the
+/// transport authenticated), names an existing queue and carries that queue's token.
 fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     qs: &QueueingService<C>,
+    hub_domain: &[u8],
     sealed: &VLBytes,
     storage: &S,
 ) -> Result<Option<OpenedRecipient>, QsFailure<S::Error>> {
-    let Some(info) = qs.key.open(qs.config.domain.as_bytes(), sealed.as_slice()) else {
+    let Some(info) = qs
+        .key
+        .open(qs.config.domain.as_bytes(), hub_domain, sealed.as_slice())
+    else {
         return Ok(None);
     };
     let queue_id = info.queue_id.as_slice();
@@ -165,5 +218,21 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// Tokens that differ in two bytes by the same XOR difference: an accumulator that XORs
+    /// the byte differences (instead of ORing them) cancels them out and calls the tokens
+    /// equal, so any token with such a sibling would be forgeable.
+    #[test]
+    fn token_comparison_sees_two_equal_differences() {
+        let a = [0x11u8; 32];
+        for d in [0x01u8, 0x80, 0xff] {
+            for (i, j) in [(0, 1), (3, 17), (30, 31)] {
+                let mut b = a;
+                b[i] ^= d;
+                b[j] ^= d;
+                assert!(!constant_time_eq(&a, &b), "d = {d:#x} at {i}, {j}");
+            }
+        }
     }
 }

@@ -6,11 +6,12 @@
 //!   `QueueingServiceRequest` naming the recipients by their sealed queue information. The QS
 //!   checks that the delivery is addressed to it (the forwarding-attack rule) and comes from
 //!   the provider the transport authenticated, opens each recipient's queue information with
-//!   its [`QueueKey`], checks the queue's fanout token, and enqueues the message. It answers
-//!   `ok`, or `invalid_client_queue_information` with the recipients it could not serve; the
-//!   DS's server turns those into [`crate::HubEvent::QueueRejected`]
-//!   ([`crate::Fanout::rejected_queues`]). A byte-identical redelivery is answered the same
-//!   way and stored once.
+//!   its [`QueueKey`] (only information sealed for deliveries from that hub opens), checks
+//!   the queue's fanout token and the queue's limits, and enqueues the message. It answers
+//!   `ok`, or names the recipients it could not serve: invalid ones, which the DS's server
+//!   turns into [`crate::HubEvent::QueueRejected`] ([`crate::Fanout::rejected_queues`]), and
+//!   full ones, which stay in the group. A byte-identical redelivery is answered the same way
+//!   and stored once.
 //! * **Client requests** ([`QueueingService::client_request`]): create and delete a queue,
 //!   fetch its messages page by page, and acknowledge them, each signed by the queue owner.
 //!
@@ -22,9 +23,10 @@ mod delivery;
 mod sealing;
 mod storage;
 
-pub use sealing::{seal_queue_info, QueueKey, SealError};
+pub use sealing::{seal_queue_info, CreateQueueKey, QueueKey, SealError};
 pub use storage::{
-    DeliveryMark, InMemoryQsStorage, QsChange, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord,
+    queued_size, DeliveryMark, InMemoryQsStorage, QsChange, QsStorage, QsWriteOutcome, QsWriteSet,
+    QueueRecord,
 };
 
 use openmls::prelude::SignatureScheme;
@@ -54,6 +56,17 @@ pub struct QsConfig {
     pub max_request_bytes: usize,
     /// The most messages one `fetch` returns. Default 100.
     pub max_page: u32,
+    /// The most bytes of messages (encoded `QueuedMessage`s) one `fetch` returns; a page
+    /// always holds at least one message, so a message larger than this can still be fetched.
+    /// Default 4 MiB.
+    pub max_page_bytes: usize,
+    /// The most unacknowledged messages a queue holds; a delivery to a full queue is refused
+    /// for that recipient with `queue_full` (wire-format.md §10.2). `None` (the default): no
+    /// limit.
+    pub max_queue_messages: Option<u64>,
+    /// The most bytes of unacknowledged messages (encoded `QueuedMessage`s) a queue holds;
+    /// an empty queue always takes one message. `None` (the default): no limit.
+    pub max_queue_bytes: Option<u64>,
     /// How long a delivered message is remembered to recognise a redelivery. Default 24 hours.
     pub duplicate_window_ms: u64,
     /// How often a request is re-run when storage reports a concurrent write. Default 3.
@@ -70,6 +83,9 @@ impl QsConfig {
             auth_window_ms: 5 * 60 * 1000,
             max_request_bytes: 4 * 1024 * 1024,
             max_page: 100,
+            max_page_bytes: 4 * 1024 * 1024,
+            max_queue_messages: None,
+            max_queue_bytes: None,
             duplicate_window_ms: 24 * 60 * 60 * 1000,
             max_conflict_retries: 3,
             signature_scheme: SignatureScheme::ED25519,
@@ -101,8 +117,12 @@ pub struct QsOutcome {
     pub status: QsStatus,
     /// Queues that received a new message (to wake their clients up, say).
     pub enqueued: Vec<Vec<u8>>,
-    /// Recipients of a delivery that the QS could not serve (indices into `recipients`).
+    /// Recipients of a delivery whose queue information is invalid (indices into
+    /// `recipients`).
     pub invalid_recipients: Vec<u32>,
+    /// Recipients of a delivery whose queue was full (indices into `recipients`): they did
+    /// not get the message this time.
+    pub full_recipients: Vec<u32>,
 }
 
 /// A handler's plan: an answer and, if anything changes, the one write set to apply first.
@@ -151,7 +171,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
 
     /// Handles a `QueueingServiceRequest` from a DS. `authenticated_sender` is the provider
     /// the transport authenticated (mutual TLS), if any: a delivery naming another
-    /// `sender_domain` is refused.
+    /// `sender_domain` is refused. Recipients open only if they were sealed for that
+    /// `sender_domain` (wire-format.md §10.1), so pass `None` only for deliveries whose sender
+    /// you trust otherwise (the hub in the same process): with `None` the claimed
+    /// `sender_domain` is believed.
     pub fn deliver<S: QsStorage>(
         &self,
         now: UnixTimeMs,
@@ -289,5 +312,6 @@ fn rejected(response: Vec<u8>, reason: &QsRejectReason) -> QsOutcome {
         status: QsStatus::Rejected(reason.code()),
         enqueued: Vec::new(),
         invalid_recipients: Vec::new(),
+        full_recipients: Vec::new(),
     }
 }

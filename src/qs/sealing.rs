@@ -3,8 +3,14 @@
 //! A client seals its queue ID and the queue's fanout token to its provider's queue key and
 //! publishes the ciphertext as `ClientQueueConfig.queue`. The hub carries it but cannot read
 //! it, so it cannot tell that two groups reach the same queue; only the provider opens it.
-//! `EncryptWithLabel(queue_key, "MIMIMI QueueId", provider_domain, QueueInfoPlaintext)`
-//! (RFC 9420 §5.1.3), with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-128-GCM.
+//! `EncryptWithLabel(queue_key, "MIMIMI QueueId", QueueInfoContext, QueueInfoPlaintext)`
+//! (RFC 9420 §5.1.3), with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-128-GCM. The
+//! context names the provider and the one hub that may deliver with the ciphertext: everyone
+//! who sees a leaf (members, the hub, whoever is served `group_info`) sees the ciphertext, and
+//! without the binding any authenticated provider could replay it to deliver into the queue.
+//!
+//! The answer to `create_queue` is sealed the same way to a key the client sends in its
+//! signed request ([`CreateQueueKey`]), so a replayed or observed request reveals nothing.
 
 use hpke_rs::hpke_types::{AeadAlgorithm, KdfAlgorithm, KemAlgorithm};
 use hpke_rs::rustcrypto::HpkeRustCrypto;
@@ -12,8 +18,8 @@ use hpke_rs::{Hpke, HpkePrivateKey, HpkePublicKey, Mode};
 use tls_codec::VLBytes;
 
 use crate::wire::{
-    decode_exact, encode, encrypt_context, ClientQueueConfig, HpkeCiphertext, QueueInfoPlaintext,
-    QUEUE_ID_LABEL,
+    decode_exact, encode, encrypt_context, ClientQueueConfig, HpkeCiphertext, QueueCreated,
+    QueueInfoContext, QueueInfoPlaintext, QUEUE_CREATED_LABEL, QUEUE_ID_LABEL,
 };
 
 fn hpke() -> Hpke<HpkeRustCrypto> {
@@ -74,32 +80,128 @@ impl QueueKey {
         &self.public
     }
 
-    /// Opens sealed queue information addressed to `provider_domain`. `None` for anything that
-    /// does not open: the caller treats that like an unknown queue.
-    pub(crate) fn open(&self, provider_domain: &[u8], sealed: &[u8]) -> Option<QueueInfoPlaintext> {
-        let ciphertext: HpkeCiphertext = decode_exact(sealed).ok()?;
-        let info = encrypt_context(QUEUE_ID_LABEL, provider_domain).ok()?;
-        let plaintext = hpke()
-            .open(
-                ciphertext.kem_output.as_slice(),
-                &self.private,
-                &info,
-                &[],
-                ciphertext.ciphertext.as_slice(),
-                None,
-                None,
-                None,
-            )
-            .ok()?;
-        decode_exact(&plaintext).ok()
+    /// Opens sealed queue information addressed to `provider_domain` for deliveries from
+    /// `hub_domain`. `None` for anything that does not open: the caller treats that like an
+    /// unknown queue.
+    pub(crate) fn open(
+        &self,
+        provider_domain: &[u8],
+        hub_domain: &[u8],
+        sealed: &[u8],
+    ) -> Option<QueueInfoPlaintext> {
+        let context = queue_info_context(provider_domain, hub_domain).ok()?;
+        open_with_label(&self.private, QUEUE_ID_LABEL, &context, sealed)
     }
 }
 
-/// The client side: seals a queue ID and its token to the provider's queue key and returns the
-/// `ClientQueueConfig` to publish in a KeyPackage or leaf (extension 0xF1D5). Seal afresh for
-/// every KeyPackage and leaf: a ciphertext used in two groups links them for the hub.
+/// The encoded [`QueueInfoContext`].
+fn queue_info_context(
+    provider_domain: &[u8],
+    hub_domain: &[u8],
+) -> Result<Vec<u8>, tls_codec::Error> {
+    encode(&QueueInfoContext {
+        provider_domain: provider_domain.to_vec().into(),
+        hub_domain: hub_domain.to_vec().into(),
+    })
+}
+
+/// RFC 9420 §5.1.3 `DecryptWithLabel` of an encoded `HPKECiphertext` into a `T`.
+fn open_with_label<T: tls_codec::DeserializeBytes>(
+    private: &HpkePrivateKey,
+    label: &str,
+    context: &[u8],
+    sealed: &[u8],
+) -> Option<T> {
+    let ciphertext: HpkeCiphertext = decode_exact(sealed).ok()?;
+    let info = encrypt_context(label, context).ok()?;
+    let plaintext = hpke()
+        .open(
+            ciphertext.kem_output.as_slice(),
+            private,
+            &info,
+            &[],
+            ciphertext.ciphertext.as_slice(),
+            None,
+            None,
+            None,
+        )
+        .ok()?;
+    decode_exact(&plaintext).ok()
+}
+
+/// RFC 9420 §5.1.3 `EncryptWithLabel` of an encoded plaintext, as an `HPKECiphertext`.
+pub(crate) fn seal_with_label(
+    public_key: &[u8],
+    label: &str,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<HpkeCiphertext, SealError> {
+    let info = encrypt_context(label, context).map_err(|_| SealError::Sealing)?;
+    let key = HpkePublicKey::from(public_key.to_vec());
+    let (kem_output, ciphertext) = hpke()
+        .seal(&key, &info, &[], plaintext, None, None, None)
+        .map_err(|e| match e {
+            hpke_rs::HpkeError::InvalidInput | hpke_rs::HpkeError::CryptoError(_) => {
+                SealError::InvalidKey
+            }
+            _ => SealError::Sealing,
+        })?;
+    Ok(HpkeCiphertext {
+        kem_output: kem_output.into(),
+        ciphertext: ciphertext.into(),
+    })
+}
+
+/// A client's HPKE key pair for the answer to `create_queue` (wire-format.md §10.3): the
+/// public key goes into the signed request as `response_key`, the QS seals its
+/// [`QueueCreated`] to it, and only this key opens it. Derive it from fresh secret bytes for
+/// each request.
+pub struct CreateQueueKey {
+    public: Vec<u8>,
+    private: HpkePrivateKey,
+}
+
+impl std::fmt::Debug for CreateQueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateQueueKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CreateQueueKey {
+    /// Derives the key pair from at least 32 secret bytes (RFC 9180 `DeriveKeyPair`).
+    pub fn derive(seed: &[u8]) -> Result<Self, SealError> {
+        let QueueKey { public, private } = QueueKey::derive(seed)?;
+        Ok(Self { public, private })
+    }
+
+    /// The public key to send as `response_key`.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// Opens the `encrypted_queue_created` answer of the QS at `provider_domain`. `None` if it
+    /// was not sealed to this key by that provider.
+    pub fn open(&self, provider_domain: &str, sealed: &HpkeCiphertext) -> Option<QueueCreated> {
+        let bytes = encode(sealed).ok()?;
+        open_with_label(
+            &self.private,
+            QUEUE_CREATED_LABEL,
+            provider_domain.as_bytes(),
+            &bytes,
+        )
+    }
+}
+
+/// The client side: seals a queue ID and its token to the provider's queue key, for
+/// deliveries from `hub_domain` only, and returns the `ClientQueueConfig` to publish in a
+/// KeyPackage or leaf (extension 0xF1D5). A client in groups on several hubs publishes a
+/// different ciphertext in each (each group's leaf carries its own); seal afresh for every
+/// KeyPackage and leaf anyway: a ciphertext used in two groups links them for the hub.
 pub fn seal_queue_info(
     provider_domain: &str,
+    hub_domain: &str,
     queue_encryption_key: &[u8],
     queue_id: &[u8],
     fanout_auth_token: &[u8],
@@ -109,22 +211,10 @@ pub fn seal_queue_info(
         fanout_auth_token: fanout_auth_token.to_vec().into(),
     })
     .map_err(|_| SealError::Sealing)?;
-    let info = encrypt_context(QUEUE_ID_LABEL, provider_domain.as_bytes())
+    let context = queue_info_context(provider_domain.as_bytes(), hub_domain.as_bytes())
         .map_err(|_| SealError::Sealing)?;
-    let key = HpkePublicKey::from(queue_encryption_key.to_vec());
-    let (kem_output, ciphertext) = hpke()
-        .seal(&key, &info, &[], &plaintext, None, None, None)
-        .map_err(|e| match e {
-            hpke_rs::HpkeError::InvalidInput | hpke_rs::HpkeError::CryptoError(_) => {
-                SealError::InvalidKey
-            }
-            _ => SealError::Sealing,
-        })?;
-    let sealed = encode(&HpkeCiphertext {
-        kem_output: kem_output.into(),
-        ciphertext: ciphertext.into(),
-    })
-    .map_err(|_| SealError::Sealing)?;
+    let ciphertext = seal_with_label(queue_encryption_key, QUEUE_ID_LABEL, &context, &plaintext)?;
+    let sealed = encode(&ciphertext).map_err(|_| SealError::Sealing)?;
     Ok(ClientQueueConfig {
         provider_domain: VLBytes::from(provider_domain.as_bytes().to_vec()),
         queue: sealed.into(),

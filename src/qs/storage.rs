@@ -7,11 +7,39 @@
 //! the same number; the loser's write reports [`QsWriteOutcome::Conflict`] and the QS reads
 //! again. Queue IDs are chosen by the QS; owner keys and delivery marks come from clients and
 //! DSs: treat them as arbitrary bytes.
+//!
+//! # Sizes an attacker drives
+//!
+//! Everything below is bounded by the QS's configuration ([`crate::qs::QsConfig`]), not by
+//! the backend; a backend should still be ready for these sizes:
+//!
+//! * **Queues**: one per owner key. `create_queue` only proves possession of a key, and anyone
+//!   can make keys, so the number of queues is bounded only by who the embedding server lets
+//!   send `create_queue` (authenticate your users before passing it on). Each
+//!   [`QueueRecord`] holds an owner key of up to `max_request_bytes` (default 4 MiB; Ed25519
+//!   keys are 32 bytes, but the bytes are not checked beyond the signature verifying).
+//! * **Messages**: chosen by any hub the queue's client is in a group on (and by the members
+//!   of those groups, who send through the hub). One message is at most `max_request_bytes`
+//!   (the delivery that carried it). A queue holds at most `max_queue_messages` messages and
+//!   `max_queue_bytes` bytes of them, or without those limits as many as are delivered
+//!   before the client acknowledges.
+//! * **Delivery marks**: one per enqueued message per queue (a 32-byte hash and an expiry),
+//!   kept for `duplicate_window_ms`; so at most as many as the queue received in the window.
+//! * **Pages**: [`QsStorage::messages`] is asked for at most `max_page` messages and
+//!   `max_page_bytes` bytes (plus the one message a page always holds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tls_codec::Size as _;
 
 use crate::storage::Infallible;
 use crate::wire::QueuedMessage;
+
+/// The size a message counts for in [`QueueRecord::queued_bytes`] and in page limits: its
+/// encoded `QueuedMessage`.
+pub fn queued_size(message: &QueuedMessage) -> u64 {
+    message.tls_serialized_len() as u64
+}
 
 /// A queue's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +52,11 @@ pub struct QueueRecord {
     pub next_sequence: u64,
     /// The lowest sequence number not yet acknowledged.
     pub first_unacknowledged: u64,
+    /// The sum of [`queued_size`] over the messages the queue holds. The QS sets it to 0 on
+    /// creation; the backend keeps it: an enqueue adds the message's size, an acknowledgement
+    /// subtracts the sizes of the messages it drops.
+    #[serde(default)]
+    pub queued_bytes: u64,
 }
 
 /// A remembered delivery: the hash of what was enqueued and until when it is remembered, so a
@@ -100,16 +133,21 @@ pub trait QsStorage {
     fn queue(&self, queue_id: &[u8]) -> Result<Option<QueueRecord>, Self::Error>;
     /// The queue owned by this key, if any.
     fn queue_of_owner(&self, owner_key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Up to `limit` messages of a queue with sequence numbers from `from_sequence` on, in order.
+    /// Up to `limit` messages of a queue with sequence numbers from `from_sequence` on, in
+    /// order, whose [`queued_size`]s add up to at most `max_bytes`, except that the first
+    /// message is returned whatever its size (so that any message can be fetched).
     fn messages(
         &self,
         queue_id: &[u8],
         from_sequence: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<QueuedMessage>, Self::Error>;
     /// Whether the queue holds an unexpired mark with this hash.
     fn has_mark(&self, queue_id: &[u8], hash: &[u8], now_ms: u64) -> Result<bool, Self::Error>;
-    /// Applies the write set atomically if every guard holds.
+    /// Applies the write set atomically if every guard holds. Marks whose expiry is before
+    /// `writes.now_ms` may be dropped on the way; a backend should drop them without reading
+    /// every mark it holds (index them by expiry, or let the database expire them).
     fn write(&mut self, writes: &QsWriteSet) -> Result<QsWriteOutcome, Self::Error>;
 }
 
@@ -126,6 +164,9 @@ struct QueueEntry {
 pub struct InMemoryQsStorage {
     queues: HashMap<Vec<u8>, QueueEntry>,
     owners: HashMap<Vec<u8>, Vec<u8>>,
+    /// Every mark of every queue as `(expires_at_ms, queue_id, hash)`, so a write drops the
+    /// expired ones from the front instead of scanning them all.
+    mark_expiry: BTreeSet<(u64, Vec<u8>, Vec<u8>)>,
 }
 
 impl InMemoryQsStorage {
@@ -142,6 +183,27 @@ impl InMemoryQsStorage {
     /// The number of messages waiting in a queue.
     pub fn queued(&self, queue_id: &[u8]) -> usize {
         self.queues.get(queue_id).map_or(0, |q| q.messages.len())
+    }
+
+    /// The number of delivery marks held, expired or not, over all queues.
+    pub fn mark_count(&self) -> usize {
+        self.mark_expiry.len()
+    }
+
+    /// Drops every mark that expired before `now_ms` (a mark is valid up to and including its
+    /// expiry, as [`QsStorage::has_mark`] reads it).
+    fn drop_expired_marks(&mut self, now_ms: u64) {
+        while self
+            .mark_expiry
+            .first()
+            .is_some_and(|(expiry, _, _)| *expiry < now_ms)
+        {
+            if let Some((_, queue_id, hash)) = self.mark_expiry.pop_first() {
+                if let Some(entry) = self.queues.get_mut(&queue_id) {
+                    entry.marks.remove(&hash);
+                }
+            }
+        }
     }
 
     fn guards_hold(&self, writes: &QsWriteSet) -> bool {
@@ -212,14 +274,26 @@ impl QsStorage for InMemoryQsStorage {
         queue_id: &[u8],
         from_sequence: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<QueuedMessage>, Infallible> {
-        Ok(self.queues.get(queue_id).map_or_else(Vec::new, |q| {
-            q.messages
-                .range(from_sequence..)
-                .take(limit)
-                .map(|(_, m)| m.clone())
-                .collect()
-        }))
+        let Some(queue) = self.queues.get(queue_id) else {
+            return Ok(Vec::new());
+        };
+        let mut page = Vec::new();
+        let mut bytes = 0u64;
+        for message in queue
+            .messages
+            .range(from_sequence..)
+            .map(|(_, m)| m)
+            .take(limit)
+        {
+            bytes = bytes.saturating_add(queued_size(message));
+            if !page.is_empty() && bytes > max_bytes as u64 {
+                break;
+            }
+            page.push(message.clone());
+        }
+        Ok(page)
     }
 
     fn has_mark(&self, queue_id: &[u8], hash: &[u8], now_ms: u64) -> Result<bool, Infallible> {
@@ -234,6 +308,7 @@ impl QsStorage for InMemoryQsStorage {
         if !self.guards_hold(writes) {
             return Ok(QsWriteOutcome::Conflict);
         }
+        self.drop_expired_marks(writes.now_ms);
         for change in &writes.changes {
             match change {
                 QsChange::CreateQueue { queue_id, record } => {
@@ -250,6 +325,9 @@ impl QsStorage for InMemoryQsStorage {
                 QsChange::DeleteQueue { queue_id } => {
                     if let Some(entry) = self.queues.remove(queue_id) {
                         self.owners.remove(&entry.record.owner_key);
+                        for (hash, expiry) in entry.marks {
+                            self.mark_expiry.remove(&(expiry, queue_id.clone(), hash));
+                        }
                     }
                 }
                 QsChange::Enqueue {
@@ -258,10 +336,21 @@ impl QsStorage for InMemoryQsStorage {
                     mark,
                 } => {
                     if let Some(entry) = self.queues.get_mut(queue_id) {
-                        // Expired marks go on the way, so the set stays as small as the window.
-                        entry.marks.retain(|_, expiry| *expiry >= writes.now_ms);
-                        entry.marks.insert(mark.hash.clone(), mark.expires_at_ms);
+                        if let Some(old) = entry.marks.insert(mark.hash.clone(), mark.expires_at_ms)
+                        {
+                            self.mark_expiry
+                                .remove(&(old, queue_id.clone(), mark.hash.clone()));
+                        }
+                        self.mark_expiry.insert((
+                            mark.expires_at_ms,
+                            queue_id.clone(),
+                            mark.hash.clone(),
+                        ));
                         entry.record.next_sequence = message.sequence_number + 1;
+                        entry.record.queued_bytes = entry
+                            .record
+                            .queued_bytes
+                            .saturating_add(queued_size(message));
                         entry
                             .messages
                             .insert(message.sequence_number, message.clone());
@@ -272,7 +361,11 @@ impl QsStorage for InMemoryQsStorage {
                     up_to_sequence,
                 } => {
                     if let Some(entry) = self.queues.get_mut(queue_id) {
-                        entry.messages = entry.messages.split_off(up_to_sequence);
+                        let kept = entry.messages.split_off(up_to_sequence);
+                        let dropped: u64 = entry.messages.values().map(queued_size).sum();
+                        entry.messages = kept;
+                        entry.record.queued_bytes =
+                            entry.record.queued_bytes.saturating_sub(dropped);
                         entry.record.first_unacknowledged =
                             entry.record.first_unacknowledged.max(*up_to_sequence);
                     }

@@ -183,5 +183,8 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::Conflict => 409,
         ErrorCode::RequestTooLarge => 413,
         ErrorCode::UnsupportedOperation => 501,
+        // Temporary, like an overloaded server. A QS reports full queues per recipient inside
+        // a served delivery (200, wire-format.md §6.3), never as a whole answer.
+        ErrorCode::QueueFull => 503,
     }
 }

@@ -20,12 +20,12 @@ pub use auth::{
 };
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
-    QsClientResponseBody, QueueCreated, QueueInfoPlaintext, QueuedMessage, QueuedMessages,
-    QS_REQUEST_LABEL, QUEUE_ID_LABEL,
+    QsClientResponseBody, QueueCreated, QueueInfoContext, QueueInfoPlaintext, QueuedMessage,
+    QueuedMessages, QS_REQUEST_LABEL, QUEUE_CREATED_LABEL, QUEUE_ID_LABEL,
 };
 pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
-    QUEUE_CONFIG_EXTENSION_TYPE,
+    RecipientRefusal, QUEUE_CONFIG_EXTENSION_TYPE,
 };
 pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{

@@ -10,10 +10,13 @@ use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBy
 
 use super::auth::{sign_content, SignError};
 use super::queue::FanoutMessage;
-use super::response::DsError;
+use super::response::{DsError, HpkeCiphertext};
 
 /// The `EncryptWithLabel` label of a sealed queue ID (digest §7 item 20: "MIMIMI QueueId").
 pub const QUEUE_ID_LABEL: &str = "MIMIMI QueueId";
+
+/// The `EncryptWithLabel` label of the answer to `create_queue` (wire-format.md §10.3).
+pub const QUEUE_CREATED_LABEL: &str = "MIMI QS QueueCreated";
 
 /// The `SignWithLabel` label of a [`QsClientRequest`].
 pub const QS_REQUEST_LABEL: &str = "MIMI QS Request";
@@ -29,17 +32,34 @@ pub struct QueueInfoPlaintext {
     pub fanout_auth_token: VLBytes,
 }
 
+/// `QueueInfoContext`: the `EncryptWithLabel` context of sealed queue information
+/// (wire-format.md §10.1). It binds the ciphertext to the provider that opens it and to the one
+/// hub that may deliver into the queue with it: a provider opens it only for a delivery whose
+/// (mutual-TLS authenticated) `sender_domain` is `hub_domain`.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct QueueInfoContext {
+    /// The provider whose Queueing Service holds the queue.
+    pub provider_domain: VLBytes,
+    /// The hub (DS domain) allowed to deliver into the queue with this ciphertext.
+    pub hub_domain: VLBytes,
+}
+
 /// `QSClientRequestType`-selected body of a [`QsClientRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]
 #[non_exhaustive]
 pub enum QsClientRequestBody {
     /// `create_queue(0)`: a queue owned by `owner_key` (the key that signs this and every later
-    /// request for the queue). Creating again with the same key returns the same queue.
+    /// request for the queue). Creating again with the same key returns the same queue. The
+    /// answer is encrypted to `response_key`, so whoever replays or observes the request learns
+    /// neither the queue ID nor its token.
     #[tls_codec(discriminant = 0)]
     CreateQueue {
         /// The owner's signature public key.
         owner_key: VLBytes,
+        /// An X25519 HPKE public key of the client's: the [`QueueCreated`] answer is sealed to
+        /// it (wire-format.md §10.3).
+        response_key: VLBytes,
     },
     /// `delete_queue(1)`: deletes the queue and everything in it.
     #[tls_codec(discriminant = 1)]
@@ -131,7 +151,9 @@ impl QsClientRequest {
     }
 }
 
-/// `QueueCreated`: what a client needs to publish sealed queue information.
+/// `QueueCreated`: what a client needs to publish sealed queue information. It travels only
+/// encrypted to the `create_queue` request's `response_key`
+/// ([`QsClientResponseBody::EncryptedQueueCreated`]).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct QueueCreated {
     /// The new (or existing) queue.
@@ -177,9 +199,10 @@ pub enum QsClientResponseBody {
     /// `error(1)`: a `DSError` (the codes are shared with the DS).
     #[tls_codec(discriminant = 1)]
     Error(DsError),
-    /// `queue_created(2)`.
+    /// `encrypted_queue_created(2)`: `EncryptWithLabel(response_key, "MIMI QS QueueCreated",
+    /// provider_domain, QueueCreated)` (wire-format.md §10.3).
     #[tls_codec(discriminant = 2)]
-    QueueCreated(QueueCreated),
+    EncryptedQueueCreated(HpkeCiphertext),
     /// `messages(3)`: `fetch`.
     #[tls_codec(discriminant = 3)]
     Messages(QueuedMessages),

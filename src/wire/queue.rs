@@ -4,6 +4,7 @@
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use super::raw::MlsMessageBytes;
+use super::response::ErrorCode;
 
 /// The private-use LeafNode extension type (RFC 9420 §17.3, 0xF000–0xFFFF) in which a client
 /// publishes its [`ClientQueueConfig`], in KeyPackages and leaf nodes alike.
@@ -52,7 +53,8 @@ pub struct QueueingServiceRequest {
     pub message: FanoutMessage,
 }
 
-/// `QueueingServiceResponse` (DS-00 §6): `ok(0)`, `invalid_client_queue_information(1)`.
+/// `QueueingServiceResponse` (DS-00 §6): `ok(0)`, `invalid_client_queue_information(1)`, and
+/// mimi-ds's `recipients_refused(2)` (wire-format.md §6.3).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -64,4 +66,49 @@ pub enum QueueingServiceResponse {
     /// longer valid.
     #[tls_codec(discriminant = 1)]
     InvalidClientQueueInformation(Vec<u32>),
+    /// `recipients_refused(2)`: the recipients that did not get the message, each with why.
+    /// A QS answers this only when a queue is full (`queue_full`, temporary: deliver again
+    /// later); the other refusals in it are `unknown_queue`, the recipients
+    /// `invalid_client_queue_information` would name.
+    #[tls_codec(discriminant = 2)]
+    RecipientsRefused(Vec<RecipientRefusal>),
+}
+
+/// One refused recipient of a delivery (wire-format.md §6.3).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct RecipientRefusal {
+    /// Index into the request's `recipients`.
+    pub recipient: u32,
+    /// A `DSErrorCode`: `unknown_queue` (19), the queue information is no longer valid, or
+    /// `queue_full` (23), the queue holds as much as its provider allows for now.
+    pub code: u16,
+}
+
+impl QueueingServiceResponse {
+    /// The recipients whose queue information is no longer valid: the hub removes their
+    /// clients (wire-format.md §6.3).
+    pub fn invalid_recipients(&self) -> Vec<u32> {
+        match self {
+            Self::Ok => Vec::new(),
+            Self::InvalidClientQueueInformation(indices) => indices.clone(),
+            Self::RecipientsRefused(refused) => refused
+                .iter()
+                .filter(|r| r.code == ErrorCode::UnknownQueue as u16)
+                .map(|r| r.recipient)
+                .collect(),
+        }
+    }
+
+    /// The recipients whose queue was full: the message did not reach them, their clients
+    /// stay; the hub's server may deliver the same message to them again later.
+    pub fn full_recipients(&self) -> Vec<u32> {
+        match self {
+            Self::RecipientsRefused(refused) => refused
+                .iter()
+                .filter(|r| r.code == ErrorCode::QueueFull as u16)
+                .map(|r| r.recipient)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }

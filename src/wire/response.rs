@@ -192,6 +192,9 @@ error_codes! {
     KeyPackageLifetime = 21 => "key_package_lifetime",
     /// An application message whose ciphertext the DS already accepted (wire-format.md §4.8).
     ReplayedMessage = 22 => "replayed_message",
+    /// Queueing Service: the recipient's queue holds as many messages or bytes as its provider
+    /// allows; temporary (wire-format.md §6.3, §10.2).
+    QueueFull = 23 => "queue_full",
 }
 
 /// Code-specific details of a [`DsError`].
