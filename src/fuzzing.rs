@@ -207,7 +207,8 @@ impl Fixture {
         match out.status {
             Status::Rejected(_) => {
                 assert!(
-                    storage == self.ds.storage,
+                    storage == self.ds.storage
+                        || storage == consumed_reservation(&self.ds.storage, request, self.ds.now_ms),
                     "a rejected request changed storage"
                 );
                 assert!(out.fanout.is_empty(), "a rejected request fanned out");
@@ -441,4 +442,30 @@ pub fn sequence(data: &[u8]) {
             last = Some(request);
         }
     }
+}
+
+/// `storage` after the one write a refusal may make: a `create_group` whose signature verified
+/// but whose group did not validate consumes its reservation (wire-format.md §4.2).
+fn consumed_reservation(storage: &InMemoryStorage, request: &[u8], now_ms: u64) -> InMemoryStorage {
+    use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteSet};
+    let mut after = storage.clone();
+    let Ok(DsRequest {
+        body: crate::wire::DsRequestBody::CreateGroup(body),
+        ..
+    }) = decode_exact::<DsRequest>(request)
+    else {
+        return after;
+    };
+    let group_id = body.group_id.as_slice();
+    if let Some(version) = storage.version(group_id) {
+        let _ = after.write(&WriteSet {
+            group_id: group_id.to_vec(),
+            guard: VersionGuard::Exactly(version),
+            records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+            replay_mark: None,
+            now_ms,
+            fanout: Vec::new(),
+        });
+    }
+    after
 }

@@ -123,6 +123,35 @@ fn reject_with(
     error
 }
 
+/// A `create_group` refused after its `ClientSignature` verified: checked like
+/// [`reject_with`], except that the group ID reservation is consumed, the one write a refusal
+/// makes (wire-format.md §4.2).
+fn reject_consuming_reservation(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> DsError {
+    let group_id = match body_of(request) {
+        DsRequestBody::CreateGroup(body) => body.group_id.as_slice().to_vec(),
+        other => panic!("not create_group: {other:?}"),
+    };
+    let mut expected = ds.storage.clone();
+    let consume = WriteSet {
+        group_id: group_id.clone(),
+        guard: mimi_ds::storage::VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
+        records: vec![mimi_ds::storage::RecordWrite::Delete(RecordKind::Reservation)],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(expected.write(&consume).unwrap(), WriteOutcome::Applied);
+    let out = ds.process(request);
+    assert_eq!(out.status, Status::Rejected(code));
+    assert!(out.fanout.is_empty(), "a rejected request fans out nothing");
+    assert!(ds.storage == expected, "only the reservation is consumed");
+    let DsResponseBody::Error(error) = decode_response(&out.response).body else {
+        panic!("expected an error body")
+    };
+    assert_eq!((error.code, error.details.clone()), (code, DsErrorDetails::None));
+    error
+}
+
 /// Checked processing on a [`TestDs`] (methods, so `ds.reject(&client.request(ds.now_ms), ..)`
 /// borrows like `ds.process(..)`).
 trait Check {
@@ -327,8 +356,10 @@ fn invalid_leaf_node_creator_without_queue_config() {
     let senders =
         Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(
+        &mut ds,
+        &request,
         ErrorCode::InvalidLeafNodeOrKeyPackage,
     );
 }
@@ -343,8 +374,10 @@ fn invalid_group_info_group_without_external_senders() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(
+        &mut ds,
+        &request,
         ErrorCode::InvalidGroupInfo,
     );
 }
@@ -356,8 +389,10 @@ fn invalid_group_info_group_names_another_ds() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(
+        &mut ds,
+        &request,
         ErrorCode::InvalidGroupInfo,
     );
 }
