@@ -155,6 +155,11 @@ impl Fixture {
         let key = |c: &TestClient| Some(copy_key(&c.signer));
         let mut requests = vec![
             (alice.message_request(b"fuzz", now), key(&alice)),
+            (
+                alice.signed_group_info_request(&group_a, None, now),
+                key(&alice),
+            ),
+            // Anonymous reads are refused under the default `GroupInfoAccess::Members`.
             (TestClient::group_info_request(&group_a), None),
             (TestClient::encrypted_group_info_request(&group_a).0, None),
             (gina.create_group_request(now), key(&gina)),
@@ -163,8 +168,9 @@ impl Fixture {
             panic!("no Welcome for frank")
         };
         requests.push((frank.welcome_info_request(&welcome, now).0, key(&frank)));
+        // A millisecond earlier than the seed above, which would otherwise be its replay.
         let DsResponseBody::ExternalCommitInfo(info) = decode_response(
-            &ds.process(&TestClient::group_info_request(&group_a))
+            &ds.process(&alice.signed_group_info_request(&group_a, None, now - 1))
                 .response,
         )
         .body
@@ -208,7 +214,8 @@ impl Fixture {
             Status::Rejected(_) => {
                 assert!(
                     storage == self.ds.storage
-                        || storage == consumed_reservation(&self.ds.storage, request, self.ds.now_ms),
+                        || storage
+                            == consumed_reservation(&self.ds.storage, request, self.ds.now_ms),
                     "a rejected request changed storage"
                 );
                 assert!(out.fanout.is_empty(), "a rejected request fanned out");
@@ -305,7 +312,10 @@ fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
 /// ends, that rejected requests change nothing, and, after deliveries, that the DS's member
 /// list equals every client's view.
 pub fn sequence(data: &[u8]) {
-    let mut ds = TestDs::new("hub.example");
+    // The oracle (`ds_members`) reads the DS's view with anonymous `group_info` requests.
+    let mut config = crate::DsConfig::new("hub.example");
+    config.group_info_access = crate::GroupInfoAccess::Anyone;
+    let mut ds = TestDs::with_config(config);
     let mut clients = [
         TestClient::new("alice", "alice-1", "a.example"),
         TestClient::new("bob", "bob-1", "b.example"),

@@ -57,7 +57,8 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
     let tree = match decode_response(
-        &ds.process(&TestClient::group_info_request(&alice.group_id()))
+        // A millisecond early: tests sign their own reads at `now`, which would be replays.
+        &ds.process(&alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms - 1))
             .response,
     )
     .body
@@ -135,7 +136,9 @@ fn reject_consuming_reservation(ds: &mut TestDs, request: &[u8], code: ErrorCode
     let consume = WriteSet {
         group_id: group_id.clone(),
         guard: mimi_ds::storage::VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
-        records: vec![mimi_ds::storage::RecordWrite::Delete(RecordKind::Reservation)],
+        records: vec![mimi_ds::storage::RecordWrite::Delete(
+            RecordKind::Reservation,
+        )],
         replay_mark: None,
         now_ms: ds.now_ms,
         fanout: Vec::new(),
@@ -148,7 +151,10 @@ fn reject_consuming_reservation(ds: &mut TestDs, request: &[u8], code: ErrorCode
     let DsResponseBody::Error(error) = decode_response(&out.response).body else {
         panic!("expected an error body")
     };
-    assert_eq!((error.code, error.details.clone()), (code, DsErrorDetails::None));
+    assert_eq!(
+        (error.code, error.details.clone()),
+        (code, DsErrorDetails::None)
+    );
     error
 }
 
@@ -357,11 +363,7 @@ fn invalid_leaf_node_creator_without_queue_config() {
         Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
     let request = alice.create_group_request(ds.now_ms);
-    reject_consuming_reservation(
-        &mut ds,
-        &request,
-        ErrorCode::InvalidLeafNodeOrKeyPackage,
-    );
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidLeafNodeOrKeyPackage);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,11 +377,7 @@ fn invalid_group_info_group_without_external_senders() {
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
     let request = alice.create_group_request(ds.now_ms);
-    reject_consuming_reservation(
-        &mut ds,
-        &request,
-        ErrorCode::InvalidGroupInfo,
-    );
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]
@@ -390,11 +388,7 @@ fn invalid_group_info_group_names_another_ds() {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
     let request = alice.create_group_request(ds.now_ms);
-    reject_consuming_reservation(
-        &mut ds,
-        &request,
-        ErrorCode::InvalidGroupInfo,
-    );
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]
@@ -602,7 +596,7 @@ fn unknown_group_never_created() {
     );
     ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
     ds.reject(
-        &TestClient::group_info_request(b"nowhere@hub.example"),
+        &alice.signed_group_info_request(b"nowhere@hub.example", None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }
@@ -618,7 +612,7 @@ fn unknown_group_only_reserved() {
         ErrorCode::UnknownGroup,
     );
     ds.reject(
-        &TestClient::group_info_request(&group_id),
+        &alice.signed_group_info_request(&group_id, None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }
@@ -637,7 +631,7 @@ fn unknown_group_after_deletion() {
         ErrorCode::UnknownGroup,
     );
     ds.reject(
-        &TestClient::group_info_request(&alice.group_id()),
+        &alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }

@@ -133,11 +133,12 @@ where
             })?;
     check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
     // The leaf the ClientSignature was checked against is the verified GroupInfo signer's.
-    let leaf = group
-        .leaf(LeafNodeIndex::new(creator))
-        .ok_or(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
-        ))?;
+    let leaf =
+        group
+            .leaf(LeafNodeIndex::new(creator))
+            .ok_or(RejectReason::AuthenticationFailed(
+                "no member at the sender's leaf",
+            ))?;
     if leaf.signature_key().as_slice() != creator_key {
         return Err(RejectReason::AuthenticationFailed(
             "the sender's leaf is not the one the signature was checked against",

@@ -1,16 +1,19 @@
-//! What a stranger can make `create_group` do for free (wire-format.md §4.2, §8): the
+//! What a stranger can make the DS do for free. `create_group` (wire-format.md §4.2, §8): the
 //! requester's `ClientSignature` is checked against its leaf in the raw tree before the tree is
 //! imported, and an authenticated attempt that fails validation consumes the reservation.
+//! `external_join` (§4.4.4): the policy and the GroupInfo's framing are checked before the
+//! group is read and loaded.
 
 use mimi_ds::storage::{
     DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
 };
 use mimi_ds::testing::{decode_response, TestClient, TestDs};
 use mimi_ds::wire::{
-    decode_exact, CreateGroupRequest, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
-    ErrorCode, MlsMessageBytes,
+    decode_exact, encode, CreateGroupRequest, DeleteGroupRequest, DsAuthData, DsRequest,
+    DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, GroupUpdate,
+    MlsMessageBytes, PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{Outcome, Status};
+use mimi_ds::{DsConfig, ExternalJoinPolicy, Outcome, Status};
 
 /// Alice's freshly created group, with its reserved ID, not yet registered.
 fn reserved() -> (TestDs, TestClient, Vec<u8>) {
@@ -64,7 +67,10 @@ fn a_bad_client_signature_is_refused_before_the_tree_is_imported() {
     );
     let before = ds.storage.clone();
     refused_with(&ds.process(&request), ErrorCode::AuthenticationFailed);
-    assert!(ds.storage == before, "an unauthenticated attempt writes nothing");
+    assert!(
+        ds.storage == before,
+        "an unauthenticated attempt writes nothing"
+    );
 
     // So it does not cost Alice her reservation.
     let out = ds.process(&alice.create_group_request(ds.now_ms));
@@ -118,4 +124,76 @@ fn an_authenticated_attempt_that_fails_validation_consumes_the_reservation() {
     ds.advance(1);
     let out = ds.process(&alice.create_group_request(ds.now_ms));
     refused_with(&out, ErrorCode::InvalidGroupId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// external_join: cheap checks before the group is read and loaded (wire-format.md §4.4.4)
+// ---------------------------------------------------------------------------------------------
+
+/// Alice alone in a registered group.
+fn solo(config: DsConfig) -> (TestDs, TestClient) {
+    let mut ds = TestDs::with_config(config);
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    assert_eq!(
+        ds.process(&alice.create_group_request(ds.now_ms)).status,
+        Status::Accepted
+    );
+    (ds, alice)
+}
+
+fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
+    encode(&DsRequest {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+        auth: DsAuthData::Unauthenticated,
+    })
+    .unwrap()
+}
+
+fn group_update_of(request: &[u8]) -> GroupUpdate {
+    match decode_exact::<DsRequest>(request).unwrap().body {
+        DsRequestBody::Commits(c) => c.group_update,
+        DsRequestBody::ExternalJoin(c) => c.group_update,
+        other => panic!("not a commit: {other:?}"),
+    }
+}
+
+#[test]
+fn a_ds_without_external_joins_refuses_before_decoding_the_commit() {
+    let mut config = DsConfig::new("hub.example");
+    config.external_joins = ExternalJoinPolicy::Disabled;
+    let (mut ds, mut alice) = solo(config);
+    // Not even an external commit: the policy answers before the commit is looked at.
+    let group_update = group_update_of(&alice.update_request(ds.now_ms));
+    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+        group_update,
+    }));
+    let before = ds.storage.clone();
+    refused_with(&ds.process(&request), ErrorCode::NotAllowed);
+    assert!(ds.storage == before);
+}
+
+#[test]
+fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_group_is_loaded() {
+    let (mut ds, alice) = solo(DsConfig::new("hub.example"));
+    let info = ds.group_info(&alice, &alice.group_id());
+    let mut laptop = TestClient::new("alice", "alice-2", "a.example");
+    let mut update = group_update_of(&laptop.external_join_request(&info));
+    // The GroupInfo of the current epoch instead of the new one, and a commit whose signature
+    // is broken: only processing the commit against the loaded group would find the latter,
+    // so the answer shows which check ran first. The commit ends with its signature (64 bytes
+    // of Ed25519) and confirmation tag (a one-byte length and 32 bytes of HMAC-SHA256).
+    update.group_info = GroupInfoOption::Full(info.group_info.clone());
+    let mut commit = update.commit.as_bytes().to_vec();
+    let signature_end = commit.len() - 33;
+    commit[signature_end - 1] ^= 0x01;
+    update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
+    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+        group_update: update,
+    }));
+    let before = ds.storage.clone();
+    refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
+    assert!(ds.storage == before);
 }
