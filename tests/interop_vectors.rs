@@ -26,7 +26,10 @@ use mimi_ds::wire::{
 use openmls::prelude::{ContentType, WireFormat};
 use tls_codec::{DeserializeBytes, VLBytes};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/messages.json");
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/messages.json"
+);
 
 /// Messages up to this size get every strict prefix tried; larger ones a sample.
 const FULL_PREFIX_SWEEP_MAX: usize = 512;
