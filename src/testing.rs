@@ -461,7 +461,7 @@ impl TestClient {
 
     /// Gives `clients` (of one user) one fresh user authentication key, which they register
     /// through their leaves (wire-format.md §3.5) and sign user-level requests with.
-    pub fn share_user_key(clients: &mut [&mut TestClient]) {
+    pub fn share_user_key(clients: &mut [&mut Self]) {
         let key = std::rc::Rc::new(
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation"),
         );

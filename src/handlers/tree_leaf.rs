@@ -17,7 +17,7 @@ use crate::wire::DecodeError;
 #[repr(u8)]
 enum RawNode {
     #[tls_codec(discriminant = 1)]
-    Leaf(RawLeafNode),
+    Leaf(Box<RawLeafNode>),
     #[tls_codec(discriminant = 2)]
     Parent(RawParentNode),
 }
