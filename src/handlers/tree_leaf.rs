@@ -115,3 +115,61 @@ pub(crate) fn leaf_signature_key(tree: &[u8], leaf_index: u32) -> Result<Vec<u8>
         )),
     }
 }
+
+#[cfg(all(test, feature = "test-utils"))]
+mod tests {
+    use openmls::prelude::LeafNodeIndex;
+    use tls_codec::Serialize as _;
+
+    use super::leaf_signature_key;
+    use crate::error::RejectReason;
+    use crate::testing::{TestClient, TestDs};
+
+    /// Leaf `i` is node `2i`, blank leaves included: compared with openmls on a tree of three
+    /// leaves whose middle one was removed.
+    #[test]
+    fn finds_each_leafs_key_by_index_and_no_key_for_a_blank_or_missing_leaf() {
+        let ds = TestDs::new("hub.example");
+        let mut alice = TestClient::new("alice", "alice-1", "a.example");
+        alice.create_group(b"g@hub.example", &ds.external_sender);
+        let joiners = [
+            TestClient::new("bob", "bob-1", "b.example"),
+            TestClient::new("carol", "carol-1", "c.example"),
+        ];
+        let key_packages = joiners
+            .iter()
+            .map(TestClient::key_package)
+            .collect::<Vec<_>>();
+        let _ = alice.stage_commit(|b| b.propose_adds(key_packages));
+        alice.confirm_commit();
+        let _ = alice.stage_commit(|b| b.propose_removals([LeafNodeIndex::new(1)]));
+        alice.confirm_commit();
+        let tree = alice
+            .group()
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .unwrap();
+
+        for leaf in [0, 2] {
+            let member = alice
+                .group()
+                .member_at(LeafNodeIndex::new(leaf))
+                .expect("a member");
+            assert_eq!(
+                leaf_signature_key(&tree, leaf).unwrap(),
+                member.signature_key,
+                "leaf {leaf}"
+            );
+        }
+        for leaf in [1, 3, u32::MAX] {
+            assert!(matches!(
+                leaf_signature_key(&tree, leaf),
+                Err(RejectReason::AuthenticationFailed(_))
+            ));
+        }
+        assert!(matches!(
+            leaf_signature_key(&tree[..tree.len() - 1], 0),
+            Err(RejectReason::Malformed(_))
+        ));
+    }
+}
