@@ -93,13 +93,20 @@ impl World {
             };
             requests.push(("welcome_info", frank.welcome_info_request(&welcome, now).0));
         }
-        let info_request = TestClient::group_info_request(&group_id);
-        let DsResponseBody::ExternalCommitInfo(info) =
-            decode_response(&ds.process(&info_request).response).body
+        // A member's signed read (wire-format.md §4.11); the one processed here is a
+        // millisecond older, so the measured one is not its replay.
+        let DsResponseBody::ExternalCommitInfo(info) = decode_response(
+            &ds.process(&alice.signed_group_info_request(&group_id, None, now - 1))
+                .response,
+        )
+        .body
         else {
             panic!("group_info refused")
         };
-        requests.push(("group_info", info_request));
+        requests.push((
+            "group_info",
+            alice.signed_group_info_request(&group_id, None, now),
+        ));
         let mut laptop = TestClient::new("alice", "alice-2", "a.example");
         requests.push(("external_join", laptop.external_join_request(&info)));
 

@@ -13,7 +13,8 @@
 use std::time::Instant;
 
 use mimi_ds::testing::{
-    decode_response, open_external_commit_info, Received, TestClient, TestDs, START_MS,
+    decode_response, group_info_encryption_keys, open_external_commit_info, Received, TestClient,
+    TestDs, START_MS,
 };
 use mimi_ds::wire::{
     encode, ClientQueueConfig, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody,
@@ -206,13 +207,12 @@ impl World {
         outcome.status
     }
 
-    /// The `group_info` answer in the clear.
-    fn group_info(&mut self, requester: &str, group_id: &[u8]) -> ExternalCommitInfo {
-        let out = self.send(
-            "group_info",
-            &format!("{requester} (anonymous)"),
-            TestClient::group_info_request(group_id),
-        );
+    /// The `group_info` answer in the clear, for a client signing with its user key.
+    fn group_info(&mut self, requester: usize, group_id: &[u8]) -> ExternalCommitInfo {
+        let request =
+            self.clients[requester].signed_group_info_request(group_id, None, self.ds.now_ms);
+        let name = format!("{} (user key)", self.clients[requester].name);
+        let out = self.send("group_info", &name, request);
         let DsResponseBody::ExternalCommitInfo(info) = decode_response(&out.response).body else {
             panic!("group_info was refused")
         };
@@ -341,6 +341,12 @@ fn main() {
         "MIMI hub `hub.example`; alice-phone + alice-laptop @ a.example, \
          bob-phone + bob-laptop @ b.example"
     );
+    // Each user's clients share a user key, registered through their leaves: with it a new
+    // device or a client that lost its state may fetch the GroupInfo (wire-format.md §4.11).
+    if let [alice, bob_phone, bob_laptop, alice_laptop] = w.clients.as_mut_slice() {
+        TestClient::share_user_key(&mut [alice, alice_laptop]);
+        TestClient::share_user_key(&mut [bob_phone, bob_laptop]);
+    }
 
     section("Alice asks for a group ID and creates the group");
     let request = DsRequest {
@@ -399,10 +405,12 @@ fn main() {
 
     section("Alice's laptop joins by external commit");
     w.ds.advance(1_000);
-    let (request, keys) = TestClient::encrypted_group_info_request(&group_id);
+    let keys = group_info_encryption_keys();
+    let request =
+        w.clients[ALICE_LAPTOP].signed_group_info_request(&group_id, Some(&keys), w.ds.now_ms);
     let out = w.send(
         "group_info (encrypted to a fresh HPKE key)",
-        "alice-laptop (anonymous)",
+        "alice-laptop (user key)",
         request,
     );
     let DsResponseBody::EncryptedExternalCommitInfo(sealed) = decode_response(&out.response).body
@@ -468,7 +476,7 @@ fn main() {
     let old_leaf = w.clients[BOB_PHONE].leaf();
     w.clients[BOB_PHONE].lose_state();
     println!("   bob-phone    lost its group state (leaf {old_leaf}); it keeps its identity key");
-    let info = w.group_info("bob-phone", &group_id);
+    let info = w.group_info(BOB_PHONE, &group_id);
     w.external_join(BOB_PHONE, &info);
     w.ds.advance(1_000);
     w.message(BOB_PHONE, "Sorry, my phone was reset. Back now.");

@@ -33,6 +33,9 @@ pub struct DsConfig {
     pub app_message_replay_memory: usize,
     /// Who may join by external commit. Default [`ExternalJoinPolicy::ExistingUsers`].
     pub external_joins: ExternalJoinPolicy,
+    /// Who may fetch a group's GroupInfo, ratchet tree and pending proposals (`group_info`).
+    /// Default [`GroupInfoAccess::Members`].
+    pub group_info_access: GroupInfoAccess,
     /// What happens to commits that leave the DS's own pending proposals out, and to
     /// application messages while Remove proposals issued by the DS are pending. Default
     /// [`PendingProposalPolicy::Strict`]. Members' proposals are never mandatory
@@ -105,6 +108,24 @@ pub enum ExternalJoinPolicy {
     Anyone,
 }
 
+/// Who may fetch a group's GroupInfo, ratchet tree, credentials, sealed queue configurations
+/// and pending proposals with `group_info` (draft-robert-mimi-delivery-service-06 §"Group
+/// info": the DS "MUST verify that the sender is authorized"; wire-format.md §4.11). Group IDs
+/// travel in every fanout, so knowing one is no authorization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupInfoAccess {
+    /// Requests signed by a member (`leaf_index`) or by a user of the group with its
+    /// registered user authentication key (`user_key_hash`): the new devices and resyncing
+    /// clients that [`ExternalJoinPolicy::ExistingUsers`] admits. Unauthenticated requests are
+    /// `authentication_failed`.
+    Members,
+    /// Also unauthenticated requests, by anyone who knows the group ID: open rooms, or
+    /// deployments that authorize fetchers in front of the DS (join links, rate limits; see
+    /// [`crate::transport::Router::with_anonymous_group_info_gate`]).
+    Anyone,
+}
+
 impl DsConfig {
     /// The defaults for a DS serving `domain`.
     pub fn new(domain: impl Into<String>) -> Self {
@@ -117,6 +138,7 @@ impl DsConfig {
             app_message_epoch_tolerance: 0,
             app_message_replay_memory: 64,
             external_joins: ExternalJoinPolicy::ExistingUsers,
+            group_info_access: GroupInfoAccess::Members,
             pending_proposals: PendingProposalPolicy::Strict,
             max_pending_proposals: 256,
             inactivity_limit_ms: None,

@@ -159,6 +159,11 @@ impl Fixture {
         let key = |c: &TestClient| Some(copy_key(&c.signer));
         let mut requests = vec![
             (alice.message_request(b"fuzz", now), key(&alice)),
+            (
+                alice.signed_group_info_request(&group_a, None, now),
+                key(&alice),
+            ),
+            // Anonymous reads are refused under the default `GroupInfoAccess::Members`.
             (TestClient::group_info_request(&group_a), None),
             (TestClient::encrypted_group_info_request(&group_a).0, None),
             (gina.create_group_request(now), key(&gina)),
@@ -167,8 +172,9 @@ impl Fixture {
             panic!("no Welcome for frank")
         };
         requests.push((frank.welcome_info_request(&welcome, now).0, key(&frank)));
+        // A millisecond earlier than the seed above, which would otherwise be its replay.
         let DsResponseBody::ExternalCommitInfo(info) = decode_response(
-            &ds.process(&TestClient::group_info_request(&group_a))
+            &ds.process(&alice.signed_group_info_request(&group_a, None, now - 1))
                 .response,
         )
         .body
@@ -231,7 +237,9 @@ impl Fixture {
         match out.status {
             Status::Rejected(_) => {
                 assert!(
-                    storage == self.ds.storage,
+                    storage == self.ds.storage
+                        || storage
+                            == consumed_reservation(&self.ds.storage, request, self.ds.now_ms),
                     "a rejected request changed storage"
                 );
                 assert!(out.fanout.is_empty(), "a rejected request fanned out");
@@ -351,7 +359,10 @@ fn client_members(group: &MlsGroup) -> Vec<Vec<u8>> {
 /// client's view; and at the end, that an up-to-date member can still commit (no proposal
 /// wedges the group).
 pub fn sequence(data: &[u8]) {
-    let mut ds = TestDs::new("hub.example");
+    // The oracle (`ds_members`) reads the DS's view with anonymous `group_info` requests.
+    let mut config = crate::DsConfig::new("hub.example");
+    config.group_info_access = crate::GroupInfoAccess::Anyone;
+    let mut ds = TestDs::with_config(config);
     let mut clients = [
         TestClient::new("alice", "alice-1", "a.example"),
         TestClient::new("bob", "bob-1", "b.example"),
@@ -572,4 +583,30 @@ fn no_member_proposal_wedges_the_group(
         "an up-to-date member could not commit: {:?}",
         decode_response(&out.response)
     );
+}
+
+/// `storage` after the one write a refusal may make: a `create_group` whose signature verified
+/// but whose group did not validate consumes its reservation (wire-format.md §4.2).
+fn consumed_reservation(storage: &InMemoryStorage, request: &[u8], now_ms: u64) -> InMemoryStorage {
+    use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteSet};
+    let mut after = storage.clone();
+    let Ok(DsRequest {
+        body: crate::wire::DsRequestBody::CreateGroup(body),
+        ..
+    }) = decode_exact::<DsRequest>(request)
+    else {
+        return after;
+    };
+    let group_id = body.group_id.as_slice();
+    if let Some(version) = storage.version(group_id) {
+        let _ = after.write(&WriteSet {
+            group_id: group_id.to_vec(),
+            guard: VersionGuard::Exactly(version),
+            records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+            replay_mark: None,
+            now_ms,
+            fanout: Vec::new(),
+        });
+    }
+    after
 }

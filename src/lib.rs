@@ -141,7 +141,9 @@
 //!
 //! * **Bad input is an answer, not a failure.** Whatever bytes arrive, a request the peer got
 //!   wrong yields an error `DSResponse` ([`Status::Rejected`] with a [`wire::ErrorCode`]),
-//!   leaves storage unchanged and fans out nothing. It never panics. `Err` from `process` is
+//!   leaves storage unchanged (except that a `create_group` refused after its signature
+//!   verified consumes its group ID reservation, wire-format.md §4.2) and fans out nothing.
+//!   It never panics. `Err` from `process` is
 //!   reserved for storage failures and bugs ([`ProcessError`]), and then nothing was written.
 //! * **Validate first, write once.** A request is fully validated against what it read before
 //!   anything is written; its changes reach storage as one atomic write set, guarded by the

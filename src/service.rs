@@ -111,7 +111,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// Processes one request.
     ///
     /// Every request the peer got wrong is answered with an error `DSResponse` in
-    /// [`Outcome::response`], leaves storage untouched, and fans out nothing. `Err` is returned
+    /// [`Outcome::response`], leaves storage untouched, and fans out nothing. One exception:
+    /// a `create_group` whose `ClientSignature` verifies but whose group does not validate
+    /// consumes its group ID reservation (wire-format.md §4.2). `Err` is returned
     /// only when storage fails or mimi-ds hits a bug; then nothing was written either.
     pub fn process<S: DsStorage>(
         &self,
@@ -180,6 +182,12 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                     }
                     WriteOutcome::Conflict => continue,
                 },
+                Ok(Plan::RefuseAfterWrite { write_set, reason }) => {
+                    match storage.write(&write_set).map_err(ProcessError::Storage)? {
+                        WriteOutcome::Applied => return self.reject(&reason),
+                        WriteOutcome::Conflict => continue,
+                    }
+                }
                 Err(Failure::Reject(reason)) => return self.reject(&reason),
                 Err(Failure::Process(e)) => return Err(e),
             }

@@ -154,18 +154,21 @@ impl TestDs {
         group_id
     }
 
-    /// The unauthenticated `group_info` answer for a group (panics if refused).
-    pub fn group_info(&mut self, group_id: &[u8]) -> ExternalCommitInfo {
-        match decode_response(
-            &self
-                .process(&TestClient::group_info_request(group_id))
-                .response,
-        )
-        .body
-        {
-            DsResponseBody::ExternalCommitInfo(info) => info,
-            other => panic!("group_info refused: {other:?}"),
+    /// The `group_info` answer for a group, fetched by `requester` with
+    /// [`TestClient::signed_group_info_request`] (panics if refused). A signed read sent twice
+    /// is a replay (wire-format.md §3.4), so a requester that already read at this
+    /// millisecond signs an earlier one, as a client whose clock ticked would sign a later one.
+    pub fn group_info(&mut self, requester: &TestClient, group_id: &[u8]) -> ExternalCommitInfo {
+        for earlier in 0..1000 {
+            let request =
+                requester.signed_group_info_request(group_id, None, self.now_ms - earlier);
+            match decode_response(&self.process(&request).response).body {
+                DsResponseBody::ExternalCommitInfo(info) => return info,
+                DsResponseBody::Error(e) if e.code == crate::wire::ErrorCode::ReplayedRequest => {}
+                other => panic!("group_info refused: {other:?}"),
+            }
         }
+        panic!("group_info: a thousand reads in one millisecond")
     }
 
     /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
@@ -495,8 +498,25 @@ impl TestClient {
         Extensions::from_vec(extensions).expect("valid leaf extensions")
     }
 
+    /// Gives `clients` (of one user) one fresh user authentication key, which they register
+    /// through their leaves (wire-format.md §3.5) and sign user-level requests with.
+    pub fn share_user_key(clients: &mut [&mut Self]) {
+        let key = std::rc::Rc::new(
+            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation"),
+        );
+        for client in clients.iter_mut() {
+            client.user_key = Some(key.clone());
+        }
+    }
+
     /// Signs a request body with the user key (sender `user_key_hash`).
     pub fn signed_as_user(&self, body: DsRequestBody, now_ms: u64) -> Vec<u8> {
+        self.signed_as_user_in(body, &self.group_id(), now_ms)
+    }
+
+    /// Signs a request body about `group_id` with the user key (sender `user_key_hash`), for
+    /// a client that need not have the group's state.
+    pub fn signed_as_user_in(&self, body: DsRequestBody, group_id: &[u8], now_ms: u64) -> Vec<u8> {
         let key = self.user_key.as_ref().expect("client has a user key");
         let hash = crate::wire::user_key_hash(
             &RustCrypto::default(),
@@ -504,12 +524,11 @@ impl TestClient {
             &key.to_public_vec(),
         )
         .expect("hash");
-        let group_id = self.group_id();
         let auth = ClientSignature::sign(
             key.as_ref(),
             PROTOCOL_VERSION_MIMI_DS10,
             &body,
-            &group_id,
+            group_id,
             now_ms,
             DsSenderId::UserKeyHash(hash.into()),
         )
@@ -796,7 +815,8 @@ impl TestClient {
         )
     }
 
-    /// An unauthenticated `group_info` request.
+    /// An unauthenticated `group_info` request: answered only by a DS configured with
+    /// [`crate::GroupInfoAccess::Anyone`]; see [`TestClient::signed_group_info_request`].
     pub fn group_info_request(group_id: &[u8]) -> Vec<u8> {
         encode(&DsRequest {
             version: PROTOCOL_VERSION_MIMI_DS10,
@@ -809,17 +829,36 @@ impl TestClient {
         .expect("encode")
     }
 
+    /// A `group_info` request signed by this client (wire-format.md §4.11): with its leaf
+    /// while it is a member of the group, otherwise with its user key (a new device of a user
+    /// in the group, or a client that lost its state). `encryption_key`: see
+    /// [`group_info_encryption_keys`]. Panics if the client has neither.
+    pub fn signed_group_info_request(
+        &self,
+        group_id: &[u8],
+        encryption_key: Option<&HpkeKeyPair>,
+        now_ms: u64,
+    ) -> Vec<u8> {
+        let body = DsRequestBody::GroupInfo(GroupInfoRequest {
+            group_id: group_id.to_vec().into(),
+            encryption_key: encryption_key.map(|keys| keys.public.clone().into()),
+        });
+        match &self.group {
+            Some(group) if group.is_active() && group.group_id().as_slice() == group_id => self
+                .signed_as(
+                    body,
+                    group_id,
+                    now_ms,
+                    DsSenderId::LeafIndex(group.own_leaf_index().u32()),
+                ),
+            _ => self.signed_as_user_in(body, group_id, now_ms),
+        }
+    }
+
     /// An unauthenticated `group_info` request whose answer is encrypted to a fresh HPKE key
     /// of the harness's ciphersuite; open the answer with [`open_external_commit_info`].
     pub fn encrypted_group_info_request(group_id: &[u8]) -> (Vec<u8>, HpkeKeyPair) {
-        let crypto = RustCrypto::default();
-        let ikm = openmls_traits::random::OpenMlsRand::random_vec(&crypto, 32).expect("randomness");
-        let keys = openmls_traits::crypto::OpenMlsCrypto::derive_hpke_keypair(
-            &crypto,
-            CIPHERSUITE.hpke_config(),
-            &ikm,
-        )
-        .expect("HPKE key pair");
+        let keys = group_info_encryption_keys();
         let request = encode(&DsRequest {
             version: PROTOCOL_VERSION_MIMI_DS10,
             body: DsRequestBody::GroupInfo(GroupInfoRequest {
@@ -1025,6 +1064,19 @@ impl TestClient {
         let _ = self.group_mut();
         self.group = None;
     }
+}
+
+/// A fresh HPKE key pair of the harness's ciphersuite, to have a `group_info` answer
+/// encrypted to (wire-format.md §5.5).
+pub fn group_info_encryption_keys() -> HpkeKeyPair {
+    let crypto = RustCrypto::default();
+    let ikm = openmls_traits::random::OpenMlsRand::random_vec(&crypto, 32).expect("randomness");
+    openmls_traits::crypto::OpenMlsCrypto::derive_hpke_keypair(
+        &crypto,
+        CIPHERSUITE.hpke_config(),
+        &ikm,
+    )
+    .expect("HPKE key pair")
 }
 
 /// Opens an `encrypted_external_commit_info` answer with the requester's HPKE private key.

@@ -59,7 +59,8 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
     let tree = match decode_response(
-        &ds.process(&TestClient::group_info_request(&alice.group_id()))
+        // A millisecond early: tests sign their own reads at `now`, which would be replays.
+        &ds.process(&alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms - 1))
             .response,
     )
     .body
@@ -121,6 +122,40 @@ fn reject_with(
     assert!(
         *storage == before,
         "a rejected request leaves storage byte-identical"
+    );
+    error
+}
+
+/// A `create_group` refused after its `ClientSignature` verified: checked like
+/// [`reject_with`], except that the group ID reservation is consumed, the one write a refusal
+/// makes (wire-format.md §4.2).
+fn reject_consuming_reservation(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> DsError {
+    let group_id = match body_of(request) {
+        DsRequestBody::CreateGroup(body) => body.group_id.as_slice().to_vec(),
+        other => panic!("not create_group: {other:?}"),
+    };
+    let mut expected = ds.storage.clone();
+    let consume = WriteSet {
+        group_id: group_id.clone(),
+        guard: mimi_ds::storage::VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
+        records: vec![mimi_ds::storage::RecordWrite::Delete(
+            RecordKind::Reservation,
+        )],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(expected.write(&consume).unwrap(), WriteOutcome::Applied);
+    let out = ds.process(request);
+    assert_eq!(out.status, Status::Rejected(code));
+    assert!(out.fanout.is_empty(), "a rejected request fans out nothing");
+    assert!(ds.storage == expected, "only the reservation is consumed");
+    let DsResponseBody::Error(error) = decode_response(&out.response).body else {
+        panic!("expected an error body")
+    };
+    assert_eq!(
+        (error.code, error.details.clone()),
+        (code, DsErrorDetails::None)
     );
     error
 }
@@ -331,10 +366,8 @@ fn invalid_leaf_node_creator_without_queue_config() {
     let senders =
         Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
-        ErrorCode::InvalidLeafNodeOrKeyPackage,
-    );
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidLeafNodeOrKeyPackage);
 }
 
 /// wire-format.md §3.5: a user key registered without a proof by that key over the leaf's
@@ -368,10 +401,8 @@ fn invalid_group_info_group_without_external_senders() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
-        ErrorCode::InvalidGroupInfo,
-    );
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]
@@ -381,10 +412,8 @@ fn invalid_group_info_group_names_another_ds() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
-        ErrorCode::InvalidGroupInfo,
-    );
+    let request = alice.create_group_request(ds.now_ms);
+    reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]
@@ -709,7 +738,7 @@ fn unknown_group_never_created() {
     );
     ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
     ds.reject(
-        &TestClient::group_info_request(b"nowhere@hub.example"),
+        &alice.signed_group_info_request(b"nowhere@hub.example", None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }
@@ -725,7 +754,7 @@ fn unknown_group_only_reserved() {
         ErrorCode::UnknownGroup,
     );
     ds.reject(
-        &TestClient::group_info_request(&group_id),
+        &alice.signed_group_info_request(&group_id, None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }
@@ -744,7 +773,7 @@ fn unknown_group_after_deletion() {
         ErrorCode::UnknownGroup,
     );
     ds.reject(
-        &TestClient::group_info_request(&alice.group_id()),
+        &alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms),
         ErrorCode::UnknownGroup,
     );
 }

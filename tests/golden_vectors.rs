@@ -953,7 +953,11 @@ mod generator {
 
     pub(super) fn generate() -> Vec<Vector> {
         let mut v = Vectors::default();
-        let mut ds = TestDs::new("hub.example");
+        // The vectors include the unauthenticated reads, which a deployment may allow
+        // (wire-format.md §4.11).
+        let mut config = mimi_ds::DsConfig::new("hub.example");
+        config.group_info_access = mimi_ds::GroupInfoAccess::Anyone;
+        let mut ds = TestDs::with_config(config);
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
         let mut alice2 = TestClient::new("alice", "alice-2", "a.example");
         let mut bob = TestClient::new("bob", "bob-1", "b.example");

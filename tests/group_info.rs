@@ -45,16 +45,11 @@ fn to_partial(full: &GroupInfoOption) -> (PartialGroupInfo, Vec<u8>) {
     (partial, bytes.as_bytes().to_vec())
 }
 
-fn served_group_info(ds: &mut TestDs, group_id: &[u8]) -> Vec<u8> {
-    match decode_response(
-        &ds.process(&TestClient::group_info_request(group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info.group_info.as_bytes().to_vec(),
-        other => panic!("{other:?}"),
-    }
+fn served_group_info(ds: &mut TestDs, member: &TestClient) -> Vec<u8> {
+    ds.group_info(member, &member.group_id())
+        .group_info
+        .as_bytes()
+        .to_vec()
 }
 
 #[test]
@@ -72,7 +67,7 @@ fn partial_group_info_is_completed_to_the_exact_full_group_info() {
     );
     alice.confirm_commit();
     // What the DS rebuilt is byte for byte what the committer would have sent in full.
-    assert_eq!(served_group_info(&mut ds, &alice.group_id()), full_bytes);
+    assert_eq!(served_group_info(&mut ds, &alice), full_bytes);
 }
 
 #[test]
@@ -127,15 +122,7 @@ fn group_info_signed_by_another_member_is_refused() {
     let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = match decode_response(
-        &ds.process(&TestClient::group_info_request(&alice.group_id()))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
-        other => panic!("{other:?}"),
-    };
+    let tree = ds.group_info(&alice, &alice.group_id()).ratchet_tree;
     let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
         panic!()
     };
@@ -265,7 +252,7 @@ fn a_commits_full_group_info_without_external_pub_is_refused() {
     assert_eq!(out.status, Status::Accepted);
     alice.confirm_commit();
     let mut laptop = TestClient::new("alice", "alice-2", "a.example");
-    let info = ds.group_info(&alice.group_id());
+    let info = ds.group_info(&alice, &alice.group_id());
     assert_eq!(
         ds.process(&laptop.external_join_request(&info)).status,
         Status::Accepted
@@ -293,7 +280,7 @@ fn a_partial_group_info_without_external_pub_is_refused() {
 fn an_external_commits_group_info_without_external_pub_is_refused() {
     let (mut ds, alice) = solo_group();
     let mut laptop = TestClient::new("alice", "alice-2", "a.example");
-    let info = ds.group_info(&alice.group_id());
+    let info = ds.group_info(&alice, &alice.group_id());
     let request = laptop.external_join_request(&info);
     let mut decoded: mimi_ds::wire::DsRequest = mimi_ds::wire::decode_exact(&request).unwrap();
     let mimi_ds::wire::DsRequestBody::ExternalJoin(body) = &mut decoded.body else {

@@ -232,16 +232,8 @@ fn proposal_refs(error: &DsError) -> Vec<Vec<u8>> {
     }
 }
 
-fn group_info(ds: &mut TestDs, group_id: &[u8]) -> ExternalCommitInfo {
-    match decode_response(
-        &ds.process(&TestClient::group_info_request(group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info,
-        other => panic!("{other:?}"),
-    }
+fn group_info(ds: &mut TestDs, member: &TestClient) -> ExternalCommitInfo {
+    ds.group_info(member, &member.group_id())
 }
 
 fn service(config: DsConfig, identity: DsIdentity) -> DeliveryService<RustCrypto> {
@@ -768,7 +760,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
 
     // Joiners see the pending removal.
     ds.advance(5000);
-    let info = group_info(&mut ds, &group_id);
+    let info = group_info(&mut ds, &alice);
     assert_eq!(info.pending_proposals.len(), 1);
     assert_eq!(info.pending_proposals[0].proposal, first[0]);
     assert_eq!(info.pending_proposals[0].hub_accepted_time, issued_at);
@@ -810,7 +802,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
     assert_eq!(pending_refs(&alice), pending_refs(&laptop));
 
     // The GroupInfo service lists the re-issued proposal, accepted at the join.
-    let info = group_info(&mut ds, &group_id);
+    let info = group_info(&mut ds, &alice);
     assert_eq!(info.pending_proposals.len(), 1);
     assert_eq!(
         info.pending_proposals[0].proposal,
@@ -836,7 +828,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
         }]
     );
     assert_eq!(alice.group().members().count(), 2);
-    assert!(group_info(&mut ds, &group_id).pending_proposals.is_empty());
+    assert!(group_info(&mut ds, &alice).pending_proposals.is_empty());
 
     let out = ds.process(&laptop.message_request(b"bob is gone", ds.now_ms));
     accepted(&out);
@@ -1073,7 +1065,7 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
 
     // An external commit lets it lapse; the DS issues it again and messages still wait.
     ds.advance(1000);
-    let info = group_info(&mut ds, &group_id);
+    let info = group_info(&mut ds, &alice);
     let mut laptop = TestClient::new("alice", "alice-laptop", "a.example");
     let out = ds.process(&laptop.external_join_request(&info));
     let receipt = accepted(&out);

@@ -60,8 +60,9 @@ fn resign(signer: &TestClient, request: &[u8], now_ms: u64) -> Vec<u8> {
     signer.signed_as(decoded.body, sig.group_id.as_slice(), now_ms, sig.sender_id)
 }
 
-fn group_info(ds: &mut TestDs, group_id: &[u8]) -> ExternalCommitInfo {
-    ds.group_info(group_id)
+/// The GroupInfo as `member` fetches it (wire-format.md §4.11).
+fn group_info(ds: &mut TestDs, member: &TestClient) -> ExternalCommitInfo {
+    ds.group_info(member, &member.group_id())
 }
 
 #[test]
@@ -185,7 +186,7 @@ fn a_new_client_of_an_existing_user_joins_by_external_commit() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = group_with_alice(&mut ds);
     let mut alice_laptop = TestClient::new("alice", "alice-laptop", "a.example");
-    let info = group_info(&mut ds, &alice.group_id());
+    let info = group_info(&mut ds, &alice);
 
     let request = alice_laptop.external_join_request(&info);
     let out = ds.process(&request);
@@ -229,7 +230,7 @@ fn a_client_that_lost_its_state_resyncs_by_external_commit() {
 
     // Bob's phone loses its group state (it keeps its identity key, as a device does).
     bob.lose_state();
-    let info = group_info(&mut ds, &alice.group_id());
+    let info = group_info(&mut ds, &alice);
     let out = ds.process(&bob.external_join_request(&info));
     assert_eq!(
         out.status,
@@ -288,7 +289,7 @@ fn external_joins_follow_the_policy() {
         let mut ds = TestDs::with_config(config);
         let alice = group_with_alice(&mut ds);
         let mut carol = TestClient::new("carol", "carol-phone", "c.example");
-        let info = group_info(&mut ds, &alice.group_id());
+        let info = group_info(&mut ds, &alice);
         let before = ds.storage.clone();
         let out = ds.process(&carol.external_join_request(&info));
         assert_eq!(out.status, expected, "{policy:?}");
@@ -304,7 +305,7 @@ fn an_external_join_must_be_unauthenticated_and_for_the_current_epoch() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = group_with_alice(&mut ds);
     let mut laptop = TestClient::new("alice", "alice-laptop", "a.example");
-    let info = group_info(&mut ds, &alice.group_id());
+    let info = group_info(&mut ds, &alice);
     let request = laptop.external_join_request(&info);
 
     // The same external commit wrapped in Alice's ClientSignature.
@@ -330,20 +331,24 @@ fn an_external_joiner_can_have_the_group_info_encrypted_to_it() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
-    let (request, keys) = TestClient::encrypted_group_info_request(&group_id);
+    let keys = mimi_ds::testing::group_info_encryption_keys();
+    let request = alice.signed_group_info_request(&group_id, Some(&keys), ds.now_ms);
     let out = ds.process(&request);
     let DsResponseBody::EncryptedExternalCommitInfo(sealed) = decode_response(&out.response).body
     else {
         panic!("expected an encrypted answer")
     };
     // Only the key holder can read it, and only for this group (the group ID is the context).
-    let (_, other_keys) = TestClient::encrypted_group_info_request(&group_id);
+    let other_keys = mimi_ds::testing::group_info_encryption_keys();
     assert!(mimi_ds::testing::open_external_commit_info(&sealed, &group_id, &other_keys).is_err());
     assert!(mimi_ds::testing::open_external_commit_info(&sealed, b"another group", &keys).is_err());
     let info = mimi_ds::testing::open_external_commit_info(&sealed, &group_id, &keys).unwrap();
     assert_eq!(
         info,
-        group_info(&mut ds, &group_id),
+        {
+            ds.advance(1);
+            group_info(&mut ds, &alice)
+        },
         "the same answer as in the clear"
     );
 
@@ -365,15 +370,13 @@ fn an_external_joiner_can_have_the_group_info_encrypted_to_it() {
 fn a_group_info_encryption_key_that_is_not_a_key_is_malformed() {
     let mut ds = TestDs::new("hub.example");
     let alice = group_with_alice(&mut ds);
-    let request = mimi_ds::wire::encode(&mimi_ds::wire::DsRequest {
-        version: 1,
-        body: mimi_ds::wire::DsRequestBody::GroupInfo(mimi_ds::wire::GroupInfoRequest {
+    let request = alice.signed(
+        mimi_ds::wire::DsRequestBody::GroupInfo(mimi_ds::wire::GroupInfoRequest {
             group_id: alice.group_id().into(),
             encryption_key: Some(vec![1, 2, 3].into()),
         }),
-        auth: mimi_ds::wire::DsAuthData::Unauthenticated,
-    })
-    .unwrap();
+        ds.now_ms,
+    );
     assert_eq!(
         ds.process(&request).status,
         Status::Rejected(ErrorCode::MalformedRequest)

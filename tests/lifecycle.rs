@@ -49,15 +49,7 @@ fn whole_group_life() {
     );
 
     // Joiners fetch the tree and join.
-    let info = match decode_response(
-        &ds.process(&TestClient::group_info_request(&group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info,
-        other => panic!("{other:?}"),
-    };
+    let info = ds.group_info(&alice, &group_id);
     for bob in [&mut bob1, &mut bob2] {
         let welcome = match bob.process_inbox().pop() {
             Some(mimi_ds::testing::Received::Welcome(w)) => w,

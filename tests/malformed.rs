@@ -341,8 +341,12 @@ fn scenario() -> &'static Scenario {
 }
 
 fn build_scenario() -> Scenario {
+    // Anonymous reads are a deployment's choice (wire-format.md §4.11); the sweep covers them
+    // too, and `anonymous_reads_are_refused_by_default` the default's refusal.
+    let mut config = mimi_ds::DsConfig::new("hub.example");
+    config.group_info_access = mimi_ds::GroupInfoAccess::Anyone;
     let mut scenario = Scenario {
-        ds: TestDs::new("hub.example"),
+        ds: TestDs::with_config(config),
         cases: Vec::new(),
         refusals: Vec::new(),
     };
@@ -1365,6 +1369,41 @@ fn an_accepted_message_resubmitted_by_another_member_is_a_replayed_message() {
         checked += 1;
     }
     assert_eq!(checked, 1, "the send_message case");
+}
+
+/// Under the default `GroupInfoAccess::Members`, the sweep's anonymous reads are
+/// `authentication_failed`, and storage is unchanged (wire-format.md §4.11).
+#[test]
+fn anonymous_reads_are_refused_by_default() {
+    let scenario = scenario();
+    let (identity, _) = mimi_ds::testing::ds_identity("hub.example");
+    let default = mimi_ds::DeliveryService::new(
+        mimi_ds::DsConfig::new("hub.example"),
+        identity,
+        openmls_rust_crypto::RustCrypto::default(),
+    );
+    let mut anonymous = 0;
+    for case in &scenario.cases {
+        let request: DsRequest = decode_exact(&case.request).unwrap();
+        if !matches!(request.body, DsRequestBody::GroupInfo(_))
+            || request.auth != DsAuthData::Unauthenticated
+        {
+            continue;
+        }
+        anonymous += 1;
+        let mut storage = case.storage.clone();
+        let out = default
+            .process(UnixTimeMs(case.now_ms), &case.request, &mut storage)
+            .unwrap();
+        assert_eq!(
+            out.status,
+            Status::Rejected(ErrorCode::AuthenticationFailed),
+            "{}",
+            case.name
+        );
+        assert!(storage == case.storage, "{}", case.name);
+    }
+    assert_eq!(anonymous, 2, "the clear and the encrypted read");
 }
 
 #[test]

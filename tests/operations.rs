@@ -86,16 +86,8 @@ impl Check for TestDs {
 }
 
 /// The group's current ratchet tree, as an external joiner gets it.
-fn current_tree(ds: &mut TestDs, group_id: &[u8]) -> RatchetTreeBytes {
-    match decode_response(
-        &ds.process(&TestClient::group_info_request(group_id))
-            .response,
-    )
-    .body
-    {
-        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
-        other => panic!("group_info failed: {other:?}"),
-    }
+fn current_tree(ds: &mut TestDs, member: &TestClient) -> RatchetTreeBytes {
+    ds.group_info(member, &member.group_id()).ratchet_tree
 }
 
 /// Delivers an accepted commit: the committer merges its staged commit, `members` process the
@@ -123,7 +115,7 @@ fn deliver(
     );
     let received: Vec<Vec<Received>> = members.iter_mut().map(|m| m.process_inbox()).collect();
     if !joiners.is_empty() {
-        let tree = current_tree(ds, &committer.group_id());
+        let tree = current_tree(ds, committer);
         for joiner in joiners.iter_mut() {
             let Some(Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
                 panic!("{} got no Welcome", joiner.name)
@@ -939,10 +931,18 @@ fn default_validator_refuses_create_group() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    ds.reject(
-        &alice.create_group_request(ds.now_ms),
-        ErrorCode::InvalidLeafNodeOrKeyPackage,
-        "",
+    let reserved = ds.storage.record_bytes(&group_id, RecordKind::Reservation);
+    let out = ds.process(&alice.create_group_request(ds.now_ms));
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::InvalidLeafNodeOrKeyPackage)
+    );
+    // Refused after the creator's signature verified: the reservation is consumed
+    // (wire-format.md §4.2).
+    assert!(reserved > 0);
+    assert_eq!(
+        ds.storage.record_bytes(&group_id, RecordKind::Reservation),
+        0
     );
 }
 
@@ -1119,7 +1119,7 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
     let delivered = TestDs::route(&out, &mut [&mut alice, &mut bob]);
     assert_eq!(delivered, 1);
     assert!(alice.inbox.is_empty());
-    let served = ds.group_info(&group_id);
+    let served = ds.group_info(&alice, &group_id);
     let MlsMessageBodyIn::GroupInfo(info) = served.group_info.parse().unwrap().extract() else {
         panic!("a GroupInfo")
     };

@@ -282,7 +282,7 @@ fn a_proposal_with_a_corrupted_membership_tag_does_not_block_the_next_commit() {
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     assert_eq!(refuse_inbox(&mut bob), 1);
     assert_eq!(refuse_inbox(&mut carol), 1);
-    assert_eq!(ds.group_info(&bob.group_id()).pending_proposals.len(), 1);
+    assert_eq!(ds.group_info(&bob, &bob.group_id()).pending_proposals.len(), 1);
 
     // Bob never stored it; his commit leaves it out and is accepted.
     let out = ds.accept(&bob.update_request(ds.now_ms));
@@ -295,7 +295,7 @@ fn a_proposal_with_a_corrupted_membership_tag_does_not_block_the_next_commit() {
         .unwrap();
     commit_reaches(&out, &mut [&mut alice, &mut carol], 2);
     // The proposal lapsed with its epoch.
-    assert!(ds.group_info(&bob.group_id()).pending_proposals.is_empty());
+    assert!(ds.group_info(&bob, &bob.group_id()).pending_proposals.is_empty());
     assert_eq!(bob.group().members().count(), 3);
     messages_flow(&mut ds, &mut carol, &mut [&mut alice, &mut bob]);
 }
@@ -469,7 +469,7 @@ fn the_pending_set_is_capped_per_epoch() {
     }
     commit_reaches(&out, &mut [&mut alice, &mut bob], 2);
     assert!(ds
-        .group_info(&carol.group_id())
+        .group_info(&carol, &carol.group_id())
         .pending_proposals
         .is_empty());
     let (update, _) = update_proposal(&mut bob);
@@ -503,7 +503,7 @@ fn a_commit_by_a_member_that_missed_another_members_proposal_is_accepted() {
     commit_reaches(&out, &mut [&mut alice, &mut bob], 2);
     assert_eq!(carol.group().members().count(), 3);
     assert!(ds
-        .group_info(&carol.group_id())
+        .group_info(&carol, &carol.group_id())
         .pending_proposals
         .is_empty());
 }
@@ -531,7 +531,7 @@ fn a_hubs_removal_is_covered_by_any_remove_of_its_target() {
         )
         .unwrap();
     assert_eq!(hub.status, Status::Accepted);
-    assert_eq!(ds.group_info(&group_id).pending_proposals.len(), 2);
+    assert_eq!(ds.group_info(&alice, &group_id).pending_proposals.len(), 2);
 
     // Alice has not received the hub's Remove yet: her commit carries Bob's.
     let out = ds.accept(&alice.update_request(ds.now_ms));
@@ -541,7 +541,7 @@ fn a_hubs_removal_is_covered_by_any_remove_of_its_target() {
         panic!()
     };
     assert!(receipt.external_proposals.is_empty(), "nothing to re-issue");
-    assert!(ds.group_info(&group_id).pending_proposals.is_empty());
+    assert!(ds.group_info(&alice, &group_id).pending_proposals.is_empty());
     TestDs::route(&out, &mut [&mut bob]);
     assert_eq!(
         bob.process_inbox(),
@@ -583,13 +583,13 @@ fn members_that_refuse_an_accepted_commit_resync_by_external_commit() {
 
     // Bob, then Carol, resync.
     for resyncing in 0..2 {
+        let info = ds.group_info(&alice, &group_id);
         let (joiner, others): (&mut TestClient, Vec<&mut TestClient>) = if resyncing == 0 {
             (&mut bob, vec![&mut alice, &mut carol])
         } else {
             (&mut carol, vec![&mut alice, &mut bob])
         };
         joiner.lose_state();
-        let info = ds.group_info(&group_id);
         let out = ds.accept(&joiner.external_join_request(&info));
         joiner.confirm_commit();
         let mut others = others;

@@ -71,7 +71,7 @@ fn impostor_of(victim: &TestClient) -> TestClient {
 fn an_external_joiner_cannot_take_a_members_queue_configuration() {
     let (mut ds, mut alice, mut bob) = alice_and_bob();
     let mut eve = impostor_of(&alice);
-    let info = ds.group_info(&alice.group_id());
+    let info = ds.group_info(&alice, &alice.group_id());
     refused_as_shared(&mut ds, &eve.external_join_request(&info));
 
     // The group goes on, and Alice still gets every commit.
@@ -195,7 +195,7 @@ fn a_resync_with_a_new_queue_does_not_send_the_commit_to_the_old_leaf() {
         provider_domain: b"b.example".to_vec().into(),
         queue: b"bob-phone-restored".to_vec().into(),
     };
-    let info = ds.group_info(&alice.group_id());
+    let info = ds.group_info(&alice, &alice.group_id());
     let out = ds.process(&bob.external_join_request(&info));
     accepted(&out);
     bob.confirm_commit();

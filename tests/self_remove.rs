@@ -112,7 +112,7 @@ fn a_self_removal_a_commit_leaves_out_is_issued_again_by_the_hub() {
         1,
         "the hub's Remove of Bob"
     );
-    let pending = ds.group_info(&group_id).pending_proposals;
+    let pending = ds.group_info(&alice, &group_id).pending_proposals;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].proposal, receipt.external_proposals[0]);
 

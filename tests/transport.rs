@@ -135,6 +135,16 @@ fn a_group_lives_entirely_through_the_router() {
     let mut bob = TestClient::new("bob", "phone", PROVIDER);
     // Alice's laptop: external joins are open to users already in the group (the default).
     let mut carol = TestClient::new("alice", "laptop", PROVIDER);
+    // Alice's user key, registered by her phone: with it the laptop fetches the GroupInfo
+    // (wire-format.md §4.11).
+    let user_key = std::rc::Rc::new(
+        openmls_basic_credential::SignatureKeyPair::new(
+            mimi_ds::testing::CIPHERSUITE.signature_algorithm(),
+        )
+        .unwrap(),
+    );
+    alice.user_key = Some(user_key.clone());
+    carol.user_key = Some(user_key);
     p.connect(&mut alice);
     p.connect(&mut bob);
     p.connect(&mut carol);
@@ -179,7 +189,7 @@ fn a_group_lives_entirely_through_the_router() {
     // Carol by external commit, from /external_commit_information.
     let routed = p.post(
         "/external_commit_information",
-        &TestClient::group_info_request(group_id.as_slice()),
+        &carol.signed_group_info_request(group_id.as_slice(), None, p.now_ms),
     );
     let DsResponseBody::ExternalCommitInfo(info) = ds_response(&routed.response) else {
         panic!("no ExternalCommitInfo")
@@ -422,7 +432,15 @@ fn service_refusals_map_to_http_statuses() {
     // An unknown group: 404.
     let routed = p.post(
         "/external_commit_information",
-        &TestClient::group_info_request(b"0000@hub.example"),
+        &alice.signed_as(
+            DsRequestBody::GroupInfo(mimi_ds::wire::GroupInfoRequest {
+                group_id: b"0000@hub.example".to_vec().into(),
+                encryption_key: None,
+            }),
+            b"0000@hub.example",
+            p.now_ms,
+            mimi_ds::wire::DsSenderId::LeafIndex(0),
+        ),
     );
     assert_eq!(
         (routed.response.status, error_code(&routed.response)),

@@ -302,7 +302,7 @@ fn beyond_the_cap_the_oldest_snapshot_is_evicted_and_its_joiner_joins_by_externa
     // Bob, still a member by the tree, joins by external commit (his user has a client in the
     // group: his own unfetched leaf, which the external commit replaces).
     let members_before = alice.group().members().count();
-    let info = ds.group_info(&group_id);
+    let info = ds.group_info(&alice, &group_id);
     let out = ds.process(&bob.external_join_request(&info));
     accepted(&out);
     bob.confirm_commit();
@@ -322,7 +322,7 @@ fn a_joiner_that_joins_by_external_commit_instead_loses_its_entry() {
     let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
 
     // Bob ignores his Welcome and joins by external commit, which replaces his unused leaf.
-    let info = ds.group_info(&group_id);
+    let info = ds.group_info(&alice, &group_id);
     let out = ds.process(&bob.external_join_request(&info));
     accepted(&out);
     bob.confirm_commit();

@@ -101,6 +101,10 @@ pub fn run(out: &mut dyn Write) -> Summary {
     let mut bob = TestClient::new("bob", "phone", BETA);
     let mut bob_laptop = TestClient::new("bob", "laptop", BETA);
     let mut alice_laptop = TestClient::new("alice", "laptop", ALPHA);
+    // Each user's clients share a user key, registered through their leaves: with it a new
+    // device or a client that lost its state may fetch the GroupInfo (wire-format.md §4.11).
+    TestClient::share_user_key(&mut [&mut alice, &mut alice_laptop]);
+    TestClient::share_user_key(&mut [&mut bob, &mut bob_laptop]);
     for client in [&mut alice, &mut bob, &mut bob_laptop, &mut alice_laptop] {
         demo.create_queue(client);
     }
@@ -199,11 +203,11 @@ pub fn run(out: &mut dyn Write) -> Summary {
     });
     demo.fetch_all(&mut [&mut alice_laptop]);
     let gone = demo.call(
-        "anyone",
+        "alice/phone",
         "POST",
         ALPHA,
         "/external_commit_information",
-        &TestClient::group_info_request(&group_id),
+        &alice.signed_group_info_request(&group_id, None, now_ms()),
     );
     assert_eq!(gone.status, 404, "a deleted group is unknown");
 
@@ -400,7 +404,7 @@ impl Demo<'_> {
             "POST",
             ALPHA,
             "/external_commit_information",
-            &TestClient::group_info_request(group_id),
+            &client.signed_group_info_request(group_id, None, now_ms()),
         );
         let DsResponseBody::ExternalCommitInfo(info) = decode_exact::<DsResponse>(&response.body)
             .expect("DSResponse")

@@ -1,17 +1,19 @@
 //! `create_group(1)` (DS-04 §"Create group"; RFC 9420 §12.4.3 for the GroupInfo, §7.3 and
 //! §7.9.2 for the tree, both checked by openmls `PublicGroup::from_external`).
 
+use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{LeafNodeIndex, ProposalStore, PublicGroup};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_info_check::{
     check_has_external_pub, check_names_ds_as_external_sender, signer_of, verifiable_group_info,
 };
+use super::tree_leaf::leaf_signature_key;
 use super::{decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
-use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{CreateGroupRequest, DsResponseBody};
 
 pub(crate) fn handle<C, S>(
@@ -57,30 +59,33 @@ where
         )
         .into());
     }
-    let tree = body.ratchet_tree.parse()?;
-    // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
-    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
-    let buffer = MlsStateBuffer::default();
-    let (group, _) =
-        PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
-            .map_err(|e| {
-                RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}"))
-            })?;
-    check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
+    // Authenticate before the import, which verifies two signatures per leaf: the
+    // ClientSignature must verify with the key of the creator's leaf as the raw tree states it
+    // (wire-format.md §4.2). The import below checks that same leaf, so a forged leaf gets no
+    // further than this one signature.
+    let creator_key = leaf_signature_key(body.ratchet_tree.as_bytes(), creator)?;
+    auth.verify(ctx.crypto(), vgi.ciphersuite(), &creator_key)?;
 
-    let leaf =
-        group
-            .leaf(LeafNodeIndex::new(creator))
-            .ok_or(RejectReason::AuthenticationFailed(
-                "no member at the sender's leaf",
-            ))?;
-    auth.verify(
-        ctx.crypto(),
-        group.ciphersuite(),
-        leaf.signature_key().as_slice(),
-    )?;
+    // Authenticated, but anyone can sign for a leaf of their own tree: a failure from here on
+    // consumes the reservation, so each full validation costs a fresh `request_group_id`.
+    let (buffer, roster) = match import::<C, S>(ctx, body, vgi, creator, &creator_key) {
+        Ok(imported) => imported,
+        Err(Failure::Reject(reason)) => {
+            return Ok(Plan::RefuseAfterWrite {
+                write_set: WriteSet {
+                    group_id: group_id.to_vec(),
+                    guard: VersionGuard::Exactly(snapshot.version),
+                    records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+                    replay_mark: None,
+                    now_ms: ctx.now_ms,
+                    fanout: Vec::new(),
+                },
+                reason,
+            })
+        }
+        Err(failure) => return Err(failure),
+    };
 
-    let roster = Roster::from_group(&group, ctx)?;
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record::<_, S>(RecordKind::Roster, &roster)?,
@@ -106,4 +111,44 @@ where
         Vec::new(),
         DsResponseBody::Ok,
     )
+}
+
+/// RFC 9420 §12.4.3.1 via openmls `PublicGroup::from_external` (tree and GroupInfo signatures,
+/// tree hash, parent hashes), the DS's own rules, and the creator's leaf as authenticated.
+fn import<C, S>(
+    ctx: &Ctx<'_, C>,
+    body: &CreateGroupRequest,
+    vgi: VerifiableGroupInfo,
+    creator: u32,
+    creator_key: &[u8],
+) -> Result<(MlsStateBuffer, Roster), S>
+where
+    C: OpenMlsCrypto,
+    S: DsStorage,
+{
+    let tree = body.ratchet_tree.parse()?;
+    // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
+    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
+    let buffer = MlsStateBuffer::default();
+    let (group, _) =
+        PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
+            .map_err(|e| {
+                RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}"))
+            })?;
+    check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
+    // The leaf the ClientSignature was checked against is the verified GroupInfo signer's.
+    let leaf =
+        group
+            .leaf(LeafNodeIndex::new(creator))
+            .ok_or(RejectReason::AuthenticationFailed(
+                "no member at the sender's leaf",
+            ))?;
+    if leaf.signature_key().as_slice() != creator_key {
+        return Err(RejectReason::AuthenticationFailed(
+            "the sender's leaf is not the one the signature was checked against",
+        )
+        .into());
+    }
+    let roster = Roster::from_group(&group, ctx)?;
+    Ok((buffer, roster))
 }

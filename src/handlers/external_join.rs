@@ -11,7 +11,7 @@ use openmls::prelude::{ContentType, ProcessedMessageContent, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::{refuse_if_reinitialized, summarize, Accepting, COMMIT_READS};
-use super::group_info_check::verify_post_commit_group_info;
+use super::group_info_check::{verifiable_group_info, verify_post_commit_group_info};
 use super::hub_proposals::reissue_removals;
 use super::proposals::{load_group, mls_reject, public_handshake_in_any_group};
 use super::{check_epoch, decode_record, Ctx, Plan, Result};
@@ -21,7 +21,7 @@ use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind};
-use crate::wire::{DeleteGroupRequest, DsAuthData};
+use crate::wire::{DeleteGroupRequest, DsAuthData, GroupInfoOption};
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
@@ -39,6 +39,12 @@ where
         )
         .into());
     }
+    // Cheap checks before anything is decoded or read (wire-format.md §4.4.4).
+    if ctx.ds.config.external_joins == ExternalJoinPolicy::Disabled {
+        return Err(
+            RejectReason::NotAllowed("this DS does not accept external joins".into()).into(),
+        );
+    }
     let update = &body.group_update;
     let message = public_handshake_in_any_group(&update.commit, ContentType::Commit)?;
     if *message.sender() != Sender::NewMemberCommit {
@@ -47,6 +53,7 @@ where
         );
     }
     let group_id = message.group_id().as_slice().to_vec();
+    check_group_info_framing(&update.group_info, &group_id, message.epoch().as_u64())?;
     let guard = ReplayGuard::for_unsigned(
         crypto,
         ctx.request_bytes,
@@ -56,12 +63,6 @@ where
     if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now_ms)? {
         return Ok(Plan::Duplicate(response));
     }
-    if ctx.ds.config.external_joins == ExternalJoinPolicy::Disabled {
-        return Err(
-            RejectReason::NotAllowed("this DS does not accept external joins".into()).into(),
-        );
-    }
-
     let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
@@ -128,4 +129,26 @@ where
     accepted.plan::<C, S>(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
     )
+}
+
+/// The GroupInfo's framing, before the group is loaded: a full GroupInfo must be for this group
+/// and the epoch the commit starts (RFC 9420 §12.4.3). Everything else about it is checked
+/// against the merged state by `verify_post_commit_group_info`.
+fn check_group_info_framing(
+    option: &GroupInfoOption,
+    group_id: &[u8],
+    commit_epoch: u64,
+) -> std::result::Result<(), RejectReason> {
+    let GroupInfoOption::Full(message) = option else {
+        return Ok(());
+    };
+    let vgi = verifiable_group_info(message)?;
+    if vgi.group_id().as_slice() != group_id
+        || Some(vgi.epoch().as_u64()) != commit_epoch.checked_add(1)
+    {
+        return Err(RejectReason::InvalidGroupInfo(
+            "GroupInfo is not for the group and epoch the commit creates".into(),
+        ));
+    }
+    Ok(())
 }

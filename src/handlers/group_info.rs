@@ -2,15 +2,20 @@
 //! draft-ietf-mimi-protocol-06 §"GroupInfo"): the current GroupInfo, ratchet tree and pending
 //! proposals, for external joiners and for members resyncing after state loss.
 //!
-//! Whether a non-member may ask is the embedding server's policy (DS-06 "MUST verify that the
-//! sender is authorized"), decided before it calls `process`; an unauthenticated request is
-//! therefore answered. A signed request by a member is verified and replay-protected.
+//! The answer holds the whole tree, every credential and sealed queue configuration and the
+//! pending proposals, so the DS answers only authorized requesters (DS-06 "MUST verify that the
+//! sender is authorized"; wire-format.md §4.11): by default a request signed by a member
+//! (`leaf_index`) or by a user of the group with its registered key (`user_key_hash`, the new
+//! devices and resyncing clients of users in the group). Unauthenticated requests are answered
+//! only under [`GroupInfoAccess::Anyone`], a deployment's explicit choice. A signed request is
+//! verified and replay-protected.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{Serialize as _, VLBytes};
 
 use super::proposals::load_group;
 use super::{ciphersuite, decode_record, Ctx, Plan, Result};
+use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster};
@@ -33,6 +38,16 @@ where
 {
     let group_id = body.group_id.as_slice();
     let auth = match &ctx.request.auth {
+        // Refused before anything is read: an anonymous request learns nothing, not even
+        // whether the group exists.
+        DsAuthData::Unauthenticated
+            if ctx.ds.config.group_info_access != GroupInfoAccess::Anyone =>
+        {
+            return Err(RejectReason::AuthenticationFailed(
+                "group_info needs a request signed by a member or a user of the group",
+            )
+            .into())
+        }
         DsAuthData::Unauthenticated => None,
         _ => {
             let auth = ctx.client_auth::<S>()?;
@@ -59,17 +74,7 @@ where
     )?;
     if let Some(auth) = &auth {
         let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-        let member =
-            roster
-                .member(auth.leaf_index()?)
-                .ok_or(RejectReason::AuthenticationFailed(
-                    "no member at the sender's leaf",
-                ))?;
-        auth.verify(
-            ctx.crypto(),
-            ciphersuite::<S>(roster.ciphersuite)?,
-            member.signature_key.as_slice(),
-        )?;
+        ctx.authenticate_member::<S>(auth, &roster, true)?;
     }
 
     let buffer =

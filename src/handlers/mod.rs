@@ -15,6 +15,7 @@ mod proposal_conflicts;
 mod proposals;
 mod queue_info;
 mod send_message;
+mod tree_leaf;
 mod welcome_info;
 
 use openmls::prelude::{Ciphersuite, GroupEpoch, LeafNode};
@@ -45,6 +46,14 @@ pub(crate) enum Plan {
     Write {
         write_set: WriteSet,
         response: Vec<u8>,
+    },
+    /// Apply the write set, then refuse with `reason`. The one refusal that writes:
+    /// `create_group` consumes the reservation of an authenticated attempt that failed
+    /// validation, so each expensive validation costs a fresh `request_group_id`
+    /// (wire-format.md §4.2).
+    RefuseAfterWrite {
+        write_set: WriteSet,
+        reason: RejectReason,
     },
 }
 

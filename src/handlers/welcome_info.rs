@@ -27,15 +27,16 @@ where
     S: DsStorage,
 {
     let auth = ctx.client_auth::<S>()?;
-    if let Some(plan) = ctx.replay_check(&auth, storage)? {
-        return Ok(plan);
-    }
+    // The sender kind before any read (wire-format.md §4.12).
     let DsSenderId::KeyPackageRef(key_package_ref) = &auth.signature.sender_id else {
         return Err(RejectReason::AuthenticationFailed(
             "welcome_info needs a key_package_ref sender",
         )
         .into());
     };
+    if let Some(plan) = ctx.replay_check(&auth, storage)? {
+        return Ok(plan);
+    }
     let group_id = auth.group_id();
     // The index, and the tree of the requested epoch only (which may be missing: fetched,
     // dropped or never written).

@@ -52,6 +52,10 @@
 //!   exclusive, or runs its own clock up to 1 s ahead, still never accepts the same request
 //!   twice. Group entries that hold only a [`RecordKind::Reservation`] may be dropped once the reservation
 //!   expired (its record starts with the expiry as a big-endian u64, ms since the UNIX epoch).
+//! * A refused request writes nothing, with one exception: a `create_group` whose
+//!   `ClientSignature` verifies against the tree it sent but whose group does not validate
+//!   deletes the [`RecordKind::Reservation`] (and nothing else), so one reservation buys at
+//!   most one full validation (wire-format.md §4.2).
 //! * The write set also lists the fanout it causes ([`WriteSet::fanout`]), so a backend can
 //!   persist it in the same transaction as a durable outbox and let the caller mark entries
 //!   delivered afterwards.

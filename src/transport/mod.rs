@@ -18,6 +18,7 @@
 //! | the body fits [`TransportConfig::max_body_bytes`] | 413 |
 //! | `Content-Type` is `application/octet-stream` | 415 |
 //! | the DS request type belongs at this endpoint | 400 |
+//! | an unauthenticated `group_info` passes the anonymous-access gate, if one is set ([`Router::with_anonymous_group_info_gate`]) | 403 |
 //! | a provider-to-provider delivery comes from an authenticated provider, if required | 403 |
 //! | the DS or QS accepts it ([`http_status`] maps its code) | 200 or the mapped status |
 
@@ -31,7 +32,7 @@ use openmls_traits::random::OpenMlsRand;
 
 use crate::qs::{QsStatus, QsStorage, QueueingService};
 use crate::storage::DsStorage;
-use crate::wire::{DsRequestType, ErrorCode};
+use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
 use crate::{DeliveryService, Fanout, ProcessError, Status, UnixTimeMs};
 
 /// Router settings.
@@ -104,11 +105,17 @@ impl<SE: std::error::Error + 'static, QE: std::error::Error + 'static> RouteErro
     }
 }
 
+/// Decides whether an unauthenticated `group_info` request may be served: the HTTP request
+/// (headers, authenticated peer) and the group ID it asks about. See
+/// [`Router::with_anonymous_group_info_gate`].
+pub type AnonymousGroupInfoGate = Box<dyn Fn(&HttpRequest<'_>, &[u8]) -> bool + Send + Sync>;
+
 /// The router: a provider's DS (if it runs one) and QS behind the MIMI endpoints.
 pub struct Router<C = RustCrypto> {
     config: TransportConfig,
     ds: Option<DeliveryService<C>>,
     qs: Option<QueueingService<C>>,
+    anonymous_group_info_gate: Option<AnonymousGroupInfoGate>,
 }
 
 impl<C> std::fmt::Debug for Router<C> {
@@ -117,6 +124,10 @@ impl<C> std::fmt::Debug for Router<C> {
             .field("config", &self.config)
             .field("ds", &self.ds.is_some())
             .field("qs", &self.qs.is_some())
+            .field(
+                "anonymous_group_info_gate",
+                &self.anonymous_group_info_gate.is_some(),
+            )
             .finish()
     }
 }
@@ -128,6 +139,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             config,
             ds: None,
             qs: None,
+            anonymous_group_info_gate: None,
         }
     }
 
@@ -140,6 +152,21 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
     /// Serves this QS at the QS endpoints.
     pub fn with_qs(mut self, qs: QueueingService<C>) -> Self {
         self.qs = Some(qs);
+        self
+    }
+
+    /// Decides which unauthenticated `group_info` requests reach the DS (wire-format.md §11.2):
+    /// those for which `gate` returns `true` (e.g. the request carries a join-link token for
+    /// that group, or comes from a peer within its rate limit); the others get 403
+    /// `authentication_failed`. Signed requests always reach the DS, which authenticates them.
+    ///
+    /// The gate narrows anonymous access; it does not grant it: the DS answers unauthenticated
+    /// requests only under [`crate::GroupInfoAccess::Anyone`] (wire-format.md §4.11).
+    pub fn with_anonymous_group_info_gate(
+        mut self,
+        gate: impl Fn(&HttpRequest<'_>, &[u8]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.anonymous_group_info_gate = Some(Box::new(gate));
         self
     }
 
@@ -199,12 +226,28 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             | Endpoint::WelcomeInformation
             | Endpoint::ExternalCommitInformation
             | Endpoint::VerificationKey => self
-                .serve_ds(now, endpoint, request.body, ds_storage)
+                .serve_ds(now, endpoint, request, ds_storage)
                 .map_err(RouteError::Ds),
             Endpoint::DeliverMessage | Endpoint::ConnectionRequest | Endpoint::QueueOperation => {
                 self.serve_qs(now, endpoint, request, qs_storage)
                     .map_err(RouteError::Qs)
             }
+        }
+    }
+
+    /// Whether the anonymous-access gate lets `request` through: any request when no gate is
+    /// set, and any request that is not an unauthenticated `group_info` (those the DS judges).
+    fn anonymous_group_info_allowed(&self, request: &HttpRequest<'_>) -> bool {
+        let Some(gate) = &self.anonymous_group_info_gate else {
+            return true;
+        };
+        match decode_exact::<DsRequest>(request.body) {
+            Ok(DsRequest {
+                body: DsRequestBody::GroupInfo(body),
+                auth: DsAuthData::Unauthenticated,
+                ..
+            }) => gate(request, body.group_id.as_slice()),
+            _ => true,
         }
     }
 
@@ -236,9 +279,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         &self,
         now: UnixTimeMs,
         endpoint: Endpoint,
-        body: &[u8],
+        request: &HttpRequest<'_>,
         storage: &mut S,
     ) -> Result<Routed, ProcessError<S::Error>> {
+        let body = request.body;
         let Some(ds) = &self.ds else {
             return Ok(refused(
                 Some(endpoint),
@@ -253,6 +297,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 ErrorCode::UnsupportedOperation,
                 400,
                 wrong,
+            ));
+        }
+        if endpoint == Endpoint::ExternalCommitInformation
+            && !self.anonymous_group_info_allowed(request)
+        {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::AuthenticationFailed,
+                403,
+                "not authorized to fetch this group's information",
             ));
         }
         let outcome = ds.process(now, body, storage)?;

@@ -89,8 +89,8 @@ fn sign_with_label(member: &TestClient, label: &str, content: &[u8]) -> Vec<u8> 
 
 /// The group as the DS serves it (`group_info`), imported into an openmls `PublicGroup`
 /// with the DS's pending proposals stored, and their ProposalRefs.
-fn served_group(ds: &mut TestDs, group_id: &[u8]) -> (PublicGroup, Vec<Vec<u8>>) {
-    let info = ds.group_info(group_id);
+fn served_group(ds: &mut TestDs, member: &TestClient) -> (PublicGroup, Vec<Vec<u8>>) {
+    let info = ds.group_info(member, &member.group_id());
     let provider = OpenMlsRustCrypto::default();
     let MlsMessageBodyIn::GroupInfo(group_info) =
         info.group_info.parse().expect("GroupInfo").extract()
@@ -171,7 +171,7 @@ pub(super) fn proposal(
     member: &TestClient,
     proposal: &Proposal,
 ) -> MlsMessageBytes {
-    let (group, _) = served_group(ds, &member.group_id());
+    let (group, _) = served_group(ds, member);
     let body = proposal.tls_serialize_detached().expect("encode");
     let content = framed_content(&group, member, PROPOSAL, &body);
     // FramedContentAuthData of a proposal: the signature only.
@@ -186,7 +186,7 @@ pub(super) fn proposal(
 /// Panics if openmls's `PublicGroup` refuses the commit: the forge only builds commits that
 /// are valid MLS, so a refusal by the DS is the DS's own rule.
 pub(super) fn commit(ds: &mut TestDs, member: &TestClient, by_value: &[Proposal]) -> GroupUpdate {
-    let (group, pending) = served_group(ds, &member.group_id());
+    let (group, pending) = served_group(ds, member);
     // MlsGroup does not expose its GroupContext, but its GroupInfoTBS starts with it.
     let own = member
         .group()
@@ -217,7 +217,7 @@ pub(super) fn commit_at_served_epoch(
     member: &TestClient,
     by_value: &[Proposal],
 ) -> GroupUpdate {
-    let (group, pending) = served_group(ds, &member.group_id());
+    let (group, pending) = served_group(ds, member);
     build_commit(group, &pending, member, by_value)
 }
 
