@@ -282,7 +282,10 @@ fn a_proposal_with_a_corrupted_membership_tag_does_not_block_the_next_commit() {
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     assert_eq!(refuse_inbox(&mut bob), 1);
     assert_eq!(refuse_inbox(&mut carol), 1);
-    assert_eq!(ds.group_info(&bob, &bob.group_id()).pending_proposals.len(), 1);
+    assert_eq!(
+        ds.group_info(&bob, &bob.group_id()).pending_proposals.len(),
+        1
+    );
 
     // Bob never stored it; his commit leaves it out and is accepted.
     let out = ds.accept(&bob.update_request(ds.now_ms));
@@ -295,7 +298,10 @@ fn a_proposal_with_a_corrupted_membership_tag_does_not_block_the_next_commit() {
         .unwrap();
     commit_reaches(&out, &mut [&mut alice, &mut carol], 2);
     // The proposal lapsed with its epoch.
-    assert!(ds.group_info(&bob, &bob.group_id()).pending_proposals.is_empty());
+    assert!(ds
+        .group_info(&bob, &bob.group_id())
+        .pending_proposals
+        .is_empty());
     assert_eq!(bob.group().members().count(), 3);
     messages_flow(&mut ds, &mut carol, &mut [&mut alice, &mut bob]);
 }
@@ -541,7 +547,10 @@ fn a_hubs_removal_is_covered_by_any_remove_of_its_target() {
         panic!()
     };
     assert!(receipt.external_proposals.is_empty(), "nothing to re-issue");
-    assert!(ds.group_info(&alice, &group_id).pending_proposals.is_empty());
+    assert!(ds
+        .group_info(&alice, &group_id)
+        .pending_proposals
+        .is_empty());
     TestDs::route(&out, &mut [&mut bob]);
     assert_eq!(
         bob.process_inbox(),
