@@ -1,12 +1,16 @@
 //! KeyPackage lifetimes are judged at the DS's `now`, not at the system clock openmls reads
-//! (RFC 9420 §7.2, §10.1; wire-format.md §4.2 step 11, §4.3.3 step 10, §4.10 step 11).
+//! (RFC 9420 §7.2, §10.1; wire-format.md §4.2 step 12, §4.3.3 step 10, §4.10 step 12).
 //!
 //! Each test gives a real openmls KeyPackage (or group creator's leaf) a lifetime that includes
 //! the system clock, so openmls alone would accept it, but not the DS's `now`: the DS must
-//! refuse with `key_package_lifetime` and leave storage byte-identical. Before the check, the
+//! refuse with `key_package_lifetime` and leave storage byte-identical (for `create_group`, an
+//! authenticated request, all but the consumed reservation). Before the check, the
 //! hub accepted such an Add and then refused the joiner's `welcome_info`, leaving the group
 //! with a member that could never join.
 
+use mimi_ds::storage::{
+    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
+};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest};
 use mimi_ds::{Status, UnixTimeMs};
@@ -164,5 +168,25 @@ fn create_group_refuses_a_creator_leaf_expired_at_now() {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
     let request = alice.create_group_request(ds.now_ms);
-    refused_for_lifetime(&mut ds, &request);
+    // The request is authenticated, so its refusal consumes the reservation and writes
+    // nothing else (wire-format.md §4.2): apply exactly that to a copy and compare.
+    let mut expected: InMemoryStorage = ds.storage.clone();
+    let consume = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
+        records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(expected.write(&consume).unwrap(), WriteOutcome::Applied);
+    let out = ds.process(&request);
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::KeyPackageLifetime),
+        "{:?}",
+        decode_response(&out.response)
+    );
+    assert!(out.fanout.is_empty());
+    assert!(ds.storage == expected, "only the reservation is gone");
 }
