@@ -1433,7 +1433,7 @@ fn group_safety_refusals_and_their_damaged_variants_are_refused() {
     // An external joiner publishing Alice's queue configuration.
     let mut eve = TestClient::new("eve", "eve-1", "e.example");
     eve.queue = alice.queue.clone();
-    let info = group_info(&mut ds, &alice.group_id());
+    let info = ds.group_info(&alice, &alice.group_id());
     let request = eve.external_join_request(&info);
     attacks.push((
         Case::new("shared_queue_join", Kind::ExternalJoin, 1, request, &ds),

@@ -11,6 +11,9 @@
 //! tree of `create_group`. A client that resyncs with its own old configuration while the same
 //! commit removes its old leaf keeps working (also tests/joins.rs).
 
+use mimi_ds::storage::{
+    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
+};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     ClientQueueConfig, DsRequestBody, DsResponseBody, ErrorCode, UpdateClientRequest,
@@ -154,7 +157,27 @@ fn create_group_refuses_a_tree_whose_leaves_share_a_queue_configuration() {
     alice.confirm_commit();
     assert_eq!(alice.group().members().count(), 2);
     let request = alice.create_group_request(ds.now_ms);
-    refused_as_shared(&mut ds, &request);
+    // An authenticated create_group refusal consumes the reservation and writes nothing else
+    // (wire-format.md §4.2); the refusal itself is checked on a copy that has lost it already.
+    let consumed = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
+        records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    let mut expected: InMemoryStorage = ds.storage.clone();
+    assert_eq!(expected.write(&consumed).unwrap(), WriteOutcome::Applied);
+    let out = ds.process(&request);
+    let response = decode_response(&out.response);
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::NotAllowed),
+        "{response:?}"
+    );
+    assert!(out.fanout.is_empty());
+    assert!(ds.storage == expected, "only the reservation is gone");
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! nor rewrites the pending trees.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mimi_ds::storage::{
     DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, RecordWrite, ReplayMark, VersionGuard,
@@ -72,14 +71,13 @@ fn add(
 /// A KeyPackage of `client` valid from an hour ago (system clock, which openmls checks) until
 /// `not_after` (seconds).
 fn key_package_until(client: &TestClient, not_after: u64) -> KeyPackage {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    // Valid from before the harness's start and the system clock alike (both are checked:
+    // the DS at its `now`, openmls at the system clock).
+    let not_before = TestClient::lifetime().not_before();
     KeyPackage::builder()
         .leaf_node_capabilities(TestClient::capabilities())
         .leaf_node_extensions(client.leaf_extensions())
-        .key_package_lifetime(Lifetime::init(now - 3600, not_after))
+        .key_package_lifetime(Lifetime::init(not_before, not_after))
         .build(
             CIPHERSUITE,
             &client.provider,
