@@ -75,7 +75,10 @@ fn parse_vector_file(name: &str, text: &str) -> VectorFile {
 }
 
 fn from_hex(name: &str, hex: &str) -> Vec<u8> {
-    assert!(hex.len().is_multiple_of(2), "{name}: odd number of hex digits");
+    assert!(
+        hex.len().is_multiple_of(2),
+        "{name}: odd number of hex digits"
+    );
     assert!(
         hex.bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),

@@ -99,7 +99,10 @@ where
             },
         )?,
         encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
-        encode_record::<_, S>(RecordKind::WelcomeSnapshots, &WelcomeSnapshots::default())?,
+        encode_record::<_, S>(
+            RecordKind::WelcomeSnapshots,
+            &WelcomeSnapshots::new(roster.ciphersuite),
+        )?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
         RecordWrite::Put(RecordKind::GroupInfo, body.group_info.as_bytes().to_vec()),
     ];

@@ -4,14 +4,15 @@
 //!
 //! Each joiner can fetch once; the epoch's tree is dropped when every joiner has fetched it,
 //! has been removed, or its retention has ended (see [`crate::state`]'s Welcome records). The
-//! request reads the small index and the tree of the requested epoch only. A lost answer is recovered by resending the identical
+//! request reads the small index and the tree of the requested epoch only, and decodes the tree
+//! only after the signature verified. A lost answer is recovered by resending the identical
 //! request, which the replay mark answers with the stored response.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
-use crate::state::{Roster, WelcomeSnapshots, WelcomeTree};
+use crate::state::{WelcomeSnapshots, WelcomeTree};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{
     decode_exact, DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest,
@@ -39,17 +40,14 @@ where
     }
     let group_id = auth.group_id();
     // The index, and the tree of the requested epoch only (which may be missing: fetched,
-    // dropped or never written).
+    // dropped or never written). The index alone authenticates the request: nothing of the
+    // group's size (roster, tree) is decoded before the signature verifies.
     let tree_kind = RecordKind::WelcomeTree { epoch: body.epoch };
     let snapshot = storage
-        .read(
-            group_id,
-            &[RecordKind::Roster, RecordKind::WelcomeSnapshots, tree_kind],
-        )
+        .read(group_id, &[RecordKind::WelcomeSnapshots, tree_kind])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .filter(|s| s.record(RecordKind::Roster).is_some())
+        .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
         .ok_or(RejectReason::UnknownGroup)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     let mut index: WelcomeSnapshots =
         decode_record::<_, S>(&snapshot, RecordKind::WelcomeSnapshots)?;
     let mut dropped = index.purge(ctx.now_ms);
@@ -65,7 +63,7 @@ where
     let tree_record = snapshot.record(tree_kind).ok_or(no_welcome)?;
     auth.verify(
         ctx.crypto(),
-        ciphersuite::<S>(roster.ciphersuite)?,
+        ciphersuite::<S>(index.ciphersuite)?,
         index.snapshots[position].joiners[joiner]
             .signature_key
             .as_slice(),

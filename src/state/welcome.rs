@@ -19,8 +19,13 @@ use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 /// [`crate::storage::RecordKind::WelcomeSnapshots`]: the index of the epochs whose joiners
 /// have not all fetched their tree (DS-03..06 "keep the group state of every epoch in which
 /// clients were added until each has joined"), oldest first.
+///
+/// It also holds the group's ciphersuite, so that `welcome_info` verifies the joiner's
+/// signature from this small record alone and decodes nothing of the size of the group (the
+/// roster, the tree) for a request that has not authenticated yet (wire-format.md §4.12).
 #[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct WelcomeSnapshots {
+    pub(crate) ciphersuite: u16,
     pub(crate) snapshots: Vec<WelcomeSnapshot>,
 }
 
@@ -54,6 +59,14 @@ pub(crate) struct WelcomeTree {
 }
 
 impl WelcomeSnapshots {
+    /// The empty index of a new group with this ciphersuite.
+    pub(crate) fn new(ciphersuite: u16) -> Self {
+        Self {
+            ciphersuite,
+            snapshots: Vec::new(),
+        }
+    }
+
     /// Drops the joiners whose retention ended before `now_ms`, then the snapshots nobody
     /// needs any more. Returns the epochs of the dropped snapshots, whose trees are to be
     /// deleted.
