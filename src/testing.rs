@@ -109,6 +109,30 @@ impl TestDs {
         }
     }
 
+    /// The storage as it is after an authenticated `create_group` for `group_id` was refused:
+    /// the reservation is consumed and nothing else changes (wire-format.md §4.2). Compare
+    /// [`Self::storage`] with it after such a refusal.
+    pub fn storage_with_reservation_consumed(&self, group_id: &[u8]) -> InMemoryStorage {
+        use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome};
+        let mut expected = self.storage.clone();
+        let version = expected.version(group_id).expect("a reserved group ID");
+        let consume = crate::storage::WriteSet {
+            group_id: group_id.to_vec(),
+            guard: VersionGuard::Exactly(version),
+            records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+            replay_mark: None,
+            now_ms: self.now_ms,
+            fanout: Vec::new(),
+        };
+        assert_eq!(
+            expected
+                .write(&consume)
+                .expect("in-memory storage does not fail"),
+            WriteOutcome::Applied
+        );
+        expected
+    }
+
     /// Registers a group created by `creator` and adds `joiners` in one commit; each joiner
     /// joins from its Welcome with the tree it fetches through `welcome_info`. Returns the
     /// group ID. Panics if the DS refuses any step.

@@ -4,9 +4,6 @@
 //! `external_join` (§4.4.4): the policy and the GroupInfo's framing are checked before the
 //! group is read and loaded.
 
-use mimi_ds::storage::{
-    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
-};
 use mimi_ds::testing::{decode_response, TestClient, TestDs};
 use mimi_ds::wire::{
     decode_exact, encode, CreateGroupRequest, DeleteGroupRequest, DsAuthData, DsRequest,
@@ -106,16 +103,7 @@ fn an_authenticated_attempt_that_fails_validation_consumes_the_reservation() {
         DsSenderId::LeafIndex(0),
     );
     // Exactly one change: the reservation is deleted under the version the request read.
-    let mut expected: InMemoryStorage = ds.storage.clone();
-    let write = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
-        records: vec![RecordWrite::Delete(RecordKind::Reservation)],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(expected.write(&write).unwrap(), WriteOutcome::Applied);
+    let expected = ds.storage_with_reservation_consumed(&group_id);
 
     refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
     assert!(ds.storage == expected, "only the reservation is gone");

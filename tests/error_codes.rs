@@ -134,18 +134,7 @@ fn reject_consuming_reservation(ds: &mut TestDs, request: &[u8], code: ErrorCode
         DsRequestBody::CreateGroup(body) => body.group_id.as_slice().to_vec(),
         other => panic!("not create_group: {other:?}"),
     };
-    let mut expected = ds.storage.clone();
-    let consume = WriteSet {
-        group_id: group_id.clone(),
-        guard: mimi_ds::storage::VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
-        records: vec![mimi_ds::storage::RecordWrite::Delete(
-            RecordKind::Reservation,
-        )],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(expected.write(&consume).unwrap(), WriteOutcome::Applied);
+    let expected = ds.storage_with_reservation_consumed(&group_id);
     let out = ds.process(request);
     assert_eq!(out.status, Status::Rejected(code));
     assert!(out.fanout.is_empty(), "a rejected request fans out nothing");

@@ -8,9 +8,6 @@
 //! hub accepted such an Add and then refused the joiner's `welcome_info`, leaving the group
 //! with a member that could never join.
 
-use mimi_ds::storage::{
-    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
-};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest};
 use mimi_ds::{Status, UnixTimeMs};
@@ -170,16 +167,7 @@ fn create_group_refuses_a_creator_leaf_expired_at_now() {
     let request = alice.create_group_request(ds.now_ms);
     // The request is authenticated, so its refusal consumes the reservation and writes
     // nothing else (wire-format.md §4.2): apply exactly that to a copy and compare.
-    let mut expected: InMemoryStorage = ds.storage.clone();
-    let consume = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
-        records: vec![RecordWrite::Delete(RecordKind::Reservation)],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(expected.write(&consume).unwrap(), WriteOutcome::Applied);
+    let expected = ds.storage_with_reservation_consumed(&group_id);
     let out = ds.process(&request);
     assert_eq!(
         out.status,

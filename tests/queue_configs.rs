@@ -11,9 +11,6 @@
 //! tree of `create_group`. A client that resyncs with its own old configuration while the same
 //! commit removes its old leaf keeps working (also tests/joins.rs).
 
-use mimi_ds::storage::{
-    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
-};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     ClientQueueConfig, DsRequestBody, DsResponseBody, ErrorCode, UpdateClientRequest,
@@ -159,16 +156,7 @@ fn create_group_refuses_a_tree_whose_leaves_share_a_queue_configuration() {
     let request = alice.create_group_request(ds.now_ms);
     // An authenticated create_group refusal consumes the reservation and writes nothing else
     // (wire-format.md §4.2); the refusal itself is checked on a copy that has lost it already.
-    let consumed = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(ds.storage.version(&group_id).unwrap()),
-        records: vec![RecordWrite::Delete(RecordKind::Reservation)],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    let mut expected: InMemoryStorage = ds.storage.clone();
-    assert_eq!(expected.write(&consumed).unwrap(), WriteOutcome::Applied);
+    let expected = ds.storage_with_reservation_consumed(&group_id);
     let out = ds.process(&request);
     let response = decode_response(&out.response);
     assert_eq!(
