@@ -164,6 +164,7 @@
 //! |---|---|---|
 //! | [`wire`] | public | Codecs for every struct and codepoint on the wire, nothing else |
 //! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`], [`UnixTimeMs`]: decode, dispatch, the single write |
+//! | `hub_event` | re-exported | [`HubEvent`]: what the embedding server tells the DS about a group |
 //! | `handlers` | private | One file per operation: validate against a snapshot, plan the write |
 //! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
 //! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
@@ -191,6 +192,7 @@ mod destination;
 mod error;
 mod fanout;
 mod handlers;
+mod hub_event;
 mod identity;
 mod service;
 mod state;
@@ -202,6 +204,7 @@ pub use destination::{
 };
 pub use error::*;
 pub use fanout::Fanout;
+pub use hub_event::HubEvent;
 pub use identity::{
     user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator,
 };

@@ -7,8 +7,8 @@ use openmls_traits::random::OpenMlsRand;
 use crate::config::{DsConfig, DsIdentity};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
-pub use crate::handlers::hub_events::HubEvent;
 use crate::handlers::{self, Ctx, Plan};
+use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
 use crate::wire::{

@@ -16,41 +16,12 @@ use super::proposals::load_group;
 use super::{decode_record, encode_record, write_plan, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
+use crate::hub_event::HubEvent;
 use crate::service::DeliveryService;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{AcceptedMessage, ClientQueueConfig, DsResponseBody};
-
-/// Something the embedding server learned that the DS acts on in one group
-/// ([`crate::DeliveryService::handle_event`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HubEvent {
-    /// A Queueing Service answered `invalid_client_queue_information` for this queue: remove
-    /// the clients that use it.
-    QueueRejected(ClientQueueConfig),
-    /// The server deleted a client, named by its leaf signature key: remove it.
-    ClientDeleted {
-        /// The client's signature public key.
-        signature_key: Vec<u8>,
-    },
-    /// The server deleted a user (as the credential validator names users): remove all of its
-    /// clients.
-    UserDeleted {
-        /// The user.
-        user: Vec<u8>,
-    },
-    /// Remove every client that has sent nothing for longer than
-    /// [`crate::DsConfig::inactivity_limit_ms`].
-    InactivitySweep,
-    /// Propose replacing the retired DS identity the group names with the current one
-    /// ([`crate::DeliveryService::with_retired_identity`]). Nothing to do while the rotation
-    /// is already pending; refused (`invalid_proposal`) while a member's GroupContextExtensions
-    /// proposal is pending, as a commit may carry only one (RFC 9420 §12.2): retry after the
-    /// next commit.
-    RotateSigningKey,
-}
+use crate::wire::{AcceptedMessage, DsResponseBody};
 
 type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
 
