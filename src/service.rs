@@ -12,8 +12,7 @@ use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
 use crate::wire::{
-    decode_exact, encode, DsRequest, DsResponse, DsResponseBody, ErrorCode,
-    PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode_response, DsRequest, DsResponseBody, ErrorCode, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// A point in time: milliseconds since the UNIX epoch. mimi-ds never reads a clock; the caller
@@ -236,12 +235,4 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Status::Rejected(reason.code()),
         )
     }
-}
-
-/// Encodes a response body as a `DSResponse` of the current version.
-pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
-    encode(&DsResponse {
-        version: PROTOCOL_VERSION_MIMI_DS10,
-        body,
-    })
 }

@@ -26,11 +26,12 @@ use tls_codec::DeserializeBytes;
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
-use crate::service::{encode_response, DeliveryService};
+use crate::service::DeliveryService;
 use crate::state::{LeafChecks, Roster};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{
-    decode_exact, user_key_hash, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
+    decode_exact, encode_response, user_key_hash, DsRequest, DsRequestBody, DsResponseBody,
+    DsSenderId,
 };
 use commit_rules::Operation;
 use proposals::ProposalRule;

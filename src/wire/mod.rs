@@ -94,3 +94,11 @@ pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError>
 pub fn encode<T: tls_codec::Serialize>(value: &T) -> Result<Vec<u8>, tls_codec::Error> {
     value.tls_serialize_detached()
 }
+
+/// Encodes a response body as a `DSResponse` of the current version.
+pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
+    encode(&DsResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+    })
+}
