@@ -7,7 +7,7 @@ use openmls_traits::random::OpenMlsRand;
 use crate::config::{DsConfig, DsIdentity};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
-use crate::handlers::{self, Ctx, Plan};
+use crate::handlers::{self, Ctx, HandlerEnv, Plan};
 use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
@@ -125,7 +125,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Err(reason) => return self.reject(&reason),
         };
         let ctx = Ctx {
-            ds: self,
+            env: self.handler_env(),
             now_ms: now.0,
             request: &decoded,
             request_bytes: request,
@@ -146,8 +146,19 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
         self.execute(storage, |storage| {
-            handlers::hub_events::handle(self, now.0, group_id, event, storage)
+            handlers::hub_events::handle(&self.handler_env(), now.0, group_id, event, storage)
         })
+    }
+
+    /// What handlers may use of this service.
+    fn handler_env(&self) -> HandlerEnv<'_, C> {
+        HandlerEnv {
+            config: &self.config,
+            identity: &self.identity,
+            retired: &self.retired,
+            crypto: &self.crypto,
+            validator: self.validator.as_ref(),
+        }
     }
 
     /// Runs a handler and applies its write. A conflict means another request changed the

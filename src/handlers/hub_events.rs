@@ -13,11 +13,11 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::commit::refuse_if_reinitialized;
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::proposals::load_group;
+use super::HandlerEnv;
 use super::{decode_record, encode_record, write_plan, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;
-use crate::service::DeliveryService;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
@@ -26,7 +26,7 @@ use crate::wire::{AcceptedMessage, DsResponseBody};
 type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
 
 pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     now_ms: u64,
     group_id: &[u8],
     event: &HubEvent,
@@ -73,7 +73,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .into())
             }
             None => {
-                if let Some(proposal) = issue_rotation(ds, &mut group, &buffer, now_ms)? {
+                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now_ms)? {
                     issued.push(proposal);
                 }
             }
@@ -97,7 +97,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .collect(),
             HubEvent::UserDeleted { user } => roster.leaves_of(user).collect(),
             HubEvent::InactivitySweep => {
-                let limit = ds.config.inactivity_limit_ms.ok_or_else(|| {
+                let limit = env.config.inactivity_limit_ms.ok_or_else(|| {
                     RejectReason::NotAllowed("no inactivity limit is configured".into())
                 })?;
                 roster
@@ -124,7 +124,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 continue;
             }
             issued.push(issue_removal(
-                ds,
+                env,
                 &mut group,
                 &buffer,
                 LeafNodeIndex::new(leaf),
@@ -145,7 +145,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     let mut fanout = Vec::new();
     for (i, (message, record)) in issued.iter().enumerate() {
         fanout.extend(fan_out(
-            &ds.config.domain,
+            &env.config.domain,
             group_id,
             first + i as u64,
             now_ms,
