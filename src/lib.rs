@@ -166,6 +166,7 @@
 //! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`], [`UnixTimeMs`]: decode, dispatch, the single write |
 //! | `hub_event` | re-exported | [`HubEvent`]: what the embedding server tells the DS about a group |
 //! | `handlers` | private | One file per operation: validate against a snapshot, plan the write |
+//! | `signing` | private | The client side of signatures: `ClientSignature::sign`, `UserAuthKeyExtension::sign`, `QsClientRequest::sign` |
 //! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
 //! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
 //! | [`storage`] | public | The [`storage::DsStorage`] contract and [`storage::InMemoryStorage`] |
@@ -195,6 +196,7 @@ mod handlers;
 mod hub_event;
 mod identity;
 mod service;
+mod signing;
 mod state;
 
 pub use config::*;

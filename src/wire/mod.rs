@@ -14,9 +14,9 @@ mod request;
 mod response;
 
 pub use auth::{
-    user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, SignError,
-    UserAuthKeyExtension, CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE,
-    USER_KEY_HASH_LABEL, USER_KEY_PROOF_LABEL,
+    user_key_hash, ClientSignature, DsAuthData, DsSenderId, SignError, UserAuthKeyExtension,
+    CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
+    USER_KEY_PROOF_LABEL,
 };
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
@@ -29,11 +29,12 @@ pub use queue::{
 };
 pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
-    CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest, DsRequest,
-    DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption, GroupInfoRequest,
-    GroupUpdate, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo, ProposalsRequest,
-    RatchetTreePresence, ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest,
-    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest,
+    DeleteGroupRequest, DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest,
+    GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
+    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, ReInitializeGroupRequest,
+    SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest,
+    WelcomeInfoRequest,
 };
 pub use response::{
     encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
