@@ -164,7 +164,9 @@
 //! |---|---|---|
 //! | [`wire`] | public | Codecs for every struct and codepoint on the wire, nothing else |
 //! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`], [`UnixTimeMs`]: decode, dispatch, the single write |
+//! | `hub_event` | re-exported | [`HubEvent`]: what the embedding server tells the DS about a group |
 //! | `handlers` | private | One file per operation: validate against a snapshot, plan the write |
+//! | `signing` | private | The client side of signatures: `ClientSignature::sign`, `UserAuthKeyExtension::sign`, `QsClientRequest::sign` |
 //! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
 //! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
 //! | [`storage`] | public | The [`storage::DsStorage`] contract and [`storage::InMemoryStorage`] |
@@ -191,8 +193,10 @@ mod destination;
 mod error;
 mod fanout;
 mod handlers;
+mod hub_event;
 mod identity;
 mod service;
+mod signing;
 mod state;
 
 pub use config::*;
@@ -202,6 +206,7 @@ pub use destination::{
 };
 pub use error::*;
 pub use fanout::Fanout;
+pub use hub_event::HubEvent;
 pub use identity::{
     user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator,
 };

@@ -7,13 +7,12 @@ use openmls_traits::random::OpenMlsRand;
 use crate::config::{DsConfig, DsIdentity};
 use crate::error::{Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
-pub use crate::handlers::hub_events::HubEvent;
-use crate::handlers::{self, Ctx, Plan};
+use crate::handlers::{self, Ctx, HandlerEnv, Plan};
+use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
 use crate::wire::{
-    decode_exact, encode, DsRequest, DsResponse, DsResponseBody, ErrorCode,
-    PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode_response, DsRequest, DsResponseBody, ErrorCode, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// A point in time: milliseconds since the UNIX epoch. mimi-ds never reads a clock; the caller
@@ -126,7 +125,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Err(reason) => return self.reject(&reason),
         };
         let ctx = Ctx {
-            ds: self,
+            env: self.handler_env(),
             now_ms: now.0,
             request: &decoded,
             request_bytes: request,
@@ -147,8 +146,19 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
         self.execute(storage, |storage| {
-            handlers::hub_events::handle(self, now.0, group_id, event, storage)
+            handlers::hub_events::handle(&self.handler_env(), now.0, group_id, event, storage)
         })
+    }
+
+    /// What handlers may use of this service.
+    fn handler_env(&self) -> HandlerEnv<'_, C> {
+        HandlerEnv {
+            config: &self.config,
+            identity: &self.identity,
+            retired: &self.retired,
+            crypto: &self.crypto,
+            validator: self.validator.as_ref(),
+        }
     }
 
     /// Runs a handler and applies its write. A conflict means another request changed the
@@ -236,12 +246,4 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Status::Rejected(reason.code()),
         )
     }
-}
-
-/// Encodes a response body as a `DSResponse` of the current version.
-pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
-    encode(&DsResponse {
-        version: PROTOCOL_VERSION_MIMI_DS10,
-        body,
-    })
 }

@@ -130,7 +130,7 @@ where
     let (stapled, pending_after) = if op == Operation::DeleteGroup {
         (Vec::new(), PendingProposals::default())
     } else {
-        reissue_removals(ctx.ds, &mut group, &buffer, &omitted, ctx.now_ms)?
+        reissue_removals(&ctx.env, &mut group, &buffer, &omitted, ctx.now_ms)?
     };
 
     let accepted = Accepting {
@@ -231,7 +231,7 @@ pub(crate) fn omitted_pending<C>(
         })
         .min();
     match oldest {
-        Some(since) if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) => {
+        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) => {
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding
                     .iter()
@@ -442,7 +442,7 @@ impl Accepting<'_> {
             epoch: new_epoch,
             external_proposals: self.stapled.clone(),
         };
-        let domain = &ctx.ds.config.domain;
+        let domain = &ctx.env.config.domain;
         let mut fanout = fan_out(
             domain,
             self.group_id,
@@ -508,7 +508,7 @@ impl Accepting<'_> {
         sequencer.forget_messages_before(
             roster
                 .epoch
-                .saturating_sub(ctx.ds.config.app_message_epoch_tolerance),
+                .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
         );
         let records = vec![
             encode_record::<_, S>(RecordKind::Roster, &roster)?,
@@ -557,7 +557,7 @@ impl Accepting<'_> {
         // no longer than its own limit.
         let retention_end = ctx
             .now_ms
-            .saturating_add(ctx.ds.config.welcome_retention_ms);
+            .saturating_add(ctx.env.config.welcome_retention_ms);
         let joiners: Vec<Joiner> = summary
             .added
             .iter()
@@ -574,7 +574,7 @@ impl Accepting<'_> {
                 epoch: new_epoch,
                 joiners,
             };
-            let evicted = index.push(snapshot, ctx.ds.config.max_welcome_snapshots);
+            let evicted = index.push(snapshot, ctx.env.config.max_welcome_snapshots);
             if !evicted.contains(&new_epoch) {
                 new_tree = Some(WelcomeTree {
                     expires_at_ms,

@@ -138,7 +138,7 @@ where
             .map_err(|e| {
                 RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}"))
             })?;
-    check_names_ds_as_external_sender(&group, &ctx.ds.identity)?;
+    check_names_ds_as_external_sender(&group, ctx.env.identity)?;
     // The leaf the ClientSignature was checked against is the verified GroupInfo signer's.
     let leaf =
         group

@@ -40,7 +40,7 @@ where
         .into());
     }
     // Cheap checks before anything is decoded or read (wire-format.md §4.4.4).
-    if ctx.ds.config.external_joins == ExternalJoinPolicy::Disabled {
+    if ctx.env.config.external_joins == ExternalJoinPolicy::Disabled {
         return Err(
             RejectReason::NotAllowed("this DS does not accept external joins".into()).into(),
         );
@@ -58,7 +58,7 @@ where
         crypto,
         ctx.request_bytes,
         ctx.now_ms,
-        ctx.ds.config.auth_window_ms,
+        ctx.env.config.auth_window_ms,
     )?;
     if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now_ms)? {
         return Ok(Plan::Duplicate(response));
@@ -94,7 +94,7 @@ where
         )
         .into());
     }
-    if ctx.ds.config.external_joins == ExternalJoinPolicy::ExistingUsers
+    if ctx.env.config.external_joins == ExternalJoinPolicy::ExistingUsers
         && roster.leaves_of(&joiner_user).next().is_none()
     {
         return Err(RejectReason::NotAllowed(
@@ -110,8 +110,13 @@ where
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
-    let (stapled, pending_after) =
-        reissue_removals(ctx.ds, &mut group, &buffer, &pending.proposals, ctx.now_ms)?;
+    let (stapled, pending_after) = reissue_removals(
+        &ctx.env,
+        &mut group,
+        &buffer,
+        &pending.proposals,
+        ctx.now_ms,
+    )?;
     let accepted = Accepting {
         group_id: &group_id,
         snapshot: &snapshot,

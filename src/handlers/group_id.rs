@@ -17,7 +17,7 @@ where
 {
     // 128 random bits from the injected RNG; the domain suffix makes IDs unique across hubs.
     let random = ctx
-        .ds
+        .env
         .crypto
         .random_vec(16)
         .map_err(|e| internal(format!("{e:?}")))?;
@@ -27,12 +27,12 @@ where
         .collect::<String>()
         .into_bytes();
     group_id.push(b'@');
-    group_id.extend_from_slice(ctx.ds.config.domain.as_bytes());
+    group_id.extend_from_slice(ctx.env.config.domain.as_bytes());
 
     let reservation = Reservation {
         expires_at_ms: ctx
             .now_ms
-            .saturating_add(ctx.ds.config.group_id_reservation_ms),
+            .saturating_add(ctx.env.config.group_id_reservation_ms),
     };
     // `Absent` makes a (2^-128) collision a conflict, and the retry draws a new ID.
     ctx.write_plan::<S>(

@@ -41,7 +41,7 @@ where
         // Refused before anything is read: an anonymous request learns nothing, not even
         // whether the group exists.
         DsAuthData::Unauthenticated
-            if ctx.ds.config.group_info_access != GroupInfoAccess::Anyone =>
+            if ctx.env.config.group_info_access != GroupInfoAccess::Anyone =>
         {
             return Err(RejectReason::AuthenticationFailed(
                 "group_info needs a request signed by a member or a user of the group",

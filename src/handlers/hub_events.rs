@@ -13,49 +13,20 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::commit::refuse_if_reinitialized;
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::proposals::load_group;
+use super::HandlerEnv;
 use super::{decode_record, encode_record, write_plan, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
-use crate::service::DeliveryService;
+use crate::hub_event::HubEvent;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{AcceptedMessage, ClientQueueConfig, DsResponseBody};
-
-/// Something the embedding server learned that the DS acts on in one group
-/// ([`crate::DeliveryService::handle_event`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HubEvent {
-    /// A Queueing Service answered `invalid_client_queue_information` for this queue: remove
-    /// the clients that use it.
-    QueueRejected(ClientQueueConfig),
-    /// The server deleted a client, named by its leaf signature key: remove it.
-    ClientDeleted {
-        /// The client's signature public key.
-        signature_key: Vec<u8>,
-    },
-    /// The server deleted a user (as the credential validator names users): remove all of its
-    /// clients.
-    UserDeleted {
-        /// The user.
-        user: Vec<u8>,
-    },
-    /// Remove every client that has sent nothing for longer than
-    /// [`crate::DsConfig::inactivity_limit_ms`].
-    InactivitySweep,
-    /// Propose replacing the retired DS identity the group names with the current one
-    /// ([`crate::DeliveryService::with_retired_identity`]). Nothing to do while the rotation
-    /// is already pending; refused (`invalid_proposal`) while a member's GroupContextExtensions
-    /// proposal is pending, as a commit may carry only one (RFC 9420 §12.2): retry after the
-    /// next commit.
-    RotateSigningKey,
-}
+use crate::wire::{AcceptedMessage, DsResponseBody};
 
 type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
 
 pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     now_ms: u64,
     group_id: &[u8],
     event: &HubEvent,
@@ -102,7 +73,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .into())
             }
             None => {
-                if let Some(proposal) = issue_rotation(ds, &mut group, &buffer, now_ms)? {
+                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now_ms)? {
                     issued.push(proposal);
                 }
             }
@@ -126,7 +97,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .collect(),
             HubEvent::UserDeleted { user } => roster.leaves_of(user).collect(),
             HubEvent::InactivitySweep => {
-                let limit = ds.config.inactivity_limit_ms.ok_or_else(|| {
+                let limit = env.config.inactivity_limit_ms.ok_or_else(|| {
                     RejectReason::NotAllowed("no inactivity limit is configured".into())
                 })?;
                 roster
@@ -153,7 +124,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 continue;
             }
             issued.push(issue_removal(
-                ds,
+                env,
                 &mut group,
                 &buffer,
                 LeafNodeIndex::new(leaf),
@@ -174,7 +145,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     let mut fanout = Vec::new();
     for (i, (message, record)) in issued.iter().enumerate() {
         fanout.extend(fan_out(
-            &ds.config.domain,
+            &env.config.domain,
             group_id,
             first + i as u64,
             now_ms,

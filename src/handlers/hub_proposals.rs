@@ -13,9 +13,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::Serialize as _;
 
 use super::proposals::mls_reject;
+use super::HandlerEnv;
 use crate::config::{DsIdentity, DsSigner};
 use crate::error::{internal, Failure, RejectReason};
-use crate::service::DeliveryService;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
 use crate::wire::MlsMessageBytes;
@@ -24,12 +24,12 @@ type Result<T, E> = std::result::Result<T, Failure<E>>;
 
 /// Which of the DS's identities the group names as external sender, and at which index.
 fn named_identity<'a, C>(
-    ds: &'a DeliveryService<C>,
+    env: &HandlerEnv<'a, C>,
     group: &PublicGroup,
 ) -> Option<(u32, &'a DsIdentity)> {
     let senders = group.group_context().extensions().external_senders()?;
-    std::iter::once(&ds.identity)
-        .chain(&ds.retired)
+    std::iter::once(env.identity)
+        .chain(env.retired)
         .find_map(|identity| {
             let ours = identity.external_sender();
             senders
@@ -42,7 +42,7 @@ fn named_identity<'a, C>(
 /// Runs a proposal the DS signed through the group, as any member's proposal would be, so the
 /// DS's own state includes it (OPENMLS-NOTES: `process_message` + `add_proposal`).
 fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     message: openmls::prelude::MlsMessageOut,
@@ -55,7 +55,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         return Err(internal("an external proposal is a PublicMessage"));
     };
     let processed = group
-        .process_message(&ds.crypto, ProtocolMessage::from(public))
+        .process_message(env.crypto, ProtocolMessage::from(public))
         .map_err(mls_reject)?;
     let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
         return Err(internal("an external proposal processes as a proposal"));
@@ -73,13 +73,13 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
 
 /// Issues a Remove proposal for `leaf`, signed by the DS identity the group names.
 pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     leaf: LeafNodeIndex,
     now_ms: u64,
 ) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
-    let (index, identity) = named_identity(ds, group).ok_or_else(|| {
+    let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
     let target = group
@@ -96,22 +96,22 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(ds, group, buffer, message, now_ms, target)
+    enqueue(env, group, buffer, message, now_ms, target)
 }
 
 /// Issues a GroupContextExtensions proposal that replaces the retired DS identity the group
 /// names with the current one (a signing-key rotation). `None` if the group already names the
 /// current identity.
 pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     now_ms: u64,
 ) -> Result<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
-    let (index, identity) = named_identity(ds, group).ok_or_else(|| {
+    let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
-    if std::ptr::eq(identity, &ds.identity) {
+    if std::ptr::eq(identity, env.identity) {
         return Ok(None);
     }
     let mut senders = group
@@ -120,7 +120,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         .external_senders()
         .cloned()
         .unwrap_or_default();
-    senders[index as usize] = ds.identity.external_sender();
+    senders[index as usize] = env.identity.external_sender();
     let extensions: Vec<Extension> = group
         .group_context()
         .extensions()
@@ -139,7 +139,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(ds, group, buffer, message, now_ms, Vec::new()).map(Some)
+    enqueue(env, group, buffer, message, now_ms, Vec::new()).map(Some)
 }
 
 /// After a commit moved the group to a new epoch, issues again every Remove the DS had pending
@@ -149,7 +149,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
 /// that leaves it out must not keep the member in the group). Returns the new proposals (to
 /// staple to the commit) and their records.
 pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>(
-    ds: &DeliveryService<C>,
+    env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     lapsed: &[PendingProposalRecord],
@@ -166,7 +166,7 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
             .find(|m| m.signature_key == record.removal_target.as_slice())
             .map(|m| m.index);
         if let Some(leaf) = still_member {
-            let (bytes, new_record) = issue_removal(ds, group, buffer, leaf, now_ms)?;
+            let (bytes, new_record) = issue_removal(env, group, buffer, leaf, now_ms)?;
             stapled.push(bytes);
             pending.proposals.push(new_record);
         }

@@ -24,13 +24,15 @@ use openmls_traits::random::OpenMlsRand;
 use tls_codec::DeserializeBytes;
 
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
+use crate::config::{DsConfig, DsIdentity};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
-use crate::service::{encode_response, DeliveryService};
+use crate::identity::CredentialValidator;
 use crate::state::{LeafChecks, Roster};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{
-    decode_exact, user_key_hash, DsRequest, DsRequestBody, DsResponseBody, DsSenderId,
+    decode_exact, encode_response, user_key_hash, DsRequest, DsRequestBody, DsResponseBody,
+    DsSenderId,
 };
 use commit_rules::Operation;
 use proposals::ProposalRule;
@@ -57,9 +59,23 @@ pub(crate) enum Plan {
     },
 }
 
-/// The request being processed and the service processing it.
+/// What handlers need of the service that runs them: its configuration, its identities, its
+/// crypto and its credential validator. Built by the service for each call, so handlers do not
+/// depend on the service (the layers point one way: service → handlers → wire).
+pub(crate) struct HandlerEnv<'a, C> {
+    pub(crate) config: &'a DsConfig,
+    /// The identity the DS signs with now.
+    pub(crate) identity: &'a DsIdentity,
+    /// Earlier signing identities, still named by groups that have not committed a rotation.
+    pub(crate) retired: &'a [DsIdentity],
+    /// Crypto, and the source of randomness.
+    pub(crate) crypto: &'a C,
+    pub(crate) validator: &'a dyn CredentialValidator,
+}
+
+/// The request being processed and what its handler may use.
 pub(crate) struct Ctx<'a, C> {
-    pub(crate) ds: &'a DeliveryService<C>,
+    pub(crate) env: HandlerEnv<'a, C>,
     pub(crate) now_ms: u64,
     pub(crate) request: &'a DsRequest,
     pub(crate) request_bytes: &'a [u8],
@@ -147,7 +163,7 @@ where
         DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),
         DsRequestBody::WelcomeInfo(body) => welcome_info::handle(ctx, storage, body),
         DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
-            ctx.ds.identity.signature_key.as_slice().to_vec().into(),
+            ctx.env.identity.signature_key.as_slice().to_vec().into(),
         ))),
         // Defined on the wire (DS-03/04) but outside this crate: KeyPackages are served by the
         // provider's own directory, not by the hub; the per-operation variants of commits are
@@ -158,12 +174,12 @@ where
 
 impl<C: OpenMlsCrypto> Ctx<'_, C> {
     pub(crate) fn crypto(&self) -> &C {
-        &self.ds.crypto
+        self.env.crypto
     }
 
     /// The user a leaf belongs to, if its credential is acceptable.
     pub(crate) fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
-        self.ds
+        self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())
             .map_err(|e| RejectReason::InvalidLeafNode(e.0))
@@ -176,7 +192,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             self.request,
             self.request_bytes,
             self.now_ms,
-            self.ds.config.auth_window_ms,
+            self.env.config.auth_window_ms,
         )
     }
 

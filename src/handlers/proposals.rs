@@ -142,7 +142,7 @@ where
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
         // wire-format.md §4.10: a bounded pending set (DsConfig::max_pending_proposals).
-        let limit = ctx.ds.config.max_pending_proposals;
+        let limit = ctx.env.config.max_pending_proposals;
         if pending.proposals.len() >= limit {
             return Err(RejectReason::TooManyPendingProposals { limit }.into());
         }
@@ -224,7 +224,7 @@ where
             origin,
         });
         fanout.extend(fan_out(
-            &ctx.ds.config.domain,
+            &ctx.env.config.domain,
             group_id,
             sequencer.next_sequence + i as u64,
             ctx.now_ms,

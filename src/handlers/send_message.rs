@@ -67,14 +67,14 @@ where
     check_epoch(
         roster.epoch,
         message.epoch(),
-        ctx.ds.config.app_message_epoch_tolerance,
+        ctx.env.config.app_message_epoch_tolerance,
     )?;
 
     let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
     // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
-        if ctx.ds.config.pending_proposals.enforced(since, ctx.now_ms) {
+        if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) {
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
@@ -87,12 +87,12 @@ where
     sequencer.forget_messages_before(
         roster
             .epoch
-            .saturating_sub(ctx.ds.config.app_message_epoch_tolerance),
+            .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
     );
     sequencer.remember(
         message.epoch().as_u64(),
         digest,
-        ctx.ds.config.app_message_replay_memory,
+        ctx.env.config.app_message_replay_memory,
     );
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
@@ -101,7 +101,7 @@ where
         external_proposals: Vec::new(),
     };
     let fanout = fan_out(
-        &ctx.ds.config.domain,
+        &ctx.env.config.domain,
         group_id,
         accepted.sequence_number,
         ctx.now_ms,

@@ -3,11 +3,11 @@
 //! `DSSenderID` keeps the three kinds of DS-00 §5.1 (the seed); `ClientSignature` merges the
 //! seed's `DSAuthToken` (group id, timestamp, sender) with the request binding of DS-01/03
 //! (the signature covers the whole request body), as DECISIONS.md "Wire profile v1" says.
+//!
+//! Codecs only: `ClientSignatureTBS` is encoded with the request it covers (`request.rs`);
+//! clients sign in `crate::signing` and the DS verifies in `crate::auth`.
 
-use openmls_traits::signatures::Signer;
-use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
-
-use super::request::DsRequestBody;
+use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 /// The `SignWithLabel` label of a [`ClientSignature`] (RFC 9420 §5.1.2 labelling).
 pub const CLIENT_SIGNATURE_LABEL: &str = "MIMI DS Request";
@@ -37,21 +37,6 @@ impl UserAuthKeyExtension {
     /// label "MLS 1.0 MIMI DS UserKeyProof" and the key as content (RFC 9420 §5.1.2).
     pub fn proof_content(leaf_signature_key: &[u8]) -> Result<Vec<u8>, tls_codec::Error> {
         sign_content(USER_KEY_PROOF_LABEL, leaf_signature_key.to_vec())
-    }
-
-    /// The extension a client publishes in a leaf whose signature key is `leaf_signature_key`,
-    /// signed with its user's key (the client side of wire-format.md §3.5).
-    pub fn sign(
-        user_key: &impl Signer,
-        user_auth_key: &[u8],
-        leaf_signature_key: &[u8],
-    ) -> Result<Self, SignError> {
-        let content = Self::proof_content(leaf_signature_key).map_err(|_| SignError::Encoding)?;
-        let proof = user_key.sign(&content).map_err(|_| SignError::Signer)?;
-        Ok(Self {
-            user_auth_key: user_auth_key.to_vec().into(),
-            proof: proof.into(),
-        })
     }
 }
 
@@ -118,21 +103,6 @@ pub struct ClientSignature {
     pub signature: VLBytes,
 }
 
-/// `ClientSignatureTBS`: what a [`ClientSignature`] signs.
-#[derive(Debug, TlsSerialize, TlsSize)]
-pub struct ClientSignatureTbs<'a> {
-    /// `DSProtocolVersion` of the request.
-    pub version: u16,
-    /// The request body, encoded as on the wire.
-    pub body: &'a DsRequestBody,
-    /// As in [`ClientSignature`].
-    pub group_id: &'a VLBytes,
-    /// As in [`ClientSignature`].
-    pub timestamp_ms: u64,
-    /// As in [`ClientSignature`].
-    pub sender_id: &'a DsSenderId,
-}
-
 /// RFC 9420 §5.1.2 `SignContent { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; }`.
 #[derive(TlsSerialize, TlsSize)]
 struct SignContent {
@@ -140,18 +110,9 @@ struct SignContent {
     content: VLBytes,
 }
 
-impl ClientSignatureTbs<'_> {
-    /// The exact bytes handed to the signature algorithm: the TBS wrapped in `SignContent`.
-    pub fn sign_content(&self) -> Result<Vec<u8>, tls_codec::Error> {
-        let mut content = Vec::with_capacity(self.tls_serialized_len());
-        self.tls_serialize(&mut content)?;
-        sign_content(CLIENT_SIGNATURE_LABEL, content)
-    }
-}
-
 /// RFC 9420 §5.1.2 `SignWithLabel` input: `content` wrapped in `SignContent` with the label
 /// "MLS 1.0 " + `label`. Shared by every signed mimi-ds request.
-pub(crate) fn sign_content(label: &str, content: Vec<u8>) -> Result<Vec<u8>, tls_codec::Error> {
+pub(super) fn sign_content(label: &str, content: Vec<u8>) -> Result<Vec<u8>, tls_codec::Error> {
     let mut full = b"MLS 1.0 ".to_vec();
     full.extend_from_slice(label.as_bytes());
     SignContent {
@@ -161,36 +122,8 @@ pub(crate) fn sign_content(label: &str, content: Vec<u8>) -> Result<Vec<u8>, tls
     .tls_serialize_detached()
 }
 
-impl ClientSignature {
-    /// Signs a request body as `sender_id` (the client side of wire-format.md §3.2).
-    pub fn sign(
-        signer: &impl Signer,
-        version: u16,
-        body: &DsRequestBody,
-        group_id: &[u8],
-        timestamp_ms: u64,
-        sender_id: DsSenderId,
-    ) -> Result<Self, SignError> {
-        let group_id = VLBytes::from(group_id.to_vec());
-        let tbs = ClientSignatureTbs {
-            version,
-            body,
-            group_id: &group_id,
-            timestamp_ms,
-            sender_id: &sender_id,
-        };
-        let content = tbs.sign_content().map_err(|_| SignError::Encoding)?;
-        let signature = signer.sign(&content).map_err(|_| SignError::Signer)?;
-        Ok(Self {
-            group_id,
-            timestamp_ms,
-            sender_id,
-            signature: signature.into(),
-        })
-    }
-}
-
-/// Why a client could not sign a request.
+/// Why a client could not sign a request (the error of the `sign` constructors of
+/// [`ClientSignature`], [`UserAuthKeyExtension`] and [`super::QsClientRequest`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {

@@ -14,9 +14,9 @@ mod request;
 mod response;
 
 pub use auth::{
-    user_key_hash, ClientSignature, ClientSignatureTbs, DsAuthData, DsSenderId, SignError,
-    UserAuthKeyExtension, CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE,
-    USER_KEY_HASH_LABEL, USER_KEY_PROOF_LABEL,
+    user_key_hash, ClientSignature, DsAuthData, DsSenderId, SignError, UserAuthKeyExtension,
+    CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
+    USER_KEY_PROOF_LABEL,
 };
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
@@ -29,11 +29,12 @@ pub use queue::{
 };
 pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
-    CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DeleteGroupRequest, DsRequest,
-    DsRequestBody, DsRequestType, ExternalJoinRequest, GroupInfoOption, GroupInfoRequest,
-    GroupUpdate, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo, ProposalsRequest,
-    RatchetTreePresence, ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest,
-    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest,
+    DeleteGroupRequest, DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest,
+    GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
+    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, ReInitializeGroupRequest,
+    SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest,
+    WelcomeInfoRequest,
 };
 pub use response::{
     encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
@@ -93,4 +94,12 @@ pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError>
 /// MLS varint limit (2^30 bytes), which the configured size limits rule out long before.
 pub fn encode<T: tls_codec::Serialize>(value: &T) -> Result<Vec<u8>, tls_codec::Error> {
     value.tls_serialize_detached()
+}
+
+/// Encodes a response body as a `DSResponse` of the current version.
+pub(crate) fn encode_response(body: DsResponseBody) -> Result<Vec<u8>, tls_codec::Error> {
+    encode(&DsResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body,
+    })
 }

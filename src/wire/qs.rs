@@ -5,10 +5,9 @@
 //! is; the client protocol is mimi-ds's, built the same way as `DSRequest` (a signed body,
 //! SignWithLabel, a timestamp checked against `now`).
 
-use openmls_traits::signatures::Signer;
 use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
-use super::auth::{sign_content, SignError};
+use super::auth::sign_content;
 use super::queue::FanoutMessage;
 use super::response::{DsError, HpkeCiphertext};
 
@@ -125,29 +124,6 @@ impl QsClientRequest {
             queue_id: &self.queue_id,
             timestamp_ms: self.timestamp_ms,
         }
-    }
-
-    /// Builds and signs a request (the client side of wire-format.md §10.3).
-    pub fn sign(
-        signer: &impl Signer,
-        version: u16,
-        body: QsClientRequestBody,
-        queue_id: &[u8],
-        timestamp_ms: u64,
-    ) -> Result<Self, SignError> {
-        let mut request = Self {
-            version,
-            body,
-            queue_id: queue_id.to_vec().into(),
-            timestamp_ms,
-            signature: VLBytes::new(Vec::new()),
-        };
-        let content = request
-            .tbs()
-            .sign_content()
-            .map_err(|_| SignError::Encoding)?;
-        request.signature = signer.sign(&content).map_err(|_| SignError::Signer)?.into();
-        Ok(request)
     }
 }
 

@@ -4,9 +4,9 @@
 //! and the requests DS-06 lacks a codepoint for, numbered as DECISIONS.md says (the digest §7
 //! item 1 put `ds_fanout_cep` at 19; DECISIONS.md gives 19 to `update_queue_info`).
 
-use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
-use super::auth::DsAuthData;
+use super::auth::{sign_content, DsAuthData, DsSenderId, CLIENT_SIGNATURE_LABEL};
 use super::queue::ClientQueueConfig;
 use super::raw::{MlsMessageBytes, RatchetTreeBytes};
 
@@ -304,4 +304,28 @@ pub struct WelcomeInfoRequest {
 pub struct UpdateQueueInfoRequest {
     /// The sender's new client queue configuration.
     pub queue_config: ClientQueueConfig,
+}
+
+/// `ClientSignatureTBS`: what a [`ClientSignature`](super::ClientSignature) signs.
+#[derive(Debug, TlsSerialize, TlsSize)]
+pub struct ClientSignatureTbs<'a> {
+    /// `DSProtocolVersion` of the request.
+    pub version: u16,
+    /// The request body, encoded as on the wire.
+    pub body: &'a DsRequestBody,
+    /// As in [`ClientSignature`](super::ClientSignature).
+    pub group_id: &'a VLBytes,
+    /// As in [`ClientSignature`](super::ClientSignature).
+    pub timestamp_ms: u64,
+    /// As in [`ClientSignature`](super::ClientSignature).
+    pub sender_id: &'a DsSenderId,
+}
+
+impl ClientSignatureTbs<'_> {
+    /// The exact bytes handed to the signature algorithm: the TBS wrapped in `SignContent`.
+    pub fn sign_content(&self) -> Result<Vec<u8>, tls_codec::Error> {
+        let mut content = Vec::with_capacity(self.tls_serialized_len());
+        self.tls_serialize(&mut content)?;
+        sign_content(CLIENT_SIGNATURE_LABEL, content)
+    }
 }

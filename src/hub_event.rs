@@ -1,0 +1,34 @@
+//! [`HubEvent`]: what the embedding server tells the DS about a group. The DS's reaction is in
+//! `handlers::hub_events`.
+
+use crate::wire::ClientQueueConfig;
+
+/// Something the embedding server learned that the DS acts on in one group
+/// ([`crate::DeliveryService::handle_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// A Queueing Service answered `invalid_client_queue_information` for this queue: remove
+    /// the clients that use it.
+    QueueRejected(ClientQueueConfig),
+    /// The server deleted a client, named by its leaf signature key: remove it.
+    ClientDeleted {
+        /// The client's signature public key.
+        signature_key: Vec<u8>,
+    },
+    /// The server deleted a user (as the credential validator names users): remove all of its
+    /// clients.
+    UserDeleted {
+        /// The user.
+        user: Vec<u8>,
+    },
+    /// Remove every client that has sent nothing for longer than
+    /// [`crate::DsConfig::inactivity_limit_ms`].
+    InactivitySweep,
+    /// Propose replacing the retired DS identity the group names with the current one
+    /// ([`crate::DeliveryService::with_retired_identity`]). Nothing to do while the rotation
+    /// is already pending; refused (`invalid_proposal`) while a member's GroupContextExtensions
+    /// proposal is pending, as a commit may carry only one (RFC 9420 §12.2): retry after the
+    /// next commit.
+    RotateSigningKey,
+}
