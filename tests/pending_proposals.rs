@@ -369,6 +369,28 @@ fn a_second_group_context_extensions_proposal_is_refused() {
     assert!(why.contains("GroupContextExtensions"), "{why}");
 }
 
+/// One GroupContextExtensions proposal does not conflict with proposals of other types, in
+/// either order (RFC 9420 §12.2 forbids only a second one): a Remove next to a pending GCE, and
+/// a GCE next to a pending Remove, are both accepted.
+#[test]
+fn a_group_context_extensions_proposal_sits_next_to_other_proposals() {
+    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
+    let (extensions, _) = extensions_proposal(&mut alice);
+    let out = ds.accept(&proposals_request(&alice, vec![extensions], ds.now_ms));
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    bob.process_inbox();
+    let (remove, _) = remove_proposal(&mut bob, carol.leaf());
+    let _ = ds.accept(&proposals_request(&bob, vec![remove], ds.now_ms));
+
+    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
+    let (remove, _) = remove_proposal(&mut alice, carol.leaf());
+    let out = ds.accept(&proposals_request(&alice, vec![remove], ds.now_ms));
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    bob.process_inbox();
+    let (extensions, _) = extensions_proposal(&mut bob);
+    let _ = ds.accept(&proposals_request(&bob, vec![extensions], ds.now_ms));
+}
+
 /// Two conflicting proposals in one request: the second conflicts with the first.
 #[test]
 fn conflicts_within_one_request_are_refused() {
