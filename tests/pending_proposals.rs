@@ -374,21 +374,22 @@ fn a_second_group_context_extensions_proposal_is_refused() {
 /// a GCE next to a pending Remove, are both accepted.
 #[test]
 fn a_group_context_extensions_proposal_sits_next_to_other_proposals() {
-    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
-    let (extensions, _) = extensions_proposal(&mut alice);
-    let out = ds.accept(&proposals_request(&alice, vec![extensions], ds.now_ms));
-    TestDs::route(&out, &mut [&mut bob, &mut carol]);
-    bob.process_inbox();
-    let (remove, _) = remove_proposal(&mut bob, carol.leaf());
-    let _ = ds.accept(&proposals_request(&bob, vec![remove], ds.now_ms));
-
-    let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
-    let (remove, _) = remove_proposal(&mut alice, carol.leaf());
-    let out = ds.accept(&proposals_request(&alice, vec![remove], ds.now_ms));
-    TestDs::route(&out, &mut [&mut bob, &mut carol]);
-    bob.process_inbox();
-    let (extensions, _) = extensions_proposal(&mut bob);
-    let _ = ds.accept(&proposals_request(&bob, vec![extensions], ds.now_ms));
+    // Alice's proposal is pending and delivered to Bob; then Bob's is accepted next to it.
+    fn accepted_after(
+        first: fn(&mut TestClient, u32) -> (MlsMessageBytes, Vec<u8>),
+        second: fn(&mut TestClient, u32) -> (MlsMessageBytes, Vec<u8>),
+    ) {
+        let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
+        let (proposal, _) = first(&mut alice, carol.leaf());
+        let out = ds.accept(&proposals_request(&alice, vec![proposal], ds.now_ms));
+        TestDs::route(&out, &mut [&mut bob, &mut carol]);
+        bob.process_inbox();
+        let (proposal, _) = second(&mut bob, carol.leaf());
+        let _ = ds.accept(&proposals_request(&bob, vec![proposal], ds.now_ms));
+    }
+    let extensions = |member: &mut TestClient, _: u32| extensions_proposal(member);
+    accepted_after(extensions, remove_proposal);
+    accepted_after(remove_proposal, extensions);
 }
 
 /// Two conflicting proposals in one request: the second conflicts with the first.

@@ -132,6 +132,15 @@ fn index_bytes(ds: &TestDs, group_id: &[u8]) -> usize {
         .record_bytes(group_id, RecordKind::WelcomeSnapshots)
 }
 
+/// The epoch-1 snapshot is gone: its tree record is deleted, the index is empty, and
+/// `joiner`'s `welcome_info` request, signed afresh, is refused.
+fn assert_welcome_gone(ds: &mut TestDs, group_id: &[u8], joiner: &TestClient, request: &[u8]) {
+    assert_eq!(tree_bytes(ds, group_id, 1), 0);
+    assert_eq!(index_bytes(ds, group_id), EMPTY_INDEX_BYTES);
+    let again = resign(joiner, request, ds.now_ms);
+    refused(ds, &again);
+}
+
 /// The leaf of `client` in `member`'s view of the group.
 fn leaf_of(member: &TestClient, client: &TestClient) -> u32 {
     member
@@ -177,10 +186,7 @@ fn a_key_package_that_never_expires_keeps_its_tree_only_until_the_retention_limi
     refused(&mut ds, &again);
     // ...and the group's next commit deletes it, whatever `not_after` said.
     commit_update(&mut ds, &mut alice);
-    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
-    assert_eq!(index_bytes(&ds, &group_id), EMPTY_INDEX_BYTES);
-    let again = resign(&bob, &request, ds.now_ms);
-    refused(&mut ds, &again);
+    assert_welcome_gone(&mut ds, &group_id, &bob, &request);
 }
 
 #[test]
@@ -267,10 +273,7 @@ fn a_hub_removal_of_a_joiner_drops_its_entry_once_committed() {
     ds.advance(1);
     commit_update(&mut ds, &mut alice);
     assert_eq!(alice.group().members().count(), 1);
-    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
-    assert_eq!(index_bytes(&ds, &group_id), EMPTY_INDEX_BYTES);
-    let again = resign(&bob, &request, ds.now_ms);
-    refused(&mut ds, &again);
+    assert_welcome_gone(&mut ds, &group_id, &bob, &request);
 }
 
 #[test]
@@ -328,10 +331,7 @@ fn a_joiner_that_joins_by_external_commit_instead_loses_its_entry() {
     let out = ds.process(&bob.external_join_request(&info));
     accepted(&out);
     bob.confirm_commit();
-    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
-    assert_eq!(index_bytes(&ds, &group_id), EMPTY_INDEX_BYTES);
-    let again = resign(&bob, &request, ds.now_ms);
-    refused(&mut ds, &again);
+    assert_welcome_gone(&mut ds, &group_id, &bob, &request);
 }
 
 #[test]
