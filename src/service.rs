@@ -36,6 +36,7 @@ pub enum Status {
 /// The result of [`DeliveryService::process`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct Outcome {
     /// The encoded `DSResponse` to return to the requester.
     pub response: Vec<u8>,
@@ -44,6 +45,9 @@ pub struct Outcome {
     pub fanout: Vec<Fanout>,
     /// How the request ended, for logs and metrics.
     pub status: Status,
+    /// Why the request was refused, when [`Outcome::status`] is [`Status::Rejected`]: the
+    /// named rule, for logs, metrics and tests. The peer only sees its wire code and text.
+    pub refusal: Option<RejectReason>,
 }
 
 /// The MIMI Delivery Service ("hub"), sans-IO.
@@ -177,6 +181,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                         response,
                         fanout: Vec::new(),
                         status: Status::Duplicate,
+                        refusal: None,
                     })
                 }
                 Ok(Plan::Write {
@@ -188,6 +193,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                             response,
                             fanout: write_set.fanout,
                             status: Status::Accepted,
+                            refusal: None,
                         })
                     }
                     WriteOutcome::Conflict => continue,
@@ -233,6 +239,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             response,
             fanout,
             status,
+            refusal: None,
         })
     }
 
@@ -240,10 +247,12 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         &self,
         reason: &RejectReason,
     ) -> Result<Outcome, ProcessError<E>> {
-        self.answer(
+        let mut outcome = self.answer(
             DsResponseBody::Error(reason.to_wire()),
             Vec::new(),
             Status::Rejected(reason.code()),
-        )
+        )?;
+        outcome.refusal = Some(reason.clone());
+        Ok(outcome)
     }
 }

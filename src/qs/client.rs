@@ -251,6 +251,7 @@ fn answer<E: std::error::Error + 'static>(
             enqueued: Vec::new(),
             invalid_recipients: Vec::new(),
             full_recipients: Vec::new(),
+            refusal: None,
         },
     })
 }

@@ -148,6 +148,7 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
         enqueued,
         invalid_recipients: invalid,
         full_recipients: full,
+        refusal: None,
     };
     let writes = (!changes.is_empty()).then_some(QsWriteSet { changes, now_ms });
     Ok(QsPlan { writes, outcome })

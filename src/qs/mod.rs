@@ -109,6 +109,7 @@ pub enum QsStatus {
 /// The result of one QS call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct QsOutcome {
     /// The bytes to answer with: a `QueueingServiceResponse` for a served delivery, a
     /// `DSResponse` with the error for a refused one; a `QSClientResponse` for client requests.
@@ -123,6 +124,9 @@ pub struct QsOutcome {
     /// Recipients of a delivery whose queue was full (indices into `recipients`): they did
     /// not get the message this time.
     pub full_recipients: Vec<u32>,
+    /// Why the request was refused, when [`QsOutcome::status`] is [`QsStatus::Rejected`]: the
+    /// named rule, for logs, metrics and tests.
+    pub refusal: Option<QsRejectReason>,
 }
 
 /// A handler's plan: an answer and, if anything changes, the one write set to apply first.
@@ -313,5 +317,6 @@ fn rejected(response: Vec<u8>, reason: &QsRejectReason) -> QsOutcome {
         enqueued: Vec::new(),
         invalid_recipients: Vec::new(),
         full_recipients: Vec::new(),
+        refusal: Some(reason.clone()),
     }
 }
