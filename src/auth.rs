@@ -1,5 +1,5 @@
 //! Request authentication: the freshness window, replay marks, and `ClientSignature`
-//! verification (wire-format.md §3; DECISIONS.md "Wire profile v1").
+//! verification (wire-format.md §3; docs/decisions.md D7).
 
 use openmls::prelude::Ciphersuite;
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -112,7 +112,7 @@ impl<'a> ClientAuth<'a> {
         let DsAuthData::ClientSignature(signature) = &request.auth else {
             return Err(RejectReason::AuthenticationFailed("a ClientSignature is required").into());
         };
-        // DECISIONS.md: requests more than the window away from `now` are refused, in both
+        // docs/decisions.md D7: requests more than the window away from `now` are refused, in both
         // directions, so a replay set kept for the window is complete.
         if signature.timestamp_ms.abs_diff(now_ms) > window_ms {
             return Err(RejectReason::StaleTimestamp {

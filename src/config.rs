@@ -11,8 +11,8 @@ pub struct DsConfig {
     /// issues.
     pub domain: String,
     /// Half-width of the window around `now` in which a `ClientSignature` timestamp is
-    /// accepted; signatures are remembered for this long to reject replays (DECISIONS.md,
-    /// digest §7 item 4). Default 5 minutes.
+    /// accepted; signatures are remembered for this long to reject replays (docs/decisions.md
+    /// D7). Default 5 minutes.
     pub auth_window_ms: u64,
     /// Requests larger than this are refused before decoding. Default 4 MiB (a ratchet tree of
     /// ~20 000 members).

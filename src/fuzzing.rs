@@ -1,6 +1,6 @@
 //! Fuzz bodies (feature `fuzzing`), so the targets under `fuzz/` are thin shims and the logic
-//! is compiled and linted with the library (STYLE §11). They panic when an invariant breaks:
-//! that is how a fuzzer reports it.
+//! is compiled and linted with the library and cannot drift from it. They panic when an
+//! invariant breaks: that is how a fuzzer reports it.
 //!
 //! * `decode_*`: whatever decodes re-encodes to the same bytes.
 //! * [`process_bytes`]: arbitrary bytes against a DS whose storage holds real groups; no panic,

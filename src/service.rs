@@ -16,7 +16,7 @@ use crate::wire::{
 };
 
 /// A point in time: milliseconds since the UNIX epoch. mimi-ds never reads a clock; the caller
-/// passes `now` into every call (STYLE §1).
+/// passes `now` into every call, so every decision can be replayed (docs/decisions.md D20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnixTimeMs(pub u64);
 

@@ -1,4 +1,4 @@
-//! Ordering under contention (DECISIONS.md "Guarantees"): of two commits for the same epoch
+//! Ordering under contention (docs/decisions.md D20): of two commits for the same epoch
 //! exactly one wins, also when the storage write races; the loser gets `wrong_epoch` with the
 //! current epoch, nothing half-written and no fanout, and succeeds after processing the winner.
 

@@ -172,7 +172,7 @@ fn welcome_info_refuses_a_wrong_key_a_wrong_epoch_and_an_expired_key_package() {
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
 
-    // Past the KeyPackage's not_after the snapshot is gone (digest §7 item 27). openmls sets
+    // Past the KeyPackage's not_after the snapshot is gone (docs/decisions.md D15). openmls sets
     // lifetimes from the system clock, so jump well past any of them.
     ds.advance(1000 * 24 * 3600 * 1000);
     let late = resign(&bob, &request, ds.now_ms);

@@ -1,6 +1,6 @@
-//! The transport router (wire-format.md §11): every endpoint of DECISIONS.md reached with real
-//! requests from real openmls clients, and every HTTP-level refusal with its status and a
-//! `DSResponse` error body, leaving storage untouched.
+//! The transport router (wire-format.md §11): every endpoint (docs/decisions.md D19) reached
+//! with real requests from real openmls clients, and every HTTP-level refusal with its status
+//! and a `DSResponse` error body, leaving storage untouched.
 
 use mimi_ds::qs::InMemoryQsStorage;
 use mimi_ds::storage::InMemoryStorage;

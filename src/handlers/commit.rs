@@ -190,7 +190,7 @@ pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<()
 /// The pending proposals a commit leaves out (wire-format.md §4.3.3).
 ///
 /// Only the DS's own proposals are mandatory (draft-robert-mimi-delivery-service §5.1,
-/// DECISIONS.md): leaving one out is refused with `missing_pending_proposals` while the
+/// docs/decisions.md D12): leaving one out is refused with `missing_pending_proposals` while the
 /// pending-proposal policy is enforced (always, under the default strict policy); otherwise it
 /// lapses with the epoch and the DS issues it again. A DS Remove also counts as included when
 /// the commit removes its target by another Remove (`removed_keys`, the signature keys of the

@@ -1,6 +1,6 @@
-//! What each MIMI commit operation may contain (digest §1.5 table; DS-03/04 operation
+//! What each MIMI commit operation may contain (wire-format.md §4.3.4; DS-03/04 operation
 //! sections, with the DS-04+ rule that operation proposals come by value and stored
-//! proposals by reference, DECISIONS.md).
+//! proposals by reference, docs/decisions.md D12).
 
 use openmls::prelude::{LeafNodeIndex, ProposalType};
 

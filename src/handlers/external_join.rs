@@ -2,7 +2,7 @@
 //! its state (an external commit that also removes the client's old leaf; DS-02 "Resync
 //! client", folded into external join by DS-03).
 //!
-//! The request is unauthenticated at the DS layer (digest §7 item 7): the joiner has no leaf
+//! The request is unauthenticated at the DS layer (docs/decisions.md D9): the joiner has no leaf
 //! yet, and the external commit is signed by the leaf it creates, which openmls verifies. Who
 //! may join is the deployment's [`ExternalJoinPolicy`]; DS-03/04 allowed only clients of users
 //! already in the group, which is the default.

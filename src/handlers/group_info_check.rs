@@ -29,7 +29,7 @@ pub(crate) fn verifiable_group_info(
 }
 
 /// The `signer` of a GroupInfo: the last field of `GroupInfoTBS`, a uint32 (openmls keeps its
-/// accessor private; OPENMLS-NOTES "API facts").
+/// accessor private; docs/openmls-notes.md O4).
 pub(crate) fn signer_of(vgi: &VerifiableGroupInfo) -> Result<u32, RejectReason> {
     let payload = vgi
         .unsigned_payload()

@@ -40,7 +40,7 @@ fn named_identity<'a, C>(
 }
 
 /// Runs a proposal the DS signed through the group, as any member's proposal would be, so the
-/// DS's own state includes it (OPENMLS-NOTES: `process_message` + `add_proposal`).
+/// DS's own state includes it (`process_message` + `add_proposal`, docs/openmls-notes.md O2).
 fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,

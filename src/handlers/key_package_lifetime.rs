@@ -2,7 +2,7 @@
 //! "MUST NOT use the data in a KeyPackage for any processing before the not_before date, or
 //! after the not_after date"; wire-format.md §4.2 step 11, §4.3.3 step 10, §4.10 step 11).
 //!
-//! openmls checks the same lifetimes against the system clock (OPENMLS-NOTES, "API facts"),
+//! openmls checks the same lifetimes against the system clock (docs/openmls-notes.md O5),
 //! which the DS never reads. So these checks run first, on the messages as received: the
 //! verdict follows `now`, and a KeyPackage that is expired or not yet valid at `now` gets the
 //! specific code `key_package_lifetime` instead of whatever openmls would answer (or its

@@ -21,7 +21,7 @@ use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequ
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
 
-/// DECISIONS.md: handshake messages must be PublicMessages, so the DS can validate them;
+/// docs/decisions.md D11: handshake messages must be PublicMessages, so the DS can validate them;
 /// the content type and group must be the expected ones.
 pub(crate) fn public_handshake(
     bytes: &MlsMessageBytes,
@@ -213,7 +213,7 @@ where
             ),
             ProposalRule::Any => (ProposalOrigin::Member, Vec::new()),
         };
-        // openmls does not store standalone proposals itself (OPENMLS-NOTES): without this, a
+        // openmls does not store standalone proposals (docs/openmls-notes.md O1): without this, a
         // later commit referencing it would not resolve.
         group.add_proposal(&buffer, *queued).map_err(internal)?;
         pending.proposals.push(PendingProposalRecord {

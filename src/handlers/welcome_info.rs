@@ -1,4 +1,4 @@
-//! `welcome_info(18)` (DS-03..06 `WelcomeInfo`; digest §7 item 8 and 27): a client added by
+//! `welcome_info(18)` (DS-03..06 `WelcomeInfo`; docs/decisions.md D10, D15): a client added by
 //! Welcome fetches the ratchet tree of the epoch it was added in, authenticated with the
 //! `key_package_ref` sender kind (DS-00 §5.1) and the signature key of that KeyPackage.
 //!

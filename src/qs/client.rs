@@ -24,7 +24,7 @@ use crate::wire::{
 
 /// Queue IDs are 128 random bits: unguessable, so "unknown queue" reveals nothing useful.
 const QUEUE_ID_BYTES: usize = 16;
-/// Fanout tokens are 256 random bits (digest §7 item 16).
+/// Fanout tokens are 256 random bits (docs/decisions.md D17).
 const TOKEN_BYTES: usize = 32;
 
 /// A client request that is well formed and fresh, with the exact bytes its signature covers.

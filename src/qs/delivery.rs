@@ -201,7 +201,7 @@ fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
 }
 
 /// Compares tokens without an early exit, so timing does not reveal a matching prefix
-/// (digest §7 item 16: "compared in constant time").
+/// (docs/decisions.md D17: compared in constant time).
 pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

@@ -1,4 +1,5 @@
-//! Sealed queue IDs (MIMIMI flow F, digest §5.9; wire-format.md §10.1).
+//! Sealed queue IDs (MIMIMI, draft-kohbrok-mimi-metadata-minimalization-01; docs/decisions.md
+//! D18; wire-format.md §10.1).
 //!
 //! A client seals its queue ID and the queue's fanout token to its provider's queue key and
 //! publishes the ciphertext as `ClientQueueConfig.queue`. The hub carries it but cannot read

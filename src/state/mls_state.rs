@@ -1,7 +1,7 @@
 //! The openmls `PublicGroup` of a group, persisted as one record.
 //!
 //! openmls persists a `PublicGroup` only through a `PublicStorageProvider` whose entities are
-//! serde types (OPENMLS-NOTES "API facts"). [`MlsStateBuffer`] is such a provider for exactly one
+//! serde types (docs/openmls-notes.md O7). [`MlsStateBuffer`] is such a provider for exactly one
 //! group: `PublicGroup::load` reads from it and `merge_commit` writes into it, and the whole
 //! buffer is encoded as the `MlsState` record with postcard, a compact, stable binary serde
 //! format (JSON would store about five times the TLS-encoded tree, see BENCHMARKS.md).

@@ -44,8 +44,8 @@ pub(crate) struct Joiner {
     /// The leaf signature key of its KeyPackage: it authenticates `welcome_info`, and finds
     /// the joiner's leaf when a commit removes it.
     pub(crate) signature_key: VLBytes,
-    /// Until when the tree is kept for it (ms): its KeyPackage's `not_after` (digest §7 item
-    /// 27), at most `welcome_retention_ms` after it was added.
+    /// Until when the tree is kept for it (ms): its KeyPackage's `not_after` (docs/decisions.md
+    /// D15), at most `welcome_retention_ms` after it was added.
     pub(crate) expires_at_ms: u64,
 }
 

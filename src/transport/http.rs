@@ -8,7 +8,7 @@ use crate::wire::{
 
 /// The body type of every DS and QS endpoint (draft-kohbrok-mimi-transport-00 §"Endpoints").
 pub const OCTET_STREAM: &str = "application/octet-stream";
-/// The body type of `/.well-known/mimi/ds-domain` (digest §7 item 17).
+/// The body type of `/.well-known/mimi/ds-domain` (docs/decisions.md D19).
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// An HTTP request as the embedding server received it, borrowed.
@@ -24,7 +24,7 @@ pub struct HttpRequest<'a> {
     /// The body.
     pub body: &'a [u8],
     /// The provider domain the transport authenticated, if any (the peer's TLS client
-    /// certificate, mutual TLS between providers: TR-01, digest §7 item 18).
+    /// certificate, mutual TLS between providers: TR-01, docs/decisions.md D19).
     pub authenticated_peer: Option<&'a str>,
 }
 
@@ -79,7 +79,7 @@ impl HttpResponse {
     }
 }
 
-/// The endpoints of DECISIONS.md "Transport" (TR-00/TR-01), plus mimi-ds's queue endpoint.
+/// The endpoints of TR-00/TR-01 (docs/decisions.md D19), plus mimi-ds's queue endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Endpoint {
@@ -138,7 +138,7 @@ impl Endpoint {
 
     /// The methods served. TR-00 has GET-with-body for the three DS reads; RFC 9110 gives a
     /// GET body no meaning, so POST is the method to use and GET is kept for TR-00 peers
-    /// (digest §7 item 17).
+    /// (docs/decisions.md D19).
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Self::DsDomain => &["GET"],

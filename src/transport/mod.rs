@@ -1,5 +1,5 @@
-//! The transport mapping (wire-format.md §11; draft-kohbrok-mimi-transport, DECISIONS.md
-//! "Transport"): a transport-agnostic [`Router`] from `(method, path, headers, body)` to the
+//! The transport mapping (wire-format.md §11; draft-kohbrok-mimi-transport, docs/decisions.md
+//! D19): a transport-agnostic [`Router`] from `(method, path, headers, body)` to the
 //! DS or the QS and back to `(status, content type, body)`.
 //!
 //! The router performs no I/O either. An HTTPS server (see `examples/server.rs`) parses HTTP,
@@ -213,7 +213,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         match endpoint {
             Endpoint::DsDomain => Ok(self.ds_domain()),
             Endpoint::ConnectionKeyPackages | Endpoint::GroupKeyPackages => {
-                // The requests were never defined (digest §4.3); a provider serves its users'
+                // No draft defines them (docs/decisions.md D19); a provider serves its users'
                 // KeyPackages from its own directory, outside mimi-ds.
                 Ok(refused(
                     Some(endpoint),
@@ -251,7 +251,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         }
     }
 
-    /// `GET /.well-known/mimi/ds-domain`: the DS's domain as text (digest §7 item 17).
+    /// `GET /.well-known/mimi/ds-domain`: the DS's domain as text (docs/decisions.md D19).
     fn ds_domain(&self) -> Routed {
         let Some(domain) = &self.config.ds_domain else {
             return refused(

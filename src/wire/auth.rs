@@ -2,7 +2,7 @@
 //!
 //! `DSSenderID` keeps the three kinds of DS-00 §5.1 (the seed); `ClientSignature` merges the
 //! seed's `DSAuthToken` (group id, timestamp, sender) with the request binding of DS-01/03
-//! (the signature covers the whole request body), as DECISIONS.md "Wire profile v1" says.
+//! (the signature covers the whole request body), as docs/decisions.md D7 says.
 //!
 //! Codecs only: `ClientSignatureTBS` is encoded with the request it covers (`request.rs`);
 //! clients sign in `crate::signing` and the DS verifies in `crate::auth`.
@@ -40,7 +40,7 @@ impl UserAuthKeyExtension {
     }
 }
 
-/// The `RefHash` label of a `user_key_hash` sender (digest §7 item 6).
+/// The `RefHash` label of a `user_key_hash` sender (docs/decisions.md D8).
 pub const USER_KEY_HASH_LABEL: &str = "MIMI DS UserKey";
 
 /// `user_key_hash` for a user authentication key: `RefHash("MIMI DS UserKey", key)` with the

@@ -70,8 +70,8 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes exactly one `T` from `bytes`, rejecting trailing bytes (STYLE §7, rustls
-/// `Reader::all`).
+/// Decodes exactly one `T` from `bytes`, rejecting trailing bytes (as rustls
+/// `Reader::all` does), so every accepted value has one encoding (wire-format.md §1.2).
 pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError> {
     let type_name = std::any::type_name::<T>()
         .rsplit("::")

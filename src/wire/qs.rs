@@ -1,7 +1,7 @@
 //! The Queueing Service's own messages (wire-format.md §10): the sealed queue information a
 //! client publishes, and the protocol between a client and the queue at its provider.
 //!
-//! No draft defines either. MIMIMI (digest §5.9, §7 item 20) says what the sealed queue ID
+//! No draft defines either. MIMIMI (MM-01; docs/decisions.md D18) says what the sealed queue ID
 //! is; the client protocol is mimi-ds's, built the same way as `DSRequest` (a signed body,
 //! SignWithLabel, a timestamp checked against `now`).
 
@@ -11,7 +11,7 @@ use super::auth::sign_content;
 use super::queue::FanoutMessage;
 use super::response::{DsError, HpkeCiphertext};
 
-/// The `EncryptWithLabel` label of a sealed queue ID (digest §7 item 20: "MIMIMI QueueId").
+/// The `EncryptWithLabel` label of a sealed queue ID (docs/decisions.md D18: "MIMIMI QueueId").
 pub const QUEUE_ID_LABEL: &str = "MIMIMI QueueId";
 
 /// The `EncryptWithLabel` label of the answer to `create_queue` (wire-format.md §10.3).
@@ -22,7 +22,7 @@ pub const QS_REQUEST_LABEL: &str = "MIMI QS Request";
 
 /// `QueueInfoPlaintext`: what a client seals to its provider's queue key and publishes as
 /// `ClientQueueConfig.queue`. The token proves to the provider that whoever enqueues learned
-/// it from the client (digest §7 item 16: a bearer token inside the sealed plaintext).
+/// it from the client (docs/decisions.md D17: a bearer token inside the sealed plaintext).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct QueueInfoPlaintext {
     /// The queue at the provider.

@@ -11,7 +11,8 @@ use super::response::ErrorCode;
 pub const QUEUE_CONFIG_EXTENSION_TYPE: u16 = 0xF1D5;
 
 /// `ClientQueueConfig`: where the DS fans out a client's messages. The `queue` bytes are opaque
-/// to the DS (an HPKE-sealed queue ID under MIMIMI, digest §5.9); only the provider reads them.
+/// to the DS (an HPKE-sealed queue ID under MIMIMI, docs/decisions.md D18); only the provider
+/// reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct ClientQueueConfig {
     /// The client's provider, which runs its Queueing Service.

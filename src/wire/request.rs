@@ -1,8 +1,8 @@
 //! `DSRequest` and every request body (wire-format.md §4).
 //!
 //! Request types 0–14 are DS-03/04's `DSRequestType`; 15–19 are the DS-06 generic operations
-//! and the requests DS-06 lacks a codepoint for, numbered as DECISIONS.md says (the digest §7
-//! item 1 put `ds_fanout_cep` at 19; DECISIONS.md gives 19 to `update_queue_info`).
+//! and the requests DS-06 lacks a codepoint for, numbered as docs/decisions.md D1 says
+//! (19 is `update_queue_info`, not DS-03's Reduced-Metadata `ds_fanout_cep`).
 
 use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
@@ -279,7 +279,7 @@ pub struct ProposalsRequest {
     pub proposals: Vec<MlsMessageBytes>,
 }
 
-/// `GroupInfoRequest` (DS-06 `ds_group_info`, with the group ID the digest §7 item 8 adds and
+/// `GroupInfoRequest` (DS-06 `ds_group_info`, with the group ID docs/decisions.md D10 adds and
 /// draft-ietf-mimi-protocol-06's `groupInfoPublicKey`).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct GroupInfoRequest {
@@ -291,8 +291,8 @@ pub struct GroupInfoRequest {
     pub encryption_key: Option<VLBytes>,
 }
 
-/// `WelcomeInfoRequest` (digest §7 item 8). The group and the joiner's KeyPackageRef are in the
-/// `ClientSignature`.
+/// `WelcomeInfoRequest` (docs/decisions.md D10). The group and the joiner's KeyPackageRef are in
+/// the `ClientSignature`.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct WelcomeInfoRequest {
     /// The epoch the Welcome is for.

@@ -209,7 +209,7 @@ pub enum DsErrorDetails {
     ProposalRefs(Vec<VLBytes>),
 }
 
-/// `DSError { uint16 code; opaque description<V>; select (code) details; }` (digest §7 item 12).
+/// `DSError { uint16 code; opaque description<V>; select (code) details; }` (docs/decisions.md D6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsError {
     /// What went wrong.
