@@ -18,10 +18,11 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
+use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
+use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
-use super::proposals::{load_group, mls_reject, public_handshake};
-use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::{Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::ReplayGuard;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
@@ -175,16 +176,6 @@ where
         new_roster,
         group_info,
     )
-}
-
-/// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
-pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<(), RejectReason> {
-    match &roster.successor {
-        Some(_) => Err(RejectReason::NotAllowed(
-            "the group was re-initialized; use its successor".into(),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// The pending proposals a commit leaves out (wire-format.md §4.3.3).

@@ -8,8 +8,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_info_check::{
     check_has_external_pub, check_names_ds_as_external_sender, signer_of, verifiable_group_info,
 };
+use super::group_state::{decode_record, encode_record};
 use super::tree_leaf::leaf_signature_key;
-use super::{decode_record, encode_record, Ctx, Plan, Result};
+use super::{Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};

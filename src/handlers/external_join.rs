@@ -10,11 +10,12 @@
 use openmls::prelude::{ContentType, ProcessedMessageContent, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::{refuse_if_reinitialized, summarize, Accepting, COMMIT_READS};
+use super::commit::{summarize, Accepting, COMMIT_READS};
 use super::group_info_check::{verifiable_group_info, verify_post_commit_group_info};
+use super::group_state::{decode_record, load_group, refuse_if_reinitialized};
+use super::handshake::{check_epoch, mls_reject, public_handshake_in_any_group};
 use super::hub_proposals::reissue_removals;
-use super::proposals::{load_group, mls_reject, public_handshake_in_any_group};
-use super::{check_epoch, decode_record, Ctx, Plan, Result};
+use super::{Ctx, Plan, Result};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};

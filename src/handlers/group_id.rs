@@ -4,7 +4,8 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use super::{encode_record, Ctx, Plan, Result};
+use super::group_state::encode_record;
+use super::{Ctx, Plan, Result};
 use crate::error::internal;
 use crate::state::Reservation;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};

@@ -13,8 +13,8 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{Serialize as _, VLBytes};
 
-use super::proposals::load_group;
-use super::{ciphersuite, decode_record, Ctx, Plan, Result};
+use super::group_state::{ciphersuite, decode_record, load_group};
+use super::{Ctx, Plan, Result};
 use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;

@@ -10,11 +10,10 @@
 use openmls::prelude::{LeafNodeIndex, Proposal, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::refuse_if_reinitialized;
+use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
 use super::hub_proposals::{issue_removal, issue_rotation};
-use super::proposals::load_group;
 use super::HandlerEnv;
-use super::{decode_record, encode_record, write_plan, Plan};
+use super::{write_plan, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;

@@ -12,7 +12,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::Serialize as _;
 
-use super::proposals::mls_reject;
+use super::handshake::mls_reject;
 use super::HandlerEnv;
 use crate::config::{DsIdentity, DsSigner};
 use crate::error::{internal, Failure, RejectReason};

@@ -3,83 +3,19 @@
 //! leave a member's proposal out and it lapses with the epoch (wire-format.md §4.10): the DS
 //! cannot check a proposal's `membership_tag`, so members may refuse one it accepted.
 
-use openmls::prelude::{
-    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
-    PublicGroup, PublicMessageIn, PublicProcessMessageError,
-};
+use openmls::prelude::{ContentType, LeafNodeIndex, ProcessedMessageContent, Proposal};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::refuse_if_reinitialized;
+use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
+use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
-use super::{
-    check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Principal, Result, Started,
-};
+use super::{Ctx, MemberRequest, Plan, Principal, Result, Started};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
-
-/// DECISIONS.md: handshake messages must be PublicMessages, so the DS can validate them;
-/// the content type and group must be the expected ones.
-pub(crate) fn public_handshake(
-    bytes: &MlsMessageBytes,
-    group_id: &[u8],
-    content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
-    let message = public_handshake_in_any_group(bytes, content_type)?;
-    if message.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupId(
-            "the MLS message is for another group",
-        ));
-    }
-    Ok(message)
-}
-
-/// Like [`public_handshake`], for requests that are routed by the message's own group ID.
-pub(crate) fn public_handshake_in_any_group(
-    bytes: &MlsMessageBytes,
-    content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
-    let message = match bytes.parse()?.extract() {
-        MlsMessageBodyIn::PublicMessage(message) => message,
-        MlsMessageBodyIn::PrivateMessage(_) => {
-            return Err(RejectReason::InvalidMessageType(
-                "handshake messages must be PublicMessages",
-            ))
-        }
-        _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
-    };
-    if message.content_type() != content_type {
-        return Err(RejectReason::InvalidMessageType(match content_type {
-            ContentType::Commit => "expected a commit",
-            _ => "expected a proposal",
-        }));
-    }
-    Ok(message)
-}
-
-/// Loads the group's openmls state from its record.
-pub(crate) fn load_group<S: DsStorage>(
-    buffer: &MlsStateBuffer,
-    group_id: &[u8],
-) -> Result<PublicGroup, S> {
-    buffer
-        .load_group(&GroupId::from_slice(group_id))
-        .map_err(internal)?
-        .ok_or_else(|| internal("MlsState record holds no group"))
-}
-
-/// openmls validation failures are the peer's fault, except library errors.
-pub(crate) fn mls_reject<E: std::error::Error + 'static>(
-    e: PublicProcessMessageError,
-) -> crate::error::Failure<E> {
-    match e {
-        PublicProcessMessageError::LibraryError(e) => internal(e),
-        other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
-    }
-}
 
 /// What a proposals request may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::{encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::group_state::encode_record;
+use super::{Ctx, MemberRequest, Plan, Result, Started};
 use crate::error::RejectReason;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{DsResponseBody, UpdateQueueInfoRequest};

@@ -9,8 +9,9 @@ use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{TlsDeserializeBytes, TlsSize, VLBytes};
 
-use super::commit::refuse_if_reinitialized;
-use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::group_state::{decode_record, encode_record, refuse_if_reinitialized};
+use super::handshake::check_epoch;
+use super::{Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::sha256;
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;

@@ -10,7 +10,8 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::group_state::{ciphersuite, decode_record, encode_record};
+use super::{Ctx, Plan, Result};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::{WelcomeSnapshots, WelcomeTree};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
