@@ -22,7 +22,7 @@ use super::group_state::{decode_record, encode_record, load_group, refuse_if_rei
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
-use super::{Ctx, MemberRequest, Plan, Result, Started};
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::ReplayGuard;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
@@ -49,7 +49,7 @@ pub(crate) fn handle<C, S>(
     op: Operation<'_>,
     update: &GroupUpdate,
     welcomes: &[MlsMessageBytes],
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -75,14 +75,14 @@ where
     // RFC 9420 §10.1 at the DS's `now`, before openmls checks lifetimes with the system clock.
     key_package_lifetime::check_commit(
         &update.commit,
-        &decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?,
+        &decode_record(&snapshot, RecordKind::PendingProposals)?,
         ctx.now_ms,
     )?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
             .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
+    let mut group = load_group(&buffer, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -90,8 +90,8 @@ where
 
     let committer = LeafNodeIndex::new(sender);
     let summary = summarize(ctx, &group, &staged, Some(committer))?;
-    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
+    let sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
     let omitted = omitted_pending(
         ctx,
         &pending,
@@ -147,7 +147,7 @@ where
         sequencer,
     };
     if op == Operation::DeleteGroup {
-        let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
+        let (plan_fanout, receipt) = accepted.fanout(ctx, &summary, new_roster.epoch)?;
         let mut records = vec![
             RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
             RecordWrite::Delete(RecordKind::Roster),
@@ -157,8 +157,8 @@ where
             RecordWrite::Delete(RecordKind::PendingProposals),
             RecordWrite::Delete(RecordKind::WelcomeSnapshots),
         ];
-        records.extend(pending_welcome_trees::<S>(&snapshot)?);
-        return ctx.write_plan::<S>(
+        records.extend(pending_welcome_trees(&snapshot)?);
+        return ctx.write_plan(
             Some(&auth.guard),
             group_id,
             VersionGuard::Exactly(snapshot.version),
@@ -167,7 +167,7 @@ where
             DsResponseBody::Accepted(receipt),
         );
     }
-    accepted.plan::<C, S>(
+    accepted.plan(
         ctx,
         &auth.guard,
         &group,
@@ -201,7 +201,7 @@ pub(crate) fn omitted_pending<C>(
     included: &BTreeSet<Vec<u8>>,
     removed_keys: &BTreeSet<Vec<u8>>,
     hub_removals_since: Option<u64>,
-) -> std::result::Result<Vec<PendingProposalRecord>, RejectReason> {
+) -> Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
         .proposals
         .iter()
@@ -260,7 +260,7 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &PublicGroup,
     staged: &StagedCommit,
     committer: Option<LeafNodeIndex>,
-) -> std::result::Result<CommitSummary, Failure<E>> {
+) -> Result<CommitSummary, Failure<E>> {
     let mut summary = CommitSummary {
         by_value: Vec::new(),
         added: Vec::new(),
@@ -328,7 +328,7 @@ fn require_reserved_successor<C, S: DsStorage>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     target: &[u8],
-) -> Result<(), S> {
+) -> HandlerResult<(), S::Error> {
     let snapshot = storage
         .read(target, &[RecordKind::Reservation])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?;
@@ -363,7 +363,7 @@ pub(crate) type WelcomeTargets<'a> = Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>;
 fn match_welcomes<'a>(
     welcomes: &'a [MlsMessageBytes],
     added: &[Added],
-) -> std::result::Result<WelcomeTargets<'a>, RejectReason> {
+) -> Result<WelcomeTargets<'a>, RejectReason> {
     let mut targets = Vec::with_capacity(welcomes.len());
     for bytes in welcomes {
         let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
@@ -420,12 +420,12 @@ impl Accepting<'_> {
     /// The receipt and the fanout: the commit reaches every member of the previous epoch but
     /// the committer, removed ones included (draft-ietf-mimi-protocol-06 §"Fanout"); each
     /// Welcome reaches the clients it names.
-    pub(crate) fn fanout<C, S: DsStorage>(
+    pub(crate) fn fanout<C, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         summary: &CommitSummary,
         new_epoch: u64,
-    ) -> Result<(Vec<Fanout>, AcceptedMessage), S> {
+    ) -> HandlerResult<(Vec<Fanout>, AcceptedMessage), E> {
         let sequencer = &self.sequencer;
         let receipt = AcceptedMessage {
             sequence_number: sequencer.next_sequence,
@@ -469,7 +469,7 @@ impl Accepting<'_> {
 
     /// The plan for a commit that keeps the group.
     #[allow(clippy::too_many_arguments)] // the pieces of one accepted commit
-    pub(crate) fn plan<C: OpenMlsCrypto, S: DsStorage>(
+    pub(crate) fn plan<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         guard: &ReplayGuard,
@@ -478,9 +478,9 @@ impl Accepting<'_> {
         summary: &CommitSummary,
         roster: Roster,
         group_info: Vec<u8>,
-    ) -> Result<Plan, S> {
-        let (fanout, receipt) = self.fanout::<C, S>(ctx, summary, roster.epoch)?;
-        let welcome_writes = self.welcome_writes::<C, S>(ctx, group, summary, roster.epoch)?;
+    ) -> HandlerResult<Plan, E> {
+        let (fanout, receipt) = self.fanout(ctx, summary, roster.epoch)?;
+        let welcome_writes = self.welcome_writes(ctx, group, summary, roster.epoch)?;
         let mut sequencer = self.sequencer.clone();
         sequencer.next_sequence = receipt.sequence_number + 1;
         // The grace period of re-issued DS removals runs from when they were first issued.
@@ -502,14 +502,14 @@ impl Accepting<'_> {
                 .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
         );
         let records = vec![
-            encode_record::<_, S>(RecordKind::Roster, &roster)?,
-            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &self.pending_after)?,
+            encode_record(RecordKind::Roster, &roster)?,
+            encode_record(RecordKind::Sequencer, &sequencer)?,
+            encode_record(RecordKind::PendingProposals, &self.pending_after)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),
         ];
         let records = records.into_iter().chain(welcome_writes).collect();
-        ctx.write_plan::<S>(
+        ctx.write_plan(
             Some(guard),
             self.group_id,
             VersionGuard::Exactly(self.snapshot.version),
@@ -526,15 +526,15 @@ impl Accepting<'_> {
     /// snapshots are evicted. The new epoch's tree is written once; the trees of dropped epochs
     /// are deleted. The pending trees are neither read nor rewritten, so a commit costs the
     /// same however many snapshots are pending.
-    fn welcome_writes<C: OpenMlsCrypto, S: DsStorage>(
+    fn welcome_writes<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         group: &PublicGroup,
         summary: &CommitSummary,
         new_epoch: u64,
-    ) -> Result<Vec<RecordWrite>, S> {
+    ) -> HandlerResult<Vec<RecordWrite>, E> {
         let mut index: WelcomeSnapshots =
-            decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
+            decode_record(self.snapshot, RecordKind::WelcomeSnapshots)?;
         let removed_keys: Vec<&[u8]> = summary
             .removed
             .iter()
@@ -579,9 +579,9 @@ impl Accepting<'_> {
             dropped.extend(evicted.into_iter().filter(|epoch| *epoch != new_epoch));
         }
 
-        let mut writes = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
+        let mut writes = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
         if let Some(tree) = new_tree {
-            writes.push(encode_record::<_, S>(
+            writes.push(encode_record(
                 RecordKind::WelcomeTree { epoch: new_epoch },
                 &tree,
             )?);
@@ -596,8 +596,10 @@ impl Accepting<'_> {
 }
 
 /// Deletes of every Welcome tree the group's index lists, for `delete_group`.
-fn pending_welcome_trees<S: DsStorage>(snapshot: &GroupSnapshot) -> Result<Vec<RecordWrite>, S> {
-    let index: WelcomeSnapshots = decode_record::<_, S>(snapshot, RecordKind::WelcomeSnapshots)?;
+fn pending_welcome_trees<E: std::error::Error + 'static>(
+    snapshot: &GroupSnapshot,
+) -> HandlerResult<Vec<RecordWrite>, E> {
+    let index: WelcomeSnapshots = decode_record(snapshot, RecordKind::WelcomeSnapshots)?;
     Ok(index
         .snapshots
         .iter()

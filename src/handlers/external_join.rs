@@ -15,7 +15,7 @@ use super::group_info_check::{verifiable_group_info, verify_post_commit_group_in
 use super::group_state::{decode_record, load_group, refuse_if_reinitialized};
 use super::handshake::{check_epoch, mls_reject, public_handshake_in_any_group};
 use super::hub_proposals::reissue_removals;
-use super::{Ctx, Plan, Result};
+use super::{Ctx, HandlerResult, Plan};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
@@ -28,7 +28,7 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &DeleteGroupRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -65,14 +65,14 @@ where
         return Ok(Plan::Duplicate(response));
     }
     let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
 
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
             .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, &group_id)?;
+    let mut group = load_group(&buffer, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -106,7 +106,7 @@ where
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).
-    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
@@ -130,9 +130,9 @@ where
         // The leaves it removes belong to the joiner's user (checked above); a resyncing client
         // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
-        sequencer: decode_record::<Sequencer, S>(&snapshot, RecordKind::Sequencer)?,
+        sequencer: decode_record::<Sequencer, _>(&snapshot, RecordKind::Sequencer)?,
     };
-    accepted.plan::<C, S>(
+    accepted.plan(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
     )
 }
@@ -144,7 +144,7 @@ fn check_group_info_framing(
     option: &GroupInfoOption,
     group_id: &[u8],
     commit_epoch: u64,
-) -> std::result::Result<(), RejectReason> {
+) -> Result<(), RejectReason> {
     let GroupInfoOption::Full(message) = option else {
         return Ok(());
     };

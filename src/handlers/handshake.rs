@@ -15,7 +15,7 @@ pub(crate) fn public_handshake(
     bytes: &MlsMessageBytes,
     group_id: &[u8],
     content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
+) -> Result<PublicMessageIn, RejectReason> {
     let message = public_handshake_in_any_group(bytes, content_type)?;
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId(
@@ -29,7 +29,7 @@ pub(crate) fn public_handshake(
 pub(crate) fn public_handshake_in_any_group(
     bytes: &MlsMessageBytes,
     content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
+) -> Result<PublicMessageIn, RejectReason> {
     let message = match bytes.parse()?.extract() {
         MlsMessageBodyIn::PublicMessage(message) => message,
         MlsMessageBodyIn::PrivateMessage(_) => {
@@ -64,7 +64,7 @@ pub(crate) fn check_epoch(
     current: u64,
     message: GroupEpoch,
     tolerance: u64,
-) -> std::result::Result<(), RejectReason> {
+) -> Result<(), RejectReason> {
     let message_epoch = message.as_u64();
     if message_epoch > current {
         Err(RejectReason::FutureEpoch {

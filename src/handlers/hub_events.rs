@@ -13,7 +13,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::HandlerEnv;
-use super::{write_plan, Plan};
+use super::{write_plan, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;
@@ -22,15 +22,13 @@ use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody};
 
-type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
-
 pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     env: &HandlerEnv<'_, C>,
     now_ms: u64,
     group_id: &[u8],
     event: &HubEvent,
     storage: &S,
-) -> Result<Plan, S> {
+) -> HandlerResult<Plan, S::Error> {
     let kinds = [
         RecordKind::Roster,
         RecordKind::Sequencer,
@@ -42,15 +40,14 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| kinds.iter().all(|k| s.record(*k).is_some()))
         .ok_or(RejectReason::UnknownGroup)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
-    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
-    let mut pending: PendingProposals =
-        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
+    let mut pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
             .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
+    let mut group = load_group(&buffer, group_id)?;
 
     let mut issued = Vec::new();
     let mut removed_leaves = Vec::new();
@@ -164,14 +161,14 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         epoch: roster.epoch,
         external_proposals: issued.into_iter().map(|(message, _)| message).collect(),
     };
-    write_plan::<S>(
+    write_plan(
         now_ms,
         None,
         group_id,
         VersionGuard::Exactly(snapshot.version),
         vec![
-            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+            encode_record(RecordKind::Sequencer, &sequencer)?,
+            encode_record(RecordKind::PendingProposals, &pending)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
         ],
         fanout,

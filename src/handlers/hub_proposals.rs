@@ -13,14 +13,12 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::Serialize as _;
 
 use super::handshake::mls_reject;
-use super::HandlerEnv;
+use super::{HandlerEnv, HandlerResult};
 use crate::config::{DsIdentity, DsSigner};
-use crate::error::{internal, Failure, RejectReason};
+use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
 use crate::wire::MlsMessageBytes;
-
-type Result<T, E> = std::result::Result<T, Failure<E>>;
 
 /// Which of the DS's identities the group names as external sender, and at which index.
 fn named_identity<'a, C>(
@@ -48,7 +46,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     message: openmls::prelude::MlsMessageOut,
     now_ms: u64,
     removal_target: Vec<u8>,
-) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let bytes = MlsMessageBytes::from_bytes(message.tls_serialize_detached().map_err(internal)?)
         .map_err(internal)?;
     let MlsMessageBodyIn::PublicMessage(public) = bytes.parse().map_err(internal)?.extract() else {
@@ -78,7 +76,7 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     buffer: &MlsStateBuffer,
     leaf: LeafNodeIndex,
     now_ms: u64,
-) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
@@ -107,7 +105,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     now_ms: u64,
-) -> Result<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
+) -> HandlerResult<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
@@ -154,7 +152,7 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
     buffer: &MlsStateBuffer,
     lapsed: &[PendingProposalRecord],
     now_ms: u64,
-) -> Result<(Vec<MlsMessageBytes>, PendingProposals), E> {
+) -> HandlerResult<(Vec<MlsMessageBytes>, PendingProposals), E> {
     let mut stapled = Vec::new();
     let mut pending = PendingProposals::default();
     for record in lapsed

@@ -5,7 +5,7 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_state::{ciphersuite, decode_record};
-use super::{Ctx, Plan, Result};
+use super::{Ctx, HandlerResult, Plan};
 use crate::auth::ClientAuth;
 use crate::error::{internal, RejectReason};
 
@@ -23,7 +23,7 @@ pub(crate) enum Principal {
 
 impl Principal {
     /// The authenticated leaf, for operations that only a `leaf_index` sender may perform.
-    pub(crate) fn leaf(&self) -> std::result::Result<u32, RejectReason> {
+    pub(crate) fn leaf(&self) -> Result<u32, RejectReason> {
         match self {
             Self::Leaf(leaf) => Ok(*leaf),
             Self::User(_) => Err(RejectReason::AuthenticationFailed(
@@ -39,7 +39,7 @@ impl Principal {
         &self,
         mls_sender: &openmls::prelude::Sender,
         roster: &Roster,
-    ) -> std::result::Result<u32, RejectReason> {
+    ) -> Result<u32, RejectReason> {
         let openmls::prelude::Sender::Member(leaf) = mls_sender else {
             return Err(RejectReason::NotAllowed(
                 "the MLS sender must be a member".into(),
@@ -88,14 +88,14 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         storage: &S,
         kinds: &[RecordKind],
         allow_user: bool,
-    ) -> Result<Started<'_>, S> {
-        let auth = self.client_auth::<S>()?;
+    ) -> HandlerResult<Started<'_>, S::Error> {
+        let auth = self.client_auth()?;
         if let Some(plan) = self.replay_check(&auth, storage)? {
             return Ok(Started::Duplicate(plan));
         }
         let snapshot = self.read_group(storage, auth.group_id(), kinds)?;
-        let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-        let principal = self.authenticate_member::<S>(&auth, &roster, allow_user)?;
+        let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
+        let principal = self.authenticate_member(&auth, &roster, allow_user)?;
         Ok(Started::Fresh(MemberRequest {
             auth,
             snapshot,
@@ -107,13 +107,13 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     /// Authenticates a request by a member: a `leaf_index` sender with that leaf's signature
     /// key, or, where `allow_user`, a `user_key_hash` sender with the user's registered key
     /// (DS-00 §5.1; DS-03 "PseudonymousUserAuth" for user-level operations).
-    pub(crate) fn authenticate_member<S: DsStorage>(
+    pub(crate) fn authenticate_member<E: std::error::Error + 'static>(
         &self,
         auth: &ClientAuth<'_>,
         roster: &Roster,
         allow_user: bool,
-    ) -> Result<Principal, S> {
-        let suite = ciphersuite::<S>(roster.ciphersuite)?;
+    ) -> HandlerResult<Principal, E> {
+        let suite = ciphersuite(roster.ciphersuite)?;
         match &auth.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => {
                 let member = roster

@@ -81,10 +81,12 @@ pub(crate) struct Ctx<'a, C> {
     pub(crate) request_bytes: &'a [u8],
 }
 
-type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
+/// What a handler step returns: its value, or a refusal or a processing error whose storage
+/// error type is `E`.
+pub(crate) type HandlerResult<T, E> = Result<T, Failure<E>>;
 
 /// Routes a decoded request to its handler.
-pub(crate) fn dispatch<C, S>(ctx: &Ctx<'_, C>, storage: &S) -> Result<Plan, S>
+pub(crate) fn dispatch<C, S>(ctx: &Ctx<'_, C>, storage: &S) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto + OpenMlsRand,
     S: DsStorage,
@@ -178,7 +180,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     }
 
     /// The user a leaf belongs to, if its credential is acceptable.
-    pub(crate) fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+    pub(crate) fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
         self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())
@@ -186,7 +188,9 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     }
 
     /// The request's `ClientSignature`, checked for freshness.
-    pub(crate) fn client_auth<S: DsStorage>(&self) -> Result<ClientAuth<'_>, S> {
+    pub(crate) fn client_auth<E: std::error::Error + 'static>(
+        &self,
+    ) -> HandlerResult<ClientAuth<'_>, E> {
         ClientAuth::new(
             self.crypto(),
             self.request,
@@ -201,7 +205,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         &self,
         auth: &ClientAuth<'_>,
         storage: &S,
-    ) -> Result<Option<Plan>, S> {
+    ) -> HandlerResult<Option<Plan>, S::Error> {
         Ok(
             match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
                 ReplayCheck::Fresh => None,
@@ -217,7 +221,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         storage: &S,
         group_id: &[u8],
         kinds: &[RecordKind],
-    ) -> Result<GroupSnapshot, S> {
+    ) -> HandlerResult<GroupSnapshot, S::Error> {
         let snapshot = storage
             .read(group_id, kinds)
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
@@ -230,7 +234,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 
     /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the
     /// encoded response, and fans out `fanout`.
-    pub(crate) fn write_plan<S: DsStorage>(
+    pub(crate) fn write_plan<E: std::error::Error + 'static>(
         &self,
         guard_mark: Option<&ReplayGuard>,
         group_id: &[u8],
@@ -238,8 +242,8 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         records: Vec<RecordWrite>,
         fanout: Vec<Fanout>,
         response: DsResponseBody,
-    ) -> Result<Plan, S> {
-        write_plan::<S>(
+    ) -> HandlerResult<Plan, E> {
+        write_plan(
             self.now_ms,
             guard_mark,
             group_id,
@@ -253,7 +257,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 
 /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the encoded
 /// response, and fans out `fanout`.
-pub(crate) fn write_plan<S: DsStorage>(
+pub(crate) fn write_plan<E: std::error::Error + 'static>(
     now_ms: u64,
     guard_mark: Option<&ReplayGuard>,
     group_id: &[u8],
@@ -261,7 +265,7 @@ pub(crate) fn write_plan<S: DsStorage>(
     records: Vec<RecordWrite>,
     fanout: Vec<Fanout>,
     response: DsResponseBody,
-) -> Result<Plan, S> {
+) -> HandlerResult<Plan, E> {
     let response = encode_response(response).map_err(internal)?;
     let write_set = WriteSet {
         group_id: group_id.to_vec(),
@@ -282,7 +286,7 @@ pub(crate) fn write_plan<S: DsStorage>(
 }
 
 impl<C: OpenMlsCrypto> LeafChecks for Ctx<'_, C> {
-    fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+    fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
         Ctx::identify(self, leaf)
     }
 

@@ -9,7 +9,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
-use super::{Ctx, MemberRequest, Plan, Principal, Result, Started};
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Principal, Started};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
@@ -33,7 +33,7 @@ pub(crate) fn handle<C, S>(
     storage: &S,
     rule: ProposalRule,
     proposals: &[MlsMessageBytes],
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -70,10 +70,9 @@ where
     let buffer =
         MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
             .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
-    let mut pending: PendingProposals =
-        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let mut group = load_group(&buffer, group_id)?;
+    let mut pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
+    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
 
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
@@ -183,11 +182,11 @@ where
     };
     sequencer.next_sequence += proposals.len() as u64;
     let records = vec![
-        encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-        encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+        encode_record(RecordKind::Sequencer, &sequencer)?,
+        encode_record(RecordKind::PendingProposals, &pending)?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
     ];
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
