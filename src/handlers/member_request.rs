@@ -9,9 +9,10 @@ use super::{Ctx, HandlerResult, Plan};
 use crate::auth::ClientAuth;
 use crate::error::{internal, RejectReason};
 
+use crate::signing::user_key_hash;
 use crate::state::Roster;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind};
-use crate::wire::{user_key_hash, DsSenderId};
+use crate::wire::DsSenderId;
 
 /// Who signed a member request (DS-00 §5.1 `DSSenderID`).
 pub(crate) enum Principal {
