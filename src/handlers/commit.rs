@@ -18,7 +18,7 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
-use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
+use super::group_state::{decode_record, encode_record, refuse_if_reinitialized, OpenGroup};
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
@@ -79,10 +79,12 @@ where
         ctx.now_ms,
     )?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group(&buffer, group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        pending,
+        sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -90,8 +92,6 @@ where
 
     let committer = LeafNodeIndex::new(sender);
     let summary = summarize(ctx, &group, &staged, Some(committer))?;
-    let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
-    let sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
     let omitted = omitted_pending(
         ctx,
         &pending,

@@ -12,15 +12,14 @@ use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::{summarize, Accepting, COMMIT_READS};
 use super::group_info_check::{verifiable_group_info, verify_post_commit_group_info};
-use super::group_state::{decode_record, load_group, refuse_if_reinitialized};
+use super::group_state::{decode_record, refuse_if_reinitialized, OpenGroup};
 use super::handshake::{check_epoch, mls_reject, public_handshake_in_any_group};
 use super::hub_proposals::reissue_removals;
 use super::{Ctx, HandlerResult, Plan};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind};
 use crate::wire::{DeleteGroupRequest, DsAuthData, GroupInfoOption};
 
@@ -69,10 +68,12 @@ where
     refuse_if_reinitialized(&roster)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group(&buffer, &group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        pending,
+        sequencer,
+    } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -106,8 +107,6 @@ where
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).
-    let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
-
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
@@ -130,7 +129,7 @@ where
         // The leaves it removes belong to the joiner's user (checked above); a resyncing client
         // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
-        sequencer: decode_record::<Sequencer, _>(&snapshot, RecordKind::Sequencer)?,
+        sequencer,
     };
     accepted.plan(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,

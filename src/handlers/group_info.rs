@@ -13,11 +13,10 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{Serialize as _, VLBytes};
 
-use super::group_state::{ciphersuite, decode_record, load_group};
+use super::group_state::{ciphersuite, decode_record, open_mls_state};
 use super::{Ctx, HandlerResult, Plan};
 use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
-use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster};
 use crate::storage::GroupSnapshot;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -77,10 +76,8 @@ where
         ctx.authenticate_member(auth, &roster, true)?;
     }
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let group = load_group(&buffer, group_id)?;
+    // A read: the group's tree is exported, nothing is processed or written back.
+    let (_, group) = open_mls_state(&snapshot, group_id)?;
     let tree = group
         .export_ratchet_tree()
         .tls_serialize_detached()

@@ -1,5 +1,5 @@
 //! The group's stored state as handlers open it: decoding and encoding its records, loading
-//! its openmls state, and the refusal of a group that was re-initialized.
+//! its openmls state ([`OpenGroup`]), and the refusal of a group that was re-initialized.
 
 use openmls::prelude::{Ciphersuite, GroupId, PublicGroup};
 use tls_codec::DeserializeBytes;
@@ -7,7 +7,7 @@ use tls_codec::DeserializeBytes;
 use super::HandlerResult;
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::Roster;
+use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{GroupSnapshot, RecordKind, RecordWrite};
 use crate::wire::decode_exact;
 
@@ -37,6 +37,62 @@ pub(crate) fn ciphersuite<E: std::error::Error + 'static>(
     value: u16,
 ) -> HandlerResult<Ciphersuite, E> {
     Ciphersuite::try_from(value).map_err(internal)
+}
+
+/// A group opened to run MLS messages through it: its openmls state, loaded from the `MlsState`
+/// record, and the records that change with it. Every handler that processes or issues
+/// handshake messages opens the group this way (`commit`, `proposals`, `external_join`, the
+/// DS's own proposals in `hub_events`).
+///
+/// Opening deserializes the whole ratchet tree, the costly part of a request, so handlers
+/// refuse what they can without it (authentication, framing, epoch) before they open.
+pub(crate) struct OpenGroup {
+    /// The `MlsState` record as openmls's storage; written back after a change.
+    pub(crate) buffer: MlsStateBuffer,
+    /// The group, as openmls validates messages against it.
+    pub(crate) group: PublicGroup,
+    /// The proposals pending in the current epoch.
+    pub(crate) pending: PendingProposals,
+    /// Sequence numbers, activity and the application messages' replay memory.
+    pub(crate) sequencer: Sequencer,
+}
+
+/// The records a handler reads to open the group: the roster, and what [`OpenGroup::open`]
+/// decodes.
+pub(crate) const OPEN_GROUP_READS: [RecordKind; 4] = [
+    RecordKind::Roster,
+    RecordKind::Sequencer,
+    RecordKind::MlsState,
+    RecordKind::PendingProposals,
+];
+
+impl OpenGroup {
+    /// Opens the group `group_id` from a snapshot holding [`OPEN_GROUP_READS`].
+    pub(crate) fn open<E: std::error::Error + 'static>(
+        snapshot: &GroupSnapshot,
+        group_id: &[u8],
+    ) -> HandlerResult<Self, E> {
+        let (buffer, group) = open_mls_state(snapshot, group_id)?;
+        Ok(Self {
+            buffer,
+            group,
+            pending: decode_record(snapshot, RecordKind::PendingProposals)?,
+            sequencer: decode_record(snapshot, RecordKind::Sequencer)?,
+        })
+    }
+}
+
+/// The `MlsState` record as openmls's storage, and the group loaded from it (the part of
+/// [`OpenGroup::open`] a read-only handler needs).
+pub(crate) fn open_mls_state<E: std::error::Error + 'static>(
+    snapshot: &GroupSnapshot,
+    group_id: &[u8],
+) -> HandlerResult<(MlsStateBuffer, PublicGroup), E> {
+    let buffer =
+        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
+            .map_err(internal)?;
+    let group = load_group(&buffer, group_id)?;
+    Ok((buffer, group))
 }
 
 /// Loads the group's openmls state from its record.

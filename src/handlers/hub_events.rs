@@ -10,15 +10,16 @@
 use openmls::prelude::{LeafNodeIndex, Proposal, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
+use super::group_state::{
+    decode_record, encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS,
+};
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::HandlerEnv;
 use super::{write_plan, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody};
 
@@ -29,25 +30,19 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     event: &HubEvent,
     storage: &S,
 ) -> HandlerResult<Plan, S::Error> {
-    let kinds = [
-        RecordKind::Roster,
-        RecordKind::Sequencer,
-        RecordKind::MlsState,
-        RecordKind::PendingProposals,
-    ];
     let snapshot = storage
-        .read(group_id, &kinds)
+        .read(group_id, &OPEN_GROUP_READS)
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .filter(|s| kinds.iter().all(|k| s.record(*k).is_some()))
+        .filter(|s| OPEN_GROUP_READS.iter().all(|k| s.record(*k).is_some()))
         .ok_or(RejectReason::UnknownGroup)?;
     let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
-    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
-    let mut pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group(&buffer, group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        mut pending,
+        mut sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut issued = Vec::new();
     let mut removed_leaves = Vec::new();

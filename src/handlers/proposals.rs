@@ -6,14 +6,13 @@
 use openmls::prelude::{ContentType, LeafNodeIndex, ProcessedMessageContent, Proposal};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::group_state::{decode_record, encode_record, load_group, refuse_if_reinitialized};
+use super::group_state::{encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS};
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Principal, Started};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequencer};
+use crate::state::{PendingProposalRecord, ProposalOrigin};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
 
@@ -41,18 +40,12 @@ where
     let crypto = ctx.crypto();
     // A user may propose removing its own clients with its user key (DS-03 user-level
     // authentication: "removing one's own user from a group").
-    let kinds = [
-        RecordKind::Roster,
-        RecordKind::Sequencer,
-        RecordKind::MlsState,
-        RecordKind::PendingProposals,
-    ];
     let MemberRequest {
         auth,
         snapshot,
         roster,
         principal,
-    } = match ctx.start_member_request(storage, &kinds, true)? {
+    } = match ctx.start_member_request(storage, &OPEN_GROUP_READS, true)? {
         Started::Duplicate(plan) => return Ok(plan),
         Started::Fresh(request) => request,
     };
@@ -67,12 +60,12 @@ where
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
     refuse_if_reinitialized(&roster)?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group(&buffer, group_id)?;
-    let mut pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
-    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        mut pending,
+        mut sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
