@@ -111,6 +111,7 @@ where
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, committer)?;
+    commit_rules::check_changed_clients_keep_their_user(&group, &roster, &summary, ctx)?;
     let mut new_roster = Roster::rebuild(
         &group,
         Some(&roster),

@@ -239,8 +239,9 @@ impl Roster {
     /// * A leaf that held the same member before (not in `replaced`, i.e. not removed and
     ///   re-filled by this commit) keeps its user and its stored queue configuration, which
     ///   `update_queue_info` may have changed. If its leaf node was replaced (`changed`: an
-    ///   update path or Update proposal), the new credential is validated again and must name
-    ///   the same user (DS-04 §"Update client").
+    ///   update path or Update proposal), the commit rules have already checked that its new
+    ///   credential names the same user (DS-04 §"Update client";
+    ///   `commit_rules::check_changed_clients_keep_their_user`): the rebuild only builds.
     /// * A new leaf is validated and takes its queue configuration from its leaf node.
     /// * A new or changed leaf that registers a user key (wire-format.md §3.5) must prove
     ///   possession of it, and the key must not be registered to another user: a key belongs to
@@ -269,11 +270,6 @@ impl Roster {
             let fresh = kept.is_none() || changed.contains(&member.index);
             let entry = match kept {
                 Some(mut entry) => {
-                    if changed.contains(&member.index) && identify(leaf)? != entry.user.as_slice() {
-                        return Err(RejectReason::NotAllowed(
-                            "a credential change may not move a client to another user".into(),
-                        ));
-                    }
                     entry.signature_key = member.signature_key.into();
                     entry
                 }
