@@ -32,6 +32,7 @@ use crate::state::{
     Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
+use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
 /// Records every commit handler reads.
@@ -76,7 +77,7 @@ where
     key_package_lifetime::check_commit(
         &update.commit,
         &decode_record(&snapshot, RecordKind::PendingProposals)?,
-        ctx.now_ms,
+        ctx.now,
     )?;
 
     let OpenGroup {
@@ -132,7 +133,7 @@ where
     let (stapled, pending_after) = if op == Operation::DeleteGroup {
         (Vec::new(), PendingProposals::default())
     } else {
-        reissue_removals(&ctx.env, &mut group, &buffer, &omitted, ctx.now_ms)?
+        reissue_removals(&ctx.env, &mut group, &buffer, &omitted, ctx.now)?
     };
 
     let accepted = Accepting {
@@ -150,7 +151,10 @@ where
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout(ctx, &summary, new_roster.epoch)?;
         let mut records = vec![
-            RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
+            RecordWrite::Put(
+                RecordKind::Tombstone,
+                ctx.now.as_millis().to_be_bytes().to_vec(),
+            ),
             RecordWrite::Delete(RecordKind::Roster),
             RecordWrite::Delete(RecordKind::Sequencer),
             RecordWrite::Delete(RecordKind::MlsState),
@@ -201,7 +205,7 @@ pub(crate) fn omitted_pending<C>(
     pending: &PendingProposals,
     included: &BTreeSet<Vec<u8>>,
     removed_keys: &BTreeSet<Vec<u8>>,
-    hub_removals_since: Option<u64>,
+    hub_removals_since: Option<UnixTimeMs>,
 ) -> Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
         .proposals
@@ -223,7 +227,7 @@ pub(crate) fn omitted_pending<C>(
         })
         .min();
     match oldest {
-        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) => {
+        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now) => {
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding
                     .iter()
@@ -291,7 +295,9 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
                     queue_config: queue_config_of(leaf)?,
                     user: ctx.identify(leaf)?,
                     signature_key: leaf.signature_key().as_slice().to_vec(),
-                    expires_at_ms: key_package.life_time().not_after().saturating_mul(1000),
+                    expires_at: UnixTimeMs(
+                        key_package.life_time().not_after().saturating_mul(1000),
+                    ),
                 });
             }
             Proposal::Remove(remove) => {
@@ -340,8 +346,8 @@ fn require_reserved_successor<C, S: DsStorage>(
         Some(bytes) => {
             crate::wire::decode_exact::<Reservation>(bytes)
                 .map_err(internal)?
-                .expires_at_ms
-                >= ctx.now_ms
+                .expires_at
+                >= ctx.now
         }
         None => false,
     };
@@ -430,7 +436,7 @@ impl Accepting<'_> {
         let sequencer = &self.sequencer;
         let receipt = AcceptedMessage {
             sequence_number: sequencer.next_sequence,
-            accepted_time_ms: ctx.now_ms,
+            accepted_time_ms: ctx.now.as_millis(),
             epoch: new_epoch,
             external_proposals: self.stapled.clone(),
         };
@@ -439,7 +445,7 @@ impl Accepting<'_> {
             domain,
             self.group_id,
             receipt.sequence_number,
-            ctx.now_ms,
+            ctx.now,
             self.commit,
             &self.stapled,
             self.previous
@@ -459,7 +465,7 @@ impl Accepting<'_> {
                 domain,
                 self.group_id,
                 receipt.sequence_number,
-                ctx.now_ms,
+                ctx.now,
                 welcome,
                 &[],
                 recipients,
@@ -488,14 +494,14 @@ impl Accepting<'_> {
         sequencer.ds_removals_pending_since = if self.stapled.is_empty() {
             None
         } else {
-            Some(sequencer.ds_removals_pending_since.unwrap_or(ctx.now_ms))
+            Some(sequencer.ds_removals_pending_since.unwrap_or(ctx.now))
         };
         let fresh = |leaf: u32| {
             self.previous.member(leaf).is_none()
                 || summary.removed.contains(&LeafNodeIndex::new(leaf))
                 || Some(leaf) == self.committer
         };
-        sequencer.follow(&roster, fresh, ctx.now_ms);
+        sequencer.follow(&roster, fresh, ctx.now);
         // Messages of epochs that no longer take application messages cannot be replayed.
         sequencer.forget_messages_before(
             roster
@@ -543,25 +549,23 @@ impl Accepting<'_> {
             .map(|member| member.signature_key.as_slice())
             .collect();
         let mut dropped = index.forget(&removed_keys);
-        dropped.extend(index.purge(ctx.now_ms));
+        dropped.extend(index.purge(ctx.now));
 
         // A client picks its KeyPackage's `not_after` (up to u64::MAX): the DS keeps the tree
         // no longer than its own limit.
-        let retention_end = ctx
-            .now_ms
-            .saturating_add(ctx.env.config.welcome_retention_ms);
+        let retention_end = ctx.now.saturating_add(ctx.env.config.welcome_retention_ms);
         let joiners: Vec<Joiner> = summary
             .added
             .iter()
             .map(|a| Joiner {
                 key_package_ref: a.key_package_ref.clone().into(),
                 signature_key: a.signature_key.clone().into(),
-                expires_at_ms: a.expires_at_ms.min(retention_end),
+                expires_at: a.expires_at.min(retention_end),
             })
-            .filter(|j| j.expires_at_ms >= ctx.now_ms)
+            .filter(|j| j.expires_at >= ctx.now)
             .collect();
         let mut new_tree = None;
-        if let Some(expires_at_ms) = joiners.iter().map(|j| j.expires_at_ms).max() {
+        if let Some(expires_at) = joiners.iter().map(|j| j.expires_at).max() {
             let snapshot = WelcomeSnapshot {
                 epoch: new_epoch,
                 joiners,
@@ -569,7 +573,7 @@ impl Accepting<'_> {
             let evicted = index.push(snapshot, ctx.env.config.max_welcome_snapshots);
             if !evicted.contains(&new_epoch) {
                 new_tree = Some(WelcomeTree {
-                    expires_at_ms,
+                    expires_at,
                     ratchet_tree: group
                         .export_ratchet_tree()
                         .tls_serialize_detached()

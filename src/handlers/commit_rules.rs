@@ -6,6 +6,7 @@ use openmls::prelude::{LeafNodeIndex, ProposalType, PublicGroup};
 
 use crate::error::RejectReason;
 use crate::state::{LeafChecks, Roster};
+use crate::time::UnixTimeMs;
 use crate::wire::ClientQueueConfig;
 
 /// The operation a commit request claims to be.
@@ -35,8 +36,8 @@ pub(crate) struct Added {
     pub(crate) queue_config: ClientQueueConfig,
     pub(crate) user: Vec<u8>,
     pub(crate) signature_key: Vec<u8>,
-    /// The KeyPackage's `not_after`, in ms.
-    pub(crate) expires_at_ms: u64,
+    /// The KeyPackage's `not_after`.
+    pub(crate) expires_at: UnixTimeMs,
 }
 
 /// What a staged commit does, in the terms the rules need.

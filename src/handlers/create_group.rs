@@ -44,7 +44,7 @@ where
         return Err(RejectReason::InvalidGroupId("already in use").into());
     }
     let reservation: Reservation = decode_record(&snapshot, RecordKind::Reservation)?;
-    if reservation.expires_at_ms < ctx.now_ms {
+    if reservation.expires_at < ctx.now {
         return Err(RejectReason::InvalidGroupId("reservation expired").into());
     }
 
@@ -78,7 +78,7 @@ where
                     guard: VersionGuard::Exactly(snapshot.version),
                     records: vec![RecordWrite::Delete(RecordKind::Reservation)],
                     replay_mark: None,
-                    now_ms: ctx.now_ms,
+                    now_ms: ctx.now.as_millis(),
                     fanout: Vec::new(),
                 },
                 reason,
@@ -94,7 +94,7 @@ where
             RecordKind::Sequencer,
             &Sequencer {
                 next_sequence: 0,
-                last_active_ms: vec![ctx.now_ms; roster.members.len()],
+                last_active: vec![ctx.now; roster.members.len()],
                 ds_removals_pending_since: None,
                 recent_messages: Vec::new(),
             },
@@ -132,7 +132,7 @@ where
 {
     let tree = body.ratchet_tree.parse()?;
     // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
-    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
+    super::key_package_lifetime::check_tree(&tree, ctx.now)?;
     let buffer = MlsStateBuffer::default();
     let (group, _) =
         PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())

@@ -57,10 +57,10 @@ where
     let guard = ReplayGuard::for_unsigned(
         crypto,
         ctx.request_bytes,
-        ctx.now_ms,
+        ctx.now,
         ctx.env.config.auth_window_ms,
     )?;
-    if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now_ms)? {
+    if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now)? {
         return Ok(Plan::Duplicate(response));
     }
     let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
@@ -110,13 +110,8 @@ where
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
-    let (stapled, pending_after) = reissue_removals(
-        &ctx.env,
-        &mut group,
-        &buffer,
-        &pending.proposals,
-        ctx.now_ms,
-    )?;
+    let (stapled, pending_after) =
+        reissue_removals(&ctx.env, &mut group, &buffer, &pending.proposals, ctx.now)?;
     let accepted = Accepting {
         group_id: &group_id,
         snapshot: &snapshot,

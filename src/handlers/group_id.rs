@@ -31,8 +31,8 @@ where
     group_id.extend_from_slice(ctx.env.config.domain.as_bytes());
 
     let reservation = Reservation {
-        expires_at_ms: ctx
-            .now_ms
+        expires_at: ctx
+            .now
             .saturating_add(ctx.env.config.group_id_reservation_ms),
     };
     // `Absent` makes a (2^-128) collision a conflict, and the retry draws a new ID.

@@ -98,7 +98,7 @@ where
             .map(|p| {
                 Ok(PendingProposal {
                     proposal: MlsMessageBytes::from_bytes(p.message.into()).map_err(internal)?,
-                    hub_accepted_time: p.hub_accepted_time,
+                    hub_accepted_time: p.hub_accepted_time.as_millis(),
                 })
             })
             .collect::<HandlerResult<_, S::Error>>()?,

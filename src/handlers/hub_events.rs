@@ -21,11 +21,12 @@ use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;
 use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody};
 
 pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     env: &HandlerEnv<'_, C>,
-    now_ms: u64,
+    now: UnixTimeMs,
     group_id: &[u8],
     event: &HubEvent,
     storage: &S,
@@ -64,7 +65,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .into())
             }
             None => {
-                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now_ms)? {
+                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now)? {
                     issued.push(proposal);
                 }
             }
@@ -95,11 +96,11 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                     .iter()
                     .filter(|(leaf, _)| {
                         let last = sequencer
-                            .last_active_ms
+                            .last_active
                             .get(*leaf as usize)
                             .copied()
-                            .unwrap_or(0);
-                        now_ms.saturating_sub(last) > limit
+                            .unwrap_or(UnixTimeMs(0));
+                        now.since(last) > limit
                     })
                     .map(|(l, _)| l)
                     .collect()
@@ -119,12 +120,12 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 &mut group,
                 &buffer,
                 LeafNodeIndex::new(leaf),
-                now_ms,
+                now,
             )?);
             removed_leaves.push(leaf);
         }
         if !issued.is_empty() {
-            sequencer.ds_removals_pending_since.get_or_insert(now_ms);
+            sequencer.ds_removals_pending_since.get_or_insert(now);
         }
     }
     if issued.is_empty() {
@@ -139,7 +140,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
             &env.config.domain,
             group_id,
             first + i as u64,
-            now_ms,
+            now,
             message,
             &[],
             roster
@@ -152,12 +153,12 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     sequencer.next_sequence += issued.len() as u64;
     let receipt = AcceptedMessage {
         sequence_number: first,
-        accepted_time_ms: now_ms,
+        accepted_time_ms: now.as_millis(),
         epoch: roster.epoch,
         external_proposals: issued.into_iter().map(|(message, _)| message).collect(),
     };
     write_plan(
-        now_ms,
+        now,
         None,
         group_id,
         VersionGuard::Exactly(snapshot.version),

@@ -18,6 +18,7 @@ use crate::config::{DsIdentity, DsSigner};
 use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
+use crate::time::UnixTimeMs;
 use crate::wire::MlsMessageBytes;
 
 /// Which of the DS's identities the group names as external sender, and at which index.
@@ -44,7 +45,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     message: openmls::prelude::MlsMessageOut,
-    now_ms: u64,
+    now: UnixTimeMs,
     removal_target: Vec<u8>,
 ) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let bytes = MlsMessageBytes::from_bytes(message.tls_serialize_detached().map_err(internal)?)
@@ -60,7 +61,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     };
     let record = PendingProposalRecord {
         proposal_ref: queued.proposal_reference_ref().as_slice().to_vec().into(),
-        hub_accepted_time: now_ms,
+        hub_accepted_time: now,
         message: bytes.as_bytes().to_vec().into(),
         removal_target: removal_target.into(),
         origin: ProposalOrigin::Hub,
@@ -75,7 +76,7 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     leaf: LeafNodeIndex,
-    now_ms: u64,
+    now: UnixTimeMs,
 ) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
@@ -94,7 +95,7 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(env, group, buffer, message, now_ms, target)
+    enqueue(env, group, buffer, message, now, target)
 }
 
 /// Issues a GroupContextExtensions proposal that replaces the retired DS identity the group
@@ -104,7 +105,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
-    now_ms: u64,
+    now: UnixTimeMs,
 ) -> HandlerResult<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
@@ -137,7 +138,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(env, group, buffer, message, now_ms, Vec::new()).map(Some)
+    enqueue(env, group, buffer, message, now, Vec::new()).map(Some)
 }
 
 /// After a commit moved the group to a new epoch, issues again every Remove the DS had pending
@@ -151,7 +152,7 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     lapsed: &[PendingProposalRecord],
-    now_ms: u64,
+    now: UnixTimeMs,
 ) -> HandlerResult<(Vec<MlsMessageBytes>, PendingProposals), E> {
     let mut stapled = Vec::new();
     let mut pending = PendingProposals::default();
@@ -164,7 +165,7 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
             .find(|m| m.signature_key == record.removal_target.as_slice())
             .map(|m| m.index);
         if let Some(leaf) = still_member {
-            let (bytes, new_record) = issue_removal(env, group, buffer, leaf, now_ms)?;
+            let (bytes, new_record) = issue_removal(env, group, buffer, leaf, now)?;
             stapled.push(bytes);
             pending.proposals.push(new_record);
         }

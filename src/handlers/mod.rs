@@ -32,6 +32,7 @@ use crate::fanout::Fanout;
 use crate::identity::CredentialValidator;
 use crate::state::LeafChecks;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
+use crate::time::UnixTimeMs;
 use crate::wire::{encode_response, DsRequest, DsRequestBody, DsResponseBody};
 use commit_rules::Operation;
 pub(crate) use member_request::{MemberRequest, Principal, Started};
@@ -76,7 +77,7 @@ pub(crate) struct HandlerEnv<'a, C> {
 /// The request being processed and what its handler may use.
 pub(crate) struct Ctx<'a, C> {
     pub(crate) env: HandlerEnv<'a, C>,
-    pub(crate) now_ms: u64,
+    pub(crate) now: UnixTimeMs,
     pub(crate) request: &'a DsRequest,
     pub(crate) request_bytes: &'a [u8],
 }
@@ -195,7 +196,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             self.crypto(),
             self.request,
             self.request_bytes,
-            self.now_ms,
+            self.now,
             self.env.config.auth_window_ms,
         )
     }
@@ -207,7 +208,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         storage: &S,
     ) -> HandlerResult<Option<Plan>, S::Error> {
         Ok(
-            match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
+            match auth.guard.check(storage, auth.group_id(), self.now)? {
                 ReplayCheck::Fresh => None,
                 ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
             },
@@ -244,13 +245,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         response: DsResponseBody,
     ) -> HandlerResult<Plan, E> {
         write_plan(
-            self.now_ms,
-            guard_mark,
-            group_id,
-            guard,
-            records,
-            fanout,
-            response,
+            self.now, guard_mark, group_id, guard, records, fanout, response,
         )
     }
 }
@@ -258,7 +253,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the encoded
 /// response, and fans out `fanout`.
 pub(crate) fn write_plan<E: std::error::Error + 'static>(
-    now_ms: u64,
+    now: UnixTimeMs,
     guard_mark: Option<&ReplayGuard>,
     group_id: &[u8],
     guard: VersionGuard,
@@ -276,7 +271,7 @@ pub(crate) fn write_plan<E: std::error::Error + 'static>(
         // stored answer would be stale and as large as a ratchet tree.
         replay_mark: guard_mark
             .map(|g| g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))),
-        now_ms,
+        now_ms: now.as_millis(),
         fanout,
     };
     Ok(Plan::Write {

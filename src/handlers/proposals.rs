@@ -78,7 +78,7 @@ where
         check_epoch(roster.epoch, message.epoch(), 0)?;
         let sender = principal.sender_of(message.sender(), &roster)?;
         // RFC 9420 §10.1 at the DS's `now`, before openmls checks it with the system clock.
-        super::key_package_lifetime::check_proposal_message(bytes, ctx.now_ms)?;
+        super::key_package_lifetime::check_proposal_message(bytes, ctx.now)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());
@@ -146,7 +146,7 @@ where
         group.add_proposal(&buffer, *queued).map_err(internal)?;
         pending.proposals.push(PendingProposalRecord {
             proposal_ref: proposal_ref.into(),
-            hub_accepted_time: ctx.now_ms,
+            hub_accepted_time: ctx.now,
             message: bytes.as_bytes().to_vec().into(),
             removal_target: removal_target.into(),
             origin,
@@ -155,7 +155,7 @@ where
             &ctx.env.config.domain,
             group_id,
             sequencer.next_sequence + i as u64,
-            ctx.now_ms,
+            ctx.now,
             bytes,
             &[],
             roster
@@ -163,13 +163,13 @@ where
                 .filter(|(leaf, _)| *leaf != sender)
                 .map(|(_, m)| &m.queue_config),
         ));
-        sequencer.touch(sender, ctx.now_ms);
+        sequencer.touch(sender, ctx.now);
     }
 
     // The proposals occupy consecutive sequence numbers; the receipt names the first.
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
-        accepted_time_ms: ctx.now_ms,
+        accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
     };

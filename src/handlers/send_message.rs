@@ -75,7 +75,7 @@ where
     // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
-        if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) {
+        if ctx.env.config.pending_proposals.enforced(since, ctx.now) {
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
@@ -97,7 +97,7 @@ where
     );
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
-        accepted_time_ms: ctx.now_ms,
+        accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
     };
@@ -105,7 +105,7 @@ where
         &ctx.env.config.domain,
         group_id,
         accepted.sequence_number,
-        ctx.now_ms,
+        ctx.now,
         &body.application_message,
         &[],
         roster
@@ -114,7 +114,7 @@ where
             .map(|(_, m)| &m.queue_config),
     );
     sequencer.next_sequence += 1;
-    sequencer.touch(sender, ctx.now_ms);
+    sequencer.touch(sender, ctx.now);
     ctx.write_plan(
         Some(&auth.guard),
         group_id,

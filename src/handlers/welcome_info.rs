@@ -50,7 +50,7 @@ where
         .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
         .ok_or(RejectReason::UnknownGroup)?;
     let mut index: WelcomeSnapshots = decode_record(&snapshot, RecordKind::WelcomeSnapshots)?;
-    let mut dropped = index.purge(ctx.now_ms);
+    let mut dropped = index.purge(ctx.now);
 
     // A backend may drop a tree whose expiry passed before mimi-ds purged its index entry
     // (storage contract): a missing tree counts as fetched.
@@ -74,7 +74,7 @@ where
 
     // Each joiner fetches once; the tree goes with the epoch's last joiner.
     index.snapshots[position].joiners.remove(joiner);
-    dropped.extend(index.purge(ctx.now_ms));
+    dropped.extend(index.purge(ctx.now));
     let mut records = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
     records.extend(
         dropped
