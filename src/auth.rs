@@ -7,6 +7,7 @@ use openmls_traits::types::HashType;
 
 use crate::error::{internal, Failure, RejectReason};
 use crate::storage::{DsStorage, ReplayMark};
+use crate::time::UnixTimeMs;
 use crate::wire::{ClientSignature, ClientSignatureTbs, DsAuthData, DsRequest, DsSenderId};
 
 /// What the replay check found.
@@ -21,7 +22,7 @@ pub(crate) enum ReplayCheck {
 pub(crate) struct ReplayGuard {
     replay_key: Vec<u8>,
     request_hash: Vec<u8>,
-    expires_at_ms: u64,
+    expires_at: UnixTimeMs,
 }
 
 impl ReplayGuard {
@@ -31,14 +32,14 @@ impl ReplayGuard {
     pub(crate) fn for_unsigned<E: std::error::Error + 'static>(
         crypto: &impl OpenMlsCrypto,
         request_bytes: &[u8],
-        now_ms: u64,
+        now: UnixTimeMs,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
         let request_hash = sha256(crypto, request_bytes)?;
         Ok(Self {
             replay_key: request_hash.clone(),
             request_hash,
-            expires_at_ms: mark_expiry(now_ms, window_ms),
+            expires_at: mark_expiry(now, window_ms),
         })
     }
 
@@ -47,10 +48,10 @@ impl ReplayGuard {
         &self,
         storage: &S,
         group_id: &[u8],
-        now_ms: u64,
+        now: UnixTimeMs,
     ) -> Result<ReplayCheck, Failure<S::Error>> {
         let mark = storage
-            .replay_mark(group_id, &self.replay_key, now_ms)
+            .replay_mark(group_id, &self.replay_key, now.as_millis())
             .map_err(|e| Failure::Process(crate::ProcessError::Storage(e)))?;
         match mark {
             None => Ok(ReplayCheck::Fresh),
@@ -69,7 +70,7 @@ impl ReplayGuard {
             self.replay_key.clone(),
             ReplayMark {
                 request_hash: self.request_hash.clone(),
-                expires_at_ms: self.expires_at_ms,
+                expires_at_ms: self.expires_at.as_millis(),
                 response,
             },
         )
@@ -82,10 +83,10 @@ impl ReplayGuard {
 /// little ahead of `now`) from ever taking the same request twice (wire-format.md §3.4).
 pub(crate) const REPLAY_MARK_MARGIN_MS: u64 = 1_000;
 
-/// The expiry of a replay mark for a request acceptable until `accepted_from_ms +
+/// The expiry of a replay mark for a request acceptable until `accepted_from +
 /// window_ms` (§3.3 accepts `|now − timestamp| ≤ window`): that instant plus the margin.
-fn mark_expiry(accepted_from_ms: u64, window_ms: u64) -> u64 {
-    accepted_from_ms
+fn mark_expiry(accepted_from: UnixTimeMs, window_ms: u64) -> UnixTimeMs {
+    accepted_from
         .saturating_add(window_ms)
         .saturating_add(REPLAY_MARK_MARGIN_MS)
 }
@@ -101,12 +102,12 @@ pub(crate) struct ClientAuth<'a> {
 }
 
 impl<'a> ClientAuth<'a> {
-    /// Requires a `ClientSignature` whose timestamp lies within `window_ms` of `now_ms`.
+    /// Requires a `ClientSignature` whose timestamp lies within `window_ms` of `now`.
     pub(crate) fn new<E: std::error::Error + 'static>(
         crypto: &impl OpenMlsCrypto,
         request: &'a DsRequest,
         request_bytes: &[u8],
-        now_ms: u64,
+        now: UnixTimeMs,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
         let DsAuthData::ClientSignature(signature) = &request.auth else {
@@ -114,10 +115,11 @@ impl<'a> ClientAuth<'a> {
         };
         // docs/decisions.md D7: requests more than the window away from `now` are refused, in both
         // directions, so a replay set kept for the window is complete.
-        if signature.timestamp_ms.abs_diff(now_ms) > window_ms {
+        let signed_at = UnixTimeMs(signature.timestamp_ms);
+        if signed_at.abs_diff(now) > window_ms {
             return Err(RejectReason::StaleTimestamp {
                 timestamp_ms: signature.timestamp_ms,
-                now_ms,
+                now_ms: now.as_millis(),
             }
             .into());
         }
@@ -133,7 +135,7 @@ impl<'a> ClientAuth<'a> {
             replay_key: sha256(crypto, &sign_content)?,
             request_hash: sha256(crypto, request_bytes)?,
             // Past this the timestamp is stale, so the mark is no longer needed.
-            expires_at_ms: mark_expiry(signature.timestamp_ms, window_ms),
+            expires_at: mark_expiry(signed_at, window_ms),
         };
         Ok(Self {
             signature,

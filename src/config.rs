@@ -3,6 +3,8 @@
 use openmls::prelude::{Credential, SignaturePublicKey};
 use openmls_traits::signatures::Signer;
 
+use crate::time::UnixTimeMs;
+
 /// Tunables of the Delivery Service. All durations are milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -85,11 +87,11 @@ pub enum PendingProposalPolicy {
 }
 
 impl PendingProposalPolicy {
-    /// Whether the strict rule applies to proposals pending since `since_ms`.
-    pub fn enforced(self, since_ms: u64, now_ms: u64) -> bool {
+    /// Whether the strict rule applies at `now` to proposals pending since `since`.
+    pub fn enforced(self, since: UnixTimeMs, now: UnixTimeMs) -> bool {
         match self {
             Self::Strict => true,
-            Self::GraceWindow { ms } => now_ms >= since_ms.saturating_add(ms),
+            Self::GraceWindow { ms } => now >= since.saturating_add(ms),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use tls_codec::VLBytes;
 
 use crate::destination::{check_host_name, shortened, DestinationPolicy, DestinationRefusal};
+use crate::time::UnixTimeMs;
 use crate::wire::{
     encode, ClientQueueConfig, FanoutMessage, MlsMessageBytes, QueueingServiceRequest,
     QueueingServiceResponse, PROTOCOL_VERSION_MIMI_DS10,
@@ -120,7 +121,7 @@ pub(crate) fn fan_out<'a>(
     ds_domain: &str,
     group_id: &[u8],
     sequence_number: u64,
-    accepted_time_ms: u64,
+    accepted_time: UnixTimeMs,
     message: &MlsMessageBytes,
     external_proposals: &[MlsMessageBytes],
     recipients: impl IntoIterator<Item = &'a ClientQueueConfig>,
@@ -144,7 +145,7 @@ pub(crate) fn fan_out<'a>(
                 message: FanoutMessage {
                     group_id: group_id.to_vec().into(),
                     sequence_number,
-                    accepted_time_ms,
+                    accepted_time_ms: accepted_time.as_millis(),
                     message: message.clone(),
                     external_proposals: external_proposals.to_vec(),
                 },

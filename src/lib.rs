@@ -163,10 +163,11 @@
 //! | Module | Visibility | Contents |
 //! |---|---|---|
 //! | [`wire`] | public | Codecs for every struct and codepoint on the wire, nothing else |
-//! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`], [`UnixTimeMs`]: decode, dispatch, the single write |
+//! | `service` | re-exported | [`DeliveryService`], [`Outcome`], [`Status`]: decode, dispatch, the single write |
+//! | `time` | re-exported | [`UnixTimeMs`], the type of instants |
 //! | `hub_event` | re-exported | [`HubEvent`]: what the embedding server tells the DS about a group |
 //! | `handlers` | private | One file per operation: validate against a snapshot, plan the write |
-//! | `signing` | private | The client side of signatures: `ClientSignature::sign`, `UserAuthKeyExtension::sign`, `QsClientRequest::sign` |
+//! | `signing` | private; re-exports [`user_key_hash`] | The client side of signatures: `ClientSignature::sign`, `UserAuthKeyExtension::sign`, `QsClientRequest::sign`, and `user_key_hash` |
 //! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
 //! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
 //! | [`storage`] | public | The [`storage::DsStorage`] contract and [`storage::InMemoryStorage`] |
@@ -198,6 +199,7 @@ mod identity;
 mod service;
 mod signing;
 mod state;
+mod time;
 
 pub use config::*;
 pub use destination::{
@@ -211,6 +213,8 @@ pub use identity::{
     user_of_client_uri, BasicCredentialValidator, CredentialRejection, CredentialValidator,
 };
 pub use service::*;
+pub use signing::user_key_hash;
+pub use time::UnixTimeMs;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -11,14 +11,10 @@ use crate::handlers::{self, Ctx, HandlerEnv, Plan};
 use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
 use crate::storage::{DsStorage, WriteOutcome};
+use crate::time::UnixTimeMs;
 use crate::wire::{
     decode_exact, encode_response, DsRequest, DsResponseBody, ErrorCode, PROTOCOL_VERSION_MIMI_DS10,
 };
-
-/// A point in time: milliseconds since the UNIX epoch. mimi-ds never reads a clock; the caller
-/// passes `now` into every call, so every decision can be replayed (docs/decisions.md D20).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UnixTimeMs(pub u64);
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +126,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         };
         let ctx = Ctx {
             env: self.handler_env(),
-            now_ms: now.0,
+            now,
             request: &decoded,
             request_bytes: request,
         };
@@ -150,7 +146,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
         self.execute(storage, |storage| {
-            handlers::hub_events::handle(&self.handler_env(), now.0, group_id, event, storage)
+            handlers::hub_events::handle(&self.handler_env(), now, group_id, event, storage)
         })
     }
 

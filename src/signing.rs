@@ -1,17 +1,36 @@
 //! Client-side signing: the signatures a client puts on what it sends (wire-format.md §3.2
-//! `ClientSignature`, §3.5 `UserAuthKeyExtension`, §10.3 `QSClientRequest`).
+//! `ClientSignature`, §3.5 `UserAuthKeyExtension`, §10.3 `QSClientRequest`), and the
+//! `user_key_hash` by which a user names its key as a request's sender (§3.5). The DS computes
+//! the same hash to find the key that verifies such a request.
 //!
 //! The structures and the exact bytes each signature covers are codecs and live in
 //! [`crate::wire`]; here they are signed. Verification is the server's: `auth` (the DS) and
 //! `qs::client` (the QS).
 
 use openmls_traits::signatures::Signer;
-use tls_codec::VLBytes;
+use tls_codec::{Serialize as _, VLBytes};
 
 use crate::wire::{
     ClientSignature, ClientSignatureTbs, DsRequestBody, DsSenderId, QsClientRequest,
-    QsClientRequestBody, SignError, UserAuthKeyExtension,
+    QsClientRequestBody, SignError, UserAuthKeyExtension, USER_KEY_HASH_LABEL,
 };
+
+/// `user_key_hash` for a user authentication key: `RefHash("MIMI DS UserKey", key)` with the
+/// group ciphersuite's hash (RFC 9420 §5.2), i.e. `Hash(RefHashInput { opaque label<V>; opaque
+/// value<V>; })`.
+pub fn user_key_hash(
+    crypto: &impl openmls_traits::crypto::OpenMlsCrypto,
+    hash: openmls_traits::types::HashType,
+    key: &[u8],
+) -> Result<Vec<u8>, openmls_traits::types::CryptoError> {
+    let input = (
+        VLBytes::from(USER_KEY_HASH_LABEL.as_bytes().to_vec()),
+        VLBytes::from(key.to_vec()),
+    )
+        .tls_serialize_detached()
+        .map_err(|_| openmls_traits::types::CryptoError::TlsSerializationError)?;
+    crypto.hash(hash, &input)
+}
 
 impl ClientSignature {
     /// Signs a request body as `sender_id` (the client side of wire-format.md §3.2).

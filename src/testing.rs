@@ -542,7 +542,7 @@ impl TestClient {
     /// a client that need not have the group's state.
     pub fn signed_as_user_in(&self, body: DsRequestBody, group_id: &[u8], now_ms: u64) -> Vec<u8> {
         let key = self.user_key.as_ref().expect("client has a user key");
-        let hash = crate::wire::user_key_hash(
+        let hash = crate::user_key_hash(
             &RustCrypto::default(),
             CIPHERSUITE.hash_algorithm(),
             &key.to_public_vec(),

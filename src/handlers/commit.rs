@@ -18,10 +18,11 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
+use super::group_state::{decode_record, encode_record, refuse_if_reinitialized, OpenGroup};
+use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
-use super::proposals::{load_group, mls_reject, public_handshake};
-use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::ReplayGuard;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::{fan_out, Fanout};
@@ -31,6 +32,7 @@ use crate::state::{
     Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
+use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
 /// Records every commit handler reads.
@@ -48,7 +50,7 @@ pub(crate) fn handle<C, S>(
     op: Operation<'_>,
     update: &GroupUpdate,
     welcomes: &[MlsMessageBytes],
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -74,14 +76,16 @@ where
     // RFC 9420 §10.1 at the DS's `now`, before openmls checks lifetimes with the system clock.
     key_package_lifetime::check_commit(
         &update.commit,
-        &decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?,
-        ctx.now_ms,
+        &decode_record(&snapshot, RecordKind::PendingProposals)?,
+        ctx.now,
     )?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        pending,
+        sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -89,8 +93,6 @@ where
 
     let committer = LeafNodeIndex::new(sender);
     let summary = summarize(ctx, &group, &staged, Some(committer))?;
-    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
     let omitted = omitted_pending(
         ctx,
         &pending,
@@ -110,6 +112,7 @@ where
 
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, committer)?;
+    commit_rules::check_changed_clients_keep_their_user(&group, &roster, &summary, ctx)?;
     let mut new_roster = Roster::rebuild(
         &group,
         Some(&roster),
@@ -130,7 +133,7 @@ where
     let (stapled, pending_after) = if op == Operation::DeleteGroup {
         (Vec::new(), PendingProposals::default())
     } else {
-        reissue_removals(&ctx.env, &mut group, &buffer, &omitted, ctx.now_ms)?
+        reissue_removals(&ctx.env, &mut group, &buffer, &omitted, ctx.now)?
     };
 
     let accepted = Accepting {
@@ -146,9 +149,12 @@ where
         sequencer,
     };
     if op == Operation::DeleteGroup {
-        let (plan_fanout, receipt) = accepted.fanout::<C, S>(ctx, &summary, new_roster.epoch)?;
+        let (plan_fanout, receipt) = accepted.fanout(ctx, &summary, new_roster.epoch)?;
         let mut records = vec![
-            RecordWrite::Put(RecordKind::Tombstone, ctx.now_ms.to_be_bytes().to_vec()),
+            RecordWrite::Put(
+                RecordKind::Tombstone,
+                ctx.now.as_millis().to_be_bytes().to_vec(),
+            ),
             RecordWrite::Delete(RecordKind::Roster),
             RecordWrite::Delete(RecordKind::Sequencer),
             RecordWrite::Delete(RecordKind::MlsState),
@@ -156,8 +162,8 @@ where
             RecordWrite::Delete(RecordKind::PendingProposals),
             RecordWrite::Delete(RecordKind::WelcomeSnapshots),
         ];
-        records.extend(pending_welcome_trees::<S>(&snapshot)?);
-        return ctx.write_plan::<S>(
+        records.extend(pending_welcome_trees(&snapshot)?);
+        return ctx.write_plan(
             Some(&auth.guard),
             group_id,
             VersionGuard::Exactly(snapshot.version),
@@ -166,7 +172,7 @@ where
             DsResponseBody::Accepted(receipt),
         );
     }
-    accepted.plan::<C, S>(
+    accepted.plan(
         ctx,
         &auth.guard,
         &group,
@@ -175,16 +181,6 @@ where
         new_roster,
         group_info,
     )
-}
-
-/// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
-pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<(), RejectReason> {
-    match &roster.successor {
-        Some(_) => Err(RejectReason::NotAllowed(
-            "the group was re-initialized; use its successor".into(),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// The pending proposals a commit leaves out (wire-format.md §4.3.3).
@@ -209,8 +205,8 @@ pub(crate) fn omitted_pending<C>(
     pending: &PendingProposals,
     included: &BTreeSet<Vec<u8>>,
     removed_keys: &BTreeSet<Vec<u8>>,
-    hub_removals_since: Option<u64>,
-) -> std::result::Result<Vec<PendingProposalRecord>, RejectReason> {
+    hub_removals_since: Option<UnixTimeMs>,
+) -> Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
         .proposals
         .iter()
@@ -231,7 +227,7 @@ pub(crate) fn omitted_pending<C>(
         })
         .min();
     match oldest {
-        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) => {
+        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now) => {
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding
                     .iter()
@@ -269,7 +265,7 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &PublicGroup,
     staged: &StagedCommit,
     committer: Option<LeafNodeIndex>,
-) -> std::result::Result<CommitSummary, Failure<E>> {
+) -> Result<CommitSummary, Failure<E>> {
     let mut summary = CommitSummary {
         by_value: Vec::new(),
         added: Vec::new(),
@@ -299,7 +295,9 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
                     queue_config: queue_config_of(leaf)?,
                     user: ctx.identify(leaf)?,
                     signature_key: leaf.signature_key().as_slice().to_vec(),
-                    expires_at_ms: key_package.life_time().not_after().saturating_mul(1000),
+                    expires_at: UnixTimeMs(
+                        key_package.life_time().not_after().saturating_mul(1000),
+                    ),
                 });
             }
             Proposal::Remove(remove) => {
@@ -337,7 +335,7 @@ fn require_reserved_successor<C, S: DsStorage>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     target: &[u8],
-) -> Result<(), S> {
+) -> HandlerResult<(), S::Error> {
     let snapshot = storage
         .read(target, &[RecordKind::Reservation])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?;
@@ -348,8 +346,8 @@ fn require_reserved_successor<C, S: DsStorage>(
         Some(bytes) => {
             crate::wire::decode_exact::<Reservation>(bytes)
                 .map_err(internal)?
-                .expires_at_ms
-                >= ctx.now_ms
+                .expires_at
+                >= ctx.now
         }
         None => false,
     };
@@ -372,7 +370,7 @@ pub(crate) type WelcomeTargets<'a> = Vec<(&'a MlsMessageBytes, Vec<Vec<u8>>)>;
 fn match_welcomes<'a>(
     welcomes: &'a [MlsMessageBytes],
     added: &[Added],
-) -> std::result::Result<WelcomeTargets<'a>, RejectReason> {
+) -> Result<WelcomeTargets<'a>, RejectReason> {
     let mut targets = Vec::with_capacity(welcomes.len());
     for bytes in welcomes {
         let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
@@ -429,16 +427,16 @@ impl Accepting<'_> {
     /// The receipt and the fanout: the commit reaches every member of the previous epoch but
     /// the committer, removed ones included (draft-ietf-mimi-protocol-06 §"Fanout"); each
     /// Welcome reaches the clients it names.
-    pub(crate) fn fanout<C, S: DsStorage>(
+    pub(crate) fn fanout<C, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         summary: &CommitSummary,
         new_epoch: u64,
-    ) -> Result<(Vec<Fanout>, AcceptedMessage), S> {
+    ) -> HandlerResult<(Vec<Fanout>, AcceptedMessage), E> {
         let sequencer = &self.sequencer;
         let receipt = AcceptedMessage {
             sequence_number: sequencer.next_sequence,
-            accepted_time_ms: ctx.now_ms,
+            accepted_time_ms: ctx.now.as_millis(),
             epoch: new_epoch,
             external_proposals: self.stapled.clone(),
         };
@@ -447,7 +445,7 @@ impl Accepting<'_> {
             domain,
             self.group_id,
             receipt.sequence_number,
-            ctx.now_ms,
+            ctx.now,
             self.commit,
             &self.stapled,
             self.previous
@@ -467,7 +465,7 @@ impl Accepting<'_> {
                 domain,
                 self.group_id,
                 receipt.sequence_number,
-                ctx.now_ms,
+                ctx.now,
                 welcome,
                 &[],
                 recipients,
@@ -478,7 +476,7 @@ impl Accepting<'_> {
 
     /// The plan for a commit that keeps the group.
     #[allow(clippy::too_many_arguments)] // the pieces of one accepted commit
-    pub(crate) fn plan<C: OpenMlsCrypto, S: DsStorage>(
+    pub(crate) fn plan<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         guard: &ReplayGuard,
@@ -487,23 +485,23 @@ impl Accepting<'_> {
         summary: &CommitSummary,
         roster: Roster,
         group_info: Vec<u8>,
-    ) -> Result<Plan, S> {
-        let (fanout, receipt) = self.fanout::<C, S>(ctx, summary, roster.epoch)?;
-        let welcome_writes = self.welcome_writes::<C, S>(ctx, group, summary, roster.epoch)?;
+    ) -> HandlerResult<Plan, E> {
+        let (fanout, receipt) = self.fanout(ctx, summary, roster.epoch)?;
+        let welcome_writes = self.welcome_writes(ctx, group, summary, roster.epoch)?;
         let mut sequencer = self.sequencer.clone();
         sequencer.next_sequence = receipt.sequence_number + 1;
         // The grace period of re-issued DS removals runs from when they were first issued.
         sequencer.ds_removals_pending_since = if self.stapled.is_empty() {
             None
         } else {
-            Some(sequencer.ds_removals_pending_since.unwrap_or(ctx.now_ms))
+            Some(sequencer.ds_removals_pending_since.unwrap_or(ctx.now))
         };
         let fresh = |leaf: u32| {
             self.previous.member(leaf).is_none()
                 || summary.removed.contains(&LeafNodeIndex::new(leaf))
                 || Some(leaf) == self.committer
         };
-        sequencer.follow(&roster, fresh, ctx.now_ms);
+        sequencer.follow(&roster, fresh, ctx.now);
         // Messages of epochs that no longer take application messages cannot be replayed.
         sequencer.forget_messages_before(
             roster
@@ -511,14 +509,14 @@ impl Accepting<'_> {
                 .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
         );
         let records = vec![
-            encode_record::<_, S>(RecordKind::Roster, &roster)?,
-            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &self.pending_after)?,
+            encode_record(RecordKind::Roster, &roster)?,
+            encode_record(RecordKind::Sequencer, &sequencer)?,
+            encode_record(RecordKind::PendingProposals, &self.pending_after)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),
         ];
         let records = records.into_iter().chain(welcome_writes).collect();
-        ctx.write_plan::<S>(
+        ctx.write_plan(
             Some(guard),
             self.group_id,
             VersionGuard::Exactly(self.snapshot.version),
@@ -535,15 +533,15 @@ impl Accepting<'_> {
     /// snapshots are evicted. The new epoch's tree is written once; the trees of dropped epochs
     /// are deleted. The pending trees are neither read nor rewritten, so a commit costs the
     /// same however many snapshots are pending.
-    fn welcome_writes<C: OpenMlsCrypto, S: DsStorage>(
+    fn welcome_writes<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
         group: &PublicGroup,
         summary: &CommitSummary,
         new_epoch: u64,
-    ) -> Result<Vec<RecordWrite>, S> {
+    ) -> HandlerResult<Vec<RecordWrite>, E> {
         let mut index: WelcomeSnapshots =
-            decode_record::<_, S>(self.snapshot, RecordKind::WelcomeSnapshots)?;
+            decode_record(self.snapshot, RecordKind::WelcomeSnapshots)?;
         let removed_keys: Vec<&[u8]> = summary
             .removed
             .iter()
@@ -551,25 +549,23 @@ impl Accepting<'_> {
             .map(|member| member.signature_key.as_slice())
             .collect();
         let mut dropped = index.forget(&removed_keys);
-        dropped.extend(index.purge(ctx.now_ms));
+        dropped.extend(index.purge(ctx.now));
 
         // A client picks its KeyPackage's `not_after` (up to u64::MAX): the DS keeps the tree
         // no longer than its own limit.
-        let retention_end = ctx
-            .now_ms
-            .saturating_add(ctx.env.config.welcome_retention_ms);
+        let retention_end = ctx.now.saturating_add(ctx.env.config.welcome_retention_ms);
         let joiners: Vec<Joiner> = summary
             .added
             .iter()
             .map(|a| Joiner {
                 key_package_ref: a.key_package_ref.clone().into(),
                 signature_key: a.signature_key.clone().into(),
-                expires_at_ms: a.expires_at_ms.min(retention_end),
+                expires_at: a.expires_at.min(retention_end),
             })
-            .filter(|j| j.expires_at_ms >= ctx.now_ms)
+            .filter(|j| j.expires_at >= ctx.now)
             .collect();
         let mut new_tree = None;
-        if let Some(expires_at_ms) = joiners.iter().map(|j| j.expires_at_ms).max() {
+        if let Some(expires_at) = joiners.iter().map(|j| j.expires_at).max() {
             let snapshot = WelcomeSnapshot {
                 epoch: new_epoch,
                 joiners,
@@ -577,7 +573,7 @@ impl Accepting<'_> {
             let evicted = index.push(snapshot, ctx.env.config.max_welcome_snapshots);
             if !evicted.contains(&new_epoch) {
                 new_tree = Some(WelcomeTree {
-                    expires_at_ms,
+                    expires_at,
                     ratchet_tree: group
                         .export_ratchet_tree()
                         .tls_serialize_detached()
@@ -588,9 +584,9 @@ impl Accepting<'_> {
             dropped.extend(evicted.into_iter().filter(|epoch| *epoch != new_epoch));
         }
 
-        let mut writes = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
+        let mut writes = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
         if let Some(tree) = new_tree {
-            writes.push(encode_record::<_, S>(
+            writes.push(encode_record(
                 RecordKind::WelcomeTree { epoch: new_epoch },
                 &tree,
             )?);
@@ -605,8 +601,10 @@ impl Accepting<'_> {
 }
 
 /// Deletes of every Welcome tree the group's index lists, for `delete_group`.
-fn pending_welcome_trees<S: DsStorage>(snapshot: &GroupSnapshot) -> Result<Vec<RecordWrite>, S> {
-    let index: WelcomeSnapshots = decode_record::<_, S>(snapshot, RecordKind::WelcomeSnapshots)?;
+fn pending_welcome_trees<E: std::error::Error + 'static>(
+    snapshot: &GroupSnapshot,
+) -> HandlerResult<Vec<RecordWrite>, E> {
+    let index: WelcomeSnapshots = decode_record(snapshot, RecordKind::WelcomeSnapshots)?;
     Ok(index
         .snapshots
         .iter()

@@ -2,10 +2,11 @@
 //! sections, with the DS-04+ rule that operation proposals come by value and stored
 //! proposals by reference, docs/decisions.md D12).
 
-use openmls::prelude::{LeafNodeIndex, ProposalType};
+use openmls::prelude::{LeafNodeIndex, ProposalType, PublicGroup};
 
 use crate::error::RejectReason;
-use crate::state::Roster;
+use crate::state::{LeafChecks, Roster};
+use crate::time::UnixTimeMs;
 use crate::wire::ClientQueueConfig;
 
 /// The operation a commit request claims to be.
@@ -35,8 +36,8 @@ pub(crate) struct Added {
     pub(crate) queue_config: ClientQueueConfig,
     pub(crate) user: Vec<u8>,
     pub(crate) signature_key: Vec<u8>,
-    /// The KeyPackage's `not_after`, in ms.
-    pub(crate) expires_at_ms: u64,
+    /// The KeyPackage's `not_after`.
+    pub(crate) expires_at: UnixTimeMs,
 }
 
 /// What a staged commit does, in the terms the rules need.
@@ -199,4 +200,36 @@ pub(crate) fn check(
             Ok(())
         }
     }
+}
+
+/// DS-04 §"Update client": a client whose leaf node the commit replaces (`summary.changed`: an
+/// update path or an Update proposal) stays a client of the same user. Its new credential is
+/// validated again and must name the user the roster has for it; otherwise a member could take
+/// over another user's place in the group. `group` is the group after the commit was merged
+/// (it holds the new leaf nodes), `previous` the roster before it. A leaf the commit removes
+/// and fills again holds a new client, which is validated like any new leaf when the roster is
+/// rebuilt. Leaves are checked in leaf order.
+pub(crate) fn check_changed_clients_keep_their_user(
+    group: &PublicGroup,
+    previous: &Roster,
+    summary: &CommitSummary,
+    checks: &dyn LeafChecks,
+) -> Result<(), RejectReason> {
+    for member in group.members() {
+        if !summary.changed.contains(&member.index) || summary.removed.contains(&member.index) {
+            continue;
+        }
+        let (Some(entry), Some(leaf)) = (
+            previous.member(member.index.u32()),
+            group.leaf(member.index),
+        ) else {
+            continue;
+        };
+        if checks.identify(leaf)? != entry.user.as_slice() {
+            return Err(RejectReason::NotAllowed(
+                "a credential change may not move a client to another user".into(),
+            ));
+        }
+    }
+    Ok(())
 }

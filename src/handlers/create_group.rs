@@ -8,8 +8,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_info_check::{
     check_has_external_pub, check_names_ds_as_external_sender, signer_of, verifiable_group_info,
 };
+use super::group_state::{decode_record, encode_record};
 use super::tree_leaf::leaf_signature_key;
-use super::{decode_record, encode_record, Ctx, Plan, Result};
+use super::{Ctx, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
@@ -20,12 +21,12 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &CreateGroupRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
 {
-    let auth = ctx.client_auth::<S>()?;
+    let auth = ctx.client_auth()?;
     let group_id = body.group_id.as_slice();
     if auth.group_id() != group_id {
         return Err(RejectReason::InvalidGroupId("the signature is for another group").into());
@@ -42,8 +43,8 @@ where
     if snapshot.record(RecordKind::Reservation).is_none() {
         return Err(RejectReason::InvalidGroupId("already in use").into());
     }
-    let reservation: Reservation = decode_record::<_, S>(&snapshot, RecordKind::Reservation)?;
-    if reservation.expires_at_ms < ctx.now_ms {
+    let reservation: Reservation = decode_record(&snapshot, RecordKind::Reservation)?;
+    if reservation.expires_at < ctx.now {
         return Err(RejectReason::InvalidGroupId("reservation expired").into());
     }
 
@@ -68,7 +69,7 @@ where
 
     // Authenticated, but anyone can sign for a leaf of their own tree: a failure from here on
     // consumes the reservation, so each full validation costs a fresh `request_group_id`.
-    let (buffer, roster) = match import::<C, S>(ctx, body, vgi, creator, &creator_key) {
+    let (buffer, roster) = match import::<C, S::Error>(ctx, body, vgi, creator, &creator_key) {
         Ok(imported) => imported,
         Err(Failure::Reject(reason)) => {
             return Ok(Plan::RefuseAfterWrite {
@@ -77,7 +78,7 @@ where
                     guard: VersionGuard::Exactly(snapshot.version),
                     records: vec![RecordWrite::Delete(RecordKind::Reservation)],
                     replay_mark: None,
-                    now_ms: ctx.now_ms,
+                    now_ms: ctx.now.as_millis(),
                     fanout: Vec::new(),
                 },
                 reason,
@@ -88,25 +89,25 @@ where
 
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
-        encode_record::<_, S>(RecordKind::Roster, &roster)?,
-        encode_record::<_, S>(
+        encode_record(RecordKind::Roster, &roster)?,
+        encode_record(
             RecordKind::Sequencer,
             &Sequencer {
                 next_sequence: 0,
-                last_active_ms: vec![ctx.now_ms; roster.members.len()],
+                last_active: vec![ctx.now; roster.members.len()],
                 ds_removals_pending_since: None,
                 recent_messages: Vec::new(),
             },
         )?,
-        encode_record::<_, S>(RecordKind::PendingProposals, &PendingProposals::default())?,
-        encode_record::<_, S>(
+        encode_record(RecordKind::PendingProposals, &PendingProposals::default())?,
+        encode_record(
             RecordKind::WelcomeSnapshots,
             &WelcomeSnapshots::new(roster.ciphersuite),
         )?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
         RecordWrite::Put(RecordKind::GroupInfo, body.group_info.as_bytes().to_vec()),
     ];
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
@@ -118,20 +119,20 @@ where
 
 /// RFC 9420 §12.4.3.1 via openmls `PublicGroup::from_external` (tree and GroupInfo signatures,
 /// tree hash, parent hashes), the DS's own rules, and the creator's leaf as authenticated.
-fn import<C, S>(
+fn import<C, E>(
     ctx: &Ctx<'_, C>,
     body: &CreateGroupRequest,
     vgi: VerifiableGroupInfo,
     creator: u32,
     creator_key: &[u8],
-) -> Result<(MlsStateBuffer, Roster), S>
+) -> HandlerResult<(MlsStateBuffer, Roster), E>
 where
     C: OpenMlsCrypto,
-    S: DsStorage,
+    E: std::error::Error + 'static,
 {
     let tree = body.ratchet_tree.parse()?;
     // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
-    super::key_package_lifetime::check_tree(&tree, ctx.now_ms)?;
+    super::key_package_lifetime::check_tree(&tree, ctx.now)?;
     let buffer = MlsStateBuffer::default();
     let (group, _) =
         PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())

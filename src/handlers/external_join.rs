@@ -10,16 +10,16 @@
 use openmls::prelude::{ContentType, ProcessedMessageContent, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::{refuse_if_reinitialized, summarize, Accepting, COMMIT_READS};
+use super::commit::{summarize, Accepting, COMMIT_READS};
 use super::group_info_check::{verifiable_group_info, verify_post_commit_group_info};
+use super::group_state::{decode_record, refuse_if_reinitialized, OpenGroup};
+use super::handshake::{check_epoch, mls_reject, public_handshake_in_any_group};
 use super::hub_proposals::reissue_removals;
-use super::proposals::{load_group, mls_reject, public_handshake_in_any_group};
-use super::{check_epoch, decode_record, Ctx, Plan, Result};
+use super::{Ctx, HandlerResult, Plan};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind};
 use crate::wire::{DeleteGroupRequest, DsAuthData, GroupInfoOption};
 
@@ -27,7 +27,7 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &DeleteGroupRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -57,21 +57,23 @@ where
     let guard = ReplayGuard::for_unsigned(
         crypto,
         ctx.request_bytes,
-        ctx.now_ms,
+        ctx.now,
         ctx.env.config.auth_window_ms,
     )?;
-    if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now_ms)? {
+    if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now)? {
         return Ok(Plan::Duplicate(response));
     }
     let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, &group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        pending,
+        sequencer,
+    } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(RejectReason::InvalidMessageType("expected a commit").into());
@@ -105,18 +107,11 @@ where
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).
-    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
-    let (stapled, pending_after) = reissue_removals(
-        &ctx.env,
-        &mut group,
-        &buffer,
-        &pending.proposals,
-        ctx.now_ms,
-    )?;
+    let (stapled, pending_after) =
+        reissue_removals(&ctx.env, &mut group, &buffer, &pending.proposals, ctx.now)?;
     let accepted = Accepting {
         group_id: &group_id,
         snapshot: &snapshot,
@@ -129,9 +124,9 @@ where
         // The leaves it removes belong to the joiner's user (checked above); a resyncing client
         // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
-        sequencer: decode_record::<Sequencer, S>(&snapshot, RecordKind::Sequencer)?,
+        sequencer,
     };
-    accepted.plan::<C, S>(
+    accepted.plan(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
     )
 }
@@ -143,7 +138,7 @@ fn check_group_info_framing(
     option: &GroupInfoOption,
     group_id: &[u8],
     commit_epoch: u64,
-) -> std::result::Result<(), RejectReason> {
+) -> Result<(), RejectReason> {
     let GroupInfoOption::Full(message) = option else {
         return Ok(());
     };

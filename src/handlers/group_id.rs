@@ -4,13 +4,14 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use super::{encode_record, Ctx, Plan, Result};
+use super::group_state::encode_record;
+use super::{Ctx, HandlerResult, Plan};
 use crate::error::internal;
 use crate::state::Reservation;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::DsResponseBody;
 
-pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, _storage: &S) -> Result<Plan, S>
+pub(crate) fn handle<C, S>(ctx: &Ctx<'_, C>, _storage: &S) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto + OpenMlsRand,
     S: DsStorage,
@@ -30,19 +31,16 @@ where
     group_id.extend_from_slice(ctx.env.config.domain.as_bytes());
 
     let reservation = Reservation {
-        expires_at_ms: ctx
-            .now_ms
+        expires_at: ctx
+            .now
             .saturating_add(ctx.env.config.group_id_reservation_ms),
     };
     // `Absent` makes a (2^-128) collision a conflict, and the retry draws a new ID.
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         None,
         &group_id,
         VersionGuard::Absent,
-        vec![encode_record::<_, S>(
-            RecordKind::Reservation,
-            &reservation,
-        )?],
+        vec![encode_record(RecordKind::Reservation, &reservation)?],
         Vec::new(),
         DsResponseBody::GroupId(group_id.clone().into()),
     )

@@ -13,11 +13,10 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{Serialize as _, VLBytes};
 
-use super::proposals::load_group;
-use super::{ciphersuite, decode_record, Ctx, Plan, Result};
+use super::group_state::{ciphersuite, decode_record, open_mls_state};
+use super::{Ctx, HandlerResult, Plan};
 use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
-use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster};
 use crate::storage::GroupSnapshot;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -31,7 +30,7 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &GroupInfoRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -50,7 +49,7 @@ where
         }
         DsAuthData::Unauthenticated => None,
         _ => {
-            let auth = ctx.client_auth::<S>()?;
+            let auth = ctx.client_auth()?;
             if auth.group_id() != group_id {
                 return Err(
                     RejectReason::InvalidGroupId("the signature is for another group").into(),
@@ -73,19 +72,17 @@ where
         ],
     )?;
     if let Some(auth) = &auth {
-        let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-        ctx.authenticate_member::<S>(auth, &roster, true)?;
+        let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
+        ctx.authenticate_member(auth, &roster, true)?;
     }
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let group = load_group::<S>(&buffer, group_id)?;
+    // A read: the group's tree is exported, nothing is processed or written back.
+    let (_, group) = open_mls_state(&snapshot, group_id)?;
     let tree = group
         .export_ratchet_tree()
         .tls_serialize_detached()
         .map_err(internal)?;
-    let pending: PendingProposals = decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
+    let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
     let info = ExternalCommitInfo {
         group_info: MlsMessageBytes::from_bytes(
             snapshot
@@ -101,21 +98,21 @@ where
             .map(|p| {
                 Ok(PendingProposal {
                     proposal: MlsMessageBytes::from_bytes(p.message.into()).map_err(internal)?,
-                    hub_accepted_time: p.hub_accepted_time,
+                    hub_accepted_time: p.hub_accepted_time.as_millis(),
                 })
             })
-            .collect::<Result<_, S>>()?,
+            .collect::<HandlerResult<_, S::Error>>()?,
     };
     let response = match &body.encryption_key {
         None => DsResponseBody::ExternalCommitInfo(info),
-        Some(key) => DsResponseBody::EncryptedExternalCommitInfo(seal::<C, S>(
-            ctx, &snapshot, group_id, key, &info,
-        )?),
+        Some(key) => {
+            DsResponseBody::EncryptedExternalCommitInfo(seal(ctx, &snapshot, group_id, key, &info)?)
+        }
     };
     match auth {
         None => Ok(Plan::Answer(response)),
         // A read changes no record; only the replay mark is stored.
-        Some(auth) => ctx.write_plan::<S>(
+        Some(auth) => ctx.write_plan(
             Some(&auth.guard),
             group_id,
             VersionGuard::ReplayMarkOnly,
@@ -129,15 +126,15 @@ where
 /// draft-ietf-mimi-protocol-06 §"GroupInfo": `EncryptWithLabel(groupInfoPublicKey, "GroupInfo
 /// and ratchet_tree encryption", room_id, GroupInfoRatchetTreeTBE)` (RFC 9420 §5.1.3), with the
 /// group's ciphersuite and the group ID as the room ID.
-fn seal<C: OpenMlsCrypto, S: DsStorage>(
+fn seal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     ctx: &Ctx<'_, C>,
     snapshot: &GroupSnapshot,
     group_id: &[u8],
     key: &VLBytes,
     info: &ExternalCommitInfo,
-) -> Result<HpkeCiphertext, S> {
-    let roster: Roster = decode_record::<_, S>(snapshot, RecordKind::Roster)?;
-    let suite = ciphersuite::<S>(roster.ciphersuite)?;
+) -> HandlerResult<HpkeCiphertext, E> {
+    let roster: Roster = decode_record(snapshot, RecordKind::Roster)?;
+    let suite = ciphersuite(roster.ciphersuite)?;
     let plaintext = encode(info).map_err(internal)?;
     let context = encrypt_context(GROUP_INFO_ENCRYPTION_LABEL, group_id).map_err(internal)?;
     let sealed = ctx

@@ -10,48 +10,40 @@
 use openmls::prelude::{LeafNodeIndex, Proposal, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::refuse_if_reinitialized;
+use super::group_state::{
+    decode_record, encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS,
+};
 use super::hub_proposals::{issue_removal, issue_rotation};
-use super::proposals::load_group;
 use super::HandlerEnv;
-use super::{decode_record, encode_record, write_plan, Plan};
+use super::{write_plan, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, ProposalConflict, RejectReason};
 use crate::fanout::fan_out;
 use crate::hub_event::HubEvent;
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody};
-
-type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
 
 pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     env: &HandlerEnv<'_, C>,
-    now_ms: u64,
+    now: UnixTimeMs,
     group_id: &[u8],
     event: &HubEvent,
     storage: &S,
-) -> Result<Plan, S> {
-    let kinds = [
-        RecordKind::Roster,
-        RecordKind::Sequencer,
-        RecordKind::MlsState,
-        RecordKind::PendingProposals,
-    ];
+) -> HandlerResult<Plan, S::Error> {
     let snapshot = storage
-        .read(group_id, &kinds)
+        .read(group_id, &OPEN_GROUP_READS)
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .filter(|s| kinds.iter().all(|k| s.record(*k).is_some()))
+        .filter(|s| OPEN_GROUP_READS.iter().all(|k| s.record(*k).is_some()))
         .ok_or(RejectReason::UnknownGroup)?;
-    let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
+    let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
-    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
-    let mut pending: PendingProposals =
-        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        mut pending,
+        mut sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut issued = Vec::new();
     let mut removed_leaves = Vec::new();
@@ -73,7 +65,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .into())
             }
             None => {
-                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now_ms)? {
+                if let Some(proposal) = issue_rotation(env, &mut group, &buffer, now)? {
                     issued.push(proposal);
                 }
             }
@@ -104,11 +96,11 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                     .iter()
                     .filter(|(leaf, _)| {
                         let last = sequencer
-                            .last_active_ms
+                            .last_active
                             .get(*leaf as usize)
                             .copied()
-                            .unwrap_or(0);
-                        now_ms.saturating_sub(last) > limit
+                            .unwrap_or(UnixTimeMs(0));
+                        now.since(last) > limit
                     })
                     .map(|(l, _)| l)
                     .collect()
@@ -128,12 +120,12 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 &mut group,
                 &buffer,
                 LeafNodeIndex::new(leaf),
-                now_ms,
+                now,
             )?);
             removed_leaves.push(leaf);
         }
         if !issued.is_empty() {
-            sequencer.ds_removals_pending_since.get_or_insert(now_ms);
+            sequencer.ds_removals_pending_since.get_or_insert(now);
         }
     }
     if issued.is_empty() {
@@ -148,7 +140,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
             &env.config.domain,
             group_id,
             first + i as u64,
-            now_ms,
+            now,
             message,
             &[],
             roster
@@ -161,18 +153,18 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     sequencer.next_sequence += issued.len() as u64;
     let receipt = AcceptedMessage {
         sequence_number: first,
-        accepted_time_ms: now_ms,
+        accepted_time_ms: now.as_millis(),
         epoch: roster.epoch,
         external_proposals: issued.into_iter().map(|(message, _)| message).collect(),
     };
-    write_plan::<S>(
-        now_ms,
+    write_plan(
+        now,
         None,
         group_id,
         VersionGuard::Exactly(snapshot.version),
         vec![
-            encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-            encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+            encode_record(RecordKind::Sequencer, &sequencer)?,
+            encode_record(RecordKind::PendingProposals, &pending)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
         ],
         fanout,

@@ -12,15 +12,14 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::Serialize as _;
 
-use super::proposals::mls_reject;
-use super::HandlerEnv;
+use super::handshake::mls_reject;
+use super::{HandlerEnv, HandlerResult};
 use crate::config::{DsIdentity, DsSigner};
-use crate::error::{internal, Failure, RejectReason};
+use crate::error::{internal, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
+use crate::time::UnixTimeMs;
 use crate::wire::MlsMessageBytes;
-
-type Result<T, E> = std::result::Result<T, Failure<E>>;
 
 /// Which of the DS's identities the group names as external sender, and at which index.
 fn named_identity<'a, C>(
@@ -46,9 +45,9 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     message: openmls::prelude::MlsMessageOut,
-    now_ms: u64,
+    now: UnixTimeMs,
     removal_target: Vec<u8>,
-) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let bytes = MlsMessageBytes::from_bytes(message.tls_serialize_detached().map_err(internal)?)
         .map_err(internal)?;
     let MlsMessageBodyIn::PublicMessage(public) = bytes.parse().map_err(internal)?.extract() else {
@@ -62,7 +61,7 @@ fn enqueue<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     };
     let record = PendingProposalRecord {
         proposal_ref: queued.proposal_reference_ref().as_slice().to_vec().into(),
-        hub_accepted_time: now_ms,
+        hub_accepted_time: now,
         message: bytes.as_bytes().to_vec().into(),
         removal_target: removal_target.into(),
         origin: ProposalOrigin::Hub,
@@ -77,8 +76,8 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     leaf: LeafNodeIndex,
-    now_ms: u64,
-) -> Result<(MlsMessageBytes, PendingProposalRecord), E> {
+    now: UnixTimeMs,
+) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
@@ -96,7 +95,7 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(env, group, buffer, message, now_ms, target)
+    enqueue(env, group, buffer, message, now, target)
 }
 
 /// Issues a GroupContextExtensions proposal that replaces the retired DS identity the group
@@ -106,8 +105,8 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     env: &HandlerEnv<'_, C>,
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
-    now_ms: u64,
-) -> Result<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
+    now: UnixTimeMs,
+) -> HandlerResult<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
     let (index, identity) = named_identity(env, group).ok_or_else(|| {
         RejectReason::NotAllowed("the group does not name this DS as external sender".into())
     })?;
@@ -139,7 +138,7 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         SenderExtensionIndex::new(index),
     )
     .map_err(internal)?;
-    enqueue(env, group, buffer, message, now_ms, Vec::new()).map(Some)
+    enqueue(env, group, buffer, message, now, Vec::new()).map(Some)
 }
 
 /// After a commit moved the group to a new epoch, issues again every Remove the DS had pending
@@ -153,8 +152,8 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
     group: &mut PublicGroup,
     buffer: &MlsStateBuffer,
     lapsed: &[PendingProposalRecord],
-    now_ms: u64,
-) -> Result<(Vec<MlsMessageBytes>, PendingProposals), E> {
+    now: UnixTimeMs,
+) -> HandlerResult<(Vec<MlsMessageBytes>, PendingProposals), E> {
     let mut stapled = Vec::new();
     let mut pending = PendingProposals::default();
     for record in lapsed
@@ -166,7 +165,7 @@ pub(crate) fn reissue_removals<C: OpenMlsCrypto, E: std::error::Error + 'static>
             .find(|m| m.signature_key == record.removal_target.as_slice())
             .map(|m| m.index);
         if let Some(leaf) = still_member {
-            let (bytes, new_record) = issue_removal(env, group, buffer, leaf, now_ms)?;
+            let (bytes, new_record) = issue_removal(env, group, buffer, leaf, now)?;
             stapled.push(bytes);
             pending.proposals.push(new_record);
         }

@@ -22,6 +22,7 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use crate::error::RejectReason;
 use crate::state::PendingProposals;
+use crate::time::UnixTimeMs;
 use crate::wire::MlsMessageBytes;
 
 /// The `MLSMessage` header before a `PublicMessage`: `version`, `wire_format` (RFC 9420 §6).
@@ -35,16 +36,16 @@ fn undecodable(what: &str, e: tls_codec::Error) -> RejectReason {
 
 /// RFC 9420 §7.2: a lifetime includes `now` if `not_before <= now <= not_after` (seconds; `now`
 /// in ms is compared with the bounds scaled to ms, so a lifetime ends after its last second).
-fn check(lifetime: &Lifetime, now_ms: u64) -> Result<(), RejectReason> {
+fn check(lifetime: &Lifetime, now: UnixTimeMs) -> Result<(), RejectReason> {
     let starts = lifetime.not_before().saturating_mul(1000);
     let ends = lifetime.not_after().saturating_mul(1000);
-    if (starts..=ends).contains(&now_ms) {
+    if (starts..=ends).contains(&now.as_millis()) {
         Ok(())
     } else {
         Err(RejectReason::KeyPackageLifetime {
             not_before: lifetime.not_before(),
             not_after: lifetime.not_after(),
-            now_ms,
+            now_ms: now.as_millis(),
         })
     }
 }
@@ -64,7 +65,7 @@ fn leaf_node_lifetime(leaf_node: &[u8]) -> Result<Option<Lifetime>, RejectReason
 }
 
 /// The KeyPackage of an Add proposal, if `proposal` is one, must be valid at `now`.
-fn check_proposal(proposal: &ProposalIn, now_ms: u64) -> Result<(), RejectReason> {
+fn check_proposal(proposal: &ProposalIn, now: UnixTimeMs) -> Result<(), RejectReason> {
     let ProposalIn::Add(add) = proposal else {
         return Ok(());
     };
@@ -78,7 +79,7 @@ fn check_proposal(proposal: &ProposalIn, now_ms: u64) -> Result<(), RejectReason
     let (_cipher_suite, rest) = u16::tls_deserialize_bytes(rest).map_err(read)?;
     let (_init_key, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(read)?;
     match leaf_node_lifetime(rest)? {
-        Some(lifetime) => check(&lifetime, now_ms),
+        Some(lifetime) => check(&lifetime, now),
         // A KeyPackage's leaf always has a lifetime; openmls refuses it otherwise.
         None => Ok(()),
     }
@@ -103,13 +104,13 @@ fn framed_content(message: &[u8]) -> Result<(ContentType, &[u8]), RejectReason> 
 /// `now`. `message` is an `MLSMessage` carrying a PublicMessage.
 pub(crate) fn check_proposal_message(
     message: &MlsMessageBytes,
-    now_ms: u64,
+    now: UnixTimeMs,
 ) -> Result<(), RejectReason> {
     match framed_content(message.as_bytes())? {
         (ContentType::Proposal, body) => {
             let (proposal, _) = ProposalIn::tls_deserialize_bytes(body)
                 .map_err(|e| undecodable("a proposal", e))?;
-            check_proposal(&proposal, now_ms)
+            check_proposal(&proposal, now)
         }
         _ => Ok(()),
     }
@@ -121,7 +122,7 @@ pub(crate) fn check_proposal_message(
 pub(crate) fn check_commit(
     message: &MlsMessageBytes,
     pending: &PendingProposals,
-    now_ms: u64,
+    now: UnixTimeMs,
 ) -> Result<(), RejectReason> {
     let (ContentType::Commit, body) = framed_content(message.as_bytes())? else {
         return Ok(());
@@ -131,7 +132,7 @@ pub(crate) fn check_commit(
         .map_err(|e| undecodable("a commit", e))?;
     for proposal in &proposals {
         match proposal {
-            ProposalOrRefIn::Proposal(proposal) => check_proposal(proposal, now_ms)?,
+            ProposalOrRefIn::Proposal(proposal) => check_proposal(proposal, now)?,
             ProposalOrRefIn::Reference(reference) => {
                 // A reference to no pending proposal is openmls's to refuse.
                 let stored = pending
@@ -143,7 +144,7 @@ pub(crate) fn check_commit(
                         .map_err(|e| {
                         RejectReason::InvalidMlsMessage(format!("stored proposal: {e}"))
                     })?;
-                    check_proposal_message(&message, now_ms)?;
+                    check_proposal_message(&message, now)?;
                 }
             }
         }
@@ -153,13 +154,13 @@ pub(crate) fn check_commit(
 
 /// `create_group`: every leaf of the tree whose source is a KeyPackage (the creator's, and any
 /// added before the group was registered) must be valid at `now`.
-pub(crate) fn check_tree(tree: &RatchetTreeIn, now_ms: u64) -> Result<(), RejectReason> {
+pub(crate) fn check_tree(tree: &RatchetTreeIn, now: UnixTimeMs) -> Result<(), RejectReason> {
     for leaf in tree.leaves() {
         let encoded = leaf
             .tls_serialize_detached()
             .map_err(|e| undecodable("a leaf node", e))?;
         if let Some(lifetime) = leaf_node_lifetime(&encoded)? {
-            check(&lifetime, now_ms)?;
+            check(&lifetime, now)?;
         }
     }
     Ok(())

@@ -8,9 +8,12 @@ mod external_join;
 mod group_id;
 mod group_info;
 mod group_info_check;
+mod group_state;
+mod handshake;
 pub(crate) mod hub_events;
 mod hub_proposals;
 mod key_package_lifetime;
+mod member_request;
 mod proposal_conflicts;
 mod proposals;
 mod queue_info;
@@ -18,23 +21,21 @@ mod send_message;
 mod tree_leaf;
 mod welcome_info;
 
-use openmls::prelude::{Ciphersuite, GroupEpoch, LeafNode};
+use openmls::prelude::{Ciphersuite, LeafNode};
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
-use tls_codec::DeserializeBytes;
 
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::config::{DsConfig, DsIdentity};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::identity::CredentialValidator;
-use crate::state::{LeafChecks, Roster};
+use crate::state::LeafChecks;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard, WriteSet};
-use crate::wire::{
-    decode_exact, encode_response, user_key_hash, DsRequest, DsRequestBody, DsResponseBody,
-    DsSenderId,
-};
+use crate::time::UnixTimeMs;
+use crate::wire::{encode_response, DsRequest, DsRequestBody, DsResponseBody};
 use commit_rules::Operation;
+pub(crate) use member_request::{MemberRequest, Principal, Started};
 use proposals::ProposalRule;
 
 /// What a handler decided.
@@ -76,15 +77,17 @@ pub(crate) struct HandlerEnv<'a, C> {
 /// The request being processed and what its handler may use.
 pub(crate) struct Ctx<'a, C> {
     pub(crate) env: HandlerEnv<'a, C>,
-    pub(crate) now_ms: u64,
+    pub(crate) now: UnixTimeMs,
     pub(crate) request: &'a DsRequest,
     pub(crate) request_bytes: &'a [u8],
 }
 
-type Result<T, S> = std::result::Result<T, Failure<<S as DsStorage>::Error>>;
+/// What a handler step returns: its value, or a refusal or a processing error whose storage
+/// error type is `E`.
+pub(crate) type HandlerResult<T, E> = Result<T, Failure<E>>;
 
 /// Routes a decoded request to its handler.
-pub(crate) fn dispatch<C, S>(ctx: &Ctx<'_, C>, storage: &S) -> Result<Plan, S>
+pub(crate) fn dispatch<C, S>(ctx: &Ctx<'_, C>, storage: &S) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto + OpenMlsRand,
     S: DsStorage,
@@ -178,7 +181,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     }
 
     /// The user a leaf belongs to, if its credential is acceptable.
-    pub(crate) fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+    pub(crate) fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
         self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())
@@ -186,12 +189,14 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     }
 
     /// The request's `ClientSignature`, checked for freshness.
-    pub(crate) fn client_auth<S: DsStorage>(&self) -> Result<ClientAuth<'_>, S> {
+    pub(crate) fn client_auth<E: std::error::Error + 'static>(
+        &self,
+    ) -> HandlerResult<ClientAuth<'_>, E> {
         ClientAuth::new(
             self.crypto(),
             self.request,
             self.request_bytes,
-            self.now_ms,
+            self.now,
             self.env.config.auth_window_ms,
         )
     }
@@ -201,9 +206,9 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         &self,
         auth: &ClientAuth<'_>,
         storage: &S,
-    ) -> Result<Option<Plan>, S> {
+    ) -> HandlerResult<Option<Plan>, S::Error> {
         Ok(
-            match auth.guard.check(storage, auth.group_id(), self.now_ms)? {
+            match auth.guard.check(storage, auth.group_id(), self.now)? {
                 ReplayCheck::Fresh => None,
                 ReplayCheck::Retry(response) => Some(Plan::Duplicate(response)),
             },
@@ -217,7 +222,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         storage: &S,
         group_id: &[u8],
         kinds: &[RecordKind],
-    ) -> Result<GroupSnapshot, S> {
+    ) -> HandlerResult<GroupSnapshot, S::Error> {
         let snapshot = storage
             .read(group_id, kinds)
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
@@ -230,7 +235,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 
     /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the
     /// encoded response, and fans out `fanout`.
-    pub(crate) fn write_plan<S: DsStorage>(
+    pub(crate) fn write_plan<E: std::error::Error + 'static>(
         &self,
         guard_mark: Option<&ReplayGuard>,
         group_id: &[u8],
@@ -238,30 +243,24 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         records: Vec<RecordWrite>,
         fanout: Vec<Fanout>,
         response: DsResponseBody,
-    ) -> Result<Plan, S> {
-        write_plan::<S>(
-            self.now_ms,
-            guard_mark,
-            group_id,
-            guard,
-            records,
-            fanout,
-            response,
+    ) -> HandlerResult<Plan, E> {
+        write_plan(
+            self.now, guard_mark, group_id, guard, records, fanout, response,
         )
     }
 }
 
 /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the encoded
 /// response, and fans out `fanout`.
-pub(crate) fn write_plan<S: DsStorage>(
-    now_ms: u64,
+pub(crate) fn write_plan<E: std::error::Error + 'static>(
+    now: UnixTimeMs,
     guard_mark: Option<&ReplayGuard>,
     group_id: &[u8],
     guard: VersionGuard,
     records: Vec<RecordWrite>,
     fanout: Vec<Fanout>,
     response: DsResponseBody,
-) -> Result<Plan, S> {
+) -> HandlerResult<Plan, E> {
     let response = encode_response(response).map_err(internal)?;
     let write_set = WriteSet {
         group_id: group_id.to_vec(),
@@ -272,7 +271,7 @@ pub(crate) fn write_plan<S: DsStorage>(
         // stored answer would be stale and as large as a ratchet tree.
         replay_mark: guard_mark
             .map(|g| g.mark((guard != VersionGuard::ReplayMarkOnly).then(|| response.clone()))),
-        now_ms,
+        now_ms: now.as_millis(),
         fanout,
     };
     Ok(Plan::Write {
@@ -282,7 +281,7 @@ pub(crate) fn write_plan<S: DsStorage>(
 }
 
 impl<C: OpenMlsCrypto> LeafChecks for Ctx<'_, C> {
-    fn identify(&self, leaf: &LeafNode) -> std::result::Result<Vec<u8>, RejectReason> {
+    fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
         Ctx::identify(self, leaf)
     }
 
@@ -301,194 +300,5 @@ impl<C: OpenMlsCrypto> LeafChecks for Ctx<'_, C> {
                 signature,
             )
             .is_ok()
-    }
-}
-
-/// Who signed a member request (DS-00 §5.1 `DSSenderID`).
-pub(crate) enum Principal {
-    /// A member client, by `leaf_index`.
-    Leaf(u32),
-    /// A user, by `user_key_hash` of the key it registered with the group.
-    User(Vec<u8>),
-}
-
-impl Principal {
-    /// The authenticated leaf, for operations that only a `leaf_index` sender may perform.
-    pub(crate) fn leaf(&self) -> std::result::Result<u32, RejectReason> {
-        match self {
-            Self::Leaf(leaf) => Ok(*leaf),
-            Self::User(_) => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
-            )),
-        }
-    }
-
-    /// The leaf on whose behalf an MLS message with this MLS sender is accepted: the
-    /// authenticated leaf itself, or any client of the authenticated user. A member cannot
-    /// submit another member's handshake as its own.
-    pub(crate) fn sender_of(
-        &self,
-        mls_sender: &openmls::prelude::Sender,
-        roster: &Roster,
-    ) -> std::result::Result<u32, RejectReason> {
-        let openmls::prelude::Sender::Member(leaf) = mls_sender else {
-            return Err(RejectReason::NotAllowed(
-                "the MLS sender must be a member".into(),
-            ));
-        };
-        let allowed = match self {
-            Self::Leaf(own) => *own == leaf.u32(),
-            Self::User(user) => roster
-                .member(leaf.u32())
-                .is_some_and(|m| m.user.as_slice() == user.as_slice()),
-        };
-        if allowed {
-            Ok(leaf.u32())
-        } else {
-            Err(RejectReason::NotAllowed(
-                "the MLS sender is not the requester".into(),
-            ))
-        }
-    }
-}
-
-/// A member's request after its common checks: fresh, not a replay, for a live group, and
-/// authenticated against the roster.
-pub(crate) struct MemberRequest<'r> {
-    pub(crate) auth: ClientAuth<'r>,
-    pub(crate) snapshot: GroupSnapshot,
-    pub(crate) roster: Roster,
-    pub(crate) principal: Principal,
-}
-
-/// How [`Ctx::start_member_request`] ended.
-pub(crate) enum Started<'r> {
-    /// A byte-identical retry, answered as before.
-    Duplicate(Plan),
-    /// A new request, authenticated.
-    Fresh(MemberRequest<'r>),
-}
-
-impl<C: OpenMlsCrypto> Ctx<'_, C> {
-    /// The common start of a member's request (wire-format.md §3): `ClientSignature` within the
-    /// window, replay marks, the group's records `kinds` (which must include the roster), and
-    /// the signer's authentication (`allow_user`: a user key may sign, see
-    /// [`Ctx::authenticate_member`]).
-    pub(crate) fn start_member_request<S: DsStorage>(
-        &self,
-        storage: &S,
-        kinds: &[RecordKind],
-        allow_user: bool,
-    ) -> Result<Started<'_>, S> {
-        let auth = self.client_auth::<S>()?;
-        if let Some(plan) = self.replay_check(&auth, storage)? {
-            return Ok(Started::Duplicate(plan));
-        }
-        let snapshot = self.read_group(storage, auth.group_id(), kinds)?;
-        let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
-        let principal = self.authenticate_member::<S>(&auth, &roster, allow_user)?;
-        Ok(Started::Fresh(MemberRequest {
-            auth,
-            snapshot,
-            roster,
-            principal,
-        }))
-    }
-
-    /// Authenticates a request by a member: a `leaf_index` sender with that leaf's signature
-    /// key, or, where `allow_user`, a `user_key_hash` sender with the user's registered key
-    /// (DS-00 §5.1; DS-03 "PseudonymousUserAuth" for user-level operations).
-    pub(crate) fn authenticate_member<S: DsStorage>(
-        &self,
-        auth: &ClientAuth<'_>,
-        roster: &Roster,
-        allow_user: bool,
-    ) -> Result<Principal, S> {
-        let suite = ciphersuite::<S>(roster.ciphersuite)?;
-        match &auth.signature.sender_id {
-            DsSenderId::LeafIndex(leaf) => {
-                let member = roster
-                    .member(*leaf)
-                    .ok_or(RejectReason::AuthenticationFailed(
-                        "no member at the sender's leaf",
-                    ))?;
-                auth.verify(self.crypto(), suite, member.signature_key.as_slice())?;
-                Ok(Principal::Leaf(*leaf))
-            }
-            DsSenderId::UserKeyHash(hash) if allow_user => {
-                let mut registered = Vec::new();
-                for key in &roster.user_keys {
-                    let candidate =
-                        user_key_hash(self.crypto(), suite.hash_algorithm(), key.key.as_slice())
-                            .map_err(internal)?;
-                    if candidate == hash.as_slice() {
-                        registered.push(key);
-                    }
-                }
-                // Registration keeps one user per key (§3.5); a roster stored before that rule
-                // may hold more, and then the hash names nobody rather than the latest.
-                let [key] = registered.as_slice() else {
-                    return Err(RejectReason::AuthenticationFailed(
-                        "no single user key with that hash is registered",
-                    )
-                    .into());
-                };
-                auth.verify(self.crypto(), suite, key.key.as_slice())?;
-                Ok(Principal::User(key.user.as_slice().to_vec()))
-            }
-            _ => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
-            )
-            .into()),
-        }
-    }
-}
-
-/// Decodes a record mimi-ds wrote itself; failure is a bug or storage corruption.
-pub(crate) fn decode_record<T: DeserializeBytes, S: DsStorage>(
-    snapshot: &GroupSnapshot,
-    kind: RecordKind,
-) -> Result<T, S> {
-    let bytes = snapshot
-        .record(kind)
-        .ok_or_else(|| internal(format!("{kind:?} record missing")))?;
-    decode_exact::<T>(bytes).map_err(|e| internal(format!("{kind:?} record: {e}")))
-}
-
-/// Encodes a record.
-pub(crate) fn encode_record<T: tls_codec::Serialize, S: DsStorage>(
-    kind: RecordKind,
-    value: &T,
-) -> Result<RecordWrite, S> {
-    crate::wire::encode(value)
-        .map(|bytes| RecordWrite::Put(kind, bytes))
-        .map_err(internal)
-}
-
-/// The group's ciphersuite, as stored in its roster.
-pub(crate) fn ciphersuite<S: DsStorage>(value: u16) -> Result<Ciphersuite, S> {
-    Ciphersuite::try_from(value).map_err(internal)
-}
-
-/// RFC 9420 §6: a handshake message must be for the current epoch. Older is `wrong_epoch`,
-/// newer is `future_epoch` (a client ahead of the DS has a state the DS never accepted).
-pub(crate) fn check_epoch(
-    current: u64,
-    message: GroupEpoch,
-    tolerance: u64,
-) -> std::result::Result<(), RejectReason> {
-    let message_epoch = message.as_u64();
-    if message_epoch > current {
-        Err(RejectReason::FutureEpoch {
-            current,
-            message_epoch,
-        })
-    } else if message_epoch.saturating_add(tolerance) < current {
-        Err(RejectReason::WrongEpoch {
-            current,
-            message_epoch,
-        })
-    } else {
-        Ok(())
     }
 }

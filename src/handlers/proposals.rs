@@ -3,83 +3,18 @@
 //! leave a member's proposal out and it lapses with the epoch (wire-format.md §4.10): the DS
 //! cannot check a proposal's `membership_tag`, so members may refuse one it accepted.
 
-use openmls::prelude::{
-    ContentType, GroupId, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
-    PublicGroup, PublicMessageIn, PublicProcessMessageError,
-};
+use openmls::prelude::{ContentType, LeafNodeIndex, ProcessedMessageContent, Proposal};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::commit::refuse_if_reinitialized;
+use super::group_state::{encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS};
+use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
-use super::{
-    check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Principal, Result, Started,
-};
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Principal, Started};
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
-use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequencer};
+use crate::state::{PendingProposalRecord, ProposalOrigin};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{AcceptedMessage, DsResponseBody, MlsMessageBytes};
-
-/// docs/decisions.md D11: handshake messages must be PublicMessages, so the DS can validate them;
-/// the content type and group must be the expected ones.
-pub(crate) fn public_handshake(
-    bytes: &MlsMessageBytes,
-    group_id: &[u8],
-    content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
-    let message = public_handshake_in_any_group(bytes, content_type)?;
-    if message.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupId(
-            "the MLS message is for another group",
-        ));
-    }
-    Ok(message)
-}
-
-/// Like [`public_handshake`], for requests that are routed by the message's own group ID.
-pub(crate) fn public_handshake_in_any_group(
-    bytes: &MlsMessageBytes,
-    content_type: ContentType,
-) -> std::result::Result<PublicMessageIn, RejectReason> {
-    let message = match bytes.parse()?.extract() {
-        MlsMessageBodyIn::PublicMessage(message) => message,
-        MlsMessageBodyIn::PrivateMessage(_) => {
-            return Err(RejectReason::InvalidMessageType(
-                "handshake messages must be PublicMessages",
-            ))
-        }
-        _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
-    };
-    if message.content_type() != content_type {
-        return Err(RejectReason::InvalidMessageType(match content_type {
-            ContentType::Commit => "expected a commit",
-            _ => "expected a proposal",
-        }));
-    }
-    Ok(message)
-}
-
-/// Loads the group's openmls state from its record.
-pub(crate) fn load_group<S: DsStorage>(
-    buffer: &MlsStateBuffer,
-    group_id: &[u8],
-) -> Result<PublicGroup, S> {
-    buffer
-        .load_group(&GroupId::from_slice(group_id))
-        .map_err(internal)?
-        .ok_or_else(|| internal("MlsState record holds no group"))
-}
-
-/// openmls validation failures are the peer's fault, except library errors.
-pub(crate) fn mls_reject<E: std::error::Error + 'static>(
-    e: PublicProcessMessageError,
-) -> crate::error::Failure<E> {
-    match e {
-        PublicProcessMessageError::LibraryError(e) => internal(e),
-        other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
-    }
-}
 
 /// What a proposals request may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +32,7 @@ pub(crate) fn handle<C, S>(
     storage: &S,
     rule: ProposalRule,
     proposals: &[MlsMessageBytes],
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -105,18 +40,12 @@ where
     let crypto = ctx.crypto();
     // A user may propose removing its own clients with its user key (DS-03 user-level
     // authentication: "removing one's own user from a group").
-    let kinds = [
-        RecordKind::Roster,
-        RecordKind::Sequencer,
-        RecordKind::MlsState,
-        RecordKind::PendingProposals,
-    ];
     let MemberRequest {
         auth,
         snapshot,
         roster,
         principal,
-    } = match ctx.start_member_request(storage, &kinds, true)? {
+    } = match ctx.start_member_request(storage, &OPEN_GROUP_READS, true)? {
         Started::Duplicate(plan) => return Ok(plan),
         Started::Fresh(request) => request,
     };
@@ -131,13 +60,12 @@ where
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
     refuse_if_reinitialized(&roster)?;
 
-    let buffer =
-        MlsStateBuffer::from_record(snapshot.record(RecordKind::MlsState).unwrap_or_default())
-            .map_err(internal)?;
-    let mut group = load_group::<S>(&buffer, group_id)?;
-    let mut pending: PendingProposals =
-        decode_record::<_, S>(&snapshot, RecordKind::PendingProposals)?;
-    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let OpenGroup {
+        buffer,
+        mut group,
+        mut pending,
+        mut sequencer,
+    } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut fanout = Vec::new();
     for (i, bytes) in proposals.iter().enumerate() {
@@ -150,7 +78,7 @@ where
         check_epoch(roster.epoch, message.epoch(), 0)?;
         let sender = principal.sender_of(message.sender(), &roster)?;
         // RFC 9420 §10.1 at the DS's `now`, before openmls checks it with the system clock.
-        super::key_package_lifetime::check_proposal_message(bytes, ctx.now_ms)?;
+        super::key_package_lifetime::check_proposal_message(bytes, ctx.now)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
             return Err(RejectReason::InvalidMessageType("expected a proposal").into());
@@ -218,7 +146,7 @@ where
         group.add_proposal(&buffer, *queued).map_err(internal)?;
         pending.proposals.push(PendingProposalRecord {
             proposal_ref: proposal_ref.into(),
-            hub_accepted_time: ctx.now_ms,
+            hub_accepted_time: ctx.now,
             message: bytes.as_bytes().to_vec().into(),
             removal_target: removal_target.into(),
             origin,
@@ -227,7 +155,7 @@ where
             &ctx.env.config.domain,
             group_id,
             sequencer.next_sequence + i as u64,
-            ctx.now_ms,
+            ctx.now,
             bytes,
             &[],
             roster
@@ -235,23 +163,23 @@ where
                 .filter(|(leaf, _)| *leaf != sender)
                 .map(|(_, m)| &m.queue_config),
         ));
-        sequencer.touch(sender, ctx.now_ms);
+        sequencer.touch(sender, ctx.now);
     }
 
     // The proposals occupy consecutive sequence numbers; the receipt names the first.
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
-        accepted_time_ms: ctx.now_ms,
+        accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
     };
     sequencer.next_sequence += proposals.len() as u64;
     let records = vec![
-        encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?,
-        encode_record::<_, S>(RecordKind::PendingProposals, &pending)?,
+        encode_record(RecordKind::Sequencer, &sequencer)?,
+        encode_record(RecordKind::PendingProposals, &pending)?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
     ];
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),

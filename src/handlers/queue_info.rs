@@ -3,7 +3,8 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::{encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::group_state::encode_record;
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::error::RejectReason;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{DsResponseBody, UpdateQueueInfoRequest};
@@ -12,7 +13,7 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &UpdateQueueInfoRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -38,11 +39,11 @@ where
     member.queue_config = body.queue_config.clone();
     roster.refuse_shared_queue_configs(|leaf| leaf == sender)?;
 
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record::<_, S>(RecordKind::Roster, &roster)?],
+        vec![encode_record(RecordKind::Roster, &roster)?],
         Vec::new(),
         DsResponseBody::Ok,
     )

@@ -9,8 +9,9 @@ use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{TlsDeserializeBytes, TlsSize, VLBytes};
 
-use super::commit::refuse_if_reinitialized;
-use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
+use super::group_state::{decode_record, encode_record, refuse_if_reinitialized};
+use super::handshake::check_epoch;
+use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::sha256;
 use crate::error::{internal, RejectReason};
 use crate::fanout::fan_out;
@@ -24,7 +25,7 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &SendMessageRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
@@ -70,17 +71,17 @@ where
         ctx.env.config.app_message_epoch_tolerance,
     )?;
 
-    let mut sequencer: Sequencer = decode_record::<_, S>(&snapshot, RecordKind::Sequencer)?;
+    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
     // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
-        if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) {
+        if ctx.env.config.pending_proposals.enforced(since, ctx.now) {
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
     // RFC 9420 §6.3: a ciphertext is encrypted under a one-time key and nonce, so the same
     // ciphertext twice is a replay, whoever signs the request (wire-format.md §4.8).
-    let digest = ciphertext_digest::<C, S>(ctx.crypto(), &body.application_message)?;
+    let digest = ciphertext_digest(ctx.crypto(), &body.application_message)?;
     if sequencer.has_seen(&digest) {
         return Err(RejectReason::ReplayedMessage.into());
     }
@@ -96,7 +97,7 @@ where
     );
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
-        accepted_time_ms: ctx.now_ms,
+        accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
     };
@@ -104,7 +105,7 @@ where
         &ctx.env.config.domain,
         group_id,
         accepted.sequence_number,
-        ctx.now_ms,
+        ctx.now,
         &body.application_message,
         &[],
         roster
@@ -113,12 +114,12 @@ where
             .map(|(_, m)| &m.queue_config),
     );
     sequencer.next_sequence += 1;
-    sequencer.touch(sender, ctx.now_ms);
-    ctx.write_plan::<S>(
+    sequencer.touch(sender, ctx.now);
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record::<_, S>(RecordKind::Sequencer, &sequencer)?],
+        vec![encode_record(RecordKind::Sequencer, &sequencer)?],
         fanout,
         DsResponseBody::Accepted(accepted),
     )
@@ -142,13 +143,13 @@ struct PrivateMessageFields {
 /// its `ciphertext`. Not of the whole message, so that changing the cleartext framing
 /// (`authenticated_data`, `encrypted_sender_data`) around an accepted ciphertext does not make
 /// it new.
-fn ciphertext_digest<C: OpenMlsCrypto, S: DsStorage>(
+fn ciphertext_digest<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     crypto: &C,
     message: &MlsMessageBytes,
-) -> Result<[u8; MESSAGE_DIGEST_BYTES], S> {
+) -> HandlerResult<[u8; MESSAGE_DIGEST_BYTES], E> {
     // The bytes already parsed as a PrivateMessage, so this layout holds.
     let fields = decode_exact::<PrivateMessageFields>(message.as_bytes()).map_err(internal)?;
-    let hash = sha256::<S::Error>(crypto, fields.ciphertext.as_slice())?;
+    let hash = sha256::<E>(crypto, fields.ciphertext.as_slice())?;
     hash.get(..MESSAGE_DIGEST_BYTES)
         .and_then(|prefix| prefix.try_into().ok())
         .ok_or_else(|| internal("SHA-256 is shorter than a message digest"))

@@ -10,7 +10,8 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::{ciphersuite, decode_record, encode_record, Ctx, Plan, Result};
+use super::group_state::{ciphersuite, decode_record, encode_record};
+use super::{Ctx, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::{WelcomeSnapshots, WelcomeTree};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
@@ -22,12 +23,12 @@ pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
     body: &WelcomeInfoRequest,
-) -> Result<Plan, S>
+) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,
     S: DsStorage,
 {
-    let auth = ctx.client_auth::<S>()?;
+    let auth = ctx.client_auth()?;
     // The sender kind before any read (wire-format.md §4.12).
     let DsSenderId::KeyPackageRef(key_package_ref) = &auth.signature.sender_id else {
         return Err(RejectReason::AuthenticationFailed(
@@ -48,9 +49,8 @@ where
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
         .ok_or(RejectReason::UnknownGroup)?;
-    let mut index: WelcomeSnapshots =
-        decode_record::<_, S>(&snapshot, RecordKind::WelcomeSnapshots)?;
-    let mut dropped = index.purge(ctx.now_ms);
+    let mut index: WelcomeSnapshots = decode_record(&snapshot, RecordKind::WelcomeSnapshots)?;
+    let mut dropped = index.purge(ctx.now);
 
     // A backend may drop a tree whose expiry passed before mimi-ds purged its index entry
     // (storage contract): a missing tree counts as fetched.
@@ -63,7 +63,7 @@ where
     let tree_record = snapshot.record(tree_kind).ok_or(no_welcome)?;
     auth.verify(
         ctx.crypto(),
-        ciphersuite::<S>(index.ciphersuite)?,
+        ciphersuite(index.ciphersuite)?,
         index.snapshots[position].joiners[joiner]
             .signature_key
             .as_slice(),
@@ -74,14 +74,14 @@ where
 
     // Each joiner fetches once; the tree goes with the epoch's last joiner.
     index.snapshots[position].joiners.remove(joiner);
-    dropped.extend(index.purge(ctx.now_ms));
-    let mut records = vec![encode_record::<_, S>(RecordKind::WelcomeSnapshots, &index)?];
+    dropped.extend(index.purge(ctx.now));
+    let mut records = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
     records.extend(
         dropped
             .into_iter()
             .map(|epoch| RecordWrite::Delete(RecordKind::WelcomeTree { epoch })),
     );
-    ctx.write_plan::<S>(
+    ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),

@@ -35,7 +35,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
 use crate::error::QsRejectReason;
-use crate::service::UnixTimeMs;
+use crate::time::UnixTimeMs;
 use crate::wire::{
     encode, DsResponse, DsResponseBody, ErrorCode, QsClientResponse, QsClientResponseBody,
     PROTOCOL_VERSION_MIMI_DS10,

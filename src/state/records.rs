@@ -6,6 +6,7 @@ use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use crate::error::RejectReason;
+use crate::time::UnixTimeMs;
 use crate::wire::{
     decode_exact, ClientQueueConfig, UserAuthKeyExtension, QUEUE_CONFIG_EXTENSION_TYPE,
     USER_AUTH_KEY_EXTENSION_TYPE,
@@ -15,7 +16,7 @@ use crate::wire::{
 /// backends can expire reservations without decoding more (storage contract).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct Reservation {
-    pub(crate) expires_at_ms: u64,
+    pub(crate) expires_at: UnixTimeMs,
 }
 
 /// [`crate::storage::RecordKind::Roster`]: what authenticating a member and fanning out need.
@@ -54,11 +55,11 @@ pub(crate) struct MemberEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct Sequencer {
     pub(crate) next_sequence: u64,
-    /// When each leaf last sent something (ms), for inactivity removals (DS-00 §6).
-    pub(crate) last_active_ms: Vec<u64>,
+    /// When each leaf last sent something, for inactivity removals (DS-00 §6).
+    pub(crate) last_active: Vec<UnixTimeMs>,
     /// Since when Remove proposals issued by the DS are pending, if any (DS-00 §6: until a
     /// commit covers them, application messages are refused).
-    pub(crate) ds_removals_pending_since: Option<u64>,
+    pub(crate) ds_removals_pending_since: Option<UnixTimeMs>,
     /// Digests of the latest accepted application messages, oldest first, of the epochs that
     /// still take application messages (wire-format.md §4.8): a resubmitted ciphertext is
     /// `replayed_message`. At most [`crate::DsConfig::app_message_replay_memory`] entries.
@@ -80,13 +81,13 @@ pub(crate) struct RecentMessage {
 pub(crate) const MESSAGE_DIGEST_BYTES: usize = 16;
 
 impl Sequencer {
-    /// Records that `leaf` sent something at `now_ms`.
-    pub(crate) fn touch(&mut self, leaf: u32, now_ms: u64) {
+    /// Records that `leaf` sent something at `now`.
+    pub(crate) fn touch(&mut self, leaf: u32, now: UnixTimeMs) {
         let index = leaf as usize;
-        if self.last_active_ms.len() <= index {
-            self.last_active_ms.resize(index + 1, now_ms);
+        if self.last_active.len() <= index {
+            self.last_active.resize(index + 1, now);
         }
-        self.last_active_ms[index] = now_ms;
+        self.last_active[index] = now;
     }
 
     /// Whether an application message with this digest is among the remembered ones.
@@ -117,11 +118,11 @@ impl Sequencer {
     }
 
     /// After a commit: leaves that are new (or re-filled) count as active now.
-    pub(crate) fn follow(&mut self, roster: &Roster, fresh: impl Fn(u32) -> bool, now_ms: u64) {
-        self.last_active_ms.resize(roster.members.len(), now_ms);
+    pub(crate) fn follow(&mut self, roster: &Roster, fresh: impl Fn(u32) -> bool, now: UnixTimeMs) {
+        self.last_active.resize(roster.members.len(), now);
         for (leaf, _) in roster.iter() {
             if fresh(leaf) {
-                self.last_active_ms[leaf as usize] = now_ms;
+                self.last_active[leaf as usize] = now;
             }
         }
     }
@@ -137,7 +138,7 @@ pub(crate) struct PendingProposals {
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct PendingProposalRecord {
     pub(crate) proposal_ref: VLBytes,
-    pub(crate) hub_accepted_time: u64,
+    pub(crate) hub_accepted_time: UnixTimeMs,
     /// The proposal's MLSMessage as received.
     pub(crate) message: VLBytes,
     /// For a Remove the DS sees through (its own, or a member's self-removal): the signature
@@ -239,8 +240,9 @@ impl Roster {
     /// * A leaf that held the same member before (not in `replaced`, i.e. not removed and
     ///   re-filled by this commit) keeps its user and its stored queue configuration, which
     ///   `update_queue_info` may have changed. If its leaf node was replaced (`changed`: an
-    ///   update path or Update proposal), the new credential is validated again and must name
-    ///   the same user (DS-04 §"Update client").
+    ///   update path or Update proposal), the commit rules have already checked that its new
+    ///   credential names the same user (DS-04 §"Update client";
+    ///   `commit_rules::check_changed_clients_keep_their_user`): the rebuild only builds.
     /// * A new leaf is validated and takes its queue configuration from its leaf node.
     /// * A new or changed leaf that registers a user key (wire-format.md §3.5) must prove
     ///   possession of it, and the key must not be registered to another user: a key belongs to
@@ -269,11 +271,6 @@ impl Roster {
             let fresh = kept.is_none() || changed.contains(&member.index);
             let entry = match kept {
                 Some(mut entry) => {
-                    if changed.contains(&member.index) && identify(leaf)? != entry.user.as_slice() {
-                        return Err(RejectReason::NotAllowed(
-                            "a credential change may not move a client to another user".into(),
-                        ));
-                    }
                     entry.signature_key = member.signature_key.into();
                     entry
                 }

@@ -16,6 +16,8 @@
 
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
+use crate::time::UnixTimeMs;
+
 /// [`crate::storage::RecordKind::WelcomeSnapshots`]: the index of the epochs whose joiners
 /// have not all fetched their tree (DS-03..06 "keep the group state of every epoch in which
 /// clients were added until each has joined"), oldest first.
@@ -46,7 +48,7 @@ pub(crate) struct Joiner {
     pub(crate) signature_key: VLBytes,
     /// Until when the tree is kept for it (ms): its KeyPackage's `not_after` (docs/decisions.md
     /// D15), at most `welcome_retention_ms` after it was added.
-    pub(crate) expires_at_ms: u64,
+    pub(crate) expires_at: UnixTimeMs,
 }
 
 /// [`crate::storage::RecordKind::WelcomeTree`]: one epoch's `optional<Node> ratchet_tree<V>`.
@@ -54,7 +56,7 @@ pub(crate) struct Joiner {
 /// contract); it is the latest expiry of the epoch's joiners when the record was written.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct WelcomeTree {
-    pub(crate) expires_at_ms: u64,
+    pub(crate) expires_at: UnixTimeMs,
     pub(crate) ratchet_tree: VLBytes,
 }
 
@@ -67,12 +69,12 @@ impl WelcomeSnapshots {
         }
     }
 
-    /// Drops the joiners whose retention ended before `now_ms`, then the snapshots nobody
+    /// Drops the joiners whose retention ended before `now`, then the snapshots nobody
     /// needs any more. Returns the epochs of the dropped snapshots, whose trees are to be
     /// deleted.
-    pub(crate) fn purge(&mut self, now_ms: u64) -> Vec<u64> {
+    pub(crate) fn purge(&mut self, now: UnixTimeMs) -> Vec<u64> {
         for snapshot in &mut self.snapshots {
-            snapshot.joiners.retain(|j| j.expires_at_ms >= now_ms);
+            snapshot.joiners.retain(|j| j.expires_at >= now);
         }
         self.drop_empty()
     }
@@ -138,7 +140,7 @@ mod tests {
         Joiner {
             key_package_ref: key.to_vec().into(),
             signature_key: key.to_vec().into(),
-            expires_at_ms,
+            expires_at: UnixTimeMs(expires_at_ms),
         }
     }
 
@@ -156,8 +158,8 @@ mod tests {
             .push(snapshot(2, vec![joiner(b"c", 20)]), 2)
             .is_empty());
         // Expired joiners go; a snapshot goes with its last joiner.
-        assert_eq!(index.purge(11), Vec::<u64>::new());
-        assert_eq!(index.purge(21), vec![2]);
+        assert_eq!(index.purge(UnixTimeMs(11)), Vec::<u64>::new());
+        assert_eq!(index.purge(UnixTimeMs(21)), vec![2]);
         assert_eq!(index.forget(&[b"b".as_slice()]), vec![1]);
         assert!(index.snapshots.is_empty());
         // Beyond the cap, the oldest snapshot is evicted.

@@ -43,23 +43,6 @@ impl UserAuthKeyExtension {
 /// The `RefHash` label of a `user_key_hash` sender (docs/decisions.md D8).
 pub const USER_KEY_HASH_LABEL: &str = "MIMI DS UserKey";
 
-/// `user_key_hash` for a user authentication key: `RefHash("MIMI DS UserKey", key)` with the
-/// group ciphersuite's hash (RFC 9420 §5.2), i.e. `Hash(RefHashInput { opaque label<V>; opaque
-/// value<V>; })`.
-pub fn user_key_hash(
-    crypto: &impl openmls_traits::crypto::OpenMlsCrypto,
-    hash: openmls_traits::types::HashType,
-    key: &[u8],
-) -> Result<Vec<u8>, openmls_traits::types::CryptoError> {
-    let input = (
-        VLBytes::from(USER_KEY_HASH_LABEL.as_bytes().to_vec()),
-        VLBytes::from(key.to_vec()),
-    )
-        .tls_serialize_detached()
-        .map_err(|_| openmls_traits::types::CryptoError::TlsSerializationError)?;
-    crypto.hash(hash, &input)
-}
-
 /// `DSAuthData`: how a request is authenticated (DS-03..06 §"Framing", DS-06 names).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]

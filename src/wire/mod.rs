@@ -14,7 +14,7 @@ mod request;
 mod response;
 
 pub use auth::{
-    user_key_hash, ClientSignature, DsAuthData, DsSenderId, SignError, UserAuthKeyExtension,
+    ClientSignature, DsAuthData, DsSenderId, SignError, UserAuthKeyExtension,
     CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
     USER_KEY_PROOF_LABEL,
 };
