@@ -12,7 +12,7 @@ use crate::wire::{
     decode_exact, AcceptedMessage, DsError, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, ErrorCode, QsClientResponse, QsClientResponseBody, PROTOCOL_VERSION_MIMI_DS10,
 };
-use crate::{Fanout, Outcome, QsRejectReason, RejectReason, Status};
+use crate::{Fanout, HubEvent, Outcome, QsRejectReason, RejectReason, Status};
 
 impl TestDs {
     /// Processes a request that must be accepted; panics with the decoded answer otherwise.
@@ -53,6 +53,17 @@ impl TestDs {
         let result = drive(self);
         assert!(self.storage == before, "storage is byte-identical");
         result
+    }
+
+    /// A [`HubEvent`] that must be refused with `code`: checked like [`Self::reject`].
+    /// Returns the `DSError` the hub's server got.
+    pub fn reject_event(&mut self, group_id: &[u8], event: &HubEvent, code: ErrorCode) -> DsError {
+        let (ds, now_ms) = (&self.ds, self.now_ms);
+        let out = assert_unchanged(&mut self.storage, |storage| {
+            ds.handle_event(crate::UnixTimeMs(now_ms), group_id, event, storage)
+                .expect("in-memory storage does not fail")
+        });
+        assert_rejected(&out, code)
     }
 
     /// A `create_group` that must be refused with `code` after its `ClientSignature` verified:
