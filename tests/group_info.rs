@@ -2,9 +2,7 @@
 //! and the PartialGroupInfo the DS completes from its own post-commit state (RTO layout).
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{
-    ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence,
-};
+use mimi_ds::wire::{ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence};
 use mimi_ds::Status;
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageBodyIn, Verifiable};

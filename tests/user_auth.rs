@@ -8,8 +8,7 @@ use std::rc::Rc;
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
-    DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest,
-    UserAuthKeyExtension,
+    DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest, UserAuthKeyExtension,
 };
 use mimi_ds::Status;
 use openmls::prelude::LeafNodeParameters;
