@@ -12,8 +12,8 @@
 //! - the shared checks every test uses (`checks.rs`): [`TestDs::accept`], [`TestDs::reject`],
 //!   [`assert_unchanged`] and their QS counterparts;
 //! - [`RecordingStorage`] and [`RecordingQsStorage`] (`recording.rs`): storage wrappers that
-//!   record what a request reads and writes and can inject conflicts and failures, for the
-//!   concurrency and fault tests.
+//!   record what a request reads and writes, and can inject conflicts or let a rival writer win
+//!   a race, for the concurrency and fault tests.
 
 mod checks;
 mod client;
