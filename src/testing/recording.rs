@@ -9,6 +9,9 @@ use crate::qs::{QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteOutcome, WriteSet};
 use crate::wire::QueuedMessage;
 
+/// Another writer that runs on the inner storage just before the first write.
+type Rival<'rival, S> = Box<dyn FnOnce(&mut S) + 'rival>;
+
 /// A fault a recording storage injects into writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -53,7 +56,7 @@ pub struct RecordingStorage<'rival, S> {
     reads: RefCell<Vec<RecordedRead>>,
     writes: Vec<(WriteSet, WriteOutcome)>,
     fault: Option<Fault>,
-    rival: Option<Box<dyn FnOnce(&mut S) + 'rival>>,
+    rival: Option<Rival<'rival, S>>,
 }
 
 impl<'rival, S: DsStorage> RecordingStorage<'rival, S> {
@@ -165,7 +168,7 @@ pub struct RecordingQsStorage<'rival, S> {
     /// The wrapped storage: reads go to it, applied writes land in it.
     pub inner: S,
     writes: Vec<(QsWriteSet, QsWriteOutcome)>,
-    rival: Option<Box<dyn FnOnce(&mut S) + 'rival>>,
+    rival: Option<Rival<'rival, S>>,
 }
 
 impl<'rival, S: QsStorage> RecordingQsStorage<'rival, S> {
