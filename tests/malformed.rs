@@ -901,7 +901,7 @@ impl Tally {
 
 /// Every request type the DS serves. Not served: `key_packages` and `connection_key_packages`
 /// (a provider's directory answers them), and `re_initialize_group`, which openmls 0.9 clients
-/// cannot produce (its CommitBuilder drops ReInit proposals; see `operations.rs`).
+/// cannot produce (its CommitBuilder drops ReInit proposals; see `reinit.rs`).
 const SERVED: [DsRequestType; 17] = [
     DsRequestType::RequestGroupId,
     DsRequestType::CreateGroup,
