@@ -2,12 +2,9 @@
 //! exactly one wins, also when the storage write races; the loser gets `wrong_epoch` with the
 //! current epoch, nothing half-written and no fanout, and succeeds after processing the winner.
 
-use mimi_ds::storage::{
-    DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, ReplayMark, WriteOutcome, WriteSet,
-};
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{DsErrorDetails, DsResponseBody, ErrorCode};
-use mimi_ds::{DeliveryService, Status, UnixTimeMs};
+use mimi_ds::testing::{assert_rejected, Fault, Received, RecordingStorage, TestClient, TestDs};
+use mimi_ds::wire::{DsErrorDetails, ErrorCode};
+use mimi_ds::{Status, UnixTimeMs};
 
 /// Alice and Bob in one group at epoch 1, all messages delivered.
 fn two_member_group() -> (TestDs, TestClient, TestClient) {
@@ -19,12 +16,8 @@ fn two_member_group() -> (TestDs, TestClient, TestClient) {
 }
 
 fn assert_wrong_epoch(outcome: &mimi_ds::Outcome, current: u64) {
-    assert_eq!(outcome.status, Status::Rejected(ErrorCode::WrongEpoch));
-    assert!(outcome.fanout.is_empty());
-    match decode_response(&outcome.response).body {
-        DsResponseBody::Error(e) => assert_eq!(e.details, DsErrorDetails::CurrentEpoch(current)),
-        other => panic!("{other:?}"),
-    }
+    let error = assert_rejected(outcome, ErrorCode::WrongEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(current));
 }
 
 #[test]
@@ -36,10 +29,9 @@ fn sequential_commits_for_one_epoch_have_one_winner() {
     let won = ds.process(&from_bob);
     assert_eq!(won.status, Status::Accepted);
     bob.confirm_commit();
-    let before = ds.storage.clone();
-    let lost = ds.process(&from_alice);
-    assert_wrong_epoch(&lost, 2);
-    assert_eq!(ds.storage, before, "a lost race changes nothing");
+    // A lost race changes nothing.
+    let error = ds.reject_error(&from_alice, ErrorCode::WrongEpoch);
+    assert_eq!(error.details, DsErrorDetails::CurrentEpoch(2));
 
     // The loser processes the winner's commit, then commits again at the new epoch.
     alice.discard_commit();
@@ -64,53 +56,6 @@ fn sequential_commits_for_one_epoch_have_one_winner() {
     );
 }
 
-/// A backend whose first write loses a race: another request is processed (by another DS
-/// instance sharing the storage) between this request's read phase and its write.
-struct RacingStorage<'a> {
-    inner: InMemoryStorage,
-    interloper: Option<(&'a DeliveryService, u64, Vec<u8>)>,
-    conflicts: usize,
-}
-
-impl DsStorage for RacingStorage<'_> {
-    type Error = <InMemoryStorage as DsStorage>::Error;
-
-    fn read(
-        &self,
-        group_id: &[u8],
-        kinds: &[RecordKind],
-    ) -> Result<Option<GroupSnapshot>, Self::Error> {
-        self.inner.read(group_id, kinds)
-    }
-
-    fn replay_mark(
-        &self,
-        group_id: &[u8],
-        key: &[u8],
-        now_ms: u64,
-    ) -> Result<Option<ReplayMark>, Self::Error> {
-        self.inner.replay_mark(group_id, key, now_ms)
-    }
-
-    fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Self::Error> {
-        if let Some((ds, now, request)) = self.interloper.take() {
-            let out = ds
-                .process(UnixTimeMs(now), &request, &mut self.inner)
-                .expect("infallible");
-            assert_eq!(
-                out.status,
-                Status::Accepted,
-                "the interloper's commit goes through"
-            );
-        }
-        let outcome = self.inner.write(write_set)?;
-        if outcome == WriteOutcome::Conflict {
-            self.conflicts += 1;
-        }
-        Ok(outcome)
-    }
-}
-
 #[test]
 fn a_write_that_loses_the_race_is_revalidated_and_refused() {
     let (ds, mut alice, mut bob) = two_member_group();
@@ -125,16 +70,25 @@ fn a_write_that_loses_the_race_is_revalidated_and_refused() {
         .expect("infallible");
     assert_eq!(expected.status, Status::Accepted);
 
-    let mut racing = RacingStorage {
-        inner: ds.storage.clone(),
-        interloper: Some((&ds.ds, ds.now_ms, from_bob.clone())),
-        conflicts: 0,
-    };
+    // A backend whose first write loses a race: another request is processed (by another DS
+    // instance sharing the storage) between this request's read phase and its write.
+    let mut racing =
+        RecordingStorage::new(ds.storage.clone()).with_rival_before_first_write(|inner| {
+            let out = ds
+                .ds
+                .process(UnixTimeMs(ds.now_ms), &from_bob, inner)
+                .expect("infallible");
+            assert_eq!(
+                out.status,
+                Status::Accepted,
+                "the interloper's commit goes through"
+            );
+        });
     let outcome = ds
         .ds
         .process(UnixTimeMs(ds.now_ms), &from_alice, &mut racing)
         .expect("infallible");
-    assert_eq!(racing.conflicts, 1, "Alice's first write conflicted");
+    assert_eq!(racing.conflicts(), 1, "Alice's first write conflicted");
     // On the re-read, Alice's commit is for an epoch that is gone.
     assert_wrong_epoch(&outcome, 2);
     assert_eq!(
@@ -143,43 +97,21 @@ fn a_write_that_loses_the_race_is_revalidated_and_refused() {
     );
 }
 
-/// A backend that always reports a conflict: `process` gives up after the configured retries.
-struct AlwaysConflicting(InMemoryStorage, usize);
-
-impl DsStorage for AlwaysConflicting {
-    type Error = <InMemoryStorage as DsStorage>::Error;
-    fn read(
-        &self,
-        group_id: &[u8],
-        kinds: &[RecordKind],
-    ) -> Result<Option<GroupSnapshot>, Self::Error> {
-        self.0.read(group_id, kinds)
-    }
-    fn replay_mark(
-        &self,
-        group_id: &[u8],
-        key: &[u8],
-        now_ms: u64,
-    ) -> Result<Option<ReplayMark>, Self::Error> {
-        self.0.replay_mark(group_id, key, now_ms)
-    }
-    fn write(&mut self, _: &WriteSet) -> Result<WriteOutcome, Self::Error> {
-        self.1 += 1;
-        Ok(WriteOutcome::Conflict)
-    }
-}
-
 #[test]
 fn persistent_conflicts_end_in_a_conflict_answer_without_fanout() {
     let (ds, mut alice, _bob) = two_member_group();
     let request = alice.message_request(b"hello", ds.now_ms);
-    let mut storage = AlwaysConflicting(ds.storage.clone(), 0);
+    // A backend that always reports a conflict: `process` gives up after the configured retries.
+    let mut storage = RecordingStorage::new(ds.storage.clone()).with_fault(Fault::ConflictFrom(1));
     let outcome = ds
         .ds
         .process(UnixTimeMs(ds.now_ms), &request, &mut storage)
         .expect("infallible");
     assert_eq!(outcome.status, Status::Rejected(ErrorCode::Conflict));
     assert!(outcome.fanout.is_empty());
-    assert_eq!(storage.1, ds.ds.config().max_conflict_retries as usize + 1);
-    assert_eq!(storage.0, ds.storage);
+    assert_eq!(
+        storage.writes().len(),
+        ds.ds.config().max_conflict_retries as usize + 1
+    );
+    assert_eq!(storage.inner, ds.storage);
 }

@@ -4,13 +4,13 @@
 //! `external_join` (§4.4.4): the policy and the GroupInfo's framing are checked before the
 //! group is read and loaded.
 
-use mimi_ds::testing::{decode_response, TestClient, TestDs};
+use mimi_ds::testing::{assert_rejected, TestClient, TestDs};
 use mimi_ds::wire::{
     decode_exact, encode, CreateGroupRequest, DeleteGroupRequest, DsAuthData, DsRequest,
-    DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, GroupUpdate,
-    MlsMessageBytes, PROTOCOL_VERSION_MIMI_DS10,
+    DsRequestBody, DsSenderId, ErrorCode, GroupInfoOption, GroupUpdate, MlsMessageBytes,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{DsConfig, ExternalJoinPolicy, Outcome, Status};
+use mimi_ds::{DsConfig, ExternalJoinPolicy, Status};
 
 /// Alice's freshly created group, with its reserved ID, not yet registered.
 fn reserved() -> (TestDs, TestClient, Vec<u8>) {
@@ -36,20 +36,6 @@ fn body_with_broken_group_info(alice: &TestClient, now_ms: u64) -> DsRequestBody
     })
 }
 
-fn refused_with(out: &Outcome, code: ErrorCode) {
-    assert_eq!(
-        out.status,
-        Status::Rejected(code),
-        "{:?}",
-        decode_response(&out.response)
-    );
-    assert!(matches!(
-        decode_response(&out.response).body,
-        DsResponseBody::Error(_)
-    ));
-    assert!(out.fanout.is_empty());
-}
-
 #[test]
 fn a_bad_client_signature_is_refused_before_the_tree_is_imported() {
     let (mut ds, alice, group_id) = reserved();
@@ -62,12 +48,8 @@ fn a_bad_client_signature_is_refused_before_the_tree_is_imported() {
         ds.now_ms,
         DsSenderId::LeafIndex(0),
     );
-    let before = ds.storage.clone();
-    refused_with(&ds.process(&request), ErrorCode::AuthenticationFailed);
-    assert!(
-        ds.storage == before,
-        "an unauthenticated attempt writes nothing"
-    );
+    // An unauthenticated attempt writes nothing.
+    ds.reject(&request, ErrorCode::AuthenticationFailed);
 
     // So it does not cost Alice her reservation.
     let out = ds.process(&alice.create_group_request(ds.now_ms));
@@ -88,9 +70,7 @@ fn a_sender_leaf_outside_the_tree_is_not_a_member() {
         ..body
     });
     let request = alice.signed_as(body, &group_id, ds.now_ms, DsSenderId::LeafIndex(0));
-    let before = ds.storage.clone();
-    refused_with(&ds.process(&request), ErrorCode::AuthenticationFailed);
-    assert!(ds.storage == before);
+    ds.reject(&request, ErrorCode::AuthenticationFailed);
 }
 
 #[test]
@@ -103,15 +83,12 @@ fn an_authenticated_attempt_that_fails_validation_consumes_the_reservation() {
         DsSenderId::LeafIndex(0),
     );
     // Exactly one change: the reservation is deleted under the version the request read.
-    let expected = ds.storage_with_reservation_consumed(&group_id);
-
-    refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
-    assert!(ds.storage == expected, "only the reservation is gone");
+    ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
 
     // The valid request now needs a new group ID.
     ds.advance(1);
     let out = ds.process(&alice.create_group_request(ds.now_ms));
-    refused_with(&out, ErrorCode::InvalidGroupId);
+    assert_rejected(&out, ErrorCode::InvalidGroupId);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,9 +135,7 @@ fn a_ds_without_external_joins_refuses_before_decoding_the_commit() {
     let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
         group_update,
     }));
-    let before = ds.storage.clone();
-    refused_with(&ds.process(&request), ErrorCode::NotAllowed);
-    assert!(ds.storage == before);
+    ds.reject(&request, ErrorCode::NotAllowed);
 }
 
 #[test]
@@ -181,7 +156,5 @@ fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_gr
     let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
         group_update: update,
     }));
-    let before = ds.storage.clone();
-    refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
-    assert!(ds.storage == before);
+    ds.reject(&request, ErrorCode::InvalidGroupInfo);
 }

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use mimi_ds::qs::InMemoryQsStorage;
 use mimi_ds::storage::InMemoryStorage;
 use mimi_ds::testing::{
-    decode_response, group_info_encryption_keys, open_external_commit_info, Received, TestClient,
-    TestDs, CIPHERSUITE,
+    assert_unchanged, decode_response, group_info_encryption_keys, open_external_commit_info,
+    Received, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::transport::{HttpRequest, Router, TransportConfig, OCTET_STREAM};
 use mimi_ds::wire::{
@@ -41,23 +41,6 @@ fn served(out: &Outcome) -> mimi_ds::wire::ExternalCommitInfo {
     }
 }
 
-/// Refused with `code`, nothing written, nothing fanned out.
-fn refused(ds: &mut TestDs, request: &[u8], code: ErrorCode) {
-    let before = ds.storage.clone();
-    let out = ds.process(request);
-    assert_eq!(
-        out.status,
-        Status::Rejected(code),
-        "{:?}",
-        decode_response(&out.response)
-    );
-    assert!(out.fanout.is_empty());
-    assert!(
-        ds.storage == before,
-        "a refusal leaves storage byte-identical"
-    );
-}
-
 #[test]
 fn an_anonymous_request_is_refused_by_default_without_telling_whether_the_group_exists() {
     let (mut ds, alice, _) = alice_group(DsConfig::new("hub.example"));
@@ -66,19 +49,16 @@ fn an_anonymous_request_is_refused_by_default_without_telling_whether_the_group_
         GroupInfoAccess::Members,
         "the default"
     );
-    refused(
-        &mut ds,
+    ds.reject(
         &TestClient::group_info_request(&alice.group_id()),
         ErrorCode::AuthenticationFailed,
     );
-    refused(
-        &mut ds,
+    ds.reject(
         &TestClient::encrypted_group_info_request(&alice.group_id()).0,
         ErrorCode::AuthenticationFailed,
     );
     // The same answer for a group that does not exist.
-    refused(
-        &mut ds,
+    ds.reject(
         &TestClient::group_info_request(b"nowhere@hub.example"),
         ErrorCode::AuthenticationFailed,
     );
@@ -115,22 +95,19 @@ fn strangers_signatures_are_refused() {
     });
     let mallory = TestClient::new("mallory", "mallory-1", "m.example");
     // Mallory claims Alice's leaf with her own key.
-    refused(
-        &mut ds,
+    ds.reject(
         &mallory.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(0)),
         ErrorCode::AuthenticationFailed,
     );
     // A user key that no client of the group registered.
     let mut stranger = TestClient::new("mallory", "mallory-2", "m.example");
     stranger.user_key = Some(user_key());
-    refused(
-        &mut ds,
+    ds.reject(
         &stranger.signed_group_info_request(&group_id, None, now),
         ErrorCode::AuthenticationFailed,
     );
     // A KeyPackageRef is for welcome_info only.
-    refused(
-        &mut ds,
+    ds.reject(
         &mallory.signed_as(
             body,
             &group_id,
@@ -193,9 +170,10 @@ fn a_deployment_that_chose_anonymous_access_serves_unauthenticated_requests() {
     let mut config = DsConfig::new("hub.example");
     config.group_info_access = GroupInfoAccess::Anyone;
     let (mut ds, alice, _) = alice_group(config);
-    let before = ds.storage.clone();
-    let info = served(&ds.process(&TestClient::group_info_request(&alice.group_id())));
-    assert!(ds.storage == before, "an anonymous read writes nothing");
+    // An anonymous read writes nothing.
+    let info = served(
+        &ds.assert_unchanged(|ds| ds.process(&TestClient::group_info_request(&alice.group_id()))),
+    );
     assert_eq!(
         info,
         served(&ds.process(&alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms)))
@@ -255,13 +233,13 @@ fn the_router_gate_admits_only_the_anonymous_requests_the_server_authorized() {
     let mut storage = ds.storage;
     let anonymous = TestClient::group_info_request(&group_id);
 
-    let before = storage.clone();
-    let (status, response) = route(&router, &mut storage, ds.now_ms, &anonymous, None);
+    let (status, response) = assert_unchanged(&mut storage, |storage| {
+        route(&router, storage, ds.now_ms, &anonymous, None)
+    });
     assert_eq!(status, 403);
     assert!(
         matches!(response.body, DsResponseBody::Error(e) if e.code == ErrorCode::AuthenticationFailed)
     );
-    assert!(storage == before);
     let (status, _) = route(&router, &mut storage, ds.now_ms, &anonymous, Some("wrong"));
     assert_eq!(status, 403);
 

@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use mimi_ds::testing::{decode_response, ds_identity, Received, TestClient, TestDs};
-use mimi_ds::wire::{
-    AcceptedMessage, DsError, DsErrorDetails, DsResponseBody, ErrorCode, ExternalCommitInfo,
-    MlsMessageBytes,
+use mimi_ds::testing::{
+    accepted_message, assert_rejected, decode_response, ds_identity, proposal_refs, Received,
+    TestClient, TestDs,
 };
+use mimi_ds::wire::{DsResponseBody, ErrorCode, ExternalCommitInfo, MlsMessageBytes};
 use mimi_ds::{
     BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, Outcome,
     PendingProposalPolicy, Status, UnixTimeMs,
@@ -34,36 +34,6 @@ fn event(ds: &mut TestDs, group_id: &[u8], event: HubEvent) -> Outcome {
     ds.ds
         .handle_event(UnixTimeMs(ds.now_ms), group_id, &event, &mut ds.storage)
         .expect("in-memory storage does not fail")
-}
-
-fn accepted(out: &Outcome) -> AcceptedMessage {
-    assert_eq!(
-        out.status,
-        Status::Accepted,
-        "{:?}",
-        decode_response(&out.response)
-    );
-    match decode_response(&out.response).body {
-        DsResponseBody::Accepted(a) => a,
-        other => panic!("expected accepted, got {other:?}"),
-    }
-}
-
-fn rejected(out: &Outcome, code: ErrorCode) -> DsError {
-    assert_eq!(
-        out.status,
-        Status::Rejected(code),
-        "{:?}",
-        decode_response(&out.response)
-    );
-    assert!(out.fanout.is_empty(), "a refusal fans out nothing");
-    match decode_response(&out.response).body {
-        DsResponseBody::Error(e) => {
-            assert_eq!(e.code, code);
-            e
-        }
-        other => panic!("expected an error, got {other:?}"),
-    }
 }
 
 /// Asserts the event had nothing to do: `ok`, no fanout.
@@ -134,7 +104,7 @@ fn form_group(ds: &mut TestDs, creator: &mut TestClient, joiners: &mut [&mut Tes
     }
     let key_packages = joiners.iter().map(|j| j.key_package()).collect();
     let out = ds.process(&creator.add_request(key_packages, ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     creator.confirm_commit();
     TestDs::route(&out, joiners);
     for joiner in joiners.iter_mut() {
@@ -225,13 +195,6 @@ fn removed_leaf(proposal: &Proposal) -> u32 {
     }
 }
 
-fn proposal_refs(error: &DsError) -> Vec<Vec<u8>> {
-    match &error.details {
-        DsErrorDetails::ProposalRefs(refs) => refs.iter().map(|r| r.as_slice().to_vec()).collect(),
-        other => panic!("expected ProposalRefs, got {other:?}"),
-    }
-}
-
 fn group_info(ds: &mut TestDs, member: &TestClient) -> ExternalCommitInfo {
     ds.group_info(member, &member.group_id())
 }
@@ -285,7 +248,7 @@ fn a_rejected_queue_makes_the_ds_propose_removing_its_client() {
         &group_id,
         HubEvent::QueueRejected(bob.queue.clone()),
     );
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.epoch, 1);
     assert_eq!(receipt.accepted_time_ms, ds.now_ms);
     assert_eq!(receipt.external_proposals.len(), 1);
@@ -305,14 +268,9 @@ fn a_rejected_queue_makes_the_ds_propose_removing_its_client() {
         .all(|p| matches!(p.sender(), Sender::External(i) if *i == SenderExtensionIndex::new(0))));
 
     // The same event again while the removal is pending: nothing new to do.
-    let before = ds.storage.clone();
-    let out = event(
-        &mut ds,
-        &group_id,
-        HubEvent::QueueRejected(bob.queue.clone()),
-    );
+    let out =
+        ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::QueueRejected(bob.queue.clone())));
     nothing_to_do(&out);
-    assert_eq!(ds.storage, before);
 
     // While it is pending, application messages wait (strict default): see
     // `application_messages_wait_while_a_ds_removal_is_pending`.
@@ -320,7 +278,7 @@ fn a_rejected_queue_makes_the_ds_propose_removing_its_client() {
     // Alice's next commit includes the stored proposal and removes Bob.
     ds.advance(1);
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.epoch, 2);
     assert!(receipt.external_proposals.is_empty());
     alice.confirm_commit();
@@ -336,7 +294,7 @@ fn a_rejected_queue_makes_the_ds_propose_removing_its_client() {
     // Messages flow again.
     ds.advance(1);
     let out = ds.process(&alice.message_request(b"alone now", ds.now_ms));
-    assert_eq!(accepted(&out).epoch, 2);
+    assert_eq!(accepted_message(&out).epoch, 2);
     assert!(out.fanout.is_empty(), "nobody else is left");
 }
 
@@ -354,16 +312,16 @@ fn a_deleted_user_loses_all_of_its_clients() {
     let bob_leaves: BTreeSet<u32> = [bob1.leaf(), bob2.leaf()].into();
 
     // A user the group does not have: nothing to do.
-    let before = ds.storage.clone();
-    let out = event(
-        &mut ds,
-        &group_id,
-        HubEvent::UserDeleted {
-            user: b"mimi://c.example/u/carol".to_vec(),
-        },
-    );
+    let out = ds.assert_unchanged(|ds| {
+        event(
+            ds,
+            &group_id,
+            HubEvent::UserDeleted {
+                user: b"mimi://c.example/u/carol".to_vec(),
+            },
+        )
+    });
     nothing_to_do(&out);
-    assert_eq!(ds.storage, before);
 
     let out = event(
         &mut ds,
@@ -372,7 +330,7 @@ fn a_deleted_user_loses_all_of_its_clients() {
             user: b"mimi://b.example/u/bob".to_vec(),
         },
     );
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.external_proposals.len(), 2);
     // Each proposal has its own sequence number and goes to Alice only.
     for (i, proposal) in receipt.external_proposals.iter().enumerate() {
@@ -401,26 +359,26 @@ fn a_deleted_user_loses_all_of_its_clients() {
     );
 
     // Again: both are pending already.
-    let before = ds.storage.clone();
-    let out = event(
-        &mut ds,
-        &group_id,
-        HubEvent::UserDeleted {
-            user: b"mimi://b.example/u/bob".to_vec(),
-        },
-    );
+    let out = ds.assert_unchanged(|ds| {
+        event(
+            ds,
+            &group_id,
+            HubEvent::UserDeleted {
+                user: b"mimi://b.example/u/bob".to_vec(),
+            },
+        )
+    });
     nothing_to_do(&out);
-    assert_eq!(ds.storage, before);
 
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert!(receipt.external_proposals.is_empty());
     alice.confirm_commit();
     assert_eq!(recipients(&out), queues(&[&bob1, &bob2]));
     assert_eq!(alice.group().members().count(), 1);
 
     let out = ds.process(&alice.message_request(b"bye bob", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
 }
 
 #[test]
@@ -435,16 +393,16 @@ fn a_deleted_client_is_removed_and_its_siblings_stay() {
     let laptop_key = bob2.credential.signature_key.as_slice().to_vec();
 
     // A key nobody in the group has: nothing to do.
-    let before = ds.storage.clone();
-    let out = event(
-        &mut ds,
-        &group_id,
-        HubEvent::ClientDeleted {
-            signature_key: vec![7; 32],
-        },
-    );
+    let out = ds.assert_unchanged(|ds| {
+        event(
+            ds,
+            &group_id,
+            HubEvent::ClientDeleted {
+                signature_key: vec![7; 32],
+            },
+        )
+    });
     nothing_to_do(&out);
-    assert_eq!(ds.storage, before);
 
     let out = event(
         &mut ds,
@@ -453,7 +411,7 @@ fn a_deleted_client_is_removed_and_its_siblings_stay() {
             signature_key: laptop_key.clone(),
         },
     );
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.external_proposals.len(), 1);
     assert_eq!(recipients(&out), queues(&[&alice, &bob1]));
     assert_eq!(
@@ -466,20 +424,20 @@ fn a_deleted_client_is_removed_and_its_siblings_stay() {
         assert_eq!(pending_removals(member), vec![laptop_leaf]);
     }
 
-    let before = ds.storage.clone();
-    let out = event(
-        &mut ds,
-        &group_id,
-        HubEvent::ClientDeleted {
-            signature_key: laptop_key,
-        },
-    );
+    let out = ds.assert_unchanged(|ds| {
+        event(
+            ds,
+            &group_id,
+            HubEvent::ClientDeleted {
+                signature_key: laptop_key,
+            },
+        )
+    });
     nothing_to_do(&out);
-    assert_eq!(ds.storage, before);
 
     // Bob's phone commits the removal of its sibling.
     let out = ds.process(&bob1.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     bob1.confirm_commit();
     assert_eq!(recipients(&out), queues(&[&alice, &bob2]));
     TestDs::route(&out, &mut [&mut alice]);
@@ -494,7 +452,7 @@ fn a_deleted_client_is_removed_and_its_siblings_stay() {
     assert_eq!(bob1.group().members().count(), 2);
 
     let out = ds.process(&alice.message_request(b"hi phone", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&bob1]));
     TestDs::route(&out, &mut [&mut bob1]);
     assert_eq!(
@@ -519,14 +477,12 @@ fn an_inactivity_sweep_proposes_removing_only_inactive_clients() {
 
     // Nobody has been idle long enough yet.
     ds.advance(30_000);
-    let before = ds.storage.clone();
-    nothing_to_do(&event(&mut ds, &group_id, HubEvent::InactivitySweep));
-    assert_eq!(ds.storage, before);
+    nothing_to_do(&ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::InactivitySweep)));
 
     // Two minutes in, Alice speaks; Bob has been silent since he joined.
     ds.advance(90_000);
     let out = ds.process(&alice.message_request(b"still here", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     TestDs::route(&out, &mut [&mut bob]);
     assert_eq!(
         bob.process_inbox(),
@@ -535,7 +491,7 @@ fn an_inactivity_sweep_proposes_removing_only_inactive_clients() {
 
     ds.advance(1);
     let out = event(&mut ds, &group_id, HubEvent::InactivitySweep);
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.external_proposals.len(), 1);
     assert_eq!(recipients(&out), queues(&[&alice]));
     TestDs::route(&out, &mut [&mut alice, &mut bob]);
@@ -543,12 +499,10 @@ fn an_inactivity_sweep_proposes_removing_only_inactive_clients() {
     assert_eq!(pending_removals(&alice), vec![bob_leaf]);
 
     // A second sweep: Bob is pending already, Alice is active.
-    let before = ds.storage.clone();
-    nothing_to_do(&event(&mut ds, &group_id, HubEvent::InactivitySweep));
-    assert_eq!(ds.storage, before);
+    nothing_to_do(&ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::InactivitySweep)));
 
     let out = ds.process(&alice.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     alice.confirm_commit();
     assert_eq!(alice.group().members().count(), 1);
 }
@@ -562,10 +516,7 @@ fn an_inactivity_sweep_without_a_configured_limit_is_not_allowed() {
     let group_id = alice.group_id();
 
     ds.advance(365 * 24 * 3600 * 1000);
-    let before = ds.storage.clone();
-    let out = event(&mut ds, &group_id, HubEvent::InactivitySweep);
-    rejected(&out, ErrorCode::NotAllowed);
-    assert_eq!(ds.storage, before);
+    ds.reject_event(&group_id, &HubEvent::InactivitySweep, ErrorCode::NotAllowed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,7 +539,7 @@ fn carol_removal_pending_but_alice_missed_it(
         &group_id,
         HubEvent::QueueRejected(carol.queue.clone()),
     );
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&alice, &bob]));
     TestDs::route(&out, &mut [&mut bob]);
     assert_eq!(bob.process_inbox(), vec![Received::Proposal]);
@@ -605,25 +556,25 @@ fn under_the_strict_policy_a_commit_omitting_a_ds_removal_is_refused() {
     assert_eq!(missing.len(), 1);
 
     ds.advance(1);
-    let before = ds.storage.clone();
-    let out = ds.process(&alice.update_request(ds.now_ms));
-    let error = rejected(&out, ErrorCode::MissingPendingProposals);
+    let error = ds.reject_error(
+        &alice.update_request(ds.now_ms),
+        ErrorCode::MissingPendingProposals,
+    );
     assert_eq!(proposal_refs(&error), missing);
-    assert_eq!(ds.storage, before);
     alice.discard_commit();
 
     // Even much later: the strict rule has no grace.
     ds.advance(3600 * 1000);
-    let before = ds.storage.clone();
-    let out = ds.process(&alice.update_request(ds.now_ms));
-    let error = rejected(&out, ErrorCode::MissingPendingProposals);
+    let error = ds.reject_error(
+        &alice.update_request(ds.now_ms),
+        ErrorCode::MissingPendingProposals,
+    );
     assert_eq!(proposal_refs(&error), missing);
-    assert_eq!(ds.storage, before);
     alice.discard_commit();
 
     // Bob, who has it, commits it.
     let out = ds.process(&bob.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     bob.confirm_commit();
     assert_eq!(recipients(&out), queues(&[&alice, &carol]));
     assert_eq!(bob.group().members().count(), 2);
@@ -641,7 +592,7 @@ fn under_a_grace_window_omitted_ds_removals_are_reissued_and_stapled_until_the_w
     // Inside the window application messages flow...
     ds.advance(1000);
     let out = ds.process(&alice.message_request(b"in the window", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&bob, &carol]));
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     bob.process_inbox();
@@ -651,7 +602,7 @@ fn under_a_grace_window_omitted_ds_removals_are_reissued_and_stapled_until_the_w
     // epoch and staples it to the commit.
     ds.advance(1000);
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.epoch, 2);
     assert_eq!(receipt.external_proposals.len(), 1);
     alice.confirm_commit();
@@ -689,17 +640,17 @@ fn under_a_grace_window_omitted_ds_removals_are_reissued_and_stapled_until_the_w
     // Still inside the window: messages flow.
     ds.advance(1000);
     let out = ds.process(&alice.message_request(b"epoch two", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
 
     // After the window (measured from the first issue), messages wait and a commit leaving
     // the re-issued removal out is refused.
     ds.now_ms = issued_at + 61_000;
-    let before = ds.storage.clone();
     // (That messages wait again: `after_the_grace_window_application_messages_wait`.)
-    let out = ds.process(&alice.update_request(ds.now_ms));
-    let error = rejected(&out, ErrorCode::MissingPendingProposals);
+    let error = ds.reject_error(
+        &alice.update_request(ds.now_ms),
+        ErrorCode::MissingPendingProposals,
+    );
     assert_eq!(proposal_refs(&error), reissued);
-    assert_eq!(ds.storage, before);
     alice.discard_commit();
 
     // Alice takes the proposal stapled to her receipt and commits it.
@@ -710,7 +661,7 @@ fn under_a_grace_window_omitted_ds_removals_are_reissued_and_stapled_until_the_w
     );
     ds.advance(1);
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert!(receipt.external_proposals.is_empty());
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
@@ -729,7 +680,7 @@ fn under_a_grace_window_omitted_ds_removals_are_reissued_and_stapled_until_the_w
         }]
     );
     let out = ds.process(&alice.message_request(b"just us", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&bob]));
 }
 
@@ -754,7 +705,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
             signature_key: bob.credential.signature_key.as_slice().to_vec(),
         },
     );
-    let first = accepted(&out).external_proposals;
+    let first = accepted_message(&out).external_proposals;
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
 
@@ -769,7 +720,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
     let mut laptop = TestClient::new("alice", "alice-laptop", "a.example");
     let join_time = ds.now_ms;
     let out = ds.process(&laptop.external_join_request(&info));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.epoch, 2);
     assert_eq!(receipt.external_proposals.len(), 1);
     assert_ne!(receipt.external_proposals, first);
@@ -815,7 +766,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
 
     // The next commit includes it and removes Bob.
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.epoch, 3);
     assert!(receipt.external_proposals.is_empty());
     alice.confirm_commit();
@@ -831,7 +782,7 @@ fn an_external_commit_makes_the_ds_reissue_its_pending_removals() {
     assert!(group_info(&mut ds, &alice).pending_proposals.is_empty());
 
     let out = ds.process(&laptop.message_request(b"bob is gone", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&alice]));
 }
 
@@ -864,7 +815,7 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
     ds.advance(1000);
 
     let out = event(&mut ds, &group_id, HubEvent::RotateSigningKey);
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.external_proposals.len(), 1);
     assert_eq!(recipients(&out), queues(&[&alice, &bob, &carol]));
     TestDs::route(&out, &mut [&mut alice, &mut bob, &mut carol]);
@@ -884,7 +835,7 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
     // A member commit including it is accepted.
     ds.advance(1);
     let out = ds.process(&alice.update_request(ds.now_ms));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert!(receipt.external_proposals.is_empty());
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
@@ -905,9 +856,7 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
     }
 
     // Nothing left to rotate.
-    let before = ds.storage.clone();
-    nothing_to_do(&event(&mut ds, &group_id, HubEvent::RotateSigningKey));
-    assert_eq!(ds.storage, before);
+    nothing_to_do(&ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::RotateSigningKey)));
 
     // A further removal is signed with the new key, which is now the only one members accept.
     let carol_leaf = carol.leaf();
@@ -916,7 +865,7 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
         &group_id,
         HubEvent::QueueRejected(carol.queue.clone()),
     );
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&alice, &bob]));
     TestDs::route(&out, &mut [&mut alice, &mut bob]);
     for member in [&mut alice, &mut bob] {
@@ -924,7 +873,7 @@ fn rotating_the_signing_key_moves_the_group_to_the_new_identity() {
         assert_eq!(pending_removals(member), vec![carol_leaf]);
     }
     let out = ds.process(&bob.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(
@@ -970,34 +919,31 @@ fn a_rotation_is_never_pending_next_to_another_group_context_extensions_proposal
         }),
         ds.now_ms,
     ));
-    accepted(&out);
+    accepted_message(&out);
     TestDs::route(&out, &mut [&mut alice, &mut carol]);
     alice.process_inbox();
     carol.process_inbox();
-    let before = ds.storage.clone();
-    let error = rejected(
-        &event(&mut ds, &group_id, HubEvent::RotateSigningKey),
+    let error = ds.reject_event(
+        &group_id,
+        &HubEvent::RotateSigningKey,
         ErrorCode::InvalidProposal,
     );
     assert_eq!(proposal_refs(&error), vec![bob_ref.as_slice().to_vec()]);
-    assert_eq!(ds.storage, before);
 
     // Alice commits it; now the rotation is issued, once.
     let out = ds.process(&alice.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     bob.process_inbox();
     carol.process_inbox();
     let out = event(&mut ds, &group_id, HubEvent::RotateSigningKey);
-    assert_eq!(accepted(&out).external_proposals.len(), 1);
+    assert_eq!(accepted_message(&out).external_proposals.len(), 1);
     TestDs::route(&out, &mut [&mut alice, &mut bob, &mut carol]);
     for member in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(member.process_inbox(), vec![Received::Proposal]);
     }
-    let before = ds.storage.clone();
-    nothing_to_do(&event(&mut ds, &group_id, HubEvent::RotateSigningKey));
-    assert_eq!(ds.storage, before);
+    nothing_to_do(&ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::RotateSigningKey)));
 
     // A member's GroupContextExtensions proposal next to the pending rotation is refused.
     let group = carol.group.as_mut().unwrap();
@@ -1011,12 +957,12 @@ fn a_rotation_is_never_pending_next_to_another_group_context_extensions_proposal
         }),
         ds.now_ms,
     ));
-    let error = rejected(&out, ErrorCode::InvalidProposal);
+    let error = assert_rejected(&out, ErrorCode::InvalidProposal);
     assert_eq!(proposal_refs(&error), vec![carol_ref.as_slice().to_vec()]);
 
     // Bob commits the rotation.
     let out = ds.process(&bob.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     bob.confirm_commit();
     assert_eq!(
         bob.group().extensions().external_senders(),
@@ -1053,14 +999,11 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
         &group_id,
         HubEvent::QueueRejected(bob.queue.clone()),
     );
-    accepted(&out);
+    accepted_message(&out);
     TestDs::route(&out, &mut [&mut alice]);
 
     // Strict default: refused while the removal is pending.
-    let before = ds.storage.clone();
-    let out = ds.process(&early);
-    rejected(&out, ErrorCode::MissingPendingProposals);
-    assert_eq!(ds.storage, before);
+    ds.reject(&early, ErrorCode::MissingPendingProposals);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
 
     // An external commit lets it lapse; the DS issues it again and messages still wait.
@@ -1068,7 +1011,7 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
     let info = group_info(&mut ds, &alice);
     let mut laptop = TestClient::new("alice", "alice-laptop", "a.example");
     let out = ds.process(&laptop.external_join_request(&info));
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!(receipt.external_proposals.len(), 1);
     laptop.confirm_commit();
     let late = laptop.message_request(b"hello", ds.now_ms);
@@ -1076,19 +1019,16 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
     TestDs::route(&out, &mut [&mut alice]);
     process_inbox_with_stapled(&mut alice);
     ds.advance(1);
-    let before = ds.storage.clone();
-    let out = ds.process(&late);
-    rejected(&out, ErrorCode::MissingPendingProposals);
-    assert_eq!(ds.storage, before);
+    ds.reject(&late, ErrorCode::MissingPendingProposals);
 
     // Once a commit includes it, messages flow.
     let out = ds.process(&alice.update_request(ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut laptop]);
     laptop.process_inbox();
     let out = ds.process(&laptop.message_request(b"bob is gone", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
     assert_eq!(recipients(&out), queues(&[&alice]));
 }
 
@@ -1101,13 +1041,13 @@ fn after_the_grace_window_application_messages_wait() {
 
     ds.advance(59_000);
     let out = ds.process(&alice.message_request(b"in the window", ds.now_ms));
-    accepted(&out);
+    accepted_message(&out);
 
     ds.now_ms = issued_at + 61_000;
-    let before = ds.storage.clone();
-    let out = ds.process(&alice.message_request(b"too late", ds.now_ms));
-    rejected(&out, ErrorCode::MissingPendingProposals);
-    assert_eq!(ds.storage, before);
+    ds.reject(
+        &alice.message_request(b"too late", ds.now_ms),
+        ErrorCode::MissingPendingProposals,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1132,10 +1072,7 @@ fn an_event_for_an_unknown_group_is_refused() {
             HubEvent::InactivitySweep,
             HubEvent::RotateSigningKey,
         ] {
-            let before = ds.storage.clone();
-            let out = event(&mut ds, &group_id, e);
-            rejected(&out, ErrorCode::UnknownGroup);
-            assert_eq!(ds.storage, before);
+            ds.reject_event(&group_id, &e, ErrorCode::UnknownGroup);
         }
     }
 }

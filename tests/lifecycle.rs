@@ -1,16 +1,9 @@
 //! A whole group life with real openmls clients: create, add two users' three clients, messages
 //! in both directions, an update, a standalone proposal, a removal, deletion.
 
-use mimi_ds::testing::{decode_response, TestClient, TestDs};
-use mimi_ds::wire::{DsResponseBody, ErrorCode};
+use mimi_ds::testing::{accepted_message, decode_response, TestClient, TestDs};
+use mimi_ds::wire::ErrorCode;
 use mimi_ds::Status;
-
-fn accepted(outcome: &mimi_ds::Outcome) -> mimi_ds::wire::AcceptedMessage {
-    match decode_response(&outcome.response).body {
-        DsResponseBody::Accepted(a) => a,
-        other => panic!("expected accepted, got {other:?}"),
-    }
-}
 
 #[test]
 fn whole_group_life() {
@@ -39,7 +32,7 @@ fn whole_group_life() {
         "{:?}",
         decode_response(&out.response)
     );
-    let receipt = accepted(&out);
+    let receipt = accepted_message(&out);
     assert_eq!((receipt.sequence_number, receipt.epoch), (0, 1));
     alice.confirm_commit();
     // The commit goes to nobody (Alice was alone); the Welcome to both Bob clients.
@@ -62,7 +55,7 @@ fn whole_group_life() {
     // Messages both ways.
     ds.advance(1000);
     let out = ds.process(&alice.message_request(b"hi bob", ds.now_ms));
-    assert_eq!(accepted(&out).sequence_number, 1);
+    assert_eq!(accepted_message(&out).sequence_number, 1);
     assert_eq!(
         TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]),
         2
@@ -74,7 +67,7 @@ fn whole_group_life() {
         );
     }
     let out = ds.process(&bob2.message_request(b"hi alice", ds.now_ms));
-    assert_eq!(accepted(&out).sequence_number, 2);
+    assert_eq!(accepted_message(&out).sequence_number, 2);
     TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]);
     assert!(
         bob2.inbox.is_empty(),
@@ -90,7 +83,7 @@ fn whole_group_life() {
 
     // An update by Bob's phone.
     let out = ds.process(&bob1.update_request(ds.now_ms));
-    assert_eq!(accepted(&out).epoch, 2);
+    assert_eq!(accepted_message(&out).epoch, 2);
     bob1.confirm_commit();
     TestDs::route(&out, &mut [&mut alice, &mut bob1, &mut bob2]);
     alice.process_inbox();

@@ -8,18 +8,15 @@
 //! proposals mandatory; a member's proposal a commit leaves out lapses with the epoch. The last
 //! test is the recovery path when members refuse a commit the hub accepted.
 
-use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, TestDs, CIPHERSUITE};
-use mimi_ds::wire::{
-    DsErrorDetails, DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes, ProposalsRequest,
+use mimi_ds::testing::{
+    decode_response, error_description, mls_bytes, proposal_refs, Received, TestClient, TestDs,
 };
+use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes, ProposalsRequest};
 use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
-use openmls::prelude::{
-    LeafNodeIndex, LeafNodeParameters, MlsMessageBodyIn, Proposal, ProtocolMessage, ReInitProposal,
-};
+use openmls::prelude::{LeafNodeIndex, LeafNodeParameters, MlsMessageBodyIn, ProtocolMessage};
 use openmls_traits::OpenMlsProvider as _;
-use tls_codec::{DeserializeBytes as _, Serialize as _, VLBytes};
 
-// Only its standalone-proposal forge is used here.
+// Only its standalone-proposal forge and its ReInit proposal are used here.
 #[allow(dead_code)]
 #[path = "support/reinit_forge.rs"]
 mod forge;
@@ -29,55 +26,6 @@ const DOMAIN: &str = "hub.example";
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// Checked processing (methods, so `ds.accept(&client.request(ds.now_ms))` borrows like
-/// `ds.process(..)`).
-trait Check {
-    fn accept(&mut self, request: &[u8]) -> Outcome;
-    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String);
-}
-
-impl Check for TestDs {
-    fn accept(&mut self, request: &[u8]) -> Outcome {
-        accept(self, request)
-    }
-    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String) {
-        reject(self, request, code)
-    }
-}
-
-fn accept(ds: &mut TestDs, request: &[u8]) -> Outcome {
-    let out = ds.process(request);
-    assert_eq!(
-        out.status,
-        Status::Accepted,
-        "{:?}",
-        decode_response(&out.response)
-    );
-    out
-}
-
-/// Checks `request` is refused with `code` and leaves storage byte-identical; returns the
-/// error's ProposalRefs and description.
-fn reject(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String) {
-    let before = ds.storage.clone();
-    let out = ds.process(request);
-    let response = decode_response(&out.response);
-    assert_eq!(out.status, Status::Rejected(code), "{response:?}");
-    assert!(out.fanout.is_empty(), "a refusal fans out nothing");
-    assert!(ds.storage == before, "a refusal leaves storage unchanged");
-    let DsResponseBody::Error(error) = response.body else {
-        panic!("not an error")
-    };
-    let refs = match error.details {
-        DsErrorDetails::ProposalRefs(refs) => refs.into_iter().map(Vec::from).collect(),
-        _ => Vec::new(),
-    };
-    (
-        refs,
-        String::from_utf8_lossy(error.description.as_slice()).into_owned(),
-    )
-}
 
 /// Alice (leaf 0), Bob (leaf 1) and Carol (leaf 2) in a group at epoch 1.
 fn trio(config: DsConfig) -> (TestDs, TestClient, TestClient, TestClient) {
@@ -219,10 +167,11 @@ fn a_second_remove_of_the_same_leaf_is_refused_and_commits_go_on() {
     carol.process_inbox();
 
     let (second, second_ref) = remove_proposal(&mut bob, carol.leaf());
-    let (refs, why) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&bob, vec![second], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![second_ref.clone()]);
     assert!(why.contains("Remove"), "{why}");
     withdraw(&mut bob, &second_ref);
@@ -255,10 +204,11 @@ fn an_update_of_a_leaf_with_a_pending_remove_is_refused() {
     carol.process_inbox();
 
     let (update, update_ref) = update_proposal(&mut carol);
-    let (refs, why) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&carol, vec![update], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![update_ref]);
     assert!(why.contains("Update"), "{why}");
 
@@ -331,23 +281,26 @@ fn proposals_conflicting_with_the_hubs_removal_are_refused() {
     assert_eq!(out.status, Status::Accepted);
 
     let (remove, remove_ref) = remove_proposal(&mut bob, carol.leaf());
-    let (refs, _) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&bob, vec![remove], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let refs = proposal_refs(&error);
     assert_eq!(refs, vec![remove_ref]);
     let (update, update_ref) = update_proposal(&mut carol);
-    let (refs, _) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&carol, vec![update], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let refs = proposal_refs(&error);
     assert_eq!(refs, vec![update_ref]);
 
     // Alice has not seen the hub's Remove: her commit leaves it out and is refused.
-    let (missing, _) = ds.reject(
+    let error = ds.reject_error(
         &alice.update_request(ds.now_ms),
         ErrorCode::MissingPendingProposals,
     );
+    let missing = proposal_refs(&error);
     assert_eq!(missing.len(), 1);
     alice.discard_commit();
 }
@@ -361,10 +314,11 @@ fn a_second_group_context_extensions_proposal_is_refused() {
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     bob.process_inbox();
     let (second, second_ref) = extensions_proposal(&mut bob);
-    let (refs, why) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&bob, vec![second], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![second_ref]);
     assert!(why.contains("GroupContextExtensions"), "{why}");
 }
@@ -399,25 +353,12 @@ fn conflicts_within_one_request_are_refused() {
     let group = alice.group.as_mut().unwrap();
     let leave = mls_bytes(&group.leave_group(&alice.provider, &alice.signer).unwrap());
     let (update, update_ref) = update_proposal(&mut alice);
-    let (refs, _) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&alice, vec![leave, update], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let refs = proposal_refs(&error);
     assert_eq!(refs, vec![update_ref]);
-}
-
-/// A ReInit proposal to `group_id`, same version and suite, no extensions (decoded from its
-/// encoding, as openmls keeps the fields private; see tests/operations.rs).
-fn reinit(group_id: &[u8]) -> Proposal {
-    let mut bytes = VLBytes::from(group_id.to_vec())
-        .tls_serialize_detached()
-        .expect("encode");
-    bytes.extend_from_slice(&1u16.to_be_bytes()); // mls10
-    bytes.extend_from_slice(&(CIPHERSUITE as u16).to_be_bytes());
-    bytes.push(0); // extensions<V>: empty
-    Proposal::ReInit(Box::new(
-        ReInitProposal::tls_deserialize_exact_bytes(&bytes).expect("ReInit"),
-    ))
 }
 
 /// RFC 9420 §12.2: a commit with a ReInit carries no other proposal. So a ReInit is refused
@@ -430,11 +371,12 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
     // A ReInit while a Remove is pending.
     let (remove, _) = remove_proposal(&mut alice, carol.leaf());
     let _ = ds.accept(&proposals_request(&alice, vec![remove], ds.now_ms));
-    let proposal = forge::proposal(&mut ds, &bob, &reinit(&successor));
-    let (_, why) = ds.reject(
+    let proposal = forge::proposal(&mut ds, &bob, &forge::reinit(&successor));
+    let error = ds.reject_error(
         &proposals_request(&bob, vec![proposal], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let why = error_description(&error);
     assert!(why.contains("ReInit"), "{why}");
 
     // A fresh epoch: nothing pending, the ReInit is accepted; then a Remove is refused.
@@ -448,13 +390,14 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
         .clear_pending_proposals(alice.provider.storage())
         .unwrap();
     alice.process_inbox();
-    let proposal = forge::proposal(&mut ds, &bob, &reinit(&successor));
+    let proposal = forge::proposal(&mut ds, &bob, &forge::reinit(&successor));
     let _ = ds.accept(&proposals_request(&bob, vec![proposal], ds.now_ms));
     let (remove, remove_ref) = remove_proposal(&mut alice, carol.leaf());
-    let (refs, why) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&alice, vec![remove], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
+    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![remove_ref]);
     assert!(why.contains("ReInit"), "{why}");
 }
@@ -474,10 +417,11 @@ fn the_pending_set_is_capped_per_epoch() {
         let _ = ds.accept(&proposals_request(&alice, vec![update], ds.now_ms));
     }
     let (update, _) = update_proposal(&mut bob);
-    let (refs, _) = ds.reject(
+    let error = ds.reject_error(
         &proposals_request(&bob, vec![update], ds.now_ms),
         ErrorCode::TooManyPendingProposals,
     );
+    let refs = proposal_refs(&error);
     assert!(refs.is_empty());
     bob.group
         .as_mut()

@@ -5,7 +5,7 @@
 //! recipient without making the hub remove its client.
 
 use mimi_ds::qs::{queued_size, CreateQueueKey, QsConfig, QsOutcome, QsStatus, QsStorage};
-use mimi_ds::testing::{Received, TestClient, TestDs, TestQs};
+use mimi_ds::testing::{assert_unchanged, Received, TestClient, TestDs, TestQs};
 use mimi_ds::wire::{
     decode_exact, encode, ErrorCode, QsClientRequest, QsClientRequestBody, QsClientResponse,
     QsClientResponseBody, QueueingServiceResponse, RecipientRefusal,
@@ -91,20 +91,29 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn sealed_queue_information_is_bound_to_the_hub_it_was_sealed_for() {
     let mut w = world(QsConfig::new(BETA));
     let genuine = send(&mut w, b"from the hub");
-    let before = w.beta.storage.clone();
 
-    // A stranger's own delivery, naming itself honestly, to the queues it saw in the group.
+    // A stranger's own delivery, naming itself honestly, to the queues it saw in the group:
+    // nothing enqueued, nothing marked.
     let mut replayed = genuine.clone();
     replayed.request.sender_domain = OTHER_HUB.as_bytes().to_vec().into();
     replayed.request.message.sequence_number += 1;
-    let refused = deliver_as(&mut w, &replayed, OTHER_HUB);
+    let refused = assert_unchanged(&mut w.beta.storage, |storage| {
+        w.beta
+            .qs
+            .deliver(
+                UnixTimeMs(w.beta.now_ms),
+                &replayed.to_bytes(),
+                Some(OTHER_HUB),
+                storage,
+            )
+            .expect("in-memory storage does not fail")
+    });
     assert_eq!(refused.status, QsStatus::Accepted);
     assert_eq!(
         answer(&refused),
         QueueingServiceResponse::InvalidClientQueueInformation(vec![0, 1])
     );
     assert!(refused.enqueued.is_empty());
-    assert_eq!(w.beta.storage, before, "nothing enqueued, nothing marked");
 
     // The hub it was sealed for delivers.
     let served = deliver_as(&mut w, &genuine, HUB);
@@ -148,11 +157,9 @@ fn a_captured_create_queue_reveals_neither_queue_id_nor_token() {
     let now = w.beta.now_ms;
     let created = w.bob.qs_queue.clone().expect("bob's queue");
     let captured = w.bob.create_queue_request(now);
-    let before = w.beta.storage.clone();
 
-    let replayed = w.beta.client_request(&captured);
+    let replayed = w.beta.assert_unchanged(|qs| qs.client_request(&captured));
     assert_eq!(replayed.status, QsStatus::Duplicate);
-    assert_eq!(w.beta.storage, before);
     for secret in [
         created.queue_id.as_slice(),
         created.fanout_auth_token.as_slice(),
@@ -180,12 +187,10 @@ fn a_captured_create_queue_reveals_neither_queue_id_nor_token() {
         owner_key,
         response_key: eve_key.public_key().to_vec().into(),
     };
-    let refused = w.beta.client_request(&encode(&swapped).expect("encode"));
-    assert_eq!(
-        refused.status,
-        QsStatus::Rejected(ErrorCode::AuthenticationFailed)
+    w.beta.reject_client(
+        &encode(&swapped).expect("encode"),
+        ErrorCode::AuthenticationFailed,
     );
-    assert_eq!(w.beta.storage, before);
 }
 
 /// A `response_key` HPKE cannot seal to is refused, and nothing is created.
@@ -201,10 +206,7 @@ fn create_queue_with_a_response_key_that_is_not_x25519_is_refused() {
         },
         now,
     );
-    let before = w.beta.storage.clone();
-    let out = w.beta.client_request(&request);
-    assert_eq!(out.status, QsStatus::Rejected(ErrorCode::MalformedRequest));
-    assert_eq!(w.beta.storage, before);
+    w.beta.reject_client(&request, ErrorCode::MalformedRequest);
 }
 
 /// Point 4: a page is bounded in bytes as well as in messages, and always holds one message,
@@ -316,10 +318,8 @@ fn a_full_queue_refuses_for_that_recipient_only_and_is_not_a_rejection() {
     let fourth = send(&mut w, b"four");
     let mut to_phone = fourth.clone();
     to_phone.request.recipients = vec![w.bob.queue.queue.clone()];
-    let before = w.beta.storage.clone();
-    let all_full = w.beta.deliver(&to_phone);
+    let all_full = w.beta.assert_unchanged(|qs| qs.deliver(&to_phone));
     assert_eq!(all_full.full_recipients, vec![0]);
-    assert_eq!(w.beta.storage, before);
 
     // The phone catches up; the hub's server delivers "three" again and it lands, once.
     assert_eq!(w.beta.fetch_into(&mut w.bob), 2);

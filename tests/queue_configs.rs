@@ -11,41 +11,19 @@
 //! tree of `create_group`. A client that resyncs with its own old configuration while the same
 //! commit removes its old leaf keeps working (also tests/joins.rs).
 
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{
-    ClientQueueConfig, DsRequestBody, DsResponseBody, ErrorCode, UpdateClientRequest,
-};
-use mimi_ds::{DsConfig, ExternalJoinPolicy, Outcome, Status};
+use mimi_ds::testing::{assert_accepted, error_description, Received, TestClient, TestDs};
+use mimi_ds::wire::{ClientQueueConfig, DsRequestBody, ErrorCode, UpdateClientRequest};
+use mimi_ds::{DsConfig, ExternalJoinPolicy};
 
 /// Processes a request that must be refused with `not_allowed` because of a shared queue
-/// configuration: exact code and reason, no fanout, storage byte-identical.
+/// configuration: the shared refusal check (exact code, no fanout, storage byte-identical) and
+/// the reason.
 fn refused_as_shared(ds: &mut TestDs, request: &[u8]) {
-    let before = ds.storage.clone();
-    let out = ds.process(request);
-    let response = decode_response(&out.response);
-    assert_eq!(
-        out.status,
-        Status::Rejected(ErrorCode::NotAllowed),
-        "{response:?}"
-    );
-    let DsResponseBody::Error(error) = response.body else {
-        panic!("expected an error")
-    };
-    let description = String::from_utf8(error.description.as_slice().to_vec()).unwrap();
+    let error = ds.reject_error(request, ErrorCode::NotAllowed);
+    let description = error_description(&error);
     assert!(
         description.contains("queue configuration"),
         "refused for another reason: {description}"
-    );
-    assert!(out.fanout.is_empty());
-    assert!(ds.storage == before, "storage changed");
-}
-
-fn accepted(out: &Outcome) {
-    assert_eq!(
-        out.status,
-        Status::Accepted,
-        "{:?}",
-        decode_response(&out.response)
     );
 }
 
@@ -76,7 +54,7 @@ fn an_external_joiner_cannot_take_a_members_queue_configuration() {
 
     // The group goes on, and Alice still gets every commit.
     let out = ds.process(&bob.update_request(ds.now_ms));
-    accepted(&out);
+    assert_accepted(&out);
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(
@@ -120,9 +98,9 @@ fn update_queue_info_cannot_move_to_a_members_queue() {
         provider_domain: b"b.example".to_vec().into(),
         queue: b"bob-phone-2".to_vec().into(),
     };
-    accepted(&ds.process(&bob.update_queue_request(own, ds.now_ms)));
+    assert_accepted(&ds.process(&bob.update_queue_request(own, ds.now_ms)));
     let out = ds.process(&alice.message_request(b"to the new queue", ds.now_ms));
-    accepted(&out);
+    assert_accepted(&out);
     assert_eq!(TestDs::route(&out, &mut [&mut bob]), 1);
 }
 
@@ -155,17 +133,8 @@ fn create_group_refuses_a_tree_whose_leaves_share_a_queue_configuration() {
     assert_eq!(alice.group().members().count(), 2);
     let request = alice.create_group_request(ds.now_ms);
     // An authenticated create_group refusal consumes the reservation and writes nothing else
-    // (wire-format.md §4.2); the refusal itself is checked on a copy that has lost it already.
-    let expected = ds.storage_with_reservation_consumed(&group_id);
-    let out = ds.process(&request);
-    let response = decode_response(&out.response);
-    assert_eq!(
-        out.status,
-        Status::Rejected(ErrorCode::NotAllowed),
-        "{response:?}"
-    );
-    assert!(out.fanout.is_empty());
-    assert!(ds.storage == expected, "only the reservation is gone");
+    // (wire-format.md §4.2).
+    ds.reject_consuming_reservation(&request, ErrorCode::NotAllowed);
 }
 
 #[test]
@@ -189,7 +158,7 @@ fn a_member_commit_may_re_add_a_removed_clients_queue() {
         ds.now_ms,
     );
     let out = ds.process(&request);
-    accepted(&out);
+    assert_accepted(&out);
     alice.confirm_commit();
     // The queue gets the removing commit (for the old leaf) and the Welcome (for the new one).
     assert_eq!(TestDs::route(&out, &mut [&mut bob]), 2);
@@ -208,7 +177,7 @@ fn a_resync_with_a_new_queue_does_not_send_the_commit_to_the_old_leaf() {
     };
     let info = ds.group_info(&alice, &alice.group_id());
     let out = ds.process(&bob.external_join_request(&info));
-    accepted(&out);
+    assert_accepted(&out);
     bob.confirm_commit();
     let reached: Vec<&[u8]> = out
         .fanout

@@ -3,15 +3,13 @@
 //! deliveries (systematically: truncations and bit flips), racing writes, and the loop back to
 //! the DS when a queue is gone (wire-format.md §6.3, §10).
 
-use mimi_ds::qs::{
-    seal_queue_info, InMemoryQsStorage, QsStatus, QsStorage, QsWriteOutcome, QsWriteSet,
-    QueueRecord,
+use mimi_ds::qs::{seal_queue_info, QsStatus, QsStorage, QsWriteOutcome, QsWriteSet};
+use mimi_ds::testing::{
+    assert_unchanged, decode_response, Received, RecordingQsStorage, TestClient, TestDs, TestQs,
 };
-use mimi_ds::storage::Infallible;
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, TestQs};
 use mimi_ds::wire::{
-    decode_exact, encode, DsResponse, DsResponseBody, ErrorCode, QsClientRequestBody,
-    QsClientResponse, QsClientResponseBody, QueuedMessage, QueueingServiceResponse,
+    decode_exact, encode, ErrorCode, QsClientRequestBody, QsClientResponse, QsClientResponseBody,
+    QueueingServiceResponse,
 };
 use mimi_ds::{Fanout, HubEvent, Status, UnixTimeMs};
 
@@ -61,21 +59,6 @@ fn qs_response(bytes: &[u8]) -> QsClientResponseBody {
 
 fn delivery_response(bytes: &[u8]) -> QueueingServiceResponse {
     decode_exact(bytes).expect("a served delivery answers a QueueingServiceResponse")
-}
-
-fn delivery_error(bytes: &[u8]) -> ErrorCode {
-    match decode_exact::<DsResponse>(bytes).expect("DSResponse").body {
-        DsResponseBody::Error(e) => e.code,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-fn client_error(outcome: &mimi_ds::qs::QsOutcome, code: ErrorCode) {
-    assert_eq!(outcome.status, QsStatus::Rejected(code));
-    match qs_response(&outcome.response) {
-        QsClientResponseBody::Error(e) => assert_eq!(e.code, code),
-        other => panic!("expected {code:?}, got {other:?}"),
-    }
 }
 
 #[test]
@@ -153,11 +136,10 @@ fn fetch_pages_in_order_and_acknowledge_drops_only_what_was_read() {
     assert_eq!(numbers, (0..7).collect::<Vec<_>>());
 
     // Acknowledge the first 5; a fetch from 0 starts at 5.
-    let ack = w.beta.client_request(
+    let _ = w.beta.accept_client(
         &w.bob
             .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 5 }, now),
     );
-    assert_eq!(ack.status, QsStatus::Accepted);
     let after = w.beta.client_request(&w.bob.qs_request(
         QsClientRequestBody::Fetch {
             from_sequence: 0,
@@ -172,18 +154,18 @@ fn fetch_pages_in_order_and_acknowledge_drops_only_what_was_read() {
     assert_eq!(page.messages.len(), 2);
 
     // Acknowledging less again changes nothing; beyond the queue's end is refused.
-    let before = w.beta.storage.clone();
-    let repeat = w.beta.client_request(
-        &w.bob
-            .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 3 }, now),
-    );
+    let repeat = w.beta.assert_unchanged(|qs| {
+        qs.client_request(
+            &w.bob
+                .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 3 }, now),
+        )
+    });
     assert_eq!(repeat.status, QsStatus::Duplicate);
-    let beyond = w.beta.client_request(
+    w.beta.reject_client(
         &w.bob
             .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 8 }, now),
+        ErrorCode::NotAllowed,
     );
-    client_error(&beyond, ErrorCode::NotAllowed);
-    assert_eq!(w.beta.storage, before);
 
     // Pages are capped by the QS's limit whatever the client asks for.
     let capped = w.beta.client_request(&w.bob.qs_request(
@@ -203,7 +185,6 @@ fn fetch_pages_in_order_and_acknowledge_drops_only_what_was_read() {
 fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
     let mut w = world();
     let now = w.beta.now_ms;
-    let before = w.beta.storage.clone();
 
     // Bob's laptop signs a request naming Bob's phone's queue.
     let mut impostor = TestClient::new("bob", "laptop", BETA);
@@ -216,14 +197,16 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
         QsClientRequestBody::Acknowledge { up_to_sequence: 0 },
         QsClientRequestBody::DeleteQueue,
     ] {
-        let out = w.beta.client_request(&impostor.qs_request(body, now));
-        client_error(&out, ErrorCode::AuthenticationFailed);
+        w.beta.reject_client(
+            &impostor.qs_request(body, now),
+            ErrorCode::AuthenticationFailed,
+        );
     }
     // Stale and future timestamps.
     for skew in [-(5 * 60 * 1000 + 1), 5 * 60 * 1000 + 1] {
         let at = now.checked_add_signed(skew).unwrap();
-        let out = w.beta.client_request(&w.bob.fetch_request(10, at));
-        client_error(&out, ErrorCode::StaleTimestamp);
+        w.beta
+            .reject_client(&w.bob.fetch_request(10, at), ErrorCode::StaleTimestamp);
     }
     // A queue that does not exist.
     let mut stranger = TestClient::new("eve", "phone", BETA);
@@ -231,10 +214,8 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
         q.queue_id = vec![0u8; 16].into();
         q
     });
-    client_error(
-        &w.beta.client_request(&stranger.fetch_request(10, now)),
-        ErrorCode::UnknownQueue,
-    );
+    w.beta
+        .reject_client(&stranger.fetch_request(10, now), ErrorCode::UnknownQueue);
     // create_queue must prove possession of the owner key.
     let mut forged =
         decode_exact::<mimi_ds::wire::QsClientRequest>(&stranger.create_queue_request(now))
@@ -243,31 +224,24 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
         owner_key: w.bob.signer.to_public_vec().into(),
         response_key: stranger.create_queue_key.public_key().to_vec().into(),
     };
-    client_error(
-        &w.beta.client_request(&encode(&forged).unwrap()),
-        ErrorCode::AuthenticationFailed,
-    );
-    // Every rejection left the store as it was.
-    assert_eq!(w.beta.storage, before);
-
+    w.beta
+        .reject_client(&encode(&forged).unwrap(), ErrorCode::AuthenticationFailed);
     // Creating again with the same key is the same queue, no new one.
-    let again = w.beta.client_request(&w.bob.create_queue_request(now));
+    let again = w
+        .beta
+        .assert_unchanged(|qs| qs.client_request(&w.bob.create_queue_request(now)));
     assert_eq!(again.status, QsStatus::Duplicate);
     assert_eq!(
         Some(w.bob.open_queue_created(&again.response)),
         w.bob.qs_queue.clone()
     );
-    assert_eq!(w.beta.storage, before);
 
     // The owner deletes its queue; after that it is unknown.
-    let deleted = w
+    let _ = w
         .beta
-        .client_request(&w.bob.qs_request(QsClientRequestBody::DeleteQueue, now));
-    assert_eq!(deleted.status, QsStatus::Accepted);
-    client_error(
-        &w.beta.client_request(&w.bob.fetch_request(10, now)),
-        ErrorCode::UnknownQueue,
-    );
+        .accept_client(&w.bob.qs_request(QsClientRequestBody::DeleteQueue, now));
+    w.beta
+        .reject_client(&w.bob.fetch_request(10, now), ErrorCode::UnknownQueue);
 }
 
 #[test]
@@ -356,22 +330,20 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     let mut w = world();
     let out = w.ds.process(&w.alice.message_request(b"hi", w.ds.now_ms));
     let fanout = out.fanout[0].clone();
-    let before = w.beta.storage.clone();
     let now = UnixTimeMs(w.beta.now_ms);
 
     // Forwarding attack: alpha replays a delivery it received to beta.
     let mut forwarded = fanout.clone();
     forwarded.request.recipient_domain = ALPHA.as_bytes().to_vec().into();
-    let refused = w.beta.deliver(&forwarded);
-    assert_eq!(refused.status, QsStatus::Rejected(ErrorCode::NotAllowed));
-    assert_eq!(delivery_error(&refused.response), ErrorCode::NotAllowed);
+    w.beta.reject_delivery(&forwarded, ErrorCode::NotAllowed);
 
     // mTLS authenticated alpha, but the delivery claims to come from the hub.
-    let spoofed = w
-        .beta
-        .qs
-        .deliver(now, &fanout.to_bytes(), Some(ALPHA), &mut w.beta.storage)
-        .unwrap();
+    let spoofed = assert_unchanged(&mut w.beta.storage, |storage| {
+        w.beta
+            .qs
+            .deliver(now, &fanout.to_bytes(), Some(ALPHA), storage)
+            .unwrap()
+    });
     assert_eq!(
         spoofed.status,
         QsStatus::Rejected(ErrorCode::AuthenticationFailed)
@@ -380,16 +352,13 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     // Another protocol version.
     let mut bytes = fanout.to_bytes();
     bytes[1] = 2;
-    let versioned = w
-        .beta
-        .qs
-        .deliver(now, &bytes, None, &mut w.beta.storage)
-        .unwrap();
+    let versioned = assert_unchanged(&mut w.beta.storage, |storage| {
+        w.beta.qs.deliver(now, &bytes, None, storage).unwrap()
+    });
     assert_eq!(
         versioned.status,
         QsStatus::Rejected(ErrorCode::UnsupportedVersion)
     );
-    assert_eq!(w.beta.storage, before);
 
     // With the right peer it goes through.
     let ok = w
@@ -456,41 +425,6 @@ fn truncated_and_bit_flipped_requests_never_panic_and_change_nothing_when_refuse
     assert!(checked > 5_000, "{checked}");
 }
 
-/// A backend where another server enqueues into the same queue between this request's read
-/// and its write, once.
-struct Racing {
-    inner: InMemoryQsStorage,
-    rival: Option<QsWriteSet>,
-}
-
-impl QsStorage for Racing {
-    type Error = Infallible;
-    fn queue(&self, id: &[u8]) -> Result<Option<QueueRecord>, Infallible> {
-        self.inner.queue(id)
-    }
-    fn queue_of_owner(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
-        self.inner.queue_of_owner(key)
-    }
-    fn messages(
-        &self,
-        id: &[u8],
-        from: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<QueuedMessage>, Infallible> {
-        self.inner.messages(id, from, limit, max_bytes)
-    }
-    fn has_mark(&self, id: &[u8], hash: &[u8], now: u64) -> Result<bool, Infallible> {
-        self.inner.has_mark(id, hash, now)
-    }
-    fn write(&mut self, writes: &QsWriteSet) -> Result<QsWriteOutcome, Infallible> {
-        if let Some(rival) = self.rival.take() {
-            assert_eq!(self.inner.write(&rival)?, QsWriteOutcome::Applied);
-        }
-        self.inner.write(writes)
-    }
-}
-
 #[test]
 fn racing_deliveries_to_one_queue_both_land_with_distinct_numbers() {
     let mut w = world();
@@ -501,10 +435,12 @@ fn racing_deliveries_to_one_queue_both_land_with_distinct_numbers() {
     // What a rival server writes for `first`, planned against the same snapshot.
     let rival_writes = capture_writes(&w, &first.fanout[0]);
 
-    let mut racing = Racing {
-        inner: w.beta.storage.clone(),
-        rival: Some(rival_writes),
-    };
+    // A backend where another server enqueues into the same queue between this request's
+    // read and its write, once.
+    let mut racing =
+        RecordingQsStorage::new(w.beta.storage.clone()).with_rival_before_first_write(|inner| {
+            assert_eq!(inner.write(&rival_writes).unwrap(), QsWriteOutcome::Applied);
+        });
     let outcome = w
         .beta
         .qs
@@ -528,33 +464,7 @@ fn racing_deliveries_to_one_queue_both_land_with_distinct_numbers() {
 
 /// The write set a delivery makes, recorded by a storage that applies it.
 fn capture_writes(w: &World, fanout: &Fanout) -> QsWriteSet {
-    struct Recorder(InMemoryQsStorage, Option<QsWriteSet>);
-    impl QsStorage for Recorder {
-        type Error = Infallible;
-        fn queue(&self, id: &[u8]) -> Result<Option<QueueRecord>, Infallible> {
-            self.0.queue(id)
-        }
-        fn queue_of_owner(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
-            self.0.queue_of_owner(key)
-        }
-        fn messages(
-            &self,
-            id: &[u8],
-            from: u64,
-            limit: usize,
-            max_bytes: usize,
-        ) -> Result<Vec<QueuedMessage>, Infallible> {
-            self.0.messages(id, from, limit, max_bytes)
-        }
-        fn has_mark(&self, id: &[u8], hash: &[u8], now: u64) -> Result<bool, Infallible> {
-            self.0.has_mark(id, hash, now)
-        }
-        fn write(&mut self, writes: &QsWriteSet) -> Result<QsWriteOutcome, Infallible> {
-            self.1 = Some(writes.clone());
-            self.0.write(writes)
-        }
-    }
-    let mut recorder = Recorder(w.beta.storage.clone(), None);
+    let mut recorder = RecordingQsStorage::new(w.beta.storage.clone());
     let _ = w
         .beta
         .qs
@@ -565,7 +475,8 @@ fn capture_writes(w: &World, fanout: &Fanout) -> QsWriteSet {
             &mut recorder,
         )
         .unwrap();
-    recorder.1.expect("the delivery wrote")
+    let (writes, _) = recorder.writes().last().expect("the delivery wrote");
+    writes.clone()
 }
 
 #[test]
@@ -573,10 +484,9 @@ fn a_rejected_queue_makes_the_hub_propose_removing_its_client() {
     let mut w = world();
     // Bob's laptop is deleted at its provider: its queue goes.
     let now = w.beta.now_ms;
-    let gone = w
+    let _ = w
         .beta
-        .client_request(&w.bob2.qs_request(QsClientRequestBody::DeleteQueue, now));
-    assert_eq!(gone.status, QsStatus::Accepted);
+        .accept_client(&w.bob2.qs_request(QsClientRequestBody::DeleteQueue, now));
 
     let out =
         w.ds.process(&w.alice.message_request(b"anyone?", w.ds.now_ms));

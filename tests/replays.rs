@@ -12,12 +12,12 @@
 use mimi_ds::storage::{
     DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, ReplayMark, WriteOutcome, WriteSet,
 };
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
+use mimi_ds::testing::{assert_unchanged, decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     decode_exact, ClientQueueConfig, DsRequest, DsRequestBody, ErrorCode, MlsMessageBytes,
     SendMessageRequest,
 };
-use mimi_ds::{DsConfig, Outcome, Status, UnixTimeMs};
+use mimi_ds::{DsConfig, Status, UnixTimeMs};
 use openmls::prelude::{MlsMessageBodyIn, ProtocolMessage};
 use tls_codec::{DeserializeBytes as _, Serialize as _, VLBytes};
 
@@ -32,40 +32,6 @@ fn pair(config: DsConfig) -> (TestDs, TestClient, TestClient) {
 
 fn config() -> DsConfig {
     DsConfig::new("hub.example")
-}
-
-/// Checked processing on a [`TestDs`] (methods, so `ds.accept(&client.request(ds.now_ms))`
-/// borrows like `ds.process(..)`).
-trait Check {
-    fn accept(&mut self, request: &[u8]) -> Outcome;
-    fn reject(&mut self, request: &[u8], code: ErrorCode);
-}
-
-impl Check for TestDs {
-    fn accept(&mut self, request: &[u8]) -> Outcome {
-        let out = self.process(request);
-        assert_eq!(
-            out.status,
-            Status::Accepted,
-            "{:?}",
-            decode_response(&out.response)
-        );
-        out
-    }
-
-    /// Refused with `code`: no fanout, storage byte-identical.
-    fn reject(&mut self, request: &[u8], code: ErrorCode) {
-        let before = self.storage.clone();
-        let out = self.process(request);
-        assert_eq!(
-            out.status,
-            Status::Rejected(code),
-            "{:?}",
-            decode_response(&out.response)
-        );
-        assert!(out.fanout.is_empty(), "a refusal fans out nothing");
-        assert!(self.storage == before, "a refusal leaves storage unchanged");
-    }
 }
 
 fn body_of(request: &[u8]) -> DsRequestBody {
@@ -324,12 +290,10 @@ fn exclusive_expiry_backend_never_accepts_a_request_twice() {
     let last_fresh_instant = signed_at + window;
     for now in last_fresh_instant - 3..=last_fresh_instant + 3 {
         for request in &requests {
-            let mut at_now = storage.clone();
-            let before = at_now.clone();
-            let again = ds
-                .ds
-                .process(UnixTimeMs(now), request, &mut at_now)
-                .unwrap();
+            // Nothing is written again.
+            let again = assert_unchanged(&mut storage.clone(), |at_now| {
+                ds.ds.process(UnixTimeMs(now), request, at_now).unwrap()
+            });
             assert!(
                 matches!(
                     again.status,
@@ -343,7 +307,6 @@ fn exclusive_expiry_backend_never_accepts_a_request_twice() {
                 decode_response(&again.response).body
             );
             assert!(again.fanout.is_empty());
-            assert!(at_now == before, "nothing is written again");
             if now > last_fresh_instant {
                 assert_eq!(again.status, Status::Rejected(ErrorCode::StaleTimestamp));
             }

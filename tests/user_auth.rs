@@ -8,8 +8,7 @@ use std::rc::Rc;
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
-    DeleteGroupRequest, DsRequest, DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest,
-    UserAuthKeyExtension,
+    DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest, UserAuthKeyExtension,
 };
 use mimi_ds::Status;
 use openmls::prelude::LeafNodeParameters;
@@ -96,15 +95,15 @@ fn a_user_key_authorises_only_the_users_own_clients() {
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
-    let before = ds.storage.clone();
     // Removing Alice is not Bob's user's business.
     let proposals = proposals_of(&bob1.propose_remove_request(alice.leaf(), ds.now_ms));
-    let out = ds.process(&bob1.signed_as_user(
-        DsRequestBody::Proposals(ProposalsRequest { proposals }),
-        ds.now_ms,
-    ));
-    assert_eq!(out.status, Status::Rejected(ErrorCode::NotAllowed));
-    assert_eq!(ds.storage, before);
+    ds.reject(
+        &bob1.signed_as_user(
+            DsRequestBody::Proposals(ProposalsRequest { proposals }),
+            ds.now_ms,
+        ),
+        ErrorCode::NotAllowed,
+    );
 }
 
 #[test]
@@ -151,16 +150,13 @@ fn an_unregistered_user_key_is_not_accepted() {
         SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap(),
     ));
     let proposals = proposals_of(&bob1.propose_remove_request(bob2.leaf(), ds.now_ms));
-    let before = ds.storage.clone();
-    let out = ds.process(&bob1.signed_as_user(
-        DsRequestBody::Proposals(ProposalsRequest { proposals }),
-        ds.now_ms,
-    ));
-    assert_eq!(
-        out.status,
-        Status::Rejected(ErrorCode::AuthenticationFailed)
+    ds.reject(
+        &bob1.signed_as_user(
+            DsRequestBody::Proposals(ProposalsRequest { proposals }),
+            ds.now_ms,
+        ),
+        ErrorCode::AuthenticationFailed,
     );
-    assert_eq!(ds.storage, before);
 }
 
 /// The extension data 0xF1D6 that `client`'s leaf publishes for `key` (wire-format.md §3.5).
@@ -183,16 +179,11 @@ fn add_is_refused(
     joiner: &TestClient,
     code: ErrorCode,
 ) -> String {
-    let before = ds.storage.clone();
-    let out = ds.process(&alice.add_request(vec![joiner.key_package()], ds.now_ms));
+    let error = ds.reject_error(
+        &alice.add_request(vec![joiner.key_package()], ds.now_ms),
+        code,
+    );
     alice.discard_commit();
-    let response = decode_response(&out.response);
-    assert_eq!(out.status, Status::Rejected(code), "{response:?}");
-    assert!(out.fanout.is_empty());
-    assert_eq!(ds.storage, before);
-    let DsResponseBody::Error(error) = response.body else {
-        panic!()
-    };
     String::from_utf8(error.description.as_slice().to_vec()).unwrap()
 }
 

@@ -3,13 +3,10 @@
 //! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and a commit neither reads
 //! nor rewrites the pending trees.
 
-use std::cell::RefCell;
-
-use mimi_ds::storage::{
-    DsStorage, GroupSnapshot, InMemoryStorage, RecordKind, RecordWrite, ReplayMark, VersionGuard,
-    WriteOutcome, WriteSet,
+use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
+use mimi_ds::testing::{
+    assert_accepted, decode_response, Received, RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
     decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
     RatchetTreeBytes,
@@ -30,15 +27,6 @@ fn group_with_alice(ds: &mut TestDs) -> TestClient {
     alice
 }
 
-fn accepted(out: &Outcome) {
-    assert_eq!(
-        out.status,
-        Status::Accepted,
-        "{:?}",
-        decode_response(&out.response)
-    );
-}
-
 /// Adds the KeyPackages in one commit by `adder` and returns the Welcome each joiner received.
 fn add_key_packages(
     ds: &mut TestDs,
@@ -47,7 +35,7 @@ fn add_key_packages(
     joiners: &mut [&mut TestClient],
 ) -> Vec<MlsMessageBytes> {
     let out = ds.process(&adder.add_request(key_packages, ds.now_ms));
-    accepted(&out);
+    assert_accepted(&out);
     adder.confirm_commit();
     TestDs::route(&out, joiners);
     joiners
@@ -108,12 +96,7 @@ fn welcome_tree(ds: &mut TestDs, request: &[u8]) -> RatchetTreeBytes {
 
 /// `welcome_info` is refused as for a joiner without a pending Welcome, and nothing changes.
 fn refused(ds: &mut TestDs, request: &[u8]) {
-    let before = ds.storage.clone();
-    assert_eq!(
-        ds.process(request).status,
-        Status::Rejected(ErrorCode::AuthenticationFailed)
-    );
-    assert_eq!(ds.storage, before);
+    ds.reject(request, ErrorCode::AuthenticationFailed);
 }
 
 /// Bytes of the Welcome tree kept for `epoch` (0: none).
@@ -154,7 +137,7 @@ fn leaf_of(member: &TestClient, client: &TestClient) -> u32 {
 
 fn commit_update(ds: &mut TestDs, committer: &mut TestClient) {
     let request = committer.update_request(ds.now_ms);
-    accepted(&ds.process(&request));
+    assert_accepted(&ds.process(&request));
     committer.confirm_commit();
 }
 
@@ -231,7 +214,7 @@ fn a_joiner_removed_before_fetching_loses_its_entry_and_an_unneeded_tree_is_dele
     // Epoch 3 removes Bob and Dave.
     let leaves = [leaf_of(&alice, &bob), leaf_of(&alice, &dave)];
     let out = ds.process(&alice.remove_request(&leaves, ds.now_ms));
-    accepted(&out);
+    assert_accepted(&out);
     alice.confirm_commit();
 
     // Dave was epoch 2's only joiner: its tree is gone. Epoch 1's stays for Carol.
@@ -264,7 +247,7 @@ fn a_hub_removal_of_a_joiner_drops_its_entry_once_committed() {
         .ds
         .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
         .unwrap();
-    accepted(&out);
+    assert_accepted(&out);
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
     assert!(tree_bytes(&ds, &group_id, 1) > 0, "kept until committed");
@@ -309,7 +292,7 @@ fn beyond_the_cap_the_oldest_snapshot_is_evicted_and_its_joiner_joins_by_externa
     let members_before = alice.group().members().count();
     let info = ds.group_info(&alice, &group_id);
     let out = ds.process(&bob.external_join_request(&info));
-    accepted(&out);
+    assert_accepted(&out);
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
     alice.process_inbox();
@@ -329,7 +312,7 @@ fn a_joiner_that_joins_by_external_commit_instead_loses_its_entry() {
     // Bob ignores his Welcome and joins by external commit, which replaces his unused leaf.
     let info = ds.group_info(&alice, &group_id);
     let out = ds.process(&bob.external_join_request(&info));
-    accepted(&out);
+    assert_accepted(&out);
     bob.confirm_commit();
     assert_welcome_gone(&mut ds, &group_id, &bob, &request);
 }
@@ -343,7 +326,7 @@ fn delete_group_deletes_the_pending_trees() {
     add(&mut ds, &mut alice, &mut [&mut bob]);
     assert!(tree_bytes(&ds, &group_id, 1) > 0);
     let out = ds.process(&alice.delete_group_request(ds.now_ms));
-    accepted(&out);
+    assert_accepted(&out);
     assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
     assert_eq!(index_bytes(&ds, &group_id), 0);
 }
@@ -370,50 +353,22 @@ fn a_tree_dropped_by_the_backend_counts_as_fetched() {
     refused(&mut ds, &request);
 }
 
-/// Storage that records the record kinds each request reads and the changes it writes.
-#[derive(Default)]
-struct Recording {
-    inner: InMemoryStorage,
-    reads: RefCell<Vec<RecordKind>>,
-    writes: Vec<RecordWrite>,
-}
-
-impl DsStorage for Recording {
-    type Error = <InMemoryStorage as DsStorage>::Error;
-    fn read(
-        &self,
-        group_id: &[u8],
-        kinds: &[RecordKind],
-    ) -> Result<Option<GroupSnapshot>, Self::Error> {
-        self.reads.borrow_mut().extend_from_slice(kinds);
-        self.inner.read(group_id, kinds)
-    }
-    fn replay_mark(
-        &self,
-        group_id: &[u8],
-        key: &[u8],
-        now_ms: u64,
-    ) -> Result<Option<ReplayMark>, Self::Error> {
-        self.inner.replay_mark(group_id, key, now_ms)
-    }
-    fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Self::Error> {
-        self.writes.extend(write_set.records.iter().cloned());
-        self.inner.write(write_set)
-    }
-}
-
-/// Processes `request` on `ds`'s storage through a [`Recording`] wrapper.
+/// Processes `request` on `ds`'s storage through a [`RecordingStorage`]: the record kinds it
+/// read and the record changes it wrote.
 fn recorded(ds: &mut TestDs, request: &[u8]) -> (Outcome, Vec<RecordKind>, Vec<RecordWrite>) {
-    let mut storage = Recording {
-        inner: std::mem::take(&mut ds.storage),
-        ..Recording::default()
-    };
+    let mut storage = RecordingStorage::new(std::mem::take(&mut ds.storage));
     let out = ds
         .ds
         .process(UnixTimeMs(ds.now_ms), request, &mut storage)
         .unwrap();
+    let reads = storage.kinds_read();
+    let writes = storage
+        .writes()
+        .iter()
+        .flat_map(|(write_set, _)| write_set.records.iter().cloned())
+        .collect();
     ds.storage = storage.inner;
-    (out, storage.reads.into_inner(), storage.writes)
+    (out, reads, writes)
 }
 
 fn is_tree(kind: &RecordKind) -> bool {
@@ -442,7 +397,7 @@ fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
     // A commit without Adds: the index only, smaller than any one pending tree.
     let request = alice.update_request(ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
-    accepted(&out);
+    assert_accepted(&out);
     alice.confirm_commit();
     assert!(!reads.iter().any(is_tree), "{reads:?}");
     assert!(!writes.iter().map(written_kind).any(|k| is_tree(&k)));
@@ -462,7 +417,7 @@ fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
     let key_packages = vec![dave.key_package()];
     let request = alice.add_request(key_packages, ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
-    accepted(&out);
+    assert_accepted(&out);
     alice.confirm_commit();
     assert!(!reads.iter().any(is_tree), "{reads:?}");
     let trees: Vec<&RecordWrite> = writes

@@ -33,12 +33,12 @@ use mimi_ds::testing::{mls_bytes, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{GroupInfoOption, GroupUpdate, MlsMessageBytes};
 use openmls::prelude::{
     MlsMessageBodyIn, ProcessedMessageContent, Proposal, ProposalStore, PublicGroup,
-    Verifiable as _,
+    ReInitProposal, Verifiable as _,
 };
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::Signer as _;
 use openmls_traits::OpenMlsProvider as _;
-use tls_codec::{Serialize as _, VLBytes};
+use tls_codec::{DeserializeBytes as _, Serialize as _, VLBytes};
 
 /// `ProtocolVersion mls10`.
 const MLS10: u16 = 1;
@@ -292,4 +292,20 @@ fn build_commit(
             MlsMessageBytes::from_bytes(group_info).expect("an MLSMessage openmls decodes"),
         ),
     }
+}
+
+/// A ReInit proposal to `group_id`, same version and suite, no extensions. openmls keeps
+/// ReInitProposal's fields private, so it is decoded from its encoding:
+/// `struct { opaque group_id<V>; ProtocolVersion version; CipherSuite cipher_suite;
+/// Extension extensions<V>; }`.
+pub(super) fn reinit(group_id: &[u8]) -> Proposal {
+    let mut bytes = VLBytes::from(group_id.to_vec())
+        .tls_serialize_detached()
+        .expect("encode");
+    bytes.extend_from_slice(&1u16.to_be_bytes()); // mls10
+    bytes.extend_from_slice(&(CIPHERSUITE as u16).to_be_bytes());
+    bytes.push(0); // extensions<V>: empty
+    Proposal::ReInit(Box::new(
+        ReInitProposal::tls_deserialize_exact_bytes(&bytes).expect("ReInit"),
+    ))
 }

@@ -1,0 +1,192 @@
+//! [`TestDs`]: a Delivery Service with in-memory storage and a manual clock.
+
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+
+use super::{decode_response, Received, TestClient, CIPHERSUITE, START_MS};
+use crate::storage::InMemoryStorage;
+use crate::wire::{
+    encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ExternalCommitInfo,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
+
+/// A DS identity with a fresh Ed25519 key and a BasicCredential naming `domain`.
+pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
+    let keys = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+    let signature_key = SignaturePublicKey::from(keys.to_public_vec());
+    let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
+    let sender = ExternalSender::new(signature_key.clone(), credential.clone());
+    (
+        DsIdentity {
+            signature_key,
+            credential,
+            signer: Box::new(keys),
+        },
+        sender,
+    )
+}
+
+/// A DS with in-memory storage and a manual clock.
+pub struct TestDs {
+    /// The service.
+    pub ds: DeliveryService<RustCrypto>,
+    /// Its storage.
+    pub storage: InMemoryStorage,
+    /// The current time; advance it with [`TestDs::advance`].
+    pub now_ms: u64,
+    /// The DS as an MLS external sender, for clients creating groups.
+    pub external_sender: ExternalSender,
+}
+
+impl TestDs {
+    /// A DS for `domain` with default configuration.
+    pub fn new(domain: &str) -> Self {
+        Self::with_config(DsConfig::new(domain))
+    }
+
+    /// A DS with the given configuration.
+    pub fn with_config(config: DsConfig) -> Self {
+        let (identity, external_sender) = ds_identity(&config.domain);
+        Self {
+            // The harness's clients carry BasicCredentials naming MIMI client URIs.
+            ds: DeliveryService::new(config, identity, RustCrypto::default())
+                .with_credential_validator(BasicCredentialValidator::accept_basic_credentials()),
+            storage: InMemoryStorage::new(),
+            now_ms: START_MS,
+            external_sender,
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
+
+    /// Processes a request at the current time.
+    pub fn process(&mut self, request: &[u8]) -> Outcome {
+        self.ds
+            .process(UnixTimeMs(self.now_ms), request, &mut self.storage)
+            .expect("in-memory storage does not fail")
+    }
+
+    /// Reserves a fresh group ID.
+    pub fn request_group_id(&mut self) -> Vec<u8> {
+        let request = encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::RequestGroupId,
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode");
+        match decode_response(&self.process(&request).response).body {
+            DsResponseBody::GroupId(id) => id.as_slice().to_vec(),
+            other => panic!("request_group_id failed: {other:?}"),
+        }
+    }
+
+    /// The storage as it is after an authenticated `create_group` for `group_id` was refused:
+    /// the reservation is consumed and nothing else changes (wire-format.md §4.2). Compare
+    /// [`Self::storage`] with it after such a refusal.
+    pub fn storage_with_reservation_consumed(&self, group_id: &[u8]) -> InMemoryStorage {
+        use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome};
+        let mut expected = self.storage.clone();
+        let version = expected.version(group_id).expect("a reserved group ID");
+        let consume = crate::storage::WriteSet {
+            group_id: group_id.to_vec(),
+            guard: VersionGuard::Exactly(version),
+            records: vec![RecordWrite::Delete(RecordKind::Reservation)],
+            replay_mark: None,
+            now_ms: self.now_ms,
+            fanout: Vec::new(),
+        };
+        assert_eq!(
+            expected
+                .write(&consume)
+                .expect("in-memory storage does not fail"),
+            WriteOutcome::Applied
+        );
+        expected
+    }
+
+    /// Registers a group created by `creator` and adds `joiners` in one commit; each joiner
+    /// joins from its Welcome with the tree it fetches through `welcome_info`. Returns the
+    /// group ID. Panics if the DS refuses any step.
+    pub fn create_group_with(
+        &mut self,
+        creator: &mut TestClient,
+        joiners: &mut [&mut TestClient],
+    ) -> Vec<u8> {
+        let group_id = self.request_group_id();
+        creator.create_group(&group_id, &self.external_sender);
+        let out = self.process(&creator.create_group_request(self.now_ms));
+        assert_eq!(
+            out.status,
+            crate::Status::Accepted,
+            "create_group: {:?}",
+            decode_response(&out.response)
+        );
+        if joiners.is_empty() {
+            return group_id;
+        }
+        let key_packages = joiners.iter().map(|j| j.key_package()).collect();
+        let out = self.process(&creator.add_request(key_packages, self.now_ms));
+        assert_eq!(
+            out.status,
+            crate::Status::Accepted,
+            "add: {:?}",
+            decode_response(&out.response)
+        );
+        creator.confirm_commit();
+        Self::route(&out, joiners);
+        for joiner in joiners.iter_mut() {
+            let Some(Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
+                panic!("no Welcome for {}", joiner.name)
+            };
+            let (request, processed) = joiner.welcome_info_request(&welcome, self.now_ms);
+            let DsResponseBody::WelcomeInfo(info) =
+                decode_response(&self.process(&request).response).body
+            else {
+                panic!("welcome_info refused for {}", joiner.name)
+            };
+            joiner.join_with_tree(processed, &info.ratchet_tree);
+        }
+        group_id
+    }
+
+    /// The `group_info` answer for a group, fetched by `requester` with
+    /// [`TestClient::signed_group_info_request`] (panics if refused). A signed read sent twice
+    /// is a replay (wire-format.md §3.4), so a requester that already read at this
+    /// millisecond signs an earlier one, as a client whose clock ticked would sign a later one.
+    pub fn group_info(&mut self, requester: &TestClient, group_id: &[u8]) -> ExternalCommitInfo {
+        for earlier in 0..1000 {
+            let request =
+                requester.signed_group_info_request(group_id, None, self.now_ms - earlier);
+            match decode_response(&self.process(&request).response).body {
+                DsResponseBody::ExternalCommitInfo(info) => return info,
+                DsResponseBody::Error(e) if e.code == crate::wire::ErrorCode::ReplayedRequest => {}
+                other => panic!("group_info refused: {other:?}"),
+            }
+        }
+        panic!("group_info: a thousand reads in one millisecond")
+    }
+
+    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
+    /// Service would. Returns how many client deliveries were made.
+    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
+        let mut delivered = 0;
+        for fanout in &outcome.fanout {
+            for queue in &fanout.request.recipients {
+                for client in clients.iter_mut() {
+                    if client.queue.queue == *queue
+                        && client.queue.provider_domain == fanout.request.recipient_domain
+                    {
+                        client.inbox.push(fanout.request.message.clone());
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        delivered
+    }
+}
