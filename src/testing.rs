@@ -7,12 +7,16 @@
 
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::HpkeKeyPair;
 use tls_codec::Serialize as _;
 
+pub mod seeded;
+use seeded::TestProvider;
+
 use crate::qs::{
-    seal_queue_info, CreateQueueKey, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey,
+    CreateQueueKey, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey,
     QueueingService,
 };
 use crate::storage::InMemoryStorage;
@@ -39,6 +43,11 @@ pub const START_MS: u64 = 1_767_225_600_000;
 /// A DS identity with a fresh Ed25519 key and a BasicCredential naming `domain`.
 pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
     let keys = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+    ds_identity_with_keys(domain, keys)
+}
+
+/// A DS identity with this signature key and a BasicCredential naming `domain`.
+pub fn ds_identity_with_keys(domain: &str, keys: SignatureKeyPair) -> (DsIdentity, ExternalSender) {
     let signature_key = SignaturePublicKey::from(keys.to_public_vec());
     let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
     let sender = ExternalSender::new(signature_key.clone(), credential.clone());
@@ -52,10 +61,11 @@ pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
     )
 }
 
-/// A DS with in-memory storage and a manual clock.
-pub struct TestDs {
+/// A DS with in-memory storage and a manual clock. `C` is its crypto and randomness
+/// ([`seeded::TestCrypto`] for deterministic runs).
+pub struct TestDs<C = RustCrypto> {
     /// The service.
-    pub ds: DeliveryService<RustCrypto>,
+    pub ds: DeliveryService<C>,
     /// Its storage.
     pub storage: InMemoryStorage,
     /// The current time; advance it with [`TestDs::advance`].
@@ -73,9 +83,40 @@ impl TestDs {
     /// A DS with the given configuration.
     pub fn with_config(config: DsConfig) -> Self {
         let (identity, external_sender) = ds_identity(&config.domain);
+        Self::with_crypto(config, identity, external_sender, RustCrypto::default())
+    }
+
+    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
+    /// Service would. Returns how many client deliveries were made.
+    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
+        let mut delivered = 0;
+        for fanout in &outcome.fanout {
+            for queue in &fanout.request.recipients {
+                for client in clients.iter_mut() {
+                    if client.queue.queue == *queue
+                        && client.queue.provider_domain == fanout.request.recipient_domain
+                    {
+                        client.inbox.push(fanout.request.message.clone());
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        delivered
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
+    /// A DS with this identity, and `crypto` as its crypto and source of randomness.
+    pub fn with_crypto(
+        config: DsConfig,
+        identity: DsIdentity,
+        external_sender: ExternalSender,
+        crypto: C,
+    ) -> Self {
         Self {
             // The harness's clients carry BasicCredentials naming MIMI client URIs.
-            ds: DeliveryService::new(config, identity, RustCrypto::default())
+            ds: DeliveryService::new(config, identity, crypto)
                 .with_credential_validator(BasicCredentialValidator::accept_basic_credentials()),
             storage: InMemoryStorage::new(),
             now_ms: START_MS,
@@ -162,7 +203,7 @@ impl TestDs {
             decode_response(&out.response)
         );
         creator.confirm_commit();
-        Self::route(&out, joiners);
+        TestDs::route(&out, joiners);
         for joiner in joiners.iter_mut() {
             let Some(Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
                 panic!("no Welcome for {}", joiner.name)
@@ -194,32 +235,13 @@ impl TestDs {
         }
         panic!("group_info: a thousand reads in one millisecond")
     }
-
-    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
-    /// Service would. Returns how many client deliveries were made.
-    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
-        let mut delivered = 0;
-        for fanout in &outcome.fanout {
-            for queue in &fanout.request.recipients {
-                for client in clients.iter_mut() {
-                    if client.queue.queue == *queue
-                        && client.queue.provider_domain == fanout.request.recipient_domain
-                    {
-                        client.inbox.push(fanout.request.message.clone());
-                        delivered += 1;
-                    }
-                }
-            }
-        }
-        delivered
-    }
 }
 
 /// A provider's Queueing Service with in-memory storage, sharing the clock convention of
-/// [`TestDs`].
-pub struct TestQs {
+/// [`TestDs`]. `C` is its crypto and randomness ([`seeded::TestCrypto`] for deterministic runs).
+pub struct TestQs<C = RustCrypto> {
     /// The service.
-    pub qs: QueueingService<RustCrypto>,
+    pub qs: QueueingService<C>,
     /// Its storage.
     pub storage: InMemoryQsStorage,
     /// The current time.
@@ -234,13 +256,16 @@ impl TestQs {
 
     /// A QS with this configuration and a fresh queue key.
     pub fn with_config(config: QsConfig) -> Self {
-        let seed = RustCrypto::default().random_vec(32).expect("randomness");
+        Self::with_crypto(config, RustCrypto::default())
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
+    /// A QS with this configuration whose queue key, queue IDs and tokens come from `crypto`.
+    pub fn with_crypto(config: QsConfig, crypto: C) -> Self {
+        let seed = crypto.random_vec(32).expect("randomness");
         Self {
-            qs: QueueingService::new(
-                config,
-                QueueKey::derive(&seed).expect("queue key"),
-                RustCrypto::default(),
-            ),
+            qs: QueueingService::new(config, QueueKey::derive(&seed).expect("queue key"), crypto),
             storage: InMemoryQsStorage::new(),
             now_ms: START_MS,
         }
@@ -324,7 +349,7 @@ pub struct TestClient {
     /// The client's name (also its queue ID).
     pub name: String,
     /// The client's openmls provider (crypto + its own key store).
-    pub provider: OpenMlsRustCrypto,
+    pub provider: TestProvider,
     /// Its signature key.
     pub signer: SignatureKeyPair,
     /// Its credential.
@@ -347,14 +372,30 @@ pub struct TestClient {
     pub create_queue_key: CreateQueueKey,
     /// The next queue sequence number to fetch.
     pub next_fetch: u64,
+    /// The lifetime of its KeyPackages and of a group it creates; `None`: [`Self::lifetime`]
+    /// at the time.
+    pub fixed_lifetime: Option<Lifetime>,
 }
 
 impl TestClient {
     /// A client `client` of user `user` whose queue is at `provider_domain`.
     pub fn new(user: &str, client: &str, provider_domain: &str) -> Self {
-        let provider = OpenMlsRustCrypto::default();
         let signer =
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+        Self::with_keys(user, client, provider_domain, TestProvider::default(), signer)
+    }
+
+    /// A client with this provider and signature key (see [`TestClient::new_seeded`]).
+    pub fn with_keys(
+        user: &str,
+        client: &str,
+        provider_domain: &str,
+        provider: TestProvider,
+        signer: SignatureKeyPair,
+    ) -> Self {
+        let create_queue_key =
+            CreateQueueKey::derive(&provider.rand().random_vec(32).expect("randomness"))
+                .expect("key");
         let credential = CredentialWithKey {
             credential: BasicCredential::new(
                 format!("mimi://{provider_domain}/d/{user}/{client}").into_bytes(),
@@ -378,11 +419,9 @@ impl TestClient {
             user_key: None,
             user_key_extension_data: None,
             qs_queue: None,
-            create_queue_key: CreateQueueKey::derive(
-                &RustCrypto::default().random_vec(32).expect("randomness"),
-            )
-            .expect("key"),
+            create_queue_key,
             next_fetch: 0,
+            fixed_lifetime: None,
         }
     }
 
@@ -433,7 +472,8 @@ impl TestClient {
         let created = self.open_queue_created(response);
         let domain =
             String::from_utf8(self.queue.provider_domain.as_slice().to_vec()).expect("domain");
-        self.queue = seal_queue_info(
+        self.queue = seeded::seal_queue_info(
+            self.provider.crypto(),
             &domain,
             hub_domain,
             created.queue_encryption_key.as_slice(),
@@ -589,9 +629,10 @@ impl TestClient {
         )
     }
 
-    /// A fresh KeyPackage carrying this client's queue configuration, with [`Self::lifetime`].
+    /// A fresh KeyPackage carrying this client's queue configuration, with its fixed lifetime
+    /// if it has one, else [`Self::lifetime`].
     pub fn key_package(&self) -> KeyPackage {
-        self.key_package_with_lifetime(Self::lifetime())
+        self.key_package_with_lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
     }
 
     /// A fresh KeyPackage carrying this client's queue configuration, with `lifetime`.
@@ -648,7 +689,7 @@ impl TestClient {
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(Self::PAST_EPOCHS)
-            .lifetime(Self::lifetime())
+            .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
             .with_capabilities(Self::capabilities())
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")
@@ -995,7 +1036,7 @@ impl TestClient {
     /// Forgets all group state and key material except the client's identity (signature key
     /// and credential), as a device restored without its MLS state would.
     pub fn lose_state(&mut self) {
-        self.provider = OpenMlsRustCrypto::default();
+        self.provider.forget_storage();
         self.group = None;
         self.inbox.clear();
     }
