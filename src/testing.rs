@@ -16,8 +16,7 @@ pub mod seeded;
 use seeded::TestProvider;
 
 use crate::qs::{
-    CreateQueueKey, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey,
-    QueueingService,
+    CreateQueueKey, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
 };
 use crate::storage::InMemoryStorage;
 use crate::wire::{
@@ -382,7 +381,13 @@ impl TestClient {
     pub fn new(user: &str, client: &str, provider_domain: &str) -> Self {
         let signer =
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
-        Self::with_keys(user, client, provider_domain, TestProvider::default(), signer)
+        Self::with_keys(
+            user,
+            client,
+            provider_domain,
+            TestProvider::default(),
+            signer,
+        )
     }
 
     /// A client with this provider and signature key (see [`TestClient::new_seeded`]).

@@ -520,11 +520,17 @@ pub fn seal_queue_info(
     .map_err(sealing)?;
     let info = encrypt_context(QUEUE_ID_LABEL, &context).map_err(sealing)?;
     let sealed = crypto
-        .hpke_seal(QUEUE_INFO_HPKE, queue_encryption_key, &info, &[], &plaintext)
+        .hpke_seal(
+            QUEUE_INFO_HPKE,
+            queue_encryption_key,
+            &info,
+            &[],
+            &plaintext,
+        )
         .map_err(|_| SealError::InvalidKey)?;
     let ciphertext = encode(&crate::wire::HpkeCiphertext {
-        kem_output: sealed.kem_output.into(),
-        ciphertext: sealed.ciphertext.into(),
+        kem_output: sealed.kem_output,
+        ciphertext: sealed.ciphertext,
     })
     .map_err(sealing)?;
     Ok(ClientQueueConfig {
@@ -663,7 +669,10 @@ mod tests {
             .open(b"q.example", b"hub.example", config.queue.as_slice())
             .expect("opens");
         assert_eq!(
-            (opened.queue_id.as_slice(), opened.fanout_auth_token.as_slice()),
+            (
+                opened.queue_id.as_slice(),
+                opened.fanout_auth_token.as_slice()
+            ),
             (b"queue".as_slice(), b"token".as_slice())
         );
         assert!(queue_key
