@@ -4,9 +4,10 @@
 
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
+use openmls_rust_crypto::RustCrypto;
 use openmls_traits::random::OpenMlsRand;
 
+use super::seeded::TestProvider;
 use super::{CIPHERSUITE, START_MS};
 use crate::qs::CreateQueueKey;
 use crate::wire::{
@@ -40,7 +41,7 @@ pub struct TestClient {
     /// The client's name (also its queue ID).
     pub name: String,
     /// The client's openmls provider (crypto + its own key store).
-    pub provider: OpenMlsRustCrypto,
+    pub provider: TestProvider,
     /// Its signature key.
     pub signer: SignatureKeyPair,
     /// Its credential.
@@ -63,14 +64,36 @@ pub struct TestClient {
     pub create_queue_key: CreateQueueKey,
     /// The next queue sequence number to fetch.
     pub next_fetch: u64,
+    /// The lifetime of its KeyPackages and of a group it creates; `None`: [`Self::lifetime`]
+    /// at the time.
+    pub fixed_lifetime: Option<Lifetime>,
 }
 
 impl TestClient {
     /// A client `client` of user `user` whose queue is at `provider_domain`.
     pub fn new(user: &str, client: &str, provider_domain: &str) -> Self {
-        let provider = OpenMlsRustCrypto::default();
         let signer =
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+        Self::with_keys(
+            user,
+            client,
+            provider_domain,
+            TestProvider::default(),
+            signer,
+        )
+    }
+
+    /// A client with this provider and signature key (see [`TestClient::new_seeded`]).
+    pub fn with_keys(
+        user: &str,
+        client: &str,
+        provider_domain: &str,
+        provider: TestProvider,
+        signer: SignatureKeyPair,
+    ) -> Self {
+        let create_queue_key =
+            CreateQueueKey::derive(&provider.rand().random_vec(32).expect("randomness"))
+                .expect("key");
         let credential = CredentialWithKey {
             credential: BasicCredential::new(
                 format!("mimi://{provider_domain}/d/{user}/{client}").into_bytes(),
@@ -94,11 +117,9 @@ impl TestClient {
             user_key: None,
             user_key_extension_data: None,
             qs_queue: None,
-            create_queue_key: CreateQueueKey::derive(
-                &RustCrypto::default().random_vec(32).expect("randomness"),
-            )
-            .expect("key"),
+            create_queue_key,
             next_fetch: 0,
+            fixed_lifetime: None,
         }
     }
 
@@ -212,9 +233,10 @@ impl TestClient {
         )
     }
 
-    /// A fresh KeyPackage carrying this client's queue configuration, with [`Self::lifetime`].
+    /// A fresh KeyPackage carrying this client's queue configuration, with its fixed lifetime
+    /// if it has one, else [`Self::lifetime`].
     pub fn key_package(&self) -> KeyPackage {
-        self.key_package_with_lifetime(Self::lifetime())
+        self.key_package_with_lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
     }
 
     /// A fresh KeyPackage carrying this client's queue configuration, with `lifetime`.
@@ -271,7 +293,7 @@ impl TestClient {
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(Self::PAST_EPOCHS)
-            .lifetime(Self::lifetime())
+            .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
             .with_capabilities(Self::capabilities())
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")
@@ -298,7 +320,7 @@ impl TestClient {
     /// Forgets all group state and key material except the client's identity (signature key
     /// and credential), as a device restored without its MLS state would.
     pub fn lose_state(&mut self) {
-        self.provider = OpenMlsRustCrypto::default();
+        self.provider.forget_storage();
         self.group = None;
         self.inbox.clear();
     }

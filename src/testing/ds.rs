@@ -3,6 +3,8 @@
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
 
 use super::{decode_response, Received, TestClient, CIPHERSUITE, START_MS};
 use crate::storage::InMemoryStorage;
@@ -15,6 +17,11 @@ use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Out
 /// A DS identity with a fresh Ed25519 key and a BasicCredential naming `domain`.
 pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
     let keys = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("key generation");
+    ds_identity_with_keys(domain, keys)
+}
+
+/// A DS identity with this signature key and a BasicCredential naming `domain`.
+pub fn ds_identity_with_keys(domain: &str, keys: SignatureKeyPair) -> (DsIdentity, ExternalSender) {
     let signature_key = SignaturePublicKey::from(keys.to_public_vec());
     let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
     let sender = ExternalSender::new(signature_key.clone(), credential.clone());
@@ -28,10 +35,11 @@ pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
     )
 }
 
-/// A DS with in-memory storage and a manual clock.
-pub struct TestDs {
+/// A DS with in-memory storage and a manual clock. `C` is its crypto and randomness
+/// ([`super::seeded::TestCrypto`] for deterministic runs).
+pub struct TestDs<C = RustCrypto> {
     /// The service.
-    pub ds: DeliveryService<RustCrypto>,
+    pub ds: DeliveryService<C>,
     /// Its storage.
     pub storage: InMemoryStorage,
     /// The current time; advance it with [`TestDs::advance`].
@@ -49,9 +57,40 @@ impl TestDs {
     /// A DS with the given configuration.
     pub fn with_config(config: DsConfig) -> Self {
         let (identity, external_sender) = ds_identity(&config.domain);
+        Self::with_crypto(config, identity, external_sender, RustCrypto::default())
+    }
+
+    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
+    /// Service would. Returns how many client deliveries were made.
+    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
+        let mut delivered = 0;
+        for fanout in &outcome.fanout {
+            for queue in &fanout.request.recipients {
+                for client in clients.iter_mut() {
+                    if client.queue.queue == *queue
+                        && client.queue.provider_domain == fanout.request.recipient_domain
+                    {
+                        client.inbox.push(fanout.request.message.clone());
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        delivered
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
+    /// A DS with this identity, and `crypto` as its crypto and source of randomness.
+    pub fn with_crypto(
+        config: DsConfig,
+        identity: DsIdentity,
+        external_sender: ExternalSender,
+        crypto: C,
+    ) -> Self {
         Self {
             // The harness's clients carry BasicCredentials naming MIMI client URIs.
-            ds: DeliveryService::new(config, identity, RustCrypto::default())
+            ds: DeliveryService::new(config, identity, crypto)
                 .with_credential_validator(BasicCredentialValidator::accept_basic_credentials()),
             storage: InMemoryStorage::new(),
             now_ms: START_MS,
@@ -138,7 +177,7 @@ impl TestDs {
             decode_response(&out.response)
         );
         creator.confirm_commit();
-        Self::route(&out, joiners);
+        TestDs::route(&out, joiners);
         for joiner in joiners.iter_mut() {
             let Some(Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
                 panic!("no Welcome for {}", joiner.name)
@@ -169,24 +208,5 @@ impl TestDs {
             }
         }
         panic!("group_info: a thousand reads in one millisecond")
-    }
-
-    /// Delivers every fanout instruction to the clients whose queues it names, as a Queueing
-    /// Service would. Returns how many client deliveries were made.
-    pub fn route(outcome: &Outcome, clients: &mut [&mut TestClient]) -> usize {
-        let mut delivered = 0;
-        for fanout in &outcome.fanout {
-            for queue in &fanout.request.recipients {
-                for client in clients.iter_mut() {
-                    if client.queue.queue == *queue
-                        && client.queue.provider_domain == fanout.request.recipient_domain
-                    {
-                        client.inbox.push(fanout.request.message.clone());
-                        delivered += 1;
-                    }
-                }
-            }
-        }
-        delivered
     }
 }

@@ -21,13 +21,14 @@ mod ds;
 mod qs;
 mod recording;
 mod requests;
+pub mod seeded;
 
 pub use checks::{
     accepted_message, assert_accepted, assert_client_rejected, assert_rejected, assert_unchanged,
     error_description, proposal_refs,
 };
 pub use client::{Received, TestClient};
-pub use ds::{ds_identity, TestDs};
+pub use ds::{ds_identity, ds_identity_with_keys, TestDs};
 pub use qs::TestQs;
 pub use recording::{Fault, RecordedRead, RecordingQsStorage, RecordingStorage};
 

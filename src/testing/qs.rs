@@ -2,12 +2,13 @@
 //! [`TestClient`] sends to its queue.
 
 use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
+use openmls_traits::OpenMlsProvider as _;
 
+use super::seeded;
 use super::{TestClient, START_MS};
-use crate::qs::{
-    seal_queue_info, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
-};
+use crate::qs::{InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService};
 use crate::wire::{
     decode_exact, encode, QsClientRequest, QsClientRequestBody, QsClientResponse,
     QsClientResponseBody, QueueCreated, PROTOCOL_VERSION_MIMI_DS10,
@@ -15,10 +16,11 @@ use crate::wire::{
 use crate::{Fanout, UnixTimeMs};
 
 /// A provider's Queueing Service with in-memory storage, sharing the clock convention of
-/// [`TestDs`].
-pub struct TestQs {
+/// [`super::TestDs`]. `C` is its crypto and randomness ([`seeded::TestCrypto`] for
+/// deterministic runs).
+pub struct TestQs<C = RustCrypto> {
     /// The service.
-    pub qs: QueueingService<RustCrypto>,
+    pub qs: QueueingService<C>,
     /// Its storage.
     pub storage: InMemoryQsStorage,
     /// The current time.
@@ -33,13 +35,16 @@ impl TestQs {
 
     /// A QS with this configuration and a fresh queue key.
     pub fn with_config(config: QsConfig) -> Self {
-        let seed = RustCrypto::default().random_vec(32).expect("randomness");
+        Self::with_crypto(config, RustCrypto::default())
+    }
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
+    /// A QS with this configuration whose queue key, queue IDs and tokens come from `crypto`.
+    pub fn with_crypto(config: QsConfig, crypto: C) -> Self {
+        let seed = crypto.random_vec(32).expect("randomness");
         Self {
-            qs: QueueingService::new(
-                config,
-                QueueKey::derive(&seed).expect("queue key"),
-                RustCrypto::default(),
-            ),
+            qs: QueueingService::new(config, QueueKey::derive(&seed).expect("queue key"), crypto),
             storage: InMemoryQsStorage::new(),
             now_ms: START_MS,
         }
@@ -141,7 +146,8 @@ impl TestClient {
         let created = self.open_queue_created(response);
         let domain =
             String::from_utf8(self.queue.provider_domain.as_slice().to_vec()).expect("domain");
-        self.queue = seal_queue_info(
+        self.queue = seeded::seal_queue_info(
+            self.provider.crypto(),
             &domain,
             hub_domain,
             created.queue_encryption_key.as_slice(),
