@@ -6,8 +6,8 @@
 
 use mimi_ds::testing::{assert_rejected, TestClient, TestDs};
 use mimi_ds::wire::{
-    decode_exact, encode, CreateGroupRequest, DeleteGroupRequest, DsAuthData, DsRequest,
-    DsRequestBody, DsSenderId, ErrorCode, GroupInfoOption, GroupUpdate, MlsMessageBytes,
+    decode_exact, encode, CreateGroupRequest, DsAuthData, DsRequest, DsRequestBody, DsSenderId,
+    ErrorCode, GroupInfoOption, GroupUpdate, GroupUpdateRequest, MlsMessageBytes,
     PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{DsConfig, ExternalJoinPolicy, Status};
@@ -132,7 +132,7 @@ fn a_ds_without_external_joins_refuses_before_decoding_the_commit() {
     let (mut ds, mut alice) = solo(config);
     // Not even an external commit: the policy answers before the commit is looked at.
     let group_update = group_update_of(&alice.update_request(ds.now_ms));
-    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+    let request = unauthenticated(DsRequestBody::ExternalJoin(GroupUpdateRequest {
         group_update,
     }));
     ds.reject(&request, ErrorCode::NotAllowed);
@@ -153,7 +153,7 @@ fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_gr
     let signature_end = commit.len() - 33;
     commit[signature_end - 1] ^= 0x01;
     update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
-    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+    let request = unauthenticated(DsRequestBody::ExternalJoin(GroupUpdateRequest {
         group_update: update,
     }));
     ds.reject(&request, ErrorCode::InvalidGroupInfo);

@@ -9,11 +9,10 @@ use mimi_ds::testing::{
     RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::wire::{
-    decode_exact, encode, ConnectionKeyPackagesRequest, DeleteGroupRequest, DsAuthData,
-    DsErrorDetails, DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode,
-    GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    MlsMessageBytes, ProposalsRequest, SendMessageRequest, UserAuthKeyExtension,
-    PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode, ConnectionKeyPackagesRequest, DsAuthData, DsErrorDetails, DsRequest,
+    DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, GroupInfoRequest,
+    GroupUpdate, GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, MlsMessageBytes,
+    ProposalsRequest, SendMessageRequest, UserAuthKeyExtension, PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{DsConfig, Status, UnixTimeMs};
 use openmls::prelude::{
@@ -428,7 +427,7 @@ fn not_allowed_delete_group_that_keeps_members() {
     let (mut ds, mut alice, _bob) = pair();
     let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
     let request = alice.signed(
-        DsRequestBody::DeleteGroup(DeleteGroupRequest {
+        DsRequestBody::DeleteGroup(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,

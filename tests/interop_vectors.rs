@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mimi_ds::wire::{
-    decode_exact, encode, ClientSignature, CreateGroupRequest, DecodeError, DeleteGroupRequest,
-    DsAuthData, DsRequest, DsRequestBody, DsSenderId, GroupInfoOption, GroupUpdate,
+    decode_exact, encode, ClientSignature, CreateGroupRequest, DecodeError, DsAuthData, DsRequest,
+    DsRequestBody, DsSenderId, GroupInfoOption, GroupUpdate, GroupUpdateRequest,
     MembershipCommitRequest, MlsMessageBytes, ProposalsRequest, RatchetTreeBytes,
     SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
@@ -492,7 +492,7 @@ fn vector_messages_round_trip_inside_ds_requests() {
 
         check_request(
             &format!("vector {i} delete_group"),
-            &request(DsRequestBody::DeleteGroup(DeleteGroupRequest {
+            &request(DsRequestBody::DeleteGroup(GroupUpdateRequest {
                 group_update: group_update(),
             })),
             2,

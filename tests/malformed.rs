@@ -31,10 +31,10 @@ use mimi_ds::testing::{
     assert_rejected, assert_unchanged, decode_response, Received, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::wire::{
-    decode_exact, encode, ClientQueueConfig, DeleteGroupRequest, DsAuthData, DsErrorDetails,
-    DsRequest, DsRequestBody, DsRequestType, DsResponseBody, DsSenderId, ErrorCode,
-    ExternalCommitInfo, GroupInfoRequest, MembershipCommitRequest, MlsMessageBytes,
-    ProposalsRequest, RatchetTreeBytes, UpdateClientRequest, PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode, ClientQueueConfig, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody,
+    DsRequestType, DsResponseBody, DsSenderId, ErrorCode, ExternalCommitInfo, GroupInfoRequest,
+    GroupUpdateRequest, MembershipCommitRequest, MlsMessageBytes, ProposalsRequest,
+    RatchetTreeBytes, UpdateClientRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{Outcome, Status, UnixTimeMs};
 use openmls::prelude::LeafNodeIndex;
@@ -647,7 +647,7 @@ fn second_group(s: &mut Scenario) {
     // remove_clients: Erin's first client removes her second (3 → 4).
     let (update, _) = erin1.stage_commit(|b| b.propose_removals([LeafNodeIndex::new(leaf)]));
     let request = erin1.signed(
-        DsRequestBody::RemoveClients(DeleteGroupRequest {
+        DsRequestBody::RemoveClients(GroupUpdateRequest {
             group_update: update,
         }),
         now,
@@ -709,7 +709,7 @@ fn second_group(s: &mut Scenario) {
     let removed = [LeafNodeIndex::new(erin1.leaf())];
     let (update, _) = dave1.stage_commit(|b| b.propose_removals(removed));
     let request = dave1.signed(
-        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+        DsRequestBody::RemoveUsers(GroupUpdateRequest {
             group_update: update,
         }),
         now,

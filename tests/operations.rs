@@ -18,7 +18,7 @@ use mimi_ds::testing::{
     commit_body, ds_identity, mls_bytes, Received, TestClient, TestDs, START_MS,
 };
 use mimi_ds::wire::{
-    DeleteGroupRequest, DsRequestBody, ErrorCode, ProposalsRequest, UpdateClientRequest,
+    DsRequestBody, ErrorCode, GroupUpdateRequest, ProposalsRequest, UpdateClientRequest,
 };
 use mimi_ds::{DeliveryService, DsConfig, Status};
 use openmls::prelude::{
@@ -221,7 +221,7 @@ fn remove_users_removes_every_client_of_a_user() {
     let removed = leaves(&[&bob1, &bob2]);
     let (update, _) = alice.stage_commit(|b| b.propose_removals(removed));
     let request = alice.signed(
-        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+        DsRequestBody::RemoveUsers(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,
@@ -261,7 +261,7 @@ fn remove_users_refuses_removing_only_some_clients_of_a_user() {
     for removed in [leaves(&[&bob1]), leaves(&[&carol, &bob1])] {
         let (update, _) = alice.stage_commit(|b| b.propose_removals(removed));
         let request = alice.signed(
-            DsRequestBody::RemoveUsers(DeleteGroupRequest {
+            DsRequestBody::RemoveUsers(GroupUpdateRequest {
                 group_update: update,
             }),
             ds.now_ms,
@@ -285,7 +285,7 @@ fn remove_users_refuses_an_add_by_value() {
             .propose_adds(vec![dave.key_package()])
     });
     let request = alice.signed(
-        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+        DsRequestBody::RemoveUsers(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,
@@ -311,7 +311,7 @@ fn remove_clients_removes_another_client_of_the_senders_own_user() {
     let removed = leaves(&[&alice2]);
     let (update, _) = alice1.stage_commit(|b| b.propose_removals(removed));
     let request = alice1.signed(
-        DsRequestBody::RemoveClients(DeleteGroupRequest {
+        DsRequestBody::RemoveClients(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,
@@ -343,7 +343,7 @@ fn remove_clients_refuses_a_client_of_another_user() {
     for removed in [leaves(&[&bob]), leaves(&[&alice2, &bob])] {
         let (update, _) = alice1.stage_commit(|b| b.propose_removals(removed));
         let request = alice1.signed(
-            DsRequestBody::RemoveClients(DeleteGroupRequest {
+            DsRequestBody::RemoveClients(GroupUpdateRequest {
                 group_update: update,
             }),
             ds.now_ms,
@@ -360,7 +360,7 @@ fn remove_clients_refuses_a_client_of_another_user() {
             .propose_adds(vec![alice3.key_package()])
     });
     let request = alice1.signed(
-        DsRequestBody::RemoveClients(DeleteGroupRequest {
+        DsRequestBody::RemoveClients(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,
@@ -631,7 +631,7 @@ fn membership_operations_may_not_change_the_committers_credential() {
             .propose_removals(removed)
     });
     let request = alice.signed(
-        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+        DsRequestBody::RemoveUsers(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,
@@ -806,7 +806,7 @@ fn delete_group_refuses_a_commit_that_keeps_a_member() {
     let kept_bob2 = leaves(&[&bob1]);
     let (update, _) = alice.stage_commit(|b| b.propose_removals(kept_bob2));
     let request = alice.signed(
-        DsRequestBody::DeleteGroup(DeleteGroupRequest {
+        DsRequestBody::DeleteGroup(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,

@@ -20,7 +20,7 @@ use mimi_ds::storage::{
 };
 use mimi_ds::testing::{commit_body, decode_response, mls_bytes, TestClient, TestDs};
 use mimi_ds::wire::{
-    DeleteGroupRequest, DsRequestBody, DsResponseBody, ErrorCode, GroupInfoOption, GroupUpdate,
+    DsRequestBody, DsResponseBody, ErrorCode, GroupInfoOption, GroupUpdate, GroupUpdateRequest,
     MlsMessageBytes, ProposalsRequest, UpdateClientRequest,
 };
 use mimi_ds::Outcome;
@@ -32,7 +32,7 @@ use forge::reinit;
 use groups::{group_of, membership, solo, RejectBecause as _};
 
 fn re_initialize(update: GroupUpdate) -> DsRequestBody {
-    DsRequestBody::ReInitializeGroup(DeleteGroupRequest {
+    DsRequestBody::ReInitializeGroup(GroupUpdateRequest {
         group_update: update,
     })
 }
@@ -381,7 +381,7 @@ fn re_initialize_group_commits_a_pending_reinit_by_reference() {
     // ... nor in another operation ...
     let update = forge::commit(&mut ds, &alice, &[]);
     let request = alice.signed(
-        DsRequestBody::DeleteGroup(DeleteGroupRequest {
+        DsRequestBody::DeleteGroup(GroupUpdateRequest {
             group_update: update.clone(),
         }),
         ds.now_ms,
@@ -416,7 +416,7 @@ fn reinit_inside_another_operation_is_refused() {
 
     let group_update = forged_reinit(&mut ds, &alice, &successor);
     let commit = || membership(group_update.clone(), None);
-    let removal = || DeleteGroupRequest {
+    let removal = || GroupUpdateRequest {
         group_update: group_update.clone(),
     };
     for body in [
@@ -443,7 +443,7 @@ fn reinit_inside_another_operation_is_refused() {
     let update = forged_reinit(&mut ds, &dave, &successor);
     ds.reject_because(
         &dave.signed(
-            DsRequestBody::DeleteGroup(DeleteGroupRequest {
+            DsRequestBody::DeleteGroup(GroupUpdateRequest {
                 group_update: update,
             }),
             ds.now_ms,

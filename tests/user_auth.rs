@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
-    DeleteGroupRequest, DsRequest, DsRequestBody, ErrorCode, ProposalsRequest, UserAuthKeyExtension,
+    DsRequest, DsRequestBody, ErrorCode, GroupUpdateRequest, ProposalsRequest, UserAuthKeyExtension,
 };
 use mimi_ds::Status;
 use openmls::prelude::LeafNodeParameters;
@@ -113,7 +113,7 @@ fn remove_clients_can_be_authorised_with_the_user_key() {
     let (update, _) =
         bob1.stage_commit(|b| b.propose_removals([openmls::prelude::LeafNodeIndex::new(laptop)]));
     let out = ds.process(&bob1.signed_as_user(
-        DsRequestBody::RemoveClients(DeleteGroupRequest {
+        DsRequestBody::RemoveClients(GroupUpdateRequest {
             group_update: update,
         }),
         ds.now_ms,

@@ -21,12 +21,12 @@ use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
 use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind};
-use crate::wire::{DeleteGroupRequest, DsAuthData, GroupInfoOption};
+use crate::wire::{DsAuthData, GroupInfoOption, GroupUpdateRequest};
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
     storage: &S,
-    body: &DeleteGroupRequest,
+    body: &GroupUpdateRequest,
 ) -> HandlerResult<Plan, S::Error>
 where
     C: OpenMlsCrypto,

@@ -7,11 +7,11 @@ use tls_codec::Serialize as _;
 
 use super::{commit_body, group_info_encryption_keys, mls_bytes, TestClient};
 use crate::wire::{
-    encode, ClientQueueConfig, ClientSignature, CreateGroupRequest, DeleteGroupRequest, DsAuthData,
-    DsRequest, DsRequestBody, DsSenderId, ExternalCommitInfo, GroupInfoOption, GroupInfoRequest,
-    GroupUpdate, MembershipCommitRequest, MlsMessageBytes, ProposalsRequest, RatchetTreeBytes,
-    SelfRemoveClientRequest, SendMessageRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
-    PROTOCOL_VERSION_MIMI_DS10,
+    encode, ClientQueueConfig, ClientSignature, CreateGroupRequest, DsAuthData, DsRequest,
+    DsRequestBody, DsSenderId, ExternalCommitInfo, GroupInfoOption, GroupInfoRequest, GroupUpdate,
+    GroupUpdateRequest, MembershipCommitRequest, MlsMessageBytes, ProposalsRequest,
+    RatchetTreeBytes, SelfRemoveClientRequest, SendMessageRequest, UpdateQueueInfoRequest,
+    WelcomeInfoRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 impl TestClient {
@@ -129,7 +129,7 @@ impl TestClient {
             .collect();
         let (update, _) = self.stage_commit(|b| b.propose_removals(others));
         self.signed(
-            DsRequestBody::DeleteGroup(DeleteGroupRequest {
+            DsRequestBody::DeleteGroup(GroupUpdateRequest {
                 group_update: update,
             }),
             now_ms,
@@ -322,7 +322,7 @@ impl TestClient {
         let (commit, _, group_info) = bundle.into_messages();
         encode(&DsRequest {
             version: PROTOCOL_VERSION_MIMI_DS10,
-            body: DsRequestBody::ExternalJoin(DeleteGroupRequest {
+            body: DsRequestBody::ExternalJoin(GroupUpdateRequest {
                 group_update: GroupUpdate {
                     commit: mls_bytes(&commit),
                     group_info: GroupInfoOption::Full(mls_bytes(

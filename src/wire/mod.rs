@@ -29,12 +29,11 @@ pub use queue::{
 };
 pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
-    ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest,
-    DeleteGroupRequest, DsRequest, DsRequestBody, DsRequestType, ExternalJoinRequest,
-    GroupInfoOption, GroupInfoRequest, GroupUpdate, KeyPackagesRequest, MembershipCommitRequest,
-    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, ReInitializeGroupRequest,
-    SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest,
-    WelcomeInfoRequest,
+    ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DsRequest,
+    DsRequestBody, DsRequestType, GroupInfoOption, GroupInfoRequest, GroupUpdate,
+    GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo,
+    ProposalsRequest, RatchetTreePresence, SelfRemoveClientRequest, SendMessageRequest,
+    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{
     encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,

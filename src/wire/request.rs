@@ -62,19 +62,19 @@ pub enum DsRequestBody {
     CreateGroup(CreateGroupRequest),
     /// `delete_group(2)`: a commit removing every other member.
     #[tls_codec(discriminant = 2)]
-    DeleteGroup(DeleteGroupRequest),
+    DeleteGroup(GroupUpdateRequest),
     /// `add_users(3)`: a commit of Adds for new users, with their Welcomes.
     #[tls_codec(discriminant = 3)]
     AddUsers(MembershipCommitRequest),
     /// `remove_users(4)`: a commit of Removes covering every client of some users.
     #[tls_codec(discriminant = 4)]
-    RemoveUsers(DeleteGroupRequest),
+    RemoveUsers(GroupUpdateRequest),
     /// `add_clients(5)`: a commit of Adds for clients of the sender's own user.
     #[tls_codec(discriminant = 5)]
     AddClients(MembershipCommitRequest),
     /// `remove_clients(6)`: a commit of Removes of clients of the sender's own user.
     #[tls_codec(discriminant = 6)]
-    RemoveClients(DeleteGroupRequest),
+    RemoveClients(GroupUpdateRequest),
     /// `self_remove_client(7)`: a single Remove proposal of the sender's own leaf.
     #[tls_codec(discriminant = 7)]
     SelfRemoveClient(SelfRemoveClientRequest),
@@ -83,7 +83,7 @@ pub enum DsRequestBody {
     UpdateClient(UpdateClientRequest),
     /// `external_join(9)`: an external commit (sender `new_member_commit`).
     #[tls_codec(discriminant = 9)]
-    ExternalJoin(ExternalJoinRequest),
+    ExternalJoin(GroupUpdateRequest),
     /// `send_message(10)`: an application message.
     #[tls_codec(discriminant = 10)]
     SendMessage(SendMessageRequest),
@@ -98,7 +98,7 @@ pub enum DsRequestBody {
     ConnectionKeyPackages(ConnectionKeyPackagesRequest),
     /// `re_initialize_group(14)`: a commit carrying a ReInit proposal.
     #[tls_codec(discriminant = 14)]
-    ReInitializeGroup(ReInitializeGroupRequest),
+    ReInitializeGroup(GroupUpdateRequest),
     /// `proposals(15)`: standalone proposals (DS-06 `ds_proposals`).
     #[tls_codec(discriminant = 15)]
     Proposals(ProposalsRequest),
@@ -205,21 +205,16 @@ pub struct GroupUpdate {
     pub group_info: GroupInfoOption,
 }
 
-/// A request that is just one group update: `delete_group(2)`, `remove_users(4)`,
-/// `remove_clients(6)` (DS-03/04 `DeleteGroupRequest`, `RemoveUsersRequest`,
-/// `RemoveClientsRequest`, which share this layout).
+/// A request that is one group update and nothing else: the body of `delete_group(2)`,
+/// `remove_users(4)`, `remove_clients(6)`, `external_join(9)` and `re_initialize_group(14)`.
+/// The drafts name it per operation (DS-03..06 `GroupUpdateRequest`, DS-03/04
+/// `RemoveUsersRequest` and `RemoveClientsRequest`, DS-04 `GroupUpdateRequest` and
+/// `GroupUpdateRequest`); the layouts are identical, so one type serves all five.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct DeleteGroupRequest {
+pub struct GroupUpdateRequest {
     /// The commit.
     pub group_update: GroupUpdate,
 }
-
-/// `external_join(9)`: DS-04 `ExternalJoinRequest`. It is unauthenticated (the joiner is not a
-/// member yet); the group is named by the external commit's own `group_id`.
-pub type ExternalJoinRequest = DeleteGroupRequest;
-
-/// `re_initialize_group(14)`: DS-04 `ReInitializeGroupRequest`.
-pub type ReInitializeGroupRequest = DeleteGroupRequest;
 
 /// A commit with Welcomes: `add_users(3)`, `add_clients(5)`, `commits(16)` (DS-04
 /// `AddUsersRequest`; DS-06 `CommitRequest` with a single update).

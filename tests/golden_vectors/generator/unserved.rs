@@ -3,8 +3,8 @@
 
 use mimi_ds::testing::{mls_bytes, TestClient};
 use mimi_ds::wire::{
-    ConnectionKeyPackagesRequest, DeleteGroupRequest, DsRequestBody, DsSenderId, ErrorCode,
-    GroupInfoOption, KeyPackagesRequest, MembershipCommitRequest, SelfRemoveClientRequest,
+    ConnectionKeyPackagesRequest, DsRequestBody, DsSenderId, ErrorCode, GroupInfoOption,
+    GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, SelfRemoveClientRequest,
     UpdateClientRequest,
 };
 use openmls::prelude::{
@@ -67,7 +67,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
     let (update, _) = alice.stage_commit(|b| b.propose_removals(vec![bob_leaf]));
     alice.discard_commit();
     let request = alice.signed(
-        DsRequestBody::RemoveUsers(DeleteGroupRequest {
+        DsRequestBody::RemoveUsers(GroupUpdateRequest {
             group_update: update,
         }),
         now,
@@ -82,7 +82,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
     let (update, _) = alice.stage_commit(|b| b.propose_removals(vec![alice2_leaf]));
     alice.discard_commit();
     let request = alice.signed(
-        DsRequestBody::RemoveClients(DeleteGroupRequest {
+        DsRequestBody::RemoveClients(GroupUpdateRequest {
             group_update: update,
         }),
         now,
@@ -112,7 +112,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
         alice.stage_commit(|b| b.add_proposal(reinit_proposal(b"reinitialized-group")));
     alice.discard_commit();
     let request = alice.signed(
-        DsRequestBody::ReInitializeGroup(DeleteGroupRequest {
+        DsRequestBody::ReInitializeGroup(GroupUpdateRequest {
             group_update: update,
         }),
         now,
@@ -174,7 +174,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
         .finalize(&dave.provider)
         .expect("finalize");
     let (commit, _, group_info) = bundle.into_messages();
-    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+    let request = unauthenticated(DsRequestBody::ExternalJoin(GroupUpdateRequest {
         group_update: mimi_ds::wire::GroupUpdate {
             commit: mls_bytes(&commit),
             group_info: GroupInfoOption::Full(mls_bytes(&group_info.expect("group info"))),
