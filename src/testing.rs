@@ -5,6 +5,8 @@
 //! produced by openmls, never hand-made. The helpers panic on unexpected errors, which is what
 //! a test wants; do not use them in production code.
 
+pub mod conformance;
+
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};

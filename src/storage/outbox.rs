@@ -97,7 +97,10 @@ impl OutboxEntry {
 
 /// An [`OutboxEntry`] whose stored request does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("outbox entry {id} of group {} does not decode: {reason}", hex(group_id))]
+#[error(
+    "outbox entry {id} of group {} does not decode: {reason}",
+    hex(group_id)
+)]
 pub struct CorruptOutboxEntry {
     /// The entry.
     pub id: u64,

@@ -91,11 +91,7 @@ fn kind_of(group_id: &[u8], kind: i64, key: i64) -> Result<RecordKind, Error> {
         6 => RecordKind::PendingProposals,
         7 => RecordKind::Tombstone,
         8 => RecordKind::WelcomeSnapshots,
-        9 => {
-            return Ok(RecordKind::WelcomeTree {
-                epoch: key as u64,
-            })
-        }
+        9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
         _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
     };
     if key != 0 {
@@ -148,7 +144,11 @@ fn reservation_expiry(record: &[u8]) -> Option<u64> {
 }
 
 /// Checks every size first, so an oversized write fails before it changes anything.
-fn check_sizes(connection: &Connection, ws: &WriteSet, outbox: &[OutboxEntry]) -> Result<(), Error> {
+fn check_sizes(
+    connection: &Connection,
+    ws: &WriteSet,
+    outbox: &[OutboxEntry],
+) -> Result<(), Error> {
     let limit = length_limit(connection)?;
     check_size(limit, "group ID", &ws.group_id, 0)?;
     for change in &ws.records {
@@ -243,7 +243,11 @@ fn apply_records(connection: &Connection, ws: &WriteSet) -> Result<(), Error> {
             "SELECT kind, key, substr(value, 1, 8) FROM mimi_ds_record WHERE group_id = ?1 LIMIT 2",
         )?
         .query_map([&ws.group_id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, Vec<u8>>(2)?))
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt(&ws.group_id, format!("record: {e}")))?;
@@ -302,7 +306,11 @@ fn read_sql(count: usize) -> String {
          LEFT JOIN mimi_ds_record r ON r.group_id = g.group_id AND (0",
     );
     for i in 0..count {
-        sql.push_str(&format!(" OR (r.kind = ?{} AND r.key = ?{})", 2 * i + 2, 2 * i + 3));
+        sql.push_str(&format!(
+            " OR (r.kind = ?{} AND r.key = ?{})",
+            2 * i + 2,
+            2 * i + 3
+        ));
     }
     sql.push_str(") WHERE g.group_id = ?1");
     sql

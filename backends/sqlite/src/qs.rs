@@ -140,7 +140,11 @@ fn apply(connection: &Connection, change: &QsChange, now_ms: u64) -> Result<bool
                      SET next_sequence = next_sequence + 1, queued_bytes = queued_bytes + ?3
                      WHERE queue_id = ?1 AND next_sequence = ?2",
                 )?
-                .execute(params![queue_id, sql_u64(message.sequence_number), sql_u64(size)])?;
+                .execute(params![
+                    queue_id,
+                    sql_u64(message.sequence_number),
+                    sql_u64(size)
+                ])?;
             if advanced == 0 {
                 return Ok(false);
             }
@@ -192,7 +196,9 @@ fn apply(connection: &Connection, change: &QsChange, now_ms: u64) -> Result<bool
                 )?
                 .query_row(params![queue_id, up_to], |row| row.get(0))?;
             connection
-                .prepare_cached("DELETE FROM mimi_qs_message WHERE queue_id = ?1 AND sequence < ?2")?
+                .prepare_cached(
+                    "DELETE FROM mimi_qs_message WHERE queue_id = ?1 AND sequence < ?2",
+                )?
                 .execute(params![queue_id, up_to])?;
             connection
                 .prepare_cached(

@@ -33,7 +33,10 @@ pub fn migrate(connection: &Connection) -> Result<(), Error> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip(usize::try_from(found).unwrap_or(0)) {
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
         connection.execute_batch(sql)?;
         connection.execute(
             "INSERT INTO mimi_ds_sqlite_schema (version) VALUES (?1)",
