@@ -455,3 +455,25 @@ impl<C: Borrow<Connection>> DsOutbox for SqliteDsStorage<C> {
         Ok(changed == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind maps to its columns and back; stored numbers this version does not know, and
+    /// a key on a kind without one, are corruption naming the group.
+    #[test]
+    fn record_kinds_round_trip_and_unknown_numbers_are_corruption() {
+        let keyed = [0, 1, u64::MAX].map(|epoch| RecordKind::WelcomeTree { epoch });
+        for kind in RecordKind::ALL.into_iter().chain(keyed) {
+            let (number, key) = kind_columns(kind).unwrap();
+            assert_eq!(kind_of(b"g", number, key).unwrap(), kind);
+        }
+        for (number, key) in [(0, 0), (10, 0), (-1, 0), (2, 1)] {
+            match kind_of(b"\x01\x02", number, key) {
+                Err(Error::CorruptGroup { group, .. }) => assert_eq!(group, "0102"),
+                other => panic!("({number}, {key}) is corrupt: {other:?}"),
+            }
+        }
+    }
+}
