@@ -1,7 +1,7 @@
 //! SQLite storage for [mimi-ds](mimi_ds): the Delivery Service's
 //! [`DsStorage`](mimi_ds::storage::DsStorage) with its durable outbox
 //! ([`DsOutbox`](mimi_ds::storage::DsOutbox)), and the Queueing Service's
-//! [`QsStorage`](mimi_ds::qs::QsStorage), on [rusqlite](rusqlite) 0.37.
+//! [`QsStorage`](mimi_ds::qs::QsStorage), on [rusqlite] 0.37.
 //!
 //! The storage takes **your connection** (anything that is a
 //! [`Borrow<Connection>`](std::borrow::Borrow): an owned [`Connection`], a `&Connection`, an
