@@ -145,3 +145,33 @@ pub trait DsOutbox: DsStorage {
     /// with this ID.
     fn retry_later(&mut self, id: u64, next_attempt_at_ms: u64) -> Result<bool, Self::Error>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored bytes that no longer decode are an error naming the entry and its group (in hex,
+    /// cut after 32 bytes), never a panic.
+    #[test]
+    fn a_corrupt_entry_is_an_error_naming_it() {
+        let entry = OutboxEntry {
+            id: 7,
+            group_id: vec![0xab; 40],
+            destination: "a.example".into(),
+            request: vec![0, 1, 2],
+            created_at_ms: 0,
+            attempts: 0,
+            next_attempt_at_ms: 0,
+        };
+        let error = entry.fanout().expect_err("three bytes are no request");
+        assert_eq!((error.id, error.group_id.as_slice()), (7, &[0xab; 40][..]));
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "outbox entry 7 of group {}... does not decode",
+                "ab".repeat(32)
+            )),
+            "{text}"
+        );
+    }
+}
