@@ -32,7 +32,8 @@
 //!
 //! Deliveries are at least once: a relay that crashes after delivering and before
 //! [`DsOutbox::mark_delivered`] delivers again, and the Queueing Service accepts the
-//! byte-identical redelivery without storing it twice (wire-format.md §10.2, "Redelivery").
+//! byte-identical redelivery without storing it twice within its `duplicate_window_ms`
+//! (wire-format.md §10.2, "Redelivery"); retry well inside that window.
 //! A caller that delivers [`crate::Outcome::fanout`] directly and also runs a relay marks the
 //! entries delivered when it is done; the outbox is then only the safety net.
 
