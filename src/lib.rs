@@ -170,7 +170,7 @@
 //! | `signing` | private; re-exports [`user_key_hash`] | The client side of signatures: `ClientSignature::sign`, `UserAuthKeyExtension::sign`, `QsClientRequest::sign`, and `user_key_hash` |
 //! | `auth` | private | `ClientSignature` checks, the freshness window, replay marks |
 //! | `identity` | re-exported | [`CredentialValidator`] and the default [`BasicCredentialValidator`] |
-//! | [`storage`] | public | The [`storage::DsStorage`] contract and [`storage::InMemoryStorage`] |
+//! | [`storage`] | public | The [`storage::DsStorage`] contract, the durable outbox [`storage::DsOutbox`] and [`storage::InMemoryStorage`] |
 //! | `state` | private | The records mimi-ds stores per group, including the openmls `PublicGroup` |
 //! | `error` | re-exported | [`ProcessError`] (storage or bug) and [`RejectReason`] (the peer's fault) |
 //! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
@@ -178,7 +178,7 @@
 //! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
-//! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo |
+//! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
 //! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{
-    DsStorage, GroupSnapshot, RecordKind, RecordWrite, ReplayMark, VersionGuard, WriteOutcome,
-    WriteSet,
+    DsOutbox, DsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite, ReplayMark,
+    VersionGuard, WriteOutcome, WriteSet,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,15 +31,28 @@ pub struct InMemoryStorage {
     reservation_expiries: BTreeSet<(u64, Vec<u8>)>,
     /// How many index entries the expiry sweeps examined, for tests of their cost.
     expiry_entries_examined: u64,
+    /// The durable outbox ([`DsOutbox`]) by entry ID: one entry per fanout of every applied
+    /// write set, until marked delivered.
+    outbox: BTreeMap<u64, OutboxEntry>,
+    /// The ID the next outbox entry gets; IDs are never reused.
+    next_outbox_id: u64,
+    /// Whether applied writes add outbox entries ([`InMemoryStorage::with_outbox`]). Off by
+    /// default: a process that delivers [`crate::Outcome::fanout`] itself and never drains the
+    /// outbox would otherwise keep every fanout in memory for ever.
+    keeps_outbox: bool,
 }
 
 /// A replay mark's key: the group and the replay key.
 type MarkKey = (Vec<u8>, Vec<u8>);
 
-/// The stored data only: the indexes mirror it and the sweep counter is a measurement.
+/// The stored data only (groups, replay marks and the outbox): the indexes mirror it and the
+/// sweep counter is a measurement.
 impl PartialEq for InMemoryStorage {
     fn eq(&self, other: &Self) -> bool {
-        self.groups == other.groups && self.replay_marks == other.replay_marks
+        self.groups == other.groups
+            && self.replay_marks == other.replay_marks
+            && self.outbox == other.outbox
+            && self.next_outbox_id == other.next_outbox_id
     }
 }
 impl Eq for InMemoryStorage {}
@@ -50,9 +63,19 @@ impl Eq for InMemoryStorage {}
 pub enum Infallible {}
 
 impl InMemoryStorage {
-    /// An empty store.
+    /// An empty store without an outbox: the fanout of a write is only in the
+    /// [`crate::Outcome`] (the process holding this memory is the only place it could be kept).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps a [`DsOutbox`]: every applied write adds one entry per fanout,
+    /// until a relay marks it delivered. For tests of relays and for the conformance suite.
+    pub fn with_outbox() -> Self {
+        Self {
+            keeps_outbox: true,
+            ..Self::default()
+        }
     }
 
     /// The number of groups (including reservations and tombstones).
@@ -83,6 +106,11 @@ impl InMemoryStorage {
     /// The number of replay marks held, expired ones not yet dropped included.
     pub fn replay_mark_count(&self) -> usize {
         self.replay_marks.len()
+    }
+
+    /// The number of outbox entries not yet marked delivered, due or not.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Drops the replay marks and reservation-only groups that expired before `now_ms` (the
@@ -206,9 +234,41 @@ impl DsStorage for InMemoryStorage {
                 }
             }
         }
+        for fanout in ws.fanout.iter().filter(|_| self.keeps_outbox) {
+            self.next_outbox_id += 1;
+            let entry = OutboxEntry {
+                id: self.next_outbox_id,
+                ..OutboxEntry::new(&ws.group_id, fanout, ws.now_ms)
+            };
+            self.outbox.insert(entry.id, entry);
+        }
         // After the changes, so a group this write turns from a reservation into a group stays.
         self.drop_expired(ws.now_ms);
         Ok(WriteOutcome::Applied)
+    }
+}
+
+impl DsOutbox for InMemoryStorage {
+    fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, Infallible> {
+        Ok(self
+            .outbox
+            .values()
+            .filter(|entry| entry.next_attempt_at_ms <= now_ms)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn mark_delivered(&mut self, id: u64) -> Result<bool, Infallible> {
+        Ok(self.outbox.remove(&id).is_some())
+    }
+
+    fn retry_later(&mut self, id: u64, next_attempt_at_ms: u64) -> Result<bool, Infallible> {
+        Ok(self.outbox.get_mut(&id).is_some_and(|entry| {
+            entry.attempts = entry.attempts.saturating_add(1);
+            entry.next_attempt_at_ms = next_attempt_at_ms;
+            true
+        }))
     }
 }
 

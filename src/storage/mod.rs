@@ -59,10 +59,28 @@
 //! * The write set also lists the fanout it causes ([`WriteSet::fanout`]), so a backend can
 //!   persist it in the same transaction as a durable outbox and let the caller mark entries
 //!   delivered afterwards.
+//! * **The durable outbox ([`DsOutbox`]).** A backend that implements it stores one
+//!   [`OutboxEntry`] per [`Fanout`] of an applied write set, in the order of
+//!   [`WriteSet::fanout`], **in the same atomic write**: an applied write has all of them, a
+//!   conflicted or failed write none. Entry IDs are unique and increase in the order entries are
+//!   stored; they are never reused. [`DsOutbox::pending`] lists due entries oldest first,
+//!   [`DsOutbox::mark_delivered`] removes one, [`DsOutbox::retry_later`] counts an attempt and
+//!   sets the next attempt time. So a write that applied and then reported failure, or a process
+//!   that stopped before delivering, loses no fanout: a relay drains the outbox, also from a
+//!   new process ([module `outbox`](outbox)). [`InMemoryStorage::with_outbox`] implements it (its
+//!   outbox is part of the compared state; [`InMemoryStorage::new`] keeps none, since nothing
+//!   would drain it); so does the `mimi-ds-sqlite` crate.
+//! * **Sizes.** The contract sets no upper bound on a record beyond the growth described above;
+//!   a backend that cannot store a value (SQLite's default limit is 1 GB per value) returns
+//!   `Err` naming the group, and writes nothing.
+//! * **Conformance.** `mimi_ds::testing::conformance` (feature `test-utils`) checks all of the
+//!   above against any backend; run it in the backend's tests.
 
 mod memory;
+pub mod outbox;
 
 pub use memory::{InMemoryStorage, Infallible};
+pub use outbox::{CorruptOutboxEntry, DsOutbox, OutboxEntry};
 
 use crate::fanout::Fanout;
 

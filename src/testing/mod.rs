@@ -17,6 +17,7 @@
 
 mod checks;
 mod client;
+pub mod conformance;
 mod ds;
 mod qs;
 mod recording;

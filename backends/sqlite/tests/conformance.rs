@@ -1,0 +1,29 @@
+//! The storage conformance suite of mimi-ds (`mimi_ds::testing::conformance`) on SQLite: every
+//! DS check on a fresh database file (handles are connections to it, so racing handles are two
+//! connections on two threads), every QS check on a fresh in-memory database.
+
+use mimi_ds_sqlite::{SqliteDsStorage, SqliteQsStorage};
+use rusqlite::Connection;
+
+/// A fresh database file in a temporary folder (removed when the last handle's opener is
+/// dropped); each call of the returned function opens one more connection to it.
+fn new_database() -> impl Fn() -> SqliteDsStorage + Sync {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let path = folder.path().join("ds.sqlite3");
+    move || {
+        let _keep = &folder;
+        SqliteDsStorage::open(&path).expect("open the database")
+    }
+}
+
+mimi_ds::ds_storage_conformance_tests!(new_database);
+
+mod qs {
+    use super::*;
+
+    fn new_storage() -> SqliteQsStorage {
+        SqliteQsStorage::new(Connection::open_in_memory().expect("open")).expect("migrate")
+    }
+
+    mimi_ds::qs_storage_conformance_tests!(new_storage);
+}

@@ -1,0 +1,82 @@
+//! The storage conformance suite (`mimi_ds::testing::conformance`) on the in-memory backends:
+//! [`InMemoryStorage`] through [`SharedInMemoryStorage`] handles (so two handles can race on two
+//! threads, and a new handle can drain the outbox after the first was dropped), and
+//! `InMemoryQsStorage`.
+
+use mimi_ds::storage::{
+    DsOutbox, DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome,
+    WriteSet,
+};
+use mimi_ds::testing::conformance::{self, SharedInMemoryStorage};
+
+mimi_ds::ds_storage_conformance_tests!(|| {
+    let database = SharedInMemoryStorage::new();
+    move || database.clone()
+});
+
+mod qs {
+    mimi_ds::qs_storage_conformance_tests!(mimi_ds::qs::InMemoryQsStorage::new);
+}
+
+/// The outbox is part of the compared state: two stores that differ only in their outbox are
+/// not equal, so the "storage unchanged" checks of refusals also cover the outbox.
+#[test]
+fn the_outbox_is_part_of_the_compared_state() {
+    let mut storage = InMemoryStorage::with_outbox();
+    let write = WriteSet {
+        group_id: b"g".to_vec(),
+        guard: VersionGuard::Absent,
+        records: vec![RecordWrite::Put(RecordKind::Roster, vec![1])],
+        replay_mark: None,
+        now_ms: 0,
+        fanout: Vec::new(),
+    };
+    assert_eq!(storage.write(&write), Ok(WriteOutcome::Applied));
+    let before = storage.clone();
+    let message = conformance::sample_message();
+    let sent = conformance::fanout(b"g", "a.example", 1, &message);
+    let with_fanout = WriteSet {
+        guard: VersionGuard::Exactly(1),
+        records: Vec::new(),
+        fanout: vec![sent],
+        ..write
+    };
+    assert_eq!(storage.write(&with_fanout), Ok(WriteOutcome::Applied));
+    let mut only_records = before.clone();
+    assert_eq!(
+        only_records.write(&WriteSet {
+            fanout: Vec::new(),
+            ..with_fanout
+        }),
+        Ok(WriteOutcome::Applied)
+    );
+    assert_ne!(storage, only_records, "same records, different outbox");
+    let id = storage.pending(u64::MAX, 1).unwrap()[0].id;
+    assert_eq!(storage.mark_delivered(id), Ok(true));
+    assert_ne!(
+        storage, only_records,
+        "an ID was used: the next entry's ID differs"
+    );
+}
+
+/// `InMemoryStorage::new` keeps no outbox: a process that delivers `Outcome::fanout` itself
+/// and never drains an outbox must not keep every fanout in memory.
+#[test]
+fn a_store_without_outbox_keeps_no_fanout() {
+    let message = conformance::sample_message();
+    let write = WriteSet {
+        group_id: b"g".to_vec(),
+        guard: VersionGuard::Absent,
+        records: vec![RecordWrite::Put(RecordKind::Roster, vec![1])],
+        replay_mark: None,
+        now_ms: 0,
+        fanout: vec![conformance::fanout(b"g", "a.example", 1, &message)],
+    };
+    let mut without = InMemoryStorage::new();
+    assert_eq!(without.write(&write), Ok(WriteOutcome::Applied));
+    assert_eq!(without.outbox_len(), 0);
+    assert_eq!(without.pending(0, 10), Ok(Vec::new()));
+    let mut with = InMemoryStorage::with_outbox();
+    assert_eq!(with.write(&write), Ok(WriteOutcome::Applied));
+    assert_eq!(with.outbox_len(), 1);
+}
