@@ -5,7 +5,7 @@ use openmls::prelude::Ciphersuite;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::HashType;
 
-use crate::error::{internal, Failure, RejectReason};
+use crate::error::{internal, AuthenticationFailed, Failure, RejectReason};
 use crate::storage::{DsStorage, ReplayMark};
 use crate::wire::{ClientSignature, ClientSignatureTbs, DsAuthData, DsRequest, DsSenderId};
 
@@ -109,8 +109,12 @@ impl<'a> ClientAuth<'a> {
         now_ms: u64,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
+        // Rule R-AUTH-1.
         let DsAuthData::ClientSignature(signature) = &request.auth else {
-            return Err(RejectReason::AuthenticationFailed("a ClientSignature is required").into());
+            return Err(RejectReason::AuthenticationFailed(
+                AuthenticationFailed::ClientSignatureRequired,
+            )
+            .into());
         };
         // DECISIONS.md: requests more than the window away from `now` are refused, in both
         // directions, so a replay set kept for the window is complete.
@@ -151,8 +155,9 @@ impl<'a> ClientAuth<'a> {
     pub(crate) fn leaf_index(&self) -> Result<u32, RejectReason> {
         match self.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => Ok(leaf),
+            // Rule R-AUTH-3.
             _ => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
+                AuthenticationFailed::LeafIndexSenderRequired,
             )),
         }
     }
@@ -171,7 +176,10 @@ impl<'a> ClientAuth<'a> {
                 public_key,
                 self.signature.signature.as_slice(),
             )
-            .map_err(|_| RejectReason::AuthenticationFailed("signature does not verify"))
+            // Rule R-AUTH-2.
+            .map_err(|_| {
+                RejectReason::AuthenticationFailed(AuthenticationFailed::SignatureDoesNotVerify)
+            })
     }
 }
 

@@ -11,6 +11,13 @@ use tls_codec::VLBytes;
 
 use crate::wire::{DecodeError, DsError, DsErrorDetails, DsRequestType, ErrorCode};
 
+mod refusals;
+
+pub use refusals::{
+    AuthenticationFailed, InvalidGroupId, InvalidGroupInfo, InvalidLeafNode, InvalidMessageType,
+    InvalidMlsMessage, InvalidProposal, MlsStructure, NotAllowed, QsNotAllowed,
+};
+
 /// Why a request was refused. Every variant leaves storage untouched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -46,23 +53,23 @@ pub enum RejectReason {
     ReplayedMessage,
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
-    AuthenticationFailed(&'static str),
+    AuthenticationFailed(#[from] AuthenticationFailed),
     /// No (live) group with this ID.
     #[error("unknown group")]
     UnknownGroup,
     /// The group ID is empty, already used, or not issued by this DS.
     #[error("invalid group id: {0}")]
-    InvalidGroupId(&'static str),
+    InvalidGroupId(#[from] InvalidGroupId),
     /// The GroupInfo does not verify or does not match the group's state.
     #[error("invalid group info: {0}")]
-    InvalidGroupInfo(String),
+    InvalidGroupInfo(#[from] InvalidGroupInfo),
     /// The GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody could
     /// join or resync from it by external commit (wire-format.md §4.3.2).
     #[error("invalid group info: it has no external_pub extension, which external joins and resyncs need")]
     GroupInfoWithoutExternalPub,
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
-    InvalidLeafNode(String),
+    InvalidLeafNode(#[from] InvalidLeafNode),
     /// A leaf registers a user authentication key without a valid proof of possession
     /// (wire-format.md §3.5).
     #[error("invalid leaf node: the user authentication key's proof does not verify")]
@@ -103,7 +110,7 @@ pub enum RejectReason {
     },
     /// The sender may not do this.
     #[error("not allowed: {0}")]
-    NotAllowed(String),
+    NotAllowed(#[from] NotAllowed),
     /// A client would use another member's queue configuration, so the DS would deliver one
     /// client's traffic to the other's queue (wire-format.md §6.1).
     #[error("not allowed: the queue configuration of leaf {leaf} is another member's")]
@@ -116,8 +123,8 @@ pub enum RejectReason {
     InvalidProposal {
         /// The ProposalRefs at fault (may be empty when they cannot be computed).
         refs: Vec<Vec<u8>>,
-        /// Why.
-        reason: String,
+        /// The rule the proposals break.
+        reason: InvalidProposal,
     },
     /// A standalone proposal that no commit could carry next to one already pending (RFC 9420
     /// §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending set no
@@ -149,10 +156,10 @@ pub enum RejectReason {
     HubRemovalsPending,
     /// The MLS message has the wrong wire format or content type for this operation.
     #[error("invalid message type: {0}")]
-    InvalidMessageType(&'static str),
+    InvalidMessageType(#[from] InvalidMessageType),
     /// The MLS message does not validate against the group state.
     #[error("invalid MLS message: {0}")]
-    InvalidMlsMessage(String),
+    InvalidMlsMessage(#[from] InvalidMlsMessage),
     /// The operation is defined on the wire but this DS does not serve it.
     #[error("operation {0:?} is not served by this delivery service")]
     UnsupportedOperation(DsRequestType),
@@ -272,9 +279,10 @@ pub enum QsRejectReason {
         /// The QS's `now`.
         now_ms: u64,
     },
-    /// The signature does not verify with the queue owner's key.
-    #[error("authentication failed: {0}")]
-    AuthenticationFailed(&'static str),
+    /// Rule R-QS-1: the request's signature does not verify with the queue owner's key
+    /// (wire-format.md §10.3).
+    #[error("authentication failed: the signature does not verify")]
+    SignatureDoesNotVerify,
     /// No queue with this ID.
     #[error("unknown queue")]
     UnknownQueue,
@@ -287,7 +295,7 @@ pub enum QsRejectReason {
     SenderMismatch,
     /// The request is well formed but not allowed in the queue's state.
     #[error("not allowed: {0}")]
-    NotAllowed(&'static str),
+    NotAllowed(#[from] QsNotAllowed),
     /// Storage kept reporting concurrent changes.
     #[error("concurrent modification; retry")]
     Conflict,
@@ -309,7 +317,7 @@ impl QsRejectReason {
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
-            Self::AuthenticationFailed(_) | Self::SenderMismatch => ErrorCode::AuthenticationFailed,
+            Self::SignatureDoesNotVerify | Self::SenderMismatch => ErrorCode::AuthenticationFailed,
             Self::UnknownQueue => ErrorCode::UnknownQueue,
             Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::Conflict => ErrorCode::Conflict,
@@ -367,6 +375,7 @@ pub(crate) fn internal<E: std::error::Error + 'static>(what: impl std::fmt::Disp
 
 #[cfg(test)]
 mod tests {
+    use super::refusals::every;
     use super::*;
     use crate::wire::encode;
 
@@ -374,7 +383,7 @@ mod tests {
     /// could not be encoded and `process` would fail instead of answering.
     #[test]
     fn every_reject_reason_encodes() {
-        let reasons = [
+        let mut reasons = vec![
             RejectReason::Malformed(DecodeError::TrailingBytes {
                 type_name: "x",
                 count: 1,
@@ -387,12 +396,8 @@ mod tests {
             },
             RejectReason::Replayed,
             RejectReason::ReplayedMessage,
-            RejectReason::AuthenticationFailed("x"),
             RejectReason::UnknownGroup,
-            RejectReason::InvalidGroupId("x"),
-            RejectReason::InvalidGroupInfo("x".into()),
             RejectReason::GroupInfoWithoutExternalPub,
-            RejectReason::InvalidLeafNode("x".into()),
             RejectReason::InvalidUserKeyProof,
             RejectReason::UserKeyOfAnotherUser,
             RejectReason::KeyPackageLifetime {
@@ -408,26 +413,50 @@ mod tests {
                 current: 1,
                 message_epoch: 2,
             },
-            RejectReason::NotAllowed("x".into()),
             RejectReason::SharedQueueConfig { leaf: 1 },
-            RejectReason::InvalidProposal {
-                refs: vec![vec![1]],
-                reason: "x".into(),
-            },
-            RejectReason::ProposalConflict {
-                conflict: ProposalConflict::DuplicateRemove,
-                refs: vec![vec![1]],
-            },
             RejectReason::TooManyPendingProposals { limit: 1 },
             RejectReason::MissingPendingProposals {
                 refs: vec![vec![1]],
             },
             RejectReason::HubRemovalsPending,
-            RejectReason::InvalidMessageType("x"),
-            RejectReason::InvalidMlsMessage("x".into()),
             RejectReason::UnsupportedOperation(DsRequestType::KeyPackages),
             RejectReason::Conflict,
         ];
+        // Each sub-enum's variants, listed without wildcard in `refusals::every`.
+        reasons.extend(every::authentication_failed().into_iter().map(Into::into));
+        reasons.extend(every::invalid_group_id().into_iter().map(Into::into));
+        reasons.extend(every::invalid_group_info().into_iter().map(Into::into));
+        reasons.extend(every::invalid_leaf_node().into_iter().map(Into::into));
+        reasons.extend(every::not_allowed().into_iter().map(Into::into));
+        reasons.extend(every::invalid_message_type().into_iter().map(Into::into));
+        reasons.extend(every::invalid_mls_message().into_iter().map(Into::into));
+        reasons.extend(
+            every::mls_structure()
+                .into_iter()
+                .map(|structure| InvalidMlsMessage::Undecodable {
+                    structure,
+                    detail: "x".into(),
+                })
+                .map(Into::into),
+        );
+        reasons.extend(every::invalid_proposal().into_iter().map(|reason| {
+            RejectReason::InvalidProposal {
+                refs: vec![vec![1]],
+                reason,
+            }
+        }));
+        reasons.extend(
+            [
+                ProposalConflict::DuplicateRemove,
+                ProposalConflict::UpdateOfRemovedLeaf,
+                ProposalConflict::SecondGroupContextExtensions,
+                ProposalConflict::ReInitNotAlone,
+            ]
+            .map(|conflict| RejectReason::ProposalConflict {
+                conflict,
+                refs: vec![vec![1]],
+            }),
+        );
         for reason in reasons {
             // A new variant must be added above: this match has no wildcard.
             match reason {
@@ -480,16 +509,33 @@ mod tests {
                 timestamp_ms: 0,
                 now_ms: 1,
             },
-            QsRejectReason::AuthenticationFailed("x"),
+            QsRejectReason::SignatureDoesNotVerify,
             QsRejectReason::UnknownQueue,
             QsRejectReason::WrongRecipient,
             QsRejectReason::SenderMismatch,
-            QsRejectReason::NotAllowed("x"),
             QsRejectReason::Conflict,
             QsRejectReason::QueueFull,
             QsRejectReason::InvalidResponseKey,
-        ];
+        ]
+        .into_iter()
+        .chain(every::qs_not_allowed().into_iter().map(Into::into))
+        .collect::<Vec<_>>();
         for reason in &reasons {
+            // A new variant must be added above: this match has no wildcard.
+            match reason {
+                QsRejectReason::Malformed(_)
+                | QsRejectReason::UnsupportedVersion(_)
+                | QsRejectReason::TooLarge { .. }
+                | QsRejectReason::StaleTimestamp { .. }
+                | QsRejectReason::SignatureDoesNotVerify
+                | QsRejectReason::UnknownQueue
+                | QsRejectReason::WrongRecipient
+                | QsRejectReason::SenderMismatch
+                | QsRejectReason::NotAllowed(_)
+                | QsRejectReason::Conflict
+                | QsRejectReason::QueueFull
+                | QsRejectReason::InvalidResponseKey => {}
+            }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());
             assert!(encode(&error).is_ok(), "{reason:?} does not encode");

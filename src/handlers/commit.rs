@@ -23,7 +23,9 @@ use super::key_package_lifetime;
 use super::proposals::{load_group, mls_reject, public_handshake};
 use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::ReplayGuard;
-use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::error::{
+    internal, Failure, InvalidGroupId, InvalidMessageType, NotAllowed, ProcessError, RejectReason,
+};
 use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
@@ -84,7 +86,8 @@ where
     let mut group = load_group::<S>(&buffer, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
-        return Err(RejectReason::InvalidMessageType("expected a commit").into());
+        // Rule R-MSG-3.
+        return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
     };
 
     let committer = LeafNodeIndex::new(sender);
@@ -98,9 +101,9 @@ where
         &removed_keys(&group, &summary),
         sequencer.ds_removals_pending_since,
     )?;
-    // DS-06 §"Commit": a member cannot commit its own removal.
+    // Rule R-COMMIT-3. DS-06 §"Commit": a member cannot commit its own removal.
     if summary.removed.contains(&committer) {
-        return Err(RejectReason::NotAllowed("a committer cannot remove itself".into()).into());
+        return Err(RejectReason::NotAllowed(NotAllowed::CommitterRemovesItself).into());
     }
     commit_rules::check(op, &summary, sender, &roster)?;
     if let Some(target) = &summary.reinit_group_id {
@@ -179,10 +182,9 @@ where
 
 /// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
 pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> std::result::Result<(), RejectReason> {
+    // Rule R-COMMIT-6.
     match &roster.successor {
-        Some(_) => Err(RejectReason::NotAllowed(
-            "the group was re-initialized; use its successor".into(),
-        )),
+        Some(_) => Err(RejectReason::NotAllowed(NotAllowed::GroupReInitialized)),
         None => Ok(()),
     }
 }
@@ -353,13 +355,11 @@ fn require_reserved_successor<C, S: DsStorage>(
         }
         None => false,
     };
+    // Rule R-GID-6.
     if reserved {
         Ok(())
     } else {
-        Err(
-            RejectReason::InvalidGroupId("the ReInit names a group ID this DS has not reserved")
-                .into(),
-        )
+        Err(RejectReason::InvalidGroupId(InvalidGroupId::ReInitTargetNotReserved).into())
     }
 }
 
@@ -376,7 +376,10 @@ fn match_welcomes<'a>(
     let mut targets = Vec::with_capacity(welcomes.len());
     for bytes in welcomes {
         let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
-            return Err(RejectReason::InvalidMessageType("expected a Welcome"));
+            // Rule R-MSG-8.
+            return Err(RejectReason::InvalidMessageType(
+                InvalidMessageType::ExpectedWelcome,
+            ));
         };
         targets.push((
             bytes,
@@ -393,10 +396,9 @@ fn match_welcomes<'a>(
         .flat_map(|(_, refs)| refs.iter().map(Vec::as_slice))
         .collect();
     let named_set: BTreeSet<&[u8]> = named.iter().copied().collect();
+    // Rule R-COMMIT-4.
     if added_refs != named_set || named.len() != added.len() {
-        return Err(RejectReason::NotAllowed(
-            "the Welcomes' KeyPackageRefs do not match the commit's Adds".into(),
-        ));
+        return Err(RejectReason::NotAllowed(NotAllowed::WelcomesDoNotMatchAdds));
     }
     Ok(targets)
 }

@@ -17,6 +17,7 @@ use super::proposals::load_group;
 use super::{ciphersuite, decode_record, Ctx, Plan, Result};
 use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
+use crate::error::{AuthenticationFailed, InvalidGroupId};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster};
 use crate::storage::GroupSnapshot;
@@ -43,17 +44,19 @@ where
         DsAuthData::Unauthenticated
             if ctx.env.config.group_info_access != GroupInfoAccess::Anyone =>
         {
+            // Rule R-AUTH-8.
             return Err(RejectReason::AuthenticationFailed(
-                "group_info needs a request signed by a member or a user of the group",
+                AuthenticationFailed::GroupInfoNeedsSignature,
             )
-            .into())
+            .into());
         }
         DsAuthData::Unauthenticated => None,
         _ => {
             let auth = ctx.client_auth::<S>()?;
+            // Rule R-GID-1.
             if auth.group_id() != group_id {
                 return Err(
-                    RejectReason::InvalidGroupId("the signature is for another group").into(),
+                    RejectReason::InvalidGroupId(InvalidGroupId::SignedForAnotherGroup).into(),
                 );
             }
             if let Some(plan) = ctx.replay_check(&auth, storage)? {

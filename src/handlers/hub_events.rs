@@ -97,9 +97,13 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .collect(),
             HubEvent::UserDeleted { user } => roster.leaves_of(user).collect(),
             HubEvent::InactivitySweep => {
-                let limit = env.config.inactivity_limit_ms.ok_or_else(|| {
-                    RejectReason::NotAllowed("no inactivity limit is configured".into())
-                })?;
+                // Rule R-HUB-1.
+                let limit = env
+                    .config
+                    .inactivity_limit_ms
+                    .ok_or(RejectReason::NotAllowed(
+                        crate::error::NotAllowed::NoInactivityLimit,
+                    ))?;
                 roster
                     .iter()
                     .filter(|(leaf, _)| {

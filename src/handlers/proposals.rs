@@ -15,6 +15,9 @@ use super::{
     check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Principal, Result, Started,
 };
 use crate::error::{internal, RejectReason};
+use crate::error::{
+    InvalidGroupId, InvalidMessageType, InvalidMlsMessage, InvalidProposal, NotAllowed,
+};
 use crate::fanout::fan_out;
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin, Sequencer};
@@ -29,9 +32,10 @@ pub(crate) fn public_handshake(
     content_type: ContentType,
 ) -> std::result::Result<PublicMessageIn, RejectReason> {
     let message = public_handshake_in_any_group(bytes, content_type)?;
+    // Rule R-GID-5.
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId(
-            "the MLS message is for another group",
+            InvalidGroupId::MessageForAnotherGroup,
         ));
     }
     Ok(message)
@@ -44,17 +48,24 @@ pub(crate) fn public_handshake_in_any_group(
 ) -> std::result::Result<PublicMessageIn, RejectReason> {
     let message = match bytes.parse()?.extract() {
         MlsMessageBodyIn::PublicMessage(message) => message,
+        // Rule R-MSG-1.
         MlsMessageBodyIn::PrivateMessage(_) => {
             return Err(RejectReason::InvalidMessageType(
-                "handshake messages must be PublicMessages",
+                InvalidMessageType::HandshakeNotPublic,
             ))
         }
-        _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
+        // Rule R-MSG-2.
+        _ => {
+            return Err(RejectReason::InvalidMessageType(
+                InvalidMessageType::ExpectedPublicMessage,
+            ))
+        }
     };
+    // Rules R-MSG-3, R-MSG-4.
     if message.content_type() != content_type {
         return Err(RejectReason::InvalidMessageType(match content_type {
-            ContentType::Commit => "expected a commit",
-            _ => "expected a proposal",
+            ContentType::Commit => InvalidMessageType::ExpectedCommit,
+            _ => InvalidMessageType::ExpectedProposal,
         }));
     }
     Ok(message)
@@ -77,7 +88,11 @@ pub(crate) fn mls_reject<E: std::error::Error + 'static>(
 ) -> crate::error::Failure<E> {
     match e {
         PublicProcessMessageError::LibraryError(e) => internal(e),
-        other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
+        // Rule R-MLS-1.
+        other => RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation {
+            detail: other.to_string(),
+        })
+        .into(),
     }
 }
 
@@ -121,10 +136,11 @@ where
         Started::Fresh(request) => request,
     };
     let group_id = auth.group_id();
+    // Rule R-PROP-1.
     if proposals.is_empty() {
         return Err(RejectReason::InvalidProposal {
             refs: Vec::new(),
-            reason: "no proposals".into(),
+            reason: InvalidProposal::Empty,
         }
         .into());
     }
@@ -153,7 +169,10 @@ where
         super::key_package_lifetime::check_proposal_message(bytes, ctx.now_ms)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
-            return Err(RejectReason::InvalidMessageType("expected a proposal").into());
+            // Rule R-MSG-4.
+            return Err(
+                RejectReason::InvalidMessageType(InvalidMessageType::ExpectedProposal).into(),
+            );
         };
         // With a user key, only the user's own clients may be proposed for removal.
         if let Principal::User(user) = &principal {
@@ -162,11 +181,9 @@ where
                 Proposal::Remove(remove)
                     if roster.member(remove.removed().u32()).is_some_and(|m| m.user.as_slice() == user.as_slice())
             );
+            // Rule R-PROP-3.
             if !own_removal {
-                return Err(RejectReason::NotAllowed(
-                    "a user key authorises only Removes of the user's own clients".into(),
-                )
-                .into());
+                return Err(RejectReason::NotAllowed(NotAllowed::UserKeyBeyondOwnRemovals).into());
             }
         }
         if rule == ProposalRule::SelfRemove {
@@ -174,11 +191,9 @@ where
                 queued.proposal(),
                 Proposal::Remove(remove) if remove.removed() == LeafNodeIndex::new(sender)
             );
+            // Rule R-PROP-4.
             if proposals.len() != 1 || !removes_sender {
-                return Err(RejectReason::NotAllowed(
-                    "self_remove_client is one Remove proposal of the sender's own leaf".into(),
-                )
-                .into());
+                return Err(RejectReason::NotAllowed(NotAllowed::SelfRemoveOfAnotherLeaf).into());
             }
         }
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
@@ -187,9 +202,10 @@ where
             .iter()
             .any(|p| p.proposal_ref.as_slice() == proposal_ref)
         {
+            // Rule R-PROP-2.
             return Err(RejectReason::InvalidProposal {
                 refs: vec![proposal_ref],
-                reason: "already pending".into(),
+                reason: InvalidProposal::AlreadyPending,
             }
             .into());
         }

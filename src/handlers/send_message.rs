@@ -13,6 +13,7 @@ use super::commit::refuse_if_reinitialized;
 use super::{check_epoch, decode_record, encode_record, Ctx, MemberRequest, Plan, Result, Started};
 use crate::auth::sha256;
 use crate::error::{internal, RejectReason};
+use crate::error::{InvalidGroupId, InvalidMessageType};
 use crate::fanout::fan_out;
 use crate::state::{Sequencer, MESSAGE_DIGEST_BYTES};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -53,16 +54,20 @@ where
     // DS-03..06: must be a PrivateMessage with content type application.
     let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract()
     else {
-        return Err(RejectReason::InvalidMessageType(
-            "application messages must be PrivateMessages",
-        )
-        .into());
+        // Rule R-MSG-5.
+        return Err(
+            RejectReason::InvalidMessageType(InvalidMessageType::ApplicationNotPrivate).into(),
+        );
     };
+    // Rule R-MSG-6.
     if message.content_type() != ContentType::Application {
-        return Err(RejectReason::InvalidMessageType("expected content type application").into());
+        return Err(
+            RejectReason::InvalidMessageType(InvalidMessageType::ExpectedApplication).into(),
+        );
     }
+    // Rule R-GID-5.
     if message.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupId("the MLS message is for another group").into());
+        return Err(RejectReason::InvalidGroupId(InvalidGroupId::MessageForAnotherGroup).into());
     }
     check_epoch(
         roster.epoch,

@@ -6,6 +6,7 @@ use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use crate::error::RejectReason;
+use crate::error::{InvalidLeafNode, NotAllowed};
 use crate::wire::{
     decode_exact, ClientQueueConfig, UserAuthKeyExtension, QUEUE_CONFIG_EXTENSION_TYPE,
     USER_AUTH_KEY_EXTENSION_TYPE,
@@ -181,10 +182,20 @@ fn user_auth_key_of(
     let Some(ext) = leaf.extensions().unknown(USER_AUTH_KEY_EXTENSION_TYPE) else {
         return Ok(None);
     };
+    // Rule R-LEAF-4.
     let registration = decode_exact::<UserAuthKeyExtension>(&ext.0)
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
-    let content = UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice())
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+        .map_err(|e| RejectReason::InvalidLeafNode(InvalidLeafNode::UserKeyUndecodable(e)))?;
+    // The leaf's signature key decoded as a `VLBytes`, so it encodes again; refused like an
+    // undecodable extension if it did not.
+    let content =
+        UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice()).map_err(|e| {
+            RejectReason::InvalidLeafNode(InvalidLeafNode::UserKeyUndecodable(
+                crate::wire::DecodeError::Malformed {
+                    type_name: "UserKeyProofContent",
+                    reason: format!("{e:?}"),
+                },
+            ))
+        })?;
     if !checks.verifies(
         ciphersuite,
         registration.user_auth_key.as_slice(),
@@ -198,13 +209,15 @@ fn user_auth_key_of(
 
 /// The queue configuration a leaf publishes in its [`QUEUE_CONFIG_EXTENSION_TYPE`] extension.
 pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, RejectReason> {
-    let ext = leaf.extensions().unknown(QUEUE_CONFIG_EXTENSION_TYPE).ok_or_else(|| {
-        RejectReason::InvalidLeafNode(format!(
-            "leaf lacks the client queue configuration extension 0x{QUEUE_CONFIG_EXTENSION_TYPE:04x}"
-        ))
-    })?;
+    // Rules R-LEAF-2, R-LEAF-3.
+    let ext = leaf
+        .extensions()
+        .unknown(QUEUE_CONFIG_EXTENSION_TYPE)
+        .ok_or(RejectReason::InvalidLeafNode(
+            InvalidLeafNode::MissingQueueConfig,
+        ))?;
     decode_exact::<ClientQueueConfig>(&ext.0)
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("queue configuration: {e}")))
+        .map_err(|e| RejectReason::InvalidLeafNode(InvalidLeafNode::QueueConfigUndecodable(e)))
 }
 
 /// What a roster rebuild needs from the service to check new leaves.
@@ -262,16 +275,20 @@ impl Roster {
             }
             let leaf = group
                 .leaf(member.index)
-                .ok_or_else(|| RejectReason::InvalidLeafNode("member without leaf".into()))?;
+                // Rule R-LEAF-5.
+                .ok_or(RejectReason::InvalidLeafNode(
+                    InvalidLeafNode::MemberWithoutLeaf,
+                ))?;
             let kept = previous
                 .filter(|_| !replaced.contains(&member.index))
                 .and_then(|p| p.members.get(index).cloned().flatten());
             let fresh = kept.is_none() || changed.contains(&member.index);
             let entry = match kept {
                 Some(mut entry) => {
+                    // Rule R-COMMIT-5.
                     if changed.contains(&member.index) && identify(leaf)? != entry.user.as_slice() {
                         return Err(RejectReason::NotAllowed(
-                            "a credential change may not move a client to another user".into(),
+                            NotAllowed::CredentialMovesClientToAnotherUser,
                         ));
                     }
                     entry.signature_key = member.signature_key.into();
