@@ -6,7 +6,7 @@
 //! epoch with the same epoch authenticator, joiners joining from their Welcome) and a negative
 //! test (the exact code, no fanout, storage byte-identical) that would pass the request if the
 //! rule were removed. Where a refusal could also come from another check with the same code
-//! (e.g. a Welcome mismatch), the test also pins the reason's description.
+//! (e.g. a Welcome mismatch), the named reason (`Outcome::refusal`) tells them apart.
 //!
 //! One rule cannot be reached with real openmls 0.9 clients: a commit removing its committer
 //! (openmls refuses to build one, and the DS's `PublicGroup` refuses to stage one before the DS
@@ -28,7 +28,10 @@ use mimi_ds::wire::{
     GroupInfoOption, GroupUpdate, MembershipCommitRequest, MlsMessageBytes, ProposalsRequest,
     RatchetTreeBytes, UpdateClientRequest,
 };
-use mimi_ds::{DeliveryService, DsConfig, Outcome, Status};
+use mimi_ds::{
+    AuthenticationFailed, DeliveryService, DsConfig, InvalidGroupId, InvalidGroupInfo,
+    InvalidLeafNode, InvalidMlsMessage, NotAllowed, Outcome, RejectReason, Status,
+};
 use openmls::prelude::{
     AddProposal, BasicCredential, CreateCommitError, CredentialWithKey, LeafNodeIndex,
     LeafNodeParameters, MlsMessageBodyIn, Proposal, ReInitProposal,
@@ -46,9 +49,9 @@ use tls_codec::{DeserializeBytes as _, Serialize as _, VLBytes};
 trait Check {
     /// Processes a request that must be accepted.
     fn accept(&mut self, request: &[u8]) -> Outcome;
-    /// Processes a request that must be refused with `code` for a reason whose description
-    /// contains `because`: exact status and error body, no fanout, storage byte-identical.
-    fn reject(&mut self, request: &[u8], code: ErrorCode, because: &str);
+    /// Processes a request that must be refused with `code` for a reason `because` accepts
+    /// ([`Outcome::refusal`]): exact status and error body, no fanout, storage byte-identical.
+    fn reject(&mut self, request: &[u8], code: ErrorCode, because: impl Fn(&RejectReason) -> bool);
 }
 
 impl Check for TestDs {
@@ -63,7 +66,7 @@ impl Check for TestDs {
         out
     }
 
-    fn reject(&mut self, request: &[u8], code: ErrorCode, because: &str) {
+    fn reject(&mut self, request: &[u8], code: ErrorCode, because: impl Fn(&RejectReason) -> bool) {
         let before = self.storage.clone();
         let out = self.process(request);
         let response = decode_response(&out.response);
@@ -72,10 +75,10 @@ impl Check for TestDs {
             panic!("expected an error body, got {response:?}")
         };
         assert_eq!(error.code, code);
-        let description = String::from_utf8_lossy(error.description.as_slice()).into_owned();
         assert!(
-            description.contains(because),
-            "refused for another reason: {description:?} (expected {because:?})"
+            out.refusal.as_ref().is_some_and(because),
+            "refused for another reason: {:?}",
+            out.refusal
         );
         assert!(out.fanout.is_empty(), "a rejected request fans out nothing");
         assert!(
@@ -83,6 +86,12 @@ impl Check for TestDs {
             "a rejected request leaves storage byte-identical"
         );
     }
+}
+
+/// A check of [`Check::reject`] that the refusal is exactly `expected`.
+fn is(expected: impl Into<RejectReason>) -> impl Fn(&RejectReason) -> bool {
+    let expected = expected.into();
+    move |reason| *reason == expected
 }
 
 /// The group's current ratchet tree, as an external joiner gets it.
@@ -277,7 +286,11 @@ fn add_users_refuses_a_client_of_a_user_already_in_the_group() {
             DsRequestBody::AddUsers(membership(update, welcome)),
             ds.now_ms,
         );
-        ds.reject(&request, ErrorCode::NotAllowed, "already in the group");
+        ds.reject(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::AddUsersOfExistingUser),
+        );
         alice.discard_commit();
     }
 }
@@ -299,7 +312,11 @@ fn add_users_refuses_a_remove_by_value() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddUsersNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -316,7 +333,11 @@ fn add_users_refuses_a_commit_without_proposals() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddUsersNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -369,7 +390,11 @@ fn add_clients_refuses_a_client_of_another_user() {
             DsRequestBody::AddClients(membership(update, welcome)),
             ds.now_ms,
         );
-        ds.reject(&request, ErrorCode::NotAllowed, "own user");
+        ds.reject(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::AddClientsOfAnotherUser),
+        );
         alice.discard_commit();
     }
     // One of Alice's own clients with a Remove by value.
@@ -382,7 +407,11 @@ fn add_clients_refuses_a_client_of_another_user() {
         DsRequestBody::AddClients(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddClientsNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -426,7 +455,11 @@ fn remove_users_removes_every_client_of_a_user() {
     assert_eq!(alice.group().members().count(), 2);
     // The removed clients are no longer members of the DS's group.
     let request = bob1.update_queue_request(queue("b.example", "bob-1-moved"), ds.now_ms);
-    ds.reject(&request, ErrorCode::AuthenticationFailed, "");
+    ds.reject(
+        &request,
+        ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
+    );
 }
 
 #[test]
@@ -447,7 +480,11 @@ fn remove_users_refuses_removing_only_some_clients_of_a_user() {
             }),
             ds.now_ms,
         );
-        ds.reject(&request, ErrorCode::NotAllowed, "every client");
+        ds.reject(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::RemoveUsersPartially),
+        );
         alice.discard_commit();
     }
 }
@@ -473,7 +510,11 @@ fn remove_users_refuses_an_add_by_value() {
     );
     // remove_users carries no Welcomes, so the Welcome check would refuse too: the reason must be
     // the operation rule.
-    ds.reject(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::RemoveUsersNotOnlyRemoves),
+    );
     alice.discard_commit();
 }
 
@@ -529,7 +570,11 @@ fn remove_clients_refuses_a_client_of_another_user() {
             }),
             ds.now_ms,
         );
-        ds.reject(&request, ErrorCode::NotAllowed, "own user");
+        ds.reject(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::RemoveClientsOfAnotherUser),
+        );
         alice1.discard_commit();
     }
     // Alice's other client with an Add by value (remove_clients carries no Welcomes, so the
@@ -546,7 +591,11 @@ fn remove_clients_refuses_a_client_of_another_user() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::RemoveClientsNotOnlyRemoves),
+    );
     alice1.discard_commit();
 }
 
@@ -733,7 +782,11 @@ fn update_client_refuses_a_commit_without_an_update_path() {
     );
     // update_client carries no Welcomes, so the Welcome check would refuse it too: the reason
     // is pinned.
-    ds.reject(&request, ErrorCode::NotAllowed, "update path");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::UpdateClientNotAnUpdatePath),
+    );
     alice.discard_commit();
 }
 
@@ -764,7 +817,11 @@ fn update_client_refuses_proposals_by_value() {
             }),
             ds.now_ms,
         );
-        ds.reject(&request, ErrorCode::NotAllowed, "by value");
+        ds.reject(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::UpdateClientNotAnUpdatePath),
+        );
         alice.discard_commit();
     }
 }
@@ -792,7 +849,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         DsRequestBody::AddClients(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 
     let (update, welcome) = alice.stage_commit(|b| {
@@ -803,7 +864,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 
     let removed = leaves(&[&bob]);
@@ -817,7 +882,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 }
 
@@ -838,7 +907,7 @@ fn commits_may_not_move_the_committer_to_another_user() {
         ds.reject(
             &alice.signed(commit_body(update), ds.now_ms),
             ErrorCode::NotAllowed,
-            "another user",
+            is(NotAllowed::CredentialMovesClientToAnotherUser),
         );
         alice.discard_commit();
     }
@@ -848,7 +917,12 @@ fn commits_may_not_move_the_committer_to_another_user() {
     ds.reject(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
-        "",
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidLeafNode(InvalidLeafNode::CredentialRejected(_))
+            )
+        },
     );
     alice.discard_commit();
 }
@@ -906,7 +980,12 @@ fn key_package_whose_credential_is_not_a_client_uri_is_refused() {
         let mut carol = TestClient::new("carol", "carol-1", "c.example");
         carol.credential = renamed(&carol, identity);
         let request = alice.add_request(vec![carol.key_package()], ds.now_ms);
-        ds.reject(&request, ErrorCode::InvalidLeafNodeOrKeyPackage, "");
+        ds.reject(&request, ErrorCode::InvalidLeafNodeOrKeyPackage, |r| {
+            matches!(
+                r,
+                RejectReason::InvalidLeafNode(InvalidLeafNode::CredentialRejected(_))
+            )
+        });
         alice.discard_commit();
     }
     // The same client with a proper credential is accepted.
@@ -1070,7 +1149,12 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidMlsMessage,
-        "",
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
     );
     // The GroupInfo's signature (its last bytes).
     let mut bad = update.clone();
@@ -1078,7 +1162,7 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
-        "signature",
+        is(InvalidGroupInfo::SignatureDoesNotVerify),
     );
     // A GroupInfo that is not the post-commit one (Alice's real one, of the current epoch).
     let mut bad = update.clone();
@@ -1091,13 +1175,13 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
-        "does not match",
+        is(InvalidGroupInfo::DoesNotMatchState),
     );
     // Bob cannot send Alice's commit.
     ds.reject(
         &bob.signed(re_initialize(update.clone()), ds.now_ms),
         ErrorCode::NotAllowed,
-        "",
+        is(NotAllowed::MlsSenderNotRequester),
     );
     let _ = ds.accept(&alice.signed(re_initialize(update), ds.now_ms));
 }
@@ -1148,13 +1232,13 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
     ds.reject(
         &alice.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
     ds.reject(
         &bob.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     bob.discard_commit();
     // ... and forged ones at the DS's current epoch, which would otherwise be valid: another
@@ -1164,23 +1248,23 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
     ds.reject(
         &alice.signed(re_initialize(update.clone()), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     ds.reject(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     // And so are messages and proposals.
     ds.reject(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     ds.reject(
         &alice.propose_remove_request(bob.leaf(), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     let proposal = forge::proposal(&mut ds, &bob, &reinit(&again));
     ds.reject(
@@ -1191,7 +1275,7 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
             ds.now_ms,
         ),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     // The successor can be created.
     let mut alice_next = TestClient::new("alice", "alice-1-next", "a.example");
@@ -1220,7 +1304,11 @@ fn re_initialize_group_refuses_an_id_not_reserved() {
     ] {
         let update = forged_reinit(&mut ds, &alice, &target);
         let request = alice.signed(re_initialize(update), ds.now_ms);
-        ds.reject(&request, ErrorCode::InvalidGroupId, "not reserved");
+        ds.reject(
+            &request,
+            ErrorCode::InvalidGroupId,
+            is(InvalidGroupId::ReInitTargetNotReserved),
+        );
     }
     // The same commit to a live reservation is accepted.
     let successor = ds.request_group_id();
@@ -1238,7 +1326,7 @@ fn re_initialize_group_refuses_a_commit_without_reinit() {
     ds.reject(
         &alice.signed(re_initialize(update), ds.now_ms),
         ErrorCode::NotAllowed,
-        "ReInit",
+        is(NotAllowed::ReInitializeWithoutReInit),
     );
     alice.discard_commit();
 }
@@ -1256,7 +1344,7 @@ fn commits_with_a_reinit_reinitializes_the_group() {
     ds.reject(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidGroupId,
-        "not reserved",
+        is(InvalidGroupId::ReInitTargetNotReserved),
     );
     let successor = ds.request_group_id();
     let update = forged_reinit(&mut ds, &alice, &successor);
@@ -1264,7 +1352,7 @@ fn commits_with_a_reinit_reinitializes_the_group() {
     ds.reject(
         &bob.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
 }
 
@@ -1289,7 +1377,11 @@ fn re_initialize_group_commits_a_pending_reinit_by_reference() {
     // Not alongside another proposal, even one the operation is for ...
     let update = forge::commit(&mut ds, &alice, &[add(&carol)]);
     let request = alice.signed(DsRequestBody::AddUsers(membership(update, None)), ds.now_ms);
-    ds.reject(&request, ErrorCode::NotAllowed, "only proposal");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::ReInitNotAlone),
+    );
     // ... nor in another operation ...
     let update = forge::commit(&mut ds, &alice, &[]);
     let request = alice.signed(
@@ -1301,14 +1393,14 @@ fn re_initialize_group_commits_a_pending_reinit_by_reference() {
     ds.reject(
         &request,
         ErrorCode::NotAllowed,
-        "belongs in re_initialize_group",
+        is(NotAllowed::ReInitOutsideReInitialize),
     );
     // ... but alone, in re_initialize_group.
     let _ = ds.accept(&alice.signed(re_initialize(update), ds.now_ms));
     ds.reject(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     let mut alice_next = TestClient::new("alice", "alice-1-next", "a.example");
     alice_next.create_group(&successor, &ds.external_sender);
@@ -1345,7 +1437,7 @@ fn reinit_inside_another_operation_is_refused() {
         ds.reject(
             &alice.signed(body, ds.now_ms),
             ErrorCode::NotAllowed,
-            "belongs in re_initialize_group",
+            is(NotAllowed::ReInitOutsideReInitialize),
         );
     }
 
@@ -1361,7 +1453,7 @@ fn reinit_inside_another_operation_is_refused() {
             ds.now_ms,
         ),
         ErrorCode::NotAllowed,
-        "belongs in re_initialize_group",
+        is(NotAllowed::ReInitOutsideReInitialize),
     );
     // Alice's commit is accepted where it belongs.
     let _ = ds.accept(&alice.signed(re_initialize(group_update), ds.now_ms));
@@ -1389,12 +1481,12 @@ fn re_initialize_group_refuses_other_proposals_next_to_the_reinit() {
         ds.reject(
             &alice.signed(re_initialize(update.clone()), ds.now_ms),
             ErrorCode::NotAllowed,
-            "only proposal",
+            is(NotAllowed::ReInitNotAlone),
         );
         ds.reject(
             &alice.signed(commit_body(update), ds.now_ms),
             ErrorCode::NotAllowed,
-            "only proposal",
+            is(NotAllowed::ReInitNotAlone),
         );
     }
 }
@@ -1412,13 +1504,13 @@ fn reinitialized_group_refuses_commits() {
     ds.reject(
         &alice.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
     ds.reject(
         &bob.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     bob.discard_commit();
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
@@ -1426,12 +1518,16 @@ fn reinitialized_group_refuses_commits() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "re-initialized");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::GroupReInitialized),
+    );
     alice.discard_commit();
     ds.reject(
         &alice.delete_group_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
 }
@@ -1447,7 +1543,7 @@ fn reinitialized_group_refuses_send_message() {
     ds.reject(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
 }
 
@@ -1460,7 +1556,11 @@ fn reinitialized_group_refuses_proposals() {
     let successor = ds.request_group_id();
     mark_reinitialized(&mut ds, &alice.group_id(), &successor);
     let request = alice.propose_remove_request(bob.leaf(), ds.now_ms);
-    ds.reject(&request, ErrorCode::NotAllowed, "re-initialized");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::GroupReInitialized),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1489,7 +1589,7 @@ fn delete_group_removes_every_other_member() {
     ds.reject(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::UnknownGroup,
-        "",
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -1509,7 +1609,11 @@ fn delete_group_refuses_a_commit_that_keeps_a_member() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed, "every other member");
+    ds.reject(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::DeleteGroupKeepsMembers),
+    );
     alice.discard_commit();
     // The group is intact: the same removal as a plain commit is accepted.
     let out = ds.accept(&alice.remove_request(&[bob1.leaf()], ds.now_ms));
