@@ -12,7 +12,7 @@ use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, TestDs,
 use mimi_ds::wire::{
     DsErrorDetails, DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes, ProposalsRequest,
 };
-use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
+use mimi_ds::{DsConfig, HubEvent, Outcome, ProposalConflict, RejectReason, Status, UnixTimeMs};
 use openmls::prelude::{
     LeafNodeIndex, LeafNodeParameters, MlsMessageBodyIn, Proposal, ProtocolMessage, ReInitProposal,
 };
@@ -34,14 +34,14 @@ const DOMAIN: &str = "hub.example";
 /// `ds.process(..)`).
 trait Check {
     fn accept(&mut self, request: &[u8]) -> Outcome;
-    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String);
+    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, RejectReason);
 }
 
 impl Check for TestDs {
     fn accept(&mut self, request: &[u8]) -> Outcome {
         accept(self, request)
     }
-    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String) {
+    fn reject(&mut self, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, RejectReason) {
         reject(self, request, code)
     }
 }
@@ -58,8 +58,8 @@ fn accept(ds: &mut TestDs, request: &[u8]) -> Outcome {
 }
 
 /// Checks `request` is refused with `code` and leaves storage byte-identical; returns the
-/// error's ProposalRefs and description.
-fn reject(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, String) {
+/// error's ProposalRefs and the named reason (`Outcome::refusal`).
+fn reject(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, RejectReason) {
     let before = ds.storage.clone();
     let out = ds.process(request);
     let response = decode_response(&out.response);
@@ -73,10 +73,7 @@ fn reject(ds: &mut TestDs, request: &[u8], code: ErrorCode) -> (Vec<Vec<u8>>, St
         DsErrorDetails::ProposalRefs(refs) => refs.into_iter().map(Vec::from).collect(),
         _ => Vec::new(),
     };
-    (
-        refs,
-        String::from_utf8_lossy(error.description.as_slice()).into_owned(),
-    )
+    (refs, out.refusal.expect("a refusal names its reason"))
 }
 
 /// Alice (leaf 0), Bob (leaf 1) and Carol (leaf 2) in a group at epoch 1.
@@ -224,7 +221,16 @@ fn a_second_remove_of_the_same_leaf_is_refused_and_commits_go_on() {
         ErrorCode::InvalidProposal,
     );
     assert_eq!(refs, vec![second_ref.clone()]);
-    assert!(why.contains("Remove"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::DuplicateRemove,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
     withdraw(&mut bob, &second_ref);
 
     // Bob's commit carries Alice's Remove by reference and is accepted.
@@ -260,7 +266,16 @@ fn an_update_of_a_leaf_with_a_pending_remove_is_refused() {
         ErrorCode::InvalidProposal,
     );
     assert_eq!(refs, vec![update_ref]);
-    assert!(why.contains("Update"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::UpdateOfRemovedLeaf,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 
     let out = ds.accept(&bob.update_request(ds.now_ms));
     bob.confirm_commit();
@@ -366,7 +381,16 @@ fn a_second_group_context_extensions_proposal_is_refused() {
         ErrorCode::InvalidProposal,
     );
     assert_eq!(refs, vec![second_ref]);
-    assert!(why.contains("GroupContextExtensions"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::SecondGroupContextExtensions,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 }
 
 /// One GroupContextExtensions proposal does not conflict with proposals of other types, in
@@ -435,7 +459,16 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
         &proposals_request(&bob, vec![proposal], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    assert!(why.contains("ReInit"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::ReInitNotAlone,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 
     // A fresh epoch: nothing pending, the ReInit is accepted; then a Remove is refused.
     let out = ds.accept(&bob.update_request(ds.now_ms));
@@ -456,7 +489,16 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
         ErrorCode::InvalidProposal,
     );
     assert_eq!(refs, vec![remove_ref]);
-    assert!(why.contains("ReInit"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::ReInitNotAlone,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
