@@ -17,7 +17,11 @@ use mimi_ds::wire::{
     MlsMessageBytes, ProposalsRequest, SendMessageRequest, UserAuthKeyExtension,
     PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{DeliveryService, DsConfig, Outcome, Status, UnixTimeMs};
+use mimi_ds::{
+    AuthenticationFailed, DeliveryService, DsConfig, InvalidGroupId, InvalidGroupInfo,
+    InvalidLeafNode, InvalidMessageType, InvalidMlsMessage, InvalidProposal, NotAllowed, Outcome,
+    ProposalConflict, RejectReason, Status, UnixTimeMs,
+};
 use openmls::prelude::{
     Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup, MlsMessageBodyIn,
     ProcessedMessageContent, ProtocolMessage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
@@ -176,6 +180,48 @@ impl Check for TestDs {
     }
 }
 
+/// The named reason ([`Outcome::refusal`]) the DS gives for `request`, processed on a copy of
+/// its storage, so the request can then be checked by [`Check::reject`] as well.
+fn refusal(ds: &TestDs, request: &[u8]) -> Option<RejectReason> {
+    let mut scratch = ds.storage.clone();
+    ds.ds
+        .process(UnixTimeMs(ds.now_ms), request, &mut scratch)
+        .expect("in-memory storage does not fail")
+        .refusal
+}
+
+/// [`Check::reject`], and the named reason must be one `because` accepts.
+trait CheckReason {
+    fn reject_as(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    ) -> DsError;
+}
+
+impl CheckReason for TestDs {
+    fn reject_as(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    ) -> DsError {
+        let reason = refusal(self, request);
+        assert!(
+            reason.as_ref().is_some_and(because),
+            "refused for another reason: {reason:?}"
+        );
+        self.reject(request, code)
+    }
+}
+
+/// A check of [`CheckReason::reject_as`] that the refusal is exactly `expected`.
+fn is(expected: impl Into<RejectReason>) -> impl Fn(&RejectReason) -> bool {
+    let expected = expected.into();
+    move |reason| *reason == expected
+}
+
 fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
     encode(&DsRequest {
         version: PROTOCOL_VERSION_MIMI_DS10,
@@ -248,9 +294,10 @@ fn invalid_group_id_not_issued_by_the_ds() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"self-chosen@hub.example", &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::NotIssued),
     );
 }
 
@@ -279,9 +326,10 @@ fn invalid_group_id_reservation_expired() {
     );
     // ...and refused one millisecond later.
     ds.advance(reservation + 1);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::ReservationExpired),
     );
 }
 
@@ -290,9 +338,10 @@ fn invalid_group_id_already_created() {
     let (mut ds, alice) = solo();
     // A fresh request (new timestamp, so not a byte-identical retry) for the same group.
     ds.advance(1);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::AlreadyInUse),
     );
 }
 
@@ -303,9 +352,10 @@ fn invalid_group_id_after_deletion() {
     // The tombstone keeps the ID from being re-created.
     let mut again = TestClient::new("alice", "alice-2", "a.example");
     again.create_group(&alice.group_id(), &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &again.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::AlreadyInUse),
     );
 }
 
@@ -318,7 +368,11 @@ fn invalid_group_id_signature_for_another_group() {
     alice.create_group(&group_id, &ds.external_sender);
     let body = body_of(&alice.create_group_request(ds.now_ms));
     let request = alice.signed_as(body, &other_id, ds.now_ms, DsSenderId::LeafIndex(0));
-    ds.reject(&request, ErrorCode::InvalidGroupId);
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::SignedForAnotherGroup),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,9 +395,10 @@ fn invalid_leaf_node_key_package_without_queue_config() {
         .unwrap()
         .key_package()
         .clone();
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![key_package], ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
+        is(InvalidLeafNode::MissingQueueConfig),
     );
 }
 
@@ -356,6 +411,10 @@ fn invalid_leaf_node_creator_without_queue_config() {
         Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidLeafNode::MissingQueueConfig.into())
+    );
     reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidLeafNodeOrKeyPackage);
 }
 
@@ -374,9 +433,10 @@ fn invalid_leaf_node_user_key_without_proof_of_possession() {
     )
     .unwrap();
     bob.user_key_extension_data = Some(encode(&registration).unwrap());
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![bob.key_package()], ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
+        is(RejectReason::InvalidUserKeyProof),
     );
 }
 
@@ -391,6 +451,10 @@ fn invalid_group_info_group_without_external_senders() {
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidGroupInfo::DsNotExternalSender.into())
+    );
     reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
@@ -402,6 +466,10 @@ fn invalid_group_info_group_names_another_ds() {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidGroupInfo::DsNotExternalSender.into())
+    );
     reject_consuming_reservation(&mut ds, &request, ErrorCode::InvalidGroupInfo);
 }
 
@@ -414,9 +482,10 @@ fn invalid_group_info_commit_with_previous_epochs_group_info() {
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.group_info = GroupInfoOption::Full(mls_bytes(&stale));
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::DoesNotMatchState),
     );
 }
 
@@ -482,9 +551,10 @@ fn not_allowed_commit_by_another_member() {
     let (mut ds, alice, mut bob) = pair();
     // Bob's commit, wrapped in a request Alice validly signs as herself.
     let (update, _) = bob.stage_commit(|b| b.force_self_update(true));
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotRequester),
     );
 }
 
@@ -501,9 +571,10 @@ fn not_allowed_user_key_registered_to_another_user() {
     mallory.user_key = Some(shared);
     let _ = ds.accept(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     alice.confirm_commit();
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![mallory.key_package()], ds.now_ms),
         ErrorCode::NotAllowed,
+        is(RejectReason::UserKeyOfAnotherUser),
     );
 }
 
@@ -519,7 +590,11 @@ fn not_allowed_proposal_by_another_member() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![mls_bytes(&proposal)],
     });
-    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::NotAllowed);
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotRequester),
+    );
 }
 
 #[test]
@@ -532,7 +607,11 @@ fn not_allowed_delete_group_that_keeps_members() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::DeleteGroupKeepsMembers),
+    );
 }
 
 #[test]
@@ -543,7 +622,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
     // Without the Welcome.
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![bob.key_package()]));
     let no_welcome = alice.signed(commit_body(update.clone()), ds.now_ms);
-    ds.reject(&no_welcome, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &no_welcome,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
     // With the Welcome twice.
     let welcome = welcome.unwrap();
     let twice = alice.signed(
@@ -553,7 +636,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
         }),
         ds.now_ms,
     );
-    ds.reject(&twice, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &twice,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
     // With a Welcome for someone the commit does not add.
     alice.discard_commit();
     let (update, _) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
@@ -564,7 +651,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
         }),
         ds.now_ms,
     );
-    ds.reject(&foreign, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &foreign,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,7 +668,19 @@ fn invalid_proposal_empty_list() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: Vec::new(),
     });
-    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::Empty,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, DsErrorDetails::ProposalRefs(Vec::new()));
 }
 
@@ -601,7 +704,19 @@ fn invalid_proposal_same_proposal_twice() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![proposal.clone(), proposal.clone()],
     });
-    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::AlreadyPending,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, expected);
 
     // Once accepted, then again in a new request (new timestamp, so not a retry).
@@ -610,7 +725,19 @@ fn invalid_proposal_same_proposal_twice() {
     });
     let _ = ds.accept(&alice.signed(body.clone(), ds.now_ms));
     ds.advance(1);
-    let error = ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::AlreadyPending,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, expected);
 }
 
@@ -658,7 +785,7 @@ fn invalid_proposal_conflicting_with_a_pending_remove() {
             LeafNodeIndex::new(bob.leaf()),
         )
         .unwrap();
-    let error = ds.reject(
+    let error = ds.reject_as(
         &alice.signed(
             DsRequestBody::Proposals(ProposalsRequest {
                 proposals: vec![mls_bytes(&second)],
@@ -666,6 +793,15 @@ fn invalid_proposal_conflicting_with_a_pending_remove() {
             ds.now_ms,
         ),
         ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::ProposalConflict {
+                    conflict: ProposalConflict::DuplicateRemove,
+                    ..
+                }
+            )
+        },
     );
     assert_eq!(
         error.details,
@@ -705,9 +841,10 @@ fn too_many_pending_proposals_beyond_the_configured_cap() {
     let first = update(&mut alice);
     let _ = ds.accept(&alice.signed(first, ds.now_ms));
     let second = update(&mut bob);
-    let error = ds.reject(
+    let error = ds.reject_as(
         &bob.signed(second, ds.now_ms),
         ErrorCode::TooManyPendingProposals,
+        |r| matches!(r, RejectReason::TooManyPendingProposals { .. }),
     );
     assert_eq!(error.details, DsErrorDetails::None);
 }
@@ -721,14 +858,20 @@ fn unknown_group_never_created() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"nowhere@hub.example", &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"hi", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(
+    ds.reject_as(
+        &alice.update_request(ds.now_ms),
+        ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
+    );
+    ds.reject_as(
         &alice.signed_group_info_request(b"nowhere@hub.example", None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -738,13 +881,15 @@ fn unknown_group_only_reserved() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"hi", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_group_info_request(&group_id, None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -753,17 +898,20 @@ fn unknown_group_after_deletion() {
     let (mut ds, mut alice, mut bob) = pair();
     let _ = ds.accept(&alice.delete_group_request(ds.now_ms));
     alice.confirm_commit();
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &bob.message_request(b"still here?", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -784,7 +932,11 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
     });
     for body in [message, commit, info] {
         let request = bob.signed_as(body, &group_id, now, DsSenderId::LeafIndex(alice.leaf()));
-        ds.reject(&request, ErrorCode::AuthenticationFailed);
+        ds.reject_as(
+            &request,
+            ErrorCode::AuthenticationFailed,
+            is(AuthenticationFailed::SignatureDoesNotVerify),
+        );
     }
 }
 
@@ -792,7 +944,11 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
 fn authentication_failed_unauthenticated_send_message() {
     let (mut ds, mut alice, _bob) = pair();
     let body = body_of(&alice.message_request(b"hi", ds.now_ms));
-    ds.reject(&unauthenticated(body), ErrorCode::AuthenticationFailed);
+    ds.reject_as(
+        &unauthenticated(body),
+        ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::ClientSignatureRequired),
+    );
 }
 
 #[test]
@@ -801,11 +957,12 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
     let group_id = alice.group_id();
     let now = ds.now_ms;
     let body = body_of(&alice.message_request(b"hi", now));
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(7)),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(
             body.clone(),
             &group_id,
@@ -813,11 +970,13 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
             DsSenderId::LeafIndex(u32::MAX),
         ),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
     );
     let kp_ref = DsSenderId::KeyPackageRef(vec![0u8; 32].into());
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(body, &group_id, now, kp_ref),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::LeafIndexSenderRequired),
     );
 }
 
@@ -836,9 +995,10 @@ fn invalid_message_type_private_message_as_commit() {
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.commit = mls_bytes(&private);
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::HandshakeNotPublic),
     );
 }
 
@@ -850,24 +1010,27 @@ fn invalid_message_type_commit_as_application_message_or_proposal_or_welcome() {
     let as_message = DsRequestBody::SendMessage(SendMessageRequest {
         application_message: commit.clone(),
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_message, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ApplicationNotPrivate),
     );
     let as_proposal = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![commit.clone()],
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_proposal, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedProposal),
     );
     let as_welcome = DsRequestBody::Commits(MembershipCommitRequest {
         group_update: update,
         welcome_messages: vec![commit],
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_welcome, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedWelcome),
     );
 }
 
@@ -882,9 +1045,10 @@ fn invalid_message_type_group_info_as_commit() {
         commit: group_info.clone(),
         group_info: update.group_info.clone(),
     };
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(swapped), ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedPublicMessage),
     );
 }
 
@@ -923,9 +1087,10 @@ fn missing_pending_proposals_commit_leaving_out_the_hubs_removal() {
     else {
         panic!("a proposal")
     };
-    let error = ds.reject(
+    let error = ds.reject_as(
         &alice.update_request(ds.now_ms),
         ErrorCode::MissingPendingProposals,
+        |r| matches!(r, RejectReason::MissingPendingProposals { .. }),
     );
     assert_eq!(
         error.details,
@@ -1201,9 +1366,15 @@ fn invalid_mls_message_commit_with_a_broken_signature() {
     commit[len - 100] ^= 0x01; // inside the signature
     update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
     // Wrapped in a request Alice validly signs: only the MLS signature is wrong.
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidMlsMessage,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
     );
 }
 
@@ -1232,7 +1403,16 @@ fn invalid_mls_message_proposal_with_a_broken_signature() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![MlsMessageBytes::from_bytes(bytes).unwrap()],
     });
-    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidMlsMessage);
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidMlsMessage,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
