@@ -16,7 +16,9 @@ use mimi_ds::wire::{
     decode_exact, DsRequestBody, DsResponse, DsResponseBody, DsSenderId, ErrorCode,
     GroupInfoRequest,
 };
-use mimi_ds::{DsConfig, GroupInfoAccess, Outcome, Status, UnixTimeMs};
+use mimi_ds::{
+    AuthenticationFailed, DsConfig, GroupInfoAccess, Outcome, RejectReason, Status, UnixTimeMs,
+};
 use openmls_basic_credential::SignatureKeyPair;
 
 /// A user key shared by a user's clients (wire-format.md §3.5).
@@ -42,7 +44,7 @@ fn served(out: &Outcome) -> mimi_ds::wire::ExternalCommitInfo {
 }
 
 /// Refused with `code`, nothing written, nothing fanned out.
-fn refused(ds: &mut TestDs, request: &[u8], code: ErrorCode) {
+fn refused(ds: &mut TestDs, request: &[u8], code: ErrorCode, because: impl Into<RejectReason>) {
     let before = ds.storage.clone();
     let out = ds.process(request);
     assert_eq!(
@@ -51,6 +53,7 @@ fn refused(ds: &mut TestDs, request: &[u8], code: ErrorCode) {
         "{:?}",
         decode_response(&out.response)
     );
+    assert_eq!(out.refusal, Some(because.into()));
     assert!(out.fanout.is_empty());
     assert!(
         ds.storage == before,
@@ -70,17 +73,20 @@ fn an_anonymous_request_is_refused_by_default_without_telling_whether_the_group_
         &mut ds,
         &TestClient::group_info_request(&alice.group_id()),
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::GroupInfoNeedsSignature,
     );
     refused(
         &mut ds,
         &TestClient::encrypted_group_info_request(&alice.group_id()).0,
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::GroupInfoNeedsSignature,
     );
     // The same answer for a group that does not exist.
     refused(
         &mut ds,
         &TestClient::group_info_request(b"nowhere@hub.example"),
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::GroupInfoNeedsSignature,
     );
 }
 
@@ -119,6 +125,7 @@ fn strangers_signatures_are_refused() {
         &mut ds,
         &mallory.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(0)),
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::SignatureDoesNotVerify,
     );
     // A user key that no client of the group registered.
     let mut stranger = TestClient::new("mallory", "mallory-2", "m.example");
@@ -127,6 +134,7 @@ fn strangers_signatures_are_refused() {
         &mut ds,
         &stranger.signed_group_info_request(&group_id, None, now),
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::UnknownUserKey,
     );
     // A KeyPackageRef is for welcome_info only.
     refused(
@@ -138,6 +146,7 @@ fn strangers_signatures_are_refused() {
             DsSenderId::KeyPackageRef(vec![7; 32].into()),
         ),
         ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::LeafIndexSenderRequired,
     );
 }
 

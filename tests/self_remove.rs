@@ -6,7 +6,7 @@ use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest, SelfRemoveClientRequest,
 };
-use mimi_ds::Status;
+use mimi_ds::{NotAllowed, Status};
 use openmls::prelude::{MlsMessageBodyIn, ProcessedMessageContent, Proposal, ProtocolMessage};
 use openmls_traits::OpenMlsProvider as _;
 
@@ -71,6 +71,10 @@ fn self_remove_client_refuses_anything_but_the_senders_own_removal() {
     let before = ds.storage.clone();
     let out = ds.process(&request);
     assert_eq!(out.status, Status::Rejected(ErrorCode::NotAllowed));
+    assert_eq!(
+        out.refusal,
+        Some(NotAllowed::SelfRemoveOfAnotherLeaf.into())
+    );
     assert!(out.fanout.is_empty());
     assert_eq!(ds.storage, before);
 

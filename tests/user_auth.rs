@@ -11,7 +11,7 @@ use mimi_ds::wire::{
     DeleteGroupRequest, DsRequest, DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest,
     UserAuthKeyExtension,
 };
-use mimi_ds::{InvalidLeafNode, RejectReason, Status};
+use mimi_ds::{AuthenticationFailed, InvalidLeafNode, NotAllowed, RejectReason, Status};
 use openmls::prelude::LeafNodeParameters;
 use openmls_basic_credential::SignatureKeyPair;
 
@@ -88,6 +88,10 @@ fn a_user_key_authorises_only_the_users_own_clients() {
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::LeafIndexSenderRequired.into())
+    );
     let commit = bob1.update_request(ds.now_ms);
     bob1.discard_commit();
     let decoded: DsRequest = mimi_ds::wire::decode_exact(&commit).unwrap();
@@ -95,6 +99,10 @@ fn a_user_key_authorises_only_the_users_own_clients() {
     assert_eq!(
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::LeafIndexSenderRequired.into())
     );
     let before = ds.storage.clone();
     // Removing Alice is not Bob's user's business.
@@ -104,6 +112,10 @@ fn a_user_key_authorises_only_the_users_own_clients() {
         ds.now_ms,
     ));
     assert_eq!(out.status, Status::Rejected(ErrorCode::NotAllowed));
+    assert_eq!(
+        out.refusal,
+        Some(NotAllowed::UserKeyBeyondOwnRemovals.into())
+    );
     assert_eq!(ds.storage, before);
 }
 
@@ -159,6 +171,10 @@ fn an_unregistered_user_key_is_not_accepted() {
     assert_eq!(
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::UnknownUserKey.into())
     );
     assert_eq!(ds.storage, before);
 }
@@ -295,6 +311,10 @@ fn a_user_rotates_its_key_with_a_proof() {
     assert_eq!(
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::UnknownUserKey.into())
     );
     bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
 }

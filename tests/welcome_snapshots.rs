@@ -14,7 +14,7 @@ use mimi_ds::wire::{
     decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
     RatchetTreeBytes,
 };
-use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
+use mimi_ds::{AuthenticationFailed, DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{KeyPackage, Lifetime};
 
 const DOMAIN: &str = "hub.example";
@@ -109,9 +109,14 @@ fn welcome_tree(ds: &mut TestDs, request: &[u8]) -> RatchetTreeBytes {
 /// `welcome_info` is refused as for a joiner without a pending Welcome, and nothing changes.
 fn refused(ds: &mut TestDs, request: &[u8]) {
     let before = ds.storage.clone();
+    let out = ds.process(request);
     assert_eq!(
-        ds.process(request).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::NoPendingWelcome.into())
     );
     assert_eq!(ds.storage, before);
 }
