@@ -12,7 +12,7 @@ use mimi_ds::wire::{
     MlsMessageBytes,
 };
 use mimi_ds::{
-    BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, Outcome,
+    BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, NotAllowed, Outcome,
     PendingProposalPolicy, Status, UnixTimeMs,
 };
 use openmls::prelude::{
@@ -565,6 +565,7 @@ fn an_inactivity_sweep_without_a_configured_limit_is_not_allowed() {
     let before = ds.storage.clone();
     let out = event(&mut ds, &group_id, HubEvent::InactivitySweep);
     rejected(&out, ErrorCode::NotAllowed);
+    assert_eq!(out.refusal, Some(NotAllowed::NoInactivityLimit.into()));
     assert_eq!(ds.storage, before);
 }
 

@@ -13,7 +13,7 @@ use mimi_ds::wire::{
     decode_exact, encode, DsResponse, DsResponseBody, ErrorCode, QsClientRequestBody,
     QsClientResponse, QsClientResponseBody, QueuedMessage, QueueingServiceResponse,
 };
-use mimi_ds::{Fanout, HubEvent, Status, UnixTimeMs};
+use mimi_ds::{Fanout, HubEvent, QsNotAllowed, QsRejectReason, Status, UnixTimeMs};
 
 const HUB: &str = "hub.example";
 const ALPHA: &str = "alpha.example";
@@ -183,6 +183,10 @@ fn fetch_pages_in_order_and_acknowledge_drops_only_what_was_read() {
             .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 8 }, now),
     );
     client_error(&beyond, ErrorCode::NotAllowed);
+    assert_eq!(
+        beyond.refusal,
+        Some(QsNotAllowed::AcknowledgesUnqueued.into())
+    );
     assert_eq!(w.beta.storage, before);
 
     // Pages are capped by the QS's limit whatever the client asks for.
@@ -218,6 +222,7 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
     ] {
         let out = w.beta.client_request(&impostor.qs_request(body, now));
         client_error(&out, ErrorCode::AuthenticationFailed);
+        assert_eq!(out.refusal, Some(QsRejectReason::SignatureDoesNotVerify));
     }
     // Stale and future timestamps.
     for skew in [-(5 * 60 * 1000 + 1), 5 * 60 * 1000 + 1] {
@@ -365,6 +370,7 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     let refused = w.beta.deliver(&forwarded);
     assert_eq!(refused.status, QsStatus::Rejected(ErrorCode::NotAllowed));
     assert_eq!(delivery_error(&refused.response), ErrorCode::NotAllowed);
+    assert_eq!(refused.refusal, Some(QsRejectReason::WrongRecipient));
 
     // mTLS authenticated alpha, but the delivery claims to come from the hub.
     let spoofed = w
@@ -376,6 +382,7 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
         spoofed.status,
         QsStatus::Rejected(ErrorCode::AuthenticationFailed)
     );
+    assert_eq!(spoofed.refusal, Some(QsRejectReason::SenderMismatch));
 
     // Another protocol version.
     let mut bytes = fanout.to_bytes();
