@@ -10,7 +10,7 @@ use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, GroupUpdate,
     MlsMessageBytes, PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{DsConfig, ExternalJoinPolicy, Outcome, Status};
+use mimi_ds::{DsConfig, ExternalJoinPolicy, InvalidGroupInfo, Outcome, RejectReason, Status};
 
 /// Alice's freshly created group, with its reserved ID, not yet registered.
 fn reserved() -> (TestDs, TestClient, Vec<u8>) {
@@ -105,7 +105,18 @@ fn an_authenticated_attempt_that_fails_validation_consumes_the_reservation() {
     // Exactly one change: the reservation is deleted under the version the request read.
     let expected = ds.storage_with_reservation_consumed(&group_id);
 
-    refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
+    let out = ds.process(&request);
+    refused_with(&out, ErrorCode::InvalidGroupInfo);
+    assert!(
+        matches!(
+            out.refusal,
+            Some(RejectReason::InvalidGroupInfo(
+                InvalidGroupInfo::DoesNotValidate { .. }
+            ))
+        ),
+        "{:?}",
+        out.refusal
+    );
     assert!(ds.storage == expected, "only the reservation is gone");
 
     // The valid request now needs a new group ID.
@@ -182,6 +193,11 @@ fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_gr
         group_update: update,
     }));
     let before = ds.storage.clone();
-    refused_with(&ds.process(&request), ErrorCode::InvalidGroupInfo);
+    let out = ds.process(&request);
+    refused_with(&out, ErrorCode::InvalidGroupInfo);
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::NotForCommitEpoch.into())
+    );
     assert!(ds.storage == before);
 }

@@ -5,7 +5,7 @@ use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestD
 use mimi_ds::wire::{
     DsResponseBody, ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence,
 };
-use mimi_ds::{RejectReason, Status};
+use mimi_ds::{InvalidGroupInfo, RejectReason, Status};
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageBodyIn, Verifiable};
 use tls_codec::{DeserializeBytes, Serialize, VLBytes};
@@ -82,6 +82,10 @@ fn partial_group_info_with_a_bad_signature_is_refused() {
     let before = ds.storage.clone();
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::SignatureDoesNotVerify.into())
+    );
     assert_eq!(ds.storage, before);
 }
 
@@ -94,6 +98,10 @@ fn partial_group_info_with_a_ratchet_tree_presence_is_refused() {
     update.group_info = GroupInfoOption::Partial(partial);
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::PartialWithRatchetTree.into())
+    );
 }
 
 #[test]
@@ -112,6 +120,10 @@ fn full_group_info_of_the_previous_epoch_is_refused() {
     let before = ds.storage.clone();
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::DoesNotMatchState.into())
+    );
     assert_eq!(ds.storage, before);
 }
 
@@ -134,6 +146,10 @@ fn group_info_signed_by_another_member_is_refused() {
     bob_update.group_info = alice_update.group_info;
     let out = ds.process(&bob.signed(commit_body(bob_update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::NotSignedByCommitter.into())
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
