@@ -59,6 +59,7 @@ impl ReplayGuard {
                 response: Some(response),
                 ..
             }) if request_hash == self.request_hash => Ok(ReplayCheck::Retry(response)),
+            // Rule R-AUTH-12.
             Some(_) => Err(RejectReason::Replayed.into()),
         }
     }
@@ -119,6 +120,7 @@ impl<'a> ClientAuth<'a> {
         // DECISIONS.md: requests more than the window away from `now` are refused, in both
         // directions, so a replay set kept for the window is complete.
         if signature.timestamp_ms.abs_diff(now_ms) > window_ms {
+            // Rule R-AUTH-11.
             return Err(RejectReason::StaleTimestamp {
                 timestamp_ms: signature.timestamp_ms,
                 now_ms,

@@ -22,13 +22,14 @@ pub use refusals::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RejectReason {
-    /// The request bytes do not decode.
+    /// Rule R-FRAME-1: the request bytes do not decode (wire-format.md §1.2).
     #[error("malformed request: {0}")]
     Malformed(#[from] DecodeError),
-    /// The request names a `DSProtocolVersion` this DS does not speak.
+    /// Rule R-FRAME-2: the request names a `DSProtocolVersion` this DS does not speak.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),
-    /// The request is larger than [`crate::DsConfig::max_request_bytes`].
+    /// Rule R-FRAME-3: the request is larger than [`crate::DsConfig::max_request_bytes`]
+    /// (wire-format.md §1.4).
     #[error("request of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
         /// Request size.
@@ -36,7 +37,7 @@ pub enum RejectReason {
         /// Configured limit.
         limit: usize,
     },
-    /// The `ClientSignature` timestamp is outside the authentication window.
+    /// Rule R-AUTH-11: the `ClientSignature` timestamp is outside the authentication window.
     #[error("timestamp {timestamp_ms} ms is outside the window around {now_ms} ms")]
     StaleTimestamp {
         /// The request's timestamp.
@@ -44,17 +45,18 @@ pub enum RejectReason {
         /// The DS's `now`.
         now_ms: u64,
     },
-    /// The same signed request was already seen inside the authentication window.
+    /// Rule R-AUTH-12: the same signed request was already seen inside the authentication
+    /// window (wire-format.md §3.4).
     #[error("request replayed")]
     Replayed,
-    /// An application message whose ciphertext was already accepted in the group (RFC 9420
-    /// §6.3: a ciphertext decrypts once; wire-format.md §4.8).
+    /// Rule R-MSG-10: an application message whose ciphertext was already accepted in the group
+    /// (RFC 9420 §6.3: a ciphertext decrypts once; wire-format.md §4.8).
     #[error("application message replayed")]
     ReplayedMessage,
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
     AuthenticationFailed(#[from] AuthenticationFailed),
-    /// No (live) group with this ID.
+    /// Rule R-FRAME-5: no (live) group with this ID (wire-format.md §3.7).
     #[error("unknown group")]
     UnknownGroup,
     /// The group ID is empty, already used, or not issued by this DS.
@@ -63,24 +65,24 @@ pub enum RejectReason {
     /// The GroupInfo does not verify or does not match the group's state.
     #[error("invalid group info: {0}")]
     InvalidGroupInfo(#[from] InvalidGroupInfo),
-    /// The GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody could
-    /// join or resync from it by external commit (wire-format.md §4.3.2).
+    /// Rule R-GI-14: the GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody
+    /// could join or resync from it by external commit (wire-format.md §4.3.2).
     #[error("invalid group info: it has no external_pub extension, which external joins and resyncs need")]
     GroupInfoWithoutExternalPub,
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
     InvalidLeafNode(#[from] InvalidLeafNode),
-    /// A leaf registers a user authentication key without a valid proof of possession
-    /// (wire-format.md §3.5).
+    /// Rule R-LEAF-6: a leaf registers a user authentication key without a valid proof of
+    /// possession (wire-format.md §3.5).
     #[error("invalid leaf node: the user authentication key's proof does not verify")]
     InvalidUserKeyProof,
-    /// A leaf registers a user authentication key that another user of the group holds
-    /// (wire-format.md §3.5: a key belongs to the user that registered it first).
+    /// Rule R-LEAF-7: a leaf registers a user authentication key that another user of the group
+    /// holds (wire-format.md §3.5: a key belongs to the user that registered it first).
     #[error("not allowed: the user authentication key is registered to another user")]
     UserKeyOfAnotherUser,
-    /// A KeyPackage (or a leaf whose source is a KeyPackage) is not valid at the DS's `now`:
-    /// its `Lifetime` has not started or has ended (RFC 9420 §7.2, §10.1; wire-format.md
-    /// §4.3.3 step 10).
+    /// Rule R-LEAF-8: a KeyPackage (or a leaf whose source is a KeyPackage) is not valid at the
+    /// DS's `now`: its `Lifetime` has not started or has ended (RFC 9420 §7.2, §10.1;
+    /// wire-format.md §4.3.3 step 10).
     #[error(
         "KeyPackage lifetime {not_before}..={not_after} (s) does not include now ({now_ms} ms)"
     )]
@@ -92,7 +94,7 @@ pub enum RejectReason {
         /// The DS's `now`, in milliseconds.
         now_ms: u64,
     },
-    /// The message is for an older epoch.
+    /// Rule R-EPOCH-1: the message is for an older epoch (wire-format.md §4.3.3 step 8).
     #[error("message for epoch {message_epoch}, group is at epoch {current}")]
     WrongEpoch {
         /// The group's epoch.
@@ -100,7 +102,8 @@ pub enum RejectReason {
         /// The message's epoch.
         message_epoch: u64,
     },
-    /// The message is for a newer epoch than the group's.
+    /// Rule R-EPOCH-2: the message is for a newer epoch than the group's (wire-format.md
+    /// §4.3.3 step 8).
     #[error("message for future epoch {message_epoch}, group is at epoch {current}")]
     FutureEpoch {
         /// The group's epoch.
@@ -111,8 +114,8 @@ pub enum RejectReason {
     /// The sender may not do this.
     #[error("not allowed: {0}")]
     NotAllowed(#[from] NotAllowed),
-    /// A client would use another member's queue configuration, so the DS would deliver one
-    /// client's traffic to the other's queue (wire-format.md §6.1).
+    /// Rule R-LEAF-9: a client would use another member's queue configuration, so the DS would
+    /// deliver one client's traffic to the other's queue (wire-format.md §6.1).
     #[error("not allowed: the queue configuration of leaf {leaf} is another member's")]
     SharedQueueConfig {
         /// The leaf that would take the other member's queue configuration.
@@ -126,9 +129,9 @@ pub enum RejectReason {
         /// The rule the proposals break.
         reason: InvalidProposal,
     },
-    /// A standalone proposal that no commit could carry next to one already pending (RFC 9420
-    /// §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending set no
-    /// valid commit covers.
+    /// Rule R-PROP-5: a standalone proposal that no commit could carry next to one already pending
+    /// (RFC 9420 §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending
+    /// set no valid commit covers.
     #[error("proposal conflicts with the pending proposals: {conflict}")]
     ProposalConflict {
         /// Which rule it breaks.
@@ -136,22 +139,23 @@ pub enum RejectReason {
         /// The refused proposal's ProposalRef.
         refs: Vec<Vec<u8>>,
     },
-    /// The group already has [`crate::DsConfig::max_pending_proposals`] pending proposals
+    /// Rule R-PROP-6: the group already has [`crate::DsConfig::max_pending_proposals`] pending
+    /// proposals
     /// (wire-format.md §4.10).
     #[error("the group already has {limit} pending proposals; a commit must come first")]
     TooManyPendingProposals {
         /// The configured limit.
         limit: usize,
     },
-    /// A commit left out the DS's own pending proposals (draft-robert-mimi-delivery-service
-    /// §5.1; wire-format.md §4.3.3).
+    /// Rule R-COMMIT-7: a commit left out the DS's own pending proposals
+    /// (draft-robert-mimi-delivery-service §5.1; wire-format.md §4.3.3).
     #[error("commit omits {} pending proposals", refs.len())]
     MissingPendingProposals {
         /// The ProposalRefs that were left out.
         refs: Vec<Vec<u8>>,
     },
-    /// Remove proposals the DS issued are pending: application messages wait until a commit
-    /// includes them (DS-00 §6; the pending-proposal policy).
+    /// Rule R-MSG-11: Remove proposals the DS issued are pending: application messages wait until a
+    /// commit includes them (DS-00 §6; the pending-proposal policy).
     #[error("the hub's Remove proposals are pending; a commit must include them before messages are accepted")]
     HubRemovalsPending,
     /// The MLS message has the wrong wire format or content type for this operation.
@@ -160,7 +164,8 @@ pub enum RejectReason {
     /// The MLS message does not validate against the group state.
     #[error("invalid MLS message: {0}")]
     InvalidMlsMessage(#[from] InvalidMlsMessage),
-    /// The operation is defined on the wire but this DS does not serve it.
+    /// Rule R-FRAME-4: the operation is defined on the wire but this DS does not serve it
+    /// (wire-format.md §4.1).
     #[error("operation {0:?} is not served by this delivery service")]
     UnsupportedOperation(DsRequestType),
     /// Storage kept reporting concurrent changes.
@@ -286,11 +291,12 @@ pub enum QsRejectReason {
     /// No queue with this ID.
     #[error("unknown queue")]
     UnknownQueue,
-    /// A delivery names another provider as recipient (forwarding-attack rule,
+    /// Rule R-QS-4: a delivery names another provider as recipient (forwarding-attack rule,
     /// draft-kohbrok-mimi-transport-00 §"Security considerations").
     #[error("delivery addressed to another provider")]
     WrongRecipient,
-    /// The transport authenticated a different provider than the delivery names as sender.
+    /// Rule R-QS-5: the transport authenticated a different provider than the delivery names as
+    /// sender.
     #[error("sender domain does not match the authenticated peer")]
     SenderMismatch,
     /// The request is well formed but not allowed in the queue's state.

@@ -13,7 +13,7 @@ use mimi_ds::wire::{
 };
 use mimi_ds::{
     BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, NotAllowed, Outcome,
-    PendingProposalPolicy, Status, UnixTimeMs,
+    PendingProposalPolicy, RejectReason, Status, UnixTimeMs,
 };
 use openmls::prelude::{
     BasicCredential, Credential, ExternalSender, MlsMessageBodyIn, ProcessedMessageContent,
@@ -1061,6 +1061,7 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
     let before = ds.storage.clone();
     let out = ds.process(&early);
     rejected(&out, ErrorCode::MissingPendingProposals);
+    assert_eq!(out.refusal, Some(RejectReason::HubRemovalsPending));
     assert_eq!(ds.storage, before);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
 

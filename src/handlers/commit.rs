@@ -234,6 +234,7 @@ pub(crate) fn omitted_pending<C>(
         .min();
     match oldest {
         Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) => {
+            // Rule R-COMMIT-7.
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding
                     .iter()

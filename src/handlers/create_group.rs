@@ -36,8 +36,8 @@ where
         return Ok(plan);
     }
 
-    // Only IDs this DS issued and that are still unused (DS-03/04 "not in use"): rules
-    // R-GID-2, R-GID-3, R-GID-4.
+    // Rules R-GID-2, R-GID-3, R-GID-4: only IDs this DS issued and that are still unused
+    // (DS-03/04 "not in use").
     let snapshot = storage
         .read(group_id, &[RecordKind::Reservation])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?

@@ -56,6 +56,7 @@ pub(crate) fn check_has_external_pub(
 ) -> Result<(), RejectReason> {
     match extensions.external_pub() {
         Some(_) => Ok(()),
+        // Rule R-GI-14.
         None => Err(RejectReason::GroupInfoWithoutExternalPub),
     }
 }

@@ -42,6 +42,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         .read(group_id, &kinds)
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| kinds.iter().all(|k| s.record(*k).is_some()))
+        // Rule R-FRAME-5.
         .ok_or(RejectReason::UnknownGroup)?;
     let roster: Roster = decode_record::<_, S>(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;

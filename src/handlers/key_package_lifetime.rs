@@ -45,6 +45,7 @@ fn check(lifetime: &Lifetime, now_ms: u64) -> Result<(), RejectReason> {
     if (starts..=ends).contains(&now_ms) {
         Ok(())
     } else {
+        // Rule R-LEAF-8.
         Err(RejectReason::KeyPackageLifetime {
             not_before: lifetime.not_before(),
             not_after: lifetime.not_after(),

@@ -169,6 +169,7 @@ where
         // Defined on the wire (DS-03/04) but outside this crate: KeyPackages are served by the
         // provider's own directory, not by the hub; the per-operation variants of commits are
         // handled from the operations release on.
+        // Rule R-FRAME-4.
         other => Err(RejectReason::UnsupportedOperation(other.request_type()).into()),
     }
 }
@@ -223,8 +224,10 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         let snapshot = storage
             .read(group_id, kinds)
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+            // Rule R-FRAME-5.
             .ok_or(RejectReason::UnknownGroup)?;
         if kinds.iter().any(|k| snapshot.record(*k).is_none()) {
+            // Rule R-FRAME-5.
             return Err(RejectReason::UnknownGroup.into());
         }
         Ok(snapshot)
@@ -483,11 +486,13 @@ pub(crate) fn check_epoch(
 ) -> std::result::Result<(), RejectReason> {
     let message_epoch = message.as_u64();
     if message_epoch > current {
+        // Rule R-EPOCH-2.
         Err(RejectReason::FutureEpoch {
             current,
             message_epoch,
         })
     } else if message_epoch.saturating_add(tolerance) < current {
+        // Rule R-EPOCH-1.
         Err(RejectReason::WrongEpoch {
             current,
             message_epoch,

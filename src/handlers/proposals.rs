@@ -160,6 +160,7 @@ where
         // wire-format.md §4.10: a bounded pending set (DsConfig::max_pending_proposals).
         let limit = ctx.env.config.max_pending_proposals;
         if pending.proposals.len() >= limit {
+            // Rule R-PROP-6.
             return Err(RejectReason::TooManyPendingProposals { limit }.into());
         }
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
@@ -212,6 +213,7 @@ where
         // RFC 9420 §12.2: nothing no commit could carry next to what is pending (the DS's own
         // proposals and those accepted earlier in this request included).
         let queued_now = group.queued_proposals(&buffer).map_err(internal)?;
+        // Rule R-PROP-5.
         proposal_conflicts::check(queued_now.iter().map(|(_, q)| q), &queued).map_err(
             |conflict| RejectReason::ProposalConflict {
                 conflict,

@@ -80,6 +80,7 @@ where
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
         if ctx.env.config.pending_proposals.enforced(since, ctx.now_ms) {
+            // Rule R-MSG-11.
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
@@ -87,6 +88,7 @@ where
     // ciphertext twice is a replay, whoever signs the request (wire-format.md §4.8).
     let digest = ciphertext_digest::<C, S>(ctx.crypto(), &body.application_message)?;
     if sequencer.has_seen(&digest) {
+        // Rule R-MSG-10.
         return Err(RejectReason::ReplayedMessage.into());
     }
     sequencer.forget_messages_before(

@@ -49,6 +49,7 @@ where
         .read(group_id, &[RecordKind::WelcomeSnapshots, tree_kind])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
+        // Rule R-FRAME-5.
         .ok_or(RejectReason::UnknownGroup)?;
     let mut index: WelcomeSnapshots =
         decode_record::<_, S>(&snapshot, RecordKind::WelcomeSnapshots)?;

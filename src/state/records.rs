@@ -202,6 +202,7 @@ fn user_auth_key_of(
         &content,
         registration.proof.as_slice(),
     ) {
+        // Rule R-LEAF-6.
         return Err(RejectReason::InvalidUserKeyProof);
     }
     Ok(Some(registration.user_auth_key.into()))
@@ -308,6 +309,7 @@ impl Roster {
                         .iter()
                         .any(|k| k.key.as_slice() == key && k.user != entry.user)
                     {
+                        // Rule R-LEAF-7.
                         return Err(RejectReason::UserKeyOfAnotherUser);
                     }
                     user_keys.retain(|k: &UserKey| k.user != entry.user);
@@ -355,6 +357,7 @@ impl Roster {
             .iter()
             .find(|(leaf, m)| fresh(*leaf) && users.get(&m.queue_config).copied() > Some(1))
         {
+            // Rule R-LEAF-9.
             Some((leaf, _)) => Err(RejectReason::SharedQueueConfig { leaf }),
             None => Ok(()),
         }
