@@ -1052,6 +1052,56 @@ fn invalid_message_type_group_info_as_commit() {
     );
 }
 
+/// Rule R-MSG-3: a proposal where the commit belongs.
+#[test]
+fn invalid_message_type_proposal_as_commit() {
+    let (mut ds, mut alice, bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    alice.discard_commit();
+    let DsRequestBody::Proposals(ProposalsRequest { proposals }) =
+        body_of(&alice.propose_remove_request(bob.leaf(), ds.now_ms))
+    else {
+        panic!("a proposals request")
+    };
+    let swapped = GroupUpdate {
+        commit: proposals[0].clone(),
+        group_info: update.group_info,
+    };
+    ds.reject_as(
+        &alice.signed(commit_body(swapped), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedCommit),
+    );
+}
+
+/// Rule R-MSG-7: a member's commit sent as an external join.
+#[test]
+fn invalid_message_type_member_commit_as_external_join() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let request = unauthenticated(DsRequestBody::ExternalJoin(DeleteGroupRequest {
+        group_update: update,
+    }));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedNewMemberCommit),
+    );
+}
+
+/// Rule R-MSG-9: a commit where the GroupInfo belongs.
+#[test]
+fn invalid_message_type_commit_as_group_info() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    update.group_info = GroupInfoOption::Full(update.commit.clone());
+    ds.reject_as(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedGroupInfo),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // missing_pending_proposals
 // ---------------------------------------------------------------------------------------------

@@ -104,6 +104,30 @@ fn partial_group_info_with_a_ratchet_tree_presence_is_refused() {
     );
 }
 
+/// Rule R-GI-6: `group_info_extensions` that do not decode as GroupInfo extensions.
+#[test]
+fn partial_group_info_with_undecodable_extensions_is_refused() {
+    let (mut ds, mut alice) = solo_group();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let (mut partial, _) = to_partial(&update.group_info);
+    partial.group_info_extensions = vec![0xff].into();
+    update.group_info = GroupInfoOption::Partial(partial);
+    let before = ds.storage.clone();
+    let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
+    assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert!(
+        matches!(
+            out.refusal,
+            Some(RejectReason::InvalidGroupInfo(
+                InvalidGroupInfo::PartialExtensions { .. }
+            ))
+        ),
+        "{:?}",
+        out.refusal
+    );
+    assert_eq!(ds.storage, before);
+}
+
 #[test]
 fn full_group_info_of_the_previous_epoch_is_refused() {
     let (mut ds, mut alice) = solo_group();
