@@ -1,7 +1,10 @@
 //! Errors, sorted by who is at fault (STYLE §5).
 //!
 //! * [`RejectReason`]: the peer sent something we refuse. It becomes an error `DSResponse`;
-//!   [`RejectReason::to_wire`] is the one place reasons map onto wire codes.
+//!   [`RejectReason::code`] is the one place reasons map onto wire codes. Codes that cover
+//!   several rules carry a sub-enum with one variant per rule ([`NotAllowed`],
+//!   [`AuthenticationFailed`], ..., in `error/refusals.rs`), each naming its rule ID from
+//!   docs/wire-format.md §13.
 //! * [`QsRejectReason`]: the same for the Queueing Service, onto the same code table.
 //! * [`ProcessError`]: the embedding server's storage failed, or mimi-ds has a bug. Only these
 //!   are returned as `Err` from [`crate::DeliveryService::process`] and the
@@ -451,18 +454,12 @@ mod tests {
                 reason,
             }
         }));
-        reasons.extend(
-            [
-                ProposalConflict::DuplicateRemove,
-                ProposalConflict::UpdateOfRemovedLeaf,
-                ProposalConflict::SecondGroupContextExtensions,
-                ProposalConflict::ReInitNotAlone,
-            ]
-            .map(|conflict| RejectReason::ProposalConflict {
+        reasons.extend(every::proposal_conflict().into_iter().map(|conflict| {
+            RejectReason::ProposalConflict {
                 conflict,
                 refs: vec![vec![1]],
-            }),
-        );
+            }
+        }));
         for reason in reasons {
             // A new variant must be added above: this match has no wildcard.
             match reason {
