@@ -444,6 +444,48 @@ fn invalid_leaf_node_user_key_without_proof_of_possession() {
 // invalid_group_info
 // ---------------------------------------------------------------------------------------------
 
+/// Rule R-GI-1: a `create_group` whose GroupInfo is for another group than the request.
+#[test]
+fn invalid_group_info_for_another_group_than_the_request() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    let other_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let DsRequestBody::CreateGroup(mut body) = body_of(&alice.create_group_request(ds.now_ms))
+    else {
+        panic!("a create_group request")
+    };
+    body.group_id = other_id.clone().into();
+    let request = alice.signed_as(
+        DsRequestBody::CreateGroup(body),
+        &other_id,
+        ds.now_ms,
+        DsSenderId::LeafIndex(0),
+    );
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::ForAnotherGroup),
+    );
+}
+
+/// Rule R-GI-2: a `create_group` signed as another leaf than the GroupInfo's signer.
+#[test]
+fn invalid_group_info_not_signed_by_the_requester() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let body = body_of(&alice.create_group_request(ds.now_ms));
+    let request = alice.signed_as(body, &group_id, ds.now_ms, DsSenderId::LeafIndex(1));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::NotSignedByRequester),
+    );
+}
+
 #[test]
 fn invalid_group_info_group_without_external_senders() {
     let mut ds = TestDs::new("hub.example");

@@ -252,6 +252,17 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
         &w.beta.client_request(&encode(&forged).unwrap()),
         ErrorCode::AuthenticationFailed,
     );
+    // create_queue names no queue: the QS picks its ID.
+    let mut named =
+        decode_exact::<mimi_ds::wire::QsClientRequest>(&stranger.create_queue_request(now))
+            .unwrap();
+    named.queue_id = vec![1u8; 16].into();
+    let out = w.beta.client_request(&encode(&named).unwrap());
+    client_error(&out, ErrorCode::NotAllowed);
+    assert_eq!(
+        out.refusal,
+        Some(QsNotAllowed::CreateQueueNamesQueue.into())
+    );
     // Every rejection left the store as it was.
     assert_eq!(w.beta.storage, before);
 
