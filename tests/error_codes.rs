@@ -639,6 +639,31 @@ fn not_allowed_proposal_by_another_member() {
     );
 }
 
+/// Rule R-COMMIT-1: a member submits the hub's own (external) proposal as one of its own.
+#[test]
+fn not_allowed_proposal_by_a_non_member_sender() {
+    let (mut ds, alice, bob) = pair();
+    let group_id = alice.group_id();
+    let event = mimi_ds::HubEvent::ClientDeleted {
+        signature_key: bob.signer.to_public_vec(),
+    };
+    let out = ds
+        .ds
+        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
+        .unwrap();
+    let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+        panic!("not accepted")
+    };
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![receipt.external_proposals[0].clone()],
+    });
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotMember),
+    );
+}
+
 #[test]
 fn not_allowed_delete_group_that_keeps_members() {
     let (mut ds, mut alice, _bob) = pair();
