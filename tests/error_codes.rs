@@ -1069,6 +1069,35 @@ fn invalid_message_type_private_message_as_commit() {
     );
 }
 
+/// Rule R-MSG-6: an encrypted handshake message (a proposal in a PrivateMessage) sent as an
+/// application message.
+#[test]
+fn invalid_message_type_encrypted_proposal_as_application_message() {
+    let (mut ds, mut alice, _bob) = pair();
+    let group = alice.group.as_mut().unwrap();
+    let encrypt_all = openmls::prelude::MlsGroupJoinConfig::builder()
+        .wire_format_policy(openmls::prelude::PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build();
+    group
+        .set_configuration(alice.provider.storage(), &encrypt_all)
+        .unwrap();
+    let (proposal, _) = group
+        .propose_self_update(
+            &alice.provider,
+            &alice.signer,
+            openmls::prelude::LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let body = DsRequestBody::SendMessage(SendMessageRequest {
+        application_message: mls_bytes(&proposal),
+    });
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedApplication),
+    );
+}
+
 #[test]
 fn invalid_message_type_commit_as_application_message_or_proposal_or_welcome() {
     let (mut ds, mut alice, _bob) = pair();
