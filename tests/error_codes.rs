@@ -375,6 +375,36 @@ fn invalid_group_id_signature_for_another_group() {
     );
 }
 
+/// Rule R-GID-5: Alice, alone in two groups with the same key, sends a proposal of her second
+/// group in a request signed for her first.
+#[test]
+fn invalid_group_id_mls_message_for_another_group() {
+    let (mut ds, mut alice) = solo();
+    let first = alice.group_id();
+    let second = ds.request_group_id();
+    alice.create_group(&second, &ds.external_sender);
+    let _ = ds.accept(&alice.create_group_request(ds.now_ms));
+    let (proposal, _) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_self_update(
+            &alice.provider,
+            &alice.signer,
+            openmls::prelude::LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![mls_bytes(&proposal)],
+    });
+    let request = alice.signed_as(body, &first, ds.now_ms, DsSenderId::LeafIndex(0));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::MessageForAnotherGroup),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // invalid_leaf_node_or_key_package
 // ---------------------------------------------------------------------------------------------
