@@ -5,7 +5,7 @@ use openmls::prelude::Ciphersuite;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::HashType;
 
-use crate::error::{internal, Failure, RejectReason};
+use crate::error::{internal, AuthenticationFailed, Failure, RejectReason};
 use crate::storage::{DsStorage, ReplayMark};
 use crate::time::UnixTimeMs;
 use crate::wire::{ClientSignature, ClientSignatureTbs, DsAuthData, DsRequest, DsSenderId};
@@ -60,6 +60,7 @@ impl ReplayGuard {
                 response: Some(response),
                 ..
             }) if request_hash == self.request_hash => Ok(ReplayCheck::Retry(response)),
+            // Rule R-AUTH-12.
             Some(_) => Err(RejectReason::Replayed.into()),
         }
     }
@@ -110,13 +111,18 @@ impl<'a> ClientAuth<'a> {
         now: UnixTimeMs,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
+        // Rule R-AUTH-1.
         let DsAuthData::ClientSignature(signature) = &request.auth else {
-            return Err(RejectReason::AuthenticationFailed("a ClientSignature is required").into());
+            return Err(RejectReason::AuthenticationFailed(
+                AuthenticationFailed::ClientSignatureRequired,
+            )
+            .into());
         };
         // docs/decisions.md D7: requests more than the window away from `now` are refused, in both
         // directions, so a replay set kept for the window is complete.
         let signed_at = UnixTimeMs(signature.timestamp_ms);
         if signed_at.abs_diff(now) > window_ms {
+            // Rule R-AUTH-11.
             return Err(RejectReason::StaleTimestamp {
                 timestamp_ms: signature.timestamp_ms,
                 now_ms: now.as_millis(),
@@ -153,8 +159,9 @@ impl<'a> ClientAuth<'a> {
     pub(crate) fn leaf_index(&self) -> Result<u32, RejectReason> {
         match self.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => Ok(leaf),
+            // Rule R-AUTH-3.
             _ => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
+                AuthenticationFailed::LeafIndexSenderRequired,
             )),
         }
     }
@@ -173,7 +180,10 @@ impl<'a> ClientAuth<'a> {
                 public_key,
                 self.signature.signature.as_slice(),
             )
-            .map_err(|_| RejectReason::AuthenticationFailed("signature does not verify"))
+            // Rule R-AUTH-2.
+            .map_err(|_| {
+                RejectReason::AuthenticationFailed(AuthenticationFailed::SignatureDoesNotVerify)
+            })
     }
 }
 

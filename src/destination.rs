@@ -153,8 +153,11 @@ pub enum DestinationRefusal {
         reason: HostNameError,
     },
     /// The [`DestinationPolicy`] does not allow it.
-    #[error("destination {0:?} is not allowed by the delivery policy")]
-    NotAllowed(String),
+    #[error("destination {destination:?} is not allowed by the delivery policy")]
+    NotAllowed {
+        /// The destination (a host name [`check_host_name`] accepts).
+        destination: String,
+    },
 }
 
 /// At most 64 characters of what a member chose, for an error message.

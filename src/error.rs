@@ -1,7 +1,11 @@
-//! Errors, sorted by who is at fault (STYLE §5).
+//! Errors, sorted by who is at fault, so that a peer's bad input becomes an error response and
+//! `Err` is left for storage failures and bugs.
 //!
 //! * [`RejectReason`]: the peer sent something we refuse. It becomes an error `DSResponse`;
-//!   [`RejectReason::to_wire`] is the one place reasons map onto wire codes.
+//!   [`RejectReason::code`] is the one place reasons map onto wire codes. Codes that cover
+//!   several rules carry a sub-enum with one variant per rule ([`NotAllowed`],
+//!   [`AuthenticationFailed`], ..., in `error/refusals.rs`), each naming its rule ID from
+//!   docs/wire-format.md §13.
 //! * [`QsRejectReason`]: the same for the Queueing Service, onto the same code table.
 //! * [`ProcessError`]: the embedding server's storage failed, or mimi-ds has a bug. Only these
 //!   are returned as `Err` from [`crate::DeliveryService::process`] and the
@@ -11,17 +15,25 @@ use tls_codec::VLBytes;
 
 use crate::wire::{DecodeError, DsError, DsErrorDetails, DsRequestType, ErrorCode};
 
+mod refusals;
+
+pub use refusals::{
+    AuthenticationFailed, InvalidGroupId, InvalidGroupInfo, InvalidLeafNode, InvalidMessageType,
+    InvalidMlsMessage, InvalidProposal, MlsStructure, NotAllowed, QsNotAllowed,
+};
+
 /// Why a request was refused. Every variant leaves storage untouched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RejectReason {
-    /// The request bytes do not decode.
+    /// Rule R-FRAME-1: the request bytes do not decode (wire-format.md §1.2).
     #[error("malformed request: {0}")]
     Malformed(#[from] DecodeError),
-    /// The request names a `DSProtocolVersion` this DS does not speak.
+    /// Rule R-FRAME-2: the request names a `DSProtocolVersion` this DS does not speak.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u16),
-    /// The request is larger than [`crate::DsConfig::max_request_bytes`].
+    /// Rule R-FRAME-3: the request is larger than [`crate::DsConfig::max_request_bytes`]
+    /// (wire-format.md §1.4).
     #[error("request of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
         /// Request size.
@@ -29,7 +41,7 @@ pub enum RejectReason {
         /// Configured limit.
         limit: usize,
     },
-    /// The `ClientSignature` timestamp is outside the authentication window.
+    /// Rule R-AUTH-11: the `ClientSignature` timestamp is outside the authentication window.
     #[error("timestamp {timestamp_ms} ms is outside the window around {now_ms} ms")]
     StaleTimestamp {
         /// The request's timestamp.
@@ -37,43 +49,44 @@ pub enum RejectReason {
         /// The DS's `now`.
         now_ms: u64,
     },
-    /// The same signed request was already seen inside the authentication window.
+    /// Rule R-AUTH-12: the same signed request was already seen inside the authentication
+    /// window (wire-format.md §3.4).
     #[error("request replayed")]
     Replayed,
-    /// An application message whose ciphertext was already accepted in the group (RFC 9420
-    /// §6.3: a ciphertext decrypts once; wire-format.md §4.8).
+    /// Rule R-MSG-10: an application message whose ciphertext was already accepted in the group
+    /// (RFC 9420 §6.3: a ciphertext decrypts once; wire-format.md §4.8).
     #[error("application message replayed")]
     ReplayedMessage,
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
-    AuthenticationFailed(&'static str),
-    /// No (live) group with this ID.
+    AuthenticationFailed(#[from] AuthenticationFailed),
+    /// Rule R-FRAME-5: no (live) group with this ID (wire-format.md §3.7).
     #[error("unknown group")]
     UnknownGroup,
     /// The group ID is empty, already used, or not issued by this DS.
     #[error("invalid group id: {0}")]
-    InvalidGroupId(&'static str),
+    InvalidGroupId(#[from] InvalidGroupId),
     /// The GroupInfo does not verify or does not match the group's state.
     #[error("invalid group info: {0}")]
-    InvalidGroupInfo(String),
-    /// The GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody could
-    /// join or resync from it by external commit (wire-format.md §4.3.2).
+    InvalidGroupInfo(#[from] InvalidGroupInfo),
+    /// Rule R-GI-14: the GroupInfo has no `external_pub` extension (RFC 9420 §12.4.3.2), so nobody
+    /// could join or resync from it by external commit (wire-format.md §4.3.2).
     #[error("invalid group info: it has no external_pub extension, which external joins and resyncs need")]
     GroupInfoWithoutExternalPub,
     /// A leaf node or KeyPackage is invalid.
     #[error("invalid leaf node or key package: {0}")]
-    InvalidLeafNode(String),
-    /// A leaf registers a user authentication key without a valid proof of possession
-    /// (wire-format.md §3.5).
+    InvalidLeafNode(#[from] InvalidLeafNode),
+    /// Rule R-LEAF-6: a leaf registers a user authentication key without a valid proof of
+    /// possession (wire-format.md §3.5).
     #[error("invalid leaf node: the user authentication key's proof does not verify")]
     InvalidUserKeyProof,
-    /// A leaf registers a user authentication key that another user of the group holds
-    /// (wire-format.md §3.5: a key belongs to the user that registered it first).
+    /// Rule R-LEAF-7: a leaf registers a user authentication key that another user of the group
+    /// holds (wire-format.md §3.5: a key belongs to the user that registered it first).
     #[error("not allowed: the user authentication key is registered to another user")]
     UserKeyOfAnotherUser,
-    /// A KeyPackage (or a leaf whose source is a KeyPackage) is not valid at the DS's `now`:
-    /// its `Lifetime` has not started or has ended (RFC 9420 §7.2, §10.1; wire-format.md
-    /// §4.3.3 step 10).
+    /// Rule R-LEAF-8: a KeyPackage (or a leaf whose source is a KeyPackage) is not valid at the
+    /// DS's `now`: its `Lifetime` has not started or has ended (RFC 9420 §7.2, §10.1;
+    /// wire-format.md §4.3.3 step 10).
     #[error(
         "KeyPackage lifetime {not_before}..={not_after} (s) does not include now ({now_ms} ms)"
     )]
@@ -85,7 +98,7 @@ pub enum RejectReason {
         /// The DS's `now`, in milliseconds.
         now_ms: u64,
     },
-    /// The message is for an older epoch.
+    /// Rule R-EPOCH-1: the message is for an older epoch (wire-format.md §4.3.3 step 8).
     #[error("message for epoch {message_epoch}, group is at epoch {current}")]
     WrongEpoch {
         /// The group's epoch.
@@ -93,7 +106,8 @@ pub enum RejectReason {
         /// The message's epoch.
         message_epoch: u64,
     },
-    /// The message is for a newer epoch than the group's.
+    /// Rule R-EPOCH-2: the message is for a newer epoch than the group's (wire-format.md
+    /// §4.3.3 step 8).
     #[error("message for future epoch {message_epoch}, group is at epoch {current}")]
     FutureEpoch {
         /// The group's epoch.
@@ -103,9 +117,9 @@ pub enum RejectReason {
     },
     /// The sender may not do this.
     #[error("not allowed: {0}")]
-    NotAllowed(String),
-    /// A client would use another member's queue configuration, so the DS would deliver one
-    /// client's traffic to the other's queue (wire-format.md §6.1).
+    NotAllowed(#[from] NotAllowed),
+    /// Rule R-LEAF-9: a client would use another member's queue configuration, so the DS would
+    /// deliver one client's traffic to the other's queue (wire-format.md §6.1).
     #[error("not allowed: the queue configuration of leaf {leaf} is another member's")]
     SharedQueueConfig {
         /// The leaf that would take the other member's queue configuration.
@@ -116,12 +130,12 @@ pub enum RejectReason {
     InvalidProposal {
         /// The ProposalRefs at fault (may be empty when they cannot be computed).
         refs: Vec<Vec<u8>>,
-        /// Why.
-        reason: String,
+        /// The rule the proposals break.
+        reason: InvalidProposal,
     },
-    /// A standalone proposal that no commit could carry next to one already pending (RFC 9420
-    /// §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending set no
-    /// valid commit covers.
+    /// Rule R-PROP-5: a standalone proposal that no commit could carry next to one already pending
+    /// (RFC 9420 §12.2; wire-format.md §4.10). Accepting it would leave the group with a pending
+    /// set no valid commit covers.
     #[error("proposal conflicts with the pending proposals: {conflict}")]
     ProposalConflict {
         /// Which rule it breaks.
@@ -129,31 +143,33 @@ pub enum RejectReason {
         /// The refused proposal's ProposalRef.
         refs: Vec<Vec<u8>>,
     },
-    /// The group already has [`crate::DsConfig::max_pending_proposals`] pending proposals
+    /// Rule R-PROP-6: the group already has [`crate::DsConfig::max_pending_proposals`] pending
+    /// proposals
     /// (wire-format.md §4.10).
     #[error("the group already has {limit} pending proposals; a commit must come first")]
     TooManyPendingProposals {
         /// The configured limit.
         limit: usize,
     },
-    /// A commit left out the DS's own pending proposals (draft-robert-mimi-delivery-service
-    /// §5.1; wire-format.md §4.3.3).
+    /// Rule R-COMMIT-7: a commit left out the DS's own pending proposals
+    /// (draft-robert-mimi-delivery-service §5.1; wire-format.md §4.3.3).
     #[error("commit omits {} pending proposals", refs.len())]
     MissingPendingProposals {
         /// The ProposalRefs that were left out.
         refs: Vec<Vec<u8>>,
     },
-    /// Remove proposals the DS issued are pending: application messages wait until a commit
-    /// includes them (DS-00 §6; the pending-proposal policy).
+    /// Rule R-MSG-11: Remove proposals the DS issued are pending: application messages wait until a
+    /// commit includes them (DS-00 §6; the pending-proposal policy).
     #[error("the hub's Remove proposals are pending; a commit must include them before messages are accepted")]
     HubRemovalsPending,
     /// The MLS message has the wrong wire format or content type for this operation.
     #[error("invalid message type: {0}")]
-    InvalidMessageType(&'static str),
+    InvalidMessageType(#[from] InvalidMessageType),
     /// The MLS message does not validate against the group state.
     #[error("invalid MLS message: {0}")]
-    InvalidMlsMessage(String),
-    /// The operation is defined on the wire but this DS does not serve it.
+    InvalidMlsMessage(#[from] InvalidMlsMessage),
+    /// Rule R-FRAME-4: the operation is defined on the wire but this DS does not serve it
+    /// (wire-format.md §4.1).
     #[error("operation {0:?} is not served by this delivery service")]
     UnsupportedOperation(DsRequestType),
     /// Storage kept reporting concurrent changes.
@@ -272,22 +288,24 @@ pub enum QsRejectReason {
         /// The QS's `now`.
         now_ms: u64,
     },
-    /// The signature does not verify with the queue owner's key.
-    #[error("authentication failed: {0}")]
-    AuthenticationFailed(&'static str),
+    /// Rule R-QS-1: the request's signature does not verify with the queue owner's key
+    /// (wire-format.md §10.3).
+    #[error("authentication failed: the signature does not verify")]
+    SignatureDoesNotVerify,
     /// No queue with this ID.
     #[error("unknown queue")]
     UnknownQueue,
-    /// A delivery names another provider as recipient (forwarding-attack rule,
+    /// Rule R-QS-4: a delivery names another provider as recipient (forwarding-attack rule,
     /// draft-kohbrok-mimi-transport-00 §"Security considerations").
     #[error("delivery addressed to another provider")]
     WrongRecipient,
-    /// The transport authenticated a different provider than the delivery names as sender.
+    /// Rule R-QS-5: the transport authenticated a different provider than the delivery names as
+    /// sender.
     #[error("sender domain does not match the authenticated peer")]
     SenderMismatch,
     /// The request is well formed but not allowed in the queue's state.
     #[error("not allowed: {0}")]
-    NotAllowed(&'static str),
+    NotAllowed(#[from] QsNotAllowed),
     /// Storage kept reporting concurrent changes.
     #[error("concurrent modification; retry")]
     Conflict,
@@ -309,7 +327,7 @@ impl QsRejectReason {
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
-            Self::AuthenticationFailed(_) | Self::SenderMismatch => ErrorCode::AuthenticationFailed,
+            Self::SignatureDoesNotVerify | Self::SenderMismatch => ErrorCode::AuthenticationFailed,
             Self::UnknownQueue => ErrorCode::UnknownQueue,
             Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::Conflict => ErrorCode::Conflict,
@@ -367,6 +385,7 @@ pub(crate) fn internal<E: std::error::Error + 'static>(what: impl std::fmt::Disp
 
 #[cfg(test)]
 mod tests {
+    use super::refusals::every;
     use super::*;
     use crate::wire::encode;
 
@@ -374,7 +393,7 @@ mod tests {
     /// could not be encoded and `process` would fail instead of answering.
     #[test]
     fn every_reject_reason_encodes() {
-        let reasons = [
+        let mut reasons = vec![
             RejectReason::Malformed(DecodeError::TrailingBytes {
                 type_name: "x",
                 count: 1,
@@ -387,12 +406,8 @@ mod tests {
             },
             RejectReason::Replayed,
             RejectReason::ReplayedMessage,
-            RejectReason::AuthenticationFailed("x"),
             RejectReason::UnknownGroup,
-            RejectReason::InvalidGroupId("x"),
-            RejectReason::InvalidGroupInfo("x".into()),
             RejectReason::GroupInfoWithoutExternalPub,
-            RejectReason::InvalidLeafNode("x".into()),
             RejectReason::InvalidUserKeyProof,
             RejectReason::UserKeyOfAnotherUser,
             RejectReason::KeyPackageLifetime {
@@ -408,26 +423,44 @@ mod tests {
                 current: 1,
                 message_epoch: 2,
             },
-            RejectReason::NotAllowed("x".into()),
             RejectReason::SharedQueueConfig { leaf: 1 },
-            RejectReason::InvalidProposal {
-                refs: vec![vec![1]],
-                reason: "x".into(),
-            },
-            RejectReason::ProposalConflict {
-                conflict: ProposalConflict::DuplicateRemove,
-                refs: vec![vec![1]],
-            },
             RejectReason::TooManyPendingProposals { limit: 1 },
             RejectReason::MissingPendingProposals {
                 refs: vec![vec![1]],
             },
             RejectReason::HubRemovalsPending,
-            RejectReason::InvalidMessageType("x"),
-            RejectReason::InvalidMlsMessage("x".into()),
             RejectReason::UnsupportedOperation(DsRequestType::KeyPackages),
             RejectReason::Conflict,
         ];
+        // Each sub-enum's variants, listed without wildcard in `refusals::every`.
+        reasons.extend(every::authentication_failed().into_iter().map(Into::into));
+        reasons.extend(every::invalid_group_id().into_iter().map(Into::into));
+        reasons.extend(every::invalid_group_info().into_iter().map(Into::into));
+        reasons.extend(every::invalid_leaf_node().into_iter().map(Into::into));
+        reasons.extend(every::not_allowed().into_iter().map(Into::into));
+        reasons.extend(every::invalid_message_type().into_iter().map(Into::into));
+        reasons.extend(every::invalid_mls_message().into_iter().map(Into::into));
+        reasons.extend(
+            every::mls_structure()
+                .into_iter()
+                .map(|structure| InvalidMlsMessage::Undecodable {
+                    structure,
+                    detail: "x".into(),
+                })
+                .map(Into::into),
+        );
+        reasons.extend(every::invalid_proposal().into_iter().map(|reason| {
+            RejectReason::InvalidProposal {
+                refs: vec![vec![1]],
+                reason,
+            }
+        }));
+        reasons.extend(every::proposal_conflict().into_iter().map(|conflict| {
+            RejectReason::ProposalConflict {
+                conflict,
+                refs: vec![vec![1]],
+            }
+        }));
         for reason in reasons {
             // A new variant must be added above: this match has no wildcard.
             match reason {
@@ -480,16 +513,33 @@ mod tests {
                 timestamp_ms: 0,
                 now_ms: 1,
             },
-            QsRejectReason::AuthenticationFailed("x"),
+            QsRejectReason::SignatureDoesNotVerify,
             QsRejectReason::UnknownQueue,
             QsRejectReason::WrongRecipient,
             QsRejectReason::SenderMismatch,
-            QsRejectReason::NotAllowed("x"),
             QsRejectReason::Conflict,
             QsRejectReason::QueueFull,
             QsRejectReason::InvalidResponseKey,
-        ];
+        ]
+        .into_iter()
+        .chain(every::qs_not_allowed().into_iter().map(Into::into))
+        .collect::<Vec<_>>();
         for reason in &reasons {
+            // A new variant must be added above: this match has no wildcard.
+            match reason {
+                QsRejectReason::Malformed(_)
+                | QsRejectReason::UnsupportedVersion(_)
+                | QsRejectReason::TooLarge { .. }
+                | QsRejectReason::StaleTimestamp { .. }
+                | QsRejectReason::SignatureDoesNotVerify
+                | QsRejectReason::UnknownQueue
+                | QsRejectReason::WrongRecipient
+                | QsRejectReason::SenderMismatch
+                | QsRejectReason::NotAllowed(_)
+                | QsRejectReason::Conflict
+                | QsRejectReason::QueueFull
+                | QsRejectReason::InvalidResponseKey => {}
+            }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());
             assert!(encode(&error).is_ok(), "{reason:?} does not encode");

@@ -60,7 +60,9 @@ impl Fanout {
             reason,
         })?;
         if !policy.allows(destination) {
-            return Err(DestinationRefusal::NotAllowed(destination.to_owned()));
+            return Err(DestinationRefusal::NotAllowed {
+                destination: destination.to_owned(),
+            });
         }
         Ok(destination)
     }

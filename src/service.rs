@@ -209,6 +209,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
 
     fn decode(&self, bytes: &[u8]) -> Result<DsRequest, RejectReason> {
         if bytes.len() > self.config.max_request_bytes {
+            // Rule R-FRAME-3.
             return Err(RejectReason::TooLarge {
                 size: bytes.len(),
                 limit: self.config.max_request_bytes,
@@ -218,9 +219,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         if let [hi, lo, ..] = bytes {
             let version = u16::from_be_bytes([*hi, *lo]);
             if version != PROTOCOL_VERSION_MIMI_DS10 {
+                // Rule R-FRAME-2.
                 return Err(RejectReason::UnsupportedVersion(version));
             }
         }
+        // Rule R-FRAME-1.
         Ok(decode_exact::<DsRequest>(bytes)?)
     }
 

@@ -10,7 +10,7 @@ use mimi_ds::wire::{
     ErrorCode, GroupInfoOption, GroupUpdate, GroupUpdateRequest, MlsMessageBytes,
     PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{DsConfig, ExternalJoinPolicy, Status};
+use mimi_ds::{DsConfig, ExternalJoinPolicy, InvalidGroupInfo, RejectReason, Status};
 
 /// Alice's freshly created group, with its reserved ID, not yet registered.
 fn reserved() -> (TestDs, TestClient, Vec<u8>) {
@@ -83,7 +83,22 @@ fn an_authenticated_attempt_that_fails_validation_consumes_the_reservation() {
         DsSenderId::LeafIndex(0),
     );
     // Exactly one change: the reservation is deleted under the version the request read.
-    ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
+    // (`reject_consuming_reservation` returns the error, not the reason, so the same checks
+    // are made here: the refusal as it decodes, its reason, and only the reservation gone.)
+    let expected = ds.storage_with_reservation_consumed(&group_id);
+    let out = ds.process(&request);
+    assert_rejected(&out, ErrorCode::InvalidGroupInfo);
+    assert!(
+        matches!(
+            out.refusal,
+            Some(RejectReason::InvalidGroupInfo(
+                InvalidGroupInfo::DoesNotValidate { .. }
+            ))
+        ),
+        "{:?}",
+        out.refusal
+    );
+    assert!(ds.storage == expected, "only the reservation is consumed");
 
     // The valid request now needs a new group ID.
     ds.advance(1);
@@ -156,5 +171,8 @@ fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_gr
     let request = unauthenticated(DsRequestBody::ExternalJoin(GroupUpdateRequest {
         group_update: update,
     }));
-    ds.reject(&request, ErrorCode::InvalidGroupInfo);
+    assert_eq!(
+        ds.reject(&request, ErrorCode::InvalidGroupInfo),
+        InvalidGroupInfo::NotForCommitEpoch.into()
+    );
 }

@@ -9,12 +9,17 @@ use mimi_ds::testing::{
     RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::wire::{
-    decode_exact, encode, ConnectionKeyPackagesRequest, DsAuthData, DsErrorDetails, DsRequest,
-    DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, GroupInfoRequest,
-    GroupUpdate, GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, MlsMessageBytes,
-    ProposalsRequest, SendMessageRequest, UserAuthKeyExtension, PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode, ConnectionKeyPackagesRequest, DsAuthData, DsError, DsErrorDetails,
+    DsRequest, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption,
+    GroupInfoRequest, GroupUpdate, GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest,
+    MlsMessageBytes, ProposalsRequest, SendMessageRequest, UserAuthKeyExtension,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::{DsConfig, Status, UnixTimeMs};
+use mimi_ds::{
+    AuthenticationFailed, DsConfig, InvalidGroupId, InvalidGroupInfo, InvalidLeafNode,
+    InvalidMessageType, InvalidMlsMessage, InvalidProposal, NotAllowed, ProposalConflict,
+    RejectReason, Status, UnixTimeMs,
+};
 use openmls::prelude::{
     Extension, Extensions, GroupId, KeyPackage, LeafNodeIndex, MlsGroup, MlsMessageBodyIn,
     ProcessedMessageContent, ProtocolMessage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
@@ -74,6 +79,50 @@ fn pair() -> (TestDs, TestClient, TestClient) {
         (1, 1, 0, 1)
     );
     (ds, alice, bob)
+}
+
+/// The named reason ([`mimi_ds::Outcome::refusal`]) the DS gives for `request`, processed on a
+/// copy of its storage, so the request can then be checked by a shared check as well (for
+/// [`TestDs::reject_consuming_reservation`], which returns the error).
+fn refusal(ds: &TestDs, request: &[u8]) -> Option<RejectReason> {
+    let mut scratch = ds.storage.clone();
+    ds.ds
+        .process(UnixTimeMs(ds.now_ms), request, &mut scratch)
+        .expect("in-memory storage does not fail")
+        .refusal
+}
+
+/// [`TestDs::reject`], for tests that read the error's details too: checked by the shared
+/// checks (status, error body and details, no fanout, storage byte-identical), and the named
+/// reason must be one `because` accepts. Returns the `DSError` the requester got.
+trait CheckReason {
+    fn reject_as(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    ) -> DsError;
+}
+
+impl CheckReason for TestDs {
+    fn reject_as(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    ) -> DsError {
+        let out = self.assert_unchanged(|ds| ds.process(request));
+        let error = assert_rejected(&out, code);
+        let reason = out.refusal.expect("a refusal names its reason");
+        assert!(because(&reason), "refused for another reason: {reason:?}");
+        error
+    }
+}
+
+/// A check of [`CheckReason::reject_as`] that the refusal is exactly `expected`.
+fn is(expected: impl Into<RejectReason>) -> impl Fn(&RejectReason) -> bool {
+    let expected = expected.into();
+    move |reason| *reason == expected
 }
 
 fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
@@ -148,9 +197,10 @@ fn invalid_group_id_not_issued_by_the_ds() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"self-chosen@hub.example", &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::NotIssued),
     );
 }
 
@@ -179,9 +229,10 @@ fn invalid_group_id_reservation_expired() {
     );
     // ...and refused one millisecond later.
     ds.advance(reservation + 1);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::ReservationExpired),
     );
 }
 
@@ -190,9 +241,10 @@ fn invalid_group_id_already_created() {
     let (mut ds, alice) = solo();
     // A fresh request (new timestamp, so not a byte-identical retry) for the same group.
     ds.advance(1);
-    ds.reject(
+    ds.reject_as(
         &alice.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::AlreadyInUse),
     );
 }
 
@@ -203,9 +255,10 @@ fn invalid_group_id_after_deletion() {
     // The tombstone keeps the ID from being re-created.
     let mut again = TestClient::new("alice", "alice-2", "a.example");
     again.create_group(&alice.group_id(), &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &again.create_group_request(ds.now_ms),
         ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::AlreadyInUse),
     );
 }
 
@@ -218,7 +271,41 @@ fn invalid_group_id_signature_for_another_group() {
     alice.create_group(&group_id, &ds.external_sender);
     let body = body_of(&alice.create_group_request(ds.now_ms));
     let request = alice.signed_as(body, &other_id, ds.now_ms, DsSenderId::LeafIndex(0));
-    ds.reject(&request, ErrorCode::InvalidGroupId);
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::SignedForAnotherGroup),
+    );
+}
+
+/// Rule R-GID-5: Alice, alone in two groups with the same key, sends a proposal of her second
+/// group in a request signed for her first.
+#[test]
+fn invalid_group_id_mls_message_for_another_group() {
+    let (mut ds, mut alice) = solo();
+    let first = alice.group_id();
+    let second = ds.request_group_id();
+    alice.create_group(&second, &ds.external_sender);
+    let _ = ds.accept(&alice.create_group_request(ds.now_ms));
+    let (proposal, _) = alice
+        .group
+        .as_mut()
+        .unwrap()
+        .propose_self_update(
+            &alice.provider,
+            &alice.signer,
+            openmls::prelude::LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![mls_bytes(&proposal)],
+    });
+    let request = alice.signed_as(body, &first, ds.now_ms, DsSenderId::LeafIndex(0));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupId,
+        is(InvalidGroupId::MessageForAnotherGroup),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,9 +328,10 @@ fn invalid_leaf_node_key_package_without_queue_config() {
         .unwrap()
         .key_package()
         .clone();
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![key_package], ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
+        is(InvalidLeafNode::MissingQueueConfig),
     );
 }
 
@@ -256,6 +344,10 @@ fn invalid_leaf_node_creator_without_queue_config() {
         Extensions::single(Extension::ExternalSenders(vec![ds.external_sender.clone()])).unwrap();
     custom_group(&mut alice, &group_id, Some(senders), false);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidLeafNode::MissingQueueConfig.into())
+    );
     ds.reject_consuming_reservation(&request, ErrorCode::InvalidLeafNodeOrKeyPackage);
 }
 
@@ -274,15 +366,58 @@ fn invalid_leaf_node_user_key_without_proof_of_possession() {
     )
     .unwrap();
     bob.user_key_extension_data = Some(encode(&registration).unwrap());
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![bob.key_package()], ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
+        is(RejectReason::InvalidUserKeyProof),
     );
 }
 
 // ---------------------------------------------------------------------------------------------
 // invalid_group_info
 // ---------------------------------------------------------------------------------------------
+
+/// Rule R-GI-1: a `create_group` whose GroupInfo is for another group than the request.
+#[test]
+fn invalid_group_info_for_another_group_than_the_request() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    let other_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let DsRequestBody::CreateGroup(mut body) = body_of(&alice.create_group_request(ds.now_ms))
+    else {
+        panic!("a create_group request")
+    };
+    body.group_id = other_id.clone().into();
+    let request = alice.signed_as(
+        DsRequestBody::CreateGroup(body),
+        &other_id,
+        ds.now_ms,
+        DsSenderId::LeafIndex(0),
+    );
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::ForAnotherGroup),
+    );
+}
+
+/// Rule R-GI-2: a `create_group` signed as another leaf than the GroupInfo's signer.
+#[test]
+fn invalid_group_info_not_signed_by_the_requester() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let group_id = ds.request_group_id();
+    alice.create_group(&group_id, &ds.external_sender);
+    let body = body_of(&alice.create_group_request(ds.now_ms));
+    let request = alice.signed_as(body, &group_id, ds.now_ms, DsSenderId::LeafIndex(1));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::NotSignedByRequester),
+    );
+}
 
 #[test]
 fn invalid_group_info_group_without_external_senders() {
@@ -291,6 +426,10 @@ fn invalid_group_info_group_without_external_senders() {
     let group_id = ds.request_group_id();
     custom_group(&mut alice, &group_id, None, true);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidGroupInfo::DsNotExternalSender.into())
+    );
     ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
 }
 
@@ -302,6 +441,10 @@ fn invalid_group_info_group_names_another_ds() {
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &other_ds);
     let request = alice.create_group_request(ds.now_ms);
+    assert_eq!(
+        refusal(&ds, &request),
+        Some(InvalidGroupInfo::DsNotExternalSender.into())
+    );
     ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
 }
 
@@ -314,9 +457,10 @@ fn invalid_group_info_commit_with_previous_epochs_group_info() {
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.group_info = GroupInfoOption::Full(mls_bytes(&stale));
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
+        is(InvalidGroupInfo::DoesNotMatchState),
     );
 }
 
@@ -382,9 +526,10 @@ fn not_allowed_commit_by_another_member() {
     let (mut ds, alice, mut bob) = pair();
     // Bob's commit, wrapped in a request Alice validly signs as herself.
     let (update, _) = bob.stage_commit(|b| b.force_self_update(true));
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotRequester),
     );
 }
 
@@ -401,9 +546,10 @@ fn not_allowed_user_key_registered_to_another_user() {
     mallory.user_key = Some(shared);
     let _ = ds.accept(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     alice.confirm_commit();
-    ds.reject(
+    ds.reject_as(
         &alice.add_request(vec![mallory.key_package()], ds.now_ms),
         ErrorCode::NotAllowed,
+        is(RejectReason::UserKeyOfAnotherUser),
     );
 }
 
@@ -419,7 +565,36 @@ fn not_allowed_proposal_by_another_member() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![mls_bytes(&proposal)],
     });
-    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::NotAllowed);
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotRequester),
+    );
+}
+
+/// Rule R-COMMIT-1: a member submits the hub's own (external) proposal as one of its own.
+#[test]
+fn not_allowed_proposal_by_a_non_member_sender() {
+    let (mut ds, alice, bob) = pair();
+    let group_id = alice.group_id();
+    let event = mimi_ds::HubEvent::ClientDeleted {
+        signature_key: bob.signer.to_public_vec(),
+    };
+    let out = ds
+        .ds
+        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
+        .unwrap();
+    let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+        panic!("not accepted")
+    };
+    let body = DsRequestBody::Proposals(ProposalsRequest {
+        proposals: vec![receipt.external_proposals[0].clone()],
+    });
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MlsSenderNotMember),
+    );
 }
 
 #[test]
@@ -432,7 +607,11 @@ fn not_allowed_delete_group_that_keeps_members() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::DeleteGroupKeepsMembers),
+    );
 }
 
 #[test]
@@ -443,7 +622,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
     // Without the Welcome.
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![bob.key_package()]));
     let no_welcome = alice.signed(commit_body(update.clone()), ds.now_ms);
-    ds.reject(&no_welcome, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &no_welcome,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
     // With the Welcome twice.
     let welcome = welcome.unwrap();
     let twice = alice.signed(
@@ -453,7 +636,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
         }),
         ds.now_ms,
     );
-    ds.reject(&twice, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &twice,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
     // With a Welcome for someone the commit does not add.
     alice.discard_commit();
     let (update, _) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
@@ -464,7 +651,11 @@ fn not_allowed_welcomes_do_not_match_adds() {
         }),
         ds.now_ms,
     );
-    ds.reject(&foreign, ErrorCode::NotAllowed);
+    ds.reject_as(
+        &foreign,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::WelcomesDoNotMatchAdds),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +668,19 @@ fn invalid_proposal_empty_list() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: Vec::new(),
     });
-    let error = ds.reject_error(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::Empty,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, DsErrorDetails::ProposalRefs(Vec::new()));
 }
 
@@ -501,7 +704,19 @@ fn invalid_proposal_same_proposal_twice() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![proposal.clone(), proposal.clone()],
     });
-    let error = ds.reject_error(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::AlreadyPending,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, expected);
 
     // Once accepted, then again in a new request (new timestamp, so not a retry).
@@ -510,7 +725,19 @@ fn invalid_proposal_same_proposal_twice() {
     });
     let _ = ds.accept(&alice.signed(body.clone(), ds.now_ms));
     ds.advance(1);
-    let error = ds.reject_error(&alice.signed(body, ds.now_ms), ErrorCode::InvalidProposal);
+    let error = ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidProposal {
+                    reason: InvalidProposal::AlreadyPending,
+                    ..
+                }
+            )
+        },
+    );
     assert_eq!(error.details, expected);
 }
 
@@ -558,7 +785,7 @@ fn invalid_proposal_conflicting_with_a_pending_remove() {
             LeafNodeIndex::new(bob.leaf()),
         )
         .unwrap();
-    let error = ds.reject_error(
+    let error = ds.reject_as(
         &alice.signed(
             DsRequestBody::Proposals(ProposalsRequest {
                 proposals: vec![mls_bytes(&second)],
@@ -566,6 +793,15 @@ fn invalid_proposal_conflicting_with_a_pending_remove() {
             ds.now_ms,
         ),
         ErrorCode::InvalidProposal,
+        |r| {
+            matches!(
+                r,
+                RejectReason::ProposalConflict {
+                    conflict: ProposalConflict::DuplicateRemove,
+                    ..
+                }
+            )
+        },
     );
     assert_eq!(
         error.details,
@@ -605,9 +841,10 @@ fn too_many_pending_proposals_beyond_the_configured_cap() {
     let first = update(&mut alice);
     let _ = ds.accept(&alice.signed(first, ds.now_ms));
     let second = update(&mut bob);
-    let error = ds.reject_error(
+    let error = ds.reject_as(
         &bob.signed(second, ds.now_ms),
         ErrorCode::TooManyPendingProposals,
+        |r| matches!(r, RejectReason::TooManyPendingProposals { .. }),
     );
     assert_eq!(error.details, DsErrorDetails::None);
 }
@@ -621,14 +858,20 @@ fn unknown_group_never_created() {
     let mut ds = TestDs::new("hub.example");
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     alice.create_group(b"nowhere@hub.example", &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"hi", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(&alice.update_request(ds.now_ms), ErrorCode::UnknownGroup);
-    ds.reject(
+    ds.reject_as(
+        &alice.update_request(ds.now_ms),
+        ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
+    );
+    ds.reject_as(
         &alice.signed_group_info_request(b"nowhere@hub.example", None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -638,13 +881,15 @@ fn unknown_group_only_reserved() {
     let mut alice = TestClient::new("alice", "alice-1", "a.example");
     let group_id = ds.request_group_id();
     alice.create_group(&group_id, &ds.external_sender);
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"hi", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_group_info_request(&group_id, None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -653,17 +898,20 @@ fn unknown_group_after_deletion() {
     let (mut ds, mut alice, mut bob) = pair();
     let _ = ds.accept(&alice.delete_group_request(ds.now_ms));
     alice.confirm_commit();
-    ds.reject(
+    ds.reject_as(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &bob.message_request(b"still here?", ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms),
         ErrorCode::UnknownGroup,
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -684,7 +932,11 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
     });
     for body in [message, commit, info] {
         let request = bob.signed_as(body, &group_id, now, DsSenderId::LeafIndex(alice.leaf()));
-        ds.reject(&request, ErrorCode::AuthenticationFailed);
+        ds.reject_as(
+            &request,
+            ErrorCode::AuthenticationFailed,
+            is(AuthenticationFailed::SignatureDoesNotVerify),
+        );
     }
 }
 
@@ -692,7 +944,11 @@ fn authentication_failed_wrong_key_for_the_claimed_leaf() {
 fn authentication_failed_unauthenticated_send_message() {
     let (mut ds, mut alice, _bob) = pair();
     let body = body_of(&alice.message_request(b"hi", ds.now_ms));
-    ds.reject(&unauthenticated(body), ErrorCode::AuthenticationFailed);
+    ds.reject_as(
+        &unauthenticated(body),
+        ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::ClientSignatureRequired),
+    );
 }
 
 #[test]
@@ -701,11 +957,12 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
     let group_id = alice.group_id();
     let now = ds.now_ms;
     let body = body_of(&alice.message_request(b"hi", now));
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(7)),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
     );
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(
             body.clone(),
             &group_id,
@@ -713,11 +970,13 @@ fn authentication_failed_leaf_without_member_or_not_a_leaf_sender() {
             DsSenderId::LeafIndex(u32::MAX),
         ),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
     );
     let kp_ref = DsSenderId::KeyPackageRef(vec![0u8; 32].into());
-    ds.reject(
+    ds.reject_as(
         &alice.signed_as(body, &group_id, now, kp_ref),
         ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::LeafIndexSenderRequired),
     );
 }
 
@@ -736,9 +995,39 @@ fn invalid_message_type_private_message_as_commit() {
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.commit = mls_bytes(&private);
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::HandshakeNotPublic),
+    );
+}
+
+/// Rule R-MSG-6: an encrypted handshake message (a proposal in a PrivateMessage) sent as an
+/// application message.
+#[test]
+fn invalid_message_type_encrypted_proposal_as_application_message() {
+    let (mut ds, mut alice, _bob) = pair();
+    let group = alice.group.as_mut().unwrap();
+    let encrypt_all = openmls::prelude::MlsGroupJoinConfig::builder()
+        .wire_format_policy(openmls::prelude::PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build();
+    group
+        .set_configuration(alice.provider.storage(), &encrypt_all)
+        .unwrap();
+    let (proposal, _) = group
+        .propose_self_update(
+            &alice.provider,
+            &alice.signer,
+            openmls::prelude::LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let body = DsRequestBody::SendMessage(SendMessageRequest {
+        application_message: mls_bytes(&proposal),
+    });
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedApplication),
     );
 }
 
@@ -750,24 +1039,27 @@ fn invalid_message_type_commit_as_application_message_or_proposal_or_welcome() {
     let as_message = DsRequestBody::SendMessage(SendMessageRequest {
         application_message: commit.clone(),
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_message, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ApplicationNotPrivate),
     );
     let as_proposal = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![commit.clone()],
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_proposal, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedProposal),
     );
     let as_welcome = DsRequestBody::Commits(MembershipCommitRequest {
         group_update: update,
         welcome_messages: vec![commit],
     });
-    ds.reject(
+    ds.reject_as(
         &alice.signed(as_welcome, ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedWelcome),
     );
 }
 
@@ -782,9 +1074,60 @@ fn invalid_message_type_group_info_as_commit() {
         commit: group_info.clone(),
         group_info: update.group_info.clone(),
     };
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(swapped), ds.now_ms),
         ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedPublicMessage),
+    );
+}
+
+/// Rule R-MSG-3: a proposal where the commit belongs.
+#[test]
+fn invalid_message_type_proposal_as_commit() {
+    let (mut ds, mut alice, bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    alice.discard_commit();
+    let DsRequestBody::Proposals(ProposalsRequest { proposals }) =
+        body_of(&alice.propose_remove_request(bob.leaf(), ds.now_ms))
+    else {
+        panic!("a proposals request")
+    };
+    let swapped = GroupUpdate {
+        commit: proposals[0].clone(),
+        group_info: update.group_info,
+    };
+    ds.reject_as(
+        &alice.signed(commit_body(swapped), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedCommit),
+    );
+}
+
+/// Rule R-MSG-7: a member's commit sent as an external join.
+#[test]
+fn invalid_message_type_member_commit_as_external_join() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let request = unauthenticated(DsRequestBody::ExternalJoin(GroupUpdateRequest {
+        group_update: update,
+    }));
+    ds.reject_as(
+        &request,
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedNewMemberCommit),
+    );
+}
+
+/// Rule R-MSG-9: a commit where the GroupInfo belongs.
+#[test]
+fn invalid_message_type_commit_as_group_info() {
+    let (mut ds, mut alice, _bob) = pair();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    update.group_info = GroupInfoOption::Full(update.commit.clone());
+    ds.reject_as(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidMessageType,
+        is(InvalidMessageType::ExpectedGroupInfo),
     );
 }
 
@@ -823,9 +1166,10 @@ fn missing_pending_proposals_commit_leaving_out_the_hubs_removal() {
     else {
         panic!("a proposal")
     };
-    let error = ds.reject_error(
+    let error = ds.reject_as(
         &alice.update_request(ds.now_ms),
         ErrorCode::MissingPendingProposals,
+        |r| matches!(r, RejectReason::MissingPendingProposals { .. }),
     );
     assert_eq!(
         error.details,
@@ -1087,9 +1431,15 @@ fn invalid_mls_message_commit_with_a_broken_signature() {
     commit[len - 100] ^= 0x01; // inside the signature
     update.commit = MlsMessageBytes::from_bytes(commit).unwrap();
     // Wrapped in a request Alice validly signs: only the MLS signature is wrong.
-    ds.reject(
+    ds.reject_as(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidMlsMessage,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
     );
 }
 
@@ -1118,7 +1468,16 @@ fn invalid_mls_message_proposal_with_a_broken_signature() {
     let body = DsRequestBody::Proposals(ProposalsRequest {
         proposals: vec![MlsMessageBytes::from_bytes(bytes).unwrap()],
     });
-    ds.reject(&alice.signed(body, ds.now_ms), ErrorCode::InvalidMlsMessage);
+    ds.reject_as(
+        &alice.signed(body, ds.now_ms),
+        ErrorCode::InvalidMlsMessage,
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

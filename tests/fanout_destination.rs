@@ -69,7 +69,9 @@ fn members_choose_destinations_and_the_embedder_checks_them() {
     ));
     assert_eq!(
         fanout_to(&out.fanout, "gamma.example").check_destination(&federation),
-        Err(DestinationRefusal::NotAllowed("gamma.example".into()))
+        Err(DestinationRefusal::NotAllowed {
+            destination: "gamma.example".into()
+        })
     );
 
     // Reporting the refused destinations' queues makes the hub propose removing their clients.

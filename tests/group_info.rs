@@ -3,7 +3,7 @@
 
 use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{ErrorCode, GroupInfoOption, PartialGroupInfo, RatchetTreePresence};
-use mimi_ds::Status;
+use mimi_ds::{InvalidGroupInfo, RejectReason, Status};
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageBodyIn, Verifiable};
 use tls_codec::{DeserializeBytes, Serialize, VLBytes};
@@ -77,9 +77,12 @@ fn partial_group_info_with_a_bad_signature_is_refused() {
     signature[0] ^= 1;
     partial.signature = signature.into();
     update.group_info = GroupInfoOption::Partial(partial);
-    ds.reject(
-        &alice.signed(commit_body(update), ds.now_ms),
-        ErrorCode::InvalidGroupInfo,
+    assert_eq!(
+        ds.reject(
+            &alice.signed(commit_body(update), ds.now_ms),
+            ErrorCode::InvalidGroupInfo,
+        ),
+        InvalidGroupInfo::SignatureDoesNotVerify.into()
     );
 }
 
@@ -92,6 +95,31 @@ fn partial_group_info_with_a_ratchet_tree_presence_is_refused() {
     update.group_info = GroupInfoOption::Partial(partial);
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::PartialWithRatchetTree.into())
+    );
+}
+
+/// Rule R-GI-6: `group_info_extensions` that do not decode as GroupInfo extensions.
+#[test]
+fn partial_group_info_with_undecodable_extensions_is_refused() {
+    let (mut ds, mut alice) = solo_group();
+    let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
+    let (mut partial, _) = to_partial(&update.group_info);
+    partial.group_info_extensions = vec![0xff].into();
+    update.group_info = GroupInfoOption::Partial(partial);
+    let why = ds.reject(
+        &alice.signed(commit_body(update), ds.now_ms),
+        ErrorCode::InvalidGroupInfo,
+    );
+    assert!(
+        matches!(
+            why,
+            RejectReason::InvalidGroupInfo(InvalidGroupInfo::PartialExtensions { .. })
+        ),
+        "{why:?}"
+    );
 }
 
 #[test]
@@ -107,9 +135,12 @@ fn full_group_info_of_the_previous_epoch_is_refused() {
         .unwrap();
     let (mut update, _) = alice.stage_commit(|b| b.force_self_update(true));
     update.group_info = GroupInfoOption::Full(mimi_ds::testing::mls_bytes(&stale));
-    ds.reject(
-        &alice.signed(commit_body(update), ds.now_ms),
-        ErrorCode::InvalidGroupInfo,
+    assert_eq!(
+        ds.reject(
+            &alice.signed(commit_body(update), ds.now_ms),
+            ErrorCode::InvalidGroupInfo,
+        ),
+        InvalidGroupInfo::DoesNotMatchState.into()
     );
 }
 
@@ -132,6 +163,10 @@ fn group_info_signed_by_another_member_is_refused() {
     bob_update.group_info = alice_update.group_info;
     let out = ds.process(&bob.signed(commit_body(bob_update), ds.now_ms));
     assert_eq!(out.status, Status::Rejected(ErrorCode::InvalidGroupInfo));
+    assert_eq!(
+        out.refusal,
+        Some(InvalidGroupInfo::NotSignedByCommitter.into())
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,9 +250,10 @@ fn without_external_pub(
 /// Processes `request`, which must be refused with `invalid_group_info` for the missing
 /// `external_pub`, leaving storage byte-identical.
 fn refused_without_external_pub(ds: &mut TestDs, request: &[u8]) {
-    let error = ds.reject_error(request, ErrorCode::InvalidGroupInfo);
-    let description = String::from_utf8(error.description.as_slice().to_vec()).unwrap();
-    assert!(description.contains("external_pub"), "{description}");
+    assert_eq!(
+        ds.reject(request, ErrorCode::InvalidGroupInfo),
+        RejectReason::GroupInfoWithoutExternalPub
+    );
 }
 
 #[test]

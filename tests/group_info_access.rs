@@ -16,7 +16,7 @@ use mimi_ds::wire::{
     decode_exact, DsRequestBody, DsResponse, DsResponseBody, DsSenderId, ErrorCode,
     GroupInfoRequest,
 };
-use mimi_ds::{DsConfig, GroupInfoAccess, Outcome, Status, UnixTimeMs};
+use mimi_ds::{AuthenticationFailed, DsConfig, GroupInfoAccess, Outcome, Status, UnixTimeMs};
 use openmls_basic_credential::SignatureKeyPair;
 
 /// A user key shared by a user's clients (wire-format.md §3.5).
@@ -49,18 +49,27 @@ fn an_anonymous_request_is_refused_by_default_without_telling_whether_the_group_
         GroupInfoAccess::Members,
         "the default"
     );
-    ds.reject(
-        &TestClient::group_info_request(&alice.group_id()),
-        ErrorCode::AuthenticationFailed,
+    assert_eq!(
+        ds.reject(
+            &TestClient::group_info_request(&alice.group_id()),
+            ErrorCode::AuthenticationFailed,
+        ),
+        AuthenticationFailed::GroupInfoNeedsSignature.into()
     );
-    ds.reject(
-        &TestClient::encrypted_group_info_request(&alice.group_id()).0,
-        ErrorCode::AuthenticationFailed,
+    assert_eq!(
+        ds.reject(
+            &TestClient::encrypted_group_info_request(&alice.group_id()).0,
+            ErrorCode::AuthenticationFailed,
+        ),
+        AuthenticationFailed::GroupInfoNeedsSignature.into()
     );
     // The same answer for a group that does not exist.
-    ds.reject(
-        &TestClient::group_info_request(b"nowhere@hub.example"),
-        ErrorCode::AuthenticationFailed,
+    assert_eq!(
+        ds.reject(
+            &TestClient::group_info_request(b"nowhere@hub.example"),
+            ErrorCode::AuthenticationFailed,
+        ),
+        AuthenticationFailed::GroupInfoNeedsSignature.into()
     );
 }
 
@@ -95,26 +104,35 @@ fn strangers_signatures_are_refused() {
     });
     let mallory = TestClient::new("mallory", "mallory-1", "m.example");
     // Mallory claims Alice's leaf with her own key.
-    ds.reject(
-        &mallory.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(0)),
-        ErrorCode::AuthenticationFailed,
+    assert_eq!(
+        ds.reject(
+            &mallory.signed_as(body.clone(), &group_id, now, DsSenderId::LeafIndex(0)),
+            ErrorCode::AuthenticationFailed,
+        ),
+        AuthenticationFailed::SignatureDoesNotVerify.into()
     );
     // A user key that no client of the group registered.
     let mut stranger = TestClient::new("mallory", "mallory-2", "m.example");
     stranger.user_key = Some(user_key());
-    ds.reject(
-        &stranger.signed_group_info_request(&group_id, None, now),
-        ErrorCode::AuthenticationFailed,
+    assert_eq!(
+        ds.reject(
+            &stranger.signed_group_info_request(&group_id, None, now),
+            ErrorCode::AuthenticationFailed,
+        ),
+        AuthenticationFailed::UnknownUserKey.into()
     );
     // A KeyPackageRef is for welcome_info only.
-    ds.reject(
-        &mallory.signed_as(
-            body,
-            &group_id,
-            now,
-            DsSenderId::KeyPackageRef(vec![7; 32].into()),
+    assert_eq!(
+        ds.reject(
+            &mallory.signed_as(
+                body,
+                &group_id,
+                now,
+                DsSenderId::KeyPackageRef(vec![7; 32].into()),
+            ),
+            ErrorCode::AuthenticationFailed,
         ),
-        ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::LeafIndexSenderRequired.into()
     );
 }
 

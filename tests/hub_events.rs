@@ -12,8 +12,8 @@ use mimi_ds::testing::{
 };
 use mimi_ds::wire::{DsResponseBody, ErrorCode, ExternalCommitInfo, MlsMessageBytes};
 use mimi_ds::{
-    BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, Outcome,
-    PendingProposalPolicy, Status, UnixTimeMs,
+    BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, NotAllowed, Outcome,
+    PendingProposalPolicy, RejectReason, Status, UnixTimeMs,
 };
 use openmls::prelude::{
     BasicCredential, Credential, ExternalSender, MlsMessageBodyIn, ProcessedMessageContent,
@@ -516,7 +516,10 @@ fn an_inactivity_sweep_without_a_configured_limit_is_not_allowed() {
     let group_id = alice.group_id();
 
     ds.advance(365 * 24 * 3600 * 1000);
-    ds.reject_event(&group_id, &HubEvent::InactivitySweep, ErrorCode::NotAllowed);
+    // (`reject_event` returns the error, not the reason: the same checks, made here.)
+    let out = ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::InactivitySweep));
+    assert_rejected(&out, ErrorCode::NotAllowed);
+    assert_eq!(out.refusal, Some(NotAllowed::NoInactivityLimit.into()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1003,7 +1006,10 @@ fn application_messages_wait_while_a_ds_removal_is_pending() {
     TestDs::route(&out, &mut [&mut alice]);
 
     // Strict default: refused while the removal is pending.
-    ds.reject(&early, ErrorCode::MissingPendingProposals);
+    assert_eq!(
+        ds.reject(&early, ErrorCode::MissingPendingProposals),
+        RejectReason::HubRemovalsPending
+    );
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
 
     // An external commit lets it lapse; the DS issues it again and messages still wait.

@@ -5,7 +5,9 @@
 use mimi_ds::storage::RecordKind;
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{DsResponseBody, ErrorCode, ExternalCommitInfo, RatchetTreeBytes};
-use mimi_ds::{DsConfig, ExternalJoinPolicy, Status};
+use mimi_ds::{
+    AuthenticationFailed, DsConfig, ExternalJoinPolicy, NotAllowed, RejectReason, Status,
+};
 
 fn group_with_alice(ds: &mut TestDs) -> TestClient {
     let mut alice = TestClient::new("alice", "alice-phone", "a.example");
@@ -84,9 +86,14 @@ fn welcome_joiners_fetch_their_epochs_tree_once_and_then_it_is_dropped() {
     // ...but the tree is not handed out again to a new request.
     ds.advance(1);
     let again = resign(&bob1, &request, ds.now_ms);
+    let out = ds.process(&again);
     assert_eq!(
-        ds.process(&again).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::NoPendingWelcome.into())
     );
 
     // The group moves on; the laptop still gets epoch 1's tree.
@@ -141,7 +148,10 @@ fn welcome_info_refuses_a_wrong_key_a_wrong_epoch_and_an_expired_key_package() {
         &request,
         ds.now_ms,
     );
-    ds.reject(&forged, ErrorCode::AuthenticationFailed);
+    assert_eq!(
+        ds.reject(&forged, ErrorCode::AuthenticationFailed),
+        AuthenticationFailed::SignatureDoesNotVerify.into()
+    );
 
     // Bob's own key, but for an epoch he was not added in.
     let wrong_epoch = {
@@ -154,26 +164,41 @@ fn welcome_info_refuses_a_wrong_key_a_wrong_epoch_and_an_expired_key_package() {
         });
         bob.signed_as(body, sig.group_id.as_slice(), ds.now_ms, sig.sender_id)
     };
+    let out = ds.process(&wrong_epoch);
     assert_eq!(
-        ds.process(&wrong_epoch).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::NoPendingWelcome.into())
     );
 
     // A leaf_index sender is not a joiner.
     let body =
         mimi_ds::wire::DsRequestBody::WelcomeInfo(mimi_ds::wire::WelcomeInfoRequest { epoch: 1 });
+    let out = ds.process(&alice.signed(body, ds.now_ms));
     assert_eq!(
-        ds.process(&alice.signed(body, ds.now_ms)).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::KeyPackageRefSenderRequired.into())
     );
 
     // Past the KeyPackage's not_after the snapshot is gone (docs/decisions.md D15). openmls sets
     // lifetimes from the system clock, so jump well past any of them.
     ds.advance(1000 * 24 * 3600 * 1000);
     let late = resign(&bob, &request, ds.now_ms);
+    let out = ds.process(&late);
     assert_eq!(
-        ds.process(&late).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::NoPendingWelcome.into())
     );
 }
 
@@ -269,16 +294,18 @@ fn a_client_that_lost_its_state_resyncs_by_external_commit() {
 
 #[test]
 fn external_joins_follow_the_policy() {
-    for (policy, expected) in [
+    for (policy, expected, because) in [
         (
             ExternalJoinPolicy::ExistingUsers,
             Status::Rejected(ErrorCode::NotAllowed),
+            Some(NotAllowed::ExternalJoinOfNewUser),
         ),
         (
             ExternalJoinPolicy::Disabled,
             Status::Rejected(ErrorCode::NotAllowed),
+            Some(NotAllowed::ExternalJoinsDisabled),
         ),
-        (ExternalJoinPolicy::Anyone, Status::Accepted),
+        (ExternalJoinPolicy::Anyone, Status::Accepted, None),
     ] {
         let mut config = DsConfig::new("hub.example");
         config.external_joins = policy;
@@ -287,9 +314,13 @@ fn external_joins_follow_the_policy() {
         let mut carol = TestClient::new("carol", "carol-phone", "c.example");
         let info = group_info(&mut ds, &alice);
         let request = carol.external_join_request(&info);
-        match expected {
-            Status::Rejected(code) => {
-                ds.reject(&request, code);
+        match (expected, because) {
+            (Status::Rejected(code), Some(because)) => {
+                assert_eq!(
+                    ds.reject(&request, code),
+                    RejectReason::from(because),
+                    "{policy:?}"
+                );
             }
             _ => assert_eq!(ds.process(&request).status, expected, "{policy:?}"),
         }
@@ -307,9 +338,14 @@ fn an_external_join_must_be_unauthenticated_and_for_the_current_epoch() {
     // The same external commit wrapped in Alice's ClientSignature.
     let decoded: mimi_ds::wire::DsRequest = mimi_ds::wire::decode_exact(&request).unwrap();
     let signed = alice.signed(decoded.body, ds.now_ms);
+    let out = ds.process(&signed);
     assert_eq!(
-        ds.process(&signed).status,
+        out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::ExternalJoinSigned.into())
     );
 
     // After another commit, the external commit is stale.

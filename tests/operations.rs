@@ -7,7 +7,7 @@
 //! epoch with the same epoch authenticator, joiners joining from their Welcome) and a negative
 //! test (the exact code, no fanout, storage byte-identical) that would pass the request if the
 //! rule were removed. Where a refusal could also come from another check with the same code
-//! (e.g. a Welcome mismatch), the test also pins the reason's description.
+//! (e.g. a Welcome mismatch), the named reason (`Outcome::refusal`) tells them apart.
 //!
 //! One rule cannot be reached with real openmls 0.9 clients: a commit removing its committer
 //! (openmls refuses to build one, and the DS's `PublicGroup` refuses to stage one before the DS
@@ -20,7 +20,10 @@ use mimi_ds::testing::{
 use mimi_ds::wire::{
     DsRequestBody, ErrorCode, GroupUpdateRequest, ProposalsRequest, UpdateClientRequest,
 };
-use mimi_ds::{DeliveryService, DsConfig, Status};
+use mimi_ds::{
+    AuthenticationFailed, DeliveryService, DsConfig, InvalidLeafNode, NotAllowed, RejectReason,
+    Status,
+};
 use openmls::prelude::{
     BasicCredential, CreateCommitError, CredentialWithKey, LeafNodeIndex, LeafNodeParameters,
 };
@@ -34,7 +37,7 @@ use openmls_traits::OpenMlsProvider as _;
 #[path = "support/groups.rs"]
 mod groups;
 
-use groups::{deliver, group_of, leaves, membership, queue, solo, RejectBecause as _};
+use groups::{deliver, group_of, is, leaves, membership, queue, solo, RejectBecause as _};
 
 /// `client`'s credential with another BasicCredential identity (same signature key).
 fn renamed(client: &TestClient, identity: &str) -> CredentialWithKey {
@@ -96,7 +99,11 @@ fn add_users_refuses_a_client_of_a_user_already_in_the_group() {
             DsRequestBody::AddUsers(membership(update, welcome)),
             ds.now_ms,
         );
-        ds.reject_because(&request, ErrorCode::NotAllowed, "already in the group");
+        ds.reject_because(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::AddUsersOfExistingUser),
+        );
         alice.discard_commit();
     }
 }
@@ -118,7 +125,11 @@ fn add_users_refuses_a_remove_by_value() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddUsersNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -135,7 +146,11 @@ fn add_users_refuses_a_commit_without_proposals() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddUsersNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -188,7 +203,11 @@ fn add_clients_refuses_a_client_of_another_user() {
             DsRequestBody::AddClients(membership(update, welcome)),
             ds.now_ms,
         );
-        ds.reject_because(&request, ErrorCode::NotAllowed, "own user");
+        ds.reject_because(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::AddClientsOfAnotherUser),
+        );
         alice.discard_commit();
     }
     // One of Alice's own clients with a Remove by value.
@@ -201,7 +220,11 @@ fn add_clients_refuses_a_client_of_another_user() {
         DsRequestBody::AddClients(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::AddClientsNotOnlyAdds),
+    );
     alice.discard_commit();
 }
 
@@ -245,7 +268,11 @@ fn remove_users_removes_every_client_of_a_user() {
     assert_eq!(alice.group().members().count(), 2);
     // The removed clients are no longer members of the DS's group.
     let request = bob1.update_queue_request(queue("b.example", "bob-1-moved"), ds.now_ms);
-    ds.reject_because(&request, ErrorCode::AuthenticationFailed, "");
+    ds.reject_because(
+        &request,
+        ErrorCode::AuthenticationFailed,
+        is(AuthenticationFailed::NoMemberAtLeaf),
+    );
 }
 
 #[test]
@@ -266,7 +293,11 @@ fn remove_users_refuses_removing_only_some_clients_of_a_user() {
             }),
             ds.now_ms,
         );
-        ds.reject_because(&request, ErrorCode::NotAllowed, "every client");
+        ds.reject_because(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::RemoveUsersPartially),
+        );
         alice.discard_commit();
     }
 }
@@ -292,7 +323,11 @@ fn remove_users_refuses_an_add_by_value() {
     );
     // remove_users carries no Welcomes, so the Welcome check would refuse too: the reason must be
     // the operation rule.
-    ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::RemoveUsersNotOnlyRemoves),
+    );
     alice.discard_commit();
 }
 
@@ -348,7 +383,11 @@ fn remove_clients_refuses_a_client_of_another_user() {
             }),
             ds.now_ms,
         );
-        ds.reject_because(&request, ErrorCode::NotAllowed, "own user");
+        ds.reject_because(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::RemoveClientsOfAnotherUser),
+        );
         alice1.discard_commit();
     }
     // Alice's other client with an Add by value (remove_clients carries no Welcomes, so the
@@ -365,7 +404,11 @@ fn remove_clients_refuses_a_client_of_another_user() {
         }),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::RemoveClientsNotOnlyRemoves),
+    );
     alice1.discard_commit();
 }
 
@@ -552,7 +595,11 @@ fn update_client_refuses_a_commit_without_an_update_path() {
     );
     // update_client carries no Welcomes, so the Welcome check would refuse it too: the reason
     // is pinned.
-    ds.reject_because(&request, ErrorCode::NotAllowed, "update path");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::UpdateClientNotAnUpdatePath),
+    );
     alice.discard_commit();
 }
 
@@ -583,7 +630,11 @@ fn update_client_refuses_proposals_by_value() {
             }),
             ds.now_ms,
         );
-        ds.reject_because(&request, ErrorCode::NotAllowed, "by value");
+        ds.reject_because(
+            &request,
+            ErrorCode::NotAllowed,
+            is(NotAllowed::UpdateClientNotAnUpdatePath),
+        );
         alice.discard_commit();
     }
 }
@@ -611,7 +662,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         DsRequestBody::AddClients(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 
     let (update, welcome) = alice.stage_commit(|b| {
@@ -622,7 +677,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 
     let removed = leaves(&[&bob]);
@@ -636,7 +695,11 @@ fn membership_operations_may_not_change_the_committers_credential() {
         }),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "credential");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::MembershipOperationChangesCredential),
+    );
     alice.discard_commit();
 }
 
@@ -657,7 +720,7 @@ fn commits_may_not_move_the_committer_to_another_user() {
         ds.reject_because(
             &alice.signed(commit_body(update), ds.now_ms),
             ErrorCode::NotAllowed,
-            "another user",
+            is(NotAllowed::CredentialMovesClientToAnotherUser),
         );
         alice.discard_commit();
     }
@@ -667,7 +730,12 @@ fn commits_may_not_move_the_committer_to_another_user() {
     ds.reject_because(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidLeafNodeOrKeyPackage,
-        "",
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidLeafNode(InvalidLeafNode::CredentialRejected(_))
+            )
+        },
     );
     alice.discard_commit();
 }
@@ -725,7 +793,12 @@ fn key_package_whose_credential_is_not_a_client_uri_is_refused() {
         let mut carol = TestClient::new("carol", "carol-1", "c.example");
         carol.credential = renamed(&carol, identity);
         let request = alice.add_request(vec![carol.key_package()], ds.now_ms);
-        ds.reject_because(&request, ErrorCode::InvalidLeafNodeOrKeyPackage, "");
+        ds.reject_because(&request, ErrorCode::InvalidLeafNodeOrKeyPackage, |r| {
+            matches!(
+                r,
+                RejectReason::InvalidLeafNode(InvalidLeafNode::CredentialRejected(_))
+            )
+        });
         alice.discard_commit();
     }
     // The same client with a proper credential is accepted.
@@ -791,7 +864,7 @@ fn delete_group_removes_every_other_member() {
     ds.reject_because(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::UnknownGroup,
-        "",
+        is(RejectReason::UnknownGroup),
     );
 }
 
@@ -811,7 +884,11 @@ fn delete_group_refuses_a_commit_that_keeps_a_member() {
         }),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "every other member");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::DeleteGroupKeepsMembers),
+    );
     alice.discard_commit();
     // The group is intact: the same removal as a plain commit is accepted.
     let out = ds.accept(&alice.remove_request(&[bob1.leaf()], ds.now_ms));

@@ -9,10 +9,10 @@
 //! test is the recovery path when members refuse a commit the hub accepted.
 
 use mimi_ds::testing::{
-    decode_response, error_description, mls_bytes, proposal_refs, Received, TestClient, TestDs,
+    assert_rejected, decode_response, mls_bytes, proposal_refs, Received, TestClient, TestDs,
 };
 use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes, ProposalsRequest};
-use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
+use mimi_ds::{DsConfig, HubEvent, Outcome, ProposalConflict, RejectReason, Status, UnixTimeMs};
 use openmls::prelude::{LeafNodeIndex, LeafNodeParameters, MlsMessageBodyIn, ProtocolMessage};
 use openmls_traits::OpenMlsProvider as _;
 
@@ -26,6 +26,29 @@ const DOMAIN: &str = "hub.example";
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
+
+/// [`TestDs::reject`] that also returns the ProposalRefs the `DSError` names (the shared
+/// checks: code, error body, no fanout, storage byte-identical). A method, so it borrows like
+/// `ds.process(..)`.
+trait RejectWithRefs {
+    fn reject_with_refs(&mut self, request: &[u8], code: ErrorCode)
+        -> (Vec<Vec<u8>>, RejectReason);
+}
+
+impl RejectWithRefs for TestDs {
+    fn reject_with_refs(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+    ) -> (Vec<Vec<u8>>, RejectReason) {
+        let out = self.assert_unchanged(|ds| ds.process(request));
+        let error = assert_rejected(&out, code);
+        (
+            proposal_refs(&error),
+            out.refusal.expect("a refusal names its reason"),
+        )
+    }
+}
 
 /// Alice (leaf 0), Bob (leaf 1) and Carol (leaf 2) in a group at epoch 1.
 fn trio(config: DsConfig) -> (TestDs, TestClient, TestClient, TestClient) {
@@ -167,13 +190,21 @@ fn a_second_remove_of_the_same_leaf_is_refused_and_commits_go_on() {
     carol.process_inbox();
 
     let (second, second_ref) = remove_proposal(&mut bob, carol.leaf());
-    let error = ds.reject_error(
+    let (refs, why) = ds.reject_with_refs(
         &proposals_request(&bob, vec![second], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![second_ref.clone()]);
-    assert!(why.contains("Remove"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::DuplicateRemove,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
     withdraw(&mut bob, &second_ref);
 
     // Bob's commit carries Alice's Remove by reference and is accepted.
@@ -204,13 +235,21 @@ fn an_update_of_a_leaf_with_a_pending_remove_is_refused() {
     carol.process_inbox();
 
     let (update, update_ref) = update_proposal(&mut carol);
-    let error = ds.reject_error(
+    let (refs, why) = ds.reject_with_refs(
         &proposals_request(&carol, vec![update], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![update_ref]);
-    assert!(why.contains("Update"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::UpdateOfRemovedLeaf,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 
     let out = ds.accept(&bob.update_request(ds.now_ms));
     bob.confirm_commit();
@@ -314,13 +353,21 @@ fn a_second_group_context_extensions_proposal_is_refused() {
     TestDs::route(&out, &mut [&mut bob, &mut carol]);
     bob.process_inbox();
     let (second, second_ref) = extensions_proposal(&mut bob);
-    let error = ds.reject_error(
+    let (refs, why) = ds.reject_with_refs(
         &proposals_request(&bob, vec![second], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![second_ref]);
-    assert!(why.contains("GroupContextExtensions"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::SecondGroupContextExtensions,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 }
 
 /// One GroupContextExtensions proposal does not conflict with proposals of other types, in
@@ -372,12 +419,20 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
     let (remove, _) = remove_proposal(&mut alice, carol.leaf());
     let _ = ds.accept(&proposals_request(&alice, vec![remove], ds.now_ms));
     let proposal = forge::proposal(&mut ds, &bob, &forge::reinit(&successor));
-    let error = ds.reject_error(
+    let why = ds.reject(
         &proposals_request(&bob, vec![proposal], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    let why = error_description(&error);
-    assert!(why.contains("ReInit"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::ReInitNotAlone,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 
     // A fresh epoch: nothing pending, the ReInit is accepted; then a Remove is refused.
     let out = ds.accept(&bob.update_request(ds.now_ms));
@@ -393,13 +448,21 @@ fn a_reinit_next_to_any_other_pending_proposal_is_refused() {
     let proposal = forge::proposal(&mut ds, &bob, &forge::reinit(&successor));
     let _ = ds.accept(&proposals_request(&bob, vec![proposal], ds.now_ms));
     let (remove, remove_ref) = remove_proposal(&mut alice, carol.leaf());
-    let error = ds.reject_error(
+    let (refs, why) = ds.reject_with_refs(
         &proposals_request(&alice, vec![remove], ds.now_ms),
         ErrorCode::InvalidProposal,
     );
-    let (refs, why) = (proposal_refs(&error), error_description(&error));
     assert_eq!(refs, vec![remove_ref]);
-    assert!(why.contains("ReInit"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::ProposalConflict {
+                conflict: ProposalConflict::ReInitNotAlone,
+                ..
+            }
+        ),
+        "{why:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,19 +11,18 @@
 //! tree of `create_group`. A client that resyncs with its own old configuration while the same
 //! commit removes its old leaf keeps working (also tests/joins.rs).
 
-use mimi_ds::testing::{assert_accepted, error_description, Received, TestClient, TestDs};
+use mimi_ds::testing::{assert_accepted, Received, TestClient, TestDs};
 use mimi_ds::wire::{ClientQueueConfig, DsRequestBody, ErrorCode, UpdateClientRequest};
-use mimi_ds::{DsConfig, ExternalJoinPolicy};
+use mimi_ds::{DsConfig, ExternalJoinPolicy, RejectReason};
 
 /// Processes a request that must be refused with `not_allowed` because of a shared queue
 /// configuration: the shared refusal check (exact code, no fanout, storage byte-identical) and
 /// the reason.
 fn refused_as_shared(ds: &mut TestDs, request: &[u8]) {
-    let error = ds.reject_error(request, ErrorCode::NotAllowed);
-    let description = error_description(&error);
+    let reason = ds.reject(request, ErrorCode::NotAllowed);
     assert!(
-        description.contains("queue configuration"),
-        "refused for another reason: {description}"
+        matches!(reason, RejectReason::SharedQueueConfig { .. }),
+        "refused for another reason: {reason:?}"
     );
 }
 

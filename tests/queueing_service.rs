@@ -11,7 +11,7 @@ use mimi_ds::wire::{
     decode_exact, encode, ErrorCode, QsClientRequestBody, QsClientResponse, QsClientResponseBody,
     QueueingServiceResponse,
 };
-use mimi_ds::{Fanout, HubEvent, Status, UnixTimeMs};
+use mimi_ds::{Fanout, HubEvent, QsNotAllowed, QsRejectReason, Status, UnixTimeMs};
 
 const HUB: &str = "hub.example";
 const ALPHA: &str = "alpha.example";
@@ -161,10 +161,13 @@ fn fetch_pages_in_order_and_acknowledge_drops_only_what_was_read() {
         )
     });
     assert_eq!(repeat.status, QsStatus::Duplicate);
-    w.beta.reject_client(
-        &w.bob
-            .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 8 }, now),
-        ErrorCode::NotAllowed,
+    assert_eq!(
+        w.beta.reject_client(
+            &w.bob
+                .qs_request(QsClientRequestBody::Acknowledge { up_to_sequence: 8 }, now),
+            ErrorCode::NotAllowed,
+        ),
+        QsNotAllowed::AcknowledgesUnqueued.into()
     );
 
     // Pages are capped by the QS's limit whatever the client asks for.
@@ -197,9 +200,12 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
         QsClientRequestBody::Acknowledge { up_to_sequence: 0 },
         QsClientRequestBody::DeleteQueue,
     ] {
-        w.beta.reject_client(
-            &impostor.qs_request(body, now),
-            ErrorCode::AuthenticationFailed,
+        assert_eq!(
+            w.beta.reject_client(
+                &impostor.qs_request(body, now),
+                ErrorCode::AuthenticationFailed,
+            ),
+            QsRejectReason::SignatureDoesNotVerify
         );
     }
     // Stale and future timestamps.
@@ -226,6 +232,17 @@ fn client_requests_are_authenticated_fresh_and_scoped_to_the_owner() {
     };
     w.beta
         .reject_client(&encode(&forged).unwrap(), ErrorCode::AuthenticationFailed);
+    // create_queue names no queue: the QS picks its ID.
+    let mut named =
+        decode_exact::<mimi_ds::wire::QsClientRequest>(&stranger.create_queue_request(now))
+            .unwrap();
+    named.queue_id = vec![1u8; 16].into();
+    assert_eq!(
+        w.beta
+            .reject_client(&encode(&named).unwrap(), ErrorCode::NotAllowed),
+        QsNotAllowed::CreateQueueNamesQueue.into()
+    );
+
     // Creating again with the same key is the same queue, no new one.
     let again = w
         .beta
@@ -335,7 +352,10 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     // Forwarding attack: alpha replays a delivery it received to beta.
     let mut forwarded = fanout.clone();
     forwarded.request.recipient_domain = ALPHA.as_bytes().to_vec().into();
-    w.beta.reject_delivery(&forwarded, ErrorCode::NotAllowed);
+    assert_eq!(
+        w.beta.reject_delivery(&forwarded, ErrorCode::NotAllowed),
+        QsRejectReason::WrongRecipient
+    );
 
     // mTLS authenticated alpha, but the delivery claims to come from the hub.
     let spoofed = assert_unchanged(&mut w.beta.storage, |storage| {
@@ -348,6 +368,7 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
         spoofed.status,
         QsStatus::Rejected(ErrorCode::AuthenticationFailed)
     );
+    assert_eq!(spoofed.refusal, Some(QsRejectReason::SenderMismatch));
 
     // Another protocol version.
     let mut bytes = fanout.to_bytes();

@@ -23,13 +23,15 @@ use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, ErrorCode, GroupInfoOption, GroupUpdate, GroupUpdateRequest,
     MlsMessageBytes, ProposalsRequest, UpdateClientRequest,
 };
-use mimi_ds::Outcome;
+use mimi_ds::{
+    InvalidGroupId, InvalidGroupInfo, InvalidMlsMessage, NotAllowed, Outcome, RejectReason,
+};
 use openmls::prelude::{AddProposal, MlsMessageBodyIn, Proposal};
 use openmls_traits::OpenMlsProvider as _;
 use tls_codec::{Serialize as _, VLBytes};
 
 use forge::reinit;
-use groups::{group_of, membership, solo, RejectBecause as _};
+use groups::{group_of, is, membership, solo, RejectBecause as _};
 
 fn re_initialize(update: GroupUpdate) -> DsRequestBody {
     DsRequestBody::ReInitializeGroup(GroupUpdateRequest {
@@ -158,7 +160,12 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject_because(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidMlsMessage,
-        "",
+        |r| {
+            matches!(
+                r,
+                RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation { .. })
+            )
+        },
     );
     // The GroupInfo's signature (its last bytes).
     let mut bad = update.clone();
@@ -166,7 +173,7 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject_because(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
-        "signature",
+        is(InvalidGroupInfo::SignatureDoesNotVerify),
     );
     // A GroupInfo that is not the post-commit one (Alice's real one, of the current epoch).
     let mut bad = update.clone();
@@ -179,13 +186,13 @@ fn forged_reinit_commits_are_verified_by_the_ds() {
     ds.reject_because(
         &alice.signed(re_initialize(bad), ds.now_ms),
         ErrorCode::InvalidGroupInfo,
-        "does not match",
+        is(InvalidGroupInfo::DoesNotMatchState),
     );
     // Bob cannot send Alice's commit.
     ds.reject_because(
         &bob.signed(re_initialize(update.clone()), ds.now_ms),
         ErrorCode::NotAllowed,
-        "",
+        is(NotAllowed::MlsSenderNotRequester),
     );
     let _ = ds.accept(&alice.signed(re_initialize(update), ds.now_ms));
 }
@@ -236,13 +243,13 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
     ds.reject_because(
         &alice.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
     ds.reject_because(
         &bob.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     bob.discard_commit();
     // ... and forged ones at the DS's current epoch, which would otherwise be valid: another
@@ -252,23 +259,23 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
     ds.reject_because(
         &alice.signed(re_initialize(update.clone()), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     ds.reject_because(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     // And so are messages and proposals.
     ds.reject_because(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     ds.reject_because(
         &alice.propose_remove_request(bob.leaf(), ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     let proposal = forge::proposal(&mut ds, &bob, &reinit(&again));
     ds.reject_because(
@@ -279,7 +286,7 @@ fn re_initialize_group_to_a_reserved_id_then_refuses_commits() {
             ds.now_ms,
         ),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     // The successor can be created.
     let mut alice_next = TestClient::new("alice", "alice-1-next", "a.example");
@@ -308,7 +315,11 @@ fn re_initialize_group_refuses_an_id_not_reserved() {
     ] {
         let update = forged_reinit(&mut ds, &alice, &target);
         let request = alice.signed(re_initialize(update), ds.now_ms);
-        ds.reject_because(&request, ErrorCode::InvalidGroupId, "not reserved");
+        ds.reject_because(
+            &request,
+            ErrorCode::InvalidGroupId,
+            is(InvalidGroupId::ReInitTargetNotReserved),
+        );
     }
     // The same commit to a live reservation is accepted.
     let successor = ds.request_group_id();
@@ -326,7 +337,7 @@ fn re_initialize_group_refuses_a_commit_without_reinit() {
     ds.reject_because(
         &alice.signed(re_initialize(update), ds.now_ms),
         ErrorCode::NotAllowed,
-        "ReInit",
+        is(NotAllowed::ReInitializeWithoutReInit),
     );
     alice.discard_commit();
 }
@@ -344,7 +355,7 @@ fn commits_with_a_reinit_reinitializes_the_group() {
     ds.reject_because(
         &alice.signed(commit_body(update), ds.now_ms),
         ErrorCode::InvalidGroupId,
-        "not reserved",
+        is(InvalidGroupId::ReInitTargetNotReserved),
     );
     let successor = ds.request_group_id();
     let update = forged_reinit(&mut ds, &alice, &successor);
@@ -352,7 +363,7 @@ fn commits_with_a_reinit_reinitializes_the_group() {
     ds.reject_because(
         &bob.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
 }
 
@@ -377,7 +388,11 @@ fn re_initialize_group_commits_a_pending_reinit_by_reference() {
     // Not alongside another proposal, even one the operation is for ...
     let update = forge::commit(&mut ds, &alice, &[add(&carol)]);
     let request = alice.signed(DsRequestBody::AddUsers(membership(update, None)), ds.now_ms);
-    ds.reject_because(&request, ErrorCode::NotAllowed, "only proposal");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::ReInitNotAlone),
+    );
     // ... nor in another operation ...
     let update = forge::commit(&mut ds, &alice, &[]);
     let request = alice.signed(
@@ -389,14 +404,14 @@ fn re_initialize_group_commits_a_pending_reinit_by_reference() {
     ds.reject_because(
         &request,
         ErrorCode::NotAllowed,
-        "belongs in re_initialize_group",
+        is(NotAllowed::ReInitOutsideReInitialize),
     );
     // ... but alone, in re_initialize_group.
     let _ = ds.accept(&alice.signed(re_initialize(update), ds.now_ms));
     ds.reject_because(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     let mut alice_next = TestClient::new("alice", "alice-1-next", "a.example");
     alice_next.create_group(&successor, &ds.external_sender);
@@ -433,7 +448,7 @@ fn reinit_inside_another_operation_is_refused() {
         ds.reject_because(
             &alice.signed(body, ds.now_ms),
             ErrorCode::NotAllowed,
-            "belongs in re_initialize_group",
+            is(NotAllowed::ReInitOutsideReInitialize),
         );
     }
 
@@ -449,7 +464,7 @@ fn reinit_inside_another_operation_is_refused() {
             ds.now_ms,
         ),
         ErrorCode::NotAllowed,
-        "belongs in re_initialize_group",
+        is(NotAllowed::ReInitOutsideReInitialize),
     );
     // Alice's commit is accepted where it belongs.
     let _ = ds.accept(&alice.signed(re_initialize(group_update), ds.now_ms));
@@ -477,12 +492,12 @@ fn re_initialize_group_refuses_other_proposals_next_to_the_reinit() {
         ds.reject_because(
             &alice.signed(re_initialize(update.clone()), ds.now_ms),
             ErrorCode::NotAllowed,
-            "only proposal",
+            is(NotAllowed::ReInitNotAlone),
         );
         ds.reject_because(
             &alice.signed(commit_body(update), ds.now_ms),
             ErrorCode::NotAllowed,
-            "only proposal",
+            is(NotAllowed::ReInitNotAlone),
         );
     }
 }
@@ -500,13 +515,13 @@ fn reinitialized_group_refuses_commits() {
     ds.reject_because(
         &alice.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
     ds.reject_because(
         &bob.update_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     bob.discard_commit();
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![carol.key_package()]));
@@ -514,12 +529,16 @@ fn reinitialized_group_refuses_commits() {
         DsRequestBody::AddUsers(membership(update, welcome)),
         ds.now_ms,
     );
-    ds.reject_because(&request, ErrorCode::NotAllowed, "re-initialized");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::GroupReInitialized),
+    );
     alice.discard_commit();
     ds.reject_because(
         &alice.delete_group_request(ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
     alice.discard_commit();
 }
@@ -535,7 +554,7 @@ fn reinitialized_group_refuses_send_message() {
     ds.reject_because(
         &alice.message_request(b"anyone?", ds.now_ms),
         ErrorCode::NotAllowed,
-        "re-initialized",
+        is(NotAllowed::GroupReInitialized),
     );
 }
 
@@ -548,5 +567,9 @@ fn reinitialized_group_refuses_proposals() {
     let successor = ds.request_group_id();
     mark_reinitialized(&mut ds, &alice.group_id(), &successor);
     let request = alice.propose_remove_request(bob.leaf(), ds.now_ms);
-    ds.reject_because(&request, ErrorCode::NotAllowed, "re-initialized");
+    ds.reject_because(
+        &request,
+        ErrorCode::NotAllowed,
+        is(NotAllowed::GroupReInitialized),
+    );
 }

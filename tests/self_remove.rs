@@ -6,7 +6,7 @@ use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, ErrorCode, ProposalsRequest, SelfRemoveClientRequest,
 };
-use mimi_ds::Status;
+use mimi_ds::{NotAllowed, Status};
 use openmls::prelude::{MlsMessageBodyIn, ProcessedMessageContent, Proposal, ProtocolMessage};
 use openmls_traits::OpenMlsProvider as _;
 
@@ -68,7 +68,10 @@ fn self_remove_client_refuses_anything_but_the_senders_own_removal() {
         }),
         ds.now_ms,
     );
-    ds.reject(&request, ErrorCode::NotAllowed);
+    assert_eq!(
+        ds.reject(&request, ErrorCode::NotAllowed),
+        NotAllowed::SelfRemoveOfAnotherLeaf.into()
+    );
 
     // A member proposing its own removal is accepted.
     let out = ds.process(&alice.self_remove_request(ds.now_ms));

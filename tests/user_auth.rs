@@ -10,7 +10,7 @@ use mimi_ds::testing::{commit_body, decode_response, Received, TestClient, TestD
 use mimi_ds::wire::{
     DsRequest, DsRequestBody, ErrorCode, GroupUpdateRequest, ProposalsRequest, UserAuthKeyExtension,
 };
-use mimi_ds::Status;
+use mimi_ds::{AuthenticationFailed, InvalidLeafNode, NotAllowed, RejectReason, Status};
 use openmls::prelude::LeafNodeParameters;
 use openmls_basic_credential::SignatureKeyPair;
 
@@ -87,6 +87,10 @@ fn a_user_key_authorises_only_the_users_own_clients() {
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::LeafIndexSenderRequired.into())
+    );
     let commit = bob1.update_request(ds.now_ms);
     bob1.discard_commit();
     let decoded: DsRequest = mimi_ds::wire::decode_exact(&commit).unwrap();
@@ -95,14 +99,21 @@ fn a_user_key_authorises_only_the_users_own_clients() {
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::LeafIndexSenderRequired.into())
+    );
     // Removing Alice is not Bob's user's business.
     let proposals = proposals_of(&bob1.propose_remove_request(alice.leaf(), ds.now_ms));
-    ds.reject(
-        &bob1.signed_as_user(
-            DsRequestBody::Proposals(ProposalsRequest { proposals }),
-            ds.now_ms,
+    assert_eq!(
+        ds.reject(
+            &bob1.signed_as_user(
+                DsRequestBody::Proposals(ProposalsRequest { proposals }),
+                ds.now_ms,
+            ),
+            ErrorCode::NotAllowed,
         ),
-        ErrorCode::NotAllowed,
+        NotAllowed::UserKeyBeyondOwnRemovals.into()
     );
 }
 
@@ -150,12 +161,15 @@ fn an_unregistered_user_key_is_not_accepted() {
         SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap(),
     ));
     let proposals = proposals_of(&bob1.propose_remove_request(bob2.leaf(), ds.now_ms));
-    ds.reject(
-        &bob1.signed_as_user(
-            DsRequestBody::Proposals(ProposalsRequest { proposals }),
-            ds.now_ms,
+    assert_eq!(
+        ds.reject(
+            &bob1.signed_as_user(
+                DsRequestBody::Proposals(ProposalsRequest { proposals }),
+                ds.now_ms,
+            ),
+            ErrorCode::AuthenticationFailed,
         ),
-        ErrorCode::AuthenticationFailed,
+        AuthenticationFailed::UnknownUserKey.into()
     );
 }
 
@@ -172,19 +186,20 @@ fn registration(key: &SignatureKeyPair, leaf_owner: &TestClient) -> Vec<u8> {
     .unwrap()
 }
 
-/// Alice adds `joiner`; the DS must refuse with `code` and change nothing.
+/// Alice adds `joiner`; the DS must refuse with `code` and change nothing. Returns the named
+/// reason (`Outcome::refusal`).
 fn add_is_refused(
     ds: &mut TestDs,
     alice: &mut TestClient,
     joiner: &TestClient,
     code: ErrorCode,
-) -> String {
-    let error = ds.reject_error(
+) -> RejectReason {
+    let reason = ds.reject(
         &alice.add_request(vec![joiner.key_package()], ds.now_ms),
         code,
     );
     alice.discard_commit();
-    String::from_utf8(error.description.as_slice().to_vec()).unwrap()
+    reason
 }
 
 /// Bob's user key still acts for Bob: it authorises removing Bob's laptop.
@@ -217,7 +232,7 @@ fn a_copied_registration_does_not_verify_for_another_leaf() {
         &mallory,
         ErrorCode::InvalidLeafNodeOrKeyPackage,
     );
-    assert!(why.contains("proof"), "{why}");
+    assert_eq!(why, RejectReason::InvalidUserKeyProof);
     // The encoding before proofs existed (the bare key) does not decode any more.
     mallory.user_key_extension_data =
         Some(mimi_ds::wire::encode(&tls_codec::VLBytes::from(bobs_key.to_public_vec())).unwrap());
@@ -227,7 +242,13 @@ fn a_copied_registration_does_not_verify_for_another_leaf() {
         &mallory,
         ErrorCode::InvalidLeafNodeOrKeyPackage,
     );
-    assert!(why.contains("user authentication key"), "{why}");
+    assert!(
+        matches!(
+            why,
+            RejectReason::InvalidLeafNode(InvalidLeafNode::UserKeyUndecodable(_))
+        ),
+        "{why:?}"
+    );
     bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
 }
 
@@ -239,7 +260,7 @@ fn a_user_key_stays_with_the_user_that_registered_it_first() {
     let mut mallory = TestClient::new("mallory", "mallory-1", "m.example");
     mallory.user_key = bob1.user_key.clone();
     let why = add_is_refused(&mut ds, &mut alice, &mallory, ErrorCode::NotAllowed);
-    assert!(why.contains("registered to another user"), "{why}");
+    assert_eq!(why, RejectReason::UserKeyOfAnotherUser);
     bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
 }
 
@@ -281,6 +302,10 @@ fn a_user_rotates_its_key_with_a_proof() {
     assert_eq!(
         out.status,
         Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert_eq!(
+        out.refusal,
+        Some(AuthenticationFailed::UnknownUserKey.into())
     );
     bobs_key_still_acts_for_bob(&mut ds, &mut bob1, &bob2);
 }

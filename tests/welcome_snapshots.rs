@@ -11,7 +11,7 @@ use mimi_ds::wire::{
     decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
     RatchetTreeBytes,
 };
-use mimi_ds::{DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
+use mimi_ds::{AuthenticationFailed, DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{KeyPackage, Lifetime};
 
 const DOMAIN: &str = "hub.example";
@@ -96,7 +96,10 @@ fn welcome_tree(ds: &mut TestDs, request: &[u8]) -> RatchetTreeBytes {
 
 /// `welcome_info` is refused as for a joiner without a pending Welcome, and nothing changes.
 fn refused(ds: &mut TestDs, request: &[u8]) {
-    ds.reject(request, ErrorCode::AuthenticationFailed);
+    assert_eq!(
+        ds.reject(request, ErrorCode::AuthenticationFailed),
+        AuthenticationFailed::NoPendingWelcome.into()
+    );
 }
 
 /// Bytes of the Welcome tree kept for `epoch` (0: none).

@@ -24,7 +24,9 @@ use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::ReplayGuard;
-use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::error::{
+    internal, Failure, InvalidGroupId, InvalidMessageType, NotAllowed, ProcessError, RejectReason,
+};
 use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
@@ -88,7 +90,8 @@ where
     } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
-        return Err(RejectReason::InvalidMessageType("expected a commit").into());
+        // Rule R-MSG-3.
+        return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
     };
 
     let committer = LeafNodeIndex::new(sender);
@@ -100,9 +103,9 @@ where
         &removed_keys(&group, &summary),
         sequencer.ds_removals_pending_since,
     )?;
-    // DS-06 §"Commit": a member cannot commit its own removal.
+    // Rule R-COMMIT-3. DS-06 §"Commit": a member cannot commit its own removal.
     if summary.removed.contains(&committer) {
-        return Err(RejectReason::NotAllowed("a committer cannot remove itself".into()).into());
+        return Err(RejectReason::NotAllowed(NotAllowed::CommitterRemovesItself).into());
     }
     commit_rules::check(op, &summary, sender, &roster)?;
     if let Some(target) = &summary.reinit_group_id {
@@ -228,6 +231,7 @@ pub(crate) fn omitted_pending<C>(
         .min();
     match oldest {
         Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now) => {
+            // Rule R-COMMIT-7.
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding
                     .iter()
@@ -351,13 +355,11 @@ fn require_reserved_successor<C, S: DsStorage>(
         }
         None => false,
     };
+    // Rule R-GID-6.
     if reserved {
         Ok(())
     } else {
-        Err(
-            RejectReason::InvalidGroupId("the ReInit names a group ID this DS has not reserved")
-                .into(),
-        )
+        Err(RejectReason::InvalidGroupId(InvalidGroupId::ReInitTargetNotReserved).into())
     }
 }
 
@@ -374,7 +376,10 @@ fn match_welcomes<'a>(
     let mut targets = Vec::with_capacity(welcomes.len());
     for bytes in welcomes {
         let MlsMessageBodyIn::Welcome(welcome) = bytes.parse()?.extract() else {
-            return Err(RejectReason::InvalidMessageType("expected a Welcome"));
+            // Rule R-MSG-8.
+            return Err(RejectReason::InvalidMessageType(
+                InvalidMessageType::ExpectedWelcome,
+            ));
         };
         targets.push((
             bytes,
@@ -391,10 +396,9 @@ fn match_welcomes<'a>(
         .flat_map(|(_, refs)| refs.iter().map(Vec::as_slice))
         .collect();
     let named_set: BTreeSet<&[u8]> = named.iter().copied().collect();
+    // Rule R-COMMIT-4.
     if added_refs != named_set || named.len() != added.len() {
-        return Err(RejectReason::NotAllowed(
-            "the Welcomes' KeyPackageRefs do not match the commit's Adds".into(),
-        ));
+        return Err(RejectReason::NotAllowed(NotAllowed::WelcomesDoNotMatchAdds));
     }
     Ok(targets)
 }

@@ -4,7 +4,7 @@
 
 use openmls::prelude::{LeafNodeIndex, ProposalType, PublicGroup};
 
-use crate::error::RejectReason;
+use crate::error::{NotAllowed, RejectReason};
 use crate::state::{LeafChecks, Roster};
 use crate::time::UnixTimeMs;
 use crate::wire::ClientQueueConfig;
@@ -60,8 +60,8 @@ pub(crate) struct CommitSummary {
     pub(crate) proposal_count: usize,
 }
 
-fn not_allowed(why: &str) -> RejectReason {
-    RejectReason::NotAllowed(why.into())
+fn not_allowed(rule: NotAllowed) -> RejectReason {
+    RejectReason::NotAllowed(rule)
 }
 
 /// Checks the operation's rule. `sender` is the committer's leaf; `roster` the group before the
@@ -86,24 +86,22 @@ pub(crate) fn check(
             | Operation::RemoveUsers
             | Operation::RemoveClients
     );
-    // DS-03/04: membership operations MUST NOT change the committer's credential.
+    // Rule R-OP-1. DS-03/04: membership operations MUST NOT change the committer's credential.
     if membership_op && summary.committer_credential_changed {
         return Err(not_allowed(
-            "this operation may not change the committer's credential",
+            NotAllowed::MembershipOperationChangesCredential,
         ));
     }
-    // RFC 9420 §12.2: a commit with a ReInit proposal MUST NOT contain any other proposal.
+    // Rule R-OP-2. RFC 9420 §12.2: a commit with a ReInit proposal MUST NOT contain any other
+    // proposal.
     if summary.reinit_group_id.is_some() && summary.proposal_count > 1 {
-        return Err(not_allowed(
-            "a ReInit proposal must be the commit's only proposal",
-        ));
+        return Err(not_allowed(NotAllowed::ReInitNotAlone));
     }
+    // Rule R-OP-3.
     if summary.reinit_group_id.is_some()
         && !matches!(op, Operation::ReInitialize | Operation::Commits)
     {
-        return Err(not_allowed(
-            "a ReInit proposal belongs in re_initialize_group",
-        ));
+        return Err(not_allowed(NotAllowed::ReInitOutsideReInitialize));
     }
     match op {
         Operation::Commits => Ok(()),
@@ -114,45 +112,42 @@ pub(crate) fn check(
             if all_others_removed {
                 Ok(())
             } else {
-                Err(not_allowed("delete_group must remove every other member"))
+                // Rule R-OP-4.
+                Err(not_allowed(NotAllowed::DeleteGroupKeepsMembers))
             }
         }
         Operation::AddUsers => {
+            // Rule R-OP-5.
             if !only_by_value(ProposalType::Add) {
-                return Err(not_allowed("add_users carries only Add proposals by value"));
+                return Err(not_allowed(NotAllowed::AddUsersNotOnlyAdds));
             }
-            // DS-03/04: "Adds MUST NOT contain clients of existing members".
+            // Rule R-OP-6. DS-03/04: "Adds MUST NOT contain clients of existing members".
             if summary
                 .added
                 .iter()
                 .any(|a| roster.leaves_of(&a.user).next().is_some())
             {
-                return Err(not_allowed(
-                    "add_users may not add clients of users already in the group; use add_clients",
-                ));
+                return Err(not_allowed(NotAllowed::AddUsersOfExistingUser));
             }
             Ok(())
         }
         Operation::AddClients => {
+            // Rule R-OP-7.
             if !only_by_value(ProposalType::Add) {
-                return Err(not_allowed(
-                    "add_clients carries only Add proposals by value",
-                ));
+                return Err(not_allowed(NotAllowed::AddClientsNotOnlyAdds));
             }
+            // Rule R-OP-8.
             if summary.added.iter().any(|a| a.user != sender_user) {
-                return Err(not_allowed(
-                    "add_clients may only add clients of the sender's own user",
-                ));
+                return Err(not_allowed(NotAllowed::AddClientsOfAnotherUser));
             }
             Ok(())
         }
         Operation::RemoveUsers => {
+            // Rule R-OP-9.
             if !only_by_value(ProposalType::Remove) {
-                return Err(not_allowed(
-                    "remove_users carries only Remove proposals by value",
-                ));
+                return Err(not_allowed(NotAllowed::RemoveUsersNotOnlyRemoves));
             }
-            // DS-03/04: the removes must cover all clients of each removed user.
+            // Rule R-OP-10. DS-03/04: the removes must cover all clients of each removed user.
             for removed in &summary.removed_by_value {
                 let user = roster
                     .member(removed.u32())
@@ -162,40 +157,36 @@ pub(crate) fn check(
                     .leaves_of(user)
                     .any(|leaf| !summary.removed.contains(&LeafNodeIndex::new(leaf)))
                 {
-                    return Err(not_allowed(
-                        "remove_users must remove every client of each removed user",
-                    ));
+                    return Err(not_allowed(NotAllowed::RemoveUsersPartially));
                 }
             }
             Ok(())
         }
         Operation::RemoveClients => {
+            // Rule R-OP-11.
             if !only_by_value(ProposalType::Remove) {
-                return Err(not_allowed(
-                    "remove_clients carries only Remove proposals by value",
-                ));
+                return Err(not_allowed(NotAllowed::RemoveClientsNotOnlyRemoves));
             }
             let foreign = summary.removed_by_value.iter().any(|leaf| {
                 roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(sender_user)
             });
+            // Rule R-OP-12.
             if foreign {
-                return Err(not_allowed(
-                    "remove_clients may only remove clients of the sender's own user",
-                ));
+                return Err(not_allowed(NotAllowed::RemoveClientsOfAnotherUser));
             }
             Ok(())
         }
         Operation::UpdateClient(_) => {
+            // Rule R-OP-13.
             if !summary.has_path || !summary.by_value.is_empty() {
-                return Err(not_allowed(
-                    "update_client is an update path with no proposals by value",
-                ));
+                return Err(not_allowed(NotAllowed::UpdateClientNotAnUpdatePath));
             }
             Ok(())
         }
         Operation::ReInitialize => {
+            // Rule R-OP-14.
             if summary.reinit_group_id.is_none() {
-                return Err(not_allowed("re_initialize_group needs a ReInit proposal"));
+                return Err(not_allowed(NotAllowed::ReInitializeWithoutReInit));
             }
             Ok(())
         }
@@ -225,9 +216,10 @@ pub(crate) fn check_changed_clients_keep_their_user(
         ) else {
             continue;
         };
+        // Rule R-COMMIT-5.
         if checks.identify(leaf)? != entry.user.as_slice() {
             return Err(RejectReason::NotAllowed(
-                "a credential change may not move a client to another user".into(),
+                NotAllowed::CredentialMovesClientToAnotherUser,
             ));
         }
     }

@@ -12,6 +12,7 @@ use super::group_state::{decode_record, encode_record};
 use super::tree_leaf::leaf_signature_key;
 use super::{Ctx, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
+use crate::error::{AuthenticationFailed, InvalidGroupId, InvalidGroupInfo};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteSet};
@@ -28,37 +29,38 @@ where
 {
     let auth = ctx.client_auth()?;
     let group_id = body.group_id.as_slice();
+    // Rule R-GID-1.
     if auth.group_id() != group_id {
-        return Err(RejectReason::InvalidGroupId("the signature is for another group").into());
+        return Err(RejectReason::InvalidGroupId(InvalidGroupId::SignedForAnotherGroup).into());
     }
     if let Some(plan) = ctx.replay_check(&auth, storage)? {
         return Ok(plan);
     }
 
-    // Only IDs this DS issued and that are still unused (DS-03/04 "not in use").
+    // Rules R-GID-2, R-GID-3, R-GID-4: only IDs this DS issued and that are still unused
+    // (DS-03/04 "not in use").
     let snapshot = storage
         .read(group_id, &[RecordKind::Reservation])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .ok_or(RejectReason::InvalidGroupId("not issued by this DS"))?;
+        .ok_or(RejectReason::InvalidGroupId(InvalidGroupId::NotIssued))?;
     if snapshot.record(RecordKind::Reservation).is_none() {
-        return Err(RejectReason::InvalidGroupId("already in use").into());
+        return Err(RejectReason::InvalidGroupId(InvalidGroupId::AlreadyInUse).into());
     }
     let reservation: Reservation = decode_record(&snapshot, RecordKind::Reservation)?;
     if reservation.expires_at < ctx.now {
-        return Err(RejectReason::InvalidGroupId("reservation expired").into());
+        return Err(RejectReason::InvalidGroupId(InvalidGroupId::ReservationExpired).into());
     }
 
     let vgi = verifiable_group_info(&body.group_info)?;
+    // Rule R-GI-1.
     if vgi.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupInfo("GroupInfo is for another group".into()).into());
+        return Err(RejectReason::InvalidGroupInfo(InvalidGroupInfo::ForAnotherGroup).into());
     }
     check_has_external_pub(vgi.extensions())?;
     let creator = auth.leaf_index()?;
+    // Rule R-GI-2.
     if signer_of(&vgi)? != creator {
-        return Err(RejectReason::InvalidGroupInfo(
-            "GroupInfo is not signed by the requester".into(),
-        )
-        .into());
+        return Err(RejectReason::InvalidGroupInfo(InvalidGroupInfo::NotSignedByRequester).into());
     }
     // Authenticate before the import, which verifies two signatures per leaf: the
     // ClientSignature must verify with the key of the creator's leaf as the raw tree states it
@@ -136,22 +138,25 @@ where
     let buffer = MlsStateBuffer::default();
     let (group, _) =
         PublicGroup::from_external(ctx.crypto(), &buffer, tree, vgi, ProposalStore::new())
+            // Rule R-GI-3.
             .map_err(|e| {
-                RejectReason::InvalidGroupInfo(format!("GroupInfo and tree do not validate: {e}"))
+                RejectReason::InvalidGroupInfo(InvalidGroupInfo::DoesNotValidate {
+                    detail: e.to_string(),
+                })
             })?;
     check_names_ds_as_external_sender(&group, ctx.env.identity)?;
     // The leaf the ClientSignature was checked against is the verified GroupInfo signer's.
+    // Rules R-AUTH-4, R-AUTH-6.
     let leaf =
         group
             .leaf(LeafNodeIndex::new(creator))
             .ok_or(RejectReason::AuthenticationFailed(
-                "no member at the sender's leaf",
+                AuthenticationFailed::NoMemberAtLeaf,
             ))?;
     if leaf.signature_key().as_slice() != creator_key {
-        return Err(RejectReason::AuthenticationFailed(
-            "the sender's leaf is not the one the signature was checked against",
-        )
-        .into());
+        return Err(
+            RejectReason::AuthenticationFailed(AuthenticationFailed::CreatorLeafMismatch).into(),
+        );
     }
     let roster = Roster::from_group(&group, ctx)?;
     Ok((buffer, roster))

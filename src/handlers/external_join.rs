@@ -19,6 +19,9 @@ use super::{Ctx, HandlerResult, Plan};
 use crate::auth::{ReplayCheck, ReplayGuard};
 use crate::config::ExternalJoinPolicy;
 use crate::error::{internal, RejectReason};
+use crate::error::{
+    AuthenticationFailed, InvalidGroupInfo, InvalidMessageType, InvalidMlsMessage, NotAllowed,
+};
 use crate::state::Roster;
 use crate::storage::{DsStorage, RecordKind};
 use crate::wire::{DsAuthData, GroupInfoOption, GroupUpdateRequest};
@@ -33,23 +36,23 @@ where
     S: DsStorage,
 {
     let crypto = ctx.crypto();
+    // Rule R-AUTH-7.
     if ctx.request.auth != DsAuthData::Unauthenticated {
-        return Err(RejectReason::AuthenticationFailed(
-            "external joins are authenticated by the commit itself",
-        )
-        .into());
+        return Err(
+            RejectReason::AuthenticationFailed(AuthenticationFailed::ExternalJoinSigned).into(),
+        );
     }
     // Cheap checks before anything is decoded or read (wire-format.md §4.4.4).
+    // Rule R-JOIN-1.
     if ctx.env.config.external_joins == ExternalJoinPolicy::Disabled {
-        return Err(
-            RejectReason::NotAllowed("this DS does not accept external joins".into()).into(),
-        );
+        return Err(RejectReason::NotAllowed(NotAllowed::ExternalJoinsDisabled).into());
     }
     let update = &body.group_update;
     let message = public_handshake_in_any_group(&update.commit, ContentType::Commit)?;
+    // Rule R-MSG-7.
     if *message.sender() != Sender::NewMemberCommit {
         return Err(
-            RejectReason::InvalidMessageType("external_join needs a new_member_commit").into(),
+            RejectReason::InvalidMessageType(InvalidMessageType::ExpectedNewMemberCommit).into(),
         );
     }
     let group_id = message.group_id().as_slice().to_vec();
@@ -76,12 +79,16 @@ where
     } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
-        return Err(RejectReason::InvalidMessageType("expected a commit").into());
+        // Rule R-MSG-3.
+        return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
     };
     let joiner = group.ext_commit_sender_index(&staged).map_err(internal)?;
-    let joiner_leaf = staged.update_path_leaf_node().ok_or_else(|| {
-        RejectReason::InvalidMlsMessage("an external commit needs an update path".into())
-    })?;
+    // Rule R-MLS-2.
+    let joiner_leaf = staged
+        .update_path_leaf_node()
+        .ok_or(RejectReason::InvalidMlsMessage(
+            InvalidMlsMessage::ExternalCommitWithoutPath,
+        ))?;
     let joiner_user = ctx.identify(joiner_leaf)?;
     let summary = summarize(ctx, &group, &staged, None)?;
 
@@ -90,19 +97,15 @@ where
     let removes_others = summary.removed.iter().any(|leaf| {
         roster.member(leaf.u32()).map(|m| m.user.as_slice()) != Some(joiner_user.as_slice())
     });
+    // Rule R-JOIN-2.
     if removes_others {
-        return Err(RejectReason::NotAllowed(
-            "an external commit may only remove the joiner's own clients".into(),
-        )
-        .into());
+        return Err(RejectReason::NotAllowed(NotAllowed::ExternalCommitRemovesOthers).into());
     }
     if ctx.env.config.external_joins == ExternalJoinPolicy::ExistingUsers
         && roster.leaves_of(&joiner_user).next().is_none()
     {
-        return Err(RejectReason::NotAllowed(
-            "only clients of users already in the group may join by external commit".into(),
-        )
-        .into());
+        // Rule R-JOIN-3.
+        return Err(RejectReason::NotAllowed(NotAllowed::ExternalJoinOfNewUser).into());
     }
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
@@ -146,8 +149,9 @@ fn check_group_info_framing(
     if vgi.group_id().as_slice() != group_id
         || Some(vgi.epoch().as_u64()) != commit_epoch.checked_add(1)
     {
+        // Rule R-GI-11.
         return Err(RejectReason::InvalidGroupInfo(
-            "GroupInfo is not for the group and epoch the commit creates".into(),
+            InvalidGroupInfo::NotForCommitEpoch,
         ));
     }
     Ok(())

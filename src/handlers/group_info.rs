@@ -17,6 +17,7 @@ use super::group_state::{ciphersuite, decode_record, open_mls_state};
 use super::{Ctx, HandlerResult, Plan};
 use crate::config::GroupInfoAccess;
 use crate::error::{internal, RejectReason};
+use crate::error::{AuthenticationFailed, InvalidGroupId};
 use crate::state::{PendingProposals, Roster};
 use crate::storage::GroupSnapshot;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -42,17 +43,19 @@ where
         DsAuthData::Unauthenticated
             if ctx.env.config.group_info_access != GroupInfoAccess::Anyone =>
         {
+            // Rule R-AUTH-8.
             return Err(RejectReason::AuthenticationFailed(
-                "group_info needs a request signed by a member or a user of the group",
+                AuthenticationFailed::GroupInfoNeedsSignature,
             )
-            .into())
+            .into());
         }
         DsAuthData::Unauthenticated => None,
         _ => {
             let auth = ctx.client_auth()?;
+            // Rule R-GID-1.
             if auth.group_id() != group_id {
                 return Err(
-                    RejectReason::InvalidGroupId("the signature is for another group").into(),
+                    RejectReason::InvalidGroupId(InvalidGroupId::SignedForAnotherGroup).into(),
                 );
             }
             if let Some(plan) = ctx.replay_check(&auth, storage)? {

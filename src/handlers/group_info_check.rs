@@ -10,6 +10,7 @@ use tls_codec::{DeserializeBytes, Serialize as _};
 
 use crate::config::DsIdentity;
 use crate::error::RejectReason;
+use crate::error::{InvalidGroupInfo, InvalidMessageType};
 use crate::wire::{GroupInfoOption, MlsMessageBytes, RatchetTreePresence};
 
 /// MLSMessage header of a GroupInfo: `ProtocolVersion mls10(1)`, `WireFormat
@@ -22,8 +23,9 @@ pub(crate) fn verifiable_group_info(
 ) -> Result<VerifiableGroupInfo, RejectReason> {
     match message.parse()?.extract() {
         MlsMessageBodyIn::GroupInfo(vgi) => Ok(vgi),
+        // Rule R-MSG-9.
         _ => Err(RejectReason::InvalidMessageType(
-            "expected an MLSMessage carrying a GroupInfo",
+            InvalidMessageType::ExpectedGroupInfo,
         )),
     }
 }
@@ -31,12 +33,16 @@ pub(crate) fn verifiable_group_info(
 /// The `signer` of a GroupInfo: the last field of `GroupInfoTBS`, a uint32 (openmls keeps its
 /// accessor private; docs/openmls-notes.md O4).
 pub(crate) fn signer_of(vgi: &VerifiableGroupInfo) -> Result<u32, RejectReason> {
-    let payload = vgi
-        .unsigned_payload()
-        .map_err(|_| RejectReason::InvalidGroupInfo("GroupInfo does not re-encode".into()))?;
+    // Rule R-GI-12.
+    let payload = vgi.unsigned_payload().map_err(|e| {
+        RejectReason::InvalidGroupInfo(InvalidGroupInfo::Unencodable {
+            detail: e.to_string(),
+        })
+    })?;
     match payload.as_slice() {
         [.., a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(RejectReason::InvalidGroupInfo("GroupInfo too short".into())),
+        // Rule R-GI-13.
+        _ => Err(RejectReason::InvalidGroupInfo(InvalidGroupInfo::TooShort)),
     }
 }
 
@@ -50,6 +56,7 @@ pub(crate) fn check_has_external_pub(
 ) -> Result<(), RejectReason> {
     match extensions.external_pub() {
         Some(_) => Ok(()),
+        // Rule R-GI-14.
         None => Err(RejectReason::GroupInfoWithoutExternalPub),
     }
 }
@@ -66,11 +73,12 @@ pub(crate) fn check_names_ds_as_external_sender(
         .extensions()
         .external_senders()
         .is_some_and(|senders| senders.contains(&ours));
+    // Rule R-GI-4.
     if named {
         Ok(())
     } else {
         Err(RejectReason::InvalidGroupInfo(
-            "the group's external_senders extension does not name this DS".into(),
+            InvalidGroupInfo::DsNotExternalSender,
         ))
     }
 }
@@ -91,18 +99,23 @@ pub(crate) fn verify_post_commit_group_info(
         }
         GroupInfoOption::Partial(partial) => {
             // RTO: only the "no ratchet tree" form is accepted in v1 (wire-format.md §4.3).
+            // Rule R-GI-5.
             if partial.ratchet_tree_presence != RatchetTreePresence::NoRatchetTree {
                 return Err(RejectReason::InvalidGroupInfo(
-                    "PartialGroupInfo ratchet_tree_presence must be no_ratchet_tree(0)".into(),
+                    InvalidGroupInfo::PartialWithRatchetTree,
                 ));
             }
+            // Rule R-GI-6.
+            let partial_extensions = |detail: String| {
+                RejectReason::InvalidGroupInfo(InvalidGroupInfo::PartialExtensions { detail })
+            };
             let mut encoded = Vec::new();
             partial
                 .group_info_extensions
                 .tls_serialize(&mut encoded)
-                .map_err(|e| RejectReason::InvalidGroupInfo(e.to_string()))?;
+                .map_err(|e| partial_extensions(e.to_string()))?;
             let extensions = Extensions::<GroupInfo>::tls_deserialize_exact_bytes(&encoded)
-                .map_err(|e| RejectReason::InvalidGroupInfo(format!("extensions: {e:?}")))?;
+                .map_err(|e| partial_extensions(format!("{e:?}")))?;
             let vgi = VerifiableGroupInfo::new(
                 group.group_context().clone(),
                 extensions,
@@ -111,15 +124,20 @@ pub(crate) fn verify_post_commit_group_info(
                 Signature::from(partial.signature.as_slice().to_vec()),
             );
             let mut stored = GROUP_INFO_MESSAGE_HEADER.to_vec();
-            vgi.tls_serialize(&mut stored)
-                .map_err(|e| RejectReason::InvalidGroupInfo(e.to_string()))?;
+            // Rule R-GI-12.
+            vgi.tls_serialize(&mut stored).map_err(|e| {
+                RejectReason::InvalidGroupInfo(InvalidGroupInfo::Unencodable {
+                    detail: e.to_string(),
+                })
+            })?;
             (vgi, stored)
         }
     };
 
+    // Rule R-GI-7.
     if signer_of(&received)? != signer.u32() {
         return Err(RejectReason::InvalidGroupInfo(
-            "GroupInfo is not signed by the committer".into(),
+            InvalidGroupInfo::NotSignedByCommitter,
         ));
     }
     // Rebuild the TBS from our own post-commit state with the sender's extensions: equal bytes
@@ -135,21 +153,24 @@ pub(crate) fn verify_post_commit_group_info(
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
+    // Rule R-GI-8.
     if !matches {
         return Err(RejectReason::InvalidGroupInfo(
-            "GroupInfo does not match the group state after the commit".into(),
+            InvalidGroupInfo::DoesNotMatchState,
         ));
     }
-    let leaf = group
-        .leaf(signer)
-        .ok_or_else(|| RejectReason::InvalidGroupInfo("GroupInfo signer is not a member".into()))?;
+    // Rule R-GI-9.
+    let leaf = group.leaf(signer).ok_or(RejectReason::InvalidGroupInfo(
+        InvalidGroupInfo::SignerNotMember,
+    ))?;
     let key = OpenMlsSignaturePublicKey::from_signature_key(
         leaf.signature_key().clone(),
         group.ciphersuite().signature_algorithm(),
     );
-    received.verify_no_out(crypto, &key).map_err(|_| {
-        RejectReason::InvalidGroupInfo("GroupInfo signature does not verify".into())
-    })?;
+    // Rule R-GI-10.
+    received
+        .verify_no_out(crypto, &key)
+        .map_err(|_| RejectReason::InvalidGroupInfo(InvalidGroupInfo::SignatureDoesNotVerify))?;
     check_has_external_pub(received.extensions())?;
     Ok(stored)
 }

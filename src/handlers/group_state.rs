@@ -5,7 +5,7 @@ use openmls::prelude::{Ciphersuite, GroupId, PublicGroup};
 use tls_codec::DeserializeBytes;
 
 use super::HandlerResult;
-use crate::error::{internal, RejectReason};
+use crate::error::{internal, NotAllowed, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposals, Roster, Sequencer};
 use crate::storage::{GroupSnapshot, RecordKind, RecordWrite};
@@ -108,10 +108,9 @@ pub(crate) fn load_group<E: std::error::Error + 'static>(
 
 /// RFC 9420 §12.1.5: after a ReInit is committed, the old group is only kept for reference.
 pub(crate) fn refuse_if_reinitialized(roster: &Roster) -> Result<(), RejectReason> {
+    // Rule R-COMMIT-6.
     match &roster.successor {
-        Some(_) => Err(RejectReason::NotAllowed(
-            "the group was re-initialized; use its successor".into(),
-        )),
+        Some(_) => Err(RejectReason::NotAllowed(NotAllowed::GroupReInitialized)),
         None => Ok(()),
     }
 }

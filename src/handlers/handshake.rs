@@ -6,7 +6,7 @@ use openmls::prelude::{
     ContentType, GroupEpoch, MlsMessageBodyIn, PublicMessageIn, PublicProcessMessageError,
 };
 
-use crate::error::{internal, RejectReason};
+use crate::error::{internal, InvalidGroupId, InvalidMessageType, InvalidMlsMessage, RejectReason};
 use crate::wire::MlsMessageBytes;
 
 /// docs/decisions.md D11: handshake messages must be PublicMessages, so the DS can validate them;
@@ -17,9 +17,10 @@ pub(crate) fn public_handshake(
     content_type: ContentType,
 ) -> Result<PublicMessageIn, RejectReason> {
     let message = public_handshake_in_any_group(bytes, content_type)?;
+    // Rule R-GID-5.
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId(
-            "the MLS message is for another group",
+            InvalidGroupId::MessageForAnotherGroup,
         ));
     }
     Ok(message)
@@ -32,17 +33,24 @@ pub(crate) fn public_handshake_in_any_group(
 ) -> Result<PublicMessageIn, RejectReason> {
     let message = match bytes.parse()?.extract() {
         MlsMessageBodyIn::PublicMessage(message) => message,
+        // Rule R-MSG-1.
         MlsMessageBodyIn::PrivateMessage(_) => {
             return Err(RejectReason::InvalidMessageType(
-                "handshake messages must be PublicMessages",
+                InvalidMessageType::HandshakeNotPublic,
             ))
         }
-        _ => return Err(RejectReason::InvalidMessageType("expected a PublicMessage")),
+        // Rule R-MSG-2.
+        _ => {
+            return Err(RejectReason::InvalidMessageType(
+                InvalidMessageType::ExpectedPublicMessage,
+            ))
+        }
     };
+    // Rules R-MSG-3, R-MSG-4.
     if message.content_type() != content_type {
         return Err(RejectReason::InvalidMessageType(match content_type {
-            ContentType::Commit => "expected a commit",
-            _ => "expected a proposal",
+            ContentType::Commit => InvalidMessageType::ExpectedCommit,
+            _ => InvalidMessageType::ExpectedProposal,
         }));
     }
     Ok(message)
@@ -54,7 +62,11 @@ pub(crate) fn mls_reject<E: std::error::Error + 'static>(
 ) -> crate::error::Failure<E> {
     match e {
         PublicProcessMessageError::LibraryError(e) => internal(e),
-        other => RejectReason::InvalidMlsMessage(other.to_string()).into(),
+        // Rule R-MLS-1.
+        other => RejectReason::InvalidMlsMessage(InvalidMlsMessage::Validation {
+            detail: other.to_string(),
+        })
+        .into(),
     }
 }
 
@@ -67,11 +79,13 @@ pub(crate) fn check_epoch(
 ) -> Result<(), RejectReason> {
     let message_epoch = message.as_u64();
     if message_epoch > current {
+        // Rule R-EPOCH-2.
         Err(RejectReason::FutureEpoch {
             current,
             message_epoch,
         })
     } else if message_epoch.saturating_add(tolerance) < current {
+        // Rule R-EPOCH-1.
         Err(RejectReason::WrongEpoch {
             current,
             message_epoch,

@@ -35,6 +35,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         .read(group_id, &OPEN_GROUP_READS)
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| OPEN_GROUP_READS.iter().all(|k| s.record(*k).is_some()))
+        // Rule R-FRAME-5.
         .ok_or(RejectReason::UnknownGroup)?;
     let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
     refuse_if_reinitialized(&roster)?;
@@ -89,9 +90,13 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                 .collect(),
             HubEvent::UserDeleted { user } => roster.leaves_of(user).collect(),
             HubEvent::InactivitySweep => {
-                let limit = env.config.inactivity_limit_ms.ok_or_else(|| {
-                    RejectReason::NotAllowed("no inactivity limit is configured".into())
-                })?;
+                // Rule R-HUB-1.
+                let limit = env
+                    .config
+                    .inactivity_limit_ms
+                    .ok_or(RejectReason::NotAllowed(
+                        crate::error::NotAllowed::NoInactivityLimit,
+                    ))?;
                 roster
                     .iter()
                     .filter(|(leaf, _)| {

@@ -15,7 +15,7 @@ use tls_codec::Serialize as _;
 use super::handshake::mls_reject;
 use super::{HandlerEnv, HandlerResult};
 use crate::config::{DsIdentity, DsSigner};
-use crate::error::{internal, RejectReason};
+use crate::error::{internal, NotAllowed, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{PendingProposalRecord, PendingProposals, ProposalOrigin};
 use crate::time::UnixTimeMs;
@@ -78,9 +78,9 @@ pub(crate) fn issue_removal<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     leaf: LeafNodeIndex,
     now: UnixTimeMs,
 ) -> HandlerResult<(MlsMessageBytes, PendingProposalRecord), E> {
-    let (index, identity) = named_identity(env, group).ok_or_else(|| {
-        RejectReason::NotAllowed("the group does not name this DS as external sender".into())
-    })?;
+    // Rule R-HUB-2.
+    let (index, identity) = named_identity(env, group)
+        .ok_or(RejectReason::NotAllowed(NotAllowed::DsNotExternalSender))?;
     let target = group
         .leaf(leaf)
         .ok_or_else(|| internal("removal target is not a member"))?
@@ -107,9 +107,9 @@ pub(crate) fn issue_rotation<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     buffer: &MlsStateBuffer,
     now: UnixTimeMs,
 ) -> HandlerResult<Option<(MlsMessageBytes, PendingProposalRecord)>, E> {
-    let (index, identity) = named_identity(env, group).ok_or_else(|| {
-        RejectReason::NotAllowed("the group does not name this DS as external sender".into())
-    })?;
+    // Rule R-HUB-2.
+    let (index, identity) = named_identity(env, group)
+        .ok_or(RejectReason::NotAllowed(NotAllowed::DsNotExternalSender))?;
     if std::ptr::eq(identity, env.identity) {
         return Ok(None);
     }

@@ -20,7 +20,7 @@ use openmls::prelude::{
 use openmls::treesync::LeafNodeSource;
 use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
-use crate::error::RejectReason;
+use crate::error::{InvalidMlsMessage, MlsStructure, RejectReason};
 use crate::state::PendingProposals;
 use crate::time::UnixTimeMs;
 use crate::wire::MlsMessageBytes;
@@ -30,8 +30,12 @@ const MLS_MESSAGE_HEADER_LEN: usize = 4;
 
 /// Input openmls already parsed does not parse here: a bug in this module, not the peer's fault,
 /// but refusing is the safe answer.
-fn undecodable(what: &str, e: tls_codec::Error) -> RejectReason {
-    RejectReason::InvalidMlsMessage(format!("{what} does not decode: {e}"))
+fn undecodable(structure: MlsStructure, e: impl std::fmt::Display) -> RejectReason {
+    // Rule R-MLS-3.
+    RejectReason::InvalidMlsMessage(InvalidMlsMessage::Undecodable {
+        structure,
+        detail: e.to_string(),
+    })
 }
 
 /// RFC 9420 §7.2: a lifetime includes `now` if `not_before <= now <= not_after` (seconds; `now`
@@ -42,6 +46,7 @@ fn check(lifetime: &Lifetime, now: UnixTimeMs) -> Result<(), RejectReason> {
     if (starts..=ends).contains(&now.as_millis()) {
         Ok(())
     } else {
+        // Rule R-LEAF-8.
         Err(RejectReason::KeyPackageLifetime {
             not_before: lifetime.not_before(),
             not_after: lifetime.not_after(),
@@ -52,7 +57,7 @@ fn check(lifetime: &Lifetime, now: UnixTimeMs) -> Result<(), RejectReason> {
 
 /// The lifetime in an encoded `LeafNode`, if its source is a KeyPackage.
 fn leaf_node_lifetime(leaf_node: &[u8]) -> Result<Option<Lifetime>, RejectReason> {
-    let read = |e| undecodable("a leaf node", e);
+    let read = |e| undecodable(MlsStructure::LeafNode, e);
     let (_encryption_key, rest) = VLBytes::tls_deserialize_bytes(leaf_node).map_err(read)?;
     let (_signature_key, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(read)?;
     let (_credential, rest) = Credential::tls_deserialize_bytes(rest).map_err(read)?;
@@ -73,8 +78,8 @@ fn check_proposal(proposal: &ProposalIn, now: UnixTimeMs) -> Result<(), RejectRe
     // init_key<V>, leaf_node, ...
     let encoded = add
         .tls_serialize_detached()
-        .map_err(|e| undecodable("an Add proposal", e))?;
-    let read = |e| undecodable("a KeyPackage", e);
+        .map_err(|e| undecodable(MlsStructure::AddProposal, e))?;
+    let read = |e| undecodable(MlsStructure::KeyPackage, e);
     let (_version, rest) = u16::tls_deserialize_bytes(&encoded).map_err(read)?;
     let (_cipher_suite, rest) = u16::tls_deserialize_bytes(rest).map_err(read)?;
     let (_init_key, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(read)?;
@@ -88,7 +93,7 @@ fn check_proposal(proposal: &ProposalIn, now: UnixTimeMs) -> Result<(), RejectRe
 /// The content type of a `PublicMessage`'s `FramedContent` (RFC 9420 §6) and the bytes after it
 /// (the proposal or commit). `message` is an `MLSMessage` carrying a PublicMessage.
 fn framed_content(message: &[u8]) -> Result<(ContentType, &[u8]), RejectReason> {
-    let read = |e| undecodable("a PublicMessage", e);
+    let read = |e| undecodable(MlsStructure::PublicMessage, e);
     let content = message
         .get(MLS_MESSAGE_HEADER_LEN..)
         .ok_or_else(|| read(tls_codec::Error::EndOfStream))?;
@@ -109,7 +114,7 @@ pub(crate) fn check_proposal_message(
     match framed_content(message.as_bytes())? {
         (ContentType::Proposal, body) => {
             let (proposal, _) = ProposalIn::tls_deserialize_bytes(body)
-                .map_err(|e| undecodable("a proposal", e))?;
+                .map_err(|e| undecodable(MlsStructure::Proposal, e))?;
             check_proposal(&proposal, now)
         }
         _ => Ok(()),
@@ -129,7 +134,7 @@ pub(crate) fn check_commit(
     };
     // Commit { ProposalOrRef proposals<V>; optional<UpdatePath> path; }
     let (proposals, _) = Vec::<ProposalOrRefIn>::tls_deserialize_bytes(body)
-        .map_err(|e| undecodable("a commit", e))?;
+        .map_err(|e| undecodable(MlsStructure::Commit, e))?;
     for proposal in &proposals {
         match proposal {
             ProposalOrRefIn::Proposal(proposal) => check_proposal(proposal, now)?,
@@ -141,9 +146,7 @@ pub(crate) fn check_commit(
                     .find(|p| p.proposal_ref.as_slice() == reference.as_slice());
                 if let Some(stored) = stored {
                     let message = MlsMessageBytes::from_bytes(stored.message.as_slice().to_vec())
-                        .map_err(|e| {
-                        RejectReason::InvalidMlsMessage(format!("stored proposal: {e}"))
-                    })?;
+                        .map_err(|e| undecodable(MlsStructure::StoredProposal, e))?;
                     check_proposal_message(&message, now)?;
                 }
             }
@@ -158,7 +161,7 @@ pub(crate) fn check_tree(tree: &RatchetTreeIn, now: UnixTimeMs) -> Result<(), Re
     for leaf in tree.leaves() {
         let encoded = leaf
             .tls_serialize_detached()
-            .map_err(|e| undecodable("a leaf node", e))?;
+            .map_err(|e| undecodable(MlsStructure::LeafNode, e))?;
         if let Some(lifetime) = leaf_node_lifetime(&encoded)? {
             check(&lifetime, now)?;
         }

@@ -7,8 +7,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_state::{ciphersuite, decode_record};
 use super::{Ctx, HandlerResult, Plan};
 use crate::auth::ClientAuth;
-use crate::error::{internal, RejectReason};
-
+use crate::error::{internal, AuthenticationFailed, NotAllowed, RejectReason};
 use crate::signing::user_key_hash;
 use crate::state::Roster;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind};
@@ -27,8 +26,9 @@ impl Principal {
     pub(crate) fn leaf(&self) -> Result<u32, RejectReason> {
         match self {
             Self::Leaf(leaf) => Ok(*leaf),
+            // Rule R-AUTH-3.
             Self::User(_) => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
+                AuthenticationFailed::LeafIndexSenderRequired,
             )),
         }
     }
@@ -41,10 +41,9 @@ impl Principal {
         mls_sender: &openmls::prelude::Sender,
         roster: &Roster,
     ) -> Result<u32, RejectReason> {
+        // Rule R-COMMIT-1.
         let openmls::prelude::Sender::Member(leaf) = mls_sender else {
-            return Err(RejectReason::NotAllowed(
-                "the MLS sender must be a member".into(),
-            ));
+            return Err(RejectReason::NotAllowed(NotAllowed::MlsSenderNotMember));
         };
         let allowed = match self {
             Self::Leaf(own) => *own == leaf.u32(),
@@ -52,12 +51,11 @@ impl Principal {
                 .member(leaf.u32())
                 .is_some_and(|m| m.user.as_slice() == user.as_slice()),
         };
+        // Rule R-COMMIT-2.
         if allowed {
             Ok(leaf.u32())
         } else {
-            Err(RejectReason::NotAllowed(
-                "the MLS sender is not the requester".into(),
-            ))
+            Err(RejectReason::NotAllowed(NotAllowed::MlsSenderNotRequester))
         }
     }
 }
@@ -117,10 +115,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         let suite = ciphersuite(roster.ciphersuite)?;
         match &auth.signature.sender_id {
             DsSenderId::LeafIndex(leaf) => {
+                // Rule R-AUTH-4.
                 let member = roster
                     .member(*leaf)
                     .ok_or(RejectReason::AuthenticationFailed(
-                        "no member at the sender's leaf",
+                        AuthenticationFailed::NoMemberAtLeaf,
                     ))?;
                 auth.verify(self.crypto(), suite, member.signature_key.as_slice())?;
                 Ok(Principal::Leaf(*leaf))
@@ -137,17 +136,19 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
                 }
                 // Registration keeps one user per key (§3.5); a roster stored before that rule
                 // may hold more, and then the hash names nobody rather than the latest.
+                // Rule R-AUTH-5.
                 let [key] = registered.as_slice() else {
                     return Err(RejectReason::AuthenticationFailed(
-                        "no single user key with that hash is registered",
+                        AuthenticationFailed::UnknownUserKey,
                     )
                     .into());
                 };
                 auth.verify(self.crypto(), suite, key.key.as_slice())?;
                 Ok(Principal::User(key.user.as_slice().to_vec()))
             }
+            // Rule R-AUTH-3.
             _ => Err(RejectReason::AuthenticationFailed(
-                "this operation needs a leaf_index sender",
+                AuthenticationFailed::LeafIndexSenderRequired,
             )
             .into()),
         }

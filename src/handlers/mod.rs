@@ -27,6 +27,7 @@ use openmls_traits::random::OpenMlsRand;
 
 use crate::auth::{ClientAuth, ReplayCheck, ReplayGuard};
 use crate::config::{DsConfig, DsIdentity};
+use crate::error::InvalidLeafNode;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::fanout::Fanout;
 use crate::identity::CredentialValidator;
@@ -171,6 +172,7 @@ where
         // Defined on the wire (DS-03/04) but outside this crate: KeyPackages are served by the
         // provider's own directory, not by the hub; the per-operation variants of commits are
         // handled from the operations release on.
+        // Rule R-FRAME-4.
         other => Err(RejectReason::UnsupportedOperation(other.request_type()).into()),
     }
 }
@@ -185,7 +187,8 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())
-            .map_err(|e| RejectReason::InvalidLeafNode(e.0))
+            // Rule R-LEAF-1.
+            .map_err(|e| RejectReason::InvalidLeafNode(InvalidLeafNode::CredentialRejected(e)))
     }
 
     /// The request's `ClientSignature`, checked for freshness.
@@ -226,8 +229,10 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         let snapshot = storage
             .read(group_id, kinds)
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+            // Rule R-FRAME-5.
             .ok_or(RejectReason::UnknownGroup)?;
         if kinds.iter().any(|k| snapshot.record(*k).is_none()) {
+            // Rule R-FRAME-5.
             return Err(RejectReason::UnknownGroup.into());
         }
         Ok(snapshot)

@@ -10,7 +10,7 @@ use super::group_state::{encode_record, refuse_if_reinitialized, OpenGroup, OPEN
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Principal, Started};
-use crate::error::{internal, RejectReason};
+use crate::error::{internal, InvalidMessageType, InvalidProposal, NotAllowed, RejectReason};
 use crate::fanout::fan_out;
 use crate::state::{PendingProposalRecord, ProposalOrigin};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
@@ -50,10 +50,11 @@ where
         Started::Fresh(request) => request,
     };
     let group_id = auth.group_id();
+    // Rule R-PROP-1.
     if proposals.is_empty() {
         return Err(RejectReason::InvalidProposal {
             refs: Vec::new(),
-            reason: "no proposals".into(),
+            reason: InvalidProposal::Empty,
         }
         .into());
     }
@@ -72,6 +73,7 @@ where
         // wire-format.md §4.10: a bounded pending set (DsConfig::max_pending_proposals).
         let limit = ctx.env.config.max_pending_proposals;
         if pending.proposals.len() >= limit {
+            // Rule R-PROP-6.
             return Err(RejectReason::TooManyPendingProposals { limit }.into());
         }
         let message = public_handshake(bytes, group_id, ContentType::Proposal)?;
@@ -81,7 +83,10 @@ where
         super::key_package_lifetime::check_proposal_message(bytes, ctx.now)?;
         let processed = group.process_message(crypto, message).map_err(mls_reject)?;
         let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
-            return Err(RejectReason::InvalidMessageType("expected a proposal").into());
+            // Rule R-MSG-4.
+            return Err(
+                RejectReason::InvalidMessageType(InvalidMessageType::ExpectedProposal).into(),
+            );
         };
         // With a user key, only the user's own clients may be proposed for removal.
         if let Principal::User(user) = &principal {
@@ -90,11 +95,9 @@ where
                 Proposal::Remove(remove)
                     if roster.member(remove.removed().u32()).is_some_and(|m| m.user.as_slice() == user.as_slice())
             );
+            // Rule R-PROP-3.
             if !own_removal {
-                return Err(RejectReason::NotAllowed(
-                    "a user key authorises only Removes of the user's own clients".into(),
-                )
-                .into());
+                return Err(RejectReason::NotAllowed(NotAllowed::UserKeyBeyondOwnRemovals).into());
             }
         }
         if rule == ProposalRule::SelfRemove {
@@ -102,11 +105,9 @@ where
                 queued.proposal(),
                 Proposal::Remove(remove) if remove.removed() == LeafNodeIndex::new(sender)
             );
+            // Rule R-PROP-4.
             if proposals.len() != 1 || !removes_sender {
-                return Err(RejectReason::NotAllowed(
-                    "self_remove_client is one Remove proposal of the sender's own leaf".into(),
-                )
-                .into());
+                return Err(RejectReason::NotAllowed(NotAllowed::SelfRemoveOfAnotherLeaf).into());
             }
         }
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
@@ -115,15 +116,17 @@ where
             .iter()
             .any(|p| p.proposal_ref.as_slice() == proposal_ref)
         {
+            // Rule R-PROP-2.
             return Err(RejectReason::InvalidProposal {
                 refs: vec![proposal_ref],
-                reason: "already pending".into(),
+                reason: InvalidProposal::AlreadyPending,
             }
             .into());
         }
         // RFC 9420 §12.2: nothing no commit could carry next to what is pending (the DS's own
         // proposals and those accepted earlier in this request included).
         let queued_now = group.queued_proposals(&buffer).map_err(internal)?;
+        // Rule R-PROP-5.
         proposal_conflicts::check(queued_now.iter().map(|(_, q)| q), &queued).map_err(
             |conflict| RejectReason::ProposalConflict {
                 conflict,

@@ -5,7 +5,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_state::encode_record;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
-use crate::error::RejectReason;
+use crate::error::{AuthenticationFailed, RejectReason};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{DsResponseBody, UpdateQueueInfoRequest};
 
@@ -33,8 +33,9 @@ where
         .members
         .get_mut(sender as usize)
         .and_then(Option::as_mut)
+        // Rule R-AUTH-4.
         .ok_or(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
+            AuthenticationFailed::NoMemberAtLeaf,
         ))?;
     member.queue_config = body.queue_config.clone();
     roster.refuse_shared_queue_configs(|leaf| leaf == sender)?;

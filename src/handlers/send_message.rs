@@ -14,6 +14,7 @@ use super::handshake::check_epoch;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::sha256;
 use crate::error::{internal, RejectReason};
+use crate::error::{InvalidGroupId, InvalidMessageType};
 use crate::fanout::fan_out;
 use crate::state::{Sequencer, MESSAGE_DIGEST_BYTES};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -54,16 +55,20 @@ where
     // DS-03..06: must be a PrivateMessage with content type application.
     let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract()
     else {
-        return Err(RejectReason::InvalidMessageType(
-            "application messages must be PrivateMessages",
-        )
-        .into());
+        // Rule R-MSG-5.
+        return Err(
+            RejectReason::InvalidMessageType(InvalidMessageType::ApplicationNotPrivate).into(),
+        );
     };
+    // Rule R-MSG-6.
     if message.content_type() != ContentType::Application {
-        return Err(RejectReason::InvalidMessageType("expected content type application").into());
+        return Err(
+            RejectReason::InvalidMessageType(InvalidMessageType::ExpectedApplication).into(),
+        );
     }
+    // Rule R-GID-5.
     if message.group_id().as_slice() != group_id {
-        return Err(RejectReason::InvalidGroupId("the MLS message is for another group").into());
+        return Err(RejectReason::InvalidGroupId(InvalidGroupId::MessageForAnotherGroup).into());
     }
     check_epoch(
         roster.epoch,
@@ -76,6 +81,7 @@ where
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
         if ctx.env.config.pending_proposals.enforced(since, ctx.now) {
+            // Rule R-MSG-11.
             return Err(RejectReason::HubRemovalsPending.into());
         }
     }
@@ -83,6 +89,7 @@ where
     // ciphertext twice is a replay, whoever signs the request (wire-format.md §4.8).
     let digest = ciphertext_digest(ctx.crypto(), &body.application_message)?;
     if sequencer.has_seen(&digest) {
+        // Rule R-MSG-10.
         return Err(RejectReason::ReplayedMessage.into());
     }
     sequencer.forget_messages_before(

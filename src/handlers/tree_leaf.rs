@@ -7,7 +7,7 @@
 
 use tls_codec::{DeserializeBytes, TlsDeserializeBytes, TlsSize, VLBytes};
 
-use crate::error::RejectReason;
+use crate::error::{AuthenticationFailed, RejectReason};
 use crate::wire::DecodeError;
 
 /// `Node` (RFC 9420 §7.8), read only as far as this module needs. Only a leaf's
@@ -110,8 +110,9 @@ pub(crate) fn leaf_signature_key(tree: &[u8], leaf_index: u32) -> Result<Vec<u8>
         .and_then(|node| nodes.get(node));
     match node {
         Some(Some(RawNode::Leaf(leaf))) => Ok(leaf.signature_key.as_slice().to_vec()),
+        // Rule R-AUTH-4.
         _ => Err(RejectReason::AuthenticationFailed(
-            "no member at the sender's leaf",
+            AuthenticationFailed::NoMemberAtLeaf,
         )),
     }
 }
@@ -122,7 +123,7 @@ mod tests {
     use tls_codec::Serialize as _;
 
     use super::leaf_signature_key;
-    use crate::error::RejectReason;
+    use crate::error::{AuthenticationFailed, RejectReason};
     use crate::testing::{TestClient, TestDs};
 
     /// Leaf `i` is node `2i`, blank leaves included: compared with openmls on a tree of three
@@ -164,7 +165,9 @@ mod tests {
         for leaf in [1, 3, u32::MAX] {
             assert!(matches!(
                 leaf_signature_key(&tree, leaf),
-                Err(RejectReason::AuthenticationFailed(_))
+                Err(RejectReason::AuthenticationFailed(
+                    AuthenticationFailed::NoMemberAtLeaf
+                ))
             ));
         }
         assert!(matches!(

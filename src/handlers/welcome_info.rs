@@ -12,6 +12,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_state::{ciphersuite, decode_record, encode_record};
 use super::{Ctx, HandlerResult, Plan};
+use crate::error::AuthenticationFailed;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::{WelcomeSnapshots, WelcomeTree};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
@@ -30,9 +31,10 @@ where
 {
     let auth = ctx.client_auth()?;
     // The sender kind before any read (wire-format.md §4.12).
+    // Rule R-AUTH-9.
     let DsSenderId::KeyPackageRef(key_package_ref) = &auth.signature.sender_id else {
         return Err(RejectReason::AuthenticationFailed(
-            "welcome_info needs a key_package_ref sender",
+            AuthenticationFailed::KeyPackageRefSenderRequired,
         )
         .into());
     };
@@ -48,15 +50,15 @@ where
         .read(group_id, &[RecordKind::WelcomeSnapshots, tree_kind])
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
         .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
+        // Rule R-FRAME-5.
         .ok_or(RejectReason::UnknownGroup)?;
     let mut index: WelcomeSnapshots = decode_record(&snapshot, RecordKind::WelcomeSnapshots)?;
     let mut dropped = index.purge(ctx.now);
 
     // A backend may drop a tree whose expiry passed before mimi-ds purged its index entry
     // (storage contract): a missing tree counts as fetched.
-    let no_welcome = RejectReason::AuthenticationFailed(
-        "no pending Welcome for this KeyPackageRef at that epoch",
-    );
+    // Rule R-AUTH-10.
+    let no_welcome = RejectReason::AuthenticationFailed(AuthenticationFailed::NoPendingWelcome);
     let (position, joiner) = index
         .find(body.epoch, key_package_ref.as_slice())
         .ok_or_else(|| no_welcome.clone())?;

@@ -13,7 +13,7 @@ use openmls_traits::random::OpenMlsRand;
 use tls_codec::VLBytes;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
-use crate::error::QsRejectReason;
+use crate::error::{QsNotAllowed, QsRejectReason};
 use crate::qs::sealing::seal_with_label;
 use crate::qs::{QsChange, QsStorage, QsWriteSet, QueueRecord, SealError};
 use crate::wire::{
@@ -103,11 +103,9 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
             storage,
         ),
         QsClientRequestBody::Acknowledge { up_to_sequence } => {
+            // Rule R-QS-2.
             if *up_to_sequence > record.next_sequence {
-                return Err(QsRejectReason::NotAllowed(
-                    "acknowledges messages that were never queued",
-                )
-                .into());
+                return Err(QsRejectReason::NotAllowed(QsNotAllowed::AcknowledgesUnqueued).into());
             }
             if *up_to_sequence <= record.first_unacknowledged {
                 return answer(QsClientResponseBody::Ok, QsStatus::Duplicate);
@@ -137,7 +135,8 @@ fn create<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     storage: &S,
 ) -> Result<QsPlan, QsFailure<S::Error>> {
     if !client.request.queue_id.as_slice().is_empty() {
-        return Err(QsRejectReason::NotAllowed("create_queue names no queue").into());
+        // Rule R-QS-3.
+        return Err(QsRejectReason::NotAllowed(QsNotAllowed::CreateQueueNamesQueue).into());
     }
     verify(qs, client, owner_key)?;
     let sealed = |queue_id: &[u8], token: &[u8]| -> Result<_, QsFailure<S::Error>> {
@@ -226,7 +225,8 @@ fn verify<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'static>(
             owner_key,
             client.request.signature.as_slice(),
         )
-        .map_err(|_| QsRejectReason::AuthenticationFailed("signature does not verify").into())
+        // Rule R-QS-1.
+        .map_err(|_| QsRejectReason::SignatureDoesNotVerify.into())
 }
 
 fn encode_response<E: std::error::Error + 'static>(

@@ -32,12 +32,14 @@ pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'sta
     // draft-kohbrok-mimi-transport-00 §"Security considerations": a provider checks that the
     // payload names it as recipient, so a delivery cannot be replayed to another provider.
     if request.recipient_domain.as_slice() != qs.config.domain.as_bytes() {
+        // Rule R-QS-4.
         return Err(QsRejectReason::WrongRecipient.into());
     }
     // DS-05/06 and TR-01 leave DS authentication to mutual TLS: the authenticated peer must be
     // the DS the delivery claims to come from.
     if let Some(peer) = authenticated_sender {
         if request.sender_domain.as_slice() != peer.as_bytes() {
+            // Rule R-QS-5.
             return Err(QsRejectReason::SenderMismatch.into());
         }
     }

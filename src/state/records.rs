@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use openmls::prelude::{Ciphersuite, LeafNode, LeafNodeIndex, PublicGroup};
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
+use crate::error::InvalidLeafNode;
 use crate::error::RejectReason;
 use crate::time::UnixTimeMs;
 use crate::wire::{
@@ -182,16 +183,27 @@ fn user_auth_key_of(
     let Some(ext) = leaf.extensions().unknown(USER_AUTH_KEY_EXTENSION_TYPE) else {
         return Ok(None);
     };
+    // Rule R-LEAF-4.
     let registration = decode_exact::<UserAuthKeyExtension>(&ext.0)
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
-    let content = UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice())
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("user authentication key: {e}")))?;
+        .map_err(|e| RejectReason::InvalidLeafNode(InvalidLeafNode::UserKeyUndecodable(e)))?;
+    // The leaf's signature key decoded as a `VLBytes`, so it encodes again; refused like an
+    // undecodable extension if it did not.
+    let content =
+        UserAuthKeyExtension::proof_content(leaf.signature_key().as_slice()).map_err(|e| {
+            RejectReason::InvalidLeafNode(InvalidLeafNode::UserKeyUndecodable(
+                crate::wire::DecodeError::Malformed {
+                    type_name: "UserKeyProofContent",
+                    reason: format!("{e:?}"),
+                },
+            ))
+        })?;
     if !checks.verifies(
         ciphersuite,
         registration.user_auth_key.as_slice(),
         &content,
         registration.proof.as_slice(),
     ) {
+        // Rule R-LEAF-6.
         return Err(RejectReason::InvalidUserKeyProof);
     }
     Ok(Some(registration.user_auth_key.into()))
@@ -199,13 +211,15 @@ fn user_auth_key_of(
 
 /// The queue configuration a leaf publishes in its [`QUEUE_CONFIG_EXTENSION_TYPE`] extension.
 pub(crate) fn queue_config_of(leaf: &LeafNode) -> Result<ClientQueueConfig, RejectReason> {
-    let ext = leaf.extensions().unknown(QUEUE_CONFIG_EXTENSION_TYPE).ok_or_else(|| {
-        RejectReason::InvalidLeafNode(format!(
-            "leaf lacks the client queue configuration extension 0x{QUEUE_CONFIG_EXTENSION_TYPE:04x}"
-        ))
-    })?;
+    // Rules R-LEAF-2, R-LEAF-3.
+    let ext = leaf
+        .extensions()
+        .unknown(QUEUE_CONFIG_EXTENSION_TYPE)
+        .ok_or(RejectReason::InvalidLeafNode(
+            InvalidLeafNode::MissingQueueConfig,
+        ))?;
     decode_exact::<ClientQueueConfig>(&ext.0)
-        .map_err(|e| RejectReason::InvalidLeafNode(format!("queue configuration: {e}")))
+        .map_err(|e| RejectReason::InvalidLeafNode(InvalidLeafNode::QueueConfigUndecodable(e)))
 }
 
 /// What a roster rebuild needs from the service to check new leaves.
@@ -264,7 +278,10 @@ impl Roster {
             }
             let leaf = group
                 .leaf(member.index)
-                .ok_or_else(|| RejectReason::InvalidLeafNode("member without leaf".into()))?;
+                // Rule R-LEAF-5.
+                .ok_or(RejectReason::InvalidLeafNode(
+                    InvalidLeafNode::MemberWithoutLeaf,
+                ))?;
             let kept = previous
                 .filter(|_| !replaced.contains(&member.index))
                 .and_then(|p| p.members.get(index).cloned().flatten());
@@ -288,6 +305,7 @@ impl Roster {
                         .iter()
                         .any(|k| k.key.as_slice() == key && k.user != entry.user)
                     {
+                        // Rule R-LEAF-7.
                         return Err(RejectReason::UserKeyOfAnotherUser);
                     }
                     user_keys.retain(|k: &UserKey| k.user != entry.user);
@@ -335,6 +353,7 @@ impl Roster {
             .iter()
             .find(|(leaf, m)| fresh(*leaf) && users.get(&m.queue_config).copied() > Some(1))
         {
+            // Rule R-LEAF-9.
             Some((leaf, _)) => Err(RejectReason::SharedQueueConfig { leaf }),
             None => Ok(()),
         }

@@ -1,33 +1,45 @@
 //! Groups of real openmls clients for the per-operation rule tests (tests/operations.rs and
 //! tests/reinit.rs): groups built with `commits`, commits delivered to every member with the
-//! epochs checked, and the refusal check that also pins the reason's description.
+//! epochs checked, and the refusal check that also pins the named reason.
 
 use mimi_ds::testing::{Received, TestClient, TestDs};
 use mimi_ds::wire::{
     ClientQueueConfig, ErrorCode, GroupUpdate, MembershipCommitRequest, MlsMessageBytes,
     RatchetTreeBytes,
 };
-use mimi_ds::Outcome;
+use mimi_ds::{Outcome, RejectReason};
 use openmls::prelude::LeafNodeIndex;
 
-/// The shared refusal check ([`TestDs::reject_error`]: exact code and error body, no fanout,
-/// storage byte-identical) for a reason whose description contains `because`, where another
-/// check could refuse with the same code.
+/// The shared refusal check ([`TestDs::reject`]: exact code and error body, no fanout,
+/// storage byte-identical) for a named reason ([`mimi_ds::Outcome::refusal`]) that `because`
+/// accepts, where another check could refuse with the same code.
 pub(super) trait RejectBecause {
-    /// Processes a request that must be refused with `code` for a reason whose description
-    /// contains `because`.
-    fn reject_because(&mut self, request: &[u8], code: ErrorCode, because: &str);
+    /// Processes a request that must be refused with `code` for a reason `because` accepts
+    /// (see [`is`]).
+    fn reject_because(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    );
 }
 
 impl RejectBecause for TestDs {
-    fn reject_because(&mut self, request: &[u8], code: ErrorCode, because: &str) {
-        let error = self.reject_error(request, code);
-        let description = mimi_ds::testing::error_description(&error);
-        assert!(
-            description.contains(because),
-            "refused for another reason: {description:?} (expected {because:?})"
-        );
+    fn reject_because(
+        &mut self,
+        request: &[u8],
+        code: ErrorCode,
+        because: impl Fn(&RejectReason) -> bool,
+    ) {
+        let reason = self.reject(request, code);
+        assert!(because(&reason), "refused for another reason: {reason:?}");
     }
+}
+
+/// A check of [`RejectBecause::reject_because`] that the refusal is exactly `expected`.
+pub(super) fn is(expected: impl Into<RejectReason>) -> impl Fn(&RejectReason) -> bool {
+    let expected = expected.into();
+    move |reason| *reason == expected
 }
 
 /// The group's current ratchet tree, as an external joiner gets it.
