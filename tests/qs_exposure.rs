@@ -125,6 +125,7 @@ fn sealed_queue_information_is_bound_to_the_hub_it_was_sealed_for() {
     // other hub opens for that hub's deliveries only.
     let created = w.bob.qs_queue.clone().expect("bob's queue");
     let for_other_hub = mimi_ds::qs::seal_queue_info(
+        &openmls_rust_crypto::RustCrypto::default(),
         BETA,
         OTHER_HUB,
         w.beta.qs.queue_encryption_key(),

@@ -3,6 +3,8 @@
 //! deliveries (systematically: truncations and bit flips), racing writes, and the loop back to
 //! the DS when a queue is gone (wire-format.md §6.3, §10).
 
+use openmls_rust_crypto::RustCrypto;
+
 use mimi_ds::qs::{seal_queue_info, QsStatus, QsStorage, QsWriteOutcome, QsWriteSet};
 use mimi_ds::testing::{
     assert_unchanged, decode_response, Received, RecordingQsStorage, TestClient, TestDs, TestQs,
@@ -302,7 +304,7 @@ fn recipients_that_cannot_be_served_are_named_and_the_rest_are_served() {
     let bob_queue = w.bob.qs_queue.clone().unwrap();
     let key = w.beta.qs.queue_encryption_key().to_vec();
     let sealed = |domain: &str, queue_id: &[u8], token: &[u8]| {
-        seal_queue_info(domain, HUB, &key, queue_id, token)
+        seal_queue_info(&RustCrypto::default(), domain, HUB, &key, queue_id, token)
             .unwrap()
             .queue
     };

@@ -148,6 +148,7 @@ fn create<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
         .map_err(internal)?;
         // The key is the client's: one that HPKE refuses is the client's fault.
         let ciphertext = seal_with_label(
+            &qs.crypto,
             response_key,
             QUEUE_CREATED_LABEL,
             qs.config.domain.as_bytes(),

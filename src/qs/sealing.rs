@@ -15,7 +15,9 @@
 
 use hpke_rs::hpke_types::{AeadAlgorithm, KdfAlgorithm, KemAlgorithm};
 use hpke_rs::rustcrypto::HpkeRustCrypto;
-use hpke_rs::{Hpke, HpkePrivateKey, HpkePublicKey, Mode};
+use hpke_rs::{Hpke, HpkePrivateKey, Mode};
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::types::{HpkeAeadType, HpkeConfig, HpkeKdfType, HpkeKemType};
 use tls_codec::VLBytes;
 
 use crate::wire::{
@@ -23,6 +25,15 @@ use crate::wire::{
     QueueInfoContext, QueueInfoPlaintext, QUEUE_CREATED_LABEL, QUEUE_ID_LABEL,
 };
 
+/// The HPKE suite of queue information and of `create_queue` answers (wire-format.md §10.1).
+const QUEUE_HPKE: HpkeConfig = HpkeConfig(
+    HpkeKemType::DhKem25519,
+    HpkeKdfType::HkdfSha256,
+    HpkeAeadType::AesGcm128,
+);
+
+/// hpke-rs for what needs no randomness (key derivation, opening); sealing draws an ephemeral
+/// key, so it goes through the caller's [`OpenMlsCrypto`] ([`seal_with_label`]).
 fn hpke() -> Hpke<HpkeRustCrypto> {
     Hpke::new(
         Mode::Base,
@@ -130,26 +141,25 @@ fn open_with_label<T: tls_codec::DeserializeBytes>(
     decode_exact(&plaintext).ok()
 }
 
-/// RFC 9420 §5.1.3 `EncryptWithLabel` of an encoded plaintext, as an `HPKECiphertext`.
+/// RFC 9420 §5.1.3 `EncryptWithLabel` of an encoded plaintext, as an `HPKECiphertext`. The
+/// ephemeral key comes from `crypto`, the caller's source of randomness, never from a generator
+/// of its own: randomness is an input, so a seeded provider makes the ciphertext reproducible.
 pub(crate) fn seal_with_label(
+    crypto: &impl OpenMlsCrypto,
     public_key: &[u8],
     label: &str,
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<HpkeCiphertext, SealError> {
     let info = encrypt_context(label, context).map_err(|_| SealError::Sealing)?;
-    let key = HpkePublicKey::from(public_key.to_vec());
-    let (kem_output, ciphertext) = hpke()
-        .seal(&key, &info, &[], plaintext, None, None, None)
-        .map_err(|e| match e {
-            hpke_rs::HpkeError::InvalidInput | hpke_rs::HpkeError::CryptoError(_) => {
-                SealError::InvalidKey
-            }
-            _ => SealError::Sealing,
-        })?;
+    // The plaintext and info are ours and well formed, so HPKE refuses only the key: one that
+    // is not an X25519 public key (wrong length, or a point DH rejects).
+    let sealed = crypto
+        .hpke_seal(QUEUE_HPKE, public_key, &info, &[], plaintext)
+        .map_err(|_| SealError::InvalidKey)?;
     Ok(HpkeCiphertext {
-        kem_output: kem_output.into(),
-        ciphertext: ciphertext.into(),
+        kem_output: sealed.kem_output,
+        ciphertext: sealed.ciphertext,
     })
 }
 
@@ -200,7 +210,11 @@ impl CreateQueueKey {
 /// KeyPackage or leaf (extension 0xF1D5). A client in groups on several hubs publishes a
 /// different ciphertext in each (each group's leaf carries its own); seal afresh for every
 /// KeyPackage and leaf anyway: a ciphertext used in two groups links them for the hub.
+///
+/// `crypto` supplies the HPKE ephemeral key (e.g. `openmls_rust_crypto::RustCrypto`, or the
+/// client's openmls provider's crypto).
 pub fn seal_queue_info(
+    crypto: &impl OpenMlsCrypto,
     provider_domain: &str,
     hub_domain: &str,
     queue_encryption_key: &[u8],
@@ -214,7 +228,13 @@ pub fn seal_queue_info(
     .map_err(|_| SealError::Sealing)?;
     let context = queue_info_context(provider_domain.as_bytes(), hub_domain.as_bytes())
         .map_err(|_| SealError::Sealing)?;
-    let ciphertext = seal_with_label(queue_encryption_key, QUEUE_ID_LABEL, &context, &plaintext)?;
+    let ciphertext = seal_with_label(
+        crypto,
+        queue_encryption_key,
+        QUEUE_ID_LABEL,
+        &context,
+        &plaintext,
+    )?;
     let sealed = encode(&ciphertext).map_err(|_| SealError::Sealing)?;
     Ok(ClientQueueConfig {
         provider_domain: VLBytes::from(provider_domain.as_bytes().to_vec()),

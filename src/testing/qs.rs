@@ -6,9 +6,10 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider as _;
 
-use super::seeded;
 use super::{TestClient, START_MS};
-use crate::qs::{InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService};
+use crate::qs::{
+    seal_queue_info, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
+};
 use crate::wire::{
     decode_exact, encode, QsClientRequest, QsClientRequestBody, QsClientResponse,
     QsClientResponseBody, QueueCreated, PROTOCOL_VERSION_MIMI_DS10,
@@ -146,7 +147,7 @@ impl TestClient {
         let created = self.open_queue_created(response);
         let domain =
             String::from_utf8(self.queue.provider_domain.as_slice().to_vec()).expect("domain");
-        self.queue = seeded::seal_queue_info(
+        self.queue = seal_queue_info(
             self.provider.crypto(),
             &domain,
             hub_domain,

@@ -20,9 +20,9 @@
 //! Everything else (hashes, HKDF, AEAD, signatures, which are deterministic Ed25519) is
 //! `RustCrypto` in both modes.
 //!
-//! Not covered: a Queueing Service seals its `create_queue` answer with hpke-rs directly
-//! (`crate::qs`), not through its injected crypto, so that one ciphertext still differs between
-//! runs even with a seeded [`TestQs`].
+//! The Queueing Service and clients seal queue information and `create_queue` answers through
+//! the crypto they are given (`crate::qs::seal_queue_info`), so a seeded [`TestQs`] and seeded
+//! clients make those ciphertexts reproducible too.
 
 mod crypto;
 pub use crypto::TestCrypto;
@@ -31,15 +31,11 @@ use openmls::prelude::Lifetime;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 use openmls_traits::crypto::OpenMlsCrypto;
-use openmls_traits::types::{HashType, HpkeAeadType, HpkeConfig, HpkeKdfType, HpkeKemType};
+use openmls_traits::types::HashType;
 use openmls_traits::OpenMlsProvider;
 
 use super::{ds_identity_with_keys, TestClient, TestDs, TestQs, CIPHERSUITE, START_MS};
-use crate::qs::{QsConfig, SealError};
-use crate::wire::{
-    encode, encrypt_context, ClientQueueConfig, QueueInfoContext, QueueInfoPlaintext,
-    QUEUE_ID_LABEL,
-};
+use crate::qs::QsConfig;
 use crate::DsConfig;
 
 /// The 32 bytes a ChaCha20 RNG is seeded with.
@@ -112,65 +108,6 @@ pub fn signature_key_pair(crypto: &TestCrypto) -> SignatureKeyPair {
     SignatureKeyPair::from_raw(scheme, private, public)
 }
 
-/// The HPKE suite queue information is sealed with (wire-format.md §10.1).
-const QUEUE_INFO_HPKE: HpkeConfig = HpkeConfig(
-    HpkeKemType::DhKem25519,
-    HpkeKdfType::HkdfSha256,
-    HpkeAeadType::AesGcm128,
-);
-
-/// [`crate::qs::seal_queue_info`], with the HPKE ephemeral key from `crypto` when it is
-/// seeded (then the same `EncryptWithLabel` construction, done through
-/// [`OpenMlsCrypto::hpke_seal`]); with unseeded crypto it is `seal_queue_info` itself.
-pub fn seal_queue_info(
-    crypto: &TestCrypto,
-    provider_domain: &str,
-    hub_domain: &str,
-    queue_encryption_key: &[u8],
-    queue_id: &[u8],
-    fanout_auth_token: &[u8],
-) -> Result<ClientQueueConfig, SealError> {
-    if !crypto.is_seeded() {
-        return crate::qs::seal_queue_info(
-            provider_domain,
-            hub_domain,
-            queue_encryption_key,
-            queue_id,
-            fanout_auth_token,
-        );
-    }
-    let sealing = |_| SealError::Sealing;
-    let plaintext = encode(&QueueInfoPlaintext {
-        queue_id: queue_id.to_vec().into(),
-        fanout_auth_token: fanout_auth_token.to_vec().into(),
-    })
-    .map_err(sealing)?;
-    let context = encode(&QueueInfoContext {
-        provider_domain: provider_domain.as_bytes().to_vec().into(),
-        hub_domain: hub_domain.as_bytes().to_vec().into(),
-    })
-    .map_err(sealing)?;
-    let info = encrypt_context(QUEUE_ID_LABEL, &context).map_err(sealing)?;
-    let sealed = crypto
-        .hpke_seal(
-            QUEUE_INFO_HPKE,
-            queue_encryption_key,
-            &info,
-            &[],
-            &plaintext,
-        )
-        .map_err(|_| SealError::InvalidKey)?;
-    let ciphertext = encode(&crate::wire::HpkeCiphertext {
-        kem_output: sealed.kem_output,
-        ciphertext: sealed.ciphertext,
-    })
-    .map_err(sealing)?;
-    Ok(ClientQueueConfig {
-        provider_domain: provider_domain.as_bytes().to_vec().into(),
-        queue: ciphertext.into(),
-    })
-}
-
 impl TestClient {
     /// A client like [`TestClient::new`] whose keys and randomness all come from `seed`, and
     /// whose KeyPackages and groups have the [`fixed_lifetime`]: the same seed gives the same
@@ -195,8 +132,8 @@ impl TestDs<TestCrypto> {
 }
 
 impl TestQs<TestCrypto> {
-    /// A QS whose queue key, queue IDs and tokens come from `seed` (its `create_queue`
-    /// answers are still sealed with fresh randomness: see the [module docs](self)).
+    /// A QS whose queue key, queue IDs, tokens and sealed `create_queue` answers come from
+    /// `seed`.
     pub fn seeded(config: QsConfig, seed: Seed) -> Self {
         Self::with_crypto(config, TestCrypto::seeded(seed))
     }
@@ -208,9 +145,14 @@ mod tests {
     use crate::qs::QueueKey;
     use openmls::prelude::SignatureScheme;
     use openmls_traits::random::OpenMlsRand;
-    use openmls_traits::types::HpkeKeyPair;
+    use openmls_traits::types::{HpkeAeadType, HpkeConfig, HpkeKdfType, HpkeKemType, HpkeKeyPair};
 
-    const SUITE: HpkeConfig = QUEUE_INFO_HPKE;
+    /// The HPKE suite queue information is sealed with (wire-format.md §10.1).
+    const SUITE: HpkeConfig = HpkeConfig(
+        HpkeKemType::DhKem25519,
+        HpkeKdfType::HkdfSha256,
+        HpkeAeadType::AesGcm128,
+    );
 
     fn receiver() -> HpkeKeyPair {
         RustCrypto::default()
@@ -282,13 +224,13 @@ mod tests {
             .expect("the public key matches the private key");
     }
 
-    /// The harness's seeded sealing of queue information opens with the provider's queue key,
-    /// as `crate::qs::seal_queue_info`'s does.
+    /// Queue information sealed with seeded crypto is reproducible and opens with the
+    /// provider's queue key.
     #[test]
     fn seeded_queue_info_opens_at_the_provider() {
         let queue_key = QueueKey::derive(&[9; 32]).expect("key");
         let seal = || {
-            seal_queue_info(
+            crate::qs::seal_queue_info(
                 &TestCrypto::seeded(seed("client")),
                 "q.example",
                 "hub.example",

@@ -14,11 +14,8 @@
 //! nothing. `generator_is_deterministic` and `checked_in_vectors_are_what_the_generator_makes`
 //! run with the ordinary tests.
 //!
-//! One vector still differs between runs: [`VARIES`]. A Queueing Service seals its answer to
-//! `create_queue` with hpke-rs's own RNG rather than through its injected crypto (see
-//! `mimi_ds::qs`), so that ciphertext's HPKE ephemeral key, and with it the whole ciphertext, is
-//! fresh every time. Its plaintext is the vector `queue_created_plaintext`, which is
-//! deterministic.
+//! Every vector is deterministic, HPKE ciphertexts included: clients, the hub and the Queueing
+//! Service seal through their seeded crypto, so their ephemeral keys come from the seed.
 //!
 //! When extending the scenario: keep to one Remove or Update per member-changing commit.
 //! openmls orders the Removes and Updates of a commit that concerns several members through a
@@ -52,10 +49,6 @@ use super::{
     decode_vector, hex_files, load_all, parse_vector_file, render_vector_file, type_name_for,
     vector_path, TABLE, VECTORS_DIR,
 };
-
-/// The vector whose bytes differ between runs (see the module docs), and only in its HPKE
-/// ciphertext.
-const VARIES: &str = "qs_client_response_encrypted_queue_created";
 
 /// The environment variable that restricts [`regenerate_golden_vectors`] to missing files.
 const ONLY_MISSING_VAR: &str = "GOLDEN_ONLY_MISSING";
@@ -95,7 +88,7 @@ fn regenerate_golden_vectors() {
     load_all();
 }
 
-/// Two runs make the same vectors, byte for byte, except [`VARIES`] (which keeps its length).
+/// Two runs make the same vectors, byte for byte.
 #[test]
 fn generator_is_deterministic() {
     let first = generate();
@@ -103,27 +96,18 @@ fn generator_is_deterministic() {
     assert_eq!(first.len(), second.len());
     for (a, b) in first.iter().zip(&second) {
         assert_eq!((a.name, &a.what), (b.name, &b.what));
-        if a.name == VARIES {
-            assert_eq!(a.bytes.len(), b.bytes.len(), "{}: length", a.name);
-        } else {
-            assert!(a.bytes == b.bytes, "{}: differs between two runs", a.name);
-        }
+        assert!(a.bytes == b.bytes, "{}: differs between two runs", a.name);
     }
 }
 
-/// The files in `tests/vectors/` are what the generator makes now (except [`VARIES`], whose
-/// comment and length are checked): a change to the wire format, to an error text or to the
+/// The files in `tests/vectors/` are what the generator makes now: a change to the wire format, to an error text or to the
 /// scenario shows up here and as a reviewable diff after regenerating.
 #[test]
 fn checked_in_vectors_are_what_the_generator_makes() {
     for vector in checked_generate() {
         let text = std::fs::read_to_string(vector_path(vector.name)).expect("read vector");
         let file = parse_vector_file(vector.name, &text);
-        let same = if vector.name == VARIES {
-            file.bytes.len() == vector.bytes.len()
-        } else {
-            file.bytes == vector.bytes
-        };
+        let same = file.bytes == vector.bytes;
         assert!(
             same && file.comment == vector.what,
             "tests/vectors/{}.hex is not what the generator makes now. If the change is \
