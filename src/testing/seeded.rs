@@ -13,9 +13,11 @@
 //! - `signature_key_gen`: an Ed25519 key whose 32 secret bytes come from the RNG.
 //! - HPKE encryption (`hpke_seal`, `hpke_setup_sender_and_export`): hpke-rs draws the
 //!   ephemeral key from an RNG of its own that no caller can seed, so the seeded mode runs the
-//!   sender side of RFC 9180 itself: the ephemeral key is `DeriveKeyPair` (§7.1.3) of RNG
-//!   bytes, `Encap` is DHKEM's (§4.1), and hpke-rs's public key schedule and AEAD finish the
-//!   job. Receivers open the result with the unchanged `RustCrypto`.
+//!   sender side of RFC 9180 itself: the ephemeral key is `DeriveKeyPair` (§7.1.3) of bytes
+//!   derived from the seed and the seal's own inputs (not the next RNG bytes: openmls seals an
+//!   UpdatePath's secrets in parallel, in an order that changes between runs), `Encap` is
+//!   DHKEM's (§4.1), and hpke-rs's public key schedule and AEAD finish the job. Receivers open
+//!   the result with the unchanged `RustCrypto`.
 //!
 //! Everything else (hashes, HKDF, AEAD, signatures, which are deterministic Ed25519) is
 //! `RustCrypto` in both modes.

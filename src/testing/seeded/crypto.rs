@@ -25,6 +25,8 @@ use super::Seed;
 pub struct TestCrypto {
     rust_crypto: RustCrypto,
     seeded_rng: Option<Mutex<ChaCha20Rng>>,
+    /// The seed, for HPKE ephemeral keys (see [`TestCrypto::ephemeral_ikm`]).
+    seed: Option<Seed>,
 }
 
 impl Default for TestCrypto {
@@ -33,6 +35,7 @@ impl Default for TestCrypto {
         Self {
             rust_crypto: RustCrypto::default(),
             seeded_rng: None,
+            seed: None,
         }
     }
 }
@@ -52,6 +55,7 @@ impl TestCrypto {
         Self {
             rust_crypto: RustCrypto::default(),
             seeded_rng: Some(Mutex::new(ChaCha20Rng::from_seed(seed))),
+            seed: Some(seed),
         }
     }
 
@@ -73,14 +77,42 @@ impl TestCrypto {
         })
     }
 
-    /// The sender side of RFC 9180 base mode with the ephemeral key from the seeded RNG:
-    /// returns `enc` and the sender's context. Only for DH-based KEMs (the MLS ciphersuites'
-    /// and the Queueing Service's).
+    /// The input keying material of an HPKE ephemeral key: HKDF of the seed and of everything
+    /// the seal depends on (`parts`), not the next bytes of the RNG. openmls encrypts an
+    /// UpdatePath's secrets to the copath nodes in parallel (rayon), so the order in which
+    /// seals would draw from a shared RNG changes from run to run; a key derived from the
+    /// seal's own inputs does not. Distinct inputs get distinct keys, so no two different
+    /// plaintexts share an ephemeral key.
+    fn ephemeral_ikm(&self, len: usize, parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+        let seed = self
+            .seed
+            .as_ref()
+            .ok_or(CryptoError::InsufficientRandomness)?;
+        let mut input = b"mimi-ds test HPKE ephemeral".to_vec();
+        for part in parts {
+            input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            input.extend_from_slice(part);
+        }
+        let prk = self
+            .rust_crypto
+            .hkdf_extract(HashType::Sha2_256, seed, &input)?;
+        Ok(self
+            .rust_crypto
+            .hkdf_expand(HashType::Sha2_256, prk.as_slice(), b"ikm", len)?
+            .as_slice()
+            .to_vec())
+    }
+
+    /// The sender side of RFC 9180 base mode with the ephemeral key derived from the seed and
+    /// the seal's inputs (`pk_r`, `info`, and `binding`: the plaintext and AAD, or the
+    /// exporter's context): returns `enc` and the sender's context. Only for DH-based KEMs
+    /// (the MLS ciphersuites' and the Queueing Service's).
     fn hpke_sender(
         &self,
         config: HpkeConfig,
         pk_r: &[u8],
         info: &[u8],
+        binding: &[&[u8]],
     ) -> Result<(Vec<u8>, Context<HpkeRustCrypto>), CryptoError> {
         let kem = kem_algorithm(config.0)?;
         let hpke = Hpke::<HpkeRustCrypto>::new(
@@ -90,10 +122,9 @@ impl TestCrypto {
             aead_algorithm(config.2),
         );
         // §4.1 Encap: GenerateKeyPair() is DeriveKeyPair(random(Nsk)) (§7.1.3), as in hpke-rs.
-        let ikm = self
-            .draw(kem.private_key_len())
-            .expect("only called when seeded")
-            .map_err(|_| CryptoError::InsufficientRandomness)?;
+        let mut parts = vec![pk_r, info];
+        parts.extend_from_slice(binding);
+        let ikm = self.ephemeral_ikm(kem.private_key_len(), &parts)?;
         let ephemeral = self.rust_crypto.derive_hpke_keypair(config, &ikm)?;
         let dh = HpkeRustCrypto::dh(kem, pk_r, &ephemeral.private)
             .map_err(|_| CryptoError::CryptoLibraryError)?;
@@ -305,7 +336,7 @@ impl OpenMlsCrypto for TestCrypto {
         if !self.is_seeded() {
             return self.rust_crypto.hpke_seal(config, pk_r, info, aad, ptxt);
         }
-        let (kem_output, mut context) = self.hpke_sender(config, pk_r, info)?;
+        let (kem_output, mut context) = self.hpke_sender(config, pk_r, info, &[aad, ptxt])?;
         let ciphertext = context
             .seal(aad, ptxt)
             .map_err(|_| CryptoError::HpkeEncryptionError)?;
@@ -343,7 +374,9 @@ impl OpenMlsCrypto for TestCrypto {
                 exporter_length,
             );
         }
-        let (kem_output, context) = self.hpke_sender(config, pk_r, info)?;
+        let length = (exporter_length as u64).to_be_bytes();
+        let (kem_output, context) =
+            self.hpke_sender(config, pk_r, info, &[exporter_context, &length])?;
         let exported = context
             .export(exporter_context, exporter_length)
             .map_err(|_| CryptoError::ExporterError)?;
