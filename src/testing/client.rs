@@ -58,7 +58,7 @@ pub struct TestClient {
     /// Data of extension 0xF1D6 to publish instead of the registration built from `user_key`
     /// (to test forged registrations).
     pub user_key_extension_data: Option<Vec<u8>>,
-    /// Its queue at its provider's Queueing Service, once created ([`TestQs::connect`]).
+    /// Its queue at its provider's Queueing Service, once created ([`super::TestQs::connect`]).
     pub qs_queue: Option<QueueCreated>,
     /// The key its provider's answer to `create_queue` is encrypted to.
     pub create_queue_key: CreateQueueKey,
@@ -219,7 +219,7 @@ impl TestClient {
     }
 
     /// The lifetime of the harness's KeyPackages and of a group creator's leaf. The DS checks
-    /// lifetimes against its `now` (a [`TestDs`] starts at [`START_MS`]), openmls against the
+    /// lifetimes against its `now` (a [`super::TestDs`] starts at [`START_MS`]), openmls against the
     /// system clock (docs/openmls-notes.md O5), so this one covers both: from an hour before the earlier
     /// to openmls's default 84 days after the later.
     pub fn lifetime() -> Lifetime {

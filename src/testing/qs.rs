@@ -17,7 +17,7 @@ use crate::wire::{
 use crate::{Fanout, UnixTimeMs};
 
 /// A provider's Queueing Service with in-memory storage, sharing the clock convention of
-/// [`super::TestDs`]. `C` is its crypto and randomness ([`seeded::TestCrypto`] for
+/// [`super::TestDs`]. `C` is its crypto and randomness ([`super::seeded::TestCrypto`] for
 /// deterministic runs).
 pub struct TestQs<C = RustCrypto> {
     /// The service.

@@ -234,7 +234,7 @@ impl TestClient {
     }
 
     /// An unauthenticated `group_info` request whose answer is encrypted to a fresh HPKE key
-    /// of the harness's ciphersuite; open the answer with [`open_external_commit_info`].
+    /// of the harness's ciphersuite; open the answer with [`super::open_external_commit_info`].
     pub fn encrypted_group_info_request(group_id: &[u8]) -> (Vec<u8>, HpkeKeyPair) {
         let keys = group_info_encryption_keys();
         let request = encode(&DsRequest {
