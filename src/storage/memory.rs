@@ -138,7 +138,7 @@ impl InMemoryStorage {
                 g.records.len() == 1
                     && g.records
                         .get(&RecordKind::Reservation)
-                        .and_then(|r| reservation_expiry(r))
+                        .and_then(|r| super::record_expiry_ms(r.as_slice()))
                         == Some(expires_at_ms)
             });
             if only_this_reservation {
@@ -146,14 +146,6 @@ impl InMemoryStorage {
             }
         }
     }
-}
-
-/// The expiry a reservation record starts with (storage contract: a big-endian u64).
-fn reservation_expiry(record: &[u8]) -> Option<u64> {
-    record
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
 }
 
 impl DsStorage for InMemoryStorage {
@@ -221,7 +213,7 @@ impl DsStorage for InMemoryStorage {
                 match change {
                     RecordWrite::Put(kind, bytes) => {
                         if *kind == RecordKind::Reservation {
-                            if let Some(expires_at_ms) = reservation_expiry(bytes) {
+                            if let Some(expires_at_ms) = super::record_expiry_ms(bytes) {
                                 self.reservation_expiries
                                     .insert((expires_at_ms, ws.group_id.clone()));
                             }

@@ -82,6 +82,16 @@ pub mod outbox;
 pub use memory::{InMemoryStorage, Infallible};
 pub use outbox::{CorruptOutboxEntry, DsOutbox, OutboxEntry};
 
+/// The expiry a [`RecordKind::Reservation`] or [`RecordKind::WelcomeTree`] record starts with
+/// (ms since the UNIX epoch, a big-endian u64; see the module's contract), for backends that
+/// drop expired records. `None` if the record is shorter than that.
+pub fn record_expiry_ms(record: &[u8]) -> Option<u64> {
+    record
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
 use crate::fanout::Fanout;
 
 /// The kinds of record mimi-ds keeps per group.

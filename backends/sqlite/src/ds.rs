@@ -9,7 +9,7 @@ use mimi_ds::storage::{
 };
 use rusqlite::{params, Connection, Row};
 
-use crate::{enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
+use crate::{check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
 
 /// The Delivery Service's [`DsStorage`] and [`DsOutbox`] on a SQLite connection you own. See
 /// the [crate documentation](crate) for how each write is guarded.
@@ -122,27 +122,6 @@ fn column<T: rusqlite::types::FromSql>(
         .map_err(|e| corrupt(group_id, format!("column {name}: {e}")))
 }
 
-fn check_size(limit: usize, what: &'static str, group_id: &[u8], len: usize) -> Result<(), Error> {
-    // The row holds the group ID too; SQLite's limit applies to the whole row.
-    if len.saturating_add(group_id.len()) > limit {
-        return Err(Error::TooLarge {
-            what,
-            owner: format!("group {}", hex(group_id)),
-            len,
-            limit,
-        });
-    }
-    Ok(())
-}
-
-/// The expiry a reservation record starts with (storage contract: a big-endian u64).
-fn reservation_expiry(record: &[u8]) -> Option<u64> {
-    record
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-}
-
 /// Checks every size first, so an oversized write fails before it changes anything.
 fn check_sizes(
     connection: &Connection,
@@ -150,19 +129,19 @@ fn check_sizes(
     outbox: &[OutboxEntry],
 ) -> Result<(), Error> {
     let limit = length_limit(connection)?;
-    check_size(limit, "group ID", &ws.group_id, 0)?;
+    check_size(limit, "group ID", "group", &ws.group_id, 0)?;
     for change in &ws.records {
         if let RecordWrite::Put(_, value) = change {
-            check_size(limit, "record", &ws.group_id, value.len())?;
+            check_size(limit, "record", "group", &ws.group_id, value.len())?;
         }
     }
     if let Some((key, mark)) = &ws.replay_mark {
         let len = key.len() + mark.request_hash.len() + mark.response.as_ref().map_or(0, Vec::len);
-        check_size(limit, "replay mark", &ws.group_id, len)?;
+        check_size(limit, "replay mark", "group", &ws.group_id, len)?;
     }
     for entry in outbox {
         let len = entry.request.len() + entry.destination.len();
-        check_size(limit, "outbox entry", &ws.group_id, len)?;
+        check_size(limit, "outbox entry", "group", &ws.group_id, len)?;
     }
     Ok(())
 }
@@ -252,7 +231,9 @@ fn apply_records(connection: &Connection, ws: &WriteSet) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt(&ws.group_id, format!("record: {e}")))?;
     let reserved_until = match rows.pop() {
-        Some((1, 0, prefix)) if rows.is_empty() => reservation_expiry(&prefix).map(sql_u64),
+        Some((1, 0, prefix)) if rows.is_empty() => {
+            mimi_ds::storage::record_expiry_ms(&prefix).map(sql_u64)
+        }
         _ => None,
     };
     connection

@@ -133,6 +133,26 @@ pub fn enable_wal(connection: &Connection) -> Result<String, Error> {
     Ok(mode.to_ascii_lowercase())
 }
 
+/// Refuses a value that would make its row longer than SQLite's length limit (`limit`): the
+/// row also holds its owner's ID (`owner` is "group" or "queue", `id` the ID).
+pub(crate) fn check_size(
+    limit: usize,
+    what: &'static str,
+    owner: &str,
+    id: &[u8],
+    len: usize,
+) -> Result<(), Error> {
+    if len.saturating_add(id.len()) > limit {
+        return Err(Error::TooLarge {
+            what,
+            owner: format!("{owner} {}", hex(id)),
+            len,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Lower-case hex of at most the first 32 bytes, for naming a group or queue in an error (IDs
 /// are chosen by clients and may be long).
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@ use mimi_ds::qs::{queued_size, QsChange, QsStorage, QsWriteOutcome, QsWriteSet, 
 use mimi_ds::wire::{decode_exact, encode, QueuedMessage};
 use rusqlite::{params, Connection, OptionalExtension as _, Row};
 
-use crate::{enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
+use crate::{check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
 
 /// The Queueing Service's [`QsStorage`] on a SQLite connection you own. Each write set runs
 /// in one `BEGIN IMMEDIATE` transaction; its changes are applied in order, each guard checked
@@ -44,18 +44,6 @@ fn get_u64(queue_id: &[u8], row: &Row<'_>, index: usize, name: &str) -> Result<u
 fn get_bytes(queue_id: &[u8], row: &Row<'_>, index: usize, name: &str) -> Result<Vec<u8>, Error> {
     row.get(index)
         .map_err(|e| corrupt(queue_id, format!("{name}: {e}")))
-}
-
-fn check_size(limit: usize, what: &'static str, queue_id: &[u8], len: usize) -> Result<(), Error> {
-    if len.saturating_add(queue_id.len()) > limit {
-        return Err(Error::TooLarge {
-            what,
-            owner: format!("queue {}", hex(queue_id)),
-            len,
-            limit,
-        });
-    }
-    Ok(())
 }
 
 impl<C: Borrow<Connection>> SqliteQsStorage<C> {
@@ -221,13 +209,13 @@ fn check_sizes(connection: &Connection, writes: &QsWriteSet) -> Result<(), Error
         match change {
             QsChange::CreateQueue { queue_id, record } => {
                 let len = record.owner_key.len() + record.fanout_auth_token.len();
-                check_size(limit, "queue record", queue_id, len)?;
+                check_size(limit, "queue record", "queue", queue_id, len)?;
             }
             QsChange::Enqueue {
                 queue_id, message, ..
             } => {
                 let len = usize::try_from(queued_size(message)).unwrap_or(usize::MAX);
-                check_size(limit, "message", queue_id, len)?;
+                check_size(limit, "message", "queue", queue_id, len)?;
             }
             _ => {}
         }
