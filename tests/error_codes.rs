@@ -81,17 +81,6 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     (ds, alice, bob)
 }
 
-/// The named reason ([`mimi_ds::Outcome::refusal`]) the DS gives for `request`, processed on a
-/// copy of its storage, so the request can then be checked by a shared check as well (for
-/// [`TestDs::reject_consuming_reservation`], which returns the error).
-fn refusal(ds: &TestDs, request: &[u8]) -> Option<RejectReason> {
-    let mut scratch = ds.storage.clone();
-    ds.ds
-        .process(UnixTimeMs(ds.now_ms), request, &mut scratch)
-        .expect("in-memory storage does not fail")
-        .refusal
-}
-
 /// [`TestDs::reject`], for tests that read the error's details too: checked by the shared
 /// checks (status, error body and details, no fanout, storage byte-identical), and the named
 /// reason must be one `because` accepts. Returns the `DSError` the requester got.
@@ -345,10 +334,10 @@ fn invalid_leaf_node_creator_without_queue_config() {
     custom_group(&mut alice, &group_id, Some(senders), false);
     let request = alice.create_group_request(ds.now_ms);
     assert_eq!(
-        refusal(&ds, &request),
-        Some(InvalidLeafNode::MissingQueueConfig.into())
+        ds.reject_consuming_reservation(&request, ErrorCode::InvalidLeafNodeOrKeyPackage)
+            .reason,
+        InvalidLeafNode::MissingQueueConfig.into()
     );
-    ds.reject_consuming_reservation(&request, ErrorCode::InvalidLeafNodeOrKeyPackage);
 }
 
 /// wire-format.md §3.5: a user key registered without a proof by that key over the leaf's
@@ -427,10 +416,10 @@ fn invalid_group_info_group_without_external_senders() {
     custom_group(&mut alice, &group_id, None, true);
     let request = alice.create_group_request(ds.now_ms);
     assert_eq!(
-        refusal(&ds, &request),
-        Some(InvalidGroupInfo::DsNotExternalSender.into())
+        ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo)
+            .reason,
+        InvalidGroupInfo::DsNotExternalSender.into()
     );
-    ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]
@@ -442,10 +431,10 @@ fn invalid_group_info_group_names_another_ds() {
     alice.create_group(&group_id, &other_ds);
     let request = alice.create_group_request(ds.now_ms);
     assert_eq!(
-        refusal(&ds, &request),
-        Some(InvalidGroupInfo::DsNotExternalSender.into())
+        ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo)
+            .reason,
+        InvalidGroupInfo::DsNotExternalSender.into()
     );
-    ds.reject_consuming_reservation(&request, ErrorCode::InvalidGroupInfo);
 }
 
 #[test]

@@ -516,10 +516,8 @@ fn an_inactivity_sweep_without_a_configured_limit_is_not_allowed() {
     let group_id = alice.group_id();
 
     ds.advance(365 * 24 * 3600 * 1000);
-    // (`reject_event` returns the error, not the reason: the same checks, made here.)
-    let out = ds.assert_unchanged(|ds| event(ds, &group_id, HubEvent::InactivitySweep));
-    assert_rejected(&out, ErrorCode::NotAllowed);
-    assert_eq!(out.refusal, Some(NotAllowed::NoInactivityLimit.into()));
+    let refusal = ds.reject_event(&group_id, &HubEvent::InactivitySweep, ErrorCode::NotAllowed);
+    assert_eq!(refusal.reason, NotAllowed::NoInactivityLimit.into());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -926,12 +924,15 @@ fn a_rotation_is_never_pending_next_to_another_group_context_extensions_proposal
     TestDs::route(&out, &mut [&mut alice, &mut carol]);
     alice.process_inbox();
     carol.process_inbox();
-    let error = ds.reject_event(
+    let refusal = ds.reject_event(
         &group_id,
         &HubEvent::RotateSigningKey,
         ErrorCode::InvalidProposal,
     );
-    assert_eq!(proposal_refs(&error), vec![bob_ref.as_slice().to_vec()]);
+    assert_eq!(
+        proposal_refs(&refusal.error),
+        vec![bob_ref.as_slice().to_vec()]
+    );
 
     // Alice commits it; now the rotation is issued, once.
     let out = ds.process(&alice.update_request(ds.now_ms));

@@ -57,28 +57,47 @@ impl TestDs {
 
     /// A [`HubEvent`] that must be refused with `code`: checked like [`Self::reject`].
     /// Returns the `DSError` the hub's server got.
-    pub fn reject_event(&mut self, group_id: &[u8], event: &HubEvent, code: ErrorCode) -> DsError {
+    pub fn reject_event(&mut self, group_id: &[u8], event: &HubEvent, code: ErrorCode) -> Refusal {
         let (ds, now_ms) = (&self.ds, self.now_ms);
         let out = assert_unchanged(&mut self.storage, |storage| {
             ds.handle_event(crate::UnixTimeMs(now_ms), group_id, event, storage)
                 .expect("in-memory storage does not fail")
         });
-        assert_rejected(&out, code)
+        Refusal::of(&out, code)
     }
 
     /// A `create_group` that must be refused with `code` after its `ClientSignature` verified:
     /// checked like [`Self::reject`], except that the group ID reservation is consumed, the
     /// one write a refusal makes (wire-format.md §4.2).
-    pub fn reject_consuming_reservation(&mut self, request: &[u8], code: ErrorCode) -> DsError {
+    pub fn reject_consuming_reservation(&mut self, request: &[u8], code: ErrorCode) -> Refusal {
         let group_id = match decode_exact::<DsRequest>(request).map(|r| r.body) {
             Ok(DsRequestBody::CreateGroup(body)) => body.group_id.as_slice().to_vec(),
             other => panic!("not create_group: {other:?}"),
         };
         let expected = self.storage_with_reservation_consumed(&group_id);
         let out = self.process(request);
-        let error = assert_rejected(&out, code);
+        let refusal = Refusal::of(&out, code);
         assert!(self.storage == expected, "only the reservation is consumed");
-        error
+        refusal
+    }
+}
+
+/// A refusal as the checks saw it: the named reason ([`Outcome::refusal`]) and the `DSError`
+/// the requester got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The rule that refused the request.
+    pub reason: RejectReason,
+    /// The error response, decoded.
+    pub error: DsError,
+}
+
+impl Refusal {
+    /// [`assert_rejected`], and the reason the outcome names.
+    fn of(out: &Outcome, code: ErrorCode) -> Self {
+        let error = assert_rejected(out, code);
+        let reason = out.refusal.clone().expect("a refusal names its reason");
+        Self { reason, error }
     }
 }
 

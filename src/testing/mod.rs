@@ -26,7 +26,7 @@ pub mod seeded;
 
 pub use checks::{
     accepted_message, assert_accepted, assert_client_rejected, assert_rejected, assert_unchanged,
-    error_description, proposal_refs,
+    error_description, proposal_refs, Refusal,
 };
 pub use client::{Received, TestClient};
 pub use ds::{ds_identity, ds_identity_with_keys, TestDs};
