@@ -18,11 +18,13 @@
 //! Every call reads, validates, and then writes at most one atomic [`QsWriteSet`]; bad input
 //! gets an error response and changes nothing.
 
+mod async_storage;
 mod client;
 mod delivery;
 mod sealing;
 mod storage;
 
+pub use async_storage::AsyncQsStorage;
 pub use sealing::{seal_queue_info, CreateQueueKey, QueueKey, SealError};
 pub use storage::{
     queued_size, DeliveryMark, InMemoryQsStorage, QsChange, QsStorage, QsWriteOutcome, QsWriteSet,

@@ -76,9 +76,11 @@
 //! * **Conformance.** `mimi_ds::testing::conformance` (feature `test-utils`) checks all of the
 //!   above against any backend; run it in the backend's tests.
 
+mod async_storage;
 mod memory;
 pub mod outbox;
 
+pub use async_storage::{AsyncDsOutbox, AsyncDsStorage};
 pub use memory::{InMemoryStorage, Infallible};
 pub use outbox::{CorruptOutboxEntry, DsOutbox, OutboxEntry};
 
