@@ -16,11 +16,13 @@ use tls_codec::VLBytes;
 use crate::wire::{DecodeError, DsError, DsErrorDetails, DsRequestType, ErrorCode};
 
 mod refusals;
+mod step;
 
 pub use refusals::{
     AuthenticationFailed, InvalidGroupId, InvalidGroupInfo, InvalidLeafNode, InvalidMessageType,
     InvalidMlsMessage, InvalidProposal, MlsStructure, NotAllowed, QsNotAllowed,
 };
+pub use step::StepError;
 
 /// Why a request was refused. Every variant leaves storage untouched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
