@@ -3,15 +3,15 @@
 //! transaction), with [`write_in`] for a write inside your own transaction.
 
 use mimi_ds::storage::{
-    AsyncDsOutbox, AsyncDsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite,
-    ReplayMark, VersionGuard, WriteOutcome, WriteSet,
+    AsyncDsOutbox, AsyncDsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite, ReplayMark,
+    VersionGuard, WriteOutcome, WriteSet,
 };
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::{
-    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error,
-    DEFAULT_MAX_VALUE_BYTES, EXPIRE_PER_WRITE,
+    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES,
+    EXPIRE_PER_WRITE,
 };
 
 /// The Delivery Service's [`AsyncDsStorage`] and [`AsyncDsOutbox`] on one PostgreSQL
@@ -396,10 +396,9 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
     // group may be dropped once the reservation expired), and clear it otherwise. A write
     // that puts any other kind leaves no reservation-only group: no need to look.
     let (reservation, _) = kind_columns(RecordKind::Reservation)?;
-    let puts_other = ws
-        .records
-        .iter()
-        .any(|change| matches!(change, RecordWrite::Put(kind, _) if *kind != RecordKind::Reservation));
+    let puts_other = ws.records.iter().any(
+        |change| matches!(change, RecordWrite::Put(kind, _) if *kind != RecordKind::Reservation),
+    );
     let reserved_until = if puts_other {
         None
     } else {
@@ -492,7 +491,10 @@ async fn drop_expired(tx: &Transaction<'_>, now_ms: u64) -> Result<(), Error> {
              RETURNING 1
          )
          SELECT (SELECT count(*) FROM marks), (SELECT count(*) FROM reservations)",
-        &[(&sql_u64(now_ms), Type::INT8), (&EXPIRE_PER_WRITE, Type::INT8)],
+        &[
+            (&sql_u64(now_ms), Type::INT8),
+            (&EXPIRE_PER_WRITE, Type::INT8),
+        ],
     )
     .await?;
     Ok(())
@@ -502,7 +504,9 @@ fn outbox_entry(row: &Row) -> Result<OutboxEntry, Error> {
     let id: i64 = row.try_get(0)?;
     let bad = |detail: String| Error::CorruptOutbox { id, detail };
     let get_u64 = |index: usize, name: &str| -> Result<u64, Error> {
-        let value: i64 = row.try_get(index).map_err(|e| bad(format!("{name}: {e}")))?;
+        let value: i64 = row
+            .try_get(index)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
         u64::try_from(value).map_err(|_| bad(format!("{name} {value}")))
     };
     Ok(OutboxEntry {

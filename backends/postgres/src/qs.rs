@@ -8,8 +8,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::{
-    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error,
-    DEFAULT_MAX_VALUE_BYTES, EXPIRE_PER_WRITE,
+    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES,
+    EXPIRE_PER_WRITE,
 };
 
 /// The Queueing Service's [`AsyncQsStorage`] on one PostgreSQL connection. Each write set runs
