@@ -9,7 +9,7 @@
 //! as the `postgres` user (`initdb` refuses root). No binaries and no URL is a test failure
 //! that says how to fix it, never a silent skip.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
 use std::io::{BufRead as _, BufReader};
@@ -217,6 +217,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates the schema and mimi-ds's tables in it.
     pub fn new() -> Arc<Self> {
+        let database = Self::empty();
+        block_on(async {
+            let mut client = database.client().await;
+            migrate(&mut client).await.expect("migrate");
+        });
+        database
+    }
+
+    /// Creates the schema, without tables.
+    pub fn empty() -> Arc<Self> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let schema = format!(
             "mimi_test_{}_{}",
@@ -232,8 +242,6 @@ impl TestDatabase {
                 .batch_execute(&format!("CREATE SCHEMA {}", database.schema))
                 .await
                 .expect("create the test schema");
-            let mut client = database.client().await;
-            migrate(&mut client).await.expect("migrate");
         });
         database
     }
@@ -241,6 +249,11 @@ impl TestDatabase {
     /// A new connection whose tables are this schema's.
     pub async fn client(&self) -> Client {
         connect(&self.config).await
+    }
+
+    /// The connection settings of this schema.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The schema's name, for statements that name it.
