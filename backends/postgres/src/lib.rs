@@ -100,8 +100,9 @@ pub const EXPIRE_PER_WRITE: i64 = 1_000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// PostgreSQL (or the connection to it) failed; the write, if any, was rolled back.
-    #[error("postgres: {0}")]
+    /// PostgreSQL (or the connection to it) failed; the write, if any, was rolled back. The
+    /// message includes the server's (tokio-postgres's own says only "db error").
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The pool could not hand out a connection (feature `pool`).
     #[cfg(feature = "pool")]
@@ -213,6 +214,15 @@ pub(crate) async fn connect_plain(config: &str) -> Result<Client, Error> {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// tokio-postgres's message, with the server's error (severity, message, detail) when there is
+/// one.
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{error}: {db}"),
+        None => error.to_string(),
+    }
 }
 
 /// Refuses a value that would make a statement's parameters longer than `limit`: the

@@ -15,7 +15,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Serialises concurrent migrations of one database (an arbitrary constant: "mimi-ds" in
 /// ASCII). `CREATE TABLE IF NOT EXISTS` alone is not safe against a concurrent creator.
-const MIGRATION_LOCK: i64 = 0x6d69_6d69_2d64_73;
+const MIGRATION_LOCK: i64 = 0x006d_696d_692d_6473;
 
 /// Creates mimi-ds's tables in the connection's current schema, or upgrades them to
 /// [`SCHEMA_VERSION`], in one transaction (idempotent; concurrent callers wait on an advisory

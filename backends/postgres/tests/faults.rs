@@ -109,8 +109,8 @@ async fn heal(storage: &PostgresDsStorage, table: &str) {
 
 fn expect_injected<T: std::fmt::Debug>(result: Result<T, Error>, table: &str) {
     match result {
-        Err(Error::Postgres(e)) => {
-            let text = format!("{e:?}");
+        Err(e @ Error::Postgres(_)) => {
+            let text = e.to_string();
             assert!(
                 text.contains(&format!("injected failure on {table}")),
                 "{text}"
