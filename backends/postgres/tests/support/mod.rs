@@ -107,7 +107,7 @@ fn server_binaries() -> Option<PathBuf> {
 const CLUSTER_SCRIPT: &str = r#"
 set -u
 bindir="$1"; port="$2"; testpid="$3"
-dir=$(mktemp -d "${TMPDIR:-/tmp}/mimi-ds-postgres.XXXXXX") || exit 1
+dir=$(mktemp -d /tmp/mimi-ds-postgres.XXXXXX) || exit 1
 if ! "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C \
         >"$dir/initdb.log" 2>&1; then
     cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1

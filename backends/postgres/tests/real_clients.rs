@@ -1,0 +1,223 @@
+//! Real openmls clients through a `DeliveryService` on PostgreSQL: two connections race commits
+//! on the same group; exactly one is accepted, and the loser, whose guarded write conflicted,
+//! re-reads, re-validates and is refused with `wrong_epoch` (issue 12, point 4).
+
+mod support;
+
+use std::sync::Barrier;
+
+use mimi_ds::storage::{
+    DsOutbox, DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteOutcome, WriteSet,
+};
+use mimi_ds::testing::{decode_response, ds_identity, Received, TestClient, START_MS};
+use mimi_ds::wire::{
+    encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ErrorCode,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+use mimi_ds::{
+    BasicCredentialValidator, DeliveryService, DsConfig, Fanout, Outcome, Status, UnixTimeMs,
+};
+use mimi_ds_postgres::{Error, PostgresDsStorage};
+use openmls_rust_crypto::RustCrypto;
+use support::{Blocking, TestDatabase};
+
+const NOW: u64 = START_MS;
+
+fn hub() -> (
+    DeliveryService<RustCrypto>,
+    openmls::prelude::ExternalSender,
+) {
+    let config = DsConfig::new("hub.example");
+    let (identity, external_sender) = ds_identity(&config.domain);
+    let ds = DeliveryService::new(config, identity, RustCrypto::default())
+        .with_credential_validator(BasicCredentialValidator::accept_basic_credentials());
+    (ds, external_sender)
+}
+
+fn accepted(outcome: Outcome, what: &str) -> Outcome {
+    assert_eq!(
+        outcome.status,
+        Status::Accepted,
+        "{what}: {:?}",
+        decode_response(&outcome.response)
+    );
+    outcome
+}
+
+/// Delivers fanouts to the clients whose queues they name, as Queueing Services would.
+fn deliver(fanouts: &[Fanout], clients: &mut [&mut TestClient]) {
+    for fanout in fanouts {
+        for queue in &fanout.request.recipients {
+            for client in clients.iter_mut() {
+                if client.queue.queue == *queue
+                    && client.queue.provider_domain == fanout.request.recipient_domain
+                {
+                    client.inbox.push(fanout.request.message.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Alice creates a group on the hub and adds Bob, who joins; both are at the same epoch.
+fn group_of_two(
+    ds: &DeliveryService<RustCrypto>,
+    external_sender: &openmls::prelude::ExternalSender,
+    storage: &mut Blocking<PostgresDsStorage>,
+) -> (TestClient, TestClient) {
+    let now = UnixTimeMs(NOW);
+    let mut alice = TestClient::new("alice", "a1", "alice.example");
+    let mut bob = TestClient::new("bob", "b1", "bob.example");
+    let request_group_id = encode(&DsRequest {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body: DsRequestBody::RequestGroupId,
+        auth: DsAuthData::Unauthenticated,
+    })
+    .unwrap();
+    let out = accepted(
+        ds.process(now, &request_group_id, storage).unwrap(),
+        "request_group_id",
+    );
+    let DsResponseBody::GroupId(group_id) = decode_response(&out.response).body else {
+        panic!("no group ID");
+    };
+    alice.create_group(group_id.as_slice(), external_sender);
+    let _created = accepted(
+        ds.process(now, &alice.create_group_request(NOW), storage)
+            .unwrap(),
+        "create_group",
+    );
+    let add = accepted(
+        ds.process(
+            now,
+            &alice.add_request(vec![bob.key_package()], NOW),
+            storage,
+        )
+        .unwrap(),
+        "add bob",
+    );
+    alice.confirm_commit();
+    deliver(&add.fanout, &mut [&mut bob]);
+    let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
+        panic!("bob got no Welcome");
+    };
+    let (request, processed) = bob.welcome_info_request(&welcome, NOW);
+    let out = accepted(ds.process(now, &request, storage).unwrap(), "welcome_info");
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("no welcome info");
+    };
+    bob.join_with_tree(processed, &info.ratchet_tree);
+    assert_eq!(alice.epoch(), bob.epoch());
+    for entry in storage.pending(u64::MAX, usize::MAX).unwrap() {
+        assert!(storage.mark_delivered(entry.id).unwrap());
+    }
+    (alice, bob)
+}
+
+/// A handle whose first write waits until the other racer reached its first write too: both
+/// requests have read the same group version before either writes, so one write must conflict.
+struct WritesTogether<'b> {
+    inner: Blocking<PostgresDsStorage>,
+    barrier: &'b Barrier,
+    waited: bool,
+}
+
+impl DsStorage for WritesTogether<'_> {
+    type Error = Error;
+
+    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Error> {
+        self.inner.read(group_id, kinds)
+    }
+
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Error> {
+        self.inner.replay_mark(group_id, key, now_ms)
+    }
+
+    fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Error> {
+        if !std::mem::replace(&mut self.waited, true) {
+            self.barrier.wait();
+        }
+        self.inner.write(write_set)
+    }
+}
+
+/// Two connections on two threads race Alice's and Bob's update commits for the same epoch:
+/// exactly one is accepted, the other is refused with `wrong_epoch` after its write conflicted,
+/// and only the winner's fanout is in the outbox.
+#[test]
+fn racing_commits_on_two_connections_one_wins_the_other_gets_wrong_epoch() {
+    let (ds, external_sender) = hub();
+    let database = TestDatabase::new();
+    let mut setup = database.ds();
+    let (mut alice, mut bob) = group_of_two(&ds, &external_sender, &mut setup);
+    let epoch = alice.epoch();
+    let requests = [alice.update_request(NOW), bob.update_request(NOW)];
+
+    let barrier = Barrier::new(2);
+    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let racers: Vec<_> = requests
+            .iter()
+            .map(|request| {
+                let mut handle = WritesTogether {
+                    inner: database.ds(),
+                    barrier: &barrier,
+                    waited: false,
+                };
+                let ds = &ds;
+                scope.spawn(move || {
+                    ds.process(UnixTimeMs(NOW), request, &mut handle)
+                        .expect("no storage error")
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|racer| racer.join().expect("no panic"))
+            .collect()
+    });
+
+    let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+    let winner = statuses
+        .iter()
+        .position(|s| *s == Status::Accepted)
+        .unwrap_or_else(|| panic!("one commit is accepted: {statuses:?}"));
+    let loser = 1 - winner;
+    assert_eq!(
+        statuses[loser],
+        Status::Rejected(ErrorCode::WrongEpoch),
+        "the loser re-validates against the winner's epoch"
+    );
+    assert!(outcomes[loser].fanout.is_empty());
+    let outbox: Vec<Fanout> = setup
+        .pending(u64::MAX, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|entry| entry.fanout().unwrap())
+        .collect();
+    assert_eq!(
+        outbox, outcomes[winner].fanout,
+        "only the winner's fanout is stored"
+    );
+
+    // The winner confirms, the loser discards its commit and follows the winner's.
+    let (won, lost) = if winner == 0 {
+        (&mut alice, &mut bob)
+    } else {
+        (&mut bob, &mut alice)
+    };
+    won.confirm_commit();
+    lost.discard_commit();
+    deliver(&outcomes[winner].fanout, &mut [lost]);
+    assert_eq!(
+        lost.process_inbox(),
+        vec![Received::Commit {
+            epoch: epoch + 1,
+            removed: false
+        }]
+    );
+}
