@@ -493,7 +493,7 @@ async fn drop_expired(tx: &Transaction<'_>, now_ms: u64) -> Result<(), Error> {
          SELECT (SELECT count(*) FROM marks), (SELECT count(*) FROM reservations)",
         &[
             (&sql_u64(now_ms), Type::INT8),
-            (&EXPIRE_PER_WRITE, Type::INT8),
+            (&i64::from(EXPIRE_PER_WRITE), Type::INT8),
         ],
     )
     .await?;

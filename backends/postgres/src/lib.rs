@@ -23,7 +23,7 @@
 //!
 //! * [`PostgresDsStorage<C>`] and [`PostgresQsStorage<C>`] hold one connection: anything that
 //!   is a [`ClientHandle`], i.e. an owned [`tokio_postgres::Client`], a `&mut Client`, or (with
-//!   the feature `pool`) a pooled [`deadpool_postgres::Object`]. [`PostgresDsStorage::new`]
+//!   the feature `pool`) a pooled `deadpool_postgres::Object`. [`PostgresDsStorage::new`]
 //!   does not touch the database; run [`migrate`] once at start-up.
 //! * **Your transaction.** [`ds::write_in`] and [`qs::write_in`] apply a write set inside a
 //!   [`Transaction`](tokio_postgres::Transaction) you opened, under a savepoint: your own rows
@@ -94,7 +94,7 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = (1 << 30) - (1 << 16);
 /// How many expired replay marks, expired reservation-only groups and expired QS delivery
 /// marks one write deletes at most, each. A backlog (after downtime) drains over the next
 /// writes; a single write stays bounded.
-pub const EXPIRE_PER_WRITE: i64 = 1_000;
+pub const EXPIRE_PER_WRITE: u32 = 1_000;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]

@@ -231,7 +231,7 @@ async fn finish(
              LIMIT $2 FOR UPDATE SKIP LOCKED)",
         &[
             (&sql_u64(writes.now_ms), Type::INT8),
-            (&EXPIRE_PER_WRITE, Type::INT8),
+            (&i64::from(EXPIRE_PER_WRITE), Type::INT8),
         ],
     )
     .await?;
