@@ -206,7 +206,7 @@ enum AfterWrite {
     /// Accepted with this encoded response; the fanout is the write set's.
     Accept(Vec<u8>),
     /// The one refusal that writes (a `create_group` consuming its reservation).
-    Refuse(Outcome),
+    Refuse(Box<Outcome>),
 }
 
 impl DsWrite<'_> {
@@ -225,7 +225,7 @@ impl DsWrite<'_> {
                 status: Status::Accepted,
                 refusal: None,
             },
-            AfterWrite::Refuse(outcome) => outcome,
+            AfterWrite::Refuse(outcome) => *outcome,
         }
     }
 }
@@ -396,7 +396,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 task,
                 reads: reads.asked,
                 write_set,
-                then: AfterWrite::Refuse(self.reject(&reason)?),
+                then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
             }),
             Err(Failure::Reject(reason)) => DsStep::Done(self.reject(&reason)?),
             Err(Failure::Process(ProcessError::Internal(what))) => {
