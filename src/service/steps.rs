@@ -400,9 +400,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             }),
             Err(Failure::Reject(reason)) => DsStep::Done(self.reject(&reason)?),
             Err(Failure::Process(ProcessError::Internal(what))) => {
-                return Err(StepError::Internal(what))
+                return Err(StepError::Internal(name_the_group(what, &reads.asked)))
             }
             Err(Failure::Process(ProcessError::Storage(never))) => match never {},
         })
+    }
+}
+
+/// An internal error names the group it happened in, so that an operator can find a group whose
+/// stored records do not decode (corrupt storage) without a debugger: the group of the run's
+/// first group read.
+fn name_the_group(what: String, asked: &[DsRead]) -> String {
+    match asked.iter().find_map(|read| match read {
+        DsRead::Group { group_id, .. } => Some(group_id),
+        DsRead::ReplayMark { .. } => None,
+    }) {
+        Some(group_id) => format!("group {}: {what}", crate::storage::outbox::hex(group_id)),
+        None => what,
     }
 }
