@@ -1,13 +1,15 @@
 //! Real openmls clients through a `DeliveryService` on PostgreSQL: two connections race commits
 //! on the same group; exactly one is accepted, and the loser, whose guarded write conflicted,
-//! re-reads, re-validates and is refused with `wrong_epoch` (issue 12, point 4).
+//! re-reads, re-validates and is refused with `wrong_epoch` (issue 12, point 4). Once through
+//! the sync `process` on two threads, once through `process_async` on tokio.
 
 mod support;
 
 use std::sync::Barrier;
 
 use mimi_ds::storage::{
-    DsOutbox, DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteOutcome, WriteSet,
+    AsyncDsOutbox, AsyncDsStorage, DsOutbox, DsStorage, GroupSnapshot, RecordKind, ReplayMark,
+    WriteOutcome, WriteSet,
 };
 use mimi_ds::testing::{decode_response, ds_identity, Received, TestClient, START_MS};
 use mimi_ds::wire::{
@@ -19,7 +21,7 @@ use mimi_ds::{
 };
 use mimi_ds_postgres::{Error, PostgresDsStorage};
 use openmls_rust_crypto::RustCrypto;
-use support::{Blocking, TestDatabase};
+use support::{block_on, Blocking, TestDatabase};
 
 const NOW: u64 = START_MS;
 
@@ -59,7 +61,8 @@ fn deliver(fanouts: &[Fanout], clients: &mut [&mut TestClient]) {
     }
 }
 
-/// Alice creates a group on the hub and adds Bob, who joins; both are at the same epoch.
+/// Alice creates a group on the hub and adds Bob, who joins; both are at the same epoch. The
+/// setup goes through the sync driver on the blocking adapter.
 fn group_of_two(
     ds: &DeliveryService<RustCrypto>,
     external_sender: &openmls::prelude::ExternalSender,
@@ -219,5 +222,127 @@ fn racing_commits_on_two_connections_one_wins_the_other_gets_wrong_epoch() {
             epoch: epoch + 1,
             removed: false
         }]
+    );
+}
+
+/// [`WritesTogether`] for the async storage: the first write waits on a tokio barrier.
+struct WritesTogetherAsync<'b> {
+    inner: PostgresDsStorage,
+    barrier: &'b tokio::sync::Barrier,
+    waited: bool,
+}
+
+impl AsyncDsStorage for WritesTogetherAsync<'_> {
+    type Error = Error;
+
+    async fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Error> {
+        self.inner.read(group_id, kinds).await
+    }
+
+    async fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Error> {
+        self.inner.replay_mark(group_id, key, now_ms).await
+    }
+
+    async fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Error> {
+        if !std::mem::replace(&mut self.waited, true) {
+            self.barrier.wait().await;
+        }
+        self.inner.write(write_set).await
+    }
+}
+
+/// The same race through `DeliveryService::process_async` on tokio: two connections, two
+/// concurrently running requests; one commit is accepted, the other conflicts, re-validates
+/// and gets `wrong_epoch`; Bob (or Alice) then follows the winner's commit from the outbox, read
+/// asynchronously, and the group goes on through the async driver in the new epoch.
+#[test]
+fn racing_commits_through_process_async_one_wins_the_other_gets_wrong_epoch() {
+    let (ds, external_sender) = hub();
+    let database = TestDatabase::new();
+    let mut setup = database.ds();
+    let (mut alice, mut bob) = group_of_two(&ds, &external_sender, &mut setup);
+    drop(setup);
+    let epoch = alice.epoch();
+    let requests = [alice.update_request(NOW), bob.update_request(NOW)];
+    let now = UnixTimeMs(NOW);
+
+    let (outcomes, relayed) = block_on(async {
+        let barrier = tokio::sync::Barrier::new(2);
+        let mut first = WritesTogetherAsync {
+            inner: PostgresDsStorage::new(database.client().await),
+            barrier: &barrier,
+            waited: false,
+        };
+        let mut second = WritesTogetherAsync {
+            inner: PostgresDsStorage::new(database.client().await),
+            barrier: &barrier,
+            waited: false,
+        };
+        let (a, b) = tokio::join!(
+            ds.process_async(now, &requests[0], &mut first),
+            ds.process_async(now, &requests[1], &mut second),
+        );
+        let outcomes = [a.expect("no storage error"), b.expect("no storage error")];
+        let mut relay = first.inner;
+        let mut relayed = Vec::new();
+        for entry in relay.pending(u64::MAX, usize::MAX).await.unwrap() {
+            relayed.push(entry.fanout().unwrap());
+            assert!(relay.mark_delivered(entry.id).await.unwrap());
+        }
+        (outcomes, relayed)
+    });
+
+    let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
+    let winner = statuses
+        .iter()
+        .position(|s| *s == Status::Accepted)
+        .unwrap_or_else(|| panic!("one commit is accepted: {statuses:?}"));
+    let loser = 1 - winner;
+    assert_eq!(
+        statuses[loser],
+        Status::Rejected(ErrorCode::WrongEpoch),
+        "the loser re-validates against the winner's epoch"
+    );
+    assert_eq!(
+        relayed, outcomes[winner].fanout,
+        "only the winner's fanout is stored"
+    );
+
+    let (won, lost) = if winner == 0 {
+        (&mut alice, &mut bob)
+    } else {
+        (&mut bob, &mut alice)
+    };
+    won.confirm_commit();
+    lost.discard_commit();
+    deliver(&relayed, &mut [&mut *lost]);
+    assert_eq!(
+        lost.process_inbox(),
+        vec![Received::Commit {
+            epoch: epoch + 1,
+            removed: false
+        }]
+    );
+    // The loser talks in the winner's epoch, through the async driver.
+    let message = lost.message_request(b"after the race", NOW);
+    let reply = block_on(async {
+        let mut storage = PostgresDsStorage::new(database.client().await);
+        ds.process_async(now, &message, &mut storage).await
+    })
+    .expect("no storage error");
+    let reply = accepted(reply, "a message in the new epoch");
+    deliver(&reply.fanout, &mut [&mut *won]);
+    assert_eq!(
+        won.process_inbox(),
+        vec![Received::Application(b"after the race".to_vec())]
     );
 }
