@@ -5,18 +5,25 @@
 //!
 //! ```no_run
 //! use mimi_ds::storage::AsyncDsOutbox;
+//! use mimi_ds::{DeliveryService, UnixTimeMs};
 //! use mimi_ds_postgres::PostgresDsStorage;
-//! # async fn example() -> Result<(), mimi_ds_postgres::Error> {
+//! # async fn example(
+//! #     hub: &DeliveryService<openmls_rust_crypto::RustCrypto>,
+//! #     request_bytes: &[u8],
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! # let now = UnixTimeMs(1_700_000_000_000);
 //! // Connects (the connection's task runs on the current tokio runtime) and creates or
 //! // upgrades the tables (plain SQL migrations, recorded in `mimi_ds_postgres_schema`).
 //! let mut storage = PostgresDsStorage::connect("host=127.0.0.1 user=hub dbname=hub").await?;
-//! // ds.process_async(now, &request_bytes, &mut storage).await?; then deliver
-//! // `outcome.fanout`, or let a relay drain the outbox:
-//! for entry in storage.pending(1_700_000_000_000, 100).await? {
-//!     // deliver entry.fanout(), then:
+//! // Per request:
+//! let outcome = hub.process_async(now, request_bytes, &mut storage).await?;
+//! // Deliver `outcome.fanout`, then mark its outbox entries delivered; or let a relay drain
+//! // the outbox (also after a crash):
+//! for entry in storage.pending(now.0, 100).await? {
+//!     let fanout = entry.fanout()?; // deliver it, then:
 //!     storage.mark_delivered(entry.id).await?;
 //! }
-//! # Ok(()) }
+//! # let _ = outcome; Ok(()) }
 //! ```
 //!
 //! # Connections, pools and your own transaction

@@ -336,9 +336,9 @@ fn corrupt_group_rows_are_errors_naming_the_group() {
     });
 }
 
-/// Through the DS with real clients: a roster that is not bytes makes `process` fail with a
-/// storage error naming the group; a roster of bytes that do not decode makes it fail with an
-/// internal error. No panic, no answer built from a reset group, nothing written.
+/// Through the DS with real clients: a roster of bytes that do not decode makes `process` fail
+/// with an internal error naming the group; a roster that is not bytes, with a storage error
+/// naming it. No panic, no answer built from a reset group, nothing written.
 #[test]
 fn a_corrupt_group_fails_the_request_with_an_error_and_writes_nothing() {
     let config = DsConfig::new("hub.example");
@@ -375,18 +375,21 @@ fn a_corrupt_group_fails_the_request_with_an_error_and_writes_nothing() {
     };
     let version_before = version();
 
-    sql("UPDATE mimi_ds_record SET value = '\\x00ff'::bytea WHERE kind = 2");
-    match ds.process(now, &alice.message_request(b"hi", NOW), &mut storage) {
-        Err(ProcessError::Internal(detail)) => assert!(detail.contains("Roster"), "{detail}"),
-        other => panic!("a roster that does not decode is an internal error: {other:?}"),
-    }
-
-    sql("ALTER TABLE mimi_ds_record ALTER COLUMN value TYPE text USING 'not bytes'");
     let hex: String = group_id
         .iter()
         .take(32)
         .map(|b| format!("{b:02x}"))
         .collect();
+    sql("UPDATE mimi_ds_record SET value = '\\x00ff'::bytea WHERE kind = 2");
+    match ds.process(now, &alice.message_request(b"hi", NOW), &mut storage) {
+        Err(ProcessError::Internal(detail)) => assert!(
+            detail.contains("Roster") && detail.contains(&format!("group {}", &hex[..16])),
+            "the internal error names the record and the group: {detail}"
+        ),
+        other => panic!("a roster that does not decode is an internal error: {other:?}"),
+    }
+
+    sql("ALTER TABLE mimi_ds_record ALTER COLUMN value TYPE text USING 'not bytes'");
     match ds.process(now, &alice.message_request(b"hi", NOW), &mut storage) {
         Err(ProcessError::Storage(Error::CorruptGroup { group, .. })) => {
             assert!(
