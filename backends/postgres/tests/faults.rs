@@ -609,6 +609,13 @@ fn a_write_inside_the_vendors_transaction_commits_and_rolls_back_with_it() {
                 .len(),
             1
         );
+
+        // The storage also borrows the vendor's connection between transactions.
+        let mut borrowed = PostgresDsStorage::new(&mut client);
+        let mut next = update(b"g");
+        next.replay_mark = None;
+        assert_eq!(borrowed.write(&next).await.unwrap(), WriteOutcome::Applied);
+        assert_eq!(audit_notes(&client).await, 1);
     });
 }
 
@@ -694,5 +701,107 @@ fn pooled_connections_are_storage_handles() {
             second.read(b"g", &[]).await.unwrap().map(|g| g.version),
             Some(1)
         );
+    });
+}
+
+/// Expiry in the write is bounded: one write deletes at most `EXPIRE_PER_WRITE` expired replay
+/// marks (and delivery marks), the next writes drain the rest, and live marks stay.
+#[test]
+fn expiry_per_write_is_bounded_and_drains_over_writes() {
+    let per_write = i64::from(mimi_ds_postgres::EXPIRE_PER_WRITE);
+    let database = TestDatabase::new();
+    block_on(async {
+        let mut storage = ds_storage(&database).await;
+        let mut queues = qs_storage(&database).await;
+        assert_eq!(
+            queues
+                .write(&writes(vec![create_queue(b"q")]))
+                .await
+                .unwrap(),
+            QsWriteOutcome::Applied
+        );
+        // A backlog after downtime: expired marks, and one live mark of each kind.
+        storage
+            .client()
+            .batch_execute(&format!(
+                "INSERT INTO mimi_ds_replay (group_hash, key_hash, request_hash, expires_at_ms)
+                     SELECT sha256('g'), sha256(int8send(n)), '\\x00', {expired}
+                     FROM generate_series(1, {backlog}) AS n;
+                 INSERT INTO mimi_ds_replay (group_hash, key_hash, request_hash, expires_at_ms)
+                     VALUES (sha256('g'), sha256('live'), '\\x00', {live});
+                 INSERT INTO mimi_qs_mark (queue_hash, mark_hash, expires_at_ms)
+                     SELECT sha256('q'), sha256(int8send(n)), {expired}
+                     FROM generate_series(1, {backlog}) AS n;
+                 INSERT INTO mimi_qs_mark (queue_hash, mark_hash, expires_at_ms)
+                     VALUES (sha256('q'), sha256('live'), {live});",
+                expired = NOW - 1,
+                live = NOW,
+                backlog = per_write + 10,
+            ))
+            .await
+            .unwrap();
+        let operator = database.client().await;
+        let count = |table: &'static str| {
+            let operator = &operator;
+            async move {
+                operator
+                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0)
+            }
+        };
+        let backlog = per_write + 10;
+        assert_eq!(count("mimi_ds_replay").await, backlog + 1);
+
+        assert_eq!(
+            storage.write(&create(b"g")).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        assert_eq!(
+            count("mimi_ds_replay").await,
+            11,
+            "one write deleted EXPIRE_PER_WRITE expired marks"
+        );
+        assert_eq!(
+            storage.write(&update(b"g")).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        assert_eq!(
+            count("mimi_ds_replay").await,
+            2,
+            "the next write drained the rest; the live mark and the write's own stay"
+        );
+        assert!(storage
+            .replay_mark(b"g", b"live", NOW)
+            .await
+            .unwrap()
+            .is_some());
+
+        assert_eq!(
+            queues.write(&writes(vec![enqueue(b"q", 0)])).await.unwrap(),
+            QsWriteOutcome::Applied
+        );
+        assert_eq!(
+            count("mimi_qs_mark").await,
+            12,
+            "bounded for delivery marks too"
+        );
+        assert_eq!(
+            queues
+                .write(&writes(vec![QsChange::Acknowledge {
+                    queue_id: b"q".to_vec(),
+                    up_to_sequence: 0,
+                }]))
+                .await
+                .unwrap(),
+            QsWriteOutcome::Applied
+        );
+        assert_eq!(
+            count("mimi_qs_mark").await,
+            2,
+            "drained; the live marks stay"
+        );
+        assert!(queues.has_mark(b"q", b"live", NOW).await.unwrap());
     });
 }
