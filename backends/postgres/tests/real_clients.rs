@@ -1,15 +1,14 @@
 //! Real openmls clients through a `DeliveryService` on PostgreSQL: two connections race commits
 //! on the same group; exactly one is accepted, and the loser, whose guarded write conflicted,
-//! re-reads, re-validates and is refused with `wrong_epoch` (issue 12, point 4). Once through
-//! the sync `process` on two threads, once through `process_async` on tokio.
+//! re-reads, re-validates and is refused with `wrong_epoch` (issue 12, point 4), through
+//! `DeliveryService::process_async` on tokio. (The same race through the sync `process` on two
+//! threads is the conformance suite's `racing_commits`, run in tests/conformance.rs.)
 
 mod support;
 
-use std::sync::Barrier;
-
 use mimi_ds::storage::{
-    AsyncDsOutbox, AsyncDsStorage, DsOutbox, DsStorage, GroupSnapshot, RecordKind, ReplayMark,
-    WriteOutcome, WriteSet,
+    AsyncDsOutbox, AsyncDsStorage, DsOutbox, GroupSnapshot, RecordKind, ReplayMark, WriteOutcome,
+    WriteSet,
 };
 use mimi_ds::testing::{decode_response, ds_identity, Received, TestClient, START_MS};
 use mimi_ds::wire::{
@@ -117,115 +116,9 @@ fn group_of_two(
     (alice, bob)
 }
 
-/// A handle whose first write waits until the other racer reached its first write too: both
-/// requests have read the same group version before either writes, so one write must conflict.
-struct WritesTogether<'b> {
-    inner: Blocking<PostgresDsStorage>,
-    barrier: &'b Barrier,
-    waited: bool,
-}
-
-impl DsStorage for WritesTogether<'_> {
-    type Error = Error;
-
-    fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Error> {
-        self.inner.read(group_id, kinds)
-    }
-
-    fn replay_mark(
-        &self,
-        group_id: &[u8],
-        key: &[u8],
-        now_ms: u64,
-    ) -> Result<Option<ReplayMark>, Error> {
-        self.inner.replay_mark(group_id, key, now_ms)
-    }
-
-    fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Error> {
-        if !std::mem::replace(&mut self.waited, true) {
-            self.barrier.wait();
-        }
-        self.inner.write(write_set)
-    }
-}
-
-/// Two connections on two threads race Alice's and Bob's update commits for the same epoch:
-/// exactly one is accepted, the other is refused with `wrong_epoch` after its write conflicted,
-/// and only the winner's fanout is in the outbox.
-#[test]
-fn racing_commits_on_two_connections_one_wins_the_other_gets_wrong_epoch() {
-    let (ds, external_sender) = hub();
-    let database = TestDatabase::new();
-    let mut setup = database.ds();
-    let (mut alice, mut bob) = group_of_two(&ds, &external_sender, &mut setup);
-    let epoch = alice.epoch();
-    let requests = [alice.update_request(NOW), bob.update_request(NOW)];
-
-    let barrier = Barrier::new(2);
-    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
-        let racers: Vec<_> = requests
-            .iter()
-            .map(|request| {
-                let mut handle = WritesTogether {
-                    inner: database.ds(),
-                    barrier: &barrier,
-                    waited: false,
-                };
-                let ds = &ds;
-                scope.spawn(move || {
-                    ds.process(UnixTimeMs(NOW), request, &mut handle)
-                        .expect("no storage error")
-                })
-            })
-            .collect();
-        racers
-            .into_iter()
-            .map(|racer| racer.join().expect("no panic"))
-            .collect()
-    });
-
-    let statuses: Vec<Status> = outcomes.iter().map(|o| o.status).collect();
-    let winner = statuses
-        .iter()
-        .position(|s| *s == Status::Accepted)
-        .unwrap_or_else(|| panic!("one commit is accepted: {statuses:?}"));
-    let loser = 1 - winner;
-    assert_eq!(
-        statuses[loser],
-        Status::Rejected(ErrorCode::WrongEpoch),
-        "the loser re-validates against the winner's epoch"
-    );
-    assert!(outcomes[loser].fanout.is_empty());
-    let outbox: Vec<Fanout> = setup
-        .pending(u64::MAX, usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|entry| entry.fanout().unwrap())
-        .collect();
-    assert_eq!(
-        outbox, outcomes[winner].fanout,
-        "only the winner's fanout is stored"
-    );
-
-    // The winner confirms, the loser discards its commit and follows the winner's.
-    let (won, lost) = if winner == 0 {
-        (&mut alice, &mut bob)
-    } else {
-        (&mut bob, &mut alice)
-    };
-    won.confirm_commit();
-    lost.discard_commit();
-    deliver(&outcomes[winner].fanout, &mut [lost]);
-    assert_eq!(
-        lost.process_inbox(),
-        vec![Received::Commit {
-            epoch: epoch + 1,
-            removed: false
-        }]
-    );
-}
-
-/// [`WritesTogether`] for the async storage: the first write waits on a tokio barrier.
+/// A handle whose first write waits until the other racer reached its first write too (a tokio
+/// barrier): both requests have read the same group version before either writes, so one
+/// write must conflict.
 struct WritesTogetherAsync<'b> {
     inner: PostgresDsStorage,
     barrier: &'b tokio::sync::Barrier,
@@ -260,7 +153,7 @@ impl AsyncDsStorage for WritesTogetherAsync<'_> {
     }
 }
 
-/// The same race through `DeliveryService::process_async` on tokio: two connections, two
+/// A race through `DeliveryService::process_async` on tokio: two connections, two
 /// concurrently running requests; one commit is accepted, the other conflicts, re-validates
 /// and gets `wrong_epoch`; Bob (or Alice) then follows the winner's commit from the outbox, read
 /// asynchronously, and the group goes on through the async driver in the new epoch.
