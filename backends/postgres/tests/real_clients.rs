@@ -116,6 +116,12 @@ fn group_of_two(
     (alice, bob)
 }
 
+/// What a tokio server needs to `spawn` a request: the future is `Send` (checked at compile
+/// time).
+fn spawnable<F: std::future::Future + Send>(future: F) -> F {
+    future
+}
+
 /// A handle whose first write waits until the other racer reached its first write too (a tokio
 /// barrier): both requests have read the same group version before either writes, so one
 /// write must conflict.
@@ -181,8 +187,8 @@ fn racing_commits_through_process_async_one_wins_the_other_gets_wrong_epoch() {
             waited: false,
         };
         let (a, b) = tokio::join!(
-            ds.process_async(now, &requests[0], &mut first),
-            ds.process_async(now, &requests[1], &mut second),
+            spawnable(ds.process_async(now, &requests[0], &mut first)),
+            spawnable(ds.process_async(now, &requests[1], &mut second)),
         );
         let outcomes = [a.expect("no storage error"), b.expect("no storage error")];
         let mut relay = first.inner;
@@ -229,7 +235,7 @@ fn racing_commits_through_process_async_one_wins_the_other_gets_wrong_epoch() {
     let message = lost.message_request(b"after the race", NOW);
     let reply = block_on(async {
         let mut storage = PostgresDsStorage::new(database.client().await);
-        ds.process_async(now, &message, &mut storage).await
+        spawnable(ds.process_async(now, &message, &mut storage)).await
     })
     .expect("no storage error");
     let reply = accepted(reply, "a message in the new epoch");
