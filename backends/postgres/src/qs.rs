@@ -247,7 +247,7 @@ fn encode_messages(limit: usize, writes: &QsWriteSet) -> Result<Vec<Option<Vec<u
         .iter()
         .map(|change| match change {
             QsChange::CreateQueue { queue_id, record } => {
-                let len = record.owner_key.len() * 2 + record.fanout_auth_token.len();
+                let len = record.owner_key.len() + record.fanout_auth_token.len();
                 check_size(limit, "queue record", "queue", queue_id, len)?;
                 Ok(None)
             }
