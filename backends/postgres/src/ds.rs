@@ -310,10 +310,17 @@ async fn apply(tx: &Transaction<'_>, ws: &WriteSet, outbox: &[OutboxEntry]) -> R
                 == 1
         }
         VersionGuard::Exactly(version) => {
+            // A write that puts a record other than a reservation leaves no reservation-only
+            // group: the guard's update clears the reservation expiry in the same round trip.
             tx.execute_typed(
-                "UPDATE mimi_ds_group SET version = version + 1
+                "UPDATE mimi_ds_group SET version = version + 1,
+                     reserved_until_ms = CASE WHEN $3 THEN NULL ELSE reserved_until_ms END
                  WHERE group_hash = sha256($1) AND group_id = $1 AND version = $2",
-                &[(&group_id, Type::BYTEA), (&sql_u64(version), Type::INT8)],
+                &[
+                    (&group_id, Type::BYTEA),
+                    (&sql_u64(version), Type::INT8),
+                    (&puts_other_than_reservation(ws), Type::BOOL),
+                ],
             )
             .await?
                 == 1
@@ -394,14 +401,13 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
     }
     // Index the group's expiry while it holds only a reservation (storage contract: such a
     // group may be dropped once the reservation expired), and clear it otherwise. A write
-    // that puts any other kind leaves no reservation-only group: no need to look.
+    // that puts any other kind leaves no reservation-only group: the guard cleared the expiry
+    // (or, for a new group, never set it), so there is nothing to look at.
+    if puts_other_than_reservation(ws) {
+        return Ok(());
+    }
     let (reservation, _) = kind_columns(RecordKind::Reservation)?;
-    let puts_other = ws.records.iter().any(
-        |change| matches!(change, RecordWrite::Put(kind, _) if *kind != RecordKind::Reservation),
-    );
-    let reserved_until = if puts_other {
-        None
-    } else {
+    let reserved_until = {
         let rows = tx
             .query_typed(
                 "SELECT kind, key, substring(value FROM 1 FOR 8) FROM mimi_ds_record
@@ -430,6 +436,13 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
     )
     .await?;
     Ok(())
+}
+
+/// Whether the write set puts a record of a kind other than [`RecordKind::Reservation`].
+fn puts_other_than_reservation(ws: &WriteSet) -> bool {
+    ws.records.iter().any(
+        |change| matches!(change, RecordWrite::Put(kind, _) if *kind != RecordKind::Reservation),
+    )
 }
 
 /// One row per entry, in order (the identity column numbers them in the order inserted),
