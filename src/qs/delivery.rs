@@ -20,6 +20,13 @@ pub(super) struct Delivery {
     hash: Vec<u8>,
 }
 
+impl Delivery {
+    /// The duplicate-detection hash: the delivery's marks are read and written under it.
+    pub(super) fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+}
+
 /// Size, version, decoding, the forwarding-attack rule and the sender check: everything that
 /// refuses the whole request before storage is read.
 pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'static>(

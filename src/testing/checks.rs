@@ -210,8 +210,7 @@ impl TestQs {
     pub fn reject_client(&mut self, request: &[u8], code: ErrorCode) -> QsRejectReason {
         let (qs, now_ms) = (&self.qs, self.now_ms);
         let out = assert_unchanged(&mut self.storage, |storage| {
-            qs.client_request(crate::UnixTimeMs(now_ms), request, storage)
-                .expect("in-memory storage does not fail")
+            super::qs::client_request_with(qs, now_ms, request, storage)
         });
         assert_client_rejected(&out, code);
         out.refusal.expect("a refusal names its reason")
@@ -223,8 +222,7 @@ impl TestQs {
     pub fn reject_delivery(&mut self, fanout: &Fanout, code: ErrorCode) -> QsRejectReason {
         let (qs, now_ms) = (&self.qs, self.now_ms);
         let out = assert_unchanged(&mut self.storage, |storage| {
-            qs.deliver(crate::UnixTimeMs(now_ms), &fanout.to_bytes(), None, storage)
-                .expect("in-memory storage does not fail")
+            super::qs::deliver_with(qs, now_ms, &fanout.to_bytes(), storage)
         });
         assert_eq!(out.status, QsStatus::Rejected(code));
         assert!(

@@ -6,6 +6,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider as _;
 
+use super::driver::{block_on, Driver};
 use super::{TestClient, START_MS};
 use crate::qs::{
     seal_queue_info, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
@@ -52,23 +53,14 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
     }
 
     /// Delivers one fanout instruction as a DS's server would, without transport
-    /// authentication.
+    /// authentication, through the driver [`Driver::from_env`] picks.
     pub fn deliver(&mut self, fanout: &Fanout) -> QsOutcome {
-        self.qs
-            .deliver(
-                UnixTimeMs(self.now_ms),
-                &fanout.to_bytes(),
-                None,
-                &mut self.storage,
-            )
-            .expect("in-memory storage does not fail")
+        deliver_with(&self.qs, self.now_ms, &fanout.to_bytes(), &mut self.storage)
     }
 
-    /// A client request.
+    /// A client request, through the driver [`Driver::from_env`] picks.
     pub fn client_request(&mut self, request: &[u8]) -> QsOutcome {
-        self.qs
-            .client_request(UnixTimeMs(self.now_ms), request, &mut self.storage)
-            .expect("in-memory storage does not fail")
+        client_request_with(&self.qs, self.now_ms, request, &mut self.storage)
     }
 
     /// Creates `client`'s queue here and makes the client publish it, sealed for deliveries
@@ -97,6 +89,36 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
         );
         total
     }
+}
+
+/// A delivery without transport authentication, through the driver [`Driver::from_env`] picks.
+pub(crate) fn deliver_with<C: OpenMlsCrypto + OpenMlsRand>(
+    qs: &QueueingService<C>,
+    now_ms: u64,
+    request: &[u8],
+    storage: &mut InMemoryQsStorage,
+) -> QsOutcome {
+    let now = UnixTimeMs(now_ms);
+    match Driver::from_env() {
+        Driver::Sync => qs.deliver(now, request, None, storage),
+        Driver::Async => block_on(qs.deliver_async(now, request, None, storage)),
+    }
+    .expect("in-memory storage does not fail")
+}
+
+/// A client request, through the driver [`Driver::from_env`] picks.
+pub(crate) fn client_request_with<C: OpenMlsCrypto + OpenMlsRand>(
+    qs: &QueueingService<C>,
+    now_ms: u64,
+    request: &[u8],
+    storage: &mut InMemoryQsStorage,
+) -> QsOutcome {
+    let now = UnixTimeMs(now_ms);
+    match Driver::from_env() {
+        Driver::Sync => qs.client_request(now, request, storage),
+        Driver::Async => block_on(qs.client_request_async(now, request, storage)),
+    }
+    .expect("in-memory storage does not fail")
 }
 
 impl TestClient {
