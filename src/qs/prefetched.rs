@@ -171,12 +171,7 @@ impl Prefetched {
 
     /// Logs `read` and answers it with `found`, or, on a miss, as `absent` or with an error
     /// as [`OnMiss`] says.
-    fn answer<T>(
-        &self,
-        read: QsRead,
-        found: Option<T>,
-        absent: T,
-    ) -> Result<T, PrefetchedError> {
+    fn answer<T>(&self, read: QsRead, found: Option<T>, absent: T) -> Result<T, PrefetchedError> {
         self.made.borrow_mut().push(read.clone());
         if let Some(found) = found {
             return Ok(found);
@@ -226,12 +221,7 @@ impl QsStorage for Prefetched {
         self.answer(read, found, Vec::new())
     }
 
-    fn has_mark(
-        &self,
-        queue_id: &[u8],
-        hash: &[u8],
-        now_ms: u64,
-    ) -> Result<bool, PrefetchedError> {
+    fn has_mark(&self, queue_id: &[u8], hash: &[u8], now_ms: u64) -> Result<bool, PrefetchedError> {
         let key = (queue_id.to_vec(), hash.to_vec(), now_ms);
         let found = self.answers.borrow().marks.get(&key).copied();
         let read = QsRead::HasMark {

@@ -110,8 +110,8 @@ use openmls_traits::random::OpenMlsRand;
 
 use super::prefetched::{Answers, OnMiss, Prefetched, RunReads};
 use super::{
-    client, client_rejection, delivery, delivery_rejection, AsyncQsStorage, QsFailure,
-    QsOutcome, QsPlan, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord, QueueingService,
+    client, client_rejection, delivery, delivery_rejection, AsyncQsStorage, QsFailure, QsOutcome,
+    QsPlan, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord, QueueingService,
 };
 use crate::error::{QsRejectReason, StepError};
 use crate::storage::Infallible;

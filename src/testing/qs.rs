@@ -55,12 +55,23 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
     /// Delivers one fanout instruction as a DS's server would, without transport
     /// authentication, through the driver [`Driver::from_env`] picks.
     pub fn deliver(&mut self, fanout: &Fanout) -> QsOutcome {
-        deliver_with(&self.qs, self.now_ms, &fanout.to_bytes(), &mut self.storage)
+        deliver_via_driver(
+            &self.qs,
+            UnixTimeMs(self.now_ms),
+            &fanout.to_bytes(),
+            None,
+            &mut self.storage,
+        )
     }
 
     /// A client request, through the driver [`Driver::from_env`] picks.
     pub fn client_request(&mut self, request: &[u8]) -> QsOutcome {
-        client_request_with(&self.qs, self.now_ms, request, &mut self.storage)
+        client_request_via_driver(
+            &self.qs,
+            UnixTimeMs(self.now_ms),
+            request,
+            &mut self.storage,
+        )
     }
 
     /// Creates `client`'s queue here and makes the client publish it, sealed for deliveries
@@ -91,29 +102,30 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
     }
 }
 
-/// A delivery without transport authentication, through the driver [`Driver::from_env`] picks.
-pub(crate) fn deliver_with<C: OpenMlsCrypto + OpenMlsRand>(
+/// [`QueueingService::deliver`] or [`QueueingService::deliver_async`], as the driver
+/// [`Driver::from_env`] picks, for tests that call the QS on a storage of their own.
+pub fn deliver_via_driver<C: OpenMlsCrypto + OpenMlsRand>(
     qs: &QueueingService<C>,
-    now_ms: u64,
+    now: UnixTimeMs,
     request: &[u8],
+    authenticated_sender: Option<&str>,
     storage: &mut InMemoryQsStorage,
 ) -> QsOutcome {
-    let now = UnixTimeMs(now_ms);
     match Driver::from_env() {
-        Driver::Sync => qs.deliver(now, request, None, storage),
-        Driver::Async => block_on(qs.deliver_async(now, request, None, storage)),
+        Driver::Sync => qs.deliver(now, request, authenticated_sender, storage),
+        Driver::Async => block_on(qs.deliver_async(now, request, authenticated_sender, storage)),
     }
     .expect("in-memory storage does not fail")
 }
 
-/// A client request, through the driver [`Driver::from_env`] picks.
-pub(crate) fn client_request_with<C: OpenMlsCrypto + OpenMlsRand>(
+/// [`QueueingService::client_request`] or [`QueueingService::client_request_async`], as the
+/// driver [`Driver::from_env`] picks, for tests that call the QS on a storage of their own.
+pub fn client_request_via_driver<C: OpenMlsCrypto + OpenMlsRand>(
     qs: &QueueingService<C>,
-    now_ms: u64,
+    now: UnixTimeMs,
     request: &[u8],
     storage: &mut InMemoryQsStorage,
 ) -> QsOutcome {
-    let now = UnixTimeMs(now_ms);
     match Driver::from_env() {
         Driver::Sync => qs.client_request(now, request, storage),
         Driver::Async => block_on(qs.client_request_async(now, request, storage)),
