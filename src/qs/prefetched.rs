@@ -23,13 +23,13 @@ type PageKey = (Vec<u8>, u64, usize, usize);
 type MarkKey = (Vec<u8>, Vec<u8>, u64);
 
 impl Answers {
-    /// Records the answer to `read`. Returns both back if the answer is of another kind than
-    /// the read.
+    /// Records the answer to `read`. Fails with the kinds of both if the answer is of another
+    /// kind than the read.
     pub(super) fn insert(
         &mut self,
         read: QsRead,
         fetched: QsFetched,
-    ) -> Result<(), (QsRead, QsFetched)> {
+    ) -> Result<(), (&'static str, &'static str)> {
         match (read, fetched) {
             (QsRead::Queue { queue_id }, QsFetched::Queue(record)) => {
                 self.queues.insert(queue_id, record);
@@ -59,7 +59,7 @@ impl Answers {
             ) => {
                 self.marks.insert((queue_id, hash, now_ms), marked);
             }
-            mismatch => return Err(mismatch),
+            (read, fetched) => return Err((read.kind(), fetched.kind())),
         }
         Ok(())
     }

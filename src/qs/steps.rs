@@ -233,7 +233,7 @@ impl QsRead {
         })
     }
 
-    fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Self::Queue { .. } => "queue",
             Self::QueueOfOwner { .. } => "queue_of_owner",
@@ -244,7 +244,7 @@ impl QsRead {
 }
 
 impl QsFetched {
-    fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             Self::Queue(_) => "queue",
             Self::QueueOfOwner(_) => "queue_of_owner",
@@ -409,9 +409,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
                 .insert(read, answer)
                 .map_err(|(read, answer)| {
                     StepError::AnswersDoNotMatchReads(format!(
-                        "read {index} is a {} read, its answer a {} answer",
-                        read.kind(),
-                        answer.kind()
+                        "read {index} is a {read} read, its answer a {answer} answer"
                     ))
                 })?;
         }
