@@ -30,9 +30,12 @@
 //!
 //! [`QueueingService::resume`] re-runs the same request handlers as ever against a private
 //! read-only store holding the answers fetched so far. A read without an answer is a *miss*;
-//! the run is thrown away and its misses become the next [`QsStep::Read`]. Between the
-//! misses and the answers nothing is cached across requests, so the decision is made on
-//! what the storage said in this request's rounds, as the sync path decides on its reads.
+//! the run is thrown away and its misses become the next [`QsStep::Read`]. The run with no
+//! miss decides. Answers of different rounds need not come from one snapshot, just as the
+//! sync path's reads do not: the write set's guards refuse it if a queue changed in between,
+//! and the retry reads everything again. The checks that need no storage (decoding, the
+//! addressing rules, opening each recipient's sealed queue information) run once, in
+//! `start_*`, not in every run.
 //!
 //! * A **delivery** answers a miss speculatively as absent and goes on, so one run finds the
 //!   queue of every recipient. Each queue read comes with the read of the delivery's mark on
