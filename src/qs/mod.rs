@@ -189,6 +189,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     /// `sender_domain` (wire-format.md §10.1), so pass `None` only for deliveries whose sender
     /// you trust otherwise (the hub in the same process): with `None` the claimed
     /// `sender_domain` is believed.
+    ///
+    /// It drives the step API ([`steps`], from [`QueueingService::start_delivery`]) over
+    /// `storage`.
     pub fn deliver<S: QsStorage>(
         &self,
         now: UnixTimeMs,
@@ -202,7 +205,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         self.drive(step, storage)
     }
 
-    /// Handles a `QSClientRequest` from one of the provider's clients.
+    /// Handles a `QSClientRequest` from one of the provider's clients. It drives the step API
+    /// ([`steps`], from [`QueueingService::start_client_request`]) over `storage`.
     pub fn client_request<S: QsStorage>(
         &self,
         now: UnixTimeMs,
