@@ -236,3 +236,105 @@ impl QsStorage for Prefetched {
         Err(PrefetchedError::Write)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> QueueRecord {
+        QueueRecord {
+            owner_key: vec![1; 32],
+            fanout_auth_token: vec![2; 32],
+            ..QueueRecord::default()
+        }
+    }
+
+    fn answers(pairs: Vec<(QsRead, QsFetched)>) -> Answers {
+        let mut answers = Answers::default();
+        for (read, fetched) in pairs {
+            answers.insert(read, fetched).expect("kinds match");
+        }
+        answers
+    }
+
+    fn queue(id: u8) -> QsRead {
+        QsRead::Queue { queue_id: vec![id] }
+    }
+
+    #[test]
+    fn a_speculative_run_answers_misses_as_absent_and_logs_each_once() {
+        let store = Prefetched::new(
+            answers(vec![(queue(1), QsFetched::Queue(Some(record())))]),
+            OnMiss::Speculate,
+        );
+        assert_eq!(store.queue(&[1]), Ok(Some(record())));
+        assert_eq!(store.queue(&[1]), Ok(Some(record())), "records are copied");
+        assert_eq!(store.queue(&[2]), Ok(None));
+        assert_eq!(store.queue(&[2]), Ok(None));
+        assert_eq!(store.has_mark(&[2], b"h", 7), Ok(false));
+        assert_eq!(store.messages(&[2], 0, 10, 100), Ok(Vec::new()));
+        assert_eq!(store.queue_of_owner(b"k"), Ok(None));
+        let reads = store.finish();
+        let mark = QsRead::HasMark {
+            queue_id: vec![2],
+            hash: b"h".to_vec(),
+            now_ms: 7,
+        };
+        let page = QsRead::Messages {
+            queue_id: vec![2],
+            from_sequence: 0,
+            limit: 10,
+            max_bytes: 100,
+        };
+        let owner = QsRead::QueueOfOwner {
+            owner_key: b"k".to_vec(),
+        };
+        assert_eq!(
+            reads.missed,
+            vec![queue(2), mark.clone(), page.clone(), owner.clone()]
+        );
+        assert_eq!(reads.made, vec![queue(1), queue(2), mark, page, owner]);
+        assert!(reads.answers.answers(&queue(1)));
+    }
+
+    #[test]
+    fn a_stopping_run_fails_at_its_first_miss() {
+        let store = Prefetched::new(Answers::default(), OnMiss::Stop);
+        assert_eq!(store.queue_of_owner(b"k"), Err(PrefetchedError::Missed));
+        assert_eq!(store.finish().missed.len(), 1);
+    }
+
+    #[test]
+    fn a_page_is_moved_out_so_a_second_read_is_a_miss() {
+        let page = QsRead::Messages {
+            queue_id: vec![1],
+            from_sequence: 3,
+            limit: 10,
+            max_bytes: 100,
+        };
+        let mut store = Prefetched::new(
+            answers(vec![(page.clone(), QsFetched::Messages(Vec::new()))]),
+            OnMiss::Speculate,
+        );
+        assert_eq!(store.messages(&[1], 3, 10, 100), Ok(Vec::new()));
+        assert_eq!(store.messages(&[1], 3, 10, 100), Ok(Vec::new()));
+        assert_eq!(
+            store.write(&QsWriteSet::default()),
+            Err(PrefetchedError::Write),
+            "handlers plan, the driver writes"
+        );
+        let reads = store.finish();
+        assert_eq!(reads.missed, vec![page.clone()]);
+        assert!(!reads.answers.answers(&page));
+    }
+
+    #[test]
+    fn an_answer_of_another_kind_is_refused() {
+        let mut answers = Answers::default();
+        assert_eq!(
+            answers.insert(queue(1), QsFetched::HasMark(true)),
+            Err(("queue", "has_mark"))
+        );
+        assert!(!answers.answers(&queue(1)));
+    }
+}
