@@ -122,6 +122,13 @@ use crate::time::UnixTimeMs;
 use crate::wire::QueuedMessage;
 use crate::ProcessError;
 
+/// How many read rounds one attempt may take before the step API calls it a bug. A delivery
+/// needs one (each queue read comes with its mark read), a client request at most two (the
+/// owner's queue, then its record; or the queue, then a page); each round answers reads the
+/// round before could not, so a request that does not settle within this many is a handler
+/// reading something that depends on what it read before, without end.
+const MAX_READ_ROUNDS: u32 = 4;
+
 /// What a QS request needs next.
 #[derive(Debug)]
 #[must_use]
@@ -340,6 +347,8 @@ struct Pending {
     answers: Answers,
     /// Write sets of this request that storage refused with a conflict.
     conflicts: u32,
+    /// Read rounds of this attempt so far.
+    rounds: u32,
 }
 
 /// A request that passed the checks needing no storage.
@@ -390,7 +399,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     ///
     /// # Errors
     /// [`StepError::AnswersDoNotMatchReads`] if there are more or fewer answers than reads, or
-    /// an answer is of another kind than its read; [`StepError::Internal`] on a bug.
+    /// an answer is of another kind than its read; [`StepError::Internal`] on a bug (among
+    /// them, reads that do not settle within a few rounds).
     pub fn resume<'r>(
         &self,
         reads: QsReads<'r>,
@@ -416,6 +426,12 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
                     ))
                 })?;
         }
+        pending.rounds += 1;
+        if pending.rounds > MAX_READ_ROUNDS {
+            return Err(StepError::Internal(format!(
+                "the reads did not settle in {MAX_READ_ROUNDS} rounds"
+            )));
+        }
         self.run(pending)
     }
 
@@ -433,6 +449,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             ));
         }
         pending.answers = Answers::default();
+        pending.rounds = 0;
         self.read_or_run(pending, made)
     }
 
@@ -502,6 +519,7 @@ impl Pending {
             request,
             answers: Answers::default(),
             conflicts: 0,
+            rounds: 0,
         }
     }
 }
@@ -672,4 +690,42 @@ async fn fetch_one<S: AsyncQsStorage>(
             now_ms,
         } => QsFetched::HasMark(storage.has_mark(queue_id, hash, *now_ms).await?),
     })
+}
+
+#[cfg(all(test, feature = "test-utils"))]
+mod tests {
+    use super::*;
+    use crate::testing::{TestClient, TestQs};
+
+    /// Rounds that never settle (answers to reads the handler does not make, which only a
+    /// handler bug could cause: a caller answers the step's own reads) end in an internal
+    /// error after [`MAX_READ_ROUNDS`] rounds instead of looping.
+    #[test]
+    fn read_rounds_are_bounded() {
+        let qs = TestQs::new("beta.example");
+        let bob = TestClient::new("bob", "phone", "beta.example");
+        let fetch = bob.fetch_request(1, qs.now_ms);
+        let now = UnixTimeMs(qs.now_ms);
+        let Ok(QsStep::Read(mut reads)) = qs.qs.start_client_request(now, &fetch) else {
+            panic!("reads first")
+        };
+        for round in 1..=MAX_READ_ROUNDS + 1 {
+            let unrelated = QsReads {
+                pending: reads.pending,
+                reads: vec![QsRead::Queue {
+                    queue_id: vec![round as u8],
+                }],
+                request: PhantomData,
+            };
+            match qs.qs.resume(unrelated, vec![QsFetched::Queue(None)]) {
+                Ok(QsStep::Read(next)) if round <= MAX_READ_ROUNDS => reads = next,
+                Err(StepError::Internal(why)) if round == MAX_READ_ROUNDS + 1 => {
+                    assert!(why.contains("did not settle"), "{why}");
+                    return;
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        panic!("the rounds were not bounded");
+    }
 }
