@@ -193,7 +193,7 @@ pub enum QsFetched {
 
 impl QsRead {
     /// Reads it from `storage`.
-    fn fetch<S: QsStorage>(&self, storage: &S) -> Result<QsFetched, S::Error> {
+    pub fn fetch<S: QsStorage + ?Sized>(&self, storage: &S) -> Result<QsFetched, S::Error> {
         Ok(match self {
             Self::Queue { queue_id } => QsFetched::Queue(storage.queue(queue_id)?),
             Self::QueueOfOwner { owner_key } => {
@@ -219,7 +219,10 @@ impl QsRead {
     }
 
     /// Reads it from `storage`, asynchronously.
-    async fn fetch_async<S: AsyncQsStorage>(&self, storage: &S) -> Result<QsFetched, S::Error> {
+    pub async fn fetch_async<S: AsyncQsStorage + ?Sized>(
+        &self,
+        storage: &S,
+    ) -> Result<QsFetched, S::Error> {
         Ok(match self {
             Self::Queue { queue_id } => QsFetched::Queue(storage.queue(queue_id).await?),
             Self::QueueOfOwner { owner_key } => {
@@ -288,14 +291,14 @@ impl QsReads<'_> {
     }
 
     /// Fetches every read from `storage`, in order.
-    pub fn fetch<S: QsStorage>(&self, storage: &S) -> Result<Vec<QsFetched>, S::Error> {
+    pub fn fetch<S: QsStorage + ?Sized>(&self, storage: &S) -> Result<Vec<QsFetched>, S::Error> {
         self.reads.iter().map(|read| read.fetch(storage)).collect()
     }
 
     /// Fetches every read from `storage`, one after the other. The future is `Send` when the
     /// storage is `Sync`; the drivers ([`QueueingService::deliver_async`]) only need it
     /// `Send`.
-    pub async fn fetch_async<S: AsyncQsStorage>(
+    pub async fn fetch_async<S: AsyncQsStorage + ?Sized>(
         &self,
         storage: &S,
     ) -> Result<Vec<QsFetched>, S::Error> {
