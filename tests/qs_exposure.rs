@@ -5,7 +5,9 @@
 //! recipient without making the hub remove its client.
 
 use mimi_ds::qs::{queued_size, CreateQueueKey, QsConfig, QsOutcome, QsStatus, QsStorage};
-use mimi_ds::testing::{assert_unchanged, Received, TestClient, TestDs, TestQs};
+use mimi_ds::testing::{
+    assert_unchanged, deliver_via_driver, Received, TestClient, TestDs, TestQs,
+};
 use mimi_ds::wire::{
     decode_exact, encode, ErrorCode, QsClientRequest, QsClientRequestBody, QsClientResponse,
     QsClientResponseBody, QueueingServiceResponse, RecipientRefusal,
@@ -58,15 +60,13 @@ fn send(w: &mut World, text: &[u8]) -> Fanout {
 
 /// A delivery as the provider that mutual TLS authenticated as `peer` sends it.
 fn deliver_as(w: &mut World, fanout: &Fanout, peer: &str) -> QsOutcome {
-    w.beta
-        .qs
-        .deliver(
-            UnixTimeMs(w.beta.now_ms),
-            &fanout.to_bytes(),
-            Some(peer),
-            &mut w.beta.storage,
-        )
-        .expect("in-memory storage does not fail")
+    deliver_via_driver(
+        &w.beta.qs,
+        UnixTimeMs(w.beta.now_ms),
+        &fanout.to_bytes(),
+        Some(peer),
+        &mut w.beta.storage,
+    )
 }
 
 fn answer(outcome: &QsOutcome) -> QueueingServiceResponse {
@@ -98,15 +98,13 @@ fn sealed_queue_information_is_bound_to_the_hub_it_was_sealed_for() {
     replayed.request.sender_domain = OTHER_HUB.as_bytes().to_vec().into();
     replayed.request.message.sequence_number += 1;
     let refused = assert_unchanged(&mut w.beta.storage, |storage| {
-        w.beta
-            .qs
-            .deliver(
-                UnixTimeMs(w.beta.now_ms),
-                &replayed.to_bytes(),
-                Some(OTHER_HUB),
-                storage,
-            )
-            .expect("in-memory storage does not fail")
+        deliver_via_driver(
+            &w.beta.qs,
+            UnixTimeMs(w.beta.now_ms),
+            &replayed.to_bytes(),
+            Some(OTHER_HUB),
+            storage,
+        )
     });
     assert_eq!(refused.status, QsStatus::Accepted);
     assert_eq!(

@@ -7,7 +7,8 @@ use openmls_rust_crypto::RustCrypto;
 
 use mimi_ds::qs::{seal_queue_info, QsStatus, QsStorage, QsWriteOutcome, QsWriteSet};
 use mimi_ds::testing::{
-    assert_unchanged, decode_response, Received, RecordingQsStorage, TestClient, TestDs, TestQs,
+    assert_unchanged, client_request_via_driver, decode_response, deliver_via_driver, Received,
+    RecordingQsStorage, TestClient, TestDs, TestQs,
 };
 use mimi_ds::wire::{
     decode_exact, encode, ErrorCode, QsClientRequestBody, QsClientResponse, QsClientResponseBody,
@@ -361,10 +362,7 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
 
     // mTLS authenticated alpha, but the delivery claims to come from the hub.
     let spoofed = assert_unchanged(&mut w.beta.storage, |storage| {
-        w.beta
-            .qs
-            .deliver(now, &fanout.to_bytes(), Some(ALPHA), storage)
-            .unwrap()
+        deliver_via_driver(&w.beta.qs, now, &fanout.to_bytes(), Some(ALPHA), storage)
     });
     assert_eq!(
         spoofed.status,
@@ -376,7 +374,7 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     let mut bytes = fanout.to_bytes();
     bytes[1] = 2;
     let versioned = assert_unchanged(&mut w.beta.storage, |storage| {
-        w.beta.qs.deliver(now, &bytes, None, storage).unwrap()
+        deliver_via_driver(&w.beta.qs, now, &bytes, None, storage)
     });
     assert_eq!(
         versioned.status,
@@ -384,11 +382,13 @@ fn deliveries_for_another_provider_or_from_an_unauthenticated_sender_are_refused
     );
 
     // With the right peer it goes through.
-    let ok = w
-        .beta
-        .qs
-        .deliver(now, &fanout.to_bytes(), Some(HUB), &mut w.beta.storage)
-        .unwrap();
+    let ok = deliver_via_driver(
+        &w.beta.qs,
+        now,
+        &fanout.to_bytes(),
+        Some(HUB),
+        &mut w.beta.storage,
+    );
     assert_eq!(ok.status, QsStatus::Accepted);
 }
 
@@ -408,11 +408,10 @@ fn truncated_and_bit_flipped_requests_never_panic_and_change_nothing_when_refuse
     let mut check = |bytes: &[u8], is_delivery: bool| {
         let mut storage = before.clone();
         let outcome = if is_delivery {
-            w.beta.qs.deliver(now, bytes, None, &mut storage)
+            deliver_via_driver(&w.beta.qs, now, bytes, None, &mut storage)
         } else {
-            w.beta.qs.client_request(now, bytes, &mut storage)
-        }
-        .unwrap();
+            client_request_via_driver(&w.beta.qs, now, bytes, &mut storage)
+        };
         if let QsStatus::Rejected(_) = outcome.status {
             assert_eq!(storage, before, "a refused request changed storage");
         }

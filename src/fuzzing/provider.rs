@@ -1,8 +1,8 @@
 //! Fuzz bodies for the provider side: the Queueing Service and the transport router.
 //!
 //! * [`qs_bytes`]: a delivery or a client request from real clients, mutated (or replaced by
-//!   raw bytes), against a QS holding real queues; no panic, the answer decodes, and a refused
-//!   request changes nothing.
+//!   raw bytes), against a QS holding real queues; no panic, the answer decodes, a refused
+//!   request changes nothing, and the async driver decides as the sync one.
 //! * [`route_bytes`]: arbitrary method, endpoint, headers and body through the router of a
 //!   provider running both services; no panic, a known status, an error body that decodes,
 //!   and nothing changed by a refusal.
@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use crate::qs::{InMemoryQsStorage, QsConfig, QsStatus};
 use crate::storage::InMemoryStorage;
+use crate::testing::driver::block_on;
 use crate::testing::{TestClient, TestDs, TestQs};
 use crate::transport::{Endpoint, HttpRequest, Router, TransportConfig, OCTET_STREAM};
 use crate::wire::{
@@ -132,6 +133,21 @@ pub fn qs_bytes(data: &[u8]) {
             storage == fixture.qs.storage,
             "a refused request changed storage"
         );
+    }
+    // The async driver runs the same steps: it decides the same. (A new queue's ID, token
+    // and sealed answer are fresh randomness, so only deliveries are compared byte for byte.)
+    let mut async_storage = fixture.qs.storage.clone();
+    let asynced = if *is_delivery {
+        block_on(qs.deliver_async(now, &bytes, None, &mut async_storage))
+    } else {
+        block_on(qs.client_request_async(now, &bytes, &mut async_storage))
+    }
+    .expect("in-memory storage cannot fail");
+    assert_eq!(asynced.status, outcome.status);
+    assert_eq!(asynced.refusal, outcome.refusal);
+    if *is_delivery {
+        assert_eq!(asynced, outcome);
+        assert!(async_storage == storage, "the async driver wrote otherwise");
     }
 }
 

@@ -4,24 +4,35 @@
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::types::HashType;
-use tls_codec::VLBytes;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
 use crate::error::QsRejectReason;
 use crate::qs::{queued_size, DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
 use crate::wire::{
-    decode_exact, encode, QueuedMessage, QueueingServiceRequest, QueueingServiceResponse,
-    RecipientRefusal,
+    decode_exact, encode, QueueInfoPlaintext, QueuedMessage, QueueingServiceRequest,
+    QueueingServiceResponse, RecipientRefusal,
 };
 
-/// A delivery that passed the checks that need no storage, with its duplicate-detection hash.
+/// A delivery that passed the checks that need no storage, with its duplicate-detection hash
+/// and its recipients opened.
 pub(super) struct Delivery {
     request: QueueingServiceRequest,
     hash: Vec<u8>,
+    /// Each recipient's queue information, if it opens with this provider's key for
+    /// deliveries from the request's `sender_domain`. Opened once here, not in [`plan`],
+    /// which the step API may run more than once per request.
+    opened: Vec<Option<QueueInfoPlaintext>>,
+}
+
+impl Delivery {
+    /// The duplicate-detection hash: the delivery's marks are read and written under it.
+    pub(super) fn hash(&self) -> &[u8] {
+        &self.hash
+    }
 }
 
 /// Size, version, decoding, the forwarding-attack rule and the sender check: everything that
-/// refuses the whole request before storage is read.
+/// refuses the whole request before storage is read; then each recipient is opened.
 pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'static>(
     qs: &QueueingService<C>,
     bytes: &[u8],
@@ -53,10 +64,25 @@ pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'sta
         .crypto
         .hash(HashType::Sha2_256, &hashed)
         .map_err(|e| internal(format!("{e:?}")))?;
-    Ok(Delivery { request, hash })
+    let opened = request
+        .recipients
+        .iter()
+        .map(|sealed| {
+            qs.key.open(
+                qs.config.domain.as_bytes(),
+                request.sender_domain.as_slice(),
+                sealed.as_slice(),
+            )
+        })
+        .collect();
+    Ok(Delivery {
+        request,
+        hash,
+        opened,
+    })
 }
 
-/// Opens each recipient and plans one enqueue per distinct, valid, not yet served queue.
+/// Plans one enqueue per distinct, valid, not yet served queue among the recipients.
 pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     qs: &QueueingService<C>,
     now_ms: u64,
@@ -69,11 +95,9 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
     let mut changes = Vec::new();
     let mut served: Vec<Vec<u8>> = Vec::new();
     let mut duplicate = false;
-    for (index, sealed) in request.recipients.iter().enumerate() {
+    for (index, opened) in delivery.opened.iter().enumerate() {
         let index = u32::try_from(index).map_err(internal)?;
-        let Some((queue_id, record)) =
-            open_recipient(qs, request.sender_domain.as_slice(), sealed, storage)?
-        else {
+        let Some((queue_id, record)) = find_recipient(opened.as_ref(), storage)? else {
             invalid.push(index);
             continue;
         };
@@ -179,19 +203,14 @@ fn is_full<C>(qs: &QueueingService<C>, record: &QueueRecord, size: u64) -> bool 
     too_many || too_large
 }
 
-/// The queue a recipient names, with its record, if its sealed information opens with this
-/// provider's key for deliveries from `hub_domain` (the delivery's `sender_domain`, which the
-/// transport authenticated), names an existing queue and carries that queue's token.
-fn open_recipient<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
-    qs: &QueueingService<C>,
-    hub_domain: &[u8],
-    sealed: &VLBytes,
+/// The queue a recipient names, with its record, if its sealed information opened with this
+/// provider's key for deliveries from the delivery's `sender_domain` (which the transport
+/// authenticated), names an existing queue and carries that queue's token.
+fn find_recipient<S: QsStorage>(
+    opened: Option<&QueueInfoPlaintext>,
     storage: &S,
 ) -> Result<Option<OpenedRecipient>, QsFailure<S::Error>> {
-    let Some(info) = qs
-        .key
-        .open(qs.config.domain.as_bytes(), hub_domain, sealed.as_slice())
-    else {
+    let Some(info) = opened else {
         return Ok(None);
     };
     let queue_id = info.queue_id.as_slice();

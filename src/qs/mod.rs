@@ -17,15 +17,23 @@
 //!
 //! Every call reads, validates, and then writes at most one atomic [`QsWriteSet`]; bad input
 //! gets an error response and changes nothing.
+//!
+//! Servers whose storage is async do the reads and the write themselves through the step API
+//! (module [`steps`]), or in one call with [`QueueingService::deliver_async`] and
+//! [`QueueingService::client_request_async`] over an [`AsyncQsStorage`]. The sync calls drive
+//! the same steps.
 
 mod async_storage;
 mod client;
 mod delivery;
+mod prefetched;
 mod sealing;
+pub mod steps;
 mod storage;
 
 pub use async_storage::AsyncQsStorage;
 pub use sealing::{seal_queue_info, CreateQueueKey, QueueKey, SealError};
+pub use steps::{QsFetched, QsRead, QsReads, QsStep, QsWrite};
 pub use storage::{
     queued_size, DeliveryMark, InMemoryQsStorage, QsChange, QsStorage, QsWriteOutcome, QsWriteSet,
     QueueRecord,
@@ -181,6 +189,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     /// `sender_domain` (wire-format.md §10.1), so pass `None` only for deliveries whose sender
     /// you trust otherwise (the hub in the same process): with `None` the claimed
     /// `sender_domain` is believed.
+    ///
+    /// It drives the step API ([`steps`], from [`QueueingService::start_delivery`]) over
+    /// `storage`.
     pub fn deliver<S: QsStorage>(
         &self,
         now: UnixTimeMs,
@@ -188,31 +199,24 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         authenticated_sender: Option<&str>,
         storage: &mut S,
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
-        let decoded = match delivery::decode(self, request, authenticated_sender) {
-            Ok(decoded) => decoded,
-            Err(QsFailure::Reject(reason)) => return Ok(delivery_rejection(&reason)),
-            Err(QsFailure::Process(e)) => return Err(e),
-        };
-        self.execute(storage, delivery_rejection, |storage| {
-            delivery::plan(self, now.0, &decoded, storage)
-        })
+        let step = self
+            .start_delivery(now, request, authenticated_sender)
+            .map_err(steps::process_error)?;
+        self.drive(step, storage)
     }
 
-    /// Handles a `QSClientRequest` from one of the provider's clients.
+    /// Handles a `QSClientRequest` from one of the provider's clients. It drives the step API
+    /// ([`steps`], from [`QueueingService::start_client_request`]) over `storage`.
     pub fn client_request<S: QsStorage>(
         &self,
         now: UnixTimeMs,
         request: &[u8],
         storage: &mut S,
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
-        let decoded = match client::decode(self, now.0, request) {
-            Ok(decoded) => decoded,
-            Err(QsFailure::Reject(reason)) => return Ok(client_rejection(&reason)),
-            Err(QsFailure::Process(e)) => return Err(e),
-        };
-        self.execute(storage, client_rejection, |storage| {
-            client::plan(self, &decoded, storage)
-        })
+        let step = self
+            .start_client_request(now, request)
+            .map_err(steps::process_error)?;
+        self.drive(step, storage)
     }
 
     /// The checks every QS request starts with: the size limit before anything is read, then
@@ -232,34 +236,6 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             }
         }
         Ok(())
-    }
-
-    /// Runs a handler, applies its write set, and re-runs it when storage reports a
-    /// concurrent change (the DS's loop, `DeliveryService::execute`).
-    fn execute<S: QsStorage>(
-        &self,
-        storage: &mut S,
-        reject: fn(&QsRejectReason) -> QsOutcome,
-        mut handler: impl FnMut(&S) -> Result<QsPlan, QsFailure<S::Error>>,
-    ) -> Result<QsOutcome, ProcessError<S::Error>> {
-        for _ in 0..=self.config.max_conflict_retries {
-            match handler(storage) {
-                Ok(QsPlan {
-                    writes: None,
-                    outcome,
-                }) => return Ok(outcome),
-                Ok(QsPlan {
-                    writes: Some(writes),
-                    outcome,
-                }) => match storage.write(&writes).map_err(ProcessError::Storage)? {
-                    QsWriteOutcome::Applied => return Ok(outcome),
-                    QsWriteOutcome::Conflict => continue,
-                },
-                Err(QsFailure::Reject(reason)) => return Ok(reject(&reason)),
-                Err(QsFailure::Process(e)) => return Err(e),
-            }
-        }
-        Ok(reject(&QsRejectReason::Conflict))
     }
 }
 

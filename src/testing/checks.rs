@@ -6,6 +6,7 @@
 //! The checks are methods, so `ds.reject(&client.update_request(ds.now_ms), code)` borrows like
 //! `ds.process(..)` does.
 
+use super::qs::{client_request_via_driver, deliver_via_driver};
 use super::{decode_response, TestDs, TestQs};
 use crate::qs::{QsOutcome, QsStatus};
 use crate::wire::{
@@ -202,8 +203,7 @@ impl TestQs {
     pub fn reject_client(&mut self, request: &[u8], code: ErrorCode) -> QsRejectReason {
         let (qs, now_ms) = (&self.qs, self.now_ms);
         let out = assert_unchanged(&mut self.storage, |storage| {
-            qs.client_request(crate::UnixTimeMs(now_ms), request, storage)
-                .expect("in-memory storage does not fail")
+            client_request_via_driver(qs, crate::UnixTimeMs(now_ms), request, storage)
         });
         assert_client_rejected(&out, code);
         out.refusal.expect("a refusal names its reason")
@@ -215,8 +215,13 @@ impl TestQs {
     pub fn reject_delivery(&mut self, fanout: &Fanout, code: ErrorCode) -> QsRejectReason {
         let (qs, now_ms) = (&self.qs, self.now_ms);
         let out = assert_unchanged(&mut self.storage, |storage| {
-            qs.deliver(crate::UnixTimeMs(now_ms), &fanout.to_bytes(), None, storage)
-                .expect("in-memory storage does not fail")
+            deliver_via_driver(
+                qs,
+                crate::UnixTimeMs(now_ms),
+                &fanout.to_bytes(),
+                None,
+                storage,
+            )
         });
         assert_eq!(out.status, QsStatus::Rejected(code));
         assert!(

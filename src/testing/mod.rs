@@ -31,7 +31,7 @@ pub use checks::{
 };
 pub use client::{Received, TestClient};
 pub use ds::{ds_identity, ds_identity_with_keys, TestDs};
-pub use qs::TestQs;
+pub use qs::{client_request_via_driver, deliver_via_driver, TestQs};
 pub use recording::{Fault, RecordedRead, RecordingQsStorage, RecordingStorage};
 
 use openmls::prelude::*;

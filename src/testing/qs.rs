@@ -6,6 +6,7 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::OpenMlsProvider as _;
 
+use super::driver::{block_on, Driver};
 use super::{TestClient, START_MS};
 use crate::qs::{
     seal_queue_info, InMemoryQsStorage, QsConfig, QsOutcome, QsStatus, QueueKey, QueueingService,
@@ -52,23 +53,25 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
     }
 
     /// Delivers one fanout instruction as a DS's server would, without transport
-    /// authentication.
+    /// authentication, through the driver [`Driver::from_env`] picks.
     pub fn deliver(&mut self, fanout: &Fanout) -> QsOutcome {
-        self.qs
-            .deliver(
-                UnixTimeMs(self.now_ms),
-                &fanout.to_bytes(),
-                None,
-                &mut self.storage,
-            )
-            .expect("in-memory storage does not fail")
+        deliver_via_driver(
+            &self.qs,
+            UnixTimeMs(self.now_ms),
+            &fanout.to_bytes(),
+            None,
+            &mut self.storage,
+        )
     }
 
-    /// A client request.
+    /// A client request, through the driver [`Driver::from_env`] picks.
     pub fn client_request(&mut self, request: &[u8]) -> QsOutcome {
-        self.qs
-            .client_request(UnixTimeMs(self.now_ms), request, &mut self.storage)
-            .expect("in-memory storage does not fail")
+        client_request_via_driver(
+            &self.qs,
+            UnixTimeMs(self.now_ms),
+            request,
+            &mut self.storage,
+        )
     }
 
     /// Creates `client`'s queue here and makes the client publish it, sealed for deliveries
@@ -97,6 +100,37 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestQs<C> {
         );
         total
     }
+}
+
+/// [`QueueingService::deliver`] or [`QueueingService::deliver_async`], as the driver
+/// [`Driver::from_env`] picks, for tests that call the QS on a storage of their own.
+pub fn deliver_via_driver<C: OpenMlsCrypto + OpenMlsRand>(
+    qs: &QueueingService<C>,
+    now: UnixTimeMs,
+    request: &[u8],
+    authenticated_sender: Option<&str>,
+    storage: &mut InMemoryQsStorage,
+) -> QsOutcome {
+    match Driver::from_env() {
+        Driver::Sync => qs.deliver(now, request, authenticated_sender, storage),
+        Driver::Async => block_on(qs.deliver_async(now, request, authenticated_sender, storage)),
+    }
+    .expect("in-memory storage does not fail")
+}
+
+/// [`QueueingService::client_request`] or [`QueueingService::client_request_async`], as the
+/// driver [`Driver::from_env`] picks, for tests that call the QS on a storage of their own.
+pub fn client_request_via_driver<C: OpenMlsCrypto + OpenMlsRand>(
+    qs: &QueueingService<C>,
+    now: UnixTimeMs,
+    request: &[u8],
+    storage: &mut InMemoryQsStorage,
+) -> QsOutcome {
+    match Driver::from_env() {
+        Driver::Sync => qs.client_request(now, request, storage),
+        Driver::Async => block_on(qs.client_request_async(now, request, storage)),
+    }
+    .expect("in-memory storage does not fail")
 }
 
 impl TestClient {
