@@ -228,3 +228,63 @@ fn the_async_drivers_futures_are_send() {
     let outcome = mimi_ds::testing::driver::block_on(future).expect("memory");
     assert_eq!(outcome.status, Status::Rejected(ErrorCode::UnknownGroup));
 }
+
+/// A storage that is `Send` but not `Sync` (a connection without internal locking).
+#[derive(Default)]
+struct SendOnly {
+    inner: InMemoryStorage,
+    reads: std::cell::Cell<u32>,
+}
+
+impl mimi_ds::storage::AsyncDsStorage for SendOnly {
+    type Error = mimi_ds::storage::Infallible;
+
+    fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> impl std::future::Future<
+        Output = Result<Option<mimi_ds::storage::GroupSnapshot>, Self::Error>,
+    > + Send {
+        self.reads.set(self.reads.get() + 1);
+        std::future::ready(DsStorage::read(&self.inner, group_id, kinds))
+    }
+
+    fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> impl std::future::Future<Output = Result<Option<mimi_ds::storage::ReplayMark>, Self::Error>>
+           + Send {
+        self.reads.set(self.reads.get() + 1);
+        std::future::ready(DsStorage::replay_mark(&self.inner, group_id, key, now_ms))
+    }
+
+    fn write(
+        &mut self,
+        write_set: &mimi_ds::storage::WriteSet,
+    ) -> impl std::future::Future<Output = Result<WriteOutcome, Self::Error>> + Send {
+        std::future::ready(DsStorage::write(&mut self.inner, write_set))
+    }
+}
+
+/// The async driver holds `&mut S`, never `&S`, across its awaits: its future is `Send` for a
+/// storage that is `Send` but not `Sync`, and it reads through that storage.
+#[test]
+fn the_async_driver_needs_a_send_storage_only() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (ds, mut alice, _bob) = group_of_two();
+    let mut storage = SendOnly {
+        inner: ds.storage.clone(),
+        ..SendOnly::default()
+    };
+    let request = alice.message_request(b"hi", ds.now_ms);
+    let future = ds
+        .ds
+        .process_async(UnixTimeMs(ds.now_ms), &request, &mut storage);
+    assert_send(&future);
+    let outcome = mimi_ds::testing::driver::block_on(future).expect("memory");
+    assert_eq!(outcome.status, Status::Accepted);
+    assert_eq!(storage.reads.get(), 2, "the replay mark and the group");
+}

@@ -210,7 +210,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     }
 
     /// Drives steps over an async storage until the request is done: [`DeliveryService::drive`]
-    /// with `.await`.
+    /// with `.await`. Holds `&mut S` across its awaits, never `&S`, so the future is `Send`
+    /// whenever the storage is (`S: Sync` is not needed).
     async fn drive_async<S: AsyncDsStorage>(
         &self,
         mut step: DsStep<'_>,
@@ -219,10 +220,14 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         loop {
             step = match step {
                 DsStep::Read(reads) => {
-                    let answers = reads
-                        .fetch_async(storage)
-                        .await
-                        .map_err(ProcessError::Storage)?;
+                    let mut answers = Vec::with_capacity(reads.reads().len());
+                    for read in reads.reads() {
+                        answers.push(
+                            fetch_one(read, storage)
+                                .await
+                                .map_err(ProcessError::Storage)?,
+                        );
+                    }
                     self.resume(reads, answers)?
                 }
                 DsStep::Write(write) => {
@@ -282,4 +287,20 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             refusal: Some(reason.clone()),
         })
     }
+}
+
+/// One read over `&mut S`: the storage's future is `Send` by its contract, and the `&mut S`
+/// this holds is `Send` when `S` is (a `&S` held across an await would need `S: Sync`).
+async fn fetch_one<S: AsyncDsStorage>(
+    read: &DsRead,
+    storage: &mut S,
+) -> Result<DsFetched, S::Error> {
+    Ok(match read {
+        DsRead::Group { group_id, kinds } => DsFetched::Group(storage.read(group_id, kinds).await?),
+        DsRead::ReplayMark {
+            group_id,
+            key,
+            now_ms,
+        } => DsFetched::ReplayMark(storage.replay_mark(group_id, key, *now_ms).await?),
+    })
 }
