@@ -62,8 +62,10 @@
 //! * **The durable outbox ([`DsOutbox`]).** A backend that implements it stores one
 //!   [`OutboxEntry`] per [`Fanout`] of an applied write set, in the order of
 //!   [`WriteSet::fanout`], **in the same atomic write**: an applied write has all of them, a
-//!   conflicted or failed write none. Entry IDs are unique and increase in the order entries are
-//!   stored; they are never reused. [`DsOutbox::pending`] lists due entries oldest first,
+//!   conflicted or failed write none. Entry IDs are unique, increase in the order one write stores
+//!   its entries, and are never reused; across concurrent writes, an entry with a smaller ID may
+//!   become visible later (a database sequence hands out IDs before commit), so a relay must not
+//!   treat the highest ID it saw as a watermark. [`DsOutbox::pending`] lists due entries oldest first,
 //!   [`DsOutbox::mark_delivered`] removes one, [`DsOutbox::retry_later`] counts an attempt and
 //!   sets the next attempt time. So a write that applied and then reported failure, or a process
 //!   that stopped before delivering, loses no fanout: a relay drains the outbox, also from a

@@ -45,8 +45,9 @@ use super::DsStorage;
 /// One stored delivery: a [`Fanout`] of an applied write set, with its retry bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
-    /// Assigned by the backend: unique, and increasing in the order entries were stored
-    /// (never reused, also after [`DsOutbox::mark_delivered`]).
+    /// Assigned by the backend: unique, increasing in the order one write stored its entries,
+    /// and never reused, also after [`DsOutbox::mark_delivered`]. Across concurrent writes a
+    /// smaller ID may become visible later (see the storage contract).
     pub id: u64,
     /// The group the write set was for.
     pub group_id: Vec<u8>,
