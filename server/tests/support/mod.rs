@@ -417,3 +417,18 @@ pub fn dump(path: &Path) -> Vec<String> {
 pub fn provider_of(client: &TestClient) -> String {
     String::from_utf8(client.queue.provider_domain.as_slice().to_vec()).expect("domain")
 }
+
+/// A TLS 1.3 connection (no client certificate) for writing raw HTTP/1.1 bytes.
+pub async fn raw_tls(
+    pki: &Pki,
+    domain: &str,
+    address: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    tokio_rustls::TlsConnector::from(pki.client(None, false))
+        .connect(ServerName::try_from(domain.to_owned()).expect("name"), tcp)
+        .await
+        .expect("TLS")
+}
