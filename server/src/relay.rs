@@ -143,11 +143,13 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
                         .push(entry);
                 }
                 for (destination, entries) in by_destination {
-                    let mut busy = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    if !busy.insert(destination.clone()) {
+                    let newly_busy = in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(destination.clone());
+                    if !newly_busy {
                         continue;
                     }
-                    drop(busy);
                     let shared = Arc::clone(&shared);
                     let permits = Arc::clone(&permits);
                     let in_flight = Arc::clone(&in_flight);

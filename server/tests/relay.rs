@@ -65,6 +65,17 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
         net.create_queue(&mut bob, beta_address).await;
         net.create_queue(&mut carol, gamma_address).await;
         gamma.shutdown().await;
+        // First gamma hangs: its address accepts connections and never answers, so every
+        // delivery to it runs into the delivery timeout (3 s here).
+        let hole = tokio::net::TcpListener::bind(gamma_address)
+            .await
+            .expect("bind");
+        let black_hole = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hole.accept().await {
+                held.push(socket);
+            }
+        });
 
         let database = root.path().join("hub.sqlite3");
         let mut hub_config = config(
@@ -82,11 +93,11 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
         let add = alice.add_request(vec![bob.key_package(), carol.key_package()], now_ms());
         net.ds(hub_address, add).await;
         alice.confirm_commit();
-        let down_since = Instant::now();
 
-        // beta gets its Welcome while gamma is down, and bob joins.
+        // beta gets its Welcome while gamma hangs (well before gamma's delivery times out),
+        // and bob joins.
         let received = net
-            .fetch_until(&mut bob, beta_address, Duration::from_secs(20), is_welcome)
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(2), is_welcome)
             .await;
         net.join(&mut bob, hub_address, &welcome(&received)).await;
         // New requests are answered at once, and their fanout to beta goes through.
@@ -98,23 +109,33 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
             "the request path waited"
         );
         let received = net
-            .fetch_until(&mut bob, beta_address, Duration::from_secs(20), |r| {
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(2), |r| {
                 matches!(r, Received::Application(_))
             })
             .await;
         assert!(received.contains(&Received::Application(b"Hi Bob".to_vec())));
-
-        // gamma's deliveries were retried, with backoff: with delays of 50, 100, 200, 200…
-        // ms, at most one attempt per 50 ms, and the first retries happen.
         let stats = hub.relay_stats();
         wait_for(
-            "two failed attempts to gamma",
+            "gamma's delivery timed out",
             Duration::from_secs(10),
-            || stats.failed_attempts_to(GAMMA) >= 2,
+            || stats.failed_attempts_to(GAMMA) >= 1,
+        )
+        .await;
+
+        // Then gamma refuses connections. Its deliveries are retried with backoff: with
+        // delays of 50, 100, 200, 200… ms, at most one attempt per 50 ms.
+        black_hole.abort();
+        let _ = black_hole.await;
+        let down_since = Instant::now();
+        let timed_out = stats.failed_attempts_to(GAMMA);
+        wait_for(
+            "two more failed attempts to gamma",
+            Duration::from_secs(10),
+            || stats.failed_attempts_to(GAMMA) >= timed_out + 2,
         )
         .await;
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let attempts = stats.failed_attempts_to(GAMMA);
+        let attempts = stats.failed_attempts_to(GAMMA) - timed_out;
         let bound = down_since.elapsed().as_millis() as u64 / 50 + 2;
         assert!(
             attempts <= bound,
