@@ -290,11 +290,10 @@ async fn accept_loop<B: Backend>(
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    _ => return,
-                };
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else {
+                return; // Timed out, or not TLS 1.3 with an acceptable certificate.
+            };
             let peer = tls::authenticated_peer(
                 tls.get_ref().1.peer_certificates(),
                 &shared.domain,

@@ -31,7 +31,24 @@ async fn main() -> ExitCode {
         "listening on https://{} (storage: {storage:?})",
         server.local_addr()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    stopped().await;
+    println!("stopping: finishing open requests");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or (on Unix) SIGTERM, which service managers send.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
