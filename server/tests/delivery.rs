@@ -60,6 +60,21 @@ async fn run() {
         .await;
     assert_eq!((status, body.as_slice()), (200, ALPHA.as_bytes()));
 
+    // beta runs no hub: a DS request sent there is refused with an error body.
+    let (status, body) = net
+        .post(
+            BETA,
+            beta.local_addr(),
+            "/group_operation",
+            b"\x00\x01".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(matches!(
+        mimi_ds::wire::decode_exact::<mimi_ds::wire::DsResponse>(&body).map(|r| r.body),
+        Ok(mimi_ds::wire::DsResponseBody::Error(_))
+    ));
+
     let mut alice = TestClient::new("alice", "phone", ALPHA);
     let mut bob = TestClient::new("bob", "phone", BETA);
     let mut bob_laptop = TestClient::new("bob", "laptop", BETA);

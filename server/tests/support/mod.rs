@@ -39,6 +39,8 @@ pub fn now_ms() -> u64 {
 pub struct Pki {
     ca: CertificateDer<'static>,
     leaves: Vec<(String, CertificateDer<'static>, Vec<u8>)>,
+    /// The CA certificate, and per domain the leaf and its key, in PEM (for the flags).
+    pems: (String, Vec<(String, String, String)>),
 }
 
 impl Pki {
@@ -53,6 +55,7 @@ impl Pki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign];
         let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let mut pems = (ca.pem(), Vec::new());
         let leaves = domains
             .iter()
             .map(|&domain| {
@@ -62,13 +65,36 @@ impl Pki {
                 params.key_usages = vec![Ku::DigitalSignature];
                 params.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
                 let cert = params.signed_by(&key, &ca, &ca_key).expect("leaf");
+                pems.1
+                    .push((domain.to_owned(), cert.pem(), key.serialize_pem()));
                 (domain.to_owned(), cert.der().clone(), key.serialize_der())
             })
             .collect();
         Self {
             ca: ca.der().clone(),
             leaves,
+            pems,
         }
+    }
+
+    /// Writes `domain`'s certificate, its key and the CA as PEM files into `dir`; returns
+    /// their paths.
+    pub fn write_pem_files(&self, dir: &Path, domain: &str) -> [PathBuf; 3] {
+        let (_, cert, key) = self
+            .pems
+            .1
+            .iter()
+            .find(|(d, _, _)| d == domain)
+            .expect("a leaf for the domain");
+        let paths = [
+            dir.join(format!("{domain}.pem")),
+            dir.join(format!("{domain}.key")),
+            dir.join("ca.pem"),
+        ];
+        for (path, text) in paths.iter().zip([cert, key, &self.pems.0]) {
+            std::fs::write(path, text).expect("write PEM");
+        }
+        paths
     }
 
     pub fn material(&self, domain: &str) -> TlsMaterial {
