@@ -10,10 +10,16 @@
 //!   skipped by later rounds until its task ends, so a provider that is slow or down holds up
 //!   only its own deliveries; the request path never waits for the relay at all.
 //! * **Backoff.** When a delivery fails (no connection, TLS failure, timeout, an answer other
-//!   than 200 with a `QueueingServiceResponse`), that entry and the destination's later ones
-//!   in the round are hidden until an exponentially growing, jittered delay has passed
-//!   ([`crate::RetryPolicy`]). Every failure is retried: a delivery is never dropped because
-//!   a peer misbehaved for a while.
+//!   than 200 with a `QueueingServiceResponse`), that entry and every other due entry of the
+//!   destination are hidden until an exponentially growing, jittered delay has passed
+//!   ([`crate::RetryPolicy`]; an entry's `attempts` so counts the failures of its destination
+//!   while it waited). Every failure is retried: a delivery is never dropped because a peer
+//!   misbehaved for a while.
+//! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
+//!   destination's task hangs (up to the delivery timeout), its entries stay due and take
+//!   room in the batch; with a backlog of more than a batch for one hanging provider, other
+//!   providers' newer entries wait for that timeout once per backoff period. A per-destination
+//!   `pending` in the outbox contract would remove this.
 //! * **Destinations** are chosen by group members, so each passes
 //!   [`Fanout::check_destination`] against the peer directory (the only way one resolves)
 //!   before anything is looked up. A refused one is never called: its queues are reported to
@@ -236,6 +242,7 @@ async fn deliver_destination<B: Backend>(
                     .collect();
                 tracing::warn!(%destination, %error, attempts = entry.attempts + 1, "relay: delivery failed; retrying later");
                 put_off(shared, delays).await;
+                put_off_rest_of(shared, destination).await;
                 return;
             }
         }
@@ -357,6 +364,38 @@ async fn finish<B: Backend>(
             .rejected_queues
             .fetch_add(events, Ordering::Relaxed);
         shared.relay_wake.notify_one();
+    }
+}
+
+/// Pages through the outbox, putting off every other due entry of a destination that just
+/// failed, so that a backlog for a provider that is down does not fill the relay's batches
+/// and hide other providers' entries behind it. Bounded: at most `MAX_PAGES` pages.
+async fn put_off_rest_of<B: Backend>(shared: &Arc<Shared<B>>, destination: &str) {
+    const MAX_PAGES: usize = 64;
+    let local = Arc::clone(shared);
+    let destination = destination.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        local.backend.with(|ds, _| {
+            for _ in 0..MAX_PAGES {
+                let now = now_ms();
+                let page = ds.pending(now, BATCH).map_err(|e| e.to_string())?;
+                let mut found = false;
+                for entry in page.iter().filter(|e| e.destination == destination) {
+                    found = true;
+                    let wait = local.relay.retry.delay(entry.attempts.saturating_add(1));
+                    ds.retry_later(entry.id, now.saturating_add(millis(wait)))
+                        .map_err(|e| e.to_string())?;
+                }
+                if !found || page.len() < BATCH {
+                    break;
+                }
+            }
+            Ok::<(), String>(())
+        })
+    })
+    .await;
+    if let Ok(Err(error)) = result {
+        tracing::error!(%error, "relay: scheduling retries failed");
     }
 }
 
