@@ -66,7 +66,7 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
         net.create_queue(&mut carol, gamma_address).await;
         gamma.shutdown().await;
         // First gamma hangs: its address accepts connections and never answers, so every
-        // delivery to it runs into the delivery timeout (3 s here).
+        // delivery to it runs into the hub's delivery timeout (5 s here).
         let hole = tokio::net::TcpListener::bind(gamma_address)
             .await
             .expect("bind");
@@ -87,6 +87,7 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
             directory(&[(BETA, beta_address), (GAMMA, gamma_address)]),
         );
         hub_config.listen = hub_address;
+        hub_config.delivery_timeout = Duration::from_secs(5);
         let hub = start(hub_config).await;
         net.create_queue(&mut alice, hub_address).await;
         net.create_group(&mut alice, &hub).await;
@@ -97,7 +98,7 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
         // beta gets its Welcome while gamma hangs (well before gamma's delivery times out),
         // and bob joins.
         let received = net
-            .fetch_until(&mut bob, beta_address, Duration::from_secs(2), is_welcome)
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(4), is_welcome)
             .await;
         net.join(&mut bob, hub_address, &welcome(&received)).await;
         // New requests are answered at once, and their fanout to beta goes through.
@@ -109,7 +110,7 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
             "the request path waited"
         );
         let received = net
-            .fetch_until(&mut bob, beta_address, Duration::from_secs(2), |r| {
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(4), |r| {
                 matches!(r, Received::Application(_))
             })
             .await;
