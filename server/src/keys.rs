@@ -28,11 +28,18 @@ fn load_or_create(
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes = make()?;
+            // Written whole to a temporary name, synced, then renamed: a crash never leaves a
+            // cut-short key that the next start would refuse (or, worse, a new key beside a
+            // database made with the old one).
+            let temporary = dir.join(format!("{name}.tmp"));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(&path)?, &bytes)?;
+            let mut file = options.open(&temporary)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
             Ok(bytes)
         }
         Err(e) => Err(e.into()),
