@@ -105,3 +105,53 @@ async fn a_server_starts_from_its_flags_and_files() {
     .await
     .expect("within the deadline");
 }
+
+/// TLS 1.3 only: a client offering nothing newer than TLS 1.2 gets no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_1_2_client_is_refused() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let root = tempfile::tempdir().expect("tmp");
+        let net = Net {
+            pki: Pki::new(&[ALPHA]),
+        };
+        let server = start(config(
+            &net.pki,
+            ALPHA,
+            false,
+            StorageChoice::Memory,
+            &state_dir(root.path(), "alpha"),
+            directory(&[]),
+        ))
+        .await;
+        let connect = |versions: &'static [&'static rustls::SupportedProtocolVersion]| {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in net.pki.material(ALPHA).trusted_cas {
+                roots.add(ca).expect("CA");
+            }
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let at = server.local_addr();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(at).await.expect("connect");
+                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                    .connect(
+                        rustls::pki_types::ServerName::try_from(ALPHA).expect("name"),
+                        tcp,
+                    )
+                    .await
+            }
+        };
+        static TLS12_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        assert!(connect(&TLS12_ONLY).await.is_err());
+        assert!(connect(&TLS13_ONLY).await.is_ok());
+        server.shutdown().await;
+    })
+    .await
+    .expect("within the deadline");
+}
