@@ -1,0 +1,85 @@
+//! The keys kept in the state folder: the hub's MLS signature key (its external-sender
+//! identity, which every group it serves names) and the QS's queue key (which opens the
+//! sealed queue IDs clients publish). Both are created on first start and must survive
+//! restarts: a new key strands every existing group or queue.
+
+use std::path::Path;
+
+use mimi_ds::qs::QueueKey;
+use mimi_ds::DsIdentity;
+use openmls::prelude::{
+    BasicCredential, Credential, ExternalSender, SignaturePublicKey, SignatureScheme,
+};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::random::OpenMlsRand;
+use tls_codec::{DeserializeBytes as _, Serialize as _};
+
+use crate::StartError;
+
+/// Reads `name` in `dir`, or creates it with `make()` (owner-readable only).
+fn load_or_create(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> Result<Vec<u8>, StartError>,
+) -> Result<Vec<u8>, StartError> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes = make()?;
+            // Written whole to a temporary name, synced, then renamed: a crash never leaves a
+            // cut-short key that the next start would refuse (or, worse, a new key beside a
+            // database made with the old one).
+            let temporary = dir.join(format!("{name}.tmp"));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&temporary)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            Ok(bytes)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The QS's queue key, from a 32-byte seed.
+pub(crate) fn queue_key(dir: &Path) -> Result<QueueKey, StartError> {
+    let seed = load_or_create(dir, "qs-queue-key.seed", || {
+        RustCrypto::default()
+            .random_vec(32)
+            .map_err(|e| StartError::Keys(e.to_string()))
+    })?;
+    QueueKey::derive(&seed).map_err(|e| StartError::Keys(e.to_string()))
+}
+
+/// The hub's identity: an Ed25519 key pair (TLS-encoded, as openmls stores it) and a
+/// BasicCredential naming its domain.
+pub(crate) fn hub_identity(
+    dir: &Path,
+    domain: &str,
+) -> Result<(DsIdentity, ExternalSender), StartError> {
+    let bytes = load_or_create(dir, "hub-signature.key", || {
+        let keys = SignatureKeyPair::new(SignatureScheme::ED25519)
+            .map_err(|e| StartError::Keys(e.to_string()))?;
+        keys.tls_serialize_detached()
+            .map_err(|e| StartError::Keys(e.to_string()))
+    })?;
+    let keys = SignatureKeyPair::tls_deserialize_exact_bytes(&bytes).map_err(|e| {
+        StartError::Keys(format!("{}: {e}", dir.join("hub-signature.key").display()))
+    })?;
+    let signature_key = SignaturePublicKey::from(keys.to_public_vec());
+    let credential: Credential = BasicCredential::new(domain.as_bytes().to_vec()).into();
+    let sender = ExternalSender::new(signature_key.clone(), credential.clone());
+    Ok((
+        DsIdentity {
+            signature_key,
+            credential,
+            signer: Box::new(keys),
+        },
+        sender,
+    ))
+}

@@ -1,0 +1,323 @@
+//! A runnable MIMI provider: the [mimi-ds](mimi_ds) hub (Delivery Service) and Queueing
+//! Service behind HTTPS, with durable storage and a fanout relay.
+//!
+//! * **HTTP**: tokio, hyper 1 through hyper-util's `auto` builder (HTTP/1.1 and HTTP/2 on one
+//!   port, ALPN), a header read timeout, and tower layers: tracing, a body size limit (413), a
+//!   request timeout (408) and a concurrency limit. Errors the server answers itself carry a
+//!   `DSResponse` error body, like the router's.
+//! * **TLS**: tokio-rustls on ring, TLS 1.3 only. Client certificates are optional and verified
+//!   against the configured CAs; the provider a verified certificate names (a domain of the
+//!   peer directory) is the `authenticated_peer` the [`Router`] sees (mutual TLS, TR-01).
+//! * **Storage** ([`StorageChoice`]): a SQLite file by default, or memory for tests. SQLite is
+//!   synchronous, so every storage call runs on a blocking thread with one pooled connection
+//!   (see `store.rs` for why a pool).
+//! * **Fanout**: the DS stores the fanout of every applied write in its durable outbox in the
+//!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
+//!   so a request is answered as soon as its write is durable, and a restart delivers what
+//!   was left.
+//!
+//! ```no_run
+//! # async fn run(config: mimi_ds_server::ServerConfig) -> Result<(), mimi_ds_server::StartError> {
+//! let server = mimi_ds_server::start(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! tokio::signal::ctrl_c().await.ok();
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod keys;
+mod relay;
+mod service;
+mod store;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use mimi_ds::qs::{QsConfig, QueueingService};
+use mimi_ds::transport::{Router, TransportConfig};
+use mimi_ds::{BasicCredentialValidator, DeliveryService, DsConfig};
+use openmls::prelude::ExternalSender;
+use openmls_rust_crypto::RustCrypto;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub use config::{
+    ConfigError, Jitter, Limits, PeerDirectory, RetryPolicy, ServerConfig, StorageChoice,
+    TlsMaterial, USAGE,
+};
+pub use relay::RelayStats;
+pub use tls::TlsError;
+
+use store::{Backend, MemoryBackend, SqliteBackend};
+
+/// SQLite connections in the pool.
+const SQLITE_CONNECTIONS: usize = 4;
+/// How long shutdown waits for open connections to finish their requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The host clock in ms since the UNIX epoch: the server reads it and hands it to mimi-ds,
+/// which never reads a clock itself.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The relay's settings, from [`ServerConfig`].
+pub(crate) struct RelaySettings {
+    pub(crate) retry: RetryPolicy,
+    pub(crate) poll_interval: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) delivery_timeout: Duration,
+}
+
+/// What the request handlers and the relay share.
+pub(crate) struct Shared<B> {
+    pub(crate) domain: String,
+    pub(crate) router: Router,
+    pub(crate) backend: B,
+    pub(crate) peers: PeerDirectory,
+    pub(crate) limits: Limits,
+    pub(crate) client_tls: Arc<rustls::ClientConfig>,
+    pub(crate) relay: RelaySettings,
+    pub(crate) relay_wake: Notify,
+    pub(crate) relay_stats: Arc<RelayStats>,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Listening, or the state folder.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The certificates.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The SQLite database.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] mimi_ds_sqlite::Error),
+    /// The keys in the state folder.
+    #[error("keys: {0}")]
+    Keys(String),
+}
+
+/// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    relay_stats: Arc<RelayStats>,
+    external_sender: Option<ExternalSender>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The hub's external-sender entry (its signature key and credential), which clients put
+    /// into the groups they create; `None` if it runs no hub.
+    pub fn external_sender(&self) -> Option<&ExternalSender> {
+        self.external_sender.as_ref()
+    }
+
+    /// What the relay counted.
+    pub fn relay_stats(&self) -> &RelayStats {
+        &self.relay_stats
+    }
+
+    /// The token that stops it (cancelling it is what [`RunningServer::shutdown`] does first).
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops accepting, lets open connections finish their requests (for a few seconds),
+    /// stops the relay, and waits for all of it.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts a server: opens the storage, binds, and spawns the accept loop and the relay on the
+/// current tokio runtime.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&config.state_dir)?;
+    // One arm per backend; PostgreSQL (mimi-ds-postgres) becomes one more.
+    match config.storage.clone() {
+        StorageChoice::Sqlite(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let backend =
+                tokio::task::spawn_blocking(move || SqliteBackend::open(&path, SQLITE_CONNECTIONS))
+                    .await
+                    .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+            start_with(config, backend).await
+        }
+        StorageChoice::Memory => start_with(config, MemoryBackend::new()).await,
+    }
+}
+
+async fn start_with<B: Backend>(
+    config: ServerConfig,
+    backend: B,
+) -> Result<RunningServer, StartError> {
+    let server_tls = tls::server_config(&config.tls)?;
+    let client_tls = tls::client_config(&config.tls)?;
+    let queue_key = keys::queue_key(&config.state_dir)?;
+    let qs = QueueingService::new(
+        QsConfig::new(&config.domain),
+        queue_key,
+        RustCrypto::default(),
+    );
+    let ds_domain = config.runs_hub.then(|| config.domain.clone());
+    let mut transport = TransportConfig::new(&config.domain, ds_domain);
+    transport.max_body_bytes = config.limits.max_body_bytes;
+    let mut router = Router::new(transport).with_qs(qs);
+    let mut external_sender = None;
+    if config.runs_hub {
+        let (identity, sender) = keys::hub_identity(&config.state_dir, &config.domain)?;
+        // BasicCredentials naming `mimi://<domain>/d/<user>/<device>`; a deployment with its
+        // own identity system plugs in its own `CredentialValidator`.
+        let ds = DeliveryService::new(
+            DsConfig::new(&config.domain),
+            identity,
+            RustCrypto::default(),
+        )
+        .with_credential_validator(BasicCredentialValidator::accept_basic_credentials());
+        router = router.with_ds(ds);
+        external_sender = Some(sender);
+    }
+    let relay_stats = Arc::new(RelayStats::default());
+    let shared = Arc::new(Shared {
+        domain: config.domain.to_ascii_lowercase(),
+        router,
+        backend,
+        peers: config.peers,
+        limits: config.limits.clone(),
+        client_tls,
+        relay: RelaySettings {
+            retry: config.retry,
+            poll_interval: config.relay_poll_interval,
+            concurrency: config.relay_concurrency,
+            delivery_timeout: config.delivery_timeout,
+        },
+        relay_wake: Notify::new(),
+        relay_stats: Arc::clone(&relay_stats),
+    });
+    let listener = TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let accept = tokio::spawn(accept_loop(
+        Arc::clone(&shared),
+        listener,
+        tokio_rustls::TlsAcceptor::from(server_tls),
+        cancel.clone(),
+    ));
+    let relay = tokio::spawn(relay::run(shared, cancel.clone()));
+    tracing::info!(%local_addr, domain = %config.domain, hub = config.runs_hub, "serving");
+    Ok(RunningServer {
+        local_addr,
+        cancel,
+        tasks: vec![accept, relay],
+        relay_stats,
+        external_sender,
+    })
+}
+
+/// Accepts connections until cancelled, then waits (a while) for open ones to finish.
+async fn accept_loop<B: Backend>(
+    shared: Arc<Shared<B>>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    cancel: CancellationToken,
+) {
+    let limits = shared.limits.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let service = service::make_service(Arc::clone(&shared));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            continue; // Over the connection limit: closed at once.
+        };
+        let acceptor = acceptor.clone();
+        let builder = Arc::clone(&builder);
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else {
+                return; // Timed out, or not TLS 1.3 with an acceptable certificate.
+            };
+            let peer = tls::authenticated_peer(
+                tls.get_ref().1.peer_certificates(),
+                &shared.domain,
+                &shared.peers,
+            );
+            drop(shared);
+            let peer = service::Peer(peer);
+            let service =
+                service.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    request
+                });
+            let connection =
+                builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%error, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at shutdown were dropped");
+    }
+}

@@ -1,0 +1,417 @@
+//! The fanout relay: drains the durable outbox and delivers each fanout to its provider's
+//! Queueing Service.
+//!
+//! * **At least once.** An entry leaves the outbox ([`DsOutbox::mark_delivered`]) only after
+//!   the QS answered it; a crash in between delivers it again, and the QS accepts the
+//!   byte-identical redelivery without storing it twice (wire-format.md §10.2).
+//! * **Per destination, concurrently.** Each round groups the due entries by destination and
+//!   gives each destination one task (at most `relay_concurrency` at once) that delivers its
+//!   entries in outbox order over one connection. A destination already being served is
+//!   skipped by later rounds until its task ends, so a provider that is slow or down holds up
+//!   only its own deliveries; the request path never waits for the relay at all.
+//! * **Backoff.** When a delivery fails (no connection, TLS failure, timeout, an answer other
+//!   than 200 with a `QueueingServiceResponse`), that entry and every other due entry of the
+//!   destination are hidden until an exponentially growing, jittered delay has passed
+//!   ([`crate::RetryPolicy`]; an entry's `attempts` so counts the failures of its destination
+//!   while it waited). Every failure is retried: a delivery is never dropped because a peer
+//!   misbehaved for a while.
+//! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
+//!   destination's task hangs (up to the delivery timeout), its entries stay due and take
+//!   room in the batch; with a backlog of more than a batch for one hanging provider, other
+//!   providers' newer entries wait for that timeout once per backoff period. A per-destination
+//!   `pending` in the outbox contract would remove this.
+//! * **Destinations** are chosen by group members, so each passes
+//!   [`Fanout::check_destination`] against the peer directory (the only way one resolves)
+//!   before anything is looked up. A refused one is never called: its queues are reported to
+//!   the hub as [`HubEvent::QueueRejected`], as are the queues a QS answers
+//!   `invalid_client_queue_information` for, and the fanout of those events goes back
+//!   through the outbox.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use mimi_ds::storage::{DsOutbox, OutboxEntry};
+use mimi_ds::transport::OCTET_STREAM;
+use mimi_ds::wire::{decode_exact, QueueingServiceResponse};
+use mimi_ds::{Fanout, HubEvent, UnixTimeMs};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Backend;
+use crate::{now_ms, Shared};
+
+/// Entries read from the outbox per round.
+const BATCH: usize = 512;
+/// Largest QS answer read.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// What the relay counted since the server started.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    delivered: AtomicU64,
+    failed_attempts: AtomicU64,
+    rejected_queues: AtomicU64,
+    refused_destinations: AtomicU64,
+    failures_by_destination: Mutex<HashMap<String, u64>>,
+}
+
+impl RelayStats {
+    /// Fanouts a QS accepted (and that left the outbox).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Failed delivery attempts, each followed by a backoff.
+    pub fn failed_attempts(&self) -> u64 {
+        self.failed_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Failed delivery attempts to one destination.
+    pub fn failed_attempts_to(&self, destination: &str) -> u64 {
+        self.failures_by_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(destination)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Queues reported to the hub as rejected (by a QS, or at a refused destination).
+    pub fn rejected_queues(&self) -> u64 {
+        self.rejected_queues.load(Ordering::Relaxed)
+    }
+
+    /// Fanouts whose destination [`Fanout::check_destination`] refused.
+    pub fn refused_destinations(&self) -> u64 {
+        self.refused_destinations.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, destination: &str) {
+        self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        *self
+            .failures_by_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(destination.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// Why one delivery did not happen.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("answer: {0}")]
+    Answer(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Runs until `cancel` fires. Delivery tasks still running then are dropped: their entries
+/// stay in the outbox and are delivered after the next start.
+pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: CancellationToken) {
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let permits = Arc::new(Semaphore::new(shared.relay.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let due = {
+            let shared = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || {
+                shared
+                    .backend
+                    .with(|ds, _| ds.pending(now_ms(), BATCH).map_err(|e| e.to_string()))
+            })
+            .await
+        };
+        match due {
+            Ok(Ok(entries)) => {
+                let mut by_destination: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
+                for entry in entries {
+                    by_destination
+                        .entry(entry.destination.clone())
+                        .or_default()
+                        .push(entry);
+                }
+                for (destination, entries) in by_destination {
+                    let newly_busy = in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(destination.clone());
+                    if !newly_busy {
+                        continue;
+                    }
+                    let shared = Arc::clone(&shared);
+                    let permits = Arc::clone(&permits);
+                    let in_flight = Arc::clone(&in_flight);
+                    tasks.spawn(async move {
+                        if let Ok(_permit) = permits.acquire_owned().await {
+                            deliver_destination(&shared, &destination, entries).await;
+                        }
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&destination);
+                        // Its entries may have been skipped meanwhile; look again.
+                        shared.relay_wake.notify_one();
+                    });
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "relay: reading the outbox failed"),
+            Err(error) => tracing::error!(%error, "relay: outbox read panicked"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = shared.relay_wake.notified() => {}
+            () = tokio::time::sleep(shared.relay.poll_interval) => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Delivers one destination's due entries in order; at the first failure, this entry and the
+/// remaining ones are put off by the backoff.
+async fn deliver_destination<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    destination: &str,
+    entries: Vec<OutboxEntry>,
+) {
+    let mut connection: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        let fanout = match entry.fanout() {
+            Ok(fanout) => fanout,
+            Err(corrupt) => {
+                // Never guess at a delivery: report it and look again only after the longest
+                // backoff (an operator may repair the row).
+                tracing::error!(error = %corrupt, "relay: corrupt outbox entry");
+                let later = now_ms().saturating_add(millis(shared.relay.retry.max_delay));
+                put_off(shared, vec![(entry.id, later)]).await;
+                continue;
+            }
+        };
+        let peers = &shared.peers;
+        let own = shared.domain.as_str();
+        let known = |d: &str| d.eq_ignore_ascii_case(own) || peers.address(d).is_some();
+        if let Err(refusal) = fanout.check_destination(&known) {
+            tracing::warn!(%refusal, "relay: destination refused; its queues are reported to the hub");
+            shared
+                .relay_stats
+                .refused_destinations
+                .fetch_add(1, Ordering::Relaxed);
+            let rejected = fanout.recipient_queues();
+            finish(shared, entry.id, &fanout, rejected).await;
+            continue;
+        }
+        let attempt = tokio::time::timeout(
+            shared.relay.delivery_timeout,
+            deliver(shared, &fanout, &mut connection),
+        )
+        .await
+        .unwrap_or(Err(DeliveryError::Timeout));
+        match attempt {
+            Ok(answer) => {
+                let rejected = fanout.rejected_queues(&answer);
+                finish(shared, entry.id, &fanout, rejected).await;
+                shared.relay_stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                shared.relay_stats.failed(destination);
+                let now = now_ms();
+                let delays = entries[index..]
+                    .iter()
+                    .map(|e| {
+                        let wait = shared.relay.retry.delay(e.attempts.saturating_add(1));
+                        (e.id, now.saturating_add(millis(wait)))
+                    })
+                    .collect();
+                tracing::warn!(%destination, %error, attempts = entry.attempts + 1, "relay: delivery failed; retrying later");
+                put_off(shared, delays).await;
+                put_off_rest_of(shared, destination).await;
+                return;
+            }
+        }
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One delivery: to this provider's own QS directly, to another over HTTPS with mutual TLS.
+async fn deliver<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    fanout: &Fanout,
+    connection: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+) -> Result<QueueingServiceResponse, DeliveryError> {
+    let body = fanout.to_bytes();
+    if fanout.destination.eq_ignore_ascii_case(&shared.domain) {
+        let local = Arc::clone(shared);
+        let answer = tokio::task::spawn_blocking(move || {
+            let qs = local
+                .router
+                .qs()
+                .ok_or_else(|| DeliveryError::Storage("this server runs no QS".into()))?;
+            // Our own hub is the sender: there is no transport to authenticate.
+            local
+                .backend
+                .with(|_, qs_storage| {
+                    qs.deliver(UnixTimeMs(now_ms()), &body, Some(&local.domain), qs_storage)
+                })
+                .map_err(|e| DeliveryError::Storage(e.to_string()))
+        })
+        .await
+        .map_err(|e| DeliveryError::Storage(e.to_string()))??;
+        return decode_exact(&answer.response).map_err(|e| DeliveryError::Answer(e.to_string()));
+    }
+    if connection.as_ref().is_none_or(|c| c.is_closed()) {
+        *connection = Some(connect(shared, &fanout.destination).await?);
+    }
+    let sender = connection.as_mut().ok_or(DeliveryError::Timeout)?;
+    sender.ready().await?;
+    let request = http::Request::post("/deliver_message")
+        .header(HOST, fanout.destination.as_str())
+        .header(CONTENT_TYPE, OCTET_STREAM)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| DeliveryError::Answer(e.to_string()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let answer = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| DeliveryError::Answer(e.to_string()))?
+        .to_bytes();
+    if status != 200 {
+        return Err(DeliveryError::Status(status));
+    }
+    decode_exact(&answer).map_err(|e| DeliveryError::Answer(e.to_string()))
+}
+
+/// A TLS 1.3 connection to `destination` at its directory address, presenting this
+/// provider's certificate, and the HTTP/1.1 handshake over it.
+async fn connect<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    destination: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, DeliveryError> {
+    let address = shared.peers.address(destination).ok_or_else(|| {
+        DeliveryError::Answer(format!("{destination} is not in the peer directory"))
+    })?;
+    let tcp = TcpStream::connect(address).await?;
+    let name = ServerName::try_from(destination.to_owned())
+        .map_err(|e| DeliveryError::Answer(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(&shared.client_tls))
+        .connect(name, tcp)
+        .await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "relay connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// A delivered (or undeliverable) entry: report its rejected queues as hub events (their
+/// fanout goes into the outbox by the same writes), then remove it from the outbox.
+async fn finish<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    id: u64,
+    fanout: &Fanout,
+    rejected: Vec<mimi_ds::wire::ClientQueueConfig>,
+) {
+    let group_id = fanout.group_id().to_vec();
+    let events = rejected.len() as u64;
+    let local = Arc::clone(shared);
+    let result = tokio::task::spawn_blocking(move || {
+        local.backend.with(|ds_storage, _| {
+            if let Some(ds) = local.router.ds() {
+                for queue in rejected {
+                    let event = HubEvent::QueueRejected(queue);
+                    if let Err(error) =
+                        ds.handle_event(UnixTimeMs(now_ms()), &group_id, &event, ds_storage)
+                    {
+                        tracing::error!(%error, "relay: hub event for a rejected queue failed");
+                    }
+                }
+            }
+            ds_storage.mark_delivered(id).map_err(|e| e.to_string())
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "relay: removing a delivered entry failed"),
+        Err(error) => tracing::error!(%error, "relay: panicked"),
+    }
+    if events > 0 {
+        shared
+            .relay_stats
+            .rejected_queues
+            .fetch_add(events, Ordering::Relaxed);
+        shared.relay_wake.notify_one();
+    }
+}
+
+/// Pages through the outbox, putting off every other due entry of a destination that just
+/// failed, so that a backlog for a provider that is down does not fill the relay's batches
+/// and hide other providers' entries behind it. Bounded: at most `MAX_PAGES` pages.
+async fn put_off_rest_of<B: Backend>(shared: &Arc<Shared<B>>, destination: &str) {
+    const MAX_PAGES: usize = 64;
+    let local = Arc::clone(shared);
+    let destination = destination.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        local.backend.with(|ds, _| {
+            for _ in 0..MAX_PAGES {
+                let now = now_ms();
+                let page = ds.pending(now, BATCH).map_err(|e| e.to_string())?;
+                let mut found = false;
+                for entry in page.iter().filter(|e| e.destination == destination) {
+                    found = true;
+                    let wait = local.relay.retry.delay(entry.attempts.saturating_add(1));
+                    ds.retry_later(entry.id, now.saturating_add(millis(wait)))
+                        .map_err(|e| e.to_string())?;
+                }
+                if !found || page.len() < BATCH {
+                    break;
+                }
+            }
+            Ok::<(), String>(())
+        })
+    })
+    .await;
+    if let Ok(Err(error)) = result {
+        tracing::error!(%error, "relay: scheduling retries failed");
+    }
+}
+
+/// Hides entries until their next attempt time.
+async fn put_off<B: Backend>(shared: &Arc<Shared<B>>, delays: Vec<(u64, u64)>) {
+    let local = Arc::clone(shared);
+    let result = tokio::task::spawn_blocking(move || {
+        local.backend.with(|ds, _| {
+            for (id, at) in delays {
+                ds.retry_later(id, at).map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        })
+    })
+    .await;
+    if let Ok(Err(error)) = result {
+        tracing::error!(%error, "relay: scheduling a retry failed");
+    }
+}

@@ -1,0 +1,229 @@
+//! The HTTP side: the tower layers, and the one handler that turns a hyper request into a
+//! [`mimi_ds::transport::HttpRequest`] for the [`Router`](mimi_ds::transport::Router).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use mimi_ds::transport::{HttpRequest, HttpResponse, OCTET_STREAM};
+use mimi_ds::wire::{
+    encode, DsError, DsErrorDetails, DsResponse, DsResponseBody, ErrorCode,
+    PROTOCOL_VERSION_MIMI_DS10,
+};
+use mimi_ds::UnixTimeMs;
+use tower::{Service, ServiceBuilder};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::store::Backend;
+use crate::{now_ms, Shared};
+
+/// The provider the connection's client certificate authenticated, put into every request of
+/// the connection by the accept loop (`None`: no certificate, or one naming no known provider).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Peer(pub(crate) Option<String>);
+
+/// A `DSResponse` carrying a `DSError`, the body of every error this server answers itself,
+/// so that clients read every error the same way as the router's.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    description: &str,
+) -> Response<Full<Bytes>> {
+    let body = encode(&DsResponse {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body: DsResponseBody::Error(DsError {
+            code,
+            description: description.as_bytes().to_vec().into(),
+            details: DsErrorDetails::None,
+        }),
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, http::HeaderValue::from_static(OCTET_STREAM));
+    response
+}
+
+/// Gives the layers' own answers (413 from the body limit, 408 from the timeout, whose bodies
+/// are plain text or empty) the `DSResponse` error body.
+fn with_error_body<B>(response: Response<B>) -> Response<Either<Full<Bytes>, B>> {
+    let is_ours = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == OCTET_STREAM.as_bytes());
+    let status = response.status();
+    let replacement = match status {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_ours => Some(error_response(
+            status,
+            ErrorCode::RequestTooLarge,
+            "body exceeds the size limit",
+        )),
+        StatusCode::REQUEST_TIMEOUT if !is_ours => Some(error_response(
+            status,
+            ErrorCode::MalformedRequest,
+            "the request was not complete within the deadline",
+        )),
+        _ => None,
+    };
+    match replacement {
+        Some(replacement) => replacement.map(Either::Left),
+        None => response.map(Either::Right),
+    }
+}
+
+/// The service every connection clones (the concurrency limit's semaphore is shared by the
+/// clones), in order from the outside: tracing, error bodies, body limit, timeout,
+/// concurrency limit, handler.
+pub(crate) fn make_service<B: Backend>(
+    shared: Arc<Shared<B>>,
+) -> impl Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<
+        impl hyper::body::Body<
+                Data = Bytes,
+                Error = impl Into<Box<dyn std::error::Error + Send + Sync>>,
+            > + Send
+            + 'static,
+    >,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    let limits = shared.limits.clone();
+    ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        .map_response(with_error_body)
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .concurrency_limit(limits.max_concurrent_requests)
+        .service_fn(move |request| handle(Arc::clone(&shared), request))
+}
+
+/// One request: read the body (within the limit), route it on a blocking thread with one
+/// storage connection, wake the relay if the DS stored fanout.
+async fn handle<B: Backend, Body>(
+    shared: Arc<Shared<B>>,
+    request: Request<Body>,
+) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    Body: hyper::body::Body + Send,
+    Body::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or_default();
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+            let too_large = error.is::<http_body_util::LengthLimitError>()
+                || std::error::Error::source(&*error)
+                    .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            return Ok(if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::RequestTooLarge,
+                    "body exceeds the size limit",
+                )
+            } else {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::MalformedRequest,
+                    "the request body could not be read",
+                )
+            });
+        }
+    };
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let mut headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    // HTTP/2 names the authority in `:authority`, which hyper puts in the URI, not in `Host`
+    // (RFC 9113 §8.3.1); the router checks it the same way.
+    if !parts.headers.contains_key(HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(("host".to_owned(), authority.as_str().to_owned()));
+        }
+    }
+    let routing = Arc::clone(&shared);
+    let routed = tokio::task::spawn_blocking(move || {
+        let header_refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let request = HttpRequest {
+            method: &method,
+            path: &path,
+            headers: &header_refs,
+            body: &body,
+            authenticated_peer: peer.0.as_deref(),
+        };
+        routing.backend.with(|ds, qs| {
+            routing
+                .router
+                .handle(UnixTimeMs(now_ms()), &request, ds, qs)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "storage failure; answered 500");
+                    e.response()
+                })
+        })
+    })
+    .await;
+    let response = match routed {
+        Ok(Ok(routed)) => {
+            if !routed.fanout.is_empty() {
+                // Stored in the outbox by the same write; the relay delivers it.
+                shared.relay_wake.notify_one();
+            }
+            routed.response
+        }
+        Ok(Err(internal)) => internal,
+        Err(panicked) => {
+            tracing::error!(error = %panicked, "request handler panicked; answered 500");
+            return Ok(internal_error());
+        }
+    };
+    Ok(to_http(response))
+}
+
+fn to_http(response: HttpResponse) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .status(response.status)
+        .header(CONTENT_TYPE, response.content_type);
+    for (name, value) in response.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|_| internal_error())
+}
+
+/// A 500 that says nothing about its cause (that is for the logs), like the router's.
+fn internal_error() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"internal error")));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static(mimi_ds::transport::TEXT_PLAIN),
+    );
+    response
+}

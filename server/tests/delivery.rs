@@ -1,0 +1,146 @@
+//! A member's request through HTTPS is answered, and the relay delivers its fanout to another
+//! provider's Queueing Service (a second server, in QS role) and to the hub's own; a queue the
+//! QS reports invalid comes back to the hub as an event.
+
+mod support;
+
+use std::time::Duration;
+
+use mimi_ds::testing::{Received, TestClient};
+use mimi_ds::wire::QsClientRequestBody;
+use mimi_ds_server::StorageChoice;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_fanout_reaches_the_other_providers_qs_through_the_relay() {
+    tokio::time::timeout(TEST_DEADLINE, run())
+        .await
+        .expect("within the deadline");
+}
+
+async fn run() {
+    let root = tempfile::tempdir().expect("tmp");
+    let net = Net {
+        pki: Pki::new(&[ALPHA, BETA]),
+    };
+    // beta first: its directory names the hub, the only provider whose deliveries it takes.
+    let hub_address = closed_address();
+    let beta = start(config(
+        &net.pki,
+        BETA,
+        false,
+        StorageChoice::Memory,
+        &state_dir(root.path(), "beta"),
+        directory(&[(ALPHA, hub_address)]),
+    ))
+    .await;
+    let mut hub_config = config(
+        &net.pki,
+        ALPHA,
+        true,
+        StorageChoice::Sqlite(root.path().join("hub.sqlite3")),
+        &state_dir(root.path(), "alpha"),
+        directory(&[(BETA, beta.local_addr())]),
+    );
+    hub_config.listen = hub_address;
+    let hub = start(hub_config).await;
+    let hub_at = hub.local_addr();
+
+    // Discovery over HTTP/2.
+    let (status, body) = net
+        .send_with(
+            ALPHA,
+            hub_at,
+            http::Request::get(format!("https://{ALPHA}/.well-known/mimi/ds-domain"))
+                .body(Default::default())
+                .expect("request"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!((status, body.as_slice()), (200, ALPHA.as_bytes()));
+
+    // beta runs no hub: a DS request sent there is refused with an error body.
+    let (status, body) = net
+        .post(
+            BETA,
+            beta.local_addr(),
+            "/group_operation",
+            b"\x00\x01".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(matches!(
+        mimi_ds::wire::decode_exact::<mimi_ds::wire::DsResponse>(&body).map(|r| r.body),
+        Ok(mimi_ds::wire::DsResponseBody::Error(_))
+    ));
+
+    let mut alice = TestClient::new("alice", "phone", ALPHA);
+    let mut bob = TestClient::new("bob", "phone", BETA);
+    let mut bob_laptop = TestClient::new("bob", "laptop", BETA);
+    net.create_queue(&mut alice, hub_at).await;
+    net.create_queue(&mut bob, beta.local_addr()).await;
+    net.create_queue(&mut bob_laptop, beta.local_addr()).await;
+
+    net.create_group(&mut alice, &hub).await;
+    let add = alice.add_request(vec![bob.key_package(), bob_laptop.key_package()], now_ms());
+    net.ds(hub_at, add).await;
+    alice.confirm_commit();
+    for client in [&mut bob, &mut bob_laptop] {
+        let received = net
+            .fetch_until(
+                client,
+                beta.local_addr(),
+                Duration::from_secs(20),
+                is_welcome,
+            )
+            .await;
+        net.join(client, hub_at, &welcome(&received)).await;
+    }
+
+    net.ds(hub_at, alice.message_request(b"Hi Bob!", now_ms()))
+        .await;
+    let received = net
+        .fetch_until(&mut bob, beta.local_addr(), Duration::from_secs(20), |r| {
+            matches!(r, Received::Application(_))
+        })
+        .await;
+    assert!(received.contains(&Received::Application(b"Hi Bob!".to_vec())));
+    // And back: bob's message reaches alice's queue at the hub's own QS.
+    net.ds(hub_at, bob.message_request(b"Hi Alice", now_ms()))
+        .await;
+    let received = net
+        .fetch_until(&mut alice, hub_at, Duration::from_secs(20), |r| {
+            matches!(r, Received::Application(_))
+        })
+        .await;
+    assert!(received.contains(&Received::Application(b"Hi Alice".to_vec())));
+
+    // Bob's laptop deletes its queue: beta answers invalid_client_queue_information for it,
+    // and the relay feeds that back to the hub as an event.
+    let delete = bob_laptop.qs_request(QsClientRequestBody::DeleteQueue, now_ms());
+    let (status, _) = net
+        .post(BETA, beta.local_addr(), "/queue_operation", delete)
+        .await;
+    assert_eq!(status, 200);
+    net.ds(hub_at, alice.message_request(b"Anyone there?", now_ms()))
+        .await;
+    let started = std::time::Instant::now();
+    while hub.relay_stats().rejected_queues() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no rejection reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hub.relay_stats().rejected_queues(), 1);
+    assert_eq!(hub.relay_stats().failed_attempts(), 0);
+    // The hub's event proposed removing the laptop; the proposal reaches bob.
+    net.fetch_until(&mut bob, beta.local_addr(), Duration::from_secs(20), |r| {
+        matches!(r, Received::Proposal)
+    })
+    .await;
+
+    hub.shutdown().await;
+    beta.shutdown().await;
+}
