@@ -1,0 +1,156 @@
+//! `DeliveryService::process` on each storage backend (issue 12, "Measured"): `send_message`
+//! and an update-path commit at 10, 1000 and 4000 members, on the in-memory storage (the
+//! baseline, with its outbox), on SQLite (a file, WAL, `synchronous = FULL`: every commit
+//! fsyncs the log) and on PostgreSQL over loopback, all in the same criterion group.
+//!
+//! Each group is built once per size by real openmls clients and copied into each backend
+//! through the storage trait (`World::hand_to`), then back (`World::take_back`), so the next
+//! backend gets the group at the epoch Alice is in. Every iteration processes a new request
+//! made outside the measurement (`iter_batched`, one setup per iteration): a new application
+//! message, or a new update commit for the epoch the previous iteration's commit created.
+//! Nothing is undone: the group really advances, and the outbox keeps every fanout (nobody
+//! drains it).
+//!
+//! After the timings, a table of what one operation writes: the write set's payload, SQLite's
+//! log growth and PostgreSQL's WAL bytes.
+//!
+//! Run: `cargo bench -p mimi-ds-storage-bench --bench storage`.
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion,
+};
+use mimi_ds::storage::{DsStorage, InMemoryStorage};
+use mimi_ds_storage_bench::{
+    accept, next_request, observe_one, sizes, sqlite_wal_growth, Operation, SqliteFile, World,
+    WriteSetBytes,
+};
+
+/// Measures `operation` on `storage` under the name `backend`, each iteration a new request.
+fn bench_backend<S: DsStorage>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    backend: &str,
+    world: &mut World,
+    operation: Operation,
+    storage: &mut S,
+) {
+    world.hand_to(storage);
+    let now_ms = world.ds.now_ms;
+    group.bench_function(BenchmarkId::new(backend, world.size), |b| {
+        b.iter_batched(
+            || next_request(&mut world.alice, operation, now_ms),
+            |request| accept(&world.ds, &request, storage),
+            BatchSize::PerIteration,
+        )
+    });
+    world.take_back(storage);
+}
+
+fn configured<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group
+}
+
+/// PostgreSQL is measured when `MIMI_DS_POSTGRES_URL` names a server; says so loudly when not.
+fn postgres_skipped() {
+    eprintln!(
+        "\n*** PostgreSQL NOT MEASURED: this bench has no PostgreSQL backend yet (mimi-ds-postgres is not in the workspace). ***\n"
+    );
+}
+
+fn storage(c: &mut Criterion) {
+    let mut worlds: Vec<World> = sizes().into_iter().map(World::new).collect();
+    postgres_skipped();
+
+    for operation in Operation::ALL {
+        let mut group = configured(c, operation.name());
+        for world in &mut worlds {
+            let mut memory = InMemoryStorage::with_outbox();
+            bench_backend(&mut group, "in_memory", world, operation, &mut memory);
+            let mut sqlite = SqliteFile::new();
+            bench_backend(&mut group, "sqlite", world, operation, &mut sqlite.storage);
+        }
+        group.finish();
+    }
+
+    bytes_written(&mut worlds);
+}
+
+/// One operation per backend and size: the write set's payload, and what the database logged.
+fn bytes_written(worlds: &mut [World]) {
+    println!("\nbytes written per operation (one operation each, after the timings)");
+    println!(
+        "| operation | N | backend | write set: records | replay mark | fanout | total | database log |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---|");
+    for operation in Operation::ALL {
+        for world in worlds.iter_mut() {
+            let mut memory = InMemoryStorage::with_outbox();
+            world.hand_to(&mut memory);
+            let written = WriteSetBytes::of(&observe_one(world, operation, &mut memory));
+            world.take_back(&memory);
+            row(
+                operation,
+                world.size,
+                "in_memory",
+                &written,
+                "none (process memory)",
+            );
+
+            let mut sqlite = SqliteFile::new();
+            world.hand_to(&mut sqlite.storage);
+            let (write_set, wal) = sqlite_wal_growth(&mut sqlite, |file| {
+                observe_one(world, operation, &mut file.storage)
+            });
+            world.take_back(&sqlite.storage);
+            row(
+                operation,
+                world.size,
+                "sqlite",
+                &WriteSetBytes::of(&write_set),
+                &format!("WAL +{} B ({} pages)", wal.bytes, wal.frames),
+            );
+        }
+    }
+    println!("\nrecords put per operation (kind: bytes)");
+    for operation in Operation::ALL {
+        for world in worlds.iter_mut() {
+            let mut memory = InMemoryStorage::with_outbox();
+            world.hand_to(&mut memory);
+            let written = WriteSetBytes::of(&observe_one(world, operation, &mut memory));
+            world.take_back(&memory);
+            let records: Vec<String> = written
+                .records
+                .iter()
+                .map(|(kind, len)| format!("{kind:?}: {len}"))
+                .collect();
+            println!(
+                "{} N={}: {}",
+                operation.name(),
+                world.size,
+                records.join(", ")
+            );
+        }
+    }
+}
+
+fn row(operation: Operation, size: usize, backend: &str, written: &WriteSetBytes, log: &str) {
+    println!(
+        "| {} | {size} | {backend} | {} | {} | {} | {} | {log} |",
+        operation.name(),
+        written.record_total(),
+        written.replay_mark,
+        written.fanout,
+        written.total()
+    );
+}
+
+criterion_group!(benches, storage);
+criterion_main!(benches);
