@@ -22,6 +22,12 @@ fn records<S: DsStorage>(world: &World, storage: &S) -> Vec<(RecordKind, Vec<u8>
 fn a_group_goes_through_sqlite_and_back_advancing_as_alice_does() {
     let mut world = World::new(3);
     let before = records(&world, &world.ds.storage);
+    assert!(
+        before
+            .iter()
+            .any(|(kind, _)| matches!(kind, RecordKind::WelcomeTree { .. })),
+        "the add's Welcome tree is among the records copied"
+    );
     let mut sqlite = SqliteFile::new();
     world.hand_to(&mut sqlite.storage);
     assert_eq!(
