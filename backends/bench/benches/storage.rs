@@ -66,6 +66,7 @@ fn postgres_skipped() {
 }
 
 fn storage(c: &mut Criterion) {
+    load_average("before building the groups");
     let mut worlds: Vec<World> = sizes().into_iter().map(World::new).collect();
     postgres_skipped();
 
@@ -80,7 +81,14 @@ fn storage(c: &mut Criterion) {
         group.finish();
     }
 
+    load_average("after the timings");
     bytes_written(&mut worlds);
+}
+
+/// The machine is shared: the load average says how much else ran beside the bench.
+fn load_average(when: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average {when}: {}", load.trim());
 }
 
 /// One operation per backend and size: the write set's payload, and what the database logged.
