@@ -31,6 +31,15 @@
 //!                      └──────────────────────────────┘
 //! ```
 //!
+//! **Async servers** drive the same request in steps instead ([`DeliveryService::start`],
+//! [`DsStep`], module [`steps`]): the hub says what to read, the server fetches it with any
+//! I/O it likes and resumes, then applies the one write and learns the outcome, or retries
+//! after a conflict. [`DeliveryService::process`] and [`DeliveryService::process_async`] (over
+//! [`storage::AsyncDsStorage`], no runtime needed, a `Send` future) are both thin loops over
+//! those steps, so there is one code path. The Queueing Service has the same pair.
+//! Durable backends live in their own crates of this workspace (`mimi-ds-sqlite`,
+//! `mimi-ds-postgres`), so a vendor's own database driver never conflicts with ours.
+//!
 //! One [`DeliveryService`] holds only configuration, the hub's own MLS identity and a crypto
 //! provider; all group state lives in the [`storage::DsStorage`] passed to each call. The wire
 //! format of requests, responses and fanout is specified in `docs/wire-format.md` and

@@ -569,10 +569,7 @@ fn not_allowed_proposal_by_a_non_member_sender() {
     let event = mimi_ds::HubEvent::ClientDeleted {
         signature_key: bob.signer.to_public_vec(),
     };
-    let out = ds
-        .ds
-        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
-        .unwrap();
+    let out = ds.handle_event(&group_id, &event);
     let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
         panic!("not accepted")
     };
@@ -1133,10 +1130,7 @@ fn missing_pending_proposals_commit_leaving_out_the_hubs_removal() {
     let event = mimi_ds::HubEvent::ClientDeleted {
         signature_key: bob.signer.to_public_vec(),
     };
-    let out = ds
-        .ds
-        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
-        .unwrap();
+    let out = ds.handle_event(&group_id, &event);
     assert_eq!(out.status, Status::Accepted);
     // The hub's proposal's ref, as a member computes it (Bob only reads it here).
     let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {

@@ -6,7 +6,7 @@
 
 use mimi_ds::testing::{decode_response, TestClient, TestDs};
 use mimi_ds::wire::DsResponseBody;
-use mimi_ds::{DestinationRefusal, Fanout, HostNameError, HubEvent, Status, UnixTimeMs};
+use mimi_ds::{DestinationRefusal, Fanout, HostNameError, HubEvent, Status};
 
 const HUB: &str = "hub.example";
 const FEDERATION: [&str; 2] = ["hub.example", "beta.example"];
@@ -88,10 +88,7 @@ fn members_choose_destinations_and_the_embedder_checks_them() {
         );
         for queue in queues {
             let event = HubEvent::QueueRejected(queue);
-            let outcome = ds
-                .ds
-                .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
-                .expect("in-memory storage does not fail");
+            let outcome = ds.handle_event(&group_id, &event);
             assert_eq!(
                 outcome.status,
                 Status::Accepted,

@@ -13,7 +13,7 @@ use mimi_ds::testing::{
 use mimi_ds::wire::{DsResponseBody, ErrorCode, ExternalCommitInfo, MlsMessageBytes};
 use mimi_ds::{
     BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, NotAllowed, Outcome,
-    PendingProposalPolicy, RejectReason, Status, UnixTimeMs,
+    PendingProposalPolicy, RejectReason, Status,
 };
 use openmls::prelude::{
     BasicCredential, Credential, ExternalSender, MlsMessageBodyIn, ProcessedMessageContent,
@@ -31,9 +31,7 @@ const DOMAIN: &str = "hub.example";
 // Helpers
 
 fn event(ds: &mut TestDs, group_id: &[u8], event: HubEvent) -> Outcome {
-    ds.ds
-        .handle_event(UnixTimeMs(ds.now_ms), group_id, &event, &mut ds.storage)
-        .expect("in-memory storage does not fail")
+    ds.handle_event(group_id, &event)
 }
 
 /// Asserts the event had nothing to do: `ok`, no fanout.

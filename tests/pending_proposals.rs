@@ -12,7 +12,7 @@ use mimi_ds::testing::{
     assert_rejected, decode_response, mls_bytes, proposal_refs, Received, TestClient, TestDs,
 };
 use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes, ProposalsRequest};
-use mimi_ds::{DsConfig, HubEvent, Outcome, ProposalConflict, RejectReason, Status, UnixTimeMs};
+use mimi_ds::{DsConfig, HubEvent, Outcome, ProposalConflict, RejectReason, Status};
 use openmls::prelude::{LeafNodeIndex, LeafNodeParameters, MlsMessageBodyIn, ProtocolMessage};
 use openmls_traits::OpenMlsProvider as _;
 
@@ -306,17 +306,12 @@ fn proposals_conflicting_with_the_hubs_removal_are_refused() {
     let (mut ds, mut alice, mut bob, mut carol) = trio(DsConfig::new(DOMAIN));
     let group_id = alice.group_id();
     let carol_key = carol.signer.to_public_vec();
-    let out = ds
-        .ds
-        .handle_event(
-            UnixTimeMs(ds.now_ms),
-            &group_id,
-            &HubEvent::ClientDeleted {
-                signature_key: carol_key,
-            },
-            &mut ds.storage,
-        )
-        .unwrap();
+    let out = ds.handle_event(
+        &group_id,
+        &HubEvent::ClientDeleted {
+            signature_key: carol_key,
+        },
+    );
     assert_eq!(out.status, Status::Accepted);
 
     let (remove, remove_ref) = remove_proposal(&mut bob, carol.leaf());
@@ -555,17 +550,12 @@ fn a_hubs_removal_is_covered_by_any_remove_of_its_target() {
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
     let group_id = alice.group_id();
-    let hub = ds
-        .ds
-        .handle_event(
-            UnixTimeMs(ds.now_ms),
-            &group_id,
-            &HubEvent::ClientDeleted {
-                signature_key: carol.signer.to_public_vec(),
-            },
-            &mut ds.storage,
-        )
-        .unwrap();
+    let hub = ds.handle_event(
+        &group_id,
+        &HubEvent::ClientDeleted {
+            signature_key: carol.signer.to_public_vec(),
+        },
+    );
     assert_eq!(hub.status, Status::Accepted);
     assert_eq!(ds.group_info(&alice, &group_id).pending_proposals.len(), 2);
 

@@ -524,15 +524,7 @@ fn a_rejected_queue_makes_the_hub_propose_removing_its_client() {
     let mut removals = Vec::new();
     for queue in rejected {
         let event = HubEvent::QueueRejected(queue);
-        let outcome =
-            w.ds.ds
-                .handle_event(
-                    UnixTimeMs(w.ds.now_ms),
-                    fanout.group_id(),
-                    &event,
-                    &mut w.ds.storage,
-                )
-                .unwrap();
+        let outcome = w.ds.handle_event(fanout.group_id(), &event);
         assert_eq!(outcome.status, Status::Accepted);
         removals.extend(outcome.fanout);
     }

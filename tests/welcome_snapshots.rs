@@ -246,10 +246,7 @@ fn a_hub_removal_of_a_joiner_drops_its_entry_once_committed() {
     let event = HubEvent::ClientDeleted {
         signature_key: bob.credential.signature_key.as_slice().to_vec(),
     };
-    let out = ds
-        .ds
-        .handle_event(UnixTimeMs(ds.now_ms), &group_id, &event, &mut ds.storage)
-        .unwrap();
+    let out = ds.handle_event(&group_id, &event);
     assert_accepted(&out);
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);

@@ -73,6 +73,12 @@
 //! * **Sizes.** The contract sets no upper bound on a record beyond the growth described above;
 //!   a backend that cannot store a value (SQLite's default limit is 1 GB per value) returns
 //!   `Err` naming the group, and writes nothing.
+//! * **Async backends** implement [`AsyncDsStorage`] (and [`AsyncDsOutbox`]) instead: the same
+//!   contract, method for method, with each method returning a `Send` future.
+//!   [`crate::DeliveryService::process_async`] drives a request over them; a server with
+//!   other I/O needs drives the step API itself ([`crate::DsStep`]): each
+//!   [`crate::DsRead`] of a step is one call of [`DsStorage::read`] or
+//!   [`DsStorage::replay_mark`], and each write is one [`DsStorage::write`].
 //! * **Conformance.** `mimi_ds::testing::conformance` (feature `test-utils`) checks all of the
 //!   above against any backend; run it in the backend's tests.
 

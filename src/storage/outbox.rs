@@ -113,7 +113,7 @@ pub struct CorruptOutboxEntry {
 
 /// Lower-case hex of at most the first 32 bytes, for naming a group in an error (group IDs
 /// are chosen by clients and may be long).
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(2 * bytes.len().min(32) + 3);
     for byte in bytes.iter().take(32) {

@@ -36,11 +36,7 @@ impl TestDs {
     }
 
     fn rejected(&mut self, request: &[u8], code: ErrorCode) -> (RejectReason, DsError) {
-        let (ds, now_ms) = (&self.ds, self.now_ms);
-        let out = assert_unchanged(&mut self.storage, |storage| {
-            ds.process(crate::UnixTimeMs(now_ms), request, storage)
-                .expect("in-memory storage does not fail")
-        });
+        let out = self.assert_unchanged(|ds| ds.process(request));
         let error = assert_rejected(&out, code);
         (out.refusal.expect("a refusal names its reason"), error)
     }
@@ -58,11 +54,7 @@ impl TestDs {
     /// A [`HubEvent`] that must be refused with `code`: checked like [`Self::reject`].
     /// Returns the `DSError` the hub's server got.
     pub fn reject_event(&mut self, group_id: &[u8], event: &HubEvent, code: ErrorCode) -> Refusal {
-        let (ds, now_ms) = (&self.ds, self.now_ms);
-        let out = assert_unchanged(&mut self.storage, |storage| {
-            ds.handle_event(crate::UnixTimeMs(now_ms), group_id, event, storage)
-                .expect("in-memory storage does not fail")
-        });
+        let out = self.assert_unchanged(|ds| ds.handle_event(group_id, event));
         Refusal::of(&out, code)
     }
 

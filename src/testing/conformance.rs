@@ -32,6 +32,9 @@
 //!   unique, increasing IDs that are never reused;
 //! - [`racing_handles`]: two handles on two threads write the same version, or the same replay
 //!   key: exactly one `Applied`;
+//! - [`racing_commits`]: real commits of two members in one epoch on two handles, interleaved
+//!   through the step API and raced on two threads through `process`: exactly one is
+//!   accepted, the loser is validated again and refused with `wrong_epoch`;
 //! - [`attacker_sized_records`]: records of `max_request_bytes * 4`, long binary group IDs and
 //!   replay keys are stored and read back byte for byte;
 //! - [`end_to_end_with_real_clients`]: real openmls clients through a
@@ -45,6 +48,7 @@ mod end_to_end;
 mod guard;
 mod outbox;
 pub mod qs;
+mod racing;
 mod shared;
 
 use std::fmt::Debug;
@@ -57,6 +61,7 @@ pub use guard::{
     reservation_expiry,
 };
 pub use outbox::{attacker_sized_records, outbox_entries, racing_handles};
+pub use racing::racing_commits;
 pub use shared::SharedInMemoryStorage;
 
 use super::{mls_bytes, TestClient, START_MS};
@@ -82,6 +87,7 @@ where
     keyed_records(&new_database());
     outbox_entries(&new_database());
     racing_handles(&new_database());
+    racing_commits(&new_database());
     attacker_sized_records(&new_database());
     end_to_end_with_real_clients(&new_database());
 }
@@ -93,7 +99,7 @@ macro_rules! ds_storage_conformance_tests {
     ($new_database:expr) => {
         $crate::ds_storage_conformance_tests!(@tests $new_database;
             guard_and_atomicity, replay_mark_only, replay_marks_and_expiry_boundary,
-            reservation_expiry, keyed_records, outbox_entries, racing_handles,
+            reservation_expiry, keyed_records, outbox_entries, racing_handles, racing_commits,
             attacker_sized_records, end_to_end_with_real_clients);
     };
     (@tests $new_database:expr; $($check:ident),*) => {

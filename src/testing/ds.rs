@@ -6,13 +6,16 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
+use super::driver::{block_on, Driver};
 use super::{decode_response, Received, TestClient, CIPHERSUITE, START_MS};
 use crate::storage::InMemoryStorage;
 use crate::wire::{
     encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ExternalCommitInfo,
     PROTOCOL_VERSION_MIMI_DS10,
 };
-use crate::{BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, Outcome, UnixTimeMs};
+use crate::{
+    BasicCredentialValidator, DeliveryService, DsConfig, DsIdentity, HubEvent, Outcome, UnixTimeMs,
+};
 
 /// A DS identity with a fresh Ed25519 key and a BasicCredential naming `domain`.
 pub fn ds_identity(domain: &str) -> (DsIdentity, ExternalSender) {
@@ -104,10 +107,34 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
     }
 
     /// Processes a request at the current time.
+    ///
+    /// Through [`DeliveryService::process`], or [`DeliveryService::process_async`] when
+    /// `MIMI_DS_TEST_DRIVER=async` ([`super::driver`]).
     pub fn process(&mut self, request: &[u8]) -> Outcome {
-        self.ds
-            .process(UnixTimeMs(self.now_ms), request, &mut self.storage)
-            .expect("in-memory storage does not fail")
+        let now = UnixTimeMs(self.now_ms);
+        let outcome = match Driver::from_env() {
+            Driver::Sync => self.ds.process(now, request, &mut self.storage),
+            Driver::Async => block_on(self.ds.process_async(now, request, &mut self.storage)),
+        };
+        outcome.expect("in-memory storage does not fail")
+    }
+
+    /// Hands the DS a [`HubEvent`] about a group at the current time, through the driver
+    /// [`TestDs::process`] uses.
+    pub fn handle_event(&mut self, group_id: &[u8], event: &HubEvent) -> Outcome {
+        let now = UnixTimeMs(self.now_ms);
+        let outcome = match Driver::from_env() {
+            Driver::Sync => self
+                .ds
+                .handle_event(now, group_id, event, &mut self.storage),
+            Driver::Async => {
+                block_on(
+                    self.ds
+                        .handle_event_async(now, group_id, event, &mut self.storage),
+                )
+            }
+        };
+        outcome.expect("in-memory storage does not fail")
     }
 
     /// Reserves a fresh group ID.

@@ -211,17 +211,12 @@ pub(super) fn run(v: &mut Vectors) -> Hub {
     // missing_pending_proposals: the hub proposes removing carol-1 too (its own proposals
     // are the mandatory ones, wire-format.md §4.3.3); alice-1 has seen neither proposal and
     // commits without them.
-    let hub_out = ds
-        .ds
-        .handle_event(
-            mimi_ds::UnixTimeMs(ds.now_ms),
-            &group_id,
-            &mimi_ds::HubEvent::ClientDeleted {
-                signature_key: carol.signer.to_public_vec(),
-            },
-            &mut ds.storage,
-        )
-        .expect("in-memory storage");
+    let hub_out = ds.handle_event(
+        &group_id,
+        &mimi_ds::HubEvent::ClientDeleted {
+            signature_key: carol.signer.to_public_vec(),
+        },
+    );
     accepted(&hub_out);
     let (update, _) = alice.stage_commit(|b| b.force_self_update(true));
     let out = ds.process(&alice.signed(commit_body(update), ds.now_ms));

@@ -1,16 +1,22 @@
-//! [`DeliveryService`]: decoding, dispatch, and the single conditional write per request.
+//! [`DeliveryService`]: decoding, and the drivers that run a request's steps ([`steps`]) over a
+//! sync or an async storage.
+
+mod prefetched;
+pub mod steps;
+
+pub use steps::{DsFetched, DsRead, DsReads, DsStep, DsWrite};
 
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
 use crate::config::{DsConfig, DsIdentity};
-use crate::error::{Failure, ProcessError, RejectReason};
+use crate::error::{ProcessError, RejectReason, StepError};
 use crate::fanout::Fanout;
-use crate::handlers::{self, Ctx, HandlerEnv, Plan};
+use crate::handlers::HandlerEnv;
 use crate::hub_event::HubEvent;
 use crate::identity::{BasicCredentialValidator, CredentialValidator};
-use crate::storage::{DsStorage, WriteOutcome};
+use crate::storage::{AsyncDsStorage, DsStorage, WriteOutcome};
 use crate::time::UnixTimeMs;
 use crate::wire::{
     decode_exact, encode_response, DsRequest, DsResponseBody, ErrorCode, PROTOCOL_VERSION_MIMI_DS10,
@@ -114,23 +120,28 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// a `create_group` whose `ClientSignature` verifies but whose group does not validate
     /// consumes its group ID reservation (wire-format.md §4.2). `Err` is returned
     /// only when storage fails or mimi-ds hits a bug; then nothing was written either.
+    ///
+    /// This is the step API ([`DeliveryService::start`], [module `steps`](steps)) driven over
+    /// a sync storage.
     pub fn process<S: DsStorage>(
         &self,
         now: UnixTimeMs,
         request: &[u8],
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
-        let decoded = match self.decode(request) {
-            Ok(decoded) => decoded,
-            Err(reason) => return self.reject(&reason),
-        };
-        let ctx = Ctx {
-            env: self.handler_env(),
-            now,
-            request: &decoded,
-            request_bytes: request,
-        };
-        self.execute(storage, |storage| handlers::dispatch(&ctx, storage))
+        self.drive(self.start(now, request)?, storage)
+    }
+
+    /// [`DeliveryService::process`] over an async storage: the same steps, with each read and
+    /// the write awaited. It needs no runtime; the future is `Send` when the storage is, so a
+    /// tokio server can `spawn` it.
+    pub async fn process_async<S: AsyncDsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &[u8],
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        self.drive_async(self.start(now, request)?, storage).await
     }
 
     /// Acts on something the embedding server learned about a group: the DS issues, signs and
@@ -145,9 +156,20 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         event: &HubEvent,
         storage: &mut S,
     ) -> Result<Outcome, ProcessError<S::Error>> {
-        self.execute(storage, |storage| {
-            handlers::hub_events::handle(&self.handler_env(), now, group_id, event, storage)
-        })
+        self.drive(self.start_event(now, group_id, event)?, storage)
+    }
+
+    /// [`DeliveryService::handle_event`] over an async storage, as
+    /// [`DeliveryService::process_async`].
+    pub async fn handle_event_async<S: AsyncDsStorage>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &[u8],
+        event: &HubEvent,
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        self.drive_async(self.start_event(now, group_id, event)?, storage)
+            .await
     }
 
     /// What handlers may use of this service.
@@ -161,50 +183,61 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         }
     }
 
-    /// Runs a handler and applies its write. A conflict means another request changed the
-    /// group between our read and our write: read again and re-validate against the new state
-    /// (the loser of a commit race then gets `wrong_epoch`).
-    fn execute<S: DsStorage>(
+    /// Drives steps over a sync storage until the request is done.
+    fn drive<S: DsStorage>(
         &self,
+        mut step: DsStep<'_>,
         storage: &mut S,
-        mut handler: impl FnMut(&S) -> Result<Plan, Failure<S::Error>>,
     ) -> Result<Outcome, ProcessError<S::Error>> {
-        for _ in 0..=self.config.max_conflict_retries {
-            match handler(storage) {
-                Ok(Plan::Answer(body)) => return self.answer(body, Vec::new(), Status::Accepted),
-                Ok(Plan::Duplicate(response)) => {
-                    return Ok(Outcome {
-                        response,
-                        fanout: Vec::new(),
-                        status: Status::Duplicate,
-                        refusal: None,
-                    })
+        loop {
+            step = match step {
+                DsStep::Read(reads) => {
+                    let answers = reads.fetch(storage).map_err(ProcessError::Storage)?;
+                    self.resume(reads, answers)?
                 }
-                Ok(Plan::Write {
-                    write_set,
-                    response,
-                }) => match storage.write(&write_set).map_err(ProcessError::Storage)? {
-                    WriteOutcome::Applied => {
-                        return Ok(Outcome {
-                            response,
-                            fanout: write_set.fanout,
-                            status: Status::Accepted,
-                            refusal: None,
-                        })
-                    }
-                    WriteOutcome::Conflict => continue,
-                },
-                Ok(Plan::RefuseAfterWrite { write_set, reason }) => {
-                    match storage.write(&write_set).map_err(ProcessError::Storage)? {
-                        WriteOutcome::Applied => return self.reject(&reason),
-                        WriteOutcome::Conflict => continue,
+                DsStep::Write(write) => {
+                    match storage
+                        .write(write.write_set())
+                        .map_err(ProcessError::Storage)?
+                    {
+                        WriteOutcome::Applied => return Ok(write.applied()),
+                        WriteOutcome::Conflict => self.retry(write)?,
                     }
                 }
-                Err(Failure::Reject(reason)) => return self.reject(&reason),
-                Err(Failure::Process(e)) => return Err(e),
+                DsStep::Done(outcome) => return Ok(outcome),
             }
         }
-        self.reject(&RejectReason::Conflict)
+    }
+
+    /// Drives steps over an async storage until the request is done: [`DeliveryService::drive`]
+    /// with `.await`.
+    async fn drive_async<S: AsyncDsStorage>(
+        &self,
+        mut step: DsStep<'_>,
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        loop {
+            step = match step {
+                DsStep::Read(reads) => {
+                    let answers = reads
+                        .fetch_async(storage)
+                        .await
+                        .map_err(ProcessError::Storage)?;
+                    self.resume(reads, answers)?
+                }
+                DsStep::Write(write) => {
+                    match storage
+                        .write(write.write_set())
+                        .await
+                        .map_err(ProcessError::Storage)?
+                    {
+                        WriteOutcome::Applied => return Ok(write.applied()),
+                        WriteOutcome::Conflict => self.retry(write)?,
+                    }
+                }
+                DsStep::Done(outcome) => return Ok(outcome),
+            }
+        }
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<DsRequest, RejectReason> {
@@ -227,31 +260,26 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         Ok(decode_exact::<DsRequest>(bytes)?)
     }
 
-    fn answer<E: std::error::Error + 'static>(
-        &self,
-        body: DsResponseBody,
-        fanout: Vec<Fanout>,
-        status: Status,
-    ) -> Result<Outcome, ProcessError<E>> {
-        let response = encode_response(body).map_err(|e| ProcessError::Internal(e.to_string()))?;
+    /// An accepted answer without a write.
+    fn answer(&self, body: DsResponseBody) -> Result<Outcome, StepError> {
+        let response = encode_response(body).map_err(|e| StepError::Internal(e.to_string()))?;
         Ok(Outcome {
             response,
-            fanout,
-            status,
+            fanout: Vec::new(),
+            status: Status::Accepted,
             refusal: None,
         })
     }
 
-    fn reject<E: std::error::Error + 'static>(
-        &self,
-        reason: &RejectReason,
-    ) -> Result<Outcome, ProcessError<E>> {
-        let mut outcome = self.answer(
-            DsResponseBody::Error(reason.to_wire()),
-            Vec::new(),
-            Status::Rejected(reason.code()),
-        )?;
-        outcome.refusal = Some(reason.clone());
-        Ok(outcome)
+    /// A refusal: the error response, with the named rule for logs.
+    fn reject(&self, reason: &RejectReason) -> Result<Outcome, StepError> {
+        let response = encode_response(DsResponseBody::Error(reason.to_wire()))
+            .map_err(|e| StepError::Internal(e.to_string()))?;
+        Ok(Outcome {
+            response,
+            fanout: Vec::new(),
+            status: Status::Rejected(reason.code()),
+            refusal: Some(reason.clone()),
+        })
     }
 }

@@ -1,0 +1,421 @@
+//! The step API: [`DeliveryService::process`] cut where it does I/O, for servers whose storage
+//! is async or remote.
+//!
+//! A request runs as a short sequence of [`DsStep`]s. Nothing in this module does I/O or
+//! needs a runtime; the caller fetches what a step asks for, with whatever I/O it likes, and
+//! hands the answers back (the shape of rustls's `Acceptor`/`Accepted` and raft's
+//! `Ready`/`advance`):
+//!
+//! 1. [`DeliveryService::start`] decodes the request and returns the first step.
+//! 2. [`DsStep::Read`]: fetch every [`DsRead`] of [`DsReads::reads`], in order, and pass the
+//!    answers to [`DeliveryService::resume`]. Most requests need one round; a group's creation
+//!    and a ReInit's successor read a reservation in a second one.
+//! 3. [`DsStep::Write`]: apply [`DsWrite::write_set`] as one atomic, guarded write (the
+//!    storage contract of [`crate::storage`]). If it applied, [`DsWrite::applied`] is the
+//!    [`Outcome`]: its fanout reflects stored state, so deliver it now (or let a relay drain the
+//!    durable outbox). If the guard did not hold, [`DeliveryService::retry`] reads again, so the
+//!    request is re-validated against the state that won (the loser of a commit race gets
+//!    `wrong_epoch`).
+//! 4. [`DsStep::Done`]: the request ended without a write (answered, refused, or a retry of an
+//!    accepted request).
+//!
+//! ```
+//! # use mimi_ds::{DeliveryService, DsStep, ProcessError, UnixTimeMs, Outcome};
+//! # use mimi_ds::storage::{DsStorage, InMemoryStorage, WriteOutcome};
+//! # fn drive(ds: &DeliveryService, now: UnixTimeMs, request: &[u8],
+//! #          storage: &mut InMemoryStorage)
+//! #          -> Result<Outcome, ProcessError<mimi_ds::storage::Infallible>> {
+//! let mut step = ds.start(now, request)?;
+//! loop {
+//!     step = match step {
+//!         // Any I/O here: an async database, a remote store, a cache.
+//!         DsStep::Read(reads) => {
+//!             let answers = reads.fetch(storage).map_err(ProcessError::Storage)?;
+//!             ds.resume(reads, answers)?
+//!         }
+//!         DsStep::Write(write) => match storage.write(write.write_set()).map_err(ProcessError::Storage)? {
+//!             WriteOutcome::Applied => return Ok(write.applied()),
+//!             WriteOutcome::Conflict => ds.retry(write)?,
+//!         },
+//!         DsStep::Done(outcome) => return Ok(outcome),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! That loop is [`DeliveryService::process`]; [`DeliveryService::process_async`] is the same
+//! loop over [`crate::storage::AsyncDsStorage`]. Both run the same handlers as every step does:
+//! there is one code path.
+//!
+//! # How a step knows what to read
+//!
+//! [`DeliveryService::resume`] runs the request's handler against the answers. A read the
+//! answers do not hold is noted and answered as absent, so the handler goes on and names the
+//! other reads of the round; the result of such a run is discarded, and the step asks for
+//! every read the run made. Only a run whose every read was answered decides, so a decision
+//! always rests on answers fetched in one round. A run that misses costs what the handler does
+//! before its reads (decoding and hashing the request), never a signature check or MLS
+//! validation: those come after the reads (tests/cost_bounds.rs).
+
+use crate::error::{Failure, ProcessError, RejectReason, StepError};
+use crate::handlers::{self, Ctx, Plan};
+use crate::hub_event::HubEvent;
+use crate::storage::{DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteSet};
+use crate::time::UnixTimeMs;
+use crate::wire::DsRequest;
+use crate::{DeliveryService, Outcome, Status};
+
+use super::prefetched::Prefetched;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
+
+/// How many read rounds one attempt may take before the step API calls it a bug. Two are
+/// needed (the reservation paths); each further round means a handler read something that
+/// depends on what it read in the round before.
+const MAX_READ_ROUNDS: u32 = 8;
+
+/// Where a request stands. See the [module documentation](self).
+#[derive(Debug)]
+#[must_use]
+pub enum DsStep<'r> {
+    /// Fetch these reads, then [`DeliveryService::resume`].
+    Read(DsReads<'r>),
+    /// Apply this write, then [`DsWrite::applied`] or, on a conflict, [`DeliveryService::retry`].
+    Write(DsWrite<'r>),
+    /// The request is finished; nothing is left to write.
+    Done(Outcome),
+}
+
+/// One read a step needs: a call of [`DsStorage::read`] or [`DsStorage::replay_mark`] (or their
+/// async twins) with these arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DsRead {
+    /// [`DsStorage::read`]`(group_id, kinds)`.
+    Group {
+        /// The group.
+        group_id: Vec<u8>,
+        /// The records to read.
+        kinds: Vec<RecordKind>,
+    },
+    /// [`DsStorage::replay_mark`]`(group_id, key, now_ms)`.
+    ReplayMark {
+        /// The group.
+        group_id: Vec<u8>,
+        /// The mark's key.
+        key: Vec<u8>,
+        /// The request's `now`.
+        now_ms: u64,
+    },
+}
+
+/// The answer to one [`DsRead`], of the same kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DsFetched {
+    /// What [`DsStorage::read`] returned.
+    Group(Option<GroupSnapshot>),
+    /// What [`DsStorage::replay_mark`] returned.
+    ReplayMark(Option<ReplayMark>),
+}
+
+impl DsRead {
+    /// Performs this read on a sync storage.
+    pub fn fetch<S: DsStorage + ?Sized>(&self, storage: &S) -> Result<DsFetched, S::Error> {
+        Ok(match self {
+            Self::Group { group_id, kinds } => DsFetched::Group(storage.read(group_id, kinds)?),
+            Self::ReplayMark {
+                group_id,
+                key,
+                now_ms,
+            } => DsFetched::ReplayMark(storage.replay_mark(group_id, key, *now_ms)?),
+        })
+    }
+
+    /// Performs this read on an async storage.
+    pub async fn fetch_async<S: crate::storage::AsyncDsStorage + ?Sized>(
+        &self,
+        storage: &S,
+    ) -> Result<DsFetched, S::Error> {
+        Ok(match self {
+            Self::Group { group_id, kinds } => {
+                DsFetched::Group(storage.read(group_id, kinds).await?)
+            }
+            Self::ReplayMark {
+                group_id,
+                key,
+                now_ms,
+            } => DsFetched::ReplayMark(storage.replay_mark(group_id, key, *now_ms).await?),
+        })
+    }
+
+    fn answered_by(&self, fetched: &DsFetched) -> bool {
+        matches!(
+            (self, fetched),
+            (Self::Group { .. }, DsFetched::Group(_))
+                | (Self::ReplayMark { .. }, DsFetched::ReplayMark(_))
+        )
+    }
+}
+
+/// A [`DsStep::Read`]: the reads to fetch before the request can go on.
+#[derive(Debug)]
+#[must_use]
+pub struct DsReads<'r> {
+    task: Task<'r>,
+    reads: Vec<DsRead>,
+}
+
+impl DsReads<'_> {
+    /// The reads, to be answered in this order. Fetch them from one snapshot if the backend can
+    /// (one transaction); the write is guarded either way.
+    pub fn reads(&self) -> &[DsRead] {
+        &self.reads
+    }
+
+    /// Fetches every read from a sync storage.
+    pub fn fetch<S: DsStorage + ?Sized>(&self, storage: &S) -> Result<Vec<DsFetched>, S::Error> {
+        self.reads.iter().map(|read| read.fetch(storage)).collect()
+    }
+
+    /// Fetches every read from an async storage, one after the other.
+    pub async fn fetch_async<S: crate::storage::AsyncDsStorage + ?Sized>(
+        &self,
+        storage: &S,
+    ) -> Result<Vec<DsFetched>, S::Error> {
+        let mut answers = Vec::with_capacity(self.reads.len());
+        for read in &self.reads {
+            answers.push(read.fetch_async(storage).await?);
+        }
+        Ok(answers)
+    }
+}
+
+/// A [`DsStep::Write`]: the one write of the request.
+#[derive(Debug)]
+#[must_use]
+pub struct DsWrite<'r> {
+    task: Task<'r>,
+    /// The reads the deciding run made: what a retry reads again.
+    reads: Vec<DsRead>,
+    write_set: WriteSet,
+    then: AfterWrite,
+}
+
+/// What the request answers once its write applied.
+#[derive(Debug)]
+enum AfterWrite {
+    /// Accepted with this encoded response; the fanout is the write set's.
+    Accept(Vec<u8>),
+    /// The one refusal that writes (a `create_group` consuming its reservation).
+    Refuse(Box<Outcome>),
+}
+
+impl DsWrite<'_> {
+    /// The write to apply atomically, guarded as it says.
+    pub fn write_set(&self) -> &WriteSet {
+        &self.write_set
+    }
+
+    /// The request's outcome, once [`DsWrite::write_set`] applied. Its fanout is the write set's:
+    /// stored state already reflects it.
+    pub fn applied(self) -> Outcome {
+        match self.then {
+            AfterWrite::Accept(response) => Outcome {
+                response,
+                fanout: self.write_set.fanout,
+                status: Status::Accepted,
+                refusal: None,
+            },
+            AfterWrite::Refuse(outcome) => *outcome,
+        }
+    }
+}
+
+/// What a request is, and how far it got.
+#[derive(Debug)]
+struct Task<'r> {
+    input: Input<'r>,
+    now: UnixTimeMs,
+    /// Conflicts so far.
+    conflicts: u32,
+    /// Read rounds of this attempt so far.
+    rounds: u32,
+}
+
+#[derive(Debug)]
+enum Input<'r> {
+    Request {
+        bytes: &'r [u8],
+        decoded: Box<DsRequest>,
+    },
+    Event {
+        group_id: &'r [u8],
+        event: &'r HubEvent,
+    },
+}
+
+impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
+    /// Starts processing a request: decodes it and returns the first step. See the
+    /// [module documentation](self) and [`DeliveryService::process`] for the contract.
+    pub fn start<'r>(&self, now: UnixTimeMs, request: &'r [u8]) -> Result<DsStep<'r>, StepError> {
+        let decoded = match self.decode(request) {
+            Ok(decoded) => Box::new(decoded),
+            Err(reason) => return Ok(DsStep::Done(self.reject(&reason)?)),
+        };
+        self.run(
+            Task {
+                input: Input::Request {
+                    bytes: request,
+                    decoded,
+                },
+                now,
+                conflicts: 0,
+                rounds: 0,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Starts acting on a [`HubEvent`]; the steps of [`DeliveryService::handle_event`].
+    pub fn start_event<'r>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &'r [u8],
+        event: &'r HubEvent,
+    ) -> Result<DsStep<'r>, StepError> {
+        self.run(
+            Task {
+                input: Input::Event { group_id, event },
+                now,
+                conflicts: 0,
+                rounds: 0,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Goes on with the answers to a [`DsStep::Read`], one per [`DsReads::reads`], in order.
+    /// [`StepError::AnswersDoNotMatchReads`] if they are not.
+    pub fn resume<'r>(
+        &self,
+        reads: DsReads<'r>,
+        answers: Vec<DsFetched>,
+    ) -> Result<DsStep<'r>, StepError> {
+        let DsReads { mut task, reads } = reads;
+        if answers.len() != reads.len() {
+            return Err(StepError::AnswersDoNotMatchReads(format!(
+                "{} reads, {} answers",
+                reads.len(),
+                answers.len()
+            )));
+        }
+        if let Some(index) = reads
+            .iter()
+            .zip(&answers)
+            .position(|(read, answer)| !read.answered_by(answer))
+        {
+            return Err(StepError::AnswersDoNotMatchReads(format!(
+                "answer {index} is not of its read's kind"
+            )));
+        }
+        task.rounds += 1;
+        if task.rounds > MAX_READ_ROUNDS {
+            return Err(StepError::Internal(format!(
+                "the reads did not settle in {MAX_READ_ROUNDS} rounds"
+            )));
+        }
+        self.run(task, reads.into_iter().zip(answers).collect())
+    }
+
+    /// Goes on after the write of a [`DsStep::Write`] did not apply because its guard did not
+    /// hold: another request changed the group first. The request is read and validated again;
+    /// after [`crate::DsConfig::max_conflict_retries`] conflicts it is refused with `conflict`.
+    pub fn retry<'r>(&self, write: DsWrite<'r>) -> Result<DsStep<'r>, StepError> {
+        let DsWrite {
+            mut task, reads, ..
+        } = write;
+        task.conflicts += 1;
+        task.rounds = 0;
+        if task.conflicts > self.config.max_conflict_retries {
+            return Ok(DsStep::Done(self.reject(&RejectReason::Conflict)?));
+        }
+        if reads.is_empty() {
+            return self.run(task, Vec::new());
+        }
+        Ok(DsStep::Read(DsReads { task, reads }))
+    }
+
+    /// Runs the request's handler against `answers` and turns what it decided into a step.
+    fn run<'r>(
+        &self,
+        task: Task<'r>,
+        answers: Vec<(DsRead, DsFetched)>,
+    ) -> Result<DsStep<'r>, StepError> {
+        let store = Prefetched::new(answers);
+        let decided = match &task.input {
+            Input::Request { bytes, decoded } => {
+                let ctx = Ctx {
+                    env: self.handler_env(),
+                    now: task.now,
+                    request: decoded,
+                    request_bytes: bytes,
+                };
+                handlers::dispatch(&ctx, &store)
+            }
+            Input::Event { group_id, event } => {
+                handlers::hub_events::handle(&self.handler_env(), task.now, group_id, event, &store)
+            }
+        };
+        let reads = store.into_reads();
+        if reads.wrote {
+            return Err(StepError::Internal("a handler wrote to storage".into()));
+        }
+        if reads.missed {
+            return Ok(DsStep::Read(DsReads {
+                task,
+                reads: reads.asked,
+            }));
+        }
+        Ok(match decided {
+            Ok(Plan::Answer(body)) => DsStep::Done(self.answer(body)?),
+            Ok(Plan::Duplicate(response)) => DsStep::Done(Outcome {
+                response,
+                fanout: Vec::new(),
+                status: Status::Duplicate,
+                refusal: None,
+            }),
+            Ok(Plan::Write {
+                write_set,
+                response,
+            }) => DsStep::Write(DsWrite {
+                task,
+                reads: reads.asked,
+                write_set,
+                then: AfterWrite::Accept(response),
+            }),
+            Ok(Plan::RefuseAfterWrite { write_set, reason }) => DsStep::Write(DsWrite {
+                task,
+                reads: reads.asked,
+                write_set,
+                then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
+            }),
+            Err(Failure::Reject(reason)) => DsStep::Done(self.reject(&reason)?),
+            Err(Failure::Process(ProcessError::Internal(what))) => {
+                return Err(StepError::Internal(name_the_group(what, &reads.asked)))
+            }
+            Err(Failure::Process(ProcessError::Storage(never))) => match never {},
+        })
+    }
+}
+
+/// An internal error names the group it happened in, so that an operator can find a group whose
+/// stored records do not decode (corrupt storage) without a debugger: the group of the run's
+/// first group read.
+fn name_the_group(what: String, asked: &[DsRead]) -> String {
+    match asked.iter().find_map(|read| match read {
+        DsRead::Group { group_id, .. } => Some(group_id),
+        DsRead::ReplayMark { .. } => None,
+    }) {
+        Some(group_id) => format!("group {}: {what}", crate::storage::outbox::hex(group_id)),
+        None => what,
+    }
+}
