@@ -68,6 +68,11 @@ fn postgres_skipped() {
 fn storage(c: &mut Criterion) {
     load_average("before building the groups");
     let mut worlds: Vec<World> = sizes().into_iter().map(World::new).collect();
+    println!(
+        "SQLite {} (WAL, synchronous = FULL, files in {})",
+        rusqlite::version(),
+        std::env::temp_dir().display()
+    );
     postgres_skipped();
 
     for operation in Operation::ALL {
