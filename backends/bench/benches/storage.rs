@@ -1,7 +1,8 @@
 //! `DeliveryService::process` on each storage backend (issue 12, "Measured"): `send_message`
 //! and an update-path commit at 10, 1000 and 4000 members, on the in-memory storage (the
 //! baseline, with its outbox), on SQLite (a file, WAL, `synchronous = FULL`: every commit
-//! fsyncs the log) and on PostgreSQL over loopback, all in the same criterion group.
+//! fsyncs the log) and on PostgreSQL over loopback, all in the same criterion group, with the
+//! floor of a durable write next to them (one transaction changing one small row).
 //!
 //! Each group is built once per size by real openmls clients and copied into each backend
 //! through the storage trait (`World::hand_to`), then back (`World::take_back`), so the next
@@ -77,6 +78,10 @@ fn storage(c: &mut Criterion) {
 
     for operation in Operation::ALL {
         let mut group = configured(c, operation.name());
+        let floor = SqliteFile::new();
+        group.bench_function("sqlite_floor_one_row_commit", |b| {
+            b.iter(|| floor.one_row_commit())
+        });
         for world in &mut worlds {
             let mut memory = InMemoryStorage::with_outbox();
             bench_backend(&mut group, "in_memory", world, operation, &mut memory);

@@ -377,6 +377,23 @@ impl SqliteFile {
         }
     }
 
+    /// The floor of any durable write on this file: one transaction that changes one small
+    /// row (a table of the bench's own, created on first use), with the same log and sync.
+    pub fn one_row_commit(&self) {
+        let connection = self.storage.connection();
+        connection
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+                 INSERT OR IGNORE INTO bench_floor VALUES (1, 0);",
+            )
+            .expect("floor table");
+        let changed = connection
+            .prepare_cached("UPDATE bench_floor SET n = n + 1 WHERE id = 1")
+            .and_then(|mut statement| statement.execute([]))
+            .expect("one-row commit");
+        assert_eq!(changed, 1);
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
