@@ -11,13 +11,15 @@
 
 use std::path::{Path, PathBuf};
 
+use mimi_ds::qs::seal_queue_info;
 use mimi_ds::storage::{
     DsStorage, GroupSnapshot, RecordKind, RecordWrite, ReplayMark, VersionGuard, WriteOutcome,
     WriteSet,
 };
-use mimi_ds::testing::{decode_response, TestClient, TestDs};
+use mimi_ds::testing::{decode_response, group_info_encryption_keys, TestClient, TestDs};
 use mimi_ds::{Outcome, Status, UnixTimeMs};
 use mimi_ds_sqlite::SqliteDsStorage;
+use openmls_rust_crypto::RustCrypto;
 
 /// The group sizes of issue 12 point 6.
 pub const SIZES: [usize; 3] = [10, 1000, 4000];
@@ -64,15 +66,19 @@ impl World {
     pub fn new(size: usize) -> Self {
         assert!(size >= 2, "a group to send to has at least two members");
         let mut ds = TestDs::new("hub.example");
+        let queue_key = group_info_encryption_keys();
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
+        publish_sealed_queue(&mut alice, 0, &queue_key.public);
         let group_id = ds.request_group_id();
         alice.create_group(&group_id, &ds.external_sender);
         let created = ds.process(&alice.create_group_request(ds.now_ms));
         assert_accepted("create_group", &created);
         let key_packages = (1..size)
             .map(|i| {
-                TestClient::new(&format!("user{i}"), &format!("client{i}"), "b.example")
-                    .key_package()
+                let mut member =
+                    TestClient::new(&format!("user{i}"), &format!("client{i}"), "b.example");
+                publish_sealed_queue(&mut member, i, &queue_key.public);
+                member.key_package()
             })
             .collect::<Vec<_>>();
         let added = ds.process(&alice.add_request(key_packages, ds.now_ms));
@@ -129,6 +135,26 @@ impl World {
         let kinds = self.record_kinds();
         transfer(&self.ds.storage, to, &self.group_id, &kinds, self.ds.now_ms);
     }
+}
+
+/// Makes `client` publish its queue as a deployment does: sealed to its provider's queue key
+/// for this hub (wire-format.md §10.1), about 120 bytes per member in the roster, the tree and
+/// every fanout, where the harness's default (the client's name in clear) takes about 10. One
+/// key stands in for every provider's; each seal is fresh, so every member's ciphertext
+/// differs (and does not compress).
+fn publish_sealed_queue(client: &mut TestClient, index: usize, queue_key: &[u8]) {
+    let provider =
+        String::from_utf8(client.queue.provider_domain.as_slice().to_vec()).expect("a domain");
+    let queue_id = format!("queue-{index:026}");
+    client.queue = seal_queue_info(
+        &RustCrypto::default(),
+        &provider,
+        "hub.example",
+        queue_key,
+        queue_id.as_bytes(),
+        &[0x5a; 32],
+    )
+    .expect("seal the queue");
 }
 
 /// The benchmarked operations.

@@ -73,6 +73,14 @@ fn the_log_growth_of_one_write_counts_whole_pages() {
     let (write_set, wal) = sqlite_wal_growth(&mut sqlite, |file| {
         observe_one(&mut world, Operation::SendMessage, &mut file.storage)
     });
+    // The members publish sealed queue IDs, as deployments do (not their names in clear).
+    let recipients: Vec<usize> = write_set
+        .fanout
+        .iter()
+        .flat_map(|f| f.request.recipients.iter().map(|q| q.as_slice().len()))
+        .collect();
+    assert_eq!(recipients.len(), 2, "the two other members");
+    assert!(recipients.iter().all(|len| *len > 100), "{recipients:?}");
     let payload = WriteSetBytes::of(&write_set);
     assert!(payload.fanout > 0 && payload.replay_mark > 0, "{payload:?}");
     assert!(wal.frames >= 1, "{wal:?}");
