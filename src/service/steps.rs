@@ -419,3 +419,40 @@ fn name_the_group(what: String, asked: &[DsRead]) -> String {
         None => what,
     }
 }
+
+#[cfg(all(test, feature = "test-utils"))]
+mod tests {
+    use super::*;
+    use crate::testing::{TestClient, TestDs};
+
+    /// A caller that keeps answering reads the run does not make never lets a request settle:
+    /// after [`MAX_READ_ROUNDS`] rounds the step API calls it a bug instead of looping.
+    #[test]
+    fn read_rounds_are_bounded() {
+        let mut ds = TestDs::new("hub.example");
+        let mut alice = TestClient::new("alice", "a1", "alice.example");
+        ds.create_group_with(&mut alice, &mut []);
+        let request = alice.message_request(b"hi", ds.now_ms);
+        let DsStep::Read(mut reads) = ds.ds.start(UnixTimeMs(ds.now_ms), &request).unwrap() else {
+            panic!("reads first")
+        };
+        for round in 1..=MAX_READ_ROUNDS + 1 {
+            // Answer a read the handler never makes, instead of the ones it asked for.
+            let unrelated = DsRead::ReplayMark {
+                group_id: b"another group".to_vec(),
+                key: vec![round as u8],
+                now_ms: 0,
+            };
+            let bogus = DsReads {
+                task: reads.task,
+                reads: vec![unrelated],
+            };
+            match ds.ds.resume(bogus, vec![DsFetched::ReplayMark(None)]) {
+                Ok(DsStep::Read(next)) if round <= MAX_READ_ROUNDS => reads = next,
+                Err(StepError::Internal(_)) if round == MAX_READ_ROUNDS + 1 => return,
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        panic!("the rounds were not bounded");
+    }
+}
