@@ -69,7 +69,7 @@
 //!   that stopped before delivering, loses no fanout: a relay drains the outbox, also from a
 //!   new process ([module `outbox`](outbox)). [`InMemoryStorage::with_outbox`] implements it (its
 //!   outbox is part of the compared state; [`InMemoryStorage::new`] keeps none, since nothing
-//!   would drain it); so does the `mimi-ds-sqlite` crate.
+//!   would drain it); so do the `mimi-ds-sqlite` crate and `mimi-ds-postgres` (async).
 //! * **Sizes.** The contract sets no upper bound on a record beyond the growth described above;
 //!   a backend that cannot store a value (SQLite's default limit is 1 GB per value) returns
 //!   `Err` naming the group, and writes nothing.

@@ -1,0 +1,26 @@
+//! The storage conformance suite of mimi-ds (`mimi_ds::testing::conformance`) on PostgreSQL:
+//! every DS and QS check on a fresh schema of the test server (see `support`). Each handle is a
+//! connection of its own, so `racing_handles` races two real connections from two threads.
+
+mod support;
+
+use mimi_ds_postgres::{PostgresDsStorage, PostgresQsStorage};
+use support::{Blocking, TestDatabase};
+
+/// A fresh schema; each call of the returned function opens one more connection to it.
+fn new_database() -> impl Fn() -> Blocking<PostgresDsStorage> + Sync {
+    let database = TestDatabase::new();
+    move || database.ds()
+}
+
+mimi_ds::ds_storage_conformance_tests!(new_database);
+
+mod qs {
+    use super::*;
+
+    fn new_storage() -> Blocking<PostgresQsStorage> {
+        TestDatabase::new().qs()
+    }
+
+    mimi_ds::qs_storage_conformance_tests!(new_storage);
+}
