@@ -25,9 +25,11 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion,
 };
 use mimi_ds::storage::{DsStorage, InMemoryStorage};
+use mimi_ds::UnixTimeMs;
+use mimi_ds_storage_bench::postgres::{Postgres, URL_VARIABLE};
 use mimi_ds_storage_bench::{
-    accept, next_request, observe_one, sizes, sqlite_wal_growth, Operation, SqliteFile, World,
-    WriteSetBytes,
+    accept, assert_accepted, next_request, observe_one, sizes, sqlite_wal_growth, Operation,
+    SqliteFile, World, WriteSetBytes,
 };
 
 /// Measures `operation` on `storage` under the name `backend`, each iteration a new request.
@@ -59,11 +61,57 @@ fn configured<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTi
     group
 }
 
-/// PostgreSQL is not measured yet: mimi-ds-postgres is not in the workspace.
-fn postgres_skipped() {
-    let skipped = "*** PostgreSQL NOT MEASURED: mimi-ds-postgres is not in this workspace yet ***";
-    eprintln!("\n{skipped}\n");
-    println!("{skipped}");
+/// PostgreSQL is measured when `MIMI_DS_POSTGRES_URL` names a server; says so loudly when not.
+fn connect_postgres() -> Option<Postgres> {
+    let Some(postgres) = Postgres::from_env() else {
+        let skipped = format!(
+            "*** PostgreSQL NOT MEASURED: {URL_VARIABLE} is unset. Start a server on loopback and set it, e.g. {URL_VARIABLE}=postgresql://postgres@127.0.0.1:5432/postgres ***"
+        );
+        eprintln!("\n{skipped}\n");
+        println!("{skipped}");
+        return None;
+    };
+    println!(
+        "PostgreSQL {} (fsync={}, synchronous_commit={}, full_page_writes={}, wal_compression={}, default_toast_compression={})",
+        postgres.server_version(),
+        postgres.setting("fsync"),
+        postgres.setting("synchronous_commit"),
+        postgres.setting("full_page_writes"),
+        postgres.setting("wal_compression"),
+        postgres.setting("default_toast_compression"),
+    );
+    Some(postgres)
+}
+
+/// Measures `operation` on PostgreSQL through `DeliveryService::process_async`, each iteration
+/// a new request.
+fn bench_postgres(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    world: &mut World,
+    operation: Operation,
+    postgres: &mut Postgres,
+) {
+    world.hand_to(&mut postgres.blocking());
+    let now_ms = world.ds.now_ms;
+    group.bench_function(BenchmarkId::new("postgres", world.size), |b| {
+        b.iter_batched(
+            || next_request(&mut world.alice, operation, now_ms),
+            |request| {
+                let out = postgres
+                    .runtime
+                    .block_on(world.ds.ds.process_async(
+                        UnixTimeMs(now_ms),
+                        &request,
+                        &mut postgres.storage,
+                    ))
+                    .expect("storage failed");
+                assert_accepted("request", &out);
+                out
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    world.take_back(&postgres.blocking());
 }
 
 fn storage(c: &mut Criterion) {
@@ -74,7 +122,7 @@ fn storage(c: &mut Criterion) {
         rusqlite::version(),
         std::env::temp_dir().display()
     );
-    postgres_skipped();
+    let mut postgres = connect_postgres();
 
     for operation in Operation::ALL {
         let mut group = configured(c, operation.name());
@@ -82,17 +130,25 @@ fn storage(c: &mut Criterion) {
         group.bench_function("sqlite_floor_one_row_commit", |b| {
             b.iter(|| floor.one_row_commit())
         });
+        if let Some(postgres) = &postgres {
+            group.bench_function("postgres_floor_one_row_commit", |b| {
+                b.iter(|| postgres.one_row_commit())
+            });
+        }
         for world in &mut worlds {
             let mut memory = InMemoryStorage::with_outbox();
             bench_backend(&mut group, "in_memory", world, operation, &mut memory);
             let mut sqlite = SqliteFile::new();
             bench_backend(&mut group, "sqlite", world, operation, &mut sqlite.storage);
+            if let Some(postgres) = &mut postgres {
+                bench_postgres(&mut group, world, operation, postgres);
+            }
         }
         group.finish();
     }
 
     load_average("after the timings");
-    bytes_written(&mut worlds);
+    bytes_written(&mut worlds, postgres.as_mut());
 }
 
 /// The machine is shared: the load average says how much else ran beside the bench.
@@ -105,7 +161,7 @@ fn load_average(when: &str) {
 /// one is not counted, so both databases log a steady state: PostgreSQL writes a full page
 /// image for the first change of a page after a checkpoint, and the copy touched the group's
 /// pages just before).
-fn bytes_written(worlds: &mut [World]) {
+fn bytes_written(worlds: &mut [World], mut postgres: Option<&mut Postgres>) {
     println!("\nbytes written per operation (the second after the copy, after the timings)");
     println!(
         "| operation | N | backend | write set: records | replay mark | fanout | total | database log |"
@@ -142,6 +198,23 @@ fn bytes_written(worlds: &mut [World]) {
                 &WriteSetBytes::of(&write_set),
                 &format!("WAL file +{} B ({} pages)", wal.bytes, wal.frames),
             );
+
+            if let Some(postgres) = postgres.as_deref_mut() {
+                world.hand_to(&mut postgres.blocking());
+                let _ = observe_one(world, operation, &mut postgres.blocking());
+                let before = postgres.wal_lsn();
+                let write_set = observe_one(world, operation, &mut postgres.blocking());
+                let after = postgres.wal_lsn();
+                let wal = postgres.wal_bytes_between(&before, &after);
+                world.take_back(&postgres.blocking());
+                row(
+                    operation,
+                    world.size,
+                    "postgres",
+                    &WriteSetBytes::of(&write_set),
+                    &format!("WAL +{wal} B (pg_wal_lsn_diff)"),
+                );
+            }
         }
     }
     println!("\nrecords put per operation (kind: bytes)");

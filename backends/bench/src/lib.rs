@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 
 use mimi_ds::qs::seal_queue_info;

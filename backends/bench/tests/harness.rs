@@ -2,6 +2,9 @@
 //! the same group, each request is accepted where the group is, and the byte counts add up.
 
 use mimi_ds::storage::{DsStorage, InMemoryStorage, RecordKind};
+use mimi_ds::UnixTimeMs;
+use mimi_ds_storage_bench::assert_accepted;
+use mimi_ds_storage_bench::postgres::{Postgres, URL_VARIABLE};
 use mimi_ds_storage_bench::{
     observe_one, sqlite_wal_growth, Operation, SqliteFile, World, WriteSetBytes,
 };
@@ -87,4 +90,49 @@ fn the_log_growth_of_one_write_counts_whole_pages() {
     let page_size = sqlite.checkpoint();
     assert_eq!(wal.bytes, 32 + wal.frames * (page_size + 24), "{wal:?}");
     assert!(wal.bytes as usize >= payload.total(), "{wal:?} {payload:?}");
+}
+
+/// Runs where `MIMI_DS_POSTGRES_URL` names a server, as in `.ci/run` (which always starts
+/// one); without it there is nothing to connect to, and the test says so.
+#[test]
+fn a_group_goes_through_postgres_and_back_and_its_wal_is_counted() {
+    let Some(mut postgres) = Postgres::from_env() else {
+        eprintln!(
+            "*** {URL_VARIABLE} is unset: PostgreSQL part of the bench harness NOT TESTED ***"
+        );
+        return;
+    };
+    let mut world = World::new(3);
+    world.hand_to(&mut postgres.blocking());
+    assert_eq!(
+        records(&world, &postgres.blocking()),
+        records(&world, &world.ds.storage)
+    );
+    let epoch = world.alice.epoch();
+    // The async driver, as the bench times it.
+    let request = world.next_request(Operation::UpdateCommit);
+    let out = postgres
+        .runtime
+        .block_on(world.ds.ds.process_async(
+            UnixTimeMs(world.ds.now_ms),
+            &request,
+            &mut postgres.storage,
+        ))
+        .expect("storage");
+    assert_accepted("update commit", &out);
+    let before = postgres.wal_lsn();
+    let write_set = observe_one(&mut world, Operation::SendMessage, &mut postgres.blocking());
+    let wal = postgres.wal_bytes_between(&before, &postgres.wal_lsn());
+    assert!(wal > 0 && WriteSetBytes::of(&write_set).total() > 0);
+    world.take_back(&postgres.blocking());
+    assert_eq!(
+        world.alice.epoch(),
+        epoch + 1,
+        "the accepted commit was merged"
+    );
+    assert_eq!(
+        records(&world, &world.ds.storage),
+        records(&world, &postgres.blocking())
+    );
+    postgres.one_row_commit();
 }
