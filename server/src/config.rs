@@ -12,8 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Where the server keeps its state.
 ///
 /// An enum rather than a URL string passed around, so that each backend is one arm of the
-/// `match` in [`crate::start`]. PostgreSQL (`mimi-ds-postgres`) will be one more arm; it is not
-/// part of this version.
+/// `match` in [`crate::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageChoice {
@@ -22,10 +21,14 @@ pub enum StorageChoice {
     Sqlite(PathBuf),
     /// In memory, gone when the process stops: for tests.
     Memory,
+    /// A PostgreSQL server (`mimi-ds-postgres`), by its `postgres://` or `postgresql://` URL
+    /// (tokio-postgres syntax; choose a schema with `?options=-c%20search_path%3D<schema>`).
+    /// Several servers may share one database. The tables are created or upgraded at start.
+    Postgres(String),
 }
 
 impl StorageChoice {
-    /// Parses `sqlite:<path>` or `memory`.
+    /// Parses `sqlite:<path>`, `memory`, or a `postgres://` (or `postgresql://`) URL.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         if value == "memory" {
             return Ok(Self::Memory);
@@ -35,8 +38,13 @@ impl StorageChoice {
                 return Ok(Self::Sqlite(PathBuf::from(path)));
             }
         }
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            if value.parse::<tokio_postgres::Config>().is_ok() {
+                return Ok(Self::Postgres(value.to_owned()));
+            }
+        }
         Err(ConfigError::Invalid(format!(
-            "--storage {value:?}: expected sqlite:<path> or memory (PostgreSQL is not supported by this version)"
+            "--storage {value:?}: expected sqlite:<path>, memory or a postgres:// URL"
         )))
     }
 }
@@ -375,7 +383,8 @@ mimi-ds-server --domain <domain> --cert <chain.pem> --key <key.pem> --ca <cas.pe
   --domain <domain>     this provider's domain (Host it answers to)
   --hub                 also run the hub (Delivery Service), not only the Queueing Service
   --listen <addr:port>  where to listen (default 127.0.0.1:8443)
-  --storage <choice>    sqlite:<path> (default: <state-dir>/mimi-ds.sqlite3) or memory
+  --storage <choice>    sqlite:<path> (default: <state-dir>/mimi-ds.sqlite3), memory, or a
+                        PostgreSQL URL postgres://user:password@host:port/database
   --state-dir <folder>  keys and the default database (default: <tmp>/mimi-ds-server-<domain>)
   --cert, --key         PEM certificate chain and private key of this provider
   --ca <cas.pem>        PEM CA certificates that issue providers' certificates
@@ -419,7 +428,14 @@ mod tests {
             StorageChoice::parse("sqlite:/tmp/x.db").ok(),
             Some(StorageChoice::Sqlite("/tmp/x.db".into()))
         );
-        assert!(StorageChoice::parse("postgres://localhost/db").is_err());
+        assert_eq!(
+            StorageChoice::parse("postgres://hub@localhost/db").ok(),
+            Some(StorageChoice::Postgres(
+                "postgres://hub@localhost/db".into()
+            ))
+        );
+        assert!(StorageChoice::parse("postgres://localhost:notaport/db").is_err());
+        assert!(StorageChoice::parse("mysql://localhost/db").is_err());
         assert!(StorageChoice::parse("sqlite:").is_err());
     }
 

@@ -8,9 +8,11 @@
 //! * **TLS**: tokio-rustls on ring, TLS 1.3 only. Client certificates are optional and verified
 //!   against the configured CAs; the provider a verified certificate names (a domain of the
 //!   peer directory) is the `authenticated_peer` the [`Router`] sees (mutual TLS, TR-01).
-//! * **Storage** ([`StorageChoice`]): a SQLite file by default, or memory for tests. SQLite is
-//!   synchronous, so every storage call runs on a blocking thread with one pooled connection
-//!   (see `store.rs` for why a pool).
+//! * **Storage** ([`StorageChoice`]): a SQLite file by default, PostgreSQL when a
+//!   `postgres://` URL is given, or memory for tests. SQLite is synchronous, so every storage
+//!   call runs on a blocking thread with one pooled connection (see `store.rs` for why a
+//!   pool). PostgreSQL is async: requests run through `Router::handle_async` on the executor,
+//!   over pooled connections, and the tables are created or upgraded at start.
 //! * **Fanout**: the DS stores the fanout of every applied write in its durable outbox in the
 //!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
 //!   so a request is answered as soon as its write is durable, and a restart delivers what
@@ -59,10 +61,12 @@ pub use config::{
 pub use relay::RelayStats;
 pub use tls::TlsError;
 
-use store::{Backend, MemoryBackend, SqliteBackend};
+use store::{Backend, MemoryBackend, PostgresBackend, SqliteBackend};
 
 /// SQLite connections in the pool.
 const SQLITE_CONNECTIONS: usize = 4;
+/// PostgreSQL connections in each of the two pools (DS and QS; see `store.rs`).
+const POSTGRES_CONNECTIONS: usize = 8;
 /// How long shutdown waits for open connections to finish their requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -108,6 +112,9 @@ pub enum StartError {
     /// The SQLite database.
     #[error("sqlite: {0}")]
     Sqlite(#[from] mimi_ds_sqlite::Error),
+    /// The PostgreSQL database: connecting, or creating the tables.
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// The keys in the state folder.
     #[error("keys: {0}")]
     Keys(String),
@@ -166,7 +173,7 @@ impl RunningServer {
 /// current tokio runtime.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.state_dir)?;
-    // One arm per backend; PostgreSQL (mimi-ds-postgres) becomes one more.
+    // One arm per backend.
     match config.storage.clone() {
         StorageChoice::Sqlite(path) => {
             if let Some(parent) = path.parent() {
@@ -179,6 +186,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             start_with(config, backend).await
         }
         StorageChoice::Memory => start_with(config, MemoryBackend::new()).await,
+        StorageChoice::Postgres(url) => {
+            let backend = PostgresBackend::connect(&url, POSTGRES_CONNECTIONS)
+                .await
+                .map_err(StartError::Postgres)?;
+            start_with(config, backend).await
+        }
     }
 }
 
