@@ -38,10 +38,9 @@ impl StorageChoice {
                 return Ok(Self::Sqlite(PathBuf::from(path)));
             }
         }
-        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            if value.parse::<tokio_postgres::Config>().is_ok() {
-                return Ok(Self::Postgres(value.to_owned()));
-            }
+        let is_postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+        if is_postgres && value.parse::<tokio_postgres::Config>().is_ok() {
+            return Ok(Self::Postgres(value.to_owned()));
         }
         Err(ConfigError::Invalid(format!(
             "--storage {value:?}: expected sqlite:<path>, memory or a postgres:// URL"
