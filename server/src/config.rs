@@ -274,6 +274,9 @@ pub struct ServerConfig {
     pub relay_concurrency: usize,
     /// How long one delivery (connect, TLS, request, answer) may take.
     pub delivery_timeout: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP), if anywhere. Keep it
+    /// on loopback or an operator network: it is not for peers. Default: none.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ServerConfig {
@@ -298,6 +301,7 @@ impl ServerConfig {
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             relay_poll_interval: Duration::from_secs(1),
+            metrics_listen: None,
             relay_concurrency: 16,
             delivery_timeout: Duration::from_secs(10),
         }
@@ -309,8 +313,9 @@ impl ServerConfig {
         let mut values: HashMap<&'static str, String> = HashMap::new();
         let mut runs_hub = false;
         let mut args = args.into_iter();
-        const WITH_VALUE: [&str; 8] = [
+        const WITH_VALUE: [&str; 9] = [
             "--domain",
+            "--metrics-listen",
             "--listen",
             "--storage",
             "--state-dir",
@@ -369,9 +374,14 @@ impl ServerConfig {
             )?,
             None => PeerDirectory::new(),
         };
-        Ok(Self::new(
-            domain, runs_hub, listen, storage, state_dir, tls, peers,
-        ))
+        let metrics_listen = values
+            .get("--metrics-listen")
+            .map(|value| value.parse())
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(format!("--metrics-listen: {e}")))?;
+        let mut config = Self::new(domain, runs_hub, listen, storage, state_dir, tls, peers);
+        config.metrics_listen = metrics_listen;
+        Ok(config)
     }
 }
 
@@ -387,7 +397,9 @@ mimi-ds-server --domain <domain> --cert <chain.pem> --key <key.pem> --ca <cas.pe
   --state-dir <folder>  keys and the default database (default: <tmp>/mimi-ds-server-<domain>)
   --cert, --key         PEM certificate chain and private key of this provider
   --ca <cas.pem>        PEM CA certificates that issue providers' certificates
-  --peers <file>        peer directory: one `domain host:port` per line";
+  --peers <file>        peer directory: one `domain host:port` per line
+  --metrics-listen <addr:port>  serve Prometheus metrics at GET /metrics (plain HTTP; keep it
+                        on loopback or an operator network)";
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]

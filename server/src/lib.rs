@@ -13,6 +13,9 @@
 //!   call runs on a blocking thread with one pooled connection (see `store.rs` for why a
 //!   pool). PostgreSQL is async: requests run through `Router::handle_async` on the executor,
 //!   over pooled connections, and the tables are created or upgraded at start.
+//! * **Metrics**: Prometheus text format at `GET /metrics` on a separate plain-HTTP listener
+//!   ([`ServerConfig::metrics_listen`]): requests by operation and status, a latency
+//!   histogram, the outbox depth and the relay's deliveries, retries and rejections.
 //! * **Fanout**: the DS stores the fanout of every applied write in its durable outbox in the
 //!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
 //!   so a request is answered as soon as its write is durable, and a restart delivers what
@@ -32,6 +35,7 @@
 
 mod config;
 mod keys;
+mod metrics;
 mod relay;
 mod service;
 mod store;
@@ -97,6 +101,7 @@ pub(crate) struct Shared<B> {
     pub(crate) relay: RelaySettings,
     pub(crate) relay_wake: Notify,
     pub(crate) relay_stats: Arc<RelayStats>,
+    pub(crate) request_metrics: metrics::RequestMetrics,
 }
 
 /// Why the server did not start.
@@ -123,6 +128,7 @@ pub enum StartError {
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     relay_stats: Arc<RelayStats>,
@@ -141,6 +147,11 @@ impl RunningServer {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served (plain HTTP), if [`ServerConfig::metrics_listen`] is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The hub's external-sender entry (its signature key and credential), which clients put
@@ -241,9 +252,18 @@ async fn start_with<B: Backend>(
         },
         relay_wake: Notify::new(),
         relay_stats: Arc::clone(&relay_stats),
+        request_metrics: metrics::RequestMetrics::default(),
     });
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let cancel = CancellationToken::new();
     let accept = tokio::spawn(accept_loop(
         Arc::clone(&shared),
@@ -251,12 +271,21 @@ async fn start_with<B: Backend>(
         tokio_rustls::TlsAcceptor::from(server_tls),
         cancel.clone(),
     ));
-    let relay = tokio::spawn(relay::run(shared, cancel.clone()));
+    let mut tasks = vec![accept];
+    if let Some(metrics_listener) = metrics_listener {
+        tasks.push(tokio::spawn(metrics::serve(
+            Arc::clone(&shared),
+            metrics_listener,
+            cancel.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(relay::run(shared, cancel.clone())));
     tracing::info!(%local_addr, domain = %config.domain, hub = config.runs_hub, "serving");
     Ok(RunningServer {
         local_addr,
         cancel,
-        tasks: vec![accept, relay],
+        tasks,
+        metrics_addr,
         relay_stats,
         external_sender,
     })

@@ -162,6 +162,8 @@ where
             headers.push(("host".to_owned(), authority.as_str().to_owned()));
         }
     }
+    let started = std::time::Instant::now();
+    let operation = crate::metrics::operation(parts.uri.path());
     let request = OwnedRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
@@ -179,6 +181,9 @@ where
         }
         Err(internal) => internal,
     };
+    shared
+        .request_metrics
+        .observe(operation, response.status, started.elapsed());
     Ok(to_http(response))
 }
 

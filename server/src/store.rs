@@ -111,6 +111,10 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         shared: &Arc<Shared<Self>>,
         delays: Vec<(u64, u64)>,
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Entries in the outbox, due or not (for the metrics).
+    fn outbox_depth(shared: &Arc<Shared<Self>>)
+        -> impl Future<Output = Result<u64, String>> + Send;
 }
 
 /// Runs `f` on a blocking thread; a panic there is an error.
@@ -217,10 +221,18 @@ where
         })
         .await?
     }
+
+    async fn outbox_depth(shared: &Arc<Shared<Self>>) -> Result<u64, String> {
+        let shared = Arc::clone(shared);
+        blocking(move || shared.backend.with(|ds, _| T::outbox_len(ds))).await?
+    }
 }
 
 /// A DS storage with an outbox and a QS storage, used from blocking threads only.
 pub(crate) trait BlockingBackend: Send + Sync + 'static {
+    /// Entries in `ds`'s outbox.
+    fn outbox_len(ds: &Self::Ds) -> Result<u64, String>;
+
     /// The DS's storage.
     type Ds: DsOutbox + Send;
     /// The QS's storage.
@@ -251,6 +263,10 @@ impl MemoryBackend {
 }
 
 impl BlockingBackend for MemoryBackend {
+    fn outbox_len(ds: &Self::Ds) -> Result<u64, String> {
+        Ok(ds.outbox_len() as u64)
+    }
+
     type Ds = InMemoryStorage;
     type Qs = InMemoryQsStorage;
 
@@ -293,6 +309,10 @@ impl SqliteBackend {
 }
 
 impl BlockingBackend for SqliteBackend {
+    fn outbox_len(ds: &Self::Ds) -> Result<u64, String> {
+        ds.outbox_len().map_err(|e| e.to_string())
+    }
+
     type Ds = SqliteDsStorage<Connection>;
     type Qs = SqliteQsStorage<Connection>;
 
@@ -441,5 +461,10 @@ impl Backend for PostgresBackend {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    async fn outbox_depth(shared: &Arc<Shared<Self>>) -> Result<u64, String> {
+        let storage = shared.backend.ds().await?;
+        storage.outbox_len().await.map_err(|e| e.to_string())
     }
 }
