@@ -86,6 +86,7 @@ async fn run(root: &tempfile::TempDir, hub_storage: StorageChoice, beta_storage:
         directory(&[(BETA, beta.local_addr())]),
     );
     hub_config.listen = hub_address;
+    hub_config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
     let hub = start(hub_config).await;
     let hub_at = hub.local_addr();
 
@@ -183,6 +184,16 @@ async fn run(root: &tempfile::TempDir, hub_storage: StorageChoice, beta_storage:
         matches!(r, Received::Proposal)
     })
     .await;
+
+    // The metrics read this backend's outbox depth and counted the requests.
+    let (status, text) = plain_get(hub.metrics_addr().expect("metrics"), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        sample(&text, "mimi_ds_server_outbox_entries").is_some(),
+        "{text}"
+    );
+    let commits = "mimi_ds_server_requests_total{operation=\"group_operation\",status=\"200\"}";
+    assert!(sample(&text, commits).unwrap_or(0.0) >= 4.0, "{text}");
 
     hub.shutdown().await;
     beta.shutdown().await;

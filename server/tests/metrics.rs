@@ -4,41 +4,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mimi_ds::testing::TestClient;
 use mimi_ds_server::StorageChoice;
 use support::*;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// A plain HTTP/1.1 GET; the status and the body.
-async fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).await.expect("read");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
-}
-
-/// The value of the sample `name` (with its labels, exactly as written) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_shows_requests_latency_outbox_depth_and_retries() {
@@ -107,7 +77,7 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (status, text) = get(metrics_at, "/metrics").await;
+    let (status, text) = plain_get(metrics_at, "/metrics").await;
     assert_eq!(status, 200);
     let requests =
         |labels: &str| sample(&text, &format!("mimi_ds_server_requests_total{{{labels}}}"));
@@ -166,7 +136,7 @@ async fn run() {
     );
     assert!(text.contains("# TYPE mimi_ds_server_request_duration_seconds histogram"));
 
-    let (status, _) = get(metrics_at, "/group_operation").await;
+    let (status, _) = plain_get(metrics_at, "/group_operation").await;
     assert_eq!(status, 404);
     hub.shutdown().await;
 }
