@@ -4,6 +4,7 @@
 
 use mimi_ds::qs::InMemoryQsStorage;
 use mimi_ds::storage::InMemoryStorage;
+use mimi_ds::testing::driver::{block_on, Driver};
 use mimi_ds::testing::{Received, TestClient, TestDs, TestQs};
 use mimi_ds::transport::{
     Endpoint, HttpRequest, HttpResponse, Routed, Router, TransportConfig, OCTET_STREAM,
@@ -24,10 +25,12 @@ struct Provider {
     qs_storage: InMemoryQsStorage,
     now_ms: u64,
     external_sender: openmls::prelude::ExternalSender,
+    /// `Router::handle` or `Router::handle_async`: every test here runs through both.
+    driver: Driver,
 }
 
 impl Provider {
-    fn new() -> Self {
+    fn new(driver: Driver) -> Self {
         let ds = TestDs::new(HUB);
         let qs = TestQs::new(PROVIDER);
         let config = TransportConfig::new(PROVIDER, Some(HUB.to_string()));
@@ -37,18 +40,19 @@ impl Provider {
             qs_storage: qs.storage,
             now_ms: ds.now_ms,
             external_sender: ds.external_sender,
+            driver,
         }
     }
 
     fn send(&mut self, request: &HttpRequest<'_>) -> Routed {
-        self.router
-            .handle(
-                UnixTimeMs(self.now_ms),
-                request,
-                &mut self.ds_storage,
-                &mut self.qs_storage,
-            )
-            .expect("in-memory storage does not fail")
+        route(
+            &self.router,
+            self.driver,
+            UnixTimeMs(self.now_ms),
+            request,
+            &mut self.ds_storage,
+            &mut self.qs_storage,
+        )
     }
 
     fn post(&mut self, path: &str, body: &[u8]) -> Routed {
@@ -93,6 +97,24 @@ impl Provider {
     }
 }
 
+/// One request through `Router::handle` or, polled without a runtime, `Router::handle_async`.
+fn route(
+    router: &Router,
+    driver: Driver,
+    now: UnixTimeMs,
+    request: &HttpRequest<'_>,
+    ds_storage: &mut InMemoryStorage,
+    qs_storage: &mut InMemoryQsStorage,
+) -> Routed {
+    match driver {
+        Driver::Sync => router.handle(now, request, ds_storage, qs_storage),
+        Driver::Async => block_on(router.handle_async(now, request, ds_storage, qs_storage)),
+    }
+    .expect("in-memory storage does not fail")
+}
+
+const DRIVERS: [Driver; 2] = [Driver::Sync, Driver::Async];
+
 const HEADERS: [(&str, &str); 2] = [("Host", PROVIDER), ("Content-Type", OCTET_STREAM)];
 
 fn post<'a>(path: &'a str, body: &'a [u8], headers: &'a [(&'a str, &'a str)]) -> HttpRequest<'a> {
@@ -130,7 +152,13 @@ fn unauthenticated(body: DsRequestBody) -> Vec<u8> {
 
 #[test]
 fn a_group_lives_entirely_through_the_router() {
-    let mut p = Provider::new();
+    for driver in DRIVERS {
+        a_group_lives_entirely_through_the_router_through(driver);
+    }
+}
+
+fn a_group_lives_entirely_through_the_router_through(driver: Driver) {
+    let mut p = Provider::new(driver);
     let mut alice = TestClient::new("alice", "phone", PROVIDER);
     let mut bob = TestClient::new("bob", "phone", PROVIDER);
     // Alice's laptop: external joins are open to users already in the group (the default).
@@ -247,7 +275,15 @@ fn a_group_lives_entirely_through_the_router() {
 
 #[test]
 fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing() {
-    let mut p = Provider::new();
+    for driver in DRIVERS {
+        http_level_refusals_have_their_status_and_an_error_body_and_change_nothing_through(driver);
+    }
+}
+
+fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing_through(
+    driver: Driver,
+) {
+    let mut p = Provider::new(driver);
     let body = unauthenticated(DsRequestBody::RequestGroupId);
     let welcome_info_type = unauthenticated(DsRequestBody::SignaturePublicKey);
     let too_large = vec![0u8; p.router.config().max_body_bytes + 1];
@@ -392,7 +428,13 @@ fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing() 
 
 #[test]
 fn service_refusals_map_to_http_statuses() {
-    let mut p = Provider::new();
+    for driver in DRIVERS {
+        service_refusals_map_to_http_statuses_through(driver);
+    }
+}
+
+fn service_refusals_map_to_http_statuses_through(driver: Driver) {
+    let mut p = Provider::new(driver);
     let mut alice = TestClient::new("alice", "phone", PROVIDER);
     let mut bob = TestClient::new("bob", "phone", PROVIDER);
     p.connect(&mut alice);
@@ -506,26 +548,47 @@ fn a_provider_without_a_ds_says_so() {
     let mut ds_storage = InMemoryStorage::new();
     let mut qs_storage = InMemoryQsStorage::new();
     let body = unauthenticated(DsRequestBody::RequestGroupId);
-    for (method, path) in [
-        ("POST", "/group_operation"),
-        ("GET", "/.well-known/mimi/ds-domain"),
-    ] {
-        let request = HttpRequest {
-            method,
-            ..post(path, &body, &HEADERS)
-        };
-        let routed = router
-            .handle(
+    for driver in DRIVERS {
+        for (method, path) in [
+            ("POST", "/group_operation"),
+            ("GET", "/.well-known/mimi/ds-domain"),
+        ] {
+            let request = HttpRequest {
+                method,
+                ..post(path, &body, &HEADERS)
+            };
+            let routed = route(
+                &router,
+                driver,
                 UnixTimeMs(qs.now_ms),
                 &request,
                 &mut ds_storage,
                 &mut qs_storage,
-            )
-            .unwrap();
-        assert_eq!(routed.response.status, 404, "{path}");
-        assert_eq!(
-            error_code(&routed.response),
-            ErrorCode::UnsupportedOperation
-        );
+            );
+            assert_eq!(routed.response.status, 404, "{path}");
+            assert_eq!(
+                error_code(&routed.response),
+                ErrorCode::UnsupportedOperation
+            );
+        }
     }
+}
+
+/// A server runs `Router::handle_async` on a multi-threaded executor (`tokio::spawn`), which
+/// needs the future to be `Send` whenever the storages are.
+#[test]
+fn the_async_router_future_is_send() {
+    fn assert_send<F: std::future::Future + Send>(_: &F) {}
+    let p = Provider::new(Driver::Async);
+    let (mut ds_storage, mut qs_storage) = (p.ds_storage.clone(), p.qs_storage.clone());
+    let request = post("/group_operation", b"", &HEADERS);
+    let future = p.router.handle_async(
+        UnixTimeMs(p.now_ms),
+        &request,
+        &mut ds_storage,
+        &mut qs_storage,
+    );
+    assert_send(&future);
+    let routed = block_on(future).unwrap();
+    assert_eq!(routed.response.status, 400);
 }

@@ -12,8 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Where the server keeps its state.
 ///
 /// An enum rather than a URL string passed around, so that each backend is one arm of the
-/// `match` in [`crate::start`]. PostgreSQL (`mimi-ds-postgres`) will be one more arm; it is not
-/// part of this version.
+/// `match` in [`crate::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageChoice {
@@ -22,10 +21,14 @@ pub enum StorageChoice {
     Sqlite(PathBuf),
     /// In memory, gone when the process stops: for tests.
     Memory,
+    /// A PostgreSQL server (`mimi-ds-postgres`), by its `postgres://` or `postgresql://` URL
+    /// (tokio-postgres syntax; choose a schema with `?options=-c%20search_path%3D<schema>`).
+    /// Several servers may share one database. The tables are created or upgraded at start.
+    Postgres(String),
 }
 
 impl StorageChoice {
-    /// Parses `sqlite:<path>` or `memory`.
+    /// Parses `sqlite:<path>`, `memory`, or a `postgres://` (or `postgresql://`) URL.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         if value == "memory" {
             return Ok(Self::Memory);
@@ -35,8 +38,12 @@ impl StorageChoice {
                 return Ok(Self::Sqlite(PathBuf::from(path)));
             }
         }
+        let is_postgres = value.starts_with("postgres://") || value.starts_with("postgresql://");
+        if is_postgres && value.parse::<tokio_postgres::Config>().is_ok() {
+            return Ok(Self::Postgres(value.to_owned()));
+        }
         Err(ConfigError::Invalid(format!(
-            "--storage {value:?}: expected sqlite:<path> or memory (PostgreSQL is not supported by this version)"
+            "--storage {value:?}: expected sqlite:<path>, memory or a postgres:// URL"
         )))
     }
 }
@@ -267,6 +274,9 @@ pub struct ServerConfig {
     pub relay_concurrency: usize,
     /// How long one delivery (connect, TLS, request, answer) may take.
     pub delivery_timeout: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP), if anywhere. Keep it
+    /// on loopback or an operator network: it is not for peers. Default: none.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ServerConfig {
@@ -291,6 +301,7 @@ impl ServerConfig {
             limits: Limits::default(),
             retry: RetryPolicy::default(),
             relay_poll_interval: Duration::from_secs(1),
+            metrics_listen: None,
             relay_concurrency: 16,
             delivery_timeout: Duration::from_secs(10),
         }
@@ -302,8 +313,9 @@ impl ServerConfig {
         let mut values: HashMap<&'static str, String> = HashMap::new();
         let mut runs_hub = false;
         let mut args = args.into_iter();
-        const WITH_VALUE: [&str; 8] = [
+        const WITH_VALUE: [&str; 9] = [
             "--domain",
+            "--metrics-listen",
             "--listen",
             "--storage",
             "--state-dir",
@@ -362,9 +374,14 @@ impl ServerConfig {
             )?,
             None => PeerDirectory::new(),
         };
-        Ok(Self::new(
-            domain, runs_hub, listen, storage, state_dir, tls, peers,
-        ))
+        let metrics_listen = values
+            .get("--metrics-listen")
+            .map(|value| value.parse())
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(format!("--metrics-listen: {e}")))?;
+        let mut config = Self::new(domain, runs_hub, listen, storage, state_dir, tls, peers);
+        config.metrics_listen = metrics_listen;
+        Ok(config)
     }
 }
 
@@ -375,11 +392,14 @@ mimi-ds-server --domain <domain> --cert <chain.pem> --key <key.pem> --ca <cas.pe
   --domain <domain>     this provider's domain (Host it answers to)
   --hub                 also run the hub (Delivery Service), not only the Queueing Service
   --listen <addr:port>  where to listen (default 127.0.0.1:8443)
-  --storage <choice>    sqlite:<path> (default: <state-dir>/mimi-ds.sqlite3) or memory
+  --storage <choice>    sqlite:<path> (default: <state-dir>/mimi-ds.sqlite3), memory, or a
+                        PostgreSQL URL postgres://user:password@host:port/database
   --state-dir <folder>  keys and the default database (default: <tmp>/mimi-ds-server-<domain>)
   --cert, --key         PEM certificate chain and private key of this provider
   --ca <cas.pem>        PEM CA certificates that issue providers' certificates
-  --peers <file>        peer directory: one `domain host:port` per line";
+  --peers <file>        peer directory: one `domain host:port` per line
+  --metrics-listen <addr:port>  serve Prometheus metrics at GET /metrics (plain HTTP; keep it
+                        on loopback or an operator network)";
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -419,7 +439,14 @@ mod tests {
             StorageChoice::parse("sqlite:/tmp/x.db").ok(),
             Some(StorageChoice::Sqlite("/tmp/x.db".into()))
         );
-        assert!(StorageChoice::parse("postgres://localhost/db").is_err());
+        assert_eq!(
+            StorageChoice::parse("postgres://hub@localhost/db").ok(),
+            Some(StorageChoice::Postgres(
+                "postgres://hub@localhost/db".into()
+            ))
+        );
+        assert!(StorageChoice::parse("postgres://localhost:notaport/db").is_err());
+        assert!(StorageChoice::parse("mysql://localhost/db").is_err());
         assert!(StorageChoice::parse("sqlite:").is_err());
     }
 

@@ -8,9 +8,14 @@
 //! * **TLS**: tokio-rustls on ring, TLS 1.3 only. Client certificates are optional and verified
 //!   against the configured CAs; the provider a verified certificate names (a domain of the
 //!   peer directory) is the `authenticated_peer` the [`Router`] sees (mutual TLS, TR-01).
-//! * **Storage** ([`StorageChoice`]): a SQLite file by default, or memory for tests. SQLite is
-//!   synchronous, so every storage call runs on a blocking thread with one pooled connection
-//!   (see `store.rs` for why a pool).
+//! * **Storage** ([`StorageChoice`]): a SQLite file by default, PostgreSQL when a
+//!   `postgres://` URL is given, or memory for tests. SQLite is synchronous, so every storage
+//!   call runs on a blocking thread with one pooled connection (see `store.rs` for why a
+//!   pool). PostgreSQL is async: requests run through `Router::handle_async` on the executor,
+//!   over pooled connections, and the tables are created or upgraded at start.
+//! * **Metrics**: Prometheus text format at `GET /metrics` on a separate plain-HTTP listener
+//!   ([`ServerConfig::metrics_listen`]): requests by operation and status, a latency
+//!   histogram, the outbox depth and the relay's deliveries, retries and rejections.
 //! * **Fanout**: the DS stores the fanout of every applied write in its durable outbox in the
 //!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
 //!   so a request is answered as soon as its write is durable, and a restart delivers what
@@ -30,6 +35,7 @@
 
 mod config;
 mod keys;
+mod metrics;
 mod relay;
 mod service;
 mod store;
@@ -59,10 +65,12 @@ pub use config::{
 pub use relay::RelayStats;
 pub use tls::TlsError;
 
-use store::{Backend, MemoryBackend, SqliteBackend};
+use store::{Backend, MemoryBackend, PostgresBackend, SqliteBackend};
 
 /// SQLite connections in the pool.
 const SQLITE_CONNECTIONS: usize = 4;
+/// PostgreSQL connections in each of the two pools (DS and QS; see `store.rs`).
+const POSTGRES_CONNECTIONS: usize = 8;
 /// How long shutdown waits for open connections to finish their requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -93,6 +101,7 @@ pub(crate) struct Shared<B> {
     pub(crate) relay: RelaySettings,
     pub(crate) relay_wake: Notify,
     pub(crate) relay_stats: Arc<RelayStats>,
+    pub(crate) request_metrics: metrics::RequestMetrics,
 }
 
 /// Why the server did not start.
@@ -108,6 +117,9 @@ pub enum StartError {
     /// The SQLite database.
     #[error("sqlite: {0}")]
     Sqlite(#[from] mimi_ds_sqlite::Error),
+    /// The PostgreSQL database: connecting, or creating the tables.
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// The keys in the state folder.
     #[error("keys: {0}")]
     Keys(String),
@@ -116,6 +128,7 @@ pub enum StartError {
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     relay_stats: Arc<RelayStats>,
@@ -134,6 +147,11 @@ impl RunningServer {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served (plain HTTP), if [`ServerConfig::metrics_listen`] is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The hub's external-sender entry (its signature key and credential), which clients put
@@ -166,7 +184,7 @@ impl RunningServer {
 /// current tokio runtime.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.state_dir)?;
-    // One arm per backend; PostgreSQL (mimi-ds-postgres) becomes one more.
+    // One arm per backend.
     match config.storage.clone() {
         StorageChoice::Sqlite(path) => {
             if let Some(parent) = path.parent() {
@@ -179,6 +197,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             start_with(config, backend).await
         }
         StorageChoice::Memory => start_with(config, MemoryBackend::new()).await,
+        StorageChoice::Postgres(url) => {
+            let backend = PostgresBackend::connect(&url, POSTGRES_CONNECTIONS)
+                .await
+                .map_err(StartError::Postgres)?;
+            start_with(config, backend).await
+        }
     }
 }
 
@@ -228,9 +252,18 @@ async fn start_with<B: Backend>(
         },
         relay_wake: Notify::new(),
         relay_stats: Arc::clone(&relay_stats),
+        request_metrics: metrics::RequestMetrics::default(),
     });
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let cancel = CancellationToken::new();
     let accept = tokio::spawn(accept_loop(
         Arc::clone(&shared),
@@ -238,12 +271,21 @@ async fn start_with<B: Backend>(
         tokio_rustls::TlsAcceptor::from(server_tls),
         cancel.clone(),
     ));
-    let relay = tokio::spawn(relay::run(shared, cancel.clone()));
+    let mut tasks = vec![accept];
+    if let Some(metrics_listener) = metrics_listener {
+        tasks.push(tokio::spawn(metrics::serve(
+            Arc::clone(&shared),
+            metrics_listener,
+            cancel.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(relay::run(shared, cancel.clone())));
     tracing::info!(%local_addr, domain = %config.domain, hub = config.runs_hub, "serving");
     Ok(RunningServer {
         local_addr,
         cancel,
-        tasks: vec![accept, relay],
+        tasks,
+        metrics_addr,
         relay_stats,
         external_sender,
     })

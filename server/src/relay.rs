@@ -1,7 +1,7 @@
 //! The fanout relay: drains the durable outbox and delivers each fanout to its provider's
 //! Queueing Service.
 //!
-//! * **At least once.** An entry leaves the outbox ([`DsOutbox::mark_delivered`]) only after
+//! * **At least once.** An entry leaves the outbox ([`mark_delivered`](mimi_ds::storage::DsOutbox::mark_delivered)) only after
 //!   the QS answered it; a crash in between delivers it again, and the QS accepts the
 //!   byte-identical redelivery without storing it twice (wire-format.md §10.2).
 //! * **Per destination, concurrently.** Each round groups the due entries by destination and
@@ -23,7 +23,7 @@
 //! * **Destinations** are chosen by group members, so each passes
 //!   [`Fanout::check_destination`] against the peer directory (the only way one resolves)
 //!   before anything is looked up. A refused one is never called: its queues are reported to
-//!   the hub as [`HubEvent::QueueRejected`], as are the queues a QS answers
+//!   the hub as [`HubEvent::QueueRejected`](mimi_ds::HubEvent::QueueRejected), as are the queues a QS answers
 //!   `invalid_client_queue_information` for, and the fanout of those events goes back
 //!   through the outbox.
 
@@ -35,10 +35,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use mimi_ds::storage::{DsOutbox, OutboxEntry};
+use mimi_ds::storage::OutboxEntry;
 use mimi_ds::transport::OCTET_STREAM;
 use mimi_ds::wire::{decode_exact, QueueingServiceResponse};
-use mimi_ds::{Fanout, HubEvent, UnixTimeMs};
+use mimi_ds::Fanout;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -130,17 +130,8 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
-        let due = {
-            let shared = Arc::clone(&shared);
-            tokio::task::spawn_blocking(move || {
-                shared
-                    .backend
-                    .with(|ds, _| ds.pending(now_ms(), BATCH).map_err(|e| e.to_string()))
-            })
-            .await
-        };
-        match due {
-            Ok(Ok(entries)) => {
+        match B::pending(&shared, now_ms(), BATCH).await {
+            Ok(entries) => {
                 let mut by_destination: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
                 for entry in entries {
                     by_destination
@@ -172,8 +163,7 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
                     });
                 }
             }
-            Ok(Err(error)) => tracing::error!(%error, "relay: reading the outbox failed"),
-            Err(error) => tracing::error!(%error, "relay: outbox read panicked"),
+            Err(error) => tracing::error!(%error, "relay: reading the outbox failed"),
         }
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -261,22 +251,10 @@ async fn deliver<B: Backend>(
 ) -> Result<QueueingServiceResponse, DeliveryError> {
     let body = fanout.to_bytes();
     if fanout.destination.eq_ignore_ascii_case(&shared.domain) {
-        let local = Arc::clone(shared);
-        let answer = tokio::task::spawn_blocking(move || {
-            let qs = local
-                .router
-                .qs()
-                .ok_or_else(|| DeliveryError::Storage("this server runs no QS".into()))?;
-            // Our own hub is the sender: there is no transport to authenticate.
-            local
-                .backend
-                .with(|_, qs_storage| {
-                    qs.deliver(UnixTimeMs(now_ms()), &body, Some(&local.domain), qs_storage)
-                })
-                .map_err(|e| DeliveryError::Storage(e.to_string()))
-        })
-        .await
-        .map_err(|e| DeliveryError::Storage(e.to_string()))??;
+        // Our own hub is the sender: there is no transport to authenticate.
+        let answer = B::deliver_own(shared, body)
+            .await
+            .map_err(DeliveryError::Storage)?;
         return decode_exact(&answer.response).map_err(|e| DeliveryError::Answer(e.to_string()));
     }
     if connection.as_ref().is_none_or(|c| c.is_closed()) {
@@ -336,27 +314,8 @@ async fn finish<B: Backend>(
 ) {
     let group_id = fanout.group_id().to_vec();
     let events = rejected.len() as u64;
-    let local = Arc::clone(shared);
-    let result = tokio::task::spawn_blocking(move || {
-        local.backend.with(|ds_storage, _| {
-            if let Some(ds) = local.router.ds() {
-                for queue in rejected {
-                    let event = HubEvent::QueueRejected(queue);
-                    if let Err(error) =
-                        ds.handle_event(UnixTimeMs(now_ms()), &group_id, &event, ds_storage)
-                    {
-                        tracing::error!(%error, "relay: hub event for a rejected queue failed");
-                    }
-                }
-            }
-            ds_storage.mark_delivered(id).map_err(|e| e.to_string())
-        })
-    })
-    .await;
-    match result {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => tracing::error!(%error, "relay: removing a delivered entry failed"),
-        Err(error) => tracing::error!(%error, "relay: panicked"),
+    if let Err(error) = B::finish(shared, id, group_id, rejected).await {
+        tracing::error!(%error, "relay: removing a delivered entry failed");
     }
     if events > 0 {
         shared
@@ -372,46 +331,37 @@ async fn finish<B: Backend>(
 /// and hide other providers' entries behind it. Bounded: at most `MAX_PAGES` pages.
 async fn put_off_rest_of<B: Backend>(shared: &Arc<Shared<B>>, destination: &str) {
     const MAX_PAGES: usize = 64;
-    let local = Arc::clone(shared);
-    let destination = destination.to_owned();
-    let result = tokio::task::spawn_blocking(move || {
-        local.backend.with(|ds, _| {
-            for _ in 0..MAX_PAGES {
-                let now = now_ms();
-                let page = ds.pending(now, BATCH).map_err(|e| e.to_string())?;
-                let mut found = false;
-                for entry in page.iter().filter(|e| e.destination == destination) {
-                    found = true;
-                    let wait = local.relay.retry.delay(entry.attempts.saturating_add(1));
-                    ds.retry_later(entry.id, now.saturating_add(millis(wait)))
-                        .map_err(|e| e.to_string())?;
-                }
-                if !found || page.len() < BATCH {
-                    break;
-                }
+    for _ in 0..MAX_PAGES {
+        let now = now_ms();
+        let page = match B::pending(shared, now, BATCH).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%error, "relay: scheduling retries failed");
+                return;
             }
-            Ok::<(), String>(())
-        })
-    })
-    .await;
-    if let Ok(Err(error)) = result {
-        tracing::error!(%error, "relay: scheduling retries failed");
+        };
+        let delays: Vec<(u64, u64)> = page
+            .iter()
+            .filter(|e| e.destination == destination)
+            .map(|entry| {
+                let wait = shared.relay.retry.delay(entry.attempts.saturating_add(1));
+                (entry.id, now.saturating_add(millis(wait)))
+            })
+            .collect();
+        let found = !delays.is_empty();
+        if let Err(error) = B::retry_later(shared, delays).await {
+            tracing::error!(%error, "relay: scheduling retries failed");
+            return;
+        }
+        if !found || page.len() < BATCH {
+            break;
+        }
     }
 }
 
 /// Hides entries until their next attempt time.
 async fn put_off<B: Backend>(shared: &Arc<Shared<B>>, delays: Vec<(u64, u64)>) {
-    let local = Arc::clone(shared);
-    let result = tokio::task::spawn_blocking(move || {
-        local.backend.with(|ds, _| {
-            for (id, at) in delays {
-                ds.retry_later(id, at).map_err(|e| e.to_string())?;
-            }
-            Ok::<(), String>(())
-        })
-    })
-    .await;
-    if let Ok(Err(error)) = result {
+    if let Err(error) = B::retry_later(shared, delays).await {
         tracing::error!(%error, "relay: scheduling a retry failed");
     }
 }

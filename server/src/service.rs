@@ -8,19 +8,18 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full};
-use mimi_ds::transport::{HttpRequest, HttpResponse, OCTET_STREAM};
+use mimi_ds::transport::{HttpResponse, OCTET_STREAM};
 use mimi_ds::wire::{
     encode, DsError, DsErrorDetails, DsResponse, DsResponseBody, ErrorCode,
     PROTOCOL_VERSION_MIMI_DS10,
 };
-use mimi_ds::UnixTimeMs;
 use tower::{Service, ServiceBuilder};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::store::Backend;
-use crate::{now_ms, Shared};
+use crate::store::{Backend, OwnedRequest};
+use crate::Shared;
 
 /// The provider the connection's client certificate authenticated, put into every request of
 /// the connection by the accept loop (`None`: no certificate, or one naming no known provider).
@@ -110,8 +109,9 @@ pub(crate) fn make_service<B: Backend>(
         .service_fn(move |request| handle(Arc::clone(&shared), request))
 }
 
-/// One request: read the body (within the limit), route it on a blocking thread with one
-/// storage connection, wake the relay if the DS stored fanout.
+/// One request: read the body (within the limit), route it through the storage backend (on a
+/// blocking thread for SQLite, on the executor for PostgreSQL), wake the relay if the DS
+/// stored fanout.
 async fn handle<B: Backend, Body>(
     shared: Arc<Shared<B>>,
     request: Request<Body>,
@@ -148,8 +148,6 @@ where
             });
         }
     };
-    let method = parts.method.as_str().to_owned();
-    let path = parts.uri.path().to_owned();
     let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -164,44 +162,28 @@ where
             headers.push(("host".to_owned(), authority.as_str().to_owned()));
         }
     }
-    let routing = Arc::clone(&shared);
-    let routed = tokio::task::spawn_blocking(move || {
-        let header_refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let request = HttpRequest {
-            method: &method,
-            path: &path,
-            headers: &header_refs,
-            body: &body,
-            authenticated_peer: peer.0.as_deref(),
-        };
-        routing.backend.with(|ds, qs| {
-            routing
-                .router
-                .handle(UnixTimeMs(now_ms()), &request, ds, qs)
-                .map_err(|e| {
-                    tracing::error!(error = %e, "storage failure; answered 500");
-                    e.response()
-                })
-        })
-    })
-    .await;
-    let response = match routed {
-        Ok(Ok(routed)) => {
+    let started = std::time::Instant::now();
+    let operation = crate::metrics::operation(parts.uri.path());
+    let request = OwnedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        headers,
+        body,
+        authenticated_peer: peer.0,
+    };
+    let response = match B::route(&shared, request).await {
+        Ok(routed) => {
             if !routed.fanout.is_empty() {
                 // Stored in the outbox by the same write; the relay delivers it.
                 shared.relay_wake.notify_one();
             }
             routed.response
         }
-        Ok(Err(internal)) => internal,
-        Err(panicked) => {
-            tracing::error!(error = %panicked, "request handler panicked; answered 500");
-            return Ok(internal_error());
-        }
+        Err(internal) => internal,
     };
+    shared
+        .request_metrics
+        .observe(operation, response.status, started.elapsed());
     Ok(to_http(response))
 }
 

@@ -1,6 +1,8 @@
 //! A member's request through HTTPS is answered, and the relay delivers its fanout to another
 //! provider's Queueing Service (a second server, in QS role) and to the hub's own; a queue the
-//! QS reports invalid comes back to the hub as an event.
+//! QS reports invalid comes back to the hub as an event. Once with the hub on SQLite, once
+//! with both servers on PostgreSQL (requests through `Router::handle_async`, the relay
+//! draining the PostgreSQL outbox).
 
 mod support;
 
@@ -13,13 +15,54 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_fanout_reaches_the_other_providers_qs_through_the_relay() {
-    tokio::time::timeout(TEST_DEADLINE, run())
-        .await
-        .expect("within the deadline");
+    let root = tempfile::tempdir().expect("tmp");
+    let hub_storage = StorageChoice::Sqlite(root.path().join("hub.sqlite3"));
+    tokio::time::timeout(
+        TEST_DEADLINE,
+        run(&root, hub_storage, StorageChoice::Memory),
+    )
+    .await
+    .expect("within the deadline");
 }
 
-async fn run() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_round_trip_on_postgresql() {
     let root = tempfile::tempdir().expect("tmp");
+    let hub_url = support::postgres::fresh_database().await;
+    let beta_url = support::postgres::fresh_database().await;
+    tokio::time::timeout(
+        TEST_DEADLINE,
+        run(
+            &root,
+            StorageChoice::Postgres(hub_url.clone()),
+            StorageChoice::Postgres(beta_url.clone()),
+        ),
+    )
+    .await
+    .expect("within the deadline");
+    // The state is in PostgreSQL, and the relay drained the hub's outbox there.
+    let count = |url: String, table: &'static str| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count");
+        row.get::<_, i64>(0)
+    };
+    assert_eq!(count(hub_url.clone(), "mimi_ds_group").await, 1);
+    assert_eq!(count(hub_url.clone(), "mimi_ds_outbox").await, 0);
+    assert_eq!(count(hub_url, "mimi_qs_queue").await, 1, "alice's queue");
+    assert_eq!(
+        count(beta_url, "mimi_qs_queue").await,
+        1,
+        "bob's phone's queue"
+    );
+}
+
+async fn run(root: &tempfile::TempDir, hub_storage: StorageChoice, beta_storage: StorageChoice) {
     let net = Net {
         pki: Pki::new(&[ALPHA, BETA]),
     };
@@ -29,7 +72,7 @@ async fn run() {
         &net.pki,
         BETA,
         false,
-        StorageChoice::Memory,
+        beta_storage,
         &state_dir(root.path(), "beta"),
         directory(&[(ALPHA, hub_address)]),
     ))
@@ -38,11 +81,12 @@ async fn run() {
         &net.pki,
         ALPHA,
         true,
-        StorageChoice::Sqlite(root.path().join("hub.sqlite3")),
+        hub_storage,
         &state_dir(root.path(), "alpha"),
         directory(&[(BETA, beta.local_addr())]),
     );
     hub_config.listen = hub_address;
+    hub_config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
     let hub = start(hub_config).await;
     let hub_at = hub.local_addr();
 
@@ -140,6 +184,16 @@ async fn run() {
         matches!(r, Received::Proposal)
     })
     .await;
+
+    // The metrics read this backend's outbox depth and counted the requests.
+    let (status, text) = plain_get(hub.metrics_addr().expect("metrics"), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        sample(&text, "mimi_ds_server_outbox_entries").is_some(),
+        "{text}"
+    );
+    let commits = "mimi_ds_server_requests_total{operation=\"group_operation\",status=\"200\"}";
+    assert!(sample(&text, commits).unwrap_or(0.0) >= 4.0, "{text}");
 
     hub.shutdown().await;
     beta.shutdown().await;

@@ -85,7 +85,8 @@ async fn a_server_starts_from_its_flags_and_files() {
             Err(ConfigError::Help)
         ));
         for extra in [
-            &["--storage", "postgres://db/hub"][..],
+            &["--storage", "postgres://db:notaport/hub"][..],
+            &["--storage", "mysql://db/hub"],
             &["--listen", "nowhere"],
             &["--frobnicate"],
             &["--peers"],
@@ -97,6 +98,13 @@ async fn a_server_starts_from_its_flags_and_files() {
                 "{extra:?} accepted"
             );
         }
+        let mut with_postgres = base.to_vec();
+        with_postgres.extend_from_slice(&["--storage", "postgres://hub@db/hub"]);
+        let config = ServerConfig::from_args(args(&with_postgres)).expect("a PostgreSQL URL");
+        assert_eq!(
+            config.storage,
+            StorageChoice::Postgres("postgres://hub@db/hub".into())
+        );
         assert!(
             ServerConfig::from_args(args(&base[..6])).is_err(),
             "no --ca accepted"

@@ -2,7 +2,9 @@
 //! D19): a transport-agnostic [`Router`] from `(method, path, headers, body)` to the
 //! DS or the QS and back to `(status, content type, body)`.
 //!
-//! The router performs no I/O either. An HTTPS server (see `examples/server.rs`) parses HTTP,
+//! The router performs no I/O either. [`Router::handle`] drives the DS and QS over sync storage,
+//! [`Router::handle_async`] over async storage (e.g. PostgreSQL); both make the same checks and
+//! the same mapping, in one code path. An HTTPS server (see `examples/server.rs`) parses HTTP,
 //! terminates TLS 1.3, tells the router which provider the peer's client certificate
 //! authenticated, and sends back what the router answers. Fanout the DS produced comes back
 //! in [`Routed::fanout`] for the server to deliver (to its own QS, or by `POST
@@ -30,10 +32,10 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use crate::qs::{QsStatus, QsStorage, QueueingService};
-use crate::storage::DsStorage;
+use crate::qs::{AsyncQsStorage, QsOutcome, QsStatus, QsStorage, QueueingService};
+use crate::storage::{AsyncDsStorage, DsStorage};
 use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
-use crate::{DeliveryService, Fanout, ProcessError, Status, UnixTimeMs};
+use crate::{DeliveryService, Fanout, Outcome, ProcessError, Status, UnixTimeMs};
 
 /// Router settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,8 +196,71 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         ds_storage: &mut S,
         qs_storage: &mut Q,
     ) -> Result<Routed, RouteError<S::Error, Q::Error>> {
+        match self.dispatch(request) {
+            Dispatch::Answered(routed) => Ok(routed),
+            Dispatch::Ds { endpoint, ds, body } => ds
+                .process(now, body, ds_storage)
+                .map(|outcome| ds_routed(endpoint, outcome))
+                .map_err(RouteError::Ds),
+            Dispatch::QsClient { endpoint, qs, body } => qs
+                .client_request(now, body, qs_storage)
+                .map(|outcome| qs_routed(endpoint, outcome))
+                .map_err(RouteError::Qs),
+            Dispatch::QsDelivery {
+                endpoint,
+                qs,
+                body,
+                peer,
+            } => qs
+                .deliver(now, body, peer, qs_storage)
+                .map(|outcome| qs_routed(endpoint, outcome))
+                .map_err(RouteError::Qs),
+        }
+    }
+
+    /// [`Router::handle`] over async storage ([`AsyncDsStorage`], [`AsyncQsStorage`]): the
+    /// same checks and mapping, with the DS's or QS's reads and write awaited
+    /// ([`DeliveryService::process_async`], [`QueueingService::deliver_async`],
+    /// [`QueueingService::client_request_async`]). It needs no runtime of its own; the
+    /// future is `Send` when the storages are, so a server can run it on its executor.
+    pub async fn handle_async<S: AsyncDsStorage, Q: AsyncQsStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        ds_storage: &mut S,
+        qs_storage: &mut Q,
+    ) -> Result<Routed, RouteError<S::Error, Q::Error>> {
+        match self.dispatch(request) {
+            Dispatch::Answered(routed) => Ok(routed),
+            Dispatch::Ds { endpoint, ds, body } => ds
+                .process_async(now, body, ds_storage)
+                .await
+                .map(|outcome| ds_routed(endpoint, outcome))
+                .map_err(RouteError::Ds),
+            Dispatch::QsClient { endpoint, qs, body } => qs
+                .client_request_async(now, body, qs_storage)
+                .await
+                .map(|outcome| qs_routed(endpoint, outcome))
+                .map_err(RouteError::Qs),
+            Dispatch::QsDelivery {
+                endpoint,
+                qs,
+                body,
+                peer,
+            } => qs
+                .deliver_async(now, body, peer, qs_storage)
+                .await
+                .map(|outcome| qs_routed(endpoint, outcome))
+                .map_err(RouteError::Qs),
+        }
+    }
+
+    /// Everything [`Router::handle`] and [`Router::handle_async`] decide before the DS or QS
+    /// runs: the endpoint, the HTTP-level checks, and which service call the request becomes.
+    /// The one routing path both share; only the call itself differs between them.
+    fn dispatch<'r>(&'r self, request: &HttpRequest<'r>) -> Dispatch<'r, C> {
         let Some(endpoint) = Endpoint::from_path(request.path) else {
-            return Ok(refused(
+            return Dispatch::Answered(refused(
                 None,
                 ErrorCode::UnsupportedOperation,
                 404,
@@ -203,7 +268,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             ));
         };
         if let Err(response) = self.check_http(endpoint, request) {
-            return Ok(Routed {
+            return Dispatch::Answered(Routed {
                 response,
                 endpoint: Some(endpoint),
                 fanout: Vec::new(),
@@ -211,11 +276,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             });
         }
         match endpoint {
-            Endpoint::DsDomain => Ok(self.ds_domain()),
+            Endpoint::DsDomain => Dispatch::Answered(self.ds_domain()),
             Endpoint::ConnectionKeyPackages | Endpoint::GroupKeyPackages => {
                 // No draft defines them (docs/decisions.md D19); a provider serves its users'
                 // KeyPackages from its own directory, outside mimi-ds.
-                Ok(refused(
+                Dispatch::Answered(refused(
                     Some(endpoint),
                     ErrorCode::UnsupportedOperation,
                     501,
@@ -225,12 +290,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             Endpoint::GroupOperation
             | Endpoint::WelcomeInformation
             | Endpoint::ExternalCommitInformation
-            | Endpoint::VerificationKey => self
-                .serve_ds(now, endpoint, request, ds_storage)
-                .map_err(RouteError::Ds),
+            | Endpoint::VerificationKey => self.dispatch_ds(endpoint, request),
             Endpoint::DeliverMessage | Endpoint::ConnectionRequest | Endpoint::QueueOperation => {
-                self.serve_qs(now, endpoint, request, qs_storage)
-                    .map_err(RouteError::Qs)
+                self.dispatch_qs(endpoint, request)
             }
         }
     }
@@ -275,16 +337,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
     }
 
     /// A DS endpoint: the request type must belong there, then the DS answers.
-    fn serve_ds<S: DsStorage>(
-        &self,
-        now: UnixTimeMs,
-        endpoint: Endpoint,
-        request: &HttpRequest<'_>,
-        storage: &mut S,
-    ) -> Result<Routed, ProcessError<S::Error>> {
+    fn dispatch_ds<'r>(&'r self, endpoint: Endpoint, request: &HttpRequest<'r>) -> Dispatch<'r, C> {
         let body = request.body;
         let Some(ds) = &self.ds else {
-            return Ok(refused(
+            return Dispatch::Answered(refused(
                 Some(endpoint),
                 ErrorCode::UnsupportedOperation,
                 404,
@@ -292,7 +348,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             ));
         };
         if let Some(wrong) = misplaced_request_type(endpoint, body) {
-            return Ok(refused(
+            return Dispatch::Answered(refused(
                 Some(endpoint),
                 ErrorCode::UnsupportedOperation,
                 400,
@@ -302,66 +358,48 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         if endpoint == Endpoint::ExternalCommitInformation
             && !self.anonymous_group_info_allowed(request)
         {
-            return Ok(refused(
+            return Dispatch::Answered(refused(
                 Some(endpoint),
                 ErrorCode::AuthenticationFailed,
                 403,
                 "not authorized to fetch this group's information",
             ));
         }
-        let outcome = ds.process(now, body, storage)?;
-        let status = match outcome.status {
-            Status::Accepted | Status::Duplicate => 200,
-            Status::Rejected(code) => http_status(code),
-        };
-        Ok(Routed {
-            response: HttpResponse::octets(status, outcome.response),
-            endpoint: Some(endpoint),
-            fanout: outcome.fanout,
-            enqueued: Vec::new(),
-        })
+        Dispatch::Ds { endpoint, ds, body }
     }
 
     /// A QS endpoint: a client's queue request, or a provider's delivery (which must come over
     /// mutual TLS when so configured; the QS checks the peer against `sender_domain`).
-    fn serve_qs<Q: QsStorage>(
-        &self,
-        now: UnixTimeMs,
-        endpoint: Endpoint,
-        request: &HttpRequest<'_>,
-        storage: &mut Q,
-    ) -> Result<Routed, ProcessError<Q::Error>> {
+    fn dispatch_qs<'r>(&'r self, endpoint: Endpoint, request: &HttpRequest<'r>) -> Dispatch<'r, C> {
         let Some(qs) = &self.qs else {
-            return Ok(refused(
+            return Dispatch::Answered(refused(
                 Some(endpoint),
                 ErrorCode::UnsupportedOperation,
                 404,
                 "this provider runs no QS",
             ));
         };
-        let outcome = if endpoint == Endpoint::QueueOperation {
-            qs.client_request(now, request.body, storage)?
-        } else {
-            if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
-                return Ok(refused(
-                    Some(endpoint),
-                    ErrorCode::AuthenticationFailed,
-                    403,
-                    "deliveries need a provider authenticated by mutual TLS",
-                ));
-            }
-            qs.deliver(now, request.body, request.authenticated_peer, storage)?
-        };
-        let status = match outcome.status {
-            QsStatus::Accepted | QsStatus::Duplicate => 200,
-            QsStatus::Rejected(code) => http_status(code),
-        };
-        Ok(Routed {
-            response: HttpResponse::octets(status, outcome.response),
-            endpoint: Some(endpoint),
-            fanout: Vec::new(),
-            enqueued: outcome.enqueued,
-        })
+        if endpoint == Endpoint::QueueOperation {
+            return Dispatch::QsClient {
+                endpoint,
+                qs,
+                body: request.body,
+            };
+        }
+        if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
+            return Dispatch::Answered(refused(
+                Some(endpoint),
+                ErrorCode::AuthenticationFailed,
+                403,
+                "deliveries need a provider authenticated by mutual TLS",
+            ));
+        }
+        Dispatch::QsDelivery {
+            endpoint,
+            qs,
+            body: request.body,
+            peer: request.authenticated_peer,
+        }
     }
 
     /// The HTTP-level checks: method, `Host`, body size, content type.
@@ -474,6 +512,60 @@ fn misplaced_request_type(endpoint: Endpoint, body: &[u8]) -> Option<&'static st
             Some("this request type has its own endpoint; see wire-format.md §11")
         }
         _ => None,
+    }
+}
+
+/// What a request becomes once routed: an answer the router gave itself, or one call into the
+/// DS or QS (made by [`Router::handle`] or [`Router::handle_async`]).
+enum Dispatch<'r, C> {
+    /// Answered without the DS or QS (an HTTP-level refusal, `ds-domain`, ...).
+    Answered(Routed),
+    /// `DeliveryService::process` on `body`.
+    Ds {
+        endpoint: Endpoint,
+        ds: &'r DeliveryService<C>,
+        body: &'r [u8],
+    },
+    /// `QueueingService::client_request` on `body`.
+    QsClient {
+        endpoint: Endpoint,
+        qs: &'r QueueingService<C>,
+        body: &'r [u8],
+    },
+    /// `QueueingService::deliver` on `body`, from `peer`.
+    QsDelivery {
+        endpoint: Endpoint,
+        qs: &'r QueueingService<C>,
+        body: &'r [u8],
+        peer: Option<&'r str>,
+    },
+}
+
+/// The answer to a request the DS processed.
+fn ds_routed(endpoint: Endpoint, outcome: Outcome) -> Routed {
+    let status = match outcome.status {
+        Status::Accepted | Status::Duplicate => 200,
+        Status::Rejected(code) => http_status(code),
+    };
+    Routed {
+        response: HttpResponse::octets(status, outcome.response),
+        endpoint: Some(endpoint),
+        fanout: outcome.fanout,
+        enqueued: Vec::new(),
+    }
+}
+
+/// The answer to a request the QS processed.
+fn qs_routed(endpoint: Endpoint, outcome: QsOutcome) -> Routed {
+    let status = match outcome.status {
+        QsStatus::Accepted | QsStatus::Duplicate => 200,
+        QsStatus::Rejected(code) => http_status(code),
+    };
+    Routed {
+        response: HttpResponse::octets(status, outcome.response),
+        endpoint: Some(endpoint),
+        fanout: Vec::new(),
+        enqueued: outcome.enqueued,
     }
 }
 

@@ -83,6 +83,8 @@
 pub mod ds;
 pub mod qs;
 mod schema;
+#[cfg(feature = "test-cluster")]
+pub mod test_cluster;
 
 use mimi_ds::storage::RecordKind;
 use tokio_postgres::{Client, NoTls};
