@@ -35,8 +35,13 @@ impl Postgres {
         let url = std::env::var(URL_VARIABLE)
             .ok()
             .filter(|url| !url.is_empty())?;
-        let config = Config::from_str(&url)
-            .unwrap_or_else(|e| panic!("{URL_VARIABLE}={url:?} is not a PostgreSQL URL: {e}"));
+        Some(Self::connect(&url))
+    }
+
+    /// Connects to the server at `url`, creates a fresh schema and mimi-ds's tables in it.
+    pub fn connect(url: &str) -> Self {
+        let config = Config::from_str(url)
+            .unwrap_or_else(|e| panic!("{url:?} is not a PostgreSQL URL: {e}"));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -60,12 +65,12 @@ impl Postgres {
                 .expect("create mimi-ds's tables");
             (admin, PostgresDsStorage::new(client))
         });
-        Some(Self {
+        Self {
             runtime,
             storage,
             admin,
             schema,
-        })
+        }
     }
 
     /// The floor of any durable write on this server: one transaction that changes one small
@@ -98,13 +103,15 @@ impl Postgres {
         })
     }
 
-    /// The server's current WAL insert position, as text (`pg_current_wal_lsn()`).
+    /// The server's current WAL insert position, as text (`pg_current_wal_insert_lsn()`: what
+    /// was logged, flushed or not, so a server with `synchronous_commit = off`, as `.ci/run`
+    /// starts, still shows it; `pg_current_wal_lsn()` is the flushed position and may lag).
     pub fn wal_lsn(&self) -> String {
         self.runtime.block_on(async {
             self.admin
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
                 .await
-                .expect("pg_current_wal_lsn")
+                .expect("pg_current_wal_insert_lsn")
                 .get(0)
         })
     }
