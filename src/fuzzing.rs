@@ -409,6 +409,13 @@ pub fn sequence(data: &[u8]) {
                 _ => None,
             })
             .collect();
+        // What the client had stored before this step: a refused proposal is forgotten alone,
+        // never an earlier accepted one that a commit it has not processed yet may name.
+        let stored_before: Vec<openmls::prelude::hash_ref::ProposalRef> = client
+            .group()
+            .pending_proposals()
+            .map(|p| p.proposal_reference_ref().clone())
+            .collect();
         let own_leaf = client.leaf();
         let may_commit = !pending_removals.contains(&own_leaf);
         let target = (!others.is_empty())
@@ -506,9 +513,10 @@ pub fn sequence(data: &[u8]) {
                     clients[who].discard_commit();
                 }
                 if op == 2 {
-                    // The proposer drops what the DS refused (openmls stored it when proposing);
-                    // proposals by others it drops too are optional (wire-format.md §4.3.3).
-                    forget_proposals(&mut clients[who]);
+                    // The proposer drops what the DS refused (openmls stored it when proposing),
+                    // and only that: its earlier proposals the DS accepted stay, since a commit
+                    // it has not processed yet may include them by reference.
+                    forget_new_proposals(&mut clients[who], &stored_before);
                 }
             }
         }
@@ -541,6 +549,25 @@ fn deliver_all(clients: &mut [TestClient; 3], active: &mut [bool; 3]) {
                 active[i] = false;
             }
         }
+    }
+}
+
+/// Drops the pending proposals `client` stored after `stored_before` was taken.
+fn forget_new_proposals(
+    client: &mut TestClient,
+    stored_before: &[openmls::prelude::hash_ref::ProposalRef],
+) {
+    let storage = openmls_traits::OpenMlsProvider::storage(&client.provider);
+    let group = client.group.as_mut().expect("an active client has a group");
+    let new: Vec<_> = group
+        .pending_proposals()
+        .map(|p| p.proposal_reference_ref().clone())
+        .filter(|r| !stored_before.contains(r))
+        .collect();
+    for proposal_ref in new {
+        group
+            .remove_pending_proposal(storage, &proposal_ref)
+            .expect("a stored proposal");
     }
 }
 

@@ -43,6 +43,7 @@ fn sequence_body_regressions() {
     // to be accepted and mandatory; openmls commits only one Remove per leaf, so the group
     // could never commit again (the end-of-sequence invariant). Bob's is now refused.
     fuzzing::sequence(&[2, 0, 1, 2, 1, 1]);
+    fuzzing::sequence(&[2, 0, 33, 4, 0, 0, 1, 1, 0, 2, 0, 0, 0, 5, 59, 0]);
 }
 
 #[test]
