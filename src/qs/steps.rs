@@ -218,10 +218,12 @@ impl QsRead {
         })
     }
 
-    /// Reads it from `storage`, asynchronously.
+    /// Reads it from `storage`, asynchronously. It takes `&mut S` although reading needs only
+    /// `&S`: a `&mut S` held across the await is `Send` when `S` is, so the future is `Send`
+    /// for a storage that is not `Sync`.
     pub async fn fetch_async<S: AsyncQsStorage + ?Sized>(
         &self,
-        storage: &S,
+        storage: &mut S,
     ) -> Result<QsFetched, S::Error> {
         Ok(match self {
             Self::Queue { queue_id } => QsFetched::Queue(storage.queue(queue_id).await?),
@@ -295,12 +297,11 @@ impl QsReads<'_> {
         self.reads.iter().map(|read| read.fetch(storage)).collect()
     }
 
-    /// Fetches every read from `storage`, one after the other. The future is `Send` when the
-    /// storage is `Sync`; the drivers ([`QueueingService::deliver_async`]) only need it
-    /// `Send`.
+    /// Fetches every read from `storage`, one after the other (`&mut S`: see
+    /// [`QsRead::fetch_async`]).
     pub async fn fetch_async<S: AsyncQsStorage + ?Sized>(
         &self,
-        storage: &S,
+        storage: &mut S,
     ) -> Result<Vec<QsFetched>, S::Error> {
         let mut fetched = Vec::with_capacity(self.reads.len());
         for read in &self.reads {
@@ -611,14 +612,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         loop {
             step = match step {
                 QsStep::Read(reads) => {
-                    let mut fetched = Vec::with_capacity(reads.reads().len());
-                    for read in reads.reads() {
-                        fetched.push(
-                            fetch_one(read, storage)
-                                .await
-                                .map_err(ProcessError::Storage)?,
-                        );
-                    }
+                    let fetched = reads
+                        .fetch_async(storage)
+                        .await
+                        .map_err(ProcessError::Storage)?;
                     self.resume(reads, fetched).map_err(process_error)?
                 }
                 QsStep::Write(write) => {
@@ -664,35 +661,6 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             .map_err(process_error)?;
         self.drive_async(step, storage).await
     }
-}
-
-/// One read over `&mut S`: the storage's future is `Send` by its contract, and the `&mut S`
-/// this holds is `Send` when `S` is (a `&S` held across an await would need `S: Sync`).
-async fn fetch_one<S: AsyncQsStorage>(
-    read: &QsRead,
-    storage: &mut S,
-) -> Result<QsFetched, S::Error> {
-    Ok(match read {
-        QsRead::Queue { queue_id } => QsFetched::Queue(storage.queue(queue_id).await?),
-        QsRead::QueueOfOwner { owner_key } => {
-            QsFetched::QueueOfOwner(storage.queue_of_owner(owner_key).await?)
-        }
-        QsRead::Messages {
-            queue_id,
-            from_sequence,
-            limit,
-            max_bytes,
-        } => QsFetched::Messages(
-            storage
-                .messages(queue_id, *from_sequence, *limit, *max_bytes)
-                .await?,
-        ),
-        QsRead::HasMark {
-            queue_id,
-            hash,
-            now_ms,
-        } => QsFetched::HasMark(storage.has_mark(queue_id, hash, *now_ms).await?),
-    })
 }
 
 #[cfg(all(test, feature = "test-utils"))]

@@ -220,14 +220,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         loop {
             step = match step {
                 DsStep::Read(reads) => {
-                    let mut answers = Vec::with_capacity(reads.reads().len());
-                    for read in reads.reads() {
-                        answers.push(
-                            fetch_one(read, storage)
-                                .await
-                                .map_err(ProcessError::Storage)?,
-                        );
-                    }
+                    let answers = reads
+                        .fetch_async(storage)
+                        .await
+                        .map_err(ProcessError::Storage)?;
                     self.resume(reads, answers)?
                 }
                 DsStep::Write(write) => {
@@ -287,20 +283,4 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             refusal: Some(reason.clone()),
         })
     }
-}
-
-/// One read over `&mut S`: the storage's future is `Send` by its contract, and the `&mut S`
-/// this holds is `Send` when `S` is (a `&S` held across an await would need `S: Sync`).
-async fn fetch_one<S: AsyncDsStorage>(
-    read: &DsRead,
-    storage: &mut S,
-) -> Result<DsFetched, S::Error> {
-    Ok(match read {
-        DsRead::Group { group_id, kinds } => DsFetched::Group(storage.read(group_id, kinds).await?),
-        DsRead::ReplayMark {
-            group_id,
-            key,
-            now_ms,
-        } => DsFetched::ReplayMark(storage.replay_mark(group_id, key, *now_ms).await?),
-    })
 }

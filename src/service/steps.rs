@@ -130,10 +130,12 @@ impl DsRead {
         })
     }
 
-    /// Performs this read on an async storage.
+    /// Performs this read on an async storage. It takes `&mut S` although reading needs only
+    /// `&S`: a `&mut S` held across the await is `Send` when `S` is, so the future is `Send`
+    /// for a storage that is not `Sync` (a connection without internal locking).
     pub async fn fetch_async<S: crate::storage::AsyncDsStorage + ?Sized>(
         &self,
-        storage: &S,
+        storage: &mut S,
     ) -> Result<DsFetched, S::Error> {
         Ok(match self {
             Self::Group { group_id, kinds } => {
@@ -176,10 +178,11 @@ impl DsReads<'_> {
         self.reads.iter().map(|read| read.fetch(storage)).collect()
     }
 
-    /// Fetches every read from an async storage, one after the other.
+    /// Fetches every read from an async storage, one after the other (`&mut S`: see
+    /// [`DsRead::fetch_async`]).
     pub async fn fetch_async<S: crate::storage::AsyncDsStorage + ?Sized>(
         &self,
-        storage: &S,
+        storage: &mut S,
     ) -> Result<Vec<DsFetched>, S::Error> {
         let mut answers = Vec::with_capacity(self.reads.len());
         for read in &self.reads {
