@@ -418,7 +418,7 @@ fn name_the_group(what: String, asked: &[DsRead]) -> String {
         DsRead::Group { group_id, .. } => Some(group_id),
         DsRead::ReplayMark { .. } => None,
     }) {
-        Some(group_id) => format!("group {}: {what}", crate::storage::outbox::hex(group_id)),
+        Some(group_id) => format!("group {}: {what}", crate::storage::id_hex(group_id)),
         None => what,
     }
 }

@@ -102,6 +102,21 @@ pub fn record_expiry_ms(record: &[u8]) -> Option<u64> {
         .map(u64::from_be_bytes)
 }
 
+/// How an error names a group, queue or other client-chosen ID: lower-case hex of at most its
+/// first 32 bytes, then `...` (IDs are chosen by clients and may be long). For backends, so
+/// every error names IDs alike.
+pub fn id_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 * bytes.len().min(32) + 3);
+    for byte in bytes.iter().take(32) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    if bytes.len() > 32 {
+        out.push_str("...");
+    }
+    out
+}
+
 use crate::fanout::Fanout;
 
 /// The kinds of record mimi-ds keeps per group.

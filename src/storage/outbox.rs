@@ -101,7 +101,7 @@ impl OutboxEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "outbox entry {id} of group {} does not decode: {reason}",
-    hex(group_id)
+    super::id_hex(group_id)
 )]
 pub struct CorruptOutboxEntry {
     /// The entry.
@@ -110,20 +110,6 @@ pub struct CorruptOutboxEntry {
     pub group_id: Vec<u8>,
     /// What the decoder said.
     pub reason: String,
-}
-
-/// Lower-case hex of at most the first 32 bytes, for naming a group in an error (group IDs
-/// are chosen by clients and may be long).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(2 * bytes.len().min(32) + 3);
-    for byte in bytes.iter().take(32) {
-        let _ = write!(out, "{byte:02x}");
-    }
-    if bytes.len() > 32 {
-        out.push_str("...");
-    }
-    out
 }
 
 /// A durable outbox kept by a [`DsStorage`] backend. See the [module documentation](self)

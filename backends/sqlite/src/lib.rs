@@ -153,19 +153,7 @@ pub(crate) fn check_size(
     Ok(())
 }
 
-/// Lower-case hex of at most the first 32 bytes, for naming a group or queue in an error (IDs
-/// are chosen by clients and may be long).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(2 * bytes.len().min(32) + 3);
-    for byte in bytes.iter().take(32) {
-        let _ = write!(out, "{byte:02x}");
-    }
-    if bytes.len() > 32 {
-        out.push_str("...");
-    }
-    out
-}
+pub(crate) use mimi_ds::storage::id_hex as hex;
 
 /// A time or count as SQLite's signed 64-bit integer. Times past year 292 million saturate;
 /// they are "never" either way.
