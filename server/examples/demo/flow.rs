@@ -156,7 +156,8 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Summary, Erro
     demo.message(&mut alice, b"Hi Bob!").await?;
     demo.fetch_all(&mut [&mut bob, &mut bob_laptop], 1).await?;
     demo.message(&mut bob, b"Hi Alice, on my phone.").await?;
-    demo.fetch_all(&mut [&mut alice, &mut bob_laptop], 1).await?;
+    demo.fetch_all(&mut [&mut alice, &mut bob_laptop], 1)
+        .await?;
 
     demo.section("Alice's laptop joins by external commit");
     demo.external_join(&mut alice_laptop, &group_id).await?;
@@ -301,7 +302,10 @@ fn print_summary(out: &mut dyn Write, s: &Summary) {
         let _ = writeln!(out, "{line}");
     };
     say("\n== Summary".into());
-    say(format!("HTTPS requests by clients:       {}", s.client_requests));
+    say(format!(
+        "HTTPS requests by clients:       {}",
+        s.client_requests
+    ));
     say(format!(
         "fanouts delivered by the relay:  {} (from the durable outbox; {} failed attempts retried)",
         s.delivered, s.failed_attempts
@@ -316,7 +320,10 @@ fn print_summary(out: &mut dyn Write, s: &Summary) {
         "members when deleted:            {} (alice/phone, alice/laptop)",
         s.final_members
     ));
-    say(format!("time taken:                      {:.2?}", s.elapsed));
+    say(format!(
+        "time taken:                      {:.2?}",
+        s.elapsed
+    ));
     say("\n== Databases (kept after the run)".into());
     for (storage, sizes) in &s.databases {
         say(format!("{}: {}", storage.domain, describe(storage)));
@@ -434,7 +441,12 @@ impl Demo<'_> {
             loop {
                 let request = client.fetch_request(50, now_ms());
                 let answer = self
-                    .call(&format!("{who} fetch"), &domain, "/queue_operation", &request)
+                    .call(
+                        &format!("{who} fetch"),
+                        &domain,
+                        "/queue_operation",
+                        &request,
+                    )
                     .await?;
                 assert_eq!(answer.status, 200);
                 let (page, remaining) = client.take_page(&answer.body);
@@ -462,7 +474,10 @@ impl Demo<'_> {
                 started.elapsed() < DELIVERY_WAIT,
                 "{who}: {expected} message(s) not delivered within {DELIVERY_WAIT:?}; got {received:?}"
             );
-            self.say(&format!("{:<18}   (not there yet: the relay delivers after the hub answered; asking again)", ""));
+            self.say(&format!(
+                "{:<18}   (not there yet: the relay delivers after the hub answered; asking again)",
+                ""
+            ));
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }

@@ -57,7 +57,12 @@ impl Https {
     }
 
     /// `GET` (empty `body`) or `POST` (`application/octet-stream`) to `domain`'s next server.
-    pub async fn request(&mut self, domain: &str, path: &str, body: &[u8]) -> Result<Answer, Error> {
+    pub async fn request(
+        &mut self,
+        domain: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Answer, Error> {
         let servers = self
             .servers
             .get(domain)
@@ -120,10 +125,7 @@ impl Https {
             tokio::spawn(connection);
             self.connections.insert(address, sender);
         }
-        let sender = self
-            .connections
-            .get_mut(&address)
-            .ok_or("no connection")?;
+        let sender = self.connections.get_mut(&address).ok_or("no connection")?;
         sender.ready().await?;
         Ok(sender)
     }

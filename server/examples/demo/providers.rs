@@ -124,9 +124,7 @@ impl Providers {
     /// The hub's external-sender entry, which clients put into the groups they create (the
     /// same for every instance: they share the state folder's key).
     pub fn hub(&self) -> &ExternalSender {
-        self.alpha[0]
-            .external_sender()
-            .expect("alpha runs the hub")
+        self.alpha[0].external_sender().expect("alpha runs the hub")
     }
 
     /// Fanouts alpha's relays delivered (to beta over mutual TLS, and to alpha's own QS).
@@ -225,9 +223,10 @@ pub async fn table_sizes(storage: &Storage) -> Result<Vec<(String, i64)>, Error>
             .collect::<Result<_, _>>()?;
         let mut sizes = Vec::new();
         for table in tables {
-            let rows = connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
-                row.get(0)
-            })?;
+            let rows =
+                connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
+                    row.get(0)
+                })?;
             sizes.push((table, rows));
         }
         return Ok(sizes);
