@@ -338,7 +338,7 @@ fn print_summary(out: &mut dyn Write, s: &Summary) {
             "the queue key"
         };
         say(format!(
-            "  keys: {} ({keys}: keep them with the database)",
+            "  keys: {} ({keys}; keep this folder with the database)",
             storage.state_dir.display()
         ));
         if let Some(path) = storage.sqlite_path() {
