@@ -106,14 +106,15 @@
 //! [`DeliveryService::new`] refuses every client credential until the deployment says which
 //! it trusts, with [`DeliveryService::with_credential_validator`] and a
 //! [`CredentialValidator`]. With the `test-utils` feature, `mimi_ds::testing` provides real
-//! openmls clients and an in-process hub; `examples/demo.rs` runs a whole group life with them
-//! (`cargo run --release --example demo`).
+//! openmls clients and an in-process hub; `examples/demo_in_process.rs` runs a whole group
+//! life with them, and the workspace's `mimi-ds-server` runs the same clients against two
+//! providers over HTTPS (`cargo run --release -p mimi-ds-server --example demo`).
 //!
 //! ## What the DS does not do
 //!
 //! * **No I/O.** It opens no sockets and does not deliver fanout: it returns [`Fanout`]
 //!   instructions and the caller sends them. [`transport::Router`] maps HTTP requests that the
-//!   caller parsed; `examples/server.rs` shows an HTTPS server around it.
+//!   caller parsed; the workspace's `mimi-ds-server` (`server/`) is an HTTPS server around it.
 //! * **No clock.** Time is the `now` argument of every call; timestamps, replay windows and
 //!   reservations are all measured against it.
 //! * **No threads, no sleeping, no background work.** Expired replay marks and reservations

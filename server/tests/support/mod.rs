@@ -461,28 +461,28 @@ pub async fn raw_tls(
         .expect("TLS")
 }
 
-/// A plain HTTP/1.1 GET; the status and the body.
+/// A plain-HTTP (no TLS) GET over HTTP/1.1 with hyper's client; the status and the body.
 pub async fn plain_get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(address)
+    let tcp = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
-    tokio::io::AsyncWriteExt::write_all(
-        &mut tcp,
-        format!("GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer)
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
-        .expect("read");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
+        .expect("HTTP");
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", "metrics")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8(body.to_vec()).expect("text"))
 }
 
 /// The value of the sample `name` (with its labels, exactly as written) in `text`.

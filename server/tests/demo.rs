@@ -1,0 +1,110 @@
+//! The README's demo (`examples/demo`) as a test: two mimi-ds-server providers on loopback
+//! HTTPS, real openmls clients, every message fetched from a real queue after the relay
+//! delivered it. The flow itself asserts each step; here the totals and the databases are
+//! checked too. Once on SQLite files (the demo's default), once on PostgreSQL with two hub
+//! instances sharing the hub's database (the README's "same thing on PostgreSQL").
+
+// The demo's modules, each at the crate root as in the example.
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "../examples/demo/flow.rs"]
+mod flow;
+#[path = "../examples/demo/net.rs"]
+mod net;
+#[path = "../examples/demo/pki.rs"]
+mod pki;
+#[path = "../examples/demo/providers.rs"]
+mod providers;
+
+use std::time::Duration;
+
+use providers::Options;
+
+/// The whole run's bound (it takes a few seconds in debug builds).
+const DEADLINE: Duration = Duration::from_secs(180);
+
+async fn run(options: Options) -> (flow::Summary, String) {
+    let mut transcript = Vec::new();
+    let summary = tokio::time::timeout(DEADLINE, flow::run(&options, &mut transcript))
+        .await
+        .expect("within the deadline")
+        .expect("the demo runs");
+    let transcript = String::from_utf8(transcript).expect("text");
+    // Messages: Alice's two, Bob's two; each decrypted by every other member present.
+    // "Hi Bob!" x2, "Hi Alice" x2, "Back again." x3, "Anyone there?" x2 (the wiped laptop
+    // never gets it).
+    assert_eq!(summary.decrypted, 9, "{transcript}");
+    // beta rejected the wiped laptop's queue for a message, and again for the commit that
+    // removed it; each went back to the hub as an event.
+    assert_eq!(summary.rejected_queues, 2, "{transcript}");
+    assert_eq!(summary.final_members, 2, "Alice's two clients remain");
+    assert!(summary.delivered > 0 && summary.fetched > 0);
+    assert!(transcript.contains("POST https://beta.example/queue_operation"));
+    assert!(transcript.ends_with("'.tables'\n") || options.postgres.is_some());
+    for (storage, tables) in &summary.databases {
+        let rows = |name: &str| {
+            tables
+                .iter()
+                .find(|(table, _)| table == name)
+                .map(|(_, rows)| *rows)
+                .unwrap_or_else(|| panic!("{}: no table {name}: {tables:?}", storage.domain))
+        };
+        // The relay drained the outbox, and the clients acknowledged every message.
+        assert_eq!(rows("mimi_ds_outbox"), 0, "{}", storage.domain);
+        assert_eq!(rows("mimi_qs_message"), 0, "{}", storage.domain);
+        // alice's two queues at alpha; at beta bob/phone's (bob/laptop's was deleted).
+        let queues = if storage.domain == providers::ALPHA {
+            2
+        } else {
+            1
+        };
+        assert_eq!(rows("mimi_qs_queue"), queues, "{}", storage.domain);
+        assert!(
+            transcript.contains(&storage.state_dir.display().to_string()),
+            "the transcript names where the keys are"
+        );
+    }
+    (summary, transcript)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_group_life_runs_on_the_server_with_sqlite() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (summary, transcript) = run(Options {
+        dir: dir.path().to_path_buf(),
+        postgres: None,
+        hub_instances: 1,
+    })
+    .await;
+    // The databases are where the transcript says, and outlive the servers.
+    for (storage, _) in &summary.databases {
+        let path = storage.sqlite_path().expect("SQLite by default");
+        assert!(path.starts_with(dir.path()) && path.is_file());
+        assert!(transcript.contains(&format!("SQLite file {}", path.display())));
+        let connection = rusqlite::Connection::open(path).expect("open");
+        let queues: i64 = connection
+            .query_row("SELECT count(*) FROM mimi_qs_queue", [], |row| row.get(0))
+            .expect("count");
+        assert!(queues > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgresql_with_two_hub_instances() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The demo makes (and drops) its own schemas, mimi_demo_alpha and mimi_demo_beta.
+    let url = mimi_ds_postgres::test_cluster::server_url().to_owned();
+    let (summary, transcript) = run(Options {
+        dir: dir.path().to_path_buf(),
+        postgres: Some(url),
+        hub_instances: 2,
+    })
+    .await;
+    // Requests went to both hub instances, and both providers' tables are in PostgreSQL.
+    assert!(transcript.contains("[alpha instance 1]"));
+    assert!(transcript.contains("[alpha instance 2]"));
+    for (storage, _) in &summary.databases {
+        let url = storage.postgres_url().expect("PostgreSQL");
+        assert!(url.contains("search_path%3Dmimi_demo_"));
+    }
+}
