@@ -25,6 +25,11 @@ pub trait Transport {
 
     /// Fetches and acknowledges what the client's queue holds, unprocessed.
     async fn fetch(&self, client: &mut TestClient) -> Vec<FanoutMessage>;
+
+    /// What to show when a check fails (the servers' logs).
+    async fn diagnostics(&self) -> String {
+        String::new()
+    }
 }
 
 /// A group: its ID and its members, by client index.
@@ -159,11 +164,14 @@ impl World {
             if owed.is_subset(&have) {
                 break;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "client {c} ({}): owed deliveries missing after 30 s",
-                provider_of(&self.clients[c])
-            );
+            if started.elapsed() > Duration::from_secs(30) {
+                let missing: Vec<u64> = owed.difference(&have).map(|(n, _)| *n).collect();
+                panic!(
+                    "client {c} ({}): deliveries #{missing:?} missing after 30 s\n{}",
+                    provider_of(&self.clients[c]),
+                    transport.diagnostics().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         let mut new: Vec<FanoutMessage> = self.received[c]
