@@ -121,19 +121,17 @@ async fn two_hub_processes_on_one_postgresql_database_serve_racing_clients() {
         world
     })
     .await;
-    let world = match outcome {
-        Ok(world) => world,
-        Err(_) => panic!(
+    let Ok(mut world) = outcome else {
+        panic!(
             "not done within 120 s\n--- alpha-1\n{}\n--- alpha-2\n{}",
             alpha_1.log_tail(),
             alpha_2.log_tail()
-        ),
+        );
     };
 
     world.ledger.check_sequences();
     // Late duplicates from either relay would show here.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut world = world;
     for c in 0..world.clients.len() {
         let late = transport.fetch(&mut world.clients[c]).await;
         world.received[c].extend(late);
