@@ -293,3 +293,33 @@ fn assert_in_sequence_order(received: &[FanoutMessage], client: usize) {
         "client {client}: queue order {numbers:?}"
     );
 }
+
+/// Two instances started at the same moment on one empty state folder: the first start
+/// creates the hub's key and the queue key, and both must end up with the same ones (one hub
+/// identity; one key that opens every sealed queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_started_at_once_on_an_empty_state_folder_are_one_hub() {
+    let mut pki = Pki::new(&[ALPHA]);
+    for attempt in 0..6 {
+        let root = tempfile::tempdir().expect("tmp");
+        let flags = ServerFlags::new(
+            &pki,
+            &root.path().join("alpha"),
+            ALPHA,
+            true,
+            format!("sqlite:{}", root.path().join("hub.sqlite3").display()),
+            &root.path().join("alpha-state"),
+            &[],
+        );
+        let (one, two) = tokio::join!(
+            ServerProcess::start("alpha-1", flags.clone()),
+            ServerProcess::start("alpha-2", flags)
+        );
+        let net = Net { pki };
+        let first = net.hub_external_sender(ALPHA, one.addr).await;
+        let second = net.hub_external_sender(ALPHA, two.addr).await;
+        assert_eq!(first, second, "attempt {attempt}: two hub identities");
+        let Net { pki: back } = net;
+        pki = back;
+    }
+}
