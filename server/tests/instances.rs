@@ -86,8 +86,9 @@ async fn two_hub_processes_on_one_postgresql_database_serve_racing_clients() {
         &[(ALPHA, closed_address())],
     );
     let beta = ServerProcess::start("beta", beta_flags).await;
-    // One state folder for both instances: the first start creates the hub's key and the
-    // QS's queue key, the second reads them.
+    // One state folder for both instances, and both started at once: one creates the hub's
+    // key, the QS's queue key and the tables, the other waits for the tables and reads the
+    // keys.
     let alpha_flags = ServerFlags::new(
         &pki,
         &root.path().join("alpha"),
@@ -97,8 +98,10 @@ async fn two_hub_processes_on_one_postgresql_database_serve_racing_clients() {
         &root.path().join("alpha-state"),
         &[(BETA, beta.addr)],
     );
-    let alpha_1 = ServerProcess::start("alpha-1", alpha_flags.clone()).await;
-    let alpha_2 = ServerProcess::start("alpha-2", alpha_flags).await;
+    let (alpha_1, alpha_2) = tokio::join!(
+        ServerProcess::start("alpha-1", alpha_flags.clone()),
+        ServerProcess::start("alpha-2", alpha_flags)
+    );
     let net = Arc::new(Net { pki });
     let hub = net.hub_external_sender(ALPHA, alpha_1.addr).await;
     assert_eq!(
