@@ -28,6 +28,9 @@ const GROUPS: usize = 3;
 /// Rounds of racing: in each, every member of every group sends one request.
 const ROUNDS: usize = 4;
 
+/// `conflict` answers resent (the DS ran out of its own retries against the other instance).
+static CONFLICTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Alternates between the hub instances; beta has one.
 struct Instances {
     net: Arc<Net>,
@@ -177,16 +180,17 @@ async fn two_hub_processes_on_one_postgresql_database_serve_racing_clients() {
     }
     assert_eq!(count("mimi_ds_group").await as usize, GROUPS);
     eprintln!(
-        "{} accepted, {refused} refused messages, in {:?}",
+        "{} accepted, {refused} refused messages, {} conflicts resent, in {:?}",
         world.ledger.entries.len(),
+        CONFLICTS.load(std::sync::atomic::Ordering::Relaxed),
         started.elapsed()
     );
 }
 
 /// One request per member of every group, all built at the group's current epoch and sent at
-/// once, spread over both instances: in each group two members commit, the others send
-/// application messages. The first commit the hub orders wins; the other gets `wrong_epoch`,
-/// and so does every message ordered after the winning commit.
+/// once, spread over both instances: in each group two members commit (one through each
+/// instance), the others send application messages. The first commit the hub orders wins;
+/// the other gets `wrong_epoch`, and so does every message ordered after the winning commit.
 async fn race(transport: &Instances, world: &mut World, round: usize) {
     struct Job {
         group: usize,
@@ -198,7 +202,8 @@ async fn race(transport: &Instances, world: &mut World, round: usize) {
     for (g, group) in world.groups.iter().enumerate() {
         let n = group.members.len();
         for (position, &sender) in group.members.iter().enumerate() {
-            let commit = position == round % n || position == (round + 2) % n;
+            // Neighbours: the two commits go to different instances (job `i` to `i % 2`).
+            let commit = position == round % n || position == (round + 1) % n;
             let client = &mut world.clients[sender];
             let request = if commit {
                 client.update_request(now_ms())
@@ -226,7 +231,9 @@ async fn race(transport: &Instances, world: &mut World, round: usize) {
                     .unwrap_or_else(|e| panic!("{address}: {e}"));
                 // `conflict`: nothing changed; resend unchanged (wire-format.md §2.3).
                 match answer_of(&body) {
-                    Answer::Rejected(ErrorCode::Conflict) => continue,
+                    Answer::Rejected(ErrorCode::Conflict) => {
+                        CONFLICTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     answer => return (index, answer),
                 }
             }
