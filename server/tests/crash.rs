@@ -110,9 +110,7 @@ impl Crashing {
         assert_eq!(second, first, "a retry after the crash got another answer");
         second
     }
-}
 
-impl Crashing {
     fn server(&self, domain: &str) -> &Arc<Mutex<ServerProcess>> {
         if domain == ALPHA {
             &self.hub
