@@ -28,10 +28,13 @@ fn load_or_create(
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes = make()?;
-            // Written whole to a temporary name, synced, then renamed: a crash never leaves a
-            // cut-short key that the next start would refuse (or, worse, a new key beside a
-            // database made with the old one).
-            let temporary = dir.join(format!("{name}.tmp"));
+            // Written whole to a temporary name of this process, synced, then linked to the
+            // real name: a crash never leaves a cut-short key that the next start would
+            // refuse (or, worse, a new key beside a database made with the old one). The link
+            // fails if the name exists, so of several instances started at once on one state
+            // folder, the first to link creates the key and the others read it: one hub
+            // identity, one queue key (a rename would let each keep its own).
+            let temporary = dir.join(format!("{name}.{}.tmp", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create(true).truncate(true);
             #[cfg(unix)]
@@ -39,8 +42,15 @@ fn load_or_create(
             let mut file = options.open(&temporary)?;
             std::io::Write::write_all(&mut file, &bytes)?;
             file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            Ok(bytes)
+            let linked = std::fs::hard_link(&temporary, &path);
+            std::fs::remove_file(&temporary)?;
+            match linked {
+                Ok(()) => Ok(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(std::fs::read(&path)?)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Err(e) => Err(e.into()),
     }

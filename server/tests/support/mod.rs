@@ -3,7 +3,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod groups;
+pub mod ledger;
 pub mod postgres;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
