@@ -209,6 +209,7 @@ mod service;
 mod signing;
 mod state;
 mod time;
+mod trace;
 
 pub use config::*;
 pub use destination::{
