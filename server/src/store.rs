@@ -126,9 +126,11 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         -> impl Future<Output = Result<u64, String>> + Send;
 }
 
-/// Runs `f` on a blocking thread; a panic there is an error.
+/// Runs `f` on a blocking thread, inside the caller's tracing span (so that mimi-ds's span of
+/// a call nests under the HTTP request's); a panic there is an error.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|panicked| format!("panicked: {panicked}"))
 }
