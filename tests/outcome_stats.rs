@@ -186,3 +186,53 @@ fn undecodable_bytes_and_hub_events_are_named_too() {
     assert_eq!(out.stats.fanout_count, out.fanout.len());
     assert!(out.stats.fanout_count >= 1, "the remove proposal goes out");
 }
+
+#[test]
+fn the_router_hands_the_calls_stats_on_and_none_for_its_own_answers() {
+    use mimi_ds::transport::{CallStats, HttpRequest, Router, TransportConfig, OCTET_STREAM};
+
+    let ds = TestDs::new(HUB);
+    let qs = TestQs::new(HUB);
+    let now = UnixTimeMs(ds.now_ms);
+    let router = Router::new(TransportConfig::new(HUB, Some(HUB.to_owned())))
+        .with_ds(ds.ds)
+        .with_qs(qs.qs);
+    let (mut ds_storage, mut qs_storage) = (ds.storage, qs.storage);
+    let alice = TestClient::new("alice", "phone", HUB);
+    let headers = [("host", HUB), ("content-type", OCTET_STREAM)];
+    let mut route = |path: &str, body: &[u8]| {
+        let request = HttpRequest {
+            method: "POST",
+            path,
+            headers: &headers,
+            body,
+            authenticated_peer: None,
+        };
+        router
+            .handle(now, &request, &mut ds_storage, &mut qs_storage)
+            .expect("memory")
+    };
+
+    let garbage = b"\x00\x01\xff".to_vec();
+    let routed = route("/group_operation", &garbage);
+    let Some(CallStats::Ds(Status::Rejected(code), stats)) = routed.call.clone() else {
+        panic!("a DS call: {routed:?}")
+    };
+    let call = routed.call.expect("a call");
+    assert_eq!(call.service(), "ds");
+    assert_eq!(call.outcome(), code.name());
+    assert_eq!(stats.operation, "undecodable");
+    assert_eq!(stats.request_bytes, garbage.len());
+
+    let create = alice.create_queue_request(now.0);
+    let call = route("/queue_operation", &create).call.expect("a QS call");
+    assert!(matches!(call, CallStats::Qs(QsStatus::Accepted, _)));
+    assert_eq!(
+        (call.service(), call.operation(), call.outcome()),
+        ("qs", "create_queue", "accepted")
+    );
+    assert_eq!(call.read_rounds(), 1);
+    assert_eq!(call.conflict_retries(), 0);
+
+    assert_eq!(route("/no_such_endpoint", b"").call, None);
+}
