@@ -342,3 +342,47 @@ async fn layers_and_connections() {
     assert!(!text.contains("mimi_ds_server_calls_total{"), "{text}");
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_counted() {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let root = tempfile::tempdir().expect("tmp");
+        let pki = Pki::new(&[ALPHA]);
+        let mut config = config(
+            &pki,
+            ALPHA,
+            false,
+            StorageChoice::Memory,
+            &state_dir(root.path(), "alpha"),
+            directory(&[]),
+        );
+        config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+        config.limits.max_connections = 1;
+        let server = start(config).await;
+        let metrics_at = server.metrics_addr().expect("a metrics listener");
+        // One connection takes the only slot; the next is closed as soon as it is accepted.
+        let held = raw_tls(&pki, ALPHA, server.local_addr()).await;
+        let mut refused = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut rest))
+            .await
+            .expect("closed within 5 s");
+        assert!(read.is_err() || rest.is_empty(), "closed without an answer");
+        let (status, text) = plain_get(metrics_at, "/metrics").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            sample(
+                &text,
+                "mimi_ds_server_connection_failures_total{reason=\"over_limit\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        drop(held);
+        server.shutdown().await;
+    })
+    .await
+    .expect("within the deadline");
+}
