@@ -56,6 +56,14 @@
 //! with the stats recorded on it; it is entered only while mimi-ds runs the handler, not while
 //! the caller does I/O. A request whose step is dropped closes its span as `abandoned`.
 //!
+//! The spans are `ds_request` and `qs_request` (target `mimi_ds`, level INFO). Their fields:
+//! `operation`; `outcome` (`accepted`, `duplicate`, `rejected` with `code` the error code's
+//! name, `internal_error`, `storage_error` from the built-in drivers, or `abandoned`);
+//! `epoch`, `read_rounds`, `conflict_retries`, `request_bytes`, `response_bytes`,
+//! `fanout_count`, `fanout_bytes` (DS); `recipients`, `enqueued`, `invalid_recipients`,
+//! `full_recipients` (QS). Never a group ID, queue ID, credential, identity, key, or an
+//! error's text (which may name a group): tests/tracing_spans.rs checks a whole group life.
+//!
 //! # How a step knows what to read
 //!
 //! [`DeliveryService::resume`] runs the request's handler against the answers. A read the
