@@ -32,3 +32,16 @@ pub enum HubEvent {
     /// next commit.
     RotateSigningKey,
 }
+
+impl HubEvent {
+    /// The event's kind, as [`crate::OutcomeStats::operation`] names it (`hub_event.<kind>`).
+    pub(crate) fn operation(&self) -> &'static str {
+        match self {
+            Self::QueueRejected(_) => "hub_event.queue_rejected",
+            Self::ClientDeleted { .. } => "hub_event.client_deleted",
+            Self::UserDeleted { .. } => "hub_event.user_deleted",
+            Self::InactivitySweep => "hub_event.inactivity_sweep",
+            Self::RotateSigningKey => "hub_event.rotate_signing_key",
+        }
+    }
+}

@@ -110,6 +110,15 @@
 //! life with them, and the workspace's `mimi-ds-server` runs the same clients against two
 //! providers over HTTPS (`cargo run --release -p mimi-ds-server --example demo`).
 //!
+//! **Observability.** Every [`Outcome`] carries [`OutcomeStats`] (and every
+//! [`qs::QsOutcome`] its [`qs::QsStats`]): the operation, read rounds, conflict retries,
+//! request and response sizes, fanout count and bytes, and the epoch; counts and names only,
+//! fit for metrics labels. The optional `tracing` feature adds one `tracing` span per DS or QS
+//! request (target `mimi_ds`, spans `ds_request` and `qs_request`) with those fields and the
+//! outcome, and never an ID, a credential or key material; the span is carried by the steps
+//! and entered only while mimi-ds works, so a subscriber's timings separate the hub's work
+//! from the caller's I/O (module [`steps`]). Without the feature no tracing code is compiled.
+//!
 //! ## What the DS does not do
 //!
 //! * **No I/O.** It opens no sockets and does not deliver fanout: it returns [`Fanout`]
@@ -190,6 +199,7 @@
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
 //! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
+//! | `trace` | private; spans with feature `tracing` | One span per DS or QS request, its fields, and where it lives in the step API |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -210,6 +220,7 @@ mod service;
 mod signing;
 mod state;
 mod time;
+mod trace;
 
 pub use config::*;
 pub use destination::{

@@ -307,7 +307,18 @@ fn a_conflict_is_retried_with_fresh_reads_and_decides_as_the_sync_driver() {
         .qs
         .deliver(now(&w), &second, None, &mut synced)
         .unwrap();
-    assert_eq!(sync, by_hand);
+    // The same decision; only the cost differs: the hand-driven request retried once.
+    assert_eq!(
+        (by_hand.stats.conflict_retries, by_hand.stats.read_rounds),
+        (1, 2)
+    );
+    assert_eq!(
+        (sync.stats.conflict_retries, sync.stats.read_rounds),
+        (0, 1)
+    );
+    let mut by_hand_but_cost = by_hand.clone();
+    by_hand_but_cost.stats = sync.stats;
+    assert_eq!(sync, by_hand_but_cost);
     assert_eq!(synced, w.beta.storage);
     assert_eq!(by_hand.enqueued, vec![queue]);
 }

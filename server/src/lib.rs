@@ -14,8 +14,14 @@
 //!   pool). PostgreSQL is async: requests run through `Router::handle_async` on the executor,
 //!   over pooled connections, and the tables are created or upgraded at start.
 //! * **Metrics**: Prometheus text format at `GET /metrics` on a separate plain-HTTP listener
-//!   ([`ServerConfig::metrics_listen`]): requests by operation and status, a latency
-//!   histogram, the outbox depth and the relay's deliveries, retries and rejections.
+//!   ([`ServerConfig::metrics_listen`]): every answer by endpoint and status (the tower
+//!   layers' 413 and 408 included) with a latency histogram; each DS and QS call by operation
+//!   and outcome with its latency, read rounds and conflict retries (from
+//!   [`mimi_ds::OutcomeStats`]); connections that failed outside a request; the outbox depth;
+//!   the relay's deliveries and retries per destination, and its rejections.
+//! * **Tracing**: `tracing` spans from tower-http for each HTTP request, and inside them
+//!   mimi-ds's own span per DS or QS call (its `tracing` feature): operation, outcome, epoch,
+//!   retries and sizes, never an ID or a credential.
 //! * **Fanout**: the DS stores the fanout of every applied write in its durable outbox in the
 //!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
 //!   so a request is answered as soon as its write is durable, and a restart delivers what
@@ -65,6 +71,7 @@ pub use config::{
 pub use relay::RelayStats;
 pub use tls::TlsError;
 
+use metrics::ConnectionFailure;
 use store::{Backend, MemoryBackend, PostgresBackend, SqliteBackend};
 
 /// SQLite connections in the pool.
@@ -291,6 +298,18 @@ async fn start_with<B: Backend>(
     })
 }
 
+/// What a connection's error was, for the metrics: hyper answered malformed HTTP with 400
+/// itself, and closes a connection whose header section did not arrive in time.
+fn connection_failure(error: &(dyn std::error::Error + 'static)) -> ConnectionFailure {
+    match error.downcast_ref::<hyper::Error>() {
+        Some(error) if error.is_parse() || error.is_parse_too_large() => {
+            ConnectionFailure::Malformed
+        }
+        Some(error) if error.is_timeout() => ConnectionFailure::Timeout,
+        _ => ConnectionFailure::Other,
+    }
+}
+
 /// Accepts connections until cancelled, then waits (a while) for open ones to finish.
 async fn accept_loop<B: Backend>(
     shared: Arc<Shared<B>>,
@@ -323,7 +342,11 @@ async fn accept_loop<B: Backend>(
             },
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            continue; // Over the connection limit: closed at once.
+            // Over the connection limit: closed at once.
+            shared
+                .request_metrics
+                .connection_failed(ConnectionFailure::OverLimit);
+            continue;
         };
         let acceptor = acceptor.clone();
         let builder = Arc::clone(&builder);
@@ -334,14 +357,17 @@ async fn accept_loop<B: Backend>(
             let _permit = permit;
             let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
             let Ok(Ok(tls)) = handshake.await else {
-                return; // Timed out, or not TLS 1.3 with an acceptable certificate.
+                // Timed out, or not TLS 1.3 with an acceptable certificate.
+                shared
+                    .request_metrics
+                    .connection_failed(ConnectionFailure::Handshake);
+                return;
             };
             let peer = tls::authenticated_peer(
                 tls.get_ref().1.peer_certificates(),
                 &shared.domain,
                 &shared.peers,
             );
-            drop(shared);
             let peer = service::Peer(peer);
             let service =
                 service.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
@@ -352,6 +378,9 @@ async fn accept_loop<B: Backend>(
                 builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
             if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%error, "connection ended");
+                shared
+                    .request_metrics
+                    .connection_failed(connection_failure(&*error));
             }
         });
     }

@@ -6,7 +6,16 @@
 //! operator, not for peers, and a scraper needs no client certificate.
 //!
 //! Labels are bounded sets: the operation is the endpoint (or `unknown`), never the raw path;
-//! the outcome is the HTTP status. No group IDs, queue IDs or peers appear.
+//! the outcome is the HTTP status. Every answer is counted, the tower layers' own included
+//! (413 body too large, 408 timeout), because the counting layer sits outside them; failures
+//! hyper answers before any request exists (malformed HTTP, a header read timeout) and TLS
+//! handshakes that fail are counted per connection. Behind the endpoints, each DS and QS call
+//! is counted by its operation (the request type: `send_message`, `commits`, `fetch`, ...) and
+//! outcome (`accepted`, `duplicate` or the error code's name), with its latency, read rounds
+//! and conflict retries, from [`mimi_ds::OutcomeStats`] and [`mimi_ds::qs::QsStats`]. The
+//! relay's counters are labelled by destination provider, a domain of the configured peer
+//! directory (a destination outside it is refused before it is counted there). No group IDs,
+//! queue IDs or client identities appear.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -19,7 +28,7 @@ use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use mimi_ds::transport::Endpoint;
+use mimi_ds::transport::{CallStats, Endpoint};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,11 +52,80 @@ struct Histogram {
     sum_seconds: f64,
 }
 
+impl Histogram {
+    fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[bucket] += 1;
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of metric `name` with `labels` (`a="b",...`).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(self.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n\
+             {name}_sum{{{labels}}} {}\n\
+             {name}_count{{{labels}}} {}",
+            self.count, self.sum_seconds, self.count
+        );
+    }
+}
+
+/// A DS or QS call's labels: service, operation, outcome.
+type CallKey = (&'static str, &'static str, &'static str);
+
+/// What the DS and QS calls cost, by service and operation.
+#[derive(Default)]
+struct CallCounters {
+    calls: BTreeMap<CallKey, u64>,
+    latency: BTreeMap<(&'static str, &'static str), Histogram>,
+    read_rounds: BTreeMap<(&'static str, &'static str), u64>,
+    conflict_retries: BTreeMap<(&'static str, &'static str), u64>,
+}
+
 /// What the request handler counted since the server started.
 #[derive(Default)]
 pub(crate) struct RequestMetrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    calls: Mutex<CallCounters>,
+    connections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// How a connection ended before or around its requests, for
+/// `mimi_ds_server_connection_failures_total`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ConnectionFailure {
+    /// Closed when accepted: over the connection limit.
+    OverLimit,
+    /// The TLS handshake failed or timed out.
+    Handshake,
+    /// HTTP that hyper could not parse (it answers 400 itself).
+    Malformed,
+    /// The header section did not arrive in time, or another read timed out.
+    Timeout,
+    /// Any other connection error (reset, I/O, HTTP/2 protocol error).
+    Other,
+}
+
+impl ConnectionFailure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::OverLimit => "over_limit",
+            Self::Handshake => "tls_handshake",
+            Self::Malformed => "malformed",
+            Self::Timeout => "timeout",
+            Self::Other => "other",
+        }
+    }
 }
 
 /// The operation label of a request: its endpoint's name, or `unknown` (a bounded set, so
@@ -63,14 +141,37 @@ impl RequestMetrics {
     /// Counts one answered request.
     pub(crate) fn observe(&self, operation: &'static str, status: u16, elapsed: Duration) {
         *lock(&self.requests).entry((operation, status)).or_default() += 1;
-        let seconds = elapsed.as_secs_f64();
-        let mut latency = lock(&self.latency);
-        let histogram = latency.entry(operation).or_default();
-        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
-            histogram.buckets[bucket] += 1;
-        }
-        histogram.count += 1;
-        histogram.sum_seconds += seconds;
+        lock(&self.latency)
+            .entry(operation)
+            .or_default()
+            .observe(elapsed);
+    }
+
+    /// Counts one DS or QS call (a request's, the relay's delivery to this provider's own
+    /// QS, or a hub event), which took `elapsed` including its storage I/O.
+    pub(crate) fn observe_call(&self, call: &CallStats, elapsed: Duration) {
+        let (service, operation) = (call.service(), call.operation());
+        let mut calls = lock(&self.calls);
+        *calls
+            .calls
+            .entry((service, operation, call.outcome()))
+            .or_default() += 1;
+        calls
+            .latency
+            .entry((service, operation))
+            .or_default()
+            .observe(elapsed);
+        *calls.read_rounds.entry((service, operation)).or_default() +=
+            u64::from(call.read_rounds());
+        *calls
+            .conflict_retries
+            .entry((service, operation))
+            .or_default() += u64::from(call.conflict_retries());
+    }
+
+    /// Counts a connection that failed outside any request.
+    pub(crate) fn connection_failed(&self, failure: ConnectionFailure) {
+        *lock(&self.connections).entry(failure.label()).or_default() += 1;
     }
 
     /// The exposition text: these counters, the relay's, and the outbox depth if it could be
@@ -88,24 +189,25 @@ impl RequestMetrics {
             );
         }
         out.push_str(
-            "# HELP mimi_ds_server_request_duration_seconds Time from the request's body read to its answer, by operation.\n\
+            "# HELP mimi_ds_server_request_duration_seconds Time from the request's head to its answer (the layers' own answers included), by operation.\n\
              # TYPE mimi_ds_server_request_duration_seconds histogram\n",
         );
         for (operation, histogram) in lock(&self.latency).iter() {
-            let mut cumulative = 0;
-            for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "mimi_ds_server_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
+            histogram.render(
+                &mut out,
+                "mimi_ds_server_request_duration_seconds",
+                &format!("operation=\"{operation}\""),
+            );
+        }
+        self.render_calls(&mut out);
+        out.push_str(
+            "# HELP mimi_ds_server_connection_failures_total Connections that failed outside any request: over the connection limit, TLS handshake, malformed HTTP, header timeout, other.\n\
+             # TYPE mimi_ds_server_connection_failures_total counter\n",
+        );
+        for (reason, count) in lock(&self.connections).iter() {
             let _ = writeln!(
                 out,
-                "mimi_ds_server_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}\n\
-                 mimi_ds_server_request_duration_seconds_sum{{operation=\"{operation}\"}} {}\n\
-                 mimi_ds_server_request_duration_seconds_count{{operation=\"{operation}\"}} {}",
-                histogram.count, histogram.sum_seconds, histogram.count
+                "mimi_ds_server_connection_failures_total{{reason=\"{reason}\"}} {count}"
             );
         }
         if let Some(depth) = outbox_depth {
@@ -144,7 +246,72 @@ impl RequestMetrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        let by_destination = [
+            (
+                "mimi_ds_server_relay_destination_delivered_total",
+                "Fanouts a Queueing Service accepted, by destination provider.",
+                relay.delivered_by_destination(),
+            ),
+            (
+                "mimi_ds_server_relay_destination_failed_attempts_total",
+                "Failed delivery attempts, each retried after a backoff, by destination provider.",
+                relay.failed_attempts_by_destination(),
+            ),
+        ];
+        for (name, help, values) in by_destination {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (destination, value) in values {
+                let _ = writeln!(out, "{name}{{destination=\"{destination}\"}} {value}");
+            }
+        }
         out
+    }
+
+    /// The DS and QS calls' counters and histograms.
+    fn render_calls(&self, out: &mut String) {
+        let calls = lock(&self.calls);
+        out.push_str(
+            "# HELP mimi_ds_server_calls_total DS and QS calls, by service, operation (request type) and outcome (accepted, duplicate, or the error code).\n\
+             # TYPE mimi_ds_server_calls_total counter\n",
+        );
+        for ((service, operation, outcome), count) in &calls.calls {
+            let _ = writeln!(
+                out,
+                "mimi_ds_server_calls_total{{service=\"{service}\",operation=\"{operation}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP mimi_ds_server_call_duration_seconds Time of a DS or QS call, storage I/O included, by service and operation.\n\
+             # TYPE mimi_ds_server_call_duration_seconds histogram\n",
+        );
+        for ((service, operation), histogram) in &calls.latency {
+            histogram.render(
+                out,
+                "mimi_ds_server_call_duration_seconds",
+                &format!("service=\"{service}\",operation=\"{operation}\""),
+            );
+        }
+        let totals = [
+            (
+                "mimi_ds_server_read_rounds_total",
+                "Read rounds of DS and QS calls (each one batch of storage reads), by service and operation.",
+                &calls.read_rounds,
+            ),
+            (
+                "mimi_ds_server_conflict_retries_total",
+                "Writes storage refused with a conflict, each followed by a fresh attempt, by service and operation.",
+                &calls.conflict_retries,
+            ),
+        ];
+        for (name, help, values) in totals {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((service, operation), value) in values {
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{service}\",operation=\"{operation}\"}} {value}"
+                );
+            }
+        }
     }
 }
 

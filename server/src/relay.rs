@@ -36,7 +36,7 @@ use http::header::{CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use mimi_ds::storage::OutboxEntry;
-use mimi_ds::transport::OCTET_STREAM;
+use mimi_ds::transport::{CallStats, OCTET_STREAM};
 use mimi_ds::wire::{decode_exact, QueueingServiceResponse};
 use mimi_ds::Fanout;
 use rustls::pki_types::ServerName;
@@ -61,6 +61,7 @@ pub struct RelayStats {
     rejected_queues: AtomicU64,
     refused_destinations: AtomicU64,
     failures_by_destination: Mutex<HashMap<String, u64>>,
+    deliveries_by_destination: Mutex<HashMap<String, u64>>,
 }
 
 impl RelayStats {
@@ -76,12 +77,28 @@ impl RelayStats {
 
     /// Failed delivery attempts to one destination.
     pub fn failed_attempts_to(&self, destination: &str) -> u64 {
-        self.failures_by_destination
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.failures_by_destination)
             .get(destination)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Fanouts one destination's QS accepted.
+    pub fn delivered_to(&self, destination: &str) -> u64 {
+        lock(&self.deliveries_by_destination)
+            .get(destination)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Failed attempts per destination, sorted by destination (for the metrics).
+    pub(crate) fn failed_attempts_by_destination(&self) -> Vec<(String, u64)> {
+        sorted(&lock(&self.failures_by_destination))
+    }
+
+    /// Deliveries per destination, sorted by destination (for the metrics).
+    pub(crate) fn delivered_by_destination(&self) -> Vec<(String, u64)> {
+        sorted(&lock(&self.deliveries_by_destination))
     }
 
     /// Queues reported to the hub as rejected (by a QS, or at a refused destination).
@@ -96,13 +113,27 @@ impl RelayStats {
 
     fn failed(&self, destination: &str) {
         self.failed_attempts.fetch_add(1, Ordering::Relaxed);
-        *self
-            .failures_by_destination
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *lock(&self.failures_by_destination)
             .entry(destination.to_owned())
             .or_default() += 1;
     }
+
+    fn count_delivery(&self, destination: &str) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.deliveries_by_destination)
+            .entry(destination.to_owned())
+            .or_default() += 1;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sorted(counts: &HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = counts.iter().map(|(d, n)| (d.clone(), *n)).collect();
+    counts.sort();
+    counts
 }
 
 /// Why one delivery did not happen.
@@ -218,7 +249,7 @@ async fn deliver_destination<B: Backend>(
             Ok(answer) => {
                 let rejected = fanout.rejected_queues(&answer);
                 finish(shared, entry.id, &fanout, rejected).await;
-                shared.relay_stats.delivered.fetch_add(1, Ordering::Relaxed);
+                shared.relay_stats.count_delivery(destination);
             }
             Err(error) => {
                 shared.relay_stats.failed(destination);
@@ -252,9 +283,14 @@ async fn deliver<B: Backend>(
     let body = fanout.to_bytes();
     if fanout.destination.eq_ignore_ascii_case(&shared.domain) {
         // Our own hub is the sender: there is no transport to authenticate.
+        let started = std::time::Instant::now();
         let answer = B::deliver_own(shared, body)
             .await
             .map_err(DeliveryError::Storage)?;
+        shared.request_metrics.observe_call(
+            &CallStats::Qs(answer.status.clone(), answer.stats),
+            started.elapsed(),
+        );
         return decode_exact(&answer.response).map_err(|e| DeliveryError::Answer(e.to_string()));
     }
     if connection.as_ref().is_none_or(|c| c.is_closed()) {

@@ -2,7 +2,11 @@
 //! [`mimi_ds::transport::HttpRequest`] for the [`Router`](mimi_ds::transport::Router).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
@@ -77,8 +81,56 @@ fn with_error_body<B>(response: Response<B>) -> Response<Either<Full<Bytes>, B>>
     }
 }
 
+/// Counts every answer by endpoint and HTTP status, with its latency from the request's head
+/// to its answer. It sits outside the layers that answer by themselves (413 body limit, 408
+/// timeout), so that their answers are counted like the handler's.
+pub(crate) struct Counted<S, B> {
+    inner: S,
+    shared: Arc<Shared<B>>,
+}
+
+impl<S: Clone, B> Clone for Counted<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S, B, ReqBody, ResBody> Service<Request<ReqBody>> for Counted<S, B>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: Backend,
+{
+    type Response = Response<ResBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let operation = crate::metrics::operation(request.uri().path());
+        let started = Instant::now();
+        let shared = Arc::clone(&self.shared);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let Ok(response) = answer.await;
+            shared.request_metrics.observe(
+                operation,
+                response.status().as_u16(),
+                started.elapsed(),
+            );
+            Ok(response)
+        })
+    }
+}
+
 /// The service every connection clones (the concurrency limit's semaphore is shared by the
-/// clones), in order from the outside: tracing, error bodies, body limit, timeout,
+/// clones), in order from the outside: tracing, counting, error bodies, body limit, timeout,
 /// concurrency limit, handler.
 pub(crate) fn make_service<B: Backend>(
     shared: Arc<Shared<B>>,
@@ -97,8 +149,13 @@ pub(crate) fn make_service<B: Backend>(
        + Send
        + 'static {
     let limits = shared.limits.clone();
+    let counted = Arc::clone(&shared);
     ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
+        .layer_fn(move |inner| Counted {
+            inner,
+            shared: Arc::clone(&counted),
+        })
         .map_response(with_error_body)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -162,8 +219,7 @@ where
             headers.push(("host".to_owned(), authority.as_str().to_owned()));
         }
     }
-    let started = std::time::Instant::now();
-    let operation = crate::metrics::operation(parts.uri.path());
+    let started = Instant::now();
     let request = OwnedRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
@@ -177,13 +233,13 @@ where
                 // Stored in the outbox by the same write; the relay delivers it.
                 shared.relay_wake.notify_one();
             }
+            if let Some(call) = &routed.call {
+                shared.request_metrics.observe_call(call, started.elapsed());
+            }
             routed.response
         }
         Err(internal) => internal,
     };
-    shared
-        .request_metrics
-        .observe(operation, response.status, started.elapsed());
     Ok(to_http(response))
 }
 

@@ -22,13 +22,14 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use mimi_ds::qs::{InMemoryQsStorage, QsOutcome, QsStorage};
 use mimi_ds::storage::{AsyncDsOutbox, DsOutbox, InMemoryStorage, OutboxEntry};
-use mimi_ds::transport::{HttpRequest, HttpResponse, Routed};
+use mimi_ds::transport::{CallStats, HttpRequest, HttpResponse, Routed};
 use mimi_ds::wire::ClientQueueConfig;
-use mimi_ds::{HubEvent, UnixTimeMs};
+use mimi_ds::{HubEvent, Outcome, UnixTimeMs};
 use mimi_ds_postgres::{migrate, PostgresDsStorage, PostgresQsStorage};
 use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage};
 use rusqlite::Connection;
@@ -76,6 +77,14 @@ fn internal(error: &dyn std::fmt::Display) -> HttpResponse {
     }
 }
 
+/// Counts a hub event's DS call in the metrics, as a request's.
+fn observe_event<B>(shared: &Shared<B>, outcome: &Outcome, started: Instant) {
+    shared.request_metrics.observe_call(
+        &CallStats::Ds(outcome.status, outcome.stats),
+        started.elapsed(),
+    );
+}
+
 /// What the request handler and the relay ask of storage. Every future is `Send`, so that
 /// they run on the multi-threaded executor.
 pub(crate) trait Backend: Send + Sync + Sized + 'static {
@@ -117,9 +126,11 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         -> impl Future<Output = Result<u64, String>> + Send;
 }
 
-/// Runs `f` on a blocking thread; a panic there is an error.
+/// Runs `f` on a blocking thread, inside the caller's tracing span (so that mimi-ds's span of
+/// a call nests under the HTTP request's); a panic there is an error.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|panicked| format!("panicked: {panicked}"))
 }
@@ -190,10 +201,13 @@ where
                 if let Some(ds) = shared.router.ds() {
                     for queue in rejected {
                         let event = HubEvent::QueueRejected(queue);
-                        if let Err(error) =
-                            ds.handle_event(UnixTimeMs(now_ms()), &group_id, &event, ds_storage)
-                        {
-                            tracing::error!(%error, "relay: hub event for a rejected queue failed");
+                        let started = Instant::now();
+                        match ds.handle_event(UnixTimeMs(now_ms()), &group_id, &event, ds_storage) {
+                            Ok(outcome) => observe_event(&shared, &outcome, started),
+                            Err(error) => tracing::error!(
+                                %error,
+                                "relay: hub event for a rejected queue failed"
+                            ),
                         }
                     }
                 }
@@ -434,11 +448,15 @@ impl Backend for PostgresBackend {
         if let Some(ds) = shared.router.ds() {
             for queue in rejected {
                 let event = HubEvent::QueueRejected(queue);
-                if let Err(error) = ds
+                let started = Instant::now();
+                match ds
                     .handle_event_async(UnixTimeMs(now_ms()), &group_id, &event, &mut storage)
                     .await
                 {
-                    tracing::error!(%error, "relay: hub event for a rejected queue failed");
+                    Ok(outcome) => observe_event(shared, &outcome, started),
+                    Err(error) => {
+                        tracing::error!(%error, "relay: hub event for a rejected queue failed");
+                    }
                 }
             }
         }

@@ -88,6 +88,7 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
         );
         hub_config.listen = hub_address;
         hub_config.delivery_timeout = Duration::from_secs(5);
+        hub_config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
         let hub = start(hub_config).await;
         net.create_queue(&mut alice, hub_address).await;
         net.create_group(&mut alice, &hub).await;
@@ -148,6 +149,33 @@ async fn a_provider_that_is_down_delays_only_its_own_deliveries() {
             outbox_len(&database) >= 1,
             "gamma's deliveries wait in the outbox"
         );
+        // The operator sees it in the metrics: gamma's retries, beta's deliveries, the
+        // request path's answers, and what waits in the outbox.
+        let (status, text) = plain_get(hub.metrics_addr().expect("metrics"), "/metrics").await;
+        assert_eq!(status, 200);
+        let relay = |what: &str, destination: &str| {
+            sample(
+                &text,
+                &format!("mimi_ds_server_relay_destination_{what}_total{{destination=\"{destination}\"}}"),
+            )
+        };
+        assert!(
+            relay("failed_attempts", GAMMA).expect("gamma's retries") >= (timed_out + 2) as f64,
+            "{text}"
+        );
+        assert_eq!(relay("failed_attempts", BETA), None, "{text}");
+        assert_eq!(relay("delivered", BETA), Some(stats.delivered_to(BETA) as f64));
+        assert!(stats.delivered_to(BETA) >= 2, "bob's Welcome and alice's message");
+        assert_eq!(relay("delivered", GAMMA), None, "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                "mimi_ds_server_calls_total{service=\"ds\",operation=\"send_message\",outcome=\"accepted\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(sample(&text, "mimi_ds_server_outbox_entries").unwrap() >= 1.0, "{text}");
 
         // gamma comes back (same file, same key): its Welcome and message arrive.
         let gamma = qs(&net, GAMMA, root.path(), gamma_address, hub_address).await;

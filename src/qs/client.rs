@@ -12,7 +12,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use tls_codec::VLBytes;
 
-use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
+use super::{
+    internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStats, QsStatus, QueueingService,
+};
 use crate::error::{QsNotAllowed, QsRejectReason};
 use crate::qs::sealing::seal_with_label;
 use crate::qs::{QsChange, QsStorage, QsWriteSet, QueueRecord, SealError};
@@ -56,6 +58,18 @@ pub(super) fn decode<C: OpenMlsCrypto + OpenMlsRand, E: std::error::Error + 'sta
         sign_content,
         now_ms,
     })
+}
+
+impl ClientRequest {
+    /// The request type, as [`QsStats::operation`] names it.
+    pub(super) fn operation(&self) -> &'static str {
+        match self.request.body {
+            QsClientRequestBody::CreateQueue { .. } => "create_queue",
+            QsClientRequestBody::DeleteQueue => "delete_queue",
+            QsClientRequestBody::Fetch { .. } => "fetch",
+            QsClientRequestBody::Acknowledge { .. } => "acknowledge",
+        }
+    }
 }
 
 pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
@@ -253,6 +267,7 @@ fn answer<E: std::error::Error + 'static>(
             invalid_recipients: Vec::new(),
             full_recipients: Vec::new(),
             refusal: None,
+            stats: QsStats::default(),
         },
     })
 }

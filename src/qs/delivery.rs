@@ -29,6 +29,11 @@ impl Delivery {
     pub(super) fn hash(&self) -> &[u8] {
         &self.hash
     }
+
+    /// How many recipients it names.
+    pub(super) fn recipients(&self) -> usize {
+        self.request.recipients.len()
+    }
 }
 
 /// Size, version, decoding, the forwarding-attack rule and the sender check: everything that
@@ -175,6 +180,7 @@ pub(super) fn plan<C: OpenMlsCrypto + OpenMlsRand, S: QsStorage>(
         invalid_recipients: invalid,
         full_recipients: full,
         refusal: None,
+        stats: super::QsStats::default(),
     };
     let writes = (!changes.is_empty()).then_some(QsWriteSet { changes, now_ms });
     Ok(QsPlan { writes, outcome })

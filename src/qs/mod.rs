@@ -137,6 +137,37 @@ pub struct QsOutcome {
     /// Why the request was refused, when [`QsOutcome::status`] is [`QsStatus::Rejected`]: the
     /// named rule, for logs, metrics and tests.
     pub refusal: Option<QsRejectReason>,
+    /// What the request was and what it cost, for metrics: filled alike by the step API and
+    /// the sync and async drivers.
+    pub stats: QsStats,
+}
+
+/// What one QS request was and what it cost ([`QsOutcome::stats`]): counts, sizes and names
+/// from a bounded set, never a queue ID, as [`crate::OutcomeStats`] for the DS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QsStats {
+    /// `deliver` for a delivery; for a client request its type (`create_queue`,
+    /// `delete_queue`, `fetch`, `acknowledge`), or `client_request` for one refused before it
+    /// decoded and passed its freshness check.
+    pub operation: &'static str,
+    /// Read rounds over every attempt ([`QsStep::Read`]).
+    pub read_rounds: u32,
+    /// Writes storage refused with a conflict, each followed by a fresh attempt.
+    pub conflict_retries: u32,
+    /// The request's size in bytes.
+    pub request_bytes: usize,
+    /// The size of [`QsOutcome::response`].
+    pub response_bytes: usize,
+    /// A delivery's recipients (0 for client requests and deliveries refused as a whole
+    /// before they decoded).
+    pub recipients: usize,
+    /// Queues that received the message ([`QsOutcome::enqueued`]).
+    pub enqueued: usize,
+    /// Recipients whose queue information was invalid ([`QsOutcome::invalid_recipients`]).
+    pub invalid_recipients: usize,
+    /// Recipients whose queue was full ([`QsOutcome::full_recipients`]).
+    pub full_recipients: usize,
 }
 
 /// A handler's plan: an answer and, if anything changes, the one write set to apply first.
@@ -296,5 +327,6 @@ fn rejected(response: Vec<u8>, reason: &QsRejectReason) -> QsOutcome {
         invalid_recipients: Vec::new(),
         full_recipients: Vec::new(),
         refusal: Some(reason.clone()),
+        stats: QsStats::default(),
     }
 }

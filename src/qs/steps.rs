@@ -48,6 +48,12 @@
 //!   would draw randomness it then throws away, and every later draw would differ from the
 //!   sync path's. Only the last run, which has every answer, draws.
 //!
+//! # Stats and the span of a request
+//!
+//! Every [`QsOutcome`] carries [`QsStats`], counted by the steps whichever driver runs them.
+//! With the `tracing` feature the request's span lives in its steps and closes when the
+//! outcome is decided, as the DS's does ([`crate::DsStep`]).
+//!
 //! # Example
 //!
 //! A driver loop over in-memory storage, as [`QueueingService::client_request`] runs it. A
@@ -114,11 +120,12 @@ use openmls_traits::random::OpenMlsRand;
 use super::prefetched::{Answers, OnMiss, Prefetched, RunReads};
 use super::{
     client, client_rejection, delivery, delivery_rejection, AsyncQsStorage, QsFailure, QsOutcome,
-    QsPlan, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord, QueueingService,
+    QsPlan, QsStats, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord, QueueingService,
 };
 use crate::error::{QsRejectReason, StepError};
 use crate::storage::Infallible;
 use crate::time::UnixTimeMs;
+use crate::trace::{Failed, RequestSpan};
 use crate::wire::QueuedMessage;
 use crate::ProcessError;
 
@@ -317,7 +324,8 @@ impl QsReads<'_> {
 pub struct QsWrite<'r> {
     pending: Pending,
     writes: QsWriteSet,
-    outcome: QsOutcome,
+    /// Boxed: it is large, and keeps [`QsStep`]'s variants near one size.
+    outcome: Box<QsOutcome>,
     /// Every read of the run that planned the write, to read again after a conflict.
     made: Vec<QsRead>,
     request: PhantomData<&'r [u8]>,
@@ -340,7 +348,21 @@ impl QsWrite<'_> {
 
     /// The outcome, once the write set applied.
     pub fn applied(self) -> QsOutcome {
-        self.outcome
+        self.pending.finish(*self.outcome)
+    }
+
+    /// The storage error that ended the request in a driver, noted on its span.
+    fn storage_failed<E: std::error::Error + 'static>(mut self, error: E) -> ProcessError<E> {
+        self.pending.meter.failed(Failed::Storage);
+        ProcessError::Storage(error)
+    }
+}
+
+impl QsReads<'_> {
+    /// The storage error that ended the request in a driver, noted on its span.
+    fn storage_failed<E: std::error::Error + 'static>(mut self, error: E) -> ProcessError<E> {
+        self.pending.meter.failed(Failed::Storage);
+        ProcessError::Storage(error)
     }
 }
 
@@ -353,6 +375,58 @@ struct Pending {
     conflicts: u32,
     /// Read rounds of this attempt so far.
     rounds: u32,
+    meter: Meter,
+}
+
+/// What a request is counted as, what it cost so far, and its span: the source of
+/// [`QsStats`].
+struct Meter {
+    operation: &'static str,
+    request_bytes: usize,
+    recipients: usize,
+    /// Read rounds over every attempt.
+    read_rounds: u32,
+    span: RequestSpan,
+}
+
+impl Meter {
+    fn new(operation: &'static str, request_bytes: usize) -> Self {
+        let span = RequestSpan::qs(request_bytes);
+        span.operation(operation);
+        Self {
+            operation,
+            request_bytes,
+            recipients: 0,
+            read_rounds: 0,
+            span,
+        }
+    }
+
+    fn set_operation(&mut self, operation: &'static str) {
+        self.operation = operation;
+        self.span.operation(operation);
+    }
+
+    /// Fills in `outcome`'s stats and records them on the span, which closes.
+    fn finish(mut self, conflict_retries: u32, mut outcome: QsOutcome) -> QsOutcome {
+        outcome.stats = QsStats {
+            operation: self.operation,
+            read_rounds: self.read_rounds,
+            conflict_retries,
+            request_bytes: self.request_bytes,
+            response_bytes: outcome.response.len(),
+            recipients: self.recipients,
+            enqueued: outcome.enqueued.len(),
+            invalid_recipients: outcome.invalid_recipients.len(),
+            full_recipients: outcome.full_recipients.len(),
+        };
+        self.span.qs_outcome(&outcome.status, &outcome.stats);
+        outcome
+    }
+
+    fn failed(&mut self, how: Failed) {
+        self.span.failed(how);
+    }
 }
 
 /// A request that passed the checks needing no storage.
@@ -379,10 +453,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         request: &'r [u8],
         authenticated_sender: Option<&'r str>,
     ) -> Result<QsStep<'r>, StepError> {
-        match delivery::decode::<C, Infallible>(self, request, authenticated_sender) {
-            Ok(decoded) => self.run(Pending::new(now.0, Request::Delivery(decoded))),
-            Err(QsFailure::Reject(reason)) => Ok(QsStep::Done(delivery_rejection(&reason))),
-            Err(QsFailure::Process(e)) => Err(step_error(e)),
+        let mut meter = Meter::new("deliver", request.len());
+        let decoded = meter
+            .span
+            .in_scope(|| delivery::decode::<C, Infallible>(self, request, authenticated_sender));
+        match decoded {
+            Ok(decoded) => {
+                meter.recipients = decoded.recipients();
+                self.run(Pending::new(now.0, Request::Delivery(decoded), meter))
+            }
+            Err(QsFailure::Reject(reason)) => {
+                Ok(QsStep::Done(meter.finish(0, delivery_rejection(&reason))))
+            }
+            Err(QsFailure::Process(e)) => {
+                meter.failed(Failed::Internal);
+                Err(step_error(e))
+            }
         }
     }
 
@@ -392,10 +478,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         now: UnixTimeMs,
         request: &'r [u8],
     ) -> Result<QsStep<'r>, StepError> {
-        match client::decode::<C, Infallible>(self, now.0, request) {
-            Ok(decoded) => self.run(Pending::new(now.0, Request::Client(decoded))),
-            Err(QsFailure::Reject(reason)) => Ok(QsStep::Done(client_rejection(&reason))),
-            Err(QsFailure::Process(e)) => Err(step_error(e)),
+        let mut meter = Meter::new("client_request", request.len());
+        match meter
+            .span
+            .in_scope(|| client::decode::<C, Infallible>(self, now.0, request))
+        {
+            Ok(decoded) => {
+                meter.set_operation(decoded.operation());
+                self.run(Pending::new(now.0, Request::Client(decoded), meter))
+            }
+            Err(QsFailure::Reject(reason)) => {
+                Ok(QsStep::Done(meter.finish(0, client_rejection(&reason))))
+            }
+            Err(QsFailure::Process(e)) => {
+                meter.failed(Failed::Internal);
+                Err(step_error(e))
+            }
         }
     }
 
@@ -414,6 +512,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             mut pending, reads, ..
         } = reads;
         if fetched.len() != reads.len() {
+            pending.meter.failed(Failed::Internal);
             return Err(StepError::AnswersDoNotMatchReads(format!(
                 "{} reads, {} answers",
                 reads.len(),
@@ -421,17 +520,17 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             )));
         }
         for (index, (read, answer)) in reads.into_iter().zip(fetched).enumerate() {
-            pending
-                .answers
-                .insert(read, answer)
-                .map_err(|(read, answer)| {
-                    StepError::AnswersDoNotMatchReads(format!(
-                        "read {index} is a {read} read, its answer a {answer} answer"
-                    ))
-                })?;
+            if let Err((read, answer)) = pending.answers.insert(read, answer) {
+                pending.meter.failed(Failed::Internal);
+                return Err(StepError::AnswersDoNotMatchReads(format!(
+                    "read {index} is a {read} read, its answer a {answer} answer"
+                )));
+            }
         }
         pending.rounds += 1;
+        pending.meter.read_rounds += 1;
         if pending.rounds > MAX_READ_ROUNDS {
+            pending.meter.failed(Failed::Internal);
             return Err(StepError::Internal(format!(
                 "the reads did not settle in {MAX_READ_ROUNDS} rounds"
             )));
@@ -448,9 +547,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
         } = write;
         pending.conflicts = pending.conflicts.saturating_add(1);
         if pending.conflicts > self.config.max_conflict_retries {
-            return Ok(QsStep::Done(
-                pending.request.rejection(&QsRejectReason::Conflict),
-            ));
+            let refusal = pending.request.rejection(&QsRejectReason::Conflict);
+            return Ok(QsStep::Done(pending.finish(refusal)));
         }
         pending.answers = Answers::default();
         pending.rounds = 0;
@@ -465,10 +563,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             Request::Client(_) => OnMiss::Stop,
         };
         let store = Prefetched::new(std::mem::take(&mut pending.answers), on_miss);
-        let planned = match &pending.request {
+        let planned = pending.meter.span.in_scope(|| match &pending.request {
             Request::Delivery(decoded) => delivery::plan(self, pending.now_ms, decoded, &store),
             Request::Client(decoded) => client::plan(self, decoded, &store),
-        };
+        });
         let RunReads {
             answers,
             made,
@@ -482,19 +580,25 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
             Ok(QsPlan {
                 writes: None,
                 outcome,
-            }) => Ok(QsStep::Done(outcome)),
+            }) => Ok(QsStep::Done(pending.finish(outcome))),
             Ok(QsPlan {
                 writes: Some(writes),
                 outcome,
             }) => Ok(QsStep::Write(QsWrite {
                 pending,
                 writes,
-                outcome,
+                outcome: Box::new(outcome),
                 made,
                 request: PhantomData,
             })),
-            Err(QsFailure::Reject(reason)) => Ok(QsStep::Done(pending.request.rejection(&reason))),
-            Err(QsFailure::Process(e)) => Err(step_error(e)),
+            Err(QsFailure::Reject(reason)) => {
+                let refusal = pending.request.rejection(&reason);
+                Ok(QsStep::Done(pending.finish(refusal)))
+            }
+            Err(QsFailure::Process(e)) => {
+                pending.meter.failed(Failed::Internal);
+                Err(step_error(e))
+            }
         }
     }
 
@@ -517,14 +621,20 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
 }
 
 impl Pending {
-    fn new(now_ms: u64, request: Request) -> Self {
+    fn new(now_ms: u64, request: Request, meter: Meter) -> Self {
         Self {
             now_ms,
             request,
             answers: Answers::default(),
             conflicts: 0,
             rounds: 0,
+            meter,
         }
+    }
+
+    /// The request's outcome, with its stats; closes its span.
+    fn finish(self, outcome: QsOutcome) -> QsOutcome {
+        self.meter.finish(self.conflicts, outcome)
     }
 }
 
@@ -584,19 +694,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
         loop {
             step = match step {
-                QsStep::Read(reads) => {
-                    let fetched = reads.fetch(storage).map_err(ProcessError::Storage)?;
-                    self.resume(reads, fetched).map_err(process_error)?
-                }
-                QsStep::Write(write) => {
-                    match storage
-                        .write(write.write_set())
-                        .map_err(ProcessError::Storage)?
-                    {
-                        QsWriteOutcome::Applied => return Ok(write.applied()),
-                        QsWriteOutcome::Conflict => self.retry(write).map_err(process_error)?,
-                    }
-                }
+                QsStep::Read(reads) => match reads.fetch(storage) {
+                    Ok(fetched) => self.resume(reads, fetched).map_err(process_error)?,
+                    Err(error) => return Err(reads.storage_failed(error)),
+                },
+                QsStep::Write(write) => match storage.write(write.write_set()) {
+                    Ok(QsWriteOutcome::Applied) => return Ok(write.applied()),
+                    Ok(QsWriteOutcome::Conflict) => self.retry(write).map_err(process_error)?,
+                    Err(error) => return Err(write.storage_failed(error)),
+                },
                 QsStep::Done(outcome) => return Ok(outcome),
             };
         }
@@ -611,23 +717,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> QueueingService<C> {
     ) -> Result<QsOutcome, ProcessError<S::Error>> {
         loop {
             step = match step {
-                QsStep::Read(reads) => {
-                    let fetched = reads
-                        .fetch_async(storage)
-                        .await
-                        .map_err(ProcessError::Storage)?;
-                    self.resume(reads, fetched).map_err(process_error)?
-                }
-                QsStep::Write(write) => {
-                    match storage
-                        .write(write.write_set())
-                        .await
-                        .map_err(ProcessError::Storage)?
-                    {
-                        QsWriteOutcome::Applied => return Ok(write.applied()),
-                        QsWriteOutcome::Conflict => self.retry(write).map_err(process_error)?,
-                    }
-                }
+                QsStep::Read(reads) => match reads.fetch_async(storage).await {
+                    Ok(fetched) => self.resume(reads, fetched).map_err(process_error)?,
+                    Err(error) => return Err(reads.storage_failed(error)),
+                },
+                QsStep::Write(write) => match storage.write(write.write_set()).await {
+                    Ok(QsWriteOutcome::Applied) => return Ok(write.applied()),
+                    Ok(QsWriteOutcome::Conflict) => self.retry(write).map_err(process_error)?,
+                    Err(error) => return Err(write.storage_failed(error)),
+                },
                 QsStep::Done(outcome) => return Ok(outcome),
             };
         }

@@ -50,6 +50,39 @@ pub struct Outcome {
     /// Why the request was refused, when [`Outcome::status`] is [`Status::Rejected`]: the
     /// named rule, for logs, metrics and tests. The peer only sees its wire code and text.
     pub refusal: Option<RejectReason>,
+    /// What the request was and what it cost, for metrics: filled alike by the step API and
+    /// the sync and async drivers.
+    pub stats: OutcomeStats,
+}
+
+/// What one request was and what it cost ([`Outcome::stats`]): counts, sizes and names from a
+/// bounded set, never an ID, so every field fits a metrics label or value. No durations:
+/// mimi-ds reads no clock, so timing is the caller's (or, with the `tracing` feature, the
+/// subscriber's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OutcomeStats {
+    /// The operation: the request type's name ([`crate::wire::DsRequestType::name`], such as
+    /// `send_message` or `commits`), `hub_event.<kind>` for [`DeliveryService::handle_event`]
+    /// (`hub_event.queue_rejected`, ...), or `undecodable` for bytes that are not a request.
+    pub operation: &'static str,
+    /// Read rounds the request took, over every attempt: each is one batch of reads the caller
+    /// fetched ([`DsStep::Read`]). Most requests take one per attempt.
+    pub read_rounds: u32,
+    /// Writes storage refused with a conflict, each followed by a fresh attempt
+    /// ([`DeliveryService::retry`]).
+    pub conflict_retries: u32,
+    /// The request's size in bytes (0 for a hub event).
+    pub request_bytes: usize,
+    /// The size of [`Outcome::response`].
+    pub response_bytes: usize,
+    /// Deliveries in [`Outcome::fanout`]: one per destination provider.
+    pub fanout_count: usize,
+    /// The encoded size of those deliveries, together.
+    pub fanout_bytes: usize,
+    /// The group's epoch after an accepted message, commit or proposal (from the `accepted`
+    /// receipt); `None` where the answer names no epoch.
+    pub epoch: Option<u64>,
 }
 
 /// The MIMI Delivery Service ("hub"), sans-IO.
@@ -191,19 +224,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     ) -> Result<Outcome, ProcessError<S::Error>> {
         loop {
             step = match step {
-                DsStep::Read(reads) => {
-                    let answers = reads.fetch(storage).map_err(ProcessError::Storage)?;
-                    self.resume(reads, answers)?
-                }
-                DsStep::Write(write) => {
-                    match storage
-                        .write(write.write_set())
-                        .map_err(ProcessError::Storage)?
-                    {
-                        WriteOutcome::Applied => return Ok(write.applied()),
-                        WriteOutcome::Conflict => self.retry(write)?,
-                    }
-                }
+                DsStep::Read(reads) => match reads.fetch(storage) {
+                    Ok(answers) => self.resume(reads, answers)?,
+                    Err(error) => return Err(reads.storage_failed(error)),
+                },
+                DsStep::Write(write) => match storage.write(write.write_set()) {
+                    Ok(WriteOutcome::Applied) => return Ok(write.applied()),
+                    Ok(WriteOutcome::Conflict) => self.retry(write)?,
+                    Err(error) => return Err(write.storage_failed(error)),
+                },
                 DsStep::Done(outcome) => return Ok(outcome),
             }
         }
@@ -219,23 +248,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     ) -> Result<Outcome, ProcessError<S::Error>> {
         loop {
             step = match step {
-                DsStep::Read(reads) => {
-                    let answers = reads
-                        .fetch_async(storage)
-                        .await
-                        .map_err(ProcessError::Storage)?;
-                    self.resume(reads, answers)?
-                }
-                DsStep::Write(write) => {
-                    match storage
-                        .write(write.write_set())
-                        .await
-                        .map_err(ProcessError::Storage)?
-                    {
-                        WriteOutcome::Applied => return Ok(write.applied()),
-                        WriteOutcome::Conflict => self.retry(write)?,
-                    }
-                }
+                DsStep::Read(reads) => match reads.fetch_async(storage).await {
+                    Ok(answers) => self.resume(reads, answers)?,
+                    Err(error) => return Err(reads.storage_failed(error)),
+                },
+                DsStep::Write(write) => match storage.write(write.write_set()).await {
+                    Ok(WriteOutcome::Applied) => return Ok(write.applied()),
+                    Ok(WriteOutcome::Conflict) => self.retry(write)?,
+                    Err(error) => return Err(write.storage_failed(error)),
+                },
                 DsStep::Done(outcome) => return Ok(outcome),
             }
         }
@@ -269,6 +290,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             fanout: Vec::new(),
             status: Status::Accepted,
             refusal: None,
+            stats: OutcomeStats::default(),
         })
     }
 
@@ -281,6 +303,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             fanout: Vec::new(),
             status: Status::Rejected(reason.code()),
             refusal: Some(reason.clone()),
+            stats: OutcomeStats::default(),
         })
     }
 }

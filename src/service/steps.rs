@@ -47,6 +47,23 @@
 //! loop over [`crate::storage::AsyncDsStorage`]. Both run the same handlers as every step does:
 //! there is one code path.
 //!
+//! # Stats and the span of a request
+//!
+//! Every [`Outcome`] carries [`OutcomeStats`]: the steps count the read rounds and conflict
+//! retries as the caller drives them, whichever driver it is. With the `tracing` feature, the
+//! request's span is created by [`DeliveryService::start`], travels inside [`DsReads`] and
+//! [`DsWrite`], and closes when the outcome is decided (the step that yields it is consumed),
+//! with the stats recorded on it; it is entered only while mimi-ds runs the handler, not while
+//! the caller does I/O. A request whose step is dropped closes its span as `abandoned`.
+//!
+//! The spans are `ds_request` and `qs_request` (target `mimi_ds`, level INFO). Their fields:
+//! `operation`; `outcome` (`accepted`, `duplicate`, `rejected` with `code` the error code's
+//! name, `internal_error`, `storage_error` from the built-in drivers, or `abandoned`);
+//! `epoch`, `read_rounds`, `conflict_retries`, `request_bytes`, `response_bytes`,
+//! `fanout_count`, `fanout_bytes` (DS); `recipients`, `enqueued`, `invalid_recipients`,
+//! `full_recipients` (QS). Never a group ID, queue ID, credential, identity, key, or an
+//! error's text (which may name a group): tests/tracing_spans.rs checks a whole group life.
+//!
 //! # How a step knows what to read
 //!
 //! [`DeliveryService::resume`] runs the request's handler against the answers. A read the
@@ -62,8 +79,9 @@ use crate::handlers::{self, Ctx, Plan};
 use crate::hub_event::HubEvent;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteSet};
 use crate::time::UnixTimeMs;
-use crate::wire::DsRequest;
-use crate::{DeliveryService, Outcome, Status};
+use crate::trace::{Failed, RequestSpan};
+use crate::wire::{decode_exact, DsRequest, DsResponse, DsResponseBody};
+use crate::{DeliveryService, Outcome, OutcomeStats, Status};
 
 use super::prefetched::Prefetched;
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -221,15 +239,37 @@ impl DsWrite<'_> {
     /// The request's outcome, once [`DsWrite::write_set`] applied. Its fanout is the write set's:
     /// stored state already reflects it.
     pub fn applied(self) -> Outcome {
-        match self.then {
+        let outcome = match self.then {
             AfterWrite::Accept(response) => Outcome {
                 response,
                 fanout: self.write_set.fanout,
                 status: Status::Accepted,
                 refusal: None,
+                stats: OutcomeStats::default(),
             },
             AfterWrite::Refuse(outcome) => *outcome,
-        }
+        };
+        self.task.finish(outcome)
+    }
+
+    /// The storage error that ended the request in a driver, noted on its span.
+    pub(crate) fn storage_failed<E: std::error::Error + 'static>(
+        mut self,
+        error: E,
+    ) -> ProcessError<E> {
+        self.task.meter.failed(Failed::Storage);
+        ProcessError::Storage(error)
+    }
+}
+
+impl DsReads<'_> {
+    /// The storage error that ended the request in a driver, noted on its span.
+    pub(crate) fn storage_failed<E: std::error::Error + 'static>(
+        mut self,
+        error: E,
+    ) -> ProcessError<E> {
+        self.task.meter.failed(Failed::Storage);
+        ProcessError::Storage(error)
     }
 }
 
@@ -242,6 +282,79 @@ struct Task<'r> {
     conflicts: u32,
     /// Read rounds of this attempt so far.
     rounds: u32,
+    meter: Meter,
+}
+
+impl Task<'_> {
+    /// The request's outcome, with its stats; closes its span.
+    fn finish(self, outcome: Outcome) -> Outcome {
+        self.meter.finish(self.conflicts, outcome)
+    }
+}
+
+/// What a request is counted as, what it cost so far, and its span: the source of
+/// [`OutcomeStats`].
+#[derive(Debug)]
+struct Meter {
+    operation: &'static str,
+    request_bytes: usize,
+    /// Read rounds over every attempt.
+    read_rounds: u32,
+    span: RequestSpan,
+}
+
+impl Meter {
+    fn new(operation: &'static str, request_bytes: usize) -> Self {
+        let span = RequestSpan::ds(request_bytes);
+        span.operation(operation);
+        Self {
+            operation,
+            request_bytes,
+            read_rounds: 0,
+            span,
+        }
+    }
+
+    fn set_operation(&mut self, operation: &'static str) {
+        self.operation = operation;
+        self.span.operation(operation);
+    }
+
+    /// Fills in `outcome`'s stats and records them on the span, which closes.
+    fn finish(mut self, conflict_retries: u32, mut outcome: Outcome) -> Outcome {
+        outcome.stats = OutcomeStats {
+            operation: self.operation,
+            read_rounds: self.read_rounds,
+            conflict_retries,
+            request_bytes: self.request_bytes,
+            response_bytes: outcome.response.len(),
+            fanout_count: outcome.fanout.len(),
+            fanout_bytes: outcome
+                .fanout
+                .iter()
+                .map(|fanout| tls_codec::Size::tls_serialized_len(&fanout.request))
+                .sum(),
+            epoch: match outcome.status {
+                Status::Accepted | Status::Duplicate => accepted_epoch(&outcome.response),
+                Status::Rejected(_) => None,
+            },
+        };
+        self.span.ds_outcome(outcome.status, &outcome.stats);
+        outcome
+    }
+
+    fn failed(&mut self, how: Failed) {
+        self.span.failed(how);
+    }
+}
+
+/// The epoch an `accepted` receipt names. Decoding the small receipt again is cheaper than
+/// threading the epoch through every handler, and cannot disagree with what the peer reads.
+fn accepted_epoch(response: &[u8]) -> Option<u64> {
+    match decode_exact::<DsResponse>(response).ok()?.body {
+        DsResponseBody::Accepted(receipt) => Some(receipt.epoch),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -260,10 +373,12 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// Starts processing a request: decodes it and returns the first step. See the
     /// [module documentation](self) and [`DeliveryService::process`] for the contract.
     pub fn start<'r>(&self, now: UnixTimeMs, request: &'r [u8]) -> Result<DsStep<'r>, StepError> {
-        let decoded = match self.decode(request) {
+        let mut meter = Meter::new("undecodable", request.len());
+        let decoded = match meter.span.in_scope(|| self.decode(request)) {
             Ok(decoded) => Box::new(decoded),
-            Err(reason) => return Ok(DsStep::Done(self.reject(&reason)?)),
+            Err(reason) => return Ok(DsStep::Done(meter.finish(0, self.reject(&reason)?))),
         };
+        meter.set_operation(decoded.body.request_type().name());
         self.run(
             Task {
                 input: Input::Request {
@@ -273,6 +388,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 now,
                 conflicts: 0,
                 rounds: 0,
+                meter,
             },
             Vec::new(),
         )
@@ -291,6 +407,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 now,
                 conflicts: 0,
                 rounds: 0,
+                meter: Meter::new(event.operation(), 0),
             },
             Vec::new(),
         )
@@ -305,6 +422,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     ) -> Result<DsStep<'r>, StepError> {
         let DsReads { mut task, reads } = reads;
         if answers.len() != reads.len() {
+            task.meter.failed(Failed::Internal);
             return Err(StepError::AnswersDoNotMatchReads(format!(
                 "{} reads, {} answers",
                 reads.len(),
@@ -316,12 +434,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             .zip(&answers)
             .position(|(read, answer)| !read.answered_by(answer))
         {
+            task.meter.failed(Failed::Internal);
             return Err(StepError::AnswersDoNotMatchReads(format!(
                 "answer {index} is not of its read's kind"
             )));
         }
         task.rounds += 1;
+        task.meter.read_rounds += 1;
         if task.rounds > MAX_READ_ROUNDS {
+            task.meter.failed(Failed::Internal);
             return Err(StepError::Internal(format!(
                 "the reads did not settle in {MAX_READ_ROUNDS} rounds"
             )));
@@ -339,7 +460,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         task.conflicts += 1;
         task.rounds = 0;
         if task.conflicts > self.config.max_conflict_retries {
-            return Ok(DsStep::Done(self.reject(&RejectReason::Conflict)?));
+            let refusal = self.reject(&RejectReason::Conflict)?;
+            return Ok(DsStep::Done(task.finish(refusal)));
         }
         if reads.is_empty() {
             return self.run(task, Vec::new());
@@ -350,11 +472,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// Runs the request's handler against `answers` and turns what it decided into a step.
     fn run<'r>(
         &self,
-        task: Task<'r>,
+        mut task: Task<'r>,
         answers: Vec<(DsRead, DsFetched)>,
     ) -> Result<DsStep<'r>, StepError> {
         let store = Prefetched::new(answers);
-        let decided = match &task.input {
+        let decided = task.meter.span.in_scope(|| match &task.input {
             Input::Request { bytes, decoded } => {
                 let ctx = Ctx {
                     env: self.handler_env(),
@@ -367,9 +489,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Input::Event { group_id, event } => {
                 handlers::hub_events::handle(&self.handler_env(), task.now, group_id, event, &store)
             }
-        };
+        });
         let reads = store.into_reads();
         if reads.wrote {
+            task.meter.failed(Failed::Internal);
             return Err(StepError::Internal("a handler wrote to storage".into()));
         }
         if reads.missed {
@@ -379,13 +502,14 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             }));
         }
         Ok(match decided {
-            Ok(Plan::Answer(body)) => DsStep::Done(self.answer(body)?),
-            Ok(Plan::Duplicate(response)) => DsStep::Done(Outcome {
+            Ok(Plan::Answer(body)) => DsStep::Done(task.finish(self.answer(body)?)),
+            Ok(Plan::Duplicate(response)) => DsStep::Done(task.finish(Outcome {
                 response,
                 fanout: Vec::new(),
                 status: Status::Duplicate,
                 refusal: None,
-            }),
+                stats: OutcomeStats::default(),
+            })),
             Ok(Plan::Write {
                 write_set,
                 response,
@@ -401,9 +525,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 write_set,
                 then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
             }),
-            Err(Failure::Reject(reason)) => DsStep::Done(self.reject(&reason)?),
+            Err(Failure::Reject(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
             Err(Failure::Process(ProcessError::Internal(what))) => {
-                return Err(StepError::Internal(name_the_group(what, &reads.asked)))
+                task.meter.failed(Failed::Internal);
+                return Err(StepError::Internal(name_the_group(what, &reads.asked)));
             }
             Err(Failure::Process(ProcessError::Storage(never))) => match never {},
         })

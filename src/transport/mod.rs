@@ -32,10 +32,10 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use crate::qs::{AsyncQsStorage, QsOutcome, QsStatus, QsStorage, QueueingService};
+use crate::qs::{AsyncQsStorage, QsOutcome, QsStats, QsStatus, QsStorage, QueueingService};
 use crate::storage::{AsyncDsStorage, DsStorage};
 use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
-use crate::{DeliveryService, Fanout, Outcome, ProcessError, Status, UnixTimeMs};
+use crate::{DeliveryService, Fanout, Outcome, OutcomeStats, ProcessError, Status, UnixTimeMs};
 
 /// Router settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,65 @@ pub struct Routed {
     pub fanout: Vec<Fanout>,
     /// Queues that received a message (only from QS deliveries), to wake their clients.
     pub enqueued: Vec<Vec<u8>>,
+    /// What the DS or QS reported of the call, for metrics; `None` when the router answered
+    /// itself (no such endpoint, a failed HTTP check).
+    pub call: Option<CallStats>,
+}
+
+/// How a DS or QS call behind a routed request ended and what it cost ([`Routed::call`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallStats {
+    /// A DS request.
+    Ds(Status, OutcomeStats),
+    /// A QS request (a client's, or a delivery).
+    Qs(QsStatus, QsStats),
+}
+
+impl CallStats {
+    /// `ds` or `qs`.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Self::Ds(..) => "ds",
+            Self::Qs(..) => "qs",
+        }
+    }
+
+    /// The operation ([`OutcomeStats::operation`], [`QsStats::operation`]).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Ds(_, stats) => stats.operation,
+            Self::Qs(_, stats) => stats.operation,
+        }
+    }
+
+    /// `accepted`, `duplicate`, or the refusal's error code name (`wrong_epoch`, ...): a
+    /// bounded set, fit for a metrics label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Ds(Status::Accepted, _) | Self::Qs(QsStatus::Accepted, _) => "accepted",
+            Self::Ds(Status::Duplicate, _) | Self::Qs(QsStatus::Duplicate, _) => "duplicate",
+            Self::Ds(Status::Rejected(code), _) | Self::Qs(QsStatus::Rejected(code), _) => {
+                code.name()
+            }
+        }
+    }
+
+    /// Read rounds over every attempt.
+    pub fn read_rounds(&self) -> u32 {
+        match self {
+            Self::Ds(_, stats) => stats.read_rounds,
+            Self::Qs(_, stats) => stats.read_rounds,
+        }
+    }
+
+    /// Writes retried after a conflict.
+    pub fn conflict_retries(&self) -> u32 {
+        match self {
+            Self::Ds(_, stats) => stats.conflict_retries,
+            Self::Qs(_, stats) => stats.conflict_retries,
+        }
+    }
 }
 
 /// A storage failure or bug in the DS or QS. Nothing was written; answer 500 (see
@@ -273,6 +332,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 endpoint: Some(endpoint),
                 fanout: Vec::new(),
                 enqueued: Vec::new(),
+                call: None,
             });
         }
         match endpoint {
@@ -333,6 +393,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             endpoint: Some(Endpoint::DsDomain),
             fanout: Vec::new(),
             enqueued: Vec::new(),
+            call: None,
         }
     }
 
@@ -552,6 +613,7 @@ fn ds_routed(endpoint: Endpoint, outcome: Outcome) -> Routed {
         endpoint: Some(endpoint),
         fanout: outcome.fanout,
         enqueued: Vec::new(),
+        call: Some(CallStats::Ds(outcome.status, outcome.stats)),
     }
 }
 
@@ -566,6 +628,7 @@ fn qs_routed(endpoint: Endpoint, outcome: QsOutcome) -> Routed {
         endpoint: Some(endpoint),
         fanout: Vec::new(),
         enqueued: outcome.enqueued,
+        call: Some(CallStats::Qs(outcome.status, outcome.stats)),
     }
 }
 
@@ -575,5 +638,6 @@ fn refused(endpoint: Option<Endpoint>, code: ErrorCode, status: u16, description
         endpoint,
         fanout: Vec::new(),
         enqueued: Vec::new(),
+        call: None,
     }
 }

@@ -49,6 +49,35 @@ pub enum DsRequestType {
     UpdateQueueInfo = 19,
 }
 
+impl DsRequestType {
+    /// The type's name as the drafts and wire-format.md write it (`send_message`, `commits`,
+    /// ...): a bounded set, fit for a metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RequestGroupId => "request_group_id",
+            Self::CreateGroup => "create_group",
+            Self::DeleteGroup => "delete_group",
+            Self::AddUsers => "add_users",
+            Self::RemoveUsers => "remove_users",
+            Self::AddClients => "add_clients",
+            Self::RemoveClients => "remove_clients",
+            Self::SelfRemoveClient => "self_remove_client",
+            Self::UpdateClient => "update_client",
+            Self::ExternalJoin => "external_join",
+            Self::SendMessage => "send_message",
+            Self::SignaturePublicKey => "signature_public_key",
+            Self::KeyPackages => "key_packages",
+            Self::ConnectionKeyPackages => "connection_key_packages",
+            Self::ReInitializeGroup => "re_initialize_group",
+            Self::Proposals => "proposals",
+            Self::Commits => "commits",
+            Self::GroupInfo => "group_info",
+            Self::WelcomeInfo => "welcome_info",
+            Self::UpdateQueueInfo => "update_queue_info",
+        }
+    }
+}
+
 /// `DSRequestBody`: the operation, selected by a uint8 `DSRequestType`.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]
