@@ -5,7 +5,7 @@
 //! (`deadlock_detected`). Both changed nothing, so the backend reports them as `Conflict`,
 //! exactly like its own version guard, and the step API re-reads and re-validates. Each test
 //! provokes the real error on the real server, in `write_in` (the vendor's transaction) and in
-//! the backend's own transaction, for the DS and for the QS. (The same race through
+//! the backend's own transaction, in a statement and at `COMMIT`, for the DS and for the QS. (The same race through
 //! `process_async` is in tests/real_clients.rs.)
 
 mod support;
@@ -253,6 +253,92 @@ fn a_serialization_failure_in_the_backends_transaction_is_a_ds_conflict() {
     });
 }
 
+/// Makes every transaction that inserts into `table` wait inside its `COMMIT` (a deferred
+/// trigger, run before PostgreSQL's commit-time serialization check) until the advisory lock
+/// returned is released; `client` holds it now.
+async fn pause_commits_inserting_into(client: &Client, table: &str) -> i64 {
+    // A key no other test takes: this schema's OID.
+    let lock: i64 = client
+        .query_one(
+            "SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION pause_at_commit() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_advisory_xact_lock_shared({lock}); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER pause_at_commit AFTER INSERT ON {table}
+                 DEFERRABLE INITIALLY DEFERRED
+                 FOR EACH ROW EXECUTE FUNCTION pause_at_commit();"
+        ))
+        .await
+        .unwrap();
+    client
+        .query("SELECT pg_advisory_lock($1)", &[&lock])
+        .await
+        .unwrap();
+    lock
+}
+
+/// A SERIALIZABLE backend transaction aborted at its `COMMIT` (SSI's "identification as a
+/// pivot, during commit attempt", and how CockroachDB often reports a lost race): a vendor's
+/// SERIALIZABLE transaction read the group and stored an (expired) replay mark; the backend's
+/// write of the group then scans the expired marks, meeting that uncommitted row. Each
+/// transaction missed the other's write: no serial order explains both. The backend's
+/// transaction is held inside its `COMMIT` (a deferred trigger on the outbox waits on an
+/// advisory lock) while the vendor's commits first; its `COMMIT` then fails with 40001, and
+/// the storage reports `Conflict`.
+#[test]
+fn a_serialization_failure_at_commit_is_a_ds_conflict() {
+    let database = TestDatabase::new();
+    block_on(async {
+        let mut setup = PostgresDsStorage::new(database.client().await);
+        assert_eq!(
+            setup.write(&create(b"g")).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        let lock = pause_commits_inserting_into(setup.client(), "mimi_ds_outbox").await;
+
+        let mut vendor_connection = database.client().await;
+        let vendor = serializable(&mut vendor_connection).await;
+        assert_eq!(group_version(&vendor, b"g").await, Some(1));
+        vendor
+            .batch_execute(
+                "INSERT INTO mimi_ds_replay (group_hash, key_hash, request_hash, expires_at_ms)
+                 VALUES (sha256('other'), sha256('key'), '\\x00', 0)",
+            )
+            .await
+            .unwrap();
+
+        let mut storage = PostgresDsStorage::new(serializable_connection(&database).await);
+        let pid = backend_pid(storage.client()).await;
+        let losing = update(b"g", 1, 2);
+        let (outcome, ()) = tokio::join!(storage.write(&losing), async {
+            until_waiting_for_a_lock(setup.client(), pid).await;
+            vendor.commit().await.unwrap();
+            setup
+                .client()
+                .query("SELECT pg_advisory_unlock($1)", &[&lock])
+                .await
+                .unwrap();
+        });
+        assert!(
+            matches!(outcome, Ok(WriteOutcome::Conflict)),
+            "40001 at COMMIT is a conflict: {outcome:?}"
+        );
+        let reader = setup.client();
+        assert_eq!(
+            group_version(reader, b"g").await,
+            Some(1),
+            "nothing of it committed"
+        );
+        assert_eq!(outbox_rows(reader).await, 0);
+    });
+}
+
 /// Writes through `write_in` and commits, or gives up the whole transaction on anything else
 /// (as a vendor does before it retries the request).
 async fn write_or_give_up(
@@ -409,5 +495,58 @@ fn a_serialization_failure_in_the_backends_transaction_is_a_qs_conflict() {
             setup.messages(b"q", 0, 10, usize::MAX).await.unwrap().len(),
             2
         );
+    });
+}
+
+/// The QS the same way: a vendor's SERIALIZABLE transaction read queue `q` and stored an
+/// expired delivery mark in another queue; the backend's enqueue into `q` then scans the
+/// expired marks, meeting that uncommitted row. Held inside its `COMMIT` while the vendor's
+/// commits, its `COMMIT` fails with 40001, reported as `Conflict`.
+#[test]
+fn a_serialization_failure_at_commit_is_a_qs_conflict() {
+    let database = TestDatabase::new();
+    block_on(async {
+        let mut setup = PostgresQsStorage::new(database.client().await);
+        for queue in [&b"q"[..], b"other"] {
+            assert_eq!(
+                setup.write(&create_queue(queue)).await.unwrap(),
+                QsWriteOutcome::Applied
+            );
+        }
+        let lock = pause_commits_inserting_into(setup.client(), "mimi_qs_message").await;
+
+        let mut vendor_connection = database.client().await;
+        let vendor = serializable(&mut vendor_connection).await;
+        assert_eq!(next_sequence(&vendor, b"q").await, 0);
+        vendor
+            .batch_execute(
+                "INSERT INTO mimi_qs_mark (queue_hash, mark_hash, expires_at_ms)
+                 VALUES (sha256('other'), sha256('mark'), 0)",
+            )
+            .await
+            .unwrap();
+
+        let mut storage = PostgresQsStorage::new(serializable_connection(&database).await);
+        let pid = backend_pid(storage.client()).await;
+        let losing = enqueue(b"q", 0, 1);
+        let (outcome, ()) = tokio::join!(storage.write(&losing), async {
+            until_waiting_for_a_lock(setup.client(), pid).await;
+            vendor.commit().await.unwrap();
+            setup
+                .client()
+                .query("SELECT pg_advisory_unlock($1)", &[&lock])
+                .await
+                .unwrap();
+        });
+        assert!(
+            matches!(outcome, Ok(QsWriteOutcome::Conflict)),
+            "40001 at COMMIT is a conflict: {outcome:?}"
+        );
+        assert_eq!(
+            next_sequence(setup.client(), b"q").await,
+            0,
+            "nothing of it committed"
+        );
+        assert!(!setup.has_mark(b"q", &[1; 32], NOW).await.unwrap());
     });
 }
