@@ -280,8 +280,8 @@ async fn finish(
     }
     match tx.commit().await {
         Ok(()) => Ok(WriteOutcome::Applied),
-        // A failed COMMIT rolled the transaction back (a failed RELEASE of `write_in`'s
-        // savepoint leaves the vendor's transaction aborted, which it then rolls back).
+        // A failed COMMIT rolled the transaction back. (`write_in`'s commit is a RELEASE of
+        // its savepoint; the vendor's own COMMIT is where its transaction may fail.)
         Err(error) if lost_to_concurrent_transaction(&error) => Ok(WriteOutcome::Conflict),
         Err(error) => Err(error.into()),
     }

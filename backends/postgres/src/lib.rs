@@ -82,8 +82,8 @@
 //!   themselves: a B-tree entry holds at most about 2.7 kB, and a client chooses these bytes.
 //!   Group, queue and owner IDs are stored whole beside the hash and compared whole.
 //! * **Faults.** Any other database error is an [`Error::Postgres`] and the transaction is
-//!   rolled back: nothing partial is ever committed. A stored row that does not decode (a negative
-//!   version, an unknown record kind, a queued message that is not one) is an
+//!   rolled back: nothing partial is ever committed. A stored row that does not decode (a
+//!   negative version, an unknown record kind, a queued message that is not one) is an
 //!   [`Error::CorruptGroup`] (or [`Error::CorruptQueue`], [`Error::CorruptOutbox`]) naming it;
 //!   the group is never reset. A value larger than [`DEFAULT_MAX_VALUE_BYTES`] (PostgreSQL
 //!   stores at most 1 GB in one field; lower it with

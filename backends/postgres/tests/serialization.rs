@@ -1,12 +1,12 @@
 //! Write conflicts the database itself reports (issue 13, docs/deploy.md §6): a transaction at
-//! SERIALIZABLE isolation (CockroachDB's default and only serious level; PostgreSQL's when a
-//! vendor asks for it) that loses a race is aborted with SQLSTATE 40001
-//! (`serialization_failure`), and two transactions waiting on each other with 40P01
-//! (`deadlock_detected`). Both changed nothing, so the backend reports them as `Conflict`,
-//! exactly like its own version guard, and the step API re-reads and re-validates. Each test
-//! provokes the real error on the real server, in `write_in` (the vendor's transaction) and in
-//! the backend's own transaction, in a statement and at `COMMIT`, for the DS and for the QS. (The same race through
-//! `process_async` is in tests/real_clients.rs.)
+//! SERIALIZABLE isolation (CockroachDB's default; PostgreSQL's when a vendor asks for it) that
+//! loses a race is aborted with SQLSTATE 40001 (`serialization_failure`), and one of two
+//! transactions waiting on each other with 40P01 (`deadlock_detected`). Both changed nothing,
+//! so the backend reports them as `Conflict`, exactly like its own version guard, and the step
+//! API re-reads and re-validates. Each test provokes the real error on the real server: in
+//! `write_in` (the vendor's transaction) and in the backend's own transaction, in a statement
+//! and at `COMMIT`, for the DS and for the QS. (The same race through `process_async` is in
+//! tests/real_clients.rs.)
 
 mod support;
 
