@@ -2,7 +2,8 @@
 //! HTTPS, real openmls clients, every message fetched from a real queue after the relay
 //! delivered it. The flow itself asserts each step; here the totals and the databases are
 //! checked too. Once on SQLite files (the demo's default), once on PostgreSQL with two hub
-//! instances sharing the hub's database (the README's "same thing on PostgreSQL").
+//! instances sharing the hub's database (the README's "same thing on PostgreSQL"), twice at
+//! once on one database.
 
 // The demo's modules, each at the crate root as in the example.
 #![allow(dead_code, unreachable_pub)]
@@ -89,22 +90,69 @@ async fn the_whole_group_life_runs_on_the_server_with_sqlite() {
     }
 }
 
+/// The README's PostgreSQL run, twice at once on one database: each run makes its own schemas
+/// (named for the provider, the run's start time and the process), so neither sees or drops
+/// the other's tables. One run has two hub instances sharing the hub's schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_on_postgresql_with_two_hub_instances() {
-    let dir = tempfile::tempdir().expect("tmp");
-    // The demo makes (and drops) its own schemas, mimi_demo_alpha and mimi_demo_beta.
+async fn the_same_on_postgresql_with_two_hub_instances_and_two_runs_at_once() {
+    let (first_dir, second_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     let url = mimi_ds_postgres::test_cluster::server_url().to_owned();
-    let (summary, transcript) = run(Options {
-        dir: dir.path().to_path_buf(),
-        postgres: Some(url),
-        hub_instances: 2,
-    })
-    .await;
+    let ((first, first_transcript), (second, second_transcript)) = tokio::join!(
+        run(Options {
+            dir: first_dir.path().to_path_buf(),
+            postgres: Some(url.clone()),
+            hub_instances: 2,
+        }),
+        run(Options {
+            dir: second_dir.path().to_path_buf(),
+            postgres: Some(url.clone()),
+            hub_instances: 1,
+        }),
+    );
     // Requests went to both hub instances, and both providers' tables are in PostgreSQL.
-    assert!(transcript.contains("[alpha instance 1]"));
-    assert!(transcript.contains("[alpha instance 2]"));
-    for (storage, _) in &summary.databases {
-        let url = storage.postgres_url().expect("PostgreSQL");
-        assert!(url.contains("search_path%3Dmimi_demo_"));
+    assert!(first_transcript.contains("[alpha instance 1]"));
+    assert!(first_transcript.contains("[alpha instance 2]"));
+    let mut schemas = Vec::new();
+    for (summary, transcript) in [(&first, &first_transcript), (&second, &second_transcript)] {
+        for (storage, _) in &summary.databases {
+            let schema = storage.schema.clone().expect("a PostgreSQL schema");
+            let name = storage.domain.split('.').next().expect("a name");
+            assert!(
+                schema.starts_with(&format!("mimi_demo_{name}_")),
+                "{schema}"
+            );
+            let url = storage.postgres_url().expect("PostgreSQL");
+            assert!(url.ends_with(&format!("search_path%3D{schema}")), "{url}");
+            assert!(
+                transcript.contains(&format!("PostgreSQL schema {schema} in ")),
+                "the transcript names the schema"
+            );
+            schemas.push(schema);
+        }
     }
+    let mut distinct = schemas.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "every run and provider has its own: {schemas:?}"
+    );
+
+    // The demo keeps its schemas for a look inside; the test removes them.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let connection = tokio::spawn(connection);
+    for schema in &schemas {
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop the run's schema");
+    }
+    drop(client);
+    let _ = connection.await;
 }

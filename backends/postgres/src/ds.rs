@@ -10,8 +10,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::{
-    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES,
-    EXPIRE_PER_WRITE,
+    check_size, connect_plain, hex, is_lost_race, lost_to_concurrent_transaction, migrate, sql_u64,
+    ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES, EXPIRE_PER_WRITE,
 };
 
 /// The Delivery Service's [`AsyncDsStorage`] and [`AsyncDsOutbox`] on one PostgreSQL
@@ -260,19 +260,30 @@ fn outbox_entries(ws: &WriteSet) -> Vec<OutboxEntry> {
         .collect()
 }
 
-/// Applies the write set in `tx` and commits it, or rolls it back on a conflict. On an error
+/// Applies the write set in `tx` and commits it, or rolls it back on a conflict: the guard
+/// or the replay mark changed no row, or the database aborted a statement or the commit with
+/// SQLSTATE 40001 or 40P01 ([`crate::lost_to_concurrent_transaction`]). On any other error
 /// `tx` is dropped, which rolls it back.
 async fn finish(
     tx: Transaction<'_>,
     ws: &WriteSet,
     outbox: &[OutboxEntry],
 ) -> Result<WriteOutcome, Error> {
-    if apply(&tx, ws, outbox).await? {
-        tx.commit().await?;
-        Ok(WriteOutcome::Applied)
-    } else {
+    let applied = match apply(&tx, ws, outbox).await {
+        Ok(applied) => applied,
+        Err(error) if is_lost_race(&error) => false,
+        Err(error) => return Err(error),
+    };
+    if !applied {
         tx.rollback().await?;
-        Ok(WriteOutcome::Conflict)
+        return Ok(WriteOutcome::Conflict);
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(WriteOutcome::Applied),
+        // A failed COMMIT rolled the transaction back. (`write_in`'s commit is a RELEASE of
+        // its savepoint; the vendor's own COMMIT is where its transaction may fail.)
+        Err(error) if lost_to_concurrent_transaction(&error) => Ok(WriteOutcome::Conflict),
+        Err(error) => Err(error.into()),
     }
 }
 

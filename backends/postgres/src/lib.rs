@@ -54,6 +54,19 @@
 //!   back. A replay mark is an upsert that replaces only an expired mark (`ON CONFLICT … DO
 //!   UPDATE … WHERE expires_at_ms < now`); no row changed is a conflict. SERIALIZABLE is not
 //!   needed: every write set touches one group, and its row is the lock.
+//! * **Conflicts the database reports** are conflicts too. A write (a statement or the
+//!   commit) that the database aborts with SQLSTATE `40001` (`serialization_failure`) or
+//!   `40P01` (`deadlock_detected`) changed nothing, and reports
+//!   [`Conflict`](mimi_ds::storage::WriteOutcome::Conflict) (or
+//!   [`QsWriteOutcome::Conflict`](mimi_ds::qs::QsWriteOutcome::Conflict)), after rolling back
+//!   its transaction or savepoint, so the step API re-reads and re-validates (at most
+//!   `max_conflict_retries` times, then the request is answered `conflict`). This holds in the
+//!   backend's own transaction and in [`ds::write_in`]/[`qs::write_in`]. It is what a
+//!   connection at SERIALIZABLE (`default_transaction_isolation`, or CockroachDB and similar
+//!   engines, which report every write conflict that way) needs, and what a deadlock between
+//!   a vendor's transactions gets. In your own SERIALIZABLE transaction, a conflict means its
+//!   snapshot is stale: reads through the same transaction see the same state again, so roll
+//!   it back and run the request again in a new one.
 //! * **Expiry in the write.** Expired replay marks, reservation-only groups and QS delivery
 //!   marks are deleted by the write transaction through indexes on their expiry, at most
 //!   [`EXPIRE_PER_WRITE`] of each per write, skipping rows another writer holds (`FOR UPDATE
@@ -68,9 +81,9 @@
 //!   are indexed by their SHA-256 (computed by the server, `sha256($1)`), never by the bytes
 //!   themselves: a B-tree entry holds at most about 2.7 kB, and a client chooses these bytes.
 //!   Group, queue and owner IDs are stored whole beside the hash and compared whole.
-//! * **Faults.** A database error is an [`Error::Postgres`] and the transaction is rolled
-//!   back: nothing partial is ever committed. A stored row that does not decode (a negative
-//!   version, an unknown record kind, a queued message that is not one) is an
+//! * **Faults.** Any other database error is an [`Error::Postgres`] and the transaction is
+//!   rolled back: nothing partial is ever committed. A stored row that does not decode (a
+//!   negative version, an unknown record kind, a queued message that is not one) is an
 //!   [`Error::CorruptGroup`] (or [`Error::CorruptQueue`], [`Error::CorruptOutbox`]) naming it;
 //!   the group is never reset. A value larger than [`DEFAULT_MAX_VALUE_BYTES`] (PostgreSQL
 //!   stores at most 1 GB in one field; lower it with
@@ -223,6 +236,26 @@ pub(crate) async fn connect_plain(config: &str) -> Result<Client, Error> {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// Whether the database aborted the statement or the commit because a concurrent
+/// transaction won: SQLSTATE `40001` (`serialization_failure`: SERIALIZABLE isolation, and
+/// every write conflict on CockroachDB and similar engines) or `40P01` (`deadlock_detected`).
+/// The transaction (or savepoint) changed nothing, so the write is reported as a
+/// [`Conflict`](mimi_ds::storage::WriteOutcome::Conflict) and the step API re-reads and
+/// re-validates, like a moved version.
+pub(crate) fn lost_to_concurrent_transaction(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        error.code(),
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// [`lost_to_concurrent_transaction`] for the crate's error.
+pub(crate) fn is_lost_race(error: &Error) -> bool {
+    matches!(error, Error::Postgres(e) if lost_to_concurrent_transaction(e))
 }
 
 /// tokio-postgres's message, with the server's error (severity, message, detail) when there is

@@ -8,8 +8,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::{
-    check_size, connect_plain, hex, migrate, sql_u64, ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES,
-    EXPIRE_PER_WRITE,
+    check_size, connect_plain, hex, is_lost_race, lost_to_concurrent_transaction, migrate, sql_u64,
+    ClientHandle, Error, DEFAULT_MAX_VALUE_BYTES, EXPIRE_PER_WRITE,
 };
 
 /// The Queueing Service's [`AsyncQsStorage`] on one PostgreSQL connection. Each write set runs
@@ -213,15 +213,42 @@ pub async fn write_in(
     finish(savepoint, writes, &encoded).await
 }
 
+/// Applies the changes in `tx` and commits them, or rolls them back on a conflict: a guard
+/// changed no row, or the database aborted a statement or the commit with SQLSTATE 40001 or
+/// 40P01 ([`crate::lost_to_concurrent_transaction`]). On any other error `tx` is dropped,
+/// which rolls it back.
 async fn finish(
     tx: Transaction<'_>,
     writes: &QsWriteSet,
     encoded: &[Option<Vec<u8>>],
 ) -> Result<QsWriteOutcome, Error> {
+    let applied = match apply_all(&tx, writes, encoded).await {
+        Ok(applied) => applied,
+        Err(error) if is_lost_race(&error) => false,
+        Err(error) => return Err(error),
+    };
+    if !applied {
+        tx.rollback().await?;
+        return Ok(QsWriteOutcome::Conflict);
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(QsWriteOutcome::Applied),
+        // A failed COMMIT rolled the transaction back.
+        Err(error) if lost_to_concurrent_transaction(&error) => Ok(QsWriteOutcome::Conflict),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Every change in order, then the expiry of delivery marks; `Ok(false)` at the first guard
+/// that fails (the caller rolls back).
+async fn apply_all(
+    tx: &Transaction<'_>,
+    writes: &QsWriteSet,
+    encoded: &[Option<Vec<u8>>],
+) -> Result<bool, Error> {
     for (change, encoded) in writes.changes.iter().zip(encoded) {
-        if !apply(&tx, change, encoded.as_deref(), writes.now_ms).await? {
-            tx.rollback().await?;
-            return Ok(QsWriteOutcome::Conflict);
+        if !apply(tx, change, encoded.as_deref(), writes.now_ms).await? {
+            return Ok(false);
         }
     }
     // Marks are live up to and including their expiry.
@@ -235,8 +262,7 @@ async fn finish(
         ],
     )
     .await?;
-    tx.commit().await?;
-    Ok(QsWriteOutcome::Applied)
+    Ok(true)
 }
 
 /// Checks every size and encodes every queued message before anything is sent: one encoded

@@ -245,3 +245,135 @@ fn racing_commits_through_process_async_one_wins_the_other_gets_wrong_epoch() {
         vec![Received::Application(b"after the race".to_vec())]
     );
 }
+
+/// A vendor's handle that writes inside its own transaction (`ds::write_in`) and, once the
+/// write applied, keeps the transaction open (holding the group's row lock) until told to
+/// commit.
+struct CommitsWhenTold<'n> {
+    inner: PostgresDsStorage,
+    holding: &'n tokio::sync::Notify,
+    commit: &'n tokio::sync::Notify,
+}
+
+impl AsyncDsStorage for CommitsWhenTold<'_> {
+    type Error = Error;
+
+    async fn read(
+        &self,
+        group_id: &[u8],
+        kinds: &[RecordKind],
+    ) -> Result<Option<GroupSnapshot>, Error> {
+        self.inner.read(group_id, kinds).await
+    }
+
+    async fn replay_mark(
+        &self,
+        group_id: &[u8],
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<ReplayMark>, Error> {
+        self.inner.replay_mark(group_id, key, now_ms).await
+    }
+
+    async fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Error> {
+        let mut tx = self.inner.client_mut().transaction().await?;
+        let outcome = mimi_ds_postgres::ds::write_in(&mut tx, write_set).await?;
+        if outcome == WriteOutcome::Applied {
+            self.holding.notify_one();
+            self.commit.notified().await;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// The race of a distributed SQL engine (docs/deploy.md §6), on PostgreSQL: the second hub's
+/// connection runs its transactions at SERIALIZABLE, as CockroachDB does. Its guarded write
+/// waits for the row the first hub's transaction holds; when that commits, PostgreSQL aborts
+/// the waiting write with SQLSTATE 40001. The backend reports it as a conflict, so
+/// `process_async` re-reads, re-validates and answers `wrong_epoch`, as it does for the
+/// version guard, instead of failing with a storage error (a 500 in the server).
+#[test]
+fn a_serialization_failure_through_process_async_is_retried_and_gets_wrong_epoch() {
+    let (ds, external_sender) = hub();
+    let database = TestDatabase::new();
+    let mut setup = database.ds();
+    let (mut alice, mut bob) = group_of_two(&ds, &external_sender, &mut setup);
+    drop(setup);
+    let requests = [alice.update_request(NOW), bob.update_request(NOW)];
+    let now = UnixTimeMs(NOW);
+
+    let (first, second, relayed) = block_on(async {
+        let (holding, commit) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        let mut first_hub = CommitsWhenTold {
+            inner: PostgresDsStorage::new(database.client().await),
+            holding: &holding,
+            commit: &commit,
+        };
+        let mut config = database.config().clone();
+        let options = format!(
+            "{} -c default_transaction_isolation=serializable",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options);
+        let mut second_hub = PostgresDsStorage::new(support::connect(&config).await);
+        let second_pid: i32 = second_hub
+            .client()
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let monitor = database.client().await;
+        let (first, second, ()) = tokio::join!(
+            spawnable(ds.process_async(now, &requests[0], &mut first_hub)),
+            async {
+                // Starts once the first hub holds the row, so it reads the old epoch.
+                holding.notified().await;
+                spawnable(ds.process_async(now, &requests[1], &mut second_hub)).await
+            },
+            async {
+                // Lets the first hub commit once the second waits for its row lock.
+                let mut waited = 0;
+                loop {
+                    let row = monitor
+                        .query_one(
+                            "SELECT coalesce(wait_event_type, '') FROM pg_stat_activity
+                             WHERE pid = $1",
+                            &[&second_pid],
+                        )
+                        .await
+                        .unwrap();
+                    if row.get::<_, String>(0) == "Lock" {
+                        break;
+                    }
+                    waited += 1;
+                    assert!(
+                        waited < 2_000,
+                        "the second hub never waited for the row lock"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                commit.notify_one();
+            },
+        );
+        let mut relayed = Vec::new();
+        for entry in second_hub.pending(u64::MAX, usize::MAX).await.unwrap() {
+            relayed.push(entry.fanout().unwrap());
+        }
+        (first, second, relayed)
+    });
+
+    let first = accepted(first.expect("no storage error"), "the first hub's commit");
+    let second = second.expect("40001 is a conflict, retried: not a storage error");
+    assert_eq!(
+        second.status,
+        Status::Rejected(ErrorCode::WrongEpoch),
+        "the retry re-validates against the winner's epoch"
+    );
+    assert_eq!(relayed, first.fanout, "only the winner's fanout is stored");
+    alice.confirm_commit();
+    bob.discard_commit();
+    deliver(&relayed, &mut [&mut bob]);
+    assert_eq!(bob.process_inbox().len(), 1);
+    assert_eq!(alice.epoch(), bob.epoch());
+}

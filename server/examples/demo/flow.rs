@@ -278,7 +278,11 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Summary, Erro
 fn describe(storage: &providers::Storage) -> String {
     match (storage.sqlite_path(), storage.postgres_url()) {
         (Some(path), _) => format!("SQLite file {}", path.display()),
-        (_, Some(url)) => format!("PostgreSQL {}", without_password(url)),
+        (_, Some(url)) => format!(
+            "PostgreSQL schema {} in {}",
+            storage.schema.as_deref().unwrap_or("?"),
+            without_password(storage.database_url.as_deref().unwrap_or(url))
+        ),
         _ => "memory".into(),
     }
 }
@@ -345,6 +349,11 @@ fn print_summary(out: &mut dyn Write, s: &Summary) {
             say(format!(
                 "  look inside: sqlite3 {} '.tables'",
                 path.display()
+            ));
+        }
+        if let Some(schema) = &storage.schema {
+            say(format!(
+                "  look inside: \\dt {schema}.*   remove: DROP SCHEMA {schema} CASCADE"
             ));
         }
     }

@@ -35,9 +35,10 @@ Options:
   --dir <folder>         where the providers keep their SQLite databases and keys (created if
                          missing; kept after the run). Default: a new folder in the system's
                          temporary directory, printed at the end.
-  --postgres <url>       keep each provider's tables in PostgreSQL instead, in the schemas
-                         mimi_demo_alpha and mimi_demo_beta of this database (dropped and
-                         created afresh). Keys still go to the folder.
+  --postgres <url>       keep each provider's tables in PostgreSQL instead, in new schemas
+                         mimi_demo_alpha_<run> and mimi_demo_beta_<run> of this database
+                         (<run>: start time in ms and process ID; printed, kept after the
+                         run). Keys still go to the folder.
   --hub-instances <n>    run the hub's provider as n servers (1 to 8) on one storage and one
                          key folder; clients send their requests to them in turn. Default: 1.
   --help                 this text.";

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mimi_ds_server::{PeerDirectory, RunningServer, ServerConfig, StorageChoice};
 use openmls::prelude::ExternalSender;
@@ -24,8 +25,9 @@ pub const BETA: &str = "beta.example";
 pub struct Options {
     /// The folder for the state folders (keys) and, without `postgres`, the SQLite databases.
     pub dir: PathBuf,
-    /// A PostgreSQL URL: each provider keeps its tables in a schema of its own there
-    /// (`mimi_demo_alpha`, `mimi_demo_beta`), dropped and created afresh at start.
+    /// A PostgreSQL URL: each provider keeps its tables in a new schema of its own there,
+    /// named for the provider and the run (`mimi_demo_alpha_<start ms>_<process id>`), so
+    /// runs at the same time on one database do not meet. The schemas are kept after the run.
     pub postgres: Option<String>,
     /// How many server instances run alpha (hub and QS) on its one storage.
     pub hub_instances: usize,
@@ -38,6 +40,10 @@ pub struct Storage {
     pub domain: &'static str,
     /// Its storage.
     pub choice: StorageChoice,
+    /// The PostgreSQL schema holding its tables, if it is PostgreSQL.
+    pub schema: Option<String>,
+    /// The PostgreSQL URL without the schema option, if it is PostgreSQL.
+    pub database_url: Option<String>,
     /// Its state folder (hub signature key, queue key).
     pub state_dir: PathBuf,
 }
@@ -77,9 +83,10 @@ impl Providers {
     /// the state folder and the tables, the others find them).
     pub async fn start(options: &Options) -> Result<Self, Error> {
         let pki = Pki::new(&[ALPHA, BETA])?;
+        let run = run_name();
         let storage = [
-            storage_for(options, ALPHA).await?,
-            storage_for(options, BETA).await?,
+            storage_for(options, ALPHA, &run).await?,
+            storage_for(options, BETA, &run).await?,
         ];
         // beta takes deliveries only from a provider of its directory: alpha. Its address
         // there is not used (beta runs no hub, so its relay never calls anyone).
@@ -157,36 +164,58 @@ impl Providers {
     }
 }
 
-/// A provider's storage: a SQLite file in its folder, or its own schema in PostgreSQL.
-async fn storage_for(options: &Options, domain: &'static str) -> Result<Storage, Error> {
+/// This run's name in schema names: its start time in ms and the process ID. Within one
+/// process (the tests run two demos at once) a run started in the same millisecond as an
+/// earlier one takes the next free millisecond.
+fn run_name() -> String {
+    static LAST_START_MS: AtomicU64 = AtomicU64::new(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let previous = LAST_START_MS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now_ms.max(last.saturating_add(1)))
+        })
+        .unwrap_or(0);
+    let start_ms = now_ms.max(previous.saturating_add(1));
+    format!("{start_ms}_{}", std::process::id())
+}
+
+/// A provider's storage: a SQLite file in its folder, or a new schema of its own in
+/// PostgreSQL, named for the provider and `run`.
+async fn storage_for(options: &Options, domain: &'static str, run: &str) -> Result<Storage, Error> {
     let name = domain.split('.').next().unwrap_or(domain);
     let state_dir = options.dir.join(name);
-    let choice = match &options.postgres {
-        None => StorageChoice::Sqlite(state_dir.join("mimi-ds.sqlite3")),
-        Some(url) => {
-            let schema = format!("mimi_demo_{name}");
-            fresh_schema(url, &schema).await?;
-            let separator = if url.contains('?') { '&' } else { '?' };
-            StorageChoice::Postgres(format!(
-                "{url}{separator}options=-c%20search_path%3D{schema}"
-            ))
-        }
+    let Some(url) = &options.postgres else {
+        return Ok(Storage {
+            domain,
+            choice: StorageChoice::Sqlite(state_dir.join("mimi-ds.sqlite3")),
+            schema: None,
+            database_url: None,
+            state_dir,
+        });
     };
+    let schema = format!("mimi_demo_{name}_{run}");
+    create_schema(url, &schema).await?;
+    let separator = if url.contains('?') { '&' } else { '?' };
     Ok(Storage {
         domain,
-        choice,
+        choice: StorageChoice::Postgres(format!(
+            "{url}{separator}options=-c%20search_path%3D{schema}"
+        )),
+        schema: Some(schema),
+        database_url: Some(url.clone()),
         state_dir,
     })
 }
 
-/// Drops `schema` (the demo's own, from an earlier run) and creates it empty.
-async fn fresh_schema(url: &str, schema: &str) -> Result<(), Error> {
+/// Creates `schema`, empty. It is new: an existing one (another run's) is an error, never
+/// reused or dropped.
+async fn create_schema(url: &str, schema: &str) -> Result<(), Error> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let connection = tokio::spawn(connection);
     client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await?;
     drop(client);
     let _ = connection.await;
