@@ -340,9 +340,13 @@ enum Sender {
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-/// Kept-alive connections to the server, one per worker (HTTP/2: clones of one).
+/// Kept-alive connections to the server, one per worker (HTTP/2: clones of one). A
+/// connection the server closed (its idle timeout) is opened again, as a provider would.
 struct Https {
     senders: Vec<tokio::sync::Mutex<Sender>>,
+    tls: Arc<rustls::ClientConfig>,
+    address: std::net::SocketAddr,
+    h2: bool,
 }
 
 impl Https {
@@ -352,35 +356,10 @@ impl Https {
         workers: usize,
         h2: bool,
     ) -> Result<Self, String> {
-        async fn one(pki: &Pki, address: std::net::SocketAddr, h2: bool) -> Result<Sender, String> {
-            let tcp = tokio::net::TcpStream::connect(address)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-            let name = ServerName::try_from(ALPHA.to_owned()).map_err(|e| e.to_string())?;
-            let tls = tokio_rustls::TlsConnector::from(pki.client(None, h2))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            let io = TokioIo::new(tls);
-            if h2 {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .map_err(|e| format!("HTTP/2: {e}"))?;
-                tokio::spawn(connection);
-                Ok(Sender::H2(sender))
-            } else {
-                let (sender, connection) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|e| format!("HTTP/1.1: {e}"))?;
-                tokio::spawn(connection);
-                Ok(Sender::H1(sender))
-            }
-        }
+        let tls = pki.client(None, h2);
         let mut senders = Vec::with_capacity(workers);
         if h2 {
-            let Sender::H2(shared) = one(pki, address, true).await? else {
+            let Sender::H2(shared) = open(&tls, address, true).await? else {
                 unreachable!("asked for HTTP/2");
             };
             for _ in 0..workers {
@@ -388,14 +367,29 @@ impl Https {
             }
         } else {
             for _ in 0..workers {
-                senders.push(tokio::sync::Mutex::new(one(pki, address, false).await?));
+                senders.push(tokio::sync::Mutex::new(open(&tls, address, false).await?));
             }
         }
-        Ok(Self { senders })
+        Ok(Self {
+            senders,
+            tls,
+            address,
+            h2,
+        })
     }
 
     async fn call(&self, worker: usize, path: &'static str, body: Vec<u8>) -> (u16, Vec<u8>) {
         let mut sender = self.senders[worker % self.senders.len()].lock().await;
+        let closed = match &*sender {
+            Sender::H1(sender) => sender.is_closed(),
+            Sender::H2(sender) => sender.is_closed(),
+        };
+        if closed {
+            match open(&self.tls, self.address, self.h2).await {
+                Ok(reopened) => *sender = reopened,
+                Err(e) => return (0, e.into_bytes()),
+            }
+        }
         let request = |uri: String| {
             http::Request::post(uri)
                 .header("content-type", OCTET_STREAM)
@@ -427,6 +421,37 @@ impl Https {
             Ok(body) => (status, body.to_bytes().to_vec()),
             Err(e) => (0, format!("body: {e}").into_bytes()),
         }
+    }
+}
+
+/// A TLS 1.3 connection to the server and the HTTP handshake over it.
+async fn open(
+    tls: &Arc<rustls::ClientConfig>,
+    address: std::net::SocketAddr,
+    h2: bool,
+) -> Result<Sender, String> {
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(ALPHA.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let io = TokioIo::new(tls);
+    if h2 {
+        let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| format!("HTTP/2: {e}"))?;
+        tokio::spawn(connection);
+        Ok(Sender::H2(sender))
+    } else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("HTTP/1.1: {e}"))?;
+        tokio::spawn(connection);
+        Ok(Sender::H1(sender))
     }
 }
 
@@ -561,8 +586,10 @@ async fn measure_server(spec: &Spec) -> Result<Figures, String> {
         sample(&text, "mimi_ds_server_outbox_entries").map(|v| v as u64)
     };
     let result = async {
+        let setup = Instant::now();
         let mut prepared = prepare(&target, &external_sender, spec).await?;
         wait_until(SETUP_DRAIN, || async { outbox().await == Some(0) }).await?;
+        eprintln!("server: setup took {:.1} s", setup.elapsed().as_secs_f64());
         let base = hub.relay_stats().delivered();
         let delivered = || hub.relay_stats().delivered() - base;
         let mut figures = timed(&target, &prepared.requests, spec, delivered).await?;
@@ -710,8 +737,10 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
     delivered: &AtomicU64,
     outbox_empty: impl Fn() -> F,
 ) -> Result<Figures, String> {
+    let setup = Instant::now();
     let mut prepared = prepare(target, external_sender, spec).await?;
     wait_until(SETUP_DRAIN, &outbox_empty).await?;
+    eprintln!("direct: setup took {:.1} s", setup.elapsed().as_secs_f64());
     let base = delivered.load(Ordering::Relaxed);
     let mut figures = timed(target, &prepared.requests, spec, || {
         delivered.load(Ordering::Relaxed) - base
