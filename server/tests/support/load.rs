@@ -195,6 +195,10 @@ pub struct Figures {
     /// to the QS; `None` if that did not happen within the maximum duration after the last
     /// answer.
     pub delivered_after: Option<Duration>,
+    /// Direct only: the mean time the drain loop took per delivered message of the timed
+    /// phase (decoding the outbox entry, the QS's `deliver` with its write, `mark_delivered`):
+    /// what the server's relay does per message besides its scheduling.
+    pub delivery_mean: Option<Duration>,
     /// Deliveries the QS answered with a rejected queue (never expected here).
     pub rejected_deliveries: u64,
     /// Messages one recipient of the first group found in its queue afterwards, and how many
@@ -244,7 +248,7 @@ impl Report {
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
         let line = |name: &str, f: &Figures| {
             format!(
-                "{name:<8} {:>6} {:>8} {:>7} {:>9.2} s {:>9.1} {:>10} {:>10} {:>15} {:>11}  probe {}/{}{}\n",
+                "{name:<8} {:>6} {:>8} {:>7} {:>9.2} s {:>9.1} {:>10} {:>10} {:>15} {:>11}  probe {}/{}{}{}\n",
                 f.sent,
                 f.accepted,
                 f.resends,
@@ -258,6 +262,8 @@ impl Report {
                     .map_or("-".into(), |r| format!("{r:.1}")),
                 f.probe.0,
                 f.probe.1,
+                f.delivery_mean
+                    .map_or(String::new(), |d| format!("  delivery {}/message", ms(d))),
                 if f.refusals.is_empty() {
                     String::new()
                 } else {
@@ -609,6 +615,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
     let (router, external_sender) = router();
     let workers = spec.concurrency.max(SETUP_CONCURRENCY);
     let delivered = Arc::new(AtomicU64::new(0));
+    let delivering_ns = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     match &spec.storage {
@@ -621,10 +628,11 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
             let drain = {
                 let direct = Arc::clone(&direct);
                 let (mut ds, mut qs) = open_sqlite(&path)?;
-                let (delivered, rejected, stop) = (
+                let (delivered, rejected, stop, delivering_ns) = (
                     Arc::clone(&delivered),
                     Arc::clone(&rejected),
                     Arc::clone(&stop),
+                    Arc::clone(&delivering_ns),
                 );
                 tokio::task::spawn_blocking(move || -> Result<(), String> {
                     let qs_service = direct.router.qs().expect("a QS");
@@ -634,6 +642,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                             std::thread::sleep(Duration::from_millis(2));
                         }
                         for entry in entries {
+                            let busy = Instant::now();
                             let fanout = checked_fanout(&entry)?;
                             let outcome = qs_service
                                 .deliver(
@@ -645,6 +654,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                                 .map_err(|e| e.to_string())?;
                             count_answer(&fanout, &outcome.response, &rejected)?;
                             ds.mark_delivered(entry.id).map_err(|e| e.to_string())?;
+                            delivering_ns.fetch_add(nanos(busy.elapsed()), Ordering::Relaxed);
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -659,8 +669,14 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                     slot.0.outbox_len().is_ok_and(|n| n == 0)
                 }
             };
-            let result =
-                direct_phases(spec, &target, &external_sender, &delivered, outbox_empty).await;
+            let result = direct_phases(
+                spec,
+                &target,
+                &external_sender,
+                (&delivered, &delivering_ns),
+                outbox_empty,
+            )
+            .await;
             stop.store(true, Ordering::Relaxed);
             drain.await.map_err(|e| e.to_string())??;
             result.map(|mut f| {
@@ -677,10 +693,11 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
             let drain = {
                 let direct = Arc::clone(&direct);
                 let (mut ds, mut qs) = open_postgres(direct_url).await?;
-                let (delivered, rejected, stop) = (
+                let (delivered, rejected, stop, delivering_ns) = (
                     Arc::clone(&delivered),
                     Arc::clone(&rejected),
                     Arc::clone(&stop),
+                    Arc::clone(&delivering_ns),
                 );
                 tokio::spawn(async move {
                     let qs_service = direct.router.qs().expect("a QS");
@@ -690,6 +707,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                             tokio::time::sleep(Duration::from_millis(2)).await;
                         }
                         for entry in entries {
+                            let busy = Instant::now();
                             let fanout = checked_fanout(&entry)?;
                             let outcome = qs_service
                                 .deliver_async(
@@ -704,6 +722,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                             ds.mark_delivered(entry.id)
                                 .await
                                 .map_err(|e| e.to_string())?;
+                            delivering_ns.fetch_add(nanos(busy.elapsed()), Ordering::Relaxed);
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -718,8 +737,14 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                     slot.0.outbox_len().await.is_ok_and(|n| n == 0)
                 }
             };
-            let result =
-                direct_phases(spec, &target, &external_sender, &delivered, outbox_empty).await;
+            let result = direct_phases(
+                spec,
+                &target,
+                &external_sender,
+                (&delivered, &delivering_ns),
+                outbox_empty,
+            )
+            .await;
             stop.store(true, Ordering::Relaxed);
             drain.await.map_err(|e| e.to_string())??;
             result.map(|mut f| {
@@ -734,7 +759,7 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
     spec: &Spec,
     target: &Arc<Target>,
     external_sender: &ExternalSender,
-    delivered: &AtomicU64,
+    (delivered, delivering_ns): (&AtomicU64, &AtomicU64),
     outbox_empty: impl Fn() -> F,
 ) -> Result<Figures, String> {
     let setup = Instant::now();
@@ -742,15 +767,23 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
     wait_until(SETUP_DRAIN, &outbox_empty).await?;
     eprintln!("direct: setup took {:.1} s", setup.elapsed().as_secs_f64());
     let base = delivered.load(Ordering::Relaxed);
+    let base_ns = delivering_ns.load(Ordering::Relaxed);
     let mut figures = timed(target, &prepared.requests, spec, || {
         delivered.load(Ordering::Relaxed) - base
     })
     .await?;
+    let count = delivered.load(Ordering::Relaxed) - base;
+    figures.delivery_mean = (count > 0)
+        .then(|| Duration::from_nanos((delivering_ns.load(Ordering::Relaxed) - base_ns) / count));
     figures.probe = (
         probe(target, &mut prepared).await?,
         figures.sent.div_ceil(prepared.groups) + 1,
     );
     Ok(figures)
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn checked_fanout(entry: &OutboxEntry) -> Result<mimi_ds::Fanout, String> {
@@ -1061,6 +1094,7 @@ async fn timed(
         elapsed,
         latencies: all.latencies,
         delivered_after,
+        delivery_mean: None,
         rejected_deliveries: 0,
         probe: (0, 0),
     })
