@@ -195,6 +195,11 @@ pub struct Figures {
     /// to the QS; `None` if that did not happen within the maximum duration after the last
     /// answer.
     pub delivered_after: Option<Duration>,
+    /// Server only: the mean time the server itself measured per request of the timed
+    /// phase, from its body read to its answer (its metric
+    /// `mimi_ds_server_request_duration_seconds`): the storage backend and the router, without
+    /// TLS, HTTP and the client.
+    pub handler_mean: Option<Duration>,
     /// Direct only: the mean time the drain loop took per delivered message of the timed
     /// phase (decoding the outbox entry, the QS's `deliver` with its write, `mark_delivered`):
     /// what the server's relay does per message besides its scheduling.
@@ -216,6 +221,12 @@ impl Figures {
     pub fn delivered_per_second(&self) -> Option<f64> {
         self.delivered_after
             .map(|d| self.accepted as f64 / d.as_secs_f64().max(1e-9))
+    }
+
+    /// The mean latency.
+    pub fn mean(&self) -> Duration {
+        let total: Duration = self.latencies.iter().sum();
+        total / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
     }
 
     /// The latency below which `percent` % of the requests were answered (nearest rank).
@@ -248,7 +259,7 @@ impl Report {
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
         let line = |name: &str, f: &Figures| {
             format!(
-                "{name:<8} {:>6} {:>8} {:>7} {:>9.2} s {:>9.1} {:>10} {:>10} {:>15} {:>11}  probe {}/{}{}{}\n",
+                "{name:<8} {:>6} {:>8} {:>7} {:>9.2} s {:>9.1} {:>10} {:>10} {:>15} {:>11}  probe {}/{}{}  mean {}{}{}\n",
                 f.sent,
                 f.accepted,
                 f.resends,
@@ -264,6 +275,9 @@ impl Report {
                 f.probe.1,
                 f.delivery_mean
                     .map_or(String::new(), |d| format!("  delivery {}/message", ms(d))),
+                ms(f.mean()),
+                f.handler_mean
+                    .map_or(String::new(), |d| format!(" (in the server's handler {})", ms(d))),
                 if f.refusals.is_empty() {
                     String::new()
                 } else {
@@ -596,9 +610,24 @@ async fn measure_server(spec: &Spec) -> Result<Figures, String> {
         let mut prepared = prepare(&target, &external_sender, spec).await?;
         wait_until(SETUP_DRAIN, || async { outbox().await == Some(0) }).await?;
         eprintln!("server: setup took {:.1} s", setup.elapsed().as_secs_f64());
+        let handled = || async move {
+            let (_, text) = plain_get(metrics, "/metrics").await;
+            let metric = |name: &str| {
+                sample(
+                    &text,
+                    &format!("mimi_ds_server_request_duration_seconds_{name}{{operation=\"group_operation\"}}"),
+                )
+                .unwrap_or(0.0)
+            };
+            (metric("sum"), metric("count"))
+        };
+        let (sum_before, count_before) = handled().await;
         let base = hub.relay_stats().delivered();
         let delivered = || hub.relay_stats().delivered() - base;
         let mut figures = timed(&target, &prepared.requests, spec, delivered).await?;
+        let (sum, count) = handled().await;
+        figures.handler_mean = (count > count_before)
+            .then(|| Duration::from_secs_f64((sum - sum_before) / (count - count_before)));
         figures.rejected_deliveries = hub.relay_stats().rejected_queues();
         figures.probe = (
             probe(&target, &mut prepared).await?,
@@ -1095,6 +1124,7 @@ async fn timed(
         latencies: all.latencies,
         delivered_after,
         delivery_mean: None,
+        handler_mean: None,
         rejected_deliveries: 0,
         probe: (0, 0),
     })
