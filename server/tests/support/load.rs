@@ -398,50 +398,68 @@ impl Https {
         })
     }
 
+    /// One request on the worker's connection. A connection the server closed meanwhile is
+    /// reopened, and a request that got no answer because its connection failed is sent once
+    /// more on a new one (the server never saw it, or answers a byte-identical DS request
+    /// with its first answer).
     async fn call(&self, worker: usize, path: &'static str, body: Vec<u8>) -> (u16, Vec<u8>) {
         let mut sender = self.senders[worker % self.senders.len()].lock().await;
-        let closed = match &*sender {
-            Sender::H1(sender) => sender.is_closed(),
-            Sender::H2(sender) => sender.is_closed(),
-        };
-        if closed {
-            match open(&self.tls, self.address, self.h2).await {
-                Ok(reopened) => *sender = reopened,
-                Err(e) => return (0, e.into_bytes()),
-            }
-        }
-        let request = |uri: String| {
-            http::Request::post(uri)
-                .header("content-type", OCTET_STREAM)
-                .body(Full::new(Bytes::from(body)))
-        };
-        let response = match &mut *sender {
-            Sender::H1(sender) => {
-                let request = request(path.to_owned()).map(|mut r| {
-                    r.headers_mut()
-                        .insert("host", http::HeaderValue::from_static(ALPHA));
-                    r
-                });
-                match request {
-                    Ok(request) => sender.send_request(request).await,
-                    Err(e) => return (0, e.to_string().into_bytes()),
+        let mut failure = String::new();
+        for _ in 0..2 {
+            let closed = match &*sender {
+                Sender::H1(sender) => sender.is_closed(),
+                Sender::H2(sender) => sender.is_closed(),
+            };
+            if closed || !failure.is_empty() {
+                match open(&self.tls, self.address, self.h2).await {
+                    Ok(reopened) => *sender = reopened,
+                    Err(e) => return (0, e.into_bytes()),
                 }
             }
-            Sender::H2(sender) => match request(format!("https://{ALPHA}{path}")) {
-                Ok(request) => sender.send_request(request).await,
-                Err(e) => return (0, e.to_string().into_bytes()),
-            },
-        };
-        let response = match response {
-            Ok(response) => response,
-            Err(e) => return (0, format!("HTTP: {e}").into_bytes()),
-        };
-        let status = response.status().as_u16();
-        match response.into_body().collect().await {
-            Ok(body) => (status, body.to_bytes().to_vec()),
-            Err(e) => (0, format!("body: {e}").into_bytes()),
+            match send(&mut sender, path, body.clone()).await {
+                Ok(answer) => return answer,
+                Err(e) => failure = e,
+            }
+        }
+        (0, failure.into_bytes())
+    }
+}
+
+/// Sends one request; `Err` if no answer came (the connection failed).
+async fn send(
+    sender: &mut Sender,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let request = |uri: String| {
+        http::Request::post(uri)
+            .header("content-type", OCTET_STREAM)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())
+    };
+    let response = match sender {
+        Sender::H1(sender) => {
+            let mut request = request(path.to_owned())?;
+            request
+                .headers_mut()
+                .insert("host", http::HeaderValue::from_static(ALPHA));
+            sender.ready().await.map_err(|e| format!("HTTP: {e}"))?;
+            sender.send_request(request).await
+        }
+        Sender::H2(sender) => {
+            let request = request(format!("https://{ALPHA}{path}"))?;
+            sender.ready().await.map_err(|e| format!("HTTP: {e}"))?;
+            sender.send_request(request).await
         }
     }
+    .map_err(|e| format!("HTTP: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    Ok((status, body.to_bytes().to_vec()))
 }
 
 /// A TLS 1.3 connection to the server and the HTTP handshake over it.
@@ -1140,7 +1158,10 @@ async fn probe(target: &Arc<Target>, prepared: &mut Prepared) -> Result<usize, S
             .call(0, "/queue_operation", client.fetch_request(100, now_ms()))
             .await;
         if status != 200 {
-            return Err(format!("fetch: HTTP {status}"));
+            return Err(format!(
+                "fetch: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
         let (count, remaining) = client.take_page(&body);
         received += count;
