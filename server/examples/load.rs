@@ -28,6 +28,7 @@ const USAGE: &str = "\
 usage: load [--storage sqlite|sqlite:<folder>|postgres|postgres://...]
             [--scenario small-groups|one-group] [--groups N] [--members N]
             [--requests N] [--max-duration SECONDS] [--concurrency N] [--http2]
+            [--eager-drain]
 
   --storage       sqlite (default: a temporary folder), sqlite:<folder> (the databases are
                   left there), postgres (MIMI_DS_POSTGRES_URL, or a throw-away cluster with
@@ -38,17 +39,24 @@ usage: load [--storage sqlite|sqlite:<folder>|postgres|postgres://...]
   --requests      messages per target, 1..=100000 (default 1000)
   --max-duration  each timed phase stops sending after this many seconds, 1..=240 (default 60)
   --concurrency   requests in flight, 1..=64 (default 4)
-  --http2         one shared HTTP/2 connection instead of one HTTP/1.1 connection per worker";
+  --http2         one shared HTTP/2 connection instead of one HTTP/1.1 connection per worker
+  --eager-drain   wake the direct run's drain loop at every accepted message, as the server
+                  wakes its relay (default: it polls every 2 ms while the outbox is empty)";
 
 fn parse(args: Vec<String>) -> Result<(Spec, Option<String>), String> {
     let mut storage = "sqlite".to_owned();
     let mut scenario = "small-groups".to_owned();
     let (mut groups, mut members) = (100, None);
     let (mut requests, mut seconds, mut concurrency, mut http2) = (1000, 60, 4, false);
+    let mut eager_drain = false;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         if flag == "--http2" {
             http2 = true;
+            continue;
+        }
+        if flag == "--eager-drain" {
+            eager_drain = true;
             continue;
         }
         if flag == "--help" || flag == "-h" {
@@ -119,6 +127,7 @@ fn parse(args: Vec<String>) -> Result<(Spec, Option<String>), String> {
         max_duration: Duration::from_secs(seconds),
         concurrency,
         http2,
+        eager_drain,
     };
     spec.check()?;
     Ok((spec, postgres_base))

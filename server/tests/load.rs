@@ -60,6 +60,7 @@ async fn a_tiny_run_on_sqlite_is_accepted_and_delivered() {
         max_duration: Duration::from_secs(60),
         concurrency: 3,
         http2: false,
+        eager_drain: false,
     };
     let report = tokio::time::timeout(TEST_DEADLINE, load::run(&spec))
         .await
@@ -82,6 +83,7 @@ async fn a_tiny_run_on_postgresql_over_http2_is_accepted_and_delivered() {
         max_duration: Duration::from_secs(60),
         concurrency: 2,
         http2: true,
+        eager_drain: true,
     };
     let report = tokio::time::timeout(TEST_DEADLINE, load::run(&spec))
         .await
@@ -105,6 +107,7 @@ fn unbounded_runs_are_refused() {
         max_duration: Duration::from_secs(10),
         concurrency: 2,
         http2: false,
+        eager_drain: false,
     };
     assert_eq!(spec.check(), Ok(()));
     for broken in [

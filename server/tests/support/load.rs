@@ -147,6 +147,9 @@ pub struct Spec {
     pub concurrency: usize,
     /// One shared HTTP/2 connection instead of one HTTP/1.1 connection per worker.
     pub http2: bool,
+    /// Wakes the direct run's drain loop at every accepted message, as the server wakes its
+    /// relay, instead of letting it poll every 2 ms when the outbox is empty.
+    pub eager_drain: bool,
 }
 
 impl Spec {
@@ -642,7 +645,7 @@ async fn measure_server(spec: &Spec) -> Result<Figures, String> {
         let (sum_before, count_before) = handled().await;
         let base = hub.relay_stats().delivered();
         let delivered = || hub.relay_stats().delivered() - base;
-        let mut figures = timed(&target, &prepared.requests, spec, delivered).await?;
+        let mut figures = timed(&target, &prepared.requests, spec, None, delivered).await?;
         let (sum, count) = handled().await;
         figures.handler_mean = (count > count_before)
             .then(|| Duration::from_secs_f64((sum - sum_before) / (count - count_before)));
@@ -665,6 +668,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
     let delivering_ns = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Wake::default());
     match &spec.storage {
         Storage::Sqlite { dir } => {
             let path = dir.join("direct.sqlite3");
@@ -675,6 +679,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
             let drain = {
                 let direct = Arc::clone(&direct);
                 let (mut ds, mut qs) = open_sqlite(&path)?;
+                let wake = Arc::clone(&wake);
                 let (delivered, rejected, stop, delivering_ns) = (
                     Arc::clone(&delivered),
                     Arc::clone(&rejected),
@@ -686,7 +691,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                     while !stop.load(Ordering::Relaxed) {
                         let entries = ds.pending(now_ms(), 512).map_err(|e| e.to_string())?;
                         if entries.is_empty() {
-                            std::thread::sleep(Duration::from_millis(2));
+                            wake.wait_blocking(DRAIN_POLL);
                         }
                         for entry in entries {
                             let busy = Instant::now();
@@ -720,7 +725,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                 spec,
                 &target,
                 &external_sender,
-                (&delivered, &delivering_ns),
+                (&delivered, &delivering_ns, &wake),
                 outbox_empty,
             )
             .await;
@@ -740,6 +745,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
             let drain = {
                 let direct = Arc::clone(&direct);
                 let (mut ds, mut qs) = open_postgres(direct_url).await?;
+                let wake = Arc::clone(&wake);
                 let (delivered, rejected, stop, delivering_ns) = (
                     Arc::clone(&delivered),
                     Arc::clone(&rejected),
@@ -751,7 +757,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                     while !stop.load(Ordering::Relaxed) {
                         let entries = ds.pending(now_ms(), 512).await.map_err(|e| e.to_string())?;
                         if entries.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            wake.wait(DRAIN_POLL).await;
                         }
                         for entry in entries {
                             let busy = Instant::now();
@@ -788,7 +794,7 @@ async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                 spec,
                 &target,
                 &external_sender,
-                (&delivered, &delivering_ns),
+                (&delivered, &delivering_ns, &wake),
                 outbox_empty,
             )
             .await;
@@ -806,7 +812,7 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
     spec: &Spec,
     target: &Arc<Target>,
     external_sender: &ExternalSender,
-    (delivered, delivering_ns): (&AtomicU64, &AtomicU64),
+    (delivered, delivering_ns, wake): (&AtomicU64, &AtomicU64, &Arc<Wake>),
     outbox_empty: impl Fn() -> F,
 ) -> Result<Figures, String> {
     let setup = Instant::now();
@@ -815,7 +821,8 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
     eprintln!("direct: setup took {:.1} s", setup.elapsed().as_secs_f64());
     let base = delivered.load(Ordering::Relaxed);
     let base_ns = delivering_ns.load(Ordering::Relaxed);
-    let mut figures = timed(target, &prepared.requests, spec, || {
+    let on_accepted = spec.eager_drain.then(|| Arc::clone(wake));
+    let mut figures = timed(target, &prepared.requests, spec, on_accepted, || {
         delivered.load(Ordering::Relaxed) - base
     })
     .await?;
@@ -827,6 +834,38 @@ async fn direct_phases<F: std::future::Future<Output = bool>>(
         figures.sent.div_ceil(prepared.groups) + 1,
     );
     Ok(figures)
+}
+
+/// How long the direct run's drain loop waits when the outbox is empty.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
+
+/// Wakes the direct run's drain loop (blocking or async) before its poll interval ends.
+#[derive(Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    condvar: std::sync::Condvar,
+    notify: tokio::sync::Notify,
+}
+
+impl Wake {
+    fn signal(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.condvar.notify_one();
+        self.notify.notify_one();
+    }
+
+    fn wait_blocking(&self, at_most: Duration) {
+        let guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .condvar
+            .wait_timeout_while(guard, at_most, |pending| !*pending)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard = false;
+    }
+
+    async fn wait(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.notify.notified()).await;
+    }
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -1012,6 +1051,7 @@ struct Tally {
     accepted: usize,
     refusals: Vec<String>,
     resends: usize,
+    on_accepted: Option<Arc<Wake>>,
 }
 
 /// How often a request answered `conflict` is resent unchanged, as wire-format.md §5.6 lets
@@ -1061,7 +1101,12 @@ impl Tally {
         self.latencies.push(latency);
         self.resends += resends;
         match accepted(status, &body) {
-            Ok(_) => self.accepted += 1,
+            Ok(_) => {
+                self.accepted += 1;
+                if let Some(wake) = &self.on_accepted {
+                    wake.signal();
+                }
+            }
             Err(refusal) if self.refusals.len() < 3 => self.refusals.push(refusal),
             Err(_) => {}
         }
@@ -1075,6 +1120,7 @@ async fn timed(
     target: &Arc<Target>,
     requests: &[Vec<u8>],
     spec: &Spec,
+    on_accepted: Option<Arc<Wake>>,
     delivered: impl Fn() -> u64,
 ) -> Result<Figures, String> {
     let requests: Arc<Vec<Vec<u8>>> = Arc::new(requests.to_vec());
@@ -1084,6 +1130,7 @@ async fn timed(
     let mut workers = Vec::with_capacity(spec.concurrency);
     for worker in 0..spec.concurrency {
         let (requests, next) = (Arc::clone(&requests), Arc::clone(&next));
+        let on_accepted = on_accepted.clone();
         let take = move || {
             let i = next.fetch_add(1, Ordering::Relaxed);
             (i < requests.len() && Instant::now() < deadline).then(|| requests[i].clone())
@@ -1092,7 +1139,10 @@ async fn timed(
             Target::Sqlite(direct) => {
                 let direct = Arc::clone(direct);
                 tokio::task::spawn_blocking(move || {
-                    let mut tally = Tally::default();
+                    let mut tally = Tally {
+                        on_accepted,
+                        ..Tally::default()
+                    };
                     while let Some(body) = take() {
                         tally.send_blocking(|| direct.call(worker, "/group_operation", &body));
                     }
@@ -1102,7 +1152,10 @@ async fn timed(
             _ => {
                 let target = Arc::clone(target);
                 tokio::spawn(async move {
-                    let mut tally = Tally::default();
+                    let mut tally = Tally {
+                        on_accepted,
+                        ..Tally::default()
+                    };
                     while let Some(body) = take() {
                         tally
                             .send(|| target.call(worker, "/group_operation", body.clone()))
