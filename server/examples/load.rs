@@ -12,11 +12,9 @@
 //!     --scenario small-groups --groups 100 --members 3 --requests 2000 --max-duration 60
 //! ```
 
-#[allow(dead_code, unreachable_pub)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-#[allow(dead_code, unreachable_pub)]
 #[path = "../tests/support/load.rs"]
 mod load;
 

@@ -4,7 +4,6 @@
 
 mod support;
 
-#[allow(dead_code)]
 #[path = "support/load.rs"]
 mod load;
 

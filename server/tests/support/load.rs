@@ -24,7 +24,8 @@
 //! the same database. How long it took until every accepted message was delivered is
 //! reported beside it ("all delivered after", from the start of the timed phase).
 
-#![allow(unreachable_pub)]
+// Each includer (the example, the test) uses part of it.
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
