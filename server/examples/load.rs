@@ -5,7 +5,7 @@
 //! requests in flight on kept-alive connections, waits until the relay delivered them, and
 //! then does the same straight into the router (no HTTP, no TLS) on a fresh database of the
 //! same kind, so that one run gives the server/direct ratio. See BENCHMARKS.md, "Server under
-//! load (issue 13)", for figures, and `tests/support/load.rs` for what is measured.
+//! load (issue 13)", for figures, and `tests/support/load/mod.rs` for what is measured.
 //!
 //! ```sh
 //! cargo run --release -p mimi-ds-server --example load -- \
@@ -15,7 +15,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-#[path = "../tests/support/load.rs"]
+#[path = "../tests/support/load/mod.rs"]
 mod load;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 mod support;
 
-#[path = "support/load.rs"]
+#[path = "support/load/mod.rs"]
 mod load;
 
 use std::time::Duration;
