@@ -26,6 +26,10 @@
 //!   same transaction; the [relay](RelayStats) delivers it to each provider's QS with retries,
 //!   so a request is answered as soon as its write is durable, and a restart delivers what
 //!   was left.
+//! * **Load**: `cargo run --release -p mimi-ds-server --example load -- --help` is a bounded
+//!   load generator: real openmls clients, kept-alive HTTPS to a server in the same process,
+//!   and the same requests straight into the router for comparison (BENCHMARKS.md, "Server
+//!   under load").
 //!
 //! ```no_run
 //! # async fn run(config: mimi_ds_server::ServerConfig) -> Result<(), mimi_ds_server::StartError> {
