@@ -9,17 +9,20 @@
 //!   entries in outbox order over one connection. A destination already being served is
 //!   skipped by later rounds until its task ends, so a provider that is slow or down holds up
 //!   only its own deliveries; the request path never waits for the relay at all.
-//! * **Backoff.** When a delivery fails (no connection, TLS failure, timeout, an answer other
-//!   than 200 with a `QueueingServiceResponse`), that entry and every other due entry of the
-//!   destination are hidden until an exponentially growing, jittered delay has passed
-//!   ([`crate::RetryPolicy`]; an entry's `attempts` so counts the failures of its destination
-//!   while it waited). Every failure is retried: a delivery is never dropped because a peer
-//!   misbehaved for a while.
+//! * **Backoff, in order.** When a delivery fails (no connection, TLS failure, timeout, an
+//!   answer other than 200 with a `QueueingServiceResponse`), that entry is put off by an
+//!   exponentially growing, jittered delay ([`crate::RetryPolicy`]; its `attempts` count the
+//!   destination's failures since its last delivery). The outbox holds back every newer entry
+//!   of the destination while it waits
+//!   ([`DsOutbox::pending`](mimi_ds::storage::DsOutbox::pending)), also entries written
+//!   meanwhile and entries another replica reads, so a queue receives a group's messages in
+//!   the hub's `sequence_number` order (wire-format.md §6.5) and commits in epoch order. Every
+//!   failure is retried: a delivery is never dropped because a peer misbehaved for a while.
 //! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
 //!   destination's task hangs (up to the delivery timeout), its entries stay due and take
 //!   room in the batch; with a backlog of more than a batch for one hanging provider, other
-//!   providers' newer entries wait for that timeout once per backoff period. A per-destination
-//!   `pending` in the outbox contract would remove this.
+//!   providers' newer entries wait for that timeout once per backoff period. Once the
+//!   delivery failed, the destination's entries leave the batches until its retry.
 //! * **Destinations** are chosen by group members, so each passes
 //!   [`Fanout::check_destination`] against the peer directory (the only way one resolves)
 //!   before anything is looked up. A refused one is never called: its queues are reported to
@@ -206,24 +209,25 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
     while tasks.join_next().await.is_some() {}
 }
 
-/// Delivers one destination's due entries in order; at the first failure, this entry and the
-/// remaining ones are put off by the backoff.
+/// Delivers one destination's due entries in order; at the first failure, this entry is put
+/// off by the backoff, and the outbox holds the destination's newer entries back behind it.
 async fn deliver_destination<B: Backend>(
     shared: &Arc<Shared<B>>,
     destination: &str,
     entries: Vec<OutboxEntry>,
 ) {
     let mut connection: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
-    for (index, entry) in entries.iter().enumerate() {
+    for entry in &entries {
         let fanout = match entry.fanout() {
             Ok(fanout) => fanout,
             Err(corrupt) => {
-                // Never guess at a delivery: report it and look again only after the longest
-                // backoff (an operator may repair the row).
+                // Never guess at a delivery, and never skip one: report it and look again only
+                // after the longest backoff (an operator may repair or remove the row). The
+                // destination's newer entries wait behind it, as behind a failed delivery.
                 tracing::error!(error = %corrupt, "relay: corrupt outbox entry");
                 let later = now_ms().saturating_add(millis(shared.relay.retry.max_delay));
                 put_off(shared, vec![(entry.id, later)]).await;
-                continue;
+                return;
             }
         };
         let peers = &shared.peers;
@@ -253,17 +257,14 @@ async fn deliver_destination<B: Backend>(
             }
             Err(error) => {
                 shared.relay_stats.failed(destination);
-                let now = now_ms();
-                let delays = entries[index..]
-                    .iter()
-                    .map(|e| {
-                        let wait = shared.relay.retry.delay(e.attempts.saturating_add(1));
-                        (e.id, now.saturating_add(millis(wait)))
-                    })
-                    .collect();
+                let wait = shared.relay.retry.delay(entry.attempts.saturating_add(1));
                 tracing::warn!(%destination, %error, attempts = entry.attempts + 1, "relay: delivery failed; retrying later");
-                put_off(shared, delays).await;
-                put_off_rest_of(shared, destination).await;
+                // The rest of `entries` stays in the outbox, held back behind this one.
+                put_off(
+                    shared,
+                    vec![(entry.id, now_ms().saturating_add(millis(wait)))],
+                )
+                .await;
                 return;
             }
         }
@@ -359,39 +360,6 @@ async fn finish<B: Backend>(
             .rejected_queues
             .fetch_add(events, Ordering::Relaxed);
         shared.relay_wake.notify_one();
-    }
-}
-
-/// Pages through the outbox, putting off every other due entry of a destination that just
-/// failed, so that a backlog for a provider that is down does not fill the relay's batches
-/// and hide other providers' entries behind it. Bounded: at most `MAX_PAGES` pages.
-async fn put_off_rest_of<B: Backend>(shared: &Arc<Shared<B>>, destination: &str) {
-    const MAX_PAGES: usize = 64;
-    for _ in 0..MAX_PAGES {
-        let now = now_ms();
-        let page = match B::pending(shared, now, BATCH).await {
-            Ok(page) => page,
-            Err(error) => {
-                tracing::error!(%error, "relay: scheduling retries failed");
-                return;
-            }
-        };
-        let delays: Vec<(u64, u64)> = page
-            .iter()
-            .filter(|e| e.destination == destination)
-            .map(|entry| {
-                let wait = shared.relay.retry.delay(entry.attempts.saturating_add(1));
-                (entry.id, now.saturating_add(millis(wait)))
-            })
-            .collect();
-        let found = !delays.is_empty();
-        if let Err(error) = B::retry_later(shared, delays).await {
-            tracing::error!(%error, "relay: scheduling retries failed");
-            return;
-        }
-        if !found || page.len() < BATCH {
-            break;
-        }
     }
 }
 

@@ -275,3 +275,117 @@ async fn a_restarted_hub_delivers_what_its_outbox_held() {
     .await
     .expect("within the deadline");
 }
+
+/// A provider whose QS fails once receives a group's messages in the hub's order: the
+/// message whose delivery failed waits for its retry, and the messages accepted meanwhile wait
+/// behind it in the outbox (`DsOutbox::pending` keeps each destination's order), although the
+/// provider is back long before the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_failed_once_gets_the_messages_in_the_hubs_order() {
+    /// The first retry waits half the base delay (the tests' jitter is fixed at 0): long
+    /// enough to restart beta and have the next messages accepted before it.
+    const FIRST_RETRY: Duration = Duration::from_secs(3);
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let root = tempfile::tempdir().expect("tmp");
+        let net = Net {
+            pki: Pki::new(&[ALPHA, BETA]),
+        };
+        let (hub_address, beta_address) = (closed_address(), closed_address());
+        let beta = qs(&net, BETA, root.path(), beta_address, hub_address).await;
+        let mut alice = TestClient::new("alice", "phone", ALPHA);
+        let mut bob = TestClient::new("bob", "phone", BETA);
+        net.create_queue(&mut bob, beta_address).await;
+
+        let database = root.path().join("hub.sqlite3");
+        let mut hub_config = config(
+            &net.pki,
+            ALPHA,
+            true,
+            StorageChoice::Sqlite(database.clone()),
+            &state_dir(root.path(), "alpha"),
+            directory(&[(BETA, beta_address)]),
+        );
+        hub_config.listen = hub_address;
+        hub_config.retry.base_delay = FIRST_RETRY * 2;
+        hub_config.retry.max_delay = FIRST_RETRY * 2;
+        let hub = start(hub_config).await;
+        net.create_queue(&mut alice, hub_address).await;
+        net.create_group(&mut alice, &hub).await;
+        net.ds(
+            hub_address,
+            alice.add_request(vec![bob.key_package()], now_ms()),
+        )
+        .await;
+        alice.confirm_commit();
+        let received = net
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(10), is_welcome)
+            .await;
+        net.join(&mut bob, hub_address, &welcome(&received)).await;
+
+        // beta goes down; the delivery of the first message fails once.
+        beta.shutdown().await;
+        let stats = hub.relay_stats();
+        let texts: Vec<Vec<u8>> = (1..=4).map(|i| format!("m{i}").into_bytes()).collect();
+        let mut sequence_numbers = Vec::new();
+        let mut accept = |body: mimi_ds::wire::DsResponseBody| match body {
+            mimi_ds::wire::DsResponseBody::Accepted(accepted) => {
+                sequence_numbers.push(accepted.sequence_number)
+            }
+            other => panic!("refused: {other:?}"),
+        };
+        accept(
+            net.ds(hub_address, alice.message_request(&texts[0], now_ms()))
+                .await,
+        );
+        wait_for("a failed delivery to beta", Duration::from_secs(10), || {
+            stats.failed_attempts_to(BETA) >= 1
+        })
+        .await;
+        let failed_at = Instant::now();
+
+        // beta is back at once, and the next messages are accepted before the retry is due.
+        let beta = qs(&net, BETA, root.path(), beta_address, hub_address).await;
+        for text in &texts[1..] {
+            accept(
+                net.ds(hub_address, alice.message_request(text, now_ms()))
+                    .await,
+            );
+        }
+        assert!(
+            failed_at.elapsed() < FIRST_RETRY,
+            "the later messages were accepted only after the retry was due ({:?}): this run \
+             tested nothing",
+            failed_at.elapsed()
+        );
+
+        wait_for("the outbox drained", Duration::from_secs(20), || {
+            outbox_len(&database) == 0
+        })
+        .await;
+        let fetched = net
+            .try_fetch_raw(&mut bob, beta_address)
+            .await
+            .expect("fetch");
+        assert_eq!(
+            fetched
+                .iter()
+                .map(|m| m.sequence_number)
+                .collect::<Vec<_>>(),
+            sequence_numbers,
+            "bob's queue holds the messages in the hub's sequence order"
+        );
+        bob.inbox = fetched;
+        let expected: Vec<Received> = texts.into_iter().map(Received::Application).collect();
+        assert_eq!(bob.process_inbox(), expected);
+        assert_eq!(
+            stats.failed_attempts_to(BETA),
+            1,
+            "one failure; the held-back messages were not tried while beta was put off"
+        );
+
+        hub.shutdown().await;
+        beta.shutdown().await;
+    })
+    .await
+    .expect("within the deadline");
+}

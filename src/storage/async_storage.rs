@@ -58,7 +58,9 @@ pub trait AsyncDsStorage: Send {
 /// [`DsOutbox`](super::DsOutbox) for async backends: the same contract, with each method
 /// returning a future.
 pub trait AsyncDsOutbox: AsyncDsStorage {
-    /// Up to `limit` entries due at `now_ms`, oldest first. As [`DsOutbox::pending`].
+    /// Up to `limit` entries due at `now_ms`, oldest first, leaving out every entry that has
+    /// an older entry of the same destination not yet due. As [`DsOutbox::pending`] (see
+    /// [`DsOutbox`] on the order per destination).
     fn pending(
         &self,
         now_ms: u64,
@@ -70,8 +72,9 @@ pub trait AsyncDsOutbox: AsyncDsStorage {
     fn mark_delivered(&mut self, id: u64)
         -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Counts a failed attempt and hides the entry until `next_attempt_at_ms`; `Ok(false)` if
-    /// there was none. As [`DsOutbox::retry_later`].
+    /// Counts a failed attempt and hides the entry, and the newer entries of its destination,
+    /// until `next_attempt_at_ms`; `Ok(false)` if there was none. As
+    /// [`DsOutbox::retry_later`].
     fn retry_later(
         &mut self,
         id: u64,

@@ -1,7 +1,7 @@
 //! [`InMemoryStorage`]: the reference [`DsStorage`] backend, for tests, demos and as a model
 //! for real backends.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{
     DsOutbox, DsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite, ReplayMark,
@@ -242,10 +242,21 @@ impl DsStorage for InMemoryStorage {
 
 impl DsOutbox for InMemoryStorage {
     fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, Infallible> {
+        // In ID order, a put-off entry holds back every later entry of its destination.
+        let mut held_back: HashSet<&str> = HashSet::new();
         Ok(self
             .outbox
             .values()
-            .filter(|entry| entry.next_attempt_at_ms <= now_ms)
+            .filter(|entry| {
+                if held_back.contains(entry.destination.as_str()) {
+                    return false;
+                }
+                if entry.next_attempt_at_ms > now_ms {
+                    held_back.insert(entry.destination.as_str());
+                    return false;
+                }
+                true
+            })
             .take(limit)
             .cloned()
             .collect())

@@ -67,7 +67,10 @@
 //!   become visible later (a database sequence hands out IDs before commit), so a relay must not
 //!   treat the highest ID it saw as a watermark. [`DsOutbox::pending`] lists due entries oldest first,
 //!   [`DsOutbox::mark_delivered`] removes one, [`DsOutbox::retry_later`] counts an attempt and
-//!   sets the next attempt time. So a write that applied and then reported failure, or a process
+//!   sets the next attempt time. Per destination the order holds across retries:
+//!   `pending` leaves out every entry that has an older entry of its destination not yet due,
+//!   so fanouts written after a failed delivery never overtake the entry waiting for its
+//!   retry, whichever replica drains the outbox. So a write that applied and then reported failure, or a process
 //!   that stopped before delivering, loses no fanout: a relay drains the outbox, also from a
 //!   new process ([module `outbox`](outbox)). [`InMemoryStorage::with_outbox`] implements it (its
 //!   outbox is part of the compared state; [`InMemoryStorage::new`] keeps none, since nothing

@@ -19,7 +19,8 @@
 //!         Ok(fanout) if deliver(&fanout) => {
 //!             storage.mark_delivered(entry.id)?;
 //!         }
-//!         // Back off: the n-th retry waits 2^n seconds.
+//!         // Back off: the n-th retry waits 2^n seconds. The destination's newer entries
+//!         // wait behind this one (`pending` keeps each destination's order).
 //!         Ok(_) => {
 //!             storage.retry_later(entry.id, now_ms + (1_000 << entry.attempts.min(10)))?;
 //!         }
@@ -119,18 +120,28 @@ pub struct CorruptOutboxEntry {
 /// [`WriteSet::fanout`](super::WriteSet::fanout), in that order, **in the same atomic write**
 /// as the rest of the write set; a write that returns [`WriteOutcome::Conflict`](super::WriteOutcome::Conflict)
 /// or fails stores none.
+///
+/// **Order per destination.** [`DsOutbox::pending`] never hands out an entry while an older
+/// entry (lower [`OutboxEntry::id`]) of the same [`OutboxEntry::destination`] is put off (not
+/// yet due), whatever their groups. A relay that puts off the entry whose delivery failed
+/// ([`DsOutbox::retry_later`]) so holds back everything written for that destination after
+/// it, also entries written later and by other replicas on the same database, and delivers a
+/// destination's entries in ID order: a group's messages reach each queue in the hub's
+/// `sequence_number` order (wire-format.md §6.5), and MLS commits arrive in epoch order.
 pub trait DsOutbox: DsStorage {
     /// Up to `limit` entries due at `now_ms` (`next_attempt_at_ms <= now_ms`), oldest
-    /// (lowest [`OutboxEntry::id`]) first.
+    /// (lowest [`OutboxEntry::id`]) first, leaving out every entry that has an older entry of
+    /// the same destination not yet due (see the trait documentation). Entries left out do
+    /// not count against `limit`.
     fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, Self::Error>;
 
     /// Removes a delivered entry. `Ok(false)` if there was none with this ID (already marked
     /// by another relay, say).
     fn mark_delivered(&mut self, id: u64) -> Result<bool, Self::Error>;
 
-    /// Counts a failed attempt ([`OutboxEntry::attempts`] + 1) and hides the entry from
-    /// [`DsOutbox::pending`] until `next_attempt_at_ms`. `Ok(false)` if there was no entry
-    /// with this ID.
+    /// Counts a failed attempt ([`OutboxEntry::attempts`] + 1) and hides the entry, and every
+    /// newer entry of its destination, from [`DsOutbox::pending`] until `next_attempt_at_ms`.
+    /// `Ok(false)` if there was no entry with this ID.
     fn retry_later(&mut self, id: u64, next_attempt_at_ms: u64) -> Result<bool, Self::Error>;
 }
 

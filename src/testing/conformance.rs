@@ -30,6 +30,9 @@
 //! - [`outbox_entries`]: one entry per fanout of an applied write, in order, none for a
 //!   conflicted write; `pending` (due, oldest first, limit), `retry_later`, `mark_delivered`;
 //!   unique, increasing IDs that are never reused;
+//! - [`outbox_order_per_destination`]: `pending` holds an entry back while an older entry of
+//!   its destination is put off (any group), so a destination's entries leave in ID order
+//!   also after a failed delivery; held-back entries do not count against the limit;
 //! - [`racing_handles`]: two handles on two threads write the same version, or the same replay
 //!   key: exactly one `Applied`;
 //! - [`racing_commits`]: real commits of two members in one epoch on two handles, interleaved
@@ -60,7 +63,9 @@ pub use guard::{
     guard_and_atomicity, keyed_records, replay_mark_only, replay_marks_and_expiry_boundary,
     reservation_expiry,
 };
-pub use outbox::{attacker_sized_records, outbox_entries, racing_handles};
+pub use outbox::{
+    attacker_sized_records, outbox_entries, outbox_order_per_destination, racing_handles,
+};
 pub use racing::racing_commits;
 pub use shared::SharedInMemoryStorage;
 
@@ -86,6 +91,7 @@ where
     reservation_expiry(&new_database());
     keyed_records(&new_database());
     outbox_entries(&new_database());
+    outbox_order_per_destination(&new_database());
     racing_handles(&new_database());
     racing_commits(&new_database());
     attacker_sized_records(&new_database());
@@ -99,8 +105,9 @@ macro_rules! ds_storage_conformance_tests {
     ($new_database:expr) => {
         $crate::ds_storage_conformance_tests!(@tests $new_database;
             guard_and_atomicity, replay_mark_only, replay_marks_and_expiry_boundary,
-            reservation_expiry, keyed_records, outbox_entries, racing_handles, racing_commits,
-            attacker_sized_records, end_to_end_with_real_clients);
+            reservation_expiry, keyed_records, outbox_entries, outbox_order_per_destination,
+            racing_handles, racing_commits, attacker_sized_records,
+            end_to_end_with_real_clients);
     };
     (@tests $new_database:expr; $($check:ident),*) => {
         $(

@@ -546,8 +546,9 @@ fn outbox_entry(row: &Row) -> Result<OutboxEntry, Error> {
     })
 }
 
-/// Up to `limit` outbox entries due at `now_ms`, oldest first. [`AsyncDsOutbox::pending`] on
-/// any connection or transaction.
+/// Up to `limit` outbox entries due at `now_ms`, oldest first, leaving out each entry that has
+/// an older entry of its destination not yet due. [`AsyncDsOutbox::pending`] on any connection
+/// or transaction.
 pub async fn pending<G: GenericClient + Sync>(
     client: &G,
     now_ms: u64,
@@ -555,9 +556,19 @@ pub async fn pending<G: GenericClient + Sync>(
 ) -> Result<Vec<OutboxEntry>, Error> {
     let rows = client
         .query_typed(
+            // One statement, so one snapshot: an entry waits while an older entry of its
+            // destination is put off (the DsOutbox contract), whichever replica put it off;
+            // the probe reads mimi_ds_outbox_destination_due.
             "SELECT id, group_id, destination, request, created_at_ms, attempts,
                     next_attempt_at_ms
-             FROM mimi_ds_outbox WHERE next_attempt_at_ms <= $1 ORDER BY id LIMIT $2",
+             FROM mimi_ds_outbox AS o
+             WHERE next_attempt_at_ms <= $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM mimi_ds_outbox AS older
+                   WHERE older.destination = o.destination
+                     AND older.next_attempt_at_ms > $1
+                     AND older.id < o.id)
+             ORDER BY id LIMIT $2",
             &[
                 (&sql_u64(now_ms), Type::INT8),
                 (&i64::try_from(limit).unwrap_or(i64::MAX), Type::INT8),

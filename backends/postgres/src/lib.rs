@@ -75,7 +75,10 @@
 //! * **The outbox** gets one row per fanout in the same transaction. Its IDs come from an
 //!   identity column (a sequence): unique, increasing in the order a transaction stores them,
 //!   never reused. Across concurrent transactions an entry with a smaller ID may commit later;
-//!   [`pending`](mimi_ds::storage::AsyncDsOutbox::pending) lists whatever is committed and due.
+//!   [`pending`](mimi_ds::storage::AsyncDsOutbox::pending) lists whatever is committed and due,
+//!   leaving out an entry while an older entry of its destination is put off: one statement
+//!   with a `NOT EXISTS` probe on the index `(destination, next_attempt_at_ms, id)` (schema
+//!   version 2), so the order holds whichever replica put the older entry off.
 //! * **Reads** are single statements, so each sees one snapshot.
 //! * **Attacker-chosen IDs.** Group IDs, replay keys, queue IDs, owner keys and mark hashes
 //!   are indexed by their SHA-256 (computed by the server, `sha256($1)`), never by the bytes

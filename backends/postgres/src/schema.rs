@@ -8,7 +8,10 @@ use tokio_postgres::Client;
 use crate::Error;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_outbox_order.sql"),
+];
 
 /// The schema version this crate creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -401,9 +401,18 @@ impl<C: Borrow<Connection>> DsOutbox for SqliteDsStorage<C> {
     fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxEntry>, Error> {
         let connection = self.connection();
         let mut statement = connection.prepare_cached(
+            // An entry waits while an older entry of its destination is put off (the
+            // DsOutbox contract), found through mimi_ds_outbox_destination_due.
             "SELECT id, group_id, destination, request, created_at_ms, attempts,
                     next_attempt_at_ms
-             FROM mimi_ds_outbox WHERE next_attempt_at_ms <= ?1 ORDER BY id LIMIT ?2",
+             FROM mimi_ds_outbox AS o
+             WHERE next_attempt_at_ms <= ?1
+               AND NOT EXISTS (
+                   SELECT 1 FROM mimi_ds_outbox AS older
+                   WHERE older.destination = o.destination
+                     AND older.next_attempt_at_ms > ?1
+                     AND older.id < o.id)
+             ORDER BY id LIMIT ?2",
         )?;
         let mut rows = statement.query(params![
             sql_u64(now_ms),

@@ -35,7 +35,9 @@
 //! * **Expiry in the write.** Expired replay marks, reservation-only groups and QS delivery
 //!   marks are deleted by the write transaction, through indexes on their expiry. No background
 //!   thread is needed.
-//! * **The outbox** gets one row per fanout in the same transaction.
+//! * **The outbox** gets one row per fanout in the same transaction. `pending` leaves out an
+//!   entry while an older entry of its destination is put off, one `NOT EXISTS` probe per
+//!   candidate through the index on `(destination, next_attempt_at_ms)` (schema version 2).
 //! * **Reads** are single statements, so each sees one snapshot.
 //! * **Faults.** A database error is an [`Error::Sqlite`] and the transaction is rolled back:
 //!   nothing partial is ever committed. A stored row that does not decode is an

@@ -8,7 +8,10 @@ use rusqlite::Connection;
 use crate::{Error, WriteTx};
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_outbox_order.sql"),
+];
 
 /// The schema version this crate creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -73,5 +76,40 @@ mod tests {
         ));
         // The failed migration left no transaction open.
         assert!(connection.is_autocommit());
+    }
+
+    /// A database made by schema version 1 gets version 2's outbox index, and keeps its rows.
+    #[test]
+    fn a_version_1_database_is_upgraded() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE mimi_ds_sqlite_schema (version INTEGER NOT NULL PRIMARY KEY);
+                 INSERT INTO mimi_ds_sqlite_schema (version) VALUES (1);
+                 INSERT INTO mimi_ds_outbox
+                     (group_id, destination, request, created_at_ms, next_attempt_at_ms)
+                     VALUES (x'01', 'a.example', x'02', 5, 5);",
+            )
+            .unwrap();
+        migrate(&connection).unwrap();
+        let indexes: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_master
+                 WHERE type = 'index' AND name = 'mimi_ds_outbox_destination_due'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 1);
+        let (version, rows): (i64, i64) = connection
+            .query_row(
+                "SELECT (SELECT max(version) FROM mimi_ds_sqlite_schema),
+                        (SELECT count(*) FROM mimi_ds_outbox)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, rows), (2, 1));
     }
 }

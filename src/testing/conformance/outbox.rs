@@ -154,6 +154,86 @@ pub fn outbox_entries<S: DsStorage + DsOutbox>(open: &(impl Fn() -> S + Sync)) {
     );
 }
 
+/// Per destination, the outbox hands entries out in ID order also after a failed delivery:
+/// [`DsOutbox::pending`] skips an entry while an older entry (lower ID) of the same
+/// destination is put off, whatever the group, so that fanouts written after a failure cannot
+/// overtake the entries waiting for their retry. Read through a second handle, as another
+/// replica on the same database would.
+pub fn outbox_order_per_destination<S: DsStorage + DsOutbox>(open: &(impl Fn() -> S + Sync)) {
+    let mut storage = open();
+    let relay = open();
+    let message = sample_message();
+    let ids = |entries: Vec<crate::storage::OutboxEntry>| -> Vec<u64> {
+        entries.iter().map(|e| e.id).collect()
+    };
+    let pending = |now: u64, limit: usize| ids(ok(relay.pending(now, limit), "pending"));
+    let (g, h): (&[u8], &[u8]) = (b"group", b"other group");
+
+    let mut first = write_set(
+        g,
+        VersionGuard::Absent,
+        vec![RecordWrite::Put(RecordKind::Roster, vec![1])],
+    );
+    first.fanout = vec![
+        fanout(g, "d.example", 0, &message),
+        fanout(g, "d.example", 1, &message),
+        fanout(g, "e.example", 1, &message),
+    ];
+    expect(&mut storage, &first, WriteOutcome::Applied, "three fanouts");
+    let stored = pending(NOW, 10);
+    let [d1, d2, e1] = stored[..] else {
+        panic!("one entry per fanout: {stored:?}");
+    };
+
+    // The first delivery to d.example failed.
+    assert!(ok(storage.retry_later(d1, NOW + 100), "retry_later"));
+    assert_eq!(
+        pending(NOW, 10),
+        [e1],
+        "an entry behind a put-off entry of its destination waits; other destinations do not"
+    );
+    assert_eq!(
+        pending(NOW, 1),
+        [e1],
+        "entries held back do not count against the limit"
+    );
+    // A later write for another group, to the same destination, waits behind it too.
+    let mut later = write_set(
+        h,
+        VersionGuard::Absent,
+        vec![RecordWrite::Put(RecordKind::Roster, vec![2])],
+    );
+    later.fanout = vec![fanout(h, "d.example", 0, &message)];
+    expect(
+        &mut storage,
+        &later,
+        WriteOutcome::Applied,
+        "a later fanout",
+    );
+    let all = pending(u64::MAX, usize::MAX);
+    let d3 = *all.last().expect("the later entry");
+    assert_eq!(all, [d1, d2, e1, d3]);
+    assert_eq!(pending(NOW, 10), [e1], "the new entry does not overtake");
+    assert_eq!(
+        pending(NOW + 100, 10),
+        [d1, d2, e1, d3],
+        "once due, the put-off entry comes first, then the rest in order"
+    );
+
+    // Only older entries hold an entry back: a put-off newer one does not hide older ones.
+    assert!(ok(storage.retry_later(d2, NOW + 300), "retry_later"));
+    assert_eq!(pending(NOW + 100, 10), [d1, e1]);
+    assert!(ok(storage.mark_delivered(d1), "mark_delivered"));
+    assert_eq!(pending(NOW + 100, 10), [e1]);
+    assert_eq!(pending(NOW + 300, 10), [d2, e1, d3]);
+    assert!(ok(storage.mark_delivered(d2), "mark_delivered"));
+    assert_eq!(
+        pending(NOW + 100, 10),
+        [e1, d3],
+        "a delivered entry holds nothing back"
+    );
+}
+
 /// Two handles on two threads write the same version of one group, then the same replay key:
 /// exactly one write applies each time.
 pub fn racing_handles<S: DsStorage + DsOutbox>(open: &(impl Fn() -> S + Sync)) {
