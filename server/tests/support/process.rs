@@ -147,7 +147,11 @@ impl ServerProcess {
     }
 
     async fn try_spawn(&mut self) -> Result<SocketAddr, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mimi-ds-server"))
+        // Cargo names the binary to integration tests only; the examples that share this
+        // support module (the load generator) never start processes.
+        let binary = option_env!("CARGO_BIN_EXE_mimi-ds-server")
+            .ok_or("the mimi-ds-server binary is known to integration tests only")?;
+        let mut child = Command::new(binary)
             .args(self.flags.args(self.addr))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
