@@ -16,7 +16,7 @@ use mimi_ds::wire::{decode_exact, DsResponse, DsResponseBody, ErrorCode};
 use mimi_ds_server::{RunningServer, StorageChoice};
 use rustls::pki_types::ServerName;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
@@ -60,34 +60,6 @@ async fn try_tls(net: &Net, hub: &RunningServer) -> Result<Tls, String> {
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .unwrap_or_else(|_| Err("no TLS handshake within 5 s".into()))
-}
-
-/// Reads one HTTP/1.1 response with a `Content-Length` body (within 5 s).
-async fn read_response(stream: &mut Tls) -> (u16, Vec<u8>) {
-    let mut data = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("a Content-Length");
-            if data.len() >= end + 4 + length {
-                let status = head[9..12].parse().expect("status");
-                return (status, data[end + 4..end + 4 + length].to_vec());
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, stream.read(&mut buffer))
-            .await
-            .expect("an answer within 5 s")
-            .expect("read");
-        assert!(n > 0, "closed before a whole answer: {data:?}");
-        data.extend_from_slice(&buffer[..n]);
-    }
 }
 
 /// Sends `POST /group_operation` with these header lines (each ending in CRLF) and body on

@@ -494,3 +494,32 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body (within 5 s), for the tests that
+/// write raw bytes on purpose (malformed, slow or misrouted requests).
+pub async fn read_response(stream: &mut (impl tokio::io::AsyncReadExt + Unpin)) -> (u16, Vec<u8>) {
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Content-Length");
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status");
+                return (status, data[end + 4..end + 4 + length].to_vec());
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut buffer))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed before a whole answer: {data:?}");
+        data.extend_from_slice(&buffer[..n]);
+    }
+}
