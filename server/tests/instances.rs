@@ -79,28 +79,12 @@ async fn two_hub_processes_on_one_postgresql_database_serve_racing_clients() {
     let root = tempfile::tempdir().expect("tmp");
     let url = support::postgres::fresh_database().await;
     let pki = Pki::new(&[ALPHA, BETA]);
-    let beta_flags = ServerFlags::new(
-        &pki,
-        &root.path().join("beta"),
-        BETA,
-        false,
-        format!("sqlite:{}", root.path().join("beta.sqlite3").display()),
-        &root.path().join("beta-state"),
-        &[(ALPHA, closed_address())],
-    );
+    let beta_flags = ServerFlags::beta_queueing_service(&pki, root.path());
     let beta = ServerProcess::start("beta", beta_flags).await;
     // One state folder for both instances, and both started at once: one creates the hub's
     // key, the QS's queue key and the tables, the other waits for the tables and reads the
     // keys.
-    let alpha_flags = ServerFlags::new(
-        &pki,
-        &root.path().join("alpha"),
-        ALPHA,
-        true,
-        url.clone(),
-        &root.path().join("alpha-state"),
-        &[(BETA, beta.addr)],
-    );
+    let alpha_flags = ServerFlags::alpha_hub(&pki, root.path(), url.clone(), &[(BETA, beta.addr)]);
     let (alpha_1, alpha_2) = tokio::join!(
         ServerProcess::start("alpha-1", alpha_flags.clone()),
         ServerProcess::start("alpha-2", alpha_flags)
@@ -312,13 +296,10 @@ async fn two_hubs_started_at_once_on_an_empty_state_folder_are_one_hub() {
     let mut pki = Pki::new(&[ALPHA]);
     for attempt in 0..6 {
         let root = tempfile::tempdir().expect("tmp");
-        let flags = ServerFlags::new(
+        let flags = ServerFlags::alpha_hub(
             &pki,
-            &root.path().join("alpha"),
-            ALPHA,
-            true,
+            root.path(),
             format!("sqlite:{}", root.path().join("hub.sqlite3").display()),
-            &root.path().join("alpha-state"),
             &[],
         );
         let (one, two) = tokio::join!(

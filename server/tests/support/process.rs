@@ -21,7 +21,7 @@ use mimi_ds::wire::{
 use openmls::prelude::{BasicCredential, ExternalSender, SignaturePublicKey};
 use rustls::pki_types::ServerName;
 
-use super::{post, Net, Pki};
+use super::{closed_address, post, Net, Pki, ALPHA, BETA};
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +68,39 @@ impl ServerFlags {
             pem,
             peers: peer_file,
         }
+    }
+
+    /// beta.example's Queueing Service alone, on a SQLite file in `root` (alpha's address
+    /// is not known yet: it is started after beta, so beta's directory names a closed port).
+    pub fn beta_queueing_service(pki: &Pki, root: &Path) -> Self {
+        Self::new(
+            pki,
+            &root.join("beta"),
+            BETA,
+            false,
+            format!("sqlite:{}", root.join("beta.sqlite3").display()),
+            &root.join("beta-state"),
+            &[(ALPHA, closed_address())],
+        )
+    }
+
+    /// alpha.example's hub and Queueing Service on `storage`, with its state folder in `root`
+    /// (shared by every instance made from these flags) and `peers` as its directory.
+    pub fn alpha_hub(
+        pki: &Pki,
+        root: &Path,
+        storage: String,
+        peers: &[(&str, SocketAddr)],
+    ) -> Self {
+        Self::new(
+            pki,
+            &root.join("alpha"),
+            ALPHA,
+            true,
+            storage,
+            &root.join("alpha-state"),
+            peers,
+        )
     }
 
     fn args(&self, listen: SocketAddr) -> Vec<String> {
