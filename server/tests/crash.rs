@@ -47,6 +47,10 @@ const LOSE_ANSWER_EVERY: usize = 8;
 /// A kill fires this long (at most) after its request was sent: debug builds take a few to
 /// tens of milliseconds per request, so kills land before, during and after the write.
 const KILL_WITHIN_MS: u64 = 40;
+/// A hub kill is scheduled at the latest after this many armed requests to the hub without
+/// one: chance alone gives fewer than 3 kills in about one run of twenty, and the run then
+/// tests little (the check after the stream asks for 3).
+const HUB_KILL_AT_LEAST_EVERY: u32 = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_killed_at_random_points_loses_nothing_on_sqlite() {
@@ -95,6 +99,8 @@ struct Crashing {
     /// The scheduled kill, if one has not fired yet.
     pending_kill: RefCell<Option<tokio::task::JoinHandle<()>>>,
     kills: Cell<[u32; 2]>,
+    /// Armed requests to the hub since its last scheduled kill.
+    hub_requests_since_kill: Cell<u32>,
     lost_answers: Cell<u32>,
 }
 
@@ -127,14 +133,27 @@ impl Crashing {
         } else {
             QS_KILL_CHANCE
         };
-        if !self.armed.get() || !self.rng.chance(chance) {
+        if !self.armed.get() {
+            return;
+        }
+        let which = usize::from(domain != ALPHA);
+        let overdue = which == 0 && {
+            let since = self.hub_requests_since_kill.get() + 1;
+            self.hub_requests_since_kill.set(since);
+            since >= HUB_KILL_AT_LEAST_EVERY
+        };
+        // The draw is made in every case, so that a seed's later choices do not depend on
+        // whether this kill was overdue.
+        if !self.rng.chance(chance) && !overdue {
             return;
         }
         let mut pending = self.pending_kill.borrow_mut();
         if pending.as_ref().is_some_and(|k| !k.is_finished()) {
             return;
         }
-        let which = usize::from(domain != ALPHA);
+        if which == 0 {
+            self.hub_requests_since_kill.set(0);
+        }
         let mut kills = self.kills.get();
         kills[which] += 1;
         self.kills.set(kills);
@@ -207,25 +226,10 @@ async fn run(root: &tempfile::TempDir, hub_storage: String) {
     eprintln!("crash test seed: {seed} (MIMI_DS_CRASH_SEED={seed} repeats the kill choices)");
 
     let pki = Pki::new(&[ALPHA, BETA]);
-    let beta_flags = ServerFlags::new(
-        &pki,
-        &root.path().join("beta"),
-        BETA,
-        false,
-        format!("sqlite:{}", root.path().join("beta.sqlite3").display()),
-        &root.path().join("beta-state"),
-        &[(ALPHA, closed_address())],
-    );
+    let beta_flags = ServerFlags::beta_queueing_service(&pki, root.path());
     let beta = ServerProcess::start("beta", beta_flags).await;
-    let hub_flags = ServerFlags::new(
-        &pki,
-        &root.path().join("alpha"),
-        ALPHA,
-        true,
-        hub_storage.clone(),
-        &root.path().join("alpha-state"),
-        &[(BETA, beta.addr)],
-    );
+    let hub_flags =
+        ServerFlags::alpha_hub(&pki, root.path(), hub_storage.clone(), &[(BETA, beta.addr)]);
     let hub = ServerProcess::start("alpha", hub_flags).await;
     let net = Arc::new(Net { pki });
     let external_sender = net.hub_external_sender(ALPHA, hub.addr).await;
@@ -237,6 +241,7 @@ async fn run(root: &tempfile::TempDir, hub_storage: String) {
         armed: Cell::new(false),
         pending_kill: RefCell::new(None),
         kills: Cell::new([0, 0]),
+        hub_requests_since_kill: Cell::new(0),
         lost_answers: Cell::new(0),
     };
 
