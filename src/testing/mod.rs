@@ -17,6 +17,7 @@
 
 mod checks;
 mod client;
+pub mod connection;
 pub mod conformance;
 pub mod driver;
 mod ds;

@@ -32,6 +32,7 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
+use crate::connection::{ConnectionProvider, ConnectionStore};
 use crate::qs::{AsyncQsStorage, QsOutcome, QsStats, QsStatus, QsStorage, QueueingService};
 use crate::storage::{AsyncDsStorage, DsStorage};
 use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
@@ -314,6 +315,49 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         }
     }
 
+    /// Routes `POST /connection_request` (wire-format.md §14.3.3) to `connections`, a
+    /// [`ConnectionProvider`] over `store`, after the same HTTP checks as [`Router::handle`]
+    /// (method, `Host`, size, content type) and the same mutual-TLS requirement as
+    /// `/deliver_message`. Any other path is answered 404; [`Router::handle`] answers 501 at
+    /// `/connection_request`, so a server serving connections sends that path here.
+    pub fn handle_connection_request<K: ConnectionStore>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        connections: &ConnectionProvider<C>,
+        store: &mut K,
+    ) -> Result<Routed, ProcessError<K::Error>> {
+        let endpoint = Endpoint::ConnectionRequest;
+        if Endpoint::from_path(request.path) != Some(endpoint) {
+            return Ok(refused(
+                Endpoint::from_path(request.path),
+                ErrorCode::UnsupportedOperation,
+                404,
+                "not /connection_request",
+            ));
+        }
+        if let Err(response) = self.check_http(endpoint, request) {
+            return Ok(Routed {
+                response,
+                endpoint: Some(endpoint),
+                fanout: Vec::new(),
+                enqueued: Vec::new(),
+                call: None,
+            });
+        }
+        if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::AuthenticationFailed,
+                403,
+                "deliveries need a provider authenticated by mutual TLS",
+            ));
+        }
+        connections
+            .deliver(now, request.body, request.authenticated_peer, store)
+            .map(|outcome| qs_routed(endpoint, outcome))
+    }
+
     /// Everything [`Router::handle`] and [`Router::handle_async`] decide before the DS or QS
     /// runs: the endpoint, the HTTP-level checks, and which service call the request becomes.
     /// The one routing path both share; only the call itself differs between them.
@@ -453,6 +497,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 ErrorCode::AuthenticationFailed,
                 403,
                 "deliveries need a provider authenticated by mutual TLS",
+            ));
+        }
+        if endpoint == Endpoint::ConnectionRequest {
+            // Its body is a ConnectionRequestDelivery for the connection inboxes, not a QS
+            // delivery (wire-format.md §14.3.3).
+            return Dispatch::Answered(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                501,
+                "connection requests are served by Router::handle_connection_request",
             ));
         }
         Dispatch::QsDelivery {
