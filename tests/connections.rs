@@ -46,8 +46,8 @@ fn random(n: usize) -> Vec<u8> {
 impl Provider {
     fn new(domain: &'static str, hub: Option<&str>) -> Self {
         let qs = TestQs::new(domain);
-        let mut router = Router::new(TransportConfig::new(domain, hub.map(str::to_string)))
-            .with_qs(qs.qs);
+        let mut router =
+            Router::new(TransportConfig::new(domain, hub.map(str::to_string))).with_qs(qs.qs);
         let mut external_sender = None;
         let mut ds_storage = InMemoryStorage::new();
         if let Some(hub) = hub {
@@ -109,7 +109,10 @@ impl Provider {
     }
 
     fn connect(&mut self, client: &mut TestClient) {
-        let routed = self.post("/queue_operation", &client.create_queue_request(self.now_ms));
+        let routed = self.post(
+            "/queue_operation",
+            &client.create_queue_request(self.now_ms),
+        );
         assert_eq!(routed.response.status, 200);
         client.use_queue(&routed.response.body, HUB);
     }
@@ -283,7 +286,10 @@ fn two_users_on_two_providers_connect_and_the_providers_see_only_ciphertext() {
         bundle.connection_establishment_key,
         again.connection_establishment_key
     );
-    assert_ne!(bundle.inbox, again.inbox, "the inbox address is sealed afresh");
+    assert_ne!(
+        bundle.inbox, again.inbox,
+        "the inbox address is sealed afresh"
+    );
 
     // 3. Alice creates the connection room at her provider's hub, with a pseudonymous client.
     let mut alice_room = pseudonymous_client(ALPHA);
@@ -294,13 +300,17 @@ fn two_users_on_two_providers_connect_and_the_providers_see_only_ciphertext() {
         auth: DsAuthData::Unauthenticated,
     })
     .unwrap();
-    let DsResponseBody::GroupId(room_id) = ds_body(&alpha.post("/group_operation", &request_group_id))
+    let DsResponseBody::GroupId(room_id) =
+        ds_body(&alpha.post("/group_operation", &request_group_id))
     else {
         panic!("no group ID")
     };
     let room_id = room_id.as_slice().to_vec();
     alice_room.create_group(&room_id, alpha.external_sender.as_ref().unwrap());
-    let routed = alpha.post("/group_operation", &alice_room.create_group_request(alpha.now_ms));
+    let routed = alpha.post(
+        "/group_operation",
+        &alice_room.create_group_request(alpha.now_ms),
+    );
     assert_eq!(routed.response.status, 200);
 
     // 4.-5. Alice seals her request to Bob's key; her provider relays it to beta.
@@ -326,13 +336,27 @@ fn two_users_on_two_providers_connect_and_the_providers_see_only_ciphertext() {
     let opened = responder.open(&crypto, BETA, &stored[0]).unwrap();
     let request = &opened.request;
     assert_eq!(request.requester_client_credential, alice.credential);
-    assert_eq!(request.requester_signature_key.as_slice(), alice.signature_key());
+    assert_eq!(
+        request.requester_signature_key.as_slice(),
+        alice.signature_key()
+    );
     assert_eq!(request.connection_room_id.as_slice(), room_id);
-    assert_eq!(request.requester_connection_key.as_slice(), alice.connection_key);
-    assert_eq!(request.requester_connection_token.as_slice(), alice.connection_token);
+    assert_eq!(
+        request.requester_connection_key.as_slice(),
+        alice.connection_key
+    );
+    assert_eq!(
+        request.requester_connection_token.as_slice(),
+        alice.connection_token
+    );
     let now = beta.now();
     beta.connections
-        .acknowledge(now, &mut beta.conn_store, b"bob", stored[0].sequence_number + 1)
+        .acknowledge(
+            now,
+            &mut beta.conn_store,
+            b"bob",
+            stored[0].sequence_number + 1,
+        )
         .unwrap();
 
     // 7. Bob accepts: his pseudonymous client external-commits into the room, the sealed
@@ -370,12 +394,24 @@ fn two_users_on_two_providers_connect_and_the_providers_see_only_ciphertext() {
     assert_eq!(received_aad, aad);
     let response = pending.open_response(&crypto, &received_aad).unwrap();
     assert_eq!(response.responder_client_credential, bob.credential);
-    assert_eq!(response.responder_signature_key.as_slice(), bob_signature_key);
-    assert_eq!(response.responder_connection_key.as_slice(), bob.connection_key);
-    assert_eq!(response.responder_connection_token.as_slice(), bob.connection_token);
+    assert_eq!(
+        response.responder_signature_key.as_slice(),
+        bob_signature_key
+    );
+    assert_eq!(
+        response.responder_connection_key.as_slice(),
+        bob.connection_key
+    );
+    assert_eq!(
+        response.responder_connection_token.as_slice(),
+        bob.connection_token
+    );
     // Both hold each other's connection keys; the room works.
     assert_eq!(alice_room.epoch(), bob_room.epoch());
-    let routed = alpha.post("/group_operation", &bob_room.message_request(b"hi", alpha.now_ms));
+    let routed = alpha.post(
+        "/group_operation",
+        &bob_room.message_request(b"hi", alpha.now_ms),
+    );
     assert_eq!(routed.response.status, 200);
     deliver_fanout(&routed, &mut alpha, &mut beta);
     let messages = alpha.fetch(&mut alice_room);
@@ -478,7 +514,12 @@ fn an_inbox_address_that_does_not_open_here_is_unknown() {
     let mut elsewhere = s.delivery.clone();
     elsewhere.inbox = fetch(&gamma, b"carol").inbox;
     let reason = QsRejectReason::Connection(ConnectionRefusal::UnknownInbox);
-    refuse(&mut s.beta, &encode(&elsewhere).unwrap(), Some(ALPHA), reason.clone());
+    refuse(
+        &mut s.beta,
+        &encode(&elsewhere).unwrap(),
+        Some(ALPHA),
+        reason.clone(),
+    );
     // Altered.
     let mut altered = s.delivery.clone();
     let mut ciphertext = altered.inbox.ciphertext.as_slice().to_vec();
@@ -493,7 +534,12 @@ fn a_sealed_request_of_the_wrong_shape_is_malformed() {
     let reason = QsRejectReason::Connection(ConnectionRefusal::MalformedSealedRequest);
     let mut short_kem = s.delivery.clone();
     short_kem.sealed_request.kem_output = vec![7; 31].into();
-    refuse(&mut s.beta, &encode(&short_kem).unwrap(), Some(ALPHA), reason.clone());
+    refuse(
+        &mut s.beta,
+        &encode(&short_kem).unwrap(),
+        Some(ALPHA),
+        reason.clone(),
+    );
     let mut no_tag = s.delivery.clone();
     no_tag.sealed_request.ciphertext = vec![7; 15].into();
     refuse(&mut s.beta, &encode(&no_tag).unwrap(), Some(ALPHA), reason);
@@ -504,7 +550,11 @@ fn malformed_misaddressed_and_oversized_deliveries_are_refused() {
     let mut s = setup();
     let body = encode(&s.delivery).unwrap();
     // Truncated and with trailing bytes.
-    for bad in [&body[..body.len() - 1], &[body.as_slice(), &[0]].concat()[..], &body[..2]] {
+    for bad in [
+        &body[..body.len() - 1],
+        &[body.as_slice(), &[0]].concat()[..],
+        &body[..2],
+    ] {
         let before = s.beta.conn_store.clone();
         let now = s.beta.now();
         let outcome = s
@@ -512,8 +562,14 @@ fn malformed_misaddressed_and_oversized_deliveries_are_refused() {
             .connections
             .deliver(now, bad, Some(ALPHA), &mut s.beta.conn_store)
             .unwrap();
-        assert!(matches!(outcome.refusal, Some(QsRejectReason::Malformed(_))));
-        assert_eq!(outcome.status, QsStatus::Rejected(ErrorCode::MalformedRequest));
+        assert!(matches!(
+            outcome.refusal,
+            Some(QsRejectReason::Malformed(_))
+        ));
+        assert_eq!(
+            outcome.status,
+            QsStatus::Rejected(ErrorCode::MalformedRequest)
+        );
         assert_eq!(s.beta.conn_store, before);
     }
     let mut other_version = body.clone();
@@ -596,7 +652,12 @@ fn a_replayed_connection_request_is_refused_and_stored_once() {
     let mut refetched = s.delivery.clone();
     refetched.inbox = fetch(&s.beta, b"bob").inbox;
     assert_ne!(refetched.inbox, s.delivery.inbox);
-    refuse(&mut s.beta, &encode(&refetched).unwrap(), Some(ALPHA), reason);
+    refuse(
+        &mut s.beta,
+        &encode(&refetched).unwrap(),
+        Some(ALPHA),
+        reason,
+    );
     let stored = s
         .beta
         .connections
@@ -674,7 +735,11 @@ fn publishing_a_key_that_is_not_an_hpke_key_is_refused() {
         assert_eq!(reason.code(), ErrorCode::MalformedRequest);
         assert_eq!(beta.conn_store, before);
     }
-    assert!(beta.connections.fetch(&beta.conn_store, b"bob").unwrap().is_none());
+    assert!(beta
+        .connections
+        .fetch(&beta.conn_store, b"bob")
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -692,7 +757,11 @@ fn an_unpublished_user_has_no_inbox() {
     assert_eq!(reason.code(), ErrorCode::UnknownQueue);
     assert_eq!(beta.conn_store, before);
     // The unauthenticated fetch says only that there is nothing.
-    assert!(beta.connections.fetch(&beta.conn_store, b"nobody").unwrap().is_none());
+    assert!(beta
+        .connections
+        .fetch(&beta.conn_store, b"nobody")
+        .unwrap()
+        .is_none());
 }
 
 #[test]

@@ -31,15 +31,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use mimi_ds::connection::{
+    ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
+    ConnectionResponse, SafeAad, StoredConnectionRequest,
+};
 use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
     QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
     QueueingServiceRequest, QueueingServiceResponse,
-};
-use mimi_ds::connection::{
-    ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
-    ConnectionResponse, SafeAad, StoredConnectionRequest,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::DeserializeBytes;
@@ -484,22 +484,26 @@ const TABLE: &[(&str, Check)] = &[
             if !p.queue_id.as_slice().is_empty() && !p.fanout_auth_token.as_slice().is_empty())
     }),
     // Connection establishment (wire-format.md §14.3).
-    ("connection_key_bundle", |d| {
-        matches!(d, Decoded::ConnectionKeyBundle(b) if b.connection_establishment_key.as_slice().len() == 32)
-    }),
-    ("connection_inbox_address", |d| {
-        matches!(d, Decoded::ConnectionInboxAddress(a) if a.inbox_id.as_slice().len() == 16)
-    }),
+    (
+        "connection_key_bundle",
+        |d| matches!(d, Decoded::ConnectionKeyBundle(b) if b.connection_establishment_key.as_slice().len() == 32),
+    ),
+    (
+        "connection_inbox_address",
+        |d| matches!(d, Decoded::ConnectionInboxAddress(a) if a.inbox_id.as_slice().len() == 16),
+    ),
     ("connection_request_plaintext", |d| {
         matches!(d, Decoded::ConnectionRequest(r)
             if !r.requester_connection_token.as_slice().is_empty() && !r.signature.as_slice().is_empty())
     }),
-    ("connection_request_delivery", |d| {
-        matches!(d, Decoded::ConnectionRequestDelivery(r) if r.version == 1)
-    }),
-    ("connection_stored_request", |d| {
-        matches!(d, Decoded::StoredConnectionRequest(r) if r.sequence_number == 0)
-    }),
+    (
+        "connection_request_delivery",
+        |d| matches!(d, Decoded::ConnectionRequestDelivery(r) if r.version == 1),
+    ),
+    (
+        "connection_stored_request",
+        |d| matches!(d, Decoded::StoredConnectionRequest(r) if r.sequence_number == 0),
+    ),
     ("connection_response_plaintext", |d| {
         matches!(d, Decoded::ConnectionResponse(r)
             if !r.responder_connection_token.as_slice().is_empty() && !r.signature.as_slice().is_empty())
@@ -512,9 +516,10 @@ const TABLE: &[(&str, Check)] = &[
         "request_external_join_connection_acceptance",
         |d| matches!(req(d), Some((DsRequestBody::ExternalJoin(_), a)) if unauthenticated(a)),
     ),
-    ("response_error_connection_request_replayed", |d| {
-        matches!(resp(d), Some(DsResponseBody::Error(e)) if e.code == ErrorCode::ReplayedMessage)
-    }),
+    (
+        "response_error_connection_request_replayed",
+        |d| matches!(resp(d), Some(DsResponseBody::Error(e)) if e.code == ErrorCode::ReplayedMessage),
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------

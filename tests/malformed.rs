@@ -1495,14 +1495,23 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
 
     let crypto = RustCrypto::default();
     // Bob's provider, his published key, and Alice's room at her hub.
-    let provider =
-        ConnectionProvider::new(ConnectionConfig::new("b.example"), &[5; 32], RustCrypto::default())
-            .unwrap();
+    let provider = ConnectionProvider::new(
+        ConnectionConfig::new("b.example"),
+        &[5; 32],
+        RustCrypto::default(),
+    )
+    .unwrap();
     let mut store = InMemoryConnectionStore::new();
     let bob_key = ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &[6; 32]).unwrap();
     let now = UnixTimeMs(mimi_ds::testing::START_MS);
     provider
-        .publish(now, &mut store, b"bob", u16::from(CIPHERSUITE), bob_key.public_key())
+        .publish(
+            now,
+            &mut store,
+            b"bob",
+            u16::from(CIPHERSUITE),
+            bob_key.public_key(),
+        )
         .unwrap();
     let bundle = provider.fetch(&store, b"bob").unwrap().unwrap();
     let mut config = mimi_ds::DsConfig::new("hub.example");
@@ -1539,14 +1548,19 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
     // The delivery: truncations and every single-bit flip.
     let deliver = |bytes: &[u8]| {
         let mut after = store.clone();
-        let outcome = provider.deliver(now, bytes, Some("a.example"), &mut after).unwrap();
+        let outcome = provider
+            .deliver(now, bytes, Some("a.example"), &mut after)
+            .unwrap();
         (outcome, after)
     };
     let (valid, with_request) = deliver(&delivery_bytes);
     assert_eq!(valid.status, QsStatus::Accepted);
     for len in 0..delivery_bytes.len() {
         let (outcome, after) = deliver(&delivery_bytes[..len]);
-        assert!(matches!(outcome.status, QsStatus::Rejected(_)), "truncated to {len}");
+        assert!(
+            matches!(outcome.status, QsStatus::Rejected(_)),
+            "truncated to {len}"
+        );
         assert!(after == store, "truncated to {len}: store changed");
     }
     let mut responder = ConnectionResponder::new(bob_key);
@@ -1559,7 +1573,10 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
             assert!(after == store, "flip at {position}: store changed");
             continue;
         }
-        assert!(position >= sealed_from, "flip at {position} outside the sealed request");
+        assert!(
+            position >= sealed_from,
+            "flip at {position} outside the sealed request"
+        );
         accepted_flips += 1;
         let stored = provider.inbox(&after, b"bob", 0, 10).unwrap();
         assert!(
@@ -1567,7 +1584,10 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
             "flip at {position} opened"
         );
     }
-    assert!(accepted_flips > 0, "flips inside the ciphertext reach the inbox");
+    assert!(
+        accepted_flips > 0,
+        "flips inside the ciphertext reach the inbox"
+    );
     let stored = provider.inbox(&with_request, b"bob", 0, 10).unwrap();
     let opened = responder.open(&crypto, "b.example", &stored[0]).unwrap();
 
@@ -1587,7 +1607,11 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
     )
     .unwrap();
     let mut bob_room = pseudonymous_client("b.example");
-    let info = match decode_response(&ds.process(&TestClient::group_info_request(&room_id)).response).body
+    let info = match decode_response(
+        &ds.process(&TestClient::group_info_request(&room_id))
+            .response,
+    )
+    .body
     {
         DsResponseBody::ExternalCommitInfo(info) => info,
         other => panic!("no ExternalCommitInfo: {other:?}"),
@@ -1607,10 +1631,18 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
         (out, storage)
     };
     let (out, _) = process(&join);
-    assert_eq!(out.status, Status::Accepted, "{:?}", decode_response(&out.response));
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
     for len in truncation_lengths(join.len()) {
         let (out, storage) = process(&join[..len]);
-        assert!(matches!(out.status, Status::Rejected(_)), "truncated to {len}");
+        assert!(
+            matches!(out.status, Status::Rejected(_)),
+            "truncated to {len}"
+        );
         assert!(out.fanout.is_empty() && storage == snapshot);
     }
     for position in aad_at..aad_at + aad.len() {

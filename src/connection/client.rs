@@ -14,8 +14,8 @@ use tls_codec::DeserializeBytes as _;
 
 use super::crypto::{open_with_label, seal_with_label, sign_with_label, verify_with_label};
 use super::wire::{
-    ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery, ConnectionResponse,
-    SafeAad, SafeAadItem, StoredConnectionRequest, CONNECTION_REQUEST_LABEL,
+    ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery, ConnectionResponse, SafeAad,
+    SafeAadItem, StoredConnectionRequest, CONNECTION_REQUEST_LABEL,
     CONNECTION_REQUEST_SIGNATURE_LABEL, CONNECTION_RESPONSE_COMPONENT_ID,
     CONNECTION_RESPONSE_LABEL, CONNECTION_RESPONSE_SIGNATURE_LABEL,
 };
@@ -267,7 +267,8 @@ fn response_from_aad(authenticated_data: &[u8]) -> Result<HpkeCiphertext, Connec
         .iter()
         .find(|item| item.component_id == CONNECTION_RESPONSE_COMPONENT_ID)
         .ok_or(ConnectionError::NoResponse)?;
-    decode_exact(item.aad_item_data.as_slice()).map_err(|e| ConnectionError::Malformed(e.to_string()))
+    decode_exact(item.aad_item_data.as_slice())
+        .map_err(|e| ConnectionError::Malformed(e.to_string()))
 }
 
 /// A request the responder opened and checked.

@@ -17,7 +17,11 @@ pub(crate) fn sign_content(label: &str, content: &[u8]) -> Result<Vec<u8>, tls_c
 }
 
 /// `SignWithLabel(key, label, content)`; `None` if encoding or the signer fails.
-pub(crate) fn sign_with_label(signer: &impl Signer, label: &str, content: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn sign_with_label(
+    signer: &impl Signer,
+    label: &str,
+    content: &[u8],
+) -> Option<Vec<u8>> {
     let input = sign_content(label, content).ok()?;
     signer.sign(&input).ok()
 }
@@ -31,13 +35,11 @@ pub(crate) fn verify_with_label(
     content: &[u8],
     signature: &[u8],
 ) -> bool {
-    sign_content(label, content)
-        .ok()
-        .is_some_and(|input| {
-            crypto
-                .verify_signature(scheme, &input, public_key, signature)
-                .is_ok()
-        })
+    sign_content(label, content).ok().is_some_and(|input| {
+        crypto
+            .verify_signature(scheme, &input, public_key, signature)
+            .is_ok()
+    })
 }
 
 /// `EncryptWithLabel(public_key, label, context, plaintext)` as an `HPKECiphertext`; `None`

@@ -33,20 +33,18 @@ mod store;
 mod wire;
 
 pub use client::{
-    connection_response_aad, seal_connection_request, seal_connection_response,
-    ConnectionError, ConnectionEstablishmentKey, ConnectionResponder, OpenedConnectionRequest,
-    PendingConnection, RequestContents, ResponseContents,
+    connection_response_aad, seal_connection_request, seal_connection_response, ConnectionError,
+    ConnectionEstablishmentKey, ConnectionResponder, OpenedConnectionRequest, PendingConnection,
+    RequestContents, ResponseContents,
 };
 pub use provider::{ConnectionConfig, ConnectionFailure, ConnectionProvider};
 pub use refusal::ConnectionRefusal;
 pub use store::{
-    ConnectionChange, ConnectionKeyRecord, ConnectionStore, InMemoryConnectionStore,
-    InboxRecord,
+    ConnectionChange, ConnectionKeyRecord, ConnectionStore, InMemoryConnectionStore, InboxRecord,
 };
 pub use wire::{
     ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
     ConnectionResponse, SafeAad, SafeAadItem, StoredConnectionRequest, CONNECTION_INBOX_LABEL,
-    CONNECTION_REQUEST_LABEL, CONNECTION_REQUEST_SIGNATURE_LABEL,
-    CONNECTION_RESPONSE_COMPONENT_ID, CONNECTION_RESPONSE_LABEL,
-    CONNECTION_RESPONSE_SIGNATURE_LABEL,
+    CONNECTION_REQUEST_LABEL, CONNECTION_REQUEST_SIGNATURE_LABEL, CONNECTION_RESPONSE_COMPONENT_ID,
+    CONNECTION_RESPONSE_LABEL, CONNECTION_RESPONSE_SIGNATURE_LABEL,
 };

@@ -6,8 +6,8 @@ use openmls::prelude::Ciphersuite;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
-use openmls_traits::types::{HashType, HpkeAeadType, HpkeConfig, HpkeKdfType, HpkeKemType};
 use openmls_traits::types::HpkePrivateKey;
+use openmls_traits::types::{HashType, HpkeAeadType, HpkeConfig, HpkeKdfType, HpkeKemType};
 
 use super::crypto::{open_with_label, seal_with_label};
 use super::store::{ConnectionChange, ConnectionKeyRecord, ConnectionStore};
@@ -117,7 +117,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         if inbox_key_seed.len() < 32 {
             return None;
         }
-        let pair = crypto.derive_hpke_keypair(INBOX_HPKE, inbox_key_seed).ok()?;
+        let pair = crypto
+            .derive_hpke_keypair(INBOX_HPKE, inbox_key_seed)
+            .ok()?;
         Some(Self {
             config,
             inbox_public: pair.public,
@@ -144,10 +146,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         connection_establishment_key: &[u8],
     ) -> Result<(), ConnectionFailure<S::Error>> {
         // Rule R-CONN-5.
-        let suite =
-            Ciphersuite::try_from(ciphersuite).map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;
+        let suite = Ciphersuite::try_from(ciphersuite)
+            .map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;
         self.crypto
-            .hpke_seal(suite.hpke_config(), connection_establishment_key, &[], &[], &[])
+            .hpke_seal(
+                suite.hpke_config(),
+                connection_establishment_key,
+                &[],
+                &[],
+                &[],
+            )
             .map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;
         let inbox_id = match store.key_record(user).map_err(ConnectionFailure::Storage)? {
             Some(existing) => existing.inbox_id,
@@ -363,7 +371,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             .map_err(ConnectionFailure::Storage)?
             .ok_or(ConnectionRefusal::UnknownUser)?;
         store
-            .requests(&record.inbox_id, from_sequence, max.min(self.config.max_page))
+            .requests(
+                &record.inbox_id,
+                from_sequence,
+                max.min(self.config.max_page),
+            )
             .map_err(ConnectionFailure::Storage)
     }
 

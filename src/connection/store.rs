@@ -210,7 +210,8 @@ impl ConnectionStore for InMemoryConnectionStore {
                 inbox.next_sequence += 1;
                 inbox.requests.insert(request.sequence_number, request);
                 if let Some(old) = inbox.marks.insert(mark.clone(), mark_expires_at_ms) {
-                    self.mark_expiry.remove(&(old, inbox_id.clone(), mark.clone()));
+                    self.mark_expiry
+                        .remove(&(old, inbox_id.clone(), mark.clone()));
                 }
                 self.mark_expiry
                     .insert((mark_expires_at_ms, inbox_id, mark));

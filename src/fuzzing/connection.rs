@@ -53,9 +53,12 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let crypto = RustCrypto::default();
-        let provider =
-            ConnectionProvider::new(ConnectionConfig::new(PROVIDER), &[7; 32], RustCrypto::default())
-                .expect("a 32-byte seed");
+        let provider = ConnectionProvider::new(
+            ConnectionConfig::new(PROVIDER),
+            &[7; 32],
+            RustCrypto::default(),
+        )
+        .expect("a 32-byte seed");
         let mut store = InMemoryConnectionStore::new();
         let responder_seed = vec![9; 32];
         let key = ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &responder_seed)
@@ -127,8 +130,13 @@ pub fn connection_bytes(data: &[u8]) {
         QsStatus::Rejected(code) => {
             let response: DsResponse =
                 decode_exact(&outcome.response).expect("a refusal is a DSResponse");
-            assert!(matches!(response.body, crate::wire::DsResponseBody::Error(e) if e.code == code));
-            assert!(store == fixture.store, "a refused delivery changed the store");
+            assert!(
+                matches!(response.body, crate::wire::DsResponseBody::Error(e) if e.code == code)
+            );
+            assert!(
+                store == fixture.store,
+                "a refused delivery changed the store"
+            );
         }
         _ => {
             assert_eq!(
@@ -143,8 +151,9 @@ pub fn connection_bytes(data: &[u8]) {
                 .expect("published");
             assert_eq!(stored.len(), 1);
             let crypto = RustCrypto::default();
-            let key = ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &fixture.responder_seed)
-                .expect("a key");
+            let key =
+                ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &fixture.responder_seed)
+                    .expect("a key");
             let opened = ConnectionResponder::new(key).open(&crypto, PROVIDER, &stored[0]);
             let original: ConnectionRequestDelivery =
                 decode_exact(&fixture.delivery).expect("valid");

@@ -78,9 +78,7 @@ impl TestClient {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             panic!("not a commit");
         };
-        group
-            .merge_staged_commit(provider, *staged)
-            .expect("merge");
+        group.merge_staged_commit(provider, *staged).expect("merge");
         aad
     }
 }
@@ -95,7 +93,10 @@ pub fn debug_dump_contains(dump: &str, needle: &[u8]) -> bool {
         .map(u8::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let hex = needle.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = needle
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let decimal = [
         format!("[{inner},"),
         format!("[{inner}]"),

@@ -17,8 +17,8 @@
 
 mod checks;
 mod client;
-pub mod connection;
 pub mod conformance;
+pub mod connection;
 pub mod driver;
 mod ds;
 mod qs;

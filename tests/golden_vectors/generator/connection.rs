@@ -38,9 +38,18 @@ pub(super) fn establishment(v: &mut Vectors) {
     )
     .expect("key");
     provider
-        .publish(now, &mut store, b"bob", u16::from(CIPHERSUITE), bob_key.public_key())
+        .publish(
+            now,
+            &mut store,
+            b"bob",
+            u16::from(CIPHERSUITE),
+            bob_key.public_key(),
+        )
         .expect("published");
-    let bundle = provider.fetch(&store, b"bob").expect("store").expect("published");
+    let bundle = provider
+        .fetch(&store, b"bob")
+        .expect("store")
+        .expect("published");
     v.add(
         "connection_key_bundle",
         "what b.example serves for bob without authentication: his key and his inbox address, sealed to itself",
@@ -96,7 +105,10 @@ pub(super) fn establishment(v: &mut Vectors) {
     let replay = provider
         .deliver(now, &body, Some("a.example"), &mut store)
         .expect("in-memory");
-    assert_eq!(replay.status, QsStatus::Rejected(ErrorCode::ReplayedMessage));
+    assert_eq!(
+        replay.status,
+        QsStatus::Rejected(ErrorCode::ReplayedMessage)
+    );
     assert!(matches!(
         decode_response(&replay.response).body,
         DsResponseBody::Error(_)
