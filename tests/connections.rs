@@ -19,6 +19,7 @@ use mimi_ds::wire::{
 };
 use mimi_ds::{DsConfig, ExternalJoinPolicy, GroupInfoAccess, QsRejectReason, UnixTimeMs};
 use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto as _;
 use openmls_traits::random::OpenMlsRand;
 
 const ALPHA: &str = "alpha.example";
@@ -150,33 +151,20 @@ fn connection_provider(domain: &str, config: ConnectionConfig) -> ConnectionProv
     ConnectionProvider::new(config, &seed, RustCrypto::default()).expect("a 32-byte seed")
 }
 
-use openmls_traits::crypto::OpenMlsCrypto as _;
-
-fn headers(domain: &str) -> [(&'static str, String); 2] {
-    [
-        ("Host", domain.to_string()),
-        ("Content-Type", OCTET_STREAM.to_string()),
-    ]
+fn headers(domain: &'static str) -> [(&'static str, &'static str); 2] {
+    [("Host", domain), ("Content-Type", OCTET_STREAM)]
 }
 
 fn post<'a>(
     path: &'a str,
     body: &'a [u8],
-    headers: &'a [(&'static str, String); 2],
+    headers: &'a [(&'a str, &'a str)],
     peer: Option<&'a str>,
 ) -> HttpRequest<'a> {
-    // `HttpRequest` borrows `(&str, &str)` pairs.
-    let pairs: &'a [(&'a str, &'a str)] = Box::leak(
-        headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
     HttpRequest {
         method: "POST",
         path,
-        headers: pairs,
+        headers,
         body,
         authenticated_peer: peer,
     }
