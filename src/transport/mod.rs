@@ -4,7 +4,9 @@
 //!
 //! The router performs no I/O either. [`Router::handle`] drives the DS and QS over sync storage,
 //! [`Router::handle_async`] over async storage (e.g. PostgreSQL); both make the same checks and
-//! the same mapping, in one code path. An HTTPS server (see `mimi-ds-server` in `server/`) parses HTTP,
+//! the same mapping, in one code path. `POST /connection_request` goes to
+//! [`Router::handle_connection_request`] with a [`ConnectionProvider`] (MIMIMI connection
+//! requests, wire-format.md §14.3.3), after the same checks. An HTTPS server (see `mimi-ds-server` in `server/`) parses HTTP,
 //! terminates TLS 1.3, tells the router which provider the peer's client certificate
 //! authenticated, and sends back what the router answers. Fanout the DS produced comes back
 //! in [`Routed::fanout`] for the server to deliver (to its own QS, or by `POST
