@@ -319,6 +319,10 @@ pub enum QsRejectReason {
     /// be sealed to it (wire-format.md §10.3).
     #[error("response_key is not an X25519 public key")]
     InvalidResponseKey,
+    /// A connection-establishment operation refused by the responder's provider
+    /// (wire-format.md §14.3; rules R-CONN-*).
+    #[error("connection: {0}")]
+    Connection(#[from] crate::connection::ConnectionRefusal),
 }
 
 impl QsRejectReason {
@@ -334,6 +338,7 @@ impl QsRejectReason {
             Self::WrongRecipient | Self::NotAllowed(_) => ErrorCode::NotAllowed,
             Self::Conflict => ErrorCode::Conflict,
             Self::QueueFull => ErrorCode::QueueFull,
+            Self::Connection(refusal) => refusal.code(),
         }
     }
 
@@ -525,6 +530,7 @@ mod tests {
         ]
         .into_iter()
         .chain(every::qs_not_allowed().into_iter().map(Into::into))
+        .chain(crate::connection::ConnectionRefusal::all().map(Into::into))
         .collect::<Vec<_>>();
         for reason in &reasons {
             // A new variant must be added above: this match has no wildcard.
@@ -540,7 +546,8 @@ mod tests {
                 | QsRejectReason::NotAllowed(_)
                 | QsRejectReason::Conflict
                 | QsRejectReason::QueueFull
-                | QsRejectReason::InvalidResponseKey => {}
+                | QsRejectReason::InvalidResponseKey
+                | QsRejectReason::Connection(_) => {}
             }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());

@@ -13,9 +13,13 @@
 //!   group invariants checked after each step.
 //! * [`qs_bytes`], [`route_bytes`]: the Queueing Service and the transport router
 //!   (`fuzzing/provider.rs`).
+//! * [`decode_connection`], [`connection_bytes`]: connection establishment
+//!   (`fuzzing/connection.rs`).
 
+mod connection;
 mod provider;
 
+pub use connection::{connection_bytes, decode_connection};
 pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;

@@ -196,6 +196,7 @@
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
 //! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
+//! | [`connection`] | public | MIMIMI connection establishment: request and response codecs, sealing, the provider's connection keys and inboxes |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
 //! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
@@ -203,6 +204,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod connection;
 pub mod qs;
 pub mod storage;
 pub mod transport;

@@ -66,3 +66,25 @@ fn provider_bodies_hold_their_invariants_on_sample_inputs() {
         }
     }
 }
+
+#[test]
+fn connection_bodies_hold_their_invariants_on_sample_inputs() {
+    fuzzing::decode_connection(&[]);
+    fuzzing::decode_connection(&[0, 1, 0, 0, 0]);
+    // The valid delivery; mutated in the version, the sender, the inbox address, the sealed
+    // request's KEM output and its ciphertext's last byte (accepted by the provider, refused by
+    // the responder); raw bytes.
+    fuzzing::connection_bytes(&[0]);
+    for mutation in [
+        [0u8, 1, 0x02],
+        [0, 3, 0x20],
+        [0, 40, 0x01],
+        [0, 140, 0x01],
+        [0xff, 0xff, 0x01],
+    ] {
+        let mut data = vec![0];
+        data.extend_from_slice(&mutation);
+        fuzzing::connection_bytes(&data);
+    }
+    fuzzing::connection_bytes(&[0x80, 0, 1, 2, 0, 0, 0]);
+}

@@ -12,7 +12,9 @@
 //! `delete_queue`, `fetch`, `acknowledge`) and every `QSClientResponseBody` (`ok`, `error`,
 //! `encrypted_queue_created`, `messages`) codepoint of `QSClientRequest` / `QSClientResponse`,
 //! the `QueueCreated` plaintext of the encrypted answer, and the `QueueInfoPlaintext` a client
-//! seals into its `ClientQueueConfig`.
+//! seals into its `ClientQueueConfig`. For connection establishment (wire-format.md §14.3) it
+//! covers every structure (`connection_*`), the acceptance's external commit carrying the
+//! sealed response, and the refusal of a replayed request.
 //!
 //! The files are produced from real openmls clients, a real `TestDs` and a real `TestQs` by
 //! the generator in `tests/golden_vectors/generator/`, with seeded keys and randomness, so the
@@ -29,6 +31,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use mimi_ds::connection::{
+    ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
+    ConnectionResponse, SafeAad, StoredConnectionRequest,
+};
 use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
@@ -114,11 +120,20 @@ enum Decoded {
     QsClientResponse(QsClientResponse),
     QueueInfoPlaintext(QueueInfoPlaintext),
     QueueCreated(QueueCreated),
+    ConnectionRequest(ConnectionRequest),
+    ConnectionResponse(ConnectionResponse),
+    ConnectionKeyBundle(ConnectionKeyBundle),
+    ConnectionRequestDelivery(ConnectionRequestDelivery),
+    StoredConnectionRequest(StoredConnectionRequest),
+    ConnectionInboxAddress(ConnectionInboxAddress),
+    SafeAad(SafeAad),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
 fn type_name_for(name: &str) -> &'static str {
-    if name.starts_with("qs_client_request_") {
+    if let Some(connection) = connection_type_name_for(name) {
+        connection
+    } else if name.starts_with("qs_client_request_") {
         "QsClientRequest"
     } else if name.starts_with("qs_client_response_") {
         "QsClientResponse"
@@ -141,6 +156,22 @@ fn type_name_for(name: &str) -> &'static str {
              queue_created_plaintext)"
         )
     }
+}
+
+/// The connection structures (wire-format.md §14.3), named `connection_*`.
+fn connection_type_name_for(name: &str) -> Option<&'static str> {
+    [
+        ("connection_request_plaintext", "ConnectionRequest"),
+        ("connection_response_plaintext", "ConnectionResponse"),
+        ("connection_key_bundle", "ConnectionKeyBundle"),
+        ("connection_request_delivery", "ConnectionRequestDelivery"),
+        ("connection_stored_request", "StoredConnectionRequest"),
+        ("connection_inbox_address", "ConnectionInboxAddress"),
+        ("connection_response_aad", "SafeAad"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| name.starts_with(prefix))
+    .map(|(_, type_name)| type_name)
 }
 
 /// Decodes exactly, re-encodes and checks byte equality.
@@ -167,6 +198,13 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "QsClientResponse" => Decoded::QsClientResponse(round_trip(name, bytes)),
         "QueueInfoPlaintext" => Decoded::QueueInfoPlaintext(round_trip(name, bytes)),
         "QueueCreated" => Decoded::QueueCreated(round_trip(name, bytes)),
+        "ConnectionRequest" => Decoded::ConnectionRequest(round_trip(name, bytes)),
+        "ConnectionResponse" => Decoded::ConnectionResponse(round_trip(name, bytes)),
+        "ConnectionKeyBundle" => Decoded::ConnectionKeyBundle(round_trip(name, bytes)),
+        "ConnectionRequestDelivery" => Decoded::ConnectionRequestDelivery(round_trip(name, bytes)),
+        "StoredConnectionRequest" => Decoded::StoredConnectionRequest(round_trip(name, bytes)),
+        "ConnectionInboxAddress" => Decoded::ConnectionInboxAddress(round_trip(name, bytes)),
+        "SafeAad" => Decoded::SafeAad(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -445,6 +483,43 @@ const TABLE: &[(&str, Check)] = &[
         matches!(d, Decoded::QueueInfoPlaintext(p)
             if !p.queue_id.as_slice().is_empty() && !p.fanout_auth_token.as_slice().is_empty())
     }),
+    // Connection establishment (wire-format.md §14.3).
+    (
+        "connection_key_bundle",
+        |d| matches!(d, Decoded::ConnectionKeyBundle(b) if b.connection_establishment_key.as_slice().len() == 32),
+    ),
+    (
+        "connection_inbox_address",
+        |d| matches!(d, Decoded::ConnectionInboxAddress(a) if a.inbox_id.as_slice().len() == 16),
+    ),
+    ("connection_request_plaintext", |d| {
+        matches!(d, Decoded::ConnectionRequest(r)
+            if !r.requester_connection_token.as_slice().is_empty() && !r.signature.as_slice().is_empty())
+    }),
+    (
+        "connection_request_delivery",
+        |d| matches!(d, Decoded::ConnectionRequestDelivery(r) if r.version == 1),
+    ),
+    (
+        "connection_stored_request",
+        |d| matches!(d, Decoded::StoredConnectionRequest(r) if r.sequence_number == 0),
+    ),
+    ("connection_response_plaintext", |d| {
+        matches!(d, Decoded::ConnectionResponse(r)
+            if !r.responder_connection_token.as_slice().is_empty() && !r.signature.as_slice().is_empty())
+    }),
+    ("connection_response_aad", |d| {
+        matches!(d, Decoded::SafeAad(a)
+            if a.aad_items.len() == 1 && a.aad_items[0].component_id == 0xF1DA)
+    }),
+    (
+        "request_external_join_connection_acceptance",
+        |d| matches!(req(d), Some((DsRequestBody::ExternalJoin(_), a)) if unauthenticated(a)),
+    ),
+    (
+        "response_error_connection_request_replayed",
+        |d| matches!(resp(d), Some(DsResponseBody::Error(e)) if e.code == ErrorCode::ReplayedMessage),
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------

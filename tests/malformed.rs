@@ -18,6 +18,9 @@
 //!   `remove_clients`, an encrypted `group_info`, `external_join` (Dave's third client), an
 //!   `external_join` resyncing Erin's client after it lost its state, `remove_users` and
 //!   `delete_group`.
+//! - Connection establishment (wire-format.md §14.3): a `ConnectionRequestDelivery` at the
+//!   responder's provider and the acceptance's external commit with the sealed response in
+//!   its authenticated data (`connection_requests_and_acceptances_damaged_are_refused`).
 
 use std::collections::BTreeMap;
 use std::mem::{discriminant, Discriminant};
@@ -1469,4 +1472,189 @@ fn group_safety_refusals_and_their_damaged_variants_are_refused() {
         }
     }
     tally.report("group-safety refusals");
+}
+
+/// Connection establishment (wire-format.md §14.3) where it reaches the services: the
+/// responder's external commit carrying the sealed response in its authenticated data, at the
+/// hub, and the `ConnectionRequestDelivery` at the responder's provider. The valid requests are
+/// accepted; every truncation is refused; every single-bit flip of the commit's authenticated
+/// data is refused (the MLS signature covers it, so nobody on the way can swap the response);
+/// every single-bit flip of the delivery outside its sealed request is refused, and a flip
+/// inside it, which the provider cannot see, yields a request the responder refuses to open.
+/// Every refusal leaves storage byte-identical.
+#[test]
+fn connection_requests_and_acceptances_damaged_are_refused() {
+    use mimi_ds::connection::{
+        seal_connection_request, seal_connection_response, ConnectionConfig,
+        ConnectionEstablishmentKey, ConnectionProvider, ConnectionResponder,
+        InMemoryConnectionStore, RequestContents, ResponseContents,
+    };
+    use mimi_ds::qs::QsStatus;
+    use mimi_ds::testing::connection::{pseudonymous_client, RealIdentity};
+    use openmls_rust_crypto::RustCrypto;
+
+    let crypto = RustCrypto::default();
+    // Bob's provider, his published key, and Alice's room at her hub.
+    let provider = ConnectionProvider::new(
+        ConnectionConfig::new("b.example"),
+        &[5; 32],
+        RustCrypto::default(),
+    )
+    .unwrap();
+    let mut store = InMemoryConnectionStore::new();
+    let bob_key = ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &[6; 32]).unwrap();
+    let now = UnixTimeMs(mimi_ds::testing::START_MS);
+    provider
+        .publish(
+            now,
+            &mut store,
+            b"bob",
+            u16::from(CIPHERSUITE),
+            bob_key.public_key(),
+        )
+        .unwrap();
+    let bundle = provider.fetch(&store, b"bob").unwrap().unwrap();
+    let mut config = mimi_ds::DsConfig::new("hub.example");
+    config.external_joins = mimi_ds::ExternalJoinPolicy::Anyone;
+    config.group_info_access = mimi_ds::GroupInfoAccess::Anyone;
+    let mut ds = TestDs::with_config(config);
+    let mut alice_room = pseudonymous_client("a.example");
+    let room_id = ds.request_group_id();
+    alice_room.create_group(&room_id, &ds.external_sender);
+    let _ = ds.accept(&alice_room.create_group_request(ds.now_ms));
+
+    let alice = RealIdentity::new("alice", "phone", "a.example");
+    let alice_key = alice.signature_key();
+    let (_, delivery) = seal_connection_request(
+        &crypto,
+        &crypto,
+        &alice.signer,
+        &RequestContents {
+            credential: &alice.credential,
+            signature_key: &alice_key,
+            connection_room_id: &room_id,
+            identity_link_wrapper_key: &[1; 32],
+            connection_key: &alice.connection_key,
+            connection_token: &alice.connection_token,
+        },
+        &bundle,
+        "a.example",
+    )
+    .unwrap();
+    let delivery_bytes = encode(&delivery).unwrap();
+    let sealed_len = encode(&delivery.sealed_request).unwrap().len();
+    let sealed_from = delivery_bytes.len() - sealed_len;
+
+    // The delivery: truncations and every single-bit flip.
+    let deliver = |bytes: &[u8]| {
+        let mut after = store.clone();
+        let outcome = provider
+            .deliver(now, bytes, Some("a.example"), &mut after)
+            .unwrap();
+        (outcome, after)
+    };
+    let (valid, with_request) = deliver(&delivery_bytes);
+    assert_eq!(valid.status, QsStatus::Accepted);
+    for len in 0..delivery_bytes.len() {
+        let (outcome, after) = deliver(&delivery_bytes[..len]);
+        assert!(
+            matches!(outcome.status, QsStatus::Rejected(_)),
+            "truncated to {len}"
+        );
+        assert!(after == store, "truncated to {len}: store changed");
+    }
+    let mut responder = ConnectionResponder::new(bob_key);
+    let mut accepted_flips = 0;
+    for position in 0..delivery_bytes.len() {
+        let mut bytes = delivery_bytes.clone();
+        bytes[position] ^= 0x01;
+        let (outcome, after) = deliver(&bytes);
+        if let QsStatus::Rejected(_) = outcome.status {
+            assert!(after == store, "flip at {position}: store changed");
+            continue;
+        }
+        assert!(
+            position >= sealed_from,
+            "flip at {position} outside the sealed request"
+        );
+        accepted_flips += 1;
+        let stored = provider.inbox(&after, b"bob", 0, 10).unwrap();
+        assert!(
+            responder.open(&crypto, "b.example", &stored[0]).is_err(),
+            "flip at {position} opened"
+        );
+    }
+    assert!(
+        accepted_flips > 0,
+        "flips inside the ciphertext reach the inbox"
+    );
+    let stored = provider.inbox(&with_request, b"bob", 0, 10).unwrap();
+    let opened = responder.open(&crypto, "b.example", &stored[0]).unwrap();
+
+    // The acceptance: Bob's external commit with the sealed response in its AAD.
+    let bob = RealIdentity::new("bob", "phone", "b.example");
+    let bob_signature_key = bob.signature_key();
+    let aad = seal_connection_response(
+        &crypto,
+        &bob.signer,
+        &opened,
+        &ResponseContents {
+            credential: &bob.credential,
+            signature_key: &bob_signature_key,
+            connection_key: &bob.connection_key,
+            connection_token: &bob.connection_token,
+        },
+    )
+    .unwrap();
+    let mut bob_room = pseudonymous_client("b.example");
+    let info = match decode_response(
+        &ds.process(&TestClient::group_info_request(&room_id))
+            .response,
+    )
+    .body
+    {
+        DsResponseBody::ExternalCommitInfo(info) => info,
+        other => panic!("no ExternalCommitInfo: {other:?}"),
+    };
+    let join = bob_room.external_join_request_with_aad(&info, aad.clone());
+    let aad_at = join
+        .windows(aad.len())
+        .position(|w| w == aad.as_slice())
+        .expect("the AAD travels in the commit");
+    let snapshot = ds.storage.clone();
+    let process = |bytes: &[u8]| {
+        let mut storage = snapshot.clone();
+        let out = ds
+            .ds
+            .process(UnixTimeMs(ds.now_ms), bytes, &mut storage)
+            .unwrap();
+        (out, storage)
+    };
+    let (out, _) = process(&join);
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    for len in truncation_lengths(join.len()) {
+        let (out, storage) = process(&join[..len]);
+        assert!(
+            matches!(out.status, Status::Rejected(_)),
+            "truncated to {len}"
+        );
+        assert!(out.fanout.is_empty() && storage == snapshot);
+    }
+    for position in aad_at..aad_at + aad.len() {
+        for bit in [0x01, 0x80] {
+            let mut bytes = join.clone();
+            bytes[position] ^= bit;
+            let (out, storage) = process(&bytes);
+            assert!(
+                matches!(out.status, Status::Rejected(_)),
+                "AAD flip at {position} accepted"
+            );
+            assert!(out.fanout.is_empty() && storage == snapshot);
+        }
+    }
 }

@@ -294,6 +294,16 @@ impl TestClient {
     /// group is pending until [`TestClient::confirm_commit`]. A client that lost its state
     /// joins again the same way: openmls then also removes its old leaf (same identity).
     pub fn external_join_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
+        self.external_join_request_with_aad(info, Vec::new())
+    }
+
+    /// [`TestClient::external_join_request`] with `aad` as the commit's authenticated data
+    /// (e.g. a connection response, `crate::connection`).
+    pub fn external_join_request_with_aad(
+        &mut self,
+        info: &ExternalCommitInfo,
+        aad: Vec<u8>,
+    ) -> Vec<u8> {
         let MlsMessageBodyIn::GroupInfo(group_info) =
             info.group_info.parse().expect("group info").extract()
         else {
@@ -303,6 +313,7 @@ impl TestClient {
         let (group, bundle) = MlsGroup::external_commit_builder()
             .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
             .with_config(Self::join_config())
+            .with_aad(aad)
             .build_group(provider, group_info, self.credential.clone())
             .expect("external commit")
             .leaf_node_parameters(

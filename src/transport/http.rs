@@ -91,7 +91,8 @@ pub enum Endpoint {
     ExternalCommitInformation,
     /// `POST /verification_key`: `signature_public_key(11)`, the hub's external-sender key.
     VerificationKey,
-    /// `POST /connection_request`: a `QueueingServiceRequest` for this provider's clients.
+    /// `POST /connection_request`: a `ConnectionRequestDelivery` for a user's connection inbox
+    /// (wire-format.md §14.3.3; [`super::Router::handle_connection_request`]).
     ConnectionRequest,
     /// `POST /deliver_message`: a `QueueingServiceRequest` for this provider's clients.
     DeliverMessage,

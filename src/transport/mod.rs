@@ -4,7 +4,9 @@
 //!
 //! The router performs no I/O either. [`Router::handle`] drives the DS and QS over sync storage,
 //! [`Router::handle_async`] over async storage (e.g. PostgreSQL); both make the same checks and
-//! the same mapping, in one code path. An HTTPS server (see `mimi-ds-server` in `server/`) parses HTTP,
+//! the same mapping, in one code path. `POST /connection_request` goes to
+//! [`Router::handle_connection_request`] with a [`ConnectionProvider`] (MIMIMI connection
+//! requests, wire-format.md §14.3.3), after the same checks. An HTTPS server (see `mimi-ds-server` in `server/`) parses HTTP,
 //! terminates TLS 1.3, tells the router which provider the peer's client certificate
 //! authenticated, and sends back what the router answers. Fanout the DS produced comes back
 //! in [`Routed::fanout`] for the server to deliver (to its own QS, or by `POST
@@ -32,6 +34,7 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
+use crate::connection::{ConnectionProvider, ConnectionStore};
 use crate::qs::{AsyncQsStorage, QsOutcome, QsStats, QsStatus, QsStorage, QueueingService};
 use crate::storage::{AsyncDsStorage, DsStorage};
 use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
@@ -314,6 +317,49 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         }
     }
 
+    /// Routes `POST /connection_request` (wire-format.md §14.3.3) to `connections`, a
+    /// [`ConnectionProvider`] over `store`, after the same HTTP checks as [`Router::handle`]
+    /// (method, `Host`, size, content type) and the same mutual-TLS requirement as
+    /// `/deliver_message`. Any other path is answered 404; [`Router::handle`] answers 501 at
+    /// `/connection_request`, so a server serving connections sends that path here.
+    pub fn handle_connection_request<K: ConnectionStore>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        connections: &ConnectionProvider<C>,
+        store: &mut K,
+    ) -> Result<Routed, ProcessError<K::Error>> {
+        let endpoint = Endpoint::ConnectionRequest;
+        if Endpoint::from_path(request.path) != Some(endpoint) {
+            return Ok(refused(
+                Endpoint::from_path(request.path),
+                ErrorCode::UnsupportedOperation,
+                404,
+                "not /connection_request",
+            ));
+        }
+        if let Err(response) = self.check_http(endpoint, request) {
+            return Ok(Routed {
+                response,
+                endpoint: Some(endpoint),
+                fanout: Vec::new(),
+                enqueued: Vec::new(),
+                call: None,
+            });
+        }
+        if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
+            return Ok(refused(
+                Some(endpoint),
+                ErrorCode::AuthenticationFailed,
+                403,
+                "deliveries need a provider authenticated by mutual TLS",
+            ));
+        }
+        connections
+            .deliver(now, request.body, request.authenticated_peer, store)
+            .map(|outcome| qs_routed(endpoint, outcome))
+    }
+
     /// Everything [`Router::handle`] and [`Router::handle_async`] decide before the DS or QS
     /// runs: the endpoint, the HTTP-level checks, and which service call the request becomes.
     /// The one routing path both share; only the call itself differs between them.
@@ -453,6 +499,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
                 ErrorCode::AuthenticationFailed,
                 403,
                 "deliveries need a provider authenticated by mutual TLS",
+            ));
+        }
+        if endpoint == Endpoint::ConnectionRequest {
+            // Its body is a ConnectionRequestDelivery for the connection inboxes, not a QS
+            // delivery (wire-format.md §14.3.3).
+            return Dispatch::Answered(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                501,
+                "connection requests are served by Router::handle_connection_request",
             ));
         }
         Dispatch::QsDelivery {
