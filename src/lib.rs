@@ -203,6 +203,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod franking;
 pub mod message_id;
 pub mod qs;
 pub mod storage;

@@ -33,7 +33,7 @@ use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
     QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
-    QueueingServiceRequest, QueueingServiceResponse,
+    QueueingServiceRequest, QueueingServiceResponse, ReportedMessage,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::DeserializeBytes;
@@ -114,6 +114,7 @@ enum Decoded {
     QsClientResponse(QsClientResponse),
     QueueInfoPlaintext(QueueInfoPlaintext),
     QueueCreated(QueueCreated),
+    ReportedMessage(ReportedMessage),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
@@ -126,6 +127,8 @@ fn type_name_for(name: &str) -> &'static str {
         "QueueInfoPlaintext"
     } else if name.starts_with("queue_created_plaintext") {
         "QueueCreated"
+    } else if name.starts_with("reported_message") {
+        "ReportedMessage"
     } else if name.starts_with("qs_request_") {
         "QueueingServiceRequest"
     } else if name.starts_with("qs_response_") {
@@ -138,7 +141,7 @@ fn type_name_for(name: &str) -> &'static str {
         panic!(
             "{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_, \
              qs_client_request_, qs_client_response_, queue_info_plaintext, \
-             queue_created_plaintext)"
+             queue_created_plaintext, reported_message)"
         )
     }
 }
@@ -167,6 +170,7 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "QsClientResponse" => Decoded::QsClientResponse(round_trip(name, bytes)),
         "QueueInfoPlaintext" => Decoded::QueueInfoPlaintext(round_trip(name, bytes)),
         "QueueCreated" => Decoded::QueueCreated(round_trip(name, bytes)),
+        "ReportedMessage" => Decoded::ReportedMessage(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -376,9 +380,27 @@ const TABLE: &[(&str, Check)] = &[
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),
     ),
-    ("response_accepted", |d| {
-        matches!(resp(d), Some(DsResponseBody::Accepted(_)))
-    }),
+    (
+        "response_accepted",
+        |d| matches!(resp(d), Some(DsResponseBody::Accepted(a)) if a.frank.is_none()),
+    ),
+    // Franking (wire-format.md §15.5-§15.7).
+    (
+        "request_send_message_franked",
+        |d| matches!(req(d), Some((DsRequestBody::SendMessage(b), a)) if by_leaf(a) && is_private(&b.application_message)),
+    ),
+    (
+        "response_accepted_franked",
+        |d| matches!(resp(d), Some(DsResponseBody::Accepted(a)) if a.frank.is_some()),
+    ),
+    (
+        "qs_request_application_message_franked",
+        |d| matches!(d, Decoded::QsRequest(r) if is_private(&r.message.message) && r.message.frank.is_some()),
+    ),
+    (
+        "reported_message",
+        |d| matches!(d, Decoded::ReportedMessage(r) if !r.application_data.as_slice().is_empty()),
+    ),
     // Queueing Service messages.
     (
         "qs_request_welcome",
@@ -386,7 +408,7 @@ const TABLE: &[(&str, Check)] = &[
     ),
     (
         "qs_request_application_message",
-        |d| matches!(d, Decoded::QsRequest(r) if !r.recipients.is_empty() && is_private(&r.message.message)),
+        |d| matches!(d, Decoded::QsRequest(r) if !r.recipients.is_empty() && is_private(&r.message.message) && r.message.frank.is_none()),
     ),
     ("qs_response_ok", |d| {
         matches!(d, Decoded::QsResponse(QueueingServiceResponse::Ok))

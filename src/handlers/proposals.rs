@@ -175,6 +175,7 @@ where
         accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
+        frank: None,
     };
     sequencer.next_sequence += proposals.len() as u64;
     let records = vec![

@@ -7,6 +7,7 @@
 //! encoding and `encode(decode(b)) == b` for every accepted `b`.
 
 mod auth;
+mod franking;
 mod qs;
 mod queue;
 mod raw;
@@ -17,6 +18,10 @@ pub use auth::{
     ClientSignature, DsAuthData, DsSenderId, SignError, UserAuthKeyExtension,
     CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
     USER_KEY_PROOF_LABEL,
+};
+pub use franking::{
+    Frank, FrankingIntegrityTbs, IdentifierUri, ReportedMessage, SafeAad, SafeAadItem,
+    ServerFrankingContext, FRANKING_INTEGRITY_LABEL, FRANK_AAD_COMPONENT_ID, FRANK_LEN,
 };
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,

@@ -86,6 +86,10 @@ pub struct AcceptedMessage {
     /// For a commit: the proposals the DS issued in the new epoch (also stapled to the commit's
     /// fanout); the committer's next commit must include them.
     pub external_proposals: Vec<MlsMessageBytes>,
+    /// For an application message carrying a franking tag, at a hub that franks: the hub's
+    /// frank (draft-ietf-mimi-protocol-06 `SubmitMessageResponse.frank`; wire-format.md §15.5).
+    /// `None` for everything else.
+    pub frank: Option<super::Frank>,
 }
 
 /// `WelcomeInfo { optional<Node> ratchet_tree<V>; }` (DS-03..06).
