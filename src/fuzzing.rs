@@ -351,7 +351,11 @@ fn ds_members(ds: &mut TestDs, group_id: &[u8]) -> Vec<Vec<u8>> {
     else {
         panic!("group_info refused for a live group")
     };
-    let tree = info.ratchet_tree.parse().expect("the served tree parses");
+    let tree = info
+        .ratchet_tree()
+        .expect("the hub sends the full tree")
+        .parse()
+        .expect("the served tree parses");
     let mut keys: Vec<Vec<u8>> = tree
         .leaves()
         .map(|l| l.signature_key().as_slice().to_vec())

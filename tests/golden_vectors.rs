@@ -364,7 +364,14 @@ const TABLE: &[(&str, Check)] = &[
     }),
     (
         "response_external_commit_info",
-        |d| matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i)) if !i.pending_proposals.is_empty()),
+        // draft-ietf-mimi-protocol-06 GroupInfoRatchetTreeTBE: a bare GroupInfo, the full tree,
+        // the pending proposals with their hub_accepted_time.
+        |d| {
+            matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i))
+            if !i.pending_proposals.is_empty() && i.ratchet_tree().is_some()
+                && i.group_info.parse().is_ok()
+                && i.pending_proposals.iter().all(|p| p.hub_accepted_time > 0))
+        },
     ),
     (
         "request_group_info_encrypted",

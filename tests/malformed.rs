@@ -377,7 +377,10 @@ fn first_group(s: &mut Scenario) {
     let out = s.push(case);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = group_info(&mut s.ds, &group_id).ratchet_tree;
+    let tree = group_info(&mut s.ds, &group_id)
+        .ratchet_tree()
+        .expect("full tree")
+        .clone();
     let welcome = welcome_of(&mut bob);
     bob.join_from_welcome(&welcome, &tree);
 

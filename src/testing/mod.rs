@@ -25,6 +25,7 @@ mod qs;
 mod recording;
 mod requests;
 pub mod seeded;
+pub mod self_remove;
 
 pub use checks::{
     accepted_message, assert_accepted, assert_client_rejected, assert_rejected, assert_unchanged,

@@ -294,14 +294,15 @@ impl TestClient {
     /// group is pending until [`TestClient::confirm_commit`]. A client that lost its state
     /// joins again the same way: openmls then also removes its old leaf (same identity).
     pub fn external_join_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
-        let MlsMessageBodyIn::GroupInfo(group_info) =
-            info.group_info.parse().expect("group info").extract()
-        else {
-            panic!("not a GroupInfo");
-        };
+        let group_info = info.group_info.parse().expect("group info");
         let provider = &self.provider;
         let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
+            .with_ratchet_tree(
+                info.ratchet_tree()
+                    .expect("the hub sends the full tree")
+                    .parse()
+                    .expect("tree"),
+            )
             .with_config(Self::join_config())
             .build_group(provider, group_info, self.credential.clone())
             .expect("external commit")

@@ -32,7 +32,7 @@ pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
     RecipientRefusal, QUEUE_CONFIG_EXTENSION_TYPE,
 };
-pub use raw::{MlsMessageBytes, RatchetTreeBytes};
+pub use raw::{GroupInfoBytes, MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
     ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DsRequest,
     DsRequestBody, DsRequestType, GroupInfoOption, GroupInfoRequest, GroupUpdate,
@@ -42,8 +42,9 @@ pub use request::{
 };
 pub use response::{
     encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
-    ErrorCode, ExternalCommitInfo, HpkeCiphertext, PendingProposal, WelcomeInfo,
-    GROUP_INFO_ENCRYPTION_LABEL,
+    ErrorCode, ExternalCommitInfo, GroupInfoRatchetTreeTbe, HpkeCiphertext, PendingProposal,
+    RatchetTreeOption, RatchetTreeUrl, WelcomeInfo, GROUP_INFO_ENCRYPTION_LABEL,
+    GROUP_INFO_MESSAGE_HEADER,
 };
 
 use tls_codec::DeserializeBytes;

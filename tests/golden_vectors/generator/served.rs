@@ -105,7 +105,7 @@ pub(super) fn run(v: &mut Vectors) -> Hub {
     TestDs::route(&out, &mut [&mut bob, &mut carol, &mut alice2]);
     let (_, _, info) = external_commit_info(&mut ds, &group_id);
     for client in [&mut bob, &mut carol, &mut alice2] {
-        join(client, &info.ratchet_tree);
+        join(client, info.ratchet_tree().expect("full tree"));
     }
 
     // welcome_info (18), signed as the KeyPackageRef of bob-1's KeyPackage.
