@@ -357,3 +357,51 @@ fn a_malformed_franking_tag_is_refused_and_nothing_is_stored() {
     let out = ds.accept(&alice.message_request_with_aad(&content, aad, ds.now_ms));
     assert!(accepted_message(&out).frank.is_some());
 }
+
+/// A copy of a key pair (it is TLS-serialisable, the public way to copy it).
+fn copy_key(
+    key: &openmls_basic_credential::SignatureKeyPair,
+) -> openmls_basic_credential::SignatureKeyPair {
+    let bytes = key.tls_serialize_detached().unwrap();
+    tls_codec::DeserializeBytes::tls_deserialize_exact_bytes(&bytes).unwrap()
+}
+
+#[test]
+fn franks_made_before_a_signing_key_rotation_still_verify_with_the_retired_identity() {
+    use mimi_ds::testing::{ds_identity, ds_identity_with_keys, CIPHERSUITE};
+    use mimi_ds::{BasicCredentialValidator, DeliveryService, DsConfig};
+
+    let old_keys =
+        openmls_basic_credential::SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+    let (old_identity, old_sender) = ds_identity_with_keys("hub.example", copy_key(&old_keys));
+    let mut ds = TestDs::with_crypto(
+        DsConfig::new("hub.example"),
+        old_identity,
+        old_sender,
+        RustCrypto::default(),
+    )
+    .franking_with(test_franking_key(7));
+    let mut alice = TestClient::new("alice", "alice-phone", "a.example");
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+    let content = mimi_content([8; 16], "before the rotation");
+    let report = send_franked(&mut ds, &mut alice, ALICE, &mut bob, &content).report();
+
+    // The hub now signs with a new identity (wire-format.md §7.6) and keeps the old one as
+    // retired: the old frank still verifies. Without the retired identity it does not.
+    let (new_identity, _) = ds_identity("hub.example");
+    let (old_identity, _) = ds_identity_with_keys("hub.example", old_keys);
+    let rotated = DeliveryService::new(
+        DsConfig::new("hub.example"),
+        new_identity,
+        RustCrypto::default(),
+    )
+    .with_credential_validator(BasicCredentialValidator::accept_basic_credentials())
+    .with_franking_key(test_franking_key(7));
+    assert_eq!(
+        rotated.verify_reported_message(&report),
+        Err(FrankRefusal::SignatureDoesNotVerify)
+    );
+    let rotated = rotated.with_retired_identity(old_identity);
+    rotated.verify_reported_message(&report).unwrap();
+}
