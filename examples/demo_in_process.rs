@@ -269,9 +269,9 @@ fn describe_response(bytes: &[u8]) -> String {
 
 fn describe_info(info: &ExternalCommitInfo) -> String {
     format!(
-        "ExternalCommitInfo {{ group_info {} bytes, ratchet_tree {} bytes, {} pending proposal(s) }}",
+        "GroupInfoRatchetTreeTBE {{ group_info {} bytes, ratchet_tree {} bytes, {} pending proposal(s) }}",
         info.group_info.as_bytes().len(),
-        info.ratchet_tree.as_bytes().len(),
+        info.ratchet_tree().map_or(0, |tree| tree.as_bytes().len()),
         info.pending_proposals.len()
     )
 }

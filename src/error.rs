@@ -59,6 +59,12 @@ pub enum RejectReason {
     /// (RFC 9420 §6.3: a ciphertext decrypts once; wire-format.md §4.8).
     #[error("application message replayed")]
     ReplayedMessage,
+    /// Rule R-FRANK-1: the application message's `authenticated_data` begins with a SafeAAD
+    /// whose `frank_aad` item is not a 32-octet franking tag (draft-ietf-mimi-protocol-06
+    /// `FrankAAD`; wire-format.md §15.5): the hub cannot frank it, and recipients could not
+    /// check it.
+    #[error("malformed franking tag: {0}")]
+    MalformedFrankAad(crate::franking::FrankAadError),
     /// The request's authentication is missing, of the wrong kind, or does not verify.
     #[error("authentication failed: {0}")]
     AuthenticationFailed(#[from] AuthenticationFailed),
@@ -183,7 +189,7 @@ impl RejectReason {
     /// The wire code of this reason.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::Malformed(_) | Self::MalformedFrankAad(_) => ErrorCode::MalformedRequest,
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::TooLarge { .. } => ErrorCode::RequestTooLarge,
             Self::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
@@ -413,6 +419,7 @@ mod tests {
             },
             RejectReason::Replayed,
             RejectReason::ReplayedMessage,
+            RejectReason::MalformedFrankAad(crate::franking::FrankAadError::WrongTagLength(31)),
             RejectReason::UnknownGroup,
             RejectReason::GroupInfoWithoutExternalPub,
             RejectReason::InvalidUserKeyProof,
@@ -477,6 +484,7 @@ mod tests {
                 | RejectReason::StaleTimestamp { .. }
                 | RejectReason::Replayed
                 | RejectReason::ReplayedMessage
+                | RejectReason::MalformedFrankAad(_)
                 | RejectReason::AuthenticationFailed(_)
                 | RejectReason::UnknownGroup
                 | RejectReason::InvalidGroupId(_)

@@ -150,6 +150,7 @@ pub(crate) fn fan_out<'a>(
                     accepted_time_ms: accepted_time.as_millis(),
                     message: message.clone(),
                     external_proposals: external_proposals.to_vec(),
+                    frank: None,
                 },
             },
         })

@@ -31,11 +31,12 @@ use openmls_basic_credential::SignatureKeyPair;
 
 use crate::state::Roster;
 use crate::storage::{InMemoryStorage, RecordKind};
+use crate::testing::franking::{mimi_content, test_franking_key};
 use crate::testing::{decode_response, Received, TestClient, TestDs};
 use crate::wire::{
     decode_exact, encode, ClientSignature, DsAuthData, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, QsClientRequest, QsClientResponse, QueueInfoPlaintext, QueueingServiceRequest,
-    QueueingServiceResponse,
+    QueueingServiceResponse, ReportedMessage, SafeAad, SafeAadItem, FRANK_AAD_COMPONENT_ID,
 };
 use crate::{Status, UnixTimeMs};
 
@@ -53,9 +54,12 @@ pub fn decode_request(data: &[u8]) {
     roundtrip::<DsRequest>(data);
 }
 
-/// Fuzz body: `DSResponse` decoding.
+/// Fuzz body: `DSResponse` decoding, and the `ReportedMessage` of an abuse report
+/// (wire-format.md §15.7), which also goes through the hub's check without panicking.
 pub fn decode_response_bytes(data: &[u8]) {
     roundtrip::<DsResponse>(data);
+    roundtrip::<ReportedMessage>(data);
+    let _ = fixture().ds.ds.verify_reported_message_bytes(data);
 }
 
 /// Fuzz body: decoding of everything a Queueing Service reads and writes:
@@ -115,7 +119,8 @@ fn join(ds: &mut TestDs, client: &mut TestClient) {
 
 impl Fixture {
     fn build() -> Self {
-        let mut ds = TestDs::new("hub.example");
+        // A franking hub (wire-format.md §15.5), so franked messages are among the seeds.
+        let mut ds = TestDs::new("hub.example").franking_with(test_franking_key(3));
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
         let mut bob = TestClient::new("bob", "bob-1", "b.example");
         let mut carol = TestClient::new("carol", "carol-1", "c.example");
@@ -163,6 +168,25 @@ impl Fixture {
         let key = |c: &TestClient| Some(copy_key(&c.signer));
         let mut requests = vec![
             (alice.message_request(b"fuzz", now), key(&alice)),
+            (
+                alice.franked_message_request(&mimi_content([3; 16], "fuzz"), now),
+                key(&alice),
+            ),
+            // A frank_aad item that is not a 32-octet tag: refused (R-FRANK-1).
+            (
+                alice.message_request_with_aad(
+                    b"fuzz",
+                    encode(&SafeAad {
+                        aad_items: vec![SafeAadItem {
+                            component_id: FRANK_AAD_COMPONENT_ID,
+                            aad_item_data: vec![3; 31].into(),
+                        }],
+                    })
+                    .expect("encode SafeAAD"),
+                    now,
+                ),
+                key(&alice),
+            ),
             (
                 alice.signed_group_info_request(&group_a, None, now),
                 key(&alice),
@@ -331,7 +355,11 @@ fn ds_members(ds: &mut TestDs, group_id: &[u8]) -> Vec<Vec<u8>> {
     else {
         panic!("group_info refused for a live group")
     };
-    let tree = info.ratchet_tree.parse().expect("the served tree parses");
+    let tree = info
+        .ratchet_tree()
+        .expect("the hub sends the full tree")
+        .parse()
+        .expect("the served tree parses");
     let mut keys: Vec<Vec<u8>> = tree
         .leaves()
         .map(|l| l.signature_key().as_slice().to_vec())

@@ -45,6 +45,10 @@
 //! format of requests, responses and fanout is specified in `docs/wire-format.md` and
 //! implemented in [`wire`].
 //!
+//! A hub given a [`franking::FrankingKey`] franks application messages that carry a franking
+//! tag and re-verifies reported franks ([`DeliveryService::verify_reported_message`]);
+//! [`message_id`] computes mimi-content message IDs (wire-format.md §15.5-§15.8).
+//!
 //! ## Example
 //!
 //! A hub for `hub.example` with in-memory storage, answering a `request_group_id`:
@@ -205,6 +209,8 @@
 #![deny(missing_docs)]
 
 pub mod connection;
+pub mod franking;
+pub mod message_id;
 pub mod qs;
 pub mod storage;
 pub mod transport;

@@ -156,7 +156,7 @@ fn an_external_join_with_a_group_info_for_another_epoch_is_refused_before_the_gr
     // is broken: only processing the commit against the loaded group would find the latter,
     // so the answer shows which check ran first. The commit ends with its signature (64 bytes
     // of Ed25519) and confirmation tag (a one-byte length and 32 bytes of HMAC-SHA256).
-    update.group_info = GroupInfoOption::Full(info.group_info.clone());
+    update.group_info = GroupInfoOption::Full(info.group_info_message().expect("GroupInfo"));
     let mut commit = update.commit.as_bytes().to_vec();
     let signature_end = commit.len() - 33;
     commit[signature_end - 1] ^= 0x01;

@@ -67,7 +67,7 @@ fn pair() -> (TestDs, TestClient, TestClient) {
     )
     .body
     {
-        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree,
+        DsResponseBody::ExternalCommitInfo(info) => info.ratchet_tree().expect("full tree").clone(),
         other => panic!("{other:?}"),
     };
     let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {

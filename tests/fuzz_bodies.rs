@@ -7,11 +7,23 @@ use mimi_ds::fuzzing;
 fn process_bodies_hold_their_invariants_on_sample_inputs() {
     fuzzing::process_bytes(&[]);
     fuzzing::process_bytes(&[0, 1, 17, 0]);
-    for selector in 0..16u8 {
+    // 17 seeds, the franked message and the one with a malformed franking tag included.
+    for selector in 0..18u8 {
         // Unchanged (valid), and with mutations at a few places, re-signed.
         fuzzing::process_mutated(&[selector]);
         fuzzing::process_mutated(&[selector, 0, 40, 1, 0, 200, 0x80, 1, 44, 0xff]);
     }
+}
+
+#[test]
+fn decode_bodies_and_the_report_check_hold_on_sample_inputs() {
+    // Empty, a ReportedMessage-shaped prefix (empty plaintext, empty URIs), and garbage.
+    fuzzing::decode_response_bytes(&[]);
+    let mut report = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    report.extend_from_slice(&[7; 32]);
+    report.extend_from_slice(&[0, 1, 2, 0xaa, 0xbb]);
+    fuzzing::decode_response_bytes(&report);
+    fuzzing::decode_response_bytes(&[0xff; 64]);
 }
 
 #[test]

@@ -39,7 +39,7 @@ use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
     DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
     QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
-    QueueingServiceRequest, QueueingServiceResponse,
+    QueueingServiceRequest, QueueingServiceResponse, ReportedMessage,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::DeserializeBytes;
@@ -127,6 +127,7 @@ enum Decoded {
     StoredConnectionRequest(StoredConnectionRequest),
     ConnectionInboxAddress(ConnectionInboxAddress),
     SafeAad(SafeAad),
+    ReportedMessage(ReportedMessage),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
@@ -141,6 +142,8 @@ fn type_name_for(name: &str) -> &'static str {
         "QueueInfoPlaintext"
     } else if name.starts_with("queue_created_plaintext") {
         "QueueCreated"
+    } else if name.starts_with("reported_message") {
+        "ReportedMessage"
     } else if name.starts_with("qs_request_") {
         "QueueingServiceRequest"
     } else if name.starts_with("qs_response_") {
@@ -153,7 +156,7 @@ fn type_name_for(name: &str) -> &'static str {
         panic!(
             "{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_, \
              qs_client_request_, qs_client_response_, queue_info_plaintext, \
-             queue_created_plaintext)"
+             queue_created_plaintext, reported_message)"
         )
     }
 }
@@ -205,6 +208,7 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "StoredConnectionRequest" => Decoded::StoredConnectionRequest(round_trip(name, bytes)),
         "ConnectionInboxAddress" => Decoded::ConnectionInboxAddress(round_trip(name, bytes)),
         "SafeAad" => Decoded::SafeAad(round_trip(name, bytes)),
+        "ReportedMessage" => Decoded::ReportedMessage(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -398,7 +402,14 @@ const TABLE: &[(&str, Check)] = &[
     }),
     (
         "response_external_commit_info",
-        |d| matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i)) if !i.pending_proposals.is_empty()),
+        // draft-ietf-mimi-protocol-06 GroupInfoRatchetTreeTBE: a bare GroupInfo, the full tree,
+        // the pending proposals with their hub_accepted_time.
+        |d| {
+            matches!(resp(d), Some(DsResponseBody::ExternalCommitInfo(i))
+            if !i.pending_proposals.is_empty() && i.ratchet_tree().is_some()
+                && i.group_info.parse().is_ok()
+                && i.pending_proposals.iter().all(|p| p.hub_accepted_time > 0))
+        },
     ),
     (
         "request_group_info_encrypted",
@@ -414,9 +425,27 @@ const TABLE: &[(&str, Check)] = &[
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),
     ),
-    ("response_accepted", |d| {
-        matches!(resp(d), Some(DsResponseBody::Accepted(_)))
-    }),
+    (
+        "response_accepted",
+        |d| matches!(resp(d), Some(DsResponseBody::Accepted(a)) if a.frank.is_none()),
+    ),
+    // Franking (wire-format.md §15.5-§15.7).
+    (
+        "request_send_message_franked",
+        |d| matches!(req(d), Some((DsRequestBody::SendMessage(b), a)) if by_leaf(a) && is_private(&b.application_message)),
+    ),
+    (
+        "response_accepted_franked",
+        |d| matches!(resp(d), Some(DsResponseBody::Accepted(a)) if a.frank.is_some()),
+    ),
+    (
+        "qs_request_application_message_franked",
+        |d| matches!(d, Decoded::QsRequest(r) if is_private(&r.message.message) && r.message.frank.is_some()),
+    ),
+    (
+        "reported_message",
+        |d| matches!(d, Decoded::ReportedMessage(r) if !r.application_data.as_slice().is_empty()),
+    ),
     // Queueing Service messages.
     (
         "qs_request_welcome",
@@ -424,7 +453,7 @@ const TABLE: &[(&str, Check)] = &[
     ),
     (
         "qs_request_application_message",
-        |d| matches!(d, Decoded::QsRequest(r) if !r.recipients.is_empty() && is_private(&r.message.message)),
+        |d| matches!(d, Decoded::QsRequest(r) if !r.recipients.is_empty() && is_private(&r.message.message) && r.message.frank.is_none()),
     ),
     ("qs_response_ok", |d| {
         matches!(d, Decoded::QsResponse(QueueingServiceResponse::Ok))

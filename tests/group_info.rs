@@ -43,9 +43,12 @@ fn to_partial(full: &GroupInfoOption) -> (PartialGroupInfo, Vec<u8>) {
     (partial, bytes.as_bytes().to_vec())
 }
 
+/// The GroupInfo the DS serves, as the `MLSMessage` a committer sends (the served
+/// `GroupInfoRatchetTreeTBE` carries it bare, wire-format.md §5.4).
 fn served_group_info(ds: &mut TestDs, member: &TestClient) -> Vec<u8> {
     ds.group_info(member, &member.group_id())
-        .group_info
+        .group_info_message()
+        .expect("a GroupInfo")
         .as_bytes()
         .to_vec()
 }
@@ -151,7 +154,11 @@ fn group_info_signed_by_another_member_is_refused() {
     let out = ds.process(&alice.add_request(vec![bob.key_package()], ds.now_ms));
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = ds.group_info(&alice, &alice.group_id()).ratchet_tree;
+    let tree = ds
+        .group_info(&alice, &alice.group_id())
+        .ratchet_tree()
+        .expect("full tree")
+        .clone();
     let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
         panic!()
     };

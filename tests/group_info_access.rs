@@ -78,7 +78,15 @@ fn a_members_signed_request_is_served() {
     let (mut ds, alice, _) = alice_group(DsConfig::new("hub.example"));
     let group_id = alice.group_id();
     let info = served(&ds.process(&alice.signed_group_info_request(&group_id, None, ds.now_ms)));
-    assert_eq!(info.ratchet_tree.parse().unwrap().leaves().count(), 1);
+    assert_eq!(
+        info.ratchet_tree()
+            .unwrap()
+            .parse()
+            .unwrap()
+            .leaves()
+            .count(),
+        1
+    );
 
     // Encrypted to the member's key too.
     let keys = group_info_encryption_keys();

@@ -48,7 +48,7 @@ fn whole_group_life() {
             Some(mimi_ds::testing::Received::Welcome(w)) => w,
             other => panic!("{other:?}"),
         };
-        bob.join_from_welcome(&welcome, &info.ratchet_tree);
+        bob.join_from_welcome(&welcome, info.ratchet_tree().expect("full tree"));
         assert_eq!(bob.epoch(), 1);
     }
 

@@ -6,7 +6,8 @@
 //! the DS is entitled to accept: see [`IfDamaged`] for the per-kind rule.
 //!
 //! The valid requests come from two groups on one DS:
-//! - Alice's group: `create_group`, a `commits` adding Bob with a Welcome, `send_message`,
+//! - Alice's group: `create_group`, a `commits` adding Bob with a Welcome, `send_message`
+//!   (plain, and franked; one with a malformed franking tag is refused),
 //!   `update_queue_info`, signed and unauthenticated `group_info`, an update commit, a proposal
 //!   with a corrupted `membership_tag` (which the DS cannot check), a Remove proposal and the
 //!   commit including it; and, refused on the Remove's snapshot, a self-removal of the leaf it
@@ -30,6 +31,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mimi_ds::storage::InMemoryStorage;
+use mimi_ds::testing::franking::{mimi_content, test_franking_key};
 use mimi_ds::testing::{
     assert_rejected, assert_unchanged, decode_response, Received, TestClient, TestDs, CIPHERSUITE,
 };
@@ -37,12 +39,14 @@ use mimi_ds::wire::{
     decode_exact, encode, ClientQueueConfig, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody,
     DsRequestType, DsResponseBody, DsSenderId, ErrorCode, ExternalCommitInfo, GroupInfoRequest,
     GroupUpdateRequest, MembershipCommitRequest, MlsMessageBytes, ProposalsRequest,
-    RatchetTreeBytes, UpdateClientRequest, PROTOCOL_VERSION_MIMI_DS10,
+    RatchetTreeBytes, SafeAad, SafeAadItem, UpdateClientRequest, FRANK_AAD_COMPONENT_ID,
+    PROTOCOL_VERSION_MIMI_DS10,
 };
 use mimi_ds::{Outcome, Status, UnixTimeMs};
 use openmls::prelude::LeafNodeIndex;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::OpenMlsProvider as _;
+use tls_codec::Serialize as _;
 
 /// What a request does, which decides how it may fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,7 +344,8 @@ fn build_scenario() -> Scenario {
     let mut config = mimi_ds::DsConfig::new("hub.example");
     config.group_info_access = mimi_ds::GroupInfoAccess::Anyone;
     let mut scenario = Scenario {
-        ds: TestDs::with_config(config),
+        // A franking hub (wire-format.md §15.5), so franked messages are in the sweep.
+        ds: TestDs::with_config(config).franking_with(test_franking_key(1)),
         cases: Vec::new(),
         refusals: Vec::new(),
     };
@@ -375,7 +380,10 @@ fn first_group(s: &mut Scenario) {
     let out = s.push(case);
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
-    let tree = group_info(&mut s.ds, &group_id).ratchet_tree;
+    let tree = group_info(&mut s.ds, &group_id)
+        .ratchet_tree()
+        .expect("full tree")
+        .clone();
     let welcome = welcome_of(&mut bob);
     bob.join_from_welcome(&welcome, &tree);
 
@@ -393,6 +401,30 @@ fn first_group(s: &mut Scenario) {
         bob.process_inbox(),
         vec![Received::Application(b"hello bob".to_vec())]
     );
+
+    // A franked send_message (wire-format.md §15.5), accepted on its snapshot only; and one
+    // whose frank_aad item is not a 32-octet tag, refused (R-FRANK-1).
+    let content = mimi_content([7; 16], "franked");
+    let request = alice.franked_message_request(&content, now);
+    let mut case = Case::new("send_message_franked", Kind::Message, 1, request, &s.ds);
+    case.wrong_senders = wrong_senders(&case.request, &[&carol, &bob]);
+    case.as_other_member = Some(bob.signed(body_of(&case.request), now));
+    let _ = s.push_unapplied(case);
+    let short_tag = SafeAad {
+        aad_items: vec![SafeAadItem {
+            component_id: FRANK_AAD_COMPONENT_ID,
+            aad_item_data: vec![7; 31].into(),
+        }],
+    };
+    let request =
+        alice.message_request_with_aad(&content, short_tag.tls_serialize_detached().unwrap(), now);
+    s.refusals.push(Refusal {
+        name: "send_message_with_a_short_franking_tag",
+        code: ErrorCode::MalformedRequest,
+        request,
+        storage: s.ds.storage.clone(),
+        now_ms: now,
+    });
 
     // update_queue_info by Bob (signed by Alice as herself it moves Alice's queue: valid).
     let queue = ClientQueueConfig {
@@ -945,7 +977,7 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
             case.if_damaged
         );
     }
-    assert_eq!(scenario.cases.len(), 24);
+    assert_eq!(scenario.cases.len(), 25);
     // Every request type served, every sender kind and the unauthenticated requests.
     let types: Vec<DsRequestType> = scenario.cases.iter().map(Case::request_type).collect();
     for served in SERVED {
@@ -1360,7 +1392,7 @@ fn an_accepted_message_resubmitted_by_another_member_is_a_replayed_message() {
         assert!(out.fanout.is_empty(), "{}", case.name);
         checked += 1;
     }
-    assert_eq!(checked, 1, "the send_message case");
+    assert_eq!(checked, 2, "the send_message cases (plain and franked)");
 }
 
 /// Under the default `GroupInfoAccess::Members`, the sweep's anonymous reads are

@@ -443,6 +443,7 @@ impl Accepting<'_> {
             accepted_time_ms: ctx.now.as_millis(),
             epoch: new_epoch,
             external_proposals: self.stapled.clone(),
+            frank: None,
         };
         let domain = &ctx.env.config.domain;
         let mut fanout = fan_out(

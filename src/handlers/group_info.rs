@@ -23,8 +23,8 @@ use crate::storage::GroupSnapshot;
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{
     encode, encrypt_context, DecodeError, DsAuthData, DsResponseBody, ExternalCommitInfo,
-    GroupInfoRequest, HpkeCiphertext, MlsMessageBytes, PendingProposal, RatchetTreeBytes,
-    GROUP_INFO_ENCRYPTION_LABEL,
+    GroupInfoBytes, GroupInfoRequest, HpkeCiphertext, MlsMessageBytes, PendingProposal,
+    RatchetTreeBytes, RatchetTreeOption, GROUP_INFO_ENCRYPTION_LABEL, GROUP_INFO_MESSAGE_HEADER,
 };
 
 pub(crate) fn handle<C, S>(
@@ -86,15 +86,17 @@ where
         .tls_serialize_detached()
         .map_err(internal)?;
     let pending: PendingProposals = decode_record(&snapshot, RecordKind::PendingProposals)?;
+    // draft-ietf-mimi-protocol-06 `GroupInfoRatchetTreeTBE`: the bare GroupInfo (the stored
+    // MLSMessage without its framing) and the tree as `RatchetTreeOption.full`.
+    let stored = snapshot.record(RecordKind::GroupInfo).unwrap_or_default();
+    let bare = stored
+        .strip_prefix(GROUP_INFO_MESSAGE_HEADER.as_slice())
+        .ok_or_else(|| internal("the stored GroupInfo is not an mls_group_info MLSMessage"))?;
     let info = ExternalCommitInfo {
-        group_info: MlsMessageBytes::from_bytes(
-            snapshot
-                .record(RecordKind::GroupInfo)
-                .unwrap_or_default()
-                .to_vec(),
-        )
-        .map_err(internal)?,
-        ratchet_tree: RatchetTreeBytes::from_bytes(tree).map_err(internal)?,
+        group_info: GroupInfoBytes::from_bytes(bare.to_vec()).map_err(internal)?,
+        ratchet_tree_option: RatchetTreeOption::Full(
+            RatchetTreeBytes::from_bytes(tree).map_err(internal)?,
+        ),
         pending_proposals: pending
             .proposals
             .into_iter()

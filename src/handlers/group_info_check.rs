@@ -11,11 +11,9 @@ use tls_codec::{DeserializeBytes, Serialize as _};
 use crate::config::DsIdentity;
 use crate::error::RejectReason;
 use crate::error::{InvalidGroupInfo, InvalidMessageType};
-use crate::wire::{GroupInfoOption, MlsMessageBytes, RatchetTreePresence};
-
-/// MLSMessage header of a GroupInfo: `ProtocolVersion mls10(1)`, `WireFormat
-/// mls_group_info(4)` (RFC 9420 §6).
-const GROUP_INFO_MESSAGE_HEADER: [u8; 4] = [0, 1, 0, 4];
+use crate::wire::{
+    GroupInfoOption, MlsMessageBytes, RatchetTreePresence, GROUP_INFO_MESSAGE_HEADER,
+};
 
 /// Extracts the GroupInfo from an MLSMessage.
 pub(crate) fn verifiable_group_info(

@@ -161,6 +161,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         accepted_time_ms: now.as_millis(),
         epoch: roster.epoch,
         external_proposals: issued.into_iter().map(|(message, _)| message).collect(),
+        frank: None,
     };
     write_plan(
         now,

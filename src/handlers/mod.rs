@@ -70,6 +70,8 @@ pub(crate) struct HandlerEnv<'a, C> {
     pub(crate) identity: &'a DsIdentity,
     /// Earlier signing identities, still named by groups that have not committed a rotation.
     pub(crate) retired: &'a [DsIdentity],
+    /// The key of the server franks, if the hub franks messages (wire-format.md §15.5).
+    pub(crate) franking_key: Option<&'a crate::franking::FrankingKey>,
     /// Crypto, and the source of randomness.
     pub(crate) crypto: &'a C,
     pub(crate) validator: &'a dyn CredentialValidator,

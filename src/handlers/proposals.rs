@@ -101,10 +101,12 @@ where
             }
         }
         if rule == ProposalRule::SelfRemove {
+            // The sender's own removal: a Remove of its leaf (DS-03..05), or an MLS SelfRemove
+            // (draft-ietf-mls-extensions; wire-format.md §15.7), whose sender is its target.
             let removes_sender = matches!(
                 queued.proposal(),
                 Proposal::Remove(remove) if remove.removed() == LeafNodeIndex::new(sender)
-            );
+            ) || matches!(queued.proposal(), Proposal::SelfRemove);
             // Rule R-PROP-4.
             if proposals.len() != 1 || !removes_sender {
                 return Err(RejectReason::NotAllowed(NotAllowed::SelfRemoveOfAnotherLeaf).into());
@@ -175,6 +177,7 @@ where
         accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
+        frank: None,
     };
     sequencer.next_sequence += proposals.len() as u64;
     let records = vec![

@@ -13,13 +13,17 @@ use super::group_state::{decode_record, encode_record, refuse_if_reinitialized};
 use super::handshake::check_epoch;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::sha256;
+use crate::config::DsSigner;
 use crate::error::{internal, RejectReason};
 use crate::error::{InvalidGroupId, InvalidMessageType};
 use crate::fanout::fan_out;
+use crate::franking::{frank_message, franking_tag_in};
+use crate::state::Roster;
 use crate::state::{Sequencer, MESSAGE_DIGEST_BYTES};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
 use crate::wire::{
-    decode_exact, AcceptedMessage, DsResponseBody, MlsMessageBytes, SendMessageRequest,
+    decode_exact, AcceptedMessage, DsResponseBody, Frank, SendMessageRequest,
+    ServerFrankingContext, FRANK_LEN,
 };
 
 pub(crate) fn handle<C, S>(
@@ -87,7 +91,15 @@ where
     }
     // RFC 9420 §6.3: a ciphertext is encrypted under a one-time key and nonce, so the same
     // ciphertext twice is a replay, whoever signs the request (wire-format.md §4.8).
-    let digest = ciphertext_digest(ctx.crypto(), &body.application_message)?;
+    // The message's frame as received: its ciphertext for the replay check, its
+    // authenticated data for the franking tag.
+    let fields = decode_exact::<PrivateMessageFields>(body.application_message.as_bytes())
+        .map_err(internal)?;
+    // wire-format.md §15.5: a malformed franking tag is refused before anything is written.
+    // Rule R-FRANK-1.
+    let franking_tag = franking_tag_in(fields.authenticated_data.as_slice())
+        .map_err(RejectReason::MalformedFrankAad)?;
+    let digest = ciphertext_digest(ctx.crypto(), &fields)?;
     if sequencer.has_seen(&digest) {
         // Rule R-MSG-10.
         return Err(RejectReason::ReplayedMessage.into());
@@ -102,13 +114,20 @@ where
         digest,
         ctx.env.config.app_message_replay_memory,
     );
+    let frank = match (franking_tag, ctx.env.franking_key) {
+        (Some(tag), Some(key)) => Some(frank(ctx, key, &tag, &roster, sender, group_id)?),
+        // A hub without a franking key accepts franked messages unfranked (MP-06 `optional
+        // Frank`).
+        _ => None,
+    };
     let accepted = AcceptedMessage {
         sequence_number: sequencer.next_sequence,
         accepted_time_ms: ctx.now.as_millis(),
         epoch: roster.epoch,
         external_proposals: Vec::new(),
+        frank: frank.clone(),
     };
-    let fanout = fan_out(
+    let mut fanout = fan_out(
         &ctx.env.config.domain,
         group_id,
         accepted.sequence_number,
@@ -120,6 +139,9 @@ where
             .filter(|(leaf, _)| *leaf != sender)
             .map(|(_, m)| &m.queue_config),
     );
+    for delivery in &mut fanout {
+        delivery.request.message.frank = frank.clone();
+    }
     sequencer.next_sequence += 1;
     sequencer.touch(sender, ctx.now);
     ctx.write_plan(
@@ -141,9 +163,39 @@ struct PrivateMessageFields {
     _group_id: VLBytes,
     _epoch: u64,
     _content_type: u8,
-    _authenticated_data: VLBytes,
+    authenticated_data: VLBytes,
     _encrypted_sender_data: VLBytes,
     ciphertext: VLBytes,
+}
+
+/// The hub's frank of an accepted message (wire-format.md §15.5): bound to the sender's user
+/// (as the credential validator named it), the group ID as the room, and the acceptance time;
+/// signed with the DS's current identity, naming the group's ciphersuite.
+fn frank<C: OpenMlsCrypto, E: std::error::Error + 'static>(
+    ctx: &Ctx<'_, C>,
+    key: &crate::franking::FrankingKey,
+    tag: &[u8; FRANK_LEN],
+    roster: &Roster,
+    sender: u32,
+    group_id: &[u8],
+) -> HandlerResult<Frank, E> {
+    let member = roster
+        .member(sender)
+        .ok_or_else(|| internal("the authenticated sender has no roster entry"))?;
+    let context = ServerFrankingContext {
+        sender_uri: member.user.clone(),
+        room_uri: group_id.to_vec().into(),
+        accepted_timestamp: ctx.now.as_millis(),
+    };
+    frank_message(
+        ctx.crypto(),
+        key,
+        &DsSigner(ctx.env.identity.signer.as_ref()),
+        roster.ciphersuite,
+        tag,
+        &context,
+    )
+    .ok_or_else(|| internal("franking failed in the crypto provider or the signer"))
 }
 
 /// What identifies an application message for the replay check: the first bytes of SHA-256 of
@@ -152,10 +204,8 @@ struct PrivateMessageFields {
 /// it new.
 fn ciphertext_digest<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     crypto: &C,
-    message: &MlsMessageBytes,
+    fields: &PrivateMessageFields,
 ) -> HandlerResult<[u8; MESSAGE_DIGEST_BYTES], E> {
-    // The bytes already parsed as a PrivateMessage, so this layout holds.
-    let fields = decode_exact::<PrivateMessageFields>(message.as_bytes()).map_err(internal)?;
     let hash = sha256::<E>(crypto, fields.ciphertext.as_slice())?;
     hash.get(..MESSAGE_DIGEST_BYTES)
         .and_then(|prefix| prefix.try_into().ok())

@@ -96,6 +96,8 @@ pub struct DeliveryService<C = RustCrypto> {
     pub(crate) validator: Box<dyn CredentialValidator>,
     /// Earlier signing identities, still named by groups that have not committed a rotation.
     pub(crate) retired: Vec<DsIdentity>,
+    /// The key of the server franks, if this hub franks messages (wire-format.md §15.5).
+    pub(crate) franking_key: Option<crate::franking::FrankingKey>,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -121,6 +123,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             crypto,
             validator: Box::new(BasicCredentialValidator::reject_all()),
             retired: Vec::new(),
+            franking_key: None,
         }
     }
 
@@ -129,6 +132,15 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// [`HubEvent::RotateSigningKey`] moves them to the current identity.
     pub fn with_retired_identity(mut self, identity: DsIdentity) -> Self {
         self.retired.push(identity);
+        self
+    }
+
+    /// Makes the hub frank application messages that carry a franking tag, with this key
+    /// (wire-format.md §15.5), and verify reported franks
+    /// ([`DeliveryService::verify_reported_message`]). Without it, messages are accepted
+    /// unfranked.
+    pub fn with_franking_key(mut self, key: crate::franking::FrankingKey) -> Self {
+        self.franking_key = Some(key);
         self
     }
 
@@ -211,6 +223,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             config: &self.config,
             identity: &self.identity,
             retired: &self.retired,
+            franking_key: self.franking_key.as_ref(),
             crypto: &self.crypto,
             validator: self.validator.as_ref(),
         }

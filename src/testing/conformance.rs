@@ -193,6 +193,7 @@ pub fn fanout(
                 accepted_time_ms: NOW,
                 message: message.clone(),
                 external_proposals: Vec::new(),
+                frank: None,
             },
         },
     }

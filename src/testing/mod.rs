@@ -21,10 +21,12 @@ pub mod conformance;
 pub mod connection;
 pub mod driver;
 mod ds;
+pub mod franking;
 mod qs;
 mod recording;
 mod requests;
 pub mod seeded;
+pub mod self_remove;
 
 pub use checks::{
     accepted_message, assert_accepted, assert_client_rejected, assert_rejected, assert_unchanged,

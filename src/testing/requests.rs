@@ -304,14 +304,15 @@ impl TestClient {
         info: &ExternalCommitInfo,
         aad: Vec<u8>,
     ) -> Vec<u8> {
-        let MlsMessageBodyIn::GroupInfo(group_info) =
-            info.group_info.parse().expect("group info").extract()
-        else {
-            panic!("not a GroupInfo");
-        };
+        let group_info = info.group_info.parse().expect("group info");
         let provider = &self.provider;
         let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
+            .with_ratchet_tree(
+                info.ratchet_tree()
+                    .expect("the hub sends the full tree")
+                    .parse()
+                    .expect("tree"),
+            )
             .with_config(Self::join_config())
             .with_aad(aad)
             .build_group(provider, group_info, self.credential.clone())

@@ -7,6 +7,7 @@
 //! encoding and `encode(decode(b)) == b` for every accepted `b`.
 
 mod auth;
+mod franking;
 mod qs;
 mod queue;
 mod raw;
@@ -18,6 +19,10 @@ pub use auth::{
     CLIENT_SIGNATURE_LABEL, USER_AUTH_KEY_EXTENSION_TYPE, USER_KEY_HASH_LABEL,
     USER_KEY_PROOF_LABEL,
 };
+pub use franking::{
+    Frank, FrankingIntegrityTbs, IdentifierUri, ReportedMessage, SafeAad, SafeAadItem,
+    ServerFrankingContext, FRANKING_INTEGRITY_LABEL, FRANK_AAD_COMPONENT_ID, FRANK_LEN,
+};
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
     QsClientResponseBody, QueueCreated, QueueInfoContext, QueueInfoPlaintext, QueuedMessage,
@@ -27,7 +32,7 @@ pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
     RecipientRefusal, QUEUE_CONFIG_EXTENSION_TYPE,
 };
-pub use raw::{MlsMessageBytes, RatchetTreeBytes};
+pub use raw::{GroupInfoBytes, MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
     ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DsRequest,
     DsRequestBody, DsRequestType, GroupInfoOption, GroupInfoRequest, GroupUpdate,
@@ -37,8 +42,9 @@ pub use request::{
 };
 pub use response::{
     encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
-    ErrorCode, ExternalCommitInfo, HpkeCiphertext, PendingProposal, WelcomeInfo,
-    GROUP_INFO_ENCRYPTION_LABEL,
+    ErrorCode, ExternalCommitInfo, GroupInfoRatchetTreeTbe, HpkeCiphertext, PendingProposal,
+    RatchetTreeOption, RatchetTreeUrl, WelcomeInfo, GROUP_INFO_ENCRYPTION_LABEL,
+    GROUP_INFO_MESSAGE_HEADER,
 };
 
 use tls_codec::DeserializeBytes;

@@ -36,6 +36,9 @@ pub struct FanoutMessage {
     /// member can commit without seeing them (draft-ietf-mimi-protocol-06 `FanoutMessage`
     /// `externalProposals`). Empty for everything but such commits.
     pub external_proposals: Vec<MlsMessageBytes>,
+    /// The hub's frank of a franked application message (draft-ietf-mimi-protocol-06
+    /// `FanoutMessage` `optional<Frank>`; wire-format.md §15.5); `None` for everything else.
+    pub frank: Option<super::Frank>,
 }
 
 /// `QueueingServiceRequest`: one message for one or more clients of one provider.

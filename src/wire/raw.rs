@@ -7,6 +7,7 @@
 
 use std::marker::PhantomData;
 
+use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageIn, RatchetTreeIn};
 use tls_codec::{DeserializeBytes, Size};
 
@@ -89,6 +90,10 @@ impl<T: DeserializeBytes> DeserializeBytes for Raw<T> {
 
 /// An `MLSMessage` (RFC 9420 §6) as received.
 pub type MlsMessageBytes = Raw<MlsMessageIn>;
+
+/// A bare `GroupInfo` (RFC 9420 §12.4.3), not wrapped in an `MLSMessage`, as stored
+/// (draft-ietf-mimi-protocol-06 `GroupInfoRatchetTreeTBE.groupInfo`; wire-format.md §5.4).
+pub type GroupInfoBytes = Raw<VerifiableGroupInfo>;
 
 /// A ratchet tree, `optional<Node> ratchet_tree<V>` (RFC 9420 §12.4.3.3), as received.
 pub type RatchetTreeBytes = Raw<RatchetTreeIn>;

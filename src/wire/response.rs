@@ -4,7 +4,7 @@ use tls_codec::{
     DeserializeBytes, Serialize, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes,
 };
 
-use super::raw::{MlsMessageBytes, RatchetTreeBytes};
+use super::raw::{GroupInfoBytes, MlsMessageBytes, RatchetTreeBytes};
 
 /// `DSResponse { DSProtocolVersion version; DSResponseBody body; }` (DS-03/04).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
@@ -86,6 +86,10 @@ pub struct AcceptedMessage {
     /// For a commit: the proposals the DS issued in the new epoch (also stapled to the commit's
     /// fanout); the committer's next commit must include them.
     pub external_proposals: Vec<MlsMessageBytes>,
+    /// For an application message carrying a franking tag, at a hub that franks: the hub's
+    /// frank (draft-ietf-mimi-protocol-06 `SubmitMessageResponse.frank`; wire-format.md §15.5).
+    /// `None` for everything else.
+    pub frank: Option<super::Frank>,
 }
 
 /// `WelcomeInfo { optional<Node> ratchet_tree<V>; }` (DS-03..06).
@@ -104,16 +108,78 @@ pub struct PendingProposal {
     pub hub_accepted_time: u64,
 }
 
-/// `ExternalCommitInfo` (DS-03..06, with the pending proposals of draft-ietf-mimi-protocol-06).
+/// The `https_uri(2)` case of a [`RatchetTreeOption`]: `opaque ratchet_tree_url<V>; opaque
+/// tree_signature<V>;`.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct RatchetTreeUrl {
+    /// Where the tree can be fetched.
+    pub ratchet_tree_url: VLBytes,
+    /// The signature over the tree.
+    pub tree_signature: VLBytes,
+}
+
+/// `RatchetTreeOption` (draft-mahy-mls-ratchet-tree-options, a normative reference of
+/// draft-ietf-mimi-protocol-06), selected by a uint8 `RatchetTreeRepresentation`. The hub always
+/// answers `full(1)`; the other cases decode so that an answer from another hub is read
+/// strictly (wire-format.md §5.4).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum RatchetTreeOption {
+    /// `full(1)`: `Node ratchet_tree<V>`, the whole tree.
+    #[tls_codec(discriminant = 1)]
+    Full(RatchetTreeBytes),
+    /// `https_uri(2)`: a URL to fetch the tree from, and its signature.
+    #[tls_codec(discriminant = 2)]
+    HttpsUri(RatchetTreeUrl),
+    /// `out_of_band(3)`: `opaque tree_signature<V>`.
+    #[tls_codec(discriminant = 3)]
+    OutOfBand(VLBytes),
+    /// `distribution_service(4)`: `struct {}`, the tree is the DS's to give.
+    #[tls_codec(discriminant = 4)]
+    DistributionService,
+}
+
+/// The answer to `group_info` (wire-format.md §5.4): draft-ietf-mimi-protocol-06
+/// `GroupInfoRatchetTreeTBE`, exactly. The response type keeps its DS-03..06 name
+/// `external_commit_info(4)`; its layout is the MP-06 one since mimi-ds 0.1 (the earlier
+/// `{ MLSMessage group_info; optional<Node> ratchet_tree<V>; PendingProposal
+/// pending_proposals<V>; }` is gone, not versioned).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct ExternalCommitInfo {
-    /// The current epoch's GroupInfo.
-    pub group_info: MlsMessageBytes,
-    /// The current ratchet tree.
-    pub ratchet_tree: RatchetTreeBytes,
-    /// Proposals pending in the current epoch.
+    /// The current epoch's GroupInfo, bare (no `MLSMessage` framing), as the committer gave it
+    /// (without a `ratchet_tree` extension, MP-06).
+    pub group_info: GroupInfoBytes,
+    /// The current ratchet tree; the hub always sends [`RatchetTreeOption::Full`].
+    pub ratchet_tree_option: RatchetTreeOption,
+    /// Proposals pending in the current epoch, with the hub's acceptance times.
     pub pending_proposals: Vec<PendingProposal>,
 }
+
+/// draft-ietf-mimi-protocol-06's name of [`ExternalCommitInfo`].
+pub type GroupInfoRatchetTreeTbe = ExternalCommitInfo;
+
+impl ExternalCommitInfo {
+    /// The tree when it is carried in full (`full(1)`), as the hub sends it.
+    pub fn ratchet_tree(&self) -> Option<&RatchetTreeBytes> {
+        match &self.ratchet_tree_option {
+            RatchetTreeOption::Full(tree) => Some(tree),
+            _ => None,
+        }
+    }
+
+    /// The GroupInfo as an `MLSMessage` (`mls10`, `mls_group_info`), the form openmls's
+    /// external-commit builder and the `external_join` request take.
+    pub fn group_info_message(&self) -> Result<MlsMessageBytes, super::DecodeError> {
+        let mut message = GROUP_INFO_MESSAGE_HEADER.to_vec();
+        message.extend_from_slice(self.group_info.as_bytes());
+        MlsMessageBytes::from_bytes(message)
+    }
+}
+
+/// The `MLSMessage` framing of a GroupInfo: `ProtocolVersion mls10(1)`, `WireFormat
+/// mls_group_info(4)` (RFC 9420 §6, §17.2).
+pub const GROUP_INFO_MESSAGE_HEADER: [u8; 4] = [0, 1, 0, 4];
 
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $name:ident = $value:literal => $wire:literal,)*) => {

@@ -44,7 +44,10 @@ pub(super) fn is(expected: impl Into<RejectReason>) -> impl Fn(&RejectReason) ->
 
 /// The group's current ratchet tree, as an external joiner gets it.
 pub(super) fn current_tree(ds: &mut TestDs, member: &TestClient) -> RatchetTreeBytes {
-    ds.group_info(member, &member.group_id()).ratchet_tree
+    ds.group_info(member, &member.group_id())
+        .ratchet_tree()
+        .expect("full tree")
+        .clone()
 }
 
 /// Delivers an accepted commit: the committer merges its staged commit, `members` process the

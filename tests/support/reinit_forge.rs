@@ -92,15 +92,14 @@ fn sign_with_label(member: &TestClient, label: &str, content: &[u8]) -> Vec<u8> 
 fn served_group(ds: &mut TestDs, member: &TestClient) -> (PublicGroup, Vec<Vec<u8>>) {
     let info = ds.group_info(member, &member.group_id());
     let provider = OpenMlsRustCrypto::default();
-    let MlsMessageBodyIn::GroupInfo(group_info) =
-        info.group_info.parse().expect("GroupInfo").extract()
-    else {
-        panic!("group_info serves a GroupInfo")
-    };
+    let group_info = info.group_info.parse().expect("GroupInfo");
     let (mut group, _) = PublicGroup::from_external(
         provider.crypto(),
         provider.storage(),
-        info.ratchet_tree.parse().expect("tree"),
+        info.ratchet_tree()
+            .expect("full tree")
+            .parse()
+            .expect("tree"),
         group_info,
         ProposalStore::new(),
     )

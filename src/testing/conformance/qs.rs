@@ -84,6 +84,7 @@ fn queued(sequence_number: u64, message: &MlsMessageBytes) -> QueuedMessage {
             accepted_time_ms: NOW,
             message: message.clone(),
             external_proposals: Vec::new(),
+            frank: None,
         },
     }
 }

@@ -1,10 +1,11 @@
 //! The operations the hub serves, in the life of one group on hub.example.
 
+use mimi_ds::testing::franking::{mimi_content, test_franking_key};
 use mimi_ds::testing::seeded::seed;
 use mimi_ds::testing::{commit_body, decode_response, TestDs};
 use mimi_ds::wire::{
-    DsErrorDetails, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption,
-    WelcomeInfoRequest,
+    encode, DsErrorDetails, DsRequestBody, DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption,
+    ReportedMessage, ServerFrankingContext, WelcomeInfoRequest,
 };
 use openmls::prelude::{KeyPackage, Sender};
 use openmls_traits::OpenMlsProvider as _;
@@ -21,7 +22,8 @@ pub(super) fn run(v: &mut Vectors) -> Hub {
     // (wire-format.md §4.11).
     let mut config = mimi_ds::DsConfig::new("hub.example");
     config.group_info_access = mimi_ds::GroupInfoAccess::Anyone;
-    let mut ds = TestDs::seeded(config, seed("golden hub.example"));
+    let mut ds =
+        TestDs::seeded(config, seed("golden hub.example")).franking_with(test_franking_key(0x42));
     let mut alice = client("alice", "alice-1", "a.example");
     let mut alice2 = client("alice", "alice-2", "a.example");
     let mut bob = client("bob", "bob-1", "b.example");
@@ -103,7 +105,7 @@ pub(super) fn run(v: &mut Vectors) -> Hub {
     TestDs::route(&out, &mut [&mut bob, &mut carol, &mut alice2]);
     let (_, _, info) = external_commit_info(&mut ds, &group_id);
     for client in [&mut bob, &mut carol, &mut alice2] {
-        join(client, &info.ratchet_tree);
+        join(client, info.ratchet_tree().expect("full tree"));
     }
 
     // welcome_info (18), signed as the KeyPackageRef of bob-1's KeyPackage.
@@ -143,6 +145,51 @@ pub(super) fn run(v: &mut Vectors) -> Hub {
     );
     TestDs::route(&out, &mut [&mut bob, &mut carol, &mut alice2]);
     for client in [&mut bob, &mut carol, &mut alice2] {
+        client.process_inbox();
+    }
+
+    // A franked send_message (wire-format.md §15.5) and carol's report of it (§15.7).
+    let content = mimi_content([0x5e; 16], "franked hello");
+    let request = bob.franked_message_request(&content, ds.now_ms);
+    let out = ds.process(&request);
+    accepted(&out);
+    v.add(
+        "request_send_message_franked",
+        "send_message (10) by bob-1: a PrivateMessage whose authenticated data is a SafeAAD with a frank_aad item",
+        request,
+    );
+    v.add(
+        "response_accepted_franked",
+        "accepted (8) with the hub's Frank, the answer to request_send_message_franked",
+        out.response.clone(),
+    );
+    v.add(
+        "qs_request_application_message_franked",
+        "the DS's fanout of request_send_message_franked to c.example (queue carol-1), with the Frank",
+        fanout_to(&out, "c.example"),
+    );
+    let DsResponseBody::Accepted(receipt) = decode_response(&out.response).body else {
+        panic!()
+    };
+    let report = ReportedMessage {
+        application_data: content.into(),
+        context: ServerFrankingContext {
+            sender_uri: b"mimi://b.example/u/bob".to_vec().into(),
+            room_uri: group_id.clone().into(),
+            accepted_timestamp: receipt.accepted_time_ms,
+        },
+        frank: receipt.frank.expect("franked"),
+    };
+    ds.ds
+        .verify_reported_message(&report)
+        .expect("the report verifies");
+    v.add(
+        "reported_message",
+        "carol-1's report of request_send_message_franked, which the hub verifies",
+        encode(&report).expect("encode"),
+    );
+    TestDs::route(&out, &mut [&mut alice, &mut carol, &mut alice2]);
+    for client in [&mut alice, &mut carol, &mut alice2] {
         client.process_inbox();
     }
 

@@ -8,7 +8,7 @@ use mimi_ds::wire::{
     UpdateClientRequest,
 };
 use openmls::prelude::{
-    LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig, MlsMessageBodyIn,
+    LeafNodeIndex, LeafNodeParameters, MlsGroup, MlsGroupJoinConfig,
     MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
 };
 use openmls_traits::OpenMlsProvider as _;
@@ -143,11 +143,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
 
     // external_join (9): dave-1 joins by external commit from the DS's epoch-2 GroupInfo.
     let (_, _, info) = external_commit_info(&mut ds, &group_id);
-    let MlsMessageBodyIn::GroupInfo(group_info) =
-        info.group_info.parse().expect("GroupInfo").extract()
-    else {
-        panic!("not a GroupInfo")
-    };
+    let group_info = info.group_info.parse().expect("GroupInfo");
     let join_config = MlsGroupJoinConfig::builder()
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .build();
@@ -156,7 +152,12 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
         .with_extensions(TestClient::queue_extension(&dave.queue))
         .build();
     let (_, bundle) = MlsGroup::external_commit_builder()
-        .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
+        .with_ratchet_tree(
+            info.ratchet_tree()
+                .expect("full tree")
+                .parse()
+                .expect("tree"),
+        )
         .with_config(join_config)
         .build_group(&dave.provider, group_info, dave.credential.clone())
         .expect("external commit builder")

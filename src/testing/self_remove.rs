@@ -1,0 +1,155 @@
+//! Clients that support RFC 9420 extension proposal SelfRemove (0x000a,
+//! draft-ietf-mls-extensions §"SelfRemove"; wire-format.md §15.7): openmls 0.9 builds and
+//! processes it without its `extensions-draft` feature, and its external-commit builder takes
+//! pending SelfRemoves by reference (`ExternalCommitBuilder::with_proposals`).
+
+use openmls::prelude::*;
+
+use super::{mls_bytes, TestClient, CIPHERSUITE};
+use crate::wire::{
+    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
+    GroupUpdateRequest, ProposalsRequest, SelfRemoveClientRequest, PROTOCOL_VERSION_MIMI_DS10,
+};
+
+impl TestClient {
+    /// [`TestClient::capabilities`] plus the SelfRemove proposal type, which every member must
+    /// support before anyone may propose it (RFC 9420 §13.4 non-default proposal types).
+    pub fn capabilities_with_self_remove() -> Capabilities {
+        Capabilities::new(
+            None,
+            Some(&[CIPHERSUITE]),
+            Some(&[
+                ExtensionType::Unknown(crate::wire::QUEUE_CONFIG_EXTENSION_TYPE),
+                ExtensionType::Unknown(crate::wire::USER_AUTH_KEY_EXTENSION_TYPE),
+            ]),
+            Some(&[ProposalType::SelfRemove]),
+            None,
+        )
+    }
+
+    /// A KeyPackage like [`TestClient::key_package`], advertising SelfRemove.
+    pub fn key_package_with_self_remove(&self) -> KeyPackage {
+        KeyPackage::builder()
+            .key_package_lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
+            .leaf_node_capabilities(Self::capabilities_with_self_remove())
+            .leaf_node_extensions(self.leaf_extensions())
+            .build(
+                CIPHERSUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
+            .expect("key package")
+            .key_package()
+            .clone()
+    }
+
+    /// Creates the MLS group locally like [`TestClient::create_group`], with a leaf that
+    /// advertises SelfRemove.
+    pub fn create_group_with_self_remove(&mut self, group_id: &[u8], ds: &ExternalSender) {
+        let group = MlsGroup::builder()
+            .with_group_id(GroupId::from_slice(group_id))
+            .ciphersuite(CIPHERSUITE)
+            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(Self::PAST_EPOCHS)
+            .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
+            .with_capabilities(Self::capabilities_with_self_remove())
+            .with_leaf_node_extensions(self.leaf_extensions())
+            .expect("leaf extensions")
+            .with_group_context_extensions(
+                Extensions::single(Extension::ExternalSenders(vec![ds.clone()]))
+                    .expect("extensions"),
+            )
+            .build(&self.provider, &self.signer, self.credential.clone())
+            .expect("group creation");
+        self.group = Some(group);
+    }
+
+    /// `proposals(15)` with an MLS SelfRemove proposal (openmls
+    /// `leave_group_via_self_remove`), a PublicMessage.
+    pub fn mls_self_remove_request(&mut self, now_ms: u64) -> Vec<u8> {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let message = group
+            .leave_group_via_self_remove(provider, signer)
+            .expect("SelfRemove");
+        self.signed(
+            DsRequestBody::Proposals(ProposalsRequest {
+                proposals: vec![mls_bytes(&message)],
+            }),
+            now_ms,
+        )
+    }
+
+    /// `self_remove_client(7)` carrying an MLS SelfRemove proposal (wire-format.md §4.6).
+    pub fn mls_self_remove_client_request(&mut self, now_ms: u64) -> Vec<u8> {
+        let provider = &self.provider;
+        let signer = &self.signer;
+        let group = self.group.as_mut().expect("client has a group");
+        let message = group
+            .leave_group_via_self_remove(provider, signer)
+            .expect("SelfRemove");
+        self.signed(
+            DsRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
+                proposal: mls_bytes(&message),
+            }),
+            now_ms,
+        )
+    }
+
+    /// `external_join` like [`TestClient::external_join_request`], covering the pending
+    /// SelfRemove proposals the hub served (`pending_proposals`) by reference, as
+    /// draft-ietf-mimi-protocol's slides allow; the leaf advertises SelfRemove.
+    pub fn external_join_with_pending_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
+        let group_info = info.group_info.parse().expect("group info");
+        let pending: Vec<PublicMessageIn> = info
+            .pending_proposals
+            .iter()
+            .filter_map(|p| match p.proposal.parse().expect("proposal").extract() {
+                MlsMessageBodyIn::PublicMessage(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let provider = &self.provider;
+        let (group, bundle) = MlsGroup::external_commit_builder()
+            .with_ratchet_tree(
+                info.ratchet_tree()
+                    .expect("the hub sends the full tree")
+                    .parse()
+                    .expect("tree"),
+            )
+            .with_proposals(pending)
+            .with_config(Self::join_config())
+            .build_group(provider, group_info, self.credential.clone())
+            .expect("external commit")
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(Self::capabilities_with_self_remove())
+                    .with_extensions(self.leaf_extensions())
+                    .build(),
+            )
+            .load_psks(provider.storage())
+            .expect("psks")
+            .create_group_info(true)
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .expect("external commit")
+            .finalize(provider)
+            .expect("external commit");
+        self.group = Some(group);
+        let (commit, _, group_info) = bundle.into_messages();
+        encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: DsRequestBody::ExternalJoin(GroupUpdateRequest {
+                group_update: GroupUpdate {
+                    commit: mls_bytes(&commit),
+                    group_info: GroupInfoOption::Full(mls_bytes(
+                        &group_info.expect("external commits carry a GroupInfo"),
+                    )),
+                },
+            }),
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode")
+    }
+}
