@@ -108,6 +108,9 @@ where
         return Err(RejectReason::NotAllowed(NotAllowed::CommitterRemovesItself).into());
     }
     commit_rules::check(op, &summary, sender, &roster)?;
+    // wire-format.md §15.3: each proposal against its sender's role in the room policy.
+    let deletes_room = op == Operation::DeleteGroup;
+    crate::policy::authorize_commit(&group, &staged, &roster, sender, deletes_room, ctx)?;
     if let Some(target) = &summary.reinit_group_id {
         require_reserved_successor(ctx, storage, target)?;
     }
@@ -123,6 +126,7 @@ where
         &summary.changed,
         ctx,
     )?;
+    crate::policy::check_room(&group, &new_roster)?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
         if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {

@@ -20,6 +20,7 @@ mod client;
 pub mod conformance;
 pub mod driver;
 mod ds;
+pub mod policy;
 mod qs;
 mod recording;
 mod requests;
