@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use openmls::prelude::{
-    Extensions, GroupContext, LeafNode, LeafNodeIndex, Proposal, PublicGroup,
-    QueuedProposal, Sender, StagedCommit,
+    Extensions, GroupContext, LeafNode, LeafNodeIndex, Proposal, PublicGroup, QueuedProposal,
+    Sender, StagedCommit,
 };
 
 use super::capability::*;
@@ -18,7 +18,12 @@ fn violation(rule: PolicyViolation) -> RejectReason {
     RejectReason::NotAllowed(NotAllowed::RoomPolicy(rule))
 }
 
-fn require(room: &Room, user: &[u8], capability: u16, rule: PolicyViolation) -> Result<(), RejectReason> {
+fn require(
+    room: &Room,
+    user: &[u8],
+    capability: u16,
+    rule: PolicyViolation,
+) -> Result<(), RejectReason> {
     if room.can(user, capability) {
         Ok(())
     } else {
@@ -46,7 +51,12 @@ pub(crate) fn authorize_commit(
     let committer = user_at(roster, committer);
     if deletes_room {
         // Rule R-POL-8.
-        require(&room, committer, CAN_DESTROY_ROOM, PolicyViolation::DestroyRoom)?;
+        require(
+            &room,
+            committer,
+            CAN_DESTROY_ROOM,
+            PolicyViolation::DestroyRoom,
+        )?;
     }
     for queued in staged.queued_proposals() {
         authorize(&room, queued, roster, checks)?;
@@ -124,10 +134,20 @@ fn authorize(
             let added = checks.identify(key_package.leaf_node())?;
             if added == sender {
                 // Rule R-POL-2.
-                require(room, sender, CAN_ADD_OWN_CLIENT, PolicyViolation::AddOwnClient)?;
+                require(
+                    room,
+                    sender,
+                    CAN_ADD_OWN_CLIENT,
+                    PolicyViolation::AddOwnClient,
+                )?;
             } else {
                 // Rule R-POL-1.
-                require(room, sender, CAN_ADD_PARTICIPANT, PolicyViolation::AddParticipant)?;
+                require(
+                    room,
+                    sender,
+                    CAN_ADD_PARTICIPANT,
+                    PolicyViolation::AddParticipant,
+                )?;
             }
             let max = room.operational().map_or(0, |o| o.max_kp_lifetime);
             let lifetime = key_package.life_time();
@@ -136,13 +156,20 @@ fn authorize(
                 return Err(violation(PolicyViolation::KeyPackageLifetime));
             }
         }
-        Proposal::Remove(remove) => authorize_removal(room, sender, user_at(roster, remove.removed().u32()))?,
+        Proposal::Remove(remove) => {
+            authorize_removal(room, sender, user_at(roster, remove.removed().u32()))?
+        }
         Proposal::GroupContextExtensions(gce) => {
             authorize_policy_change(room, sender, gce.extensions())?;
         }
         Proposal::ReInit(_) => {
             // Rule R-POL-9.
-            require(room, sender, CAN_SEND_MLS_REINIT_PROPOSAL, PolicyViolation::ReInit)?;
+            require(
+                room,
+                sender,
+                CAN_SEND_MLS_REINIT_PROPOSAL,
+                PolicyViolation::ReInit,
+            )?;
         }
         _ => {}
     }
@@ -155,7 +182,12 @@ fn authorize_removal(room: &Room, sender: &[u8], removed: &[u8]) -> Result<(), R
         require(room, sender, CAN_REMOVE_SELF, PolicyViolation::RemoveSelf)
     } else {
         // Rule R-POL-3.
-        require(room, sender, CAN_REMOVE_PARTICIPANT, PolicyViolation::RemoveParticipant)
+        require(
+            room,
+            sender,
+            CAN_REMOVE_PARTICIPANT,
+            PolicyViolation::RemoveParticipant,
+        )
     }
 }
 
@@ -179,7 +211,12 @@ fn authorize_policy_change(
     };
     if policy_changed {
         // Rule R-POL-7.
-        require(room, sender, CAN_CHANGE_ROOM_POLICY, PolicyViolation::ChangePolicy)?;
+        require(
+            room,
+            sender,
+            CAN_CHANGE_ROOM_POLICY,
+            PolicyViolation::ChangePolicy,
+        )?;
     }
     let empty = BTreeMap::new();
     let after = new.as_ref().map_or(&empty, |n| n.participants());
@@ -194,18 +231,19 @@ fn authorize_policy_change(
         participants_changed = true;
         match (from, to) {
             // Rule R-POL-1.
-            (None, Some(_)) => require(room, sender, CAN_ADD_PARTICIPANT, PolicyViolation::AddParticipant)?,
+            (None, Some(_)) => require(
+                room,
+                sender,
+                CAN_ADD_PARTICIPANT,
+                PolicyViolation::AddParticipant,
+            )?,
             (Some(_), None) => authorize_removal(room, sender, user)?,
             (Some(from), Some(to)) => authorize_role_change(room, sender, user, from, to)?,
             (None, None) => {}
         }
     }
     // Rule R-POL-12.
-    if participants_changed
-        && new
-            .as_ref()
-            .is_some_and(|n| n.policy.roles != old.roles)
-    {
+    if participants_changed && new.as_ref().is_some_and(|n| n.policy.roles != old.roles) {
         return Err(violation(PolicyViolation::RolesWithParticipantChange));
     }
     Ok(())
@@ -292,11 +330,17 @@ pub(crate) fn check_room(group: &PublicGroup, roster: &Roster) -> Result<(), Rej
     }
     if let Some(base) = &room.policy.base {
         // Rule R-POL-15.
-        if base.max_clients.is_some_and(|max| clients as u64 > u64::from(max)) {
+        if base
+            .max_clients
+            .is_some_and(|max| clients as u64 > u64::from(max))
+        {
             return Err(violation(PolicyViolation::TooManyClients));
         }
         // Rule R-POL-16.
-        if base.max_users.is_some_and(|max| users.len() as u64 > u64::from(max)) {
+        if base
+            .max_users
+            .is_some_and(|max| users.len() as u64 > u64::from(max))
+        {
             return Err(violation(PolicyViolation::TooManyUsers));
         }
     }
@@ -329,7 +373,11 @@ fn check_capabilities(
         .filter_map(|m| group.leaf(LeafNodeIndex::new(m.index.u32())))
         .collect();
     for leaf in &leaves {
-        used.extend(leaf.extensions().iter().map(|e| u16::from(e.extension_type())));
+        used.extend(
+            leaf.extensions()
+                .iter()
+                .map(|e| u16::from(e.extension_type())),
+        );
         let credential = u16::from(leaf.credential().credential_type());
         // Rule R-POL-18.
         if forbidden.credentials.contains(&credential) {

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 use openmls::prelude::{Extension, Extensions, GroupContext, UnknownExtension};
 
-pub(crate) use enforce::{authorize_commit, authorize_external_join, authorize_proposal};
 pub(crate) use enforce::check_room;
-pub use refusals::{PolicyDefect, PolicyViolation};
+pub(crate) use enforce::{authorize_commit, authorize_external_join, authorize_proposal};
 #[cfg(test)]
 pub(crate) use refusals::{every_defect, every_violation};
+pub use refusals::{PolicyDefect, PolicyViolation};
 pub use structs::{
     AppMessagePolicy, BaseRoomPolicy, ExtendedCapabilities, Flag, MinDefaultMaxTime,
     OperationalParameters, ParticipantListData, PendingProposalPolicy, Role, RoleChangeTargets,
@@ -163,7 +163,9 @@ pub(crate) struct Room {
 impl Room {
     /// Reads the policy of a GroupContext and checks it is well formed and consistent
     /// (wire-format.md §15.1).
-    pub(crate) fn read(extensions: &Extensions<GroupContext>) -> Result<Option<Room>, RejectReason> {
+    pub(crate) fn read(
+        extensions: &Extensions<GroupContext>,
+    ) -> Result<Option<Room>, RejectReason> {
         let roles: Option<RoleData> = decode(extensions, ROLES_LIST_EXTENSION_TYPE)?;
         let participants: Option<ParticipantListData> =
             decode(extensions, PARTICIPANT_LIST_EXTENSION_TYPE)?;
@@ -223,7 +225,10 @@ impl Room {
                 ),
             ];
             // Rule R-POL-24.
-            if bounds.iter().any(|(min, max)| max.is_some_and(|max| *min > max)) {
+            if bounds
+                .iter()
+                .any(|(min, max)| max.is_some_and(|max| *min > max))
+            {
                 return Err(defect(PolicyDefect::MinAboveMax));
             }
             for change in role

@@ -169,11 +169,25 @@ pub(crate) fn every_violation() -> Vec<PolicyViolation> {
     ];
     for each in &all {
         match each {
-            AddParticipant | AddOwnClient | RemoveParticipant | RemoveSelf | ChangeUserRole
-            | ChangeOwnRole | ChangePolicy | DestroyRoom | ReInit | ClientOfNonParticipant
-            | RoleCountOutOfBounds | RolesWithParticipantChange | ExternalCommit
-            | ExternalJoiner | TooManyClients | TooManyUsers | MissingMandatoryCapability
-            | ForbiddenCapability | KeyPackageLifetime => {}
+            AddParticipant
+            | AddOwnClient
+            | RemoveParticipant
+            | RemoveSelf
+            | ChangeUserRole
+            | ChangeOwnRole
+            | ChangePolicy
+            | DestroyRoom
+            | ReInit
+            | ClientOfNonParticipant
+            | RoleCountOutOfBounds
+            | RolesWithParticipantChange
+            | ExternalCommit
+            | ExternalJoiner
+            | TooManyClients
+            | TooManyUsers
+            | MissingMandatoryCapability
+            | ForbiddenCapability
+            | KeyPackageLifetime => {}
         }
     }
     all

@@ -224,7 +224,9 @@ impl DeserializeBytes for PendingProposalPolicy {
 }
 
 /// RP-03 `MinDefaultMaxTime`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, TlsSerialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct MinDefaultMaxTime {
     /// The shortest time.
     pub minimum_time: u64,
@@ -235,7 +237,9 @@ pub struct MinDefaultMaxTime {
 }
 
 /// RP-03 `AppMessagePolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, TlsSerialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct AppMessagePolicy {
     /// How many epochs behind the current one an application message may be.
     pub epoch_tolerance: u8,

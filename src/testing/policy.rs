@@ -12,8 +12,8 @@ use crate::policy::{
     ROOM_POLICY_EXTENSION_TYPES,
 };
 use crate::wire::{
-    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption,
-    GroupUpdate, GroupUpdateRequest, MembershipCommitRequest, PROTOCOL_VERSION_MIMI_DS10,
+    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
+    GroupUpdateRequest, MembershipCommitRequest, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// Role index of `banned` (RP-03: role 1 named "banned").
@@ -228,9 +228,7 @@ impl TestClient {
             .with_capabilities(policy_capabilities())
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")
-            .with_group_context_extensions(
-                Extensions::from_vec(extensions).expect("extensions"),
-            )
+            .with_group_context_extensions(Extensions::from_vec(extensions).expect("extensions"))
             .build(&self.provider, &self.signer, self.credential.clone())
             .expect("group creation");
         self.group = Some(group);

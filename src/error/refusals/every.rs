@@ -79,7 +79,11 @@ pub(crate) fn invalid_group_info() -> Vec<InvalidGroupInfo> {
         InvalidGroupInfo::TooShort,
     ];
     let mut all = all;
-    all.extend(crate::policy::every_defect().into_iter().map(InvalidGroupInfo::RoomPolicy));
+    all.extend(
+        crate::policy::every_defect()
+            .into_iter()
+            .map(InvalidGroupInfo::RoomPolicy),
+    );
     for each in &all {
         match each {
             InvalidGroupInfo::ForAnotherGroup
@@ -233,7 +237,11 @@ pub(crate) fn not_allowed() -> Vec<NotAllowed> {
         NotAllowed::DsNotExternalSender,
     ];
     let mut all = all;
-    all.extend(crate::policy::every_violation().into_iter().map(NotAllowed::RoomPolicy));
+    all.extend(
+        crate::policy::every_violation()
+            .into_iter()
+            .map(NotAllowed::RoomPolicy),
+    );
     for each in &all {
         match each {
             NotAllowed::MlsSenderNotMember
