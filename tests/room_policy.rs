@@ -730,3 +730,48 @@ fn plain_commits_remain_commits() {
     let _ = room.ds.accept(&request);
     let _ = commit_body;
 }
+
+#[test]
+fn the_rooms_pending_proposal_policy_replaces_the_hubs() {
+    use mimi_ds::{DsConfig, HubEvent, PendingProposalPolicy as HubPolicy, Status};
+    // The hub lets commits leave its own proposals out for an hour; Alice's commit leaves out
+    // the hub's Remove of Bob (she has not seen it).
+    let attempt = |room_policy: Option<PendingProposalPolicy>| {
+        let mut config = DsConfig::new("hub.example");
+        config.pending_proposals = HubPolicy::GraceWindow { ms: 3_600_000 };
+        let mut ds = TestDs::with_config(config);
+        let mut alice = TestClient::new("alice", "alice-1", "a.example");
+        let mut bob = TestClient::new("bob", "bob-1", "b.example");
+        let mut policy = admin_policy(&[&alice], &[&bob]);
+        policy.operational = room_policy.map(|pending| OperationalParameters {
+            pending_proposal_policy: pending,
+            ..operational()
+        });
+        ds.create_policy_room(&mut alice, &mut [&mut bob], &policy);
+        let group_id = alice.group_id();
+        let event = HubEvent::ClientDeleted {
+            signature_key: bob.signer.to_public_vec(),
+        };
+        assert_eq!(ds.handle_event(&group_id, &event).status, Status::Accepted);
+        let request = alice.update_request(ds.now_ms);
+        (ds, request)
+    };
+    for lenient in [None, Some(PendingProposalPolicy::Unspecified)] {
+        let (mut ds, request) = attempt(lenient);
+        let _ = ds.accept(&request);
+    }
+    for strict in [
+        PendingProposalPolicy::ImmediateCommit,
+        PendingProposalPolicy::RandomDelay {
+            minimum_delay_ms: 0,
+            maximum_delay_ms: 0,
+        },
+    ] {
+        let (mut ds, request) = attempt(Some(strict));
+        let reason = ds.reject(&request, ErrorCode::MissingPendingProposals);
+        assert!(
+            matches!(reason, RejectReason::MissingPendingProposals { .. }),
+            "{reason:?}"
+        );
+    }
+}

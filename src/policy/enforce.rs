@@ -425,3 +425,29 @@ fn check_capabilities(
     }
     Ok(())
 }
+
+/// The pending-proposal policy for the DS's own proposals in a commit to `group`: the room's
+/// `pending_proposal_policy` where it sets one, else the hub's `hub` (wire-format.md §15.4).
+/// `immediate_commit` is [`crate::PendingProposalPolicy::Strict`]; `random_delay` lets
+/// commits leave them out for `maximum_delay_ms`; `unspecified` and `extension` keep the hub's.
+pub(crate) fn pending_proposal_policy(
+    group: &PublicGroup,
+    hub: crate::PendingProposalPolicy,
+) -> Result<crate::PendingProposalPolicy, RejectReason> {
+    let Some(room) = Room::read(group.group_context().extensions())? else {
+        return Ok(hub);
+    };
+    Ok(
+        match room.operational().map(|o| o.pending_proposal_policy) {
+            Some(super::PendingProposalPolicy::ImmediateCommit) => {
+                crate::PendingProposalPolicy::Strict
+            }
+            Some(super::PendingProposalPolicy::RandomDelay {
+                maximum_delay_ms, ..
+            }) => crate::PendingProposalPolicy::GraceWindow {
+                ms: maximum_delay_ms,
+            },
+            _ => hub,
+        },
+    )
+}

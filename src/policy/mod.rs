@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use openmls::prelude::{Extension, Extensions, GroupContext, UnknownExtension};
 
-pub(crate) use enforce::check_room;
 pub(crate) use enforce::{authorize_commit, authorize_external_join, authorize_proposal};
+pub(crate) use enforce::{check_room, pending_proposal_policy};
 #[cfg(test)]
 pub(crate) use refusals::{every_defect, every_violation};
 pub use refusals::{PolicyDefect, PolicyViolation};
