@@ -775,3 +775,20 @@ fn the_rooms_pending_proposal_policy_replaces_the_hubs() {
         );
     }
 }
+
+#[test]
+fn a_policy_forbidding_the_groups_cipher_suite_is_refused() {
+    let mut room = room();
+    let mut policy = room.policy.clone();
+    policy.operational = Some(OperationalParameters {
+        forbidden_capabilities: ExtendedCapabilities {
+            cipher_suites: vec![u16::from(mimi_ds::testing::CIPHERSUITE)],
+            ..ExtendedCapabilities::default()
+        },
+        ..operational()
+    });
+    let request = room
+        .alice
+        .policy_commit_request(&raw(&policy), |b| b, room.ds.now_ms);
+    room.refuse(&request, defective(PolicyDefect::Contradictory));
+}
