@@ -13,9 +13,12 @@
 //!   group invariants checked after each step.
 //! * [`qs_bytes`], [`route_bytes`]: the Queueing Service and the transport router
 //!   (`fuzzing/provider.rs`).
+//! * [`decode_room_policy`], [`policy_change`]: room policy (`fuzzing/policy.rs`).
 
+mod policy;
 mod provider;
 
+pub use policy::{decode_room_policy, policy_change};
 pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;
