@@ -536,11 +536,12 @@ fn forbidden_proposal_and_credential_types_are_refused() {
 #[test]
 fn key_package_lifetimes_are_bounded_by_max_kp_lifetime() {
     let mut room = room();
-    let carol = carol();
+    let mut carol = carol();
     // The test clients' KeyPackages cover both the hub's and the system's clock, so their
-    // lifetime is this long.
-    let default = TestClient::lifetime();
-    let span = default.not_after() - default.not_before();
+    // lifetime is this long (fixed once: it grows with the system clock).
+    let lifetime = TestClient::lifetime();
+    carol.fixed_lifetime = Some(lifetime);
+    let span = lifetime.not_after() - lifetime.not_before();
     let mut policy = with_participant(&room.policy, &carol, MEMBER);
     policy.operational = Some(OperationalParameters {
         max_kp_lifetime: span - 1,
