@@ -165,7 +165,7 @@ impl Room {
     /// (wire-format.md §15.1).
     pub(crate) fn read(
         extensions: &Extensions<GroupContext>,
-    ) -> Result<Option<Room>, RejectReason> {
+    ) -> Result<Option<Self>, RejectReason> {
         let roles: Option<RoleData> = decode(extensions, ROLES_LIST_EXTENSION_TYPE)?;
         let participants: Option<ParticipantListData> =
             decode(extensions, PARTICIPANT_LIST_EXTENSION_TYPE)?;
@@ -194,10 +194,10 @@ impl Room {
             operational,
             base,
         };
-        Room::check(policy).map(Some)
+        Self::check(policy).map(Some)
     }
 
-    fn check(policy: RoomPolicy) -> Result<Room, RejectReason> {
+    fn check(policy: RoomPolicy) -> Result<Self, RejectReason> {
         let mut roles = BTreeMap::new();
         for role in &policy.roles.roles {
             // Rule R-POL-22.
@@ -258,7 +258,7 @@ impl Room {
         if let Some(operational) = &policy.operational {
             check_operational(operational)?;
         }
-        Ok(Room {
+        Ok(Self {
             policy,
             roles,
             participants,

@@ -30,8 +30,8 @@ impl DeserializeBytes for Flag {
     fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
         let (value, rest) = u8::tls_deserialize_bytes(bytes)?;
         match value {
-            0 => Ok((Flag(false), rest)),
-            1 => Ok((Flag(true), rest)),
+            0 => Ok((Self(false), rest)),
+            1 => Ok((Self(true), rest)),
             other => Err(tls_codec::Error::DecodingError(format!(
                 "a bool is 0 or 1, not {other}"
             ))),

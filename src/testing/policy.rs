@@ -341,7 +341,7 @@ impl TestDs {
         let key_packages = joiners.iter().map(|j| j.policy_key_package()).collect();
         let out = self.accept(&creator.add_request(key_packages, self.now_ms));
         creator.confirm_commit();
-        TestDs::route(&out, joiners);
+        Self::route(&out, joiners);
         for joiner in joiners.iter_mut() {
             let Some(super::Received::Welcome(welcome)) = joiner.process_inbox().pop() else {
                 panic!("no Welcome for {}", joiner.name)
