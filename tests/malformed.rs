@@ -18,6 +18,9 @@
 //!   `remove_clients`, an encrypted `group_info`, `external_join` (Dave's third client), an
 //!   `external_join` resyncing Erin's client after it lost its state, `remove_users` and
 //!   `delete_group`.
+//!
+//! The group-safety and room-policy refusals (wire-format.md §15) are swept on their own
+//! snapshots (`group_safety_refusals_...`, `room_policy_refusals_...`).
 
 use std::collections::BTreeMap;
 use std::mem::{discriminant, Discriminant};
