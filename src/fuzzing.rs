@@ -15,11 +15,14 @@
 //!   (`fuzzing/provider.rs`).
 //! * [`decode_connection`], [`connection_bytes`]: connection establishment
 //!   (`fuzzing/connection.rs`).
+//! * [`decode_room_policy`], [`policy_change`]: room policy (`fuzzing/policy.rs`).
 
 mod connection;
+mod policy;
 mod provider;
 
 pub use connection::{connection_bytes, decode_connection};
+pub use policy::{decode_room_policy, policy_change};
 pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;

@@ -199,6 +199,7 @@
 //! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
 //! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
+//! | [`policy`] | public | Room policy (roles, participants, operational parameters) read from the GroupContext and enforced by the hub (wire-format.md §15) |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
 //! | [`connection`] | public | MIMIMI connection establishment: request and response codecs, sealing, the provider's connection keys and inboxes |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
@@ -211,6 +212,7 @@
 pub mod connection;
 pub mod franking;
 pub mod message_id;
+pub mod policy;
 pub mod qs;
 pub mod storage;
 pub mod transport;

@@ -100,3 +100,28 @@ fn connection_bodies_hold_their_invariants_on_sample_inputs() {
     }
     fuzzing::connection_bytes(&[0x80, 0, 1, 2, 0, 0, 0]);
 }
+
+/// Room policy (wire-format.md §15): strict decoding of the policy structures, and mutated
+/// policy changes by the admin and by a member.
+#[test]
+fn room_policy_bodies_hold_their_invariants_on_sample_inputs() {
+    use mimi_ds::policy::{OperationalParameters, ROLES_LIST_EXTENSION_TYPE};
+    use mimi_ds::testing::policy::{admin_policy, encoded, raw};
+    fuzzing::decode_room_policy(&[]);
+    fuzzing::decode_room_policy(&[0, 1, 2, 3]);
+    let roles = raw(&admin_policy(&[], &[]))
+        .into_iter()
+        .find(|(t, _)| *t == ROLES_LIST_EXTENSION_TYPE)
+        .unwrap()
+        .1;
+    fuzzing::decode_room_policy(&[[0].as_slice(), &roles].concat());
+    fuzzing::decode_room_policy(
+        &[[2].as_slice(), &encoded(&OperationalParameters::default())].concat(),
+    );
+    for sender in 0..2u8 {
+        fuzzing::policy_change(&[sender]);
+        fuzzing::policy_change(&[sender, 0, 5, 1]);
+        fuzzing::policy_change(&[sender, 0, 30, 0x02, 0, 60, 0x01]);
+        fuzzing::policy_change(&[sender, 0, 200, 0x03]);
+    }
+}

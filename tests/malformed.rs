@@ -22,6 +22,9 @@
 //! - Connection establishment (wire-format.md §14.3): a `ConnectionRequestDelivery` at the
 //!   responder's provider and the acceptance's external commit with the sealed response in
 //!   its authenticated data (`connection_requests_and_acceptances_damaged_are_refused`).
+//!
+//! The group-safety and room-policy refusals (wire-format.md §15) are swept on their own
+//! snapshots (`group_safety_refusals_...`, `room_policy_refusals_...`).
 
 use std::collections::BTreeMap;
 use std::mem::{discriminant, Discriminant};
@@ -1689,4 +1692,73 @@ fn connection_requests_and_acceptances_damaged_are_refused() {
             assert!(out.fanout.is_empty() && storage == snapshot);
         }
     }
+}
+
+/// The room-policy refusals (wire-format.md §15) as sweep cases: a member's plain commit
+/// removing the admin, an admin's commit installing a malformed policy, and a standalone
+/// proposal naming an undefined role each get their code, and every truncation and a spread
+/// of single-bit flips of them are refused too, with no panic, no fanout and storage
+/// byte-identical.
+#[test]
+fn room_policy_refusals_and_their_damaged_variants_are_refused() {
+    use mimi_ds::testing::policy::{admin_policy, raw, with_participant};
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let policy = admin_policy(&[&alice], &[&bob]);
+    ds.create_policy_room(&mut alice, &mut [&mut bob], &policy);
+
+    let mut attacks = Vec::new();
+    let request = bob.remove_request(&[alice.leaf()], ds.now_ms);
+    bob.discard_commit();
+    attacks.push((
+        Case::new("member_removes_admin", Kind::Commit, 1, request, &ds),
+        ErrorCode::NotAllowed,
+    ));
+    let mut malformed = raw(&policy);
+    malformed[0].1.truncate(3);
+    let request = alice.policy_commit_request(&malformed, |b| b, ds.now_ms);
+    alice.discard_commit();
+    attacks.push((
+        Case::new("malformed_roles_list", Kind::Commit, 1, request, &ds),
+        ErrorCode::InvalidGroupInfo,
+    ));
+    let carol = TestClient::new("carol", "carol-1", "c.example");
+    let unknown_role = with_participant(&policy, &carol, 9);
+    let request = alice.policy_proposal_request(&raw(&unknown_role), ds.now_ms);
+    attacks.push((
+        Case::new("unknown_role_proposal", Kind::Proposal, 1, request, &ds),
+        ErrorCode::InvalidGroupInfo,
+    ));
+
+    let scenario = Scenario {
+        ds,
+        cases: Vec::new(),
+        refusals: Vec::new(),
+    };
+    let mut tally = Tally::default();
+    for (case, code) in &attacks {
+        let ended = tally.run(&scenario, case, "as built", &case.request);
+        assert_eq!(ended, Ended::Rejected(*code), "{}", case.name);
+        for len in truncation_lengths(case.request.len()) {
+            let label = format!("truncated to {len}");
+            let ended = tally.run(&scenario, case, &label, &case.request[..len]);
+            assert_eq!(
+                ended,
+                Ended::Rejected(ErrorCode::MalformedRequest),
+                "{label}"
+            );
+        }
+        for position in flip_positions(case.request.len()).into_iter().step_by(4) {
+            let mut variant = case.request.clone();
+            variant[position] ^= 1 << (position % 8);
+            tally.run(
+                &scenario,
+                case,
+                &format!("bit flip at {position}"),
+                &variant,
+            );
+        }
+    }
+    tally.report("room-policy refusals");
 }

@@ -15,6 +15,7 @@
 //! that detail as a field: the variant, not the text, is the reason.
 
 use crate::identity::CredentialRejection;
+use crate::policy::{PolicyDefect, PolicyViolation};
 use crate::wire::DecodeError;
 
 /// Why a request's authentication was refused (code `authentication_failed`).
@@ -155,6 +156,10 @@ pub enum InvalidGroupInfo {
     /// (RFC 9420 §12.4.3 `GroupInfoTBS`).
     #[error("the GroupInfo is too short to name its signer")]
     TooShort,
+    /// The room policy in the GroupContext is malformed or contradicts itself
+    /// (wire-format.md §15.1; rules R-POL-20 to R-POL-26, one [`PolicyDefect`] each).
+    #[error("room policy: {0}")]
+    RoomPolicy(PolicyDefect),
 }
 
 /// Why a leaf node or KeyPackage was refused (code `invalid_leaf_node_or_key_package`).
@@ -418,6 +423,10 @@ pub enum NotAllowed {
     /// wire-format.md §7.3).
     #[error("the group does not name this DS as external sender")]
     DsNotExternalSender,
+    /// The room policy does not allow the sender this operation (wire-format.md §15.3, §15.4;
+    /// rules R-POL-1 to R-POL-19, one [`PolicyViolation`] each).
+    #[error("room policy: {0}")]
+    RoomPolicy(PolicyViolation),
 }
 
 /// Why the Queueing Service refuses a well-formed client request (code `not_allowed`).

@@ -102,12 +102,16 @@ where
         &included_by_reference(&staged),
         &removed_keys(&group, &summary),
         sequencer.ds_removals_pending_since,
+        crate::policy::pending_proposal_policy(&group, ctx.env.config.pending_proposals)?,
     )?;
     // Rule R-COMMIT-3. DS-06 §"Commit": a member cannot commit its own removal.
     if summary.removed.contains(&committer) {
         return Err(RejectReason::NotAllowed(NotAllowed::CommitterRemovesItself).into());
     }
     commit_rules::check(op, &summary, sender, &roster)?;
+    // wire-format.md §15.3: each proposal against its sender's role in the room policy.
+    let deletes_room = op == Operation::DeleteGroup;
+    crate::policy::authorize_commit(&group, &staged, &roster, sender, deletes_room, ctx)?;
     if let Some(target) = &summary.reinit_group_id {
         require_reserved_successor(ctx, storage, target)?;
     }
@@ -123,6 +127,7 @@ where
         &summary.changed,
         ctx,
     )?;
+    crate::policy::check_room(&group, &new_roster)?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
         if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {
@@ -200,6 +205,9 @@ where
 /// commit must include it would let one member block every commit. A commit may leave them out
 /// and they lapse with the epoch.
 ///
+/// `policy` is the room's pending-proposal policy where it sets one, else the hub's
+/// (wire-format.md §15.4).
+///
 /// The grace period of the DS's own removals runs from when they were first issued
 /// (`hub_removals_since`), not from their latest re-issue, so committers cannot keep leaving
 /// them out.
@@ -209,6 +217,7 @@ pub(crate) fn omitted_pending<C>(
     included: &BTreeSet<Vec<u8>>,
     removed_keys: &BTreeSet<Vec<u8>>,
     hub_removals_since: Option<UnixTimeMs>,
+    policy: crate::PendingProposalPolicy,
 ) -> Result<Vec<PendingProposalRecord>, RejectReason> {
     let omitted: Vec<PendingProposalRecord> = pending
         .proposals
@@ -230,7 +239,7 @@ pub(crate) fn omitted_pending<C>(
         })
         .min();
     match oldest {
-        Some(since) if ctx.env.config.pending_proposals.enforced(since, ctx.now) => {
+        Some(since) if policy.enforced(since, ctx.now) => {
             // Rule R-COMMIT-7.
             Err(RejectReason::MissingPendingProposals {
                 refs: outstanding

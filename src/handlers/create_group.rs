@@ -159,5 +159,7 @@ where
         );
     }
     let roster = Roster::from_group(&group, ctx)?;
+    // wire-format.md §15.1: a room policy must be well formed and hold from the start.
+    crate::policy::check_room(&group, &roster)?;
     Ok((buffer, roster))
 }

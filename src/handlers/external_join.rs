@@ -107,12 +107,14 @@ where
         // Rule R-JOIN-3.
         return Err(RejectReason::NotAllowed(NotAllowed::ExternalJoinOfNewUser).into());
     }
+    crate::policy::authorize_external_join(&group, &joiner_user)?;
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
+    crate::policy::check_room(&group, &new_roster)?;
     let (stapled, pending_after) =
         reissue_removals(&ctx.env, &mut group, &buffer, &pending.proposals, ctx.now)?;
     let accepted = Accepting {

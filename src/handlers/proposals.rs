@@ -112,6 +112,8 @@ where
                 return Err(RejectReason::NotAllowed(NotAllowed::SelfRemoveOfAnotherLeaf).into());
             }
         }
+        // wire-format.md §15.3: the proposal against its sender's role in the room policy.
+        crate::policy::authorize_proposal(&group, &queued, &roster, ctx)?;
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
         if pending
             .proposals

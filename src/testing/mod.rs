@@ -22,6 +22,7 @@ pub mod connection;
 pub mod driver;
 mod ds;
 pub mod franking;
+pub mod policy;
 mod qs;
 mod recording;
 mod requests;

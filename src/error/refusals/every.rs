@@ -78,6 +78,12 @@ pub(crate) fn invalid_group_info() -> Vec<InvalidGroupInfo> {
         InvalidGroupInfo::Unencodable { detail: "x".into() },
         InvalidGroupInfo::TooShort,
     ];
+    let mut all = all;
+    all.extend(
+        crate::policy::every_defect()
+            .into_iter()
+            .map(InvalidGroupInfo::RoomPolicy),
+    );
     for each in &all {
         match each {
             InvalidGroupInfo::ForAnotherGroup
@@ -92,7 +98,8 @@ pub(crate) fn invalid_group_info() -> Vec<InvalidGroupInfo> {
             | InvalidGroupInfo::SignatureDoesNotVerify
             | InvalidGroupInfo::NotForCommitEpoch
             | InvalidGroupInfo::Unencodable { .. }
-            | InvalidGroupInfo::TooShort => {}
+            | InvalidGroupInfo::TooShort
+            | InvalidGroupInfo::RoomPolicy(_) => {}
         }
     }
     all
@@ -229,6 +236,12 @@ pub(crate) fn not_allowed() -> Vec<NotAllowed> {
         NotAllowed::NoInactivityLimit,
         NotAllowed::DsNotExternalSender,
     ];
+    let mut all = all;
+    all.extend(
+        crate::policy::every_violation()
+            .into_iter()
+            .map(NotAllowed::RoomPolicy),
+    );
     for each in &all {
         match each {
             NotAllowed::MlsSenderNotMember
@@ -257,7 +270,8 @@ pub(crate) fn not_allowed() -> Vec<NotAllowed> {
             | NotAllowed::UserKeyBeyondOwnRemovals
             | NotAllowed::SelfRemoveOfAnotherLeaf
             | NotAllowed::NoInactivityLimit
-            | NotAllowed::DsNotExternalSender => {}
+            | NotAllowed::DsNotExternalSender
+            | NotAllowed::RoomPolicy(_) => {}
         }
     }
     all
