@@ -280,14 +280,15 @@ impl TestClient {
     /// `external_join` through an external commit whose leaf supports the room-policy
     /// extensions.
     pub fn policy_external_join_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
-        let MlsMessageBodyIn::GroupInfo(group_info) =
-            info.group_info.parse().expect("group info").extract()
-        else {
-            panic!("not a GroupInfo");
-        };
+        let group_info = info.group_info.parse().expect("group info");
         let provider = &self.provider;
         let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(info.ratchet_tree.parse().expect("tree"))
+            .with_ratchet_tree(
+                info.ratchet_tree()
+                    .expect("the hub sends the full tree")
+                    .parse()
+                    .expect("tree"),
+            )
             .with_config(Self::join_config())
             .build_group(provider, group_info, self.credential.clone())
             .expect("external commit")
