@@ -98,21 +98,36 @@ pub(super) async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                         if entries.is_empty() {
                             wake.wait_blocking(DRAIN_POLL);
                         }
-                        for entry in entries {
+                        // As the server's relay delivers to its own QS: a batch's deliveries
+                        // in one QS transaction, then their removal in one DS transaction.
+                        for batch in entries.chunks(DRAIN_BATCH) {
                             let busy = Instant::now();
-                            let fanout = checked_fanout(&entry)?;
-                            let outcome = qs_service
-                                .deliver(
-                                    UnixTimeMs(now_ms()),
-                                    &fanout.to_bytes(),
-                                    Some(ALPHA),
-                                    &mut qs,
-                                )
-                                .map_err(|e| e.to_string())?;
-                            count_answer(&fanout, &outcome.response, &rejected)?;
-                            ds.mark_delivered(entry.id).map_err(|e| e.to_string())?;
+                            let fanouts = batch
+                                .iter()
+                                .map(checked_fanout)
+                                .collect::<Result<Vec<_>, _>>()?;
+                            in_transaction(&mut qs, SqliteQsStorage::connection, |qs| {
+                                for fanout in &fanouts {
+                                    let outcome = qs_service
+                                        .deliver(
+                                            UnixTimeMs(now_ms()),
+                                            &fanout.to_bytes(),
+                                            Some(ALPHA),
+                                            qs,
+                                        )
+                                        .map_err(|e| e.to_string())?;
+                                    count_answer(fanout, &outcome.response, &rejected)?;
+                                }
+                                Ok(())
+                            })?;
+                            in_transaction(&mut ds, SqliteDsStorage::connection, |ds| {
+                                for entry in batch {
+                                    ds.mark_delivered(entry.id).map_err(|e| e.to_string())?;
+                                }
+                                Ok(())
+                            })?;
                             delivering_ns.fetch_add(nanos(busy.elapsed()), Ordering::Relaxed);
-                            delivered.fetch_add(1, Ordering::Relaxed);
+                            delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         }
                     }
                     Ok(())
@@ -275,6 +290,30 @@ impl Wake {
 
 pub(super) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Entries the direct SQLite drain delivers per transaction (the server's relay: up to 64).
+const DRAIN_BATCH: usize = 64;
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction on `connection`, committed if it succeeds
+/// (mimi-ds-sqlite's writes inside it are savepoints).
+fn in_transaction<S>(
+    storage: &mut S,
+    connection: impl Fn(&S) -> &rusqlite::Connection,
+    f: impl FnOnce(&mut S) -> Result<(), String>,
+) -> Result<(), String> {
+    connection(storage)
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())?;
+    match f(storage) {
+        Ok(()) => connection(storage)
+            .execute_batch("COMMIT")
+            .map_err(|e| e.to_string()),
+        Err(error) => {
+            let _ = connection(storage).execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
 }
 
 pub(super) fn checked_fanout(entry: &OutboxEntry) -> Result<mimi_ds::Fanout, String> {
