@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use mimi_ds::testing::{Received, TestClient};
 use mimi_ds_server::{RunningServer, StartError, StorageChoice};
+use mimi_ds::storage::DsOutbox;
 use mimi_ds_sqlite::SqliteDsStorage;
 use support::*;
 
@@ -43,28 +44,44 @@ fn rows(path: &Path, table: &str) -> i64 {
         .expect("count")
 }
 
-/// From now on, the `fail_at`-th insert of a queued message into the QS's file (counting
-/// from 1) and every later one fails, until [`inject_failures`] says otherwise. A failed
-/// insert is rolled back with its count, so a retry of it fails again.
-fn inject_failures(qs_file: &Path, fail_at: i64) {
+/// From now on, the QS's insert of a queued message fails if its stored bytes contain
+/// `needle` (every insert, if `needle` is empty; none, if `needle` is `None`).
+fn inject_failures(qs_file: &Path, needle: Option<&[u8]>) {
     let connection = rusqlite::Connection::open(qs_file).expect("open");
     connection
-        .execute_batch(
-            "CREATE TABLE IF NOT EXISTS test_fault (inserts INTEGER NOT NULL, fail_at INTEGER NOT NULL);
-             CREATE TRIGGER IF NOT EXISTS test_fault BEFORE INSERT ON mimi_qs_message BEGIN
-                 UPDATE test_fault SET inserts = inserts + 1;
-                 SELECT RAISE(ABORT, 'injected failure')
-                 WHERE (SELECT inserts >= fail_at FROM test_fault);
-             END;
-             DELETE FROM test_fault;",
-        )
-        .expect("the fault");
+        .execute_batch("DROP TRIGGER IF EXISTS test_fault")
+        .expect("no fault");
+    let Some(needle) = needle else { return };
+    let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
+    let condition = if needle.is_empty() {
+        "1".to_owned()
+    } else {
+        format!("instr(NEW.message, X'{hex}') > 0")
+    };
     connection
-        .execute(
-            "INSERT INTO test_fault (inserts, fail_at) VALUES (0, ?1)",
-            [fail_at],
-        )
+        .execute_batch(&format!(
+            "CREATE TRIGGER test_fault BEFORE INSERT ON mimi_qs_message WHEN {condition} BEGIN
+                 SELECT RAISE(ABORT, 'injected failure');
+             END;"
+        ))
         .expect("the fault");
+}
+
+/// The last 32 bytes of the MLS message of each outbox entry, oldest first: a needle for
+/// [`inject_failures`] that matches that message only (its ciphertext's tail).
+fn outbox_messages(database: &Path) -> Vec<Vec<u8>> {
+    let entries = SqliteDsStorage::open(database)
+        .expect("open")
+        .pending(u64::MAX, 100)
+        .expect("outbox");
+    entries
+        .iter()
+        .map(|entry| {
+            let fanout = entry.fanout().expect("fanout");
+            let bytes = fanout.request.message.message.as_bytes();
+            bytes[bytes.len() - 32..].to_vec()
+        })
+        .collect()
 }
 
 async fn hub(net: &Net, root: &Path, address: std::net::SocketAddr) -> RunningServer {
@@ -143,7 +160,7 @@ async fn a_batch_keeps_the_order_and_a_failing_delivery_holds_back_only_what_fol
 
         // The QS's writes fail: the first message's delivery fails, and the next four are
         // accepted behind it.
-        inject_failures(&qs_file, 1);
+        inject_failures(&qs_file, Some(&[]));
         let texts: Vec<Vec<u8>> = (1..=5).map(|i| format!("m{i}").into_bytes()).collect();
         let failed = stats.failed_attempts();
         net.ds(address, alice.message_request(&texts[0], now_ms()))
@@ -163,10 +180,12 @@ async fn a_batch_keeps_the_order_and_a_failing_delivery_holds_back_only_what_fol
         assert_eq!(outbox_len(&database), 5);
         assert_eq!(rows(&qs_file, "mimi_qs_message"), queued_before);
 
-        // Now only the third insert fails: one batch commits the first two, and only those
-        // two leave the outbox.
+        // Now only the third message fails: one batch commits the first two, and only those
+        // two leave the outbox; the two behind the third are not delivered early.
+        let messages = outbox_messages(&database);
+        assert_eq!(messages.len(), 5);
         let (delivered, batches) = (stats.delivered(), stats.own_qs_batches());
-        inject_failures(&qs_file, 3);
+        inject_failures(&qs_file, Some(&messages[2]));
         wait_for("two delivered", Duration::from_secs(10), || {
             stats.delivered() >= delivered + 2
         })
@@ -185,7 +204,7 @@ async fn a_batch_keeps_the_order_and_a_failing_delivery_holds_back_only_what_fol
 
         // The QS works again: the last three arrive, in one batch, after the first two.
         let (delivered, batches) = (stats.delivered(), stats.own_qs_batches());
-        inject_failures(&qs_file, i64::MAX);
+        inject_failures(&qs_file, None);
         wait_for("the outbox drained", Duration::from_secs(10), || {
             outbox_len(&database) == 0
         })
