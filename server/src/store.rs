@@ -31,7 +31,7 @@ use mimi_ds::transport::{CallStats, HttpRequest, HttpResponse, Routed};
 use mimi_ds::wire::{decode_exact, ClientQueueConfig, QueueingServiceResponse};
 use mimi_ds::{HubEvent, Outcome, UnixTimeMs};
 use mimi_ds_postgres::{migrate, PostgresDsStorage, PostgresQsStorage};
-use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage};
+use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage, WriterQueue};
 use rusqlite::Connection;
 
 use crate::{now_ms, Shared};
@@ -435,7 +435,9 @@ type SqliteSlot = (SqliteDsStorage<Connection>, SqliteQsStorage<Connection>);
 /// delivers to this provider's own QS took the same write lock as the hub's requests, and a
 /// request that found it taken slept in SQLite's busy handler (1, 2, 5, … ms between tries).
 /// With two, a QS enqueue and a hub write never wait for each other; the relay's remaining DS
-/// write (`mark_delivered`) is batched (see `relay.rs`).
+/// write (`mark_delivered`) is batched (see `relay.rs`). And the connections to one file share
+/// a [`WriterQueue`]: a writer waits for the one before it in the process and is woken when it
+/// commits, instead of sleeping in SQLite's busy handler.
 pub(crate) struct SqliteBackend {
     slots: Vec<Mutex<SqliteSlot>>,
     next: AtomicUsize,
@@ -453,6 +455,19 @@ impl SqliteBackend {
         qs_path: &std::path::Path,
         connections: usize,
     ) -> Result<Self, crate::StartError> {
+        let one_file = {
+            // Both must exist for `same_file` to compare them.
+            drop(Connection::open(ds_path).map_err(mimi_ds_sqlite::Error::from)?);
+            drop(Connection::open(qs_path).map_err(mimi_ds_sqlite::Error::from)?);
+            same_file(ds_path, qs_path)
+        };
+        // One writer queue per file, shared by all its connections.
+        let ds_writers = Arc::new(WriterQueue::new());
+        let qs_writers = if one_file {
+            Arc::clone(&ds_writers)
+        } else {
+            Arc::new(WriterQueue::new())
+        };
         let mut slots = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
             let ds = Connection::open(ds_path).map_err(mimi_ds_sqlite::Error::from)?;
@@ -460,11 +475,11 @@ impl SqliteBackend {
             let qs = Connection::open(qs_path).map_err(mimi_ds_sqlite::Error::from)?;
             enable_wal(&qs)?;
             slots.push(Mutex::new((
-                SqliteDsStorage::new(ds)?,
-                SqliteQsStorage::new(qs)?,
+                SqliteDsStorage::new(ds)?.with_writer_queue(Arc::clone(&ds_writers)),
+                SqliteQsStorage::new(qs)?.with_writer_queue(Arc::clone(&qs_writers)),
             )));
         }
-        if !same_file(ds_path, qs_path) {
+        if !one_file {
             let guard = lock(&slots[0]);
             let queues_in_hub_file: i64 = guard
                 .0
@@ -493,38 +508,6 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-/// Runs `f` inside one `BEGIN IMMEDIATE` transaction on `connection` (the storage's own),
-/// committed at the end: the storage's writes inside `f` are then savepoints of it
-/// (mimi-ds-sqlite's `WriteTx`), so a write that fails rolls back alone and the others commit
-/// together, with one fsync. `Err`: nothing of `f` was committed.
-fn in_sqlite_transaction<S, R>(
-    storage: &mut S,
-    connection: impl Fn(&S) -> &Connection,
-    f: impl FnOnce(&mut S) -> R,
-) -> Result<R, String> {
-    connection(storage)
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(storage)));
-    let result = match result {
-        Ok(result) => result,
-        Err(panic) => {
-            // Never leave a pooled connection inside a transaction.
-            let _ = connection(storage).execute_batch("ROLLBACK");
-            std::panic::resume_unwind(panic);
-        }
-    };
-    match connection(storage).execute_batch("COMMIT") {
-        Ok(()) => Ok(result),
-        Err(error) => {
-            if !connection(storage).is_autocommit() {
-                let _ = connection(storage).execute_batch("ROLLBACK");
-            }
-            Err(error.to_string())
-        }
-    }
-}
-
 impl BlockingBackend for SqliteBackend {
     fn outbox_len(ds: &Self::Ds) -> Result<u64, String> {
         ds.outbox_len().map_err(|e| e.to_string())
@@ -537,14 +520,14 @@ impl BlockingBackend for SqliteBackend {
         qs: &mut Self::Qs,
         f: impl FnOnce(&mut Self::Qs) -> R,
     ) -> Result<R, String> {
-        in_sqlite_transaction(qs, SqliteQsStorage::connection, f)
+        qs.in_transaction(f).map_err(|e| e.to_string())
     }
 
     fn in_ds_transaction<R>(
         ds: &mut Self::Ds,
         f: impl FnOnce(&mut Self::Ds) -> R,
     ) -> Result<R, String> {
-        in_sqlite_transaction(ds, SqliteDsStorage::connection, f)
+        ds.in_transaction(f).map_err(|e| e.to_string())
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Self::Ds, &mut Self::Qs) -> R) -> R {

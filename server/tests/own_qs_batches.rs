@@ -12,9 +12,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mimi_ds::storage::DsOutbox;
 use mimi_ds::testing::{Received, TestClient};
 use mimi_ds_server::{RunningServer, StartError, StorageChoice};
-use mimi_ds::storage::DsOutbox;
 use mimi_ds_sqlite::SqliteDsStorage;
 use support::*;
 

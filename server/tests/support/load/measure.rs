@@ -77,13 +77,14 @@ pub(super) async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
     match &spec.storage {
         Storage::Sqlite { dir } => {
             let path = dir.join("direct.sqlite3");
+            let writers: WriterQueues = Default::default();
             let slots = (0..workers)
-                .map(|_| open_sqlite(&path).map(Mutex::new))
+                .map(|_| open_sqlite(&path, &writers).map(Mutex::new))
                 .collect::<Result<_, _>>()?;
             let direct = Arc::new(DirectSqlite { router, slots });
             let drain = {
                 let direct = Arc::clone(&direct);
-                let (mut ds, mut qs) = open_sqlite(&path)?;
+                let (mut ds, mut qs) = open_sqlite(&path, &writers)?;
                 let wake = Arc::clone(&wake);
                 let (delivered, rejected, stop, delivering_ns) = (
                     Arc::clone(&delivered),
@@ -106,7 +107,7 @@ pub(super) async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                                 .iter()
                                 .map(checked_fanout)
                                 .collect::<Result<Vec<_>, _>>()?;
-                            in_transaction(&mut qs, SqliteQsStorage::connection, |qs| {
+                            qs.in_transaction(|qs| {
                                 for fanout in &fanouts {
                                     let outcome = qs_service
                                         .deliver(
@@ -118,14 +119,16 @@ pub(super) async fn measure_direct(spec: &Spec) -> Result<Figures, String> {
                                         .map_err(|e| e.to_string())?;
                                     count_answer(fanout, &outcome.response, &rejected)?;
                                 }
-                                Ok(())
-                            })?;
-                            in_transaction(&mut ds, SqliteDsStorage::connection, |ds| {
+                                Ok::<_, String>(())
+                            })
+                            .map_err(|e| e.to_string())??;
+                            ds.in_transaction(|ds| {
                                 for entry in batch {
                                     ds.mark_delivered(entry.id).map_err(|e| e.to_string())?;
                                 }
-                                Ok(())
-                            })?;
+                                Ok::<_, String>(())
+                            })
+                            .map_err(|e| e.to_string())??;
                             delivering_ns.fetch_add(nanos(busy.elapsed()), Ordering::Relaxed);
                             delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         }
@@ -294,27 +297,6 @@ pub(super) fn nanos(duration: Duration) -> u64 {
 
 /// Entries the direct SQLite drain delivers per transaction (the server's relay: up to 64).
 const DRAIN_BATCH: usize = 64;
-
-/// Runs `f` in one `BEGIN IMMEDIATE` transaction on `connection`, committed if it succeeds
-/// (mimi-ds-sqlite's writes inside it are savepoints).
-fn in_transaction<S>(
-    storage: &mut S,
-    connection: impl Fn(&S) -> &rusqlite::Connection,
-    f: impl FnOnce(&mut S) -> Result<(), String>,
-) -> Result<(), String> {
-    connection(storage)
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    match f(storage) {
-        Ok(()) => connection(storage)
-            .execute_batch("COMMIT")
-            .map_err(|e| e.to_string()),
-        Err(error) => {
-            let _ = connection(storage).execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
-}
 
 pub(super) fn checked_fanout(entry: &OutboxEntry) -> Result<mimi_ds::Fanout, String> {
     let fanout = entry.fanout().map_err(|e| e.to_string())?;
