@@ -18,6 +18,13 @@
 //!   meanwhile and entries another replica reads, so a queue receives a group's messages in
 //!   the hub's `sequence_number` order (wire-format.md §6.5) and commits in epoch order. Every
 //!   failure is retried: a delivery is never dropped because a peer misbehaved for a while.
+//! * **To this provider's own QS, in batches.** The due entries for the server's own QS are
+//!   delivered in batches: each batch's deliveries in one QS transaction, then their removal
+//!   from the outbox in one DS transaction (on SQLite, two commits for up to 64 messages
+//!   instead of two per message, and the QS's in a file of its own). The order and the
+//!   retries are those above: a delivery that fails ends its batch, the ones before it are
+//!   committed and removed, it and the ones behind it wait for its retry. Rounds start at most
+//!   every 5 ms, so that what is accepted meanwhile is delivered together.
 //! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
 //!   destination's task hangs (up to the delivery timeout), its entries stay due and take
 //!   room in the batch; with a backlog of more than a batch for one hanging provider, other
@@ -53,6 +60,11 @@ use crate::{now_ms, Shared};
 
 /// Entries read from the outbox per round.
 const BATCH: usize = 512;
+/// Rounds start at most this often. A round delivers what was accepted since the last one
+/// together (to this provider's own QS: one QS and one hub transaction per batch), so while
+/// requests keep coming the hub's file sees one relay write per few messages instead of one
+/// per message, each taking the write lock a request is waiting for.
+const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
 /// Largest QS answer read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -170,6 +182,7 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
     let permits = Arc::new(Semaphore::new(shared.relay.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     loop {
+        let round_started = tokio::time::Instant::now();
         while tasks.try_join_next().is_some() {}
         match B::pending(&shared, now_ms(), BATCH).await {
             Ok(entries) => {
@@ -210,6 +223,10 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
             () = cancel.cancelled() => break,
             () = shared.relay_wake.notified() => {}
             () = tokio::time::sleep(shared.relay.poll_interval) => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(round_started + ROUND_SPACING) => {}
         }
     }
     tasks.abort_all();
