@@ -23,8 +23,8 @@
 //!   from the outbox in one DS transaction (on SQLite, two commits for up to 64 messages
 //!   instead of two per message, and the QS's in a file of its own). The order and the
 //!   retries are those above: a delivery that fails ends its batch, the ones before it are
-//!   committed and removed, it and the ones behind it wait for its retry. Rounds start at most
-//!   every 5 ms, so that what is accepted meanwhile is delivered together.
+//!   committed and removed, it and the ones behind it wait for its retry. On SQLite, rounds
+//!   start at most every 5 ms, so that what is accepted meanwhile is delivered together.
 //! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
 //!   destination's task hangs (up to the delivery timeout), its entries stay due and take
 //!   room in the batch; with a backlog of more than a batch for one hanging provider, other
@@ -60,11 +60,6 @@ use crate::{now_ms, Shared};
 
 /// Entries read from the outbox per round.
 const BATCH: usize = 512;
-/// Rounds start at most this often. A round delivers what was accepted since the last one
-/// together (to this provider's own QS: one QS and one hub transaction per batch), so while
-/// requests keep coming the hub's file sees one relay write per few messages instead of one
-/// per message, each taking the write lock a request is waiting for.
-const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
 /// Largest QS answer read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -226,7 +221,11 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            () = tokio::time::sleep_until(round_started + ROUND_SPACING) => {}
+            // Rounds start at most this often (SQLite: 5 ms). A round delivers what was
+            // accepted since the last one together (to the own QS: one QS and one hub
+            // transaction per batch), so while requests keep coming the hub's file sees one
+            // relay write per few messages instead of one per message.
+            () = tokio::time::sleep_until(round_started + B::RELAY_ROUND_SPACING) => {}
         }
     }
     tasks.abort_all();

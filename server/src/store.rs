@@ -88,6 +88,11 @@ fn observe_event<B>(shared: &Shared<B>, outcome: &Outcome, started: Instant) {
 /// What the request handler and the relay ask of storage. Every future is `Send`, so that
 /// they run on the multi-threaded executor.
 pub(crate) trait Backend: Send + Sync + Sized + 'static {
+    /// The least time between the starts of two relay rounds: on SQLite, what is accepted
+    /// meanwhile is delivered to the own QS in one batch (`relay.rs`); PostgreSQL delivers
+    /// one by one and has no single write lock, so it does not wait.
+    const RELAY_ROUND_SPACING: std::time::Duration;
+
     /// Routes one request (`Err`: the 500 to answer, already logged).
     fn route(
         shared: &Arc<Shared<Self>>,
@@ -210,6 +215,8 @@ impl<T: BlockingBackend> Backend for T
 where
     <T::Ds as mimi_ds::storage::DsStorage>::Error: Send,
 {
+    const RELAY_ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
+
     async fn route(
         shared: &Arc<Shared<Self>>,
         request: OwnedRequest,
@@ -597,6 +604,8 @@ impl PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
+    const RELAY_ROUND_SPACING: std::time::Duration = std::time::Duration::ZERO;
+
     async fn route(
         shared: &Arc<Shared<Self>>,
         request: OwnedRequest,

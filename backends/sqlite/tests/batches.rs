@@ -5,9 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use mimi_ds::qs::{QsChange, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord};
-use mimi_ds::storage::{
-    DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
-};
+use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
 use mimi_ds::testing::START_MS;
 use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage, WriterQueue};
 use rusqlite::Connection;
@@ -58,10 +56,16 @@ fn write_sets_in_one_transaction_commit_together_and_a_conflict_is_rolled_back_a
     let outcomes = storage
         .in_transaction(|storage| {
             let outcomes = [
-                storage.write(&create_queue(b"queue a", b"owner a")).unwrap(),
+                storage
+                    .write(&create_queue(b"queue a", b"owner a"))
+                    .unwrap(),
                 // The same queue again: its guard fails.
-                storage.write(&create_queue(b"queue a", b"owner c")).unwrap(),
-                storage.write(&create_queue(b"queue b", b"owner b")).unwrap(),
+                storage
+                    .write(&create_queue(b"queue a", b"owner c"))
+                    .unwrap(),
+                storage
+                    .write(&create_queue(b"queue b", b"owner b"))
+                    .unwrap(),
             ];
             assert_eq!(count(&path, "mimi_qs_queue"), 0, "not committed yet");
             outcomes
@@ -78,7 +82,10 @@ fn write_sets_in_one_transaction_commit_together_and_a_conflict_is_rolled_back_a
     assert_eq!(count(&path, "mimi_qs_queue"), 2);
     assert!(storage.queue(b"queue a").unwrap().is_some());
     assert!(storage.queue(b"queue b").unwrap().is_some());
-    assert!(storage.connection().is_autocommit(), "the transaction ended");
+    assert!(
+        storage.connection().is_autocommit(),
+        "the transaction ended"
+    );
 }
 
 /// A writer whose connection would give up at once on a taken lock (busy timeout 0) waits
