@@ -16,8 +16,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageChoice {
-    /// A SQLite database file (created if missing, WAL journal mode): DS groups, the durable
-    /// outbox and QS queues. The default.
+    /// SQLite (the default): this is the hub's file, with the DS's groups and its durable
+    /// outbox. The Queueing Service's queues are in a second file beside it
+    /// ([`StorageChoice::qs_sqlite_file`], or [`ServerConfig::qs_sqlite`]), so that a QS
+    /// enqueue never holds the hub's write lock (SQLite admits one writer per file). Both are
+    /// created if missing, in WAL journal mode.
     Sqlite(PathBuf),
     /// In memory, gone when the process stops: for tests.
     Memory,
@@ -28,6 +31,18 @@ pub enum StorageChoice {
 }
 
 impl StorageChoice {
+    /// Where the server keeps the QS's SQLite file when the hub's is `ds_file` (and
+    /// [`ServerConfig::qs_sqlite`] does not say otherwise): the same folder and name with
+    /// `-qs` before the extension, e.g. `mimi-ds.sqlite3` → `mimi-ds-qs.sqlite3`.
+    pub fn qs_sqlite_file(ds_file: &Path) -> PathBuf {
+        let stem = ds_file.file_stem().unwrap_or_default().to_string_lossy();
+        let name = match ds_file.extension() {
+            Some(extension) => format!("{stem}-qs.{}", extension.to_string_lossy()),
+            None => format!("{stem}-qs"),
+        };
+        ds_file.with_file_name(name)
+    }
+
     /// Parses `sqlite:<path>`, `memory`, or a `postgres://` (or `postgresql://`) URL.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         if value == "memory" {
@@ -257,6 +272,11 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// Where state is kept.
     pub storage: StorageChoice,
+    /// With SQLite storage: the QS's file, if not the default beside the hub's
+    /// ([`StorageChoice::qs_sqlite_file`]). Giving the hub's own file keeps both in one file
+    /// (the layout of earlier builds), at the cost of QS and hub writes queueing on one write
+    /// lock. Ignored for other storage.
+    pub qs_sqlite: Option<PathBuf>,
     /// The folder for the hub's signature key and the QS's queue key (created if missing);
     /// keep it with the database: a new key makes every sealed queue unreadable.
     pub state_dir: PathBuf,
@@ -295,6 +315,7 @@ impl ServerConfig {
             runs_hub,
             listen,
             storage,
+            qs_sqlite: None,
             state_dir,
             tls,
             peers,
@@ -313,11 +334,12 @@ impl ServerConfig {
         let mut values: HashMap<&'static str, String> = HashMap::new();
         let mut runs_hub = false;
         let mut args = args.into_iter();
-        const WITH_VALUE: [&str; 9] = [
+        const WITH_VALUE: [&str; 10] = [
             "--domain",
             "--metrics-listen",
             "--listen",
             "--storage",
+            "--qs-sqlite",
             "--state-dir",
             "--cert",
             "--key",
@@ -381,6 +403,7 @@ impl ServerConfig {
             .map_err(|e| ConfigError::Invalid(format!("--metrics-listen: {e}")))?;
         let mut config = Self::new(domain, runs_hub, listen, storage, state_dir, tls, peers);
         config.metrics_listen = metrics_listen;
+        config.qs_sqlite = values.get("--qs-sqlite").map(PathBuf::from);
         Ok(config)
     }
 }
@@ -393,7 +416,11 @@ mimi-ds-server --domain <domain> --cert <chain.pem> --key <key.pem> --ca <cas.pe
   --hub                 also run the hub (Delivery Service), not only the Queueing Service
   --listen <addr:port>  where to listen (default 127.0.0.1:8443)
   --storage <choice>    sqlite:<path> (default: <state-dir>/mimi-ds.sqlite3), memory, or a
-                        PostgreSQL URL postgres://user:password@host:port/database
+                        PostgreSQL URL postgres://user:password@host:port/database.
+                        SQLite: <path> holds the hub's groups and outbox; the QS's queues
+                        are in a second file beside it, <path> with -qs before the
+                        extension (default: <state-dir>/mimi-ds-qs.sqlite3)
+  --qs-sqlite <path>    with SQLite: the QS's file instead (the hub's own path keeps one file)
   --state-dir <folder>  keys and the default database (default: <tmp>/mimi-ds-server-<domain>)
   --cert, --key         PEM certificate chain and private key of this provider
   --ca <cas.pem>        PEM CA certificates that issue providers' certificates

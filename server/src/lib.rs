@@ -52,6 +52,7 @@ mod store;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -134,6 +135,15 @@ pub enum StartError {
     /// The keys in the state folder.
     #[error("keys: {0}")]
     Keys(String),
+    /// The hub's SQLite file holds QS queues (it was made with both in one file) but the QS
+    /// was given a file of its own, which would hide those queues from their clients.
+    #[error("{} holds Queueing Service queues, but the QS's file is {}: to keep one file, pass --qs-sqlite {}", ds_file.display(), qs_file.display(), ds_file.display())]
+    QueuesInHubFile {
+        /// The hub's file.
+        ds_file: PathBuf,
+        /// The QS's file the server was given.
+        qs_file: PathBuf,
+    },
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -198,13 +208,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     // One arm per backend.
     match config.storage.clone() {
         StorageChoice::Sqlite(path) => {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+            let qs_path = config
+                .qs_sqlite
+                .clone()
+                .unwrap_or_else(|| StorageChoice::qs_sqlite_file(&path));
+            for file in [&path, &qs_path] {
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
             }
-            let backend =
-                tokio::task::spawn_blocking(move || SqliteBackend::open(&path, SQLITE_CONNECTIONS))
-                    .await
-                    .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+            let backend = tokio::task::spawn_blocking(move || {
+                SqliteBackend::open(&path, &qs_path, SQLITE_CONNECTIONS)
+            })
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
             start_with(config, backend).await
         }
         StorageChoice::Memory => start_with(config, MemoryBackend::new()).await,

@@ -18,6 +18,13 @@
 //!   meanwhile and entries another replica reads, so a queue receives a group's messages in
 //!   the hub's `sequence_number` order (wire-format.md §6.5) and commits in epoch order. Every
 //!   failure is retried: a delivery is never dropped because a peer misbehaved for a while.
+//! * **To this provider's own QS, in batches.** The due entries for the server's own QS are
+//!   delivered in batches: each batch's deliveries in one QS transaction, then their removal
+//!   from the outbox in one DS transaction (on SQLite, two commits for up to 64 messages
+//!   instead of two per message, and the QS's in a file of its own). The order and the
+//!   retries are those above: a delivery that fails ends its batch, the ones before it are
+//!   committed and removed, it and the ones behind it wait for its retry. On SQLite, rounds
+//!   start at most every 5 ms, so that what is accepted meanwhile is delivered together.
 //! * **What remains shared.** A round reads the oldest due entries (up to 512). While a
 //!   destination's task hangs (up to the delivery timeout), its entries stay due and take
 //!   room in the batch; with a backlog of more than a batch for one hanging provider, other
@@ -48,7 +55,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Backend;
+use crate::store::{Backend, Delivered, OwnDeliveries};
 use crate::{now_ms, Shared};
 
 /// Entries read from the outbox per round.
@@ -60,6 +67,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct RelayStats {
     delivered: AtomicU64,
+    own_qs_batches: AtomicU64,
     failed_attempts: AtomicU64,
     rejected_queues: AtomicU64,
     refused_destinations: AtomicU64,
@@ -71,6 +79,12 @@ impl RelayStats {
     /// Fanouts a QS accepted (and that left the outbox).
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Storage transactions in which fanouts to this provider's own QS were committed, each
+    /// holding one or more of them (every due fanout of a round, up to a bound).
+    pub fn own_qs_batches(&self) -> u64 {
+        self.own_qs_batches.load(Ordering::Relaxed)
     }
 
     /// Failed delivery attempts, each followed by a backoff.
@@ -163,6 +177,7 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
     let permits = Arc::new(Semaphore::new(shared.relay.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     loop {
+        let round_started = tokio::time::Instant::now();
         while tasks.try_join_next().is_some() {}
         match B::pending(&shared, now_ms(), BATCH).await {
             Ok(entries) => {
@@ -204,6 +219,14 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
             () = shared.relay_wake.notified() => {}
             () = tokio::time::sleep(shared.relay.poll_interval) => {}
         }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            // Rounds start at most this often (SQLite: 5 ms). A round delivers what was
+            // accepted since the last one together (to the own QS: one QS and one hub
+            // transaction per batch), so while requests keep coming the hub's file sees one
+            // relay write per few messages instead of one per message.
+            () = tokio::time::sleep_until(round_started + B::RELAY_ROUND_SPACING) => {}
+        }
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -212,6 +235,18 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
 /// Delivers one destination's due entries in order; at the first failure, this entry is put
 /// off by the backoff, and the outbox holds the destination's newer entries back behind it.
 async fn deliver_destination<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    destination: &str,
+    entries: Vec<OutboxEntry>,
+) {
+    if destination.eq_ignore_ascii_case(&shared.domain) {
+        return deliver_own_destination(shared, destination, entries).await;
+    }
+    deliver_one_by_one(shared, destination, entries).await;
+}
+
+/// Delivers entries one request (and one `mark_delivered`) at a time, in order.
+async fn deliver_one_by_one<B: Backend>(
     shared: &Arc<Shared<B>>,
     destination: &str,
     entries: Vec<OutboxEntry>,
@@ -230,10 +265,7 @@ async fn deliver_destination<B: Backend>(
                 return;
             }
         };
-        let peers = &shared.peers;
-        let own = shared.domain.as_str();
-        let known = |d: &str| d.eq_ignore_ascii_case(own) || peers.address(d).is_some();
-        if let Err(refusal) = fanout.check_destination(&known) {
+        if let Err(refusal) = fanout.check_destination(&|d: &str| is_known(shared, d)) {
             tracing::warn!(%refusal, "relay: destination refused; its queues are reported to the hub");
             shared
                 .relay_stats
@@ -269,6 +301,116 @@ async fn deliver_destination<B: Backend>(
             }
         }
     }
+}
+
+/// Fanouts to this provider's own QS delivered in one storage transaction, at most.
+const OWN_BATCH_ENTRIES: usize = 64;
+/// Recipients in one such transaction, at most (a batch holds at least one entry): bounds how
+/// long the QS's write lock is held for its clients' own requests.
+const OWN_BATCH_RECIPIENTS: usize = 1024;
+
+/// [`deliver_destination`] for this provider's own QS: the same order, retries and reports,
+/// but consecutive deliverable entries go to the QS in batches, each batch's deliveries in one
+/// QS transaction and their removal from the outbox in one DS transaction (SQLite: two commits
+/// for up to [`OWN_BATCH_ENTRIES`] messages instead of two per message). An entry is removed
+/// only after the QS committed it; a crash in between delivers it again, which the QS
+/// deduplicates.
+async fn deliver_own_destination<B: Backend>(
+    shared: &Arc<Shared<B>>,
+    destination: &str,
+    entries: Vec<OutboxEntry>,
+) {
+    let mut rest = entries.as_slice();
+    while let Some(first) = rest.first() {
+        // The longest run of deliverable entries from here, within the batch's bounds.
+        let mut batch: Vec<(u64, Fanout)> = Vec::new();
+        let mut recipients = 0;
+        for entry in rest {
+            let Ok(fanout) = entry.fanout() else { break };
+            if fanout
+                .check_destination(&|d: &str| is_known(shared, d))
+                .is_err()
+                || batch.len() == OWN_BATCH_ENTRIES
+                || (!batch.is_empty()
+                    && recipients + fanout.recipient_count() > OWN_BATCH_RECIPIENTS)
+            {
+                break;
+            }
+            recipients += fanout.recipient_count();
+            batch.push((entry.id, fanout));
+        }
+        if batch.is_empty() {
+            // Corrupt or refused: the one-by-one path reports it (and stops at a corrupt one).
+            let corrupt = first.fanout().is_err();
+            deliver_one_by_one(shared, destination, vec![first.clone()]).await;
+            if corrupt {
+                return;
+            }
+            rest = &rest[1..];
+            continue;
+        }
+        let bodies = batch.iter().map(|(_, fanout)| fanout.to_bytes()).collect();
+        let done = tokio::time::timeout(
+            shared.relay.delivery_timeout,
+            B::deliver_own_batch(shared, bodies),
+        )
+        .await
+        .unwrap_or_else(|_| OwnDeliveries {
+            answers: Vec::new(),
+            failure: Some(DeliveryError::Timeout.to_string()),
+        });
+        let delivered_count = done.answers.len();
+        let mut delivered = Vec::with_capacity(delivered_count);
+        let mut events = 0;
+        for ((id, fanout), answer) in batch.iter().zip(&done.answers) {
+            let rejected = fanout.rejected_queues(answer);
+            events += rejected.len() as u64;
+            delivered.push(Delivered {
+                id: *id,
+                group_id: fanout.group_id().to_vec(),
+                rejected,
+            });
+        }
+        if !delivered.is_empty() {
+            shared
+                .relay_stats
+                .own_qs_batches
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = B::finish_batch(shared, delivered).await {
+                tracing::error!(%error, "relay: removing delivered entries failed");
+            }
+            for _ in 0..delivered_count {
+                shared.relay_stats.count_delivery(destination);
+            }
+            if events > 0 {
+                shared
+                    .relay_stats
+                    .rejected_queues
+                    .fetch_add(events, Ordering::Relaxed);
+                shared.relay_wake.notify_one();
+            }
+        }
+        if let Some(error) = done.failure {
+            let failed = &rest[delivered_count];
+            shared.relay_stats.failed(destination);
+            let wait = shared.relay.retry.delay(failed.attempts.saturating_add(1));
+            tracing::warn!(%destination, %error, attempts = failed.attempts + 1, "relay: delivery failed; retrying later");
+            // The entries after it stay in the outbox, held back behind it.
+            put_off(
+                shared,
+                vec![(failed.id, now_ms().saturating_add(millis(wait)))],
+            )
+            .await;
+            return;
+        }
+        rest = &rest[batch.len()..];
+    }
+}
+
+/// Whether deliveries to `destination` may go anywhere: this provider, or a peer in the
+/// directory (the only way one resolves).
+fn is_known<B>(shared: &Shared<B>, destination: &str) -> bool {
+    destination.eq_ignore_ascii_case(&shared.domain) || shared.peers.address(destination).is_some()
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

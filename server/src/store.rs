@@ -28,10 +28,10 @@ use bytes::Bytes;
 use mimi_ds::qs::{InMemoryQsStorage, QsOutcome, QsStorage};
 use mimi_ds::storage::{AsyncDsOutbox, DsOutbox, InMemoryStorage, OutboxEntry};
 use mimi_ds::transport::{CallStats, HttpRequest, HttpResponse, Routed};
-use mimi_ds::wire::ClientQueueConfig;
+use mimi_ds::wire::{decode_exact, ClientQueueConfig, QueueingServiceResponse};
 use mimi_ds::{HubEvent, Outcome, UnixTimeMs};
 use mimi_ds_postgres::{migrate, PostgresDsStorage, PostgresQsStorage};
-use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage};
+use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage, WriterQueue};
 use rusqlite::Connection;
 
 use crate::{now_ms, Shared};
@@ -88,6 +88,11 @@ fn observe_event<B>(shared: &Shared<B>, outcome: &Outcome, started: Instant) {
 /// What the request handler and the relay ask of storage. Every future is `Send`, so that
 /// they run on the multi-threaded executor.
 pub(crate) trait Backend: Send + Sync + Sized + 'static {
+    /// The least time between the starts of two relay rounds: on SQLite, what is accepted
+    /// meanwhile is delivered to the own QS in one batch (`relay.rs`); PostgreSQL delivers
+    /// one by one and has no single write lock, so it does not wait.
+    const RELAY_ROUND_SPACING: std::time::Duration;
+
     /// Routes one request (`Err`: the 500 to answer, already logged).
     fn route(
         shared: &Arc<Shared<Self>>,
@@ -106,6 +111,22 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         shared: &Arc<Shared<Self>>,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<QsOutcome, String>> + Send;
+
+    /// Delivers fanouts to this provider's own QS in their order, in as few storage
+    /// transactions as the backend allows (SQLite: one), and decodes each answer. Stops at the
+    /// first that fails; what it returns stands durably in the QS (committed) before it is
+    /// returned.
+    fn deliver_own_batch(
+        shared: &Arc<Shared<Self>>,
+        bodies: Vec<Vec<u8>>,
+    ) -> impl Future<Output = OwnDeliveries> + Send;
+
+    /// [`Backend::finish`] for several entries, in as few transactions as the backend allows
+    /// (SQLite: one).
+    fn finish_batch(
+        shared: &Arc<Shared<Self>>,
+        delivered: Vec<Delivered>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 
     /// Reports `rejected` queues of `group_id` as hub events, then removes entry `id`.
     fn finish(
@@ -126,6 +147,61 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         -> impl Future<Output = Result<u64, String>> + Send;
 }
 
+/// What [`Backend::deliver_own_batch`] did: the answers of the fanouts the QS committed, in
+/// order (a prefix of the batch), and why the next one was not delivered, if one was not.
+#[derive(Debug, Default)]
+pub(crate) struct OwnDeliveries {
+    pub(crate) answers: Vec<QueueingServiceResponse>,
+    pub(crate) failure: Option<String>,
+}
+
+impl OwnDeliveries {
+    fn failed(failure: impl Into<String>) -> Self {
+        Self {
+            answers: Vec::new(),
+            failure: Some(failure.into()),
+        }
+    }
+}
+
+/// A delivered outbox entry for [`Backend::finish_batch`]: its ID, its group, and the queues
+/// the QS rejected (reported to the hub as events before the entry is removed).
+pub(crate) struct Delivered {
+    pub(crate) id: u64,
+    pub(crate) group_id: Vec<u8>,
+    pub(crate) rejected: Vec<ClientQueueConfig>,
+}
+
+/// Reports `rejected` queues of `group_id` as hub events on `ds_storage`, then removes entry
+/// `id` from its outbox.
+fn report_and_mark<B, S: DsOutbox>(
+    shared: &Shared<B>,
+    ds_storage: &mut S,
+    delivered: Delivered,
+) -> Result<(), String> {
+    if let Some(ds) = shared.router.ds() {
+        for queue in delivered.rejected {
+            let event = HubEvent::QueueRejected(queue);
+            let started = Instant::now();
+            match ds.handle_event(
+                UnixTimeMs(now_ms()),
+                &delivered.group_id,
+                &event,
+                ds_storage,
+            ) {
+                Ok(outcome) => observe_event(shared, &outcome, started),
+                Err(error) => {
+                    tracing::error!(%error, "relay: hub event for a rejected queue failed");
+                }
+            }
+        }
+    }
+    ds_storage
+        .mark_delivered(delivered.id)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Runs `f` on a blocking thread, inside the caller's tracing span (so that mimi-ds's span of
 /// a call nests under the HTTP request's); a panic there is an error.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
@@ -139,6 +215,8 @@ impl<T: BlockingBackend> Backend for T
 where
     <T::Ds as mimi_ds::storage::DsStorage>::Error: Send,
 {
+    const RELAY_ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
+
     async fn route(
         shared: &Arc<Shared<Self>>,
         request: OwnedRequest,
@@ -189,6 +267,63 @@ where
         .await?
     }
 
+    async fn deliver_own_batch(shared: &Arc<Shared<Self>>, bodies: Vec<Vec<u8>>) -> OwnDeliveries {
+        let shared = Arc::clone(shared);
+        blocking(move || {
+            let Some(qs) = shared.router.qs() else {
+                return OwnDeliveries::failed("this server runs no QS");
+            };
+            shared.backend.with(|_, qs_storage| {
+                T::in_qs_transaction(qs_storage, |qs_storage| {
+                    let mut done = OwnDeliveries::default();
+                    for body in &bodies {
+                        let started = Instant::now();
+                        let delivered = qs
+                            .deliver(UnixTimeMs(now_ms()), body, Some(&shared.domain), qs_storage)
+                            .map_err(|e| e.to_string())
+                            .and_then(|answer| {
+                                shared.request_metrics.observe_call(
+                                    &CallStats::Qs(answer.status.clone(), answer.stats),
+                                    started.elapsed(),
+                                );
+                                decode_exact(&answer.response).map_err(|e| format!("answer: {e}"))
+                            });
+                        match delivered {
+                            Ok(answer) => done.answers.push(answer),
+                            Err(failure) => {
+                                // Its write, if any, was rolled back alone (a savepoint); the
+                                // ones before it commit, the ones after it wait behind it.
+                                done.failure = Some(failure);
+                                break;
+                            }
+                        }
+                    }
+                    done
+                })
+                .unwrap_or_else(|e| OwnDeliveries::failed(format!("commit: {e}")))
+            })
+        })
+        .await
+        .unwrap_or_else(OwnDeliveries::failed)
+    }
+
+    async fn finish_batch(
+        shared: &Arc<Shared<Self>>,
+        delivered: Vec<Delivered>,
+    ) -> Result<(), String> {
+        let shared = Arc::clone(shared);
+        blocking(move || {
+            shared.backend.with(|ds_storage, _| {
+                T::in_ds_transaction(ds_storage, |ds_storage| {
+                    delivered
+                        .into_iter()
+                        .try_for_each(|entry| report_and_mark(&shared, ds_storage, entry))
+                })?
+            })
+        })
+        .await?
+    }
+
     async fn finish(
         shared: &Arc<Shared<Self>>,
         id: u64,
@@ -198,23 +333,12 @@ where
         let shared = Arc::clone(shared);
         blocking(move || {
             shared.backend.with(|ds_storage, _| {
-                if let Some(ds) = shared.router.ds() {
-                    for queue in rejected {
-                        let event = HubEvent::QueueRejected(queue);
-                        let started = Instant::now();
-                        match ds.handle_event(UnixTimeMs(now_ms()), &group_id, &event, ds_storage) {
-                            Ok(outcome) => observe_event(&shared, &outcome, started),
-                            Err(error) => tracing::error!(
-                                %error,
-                                "relay: hub event for a rejected queue failed"
-                            ),
-                        }
-                    }
-                }
-                ds_storage
-                    .mark_delivered(id)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let delivered = Delivered {
+                    id,
+                    group_id,
+                    rejected,
+                };
+                report_and_mark(&shared, ds_storage, delivered)
             })
         })
         .await?
@@ -254,6 +378,24 @@ pub(crate) trait BlockingBackend: Send + Sync + 'static {
 
     /// Runs `f` with one DS and one QS storage. Blocks: call from `spawn_blocking` only.
     fn with<R>(&self, f: impl FnOnce(&mut Self::Ds, &mut Self::Qs) -> R) -> R;
+
+    /// Runs `f`'s writes to `qs` as one transaction where the storage has them (SQLite), so
+    /// that a batch costs one commit; each write still succeeds or fails alone. `Err`: the
+    /// transaction did not commit, and none of `f`'s writes stand. Default: no transaction.
+    fn in_qs_transaction<R>(
+        qs: &mut Self::Qs,
+        f: impl FnOnce(&mut Self::Qs) -> R,
+    ) -> Result<R, String> {
+        Ok(f(qs))
+    }
+
+    /// The same for the DS's storage.
+    fn in_ds_transaction<R>(
+        ds: &mut Self::Ds,
+        f: impl FnOnce(&mut Self::Ds) -> R,
+    ) -> Result<R, String> {
+        Ok(f(ds))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -293,32 +435,83 @@ impl BlockingBackend for MemoryBackend {
 
 type SqliteSlot = (SqliteDsStorage<Connection>, SqliteQsStorage<Connection>);
 
-/// A SQLite file, WAL mode, a few connections (each slot holds the DS's and the QS's).
+/// Two SQLite files, the hub's (DS groups and outbox) and the QS's (queues), each in WAL mode,
+/// and a few connection slots (each holds one connection to each file).
+///
+/// Why two files: SQLite admits one writer per file. With one file, every fanout the relay
+/// delivers to this provider's own QS took the same write lock as the hub's requests, and a
+/// request that found it taken slept in SQLite's busy handler (1, 2, 5, … ms between tries).
+/// With two, a QS enqueue and a hub write never wait for each other; the relay's remaining DS
+/// write (`mark_delivered`) is batched (see `relay.rs`). And the connections to one file share
+/// a [`WriterQueue`]: a writer waits for the one before it in the process and is woken when it
+/// commits, instead of sleeping in SQLite's busy handler.
 pub(crate) struct SqliteBackend {
     slots: Vec<Mutex<SqliteSlot>>,
     next: AtomicUsize,
 }
 
 impl SqliteBackend {
-    /// Opens (creating and migrating if needed) `path` with `connections` slots.
+    /// Opens (creating and migrating if needed) the hub's file `ds_path` and the QS's file
+    /// `qs_path` (may be the same file) with `connections` slots.
+    ///
+    /// Refuses to start when the QS has its own file but the hub's file holds queues (a
+    /// database made with both in one file): starting would hide those queues from their
+    /// clients. Pass the hub's own path as the QS's to keep using it.
     pub(crate) fn open(
-        path: &std::path::Path,
+        ds_path: &std::path::Path,
+        qs_path: &std::path::Path,
         connections: usize,
-    ) -> Result<Self, mimi_ds_sqlite::Error> {
+    ) -> Result<Self, crate::StartError> {
+        let one_file = {
+            // Both must exist for `same_file` to compare them.
+            drop(Connection::open(ds_path).map_err(mimi_ds_sqlite::Error::from)?);
+            drop(Connection::open(qs_path).map_err(mimi_ds_sqlite::Error::from)?);
+            same_file(ds_path, qs_path)
+        };
+        // One writer queue per file, shared by all its connections.
+        let ds_writers = Arc::new(WriterQueue::new());
+        let qs_writers = if one_file {
+            Arc::clone(&ds_writers)
+        } else {
+            Arc::new(WriterQueue::new())
+        };
         let mut slots = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            let ds = Connection::open(path)?;
+            let ds = Connection::open(ds_path).map_err(mimi_ds_sqlite::Error::from)?;
             enable_wal(&ds)?;
-            let qs = Connection::open(path)?;
+            let qs = Connection::open(qs_path).map_err(mimi_ds_sqlite::Error::from)?;
+            enable_wal(&qs)?;
             slots.push(Mutex::new((
-                SqliteDsStorage::new(ds)?,
-                SqliteQsStorage::new(qs)?,
+                SqliteDsStorage::new(ds)?.with_writer_queue(Arc::clone(&ds_writers)),
+                SqliteQsStorage::new(qs)?.with_writer_queue(Arc::clone(&qs_writers)),
             )));
+        }
+        if !one_file {
+            let guard = lock(&slots[0]);
+            let queues_in_hub_file: i64 = guard
+                .0
+                .connection()
+                .query_row("SELECT count(*) FROM mimi_qs_queue", [], |row| row.get(0))
+                .map_err(mimi_ds_sqlite::Error::from)?;
+            if queues_in_hub_file > 0 {
+                return Err(crate::StartError::QueuesInHubFile {
+                    ds_file: ds_path.to_path_buf(),
+                    qs_file: qs_path.to_path_buf(),
+                });
+            }
         }
         Ok(Self {
             slots,
             next: AtomicUsize::new(0),
         })
+    }
+}
+
+/// Whether two paths name one file (both exist once opened).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -329,6 +522,20 @@ impl BlockingBackend for SqliteBackend {
 
     type Ds = SqliteDsStorage<Connection>;
     type Qs = SqliteQsStorage<Connection>;
+
+    fn in_qs_transaction<R>(
+        qs: &mut Self::Qs,
+        f: impl FnOnce(&mut Self::Qs) -> R,
+    ) -> Result<R, String> {
+        qs.in_transaction(f).map_err(|e| e.to_string())
+    }
+
+    fn in_ds_transaction<R>(
+        ds: &mut Self::Ds,
+        f: impl FnOnce(&mut Self::Ds) -> R,
+    ) -> Result<R, String> {
+        ds.in_transaction(f).map_err(|e| e.to_string())
+    }
 
     fn with<R>(&self, f: impl FnOnce(&mut Self::Ds, &mut Self::Qs) -> R) -> R {
         // A free slot if there is one; otherwise wait for the next in turn.
@@ -397,6 +604,8 @@ impl PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
+    const RELAY_ROUND_SPACING: std::time::Duration = std::time::Duration::ZERO;
+
     async fn route(
         shared: &Arc<Shared<Self>>,
         request: OwnedRequest,
@@ -436,6 +645,39 @@ impl Backend for PostgresBackend {
         )
         .await
         .map_err(|e| e.to_string())
+    }
+
+    async fn deliver_own_batch(shared: &Arc<Shared<Self>>, bodies: Vec<Vec<u8>>) -> OwnDeliveries {
+        // One transaction per delivery (the PostgreSQL QS storage commits each write set).
+        let mut done = OwnDeliveries::default();
+        for body in bodies {
+            let started = Instant::now();
+            let delivered = Self::deliver_own(shared, body).await.and_then(|answer| {
+                shared.request_metrics.observe_call(
+                    &CallStats::Qs(answer.status.clone(), answer.stats),
+                    started.elapsed(),
+                );
+                decode_exact(&answer.response).map_err(|e| format!("answer: {e}"))
+            });
+            match delivered {
+                Ok(answer) => done.answers.push(answer),
+                Err(failure) => {
+                    done.failure = Some(failure);
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    async fn finish_batch(
+        shared: &Arc<Shared<Self>>,
+        delivered: Vec<Delivered>,
+    ) -> Result<(), String> {
+        for entry in delivered {
+            Self::finish(shared, entry.id, entry.group_id, entry.rejected).await?;
+        }
+        Ok(())
     }
 
     async fn finish(

@@ -78,15 +78,36 @@ async fn the_whole_group_life_runs_on_the_server_with_sqlite() {
     })
     .await;
     // The databases are where the transcript says, and outlive the servers.
+    // The hub's file holds the groups, the QS's file beside it the queues.
     for (storage, _) in &summary.databases {
         let path = storage.sqlite_path().expect("SQLite by default");
-        assert!(path.starts_with(dir.path()) && path.is_file());
-        assert!(transcript.contains(&format!("SQLite file {}", path.display())));
-        let connection = rusqlite::Connection::open(path).expect("open");
-        let queues: i64 = connection
-            .query_row("SELECT count(*) FROM mimi_qs_queue", [], |row| row.get(0))
-            .expect("count");
-        assert!(queues > 0);
+        let qs_path = storage.qs_sqlite_path().expect("SQLite by default");
+        for file in [path, qs_path.as_path()] {
+            assert!(file.starts_with(dir.path()) && file.is_file());
+            assert!(transcript.contains(&format!("SQLite file {}", file.display())));
+        }
+        let rows = |file: &std::path::Path, table: &str| -> i64 {
+            rusqlite::Connection::open(file)
+                .expect("open")
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .expect("count")
+        };
+        assert!(rows(&qs_path, "mimi_qs_queue") > 0);
+        assert_eq!(rows(path, "mimi_qs_queue"), 0, "no queue in the hub's file");
+        // The group is deleted at the end; the hub's replay marks of its requests remain.
+        if storage.domain == providers::ALPHA {
+            assert!(
+                rows(path, "mimi_ds_replay") > 0,
+                "the hub's state in the hub's file"
+            );
+        }
+        assert_eq!(
+            rows(&qs_path, "mimi_ds_replay"),
+            0,
+            "no hub state in the QS's file"
+        );
     }
 }
 

@@ -65,7 +65,12 @@ async fn a_server_starts_from_its_flags_and_files() {
             .await;
         assert_eq!((status, body.as_slice()), (200, ALPHA.as_bytes()));
         server.shutdown().await;
-        for file in ["mimi-ds.sqlite3", "hub-signature.key", "qs-queue-key.seed"] {
+        for file in [
+            "mimi-ds.sqlite3",
+            "mimi-ds-qs.sqlite3",
+            "hub-signature.key",
+            "qs-queue-key.seed",
+        ] {
             assert!(state.join(file).exists(), "{file} in the state folder");
         }
 

@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::path::Path;
+use std::sync::Arc;
 
 use mimi_ds::storage::{
     DsOutbox, DsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite, ReplayMark,
@@ -9,13 +10,17 @@ use mimi_ds::storage::{
 };
 use rusqlite::{params, Connection, Row};
 
-use crate::{check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
+use crate::{
+    check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx, WriterQueue,
+    WriterTurn,
+};
 
 /// The Delivery Service's [`DsStorage`] and [`DsOutbox`] on a SQLite connection you own. See
 /// the [crate documentation](crate) for how each write is guarded.
 #[derive(Debug)]
 pub struct SqliteDsStorage<C: Borrow<Connection> = Connection> {
     connection: C,
+    writers: Option<Arc<WriterQueue>>,
 }
 
 impl SqliteDsStorage<Connection> {
@@ -31,7 +36,31 @@ impl<C: Borrow<Connection>> SqliteDsStorage<C> {
     /// Uses `connection`, creating or upgrading mimi-ds's tables first ([`crate::migrate`]).
     pub fn new(connection: C) -> Result<Self, Error> {
         migrate(connection.borrow())?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            writers: None,
+        })
+    }
+
+    /// Takes a turn of `writers` before each write transaction of its own (and each outbox
+    /// change outside a transaction): share one [`WriterQueue`] between every storage of
+    /// this process on the same file, so that its writers wait for each other in order
+    /// instead of in SQLite's busy handler.
+    #[must_use]
+    pub fn with_writer_queue(mut self, writers: Arc<WriterQueue>) -> Self {
+        self.writers = Some(writers);
+        self
+    }
+
+    /// Runs `f` with this storage inside one write transaction (`BEGIN IMMEDIATE`, after a
+    /// turn of the writer queue), committed when `f` returns: several write sets in one
+    /// commit. Each write of `f` is then a savepoint: one that fails or conflicts is rolled
+    /// back alone, and the others commit. `f`'s result is returned whatever it is; `Err` means
+    /// the commit failed and none of `f`'s writes stand. Inside a transaction of your own,
+    /// `f` runs in it and your commit is the one.
+    pub fn in_transaction<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Result<R, Error> {
+        let writers = self.writers.clone();
+        crate::in_transaction(self, Self::connection, writers, f)
     }
 
     /// The connection, for your own statements.
@@ -42,6 +71,16 @@ impl<C: Borrow<Connection>> SqliteDsStorage<C> {
     /// Gives the connection back.
     pub fn into_inner(self) -> C {
         self.connection
+    }
+
+    /// A turn of the writer queue for a one-statement write, unless it runs inside a
+    /// transaction (whose writer holds the turn).
+    fn turn_outside_transaction(&self) -> Option<WriterTurn<'_>> {
+        if self.connection().is_autocommit() {
+            self.writers.as_deref().map(WriterQueue::enter)
+        } else {
+            None
+        }
     }
 
     /// Total bytes of all records of a group, for measurements.
@@ -363,7 +402,7 @@ impl<C: Borrow<Connection>> DsStorage for SqliteDsStorage<C> {
             .map(|fanout| OutboxEntry::new(&ws.group_id, fanout, ws.now_ms))
             .collect();
         check_sizes(connection, ws, &outbox)?;
-        let tx = WriteTx::begin(connection)?;
+        let tx = WriteTx::begin(connection, self.writers.as_deref())?;
         if !apply_guard(connection, ws)? || !apply_replay_mark(connection, ws)? {
             tx.rollback()?;
             return Ok(WriteOutcome::Conflict);
@@ -426,6 +465,7 @@ impl<C: Borrow<Connection>> DsOutbox for SqliteDsStorage<C> {
     }
 
     fn mark_delivered(&mut self, id: u64) -> Result<bool, Error> {
+        let _turn = self.turn_outside_transaction();
         let changed = self
             .connection()
             .prepare_cached("DELETE FROM mimi_ds_outbox WHERE id = ?1")?
@@ -434,6 +474,7 @@ impl<C: Borrow<Connection>> DsOutbox for SqliteDsStorage<C> {
     }
 
     fn retry_later(&mut self, id: u64, next_attempt_at_ms: u64) -> Result<bool, Error> {
+        let _turn = self.turn_outside_transaction();
         let changed = self
             .connection()
             .prepare_cached(

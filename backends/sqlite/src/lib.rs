@@ -21,6 +21,11 @@
 //!
 //! # How it holds the storage contract
 //!
+//! * **Batches.** [`SqliteDsStorage::in_transaction`] (and the QS's) runs several writes in
+//!   one transaction with one commit; each write inside is a savepoint that fails alone.
+//! * **Writers queue in the process** when the storages share a [`WriterQueue`]: a write
+//!   waits for its turn and is woken when the writer before it committed, instead of polling
+//!   in SQLite's busy handler.
 //! * **One transaction per write set.** Every write runs under `BEGIN IMMEDIATE`: the write
 //!   lock is taken at the start, so two writers queue on SQLite's busy handler (rusqlite sets a
 //!   5 s busy timeout) instead of failing with `SQLITE_BUSY` when a deferred read transaction
@@ -57,6 +62,7 @@
 mod ds;
 mod qs;
 mod schema;
+mod writers;
 
 use mimi_ds::storage::RecordKind;
 use rusqlite::Connection;
@@ -64,6 +70,7 @@ use rusqlite::Connection;
 pub use ds::SqliteDsStorage;
 pub use qs::SqliteQsStorage;
 pub use schema::{migrate, SCHEMA_VERSION};
+pub use writers::{WriterQueue, WriterTurn};
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -169,17 +176,29 @@ pub(crate) fn length_limit(connection: &Connection) -> Result<usize, Error> {
     Ok(usize::try_from(limit).unwrap_or(0))
 }
 
-/// A write transaction: `BEGIN IMMEDIATE`, or a savepoint inside the caller's transaction.
-/// Dropped without [`WriteTx::commit`], it rolls back.
+/// A write transaction: `BEGIN IMMEDIATE` (after the turn of `writers`, if given), or a
+/// savepoint inside the caller's transaction. Dropped without [`WriteTx::commit`], it rolls
+/// back, then passes the turn on.
 pub(crate) struct WriteTx<'c> {
     connection: &'c Connection,
     savepoint: bool,
     open: bool,
+    // Dropped after `Drop::drop` ended the transaction.
+    _turn: Option<WriterTurn<'c>>,
 }
 
 impl<'c> WriteTx<'c> {
-    pub(crate) fn begin(connection: &'c Connection) -> Result<Self, Error> {
+    pub(crate) fn begin(
+        connection: &'c Connection,
+        writers: Option<&'c WriterQueue>,
+    ) -> Result<Self, Error> {
         let savepoint = !connection.is_autocommit();
+        // Inside the caller's transaction, the caller holds the write lock (and its turn).
+        let turn = if savepoint {
+            None
+        } else {
+            writers.map(WriterQueue::enter)
+        };
         connection.execute_batch(if savepoint {
             "SAVEPOINT mimi_ds_write"
         } else {
@@ -189,6 +208,7 @@ impl<'c> WriteTx<'c> {
             connection,
             savepoint,
             open: true,
+            _turn: turn,
         })
     }
 
@@ -223,6 +243,42 @@ impl Drop for WriteTx<'_> {
             // The error that got us here is what the caller sees; a failed rollback leaves
             // SQLite to roll back when the connection closes.
             let _ = self.roll_back();
+        }
+    }
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction on `connection` (after the turn of
+/// `writers`), committed when `f` returns: the storage's writes inside `f` are savepoints of
+/// it. `f`'s result is returned whatever it is (a write inside that failed was rolled back
+/// alone); `Err` means the commit failed and none of `f`'s writes stand.
+pub(crate) fn in_transaction<S, R>(
+    storage: &mut S,
+    connection: impl Fn(&S) -> &Connection,
+    writers: Option<std::sync::Arc<WriterQueue>>,
+    f: impl FnOnce(&mut S) -> R,
+) -> Result<R, Error> {
+    if !connection(storage).is_autocommit() {
+        // Already inside the caller's transaction: its commit is the one.
+        return Ok(f(storage));
+    }
+    let _turn = writers.as_deref().map(WriterQueue::enter);
+    connection(storage).execute_batch("BEGIN IMMEDIATE")?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(storage)));
+    let result = match result {
+        Ok(result) => result,
+        Err(panic) => {
+            // Never leave the connection inside a transaction.
+            let _ = connection(storage).execute_batch("ROLLBACK");
+            std::panic::resume_unwind(panic);
+        }
+    };
+    match connection(storage).execute_batch("COMMIT") {
+        Ok(()) => Ok(result),
+        Err(error) => {
+            if !connection(storage).is_autocommit() {
+                let _ = connection(storage).execute_batch("ROLLBACK");
+            }
+            Err(error.into())
         }
     }
 }

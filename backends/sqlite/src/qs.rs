@@ -2,12 +2,15 @@
 
 use std::borrow::Borrow;
 use std::path::Path;
+use std::sync::Arc;
 
 use mimi_ds::qs::{queued_size, QsChange, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord};
 use mimi_ds::wire::{decode_exact, encode, QueuedMessage};
 use rusqlite::{params, Connection, OptionalExtension as _, Row};
 
-use crate::{check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx};
+use crate::{
+    check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, WriteTx, WriterQueue,
+};
 
 /// The Queueing Service's [`QsStorage`] on a SQLite connection you own. Each write set runs
 /// in one `BEGIN IMMEDIATE` transaction; its changes are applied in order, each guard checked
@@ -16,6 +19,7 @@ use crate::{check_size, enable_wal, hex, length_limit, migrate, sql_u64, Error, 
 #[derive(Debug)]
 pub struct SqliteQsStorage<C: Borrow<Connection> = Connection> {
     connection: C,
+    writers: Option<Arc<WriterQueue>>,
 }
 
 impl SqliteQsStorage<Connection> {
@@ -50,7 +54,31 @@ impl<C: Borrow<Connection>> SqliteQsStorage<C> {
     /// Uses `connection`, creating or upgrading mimi-ds's tables first ([`crate::migrate`]).
     pub fn new(connection: C) -> Result<Self, Error> {
         migrate(connection.borrow())?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            writers: None,
+        })
+    }
+
+    /// Takes a turn of `writers` before each write transaction of its own (and each outbox
+    /// change outside a transaction): share one [`WriterQueue`] between every storage of
+    /// this process on the same file, so that its writers wait for each other in order
+    /// instead of in SQLite's busy handler.
+    #[must_use]
+    pub fn with_writer_queue(mut self, writers: Arc<WriterQueue>) -> Self {
+        self.writers = Some(writers);
+        self
+    }
+
+    /// Runs `f` with this storage inside one write transaction (`BEGIN IMMEDIATE`, after a
+    /// turn of the writer queue), committed when `f` returns: several write sets in one
+    /// commit. Each write of `f` is then a savepoint: one that fails or conflicts is rolled
+    /// back alone, and the others commit. `f`'s result is returned whatever it is; `Err` means
+    /// the commit failed and none of `f`'s writes stand. Inside a transaction of your own,
+    /// `f` runs in it and your commit is the one.
+    pub fn in_transaction<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Result<R, Error> {
+        let writers = self.writers.clone();
+        crate::in_transaction(self, Self::connection, writers, f)
     }
 
     /// The connection, for your own statements.
@@ -299,7 +327,7 @@ impl<C: Borrow<Connection>> QsStorage for SqliteQsStorage<C> {
     fn write(&mut self, writes: &QsWriteSet) -> Result<QsWriteOutcome, Error> {
         let connection = self.connection.borrow();
         check_sizes(connection, writes)?;
-        let tx = WriteTx::begin(connection)?;
+        let tx = WriteTx::begin(connection, self.writers.as_deref())?;
         for change in &writes.changes {
             if !apply(connection, change, writes.now_ms)? {
                 tx.rollback()?;

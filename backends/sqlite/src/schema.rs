@@ -21,7 +21,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// [`Error::SchemaTooNew`] if a newer version of this crate migrated the database.
 /// [`crate::SqliteDsStorage::new`] and [`crate::SqliteQsStorage::new`] call it.
 pub fn migrate(connection: &Connection) -> Result<(), Error> {
-    let tx = WriteTx::begin(connection)?;
+    let tx = WriteTx::begin(connection, None)?;
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS mimi_ds_sqlite_schema (version INTEGER NOT NULL PRIMARY KEY)",
     )?;

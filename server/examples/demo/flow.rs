@@ -277,7 +277,11 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Summary, Erro
 
 fn describe(storage: &providers::Storage) -> String {
     match (storage.sqlite_path(), storage.postgres_url()) {
-        (Some(path), _) => format!("SQLite file {}", path.display()),
+        (Some(path), _) => format!(
+            "SQLite file {} (hub: groups, outbox) and SQLite file {} (Queueing Service: queues)",
+            path.display(),
+            storage.qs_sqlite_path().unwrap_or_default().display()
+        ),
         (_, Some(url)) => format!(
             "PostgreSQL schema {} in {}",
             storage.schema.as_deref().unwrap_or("?"),
@@ -345,10 +349,11 @@ fn print_summary(out: &mut dyn Write, s: &Summary) {
             "  keys: {} ({keys}; keep this folder with the database)",
             storage.state_dir.display()
         ));
-        if let Some(path) = storage.sqlite_path() {
+        if let (Some(path), Some(qs_path)) = (storage.sqlite_path(), storage.qs_sqlite_path()) {
             say(format!(
-                "  look inside: sqlite3 {} '.tables'",
-                path.display()
+                "  look inside: sqlite3 {} '.tables'; sqlite3 {} '.tables'",
+                path.display(),
+                qs_path.display()
             ));
         }
         if let Some(schema) = &storage.schema {

@@ -49,12 +49,17 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// The SQLite file, if it is one.
+    /// The SQLite file of the hub (groups, outbox), if it is SQLite.
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.choice {
             StorageChoice::Sqlite(path) => Some(path),
             _ => None,
         }
+    }
+
+    /// The SQLite file of the Queueing Service (queues), beside the hub's, if it is SQLite.
+    pub fn qs_sqlite_path(&self) -> Option<PathBuf> {
+        self.sqlite_path().map(StorageChoice::qs_sqlite_file)
     }
 
     /// The PostgreSQL URL, if it is one.
@@ -244,19 +249,24 @@ fn directory(entries: &[(&str, SocketAddr)]) -> PeerDirectory {
 
 /// Rows per table of a provider's database, once the run is over.
 pub async fn table_sizes(storage: &Storage) -> Result<Vec<(String, i64)>, Error> {
-    if let Some(path) = storage.sqlite_path() {
-        let connection = rusqlite::Connection::open(path)?;
-        let tables: Vec<String> = connection
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mimi_%' ORDER BY name")?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+    if let (Some(ds_path), Some(qs_path)) = (storage.sqlite_path(), storage.qs_sqlite_path()) {
+        // The hub's tables from its file, the QS's from its own (each file has both sets of
+        // tables, the other's empty).
         let mut sizes = Vec::new();
-        for table in tables {
-            let rows =
-                connection.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
-                    row.get(0)
-                })?;
-            sizes.push((table, rows));
+        for (path, prefix) in [(ds_path, "mimi_ds_"), (qs_path.as_path(), "mimi_qs_")] {
+            let connection = rusqlite::Connection::open(path)?;
+            let tables: Vec<String> = connection
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, length(?1)) = ?1 ORDER BY name")?
+                .query_map([prefix], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for table in tables {
+                let rows = connection.query_row(
+                    &format!("SELECT count(*) FROM \"{table}\""),
+                    [],
+                    |row| row.get(0),
+                )?;
+                sizes.push((table, rows));
+            }
         }
         return Ok(sizes);
     }

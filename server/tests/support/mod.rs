@@ -408,9 +408,26 @@ pub fn state_dir(root: &Path, name: &str) -> PathBuf {
     dir
 }
 
-/// Every row of every table of a SQLite database, as text: equal before and after means
-/// storage did not change.
+/// Every row of every table of a server's SQLite storage (the hub's file `path` and the QS's
+/// file beside it), as text: equal before and after means storage did not change.
 pub fn dump(path: &Path) -> Vec<String> {
+    let qs_path = mimi_ds_server::StorageChoice::qs_sqlite_file(path);
+    assert!(
+        qs_path.is_file(),
+        "the QS's file {} exists",
+        qs_path.display()
+    );
+    let mut rows = dump_file(path);
+    rows.extend(
+        dump_file(&qs_path)
+            .into_iter()
+            .map(|row| format!("qs {row}")),
+    );
+    rows
+}
+
+/// Every row of every table of one SQLite file, as text.
+fn dump_file(path: &Path) -> Vec<String> {
     let connection = rusqlite::Connection::open(path).expect("open");
     let mut tables: Vec<String> = connection
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")

@@ -46,7 +46,7 @@ use mimi_ds::wire::{
 use mimi_ds::{BasicCredentialValidator, DeliveryService, DsConfig, UnixTimeMs};
 use mimi_ds_postgres::{PostgresDsStorage, PostgresQsStorage};
 use mimi_ds_server::{PeerDirectory, ServerConfig, StorageChoice};
-use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage};
+use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage, WriterQueue};
 use openmls::prelude::ExternalSender;
 use openmls_rust_crypto::RustCrypto;
 use rustls::pki_types::ServerName;

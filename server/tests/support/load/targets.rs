@@ -206,13 +206,27 @@ pub(super) struct DirectSqlite {
     pub(super) slots: Vec<Mutex<SqliteSlot>>,
 }
 
-pub(super) fn open_sqlite(path: &std::path::Path) -> Result<SqliteSlot, String> {
+/// The writer queues of the hub's file and of the QS's, shared by every connection to them.
+pub(super) type WriterQueues = (Arc<WriterQueue>, Arc<WriterQueue>);
+
+/// One connection to the hub's file `path` and one to the QS's file beside it, each taking
+/// its turns from `writers`: the server's layout ([`StorageChoice::qs_sqlite_file`]).
+pub(super) fn open_sqlite(
+    path: &std::path::Path,
+    writers: &WriterQueues,
+) -> Result<SqliteSlot, String> {
     let ds = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
     enable_wal(&ds).map_err(|e| e.to_string())?;
-    let qs = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    let qs = rusqlite::Connection::open(StorageChoice::qs_sqlite_file(path))
+        .map_err(|e| e.to_string())?;
+    enable_wal(&qs).map_err(|e| e.to_string())?;
     Ok((
-        SqliteDsStorage::new(ds).map_err(|e| e.to_string())?,
-        SqliteQsStorage::new(qs).map_err(|e| e.to_string())?,
+        SqliteDsStorage::new(ds)
+            .map_err(|e| e.to_string())?
+            .with_writer_queue(Arc::clone(&writers.0)),
+        SqliteQsStorage::new(qs)
+            .map_err(|e| e.to_string())?
+            .with_writer_queue(Arc::clone(&writers.1)),
     ))
 }
 
