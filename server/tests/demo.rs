@@ -36,8 +36,14 @@ async fn run(options: Options) -> (flow::Summary, String) {
     // never gets it).
     assert_eq!(summary.decrypted, 9, "{transcript}");
     // beta rejected the wiped laptop's queue for a message, and again for the commit that
-    // removed it; each went back to the hub as an event.
-    assert_eq!(summary.rejected_queues, 2, "{transcript}");
+    // removed it; each went back to the hub as an event. With two hub instances both relays
+    // may deliver the same outbox entry (delivery is at least once, docs/deploy.md), and
+    // each counts beta's rejection, so only one instance pins the count.
+    if options.hub_instances == 1 {
+        assert_eq!(summary.rejected_queues, 2, "{transcript}");
+    } else {
+        assert!(summary.rejected_queues >= 2, "{transcript}");
+    }
     assert_eq!(summary.final_members, 2, "Alice's two clients remain");
     assert!(summary.delivered > 0 && summary.fetched > 0);
     assert!(transcript.contains("POST https://beta.example/queue_operation"));
