@@ -1378,13 +1378,16 @@ fn unsupported_operation() {
     let now = ds.now_ms;
     let bodies = [
         DsRequestBody::KeyPackages(KeyPackagesRequest {
-            client_ids: vec![b"bob".to_vec().into()],
+            connection_token: vec![1; 32].into(),
+            claim_id: vec![2; 16].into(),
         }),
         DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
-            user_id: b"bob".to_vec().into(),
+            connection_token: vec![1; 32].into(),
+            claim_id: vec![2; 16].into(),
         }),
     ];
-    // KeyPackages are served by each provider's own directory, not by the hub.
+    // KeyPackages are served by each provider's own directory (`KeyPackageDirectory`, at
+    // `/group_key_packages` and `/connection_key_packages`), not by the hub.
     for body in bodies {
         ds.reject(
             &unauthenticated(body.clone()),

@@ -298,7 +298,7 @@ const TABLE: &[(&str, Check)] = &[
     ),
     (
         "request_key_packages",
-        |d| matches!(req(d), Some((DsRequestBody::KeyPackages(b), a)) if by_user_key_hash(a) && !b.client_ids.is_empty()),
+        |d| matches!(req(d), Some((DsRequestBody::KeyPackages(b), a)) if by_user_key_hash(a) && b.connection_token.as_slice().len() == 32),
     ),
     (
         "request_connection_key_packages",

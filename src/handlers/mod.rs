@@ -12,7 +12,7 @@ mod group_state;
 mod handshake;
 pub(crate) mod hub_events;
 mod hub_proposals;
-mod key_package_lifetime;
+pub(crate) mod key_package_lifetime;
 mod member_request;
 mod proposal_conflicts;
 mod proposals;

@@ -18,6 +18,7 @@
 mod checks;
 mod client;
 pub mod conformance;
+pub mod directory;
 pub mod driver;
 mod ds;
 mod qs;

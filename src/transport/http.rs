@@ -168,11 +168,15 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidProposal
         | ErrorCode::InvalidMessageType
         | ErrorCode::InvalidMlsMessage
-        | ErrorCode::StaleTimestamp => 400,
+        | ErrorCode::StaleTimestamp
+        | ErrorCode::InvalidKeyPackageSet => 400,
         // 401 would oblige a WWW-Authenticate challenge (RFC 9110 §15.5.2); these requests
         // authenticate in their payload, so a failure is "forbidden".
         ErrorCode::AuthenticationFailed | ErrorCode::NotAllowed => 403,
-        ErrorCode::UnknownGroup | ErrorCode::UnknownQueue => 404,
+        ErrorCode::UnknownGroup
+        | ErrorCode::UnknownQueue
+        | ErrorCode::UnknownConnectionToken
+        | ErrorCode::KeyPackagesExhausted => 404,
         ErrorCode::WrongEpoch
         | ErrorCode::FutureEpoch
         | ErrorCode::MissingPendingProposals

@@ -31,14 +31,14 @@ pub use raw::{MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
     ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DsRequest,
     DsRequestBody, DsRequestType, GroupInfoOption, GroupInfoRequest, GroupUpdate,
-    GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo,
-    ProposalsRequest, RatchetTreePresence, SelfRemoveClientRequest, SendMessageRequest,
-    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    GroupUpdateRequest, KeyPackageClaimRequest, KeyPackagesRequest, MembershipCommitRequest,
+    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, SelfRemoveClientRequest,
+    SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{
-    encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
-    ErrorCode, ExternalCommitInfo, HpkeCiphertext, PendingProposal, WelcomeInfo,
-    GROUP_INFO_ENCRYPTION_LABEL,
+    encrypt_context, AcceptedMessage, ClaimedKeyPackageSet, DsError, DsErrorDetails, DsResponse,
+    DsResponseBody, ErrorCode, ExternalCommitInfo, HpkeCiphertext, LastResort, PendingProposal,
+    WelcomeInfo, GROUP_INFO_ENCRYPTION_LABEL,
 };
 
 use tls_codec::DeserializeBytes;
