@@ -18,6 +18,12 @@ mod qs {
     mimi_ds::qs_storage_conformance_tests!(mimi_ds::qs::InMemoryQsStorage::new);
 }
 
+mod directory {
+    mimi_ds::directory_storage_conformance_tests!(
+        mimi_ds::directory::InMemoryDirectoryStorage::new
+    );
+}
+
 /// The outbox is part of the compared state: two stores that differ only in their outbox are
 /// not equal, so the "storage unchanged" checks of refusals also cover the outbox.
 #[test]

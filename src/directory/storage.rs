@@ -91,6 +91,19 @@ pub struct DirectoryAccount {
     pub claims: Vec<ServedClaim>,
 }
 
+impl DirectoryAccount {
+    /// The account's stored form (postcard), for backends that keep it as one value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing owned vectors and integers into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// An account from [`DirectoryAccount::to_bytes`]; `Err` names what does not decode.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// An account as read, with the version a write must name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedAccount {

@@ -27,3 +27,14 @@ mod qs {
 
     mimi_ds::qs_storage_conformance_tests!(new_storage);
 }
+
+mod directory {
+    use super::*;
+    use mimi_ds_sqlite::SqliteDirectoryStorage;
+
+    fn new_storage() -> SqliteDirectoryStorage {
+        SqliteDirectoryStorage::new(Connection::open_in_memory().expect("open")).expect("migrate")
+    }
+
+    mimi_ds::directory_storage_conformance_tests!(new_storage);
+}
