@@ -24,3 +24,14 @@ mod qs {
 
     mimi_ds::qs_storage_conformance_tests!(new_storage);
 }
+
+mod directory {
+    use super::*;
+    use mimi_ds_postgres::PostgresDirectoryStorage;
+
+    fn new_storage() -> Blocking<PostgresDirectoryStorage> {
+        TestDatabase::new().directory()
+    }
+
+    mimi_ds::directory_storage_conformance_tests!(new_storage);
+}
