@@ -38,6 +38,13 @@ impl<C: Borrow<Connection>> SqliteDirectoryStorage<C> {
         Ok(Self { connection })
     }
 
+    /// Uses `connection` without migrating it: for a connection to a database that
+    /// [`crate::migrate`] (or another storage's `new`) already set up, e.g. a connection a
+    /// [`crate::SqliteQsStorage`] holds, borrowed per request.
+    pub fn from_migrated(connection: C) -> Self {
+        Self { connection }
+    }
+
     /// The connection, for your own statements.
     pub fn connection(&self) -> &Connection {
         self.connection.borrow()
