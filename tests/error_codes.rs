@@ -1522,6 +1522,52 @@ fn key_package_lifetime_add_expired_at_now() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// KeyPackage directory (wire-format.md §14.4; tests/key_package_directory.rs has the rest)
+// ---------------------------------------------------------------------------------------------
+
+/// A claim under a token no KeyPackage was ever uploaded under.
+#[test]
+fn unknown_connection_token_claim_under_a_token_nobody_uploaded_under() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 1, "b.example");
+    directory.reject_claim(
+        &bob.claim(SetPurpose::Group, b"claim for group 1 (16+ bytes)"),
+        ErrorCode::UnknownConnectionToken,
+    );
+}
+
+/// The token's only set was claimed: the next claim finds nothing.
+#[test]
+fn key_packages_exhausted_after_the_only_set_was_claimed() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 1, "b.example");
+    directory.accept_upload(&bob.upload(bob.set(SetPurpose::Group, false).1));
+    directory.accept_claim(&bob.claim(SetPurpose::Group, b"claim for group 1 (16+ bytes)"));
+    directory.reject_claim(
+        &bob.claim(SetPurpose::Group, b"claim for group 2 (16+ bytes)"),
+        ErrorCode::KeyPackagesExhausted,
+    );
+}
+
+/// A second KeyPackage for a slot of a set that already holds one.
+#[test]
+fn invalid_key_package_set_slot_already_filled() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 2, "b.example");
+    let pseudonym = bob.pseudonym(0, 'u');
+    let first = bob.entry(SetPurpose::Group, 0, bob.key_package(0, &pseudonym, false));
+    directory.accept_upload(&bob.upload(vec![first]));
+    let again = bob.entry(SetPurpose::Group, 0, bob.key_package(0, &pseudonym, false));
+    directory.reject_upload(&bob.upload(vec![again]), ErrorCode::InvalidKeyPackageSet);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Coverage
 // ---------------------------------------------------------------------------------------------
 
@@ -1661,6 +1707,18 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::QueueFull,
         &["queue_full_for_the_recipient_whose_queue_is_full"],
+    ),
+    (
+        ErrorCode::UnknownConnectionToken,
+        &["unknown_connection_token_claim_under_a_token_nobody_uploaded_under"],
+    ),
+    (
+        ErrorCode::KeyPackagesExhausted,
+        &["key_packages_exhausted_after_the_only_set_was_claimed"],
+    ),
+    (
+        ErrorCode::InvalidKeyPackageSet,
+        &["invalid_key_package_set_slot_already_filled"],
     ),
 ];
 
