@@ -13,9 +13,13 @@
 //!   group invariants checked after each step.
 //! * [`qs_bytes`], [`route_bytes`]: the Queueing Service and the transport router
 //!   (`fuzzing/provider.rs`).
+//! * [`directory_bytes`], [`decode_directory`]: the KeyPackage directory
+//!   (`fuzzing/directory.rs`) and its codecs.
 
+mod directory;
 mod provider;
 
+pub use directory::directory_bytes;
 pub use provider::{qs_bytes, route_bytes};
 
 use std::sync::OnceLock;
@@ -52,6 +56,15 @@ pub fn decode_request(data: &[u8]) {
 /// Fuzz body: `DSResponse` decoding.
 pub fn decode_response_bytes(data: &[u8]) {
     roundtrip::<DsResponse>(data);
+}
+
+/// Fuzz body: decoding of the KeyPackage directory's messages (wire-format.md §14.4):
+/// `KeyPackageUploadRequest`/`Response`, the claim bodies and `ClaimedKeyPackageSet`.
+pub fn decode_directory(data: &[u8]) {
+    roundtrip::<crate::directory::KeyPackageUploadRequest>(data);
+    roundtrip::<crate::directory::KeyPackageUploadResponse>(data);
+    roundtrip::<crate::wire::KeyPackageClaimRequest>(data);
+    roundtrip::<crate::wire::ClaimedKeyPackageSet>(data);
 }
 
 /// Fuzz body: decoding of everything a Queueing Service reads and writes:
