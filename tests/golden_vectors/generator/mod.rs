@@ -22,6 +22,7 @@
 //! `HashMap` (`ProposalQueue::filter_proposals`), whose order changes from run to run, so such
 //! a commit would make every byte after it differ. Adds keep their order.
 
+mod directory;
 mod qs;
 mod served;
 mod unserved;
@@ -155,6 +156,7 @@ fn generate() -> Vec<Vector> {
     unserved::run(&mut v, hub);
     qs::fanout_responses(&mut v);
     qs::client_protocol(&mut v);
+    directory::run(&mut v);
     v.0
 }
 
