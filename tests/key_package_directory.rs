@@ -594,3 +594,64 @@ fn the_directory_stores_neither_token_nor_secret() {
     assert!(!dump.contains(&hex(&bob.connection_token)));
     assert!(!dump.contains(&hex(&bob.upload_secret)));
 }
+
+/// Framing: another version, a request type other than 12 or 13, a signed claim, trailing
+/// bytes.
+#[test]
+fn framing_errors_are_refused() {
+    use mimi_ds::wire::{DsAuthData, DsRequest, DsRequestBody, PROTOCOL_VERSION_MIMI_DS10};
+    let mut dir = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 1, "bob.example");
+    dir.accept_upload(&bob.upload(bob.set(SetPurpose::Group, false).1));
+    let mut claim = bob.claim(SetPurpose::Group, CLAIM_1);
+    claim[1] = 2;
+    let reason = dir.reject_claim(&claim, ErrorCode::UnsupportedVersion);
+    assert_eq!(reason, DirectoryRejectReason::UnsupportedVersion(2));
+    let mut upload = bob.upload(Vec::new());
+    upload[1] = 2;
+    dir.reject_upload(&upload, ErrorCode::UnsupportedVersion);
+    let not_a_claim = mimi_ds::wire::encode(&DsRequest {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        body: DsRequestBody::RequestGroupId,
+        auth: DsAuthData::Unauthenticated,
+    })
+    .unwrap();
+    let reason = dir.reject_claim(&not_a_claim, ErrorCode::MalformedRequest);
+    assert_eq!(reason, DirectoryRejectReason::NotAClaim);
+    // A claim signed as a member is not an anonymous claim.
+    let mut carol = mimi_ds::testing::TestClient::new("carol", "carol-1", "c.example");
+    mimi_ds::testing::TestClient::share_user_key(&mut [&mut carol]);
+    let signed = carol.signed_as_user_in(
+        DsRequestBody::KeyPackages(mimi_ds::wire::KeyPackageClaimRequest {
+            connection_token: bob.connection_token.clone().into(),
+            claim_id: CLAIM_1.to_vec().into(),
+        }),
+        b"group",
+        START_MS,
+    );
+    assert_eq!(
+        dir.reject_claim(&signed, ErrorCode::MalformedRequest),
+        DirectoryRejectReason::NotAClaim
+    );
+    let mut trailing = bob.claim(SetPurpose::Group, CLAIM_1);
+    trailing.push(0);
+    assert!(matches!(
+        dir.reject_claim(&trailing, ErrorCode::MalformedRequest),
+        DirectoryRejectReason::Malformed(_)
+    ));
+}
+
+/// A KeyPackage of a ciphersuite the directory does not accept.
+#[test]
+fn key_packages_of_another_ciphersuite_are_refused() {
+    let mut config = DirectoryConfig::default();
+    config.ciphersuites =
+        vec![openmls::prelude::Ciphersuite::MLS_128_DHKEMP256_AES128GCM_SHA256_P256];
+    let mut dir = TestDirectory::new(config);
+    let bob = DirectoryUser::new("bob", 1, "bob.example");
+    let reason = dir.reject_upload(
+        &bob.upload(bob.set(SetPurpose::Group, false).1),
+        ErrorCode::InvalidLeafNodeOrKeyPackage,
+    );
+    assert_eq!(reason, DirectoryRejectReason::UnsupportedCiphersuite(1));
+}

@@ -343,14 +343,16 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
             .ok_or_else(|| DirectoryRejectReason::InvalidKeyPackage("hash failed".into()))
     }
 
-    /// Rules R-DIR-1 to R-DIR-4: the request's size, framing, lengths and the secret.
+    /// The request's size, framing, lengths and the secret (wire-format.md §14.4).
     fn prepare_upload(
         &self,
         now: UnixTimeMs,
         bytes: &[u8],
     ) -> Result<PreparedUpload, DirectoryRejectReason> {
+        // Rules R-DIR-1, R-DIR-2.
         check_size_and_version(bytes, self.config.max_request_bytes)?;
         let request: KeyPackageUploadRequest = decode_exact(bytes)?;
+        // Rule R-DIR-3.
         check_length(
             "connection_token",
             request.connection_token.as_slice(),
@@ -365,9 +367,11 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
             token::CONNECTION_TOKEN_LABEL,
             request.upload_secret.as_slice(),
         )?;
+        // Rule R-DIR-4.
         if !constant_time_eq(&derived, request.connection_token.as_slice()) {
             return Err(DirectoryRejectReason::UploadSecretMismatch);
         }
+        // Rule R-DIR-2.
         if request.uploads.len() > self.config.max_uploads_per_request {
             return Err(DirectoryRejectReason::TooManyKeyPackages {
                 count: request.uploads.len(),
@@ -386,19 +390,21 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         Ok(PreparedUpload { index, uploads })
     }
 
-    /// Rules R-DIR-2, R-DIR-7 to R-DIR-10 and the set fields of one KeyPackage.
+    /// The checks of one KeyPackage and its set fields (wire-format.md §14.4).
     fn check_upload(
         &self,
         now: UnixTimeMs,
         upload: &KeyPackageUpload,
     ) -> Result<CheckedUpload, DirectoryRejectReason> {
         let bytes = upload.key_package.as_bytes();
+        // Rule R-DIR-2.
         if bytes.len() > self.config.max_key_package_bytes {
             return Err(DirectoryRejectReason::KeyPackageTooLarge {
                 size: bytes.len(),
                 limit: self.config.max_key_package_bytes,
             });
         }
+        // Rule R-DIR-11.
         if upload.set_size == 0 || upload.set_size > self.config.max_set_size {
             return Err(SetRule::SetSize {
                 size: upload.set_size,
@@ -415,6 +421,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         }
         let invalid = |what: &str| DirectoryRejectReason::InvalidKeyPackage(what.to_owned());
         let message: MlsMessageIn = decode_exact(bytes)?;
+        // Rule R-DIR-7.
         let MlsMessageBodyIn::KeyPackage(key_package_in) = message.extract() else {
             return Err(invalid("the MLSMessage does not carry a KeyPackage"));
         };
@@ -423,11 +430,13 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         let suite = bytes
             .get(6..8)
             .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        // Rule R-DIR-8.
         if !self.config.ciphersuites.iter().any(|c| *c as u16 == suite) {
             return Err(DirectoryRejectReason::UnsupportedCiphersuite(suite));
         }
         // The lifetime against our `now` first: openmls checks it against the system clock
         // (docs/openmls-notes.md O5), which the directory never reads.
+        // Rule R-DIR-10.
         let (not_before, not_after) = raw_lifetime(bytes)?;
         if !(not_before.saturating_mul(1000)..=not_after.saturating_mul(1000))
             .contains(&now.as_millis())
@@ -438,10 +447,12 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
                 now_ms: now.as_millis(),
             });
         }
+        // Rule R-DIR-7.
         let key_package = key_package_in
             .validate(&self.crypto, ProtocolVersion::Mls10)
             .map_err(|e| invalid(&format!("{e:?}")))?;
         let leaf = key_package.leaf_node();
+        // Rule R-DIR-9.
         let parts =
             user_pseudonym(leaf.credential()).map_err(DirectoryRejectReason::NotPseudonymous)?;
         if parts.signature_public_key != leaf.signature_key().as_slice() {
@@ -468,7 +479,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         })
     }
 
-    /// Rule R-DIR-11: places every KeyPackage into its set.
+    /// Places every KeyPackage into its set (the set rules, wire-format.md §14.4).
     fn plan_upload(
         &self,
         now: UnixTimeMs,
@@ -495,6 +506,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
             let set = match position {
                 Some(i) => &mut account.sets[i],
                 None => {
+                    // Rule R-DIR-11.
                     if registered.contains(&upload.pseudonym_hash) {
                         return Err(SetRule::PseudonymTaken.into());
                     }
@@ -557,12 +569,13 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         })
     }
 
-    /// Rules R-DIR-1, R-DIR-3: a claim's framing and lengths.
+    /// A claim's framing and lengths (wire-format.md §14.4).
     fn prepare_claim(
         &self,
         bytes: &[u8],
     ) -> Result<PreparedClaim, (DirectoryRejectReason, &'static str)> {
         let fail = |reason| (reason, "claim");
+        // Rules R-DIR-1, R-DIR-2.
         check_size_and_version(bytes, self.config.max_request_bytes).map_err(fail)?;
         let request: DsRequest =
             decode_exact(bytes).map_err(|e| fail(DirectoryRejectReason::Malformed(e)))?;
@@ -573,10 +586,12 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
             (DsRequestBody::ConnectionKeyPackages(body), DsAuthData::Unauthenticated) => {
                 (SetPurpose::Connection, body)
             }
+            // Rule R-DIR-1.
             _ => return Err(fail(DirectoryRejectReason::NotAClaim)),
         };
         let operation = operation_name(purpose);
         let fail = |reason| (reason, operation);
+        // Rule R-DIR-3.
         check_length(
             "connection_token",
             body.connection_token.as_slice(),
@@ -600,7 +615,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
         })
     }
 
-    /// Rules R-DIR-5, R-DIR-6: picks and consumes a set.
+    /// Picks and consumes a set (wire-format.md §14.4).
     fn plan_claim(
         &self,
         now: UnixTimeMs,
@@ -609,6 +624,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
     ) -> Result<Plan, DirectoryRejectReason> {
         let now_ms = now.as_millis();
         let Some(current) = current else {
+            // Rule R-DIR-5.
             return Err(DirectoryRejectReason::UnknownToken);
         };
         if let Some(served) = current
@@ -648,6 +664,7 @@ impl<C: OpenMlsCrypto> KeyPackageDirectory<C> {
             .position(|s| usable(s, false))
             .or_else(|| account.sets.iter().position(|s| usable(s, true)));
         let Some(chosen) = chosen else {
+            // Rule R-DIR-6.
             let of_purpose = account
                 .sets
                 .iter()
