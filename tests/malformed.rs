@@ -1501,8 +1501,10 @@ fn key_package_directory_requests_damaged() {
     let (mut refused, mut served) = (0, 0);
     for (name, request) in &requests {
         let run = |bytes: &[u8]| {
-            let mut directory = TestDirectory::default();
-            directory.storage = base.storage.clone();
+            let mut directory = TestDirectory {
+                storage: base.storage.clone(),
+                ..TestDirectory::default()
+            };
             let outcome = if *name == "upload" {
                 directory.upload(bytes)
             } else {
