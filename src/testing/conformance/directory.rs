@@ -12,7 +12,10 @@
 //! - [`directory_attacker_sized`]: an account of many sets of large KeyPackages and long
 //!   binary indices is stored and read back byte for byte;
 //! - [`directory_end_to_end_with_real_clients`]: real openmls clients upload two sets and
-//!   claim them through a [`KeyPackageDirectory`] on the backend.
+//!   claim them through a [`KeyPackageDirectory`] on the backend;
+//! - [`directory_racing_handles`] (with [`crate::directory_storage_racing_tests!`], given a
+//!   database factory): two handles on two threads write the same version, exactly one is
+//!   applied; two real claims race on two handles and get different sets.
 
 use crate::directory::{
     DirectoryAccount, DirectoryConfig, DirectoryStorage, DirectoryWriteOutcome, DirectoryWriteSet,
@@ -280,4 +283,113 @@ pub fn directory_end_to_end_with_real_clients<S: DirectoryStorage>(new_storage: 
         claimed_set(&outcome.response).user_pseudonym.as_slice(),
         first
     );
+}
+
+/// Generates the racing check for a backend, given a **database factory** as the DS suite's
+/// (each call of the returned function opens one more handle on one fresh database).
+#[macro_export]
+macro_rules! directory_storage_racing_tests {
+    ($new_database:expr) => {
+        #[test]
+        fn directory_racing_handles() {
+            $crate::testing::conformance::directory::directory_racing_handles(&$new_database);
+        }
+    };
+}
+
+/// Two handles on two threads: both write the version they read, exactly one is applied; then
+/// two real claims with different claim IDs race through a [`KeyPackageDirectory`] each on its
+/// own handle, for a token holding two sets: each gets one, and they are different.
+pub fn directory_racing_handles<S, O>(new_database: &impl Fn() -> O)
+where
+    S: DirectoryStorage + Send,
+    O: Fn() -> S + Sync,
+{
+    let open = new_database();
+    let index: &[u8] = &[3; 32];
+    let mut first = open();
+    assert_eq!(
+        write(&mut first, index, None, account(&[b"p"]), &[b"hp"]),
+        DirectoryWriteOutcome::Applied
+    );
+    let barrier = std::sync::Barrier::new(2);
+    let outcomes: Vec<DirectoryWriteOutcome> = std::thread::scope(|scope| {
+        let racers: Vec<_> = [&b"q1"[..], &b"q2"[..]]
+            .into_iter()
+            .map(|pseudonym| {
+                let (open, barrier) = (&open, &barrier);
+                scope.spawn(move || {
+                    let mut handle = open();
+                    let read = handle.account(index).expect("read").expect("stored");
+                    barrier.wait();
+                    write(
+                        &mut handle,
+                        index,
+                        Some(read.version),
+                        account(&[b"p", pseudonym]),
+                        &[pseudonym],
+                    )
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("no panic"))
+            .collect()
+    });
+    let applied = outcomes
+        .iter()
+        .filter(|o| **o == DirectoryWriteOutcome::Applied)
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    let read = first.account(index).unwrap().expect("stored");
+    assert_eq!(read.version, 2);
+    let registered = [&b"q1"[..], &b"q2"[..]]
+        .iter()
+        .filter(|p| first.pseudonym_registered(p).unwrap())
+        .count();
+    assert_eq!(registered, 1, "the loser's pseudonym was not registered");
+
+    // Real claims.
+    let bob = DirectoryUser::new("bob", 1, "bob.example");
+    let mut entries = bob.set(SetPurpose::Group, false).1;
+    entries.extend(bob.set(SetPurpose::Group, false).1);
+    let upload = bob.upload(entries);
+    let claims = [
+        bob.claim(SetPurpose::Group, b"racing claim number 1"),
+        bob.claim(SetPurpose::Group, b"racing claim number 2"),
+    ];
+    let now = UnixTimeMs(START_MS);
+    let directory = KeyPackageDirectory::new(
+        DirectoryConfig::default(),
+        openmls_rust_crypto::RustCrypto::default(),
+    );
+    let outcome = directory
+        .upload(now, &upload, &mut first)
+        .expect("storage works");
+    assert_eq!(outcome.status, Status::Accepted, "{:?}", outcome.refusal);
+    let sets: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let racers: Vec<_> = claims
+            .iter()
+            .map(|claim| {
+                let (open, directory) = (&open, &directory);
+                scope.spawn(move || {
+                    let mut handle = open();
+                    let outcome = directory
+                        .claim(now, claim, &mut handle)
+                        .expect("storage works");
+                    assert_eq!(outcome.status, Status::Accepted, "{:?}", outcome.refusal);
+                    claimed_set(&outcome.response)
+                        .user_pseudonym
+                        .as_slice()
+                        .to_vec()
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("no panic"))
+            .collect()
+    });
+    assert_ne!(sets[0], sets[1], "two claims never get the same set");
 }
