@@ -1,5 +1,5 @@
 //! The storage conformance checks of the KeyPackage directory ([`DirectoryStorage`],
-//! wire-format.md §14.4), run on [`InMemoryDirectoryStorage`] (tests/storage_conformance.rs),
+//! wire-format.md §14.4), run on [`crate::directory::InMemoryDirectoryStorage`] (tests/storage_conformance.rs),
 //! on SQLite and on PostgreSQL (the backends' tests), with
 //! [`crate::directory_storage_conformance_tests!`]:
 //!
