@@ -1,6 +1,6 @@
 //! The storage conformance checks of the KeyPackage directory ([`DirectoryStorage`],
-//! wire-format.md §14.4), run on [`crate::directory::InMemoryDirectoryStorage`] (tests/storage_conformance.rs),
-//! on SQLite and on PostgreSQL (the backends' tests), with
+//! wire-format.md §14.4), run on [`crate::directory::InMemoryDirectoryStorage`]
+//! (tests/storage_conformance.rs), on SQLite and on PostgreSQL (the backends' tests), with
 //! [`crate::directory_storage_conformance_tests!`]:
 //!
 //! - [`directory_guard_and_atomicity`]: a new account needs `expected_version: None`, an

@@ -7,15 +7,11 @@ use mimi_ds::testing::directory::{upload_request, DirectoryUser, TestDirectory};
 use mimi_ds::wire::ErrorCode;
 use mimi_ds::Status;
 
-use super::{client, Vectors};
+use super::Vectors;
 
 pub(super) fn run(v: &mut Vectors) {
     let provider = "bob.example";
-    let clients = vec![
-        client("bob", "bob-directory-1", provider),
-        client("bob", "bob-directory-2", provider),
-    ];
-    let bob = DirectoryUser::with_clients(clients, provider);
+    let bob = DirectoryUser::new_seeded("bob", 2, provider, "golden directory");
     let mut directory = TestDirectory::default();
 
     let (_, mut entries) = bob.set(SetPurpose::Group, false);
