@@ -15,8 +15,11 @@ use tls_codec::VLBytes;
 
 use crate::wire::{DecodeError, DsError, DsErrorDetails, DsRequestType, ErrorCode};
 
+mod directory;
 mod refusals;
 mod step;
+
+pub use directory::{DirectoryRejectReason, SetRule};
 
 pub use refusals::{
     AuthenticationFailed, InvalidGroupId, InvalidGroupInfo, InvalidLeafNode, InvalidMessageType,

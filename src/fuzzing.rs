@@ -16,12 +16,16 @@
 //! * [`decode_connection`], [`connection_bytes`]: connection establishment
 //!   (`fuzzing/connection.rs`).
 //! * [`decode_room_policy`], [`policy_change`]: room policy (`fuzzing/policy.rs`).
+//! * [`directory_bytes`], [`decode_directory`]: the KeyPackage directory
+//!   (`fuzzing/directory.rs`) and its codecs.
 
 mod connection;
+mod directory;
 mod policy;
 mod provider;
 
 pub use connection::{connection_bytes, decode_connection};
+pub use directory::directory_bytes;
 pub use policy::{decode_room_policy, policy_change};
 pub use provider::{qs_bytes, route_bytes};
 
@@ -63,6 +67,15 @@ pub fn decode_response_bytes(data: &[u8]) {
     roundtrip::<DsResponse>(data);
     roundtrip::<ReportedMessage>(data);
     let _ = fixture().ds.ds.verify_reported_message_bytes(data);
+}
+
+/// Fuzz body: decoding of the KeyPackage directory's messages (wire-format.md §14.4):
+/// `KeyPackageUploadRequest`/`Response`, the claim bodies and `ClaimedKeyPackageSet`.
+pub fn decode_directory(data: &[u8]) {
+    roundtrip::<crate::directory::KeyPackageUploadRequest>(data);
+    roundtrip::<crate::directory::KeyPackageUploadResponse>(data);
+    roundtrip::<crate::wire::KeyPackageClaimRequest>(data);
+    roundtrip::<crate::wire::ClaimedKeyPackageSet>(data);
 }
 
 /// Fuzz body: decoding of everything a Queueing Service reads and writes:

@@ -132,8 +132,9 @@
 //!   reservations are all measured against it.
 //! * **No threads, no sleeping, no background work.** Expired replay marks and reservations
 //!   are dropped by the storage backend (see the [`storage`] contract).
-//! * **No KeyPackage directory.** `key_packages` and `connection_key_packages` are answered
-//!   with `unsupported_operation`: in MIMI each provider serves its own users' KeyPackages.
+//! * **No KeyPackage directory in the hub.** The hub answers `key_packages` and
+//!   `connection_key_packages` with `unsupported_operation`: in MIMI each provider serves its
+//!   own users' KeyPackages, with [`directory::KeyPackageDirectory`] (wire-format.md §14.4).
 //! * **No identity policy of its own.** Which credentials are acceptable, and which user a
 //!   client belongs to, is the [`CredentialValidator`]'s decision.
 //!
@@ -210,6 +211,7 @@
 #![deny(missing_docs)]
 
 pub mod connection;
+pub mod directory;
 pub mod franking;
 pub mod message_id;
 pub mod policy;

@@ -1378,13 +1378,16 @@ fn unsupported_operation() {
     let now = ds.now_ms;
     let bodies = [
         DsRequestBody::KeyPackages(KeyPackagesRequest {
-            client_ids: vec![b"bob".to_vec().into()],
+            connection_token: vec![1; 32].into(),
+            claim_id: vec![2; 16].into(),
         }),
         DsRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
-            user_id: b"bob".to_vec().into(),
+            connection_token: vec![1; 32].into(),
+            claim_id: vec![2; 16].into(),
         }),
     ];
-    // KeyPackages are served by each provider's own directory, not by the hub.
+    // KeyPackages are served by each provider's own directory (`KeyPackageDirectory`, at
+    // `/group_key_packages` and `/connection_key_packages`), not by the hub.
     for body in bodies {
         ds.reject(
             &unauthenticated(body.clone()),
@@ -1516,6 +1519,52 @@ fn key_package_lifetime_add_expired_at_now() {
         &alice.add_request(vec![key_package], ds.now_ms),
         ErrorCode::KeyPackageLifetime,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// KeyPackage directory (wire-format.md §14.4; tests/key_package_directory.rs has the rest)
+// ---------------------------------------------------------------------------------------------
+
+/// A claim under a token no KeyPackage was ever uploaded under.
+#[test]
+fn unknown_connection_token_claim_under_a_token_nobody_uploaded_under() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 1, "b.example");
+    directory.reject_claim(
+        &bob.claim(SetPurpose::Group, b"claim for group 1 (16+ bytes)"),
+        ErrorCode::UnknownConnectionToken,
+    );
+}
+
+/// The token's only set was claimed: the next claim finds nothing.
+#[test]
+fn key_packages_exhausted_after_the_only_set_was_claimed() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 1, "b.example");
+    directory.accept_upload(&bob.upload(bob.set(SetPurpose::Group, false).1));
+    directory.accept_claim(&bob.claim(SetPurpose::Group, b"claim for group 1 (16+ bytes)"));
+    directory.reject_claim(
+        &bob.claim(SetPurpose::Group, b"claim for group 2 (16+ bytes)"),
+        ErrorCode::KeyPackagesExhausted,
+    );
+}
+
+/// A second KeyPackage for a slot of a set that already holds one.
+#[test]
+fn invalid_key_package_set_slot_already_filled() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+    let mut directory = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 2, "b.example");
+    let pseudonym = bob.pseudonym(0, 'u');
+    let first = bob.entry(SetPurpose::Group, 0, bob.key_package(0, &pseudonym, false));
+    directory.accept_upload(&bob.upload(vec![first]));
+    let again = bob.entry(SetPurpose::Group, 0, bob.key_package(0, &pseudonym, false));
+    directory.reject_upload(&bob.upload(vec![again]), ErrorCode::InvalidKeyPackageSet);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1658,6 +1707,18 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
     (
         ErrorCode::QueueFull,
         &["queue_full_for_the_recipient_whose_queue_is_full"],
+    ),
+    (
+        ErrorCode::UnknownConnectionToken,
+        &["unknown_connection_token_claim_under_a_token_nobody_uploaded_under"],
+    ),
+    (
+        ErrorCode::KeyPackagesExhausted,
+        &["key_packages_exhausted_after_the_only_set_was_claimed"],
+    ),
+    (
+        ErrorCode::InvalidKeyPackageSet,
+        &["invalid_key_package_set_slot_already_filled"],
     ),
 ];
 

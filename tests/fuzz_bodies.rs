@@ -125,3 +125,21 @@ fn room_policy_bodies_hold_their_invariants_on_sample_inputs() {
         fuzzing::policy_change(&[sender, 0, 200, 0x03]);
     }
 }
+
+#[test]
+fn directory_bodies_hold_their_invariants_on_sample_inputs() {
+    for selector in 0..6u8 {
+        // Valid, and mutated in the version, the token, the middle and the end.
+        fuzzing::directory_bytes(&[selector]);
+        fuzzing::directory_bytes(&[
+            selector, 0, 1, 0x01, 0, 5, 0x80, 0, 200, 0x10, 0xff, 0xff, 1,
+        ]);
+        fuzzing::directory_bytes(&[selector | 0x80, 0, 1, 12, 0, 32]);
+        fuzzing::decode_directory(&[selector, 0, 1, 0, 0]);
+    }
+    // Every single-byte flip of the first claim's token and claim ID (bytes 3 to 53).
+    for position in 3..53u16 {
+        let [hi, lo] = position.to_be_bytes();
+        fuzzing::directory_bytes(&[4, hi, lo, 0x01]);
+    }
+}

@@ -35,10 +35,13 @@ use mimi_ds::connection::{
     ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
     ConnectionResponse, SafeAad, StoredConnectionRequest,
 };
+use mimi_ds::directory::{
+    KeyPackageUploadRequest, KeyPackageUploadResponse, KeyPackageUploadResponseBody,
+};
 use mimi_ds::wire::{
     decode_exact, encode, DsAuthData, DsErrorDetails, DsRequest, DsRequestBody, DsResponse,
-    DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, QsClientRequest, QsClientRequestBody,
-    QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
+    DsResponseBody, DsSenderId, ErrorCode, GroupInfoOption, LastResort, QsClientRequest,
+    QsClientRequestBody, QsClientResponse, QsClientResponseBody, QueueCreated, QueueInfoPlaintext,
     QueueingServiceRequest, QueueingServiceResponse, ReportedMessage,
 };
 use openmls::prelude::MlsMessageBodyIn;
@@ -128,12 +131,18 @@ enum Decoded {
     ConnectionInboxAddress(ConnectionInboxAddress),
     SafeAad(SafeAad),
     ReportedMessage(ReportedMessage),
+    DirectoryUploadRequest(KeyPackageUploadRequest),
+    DirectoryUploadResponse(KeyPackageUploadResponse),
 }
 
 /// The wire type a file name selects (`qs_` first: `qs_request_*` also contains `request_`).
 fn type_name_for(name: &str) -> &'static str {
     if let Some(connection) = connection_type_name_for(name) {
         connection
+    } else if name.starts_with("directory_upload_request") {
+        "KeyPackageUploadRequest"
+    } else if name.starts_with("directory_upload_response_") {
+        "KeyPackageUploadResponse"
     } else if name.starts_with("qs_client_request_") {
         "QsClientRequest"
     } else if name.starts_with("qs_client_response_") {
@@ -156,7 +165,8 @@ fn type_name_for(name: &str) -> &'static str {
         panic!(
             "{name}: unknown prefix (expected request_, response_, qs_request_, qs_response_, \
              qs_client_request_, qs_client_response_, queue_info_plaintext, \
-             queue_created_plaintext, reported_message)"
+             queue_created_plaintext, reported_message, directory_upload_request,
+             directory_upload_response_)"
         )
     }
 }
@@ -209,6 +219,8 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "ConnectionInboxAddress" => Decoded::ConnectionInboxAddress(round_trip(name, bytes)),
         "SafeAad" => Decoded::SafeAad(round_trip(name, bytes)),
         "ReportedMessage" => Decoded::ReportedMessage(round_trip(name, bytes)),
+        "KeyPackageUploadRequest" => Decoded::DirectoryUploadRequest(round_trip(name, bytes)),
+        "KeyPackageUploadResponse" => Decoded::DirectoryUploadResponse(round_trip(name, bytes)),
         other => unreachable!("{other}"),
     }
 }
@@ -340,7 +352,7 @@ const TABLE: &[(&str, Check)] = &[
     ),
     (
         "request_key_packages",
-        |d| matches!(req(d), Some((DsRequestBody::KeyPackages(b), a)) if by_user_key_hash(a) && !b.client_ids.is_empty()),
+        |d| matches!(req(d), Some((DsRequestBody::KeyPackages(b), a)) if by_user_key_hash(a) && b.connection_token.as_slice().len() == 32),
     ),
     (
         "request_connection_key_packages",
@@ -506,6 +518,28 @@ const TABLE: &[(&str, Check)] = &[
         matches!(d, Decoded::QueueCreated(c)
             if !c.queue_id.as_slice().is_empty() && !c.fanout_auth_token.as_slice().is_empty()
                 && !c.queue_encryption_key.as_slice().is_empty())
+    }),
+    // The KeyPackage directory (wire-format.md §14.4).
+    ("response_key_packages", |d| {
+        matches!(resp(d), Some(DsResponseBody::KeyPackages(set))
+            if set.key_packages.len() == 2 && set.last_resort == LastResort::No)
+    }),
+    ("response_connection_key_packages", |d| {
+        matches!(resp(d), Some(DsResponseBody::ConnectionKeyPackages(set))
+            if set.key_packages.len() == 2 && set.last_resort == LastResort::Yes)
+    }),
+    ("directory_upload_request", |d| {
+        matches!(d, Decoded::DirectoryUploadRequest(r)
+            if r.connection_token.as_slice().len() == 32 && r.uploads.len() == 4)
+    }),
+    ("directory_upload_response_status", |d| {
+        matches!(d, Decoded::DirectoryUploadResponse(KeyPackageUploadResponse {
+            body: KeyPackageUploadResponseBody::Status(status), .. }) if status.sets.len() == 2)
+    }),
+    ("directory_upload_response_error", |d| {
+        matches!(d, Decoded::DirectoryUploadResponse(KeyPackageUploadResponse {
+            body: KeyPackageUploadResponseBody::Error(e), .. })
+            if e.code == ErrorCode::AuthenticationFailed)
     }),
     // The plaintext a client seals into ClientQueueConfig.queue (wire-format.md §10.1).
     ("queue_info_plaintext", |d| {
@@ -784,6 +818,20 @@ fn golden_vectors_cover_every_variant() {
         defined_tags::<QsClientResponseBody>(),
         qs_client_response_tags,
         "QsClientResponseBody has codepoints without a vector"
+    );
+
+    // Every KeyPackageUploadResponseBody codepoint (wire-format.md §14.4).
+    let upload_response_tags: BTreeSet<u8> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::DirectoryUploadResponse(r) => Some(encode(&r.body).expect("encode")[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        defined_tags::<KeyPackageUploadResponseBody>(),
+        upload_response_tags,
+        "KeyPackageUploadResponseBody has codepoints without a vector"
     );
 
     // The QueueInfoPlaintext is the one a client builds from the QueueCreated vector.

@@ -1762,3 +1762,70 @@ fn room_policy_refusals_and_their_damaged_variants_are_refused() {
     }
     tally.report("room-policy refusals");
 }
+
+/// The KeyPackage directory's requests (wire-format.md §14.4), damaged: every truncation of an
+/// upload and of a claim is `malformed_request` with storage byte-identical; every bit flip of
+/// the sweep's positions is refused with storage byte-identical, or is a request the directory
+/// may serve (another claim ID, another client index of the same set) and is served.
+#[test]
+fn key_package_directory_requests_damaged() {
+    use mimi_ds::directory::SetPurpose;
+    use mimi_ds::testing::directory::{DirectoryUser, TestDirectory};
+
+    let mut base = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 2, "b.example");
+    base.accept_upload(&bob.upload(bob.set(SetPurpose::Group, false).1));
+    let pseudonym = bob.pseudonym(0, 'u');
+    let requests = [
+        (
+            "upload",
+            bob.upload(vec![bob.entry(
+                SetPurpose::Group,
+                0,
+                bob.key_package(0, &pseudonym, false),
+            )]),
+        ),
+        (
+            "claim",
+            bob.claim(SetPurpose::Group, b"claim for group 1 (16+ bytes)"),
+        ),
+    ];
+    let (mut refused, mut served) = (0, 0);
+    for (name, request) in &requests {
+        let run = |bytes: &[u8]| {
+            let mut directory = TestDirectory {
+                storage: base.storage.clone(),
+                ..TestDirectory::default()
+            };
+            let outcome = if *name == "upload" {
+                directory.upload(bytes)
+            } else {
+                directory.claim(bytes)
+            };
+            if matches!(outcome.status, Status::Rejected(_)) {
+                assert!(
+                    directory.storage == base.storage,
+                    "{name}: a refusal changes nothing"
+                );
+            }
+            outcome.status
+        };
+        assert_eq!(run(request), Status::Accepted, "{name} as built");
+        for len in truncation_lengths(request.len()) {
+            assert_eq!(
+                run(&request[..len]),
+                Status::Rejected(ErrorCode::MalformedRequest),
+                "{name} truncated to {len}"
+            );
+        }
+        for position in flip_positions(request.len()) {
+            let mut variant = request.clone();
+            variant[position] ^= 1 << (position % 8);
+            match run(&variant) {
+                Status::Rejected(_) => refused += 1,
+                _ => served += 1,
+            }
+        }
+    }
+    assert!(refused > 10 * served, "{refused} refused, {served} served");
+}

@@ -18,6 +18,40 @@ mod qs {
     mimi_ds::qs_storage_conformance_tests!(mimi_ds::qs::InMemoryQsStorage::new);
 }
 
+mod directory {
+    mimi_ds::directory_storage_conformance_tests!(
+        mimi_ds::directory::InMemoryDirectoryStorage::new
+    );
+
+    /// Handles on one shared in-memory directory, for the racing check.
+    #[derive(Clone)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<mimi_ds::directory::InMemoryDirectoryStorage>>);
+
+    impl mimi_ds::directory::DirectoryStorage for Shared {
+        type Error = mimi_ds::storage::Infallible;
+        fn account(
+            &self,
+            index: &[u8],
+        ) -> Result<Option<mimi_ds::directory::VersionedAccount>, Self::Error> {
+            self.0.lock().unwrap().account(index)
+        }
+        fn pseudonym_registered(&self, hash: &[u8]) -> Result<bool, Self::Error> {
+            self.0.lock().unwrap().pseudonym_registered(hash)
+        }
+        fn write(
+            &mut self,
+            writes: &mimi_ds::directory::DirectoryWriteSet,
+        ) -> Result<mimi_ds::directory::DirectoryWriteOutcome, Self::Error> {
+            self.0.lock().unwrap().write(writes)
+        }
+    }
+
+    mimi_ds::directory_storage_racing_tests!(|| {
+        let database = Shared(Default::default());
+        move || database.clone()
+    });
+}
+
 /// The outbox is part of the compared state: two stores that differ only in their outbox are
 /// not equal, so the "storage unchanged" checks of refusals also cover the outbox.
 #[test]

@@ -369,7 +369,7 @@ fn http_level_refusals_have_their_status_and_an_error_body_and_change_nothing_th
             400,
             ErrorCode::UnsupportedOperation,
         ),
-        // No KeyPackage directory in mimi-ds.
+        // `handle` has no directory storage (and this router no directory): 501.
         (
             post("/group_key_packages", &body, &HEADERS),
             501,

@@ -59,6 +59,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use mimi_ds::directory::{DirectoryConfig, KeyPackageDirectory};
 use mimi_ds::qs::{QsConfig, QueueingService};
 use mimi_ds::transport::{Router, TransportConfig};
 use mimi_ds::{BasicCredentialValidator, DeliveryService, DsConfig};
@@ -249,7 +250,9 @@ async fn start_with<B: Backend>(
     let ds_domain = config.runs_hub.then(|| config.domain.clone());
     let mut transport = TransportConfig::new(&config.domain, ds_domain);
     transport.max_body_bytes = config.limits.max_body_bytes;
-    let mut router = Router::new(transport).with_qs(qs);
+    // Every provider serves its users' KeyPackage directory (wire-format.md §14.4).
+    let directory = KeyPackageDirectory::new(DirectoryConfig::default(), RustCrypto::default());
+    let mut router = Router::new(transport).with_qs(qs).with_directory(directory);
     let mut external_sender = None;
     if config.runs_hub {
         let (identity, sender) = keys::hub_identity(&config.state_dir, &config.domain)?;

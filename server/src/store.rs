@@ -25,13 +25,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
+use mimi_ds::directory::InMemoryDirectoryStorage;
 use mimi_ds::qs::{InMemoryQsStorage, QsOutcome, QsStorage};
 use mimi_ds::storage::{AsyncDsOutbox, DsOutbox, InMemoryStorage, OutboxEntry};
-use mimi_ds::transport::{CallStats, HttpRequest, HttpResponse, Routed};
+use mimi_ds::transport::{CallStats, Endpoint, HttpRequest, HttpResponse, Routed, Router};
 use mimi_ds::wire::{decode_exact, ClientQueueConfig, QueueingServiceResponse};
 use mimi_ds::{HubEvent, Outcome, UnixTimeMs};
-use mimi_ds_postgres::{migrate, PostgresDsStorage, PostgresQsStorage};
-use mimi_ds_sqlite::{enable_wal, SqliteDsStorage, SqliteQsStorage, WriterQueue};
+use mimi_ds_postgres::{migrate, PostgresDirectoryStorage, PostgresDsStorage, PostgresQsStorage};
+use mimi_ds_sqlite::{
+    enable_wal, SqliteDirectoryStorage, SqliteDsStorage, SqliteQsStorage, WriterQueue,
+};
 use rusqlite::Connection;
 
 use crate::{now_ms, Shared};
@@ -52,6 +55,11 @@ impl OwnedRequest {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect()
+    }
+
+    /// Whether it is for the KeyPackage directory (`Router::handle_directory`).
+    fn for_directory(&self) -> bool {
+        Endpoint::from_path(&self.path).is_some_and(Endpoint::is_directory)
     }
 
     /// The request as the router takes it, with `headers` from [`OwnedRequest::header_refs`].
@@ -224,7 +232,11 @@ where
         let shared = Arc::clone(shared);
         blocking(move || {
             let headers = request.header_refs();
+            let for_directory = request.for_directory();
             let request = request.borrow(&headers);
+            if for_directory {
+                return shared.backend.route_directory(&shared.router, &request);
+            }
             shared.backend.with(|ds, qs| {
                 shared
                     .router
@@ -379,6 +391,14 @@ pub(crate) trait BlockingBackend: Send + Sync + 'static {
     /// Runs `f` with one DS and one QS storage. Blocks: call from `spawn_blocking` only.
     fn with<R>(&self, f: impl FnOnce(&mut Self::Ds, &mut Self::Qs) -> R) -> R;
 
+    /// Routes a KeyPackage directory request (`Router::handle_directory`) on this backend's
+    /// directory storage. Blocks: call from `spawn_blocking` only.
+    fn route_directory(
+        &self,
+        router: &Router,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse>;
+
     /// Runs `f`'s writes to `qs` as one transaction where the storage has them (SQLite), so
     /// that a batch costs one commit; each write still succeeds or fails alone. `Err`: the
     /// transaction did not commit, and none of `f`'s writes stand. Default: no transaction.
@@ -406,15 +426,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// In memory, one mutex: for tests.
-pub(crate) struct MemoryBackend(Mutex<(InMemoryStorage, InMemoryQsStorage)>);
+/// In memory, one mutex (and one for the KeyPackage directory): for tests.
+pub(crate) struct MemoryBackend(
+    Mutex<(InMemoryStorage, InMemoryQsStorage)>,
+    Mutex<InMemoryDirectoryStorage>,
+);
 
 impl MemoryBackend {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new((
-            InMemoryStorage::with_outbox(),
-            InMemoryQsStorage::new(),
-        )))
+        Self(
+            Mutex::new((InMemoryStorage::with_outbox(), InMemoryQsStorage::new())),
+            Mutex::new(InMemoryDirectoryStorage::new()),
+        )
     }
 }
 
@@ -430,6 +453,16 @@ impl BlockingBackend for MemoryBackend {
         let mut guard = lock(&self.0);
         let (ds, qs) = &mut *guard;
         f(ds, qs)
+    }
+
+    fn route_directory(
+        &self,
+        router: &Router,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse> {
+        router
+            .handle_directory(UnixTimeMs(now_ms()), request, &mut *lock(&self.1))
+            .map_err(|e| internal(&e))
     }
 }
 
@@ -448,6 +481,8 @@ type SqliteSlot = (SqliteDsStorage<Connection>, SqliteQsStorage<Connection>);
 pub(crate) struct SqliteBackend {
     slots: Vec<Mutex<SqliteSlot>>,
     next: AtomicUsize,
+    // The QS file's writer queue, for the KeyPackage directory's writes on that file.
+    qs_writers: Arc<WriterQueue>,
 }
 
 impl SqliteBackend {
@@ -503,6 +538,7 @@ impl SqliteBackend {
         Ok(Self {
             slots,
             next: AtomicUsize::new(0),
+            qs_writers,
         })
     }
 }
@@ -549,6 +585,22 @@ impl BlockingBackend for SqliteBackend {
             });
         let (ds, qs) = &mut *guard;
         f(ds, qs)
+    }
+
+    fn route_directory(
+        &self,
+        router: &Router,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse> {
+        // The directory's tables are in the QS's file; the slot's QS connection serves it,
+        // taking its turns in that file's writer queue.
+        self.with(|_, qs| {
+            let mut directory = SqliteDirectoryStorage::from_migrated(qs.connection())
+                .with_writer_queue(Arc::clone(&self.qs_writers));
+            router
+                .handle_directory(UnixTimeMs(now_ms()), request, &mut directory)
+                .map_err(|e| internal(&e))
+        })
     }
 }
 
@@ -610,9 +662,23 @@ impl Backend for PostgresBackend {
         shared: &Arc<Shared<Self>>,
         request: OwnedRequest,
     ) -> Result<Routed, HttpResponse> {
+        let headers = request.header_refs();
+        if request.for_directory() {
+            // One connection, from the QS's pool: the directory is provider-side too.
+            let client = shared.backend.qs.get().await.map_err(|e| internal(&e))?;
+            let mut directory = PostgresDirectoryStorage::new(client);
+            return shared
+                .router
+                .handle_directory_async(
+                    UnixTimeMs(now_ms()),
+                    &request.borrow(&headers),
+                    &mut directory,
+                )
+                .await
+                .map_err(|e| internal(&e));
+        }
         let mut ds = shared.backend.ds().await.map_err(|e| internal(&e))?;
         let mut qs = shared.backend.qs().await.map_err(|e| internal(&e))?;
-        let headers = request.header_refs();
         shared
             .router
             .handle_async(

@@ -56,7 +56,7 @@ fn check(lifetime: &Lifetime, now: UnixTimeMs) -> Result<(), RejectReason> {
 }
 
 /// The lifetime in an encoded `LeafNode`, if its source is a KeyPackage.
-fn leaf_node_lifetime(leaf_node: &[u8]) -> Result<Option<Lifetime>, RejectReason> {
+pub(crate) fn leaf_node_lifetime(leaf_node: &[u8]) -> Result<Option<Lifetime>, RejectReason> {
     let read = |e| undecodable(MlsStructure::LeafNode, e);
     let (_encryption_key, rest) = VLBytes::tls_deserialize_bytes(leaf_node).map_err(read)?;
     let (_signature_key, rest) = VLBytes::tls_deserialize_bytes(rest).map_err(read)?;

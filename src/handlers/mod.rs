@@ -12,7 +12,7 @@ mod group_state;
 mod handshake;
 pub(crate) mod hub_events;
 mod hub_proposals;
-mod key_package_lifetime;
+pub(crate) mod key_package_lifetime;
 mod member_request;
 mod proposal_conflicts;
 mod proposals;
@@ -171,9 +171,10 @@ where
         DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
             ctx.env.identity.signature_key.as_slice().to_vec().into(),
         ))),
-        // Defined on the wire (DS-03/04) but outside this crate: KeyPackages are served by the
-        // provider's own directory, not by the hub; the per-operation variants of commits are
-        // handled from the operations release on.
+        // KeyPackage claims (12, 13) are served by the provider's `KeyPackageDirectory`
+        // (wire-format.md §14.4), which has storage of its own, not by the hub; the router
+        // sends them there. The per-operation variants of commits are handled from the
+        // operations release on.
         // Rule R-FRAME-4.
         other => Err(RejectReason::UnsupportedOperation(other.request_type()).into()),
     }

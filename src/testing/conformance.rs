@@ -45,8 +45,10 @@
 //!   that applied and then reported failure still delivers its commit from a new handle, and a
 //!   `Duplicate` retry does not hide it.
 //!
-//! The QS checks are in [`qs`] ([`qs::run_qs_suite`]).
+//! The QS checks are in [`qs`] ([`qs::run_qs_suite`]); the KeyPackage directory's in
+//! [`directory`] ([`crate::directory_storage_conformance_tests!`]).
 
+pub mod directory;
 mod end_to_end;
 mod guard;
 mod outbox;

@@ -19,6 +19,7 @@ mod checks;
 mod client;
 pub mod conformance;
 pub mod connection;
+pub mod directory;
 pub mod driver;
 mod ds;
 pub mod franking;

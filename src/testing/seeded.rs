@@ -123,6 +123,27 @@ impl TestClient {
     }
 }
 
+impl super::directory::DirectoryUser {
+    /// A user of the KeyPackage directory whose `clients` seeded clients (named
+    /// `<user>-1`, ... and seeded by `<label> <name>`) make its secret, pseudonyms, keys and
+    /// KeyPackages: the same label gives the same bytes (golden vectors of wire-format.md
+    /// §14.4).
+    pub fn new_seeded(user: &str, clients: usize, provider_domain: &str, label: &str) -> Self {
+        let clients = (1..=clients)
+            .map(|i| {
+                let name = format!("{user}-{i}");
+                TestClient::new_seeded(
+                    user,
+                    &name,
+                    provider_domain,
+                    seed(&format!("{label} {name}")),
+                )
+            })
+            .collect();
+        Self::with_clients(clients, provider_domain)
+    }
+}
+
 impl TestDs<TestCrypto> {
     /// A DS whose identity key and randomness (group IDs, HPKE) come from `seed`.
     pub fn seeded(config: DsConfig, seed: Seed) -> Self {

@@ -96,19 +96,23 @@ pub enum Endpoint {
     ConnectionRequest,
     /// `POST /deliver_message`: a `QueueingServiceRequest` for this provider's clients.
     DeliverMessage,
-    /// `POST /connection_key_packages`: not served (no KeyPackage directory; 501).
+    /// `POST /connection_key_packages`: `connection_key_packages(13)`, a claim of a connection
+    /// KeyPackage set at the provider's directory (wire-format.md §14.4).
     ConnectionKeyPackages,
-    /// `POST /group_key_packages`: not served (no KeyPackage directory; 501).
+    /// `POST /group_key_packages`: `key_packages(12)`, a claim of a group KeyPackage set.
     GroupKeyPackages,
     /// `GET /.well-known/mimi/ds-domain`: the DS's domain, as text.
     DsDomain,
     /// `POST /queue_operation`: a `QSClientRequest` from one of this provider's clients.
     QueueOperation,
+    /// `POST /key_package_upload`: a `KeyPackageUploadRequest` to the provider's directory
+    /// (wire-format.md §14.4).
+    KeyPackageUpload,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::GroupOperation,
         Self::WelcomeInformation,
         Self::ExternalCommitInformation,
@@ -119,6 +123,7 @@ impl Endpoint {
         Self::GroupKeyPackages,
         Self::DsDomain,
         Self::QueueOperation,
+        Self::KeyPackageUpload,
     ];
 
     /// The path.
@@ -134,6 +139,7 @@ impl Endpoint {
             Self::GroupKeyPackages => "/group_key_packages",
             Self::DsDomain => "/.well-known/mimi/ds-domain",
             Self::QueueOperation => "/queue_operation",
+            Self::KeyPackageUpload => "/key_package_upload",
         }
     }
 
@@ -148,6 +154,14 @@ impl Endpoint {
             }
             _ => &["POST"],
         }
+    }
+
+    /// Whether the provider's KeyPackage directory serves it ([`super::Router::handle_directory`]).
+    pub fn is_directory(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionKeyPackages | Self::GroupKeyPackages | Self::KeyPackageUpload
+        )
     }
 
     /// The endpoint at `path` (the query string ignored).
@@ -169,11 +183,15 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidProposal
         | ErrorCode::InvalidMessageType
         | ErrorCode::InvalidMlsMessage
-        | ErrorCode::StaleTimestamp => 400,
+        | ErrorCode::StaleTimestamp
+        | ErrorCode::InvalidKeyPackageSet => 400,
         // 401 would oblige a WWW-Authenticate challenge (RFC 9110 §15.5.2); these requests
         // authenticate in their payload, so a failure is "forbidden".
         ErrorCode::AuthenticationFailed | ErrorCode::NotAllowed => 403,
-        ErrorCode::UnknownGroup | ErrorCode::UnknownQueue => 404,
+        ErrorCode::UnknownGroup
+        | ErrorCode::UnknownQueue
+        | ErrorCode::UnknownConnectionToken
+        | ErrorCode::KeyPackagesExhausted => 404,
         ErrorCode::WrongEpoch
         | ErrorCode::FutureEpoch
         | ErrorCode::MissingPendingProposals

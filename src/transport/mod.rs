@@ -21,7 +21,7 @@
 //! | exactly one `Host`, naming this provider or its DS (any port ignored; MP-06 §4.1; RFC 9112 §3.2) | 400 if absent or repeated, 421 if another |
 //! | the body fits [`TransportConfig::max_body_bytes`] | 413 |
 //! | `Content-Type` is `application/octet-stream` | 415 |
-//! | the DS request type belongs at this endpoint | 400 |
+//! | the DS request type belongs at this endpoint (12 and 13 only at the KeyPackage endpoints) | 400 |
 //! | an unauthenticated `group_info` passes the anonymous-access gate, if one is set ([`Router::with_anonymous_group_info_gate`]) | 403 |
 //! | a provider-to-provider delivery comes from an authenticated provider, if required | 403 |
 //! | the DS or QS accepts it ([`http_status`] maps its code) | 200 or the mapped status |
@@ -35,6 +35,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
 use crate::connection::{ConnectionProvider, ConnectionStore};
+use crate::directory::{
+    AsyncDirectoryStorage, DirectoryOutcome, DirectoryStorage, KeyPackageDirectory,
+};
 use crate::qs::{AsyncQsStorage, QsOutcome, QsStats, QsStatus, QsStorage, QueueingService};
 use crate::storage::{AsyncDsStorage, DsStorage};
 use crate::wire::{decode_exact, DsAuthData, DsRequest, DsRequestBody, DsRequestType, ErrorCode};
@@ -95,6 +98,9 @@ pub enum CallStats {
     Ds(Status, OutcomeStats),
     /// A QS request (a client's, or a delivery).
     Qs(QsStatus, QsStats),
+    /// A KeyPackage directory request: its status, operation (`upload`, `key_packages`,
+    /// `connection_key_packages`) and conflict retries.
+    Directory(Status, &'static str, u32),
 }
 
 impl CallStats {
@@ -103,6 +109,7 @@ impl CallStats {
         match self {
             Self::Ds(..) => "ds",
             Self::Qs(..) => "qs",
+            Self::Directory(..) => "directory",
         }
     }
 
@@ -111,6 +118,7 @@ impl CallStats {
         match self {
             Self::Ds(_, stats) => stats.operation,
             Self::Qs(_, stats) => stats.operation,
+            Self::Directory(_, operation, _) => operation,
         }
     }
 
@@ -118,11 +126,15 @@ impl CallStats {
     /// bounded set, fit for a metrics label.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Ds(Status::Accepted, _) | Self::Qs(QsStatus::Accepted, _) => "accepted",
-            Self::Ds(Status::Duplicate, _) | Self::Qs(QsStatus::Duplicate, _) => "duplicate",
-            Self::Ds(Status::Rejected(code), _) | Self::Qs(QsStatus::Rejected(code), _) => {
-                code.name()
-            }
+            Self::Ds(Status::Accepted, _)
+            | Self::Qs(QsStatus::Accepted, _)
+            | Self::Directory(Status::Accepted, ..) => "accepted",
+            Self::Ds(Status::Duplicate, _)
+            | Self::Qs(QsStatus::Duplicate, _)
+            | Self::Directory(Status::Duplicate, ..) => "duplicate",
+            Self::Ds(Status::Rejected(code), _)
+            | Self::Qs(QsStatus::Rejected(code), _)
+            | Self::Directory(Status::Rejected(code), ..) => code.name(),
         }
     }
 
@@ -131,6 +143,7 @@ impl CallStats {
         match self {
             Self::Ds(_, stats) => stats.read_rounds,
             Self::Qs(_, stats) => stats.read_rounds,
+            Self::Directory(_, _, retries) => retries + 1,
         }
     }
 
@@ -139,6 +152,7 @@ impl CallStats {
         match self {
             Self::Ds(_, stats) => stats.conflict_retries,
             Self::Qs(_, stats) => stats.conflict_retries,
+            Self::Directory(_, _, retries) => *retries,
         }
     }
 }
@@ -179,6 +193,7 @@ pub struct Router<C = RustCrypto> {
     config: TransportConfig,
     ds: Option<DeliveryService<C>>,
     qs: Option<QueueingService<C>>,
+    directory: Option<KeyPackageDirectory<C>>,
     anonymous_group_info_gate: Option<AnonymousGroupInfoGate>,
 }
 
@@ -188,6 +203,7 @@ impl<C> std::fmt::Debug for Router<C> {
             .field("config", &self.config)
             .field("ds", &self.ds.is_some())
             .field("qs", &self.qs.is_some())
+            .field("directory", &self.directory.is_some())
             .field(
                 "anonymous_group_info_gate",
                 &self.anonymous_group_info_gate.is_some(),
@@ -203,6 +219,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             config,
             ds: None,
             qs: None,
+            directory: None,
             anonymous_group_info_gate: None,
         }
     }
@@ -217,6 +234,108 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
     pub fn with_qs(mut self, qs: QueueingService<C>) -> Self {
         self.qs = Some(qs);
         self
+    }
+
+    /// Serves this KeyPackage directory at `/key_package_upload`, `/group_key_packages` and
+    /// `/connection_key_packages`; route those with [`Router::handle_directory`] (or
+    /// [`Router::handle_directory_async`]), which takes the directory's storage.
+    pub fn with_directory(mut self, directory: KeyPackageDirectory<C>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The KeyPackage directory, if one is served.
+    pub fn directory(&self) -> Option<&KeyPackageDirectory<C>> {
+        self.directory.as_ref()
+    }
+
+    /// Routes a request for a KeyPackage directory endpoint ([`Endpoint::is_directory`]) with
+    /// the same HTTP checks as [`Router::handle`]; `/group_key_packages` takes only
+    /// `key_packages(12)`, `/connection_key_packages` only `connection_key_packages(13)`.
+    /// Other paths are answered as [`Router::handle`] answers a path it does not serve here
+    /// (404, or 501 for a DS or QS endpoint).
+    pub fn handle_directory<D: DirectoryStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        storage: &mut D,
+    ) -> Result<Routed, ProcessError<D::Error>> {
+        match self.dispatch_directory(request) {
+            DirectoryDispatch::Answered(routed) => Ok(routed),
+            DirectoryDispatch::Upload(endpoint, directory) => directory
+                .upload(now, request.body, storage)
+                .map(|outcome| directory_routed(endpoint, outcome)),
+            DirectoryDispatch::Claim(endpoint, directory) => directory
+                .claim(now, request.body, storage)
+                .map(|outcome| directory_routed(endpoint, outcome)),
+        }
+    }
+
+    /// [`Router::handle_directory`] over async storage.
+    pub async fn handle_directory_async<D: AsyncDirectoryStorage>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        storage: &mut D,
+    ) -> Result<Routed, ProcessError<D::Error>> {
+        match self.dispatch_directory(request) {
+            DirectoryDispatch::Answered(routed) => Ok(routed),
+            DirectoryDispatch::Upload(endpoint, directory) => directory
+                .upload_async(now, request.body, storage)
+                .await
+                .map(|outcome| directory_routed(endpoint, outcome)),
+            DirectoryDispatch::Claim(endpoint, directory) => directory
+                .claim_async(now, request.body, storage)
+                .await
+                .map(|outcome| directory_routed(endpoint, outcome)),
+        }
+    }
+
+    /// The checks of a directory request before the directory runs.
+    fn dispatch_directory(&self, request: &HttpRequest<'_>) -> DirectoryDispatch<'_, C> {
+        let endpoint = match Endpoint::from_path(request.path) {
+            Some(endpoint) if endpoint.is_directory() => endpoint,
+            Some(endpoint) => {
+                return DirectoryDispatch::Answered(refused(
+                    Some(endpoint),
+                    ErrorCode::UnsupportedOperation,
+                    501,
+                    "not a KeyPackage directory endpoint",
+                ))
+            }
+            None => {
+                return DirectoryDispatch::Answered(refused(
+                    None,
+                    ErrorCode::UnsupportedOperation,
+                    404,
+                    "no such endpoint",
+                ))
+            }
+        };
+        if let Err(response) = self.check_http(endpoint, request) {
+            return DirectoryDispatch::Answered(Routed {
+                response,
+                endpoint: Some(endpoint),
+                fanout: Vec::new(),
+                enqueued: Vec::new(),
+                call: None,
+            });
+        }
+        let Some(directory) = &self.directory else {
+            return DirectoryDispatch::Answered(no_directory(endpoint));
+        };
+        if endpoint == Endpoint::KeyPackageUpload {
+            return DirectoryDispatch::Upload(endpoint, directory);
+        }
+        if let Some(wrong) = misplaced_request_type(endpoint, request.body) {
+            return DirectoryDispatch::Answered(refused(
+                Some(endpoint),
+                ErrorCode::UnsupportedOperation,
+                400,
+                wrong,
+            ));
+        }
+        DirectoryDispatch::Claim(endpoint, directory)
     }
 
     /// Decides which unauthenticated `group_info` requests reach the DS (wire-format.md §11.2):
@@ -383,15 +502,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         }
         match endpoint {
             Endpoint::DsDomain => Dispatch::Answered(self.ds_domain()),
-            Endpoint::ConnectionKeyPackages | Endpoint::GroupKeyPackages => {
-                // No draft defines them (docs/decisions.md D19); a provider serves its users'
-                // KeyPackages from its own directory, outside mimi-ds.
-                Dispatch::Answered(refused(
-                    Some(endpoint),
-                    ErrorCode::UnsupportedOperation,
-                    501,
-                    "KeyPackages are not served by mimi-ds",
-                ))
+            Endpoint::ConnectionKeyPackages
+            | Endpoint::GroupKeyPackages
+            | Endpoint::KeyPackageUpload => {
+                // The directory has its own storage: `handle_directory` routes these.
+                Dispatch::Answered(no_directory(endpoint))
             }
             Endpoint::GroupOperation
             | Endpoint::WelcomeInformation
@@ -613,6 +728,8 @@ fn misplaced_request_type(endpoint: Endpoint, body: &[u8]) -> Option<&'static st
         Endpoint::WelcomeInformation => Some(DsRequestType::WelcomeInfo as u8),
         Endpoint::ExternalCommitInformation => Some(DsRequestType::GroupInfo as u8),
         Endpoint::VerificationKey => Some(DsRequestType::SignaturePublicKey as u8),
+        Endpoint::GroupKeyPackages => Some(DsRequestType::KeyPackages as u8),
+        Endpoint::ConnectionKeyPackages => Some(DsRequestType::ConnectionKeyPackages as u8),
         _ => None,
     };
     match expected {
@@ -623,6 +740,8 @@ fn misplaced_request_type(endpoint: Endpoint, body: &[u8]) -> Option<&'static st
             DsRequestType::WelcomeInfo as u8,
             DsRequestType::GroupInfo as u8,
             DsRequestType::SignaturePublicKey as u8,
+            DsRequestType::KeyPackages as u8,
+            DsRequestType::ConnectionKeyPackages as u8,
         ]
         .contains(&request_type) =>
         {
@@ -670,6 +789,46 @@ fn ds_routed(endpoint: Endpoint, outcome: Outcome) -> Routed {
         fanout: outcome.fanout,
         enqueued: Vec::new(),
         call: Some(CallStats::Ds(outcome.status, outcome.stats)),
+    }
+}
+
+/// What a directory request becomes once routed.
+enum DirectoryDispatch<'r, C> {
+    /// Answered without the directory.
+    Answered(Routed),
+    /// `KeyPackageDirectory::upload`.
+    Upload(Endpoint, &'r KeyPackageDirectory<C>),
+    /// `KeyPackageDirectory::claim`.
+    Claim(Endpoint, &'r KeyPackageDirectory<C>),
+}
+
+/// The answer at a directory endpoint when no directory storage reaches the router: this
+/// provider runs no directory, or the server routed the request through `handle`.
+fn no_directory(endpoint: Endpoint) -> Routed {
+    refused(
+        Some(endpoint),
+        ErrorCode::UnsupportedOperation,
+        501,
+        "this provider serves no KeyPackage directory here",
+    )
+}
+
+/// The answer to a request the directory processed.
+fn directory_routed(endpoint: Endpoint, outcome: DirectoryOutcome) -> Routed {
+    let status = match outcome.status {
+        Status::Accepted | Status::Duplicate => 200,
+        Status::Rejected(code) => http_status(code),
+    };
+    Routed {
+        response: HttpResponse::octets(status, outcome.response),
+        endpoint: Some(endpoint),
+        fanout: Vec::new(),
+        enqueued: Vec::new(),
+        call: Some(CallStats::Directory(
+            outcome.status,
+            outcome.operation,
+            outcome.conflict_retries,
+        )),
     }
 }
 

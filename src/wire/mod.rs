@@ -36,15 +36,15 @@ pub use raw::{GroupInfoBytes, MlsMessageBytes, RatchetTreeBytes};
 pub use request::{
     ClientSignatureTbs, CommitRequest, ConnectionKeyPackagesRequest, CreateGroupRequest, DsRequest,
     DsRequestBody, DsRequestType, GroupInfoOption, GroupInfoRequest, GroupUpdate,
-    GroupUpdateRequest, KeyPackagesRequest, MembershipCommitRequest, PartialGroupInfo,
-    ProposalsRequest, RatchetTreePresence, SelfRemoveClientRequest, SendMessageRequest,
-    UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
+    GroupUpdateRequest, KeyPackageClaimRequest, KeyPackagesRequest, MembershipCommitRequest,
+    PartialGroupInfo, ProposalsRequest, RatchetTreePresence, SelfRemoveClientRequest,
+    SendMessageRequest, UpdateClientRequest, UpdateQueueInfoRequest, WelcomeInfoRequest,
 };
 pub use response::{
-    encrypt_context, AcceptedMessage, DsError, DsErrorDetails, DsResponse, DsResponseBody,
-    ErrorCode, ExternalCommitInfo, GroupInfoRatchetTreeTbe, HpkeCiphertext, PendingProposal,
-    RatchetTreeOption, RatchetTreeUrl, WelcomeInfo, GROUP_INFO_ENCRYPTION_LABEL,
-    GROUP_INFO_MESSAGE_HEADER,
+    encrypt_context, AcceptedMessage, ClaimedKeyPackageSet, DsError, DsErrorDetails, DsResponse,
+    DsResponseBody, ErrorCode, ExternalCommitInfo, GroupInfoRatchetTreeTbe, HpkeCiphertext,
+    LastResort, PendingProposal, RatchetTreeOption, RatchetTreeUrl, WelcomeInfo,
+    GROUP_INFO_ENCRYPTION_LABEL, GROUP_INFO_MESSAGE_HEADER,
 };
 
 use tls_codec::DeserializeBytes;

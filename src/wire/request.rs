@@ -119,10 +119,12 @@ pub enum DsRequestBody {
     /// `signature_public_key(11)`: `struct {}`; the DS's external-sender key.
     #[tls_codec(discriminant = 11)]
     SignaturePublicKey,
-    /// `key_packages(12)`: served by a provider's KeyPackage directory, not by this crate.
+    /// `key_packages(12)`: a claim of a group KeyPackage set, served by a provider's
+    /// [`crate::directory::KeyPackageDirectory`], not by the hub.
     #[tls_codec(discriminant = 12)]
     KeyPackages(KeyPackagesRequest),
-    /// `connection_key_packages(13)`: likewise not served by this crate.
+    /// `connection_key_packages(13)`: a claim of a connection KeyPackage set, likewise served
+    /// by the directory.
     #[tls_codec(discriminant = 13)]
     ConnectionKeyPackages(ConnectionKeyPackagesRequest),
     /// `re_initialize_group(14)`: a commit carrying a ReInit proposal.
@@ -282,19 +284,24 @@ pub struct SendMessageRequest {
     pub application_message: MlsMessageBytes,
 }
 
-/// `KeyPackagesRequest` (DS-04).
+/// `KeyPackageClaimRequest`: the body of `key_packages(12)` and `connection_key_packages(13)`
+/// (wire-format.md §14.4). DS-04's bodies name clients and users by their identifiers, which a
+/// MIMIMI directory must never learn; a claim names a connection token and one claim instead,
+/// and is served by the provider's [`crate::directory::KeyPackageDirectory`].
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct KeyPackagesRequest {
-    /// `ClientID client_identifiers<V>`.
-    pub client_ids: Vec<VLBytes>,
+pub struct KeyPackageClaimRequest {
+    /// The connection token the user gave its connections (32 bytes).
+    pub connection_token: VLBytes,
+    /// The claimer's ID for this claim (16 to 64 random bytes, one per group): a retry with the
+    /// same ID gets the same set instead of consuming another.
+    pub claim_id: VLBytes,
 }
 
-/// `ConnectionKeyPackagesRequest` (DS-04).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct ConnectionKeyPackagesRequest {
-    /// `UserID user_identifier`.
-    pub user_id: VLBytes,
-}
+/// The body of `key_packages(12)`: a claim of a group KeyPackage set.
+pub type KeyPackagesRequest = KeyPackageClaimRequest;
+
+/// The body of `connection_key_packages(13)`: a claim of a connection KeyPackage set.
+pub type ConnectionKeyPackagesRequest = KeyPackageClaimRequest;
 
 /// `ProposalRequest` (DS-06 `ds_proposals`, there misnamed `AddClientsRequest`).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]

@@ -16,8 +16,8 @@ pub struct DsResponse {
 }
 
 /// `DSResponseBody`, selected by a uint8 `DSResponseType`. Values 0–5 follow DS-03/04's
-/// declaration order; 6 and 7 (`key_packages`, `connection_key_packages`) are reserved because
-/// this crate does not serve KeyPackages; 8 is mimi-ds's acceptance receipt.
+/// declaration order; 6 and 7 (`key_packages`, `connection_key_packages`) answer a claim at a
+/// provider's KeyPackage directory (wire-format.md §14.4); 8 is mimi-ds's acceptance receipt.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -40,6 +40,14 @@ pub enum DsResponseBody {
     /// `signature_public_key(5)`: the DS's external-sender signature public key.
     #[tls_codec(discriminant = 5)]
     SignaturePublicKey(VLBytes),
+    /// `key_packages(6)`: the group KeyPackage set a `key_packages(12)` claim got from a
+    /// provider's directory.
+    #[tls_codec(discriminant = 6)]
+    KeyPackages(ClaimedKeyPackageSet),
+    /// `connection_key_packages(7)`: the connection KeyPackage set a
+    /// `connection_key_packages(13)` claim got.
+    #[tls_codec(discriminant = 7)]
+    ConnectionKeyPackages(ClaimedKeyPackageSet),
     /// `accepted(8)`: the DS accepted a message and ordered it.
     #[tls_codec(discriminant = 8)]
     Accepted(AcceptedMessage),
@@ -90,6 +98,47 @@ pub struct AcceptedMessage {
     /// frank (draft-ietf-mimi-protocol-06 `SubmitMessageResponse.frank`; wire-format.md §15.5).
     /// `None` for everything else.
     pub frank: Option<super::Frank>,
+}
+
+/// `ClaimedKeyPackageSet` (wire-format.md §14.4): one KeyPackage per client of a user, all with
+/// the same user pseudonym, for one group.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ClaimedKeyPackageSet {
+    /// The user pseudonym every KeyPackage's credential carries.
+    pub user_pseudonym: VLBytes,
+    /// Whether this is a last-resort set: it stays in the directory and may be handed out
+    /// again, so its pseudonym may show up in another group (wire-format.md §14.4).
+    pub last_resort: LastResort,
+    /// The KeyPackages, each an `MLSMessage` of wire format `mls_key_package`, in client-slot
+    /// order.
+    pub key_packages: Vec<MlsMessageBytes>,
+}
+
+/// `LastResort` (uint8): whether a KeyPackage set is a last-resort set (wire-format.md §14.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[repr(u8)]
+pub enum LastResort {
+    /// `no(0)`: the set was consumed by the claim.
+    No = 0,
+    /// `yes(1)`: the set stays and may be handed out again.
+    Yes = 1,
+}
+
+impl From<bool> for LastResort {
+    fn from(last_resort: bool) -> Self {
+        if last_resort {
+            Self::Yes
+        } else {
+            Self::No
+        }
+    }
+}
+
+impl LastResort {
+    /// Whether it is `yes(1)`.
+    pub fn is_last_resort(self) -> bool {
+        self == Self::Yes
+    }
 }
 
 /// `WelcomeInfo { optional<Node> ratchet_tree<V>; }` (DS-03..06).
@@ -261,6 +310,15 @@ error_codes! {
     /// Queueing Service: the recipient's queue holds as many messages or bytes as its provider
     /// allows; temporary (wire-format.md §6.3, §10.2).
     QueueFull = 23 => "queue_full",
+    /// KeyPackage directory: no KeyPackage was ever uploaded under this connection token
+    /// (wire-format.md §14.4).
+    UnknownConnectionToken = 28 => "unknown_connection_token",
+    /// KeyPackage directory: the token has no complete, valid set of the kind claimed left,
+    /// not even a last-resort one (wire-format.md §14.4).
+    KeyPackagesExhausted = 29 => "key_packages_exhausted",
+    /// KeyPackage directory: an upload breaks the rules of KeyPackage sets (a slot taken, a
+    /// pseudonym used by another set, sizes or kinds that disagree, too many sets; §14.4).
+    InvalidKeyPackageSet = 30 => "invalid_key_package_set",
 }
 
 /// Code-specific details of a [`DsError`].

@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod directory;
 pub mod ds;
 pub mod qs;
 mod schema;
@@ -105,6 +106,7 @@ pub mod test_cluster;
 use mimi_ds::storage::RecordKind;
 use tokio_postgres::{Client, NoTls};
 
+pub use directory::PostgresDirectoryStorage;
 pub use ds::PostgresDsStorage;
 pub use qs::PostgresQsStorage;
 pub use schema::{migrate, SCHEMA_VERSION};
@@ -147,6 +149,14 @@ pub enum Error {
     CorruptQueue {
         /// The queue ID in hex (the first 32 bytes).
         queue: String,
+        /// What does not decode.
+        detail: String,
+    },
+    /// A stored KeyPackage directory account does not decode.
+    #[error("corrupt KeyPackage directory account {index}: {detail}")]
+    CorruptDirectory {
+        /// The account's index in hex (the first 32 bytes).
+        index: String,
         /// What does not decode.
         detail: String,
     },

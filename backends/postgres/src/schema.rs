@@ -11,6 +11,7 @@ use crate::Error;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_order.sql"),
+    include_str!("../migrations/0003_key_package_directory.sql"),
 ];
 
 /// The schema version this crate creates and understands.

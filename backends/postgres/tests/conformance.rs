@@ -24,3 +24,22 @@ mod qs {
 
     mimi_ds::qs_storage_conformance_tests!(new_storage);
 }
+
+mod directory {
+    use super::*;
+    use mimi_ds_postgres::PostgresDirectoryStorage;
+
+    fn new_storage() -> Blocking<PostgresDirectoryStorage> {
+        TestDatabase::new().directory()
+    }
+
+    mimi_ds::directory_storage_conformance_tests!(new_storage);
+
+    /// A fresh schema; each call of the returned function opens one more connection to it.
+    fn new_database() -> impl Fn() -> Blocking<PostgresDirectoryStorage> + Sync {
+        let database = TestDatabase::new();
+        move || database.directory()
+    }
+
+    mimi_ds::directory_storage_racing_tests!(new_database);
+}

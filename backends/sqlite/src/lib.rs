@@ -59,6 +59,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod directory;
 mod ds;
 mod qs;
 mod schema;
@@ -67,6 +68,7 @@ mod writers;
 use mimi_ds::storage::RecordKind;
 use rusqlite::Connection;
 
+pub use directory::SqliteDirectoryStorage;
 pub use ds::SqliteDsStorage;
 pub use qs::SqliteQsStorage;
 pub use schema::{migrate, SCHEMA_VERSION};
@@ -93,6 +95,14 @@ pub enum Error {
     CorruptQueue {
         /// The queue ID in hex (the first 32 bytes).
         queue: String,
+        /// What does not decode.
+        detail: String,
+    },
+    /// A stored KeyPackage directory account does not decode.
+    #[error("corrupt KeyPackage directory account {index}: {detail}")]
+    CorruptDirectory {
+        /// The account's index in hex (the first 32 bytes).
+        index: String,
         /// What does not decode.
         detail: String,
     },

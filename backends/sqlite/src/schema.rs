@@ -11,6 +11,7 @@ use crate::{Error, WriteTx};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_order.sql"),
+    include_str!("../migrations/0003_key_package_directory.sql"),
 ];
 
 /// The schema version this crate creates and understands.
@@ -19,7 +20,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Creates mimi-ds's tables, or upgrades them to [`SCHEMA_VERSION`], in one write
 /// transaction (idempotent; concurrent callers queue on the write lock). Fails with
 /// [`Error::SchemaTooNew`] if a newer version of this crate migrated the database.
-/// [`crate::SqliteDsStorage::new`] and [`crate::SqliteQsStorage::new`] call it.
+/// [`crate::SqliteDsStorage::new`], [`crate::SqliteQsStorage::new`] and
+/// [`crate::SqliteDirectoryStorage::new`] call it.
 pub fn migrate(connection: &Connection) -> Result<(), Error> {
     let tx = WriteTx::begin(connection, None)?;
     connection.execute_batch(
@@ -110,6 +112,6 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((version, rows), (2, 1));
+        assert_eq!((version, rows), (SCHEMA_VERSION, 1));
     }
 }

@@ -27,3 +27,26 @@ mod qs {
 
     mimi_ds::qs_storage_conformance_tests!(new_storage);
 }
+
+mod directory {
+    use super::*;
+    use mimi_ds_sqlite::SqliteDirectoryStorage;
+
+    fn new_storage() -> SqliteDirectoryStorage {
+        SqliteDirectoryStorage::new(Connection::open_in_memory().expect("open")).expect("migrate")
+    }
+
+    mimi_ds::directory_storage_conformance_tests!(new_storage);
+
+    /// A fresh database file; each call of the returned function opens one more connection.
+    fn new_database() -> impl Fn() -> SqliteDirectoryStorage + Sync {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("directory.sqlite3");
+        move || {
+            let _keep = &folder;
+            SqliteDirectoryStorage::open(&path).expect("open the database")
+        }
+    }
+
+    mimi_ds::directory_storage_racing_tests!(new_database);
+}

@@ -23,6 +23,7 @@
 //! a commit would make every byte after it differ. Adds keep their order.
 
 mod connection;
+mod directory;
 mod qs;
 mod served;
 mod unserved;
@@ -157,6 +158,7 @@ fn generate() -> Vec<Vector> {
     qs::fanout_responses(&mut v);
     qs::client_protocol(&mut v);
     connection::establishment(&mut v);
+    directory::run(&mut v);
     v.0
 }
 

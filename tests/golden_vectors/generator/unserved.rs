@@ -191,10 +191,8 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
     let user_key_hash = ref_hash(b"MIMI DS UserKey", &bob.signer.to_public_vec());
     let request = bob.signed_as(
         DsRequestBody::KeyPackages(KeyPackagesRequest {
-            client_ids: vec![
-                b"alice-1@alice".to_vec().into(),
-                b"alice-2@alice".to_vec().into(),
-            ],
+            connection_token: vec![0x11; 32].into(),
+            claim_id: b"claim for group 1 (16+ bytes)".to_vec().into(),
         }),
         &group_id,
         now,
@@ -204,7 +202,7 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
     rejected(&out, ErrorCode::UnsupportedOperation);
     v.add(
         "request_key_packages",
-        "key_packages (12) for alice-1, alice-2, signed by bob as user_key_hash",
+        "key_packages (12): a claim, signed by bob as user_key_hash (the hub refuses it)",
         request,
     );
     v.add(
@@ -214,12 +212,13 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
     );
     let request = unauthenticated(DsRequestBody::ConnectionKeyPackages(
         ConnectionKeyPackagesRequest {
-            user_id: b"dave".to_vec().into(),
+            connection_token: vec![0x22; 32].into(),
+            claim_id: b"claim for connection (16+ bytes)".to_vec().into(),
         },
     ));
     v.add(
         "request_connection_key_packages",
-        "connection_key_packages (13) for user dave, unauthenticated",
+        "connection_key_packages (13): a claim, unauthenticated",
         request,
     );
 

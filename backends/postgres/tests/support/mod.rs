@@ -12,13 +12,19 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use mimi_ds::directory::{
+    AsyncDirectoryStorage, DirectoryStorage, DirectoryWriteOutcome, DirectoryWriteSet,
+    VersionedAccount,
+};
 use mimi_ds::qs::{AsyncQsStorage, QsStorage, QsWriteOutcome, QsWriteSet, QueueRecord};
 use mimi_ds::storage::{
     AsyncDsOutbox, AsyncDsStorage, DsOutbox, DsStorage, GroupSnapshot, OutboxEntry, RecordKind,
     ReplayMark, WriteOutcome, WriteSet,
 };
 use mimi_ds::wire::QueuedMessage;
-use mimi_ds_postgres::{migrate, Error, PostgresDsStorage, PostgresQsStorage};
+use mimi_ds_postgres::{
+    migrate, Error, PostgresDirectoryStorage, PostgresDsStorage, PostgresQsStorage,
+};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -132,6 +138,12 @@ impl TestDatabase {
         Blocking::new(self, PostgresDsStorage::new(client))
     }
 
+    /// A KeyPackage directory storage handle on a new connection.
+    pub fn directory(self: &Arc<Self>) -> Blocking<PostgresDirectoryStorage> {
+        let client = block_on(self.client());
+        Blocking::new(self, PostgresDirectoryStorage::new(client))
+    }
+
     /// A QS storage handle on a new connection.
     pub fn qs(self: &Arc<Self>) -> Blocking<PostgresQsStorage> {
         let client = block_on(self.client());
@@ -206,6 +218,25 @@ impl DsOutbox for Blocking<PostgresDsStorage> {
             id,
             next_attempt_at_ms,
         ))
+    }
+}
+
+impl DirectoryStorage for Blocking<PostgresDirectoryStorage> {
+    type Error = Error;
+
+    fn account(&self, index: &[u8]) -> Result<Option<VersionedAccount>, Error> {
+        block_on(AsyncDirectoryStorage::account(&self.inner, index))
+    }
+
+    fn pseudonym_registered(&self, pseudonym_hash: &[u8]) -> Result<bool, Error> {
+        block_on(AsyncDirectoryStorage::pseudonym_registered(
+            &self.inner,
+            pseudonym_hash,
+        ))
+    }
+
+    fn write(&mut self, writes: &DirectoryWriteSet) -> Result<DirectoryWriteOutcome, Error> {
+        block_on(AsyncDirectoryStorage::write(&mut self.inner, writes))
     }
 }
 
