@@ -203,6 +203,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod pseudonym;
 pub mod qs;
 pub mod storage;
 pub mod transport;

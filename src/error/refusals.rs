@@ -181,6 +181,10 @@ pub enum InvalidLeafNode {
     /// stored (RFC 9420 §7.8: every member has a leaf).
     #[error("member without leaf")]
     MemberWithoutLeaf,
+    /// Rules R-PSEUDO-1 to R-PSEUDO-9: a pseudonymous credential, or a leaf of a pseudonymous
+    /// group, that the hub refuses (wire-format.md §14.1).
+    #[error("{0}")]
+    Pseudonymous(crate::pseudonym::InvalidPseudonymousCredential),
 }
 
 /// Why an embedded MLS message has the wrong kind for its field (code

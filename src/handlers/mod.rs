@@ -184,6 +184,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 
     /// The user a leaf belongs to, if its credential is acceptable.
     pub(crate) fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
+        // wire-format.md §14.1: pseudonymous credentials are the hub's own to check; the
+        // group-level rules (which groups may hold them) run when the roster is rebuilt.
+        if crate::pseudonym::hub::is_pseudonymous_leaf(leaf) {
+            return crate::pseudonym::hub::user_of_leaf(leaf).map_err(RejectReason::from);
+        }
         self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())

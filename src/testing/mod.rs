@@ -20,6 +20,7 @@ mod client;
 pub mod conformance;
 pub mod driver;
 mod ds;
+pub mod pseudonymous;
 mod qs;
 mod recording;
 mod requests;

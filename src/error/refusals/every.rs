@@ -2,6 +2,7 @@
 //! by a match without wildcard, so a new variant must be added to it.
 
 use super::*;
+use crate::pseudonym::InvalidPseudonymousCredential;
 
 fn decode_error() -> DecodeError {
     DecodeError::TrailingBytes {
@@ -106,13 +107,22 @@ pub(crate) fn invalid_leaf_node() -> Vec<InvalidLeafNode> {
         InvalidLeafNode::UserKeyUndecodable(decode_error()),
         InvalidLeafNode::MemberWithoutLeaf,
     ];
+    let all = [
+        all,
+        pseudonymous()
+            .into_iter()
+            .map(InvalidLeafNode::Pseudonymous)
+            .collect(),
+    ]
+    .concat();
     for each in &all {
         match each {
             InvalidLeafNode::CredentialRejected(_)
             | InvalidLeafNode::MissingQueueConfig
             | InvalidLeafNode::QueueConfigUndecodable(_)
             | InvalidLeafNode::UserKeyUndecodable(_)
-            | InvalidLeafNode::MemberWithoutLeaf => {}
+            | InvalidLeafNode::MemberWithoutLeaf
+            | InvalidLeafNode::Pseudonymous(_) => {}
         }
     }
     all
@@ -290,6 +300,37 @@ pub(crate) fn proposal_conflict() -> Vec<crate::error::ProposalConflict> {
             | ProposalConflict::UpdateOfRemovedLeaf
             | ProposalConflict::SecondGroupContextExtensions
             | ProposalConflict::ReInitNotAlone => {}
+        }
+    }
+    all
+}
+
+pub(crate) fn pseudonymous() -> Vec<InvalidPseudonymousCredential> {
+    let all = vec![
+        InvalidPseudonymousCredential::Undecodable(decode_error()),
+        InvalidPseudonymousCredential::MalformedPseudonym {
+            field: "user_pseudonym",
+            error: crate::pseudonym::PseudonymError::NotUuidV4,
+        },
+        InvalidPseudonymousCredential::PseudonymDomainsDiffer,
+        InvalidPseudonymousCredential::SignatureKeyMismatch,
+        InvalidPseudonymousCredential::EmptyIdentityLink,
+        InvalidPseudonymousCredential::NotPseudonymous { leaf: 0 },
+        InvalidPseudonymousCredential::InPlainGroup { leaf: 0 },
+        InvalidPseudonymousCredential::UserPseudonymUnderTwoDomains { leaf: 0 },
+        InvalidPseudonymousCredential::ClientPseudonymReused { leaf: 0 },
+    ];
+    for each in &all {
+        match each {
+            InvalidPseudonymousCredential::Undecodable(_)
+            | InvalidPseudonymousCredential::MalformedPseudonym { .. }
+            | InvalidPseudonymousCredential::PseudonymDomainsDiffer
+            | InvalidPseudonymousCredential::SignatureKeyMismatch
+            | InvalidPseudonymousCredential::EmptyIdentityLink
+            | InvalidPseudonymousCredential::NotPseudonymous { .. }
+            | InvalidPseudonymousCredential::InPlainGroup { .. }
+            | InvalidPseudonymousCredential::UserPseudonymUnderTwoDomains { .. }
+            | InvalidPseudonymousCredential::ClientPseudonymReused { .. } => {}
         }
     }
     all
