@@ -13,10 +13,13 @@
 //!   group invariants checked after each step.
 //! * [`qs_bytes`], [`route_bytes`]: the Queueing Service and the transport router
 //!   (`fuzzing/provider.rs`).
+//! * [`decode_pseudonymous`]: the MIMIMI codecs (`fuzzing/pseudonym.rs`).
 
 mod provider;
+mod pseudonym;
 
 pub use provider::{qs_bytes, route_bytes};
+pub use pseudonym::decode_pseudonymous;
 
 use std::sync::OnceLock;
 

@@ -66,3 +66,27 @@ fn provider_bodies_hold_their_invariants_on_sample_inputs() {
         }
     }
 }
+
+#[test]
+fn pseudonymous_codec_body_holds_its_invariants_on_sample_inputs() {
+    use mimi_ds::pseudonym::PseudonymKind;
+    use mimi_ds::testing::pseudonymous::{
+        random_connection_key, random_pseudonym, PseudonymousClient,
+    };
+    let user = random_pseudonym(PseudonymKind::User, "a.example");
+    let alice = PseudonymousClient::new(
+        "alice",
+        "phone",
+        "a.example",
+        &user,
+        &random_connection_key(),
+    );
+    let credential = alice.pseudonymous.encode().unwrap();
+    fuzzing::decode_pseudonymous(&credential);
+    fuzzing::decode_pseudonymous(&credential[..credential.len() / 2]);
+    fuzzing::decode_pseudonymous(&credential[..credential.len() - 1]);
+    fuzzing::decode_pseudonymous(&mimi_ds::wire::encode(&user).unwrap());
+    fuzzing::decode_pseudonymous(&[]);
+    fuzzing::decode_pseudonymous(&[0, 0, 0, 0]);
+    fuzzing::decode_pseudonymous(&[0x40, 0x05, 1, 2, 3]);
+}
