@@ -12,7 +12,7 @@ use mimi_ds::pseudonym::{
     PseudonymousCredential,
 };
 use mimi_ds::testing::pseudonymous::{random_connection_key, random_pseudonym, PseudonymousClient};
-use mimi_ds::testing::{Received, TestDs, CIPHERSUITE};
+use mimi_ds::testing::{Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, ErrorCode, GroupUpdateRequest, MembershipCommitRequest,
 };
@@ -32,6 +32,12 @@ struct Room {
 }
 
 fn room() -> Room {
+    room_with(false)
+}
+
+/// [`room`]; with `user_keys`, Alice's two devices register one user authentication key and
+/// Bob another (wire-format.md §3.5).
+fn room_with(user_keys: bool) -> Room {
     let mut ds = TestDs::new("hub.example");
     let alice_connection_key = random_connection_key();
     let bob_connection_key = random_connection_key();
@@ -53,6 +59,10 @@ fn room() -> Room {
     );
     let mut bob =
         PseudonymousClient::new("bob", "phone", "b.example", &bob_user, &bob_connection_key);
+    if user_keys {
+        TestClient::share_user_key(&mut [&mut alice_phone.client, &mut alice_laptop.client]);
+        TestClient::share_user_key(&mut [&mut bob.client]);
+    }
     let group_id = ds.request_group_id();
     alice_phone.create_group(&group_id, &ds.external_sender, true);
     let _ = ds.accept(&alice_phone.client.create_group_request(ds.now_ms));
@@ -211,6 +221,41 @@ fn leaves_are_grouped_into_users_by_user_pseudonym() {
     let _ = room.ds.accept(&request);
     room.bob.client.confirm_commit();
     assert_eq!(room.bob.client.group().members().count(), 1);
+}
+
+#[test]
+fn user_keys_register_for_user_pseudonyms() {
+    let mut room = room_with(true);
+    let laptop = room.alice_laptop.client.leaf();
+    // Bob's user key does not reach Alice's pseudonymous user.
+    let (update, _) = room
+        .bob
+        .client
+        .stage_commit(|b| b.propose_removals([LeafNodeIndex::new(laptop)]));
+    room.bob.client.discard_commit();
+    let body = DsRequestBody::RemoveClients(GroupUpdateRequest {
+        group_update: update,
+    });
+    assert_eq!(
+        room.ds.reject(
+            &room.bob.client.signed_as_user(body, room.ds.now_ms),
+            ErrorCode::NotAllowed
+        ),
+        RejectReason::NotAllowed(NotAllowed::RemoveClientsOfAnotherUser)
+    );
+    // Alice's does: her phone removes her laptop, authorised by the key of her user pseudonym.
+    let (update, _) = room
+        .alice_phone
+        .client
+        .stage_commit(|b| b.propose_removals([LeafNodeIndex::new(laptop)]));
+    let body = DsRequestBody::RemoveClients(GroupUpdateRequest {
+        group_update: update,
+    });
+    let _ = room
+        .ds
+        .accept(&room.alice_phone.client.signed_as_user(body, room.ds.now_ms));
+    room.alice_phone.client.confirm_commit();
+    assert_eq!(room.alice_phone.client.group().members().count(), 2);
 }
 
 #[test]
