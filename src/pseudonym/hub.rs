@@ -75,7 +75,7 @@ pub enum InvalidPseudonymousCredential {
 
 impl From<InvalidPseudonymousCredential> for RejectReason {
     fn from(reason: InvalidPseudonymousCredential) -> Self {
-        RejectReason::InvalidLeafNode(InvalidLeafNode::Pseudonymous(reason))
+        Self::InvalidLeafNode(InvalidLeafNode::Pseudonymous(reason))
     }
 }
 
