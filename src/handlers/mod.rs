@@ -166,6 +166,7 @@ where
         DsRequestBody::UpdateQueueInfo(body) => queue_info::handle(ctx, storage, body),
         DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),
         DsRequestBody::WelcomeInfo(body) => welcome_info::handle(ctx, storage, body),
+        DsRequestBody::IdentityLinkKeys => crate::pseudonym::serve::handle(ctx, storage),
         DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
             ctx.env.identity.signature_key.as_slice().to_vec().into(),
         ))),
@@ -236,7 +237,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
             // Rule R-FRAME-5.
             .ok_or(RejectReason::UnknownGroup)?;
-        if kinds.iter().any(|k| snapshot.record(*k).is_none()) {
+        // Only pseudonymous groups hold identity links (wire-format.md §14.2).
+        if kinds
+            .iter()
+            .any(|k| *k != RecordKind::IdentityLinks && snapshot.record(*k).is_none())
+        {
             // Rule R-FRAME-5.
             return Err(RejectReason::UnknownGroup.into());
         }

@@ -11,15 +11,23 @@
 //! - [`codec`]: the structures and the canonical pseudonym URIs;
 //! - [`link`]: the client side (key derivation, sealing and opening identity links, the
 //!   signature by the real credential), shared by clients and tests;
-//! - [`hub`]: the hub's credential validator and group rules.
+//! - [`hub`]: the hub's credential validator and group rules;
+//! - [`group_links`]: identity links in groups (wire-format.md §14.2): the wrapped keys in
+//!   commits' SafeAAD, the room's wrapper key in Welcomes, and what the hub keeps of them.
 
 pub mod codec;
+pub mod group_links;
 pub mod hub;
 pub mod link;
+pub(crate) mod serve;
 
 pub use codec::{
     IdentifierUri, IdentityLinkTbe, PseudonymError, PseudonymKind, PseudonymousCredential,
     PseudonymousCredentialTbs,
+};
+pub use group_links::{
+    AddAad, EncryptedIdentityLinkKey, IdentityLinkKeys, IdentityLinkWrapperKeyExtension,
+    InvalidIdentityLinkKeys,
 };
 pub use hub::{is_pseudonymous_group, InvalidPseudonymousCredential};
 pub use link::{IdentityLinkError, IdentityLinkKey, RealIdentity};

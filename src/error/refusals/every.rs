@@ -189,11 +189,20 @@ pub(crate) fn invalid_mls_message() -> Vec<InvalidMlsMessage> {
             detail: "x".into(),
         },
     ];
+    let all = [
+        all,
+        identity_link_keys()
+            .into_iter()
+            .map(InvalidMlsMessage::IdentityLinkKeys)
+            .collect(),
+    ]
+    .concat();
     for each in &all {
         match each {
             InvalidMlsMessage::Validation { .. }
             | InvalidMlsMessage::ExternalCommitWithoutPath
-            | InvalidMlsMessage::Undecodable { .. } => {}
+            | InvalidMlsMessage::Undecodable { .. }
+            | InvalidMlsMessage::IdentityLinkKeys(_) => {}
         }
     }
     all
@@ -331,6 +340,27 @@ pub(crate) fn pseudonymous() -> Vec<InvalidPseudonymousCredential> {
             | InvalidPseudonymousCredential::InPlainGroup { .. }
             | InvalidPseudonymousCredential::UserPseudonymUnderTwoDomains { .. }
             | InvalidPseudonymousCredential::ClientPseudonymReused { .. } => {}
+        }
+    }
+    all
+}
+
+pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkKeys> {
+    use crate::pseudonym::InvalidIdentityLinkKeys as L;
+    let all = vec![
+        L::SafeAadUndecodable(decode_error()),
+        L::AddAadUndecodable(decode_error()),
+        L::Missing,
+        L::CountMismatch { adds: 1, got: 0 },
+        L::BadEntry,
+    ];
+    for each in &all {
+        match each {
+            L::SafeAadUndecodable(_)
+            | L::AddAadUndecodable(_)
+            | L::Missing
+            | L::CountMismatch { .. }
+            | L::BadEntry => {}
         }
     }
     all
