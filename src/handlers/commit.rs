@@ -148,6 +148,7 @@ where
         committer: sender,
         external: false,
         authenticated_data: &authenticated_data,
+        group_info: &group_info,
     }
     .entries()?;
     let (stapled, pending_after) = if op == Operation::DeleteGroup {

@@ -123,6 +123,7 @@ where
         committer: joiner.u32(),
         external: true,
         authenticated_data: &authenticated_data,
+        group_info: &group_info,
     }
     .entries()?;
     let (stapled, pending_after) =

@@ -135,9 +135,16 @@ pub fn wrap_identity_link_key(
     tbs: &PseudonymousCredentialTbs,
     key: &IdentityLinkKey,
 ) -> Result<EncryptedIdentityLinkKey, IdentityLinkError> {
-    let (aead_key, nonce, context) = wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
+    let (aead_key, nonce, context) =
+        wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
     let ciphertext = crypto
-        .aead_encrypt(ciphersuite.aead_algorithm(), &aead_key, &key.0, &nonce, &context)
+        .aead_encrypt(
+            ciphersuite.aead_algorithm(),
+            &aead_key,
+            &key.0,
+            &nonce,
+            &context,
+        )
         .map_err(|e| IdentityLinkError::Crypto(format!("{e:?}")))?;
     Ok(EncryptedIdentityLinkKey {
         ciphertext: ciphertext.into(),
@@ -153,7 +160,8 @@ pub fn unwrap_identity_link_key(
     tbs: &PseudonymousCredentialTbs,
     wrapped: &EncryptedIdentityLinkKey,
 ) -> Result<IdentityLinkKey, IdentityLinkError> {
-    let (aead_key, nonce, context) = wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
+    let (aead_key, nonce, context) =
+        wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
     crypto
         .aead_decrypt(
             ciphersuite.aead_algorithm(),
@@ -252,6 +260,11 @@ pub enum InvalidIdentityLinkKeys {
     /// Rule R-LINK-5: an entry is empty or longer than [`MAX_ENCRYPTED_IDENTITY_LINK_KEY`].
     #[error("an identity link key entry is empty or too long")]
     BadEntry,
+    /// Rule R-LINK-6: the GroupInfo sent to the hub carries the room's wrapper key
+    /// ([`IDENTITY_LINK_WRAPPER_KEY_EXTENSION_TYPE`]), which the hub would store and serve to
+    /// anyone allowed to read it; it belongs in the Welcome only.
+    #[error("the GroupInfo for the hub carries the room's identity link wrapper key")]
+    WrapperKeyExposed,
 }
 
 impl From<InvalidIdentityLinkKeys> for RejectReason {
@@ -285,6 +298,8 @@ pub(crate) struct CommitLinks<'a> {
     pub(crate) external: bool,
     /// The commit's `authenticated_data`.
     pub(crate) authenticated_data: &'a [u8],
+    /// The new epoch's GroupInfo as the hub will store it.
+    pub(crate) group_info: &'a [u8],
 }
 
 impl CommitLinks<'_> {
@@ -292,6 +307,10 @@ impl CommitLinks<'_> {
     pub(crate) fn entries<E: std::error::Error + 'static>(
         &self,
     ) -> Result<Option<IdentityLinkKeys>, Failure<E>> {
+        // Rule R-LINK-6.
+        if exposes_wrapper_key(self.group_info) {
+            return Err(RejectReason::from(InvalidIdentityLinkKeys::WrapperKeyExposed).into());
+        }
         if !is_pseudonymous_group(self.group.group_context()) {
             return Ok(None);
         }
@@ -307,14 +326,22 @@ impl CommitLinks<'_> {
             }
         }
         let add_aad = add_aad_of(self.authenticated_data).map_err(RejectReason::from)?;
-        let adds = if self.external { 1 } else { self.added_keys.len() };
+        let adds = if self.external {
+            1
+        } else {
+            self.added_keys.len()
+        };
         let entries = match add_aad {
             None if adds == 0 => Vec::new(),
             // Rule R-LINK-3.
             None => return Err(RejectReason::from(InvalidIdentityLinkKeys::Missing).into()),
             Some(aad) => aad.encrypted_identity_link_keys,
         };
-        let allowed = if self.external { 1..=1 } else { adds..=adds + 1 };
+        let allowed = if self.external {
+            1..=1
+        } else {
+            adds..=adds + 1
+        };
         // Rule R-LINK-4.
         if !allowed.contains(&entries.len()) {
             return Err(RejectReason::from(InvalidIdentityLinkKeys::CountMismatch {
@@ -359,5 +386,90 @@ impl CommitLinks<'_> {
             .unwrap_or(0);
         links.entries.truncate(leaves);
         Ok(Some(links))
+    }
+}
+
+/// The MLSMessage header of a GroupInfo: `mls10(1)`, `mls_group_info(4)` (RFC 9420 §6).
+const GROUP_INFO_MESSAGE_HEADER: [u8; 4] = [0, 1, 0, 4];
+
+/// A committer's GroupInfo for the hub, without the room's wrapper key.
+///
+/// openmls puts the same extensions into the Welcome's GroupInfo and the exported one, so a
+/// commit that gives Welcome joiners the [`IdentityLinkWrapperKeyExtension`] also exports it.
+/// This re-signs the exported GroupInfo (`SignWithLabel(., "GroupInfoTBS", GroupInfoTBS)`, RFC
+/// 9420 §12.4.3) without extension `extension_type`, so the hub, which stores and serves the
+/// GroupInfo, never sees the wrapper key (rule R-LINK-6 refuses one that carries it).
+pub fn group_info_without_extension(
+    group_info: &[u8],
+    extension_type: u16,
+    signer: &impl openmls_traits::signatures::Signer,
+) -> Result<Vec<u8>, IdentityLinkError> {
+    use openmls::messages::group_info::GroupInfo;
+    use openmls::prelude::{Extension, ExtensionType, Extensions, GroupContext};
+    use tls_codec::DeserializeBytes as _;
+    let malformed = |what: &str| IdentityLinkError::Undecodable(format!("GroupInfo: {what}"));
+    let encoding = |e: tls_codec::Error| IdentityLinkError::Encoding(e.to_string());
+    let body = group_info
+        .strip_prefix(&GROUP_INFO_MESSAGE_HEADER[..])
+        .ok_or_else(|| malformed("not an MLSMessage holding a GroupInfo"))?;
+    let (context, rest) =
+        GroupContext::tls_deserialize_bytes(body).map_err(|e| malformed(&format!("{e:?}")))?;
+    let (extensions, rest) = Extensions::<GroupInfo>::tls_deserialize_bytes(rest)
+        .map_err(|e| malformed(&format!("{e:?}")))?;
+    let (tag, rest) =
+        VLBytes::tls_deserialize_bytes(rest).map_err(|e| malformed(&format!("{e:?}")))?;
+    let (signer_index, rest) =
+        u32::tls_deserialize_bytes(rest).map_err(|e| malformed(&format!("{e:?}")))?;
+    let (_signature, rest) =
+        VLBytes::tls_deserialize_bytes(rest).map_err(|e| malformed(&format!("{e:?}")))?;
+    if !rest.is_empty() {
+        return Err(malformed("trailing bytes"));
+    }
+    let kept: Vec<Extension> = extensions
+        .iter()
+        .filter(|e| e.extension_type() != ExtensionType::Unknown(extension_type))
+        .cloned()
+        .collect();
+    let kept = Extensions::<GroupInfo>::from_vec(kept).map_err(|e| malformed(&format!("{e:?}")))?;
+    let mut tbs = context.tls_serialize_detached().map_err(encoding)?;
+    tbs.extend(kept.tls_serialize_detached().map_err(encoding)?);
+    tbs.extend(tag.tls_serialize_detached().map_err(encoding)?);
+    tbs.extend(signer_index.tls_serialize_detached().map_err(encoding)?);
+    let sign_content = SignContent {
+        label: b"MLS 1.0 GroupInfoTBS".to_vec().into(),
+        content: tbs.clone().into(),
+    }
+    .tls_serialize_detached()
+    .map_err(encoding)?;
+    let signature: VLBytes = signer
+        .sign(&sign_content)
+        .map_err(|_| IdentityLinkError::Signer)?
+        .into();
+    let mut message = GROUP_INFO_MESSAGE_HEADER.to_vec();
+    message.extend(tbs);
+    message.extend(signature.tls_serialize_detached().map_err(encoding)?);
+    Ok(message)
+}
+
+/// RFC 9420 §5.1.2 `SignContent`.
+#[derive(TlsSerialize, TlsSize)]
+struct SignContent {
+    label: VLBytes,
+    content: VLBytes,
+}
+
+/// Whether an encoded GroupInfo MLSMessage carries the room's wrapper key extension.
+pub(crate) fn exposes_wrapper_key(group_info: &[u8]) -> bool {
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+    use tls_codec::DeserializeBytes as _;
+    let Ok((message, _)) = MlsMessageIn::tls_deserialize_bytes(group_info) else {
+        return false;
+    };
+    match message.extract() {
+        MlsMessageBodyIn::GroupInfo(info) => info
+            .extensions()
+            .unknown(IDENTITY_LINK_WRAPPER_KEY_EXTENSION_TYPE)
+            .is_some(),
+        _ => false,
     }
 }

@@ -353,6 +353,7 @@ pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkK
         L::Missing,
         L::CountMismatch { adds: 1, got: 0 },
         L::BadEntry,
+        L::WrapperKeyExposed,
     ];
     for each in &all {
         match each {
@@ -360,7 +361,8 @@ pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkK
             | L::AddAadUndecodable(_)
             | L::Missing
             | L::CountMismatch { .. }
-            | L::BadEntry => {}
+            | L::BadEntry
+            | L::WrapperKeyExposed => {}
         }
     }
     all
