@@ -334,6 +334,10 @@ const TABLE: &[(&str, Check)] = &[
         "request_update_queue_info",
         |d| matches!(req(d), Some((DsRequestBody::UpdateQueueInfo(_), a)) if by_leaf(a)),
     ),
+    (
+        "request_identity_link_keys",
+        |d| matches!(req(d), Some((DsRequestBody::IdentityLinkKeys, a)) if by_leaf(a)),
+    ),
     // DSResponse, one per DSResponseBody variant and one per DSError details shape.
     ("response_ok", |d| {
         matches!(resp(d), Some(DsResponseBody::Ok))
@@ -372,6 +376,10 @@ const TABLE: &[(&str, Check)] = &[
             Some(DsResponseBody::EncryptedExternalCommitInfo(_))
         )
     }),
+    (
+        "response_identity_link_keys",
+        |d| matches!(resp(d), Some(DsResponseBody::IdentityLinkKeys(_))),
+    ),
     (
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),
@@ -544,14 +552,14 @@ fn golden_vectors_cover_every_variant() {
         })
         .collect();
 
-    // Every DSRequestType, 0..=19, and nothing the decoder accepts is left out.
+    // Every DSRequestType, 0..=19 and MIMIMI's 24, and nothing the decoder accepts is left out.
     let request_types: BTreeSet<u8> = requests
         .iter()
         .map(|r| r.body.request_type() as u8)
         .collect();
     assert_eq!(
         request_types,
-        (0..=19).collect::<BTreeSet<u8>>(),
+        (0..=19).chain([24]).collect::<BTreeSet<u8>>(),
         "request types covered"
     );
     assert_eq!(
