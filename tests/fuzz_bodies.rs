@@ -89,4 +89,11 @@ fn pseudonymous_codec_body_holds_its_invariants_on_sample_inputs() {
     fuzzing::decode_pseudonymous(&[]);
     fuzzing::decode_pseudonymous(&[0, 0, 0, 0]);
     fuzzing::decode_pseudonymous(&[0x40, 0x05, 1, 2, 3]);
+    let entry = mimi_ds::pseudonym::EncryptedIdentityLinkKey {
+        ciphertext: vec![9; 48].into(),
+    };
+    let aad = mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry]).unwrap();
+    fuzzing::decode_pseudonymous(&aad);
+    fuzzing::decode_pseudonymous(&aad[..aad.len() - 3]);
+    fuzzing::decode_pseudonymous(&[aad.as_slice(), b"application data"].concat());
 }

@@ -376,10 +376,9 @@ const TABLE: &[(&str, Check)] = &[
             Some(DsResponseBody::EncryptedExternalCommitInfo(_))
         )
     }),
-    (
-        "response_identity_link_keys",
-        |d| matches!(resp(d), Some(DsResponseBody::IdentityLinkKeys(_))),
-    ),
+    ("response_identity_link_keys", |d| {
+        matches!(resp(d), Some(DsResponseBody::IdentityLinkKeys(_)))
+    }),
     (
         "response_signature_public_key",
         |d| matches!(resp(d), Some(DsResponseBody::SignaturePublicKey(k)) if !k.as_slice().is_empty()),

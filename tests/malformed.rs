@@ -426,6 +426,37 @@ fn pseudonymous_group(s: &mut Scenario) {
             now_ms: now,
         });
     }
+    // Adds of a well-formed credential whose identity link keys break rules R-LINK-1, R-LINK-3,
+    // R-LINK-4 and R-LINK-6 (wire-format.md §14.2).
+    let wrapper_key = mimi_ds::testing::pseudonymous::random_wrapper_key();
+    let carol = newcomer("c.example");
+    let entry = |n: u8| mimi_ds::pseudonym::EncryptedIdentityLinkKey {
+        ciphertext: vec![n; 48].into(),
+    };
+    let three =
+        mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1), entry(2), entry(3)]).unwrap();
+    let one = mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1)]).unwrap();
+    for (name, aad, strip) in [
+        ("identity_link_keys_missing", Vec::new(), true),
+        (
+            "authenticated_data_not_safe_aad",
+            b"not a SafeAAD".to_vec(),
+            true,
+        ),
+        ("identity_link_keys_too_many", three, true),
+        ("group_info_exposes_wrapper_key", one, false),
+    ] {
+        let request =
+            alice.add_request_with_aad(vec![carol.key_package()], aad, &wrapper_key, strip, now);
+        alice.client.discard_commit();
+        s.refusals.push(Refusal {
+            name,
+            code: ErrorCode::InvalidMlsMessage,
+            request,
+            storage: s.ds.storage.clone(),
+            now_ms: now,
+        });
+    }
 }
 
 /// Alice's group: created by Alice, Bob added with a Welcome, messages, a queue update, a

@@ -11,12 +11,16 @@
 
 use std::path::{Path, PathBuf};
 
+use mimi_ds::pseudonym::group_links::{
+    add_aad_bytes, add_aad_of, unwrap_identity_link_key, wrap_identity_link_key, SafeAad,
+};
 use mimi_ds::pseudonym::link::{
     authenticate, new_pseudonymous_credential, open_identity_link, to_mls_credential,
     CredentialInputs, IdentityLinkKey,
 };
 use mimi_ds::pseudonym::{
-    IdentifierUri, IdentityLinkTbe, PseudonymKind, PseudonymousCredential,
+    EncryptedIdentityLinkKey, IdentifierUri, IdentityLinkKeys, IdentityLinkTbe,
+    IdentityLinkWrapperKeyExtension, PseudonymKind, PseudonymousCredential,
     PseudonymousCredentialTbs,
 };
 use mimi_ds::testing::seeded::{seed, signature_key_pair, TestCrypto};
@@ -27,6 +31,7 @@ use openmls_rust_crypto::RustCrypto;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/mimimi");
 const LINE_WIDTH: usize = 100;
+const GROUP_ID: &[u8] = b"mimimi-vectors group";
 
 struct Vector {
     name: &'static str,
@@ -80,7 +85,47 @@ fn generate() -> Vec<Vector> {
     )
     .unwrap();
     let suite = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+    let wrapper_key = seed("mimimi-vectors wrapper_key").to_vec();
+    let entry = wrap_identity_link_key(
+        &RustCrypto::default(),
+        CIPHERSUITE,
+        &wrapper_key,
+        GROUP_ID,
+        &tbs,
+        &made.identity_link_key,
+    )
+    .unwrap();
     vec![
+        Vector {
+            name: "identity_link_wrapper_key_extension",
+            comment: "IdentityLinkWrapperKeyExtension: the room's wrapper key (GroupInfo extension 0xF1D9)".into(),
+            bytes: encode(&IdentityLinkWrapperKeyExtension {
+                identity_link_wrapper_key: wrapper_key.clone().into(),
+            })
+            .unwrap(),
+        },
+        Vector {
+            name: "encrypted_identity_link_key",
+            comment: format!(
+                "EncryptedIdentityLinkKey: identity_link_key wrapped under the wrapper key for \
+                 group ID \"mimimi-vectors group\" and pseudonymous_credential_tbs ({suite})"
+            ),
+            bytes: encode(&entry).unwrap(),
+        },
+        Vector {
+            name: "safe_aad_add_aad",
+            comment: "SafeAAD: one item, component 0xF1D8, an AddAAD holding encrypted_identity_link_key".into(),
+            bytes: add_aad_bytes(vec![entry.clone()]).unwrap(),
+        },
+        Vector {
+            name: "identity_link_keys",
+            comment: "IdentityLinkKeys: epoch 3, leaf 0 holds encrypted_identity_link_key, leaf 1 none".into(),
+            bytes: encode(&IdentityLinkKeys {
+                epoch: 3,
+                entries: vec![Some(entry.clone()), None],
+            })
+            .unwrap(),
+        },
         Vector {
             name: "identifier_uri_user_pseudonym",
             comment: "IdentifierUri: a user pseudonym".into(),
@@ -219,6 +264,27 @@ fn vectors_decode_and_agree() {
         link
     );
     let real = authenticate(&crypto, CIPHERSUITE, &key, &credential).unwrap();
+    // §14.2: the wrapped key unwraps to the key, and the SafeAAD holds it.
+    let wrapper: IdentityLinkWrapperKeyExtension =
+        round_trip("identity_link_wrapper_key_extension");
+    let entry: EncryptedIdentityLinkKey = round_trip("encrypted_identity_link_key");
+    let _: SafeAad = round_trip("safe_aad_add_aad");
+    let links: IdentityLinkKeys = round_trip("identity_link_keys");
+    assert_eq!(links.entries, vec![Some(entry.clone()), None]);
+    let aad = add_aad_of(&read("safe_aad_add_aad")).unwrap().unwrap();
+    assert_eq!(aad.encrypted_identity_link_keys, vec![entry.clone()]);
+    assert_eq!(
+        unwrap_identity_link_key(
+            &crypto,
+            CIPHERSUITE,
+            wrapper.identity_link_wrapper_key.as_slice(),
+            GROUP_ID,
+            &tbs,
+            &entry
+        )
+        .unwrap(),
+        key
+    );
     assert_eq!(
         real.credential,
         BasicCredential::new(b"mimi://a.example/d/alice/phone".to_vec()).into()

@@ -4,17 +4,30 @@
 use openmls_rust_crypto::RustCrypto;
 
 use super::roundtrip;
+use crate::pseudonym::group_links::{add_aad_of, SafeAad};
 use crate::pseudonym::link::{authenticate, IdentityLinkKey};
 use crate::pseudonym::{
-    IdentifierUri, IdentityLinkTbe, PseudonymKind, PseudonymousCredential,
+    AddAad, EncryptedIdentityLinkKey, IdentifierUri, IdentityLinkKeys, IdentityLinkTbe,
+    IdentityLinkWrapperKeyExtension, PseudonymKind, PseudonymousCredential,
     PseudonymousCredentialTbs,
 };
 use crate::testing::CIPHERSUITE;
 use crate::wire::decode_exact;
 
-/// Fuzz body: `PseudonymousCredential`, its TBS, `IdentityLinkTBE` and `IdentifierUri`
-/// decoding; pseudonym parsing and identity-link opening of whatever decodes.
+/// Fuzz body: `PseudonymousCredential`, its TBS, `IdentityLinkTBE`, `IdentifierUri`, and the
+/// identity-link structures of §14.2 (`SafeAAD`, `AddAAD`, `EncryptedIdentityLinkKey`, the
+/// wrapper-key extension, `IdentityLinkKeys`) decoding; pseudonym parsing, identity-link
+/// opening and the hub's reading of a commit's authenticated data never panic.
 pub fn decode_pseudonymous(data: &[u8]) {
+    roundtrip::<SafeAad>(data);
+    roundtrip::<AddAad>(data);
+    roundtrip::<EncryptedIdentityLinkKey>(data);
+    roundtrip::<IdentityLinkWrapperKeyExtension>(data);
+    roundtrip::<IdentityLinkKeys>(data);
+    if let Ok(Some(aad)) = add_aad_of(data) {
+        // Whatever the hub takes from a commit re-encodes.
+        let _ = crate::wire::encode(&aad).expect("a decoded AddAAD re-encodes");
+    }
     roundtrip::<PseudonymousCredential>(data);
     roundtrip::<PseudonymousCredentialTbs>(data);
     roundtrip::<IdentityLinkTbe>(data);
