@@ -351,3 +351,43 @@ fn an_external_join_without_its_own_identity_link_key_is_refused() {
         InvalidIdentityLinkKeys::CountMismatch { adds: 1, got: 2 }
     );
 }
+
+#[test]
+fn a_group_created_with_the_wrapper_key_in_its_group_info_is_refused() {
+    use mimi_ds::testing::mls_bytes;
+    use mimi_ds::testing::pseudonymous::wrapper_key_extension;
+    use mimi_ds::wire::{CreateGroupRequest, DsRequestBody, RatchetTreeBytes};
+    use openmls_traits::OpenMlsProvider as _;
+    let mut ds = TestDs::new("hub.example");
+    let mut phone = User::new("alice", "a.example").client("phone");
+    let group_id = ds.request_group_id();
+    phone.create_group(&group_id, &ds.external_sender, true);
+    let group = phone.client.group();
+    let group_info = group
+        .export_group_info_with_additional_extensions(
+            phone.client.provider.crypto(),
+            &phone.client.signer,
+            false,
+            [wrapper_key_extension(&random_wrapper_key())],
+        )
+        .unwrap();
+    let body = DsRequestBody::CreateGroup(CreateGroupRequest {
+        group_id: group_id.clone().into(),
+        group_info: mls_bytes(&group_info),
+        ratchet_tree: RatchetTreeBytes::from_bytes(
+            group
+                .export_ratchet_tree()
+                .tls_serialize_detached()
+                .unwrap(),
+        )
+        .unwrap(),
+    });
+    let refusal = ds.reject_consuming_reservation(
+        &phone.client.signed(body, ds.now_ms),
+        ErrorCode::InvalidMlsMessage,
+    );
+    assert_eq!(
+        refusal.reason,
+        RejectReason::from(InvalidIdentityLinkKeys::WrapperKeyExposed)
+    );
+}
