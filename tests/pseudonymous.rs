@@ -3,15 +3,19 @@
 //! openmls clients. Every refusal is checked end to end (code, named reason, no fanout, storage
 //! byte-identical).
 
+use mimi_ds::pseudonym::group_links::add_aad_bytes;
 use mimi_ds::pseudonym::link::{
     authenticate, authenticate_with_connection_key, identity_link_key,
     verify_pseudonymous_credential_signature, IdentityLinkError,
 };
+use mimi_ds::pseudonym::EncryptedIdentityLinkKey;
 use mimi_ds::pseudonym::{
     IdentifierUri, InvalidPseudonymousCredential, PseudonymError, PseudonymKind,
     PseudonymousCredential,
 };
-use mimi_ds::testing::pseudonymous::{random_connection_key, random_pseudonym, PseudonymousClient};
+use mimi_ds::testing::pseudonymous::{
+    random_connection_key, random_pseudonym, random_wrapper_key, LinkedAdd, PseudonymousClient,
+};
 use mimi_ds::testing::{Received, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{
     DsRequestBody, DsResponseBody, ErrorCode, GroupUpdateRequest, MembershipCommitRequest,
@@ -66,8 +70,17 @@ fn room_with(user_keys: bool) -> Room {
     let group_id = ds.request_group_id();
     alice_phone.create_group(&group_id, &ds.external_sender, true);
     let _ = ds.accept(&alice_phone.client.create_group_request(ds.now_ms));
-    let key_packages = vec![alice_laptop.key_package(), bob.key_package()];
-    let out = ds.accept(&alice_phone.client.add_request(key_packages, ds.now_ms));
+    // The Adds carry the joiners' wrapped identity link keys (wire-format.md §14.2).
+    let added = vec![
+        (alice_laptop.key_package(), alice_connection_key.as_slice()),
+        (bob.key_package(), bob_connection_key.as_slice()),
+    ];
+    let request = alice_phone.add_linked_request(
+        LinkedAdd { added, own: true },
+        &random_wrapper_key(),
+        ds.now_ms,
+    );
+    let out = ds.accept(&request);
     alice_phone.client.confirm_commit();
     for joiner in [&mut alice_laptop, &mut bob] {
         TestDs::route(&out, &mut [&mut joiner.client]);
@@ -118,6 +131,16 @@ fn add_clients_request(
     key_package: KeyPackage,
     now_ms: u64,
 ) -> Vec<u8> {
+    // One entry for the Add (wire-format.md §14.2); the hub cannot check what it wraps.
+    let entry = EncryptedIdentityLinkKey {
+        ciphertext: vec![7; 48].into(),
+    };
+    committer
+        .client
+        .group
+        .as_mut()
+        .unwrap()
+        .set_aad(add_aad_bytes(vec![entry]).unwrap());
     let (update, welcome) = committer
         .client
         .stage_commit(|b| b.propose_adds(vec![key_package]));
