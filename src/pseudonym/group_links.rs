@@ -94,13 +94,20 @@ struct IdentityLinkWrapContext<'a> {
     tbs: &'a PseudonymousCredentialTbs,
 }
 
+/// The AEAD key, nonce and associated data of one wrapped key.
+struct WrapParameters {
+    key: Vec<u8>,
+    nonce: Vec<u8>,
+    context: Vec<u8>,
+}
+
 fn wrap_parameters(
     crypto: &impl OpenMlsCrypto,
     ciphersuite: Ciphersuite,
     wrapper_key: &[u8],
     group_id: &[u8],
     tbs: &PseudonymousCredentialTbs,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), IdentityLinkError> {
+) -> Result<WrapParameters, IdentityLinkError> {
     let context = IdentityLinkWrapContext {
         group_id: group_id.to_vec().into(),
         tbs,
@@ -123,7 +130,11 @@ fn wrap_parameters(
         &context,
         ciphersuite.aead_nonce_length(),
     )?;
-    Ok((key, nonce, context))
+    Ok(WrapParameters {
+        key,
+        nonce,
+        context,
+    })
 }
 
 /// Wraps a credential's `identity_link_key` for the room (wire-format.md §14.2).
@@ -135,8 +146,11 @@ pub fn wrap_identity_link_key(
     tbs: &PseudonymousCredentialTbs,
     key: &IdentityLinkKey,
 ) -> Result<EncryptedIdentityLinkKey, IdentityLinkError> {
-    let (aead_key, nonce, context) =
-        wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
+    let WrapParameters {
+        key: aead_key,
+        nonce,
+        context,
+    } = wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
     let ciphertext = crypto
         .aead_encrypt(
             ciphersuite.aead_algorithm(),
@@ -160,8 +174,11 @@ pub fn unwrap_identity_link_key(
     tbs: &PseudonymousCredentialTbs,
     wrapped: &EncryptedIdentityLinkKey,
 ) -> Result<IdentityLinkKey, IdentityLinkError> {
-    let (aead_key, nonce, context) =
-        wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
+    let WrapParameters {
+        key: aead_key,
+        nonce,
+        context,
+    } = wrap_parameters(crypto, ciphersuite, wrapper_key, group_id, tbs)?;
     crypto
         .aead_decrypt(
             ciphersuite.aead_algorithm(),
