@@ -177,22 +177,18 @@ fn members_authenticate_each_other_while_the_hub_stores_only_pseudonyms() {
         assert!(!storage_contains(&ds, &member.identity_link_key.0));
     }
 
-    // A removed member's entry goes with it.
-    let laptop = alice_laptop.client.leaf();
-    let out = ds.accept(&alice_phone.client.remove_request(&[laptop], ds.now_ms));
+    // A removed member's entry goes with it (Bob's, between the others' leaves).
+    let bob_leaf = bob_phone.client.leaf();
+    assert!(bob_leaf < alice_laptop.client.leaf());
+    let out = ds.accept(&alice_phone.client.remove_request(&[bob_leaf], ds.now_ms));
     alice_phone.client.confirm_commit();
-    TestDs::route(&out, &mut [&mut bob_phone.client]);
-    bob_phone.client.process_inbox();
-    let after = links(&mut ds, &bob_phone);
-    assert!(after
-        .entries
-        .get(laptop as usize)
-        .is_none_or(Option::is_none));
-    assert!(
-        authenticate_members(bob_phone.client.group(), &after, &wrapper_key)
-            .iter()
-            .all(|(_, r)| r.is_ok())
-    );
+    TestDs::route(&out, &mut [&mut alice_laptop.client]);
+    alice_laptop.client.process_inbox();
+    let after = links(&mut ds, &alice_laptop);
+    assert_eq!(after.entries.get(bob_leaf as usize), Some(&None));
+    let remaining = authenticate_members(alice_laptop.client.group(), &after, &wrapper_key);
+    assert_eq!(remaining.len(), 1);
+    assert!(remaining.iter().all(|(_, r)| r.is_ok()));
 }
 
 /// Alice alone in a room, and Bob's KeyPackage to add.
