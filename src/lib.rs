@@ -195,7 +195,7 @@
 //! | `config` | re-exported | [`DsConfig`] tunables and the hub's [`DsIdentity`] |
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
 //! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
-//! | [`pseudonym`] | public | MIMIMI pseudonymous credentials: the codecs, the client-side identity links, the hub's validator for pseudonymous groups (wire-format.md §14) |
+//! | [`pseudonym`] | public | MIMIMI pseudonymous credentials: the codecs, the client-side identity links, the hub's validator for pseudonymous groups, and identity links in groups (wrapped keys in commits' SafeAAD, kept and served by the hub; wire-format.md §14) |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
