@@ -18,16 +18,19 @@
 //! * [`decode_room_policy`], [`policy_change`]: room policy (`fuzzing/policy.rs`).
 //! * [`directory_bytes`], [`decode_directory`]: the KeyPackage directory
 //!   (`fuzzing/directory.rs`) and its codecs.
+//! * [`decode_pseudonymous`]: the MIMIMI codecs (`fuzzing/pseudonym.rs`).
 
 mod connection;
 mod directory;
 mod policy;
 mod provider;
+mod pseudonym;
 
 pub use connection::{connection_bytes, decode_connection};
 pub use directory::directory_bytes;
 pub use policy::{decode_room_policy, policy_change};
 pub use provider::{qs_bytes, route_bytes};
+pub use pseudonym::decode_pseudonymous;
 
 use std::sync::OnceLock;
 

@@ -201,6 +201,7 @@
 //! | `fanout` | re-exported | [`Fanout`]: one delivery to one provider's Queueing Service |
 //! | `destination` | re-exported | [`check_host_name`] and [`DestinationPolicy`]: checking a [`Fanout::destination`] before delivery |
 //! | [`policy`] | public | Room policy (roles, participants, operational parameters) read from the GroupContext and enforced by the hub (wire-format.md §15) |
+//! | [`pseudonym`] | public | MIMIMI pseudonymous credentials: the codecs, the client-side identity links, the hub's validator for pseudonymous groups, and identity links in groups (wrapped keys in commits' SafeAAD, kept and served by the hub; wire-format.md §14) |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
 //! | [`connection`] | public | MIMIMI connection establishment: request and response codecs, sealing, the provider's connection keys and inboxes |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
@@ -215,6 +216,7 @@ pub mod directory;
 pub mod franking;
 pub mod message_id;
 pub mod policy;
+pub mod pseudonym;
 pub mod qs;
 pub mod storage;
 pub mod transport;

@@ -143,3 +143,34 @@ fn directory_bodies_hold_their_invariants_on_sample_inputs() {
         fuzzing::directory_bytes(&[4, hi, lo, 0x01]);
     }
 }
+
+#[test]
+fn pseudonymous_codec_body_holds_its_invariants_on_sample_inputs() {
+    use mimi_ds::pseudonym::PseudonymKind;
+    use mimi_ds::testing::pseudonymous::{
+        random_connection_key, random_pseudonym, PseudonymousClient,
+    };
+    let user = random_pseudonym(PseudonymKind::User, "a.example");
+    let alice = PseudonymousClient::new(
+        "alice",
+        "phone",
+        "a.example",
+        &user,
+        &random_connection_key(),
+    );
+    let credential = alice.pseudonymous.encode().unwrap();
+    fuzzing::decode_pseudonymous(&credential);
+    fuzzing::decode_pseudonymous(&credential[..credential.len() / 2]);
+    fuzzing::decode_pseudonymous(&credential[..credential.len() - 1]);
+    fuzzing::decode_pseudonymous(&mimi_ds::wire::encode(&user).unwrap());
+    fuzzing::decode_pseudonymous(&[]);
+    fuzzing::decode_pseudonymous(&[0, 0, 0, 0]);
+    fuzzing::decode_pseudonymous(&[0x40, 0x05, 1, 2, 3]);
+    let entry = mimi_ds::pseudonym::EncryptedIdentityLinkKey {
+        ciphertext: vec![9; 48].into(),
+    };
+    let aad = mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry]).unwrap();
+    fuzzing::decode_pseudonymous(&aad);
+    fuzzing::decode_pseudonymous(&aad[..aad.len() - 3]);
+    fuzzing::decode_pseudonymous(&[aad.as_slice(), b"application data"].concat());
+}

@@ -388,6 +388,10 @@ const TABLE: &[(&str, Check)] = &[
         "request_update_queue_info",
         |d| matches!(req(d), Some((DsRequestBody::UpdateQueueInfo(_), a)) if by_leaf(a)),
     ),
+    (
+        "request_identity_link_keys",
+        |d| matches!(req(d), Some((DsRequestBody::IdentityLinkKeys, a)) if by_leaf(a)),
+    ),
     // DSResponse, one per DSResponseBody variant and one per DSError details shape.
     ("response_ok", |d| {
         matches!(resp(d), Some(DsResponseBody::Ok))
@@ -432,6 +436,9 @@ const TABLE: &[(&str, Check)] = &[
             resp(d),
             Some(DsResponseBody::EncryptedExternalCommitInfo(_))
         )
+    }),
+    ("response_identity_link_keys", |d| {
+        matches!(resp(d), Some(DsResponseBody::IdentityLinkKeys(_)))
     }),
     (
         "response_signature_public_key",
@@ -682,14 +689,14 @@ fn golden_vectors_cover_every_variant() {
         })
         .collect();
 
-    // Every DSRequestType, 0..=19, and nothing the decoder accepts is left out.
+    // Every DSRequestType, 0..=19 and MIMIMI's 24, and nothing the decoder accepts is left out.
     let request_types: BTreeSet<u8> = requests
         .iter()
         .map(|r| r.body.request_type() as u8)
         .collect();
     assert_eq!(
         request_types,
-        (0..=19).collect::<BTreeSet<u8>>(),
+        (0..=19).chain([24]).collect::<BTreeSet<u8>>(),
         "request types covered"
     );
     assert_eq!(

@@ -318,8 +318,8 @@ fn invalid_key_packages_are_refused() {
     let credential = Credential::new(
         CredentialType::Other(mimi_ds::directory::PSEUDONYMOUS_CREDENTIAL_TYPE),
         mimi_ds::testing::directory::pseudonymous_credential_content(
-            b"mimi://bob.example/d/1",
-            b"mimi://bob.example/u/1",
+            &bob.pseudonym(0, 'd'),
+            &bob.pseudonym(0, 'u'),
             &other_key,
             b"ct",
         ),
@@ -330,6 +330,39 @@ fn invalid_key_packages_are_refused() {
         ErrorCode::InvalidLeafNodeOrKeyPackage,
     );
     assert!(matches!(reason, DirectoryRejectReason::NotPseudonymous(_)));
+
+    // Well formed but not canonical pseudonyms (wire-format.md §14.1 R-PSEUDO-2), and
+    // canonical ones under two domains (R-PSEUDO-3): the hub would refuse such a KeyPackage,
+    // so the directory does not hand it out.
+    for (client, user) in [
+        (b"mimi://bob.example/d/1".to_vec(), b"mimi://bob.example/u/1".to_vec()),
+        (
+            bob.pseudonym(0, 'd'),
+            String::from_utf8(bob.pseudonym(0, 'u'))
+                .unwrap()
+                .replace("bob.example", "eve.example")
+                .into_bytes(),
+        ),
+    ] {
+        let credential = Credential::new(
+            CredentialType::Other(mimi_ds::directory::PSEUDONYMOUS_CREDENTIAL_TYPE),
+            mimi_ds::testing::directory::pseudonymous_credential_content(
+                &client,
+                &user,
+                &signer.to_public_vec(),
+                b"ct",
+            ),
+        );
+        let key_package = bob.key_package_for(0, credential, &signer, false, None);
+        let reason = dir.reject_upload(
+            &bob.upload(vec![bob.entry(SetPurpose::Group, 0, key_package)]),
+            ErrorCode::InvalidLeafNodeOrKeyPackage,
+        );
+        assert!(
+            matches!(reason, DirectoryRejectReason::NotPseudonymous(_)),
+            "{reason:?}"
+        );
+    }
 
     // Valid by the system clock (openmls) but expired at the directory's `now`.
     let start = START_MS / 1000;

@@ -354,7 +354,120 @@ fn build_scenario() -> Scenario {
     };
     first_group(&mut scenario);
     second_group(&mut scenario);
+    pseudonymous_group(&mut scenario);
     scenario
+}
+
+/// A pseudonymous group (wire-format.md §14.1) and, refused on its snapshot, Adds of
+/// KeyPackages whose pseudonymous credentials break each of the hub's rules R-PSEUDO-1 to
+/// R-PSEUDO-9 that an Add can break.
+fn pseudonymous_group(s: &mut Scenario) {
+    use mimi_ds::pseudonym::{IdentifierUri, PseudonymKind};
+    use mimi_ds::testing::pseudonymous::{
+        random_connection_key, random_pseudonym, PseudonymousClient,
+    };
+    use openmls::prelude::{BasicCredential, Credential, CredentialType};
+    let newcomer = |domain: &str| {
+        PseudonymousClient::new(
+            "carol",
+            "phone",
+            domain,
+            &random_pseudonym(PseudonymKind::User, domain),
+            &random_connection_key(),
+        )
+    };
+    let mut alice = newcomer("a.example");
+    let group_id = s.ds.request_group_id();
+    alice.create_group(&group_id, &s.ds.external_sender, true);
+    let _ = s.ds.accept(&alice.client.create_group_request(s.ds.now_ms));
+    let now = s.ds.now_ms;
+    let alice_user =
+        String::from_utf8(alice.pseudonymous.user_pseudonym.uri.as_slice().to_vec()).unwrap();
+    let mut variants: Vec<(&'static str, PseudonymousClient)> = Vec::new();
+    let mut undecodable = newcomer("c.example");
+    let mut content = undecodable.pseudonymous.encode().unwrap();
+    content.push(0);
+    undecodable.set_mls_credential(Credential::new(CredentialType::Other(0xF1D7), content));
+    variants.push(("pseudonymous_credential_undecodable", undecodable));
+    let mut each =
+        |name: &'static str, change: &dyn Fn(&mut mimi_ds::pseudonym::PseudonymousCredential)| {
+            let mut client = newcomer("c.example");
+            let mut credential = client.pseudonymous.clone();
+            change(&mut credential);
+            client.set_credential(&credential);
+            variants.push((name, client));
+        };
+    each("pseudonym_not_canonical", &|c| {
+        c.user_pseudonym.uri = b"mimi://c.example/u/not-a-uuid".to_vec().into()
+    });
+    each("pseudonyms_of_two_domains", &|c| {
+        c.client_pseudonym = random_pseudonym(PseudonymKind::Client, "d.example")
+    });
+    each("pseudonymous_credential_of_another_key", &|c| {
+        c.signature_public_key = vec![1; 32].into()
+    });
+    each("identity_link_empty", &|c| {
+        c.identity_link_ciphertext = Vec::new().into()
+    });
+    let claimed = alice_user.replace("a.example", "c.example");
+    each("user_pseudonym_under_two_domains", &|c| {
+        c.user_pseudonym = IdentifierUri {
+            uri: claimed.clone().into_bytes().into(),
+        };
+        c.client_pseudonym = random_pseudonym(PseudonymKind::Client, "c.example");
+    });
+    let mut reused = newcomer("a.example");
+    let mut credential = reused.pseudonymous.clone();
+    credential.client_pseudonym = alice.pseudonymous.client_pseudonym.clone();
+    reused.set_credential(&credential);
+    variants.push(("client_pseudonym_reused", reused));
+    let mut real = newcomer("c.example");
+    real.set_mls_credential(
+        BasicCredential::new(b"mimi://c.example/d/carol/phone".to_vec()).into(),
+    );
+    variants.push(("real_credential_in_pseudonymous_group", real));
+    for (name, client) in variants {
+        let request = alice.client.add_request(vec![client.key_package()], now);
+        alice.client.discard_commit();
+        s.refusals.push(Refusal {
+            name,
+            code: ErrorCode::InvalidLeafNodeOrKeyPackage,
+            request,
+            storage: s.ds.storage.clone(),
+            now_ms: now,
+        });
+    }
+    // Adds of a well-formed credential whose identity link keys break rules R-LINK-1, R-LINK-3,
+    // R-LINK-4 and R-LINK-6 (wire-format.md §14.2).
+    let wrapper_key = mimi_ds::testing::pseudonymous::random_wrapper_key();
+    let carol = newcomer("c.example");
+    let entry = |n: u8| mimi_ds::pseudonym::EncryptedIdentityLinkKey {
+        ciphertext: vec![n; 48].into(),
+    };
+    let three =
+        mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1), entry(2), entry(3)]).unwrap();
+    let one = mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1)]).unwrap();
+    for (name, aad, strip) in [
+        ("identity_link_keys_missing", Vec::new(), true),
+        (
+            "authenticated_data_not_safe_aad",
+            b"not a SafeAAD".to_vec(),
+            true,
+        ),
+        ("identity_link_keys_too_many", three, true),
+        ("group_info_exposes_wrapper_key", one, false),
+    ] {
+        let request =
+            alice.add_request_with_aad(vec![carol.key_package()], aad, &wrapper_key, strip, now);
+        alice.client.discard_commit();
+        s.refusals.push(Refusal {
+            name,
+            code: ErrorCode::InvalidMlsMessage,
+            request,
+            storage: s.ds.storage.clone(),
+            now_ms: now,
+        });
+    }
 }
 
 /// Alice's group: created by Alice, Bob added with a Welcome, messages, a queue update, a

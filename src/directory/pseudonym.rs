@@ -1,21 +1,10 @@
-//! Reading the user pseudonym out of a KeyPackage's leaf credential.
-//!
-//! # MERGE POINT (issue 15)
-//!
-//! [`user_pseudonym`] is the single place the directory reads a pseudonymous credential. It
-//! decodes the credential content in digest §5.2's field order (MM-01
-//! `PseudonymousCredential`, with the digest §7 item 20 recommendation of a `<V>` signature
-//! key): `IdentifierUri client_pseudonym; IdentifierUri user_pseudonym; opaque
-//! signature_public_key<V>; opaque identity_link_ciphertext<V>;`, each `IdentifierUri` an
-//! `opaque uri<V>`. When the crate's own `PseudonymousCredential` codec lands (wire-format.md
-//! §14.1), point this function at its decoder; nothing else in the directory reads the
-//! credential.
+//! Reading the pseudonyms out of a KeyPackage's leaf credential, with the crate's one
+//! `PseudonymousCredential` decoder ([`crate::pseudonym`], wire-format.md §14.1).
 
 use openmls::prelude::{Credential, CredentialType};
-use tls_codec::{DeserializeBytes as _, VLBytes};
 
-/// The private-use credential type of pseudonymous credentials (wire-format.md §14.1).
-pub const PSEUDONYMOUS_CREDENTIAL_TYPE: u16 = 0xF1D7;
+use crate::pseudonym::{PseudonymKind, PseudonymousCredential};
+pub use crate::pseudonym::PSEUDONYMOUS_CREDENTIAL_TYPE;
 
 /// What the directory needs of a pseudonymous credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,28 +18,32 @@ pub struct PseudonymousParts {
 }
 
 /// The pseudonyms and signature key of a pseudonymous credential, or why it is not one.
+///
+/// The directory refuses what the hub would refuse when the KeyPackage is added
+/// (wire-format.md §14.1 rules R-PSEUDO-1 to R-PSEUDO-3): a content that is not exactly one
+/// `PseudonymousCredential`, a pseudonym that is not canonical, or client and user pseudonyms
+/// under different domains. A set that could never be added would otherwise be handed out
+/// and consumed. The leaf-key check (R-PSEUDO-4) is the caller's, which holds the leaf.
 pub fn user_pseudonym(credential: &Credential) -> Result<PseudonymousParts, &'static str> {
     if credential.credential_type() != CredentialType::Other(PSEUDONYMOUS_CREDENTIAL_TYPE) {
         return Err("the credential type is not 0xF1D7");
     }
-    let content = credential.serialized_content();
-    let (client_pseudonym, rest) =
-        VLBytes::tls_deserialize_bytes(content).map_err(|_| "client_pseudonym does not decode")?;
-    let (user_pseudonym, rest) =
-        VLBytes::tls_deserialize_bytes(rest).map_err(|_| "user_pseudonym does not decode")?;
-    let (signature_public_key, rest) =
-        VLBytes::tls_deserialize_bytes(rest).map_err(|_| "signature_public_key does not decode")?;
-    let (_identity_link_ciphertext, rest) = VLBytes::tls_deserialize_bytes(rest)
-        .map_err(|_| "identity_link_ciphertext does not decode")?;
-    if !rest.is_empty() {
-        return Err("trailing bytes after identity_link_ciphertext");
-    }
-    if client_pseudonym.as_slice().is_empty() || user_pseudonym.as_slice().is_empty() {
-        return Err("an empty pseudonym");
+    let parsed = PseudonymousCredential::decode(credential.serialized_content())
+        .map_err(|_| "the content is not one PseudonymousCredential")?;
+    let (client_domain, _) = parsed
+        .client_pseudonym
+        .parse_pseudonym(PseudonymKind::Client)
+        .map_err(|_| "client_pseudonym is not a canonical client pseudonym")?;
+    let (user_domain, _) = parsed
+        .user_pseudonym
+        .parse_pseudonym(PseudonymKind::User)
+        .map_err(|_| "user_pseudonym is not a canonical user pseudonym")?;
+    if client_domain != user_domain {
+        return Err("client and user pseudonyms name different domains");
     }
     Ok(PseudonymousParts {
-        client_pseudonym: client_pseudonym.into(),
-        user_pseudonym: user_pseudonym.into(),
-        signature_public_key: signature_public_key.into(),
+        client_pseudonym: parsed.client_pseudonym.uri.as_slice().to_vec(),
+        user_pseudonym: parsed.user_pseudonym.uri.as_slice().to_vec(),
+        signature_public_key: parsed.signature_public_key.as_slice().to_vec(),
     })
 }

@@ -186,6 +186,10 @@ pub enum InvalidLeafNode {
     /// stored (RFC 9420 §7.8: every member has a leaf).
     #[error("member without leaf")]
     MemberWithoutLeaf,
+    /// Rules R-PSEUDO-1 to R-PSEUDO-9: a pseudonymous credential, or a leaf of a pseudonymous
+    /// group, that the hub refuses (wire-format.md §14.1).
+    #[error("{0}")]
+    Pseudonymous(crate::pseudonym::InvalidPseudonymousCredential),
 }
 
 /// Why an embedded MLS message has the wrong kind for its field (code
@@ -281,6 +285,10 @@ pub enum InvalidMlsMessage {
     /// commit MUST contain a path field"; wire-format.md §4.4.4 step 11).
     #[error("an external commit needs an update path")]
     ExternalCommitWithoutPath,
+    /// Rules R-LINK-1 to R-LINK-5: the identity link keys a commit of a pseudonymous group
+    /// carries in its `authenticated_data` (wire-format.md §14.2).
+    #[error("{0}")]
+    IdentityLinkKeys(crate::pseudonym::InvalidIdentityLinkKeys),
     /// Rule R-MLS-3: a structure that decoded once does not decode again where the DS reads
     /// its KeyPackage lifetimes (wire-format.md §4.3.5). A bug rather than the peer's fault,
     /// but refusing is the safe answer.

@@ -38,12 +38,14 @@ use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
 /// Records every commit handler reads.
-pub(crate) const COMMIT_READS: [RecordKind; 5] = [
+pub(crate) const COMMIT_READS: [RecordKind; 6] = [
     RecordKind::Roster,
     RecordKind::Sequencer,
     RecordKind::MlsState,
     RecordKind::PendingProposals,
     RecordKind::WelcomeSnapshots,
+    // Pseudonymous groups only (wire-format.md §14.2).
+    RecordKind::IdentityLinks,
 ];
 
 pub(crate) fn handle<C, S>(
@@ -89,6 +91,7 @@ where
         sequencer,
     } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
+    let authenticated_data = processed.aad().to_vec();
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         // Rule R-MSG-3.
         return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
@@ -138,6 +141,21 @@ where
     if let Some(target) = &summary.reinit_group_id {
         new_roster.successor = Some(target.clone().into());
     }
+    let identity_links = crate::pseudonym::group_links::CommitLinks {
+        group: &group,
+        previous: snapshot.record(RecordKind::IdentityLinks),
+        removed: &summary.removed,
+        added_keys: summary
+            .added
+            .iter()
+            .map(|a| a.signature_key.as_slice())
+            .collect(),
+        committer: sender,
+        external: false,
+        authenticated_data: &authenticated_data,
+        group_info: &group_info,
+    }
+    .entries()?;
     let (stapled, pending_after) = if op == Operation::DeleteGroup {
         (Vec::new(), PendingProposals::default())
     } else {
@@ -155,6 +173,7 @@ where
         pending_after,
         not_notified: Vec::new(),
         sequencer,
+        identity_links,
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout(ctx, &summary, new_roster.epoch)?;
@@ -170,6 +189,9 @@ where
             RecordWrite::Delete(RecordKind::PendingProposals),
             RecordWrite::Delete(RecordKind::WelcomeSnapshots),
         ];
+        if snapshot.record(RecordKind::IdentityLinks).is_some() {
+            records.push(RecordWrite::Delete(RecordKind::IdentityLinks));
+        }
         records.extend(pending_welcome_trees(&snapshot)?);
         return ctx.write_plan(
             Some(&auth.guard),
@@ -434,6 +456,8 @@ pub(crate) struct Accepting<'a> {
     pub(crate) pending_after: PendingProposals,
     /// The group's sequencer as read with `snapshot`.
     pub(crate) sequencer: Sequencer,
+    /// A pseudonymous group's identity link keys after the commit (wire-format.md §14.2).
+    pub(crate) identity_links: Option<crate::pseudonym::IdentityLinkKeys>,
 }
 
 impl Accepting<'_> {
@@ -529,7 +553,16 @@ impl Accepting<'_> {
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),
         ];
-        let records = records.into_iter().chain(welcome_writes).collect();
+        let links = self
+            .identity_links
+            .as_ref()
+            .map(|links| encode_record(RecordKind::IdentityLinks, links))
+            .transpose()?;
+        let records = records
+            .into_iter()
+            .chain(welcome_writes)
+            .chain(links)
+            .collect();
         ctx.write_plan(
             Some(guard),
             self.group_id,

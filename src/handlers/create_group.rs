@@ -132,6 +132,13 @@ where
     C: OpenMlsCrypto,
     E: std::error::Error + 'static,
 {
+    // Rule R-LINK-6 (wire-format.md §14.2): the hub stores and serves this GroupInfo.
+    if crate::pseudonym::group_links::exposes_wrapper_key(body.group_info.as_bytes()) {
+        return Err(RejectReason::from(
+            crate::pseudonym::InvalidIdentityLinkKeys::WrapperKeyExposed,
+        )
+        .into());
+    }
     let tree = body.ratchet_tree.parse()?;
     // RFC 9420 §7.2 at the DS's `now`, before openmls checks lifetimes with the system clock.
     super::key_package_lifetime::check_tree(&tree, ctx.now)?;

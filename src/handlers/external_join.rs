@@ -78,6 +78,7 @@ where
         sequencer,
     } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
+    let authenticated_data = processed.aad().to_vec();
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         // Rule R-MSG-3.
         return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
@@ -115,6 +116,18 @@ where
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
     crate::policy::check_room(&group, &new_roster)?;
+    // MIMIMI Flow D: the joiner supplies its own identity link key (wire-format.md §14.2).
+    let identity_links = crate::pseudonym::group_links::CommitLinks {
+        group: &group,
+        previous: snapshot.record(RecordKind::IdentityLinks),
+        removed: &summary.removed,
+        added_keys: Vec::new(),
+        committer: joiner.u32(),
+        external: true,
+        authenticated_data: &authenticated_data,
+        group_info: &group_info,
+    }
+    .entries()?;
     let (stapled, pending_after) =
         reissue_removals(&ctx.env, &mut group, &buffer, &pending.proposals, ctx.now)?;
     let accepted = Accepting {
@@ -130,6 +143,7 @@ where
         // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
         sequencer,
+        identity_links,
     };
     accepted.plan(
         ctx, &guard, &group, &buffer, &summary, new_roster, group_info,

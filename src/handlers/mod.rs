@@ -168,6 +168,7 @@ where
         DsRequestBody::UpdateQueueInfo(body) => queue_info::handle(ctx, storage, body),
         DsRequestBody::GroupInfo(body) => group_info::handle(ctx, storage, body),
         DsRequestBody::WelcomeInfo(body) => welcome_info::handle(ctx, storage, body),
+        DsRequestBody::IdentityLinkKeys => crate::pseudonym::serve::handle(ctx, storage),
         DsRequestBody::SignaturePublicKey => Ok(Plan::Answer(DsResponseBody::SignaturePublicKey(
             ctx.env.identity.signature_key.as_slice().to_vec().into(),
         ))),
@@ -187,6 +188,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
 
     /// The user a leaf belongs to, if its credential is acceptable.
     pub(crate) fn identify(&self, leaf: &LeafNode) -> Result<Vec<u8>, RejectReason> {
+        // wire-format.md §14.1: pseudonymous credentials are the hub's own to check; the
+        // group-level rules (which groups may hold them) run when the roster is rebuilt.
+        if crate::pseudonym::hub::is_pseudonymous_leaf(leaf) {
+            return crate::pseudonym::hub::user_of_leaf(leaf).map_err(RejectReason::from);
+        }
         self.env
             .validator
             .validate(leaf.credential(), leaf.signature_key().as_slice())
@@ -234,7 +240,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
             // Rule R-FRAME-5.
             .ok_or(RejectReason::UnknownGroup)?;
-        if kinds.iter().any(|k| snapshot.record(*k).is_none()) {
+        // Only pseudonymous groups hold identity links (wire-format.md §14.2).
+        if kinds
+            .iter()
+            .any(|k| *k != RecordKind::IdentityLinks && snapshot.record(*k).is_none())
+        {
             // Rule R-FRAME-5.
             return Err(RejectReason::UnknownGroup.into());
         }

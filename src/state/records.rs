@@ -268,6 +268,8 @@ impl Roster {
         changed: &[LeafNodeIndex],
         checks: &dyn LeafChecks,
     ) -> Result<Self, RejectReason> {
+        // Rules R-PSEUDO-6 to R-PSEUDO-9 (wire-format.md §14.1).
+        crate::pseudonym::hub::check_group(group)?;
         let identify = |leaf: &LeafNode| checks.identify(leaf);
         let mut members: Vec<Option<MemberEntry>> = Vec::new();
         let mut user_keys: Vec<UserKey> = previous.map(|p| p.user_keys.clone()).unwrap_or_default();

@@ -151,12 +151,16 @@ pub enum RecordKind {
         /// The epoch the adding commit created.
         epoch: u64,
     },
+    /// Pseudonymous groups only (wire-format.md §14.2): per leaf, the member's
+    /// `identity_link_key` wrapped under the room's key, which the hub cannot open. Grows by at
+    /// most one small entry per leaf; absent in every other group.
+    IdentityLinks,
 }
 
 impl RecordKind {
     /// Every kind without a key, for backends that iterate. Keyed kinds
     /// ([`RecordKind::WelcomeTree`]) are one kind per key and not listed.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Reservation,
         Self::Roster,
         Self::Sequencer,
@@ -165,6 +169,7 @@ impl RecordKind {
         Self::PendingProposals,
         Self::Tombstone,
         Self::WelcomeSnapshots,
+        Self::IdentityLinks,
     ];
 }
 

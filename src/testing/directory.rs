@@ -210,16 +210,23 @@ impl DirectoryUser {
         }
     }
 
-    /// A fresh pseudonym `mimi://<provider>/<kind>/<32 hex digits>` from client `i`'s
+    /// A fresh canonical pseudonym `mimi://<provider>/<kind>/<uuid>` (wire-format.md §14.1) from client `i`'s
     /// randomness.
     pub fn pseudonym(&self, client: usize, kind: char) -> Vec<u8> {
-        let random = self.clients[client]
+        let random: [u8; 16] = self.clients[client]
             .provider
             .rand()
-            .random_vec(16)
+            .random_array()
             .expect("randomness");
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        format!("mimi://{}/{kind}/{hex}", self.provider_domain).into_bytes()
+        let kind = match kind {
+            'u' => crate::pseudonym::PseudonymKind::User,
+            'd' => crate::pseudonym::PseudonymKind::Client,
+            other => panic!("pseudonym kind {other:?}: 'u' or 'd'"),
+        };
+        crate::pseudonym::IdentifierUri::pseudonym(kind, &self.provider_domain, random)
+            .uri
+            .as_slice()
+            .to_vec()
     }
 
     /// A KeyPackage of client `client` with a pseudonymous credential for `user_pseudonym`, a

@@ -24,6 +24,7 @@ pub mod driver;
 mod ds;
 pub mod franking;
 pub mod policy;
+pub mod pseudonymous;
 mod qs;
 mod recording;
 mod requests;

@@ -2,7 +2,8 @@
 //!
 //! Request types 0–14 are DS-03/04's `DSRequestType`; 15–19 are the DS-06 generic operations
 //! and the requests DS-06 lacks a codepoint for, numbered as docs/decisions.md D1 says
-//! (19 is `update_queue_info`, not DS-03's Reduced-Metadata `ds_fanout_cep`).
+//! (19 is `update_queue_info`, not DS-03's Reduced-Metadata `ds_fanout_cep`); 24 is MIMIMI's
+//! `identity_link_keys` (wire-format.md §14.2).
 
 use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
@@ -47,6 +48,7 @@ pub enum DsRequestType {
     GroupInfo = 17,
     WelcomeInfo = 18,
     UpdateQueueInfo = 19,
+    IdentityLinkKeys = 24,
 }
 
 impl DsRequestType {
@@ -74,6 +76,7 @@ impl DsRequestType {
             Self::GroupInfo => "group_info",
             Self::WelcomeInfo => "welcome_info",
             Self::UpdateQueueInfo => "update_queue_info",
+            Self::IdentityLinkKeys => "identity_link_keys",
         }
     }
 }
@@ -145,6 +148,10 @@ pub enum DsRequestBody {
     /// `update_queue_info(19)`: replace the sender's client queue configuration.
     #[tls_codec(discriminant = 19)]
     UpdateQueueInfo(UpdateQueueInfoRequest),
+    /// `identity_link_keys(24)`: `struct {}`; a pseudonymous group's wrapped identity link keys
+    /// (wire-format.md §14.2), for members.
+    #[tls_codec(discriminant = 24)]
+    IdentityLinkKeys,
 }
 
 impl DsRequestBody {
@@ -171,6 +178,7 @@ impl DsRequestBody {
             Self::GroupInfo(_) => DsRequestType::GroupInfo,
             Self::WelcomeInfo(_) => DsRequestType::WelcomeInfo,
             Self::UpdateQueueInfo(_) => DsRequestType::UpdateQueueInfo,
+            Self::IdentityLinkKeys => DsRequestType::IdentityLinkKeys,
         }
     }
 }

@@ -55,6 +55,10 @@ pub enum DsResponseBody {
     /// requester's key (draft-ietf-mimi-protocol-06 `encrypted_groupinfo_and_tree`).
     #[tls_codec(discriminant = 9)]
     EncryptedExternalCommitInfo(HpkeCiphertext),
+    /// `identity_link_keys(24)`: a pseudonymous group's wrapped identity link keys per leaf
+    /// (wire-format.md §14.2).
+    #[tls_codec(discriminant = 24)]
+    IdentityLinkKeys(crate::pseudonym::IdentityLinkKeys),
 }
 
 /// The label of [`DsResponseBody::EncryptedExternalCommitInfo`]: `EncryptWithLabel(key,

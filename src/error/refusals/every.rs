@@ -2,6 +2,7 @@
 //! by a match without wildcard, so a new variant must be added to it.
 
 use super::*;
+use crate::pseudonym::InvalidPseudonymousCredential;
 
 fn decode_error() -> DecodeError {
     DecodeError::TrailingBytes {
@@ -113,13 +114,22 @@ pub(crate) fn invalid_leaf_node() -> Vec<InvalidLeafNode> {
         InvalidLeafNode::UserKeyUndecodable(decode_error()),
         InvalidLeafNode::MemberWithoutLeaf,
     ];
+    let all = [
+        all,
+        pseudonymous()
+            .into_iter()
+            .map(InvalidLeafNode::Pseudonymous)
+            .collect(),
+    ]
+    .concat();
     for each in &all {
         match each {
             InvalidLeafNode::CredentialRejected(_)
             | InvalidLeafNode::MissingQueueConfig
             | InvalidLeafNode::QueueConfigUndecodable(_)
             | InvalidLeafNode::UserKeyUndecodable(_)
-            | InvalidLeafNode::MemberWithoutLeaf => {}
+            | InvalidLeafNode::MemberWithoutLeaf
+            | InvalidLeafNode::Pseudonymous(_) => {}
         }
     }
     all
@@ -186,11 +196,20 @@ pub(crate) fn invalid_mls_message() -> Vec<InvalidMlsMessage> {
             detail: "x".into(),
         },
     ];
+    let all = [
+        all,
+        identity_link_keys()
+            .into_iter()
+            .map(InvalidMlsMessage::IdentityLinkKeys)
+            .collect(),
+    ]
+    .concat();
     for each in &all {
         match each {
             InvalidMlsMessage::Validation { .. }
             | InvalidMlsMessage::ExternalCommitWithoutPath
-            | InvalidMlsMessage::Undecodable { .. } => {}
+            | InvalidMlsMessage::Undecodable { .. }
+            | InvalidMlsMessage::IdentityLinkKeys(_) => {}
         }
     }
     all
@@ -304,6 +323,60 @@ pub(crate) fn proposal_conflict() -> Vec<crate::error::ProposalConflict> {
             | ProposalConflict::UpdateOfRemovedLeaf
             | ProposalConflict::SecondGroupContextExtensions
             | ProposalConflict::ReInitNotAlone => {}
+        }
+    }
+    all
+}
+
+pub(crate) fn pseudonymous() -> Vec<InvalidPseudonymousCredential> {
+    let all = vec![
+        InvalidPseudonymousCredential::Undecodable(decode_error()),
+        InvalidPseudonymousCredential::MalformedPseudonym {
+            field: "user_pseudonym",
+            error: crate::pseudonym::PseudonymError::NotUuidV4,
+        },
+        InvalidPseudonymousCredential::PseudonymDomainsDiffer,
+        InvalidPseudonymousCredential::SignatureKeyMismatch,
+        InvalidPseudonymousCredential::EmptyIdentityLink,
+        InvalidPseudonymousCredential::NotPseudonymous { leaf: 0 },
+        InvalidPseudonymousCredential::InPlainGroup { leaf: 0 },
+        InvalidPseudonymousCredential::UserPseudonymUnderTwoDomains { leaf: 0 },
+        InvalidPseudonymousCredential::ClientPseudonymReused { leaf: 0 },
+    ];
+    for each in &all {
+        match each {
+            InvalidPseudonymousCredential::Undecodable(_)
+            | InvalidPseudonymousCredential::MalformedPseudonym { .. }
+            | InvalidPseudonymousCredential::PseudonymDomainsDiffer
+            | InvalidPseudonymousCredential::SignatureKeyMismatch
+            | InvalidPseudonymousCredential::EmptyIdentityLink
+            | InvalidPseudonymousCredential::NotPseudonymous { .. }
+            | InvalidPseudonymousCredential::InPlainGroup { .. }
+            | InvalidPseudonymousCredential::UserPseudonymUnderTwoDomains { .. }
+            | InvalidPseudonymousCredential::ClientPseudonymReused { .. } => {}
+        }
+    }
+    all
+}
+
+pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkKeys> {
+    use crate::pseudonym::InvalidIdentityLinkKeys as L;
+    let all = vec![
+        L::SafeAadUndecodable(decode_error()),
+        L::AddAadUndecodable(decode_error()),
+        L::Missing,
+        L::CountMismatch { adds: 1, got: 0 },
+        L::BadEntry,
+        L::WrapperKeyExposed,
+    ];
+    for each in &all {
+        match each {
+            L::SafeAadUndecodable(_)
+            | L::AddAadUndecodable(_)
+            | L::Missing
+            | L::CountMismatch { .. }
+            | L::BadEntry
+            | L::WrapperKeyExposed => {}
         }
     }
     all

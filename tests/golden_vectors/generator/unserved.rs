@@ -48,6 +48,22 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
         request,
     );
 
+    // MIMIMI's identity_link_keys read (wire-format.md §14.2); this group is not pseudonymous,
+    // so the answer holds no entries.
+    let request = alice.signed(DsRequestBody::IdentityLinkKeys, now);
+    let out = ds.process(&request);
+    accepted(&out);
+    v.add(
+        "request_identity_link_keys",
+        "identity_link_keys (24) by leaf 0",
+        request,
+    );
+    v.add(
+        "response_identity_link_keys",
+        "identity_link_keys (24): no entries, the group is not pseudonymous",
+        out.response,
+    );
+
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![alice3.key_package()]));
     alice.discard_commit();
     let request = alice.signed(
