@@ -335,7 +335,10 @@ fn invalid_key_packages_are_refused() {
     // canonical ones under two domains (R-PSEUDO-3): the hub would refuse such a KeyPackage,
     // so the directory does not hand it out.
     for (client, user) in [
-        (b"mimi://bob.example/d/1".to_vec(), b"mimi://bob.example/u/1".to_vec()),
+        (
+            b"mimi://bob.example/d/1".to_vec(),
+            b"mimi://bob.example/u/1".to_vec(),
+        ),
         (
             bob.pseudonym(0, 'd'),
             String::from_utf8(bob.pseudonym(0, 'u'))

@@ -3,8 +3,8 @@
 
 use openmls::prelude::{Credential, CredentialType};
 
-use crate::pseudonym::{PseudonymKind, PseudonymousCredential};
 pub use crate::pseudonym::PSEUDONYMOUS_CREDENTIAL_TYPE;
+use crate::pseudonym::{PseudonymKind, PseudonymousCredential};
 
 /// What the directory needs of a pseudonymous credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
