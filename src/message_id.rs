@@ -118,7 +118,7 @@ pub fn message_id(
 }
 
 /// Checks that `id` is the message ID of the message: 32 octets, hash ID 0x01 (an unknown
-/// algorithm is refused, digest §7 item 26), and the recomputed value, compared in constant
+/// algorithm is refused: mimi-content defines only SHA-256), and the recomputed value, compared in constant
 /// time.
 pub fn check_message_id(
     crypto: &impl OpenMlsCrypto,

@@ -73,7 +73,7 @@ fn a_claim_gets_one_complete_set_and_consumes_it() {
     );
 }
 
-/// Sets are built by each client uploading into the sets its siblings started (digest §5.5):
+/// Sets are built by each client uploading into the sets its siblings started (MM-01 pseudonymous KeyPackage sets):
 /// a set missing one client's KeyPackage is never handed out.
 #[test]
 fn incomplete_sets_are_never_claimed() {

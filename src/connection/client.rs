@@ -56,7 +56,7 @@ fn suite(ciphersuite: u16) -> Result<Ciphersuite, ConnectionError> {
     Ciphersuite::try_from(ciphersuite).map_err(|_| ConnectionError::UnknownCiphersuite(ciphersuite))
 }
 
-/// A user's connection-establishment HPKE key pair (digest §5.3): the public key is published
+/// A user's connection-establishment HPKE key pair (MM-01, the keys a user holds): the public key is published
 /// at the user's provider, the private key opens connection requests.
 pub struct ConnectionEstablishmentKey {
     ciphersuite: Ciphersuite,

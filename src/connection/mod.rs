@@ -1,5 +1,5 @@
 //! Connection establishment between users of different providers (MIMIMI, MM-01 flow A;
-//! digest §5.4; wire-format.md §14.3).
+//! MM-01 flow A; wire-format.md §14.3).
 //!
 //! Alice (the initiator) wants to connect with Bob (the responder) without telling Bob's
 //! provider, or the hub, who she is:

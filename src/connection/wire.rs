@@ -1,4 +1,4 @@
-//! The codecs of connection establishment (wire-format.md §14.3; digest §5.4, MM-01 flow A):
+//! The codecs of connection establishment (wire-format.md §14.3; MM-01 flow A):
 //! what the initiator seals to the responder, what the responder seals back, what a provider
 //! serves and takes in, and how the sealed answer rides in an external commit's AAD.
 
@@ -7,9 +7,9 @@ use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBy
 
 use crate::wire::HpkeCiphertext;
 
-/// The `EncryptWithLabel` label of a sealed [`ConnectionRequest`] (digest §7 item 20).
+/// The `EncryptWithLabel` label of a sealed [`ConnectionRequest`] (MM-01 leaves it open; wire-format.md §14.3.1).
 pub const CONNECTION_REQUEST_LABEL: &str = "MIMIMI ConnectionRequest";
-/// The `EncryptWithLabel` label of a sealed [`ConnectionResponse`] (digest §7 item 20).
+/// The `EncryptWithLabel` label of a sealed [`ConnectionResponse`] (MM-01 leaves it open; wire-format.md §14.3.1).
 pub const CONNECTION_RESPONSE_LABEL: &str = "MIMIMI ConnectionResponse";
 /// The `SignWithLabel` label of a [`ConnectionRequest`]'s signature.
 pub const CONNECTION_REQUEST_SIGNATURE_LABEL: &str = "MIMIMI ConnectionRequestTBS";
@@ -22,7 +22,7 @@ pub const CONNECTION_INBOX_LABEL: &str = "MIMIMI ConnectionInbox";
 /// [`ConnectionResponse`].
 pub const CONNECTION_RESPONSE_COMPONENT_ID: u16 = 0xF1DA;
 
-/// `ConnectionRequest` (MM-01 flow A step 4, with the connection token of digest §7 item 21
+/// `ConnectionRequest` (MM-01 flow A step 4, with the connection token of MM-00
 /// and a signature by the requester's real client key): what the initiator seals to the
 /// responder's connection-establishment key.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
@@ -35,7 +35,7 @@ pub struct ConnectionRequest {
     pub connection_room_id: VLBytes,
     /// The room's `identity_link_wrapper_key` (MM-01 §5.6).
     pub connection_room_identity_link_wrapper_key: VLBytes,
-    /// The requester's connection key (digest §5.3).
+    /// The requester's connection key (MM-01, the keys a user holds).
     pub requester_connection_key: VLBytes,
     /// The requester's connection token: it authorizes fetching the requester's KeyPackages
     /// from its provider (MM-00; the draft's TODO in MM-01 flow A step 4).

@@ -1,4 +1,4 @@
-//! The provider's **KeyPackage directory** for MIMIMI (wire-format.md §14.4; digest §5.5,
+//! The provider's **KeyPackage directory** for MIMIMI (wire-format.md §14.4;
 //! draft-kohbrok-mimi-metadata-minimalization), sans-IO like the DS and the QS.
 //!
 //! A user's clients upload **sets** of KeyPackages under a connection token, without a

@@ -91,7 +91,7 @@ pub struct KeyPackageSetStatus {
 }
 
 /// `DirectoryStatus`: every set the token holds, oldest first, so that each client can see
-/// which sets lack its KeyPackage (digest §5.5, upload steps 1 and 2).
+/// which sets lack its KeyPackage (MM-01 pseudonymous KeyPackage sets, upload steps 1 and 2).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct DirectoryStatus {
     /// The sets.

@@ -77,7 +77,7 @@ pub enum DirectoryRejectReason {
     #[error("ciphersuite {0:#06x} not accepted")]
     UnsupportedCiphersuite(u16),
     /// Rule R-DIR-9: a KeyPackage's leaf credential is not a well-formed pseudonymous
-    /// credential (type 0xF1D7, digest §5.2) whose signature key is the leaf's.
+    /// credential (type 0xF1D7, wire-format.md §14.1) whose signature key is the leaf's.
     #[error("not a pseudonymous credential: {0}")]
     NotPseudonymous(&'static str),
     /// Rule R-DIR-10: a KeyPackage is outside its lifetime at `now` (RFC 9420 §7.2).
@@ -127,7 +127,7 @@ pub enum SetRule {
     #[error("{0} disagrees with the set's")]
     Disagrees(&'static str),
     /// The user pseudonym belongs to another token's set, or to a set that was consumed:
-    /// no two sets share one (digest §5.5).
+    /// no two sets share one (MM-01 pseudonymous KeyPackage sets).
     #[error("user pseudonym already used by another set")]
     PseudonymTaken,
     /// Two KeyPackages of the set carry the same client pseudonym.

@@ -138,7 +138,7 @@ pub enum PendingProposalPolicy {
         /// The longest wait.
         maximum_delay_ms: u64,
     },
-    /// `extension(254)` (this crate's value for RP-03's value-less arm, digest §7 item 25):
+    /// `extension(254)` (this crate's value for RP-03's value-less arm):
     /// the parameters are in the named component.
     Extension {
         /// The component holding the strategy's parameters.

@@ -16,7 +16,7 @@ pub struct RealIdentity {
     pub credential: Credential,
     /// Its signature key.
     pub signer: SignatureKeyPair,
-    /// The user's connection key (digest §5.3).
+    /// The user's connection key (MM-01, the keys a user holds).
     pub connection_key: Vec<u8>,
     /// The user's connection token.
     pub connection_token: Vec<u8>,

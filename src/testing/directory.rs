@@ -149,7 +149,7 @@ pub fn claimed_set(response: &[u8]) -> ClaimedKeyPackageSet {
     }
 }
 
-/// The content of a pseudonymous credential in digest §5.2's field order (see
+/// The content of a pseudonymous credential in MM-01's field order (see
 /// [`crate::directory::user_pseudonym`]).
 pub fn pseudonymous_credential_content(
     client_pseudonym: &[u8],
