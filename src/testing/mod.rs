@@ -39,6 +39,7 @@ pub use client::{Received, TestClient};
 pub use ds::{ds_identity, ds_identity_with_keys, TestDs};
 pub use qs::{client_request_via_driver, deliver_via_driver, TestQs};
 pub use recording::{Fault, RecordedRead, RecordingQsStorage, RecordingStorage};
+pub use requests::ExternalJoinOptions;
 
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;

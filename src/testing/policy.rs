@@ -3,6 +3,7 @@
 //! small admin/member policy to start from. Every message is built by the client's real
 //! `MlsGroup`.
 
+use crate::testing::ExternalJoinOptions;
 use openmls::prelude::*;
 
 use super::{mls_bytes, TestClient, TestDs, CIPHERSUITE};
@@ -11,10 +12,7 @@ use crate::policy::{
     ParticipantListData, Role, RoleChangeTargets, RoleData, RoomPolicy, UserRolePair,
     ROOM_POLICY_EXTENSION_TYPES,
 };
-use crate::wire::{
-    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
-    GroupUpdateRequest, MembershipCommitRequest, PROTOCOL_VERSION_MIMI_DS10,
-};
+use crate::wire::{DsRequestBody, ExternalCommitInfo, MembershipCommitRequest};
 
 /// Role index of `banned` (RP-03: role 1 named "banned").
 pub const BANNED: u32 = 1;
@@ -280,46 +278,13 @@ impl TestClient {
     /// `external_join` through an external commit whose leaf supports the room-policy
     /// extensions.
     pub fn policy_external_join_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
-        let group_info = info.group_info.parse().expect("group info");
-        let provider = &self.provider;
-        let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(
-                info.ratchet_tree()
-                    .expect("the hub sends the full tree")
-                    .parse()
-                    .expect("tree"),
-            )
-            .with_config(Self::join_config())
-            .build_group(provider, group_info, self.credential.clone())
-            .expect("external commit")
-            .leaf_node_parameters(
-                LeafNodeParameters::builder()
-                    .with_capabilities(policy_capabilities())
-                    .with_extensions(self.leaf_extensions())
-                    .build(),
-            )
-            .load_psks(provider.storage())
-            .expect("psks")
-            .create_group_info(true)
-            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
-            .expect("external commit")
-            .finalize(provider)
-            .expect("external commit");
-        self.group = Some(group);
-        let (commit, _, group_info) = bundle.into_messages();
-        encode(&DsRequest {
-            version: PROTOCOL_VERSION_MIMI_DS10,
-            body: DsRequestBody::ExternalJoin(GroupUpdateRequest {
-                group_update: GroupUpdate {
-                    commit: mls_bytes(&commit),
-                    group_info: GroupInfoOption::Full(mls_bytes(
-                        &group_info.expect("external commits carry a GroupInfo"),
-                    )),
-                },
-            }),
-            auth: DsAuthData::Unauthenticated,
-        })
-        .expect("encode")
+        self.external_join_request_with(
+            info,
+            ExternalJoinOptions {
+                capabilities: Some(policy_capabilities()),
+                ..ExternalJoinOptions::default()
+            },
+        )
     }
 }
 

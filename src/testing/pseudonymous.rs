@@ -3,6 +3,7 @@
 //! BasicCredential `mimi://<domain>/d/<user>/<client>` and its own key) kept beside it, and
 //! pseudonymous groups, whose required capabilities list the credential type.
 
+use crate::testing::ExternalJoinOptions;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
@@ -24,9 +25,9 @@ use crate::pseudonym::{
     PSEUDONYMOUS_CREDENTIAL_TYPE,
 };
 use crate::wire::{
-    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
-    GroupUpdateRequest, MembershipCommitRequest, MlsMessageBytes, PROTOCOL_VERSION_MIMI_DS10,
-    QUEUE_CONFIG_EXTENSION_TYPE, USER_AUTH_KEY_EXTENSION_TYPE,
+    encode, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
+    MembershipCommitRequest, MlsMessageBytes, QUEUE_CONFIG_EXTENSION_TYPE,
+    USER_AUTH_KEY_EXTENSION_TYPE,
 };
 
 /// 16 random bytes, for UUIDs.
@@ -347,48 +348,14 @@ impl PseudonymousClient {
         info: &ExternalCommitInfo,
         aad: Vec<u8>,
     ) -> Vec<u8> {
-        let group_info = info.group_info.parse().expect("group info");
-        let client = &mut self.client;
-        let provider = &client.provider;
-        let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(
-                info.ratchet_tree()
-                    .expect("the hub sends the full tree")
-                    .parse()
-                    .expect("tree"),
-            )
-            .with_config(TestClient::join_config())
-            .with_aad(aad)
-            .build_group(provider, group_info, client.credential.clone())
-            .expect("external commit")
-            .leaf_node_parameters(
-                LeafNodeParameters::builder()
-                    .with_capabilities(pseudonymous_capabilities())
-                    .with_extensions(client.leaf_extensions())
-                    .build(),
-            )
-            .load_psks(provider.storage())
-            .expect("psks")
-            .create_group_info(true)
-            .build(provider.rand(), provider.crypto(), &client.signer, |_| true)
-            .expect("external commit")
-            .finalize(provider)
-            .expect("external commit");
-        client.group = Some(group);
-        let (commit, _, group_info) = bundle.into_messages();
-        encode(&DsRequest {
-            version: PROTOCOL_VERSION_MIMI_DS10,
-            body: DsRequestBody::ExternalJoin(GroupUpdateRequest {
-                group_update: GroupUpdate {
-                    commit: mls_bytes(&commit),
-                    group_info: GroupInfoOption::Full(mls_bytes(
-                        &group_info.expect("external commits carry a GroupInfo"),
-                    )),
-                },
-            }),
-            auth: DsAuthData::Unauthenticated,
-        })
-        .expect("encode")
+        self.client.external_join_request_with(
+            info,
+            ExternalJoinOptions {
+                aad,
+                capabilities: Some(pseudonymous_capabilities()),
+                ..ExternalJoinOptions::default()
+            },
+        )
     }
 
     /// `identity_link_keys(24)`, signed by this member.

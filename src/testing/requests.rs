@@ -304,6 +304,22 @@ impl TestClient {
         info: &ExternalCommitInfo,
         aad: Vec<u8>,
     ) -> Vec<u8> {
+        self.external_join_request_with(
+            info,
+            ExternalJoinOptions {
+                aad,
+                ..ExternalJoinOptions::default()
+            },
+        )
+    }
+
+    /// `external_join` with what the test varies ([`ExternalJoinOptions`]); the one place the
+    /// harness builds an external commit.
+    pub fn external_join_request_with(
+        &mut self,
+        info: &ExternalCommitInfo,
+        options: ExternalJoinOptions,
+    ) -> Vec<u8> {
         let group_info = info.group_info.parse().expect("group info");
         let provider = &self.provider;
         let (group, bundle) = MlsGroup::external_commit_builder()
@@ -313,13 +329,14 @@ impl TestClient {
                     .parse()
                     .expect("tree"),
             )
+            .with_proposals(options.proposals)
             .with_config(Self::join_config())
-            .with_aad(aad)
+            .with_aad(options.aad)
             .build_group(provider, group_info, self.credential.clone())
             .expect("external commit")
             .leaf_node_parameters(
                 LeafNodeParameters::builder()
-                    .with_capabilities(Self::capabilities())
+                    .with_capabilities(options.capabilities.unwrap_or_else(Self::capabilities))
                     .with_extensions(self.leaf_extensions())
                     .build(),
             )
@@ -346,4 +363,17 @@ impl TestClient {
         })
         .expect("encode")
     }
+}
+
+/// What an external join of the test harness varies
+/// ([`TestClient::external_join_request_with`]).
+#[derive(Debug, Default)]
+pub struct ExternalJoinOptions {
+    /// The commit's `authenticated_data` (a connection response, identity links).
+    pub aad: Vec<u8>,
+    /// The joiner's leaf capabilities; [`TestClient::capabilities`] when `None`.
+    pub capabilities: Option<Capabilities>,
+    /// Pending proposals the commit covers by reference (RFC 9420 §12.4.3.2 allows only
+    /// SelfRemove-like proposals there; openmls keeps SelfRemoves).
+    pub proposals: Vec<PublicMessageIn>,
 }

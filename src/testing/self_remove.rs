@@ -3,13 +3,11 @@
 //! processes it without its `extensions-draft` feature, and its external-commit builder takes
 //! pending SelfRemoves by reference (`ExternalCommitBuilder::with_proposals`).
 
+use crate::testing::ExternalJoinOptions;
 use openmls::prelude::*;
 
 use super::{mls_bytes, TestClient, CIPHERSUITE};
-use crate::wire::{
-    encode, DsAuthData, DsRequest, DsRequestBody, ExternalCommitInfo, GroupInfoOption, GroupUpdate,
-    GroupUpdateRequest, ProposalsRequest, SelfRemoveClientRequest, PROTOCOL_VERSION_MIMI_DS10,
-};
+use crate::wire::{DsRequestBody, ExternalCommitInfo, ProposalsRequest, SelfRemoveClientRequest};
 
 impl TestClient {
     /// [`TestClient::capabilities`] plus the SelfRemove proposal type, which every member must
@@ -102,7 +100,6 @@ impl TestClient {
     /// SelfRemove proposals the hub served (`pending_proposals`) by reference, as
     /// draft-ietf-mimi-protocol's slides allow; the leaf advertises SelfRemove.
     pub fn external_join_with_pending_request(&mut self, info: &ExternalCommitInfo) -> Vec<u8> {
-        let group_info = info.group_info.parse().expect("group info");
         let pending: Vec<PublicMessageIn> = info
             .pending_proposals
             .iter()
@@ -111,45 +108,13 @@ impl TestClient {
                 _ => None,
             })
             .collect();
-        let provider = &self.provider;
-        let (group, bundle) = MlsGroup::external_commit_builder()
-            .with_ratchet_tree(
-                info.ratchet_tree()
-                    .expect("the hub sends the full tree")
-                    .parse()
-                    .expect("tree"),
-            )
-            .with_proposals(pending)
-            .with_config(Self::join_config())
-            .build_group(provider, group_info, self.credential.clone())
-            .expect("external commit")
-            .leaf_node_parameters(
-                LeafNodeParameters::builder()
-                    .with_capabilities(Self::capabilities_with_self_remove())
-                    .with_extensions(self.leaf_extensions())
-                    .build(),
-            )
-            .load_psks(provider.storage())
-            .expect("psks")
-            .create_group_info(true)
-            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
-            .expect("external commit")
-            .finalize(provider)
-            .expect("external commit");
-        self.group = Some(group);
-        let (commit, _, group_info) = bundle.into_messages();
-        encode(&DsRequest {
-            version: PROTOCOL_VERSION_MIMI_DS10,
-            body: DsRequestBody::ExternalJoin(GroupUpdateRequest {
-                group_update: GroupUpdate {
-                    commit: mls_bytes(&commit),
-                    group_info: GroupInfoOption::Full(mls_bytes(
-                        &group_info.expect("external commits carry a GroupInfo"),
-                    )),
-                },
-            }),
-            auth: DsAuthData::Unauthenticated,
-        })
-        .expect("encode")
+        self.external_join_request_with(
+            info,
+            ExternalJoinOptions {
+                capabilities: Some(Self::capabilities_with_self_remove()),
+                proposals: pending,
+                ..ExternalJoinOptions::default()
+            },
+        )
     }
 }
