@@ -288,18 +288,33 @@ impl TestClient {
 
     /// Creates the MLS group locally, naming `ds` as external sender.
     pub fn create_group(&mut self, group_id: &[u8], ds: &ExternalSender) {
+        self.create_group_with(
+            group_id,
+            Self::capabilities(),
+            vec![Extension::ExternalSenders(vec![ds.clone()])],
+        );
+    }
+
+    /// Creates the MLS group locally with this leaf's `capabilities` and these GroupContext
+    /// extensions (which name the DS as external sender, if it is to be one); the one place the
+    /// harness builds a group.
+    pub fn create_group_with(
+        &mut self,
+        group_id: &[u8],
+        capabilities: Capabilities,
+        context_extensions: Vec<Extension>,
+    ) {
         let group = MlsGroup::builder()
             .with_group_id(GroupId::from_slice(group_id))
             .ciphersuite(CIPHERSUITE)
             .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(Self::PAST_EPOCHS)
             .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
-            .with_capabilities(Self::capabilities())
+            .with_capabilities(capabilities)
             .with_leaf_node_extensions(self.leaf_extensions())
             .expect("leaf extensions")
             .with_group_context_extensions(
-                Extensions::single(Extension::ExternalSenders(vec![ds.clone()]))
-                    .expect("extensions"),
+                Extensions::from_vec(context_extensions).expect("extensions"),
             )
             .build(&self.provider, &self.signer, self.credential.clone())
             .expect("group creation");

@@ -217,19 +217,7 @@ impl TestClient {
             raw.iter()
                 .map(|(t, data)| Extension::Unknown(*t, UnknownExtension(data.clone()))),
         );
-        let group = MlsGroup::builder()
-            .with_group_id(GroupId::from_slice(group_id))
-            .ciphersuite(CIPHERSUITE)
-            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .max_past_epochs(Self::PAST_EPOCHS)
-            .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
-            .with_capabilities(policy_capabilities())
-            .with_leaf_node_extensions(self.leaf_extensions())
-            .expect("leaf extensions")
-            .with_group_context_extensions(Extensions::from_vec(extensions).expect("extensions"))
-            .build(&self.provider, &self.signer, self.credential.clone())
-            .expect("group creation");
-        self.group = Some(group);
+        self.create_group_with(group_id, policy_capabilities(), extensions);
     }
 
     /// `commits` with a GroupContextExtensions proposal setting the room-policy extensions to

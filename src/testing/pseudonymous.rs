@@ -174,20 +174,8 @@ impl PseudonymousClient {
                 RequiredCapabilitiesExtension::new(&[], &[], credentials),
             ));
         }
-        let client = &mut self.client;
-        let group = MlsGroup::builder()
-            .with_group_id(GroupId::from_slice(group_id))
-            .ciphersuite(CIPHERSUITE)
-            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .max_past_epochs(TestClient::PAST_EPOCHS)
-            .lifetime(TestClient::lifetime())
-            .with_capabilities(pseudonymous_capabilities())
-            .with_leaf_node_extensions(client.leaf_extensions())
-            .expect("leaf extensions")
-            .with_group_context_extensions(Extensions::from_vec(extensions).expect("extensions"))
-            .build(&client.provider, &client.signer, client.credential.clone())
-            .expect("group creation");
-        client.group = Some(group);
+        self.client
+            .create_group_with(group_id, pseudonymous_capabilities(), extensions);
     }
 }
 

@@ -45,22 +45,11 @@ impl TestClient {
     /// Creates the MLS group locally like [`TestClient::create_group`], with a leaf that
     /// advertises SelfRemove.
     pub fn create_group_with_self_remove(&mut self, group_id: &[u8], ds: &ExternalSender) {
-        let group = MlsGroup::builder()
-            .with_group_id(GroupId::from_slice(group_id))
-            .ciphersuite(CIPHERSUITE)
-            .with_wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .max_past_epochs(Self::PAST_EPOCHS)
-            .lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
-            .with_capabilities(Self::capabilities_with_self_remove())
-            .with_leaf_node_extensions(self.leaf_extensions())
-            .expect("leaf extensions")
-            .with_group_context_extensions(
-                Extensions::single(Extension::ExternalSenders(vec![ds.clone()]))
-                    .expect("extensions"),
-            )
-            .build(&self.provider, &self.signer, self.credential.clone())
-            .expect("group creation");
-        self.group = Some(group);
+        self.create_group_with(
+            group_id,
+            Self::capabilities_with_self_remove(),
+            vec![Extension::ExternalSenders(vec![ds.clone()])],
+        );
     }
 
     /// `proposals(15)` with an MLS SelfRemove proposal (openmls

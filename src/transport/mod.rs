@@ -313,13 +313,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             }
         };
         if let Err(response) = self.check_http(endpoint, request) {
-            return DirectoryDispatch::Answered(Routed {
-                response,
-                endpoint: Some(endpoint),
-                fanout: Vec::new(),
-                enqueued: Vec::new(),
-                call: None,
-            });
+            return DirectoryDispatch::Answered(answered(Some(endpoint), response));
         }
         let Some(directory) = &self.directory else {
             return DirectoryDispatch::Answered(no_directory(endpoint));
@@ -458,13 +452,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             ));
         }
         if let Err(response) = self.check_http(endpoint, request) {
-            return Ok(Routed {
-                response,
-                endpoint: Some(endpoint),
-                fanout: Vec::new(),
-                enqueued: Vec::new(),
-                call: None,
-            });
+            return Ok(answered(Some(endpoint), response));
         }
         if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
             return Ok(refused(
@@ -492,13 +480,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             ));
         };
         if let Err(response) = self.check_http(endpoint, request) {
-            return Dispatch::Answered(Routed {
-                response,
-                endpoint: Some(endpoint),
-                fanout: Vec::new(),
-                enqueued: Vec::new(),
-                call: None,
-            });
+            return Dispatch::Answered(answered(Some(endpoint), response));
         }
         match endpoint {
             Endpoint::DsDomain => Dispatch::Answered(self.ds_domain()),
@@ -848,8 +830,14 @@ fn qs_routed(endpoint: Endpoint, outcome: QsOutcome) -> Routed {
 }
 
 fn refused(endpoint: Option<Endpoint>, code: ErrorCode, status: u16, description: &str) -> Routed {
+    answered(endpoint, HttpResponse::error(code, status, description))
+}
+
+/// An answer the router gives itself, before any service runs: no fanout, nothing enqueued,
+/// no call.
+fn answered(endpoint: Option<Endpoint>, response: HttpResponse) -> Routed {
     Routed {
-        response: HttpResponse::error(code, status, description),
+        response,
         endpoint,
         fanout: Vec::new(),
         enqueued: Vec::new(),
