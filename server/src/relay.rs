@@ -6,9 +6,10 @@
 //!   byte-identical redelivery without storing it twice (wire-format.md §10.2).
 //! * **Per destination, concurrently.** Each round groups the due entries by destination and
 //!   gives each destination one task (at most `relay_concurrency` at once) that delivers its
-//!   entries in outbox order over one connection. A destination already being served is
-//!   skipped by later rounds until its task ends, so a provider that is slow or down holds up
-//!   only its own deliveries; the request path never waits for the relay at all.
+//!   entries in outbox order over one connection. A destination already being served when a
+//!   round reads the outbox is skipped by that round, so no entry goes to two tasks of one
+//!   server, and a provider that is slow or down holds up only its own deliveries; the
+//!   request path never waits for the relay at all.
 //! * **Backoff, in order.** When a delivery fails (no connection, TLS failure, timeout, an
 //!   answer other than 200 with a `QueueingServiceResponse`), that entry is put off by an
 //!   exponentially growing, jittered delay ([`crate::RetryPolicy`]; its `attempts` count the
@@ -179,6 +180,11 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
     loop {
         let round_started = tokio::time::Instant::now();
         while tasks.try_join_next().is_some() {}
+        // Destinations busy before the outbox is read are skipped this round even if their
+        // task ends while the read runs: the read may predate that task's removals from the
+        // outbox, and would hand its delivered entries to a second task (a repeated report
+        // of every queue they rejected). The ending task wakes the next round.
+        let busy_before_read = in_flight.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match B::pending(&shared, now_ms(), BATCH).await {
             Ok(entries) => {
                 let mut by_destination: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
@@ -189,6 +195,9 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, cancel: Cancellation
                         .push(entry);
                 }
                 for (destination, entries) in by_destination {
+                    if busy_before_read.contains(&destination) {
+                        continue;
+                    }
                     let newly_busy = in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -284,8 +293,8 @@ async fn deliver_one_by_one<B: Backend>(
         match attempt {
             Ok(answer) => {
                 let rejected = fanout.rejected_queues(&answer);
-                finish(shared, entry.id, &fanout, rejected).await;
                 shared.relay_stats.count_delivery(destination);
+                finish(shared, entry.id, &fanout, rejected).await;
             }
             Err(error) => {
                 shared.relay_stats.failed(destination);
@@ -376,17 +385,18 @@ async fn deliver_own_destination<B: Backend>(
                 .relay_stats
                 .own_qs_batches
                 .fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = B::finish_batch(shared, delivered).await {
-                tracing::error!(%error, "relay: removing delivered entries failed");
-            }
+            // Counted before the entries leave the outbox, as in `finish`.
             for _ in 0..delivered_count {
                 shared.relay_stats.count_delivery(destination);
             }
+            shared
+                .relay_stats
+                .rejected_queues
+                .fetch_add(events, Ordering::Relaxed);
+            if let Err(error) = B::finish_batch(shared, delivered).await {
+                tracing::error!(%error, "relay: removing delivered entries failed");
+            }
             if events > 0 {
-                shared
-                    .relay_stats
-                    .rejected_queues
-                    .fetch_add(events, Ordering::Relaxed);
                 shared.relay_wake.notify_one();
             }
         }
@@ -493,14 +503,17 @@ async fn finish<B: Backend>(
 ) {
     let group_id = fanout.group_id().to_vec();
     let events = rejected.len() as u64;
+    // Counted before the entry leaves the outbox, so that whoever sees the outbox drained
+    // also sees its reports in the stats (a report retried after a failed removal counts
+    // again: it was made again).
+    shared
+        .relay_stats
+        .rejected_queues
+        .fetch_add(events, Ordering::Relaxed);
     if let Err(error) = B::finish(shared, id, group_id, rejected).await {
         tracing::error!(%error, "relay: removing a delivered entry failed");
     }
     if events > 0 {
-        shared
-            .relay_stats
-            .rejected_queues
-            .fetch_add(events, Ordering::Relaxed);
         shared.relay_wake.notify_one();
     }
 }

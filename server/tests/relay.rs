@@ -389,3 +389,77 @@ async fn a_provider_that_failed_once_gets_the_messages_in_the_hubs_order() {
     .await
     .expect("within the deadline");
 }
+
+/// One hub delivers each outbox entry once (regression: a relay round that read the outbox
+/// while a destination's task was removing what it had delivered could, when that task ended
+/// before the round looked at its destination, hand the same entries to a second task; the
+/// QS deduplicated the messages, but a rejected queue was reported to the hub twice, as the
+/// CI run of the README's demo on PostgreSQL saw). Messages are sent back to back so that
+/// rounds overlap the delivery tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hub_delivers_each_entry_once() {
+    const MESSAGES: usize = 150;
+    tokio::time::timeout(TEST_DEADLINE, async {
+        let root = tempfile::tempdir().expect("tmp");
+        let net = Net {
+            pki: Pki::new(&[ALPHA, BETA]),
+        };
+        let (hub_address, beta_address) = (closed_address(), closed_address());
+        let beta = qs(&net, BETA, root.path(), beta_address, hub_address).await;
+        let mut alice = TestClient::new("alice", "phone", ALPHA);
+        let mut bob = TestClient::new("bob", "phone", BETA);
+        net.create_queue(&mut bob, beta_address).await;
+        let database = root.path().join("hub.sqlite3");
+        let mut hub_config = config(
+            &net.pki,
+            ALPHA,
+            true,
+            StorageChoice::Sqlite(database.clone()),
+            &state_dir(root.path(), "alpha"),
+            directory(&[(BETA, beta_address)]),
+        );
+        hub_config.listen = hub_address;
+        let hub = start(hub_config).await;
+        net.create_queue(&mut alice, hub_address).await;
+        net.create_group(&mut alice, &hub).await;
+        net.ds(
+            hub_address,
+            alice.add_request(vec![bob.key_package()], now_ms()),
+        )
+        .await;
+        alice.confirm_commit();
+        let received = net
+            .fetch_until(&mut bob, beta_address, Duration::from_secs(10), is_welcome)
+            .await;
+        net.join(&mut bob, hub_address, &welcome(&received)).await;
+
+        for i in 0..MESSAGES {
+            net.ds(
+                hub_address,
+                alice.message_request(format!("m{i}").as_bytes(), now_ms()),
+            )
+            .await;
+        }
+        wait_for("the outbox drained", Duration::from_secs(30), || {
+            outbox_len(&database) == 0
+        })
+        .await;
+        let stats = hub.relay_stats();
+        assert_eq!(stats.failed_attempts(), 0, "no retry blurs the count");
+        assert_eq!(
+            stats.delivered_to(BETA),
+            1 + MESSAGES as u64,
+            "the Welcome and each message went to beta once"
+        );
+        let fetched = net
+            .try_fetch_raw(&mut bob, beta_address)
+            .await
+            .expect("fetch");
+        assert_eq!(fetched.len(), MESSAGES);
+
+        hub.shutdown().await;
+        beta.shutdown().await;
+    })
+    .await
+    .expect("within the deadline");
+}
