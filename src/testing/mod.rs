@@ -23,6 +23,7 @@ pub mod directory;
 pub mod driver;
 mod ds;
 pub mod franking;
+pub mod mimimi;
 pub mod policy;
 pub mod pseudonymous;
 mod qs;
