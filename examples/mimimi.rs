@@ -389,7 +389,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<Demo> {
     writeln!(
         out,
         "  {BETA}'s directory saw: a claim under a token; it handed out and consumed the set of \
-         {} (not who asked, nor for which group)",
+         {}; not who asked (beyond a network address) nor for which group",
         text(set.user_pseudonym.as_slice())
     )?;
 
