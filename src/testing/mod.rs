@@ -11,6 +11,8 @@
 //!   its own keys and queue;
 //! - the shared checks every test uses (`checks.rs`): [`TestDs::accept`], [`TestDs::reject`],
 //!   [`assert_unchanged`] and their QS counterparts;
+//! - [`mimimi::MimimiProvider`] and [`mimimi::MimimiUser`] (`mimimi.rs`): a whole provider
+//!   behind its router and a user's MIMIMI secrets, for examples/mimimi.rs and its test;
 //! - [`RecordingStorage`] and [`RecordingQsStorage`] (`recording.rs`): storage wrappers that
 //!   record what a request reads and writes, and can inject conflicts or let a rival writer win
 //!   a race, for the concurrency and fault tests.
@@ -23,6 +25,7 @@ pub mod directory;
 pub mod driver;
 mod ds;
 pub mod franking;
+pub mod mimimi;
 pub mod policy;
 pub mod pseudonymous;
 mod qs;
