@@ -203,6 +203,7 @@
 //! | [`policy`] | public | Room policy (roles, participants, operational parameters) read from the GroupContext and enforced by the hub (wire-format.md §15) |
 //! | [`pseudonym`] | public | MIMIMI pseudonymous credentials: the codecs, the client-side identity links, the hub's validator for pseudonymous groups, and identity links in groups (wrapped keys in commits' SafeAAD, kept and served by the hub; wire-format.md §14) |
 //! | [`qs`] | public | The Queueing Service: deliveries, sealed queue IDs, client queue operations, its storage |
+//! | [`safe_aad`] | public | The SafeAAD framing of `authenticated_data` (draft-ietf-mls-extensions): one parser, with named refusals, for every component's item (identity link keys, connection responses, franking tags) |
 //! | [`connection`] | public | MIMIMI connection establishment: request and response codecs, sealing, the provider's connection keys and inboxes |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
@@ -218,6 +219,7 @@ pub mod message_id;
 pub mod policy;
 pub mod pseudonym;
 pub mod qs;
+pub mod safe_aad;
 pub mod storage;
 pub mod transport;
 pub mod wire;

@@ -9,6 +9,7 @@ use mimi_ds::pseudonym::group_links::{
     IDENTITY_LINK_KEYS_COMPONENT_ID,
 };
 use mimi_ds::pseudonym::{IdentityLinkKeys, InvalidIdentityLinkKeys, PseudonymKind};
+use mimi_ds::safe_aad::SafeAadError;
 use mimi_ds::testing::pseudonymous::{
     authenticate_members, random_connection_key, random_pseudonym, random_wrapper_key,
     wrapper_key_of, LinkedAdd, PseudonymousClient,
@@ -247,7 +248,7 @@ fn an_add_without_identity_link_keys_is_refused() {
 fn authenticated_data_that_is_not_a_safe_aad_is_refused() {
     assert!(matches!(
         add_with_aad(b"hello".to_vec()),
-        InvalidIdentityLinkKeys::SafeAadUndecodable(_)
+        InvalidIdentityLinkKeys::SafeAad(SafeAadError::Undecodable(_))
     ));
     let unordered = encode(&SafeAad {
         aad_items: vec![
@@ -266,10 +267,31 @@ fn authenticated_data_that_is_not_a_safe_aad_is_refused() {
         ],
     })
     .unwrap();
-    assert!(matches!(
+    assert_eq!(
         add_with_aad(unordered),
-        InvalidIdentityLinkKeys::SafeAadUndecodable(_)
-    ));
+        InvalidIdentityLinkKeys::SafeAad(SafeAadError::Unsorted {
+            previous: IDENTITY_LINK_KEYS_COMPONENT_ID,
+            next: 0x8000
+        })
+    );
+    // Two AddAAD items, each well-formed: which one would the hub store? Neither.
+    let add_aad = encode(&AddAad {
+        encrypted_identity_link_keys: vec![entry(&[1; 48])],
+    })
+    .unwrap();
+    let duplicated = encode(&SafeAad {
+        aad_items: vec![
+            SafeAadItem::new(IDENTITY_LINK_KEYS_COMPONENT_ID, add_aad.clone()),
+            SafeAadItem::new(IDENTITY_LINK_KEYS_COMPONENT_ID, add_aad),
+        ],
+    })
+    .unwrap();
+    assert_eq!(
+        add_with_aad(duplicated),
+        InvalidIdentityLinkKeys::SafeAad(SafeAadError::Duplicate {
+            component_id: IDENTITY_LINK_KEYS_COMPONENT_ID
+        })
+    );
 }
 
 #[test]

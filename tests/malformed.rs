@@ -437,8 +437,8 @@ fn pseudonymous_group(s: &mut Scenario) {
             now_ms: now,
         });
     }
-    // Adds of a well-formed credential whose identity link keys break rules R-LINK-1, R-LINK-3,
-    // R-LINK-4 and R-LINK-6 (wire-format.md §14.2).
+    // Adds of a well-formed credential whose identity link keys break rules R-LINK-1 (three
+    // ways), R-LINK-3, R-LINK-4 and R-LINK-6 (wire-format.md §14.2).
     let wrapper_key = mimi_ds::testing::pseudonymous::random_wrapper_key();
     let carol = newcomer("c.example");
     let entry = |n: u8| mimi_ds::pseudonym::EncryptedIdentityLinkKey {
@@ -447,6 +447,20 @@ fn pseudonymous_group(s: &mut Scenario) {
     let three =
         mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1), entry(2), entry(3)]).unwrap();
     let one = mimi_ds::pseudonym::group_links::add_aad_bytes(vec![entry(1)]).unwrap();
+    // SafeAADs whose items are unsorted or duplicated (R-LINK-1, draft-ietf-mls-extensions-08
+    // §4.9): which AddAAD would the hub store?
+    let link_item = mimi_ds::pseudonym::group_links::add_aad_item(vec![entry(1)]).unwrap();
+    let other_item = SafeAadItem::new(0xF1DA, vec![1, 2, 3]);
+    let unsorted = SafeAad {
+        aad_items: vec![other_item, link_item.clone()],
+    }
+    .tls_serialize_detached()
+    .unwrap();
+    let duplicated = SafeAad {
+        aad_items: vec![link_item.clone(), link_item],
+    }
+    .tls_serialize_detached()
+    .unwrap();
     for (name, aad, strip) in [
         ("identity_link_keys_missing", Vec::new(), true),
         (
@@ -454,6 +468,8 @@ fn pseudonymous_group(s: &mut Scenario) {
             b"not a SafeAAD".to_vec(),
             true,
         ),
+        ("safe_aad_items_unsorted", unsorted, true),
+        ("safe_aad_items_duplicated", duplicated, true),
         ("identity_link_keys_too_many", three, true),
         ("group_info_exposes_wrapper_key", one, false),
     ] {

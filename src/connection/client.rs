@@ -5,20 +5,27 @@
 
 use std::collections::BTreeSet;
 
-use openmls::prelude::{Ciphersuite, Credential};
+use openmls::prelude::{Ciphersuite, Credential, Member};
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use openmls_traits::signatures::Signer;
 use openmls_traits::types::HpkePrivateKey;
-use tls_codec::DeserializeBytes as _;
 
 use super::crypto::{open_with_label, seal_with_label, sign_with_label, verify_with_label};
+use super::peer::{
+    check_connection_room, check_peer_member, ConnectionRoom, ExpectedPeer, PeerIdentityError,
+};
 use super::wire::{
     ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery, ConnectionResponse, SafeAad,
     SafeAadItem, StoredConnectionRequest, CONNECTION_REQUEST_LABEL,
     CONNECTION_REQUEST_SIGNATURE_LABEL, CONNECTION_RESPONSE_COMPONENT_ID,
     CONNECTION_RESPONSE_LABEL, CONNECTION_RESPONSE_SIGNATURE_LABEL,
 };
+use crate::pseudonym::group_links::{add_aad_item, add_aad_of};
+use crate::pseudonym::{
+    EncryptedIdentityLinkKey, IdentityLinkKeys, InvalidIdentityLinkKeys, RealIdentity,
+};
+use crate::safe_aad::SafeAadError;
 use crate::wire::{decode_exact, encode, HpkeCiphertext, PROTOCOL_VERSION_MIMI_DS10};
 
 /// Why a client could not build, open or accept a connection message.
@@ -47,6 +54,15 @@ pub enum ConnectionError {
     /// The commit's authenticated data carries no connection response.
     #[error("no connection response in the authenticated data")]
     NoResponse,
+    /// The commit's authenticated data does not begin with a well-formed SafeAAD
+    /// (draft-ietf-mls-extensions-08 §4.9; wire-format.md §14.3.4): undecodable, or items
+    /// unsorted or duplicated.
+    #[error("{0}")]
+    SafeAad(SafeAadError),
+    /// The room's identity links do not show the peer the connection was meant for
+    /// (MM-01 flow A step 8; wire-format.md §14.3.4).
+    #[error("connection room: {0}")]
+    PeerIdentity(#[from] PeerIdentityError),
     /// A message could not be encoded or signed.
     #[error("encoding or signing failed")]
     Encoding,
@@ -248,27 +264,62 @@ impl PendingConnection {
     }
 }
 
-/// The sealed response in a SafeAAD prefix of `authenticated_data`: items strictly
-/// increasing by component ID (draft-ietf-mls-extensions), the connection item present.
-fn response_from_aad(authenticated_data: &[u8]) -> Result<HpkeCiphertext, ConnectionError> {
-    let (aad, _rest) = SafeAad::tls_deserialize_bytes(authenticated_data)
-        .map_err(|_| ConnectionError::NoResponse)?;
-    let ordered = aad
-        .aad_items
-        .windows(2)
-        .all(|pair| pair[0].component_id < pair[1].component_id);
-    if !ordered {
-        return Err(ConnectionError::Malformed(
-            "SafeAAD items not in increasing order".into(),
-        ));
+impl PendingConnection {
+    /// The room's identity-link parameters, as the request gave them to the responder.
+    pub fn room(&self) -> ConnectionRoom<'_> {
+        ConnectionRoom {
+            ciphersuite: self.ciphersuite,
+            group_id: self.request.connection_room_id.as_slice(),
+            wrapper_key: self
+                .request
+                .connection_room_identity_link_wrapper_key
+                .as_slice(),
+        }
     }
+
+    /// The initiator's side of an acceptance into a pseudonymous connection room (MM-01 flow
+    /// A steps 8-9; wire-format.md §14.3.4): opens and verifies the response as
+    /// [`Self::open_response`] does, takes the joiner's identity link key from the same
+    /// SafeAAD (component 0xF1D8, exactly one entry), and checks that `joiner`, the leaf the
+    /// external commit added, authenticates as the real credential and key the response names
+    /// ([`check_peer_member`]). Returns the response and the joiner's real identity.
+    pub fn open_pseudonymous_response(
+        &self,
+        crypto: &impl OpenMlsCrypto,
+        authenticated_data: &[u8],
+        joiner: &Member,
+    ) -> Result<(ConnectionResponse, RealIdentity), ConnectionError> {
+        let response = self.open_response(crypto, authenticated_data)?;
+        let add_aad = add_aad_of(authenticated_data).map_err(|e| match e {
+            InvalidIdentityLinkKeys::SafeAad(e) => ConnectionError::SafeAad(e),
+            other => ConnectionError::Malformed(other.to_string()),
+        })?;
+        let leaf = joiner.index.u32();
+        let entries = add_aad
+            .map(|aad| aad.encrypted_identity_link_keys)
+            .unwrap_or_default();
+        let [entry] = entries.as_slice() else {
+            return Err(PeerIdentityError::NoIdentityLinkKey { leaf }.into());
+        };
+        let expected = ExpectedPeer {
+            credential: &response.responder_client_credential,
+            signature_key: response.responder_signature_key.as_slice(),
+        };
+        let real = check_peer_member(crypto, &self.room(), joiner, Some(entry), &expected)?;
+        Ok((response, real))
+    }
+}
+
+/// The sealed response in the SafeAAD prefix of `authenticated_data`
+/// ([`SafeAad::parse_prefix`]: items strictly increasing by component ID,
+/// draft-ietf-mls-extensions-08 §4.9), its [`CONNECTION_RESPONSE_COMPONENT_ID`] item present.
+fn response_from_aad(authenticated_data: &[u8]) -> Result<HpkeCiphertext, ConnectionError> {
+    let (aad, _application_data) =
+        SafeAad::parse_prefix(authenticated_data).map_err(ConnectionError::SafeAad)?;
     let item = aad
-        .aad_items
-        .iter()
-        .find(|item| item.component_id == CONNECTION_RESPONSE_COMPONENT_ID)
+        .item(CONNECTION_RESPONSE_COMPONENT_ID)
         .ok_or(ConnectionError::NoResponse)?;
-    decode_exact(item.aad_item_data.as_slice())
-        .map_err(|e| ConnectionError::Malformed(e.to_string()))
+    decode_exact(item).map_err(|e| ConnectionError::Malformed(e.to_string()))
 }
 
 /// A request the responder opened and checked.
@@ -280,6 +331,46 @@ pub struct OpenedConnectionRequest {
     /// `requester_client_credential` is acceptable (and goes with that key) is for the
     /// responder's authentication service, and whether to accept for its user.
     pub request: ConnectionRequest,
+}
+
+impl OpenedConnectionRequest {
+    /// The room's identity-link parameters the request names.
+    pub fn room(&self) -> ConnectionRoom<'_> {
+        ConnectionRoom {
+            ciphersuite: self.ciphersuite,
+            group_id: self.request.connection_room_id.as_slice(),
+            wrapper_key: self
+                .request
+                .connection_room_identity_link_wrapper_key
+                .as_slice(),
+        }
+    }
+
+    /// The responder's check after joining a pseudonymous connection room (MM-01 flow A step
+    /// 8; wire-format.md §14.3.4): every other member of the room (`members`, the responder at
+    /// `own_leaf`) authenticates, with the room's wrapped keys `links` (from
+    /// `identity_link_keys(24)`), as the real credential and key that signed the request
+    /// ([`check_connection_room`]). Returns each peer leaf with its real identity.
+    pub fn check_room(
+        &self,
+        crypto: &impl OpenMlsCrypto,
+        members: impl IntoIterator<Item = Member>,
+        own_leaf: u32,
+        links: &IdentityLinkKeys,
+    ) -> Result<Vec<(u32, RealIdentity)>, ConnectionError> {
+        let expected = ExpectedPeer {
+            credential: &self.request.requester_client_credential,
+            signature_key: self.request.requester_signature_key.as_slice(),
+        };
+        Ok(check_connection_room(
+            crypto,
+            &self.room(),
+            members,
+            own_leaf,
+            links,
+            &expected,
+        )?)
+    }
 }
 
 /// The responder: its connection-establishment key and the `connection_response_key`s of the
@@ -369,13 +460,47 @@ impl ConnectionResponder {
 /// The responder accepts: builds and signs the [`ConnectionResponse`], seals it to the
 /// request's `connection_response_key` with the room ID as context, and returns the SafeAAD
 /// bytes to pass to the external commit into the room (openmls
-/// `ExternalCommitBuilder::with_aad`).
+/// `ExternalCommitBuilder::with_aad`). For a pseudonymous connection room use
+/// [`seal_connection_response_with_identity_link`], which adds the joiner's identity link key.
 pub fn seal_connection_response(
     crypto: &impl OpenMlsCrypto,
     signer: &impl Signer,
     opened: &OpenedConnectionRequest,
     contents: &ResponseContents<'_>,
 ) -> Result<Vec<u8>, ConnectionError> {
+    let item = connection_response_item(crypto, signer, opened, contents)?;
+    encode(&SafeAad::from_items(vec![item]).map_err(ConnectionError::SafeAad)?)
+        .map_err(|_| ConnectionError::Encoding)
+}
+
+/// The responder's acceptance into a pseudonymous connection room (rule R-LINK-1 with MM-01
+/// flow A step 7; wire-format.md §14.3.4): one SafeAAD carrying both the joiner's own
+/// identity link key (`own_entry`, its `identity_link_key` wrapped under the request's
+/// `connection_room_identity_link_wrapper_key`, component 0xF1D8) and the sealed response
+/// (component [`CONNECTION_RESPONSE_COMPONENT_ID`]), in increasing component order. The hub
+/// requires the first (an external commit into a pseudonymous group carries its joiner's
+/// entry, rule R-LINK-3); the initiator requires both.
+pub fn seal_connection_response_with_identity_link(
+    crypto: &impl OpenMlsCrypto,
+    signer: &impl Signer,
+    opened: &OpenedConnectionRequest,
+    contents: &ResponseContents<'_>,
+    own_entry: EncryptedIdentityLinkKey,
+) -> Result<Vec<u8>, ConnectionError> {
+    let response = connection_response_item(crypto, signer, opened, contents)?;
+    let links = add_aad_item(vec![own_entry]).map_err(|_| ConnectionError::Encoding)?;
+    encode(&SafeAad::from_items(vec![response, links]).map_err(ConnectionError::SafeAad)?)
+        .map_err(|_| ConnectionError::Encoding)
+}
+
+/// The sealed response as a SafeAAD item ([`CONNECTION_RESPONSE_COMPONENT_ID`]), to combine
+/// with other components' items in one SafeAAD ([`SafeAad::from_items`]).
+pub fn connection_response_item(
+    crypto: &impl OpenMlsCrypto,
+    signer: &impl Signer,
+    opened: &OpenedConnectionRequest,
+    contents: &ResponseContents<'_>,
+) -> Result<SafeAadItem, ConnectionError> {
     let request = &opened.request;
     let mut response = ConnectionResponse {
         responder_client_credential: contents.credential.clone(),
@@ -403,7 +528,8 @@ pub fn seal_connection_response(
         &plaintext,
     )
     .ok_or(ConnectionError::InvalidKey)?;
-    connection_response_aad(&sealed)
+    let data = encode(&sealed).map_err(|_| ConnectionError::Encoding)?;
+    Ok(SafeAadItem::new(CONNECTION_RESPONSE_COMPONENT_ID, data))
 }
 
 /// The SafeAAD carrying a sealed response: one item, [`CONNECTION_RESPONSE_COMPONENT_ID`].

@@ -1,5 +1,5 @@
 //! Connection establishment between users of different providers (MIMIMI, MM-01 flow A;
-//! MM-01 flow A; wire-format.md §14.3).
+//! wire-format.md §14.3).
 //!
 //! Alice (the initiator) wants to connect with Bob (the responder) without telling Bob's
 //! provider, or the hub, who she is:
@@ -22,20 +22,33 @@
 //!    authenticated data ([`PendingConnection::open_response`]). Both now hold each other's
 //!    connection keys and tokens.
 //!
+//! In a pseudonymous connection room (wire-format.md §14.1-§14.2) Bob's external commit carries
+//! his own identity link key beside the response, in one SafeAAD
+//! ([`seal_connection_response_with_identity_link`]); Alice opens both and checks that Bob's
+//! leaf is Bob ([`PendingConnection::open_pseudonymous_response`]), and Bob checks from the
+//! room's identity links that the other members are Alice ([`OpenedConnectionRequest::check_room`];
+//! MM-01 flow A step 8).
+//!
 //! Everything here is sans-IO: time, randomness (through the crypto provider) and storage are
 //! inputs.
 
 mod client;
 mod crypto;
+mod peer;
 mod provider;
 mod refusal;
 mod store;
 mod wire;
 
 pub use client::{
-    connection_response_aad, seal_connection_request, seal_connection_response, ConnectionError,
+    connection_response_aad, connection_response_item, seal_connection_request,
+    seal_connection_response, seal_connection_response_with_identity_link, ConnectionError,
     ConnectionEstablishmentKey, ConnectionResponder, OpenedConnectionRequest, PendingConnection,
     RequestContents, ResponseContents,
+};
+pub use peer::{
+    authenticate_room_member, check_connection_room, check_peer_member, ConnectionRoom,
+    ExpectedPeer, PeerIdentityError,
 };
 pub use provider::{ConnectionConfig, ConnectionFailure, ConnectionProvider};
 pub use refusal::ConnectionRefusal;

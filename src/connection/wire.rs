@@ -106,23 +106,7 @@ impl ConnectionResponse {
     }
 }
 
-/// `SafeAADItem { ComponentID component_id; opaque aad_item_data<V>; }`
-/// (draft-ietf-mls-extensions SafeAAD; `ComponentID` is a uint16 as in openmls 0.9).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAadItem {
-    /// The component the item belongs to.
-    pub component_id: u16,
-    /// Its data.
-    pub aad_item_data: VLBytes,
-}
-
-/// `SafeAAD { SafeAADItem aad_items<V>; }`: the prefix of an MLS message's
-/// `authenticated_data`, items in strictly increasing `component_id` order.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAad {
-    /// The items.
-    pub aad_items: Vec<SafeAadItem>,
-}
+pub use crate::safe_aad::{SafeAad, SafeAadItem};
 
 /// `ConnectionInboxAddress`: which connection inbox a delivery is for, sealed by the provider
 /// to itself (`EncryptWithLabel(inbox key, "MIMIMI ConnectionInbox", provider_domain, ·)`), so

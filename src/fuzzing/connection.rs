@@ -39,6 +39,29 @@ pub fn decode_connection(data: &[u8]) {
     roundtrip::<StoredConnectionRequest>(data);
     roundtrip::<ConnectionInboxAddress>(data);
     roundtrip::<SafeAad>(data);
+    safe_aad_invariants(data);
+}
+
+/// The one SafeAAD parser (`crate::safe_aad`) on any bytes: no panic; what it accepts has
+/// strictly increasing component IDs, re-encodes to exactly the prefix it read, and builds
+/// again from its items; what it refuses is refused for a reason that holds.
+pub(super) fn safe_aad_invariants(data: &[u8]) {
+    use crate::safe_aad::{SafeAad as Parsed, SafeAadError};
+    match Parsed::parse_prefix(data) {
+        Ok((aad, rest)) => {
+            let ids: Vec<u16> = aad.aad_items.iter().map(|i| i.component_id).collect();
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+            let prefix = encode(&aad).expect("a parsed SafeAAD re-encodes");
+            if data.is_empty() {
+                assert!(aad.aad_items.is_empty());
+            } else {
+                assert_eq!(&data[..data.len() - rest.len()], prefix.as_slice());
+            }
+            assert_eq!(Parsed::from_items(aad.aad_items.clone()).as_ref(), Ok(&aad));
+        }
+        Err(SafeAadError::Unsorted { previous, next }) => assert!(next < previous),
+        Err(SafeAadError::Duplicate { .. } | SafeAadError::Undecodable(_)) => {}
+    }
 }
 
 /// A provider with Bob's key published, the responder's key, and one valid delivery.

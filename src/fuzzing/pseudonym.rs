@@ -28,6 +28,7 @@ pub fn decode_pseudonymous(data: &[u8]) {
         // Whatever the hub takes from a commit re-encodes.
         let _ = crate::wire::encode(&aad).expect("a decoded AddAAD re-encodes");
     }
+    super::connection::safe_aad_invariants(data);
     roundtrip::<PseudonymousCredential>(data);
     roundtrip::<PseudonymousCredentialTbs>(data);
     roundtrip::<IdentityLinkTbe>(data);

@@ -16,6 +16,7 @@ use super::codec::PseudonymousCredentialTbs;
 use super::hub::is_pseudonymous_group;
 use super::link::{expand_with_label, IdentityLinkError, IdentityLinkKey};
 use crate::error::{internal, Failure, InvalidMlsMessage, RejectReason};
+use crate::safe_aad::SafeAadError;
 use crate::wire::{decode_exact, DecodeError};
 
 /// The private-use SafeAAD `ComponentID` (draft-ietf-mls-extensions; private range
@@ -35,22 +36,7 @@ pub const WRAP_NONCE_LABEL: &str = "IdentityLinkWrapNonce";
 /// bytes) and an AEAD tag (16 bytes) fit many times over.
 pub const MAX_ENCRYPTED_IDENTITY_LINK_KEY: usize = 255;
 
-/// `struct { ComponentID component_id; opaque aad_item_data<V>; } SafeAADItem`.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAadItem {
-    /// The component the item belongs to.
-    pub component_id: u16,
-    /// The component's data.
-    pub aad_item_data: VLBytes,
-}
-
-/// `struct { SafeAADItem aad_items<V>; } SafeAAD`: the prefix of `authenticated_data`; items
-/// in strictly increasing `component_id` order. Bytes after it are the application's.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAad {
-    /// The items.
-    pub aad_items: Vec<SafeAadItem>,
-}
+pub use crate::safe_aad::{SafeAad, SafeAadItem};
 
 /// `struct { opaque ciphertext<V>; } EncryptedIdentityLinkKey` (MP-MMR).
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
@@ -191,60 +177,43 @@ pub fn unwrap_identity_link_key(
         .map_err(|_| IdentityLinkError::DoesNotDecrypt)
 }
 
-/// The `authenticated_data` of a commit carrying `entries`: a SafeAAD with one
-/// [`IDENTITY_LINK_KEYS_COMPONENT_ID`] item.
-pub fn add_aad_bytes(entries: Vec<EncryptedIdentityLinkKey>) -> Result<Vec<u8>, IdentityLinkError> {
-    let encoding = |e: tls_codec::Error| IdentityLinkError::Encoding(e.to_string());
+/// The SafeAAD item of a commit carrying `entries`: component
+/// [`IDENTITY_LINK_KEYS_COMPONENT_ID`], an [`AddAad`]. Combine it with other components' items
+/// (e.g. a connection response) with [`SafeAad::from_items`].
+pub fn add_aad_item(
+    entries: Vec<EncryptedIdentityLinkKey>,
+) -> Result<SafeAadItem, IdentityLinkError> {
     let item = AddAad {
         encrypted_identity_link_keys: entries,
     }
     .tls_serialize_detached()
-    .map_err(encoding)?;
+    .map_err(|e| IdentityLinkError::Encoding(e.to_string()))?;
+    Ok(SafeAadItem::new(IDENTITY_LINK_KEYS_COMPONENT_ID, item))
+}
+
+/// The `authenticated_data` of a commit carrying `entries`: a SafeAAD with one
+/// [`IDENTITY_LINK_KEYS_COMPONENT_ID`] item.
+pub fn add_aad_bytes(entries: Vec<EncryptedIdentityLinkKey>) -> Result<Vec<u8>, IdentityLinkError> {
+    let encoding = |e: tls_codec::Error| IdentityLinkError::Encoding(e.to_string());
     SafeAad {
-        aad_items: vec![SafeAadItem {
-            component_id: IDENTITY_LINK_KEYS_COMPONENT_ID,
-            aad_item_data: item.into(),
-        }],
+        aad_items: vec![add_aad_item(entries)?],
     }
     .tls_serialize_detached()
     .map_err(encoding)
 }
 
-/// The [`AddAad`] in a commit's `authenticated_data`, if it has one.
+/// The [`AddAad`] in a commit's `authenticated_data`, if it has one: the
+/// [`IDENTITY_LINK_KEYS_COMPONENT_ID`] item of its SafeAAD ([`SafeAad::parse_prefix`]), other
+/// components' items ignored.
 pub fn add_aad_of(authenticated_data: &[u8]) -> Result<Option<AddAad>, InvalidIdentityLinkKeys> {
-    if authenticated_data.is_empty() {
-        return Ok(None);
-    }
+    // Rule R-LINK-1.
     let (safe_aad, _application_data) =
-        <SafeAad as tls_codec::DeserializeBytes>::tls_deserialize_bytes(authenticated_data)
-            // Rule R-LINK-1.
-            .map_err(|e| {
-                InvalidIdentityLinkKeys::SafeAadUndecodable(DecodeError::Malformed {
-                    type_name: "SafeAAD",
-                    reason: format!("{e:?}"),
-                })
-            })?;
-    // Rule R-LINK-1: draft-ietf-mls-extensions §4.9, strictly increasing component IDs.
-    if safe_aad
-        .aad_items
-        .windows(2)
-        .any(|pair| pair[0].component_id >= pair[1].component_id)
-    {
-        return Err(InvalidIdentityLinkKeys::SafeAadUndecodable(
-            DecodeError::Malformed {
-                type_name: "SafeAAD",
-                reason: "items not in strictly increasing component_id order".into(),
-            },
-        ));
-    }
+        SafeAad::parse_prefix(authenticated_data).map_err(InvalidIdentityLinkKeys::SafeAad)?;
     safe_aad
-        .aad_items
-        .iter()
-        .find(|item| item.component_id == IDENTITY_LINK_KEYS_COMPONENT_ID)
-        .map(|item| {
+        .item(IDENTITY_LINK_KEYS_COMPONENT_ID)
+        .map(|data| {
             // Rule R-LINK-2.
-            decode_exact::<AddAad>(item.aad_item_data.as_slice())
-                .map_err(InvalidIdentityLinkKeys::AddAadUndecodable)
+            decode_exact::<AddAad>(data).map_err(InvalidIdentityLinkKeys::AddAadUndecodable)
         })
         .transpose()
 }
@@ -254,10 +223,11 @@ pub fn add_aad_of(authenticated_data: &[u8]) -> Result<Option<AddAad>, InvalidId
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidIdentityLinkKeys {
-    /// Rule R-LINK-1: a commit of a pseudonymous group whose `authenticated_data` does not
-    /// start with a well-formed SafeAAD (draft-ietf-mls-extensions §4.9).
-    #[error("the authenticated data is not a SafeAAD: {0}")]
-    SafeAadUndecodable(DecodeError),
+    /// Rule R-LINK-1: a commit of a pseudonymous group whose non-empty `authenticated_data`
+    /// does not start with a well-formed SafeAAD: undecodable, or items not in strictly
+    /// increasing component order (draft-ietf-mls-extensions-08 §4.9; wire-format.md §14.2).
+    #[error("the authenticated data is not a well-formed SafeAAD: {0}")]
+    SafeAad(SafeAadError),
     /// Rule R-LINK-2: the identity link keys item is not exactly one `AddAAD`.
     #[error("the AddAAD does not decode: {0}")]
     AddAadUndecodable(DecodeError),

@@ -4,9 +4,7 @@
 //!
 //! Codecs only: the hub computes and verifies franks in `crate::franking`.
 
-use tls_codec::{
-    DeserializeBytes as _, Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes,
-};
+use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 use super::auth::sign_content;
 
@@ -18,22 +16,7 @@ pub const FRANKING_INTEGRITY_LABEL: &str = "FrankingIntegrityTBS";
 /// The length of a franking tag and of a server frank (HMAC-SHA256 outputs).
 pub const FRANK_LEN: usize = 32;
 
-/// draft-ietf-mls-extensions `SafeAADItem { ComponentID component_id; opaque aad_item_data<V>; }`.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAadItem {
-    /// `ComponentID` (uint16).
-    pub component_id: u16,
-    /// The component's data.
-    pub aad_item_data: VLBytes,
-}
-
-/// draft-ietf-mls-extensions `SafeAAD { SafeAADItem aad_items<V>; }`, at the beginning of a
-/// message's `authenticated_data` (application bytes may follow it).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
-pub struct SafeAad {
-    /// The items, in strictly increasing `component_id` order.
-    pub aad_items: Vec<SafeAadItem>,
-}
+pub use crate::safe_aad::{SafeAad, SafeAadItem};
 
 impl SafeAad {
     /// The `authenticated_data` of a franked message: a SafeAAD whose only item is
@@ -47,16 +30,14 @@ impl SafeAad {
         }
     }
 
-    /// Reads a SafeAAD at the beginning of `authenticated_data`; `None` when the bytes do not
-    /// begin with one (the application's own AAD), or when its items are not in strictly
-    /// increasing `component_id` order (draft-ietf-mls-extensions §"Safe AAD").
+    /// Reads a SafeAAD at the beginning of `authenticated_data` ([`SafeAad::parse_prefix`]);
+    /// `None` when the bytes do not begin with one (the application's own AAD), or when its
+    /// items are not in strictly increasing `component_id` order (draft-ietf-mls-extensions-08
+    /// §4.9): such a message is not franked.
     pub fn read_prefix(authenticated_data: &[u8]) -> Option<Self> {
-        let (aad, _) = Self::tls_deserialize_bytes(authenticated_data).ok()?;
-        let ordered = aad
-            .aad_items
-            .windows(2)
-            .all(|pair| pair[0].component_id < pair[1].component_id);
-        ordered.then_some(aad)
+        Self::parse_prefix(authenticated_data)
+            .ok()
+            .map(|(aad, _application_data)| aad)
     }
 }
 

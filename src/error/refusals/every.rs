@@ -362,7 +362,12 @@ pub(crate) fn pseudonymous() -> Vec<InvalidPseudonymousCredential> {
 pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkKeys> {
     use crate::pseudonym::InvalidIdentityLinkKeys as L;
     let all = vec![
-        L::SafeAadUndecodable(decode_error()),
+        L::SafeAad(crate::safe_aad::SafeAadError::Undecodable(decode_error())),
+        L::SafeAad(crate::safe_aad::SafeAadError::Unsorted {
+            previous: 2,
+            next: 1,
+        }),
+        L::SafeAad(crate::safe_aad::SafeAadError::Duplicate { component_id: 1 }),
         L::AddAadUndecodable(decode_error()),
         L::Missing,
         L::CountMismatch { adds: 1, got: 0 },
@@ -371,7 +376,7 @@ pub(crate) fn identity_link_keys() -> Vec<crate::pseudonym::InvalidIdentityLinkK
     ];
     for each in &all {
         match each {
-            L::SafeAadUndecodable(_)
+            L::SafeAad(_)
             | L::AddAadUndecodable(_)
             | L::Missing
             | L::CountMismatch { .. }
