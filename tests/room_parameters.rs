@@ -326,3 +326,86 @@ fn a_fixed_membership_room_keeps_its_users() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// R-POL-32: pseudonyms_allowed
+// ---------------------------------------------------------------------------------------------
+
+/// A pseudonymous client creates a policed, pseudonymous room (every leaf must then hold a
+/// pseudonymous credential, wire-format.md §14.1) whose base policy sets `pseudonyms_allowed`
+/// as given. Returns the DS and the `create_group` request.
+fn pseudonymous_room(pseudonyms_allowed: bool) -> (TestDs, Vec<u8>) {
+    use mimi_ds::policy::{ParticipantListData, UserRolePair, ROOM_POLICY_EXTENSION_TYPES};
+    use mimi_ds::pseudonym::{PseudonymKind, PSEUDONYMOUS_CREDENTIAL_TYPE};
+    use mimi_ds::testing::policy::{policy_capabilities, ADMIN};
+    use mimi_ds::testing::pseudonymous::{
+        random_connection_key, random_pseudonym, PseudonymousClient,
+    };
+    use openmls::prelude::{
+        Capabilities, CredentialType, Extension, ExtensionType, RequiredCapabilitiesExtension,
+        UnknownExtension,
+    };
+
+    let mut ds = TestDs::new(DOMAIN);
+    let user = random_pseudonym(PseudonymKind::User, "a.example");
+    let mut alice = PseudonymousClient::new(
+        "alice",
+        "alice-1",
+        "a.example",
+        &user,
+        &random_connection_key(),
+    );
+    let mut policy = admin_policy(&[], &[]);
+    policy.participants = ParticipantListData {
+        participants: vec![UserRolePair {
+            user: user.uri.clone(),
+            role_index: ADMIN,
+        }],
+    };
+    policy.base = Some(BaseRoomPolicy {
+        pseudonyms_allowed: Flag(pseudonyms_allowed),
+        ..BaseRoomPolicy::default()
+    });
+    let pseudonymous = CredentialType::Other(PSEUDONYMOUS_CREDENTIAL_TYPE);
+    let base = policy_capabilities();
+    let capabilities = Capabilities::new(
+        None,
+        Some(&[mimi_ds::testing::CIPHERSUITE]),
+        Some(base.extensions()),
+        None,
+        Some(&[CredentialType::Basic, pseudonymous]),
+    );
+    let mut extensions = vec![
+        Extension::ExternalSenders(vec![ds.external_sender.clone()]),
+        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
+            &ROOM_POLICY_EXTENSION_TYPES.map(ExtensionType::Unknown),
+            &[],
+            &[pseudonymous],
+        )),
+    ];
+    extensions.extend(
+        raw(&policy)
+            .into_iter()
+            .map(|(t, data)| Extension::Unknown(t, UnknownExtension(data))),
+    );
+    let group_id = ds.request_group_id();
+    alice
+        .client
+        .create_group_with(&group_id, capabilities, extensions);
+    let request = alice.client.create_group_request(ds.now_ms);
+    (ds, request)
+}
+
+/// Without `pseudonyms_allowed` no leaf may hold a pseudonymous credential; with it, the same
+/// room is created.
+#[test]
+fn without_pseudonyms_allowed_pseudonymous_leaves_are_refused() {
+    let (mut ds, request) = pseudonymous_room(false);
+    let refusal = ds.reject_consuming_reservation(&request, ErrorCode::NotAllowed);
+    assert_eq!(
+        refusal.reason,
+        violated(PolicyViolation::PseudonymsNotAllowed)
+    );
+    let (mut ds, request) = pseudonymous_room(true);
+    let _ = ds.accept(&request);
+}

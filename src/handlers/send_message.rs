@@ -74,8 +74,8 @@ where
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId(InvalidGroupId::MessageForAnotherGroup).into());
     }
-    // wire-format.md §15.4: the room's parameters, copied into the roster when the policy was
-    // read, replace the hub-wide ones (rules R-POL-27, R-POL-28, R-POL-29).
+    // Rules R-POL-27, R-POL-28, R-POL-29: the room's parameters, copied into the roster when
+    // the policy was read, replace the hub-wide ones (wire-format.md §15.4).
     let room = &roster.room_parameters;
     let epoch_tolerance = room.epoch_tolerance(ctx.env.config.app_message_epoch_tolerance);
     check_epoch(roster.epoch, message.epoch(), epoch_tolerance)?;

@@ -84,14 +84,14 @@ impl DeserializeBytes for RoomParameters {
 }
 
 impl RoomParameters {
-    /// The epoch tolerance for application messages: the room's (rule R-POL-28), else the
-    /// hub's `DsConfig::app_message_epoch_tolerance`.
+    /// Rule R-POL-28: the epoch tolerance for application messages is the room's
+    /// `epoch_tolerance`, else the hub's `DsConfig::app_message_epoch_tolerance`.
     pub(crate) fn epoch_tolerance(&self, hub: u64) -> u64 {
         self.epoch_tolerance.map_or(hub, u64::from)
     }
 
-    /// The pending-proposal policy for application messages while the hub's removals are
-    /// pending: the room's (rule R-POL-27), else the hub's `DsConfig::pending_proposals`.
+    /// Rule R-POL-27: while the hub's removals are pending, application messages follow the
+    /// room's pending-proposal policy, else the hub's `DsConfig::pending_proposals`.
     pub(crate) fn pending_proposals(
         &self,
         hub: crate::PendingProposalPolicy,
@@ -205,5 +205,33 @@ mod tests {
         let bytes = encode(&set).unwrap();
         assert_eq!(bytes.len(), set.tls_serialized_len());
         assert_eq!(decode_exact::<RoomParameters>(&bytes).unwrap(), set);
+    }
+
+    /// A roster stored before the field existed (its five earlier fields and nothing more)
+    /// decodes with the default, i.e. the hub-wide settings; one with parameters keeps them.
+    #[test]
+    fn rosters_stored_before_the_field_decode_to_the_hub_wide_settings() {
+        use tls_codec::VLBytes;
+        let mut legacy = Vec::new();
+        0x0001u16.tls_serialize(&mut legacy).unwrap();
+        7u64.tls_serialize(&mut legacy).unwrap();
+        // No members and no user keys: two empty vectors, each its zero length.
+        Vec::<u8>::new().tls_serialize(&mut legacy).unwrap();
+        Vec::<u8>::new().tls_serialize(&mut legacy).unwrap();
+        Some(VLBytes::from(b"successor".to_vec()))
+            .tls_serialize(&mut legacy)
+            .unwrap();
+        let roster = decode_exact::<Roster>(&legacy).unwrap();
+        assert_eq!(roster.epoch, 7);
+        assert_eq!(roster.room_parameters, RoomParameters::default());
+        assert_eq!(roster.room_parameters.epoch_tolerance(3), 3);
+        assert_eq!(encode(&roster).unwrap(), legacy, "re-encoded unchanged");
+
+        let mut with = roster;
+        with.room_parameters.epoch_tolerance = Some(0);
+        let bytes = encode(&with).unwrap();
+        assert!(bytes.len() > legacy.len());
+        let decoded = decode_exact::<Roster>(&bytes).unwrap();
+        assert_eq!(decoded.room_parameters.epoch_tolerance(3), 0);
     }
 }
