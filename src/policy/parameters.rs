@@ -71,15 +71,19 @@ impl DeserializeBytes for RoomParameters {
         let (epoch_tolerance, rest) = Option::<u8>::tls_deserialize_bytes(rest)?;
         let (max_leaf_age_s, rest) = u64::tls_deserialize_bytes(rest)?;
         let (leaf_updated_at, rest) = Vec::<UnixTimeMs>::tls_deserialize_bytes(rest)?;
-        Ok((
-            Self {
-                pending_proposal_policy,
-                epoch_tolerance,
-                max_leaf_age_s,
-                leaf_updated_at,
-            },
-            rest,
-        ))
+        let parameters = Self {
+            pending_proposal_policy,
+            epoch_tolerance,
+            max_leaf_age_s,
+            leaf_updated_at,
+        };
+        // One encoding per value: the default is written as nothing.
+        if parameters == Self::default() {
+            return Err(tls_codec::Error::DecodingError(
+                "default room parameters are encoded as nothing".into(),
+            ));
+        }
+        Ok((parameters, rest))
     }
 }
 
@@ -205,6 +209,9 @@ mod tests {
         let bytes = encode(&set).unwrap();
         assert_eq!(bytes.len(), set.tls_serialized_len());
         assert_eq!(decode_exact::<RoomParameters>(&bytes).unwrap(), set);
+        // The default written out field by field is not a second encoding of it.
+        let explicit = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(decode_exact::<RoomParameters>(&explicit).is_err());
     }
 
     /// A roster stored before the field existed (its five earlier fields and nothing more)
