@@ -1860,13 +1860,19 @@ fn room_policy_refusals_and_their_damaged_variants_are_refused() {
         ErrorCode::InvalidGroupInfo,
     ));
 
+    sweep_policy_attacks(ds, &attacks, "room-policy refusals");
+}
+
+/// Runs each attack as built (refused with its code), every truncation of it
+/// (`malformed_request`) and a spread of single-bit flips, each on its own snapshot.
+fn sweep_policy_attacks(ds: TestDs, attacks: &[(Case, ErrorCode)], what: &str) {
     let scenario = Scenario {
         ds,
         cases: Vec::new(),
         refusals: Vec::new(),
     };
     let mut tally = Tally::default();
-    for (case, code) in &attacks {
+    for (case, code) in attacks {
         let ended = tally.run(&scenario, case, "as built", &case.request);
         assert_eq!(ended, Ended::Rejected(*code), "{}", case.name);
         for len in truncation_lengths(case.request.len()) {
@@ -1889,7 +1895,49 @@ fn room_policy_refusals_and_their_damaged_variants_are_refused() {
             );
         }
     }
-    tally.report("room-policy refusals");
+    tally.report(what);
+}
+
+/// The room-parameter refusals (wire-format.md §15.4) as sweep cases: a second client of a
+/// user where the base policy leaves `multi_device` false (R-POL-30), and an application
+/// message from a leaf older than `leaf_node_update_time` allows (R-POL-29); each damaged
+/// like the other room-policy refusals.
+#[test]
+fn room_parameter_refusals_and_their_damaged_variants_are_refused() {
+    use mimi_ds::policy::{BaseRoomPolicy, Flag, MinDefaultMaxTime, OperationalParameters};
+    use mimi_ds::testing::policy::admin_policy;
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    let mut policy = admin_policy(&[&alice], &[&bob]);
+    policy.base = Some(BaseRoomPolicy::default());
+    policy.operational = Some(OperationalParameters {
+        handshake_formats: vec![1],
+        external_commit_allowed: Flag(true),
+        leaf_node_update_time: MinDefaultMaxTime {
+            minimum_time: 0,
+            default_time: 60,
+            maximum_time: 60,
+        },
+        ..OperationalParameters::default()
+    });
+    ds.create_policy_room(&mut alice, &mut [&mut bob], &policy);
+
+    let mut attacks = Vec::new();
+    let bob2 = TestClient::new("bob", "bob-2", "b.example");
+    let request = bob.add_request(vec![bob2.policy_key_package()], ds.now_ms);
+    bob.discard_commit();
+    attacks.push((
+        Case::new("second_device", Kind::Commit, 1, request, &ds),
+        ErrorCode::NotAllowed,
+    ));
+    ds.advance(61_000);
+    let request = bob.message_request(b"stale", ds.now_ms);
+    attacks.push((
+        Case::new("stale_leaf_message", Kind::Message, 1, request, &ds),
+        ErrorCode::NotAllowed,
+    ));
+    sweep_policy_attacks(ds, &attacks, "room-parameter refusals");
 }
 
 /// The KeyPackage directory's requests (wire-format.md §14.4), damaged: every truncation of an

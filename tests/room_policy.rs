@@ -462,6 +462,7 @@ fn max_users_bounds_the_users() {
     let carol = carol();
     let mut policy = with_participant(&room.policy, &carol, MEMBER);
     policy.base = Some(BaseRoomPolicy {
+        multi_device: Flag(true),
         max_users: Some(2),
         ..BaseRoomPolicy::default()
     });

@@ -1,8 +1,9 @@
 //! Fuzz bodies for room policy (wire-format.md §15).
 //!
-//! * [`decode_room_policy`]: the four policy structures decode strictly (whatever decodes
-//!   re-encodes to the same bytes), and a decoded policy either passes the hub's checks or is
-//!   refused with `invalid_group_info`, never a panic.
+//! * [`decode_room_policy`]: the four policy structures, and the roster's copy of the room
+//!   parameters, decode strictly (whatever decodes re-encodes to the same bytes), and a
+//!   decoded policy either passes the hub's checks or is refused with `invalid_group_info`,
+//!   never a panic.
 //! * [`policy_change`]: in a room with an admin (Alice) and a member (Bob), one of them sends a
 //!   GroupContextExtensions commit whose policy bytes are mutated. Invariants: no panic; a
 //!   refusal changes nothing and fans out nothing; an accepted change leaves a policy that
@@ -26,6 +27,8 @@ pub fn decode_room_policy(data: &[u8]) {
     roundtrip::<ParticipantListData>(data);
     roundtrip::<OperationalParameters>(data);
     roundtrip::<BaseRoomPolicy>(data);
+    // The roster's copy of the parameters the message path needs (wire-format.md §15.4).
+    roundtrip::<crate::policy::RoomParameters>(data);
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };

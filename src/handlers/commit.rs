@@ -112,6 +112,10 @@ where
         return Err(RejectReason::NotAllowed(NotAllowed::CommitterRemovesItself).into());
     }
     commit_rules::check(op, &summary, sender, &roster)?;
+    // Rule R-POL-29: a stale leaf may commit only with an update path (wire-format.md §15.4).
+    roster
+        .room_parameters
+        .check_leaf_age(sender, ctx.now, summary.changed.contains(&committer))?;
     // wire-format.md §15.3: each proposal against its sender's role in the room policy.
     let deletes_room = op == Operation::DeleteGroup;
     crate::policy::authorize_commit(&group, &staged, &roster, sender, deletes_room, ctx)?;
@@ -131,6 +135,14 @@ where
         ctx,
     )?;
     crate::policy::check_room(&group, &new_roster)?;
+    crate::policy::record_room_parameters(
+        &group,
+        &mut new_roster,
+        Some(&roster),
+        &summary.removed,
+        &summary.changed,
+        ctx.now,
+    )?;
     if let Operation::UpdateClient(Some(config)) = op {
         // DS-04 `UpdateClientRequest`: the update may replace the client's queue information.
         if let Some(Some(entry)) = new_roster.members.get_mut(sender as usize) {
@@ -542,9 +554,11 @@ impl Accepting<'_> {
         sequencer.follow(&roster, fresh, ctx.now);
         // Messages of epochs that no longer take application messages cannot be replayed.
         sequencer.forget_messages_before(
-            roster
-                .epoch
-                .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
+            roster.epoch.saturating_sub(
+                roster
+                    .room_parameters
+                    .epoch_tolerance(ctx.env.config.app_message_epoch_tolerance),
+            ),
         );
         let records = vec![
             encode_record(RecordKind::Roster, &roster)?,

@@ -165,8 +165,9 @@ where
             RejectReason::AuthenticationFailed(AuthenticationFailed::CreatorLeafMismatch).into(),
         );
     }
-    let roster = Roster::from_group(&group, ctx)?;
+    let mut roster = Roster::from_group(&group, ctx)?;
     // wire-format.md §15.1: a room policy must be well formed and hold from the start.
     crate::policy::check_room(&group, &roster)?;
+    crate::policy::record_room_parameters(&group, &mut roster, None, &[], &[], ctx.now)?;
     Ok((buffer, roster))
 }

@@ -114,8 +114,16 @@ where
     // staples them to the commit (draft-ietf-mimi-protocol-06).
     group.merge_commit(&buffer, *staged).map_err(internal)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
-    let new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
+    let mut new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
     crate::policy::check_room(&group, &new_roster)?;
+    crate::policy::record_room_parameters(
+        &group,
+        &mut new_roster,
+        Some(&roster),
+        &summary.removed,
+        &[],
+        ctx.now,
+    )?;
     // MIMIMI Flow D: the joiner supplies its own identity link key (wire-format.md §14.2).
     let identity_links = crate::pseudonym::group_links::CommitLinks {
         group: &group,

@@ -74,17 +74,21 @@ where
     if message.group_id().as_slice() != group_id {
         return Err(RejectReason::InvalidGroupId(InvalidGroupId::MessageForAnotherGroup).into());
     }
-    check_epoch(
-        roster.epoch,
-        message.epoch(),
-        ctx.env.config.app_message_epoch_tolerance,
-    )?;
+    // Rules R-POL-27, R-POL-28, R-POL-29: the room's parameters, copied into the roster when
+    // the policy was read, replace the hub-wide ones (wire-format.md §15.4).
+    let room = &roster.room_parameters;
+    let epoch_tolerance = room.epoch_tolerance(ctx.env.config.app_message_epoch_tolerance);
+    check_epoch(roster.epoch, message.epoch(), epoch_tolerance)?;
+    room.check_leaf_age(sender, ctx.now, false)?;
 
     let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
     // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
-        if ctx.env.config.pending_proposals.enforced(since, ctx.now) {
+        if room
+            .pending_proposals(ctx.env.config.pending_proposals)
+            .enforced(since, ctx.now)
+        {
             // Rule R-MSG-11.
             return Err(RejectReason::HubRemovalsPending.into());
         }
@@ -104,11 +108,7 @@ where
         // Rule R-MSG-10.
         return Err(RejectReason::ReplayedMessage.into());
     }
-    sequencer.forget_messages_before(
-        roster
-            .epoch
-            .saturating_sub(ctx.env.config.app_message_epoch_tolerance),
-    );
+    sequencer.forget_messages_before(roster.epoch.saturating_sub(epoch_tolerance));
     sequencer.remember(
         message.epoch().as_u64(),
         digest,

@@ -231,13 +231,19 @@ fn authorize_policy_change(
         participants_changed = true;
         match (from, to) {
             // Rule R-POL-1.
-            (None, Some(_)) => require(
-                room,
-                sender,
-                CAN_ADD_PARTICIPANT,
-                PolicyViolation::AddParticipant,
-            )?,
-            (Some(_), None) => authorize_removal(room, sender, user)?,
+            (None, Some(_)) => {
+                require(
+                    room,
+                    sender,
+                    CAN_ADD_PARTICIPANT,
+                    PolicyViolation::AddParticipant,
+                )?;
+                super::room_flags::check_membership_change(room)?;
+            }
+            (Some(_), None) => {
+                authorize_removal(room, sender, user)?;
+                super::room_flags::check_membership_change(room)?;
+            }
             (Some(from), Some(to)) => authorize_role_change(room, sender, user, from, to)?,
             (None, None) => {}
         }
@@ -344,6 +350,7 @@ pub(crate) fn check_room(group: &PublicGroup, roster: &Roster) -> Result<(), Rej
             return Err(violation(PolicyViolation::TooManyUsers));
         }
     }
+    super::room_flags::check_group(&room, group, roster)?;
     if let Some(operational) = room.operational() {
         check_capabilities(group, operational)?;
     }
@@ -437,17 +444,7 @@ pub(crate) fn pending_proposal_policy(
     let Some(room) = Room::read(group.group_context().extensions())? else {
         return Ok(hub);
     };
-    Ok(
-        match room.operational().map(|o| o.pending_proposal_policy) {
-            Some(super::PendingProposalPolicy::ImmediateCommit) => {
-                crate::PendingProposalPolicy::Strict
-            }
-            Some(super::PendingProposalPolicy::RandomDelay {
-                maximum_delay_ms, ..
-            }) => crate::PendingProposalPolicy::GraceWindow {
-                ms: maximum_delay_ms,
-            },
-            _ => hub,
-        },
-    )
+    Ok(room.operational().map_or(hub, |o| {
+        super::parameters::effective_pending_proposals(o.pending_proposal_policy, hub)
+    }))
 }

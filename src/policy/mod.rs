@@ -10,7 +10,9 @@
 //! it (to check the new policy and membership), and nothing is written unless both hold.
 
 mod enforce;
+mod parameters;
 mod refusals;
+mod room_flags;
 mod structs;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use openmls::prelude::{Extension, Extensions, GroupContext, UnknownExtension};
 
 pub(crate) use enforce::{authorize_commit, authorize_external_join, authorize_proposal};
 pub(crate) use enforce::{check_room, pending_proposal_policy};
+pub(crate) use parameters::{record_room_parameters, RoomParameters};
 #[cfg(test)]
 pub(crate) use refusals::{every_defect, every_violation};
 pub use refusals::{PolicyDefect, PolicyViolation};

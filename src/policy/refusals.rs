@@ -93,6 +93,27 @@ pub enum PolicyViolation {
     /// (draft-ietf-mimi-room-policy-03 `OperationalParameters`; wire-format.md §15.4).
     #[error("a KeyPackage lifetime exceeds the room's maximum")]
     KeyPackageLifetime,
+    /// Rule R-POL-29: an application message, or a commit without an update path, from a leaf
+    /// whose node the hub last saw set longer ago than `leaf_node_update_time.maximum_time`
+    /// (draft-ietf-mimi-room-policy-03 `OperationalParameters`; wire-format.md §15.4). The
+    /// client recovers by committing with an update path.
+    #[error("the sender's leaf is older than the room's leaf_node_update_time maximum")]
+    StaleLeaf,
+    /// Rule R-POL-30: after the commit, a user has two clients in a room whose base policy
+    /// does not set `multi_device` (draft-ietf-mimi-room-policy-03 `BaseRoomPolicy`;
+    /// wire-format.md §15.4).
+    #[error("the room allows one client per user")]
+    MultiDeviceNotAllowed,
+    /// Rule R-POL-31: a participant-list addition or removal in a room whose base policy sets
+    /// `fixed_membership` (draft-ietf-mimi-room-policy-03 `BaseRoomPolicy`; wire-format.md
+    /// §15.4).
+    #[error("the room's membership is fixed")]
+    FixedMembership,
+    /// Rule R-POL-32: a leaf holds a pseudonymous credential in a room whose base policy does
+    /// not set `pseudonyms_allowed` (draft-ietf-mimi-room-policy-03 `BaseRoomPolicy`;
+    /// wire-format.md §14.1, §15.4).
+    #[error("the room does not allow pseudonymous participants")]
+    PseudonymsNotAllowed,
 }
 
 /// A room policy that is malformed or contradicts itself (code `invalid_group_info`).
@@ -166,6 +187,10 @@ pub(crate) fn every_violation() -> Vec<PolicyViolation> {
         MissingMandatoryCapability,
         ForbiddenCapability,
         KeyPackageLifetime,
+        StaleLeaf,
+        MultiDeviceNotAllowed,
+        FixedMembership,
+        PseudonymsNotAllowed,
     ];
     for each in &all {
         match each {
@@ -187,7 +212,11 @@ pub(crate) fn every_violation() -> Vec<PolicyViolation> {
             | TooManyUsers
             | MissingMandatoryCapability
             | ForbiddenCapability
-            | KeyPackageLifetime => {}
+            | KeyPackageLifetime
+            | StaleLeaf
+            | MultiDeviceNotAllowed
+            | FixedMembership
+            | PseudonymsNotAllowed => {}
         }
     }
     all

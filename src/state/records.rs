@@ -33,6 +33,9 @@ pub(crate) struct Roster {
     /// Set once a ReInit was committed: the group that replaces this one. The group then takes
     /// no further messages (RFC 9420 §12.1.5).
     pub(crate) successor: Option<VLBytes>,
+    /// What application messages need of the room policy (wire-format.md §15.4). Last, and
+    /// encoded as nothing when default, so rosters stored before it decode unchanged.
+    pub(crate) room_parameters: crate::policy::RoomParameters,
 }
 
 /// A user's registered authentication key.
@@ -327,6 +330,9 @@ impl Roster {
             members,
             user_keys,
             successor: previous.and_then(|p| p.successor.clone()),
+            room_parameters: previous
+                .map(|p| p.room_parameters.clone())
+                .unwrap_or_default(),
         };
         // A leaf that took its queue configuration from its leaf node (new, or re-filled).
         roster.refuse_shared_queue_configs(|leaf| {
