@@ -85,7 +85,10 @@ impl Room<'_> {
         let out = self.ds.process(request);
         let answer = match out.status {
             Status::Accepted => {
-                (self.say)(format!("{:>5} -> hub: {action}\n         accepted", who.name()));
+                (self.say)(format!(
+                    "{:>5} -> hub: {action}\n         accepted",
+                    who.name()
+                ));
                 Ok(())
             }
             _ => {
@@ -147,7 +150,9 @@ impl Room<'_> {
 
     /// Bob removes Carol's client.
     fn bob_removes_carol(&mut self) {
-        let request = self.bob.remove_request(&[self.carol.leaf()], self.ds.now_ms);
+        let request = self
+            .bob
+            .remove_request(&[self.carol.leaf()], self.ds.now_ms);
         self.commit(Who::Bob, "remove carol's client", &request);
     }
 
@@ -226,9 +231,9 @@ pub(crate) fn run(say: &mut dyn FnMut(String)) -> Vec<Step> {
         room.carol.policy_key_package(),
     ];
     let now = room.ds.now_ms;
-    let request = room
-        .alice
-        .policy_commit_request(&raw(&policy), |b| b.propose_adds(key_packages), now);
+    let request =
+        room.alice
+            .policy_commit_request(&raw(&policy), |b| b.propose_adds(key_packages), now);
     let out = room.send(
         Who::Alice,
         "add bob and carol as members (participant list + MLS Adds)",
@@ -273,13 +278,8 @@ pub(crate) fn run(say: &mut dyn FnMut(String)) -> Vec<Step> {
         panic!("the hub's key")
     };
     let frank = delivered.frank.expect("the fanout carries the frank");
-    verify_frank_signature(
-        &RustCrypto::default(),
-        hub_key.as_slice(),
-        &frank,
-        &context,
-    )
-    .expect("the hub signed it");
+    verify_frank_signature(&RustCrypto::default(), hub_key.as_slice(), &frank, &context)
+        .expect("the hub signed it");
     room.ds
         .ds
         .verify_reported_message(&ReportedMessage {

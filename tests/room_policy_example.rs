@@ -67,7 +67,12 @@ fn the_member_is_refused_what_only_an_admin_may_do_until_the_admin_allows_it() {
         .filter(|l| l.contains("refused: not_allowed"))
         .collect();
     assert_eq!(refusals.len(), 4, "{transcript:#?}");
-    for rule in ["RemoveParticipant", "ChangeOwnRole", "ChangePolicy", "DestroyRoom"] {
+    for rule in [
+        "RemoveParticipant",
+        "ChangeOwnRole",
+        "ChangePolicy",
+        "DestroyRoom",
+    ] {
         assert!(
             refusals.iter().any(|l| l.contains(&format!("({rule})"))),
             "{rule} in {transcript:#?}"
