@@ -235,3 +235,44 @@ fn active_participant_minimums_hold_after_every_commit() {
         violated(PolicyViolation::RoleCountOutOfBounds)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hand-written codecs: `Size` agrees with `Serialize` (§15.1)
+// ---------------------------------------------------------------------------------------------
+
+/// `tls_serialized_len` is what a length prefix around the value is computed from (a `Vec` of
+/// it, a derived struct inside one), so it must be the length `tls_serialize` writes.
+fn size_matches_encoding<T: tls_codec::Serialize + std::fmt::Debug>(value: &T) {
+    let encoded = value.tls_serialize_detached().expect("encode");
+    assert_eq!(value.tls_serialized_len(), encoded.len(), "{value:?}");
+}
+
+#[test]
+fn the_hand_written_codecs_report_the_size_they_write() {
+    use mimi_ds::policy::PendingProposalPolicy;
+    for flag in [Flag(false), Flag(true)] {
+        size_matches_encoding(&flag);
+    }
+    for pending in [
+        PendingProposalPolicy::Unspecified,
+        PendingProposalPolicy::ImmediateCommit,
+        PendingProposalPolicy::RandomDelay {
+            minimum_delay_ms: 1,
+            maximum_delay_ms: 2,
+        },
+        PendingProposalPolicy::Extension {
+            id_of_strategy_params: 3,
+        },
+    ] {
+        size_matches_encoding(&pending);
+    }
+    // And so inside the derived structures that contain them.
+    size_matches_encoding(&OperationalParameters {
+        pending_proposal_policy: PendingProposalPolicy::RandomDelay {
+            minimum_delay_ms: 1,
+            maximum_delay_ms: 2,
+        },
+        ..operational()
+    });
+    size_matches_encoding(&BaseRoomPolicy::default());
+}
