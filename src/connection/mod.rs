@@ -27,7 +27,9 @@
 
 mod client;
 mod crypto;
+mod endpoints;
 mod provider;
+mod provider_async;
 mod refusal;
 mod store;
 mod wire;
@@ -37,10 +39,16 @@ pub use client::{
     ConnectionEstablishmentKey, ConnectionResponder, OpenedConnectionRequest, PendingConnection,
     RequestContents, ResponseContents,
 };
+pub use endpoints::{
+    ConnectionClientRequest, ConnectionClientRequestBody, ConnectionKeyFetch,
+    ConnectionServiceResponse, ConnectionServiceResponseBody, CONNECTION_CLIENT_REQUEST_LABEL,
+    CONNECTION_USER_LABEL,
+};
 pub use provider::{ConnectionConfig, ConnectionFailure, ConnectionProvider};
 pub use refusal::ConnectionRefusal;
 pub use store::{
-    ConnectionChange, ConnectionKeyRecord, ConnectionStore, InMemoryConnectionStore, InboxRecord,
+    AsyncConnectionStore, ConnectionChange, ConnectionKeyRecord, ConnectionStore,
+    InMemoryConnectionStore, InboxRecord,
 };
 pub use wire::{
     ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
