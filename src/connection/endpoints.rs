@@ -119,8 +119,7 @@ impl ConnectionClientRequest {
             signature: Vec::new().into(),
         };
         let tbs = request.tbs().ok()?;
-        request.signature =
-            sign_with_label(signer, CONNECTION_CLIENT_REQUEST_LABEL, &tbs)?.into();
+        request.signature = sign_with_label(signer, CONNECTION_CLIENT_REQUEST_LABEL, &tbs)?.into();
         Some(request)
     }
 }
@@ -190,7 +189,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             let record = store.key_record(&name).map_err(Failure::Storage)?;
             self.bundle(&known_user(record)?)
         })();
-        answer("connection_key", bytes.len(), result.map(ConnectionServiceResponseBody::KeyBundle))
+        answer(
+            "connection_key",
+            bytes.len(),
+            result.map(ConnectionServiceResponseBody::KeyBundle),
+        )
     }
 
     /// [`ConnectionProvider::fetch_request`] over async storage.
@@ -205,7 +208,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             self.bundle(&known_user(record)?)
         }
         .await;
-        answer("connection_key", bytes.len(), result.map(ConnectionServiceResponseBody::KeyBundle))
+        answer(
+            "connection_key",
+            bytes.len(),
+            result.map(ConnectionServiceResponseBody::KeyBundle),
+        )
     }
 
     /// Handles `POST /connection_operation` (wire-format.md §14.3.2): a signed publish, read
@@ -297,7 +304,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
     }
 
     /// Size, version and decoding of a fetch; the name it asks for.
-    fn fetch_name<E: std::error::Error + 'static>(&self, bytes: &[u8]) -> Result<Vec<u8>, Failure<E>> {
+    fn fetch_name<E: std::error::Error + 'static>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, Failure<E>> {
         self.check_size_and_version(bytes)?;
         let fetch: ConnectionKeyFetch =
             decode_exact(bytes).map_err(|e| Failure::Refused(QsRejectReason::Malformed(e)))?;
@@ -373,9 +383,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
                     .unwrap_or(usize::MAX)
                     .min(self.config().max_page),
             }),
-            ConnectionClientRequestBody::Acknowledge { up_to_sequence } => Ok(
-                ClientStep::Acknowledge(known_user(record)?, up_to_sequence),
-            ),
+            ConnectionClientRequestBody::Acknowledge { up_to_sequence } => {
+                Ok(ClientStep::Acknowledge(known_user(record)?, up_to_sequence))
+            }
         }
     }
 }

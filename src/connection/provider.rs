@@ -229,9 +229,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         from_sequence: u64,
         max: usize,
     ) -> Result<Vec<StoredConnectionRequest>, ConnectionFailure<S::Error>> {
-        let record = store
-            .key_record(user)
-            .map_err(ConnectionFailure::Storage)?;
+        let record = store.key_record(user).map_err(ConnectionFailure::Storage)?;
         let inbox_id = known_user(record)?.inbox_id;
         store
             .requests(&inbox_id, from_sequence, max.min(self.config.max_page))
@@ -260,8 +258,8 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
 
     /// Rule R-CONN-5: `key` is a public key of `ciphersuite`'s HPKE KEM.
     pub(super) fn check_key(&self, ciphersuite: u16, key: &[u8]) -> Result<(), ConnectionRefusal> {
-        let suite =
-            Ciphersuite::try_from(ciphersuite).map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;
+        let suite = Ciphersuite::try_from(ciphersuite)
+            .map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;
         self.crypto
             .hpke_seal(suite.hpke_config(), key, &[], &[], &[])
             .map_err(|_| ConnectionRefusal::InvalidConnectionKey)?;

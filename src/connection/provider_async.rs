@@ -80,9 +80,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         let storage = ConnectionFailure::Storage;
         let opened = self.open_delivery(bytes, authenticated_sender)?;
         let inbox = store.inbox(&opened.inbox_id).await.map_err(storage)?;
-        let user = inbox
-            .ok_or(super::ConnectionRefusal::UnknownInbox)?
-            .user;
+        let user = inbox.ok_or(super::ConnectionRefusal::UnknownInbox)?.user;
         let key = store.key_record(&user).await.map_err(storage)?;
         let mark = self.replay_mark(&opened, key)?;
         let mut attempts = 0;

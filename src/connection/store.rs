@@ -312,7 +312,12 @@ impl AsyncConnectionStore for InMemoryConnectionStore {
         from_sequence: u64,
         max: usize,
     ) -> impl Future<Output = Result<Vec<StoredConnectionRequest>, Infallible>> + Send {
-        ready(ConnectionStore::requests(self, inbox_id, from_sequence, max))
+        ready(ConnectionStore::requests(
+            self,
+            inbox_id,
+            from_sequence,
+            max,
+        ))
     }
 
     fn apply(
