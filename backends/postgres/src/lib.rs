@@ -160,6 +160,14 @@ pub enum Error {
         /// What does not decode.
         detail: String,
     },
+    /// A stored connection request or inbox row does not decode.
+    #[error("corrupt connection inbox {inbox}: {detail}")]
+    CorruptConnection {
+        /// The inbox ID in hex (the first 32 bytes).
+        inbox: String,
+        /// What does not decode.
+        detail: String,
+    },
     /// A stored outbox row does not decode.
     #[error("corrupt outbox entry {id}: {detail}")]
     CorruptOutbox {
