@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod connection;
 pub mod directory;
 pub mod ds;
 pub mod qs;
@@ -106,6 +107,7 @@ pub mod test_cluster;
 use mimi_ds::storage::RecordKind;
 use tokio_postgres::{Client, NoTls};
 
+pub use connection::PostgresConnectionStore;
 pub use directory::PostgresDirectoryStorage;
 pub use ds::PostgresDsStorage;
 pub use qs::PostgresQsStorage;
