@@ -341,13 +341,14 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             &tbs,
             request.signature.as_slice(),
         ) {
+            // Rule R-CONN-8.
             return Err(ConnectionRefusal::NotOwner.into());
         }
         let name = self.user_name(request.user.as_slice())?;
         Ok(VerifiedClientRequest { request, name })
     }
 
-    /// Rule R-CONN-8 against the stored `record`, then what the operation does.
+    /// The owner check against the stored `record`, then what the operation does.
     fn authorize<E: std::error::Error + 'static>(
         &self,
         verified: VerifiedClientRequest,
@@ -356,7 +357,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         let VerifiedClientRequest { request, name } = verified;
         let owner_key = request.owner_key.as_slice();
         if let Some(record) = &record {
-            // An empty owner key: the embedding server publishes for this user itself.
+            // Rule R-CONN-8. An empty owner key: the embedding server publishes for this user itself.
             // The key is public: no need to compare in constant time.
             if record.owner_key.is_empty() || record.owner_key != owner_key {
                 return Err(ConnectionRefusal::NotOwner.into());
