@@ -252,7 +252,7 @@ async fn run(root: &tempfile::TempDir, storage: StorageChoice, database: Option<
         // The check does find what is stored in the clear: Bob's public key.
         assert!(debug_dump_contains(
             &stored,
-            &bundle.connection_establishment_key.as_slice().to_vec()
+            bundle.connection_establishment_key.as_slice()
         ));
     }
     beta.shutdown().await;

@@ -447,7 +447,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         let body = request.body;
         let endpoint = match self.dispatch_connection(request) {
             Ok(endpoint) => endpoint,
-            Err(routed) => return Ok(routed),
+            Err(routed) => return Ok(*routed),
         };
         let outcome = match endpoint {
             Endpoint::ConnectionKey => connections.fetch_request(body, store),
@@ -468,7 +468,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         let body = request.body;
         let endpoint = match self.dispatch_connection(request) {
             Ok(endpoint) => endpoint,
-            Err(routed) => return Ok(routed),
+            Err(routed) => return Ok(*routed),
         };
         let outcome = match endpoint {
             Endpoint::ConnectionKey => connections.fetch_request_async(body, store).await,
@@ -486,31 +486,31 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
 
     /// The checks of a connection request before the provider runs: the connection
     /// endpoint it is for, or the answer the router gives itself.
-    fn dispatch_connection(&self, request: &HttpRequest<'_>) -> Result<Endpoint, Routed> {
+    fn dispatch_connection(&self, request: &HttpRequest<'_>) -> Result<Endpoint, Box<Routed>> {
         let endpoint = match Endpoint::from_path(request.path) {
             Some(endpoint) if endpoint.is_connection() => endpoint,
             other => {
-                return Err(refused(
+                return Err(Box::new(refused(
                     other,
                     ErrorCode::UnsupportedOperation,
                     404,
                     "not a connection endpoint",
-                ))
+                )))
             }
         };
         if let Err(response) = self.check_http(endpoint, request) {
-            return Err(answered(Some(endpoint), response));
+            return Err(Box::new(answered(Some(endpoint), response)));
         }
         if endpoint == Endpoint::ConnectionRequest
             && self.config.require_authenticated_providers
             && request.authenticated_peer.is_none()
         {
-            return Err(refused(
+            return Err(Box::new(refused(
                 Some(endpoint),
                 ErrorCode::AuthenticationFailed,
                 403,
                 "deliveries need a provider authenticated by mutual TLS",
-            ));
+            )));
         }
         Ok(endpoint)
     }

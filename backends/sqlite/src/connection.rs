@@ -166,6 +166,9 @@ impl<C: Borrow<Connection>> SqliteConnectionStore<C> {
     }
 }
 
+/// A key row: ciphersuite, key, inbox ID, owner key.
+type KeyRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// A stored integer that must not be negative.
 fn unsigned(value: i64, what: &str, inbox: &[u8]) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| Error::CorruptConnection {
@@ -178,7 +181,7 @@ impl<C: Borrow<Connection>> ConnectionStore for SqliteConnectionStore<C> {
     type Error = Error;
 
     fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Error> {
-        let row: Option<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = self
+        let row: Option<KeyRow> = self
             .connection()
             .prepare_cached(
                 "SELECT ciphersuite, connection_establishment_key, inbox_id, owner_key
