@@ -115,6 +115,7 @@ fn kind_columns(kind: RecordKind) -> Result<(i64, i64), Error> {
         RecordKind::WelcomeSnapshots => (8, 0),
         // Stored identifiers, not a sequence (MIMIMI kinds start at 24).
         RecordKind::IdentityLinks => (24, 0),
+        RecordKind::Activity => (10, 0),
         // The epoch's bits as a signed integer: keys are only compared for equality.
         RecordKind::WelcomeTree { epoch } => (9, epoch as i64),
         other => return Err(Error::UnsupportedKind(other)),
@@ -133,6 +134,7 @@ fn kind_of(group_id: &[u8], kind: i64, key: i64) -> Result<RecordKind, Error> {
         7 => RecordKind::Tombstone,
         8 => RecordKind::WelcomeSnapshots,
         24 => RecordKind::IdentityLinks,
+        10 => RecordKind::Activity,
         9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
         _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
     };
