@@ -31,7 +31,7 @@ fn copy_keys(keys: &SignatureKeyPair) -> SignatureKeyPair {
 
 /// A DS with this configuration and the identity of `keys`.
 fn service(config: DsConfig, keys: &SignatureKeyPair) -> DeliveryService {
-    let copy = copy_keys(&keys);
+    let copy = copy_keys(keys);
     let (identity, _) = ds_identity_with_keys(DOMAIN, copy);
     DeliveryService::new(config, identity, RustCrypto::default())
         .with_credential_validator(BasicCredentialValidator::accept_basic_credentials())

@@ -223,7 +223,7 @@ pub struct DsWrite<'r> {
     write_set: WriteSet,
     then: AfterWrite,
     /// The group state the write leaves, for the cache once it applied.
-    cache_after: Option<(Arc<GroupCache>, CacheAfterWrite)>,
+    cache_after: Option<Box<(Arc<GroupCache>, CacheAfterWrite)>>,
 }
 
 /// What the request answers once its write applied.
@@ -244,7 +244,8 @@ impl DsWrite<'_> {
     /// The request's outcome, once [`DsWrite::write_set`] applied. Its fanout is the write set's:
     /// stored state already reflects it.
     pub fn applied(self) -> Outcome {
-        if let Some((cache, after)) = self.cache_after {
+        if let Some(after) = self.cache_after {
+            let (cache, after) = *after;
             cache.insert(&after.group_id, after.version, after.state);
         }
         let outcome = match self.then {
@@ -535,7 +536,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 // The state the write leaves carries the tag the write chained.
                 let cache_after = cache_after.and_then(|(cache, mut after)| {
                     after.state.state_tag = handlers::state_tag::written(&write_set)?;
-                    Some((cache, after))
+                    Some(Box::new((cache, after)))
                 });
                 DsStep::Write(DsWrite {
                     task,
