@@ -677,7 +677,7 @@ mod tests {
             let (number, key) = kind_columns(kind).unwrap();
             assert_eq!(kind_of(b"g", number, key).unwrap(), kind);
         }
-        for (number, key) in [(0, 0), (10, 0), (-1, 0), (2, 1)] {
+        for (number, key) in [(0, 0), (11, 0), (-1, 0), (2, 1)] {
             match kind_of(b"\x01\x02", number, key) {
                 Err(Error::CorruptGroup { group, .. }) => assert_eq!(group, "0102"),
                 other => panic!("({number}, {key}) is corrupt: {other:?}"),
