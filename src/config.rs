@@ -62,6 +62,33 @@ pub struct DsConfig {
     /// with Adds beyond this evicts the oldest; its remaining joiners then join by external
     /// commit. Default 16.
     pub max_welcome_snapshots: usize,
+    /// How stale a member's stored activity time may get before a message rewrites it
+    /// (wire-format.md §16.1). A message writes the group's per-leaf activity record only when
+    /// its sender's stored time is at least this old, so most messages write a few bytes
+    /// whatever the group's size. [`crate::HubEvent::InactivitySweep`] then sees each time up
+    /// to this much too early; the DS uses at most a sixteenth of
+    /// [`DsConfig::inactivity_limit_ms`] instead, so a short limit never removes active
+    /// members. Default 1 hour; 0 writes the time with every message.
+    pub activity_granularity_ms: u64,
+    /// The most memory, in estimated heap bytes, the [`crate::DeliveryService`] spends on its
+    /// cache of decoded group state (wire-format.md §16.2). A cached entry is used only for
+    /// the exact stored version it was decoded from, so the cache never changes an answer.
+    /// Default 64 MiB (a 1000-member group takes roughly 0.5 MiB); 0 turns the cache off.
+    pub group_cache_bytes: usize,
+    /// For tests: the cache stores, evicts and accounts entries as usual, but every lookup
+    /// misses, so each request decodes what it reads (wire-format.md §16.2). Default `false`.
+    pub group_cache_force_miss: bool,
+}
+
+impl DsConfig {
+    /// The granularity activity times are kept at: [`DsConfig::activity_granularity_ms`], but
+    /// at most a sixteenth of the inactivity limit (wire-format.md §16.1).
+    pub(crate) fn effective_activity_granularity_ms(&self) -> u64 {
+        match self.inactivity_limit_ms {
+            Some(limit) => self.activity_granularity_ms.min(limit / 16),
+            None => self.activity_granularity_ms,
+        }
+    }
 }
 
 /// The rule for the DS's own pending proposals (its removals and signing-key rotations),
@@ -146,6 +173,9 @@ impl DsConfig {
             inactivity_limit_ms: None,
             welcome_retention_ms: 14 * 24 * 60 * 60 * 1000,
             max_welcome_snapshots: 16,
+            activity_granularity_ms: 60 * 60 * 1000,
+            group_cache_bytes: 64 << 20,
+            group_cache_force_miss: false,
         }
     }
 }

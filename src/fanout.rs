@@ -156,3 +156,169 @@ pub(crate) fn fan_out<'a>(
         })
         .collect()
 }
+
+/// The recipients of a roster grouped per provider, in the order [`fan_out`] produces, so that
+/// an application message's fanout is copied from it instead of grouped again (wire-format.md
+/// §16.2). Built once per roster version and shared through the group cache.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PreparedFanout {
+    blocks: Vec<ProviderBlock>,
+    /// Per leaf: its block and its position there, if the leaf is occupied.
+    slots: Vec<Option<(usize, usize)>>,
+}
+
+#[derive(Debug, Clone)]
+struct ProviderBlock {
+    provider: VLBytes,
+    destination: String,
+    queues: Vec<VLBytes>,
+}
+
+impl PreparedFanout {
+    /// Groups `members` (leaf and queue configuration, in leaf order) per provider.
+    pub(crate) fn new<'a>(members: impl IntoIterator<Item = (u32, &'a ClientQueueConfig)>) -> Self {
+        let mut by_provider: BTreeMap<&[u8], Vec<(u32, &VLBytes)>> = BTreeMap::new();
+        for (leaf, config) in members {
+            by_provider
+                .entry(config.provider_domain.as_slice())
+                .or_default()
+                .push((leaf, &config.queue));
+        }
+        let mut slots: Vec<Option<(usize, usize)>> = Vec::new();
+        let blocks = by_provider
+            .into_iter()
+            .enumerate()
+            .map(|(block, (provider, queues))| {
+                for (position, (leaf, _)) in queues.iter().enumerate() {
+                    let leaf = *leaf as usize;
+                    if slots.len() <= leaf {
+                        slots.resize(leaf + 1, None);
+                    }
+                    slots[leaf] = Some((block, position));
+                }
+                ProviderBlock {
+                    provider: provider.to_vec().into(),
+                    destination: String::from_utf8_lossy(provider).into_owned(),
+                    queues: queues.into_iter().map(|(_, queue)| queue.clone()).collect(),
+                }
+            })
+            .collect();
+        Self { blocks, slots }
+    }
+
+    /// Estimated heap bytes, for the cache's bound.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Option<(usize, usize)>>()
+            + self
+                .blocks
+                .iter()
+                .map(|b| 2 * b.provider.as_slice().len() + b.queues.len() * 24 + 96)
+                .sum::<usize>()
+    }
+
+    /// The fanout of one message to every member but `sender`: what [`fan_out`] returns for the
+    /// same recipients.
+    pub(crate) fn fan_out(
+        &self,
+        ds_domain: &str,
+        group_id: &[u8],
+        sequence_number: u64,
+        accepted_time: UnixTimeMs,
+        message: &MlsMessageBytes,
+        sender: u32,
+    ) -> Vec<Fanout> {
+        let skip = self.slots.get(sender as usize).copied().flatten();
+        let sender_domain: VLBytes = ds_domain.as_bytes().to_vec().into();
+        let group_id: VLBytes = group_id.to_vec().into();
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, block)| {
+                let recipients = match skip {
+                    Some((skip_block, position)) if skip_block == index => {
+                        let mut queues = Vec::with_capacity(block.queues.len() - 1);
+                        queues.extend_from_slice(&block.queues[..position]);
+                        queues.extend_from_slice(&block.queues[position + 1..]);
+                        queues
+                    }
+                    _ => block.queues.clone(),
+                };
+                if recipients.is_empty() {
+                    return None;
+                }
+                Some(Fanout {
+                    destination: block.destination.clone(),
+                    request: QueueingServiceRequest {
+                        version: PROTOCOL_VERSION_MIMI_DS10,
+                        sender_domain: sender_domain.clone(),
+                        recipient_domain: block.provider.clone(),
+                        recipients,
+                        message: FanoutMessage {
+                            group_id: group_id.clone(),
+                            sequence_number,
+                            accepted_time_ms: accepted_time.as_millis(),
+                            message: message.clone(),
+                            external_proposals: Vec::new(),
+                            frank: None,
+                        },
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(all(test, feature = "test-utils"))]
+mod tests {
+    use super::*;
+    use tls_codec::Serialize as _;
+
+    fn config(provider: &str, queue: u8) -> ClientQueueConfig {
+        ClientQueueConfig {
+            provider_domain: provider.as_bytes().to_vec().into(),
+            queue: vec![queue; 3].into(),
+        }
+    }
+
+    /// The prepared fanout is the grouped one, for every sender, including a sender alone at
+    /// its provider and blank leaves.
+    #[test]
+    fn prepared_fanout_equals_grouping_for_every_sender() {
+        let members: Vec<Option<ClientQueueConfig>> = vec![
+            Some(config("b.example", 0)),
+            None,
+            Some(config("a.example", 2)),
+            Some(config("b.example", 3)),
+            Some(config("c.example", 4)),
+            None,
+            Some(config("b.example", 6)),
+        ];
+        let occupied = || {
+            members
+                .iter()
+                .enumerate()
+                .filter_map(|(leaf, m)| m.as_ref().map(|m| (leaf as u32, m)))
+        };
+        let prepared = PreparedFanout::new(occupied());
+        let key_package = crate::testing::TestClient::new("u", "c", "a.example").key_package();
+        let bytes = openmls::prelude::MlsMessageOut::from(key_package)
+            .tls_serialize_detached()
+            .expect("encodes");
+        let message = MlsMessageBytes::from_bytes(bytes).expect("an MLSMessage");
+        for sender in 0..9u32 {
+            let expected = fan_out(
+                "hub.example",
+                b"group",
+                7,
+                UnixTimeMs(5),
+                &message,
+                &[],
+                occupied()
+                    .filter(|(leaf, _)| *leaf != sender)
+                    .map(|(_, m)| m),
+            );
+            let got = prepared.fan_out("hub.example", b"group", 7, UnixTimeMs(5), &message, sender);
+            assert_eq!(got, expected, "sender {sender}");
+        }
+    }
+}

@@ -67,7 +67,11 @@ fn member_requests_need_one_read_round_and_name_exactly_what_they_read() {
         group,
         &DsRead::Group {
             group_id: group_id.clone(),
-            kinds: vec![RecordKind::Roster, RecordKind::Sequencer]
+            kinds: vec![
+                RecordKind::Roster,
+                RecordKind::Sequencer,
+                RecordKind::Activity
+            ]
         },
         "an application message never reads the ratchet tree"
     );

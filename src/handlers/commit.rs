@@ -18,7 +18,9 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
-use super::group_state::{decode_record, encode_record, refuse_if_reinitialized, OpenGroup};
+use super::group_state::{
+    activity_writes, decode_record, encode_record, refuse_if_reinitialized, OpenGroup,
+};
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
@@ -30,15 +32,15 @@ use crate::error::{
 use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
-    queue_config_of, Joiner, PendingProposalRecord, PendingProposals, Reservation, Roster,
-    Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
+    queue_config_of, Activity, Joiner, PendingProposalRecord, PendingProposals, Reservation,
+    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
 use crate::time::UnixTimeMs;
 use crate::wire::{AcceptedMessage, DsResponseBody, GroupUpdate, MlsMessageBytes};
 
 /// Records every commit handler reads.
-pub(crate) const COMMIT_READS: [RecordKind; 6] = [
+pub(crate) const COMMIT_READS: [RecordKind; 7] = [
     RecordKind::Roster,
     RecordKind::Sequencer,
     RecordKind::MlsState,
@@ -46,6 +48,8 @@ pub(crate) const COMMIT_READS: [RecordKind; 6] = [
     RecordKind::WelcomeSnapshots,
     // Pseudonymous groups only (wire-format.md §14.2).
     RecordKind::IdentityLinks,
+    // Absent in groups stored before it existed (wire-format.md §16.1).
+    RecordKind::Activity,
 ];
 
 pub(crate) fn handle<C, S>(
@@ -89,6 +93,7 @@ where
         mut group,
         pending,
         sequencer,
+        activity,
     } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let authenticated_data = processed.aad().to_vec();
@@ -185,6 +190,7 @@ where
         pending_after,
         not_notified: Vec::new(),
         sequencer,
+        activity,
         identity_links,
     };
     if op == Operation::DeleteGroup {
@@ -200,6 +206,7 @@ where
             RecordWrite::Delete(RecordKind::GroupInfo),
             RecordWrite::Delete(RecordKind::PendingProposals),
             RecordWrite::Delete(RecordKind::WelcomeSnapshots),
+            RecordWrite::Delete(RecordKind::Activity),
         ];
         if snapshot.record(RecordKind::IdentityLinks).is_some() {
             records.push(RecordWrite::Delete(RecordKind::IdentityLinks));
@@ -468,6 +475,8 @@ pub(crate) struct Accepting<'a> {
     pub(crate) pending_after: PendingProposals,
     /// The group's sequencer as read with `snapshot`.
     pub(crate) sequencer: Sequencer,
+    /// The group's activity as read with `snapshot`.
+    pub(crate) activity: Activity,
     /// A pseudonymous group's identity link keys after the commit (wire-format.md §14.2).
     pub(crate) identity_links: Option<crate::pseudonym::IdentityLinkKeys>,
 }
@@ -551,7 +560,8 @@ impl Accepting<'_> {
                 || summary.removed.contains(&LeafNodeIndex::new(leaf))
                 || Some(leaf) == self.committer
         };
-        sequencer.follow(&roster, fresh, ctx.now);
+        let mut activity = self.activity.clone();
+        activity.follow(&roster, fresh, ctx.now);
         // Messages of epochs that no longer take application messages cannot be replayed.
         sequencer.forget_messages_before(
             roster.epoch.saturating_sub(
@@ -560,9 +570,11 @@ impl Accepting<'_> {
                     .epoch_tolerance(ctx.env.config.app_message_epoch_tolerance),
             ),
         );
+        let [activity_record, activity_sequencer] = activity_writes(&activity, &sequencer)?;
         let records = vec![
             encode_record(RecordKind::Roster, &roster)?,
-            encode_record(RecordKind::Sequencer, &sequencer)?,
+            activity_sequencer,
+            activity_record,
             encode_record(RecordKind::PendingProposals, &self.pending_after)?,
             RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
             RecordWrite::Put(RecordKind::GroupInfo, group_info),

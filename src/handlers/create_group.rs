@@ -14,7 +14,7 @@ use super::{Ctx, HandlerResult, Plan};
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::error::{AuthenticationFailed, InvalidGroupId, InvalidGroupInfo};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
+use crate::state::{Activity, PendingProposals, Reservation, Roster, Sequencer, WelcomeSnapshots};
 use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteSet};
 use crate::wire::{CreateGroupRequest, DsResponseBody};
 
@@ -92,13 +92,11 @@ where
     let records = vec![
         RecordWrite::Delete(RecordKind::Reservation),
         encode_record(RecordKind::Roster, &roster)?,
+        encode_record(RecordKind::Sequencer, &Sequencer::default())?,
         encode_record(
-            RecordKind::Sequencer,
-            &Sequencer {
-                next_sequence: 0,
+            RecordKind::Activity,
+            &Activity {
                 last_active: vec![ctx.now; roster.members.len()],
-                ds_removals_pending_since: None,
-                recent_messages: Vec::new(),
             },
         )?,
         encode_record(RecordKind::PendingProposals, &PendingProposals::default())?,

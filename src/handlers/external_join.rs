@@ -76,6 +76,7 @@ where
         mut group,
         pending,
         sequencer,
+        activity,
     } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let authenticated_data = processed.aad().to_vec();
@@ -151,6 +152,7 @@ where
         // must not get its own commit back through its old leaf.
         not_notified: summary.removed.iter().map(|leaf| leaf.u32()).collect(),
         sequencer,
+        activity,
         identity_links,
     };
     accepted.plan(

@@ -7,7 +7,7 @@ use tls_codec::DeserializeBytes;
 use super::HandlerResult;
 use crate::error::{internal, NotAllowed, RejectReason};
 use crate::state::mls_state::MlsStateBuffer;
-use crate::state::{PendingProposals, Roster, Sequencer};
+use crate::state::{Activity, PendingProposals, Roster, Sequencer};
 use crate::storage::{GroupSnapshot, RecordKind, RecordWrite};
 use crate::wire::decode_exact;
 
@@ -20,6 +20,16 @@ pub(crate) fn decode_record<T: DeserializeBytes, E: std::error::Error + 'static>
         .record(kind)
         .ok_or_else(|| internal(format!("{kind:?} record missing")))?;
     decode_exact::<T>(bytes).map_err(|e| internal(format!("{kind:?} record: {e}")))
+}
+
+/// Decodes the group's sequencer, of either stored layout (see [`Sequencer::decode`]).
+pub(crate) fn decode_sequencer<E: std::error::Error + 'static>(
+    snapshot: &GroupSnapshot,
+) -> HandlerResult<Sequencer, E> {
+    let bytes = snapshot
+        .record(RecordKind::Sequencer)
+        .ok_or_else(|| internal("Sequencer record missing"))?;
+    Sequencer::decode(bytes).map_err(|e| internal(format!("Sequencer record: {e}")))
 }
 
 /// Encodes a record.
@@ -53,18 +63,75 @@ pub(crate) struct OpenGroup {
     pub(crate) group: PublicGroup,
     /// The proposals pending in the current epoch.
     pub(crate) pending: PendingProposals,
-    /// Sequence numbers, activity and the application messages' replay memory.
+    /// Sequence numbers and the application messages' replay memory.
     pub(crate) sequencer: Sequencer,
+    /// When each leaf last sent something.
+    pub(crate) activity: Activity,
 }
 
 /// The records a handler reads to open the group: the roster, and what [`OpenGroup::open`]
 /// decodes.
-pub(crate) const OPEN_GROUP_READS: [RecordKind; 4] = [
+pub(crate) const OPEN_GROUP_READS: [RecordKind; 5] = [
     RecordKind::Roster,
     RecordKind::Sequencer,
     RecordKind::MlsState,
     RecordKind::PendingProposals,
+    RecordKind::Activity,
 ];
+
+/// Records a live group may lack: [`RecordKind::IdentityLinks`] exist only in pseudonymous
+/// groups (wire-format.md §14.2), [`RecordKind::Activity`] only in groups stored since it
+/// exists (wire-format.md §16.1).
+pub(crate) fn optional_record(kind: RecordKind) -> bool {
+    matches!(kind, RecordKind::IdentityLinks | RecordKind::Activity)
+}
+
+/// The group's activity: its [`RecordKind::Activity`] record or, in a group stored before that
+/// record existed, the times its sequencer kept (migration on read; the next write of the
+/// activity moves them into their own record).
+pub(crate) fn decode_activity<E: std::error::Error + 'static>(
+    snapshot: &GroupSnapshot,
+    sequencer: &Sequencer,
+) -> HandlerResult<Activity, E> {
+    match snapshot.record(RecordKind::Activity) {
+        Some(_) => decode_record(snapshot, RecordKind::Activity),
+        None => Ok(Activity {
+            last_active: sequencer.last_active.clone(),
+        }),
+    }
+}
+
+/// The writes of the sequencer after a member sent something: with the activity record too if
+/// the sender's time in it changed (`touched`) or the group has no such record yet (`stored`
+/// false: the legacy times move out of the sequencer). Most messages write the small
+/// sequencer only (wire-format.md §16.1).
+pub(crate) fn sequencer_writes<E: std::error::Error + 'static>(
+    sequencer: &Sequencer,
+    activity: &Activity,
+    touched: bool,
+    stored: bool,
+) -> HandlerResult<Vec<RecordWrite>, E> {
+    if touched || !stored {
+        return Ok(activity_writes(activity, sequencer)?.into());
+    }
+    Ok(vec![encode_record(RecordKind::Sequencer, sequencer)?])
+}
+
+/// The writes of a changed activity: its own record, and the sequencer without the legacy times
+/// (which the record replaces).
+pub(crate) fn activity_writes<E: std::error::Error + 'static>(
+    activity: &Activity,
+    sequencer: &Sequencer,
+) -> HandlerResult<[RecordWrite; 2], E> {
+    let sequencer = Sequencer {
+        last_active: Vec::new(),
+        ..sequencer.clone()
+    };
+    Ok([
+        encode_record(RecordKind::Activity, activity)?,
+        encode_record(RecordKind::Sequencer, &sequencer)?,
+    ])
+}
 
 impl OpenGroup {
     /// Opens the group `group_id` from a snapshot holding [`OPEN_GROUP_READS`].
@@ -73,11 +140,13 @@ impl OpenGroup {
         group_id: &[u8],
     ) -> HandlerResult<Self, E> {
         let (buffer, group) = open_mls_state(snapshot, group_id)?;
+        let sequencer = decode_sequencer(snapshot)?;
         Ok(Self {
             buffer,
             group,
             pending: decode_record(snapshot, RecordKind::PendingProposals)?,
-            sequencer: decode_record(snapshot, RecordKind::Sequencer)?,
+            activity: decode_activity(snapshot, &sequencer)?,
+            sequencer,
         })
     }
 }

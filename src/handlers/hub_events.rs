@@ -11,7 +11,8 @@ use openmls::prelude::{LeafNodeIndex, Proposal, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::group_state::{
-    decode_record, encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS,
+    decode_record, encode_record, optional_record, refuse_if_reinitialized, OpenGroup,
+    OPEN_GROUP_READS,
 };
 use super::hub_proposals::{issue_removal, issue_rotation};
 use super::HandlerEnv;
@@ -34,7 +35,11 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
     let snapshot = storage
         .read(group_id, &OPEN_GROUP_READS)
         .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .filter(|s| OPEN_GROUP_READS.iter().all(|k| s.record(*k).is_some()))
+        .filter(|s| {
+            OPEN_GROUP_READS
+                .iter()
+                .all(|k| optional_record(*k) || s.record(*k).is_some())
+        })
         // Rule R-FRAME-5.
         .ok_or(RejectReason::UnknownGroup)?;
     let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
@@ -44,6 +49,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         mut group,
         mut pending,
         mut sequencer,
+        activity,
     } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut issued = Vec::new();
@@ -99,14 +105,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
                     ))?;
                 roster
                     .iter()
-                    .filter(|(leaf, _)| {
-                        let last = sequencer
-                            .last_active
-                            .get(*leaf as usize)
-                            .copied()
-                            .unwrap_or(UnixTimeMs(0));
-                        now.since(last) > limit
-                    })
+                    .filter(|(leaf, _)| now.since(activity.last_active(*leaf)) > limit)
                     .map(|(l, _)| l)
                     .collect()
             }
@@ -164,6 +163,7 @@ pub(crate) fn handle<C: OpenMlsCrypto, S: DsStorage>(
         frank: None,
     };
     write_plan(
+        env.crypto,
         now,
         None,
         group_id,

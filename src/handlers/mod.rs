@@ -1,6 +1,7 @@
 //! One handler per operation. Each validates against what it read, then describes its single
 //! write as a [`Plan`]; [`crate::DeliveryService::process`] performs the write.
 
+mod cached_group;
 mod commit;
 mod commit_rules;
 mod create_group;
@@ -18,6 +19,7 @@ mod proposal_conflicts;
 mod proposals;
 mod queue_info;
 mod send_message;
+pub(crate) mod state_tag;
 mod tree_leaf;
 mod welcome_info;
 
@@ -75,6 +77,8 @@ pub(crate) struct HandlerEnv<'a, C> {
     /// Crypto, and the source of randomness.
     pub(crate) crypto: &'a C,
     pub(crate) validator: &'a dyn CredentialValidator,
+    /// Decoded group state by stored version (wire-format.md §16.2).
+    pub(crate) cache: &'a crate::service::cache::GroupCache,
 }
 
 /// The request being processed and what its handler may use.
@@ -83,6 +87,8 @@ pub(crate) struct Ctx<'a, C> {
     pub(crate) now: UnixTimeMs,
     pub(crate) request: &'a DsRequest,
     pub(crate) request_bytes: &'a [u8],
+    /// The group state the handler's write leaves, for the cache once the write applied.
+    pub(crate) cache_after: std::cell::RefCell<Option<crate::service::cache::CacheAfterWrite>>,
 }
 
 /// What a handler step returns: its value, or a refusal or a processing error whose storage
@@ -240,10 +246,11 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
             // Rule R-FRAME-5.
             .ok_or(RejectReason::UnknownGroup)?;
-        // Only pseudonymous groups hold identity links (wire-format.md §14.2).
+        // Only pseudonymous groups hold identity links (wire-format.md §14.2); groups stored
+        // before the activity record have none (§16.1).
         if kinds
             .iter()
-            .any(|k| *k != RecordKind::IdentityLinks && snapshot.record(*k).is_none())
+            .any(|k| !group_state::optional_record(*k) && snapshot.record(*k).is_none())
         {
             // Rule R-FRAME-5.
             return Err(RejectReason::UnknownGroup.into());
@@ -263,22 +270,32 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         response: DsResponseBody,
     ) -> HandlerResult<Plan, E> {
         write_plan(
-            self.now, guard_mark, group_id, guard, records, fanout, response,
+            self.crypto(),
+            self.now,
+            guard_mark,
+            group_id,
+            guard,
+            records,
+            fanout,
+            response,
         )
     }
 }
 
 /// A plan that writes `records` (guarded by `guard`), stores the replay mark with the encoded
 /// response, and fans out `fanout`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_plan<E: std::error::Error + 'static>(
+    crypto: &impl OpenMlsCrypto,
     now: UnixTimeMs,
     guard_mark: Option<&ReplayGuard>,
     group_id: &[u8],
     guard: VersionGuard,
-    records: Vec<RecordWrite>,
+    mut records: Vec<RecordWrite>,
     fanout: Vec<Fanout>,
     response: DsResponseBody,
 ) -> HandlerResult<Plan, E> {
+    state_tag::chain(crypto, &mut records)?;
     let response = encode_response(response).map_err(internal)?;
     let write_set = WriteSet {
         group_id: group_id.to_vec(),

@@ -6,7 +6,9 @@
 use openmls::prelude::{ContentType, LeafNodeIndex, ProcessedMessageContent, Proposal};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::group_state::{encode_record, refuse_if_reinitialized, OpenGroup, OPEN_GROUP_READS};
+use super::group_state::{
+    encode_record, refuse_if_reinitialized, sequencer_writes, OpenGroup, OPEN_GROUP_READS,
+};
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::proposal_conflicts;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Principal, Started};
@@ -66,9 +68,11 @@ where
         mut group,
         mut pending,
         mut sequencer,
+        mut activity,
     } = OpenGroup::open(&snapshot, group_id)?;
 
     let mut fanout = Vec::new();
+    let mut touched = false;
     for (i, bytes) in proposals.iter().enumerate() {
         // wire-format.md §4.10: a bounded pending set (DsConfig::max_pending_proposals).
         let limit = ctx.env.config.max_pending_proposals;
@@ -170,7 +174,11 @@ where
                 .filter(|(leaf, _)| *leaf != sender)
                 .map(|(_, m)| &m.queue_config),
         ));
-        sequencer.touch(sender, ctx.now);
+        touched |= activity.touch(
+            sender,
+            ctx.now,
+            ctx.env.config.effective_activity_granularity_ms(),
+        );
     }
 
     // The proposals occupy consecutive sequence numbers; the receipt names the first.
@@ -182,11 +190,16 @@ where
         frank: None,
     };
     sequencer.next_sequence += proposals.len() as u64;
-    let records = vec![
-        encode_record(RecordKind::Sequencer, &sequencer)?,
+    let mut records = sequencer_writes(
+        &sequencer,
+        &activity,
+        touched,
+        snapshot.record(RecordKind::Activity).is_some(),
+    )?;
+    records.extend([
         encode_record(RecordKind::PendingProposals, &pending)?,
         RecordWrite::Put(RecordKind::MlsState, buffer.to_record().map_err(internal)?),
-    ];
+    ]);
     ctx.write_plan(
         Some(&auth.guard),
         group_id,

@@ -3,7 +3,7 @@
 
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use super::group_state::encode_record;
+use super::group_state::{decode_sequencer, encode_record};
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::error::{AuthenticationFailed, RejectReason};
 use crate::storage::{DsStorage, RecordKind, VersionGuard};
@@ -23,7 +23,11 @@ where
         snapshot,
         mut roster,
         principal,
-    } = match ctx.start_member_request(storage, &[RecordKind::Roster], false)? {
+    } = match ctx.start_member_request(
+        storage,
+        &[RecordKind::Roster, RecordKind::Sequencer],
+        false,
+    )? {
         Started::Duplicate(plan) => return Ok(plan),
         Started::Fresh(request) => request,
     };
@@ -44,7 +48,15 @@ where
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record(RecordKind::Roster, &roster)?],
+        // The sequencer goes with the roster, so that its state tag covers the change
+        // (wire-format.md §16.2).
+        vec![
+            encode_record(RecordKind::Roster, &roster)?,
+            encode_record(
+                RecordKind::Sequencer,
+                &decode_sequencer::<S::Error>(&snapshot)?,
+            )?,
+        ],
         Vec::new(),
         DsResponseBody::Ok,
     )

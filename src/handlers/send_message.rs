@@ -1,26 +1,29 @@
 //! `send_message(10)` (DS-03..06 §"Send message"): a PrivateMessage application message from an
 //! authenticated member, fanned out to every other member.
 //!
-//! This is the hot path, so it reads only the roster and the sequencer and writes only the
-//! sequencer: its cost is one signature verification plus the fanout list, whatever the size
-//! of the ratchet tree.
+//! This is the hot path, so it reads only the roster, the sequencer and the activity, and
+//! writes only the sequencer (and the activity when the sender's stored time is older than
+//! `DsConfig::activity_granularity_ms`, wire-format.md §16.1): its cost is one signature
+//! verification plus the fanout list, whatever the size of the ratchet tree.
 
 use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{TlsDeserializeBytes, TlsSize, VLBytes};
 
-use super::group_state::{decode_record, encode_record, refuse_if_reinitialized};
+use std::sync::Arc;
+
+use super::cached_group::{CachedMemberRequest, StartedCached};
+use super::group_state::{decode_sequencer, refuse_if_reinitialized, sequencer_writes};
 use super::handshake::check_epoch;
-use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
+use super::{Ctx, HandlerResult, Plan};
 use crate::auth::sha256;
 use crate::config::DsSigner;
 use crate::error::{internal, RejectReason};
 use crate::error::{InvalidGroupId, InvalidMessageType};
-use crate::fanout::fan_out;
 use crate::franking::{frank_message, franking_tag_in};
 use crate::state::Roster;
 use crate::state::{Sequencer, MESSAGE_DIGEST_BYTES};
-use crate::storage::{DsStorage, RecordKind, VersionGuard};
+use crate::storage::{DsStorage, VersionGuard};
 use crate::wire::{
     decode_exact, AcceptedMessage, DsResponseBody, Frank, SendMessageRequest,
     ServerFrankingContext, FRANK_LEN,
@@ -35,26 +38,25 @@ where
     C: OpenMlsCrypto,
     S: DsStorage,
 {
-    let MemberRequest {
+    // wire-format.md §16.2: the roster, its fanout and the activity come from the group cache
+    // when the stored version is the cached one.
+    let CachedMemberRequest {
         auth,
         snapshot,
-        roster,
+        group: cached,
         principal,
-    } = match ctx.start_member_request(
-        storage,
-        &[RecordKind::Roster, RecordKind::Sequencer],
-        false,
-    )? {
-        Started::Duplicate(plan) => return Ok(plan),
-        Started::Fresh(request) => request,
+    } = match ctx.start_cached_member_request(storage)? {
+        StartedCached::Duplicate(plan) => return Ok(plan),
+        StartedCached::Fresh(request) => request,
     };
+    let roster = &cached.roster.roster;
     // The PrivateMessage hides its sender (RFC 9420 §6.3), so the ClientSignature is what
     // authenticates the member to the DS.
     let sender = principal.leaf()?;
     let group_id = auth.group_id();
 
     // RFC 9420 §12.1.5: once re-initialized, the group takes no more messages.
-    refuse_if_reinitialized(&roster)?;
+    refuse_if_reinitialized(roster)?;
 
     // DS-03..06: must be a PrivateMessage with content type application.
     let MlsMessageBodyIn::PrivateMessage(message) = body.application_message.parse()?.extract()
@@ -81,7 +83,7 @@ where
     check_epoch(roster.epoch, message.epoch(), epoch_tolerance)?;
     room.check_leaf_age(sender, ctx.now, false)?;
 
-    let mut sequencer: Sequencer = decode_record(&snapshot, RecordKind::Sequencer)?;
+    let mut sequencer: Sequencer = decode_sequencer(&snapshot)?;
     // DS-00 §6: while Remove proposals the DS issued are pending, application messages are
     // refused until a commit covers them (subject to the pending-proposal policy's grace).
     if let Some(since) = sequencer.ds_removals_pending_since {
@@ -115,7 +117,7 @@ where
         ctx.env.config.app_message_replay_memory,
     );
     let frank = match (franking_tag, ctx.env.franking_key) {
-        (Some(tag), Some(key)) => Some(frank(ctx, key, &tag, &roster, sender, group_id)?),
+        (Some(tag), Some(key)) => Some(frank(ctx, key, &tag, roster, sender, group_id)?),
         // A hub without a franking key accepts franked messages unfranked (MP-06 `optional
         // Frank`).
         _ => None,
@@ -127,28 +129,35 @@ where
         external_proposals: Vec::new(),
         frank: frank.clone(),
     };
-    let mut fanout = fan_out(
+    // Copied from the fanout prepared once per roster version, not grouped again.
+    let mut fanout = cached.roster.fanout.fan_out(
         &ctx.env.config.domain,
         group_id,
         accepted.sequence_number,
         ctx.now,
         &body.application_message,
-        &[],
-        roster
-            .iter()
-            .filter(|(leaf, _)| *leaf != sender)
-            .map(|(_, m)| &m.queue_config),
+        sender,
     );
     for delivery in &mut fanout {
         delivery.request.message.frank = frank.clone();
     }
     sequencer.next_sequence += 1;
-    sequencer.touch(sender, ctx.now);
+    // wire-format.md §16.1: the activity record is written only when the sender's stored time
+    // is older than the granularity, so most messages write the small sequencer alone.
+    let mut after = cached.clone();
+    let granularity = ctx.env.config.effective_activity_granularity_ms();
+    // The cached times are shared: copied only when this message changes them.
+    let touched = after.activity.is_stale(sender, ctx.now, granularity)
+        && Arc::make_mut(&mut after.activity).touch(sender, ctx.now, granularity);
+    let records = sequencer_writes(&sequencer, &after.activity, touched, cached.activity_stored)?;
+    // The write changes neither the roster nor, unless it writes them, the activity times.
+    after.activity_stored = true;
+    ctx.cache_after_write(group_id, snapshot.version, after);
     ctx.write_plan(
         Some(&auth.guard),
         group_id,
         VersionGuard::Exactly(snapshot.version),
-        vec![encode_record(RecordKind::Sequencer, &sequencer)?],
+        records,
         fanout,
         DsResponseBody::Accepted(accepted),
     )

@@ -1,10 +1,14 @@
 //! [`DeliveryService`]: decoding, and the drivers that run a request's steps ([`steps`]) over a
 //! sync or an async storage.
 
+pub(crate) mod cache;
 mod prefetched;
 pub mod steps;
 
+pub use cache::GroupCacheStats;
 pub use steps::{DsFetched, DsRead, DsReads, DsStep, DsWrite};
+
+use std::sync::Arc;
 
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -98,6 +102,9 @@ pub struct DeliveryService<C = RustCrypto> {
     pub(crate) retired: Vec<DsIdentity>,
     /// The key of the server franks, if this hub franks messages (wire-format.md §15.5).
     pub(crate) franking_key: Option<crate::franking::FrankingKey>,
+    /// Decoded group state, used only for the exact stored version it came from
+    /// (wire-format.md §16.2).
+    pub(crate) cache: Arc<cache::GroupCache>,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -117,7 +124,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// [`DeliveryService::with_credential_validator`]: which credentials a deployment trusts is
     /// its decision, not a default of this crate.
     pub fn new(config: DsConfig, identity: DsIdentity, crypto: C) -> Self {
+        let cache = cache::GroupCache::new(config.group_cache_bytes, config.group_cache_force_miss);
         Self {
+            cache: Arc::new(cache),
             config,
             identity,
             crypto,
@@ -156,6 +165,19 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     /// The configuration.
     pub fn config(&self) -> &DsConfig {
         &self.config
+    }
+
+    /// What the cache of decoded group state holds and how it was used (wire-format.md
+    /// §16.2): its estimated bytes stay within [`DsConfig::group_cache_bytes`].
+    pub fn group_cache_stats(&self) -> GroupCacheStats {
+        self.cache.stats()
+    }
+
+    /// Empties the cache of decoded group state. Never needed for correctness while storage
+    /// keeps its contract; call it after restoring storage from a backup, which may bring back
+    /// a version number with other contents (wire-format.md §16.2).
+    pub fn clear_group_cache(&self) {
+        self.cache.clear();
     }
 
     /// Processes one request.
@@ -226,6 +248,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             franking_key: self.franking_key.as_ref(),
             crypto: &self.crypto,
             validator: self.validator.as_ref(),
+            cache: &self.cache,
         }
     }
 

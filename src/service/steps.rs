@@ -83,9 +83,12 @@ use crate::trace::{Failed, RequestSpan};
 use crate::wire::{decode_exact, DsRequest, DsResponse, DsResponseBody};
 use crate::{DeliveryService, Outcome, OutcomeStats, Status};
 
+use super::cache::{CacheAfterWrite, GroupCache};
 use super::prefetched::Prefetched;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// How many read rounds one attempt may take before the step API calls it a bug. Two are
 /// needed (the reservation paths); each further round means a handler read something that
@@ -219,6 +222,8 @@ pub struct DsWrite<'r> {
     reads: Vec<DsRead>,
     write_set: WriteSet,
     then: AfterWrite,
+    /// The group state the write leaves, for the cache once it applied.
+    cache_after: Option<Box<(Arc<GroupCache>, CacheAfterWrite)>>,
 }
 
 /// What the request answers once its write applied.
@@ -239,6 +244,10 @@ impl DsWrite<'_> {
     /// The request's outcome, once [`DsWrite::write_set`] applied. Its fanout is the write set's:
     /// stored state already reflects it.
     pub fn applied(self) -> Outcome {
+        if let Some(after) = self.cache_after {
+            let (cache, after) = *after;
+            cache.insert(&after.group_id, after.version, after.state);
+        }
         let outcome = match self.then {
             AfterWrite::Accept(response) => Outcome {
                 response,
@@ -476,20 +485,30 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         answers: Vec<(DsRead, DsFetched)>,
     ) -> Result<DsStep<'r>, StepError> {
         let store = Prefetched::new(answers);
-        let decided = task.meter.span.in_scope(|| match &task.input {
+        let (decided, cache_after) = task.meter.span.in_scope(|| match &task.input {
             Input::Request { bytes, decoded } => {
                 let ctx = Ctx {
                     env: self.handler_env(),
                     now: task.now,
                     request: decoded,
                     request_bytes: bytes,
+                    cache_after: RefCell::new(None),
                 };
-                handlers::dispatch(&ctx, &store)
+                let decided = handlers::dispatch(&ctx, &store);
+                (decided, ctx.cache_after.into_inner())
             }
-            Input::Event { group_id, event } => {
-                handlers::hub_events::handle(&self.handler_env(), task.now, group_id, event, &store)
-            }
+            Input::Event { group_id, event } => (
+                handlers::hub_events::handle(
+                    &self.handler_env(),
+                    task.now,
+                    group_id,
+                    event,
+                    &store,
+                ),
+                None,
+            ),
         });
+        let cache_after = cache_after.map(|after| (Arc::clone(&self.cache), after));
         let reads = store.into_reads();
         if reads.wrote {
             task.meter.failed(Failed::Internal);
@@ -513,17 +532,26 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Ok(Plan::Write {
                 write_set,
                 response,
-            }) => DsStep::Write(DsWrite {
-                task,
-                reads: reads.asked,
-                write_set,
-                then: AfterWrite::Accept(response),
-            }),
+            }) => {
+                // The state the write leaves carries the tag the write chained.
+                let cache_after = cache_after.and_then(|(cache, mut after)| {
+                    after.state.state_tag = handlers::state_tag::written(&write_set)?;
+                    Some(Box::new((cache, after)))
+                });
+                DsStep::Write(DsWrite {
+                    task,
+                    reads: reads.asked,
+                    write_set,
+                    then: AfterWrite::Accept(response),
+                    cache_after,
+                })
+            }
             Ok(Plan::RefuseAfterWrite { write_set, reason }) => DsStep::Write(DsWrite {
                 task,
                 reads: reads.asked,
                 write_set,
                 then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
+                cache_after: None,
             }),
             Err(Failure::Reject(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
             Err(Failure::Process(ProcessError::Internal(what))) => {

@@ -7,9 +7,9 @@ pub(crate) mod mls_state;
 mod records;
 mod welcome;
 
-pub(crate) use records::MESSAGE_DIGEST_BYTES;
 pub(crate) use records::{
-    queue_config_of, LeafChecks, PendingProposalRecord, PendingProposals, ProposalOrigin,
-    Reservation, Roster, Sequencer,
+    queue_config_of, Activity, LeafChecks, MemberEntry, PendingProposalRecord, PendingProposals,
+    ProposalOrigin, Reservation, Roster, Sequencer,
 };
+pub(crate) use records::{MESSAGE_DIGEST_BYTES, STATE_TAG_BYTES};
 pub(crate) use welcome::{Joiner, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree};

@@ -59,7 +59,10 @@ pub(crate) struct MemberEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub(crate) struct Sequencer {
     pub(crate) next_sequence: u64,
-    /// When each leaf last sent something, for inactivity removals (DS-00 §6).
+    /// Legacy: when each leaf last sent something, as groups stored before the
+    /// [`crate::storage::RecordKind::Activity`] record kept it. Read only while that record is
+    /// absent; a handler that writes the [`Activity`] record writes this empty, so the record
+    /// every message rewrites no longer grows with the group.
     pub(crate) last_active: Vec<UnixTimeMs>,
     /// Since when Remove proposals issued by the DS are pending, if any (DS-00 §6: until a
     /// commit covers them, application messages are refused).
@@ -68,6 +71,42 @@ pub(crate) struct Sequencer {
     /// still take application messages (wire-format.md §4.8): a resubmitted ciphertext is
     /// `replayed_message`. At most [`crate::DsConfig::app_message_replay_memory`] entries.
     pub(crate) recent_messages: Vec<RecentMessage>,
+    /// What the group's writes so far were (wire-format.md §16.2): every write that puts the
+    /// sequencer chains it over the records it writes, and every write of the roster or the
+    /// activity puts the sequencer. Equal tags mean equal rosters and activity, even in stores
+    /// that forked (a failover that lost writes) and reuse a version; the group cache checks
+    /// it. All zero in groups stored before it existed.
+    pub(crate) state_tag: [u8; STATE_TAG_BYTES],
+}
+
+/// The length of [`Sequencer::state_tag`]: 128 bits of SHA-256.
+pub(crate) const STATE_TAG_BYTES: usize = 16;
+
+/// The [`Sequencer`] as stored before it had a state tag.
+#[derive(TlsDeserializeBytes, TlsSize)]
+struct LegacySequencer {
+    next_sequence: u64,
+    last_active: Vec<UnixTimeMs>,
+    ds_removals_pending_since: Option<UnixTimeMs>,
+    recent_messages: Vec<RecentMessage>,
+}
+
+impl Sequencer {
+    /// Decodes a stored sequencer, of either layout (migration on read: the tag of a legacy
+    /// record is all zero). The current layout is the legacy one with the tag appended, so no
+    /// record decodes as both.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, crate::wire::DecodeError> {
+        decode_exact::<Self>(bytes).or_else(|current| {
+            let legacy = decode_exact::<LegacySequencer>(bytes).map_err(|_| current)?;
+            Ok(Self {
+                next_sequence: legacy.next_sequence,
+                last_active: legacy.last_active,
+                ds_removals_pending_since: legacy.ds_removals_pending_since,
+                recent_messages: legacy.recent_messages,
+                state_tag: [0; STATE_TAG_BYTES],
+            })
+        })
+    }
 }
 
 /// An accepted application message, as the replay check remembers it.
@@ -85,15 +124,6 @@ pub(crate) struct RecentMessage {
 pub(crate) const MESSAGE_DIGEST_BYTES: usize = 16;
 
 impl Sequencer {
-    /// Records that `leaf` sent something at `now`.
-    pub(crate) fn touch(&mut self, leaf: u32, now: UnixTimeMs) {
-        let index = leaf as usize;
-        if self.last_active.len() <= index {
-            self.last_active.resize(index + 1, now);
-        }
-        self.last_active[index] = now;
-    }
-
     /// Whether an application message with this digest is among the remembered ones.
     pub(crate) fn has_seen(&self, digest: &[u8; MESSAGE_DIGEST_BYTES]) -> bool {
         self.recent_messages.iter().any(|m| &m.digest == digest)
@@ -119,6 +149,48 @@ impl Sequencer {
     /// messages of those epochs (`wrong_epoch`) before it looks for replays.
     pub(crate) fn forget_messages_before(&mut self, oldest_epoch: u64) {
         self.recent_messages.retain(|m| m.epoch >= oldest_epoch);
+    }
+}
+
+/// [`crate::storage::RecordKind::Activity`]: when each leaf last sent something, for inactivity
+/// removals (DS-00 §6). A message rewrites it only when its sender's stored time is at least
+/// [`crate::DsConfig::activity_granularity_ms`] old, so most messages write only the small
+/// [`Sequencer`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub(crate) struct Activity {
+    /// Indexed by leaf index; blank leaves keep whatever time they had.
+    pub(crate) last_active: Vec<UnixTimeMs>,
+}
+
+impl Activity {
+    /// When `leaf` last sent something, as far as the record knows.
+    pub(crate) fn last_active(&self, leaf: u32) -> UnixTimeMs {
+        self.last_active
+            .get(leaf as usize)
+            .copied()
+            .unwrap_or(UnixTimeMs(0))
+    }
+
+    /// Records that `leaf` sent something at `now`, if its stored time is at least
+    /// `granularity_ms` old (or it has none). Whether the record changed.
+    pub(crate) fn touch(&mut self, leaf: u32, now: UnixTimeMs, granularity_ms: u64) -> bool {
+        if !self.is_stale(leaf, now, granularity_ms) {
+            return false;
+        }
+        let index = leaf as usize;
+        if self.last_active.len() <= index {
+            self.last_active.resize(index + 1, now);
+        }
+        self.last_active[index] = now;
+        true
+    }
+
+    /// Whether [`Activity::touch`] would change the record.
+    pub(crate) fn is_stale(&self, leaf: u32, now: UnixTimeMs, granularity_ms: u64) -> bool {
+        match self.last_active.get(leaf as usize) {
+            Some(stored) => now.since(*stored) >= granularity_ms.max(1),
+            None => true,
+        }
     }
 
     /// After a commit: leaves that are new (or re-filled) count as active now.

@@ -39,7 +39,9 @@
 //!   at most [`crate::DsConfig::welcome_retention_ms`]; the [`RecordKind::WelcomeSnapshots`]
 //!   index holds, per kept tree, a KeyPackageRef, a signature key and an expiry per joiner (at
 //!   most a few hundred bytes per client the adding commit added). [`RecordKind::Sequencer`]
-//!   grows with the number of leaves; the other records are a few bytes.
+//!   (in groups stored before [`RecordKind::Activity`] existed)
+//!   and [`RecordKind::Activity`] grow with the number of leaves (8 bytes each); the other
+//!   records are a few bytes.
 //! * **Attacker-controlled data.** Group IDs and replay keys are chosen by (possibly
 //!   malicious) clients: treat them as arbitrary bytes (no path or query construction without
 //!   escaping) and bound their number with rate limits in front of the DS. Record contents are
@@ -155,12 +157,18 @@ pub enum RecordKind {
     /// `identity_link_key` wrapped under the room's key, which the hub cannot open. Grows by at
     /// most one small entry per leaf; absent in every other group.
     IdentityLinks,
+    /// When each leaf last sent something, for inactivity removals (DS-00 §6): 8 bytes per
+    /// leaf. Written by commits, and by a message only when its sender's stored time is at
+    /// least [`crate::DsConfig::activity_granularity_ms`] old; absent in groups stored before
+    /// it existed, whose [`RecordKind::Sequencer`] holds the times instead
+    /// (wire-format.md §16.1).
+    Activity,
 }
 
 impl RecordKind {
     /// Every kind without a key, for backends that iterate. Keyed kinds
     /// ([`RecordKind::WelcomeTree`]) are one kind per key and not listed.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Reservation,
         Self::Roster,
         Self::Sequencer,
@@ -170,6 +178,7 @@ impl RecordKind {
         Self::Tombstone,
         Self::WelcomeSnapshots,
         Self::IdentityLinks,
+        Self::Activity,
     ];
 }
 

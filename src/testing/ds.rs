@@ -91,6 +91,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
         external_sender: ExternalSender,
         crypto: C,
     ) -> Self {
+        let config = group_cache_mode_from_env(config);
         Self {
             // The harness's clients carry BasicCredentials naming MIMI client URIs.
             ds: DeliveryService::new(config, identity, crypto)
@@ -236,4 +237,20 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
         }
         panic!("group_info: a thousand reads in one millisecond")
     }
+}
+
+/// The environment variable that runs every harness DS with its group cache `off`, forced to
+/// `miss`, or `on` (the configuration's own setting, the default), so that the whole test suite
+/// can be run in each mode: the cache must never change an answer (wire-format.md §16.2).
+pub const GROUP_CACHE_MODE_VAR: &str = "MIMI_DS_TEST_GROUP_CACHE";
+
+/// Applies [`GROUP_CACHE_MODE_VAR`] to `config`.
+fn group_cache_mode_from_env(mut config: DsConfig) -> DsConfig {
+    match std::env::var(GROUP_CACHE_MODE_VAR).as_deref() {
+        Ok("off") => config.group_cache_bytes = 0,
+        Ok("miss") => config.group_cache_force_miss = true,
+        Ok("on") | Err(_) => {}
+        Ok(other) => panic!("{GROUP_CACHE_MODE_VAR}={other}: expected off, miss or on"),
+    }
+    config
 }

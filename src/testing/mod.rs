@@ -39,7 +39,7 @@ pub use checks::{
     error_description, proposal_refs, Refusal,
 };
 pub use client::{Received, TestClient};
-pub use ds::{ds_identity, ds_identity_with_keys, TestDs};
+pub use ds::{ds_identity, ds_identity_with_keys, TestDs, GROUP_CACHE_MODE_VAR};
 pub use qs::{client_request_via_driver, deliver_via_driver, TestQs};
 pub use recording::{Fault, RecordedRead, RecordingQsStorage, RecordingStorage};
 pub use requests::ExternalJoinOptions;

@@ -115,6 +115,7 @@ fn kind_columns(kind: RecordKind) -> Result<(i64, i64), Error> {
         RecordKind::WelcomeSnapshots => (8, 0),
         // Stored identifiers, not a sequence (MIMIMI kinds start at 24).
         RecordKind::IdentityLinks => (24, 0),
+        RecordKind::Activity => (10, 0),
         // The epoch's bits as a signed integer: keys are only compared for equality.
         RecordKind::WelcomeTree { epoch } => (9, epoch as i64),
         other => return Err(Error::UnsupportedKind(other)),
@@ -133,6 +134,7 @@ fn kind_of(group_id: &[u8], kind: i64, key: i64) -> Result<RecordKind, Error> {
         7 => RecordKind::Tombstone,
         8 => RecordKind::WelcomeSnapshots,
         24 => RecordKind::IdentityLinks,
+        10 => RecordKind::Activity,
         9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
         _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
     };
@@ -503,7 +505,7 @@ mod tests {
             let (number, key) = kind_columns(kind).unwrap();
             assert_eq!(kind_of(b"g", number, key).unwrap(), kind);
         }
-        for (number, key) in [(0, 0), (10, 0), (-1, 0), (2, 1)] {
+        for (number, key) in [(0, 0), (11, 0), (-1, 0), (2, 1)] {
             match kind_of(b"\x01\x02", number, key) {
                 Err(Error::CorruptGroup { group, .. }) => assert_eq!(group, "0102"),
                 other => panic!("({number}, {key}) is corrupt: {other:?}"),
