@@ -26,7 +26,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use mimi_ds::storage::{InMemoryStorage, RecordKind};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody, MlsMessageBytes};
-use mimi_ds::{Status, UnixTimeMs};
+use mimi_ds::{DsConfig, Status, UnixTimeMs};
 use openmls::prelude::*;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -91,7 +91,12 @@ fn key_packages(count: usize, provider: &str) -> Vec<KeyPackage> {
 
 impl World {
     fn new(size: usize) -> Self {
-        let mut ds = TestDs::new("hub.example");
+        // The one commit that adds everyone at 10,000 members (and the `create_group` request
+        // carrying such a tree) is larger than the default 4 MiB request limit; the limit is a
+        // size check before decoding, so raising it changes nothing that is measured.
+        let mut config = DsConfig::new("hub.example");
+        config.max_request_bytes = 64 << 20;
+        let mut ds = TestDs::with_config(config);
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
         let mut frank = TestClient::new("frank", "frank-1", "f.example");
         let group_id = ds.request_group_id();
