@@ -9,13 +9,15 @@ Markdown table, for BENCHMARKS.md.
 
 Python 3 standard library only (no plotting package): the SVG is written by hand.
 
-Usage: python3 benches/plot.py [--criterion target/criterion] [--out .]
+Usage: python3 benches/plot.py [--criterion target/criterion] [--out .] [--note TEXT]
+                               [--table GROUP]...
 
 Criterion keeps the last result of every benchmark it ever ran, so remove
 target/criterion/<group> before the recorded run, or the plot mixes runs.
 """
 
 import argparse
+from html import escape
 import json
 import math
 import os
@@ -36,8 +38,9 @@ CONTENDERS = [
     ("floor_ed25519_verify", "floor: one Ed25519 verification", "#555555", True),
 ]
 
-WIDTH, HEIGHT = 760, 500
-LEFT, RIGHT, TOP, BOTTOM = 80, 20, 50, 175  # plot margins; the legend sits below the axes
+WIDTH, PLOT_HEIGHT = 760, 275
+LEFT, RIGHT, TOP = 80, 20, 58  # margins; the axis labels and the legend sit below the plot
+LEGEND_LINE = 19
 
 
 def read_group(criterion_dir, group):
@@ -69,8 +72,8 @@ def format_duration(ns):
     return f"{text} {unit}"
 
 
-def svg_plot(title, series):
-    """The SVG text of one log-log plot of `series`."""
+def svg_plot(title, note, series):
+    """The SVG text of one log-log plot of `series`, with `note` (if any) under the title."""
     sized = [n for points in series.values() for n in points if n is not None]
     if not sized:
         raise SystemExit(f"no sized results for {title!r}")
@@ -83,7 +86,8 @@ def svg_plot(title, series):
     if y_max == y_min:
         y_max = y_min + 1
     plot_w = WIDTH - LEFT - RIGHT
-    plot_h = HEIGHT - TOP - BOTTOM
+    plot_h = PLOT_HEIGHT
+    height = TOP + plot_h + 58 + LEGEND_LINE * len(series)
 
     def x_of(members):
         return LEFT + (math.log10(members) - x_min) / (x_max - x_min) * plot_w
@@ -92,11 +96,15 @@ def svg_plot(title, series):
         return TOP + plot_h - (math.log10(ns) - y_min) / (y_max - y_min) * plot_h
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<text x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15">{title}</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+        f'<text x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15">{escape(title)}</text>',
     ]
+    if note:
+        out.append(
+            f'<text x="{WIDTH / 2}" y="42" text-anchor="middle" fill="#555">{escape(note)}</text>'
+        )
     # Horizontal grid: one line per decade of time, fainter lines at 2..9 of each decade.
     for decade in range(y_min, y_max + 1):
         y = y_of(10**decade)
@@ -156,7 +164,7 @@ def svg_plot(title, series):
             f'stroke="{colour}" stroke-width="2"{dash}/>'
         )
         out.append(f'<text x="{LEFT + 38}" y="{legend_y}">{label}</text>')
-        legend_y += 19
+        legend_y += LEGEND_LINE
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -182,6 +190,9 @@ def main():
     parser.add_argument("--criterion", default=os.path.join("target", "criterion"))
     parser.add_argument("--out", default=".", help="where BENCHMARKS.md is")
     parser.add_argument(
+        "--note", default="", help="a line under each title, e.g. the machine and the date"
+    )
+    parser.add_argument(
         "--table", action="append", default=[], metavar="GROUP",
         help="also print the medians of this criterion group (repeatable)",
     )
@@ -193,7 +204,7 @@ def main():
             continue
         path = os.path.join(args.out, file_name)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(svg_plot(title, series))
+            f.write(svg_plot(title, args.note, series))
         print(f"wrote {path}")
         print(markdown_table(group, series) + "\n")
     for group in args.table:
