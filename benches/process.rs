@@ -345,7 +345,15 @@ fn operations(c: &mut Criterion) {
     // Built once per size, before any measurement, and shared by every contender.
     let worlds: Vec<(usize, World)> = sizes()
         .into_iter()
-        .map(|size| (size, World::new(size)))
+        .map(|size| {
+            let started = std::time::Instant::now();
+            let world = World::new(size);
+            eprintln!(
+                "built the {size}-member group and its requests in {:.1?}",
+                started.elapsed()
+            );
+            (size, world)
+        })
         .collect();
 
     let mut group = configured(c, "send_message");
