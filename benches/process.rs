@@ -3,12 +3,22 @@
 //! * `send_message` against one bare Ed25519 verification (openmls_rust_crypto), the floor of
 //!   an authenticated message;
 //! * every commit (update path, add one member, remove one member, external join) against raw
-//!   openmls `PublicGroup::process_message` + `merge_commit` on the same commit.
+//!   openmls `PublicGroup::process_message` alone and followed by `merge_commit` on the same
+//!   commit (the group imported outside the measurement), and against mls-rs's
+//!   `ExternalGroup` loading its stored snapshot and processing the same commit bytes;
+//! * the update commit also against the Ed25519 floor, so that its plot has all four lines.
 //!
-//! Group building, request building and storage clones are outside the measured closures.
-//! After the measurements, the stored bytes per group are printed against the TLS-encoded
-//! ratchet tree plus GroupInfo. Run: `cargo bench --bench process`.
+//! Group sizes come from `MIMI_DS_BENCH_SIZES` (comma-separated member counts; default
+//! [`DEFAULT_SIZES`]); each group is built once per size by real openmls clients and shared by
+//! every contender. Group building, request building and storage clones are outside the
+//! measured closures. After the measurements, the stored bytes per group are printed against
+//! the TLS-encoded ratchet tree plus GroupInfo. Run: `cargo bench --bench process`; a quick
+//! run: `MIMI_DS_BENCH_SIZES=2,100 cargo bench --bench process -- 'commit_update|send_message'`.
+//! `benches/plot.py` draws the recorded results (BENCHMARKS.md).
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+#[path = "support/mls_rs_observer.rs"]
+mod mls_rs_observer;
 
 use std::time::Duration;
 
@@ -16,13 +26,38 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use mimi_ds::storage::{InMemoryStorage, RecordKind};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody, MlsMessageBytes};
-use mimi_ds::{Status, UnixTimeMs};
+use mimi_ds::{DsConfig, Status, UnixTimeMs};
 use openmls::prelude::*;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::signatures::Signer;
+use tls_codec::Serialize as _;
 
-const SIZES: &[usize] = &[2, 10, 100, 1000, 2000];
+use mls_rs_observer::MlsRsObserver;
+
+/// Member counts measured unless `MIMI_DS_BENCH_SIZES` says otherwise.
+const DEFAULT_SIZES: &[usize] = &[2, 10, 100, 1000, 4000, 10_000];
+
+/// The group sizes of this run: `MIMI_DS_BENCH_SIZES` (e.g. `2,100,1000`) or the default.
+fn sizes() -> Vec<usize> {
+    match std::env::var("MIMI_DS_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|size| {
+                let size = size
+                    .trim()
+                    .parse()
+                    .expect("MIMI_DS_BENCH_SIZES: member counts");
+                assert!(
+                    size >= 1,
+                    "MIMI_DS_BENCH_SIZES: a group has at least one member"
+                );
+                size
+            })
+            .collect(),
+        Err(_) => DEFAULT_SIZES.to_vec(),
+    }
+}
 
 /// One group of `size` members and a valid request of each kind against its stored state.
 struct World {
@@ -32,6 +67,8 @@ struct World {
     group_info: MlsMessageOut,
     tree: RatchetTreeIn,
     requests: Vec<(&'static str, Vec<u8>)>,
+    /// The same group as observed by mls-rs, imported from the GroupInfo and tree above.
+    mls_rs: MlsRsObserver,
 }
 
 /// The commit inside a commit-carrying request.
@@ -54,7 +91,12 @@ fn key_packages(count: usize, provider: &str) -> Vec<KeyPackage> {
 
 impl World {
     fn new(size: usize) -> Self {
-        let mut ds = TestDs::new("hub.example");
+        // The one commit that adds everyone at 10,000 members (and the `create_group` request
+        // carrying such a tree) is larger than the default 4 MiB request limit; the limit is a
+        // size check before decoding, so raising it changes nothing that is measured.
+        let mut config = DsConfig::new("hub.example");
+        config.max_request_bytes = 64 << 20;
+        let mut ds = TestDs::with_config(config);
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
         let mut frank = TestClient::new("frank", "frank-1", "f.example");
         let group_id = ds.request_group_id();
@@ -125,13 +167,18 @@ impl World {
             .group()
             .export_group_info(alice.provider.crypto(), &alice.signer, false)
             .expect("group info");
-        let tree = alice.group().export_ratchet_tree().into();
+        let tree = alice.group().export_ratchet_tree();
+        let mls_rs = MlsRsObserver::new(
+            &group_info.tls_serialize_detached().expect("encode"),
+            &tree.tls_serialize_detached().expect("encode"),
+        );
         Self {
             ds,
             before_create,
             group_info,
-            tree,
+            tree: tree.into(),
             requests,
+            mls_rs,
         }
     }
 
@@ -168,7 +215,8 @@ impl World {
                             "{op}: {:?}",
                             decode_response(&out.response)
                         );
-                        out
+                        // Both dropped outside the measurement, like the baselines' groups.
+                        (storage, out)
                     },
                     BatchSize::LargeInput,
                 )
@@ -176,18 +224,25 @@ impl World {
         );
     }
 
-    /// Measures raw openmls processing and merging of the same commit.
+    /// Measures raw openmls processing of the same commit, alone (`merge` false: the
+    /// validation a hub cannot avoid) or followed by merging it.
     fn bench_openmls(
         &self,
         c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
         op: &str,
         size: usize,
+        merge: bool,
     ) {
         let Some((_, request)) = self.requests.iter().find(|(name, _)| *name == op) else {
             return;
         };
         let commit = commit_of(request);
-        c.bench_function(BenchmarkId::new("openmls_process_and_merge", size), |b| {
+        let name = if merge {
+            "openmls_process_and_merge"
+        } else {
+            "openmls_process_only"
+        };
+        c.bench_function(BenchmarkId::new(name, size), |b| {
             b.iter_batched(
                 || {
                     let provider = OpenMlsRustCrypto::default();
@@ -220,15 +275,58 @@ impl World {
                     else {
                         unreachable!("a commit")
                     };
-                    public
-                        .merge_commit(provider.storage(), *staged)
-                        .expect("merge");
-                    public
+                    if merge {
+                        public
+                            .merge_commit(provider.storage(), *staged)
+                            .expect("merge");
+                        (provider, public, None)
+                    } else {
+                        (provider, public, Some(staged))
+                    }
                 },
                 BatchSize::LargeInput,
             )
         });
     }
+
+    /// Measures mls-rs loading its stored snapshot of the group and processing the same
+    /// commit bytes.
+    fn bench_mls_rs(
+        &self,
+        c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        op: &str,
+        size: usize,
+    ) {
+        let Some((_, request)) = self.requests.iter().find(|(name, _)| *name == op) else {
+            return;
+        };
+        let commit = commit_of(request).into_bytes();
+        c.bench_function(BenchmarkId::new("mls_rs_load_and_process", size), |b| {
+            b.iter_with_large_drop(|| self.mls_rs.load_and_process(&commit))
+        });
+    }
+}
+
+/// One bare Ed25519 verification of a 200-byte payload: the floor of any authenticated
+/// message, whatever the group size.
+fn bench_floor(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let keys =
+        openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
+    let payload = vec![7u8; 200];
+    let signature = keys.sign(&payload).expect("sign");
+    c.bench_function("floor_ed25519_verify", |b| {
+        b.iter(|| {
+            crypto
+                .verify_signature(
+                    SignatureScheme::ED25519,
+                    &payload,
+                    keys.public(),
+                    &signature,
+                )
+                .expect("valid signature")
+        })
+    });
 }
 
 fn configured<'a>(
@@ -244,24 +342,22 @@ fn configured<'a>(
 }
 
 fn operations(c: &mut Criterion) {
-    let worlds: Vec<(usize, World)> = SIZES.iter().map(|&size| (size, World::new(size))).collect();
+    // Built once per size, before any measurement, and shared by every contender.
+    let worlds: Vec<(usize, World)> = sizes()
+        .into_iter()
+        .map(|size| {
+            let started = std::time::Instant::now();
+            let world = World::new(size);
+            eprintln!(
+                "built the {size}-member group and its requests in {:.1?}",
+                started.elapsed()
+            );
+            (size, world)
+        })
+        .collect();
 
     let mut group = configured(c, "send_message");
-    let crypto = openmls_rust_crypto::RustCrypto::default();
-    let keys =
-        openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).expect("keys");
-    let payload = vec![7u8; 200];
-    let signature = keys.sign(&payload).expect("sign");
-    group.bench_function("floor_ed25519_verify", |b| {
-        b.iter(|| {
-            crypto.verify_signature(
-                SignatureScheme::ED25519,
-                &payload,
-                keys.public(),
-                &signature,
-            )
-        })
-    });
+    bench_floor(&mut group);
     for (size, world) in &worlds {
         world.bench_process(&mut group, "send_message", *size);
     }
@@ -274,9 +370,14 @@ fn operations(c: &mut Criterion) {
         "external_join",
     ] {
         let mut group = configured(c, op);
+        if op == "commit_update" {
+            bench_floor(&mut group);
+        }
         for (size, world) in &worlds {
             world.bench_process(&mut group, op, *size);
-            world.bench_openmls(&mut group, op, *size);
+            world.bench_openmls(&mut group, op, *size, false);
+            world.bench_openmls(&mut group, op, *size, true);
+            world.bench_mls_rs(&mut group, op, *size);
         }
         group.finish();
     }
@@ -306,9 +407,11 @@ fn operations(c: &mut Criterion) {
                 .sum::<usize>();
         let reference = world.tree.tls_serialized_len() + world.group_info.tls_serialized_len();
         println!(
-            "size {size}: stored {stored} B (MlsState {mls_state} B, pending Welcome snapshots {snapshots} B), tree+GroupInfo {reference} B, ratio {:.2} ({:.2} without snapshots)",
+            "size {size}: stored {stored} B (MlsState {mls_state} B, pending Welcome snapshots {snapshots} B), tree+GroupInfo {reference} B, ratio {:.2} ({:.2} without snapshots); mls-rs ExternalSnapshot {} B ({:.2})",
             stored as f64 / reference as f64,
-            (stored - snapshots) as f64 / reference as f64
+            (stored - snapshots) as f64 / reference as f64,
+            world.mls_rs.snapshot_len(),
+            world.mls_rs.snapshot_len() as f64 / reference as f64
         );
     }
 }
