@@ -114,3 +114,52 @@ fn a_store_without_outbox_keeps_no_fanout() {
     assert_eq!(with.write(&write), Ok(WriteOutcome::Applied));
     assert_eq!(with.outbox_len(), 1);
 }
+
+mod connection {
+    use std::sync::{Arc, Mutex};
+
+    use mimi_ds::connection::{
+        ConnectionChange, ConnectionKeyRecord, ConnectionStore, InMemoryConnectionStore,
+        InboxRecord, StoredConnectionRequest,
+    };
+    use mimi_ds::storage::Infallible;
+
+    mimi_ds::connection_storage_conformance_tests!(InMemoryConnectionStore::new);
+
+    /// Handles on one shared in-memory store: "opening another handle" is what a restart is
+    /// for a durable store.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<InMemoryConnectionStore>>);
+
+    impl ConnectionStore for Shared {
+        type Error = Infallible;
+        fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Infallible> {
+            self.0.lock().unwrap().key_record(user)
+        }
+        fn inbox(&self, inbox_id: &[u8]) -> Result<Option<InboxRecord>, Infallible> {
+            self.0.lock().unwrap().inbox(inbox_id)
+        }
+        fn has_mark(&self, inbox_id: &[u8], mark: &[u8], now_ms: u64) -> Result<bool, Infallible> {
+            self.0.lock().unwrap().has_mark(inbox_id, mark, now_ms)
+        }
+        fn requests(
+            &self,
+            inbox_id: &[u8],
+            from_sequence: u64,
+            max: usize,
+        ) -> Result<Vec<StoredConnectionRequest>, Infallible> {
+            self.0
+                .lock()
+                .unwrap()
+                .requests(inbox_id, from_sequence, max)
+        }
+        fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Infallible> {
+            self.0.lock().unwrap().apply(now_ms, change)
+        }
+    }
+
+    mimi_ds::connection_storage_durable_tests!(|| {
+        let database = Shared::default();
+        move || database.clone()
+    });
+}

@@ -1,6 +1,7 @@
 //! The keys kept in the state folder: the hub's MLS signature key (its external-sender
-//! identity, which every group it serves names) and the QS's queue key (which opens the
-//! sealed queue IDs clients publish). Both are created on first start and must survive
+//! identity, which every group it serves names), the QS's queue key (which opens the
+//! sealed queue IDs clients publish) and the connection-inbox key (which opens the sealed
+//! inbox addresses of connection requests). All are created on first start and must survive
 //! restarts: a new key strands every existing group or queue.
 
 use std::path::Path;
@@ -64,6 +65,17 @@ pub(crate) fn queue_key(dir: &Path) -> Result<QueueKey, StartError> {
             .map_err(|e| StartError::Keys(e.to_string()))
     })?;
     QueueKey::derive(&seed).map_err(|e| StartError::Keys(e.to_string()))
+}
+
+/// The seed of the provider's connection-inbox key (`mimi_ds::connection::ConnectionProvider`:
+/// it seals and opens the inbox addresses of served connection keys, wire-format.md §14.3.2),
+/// 32 random bytes. A new seed makes every address served before unusable.
+pub(crate) fn connection_inbox_seed(dir: &Path) -> Result<Vec<u8>, StartError> {
+    load_or_create(dir, "connection-inbox-key.seed", || {
+        RustCrypto::default()
+            .random_vec(32)
+            .map_err(|e| StartError::Keys(e.to_string()))
+    })
 }
 
 /// The hub's identity: an Ed25519 key pair (TLS-encoded, as openmls stores it) and a

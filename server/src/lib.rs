@@ -59,6 +59,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use mimi_ds::connection::{ConnectionConfig, ConnectionProvider};
 use mimi_ds::directory::{DirectoryConfig, KeyPackageDirectory};
 use mimi_ds::qs::{QsConfig, QueueingService};
 use mimi_ds::transport::{Router, TransportConfig};
@@ -107,6 +108,9 @@ pub(crate) struct RelaySettings {
 pub(crate) struct Shared<B> {
     pub(crate) domain: String,
     pub(crate) router: Router,
+    /// The connection inboxes (wire-format.md §14.3), routed with
+    /// `Router::handle_connection_request` on the backend's storage.
+    pub(crate) connections: ConnectionProvider,
     pub(crate) backend: B,
     pub(crate) peers: PeerDirectory,
     pub(crate) limits: Limits,
@@ -253,6 +257,13 @@ async fn start_with<B: Backend>(
     // Every provider serves its users' KeyPackage directory (wire-format.md §14.4).
     let directory = KeyPackageDirectory::new(DirectoryConfig::default(), RustCrypto::default());
     let mut router = Router::new(transport).with_qs(qs).with_directory(directory);
+    // And its users' connection-establishment keys and inboxes (§14.3).
+    let connections = ConnectionProvider::new(
+        ConnectionConfig::new(&config.domain),
+        &keys::connection_inbox_seed(&config.state_dir)?,
+        RustCrypto::default(),
+    )
+    .ok_or_else(|| StartError::Keys("the connection-inbox seed is shorter than 32 bytes".into()))?;
     let mut external_sender = None;
     if config.runs_hub {
         let (identity, sender) = keys::hub_identity(&config.state_dir, &config.domain)?;
@@ -271,6 +282,7 @@ async fn start_with<B: Backend>(
     let shared = Arc::new(Shared {
         domain: config.domain.to_ascii_lowercase(),
         router,
+        connections,
         backend,
         peers: config.peers,
         limits: config.limits.clone(),

@@ -25,15 +25,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
+use mimi_ds::connection::{ConnectionProvider, InMemoryConnectionStore};
 use mimi_ds::directory::InMemoryDirectoryStorage;
 use mimi_ds::qs::{InMemoryQsStorage, QsOutcome, QsStorage};
 use mimi_ds::storage::{AsyncDsOutbox, DsOutbox, InMemoryStorage, OutboxEntry};
 use mimi_ds::transport::{CallStats, Endpoint, HttpRequest, HttpResponse, Routed, Router};
 use mimi_ds::wire::{decode_exact, ClientQueueConfig, QueueingServiceResponse};
 use mimi_ds::{HubEvent, Outcome, UnixTimeMs};
-use mimi_ds_postgres::{migrate, PostgresDirectoryStorage, PostgresDsStorage, PostgresQsStorage};
+use mimi_ds_postgres::{
+    migrate, PostgresConnectionStore, PostgresDirectoryStorage, PostgresDsStorage,
+    PostgresQsStorage,
+};
 use mimi_ds_sqlite::{
-    enable_wal, SqliteDirectoryStorage, SqliteDsStorage, SqliteQsStorage, WriterQueue,
+    enable_wal, SqliteConnectionStore, SqliteDirectoryStorage, SqliteDsStorage, SqliteQsStorage,
+    WriterQueue,
 };
 use rusqlite::Connection;
 
@@ -60,6 +65,11 @@ impl OwnedRequest {
     /// Whether it is for the KeyPackage directory (`Router::handle_directory`).
     fn for_directory(&self) -> bool {
         Endpoint::from_path(&self.path).is_some_and(Endpoint::is_directory)
+    }
+
+    /// Whether it is for the connection inboxes (`Router::handle_connection_request`).
+    fn for_connections(&self) -> bool {
+        Endpoint::from_path(&self.path).is_some_and(Endpoint::is_connection)
     }
 
     /// The request as the router takes it, with `headers` from [`OwnedRequest::header_refs`].
@@ -233,9 +243,17 @@ where
         blocking(move || {
             let headers = request.header_refs();
             let for_directory = request.for_directory();
+            let for_connections = request.for_connections();
             let request = request.borrow(&headers);
             if for_directory {
                 return shared.backend.route_directory(&shared.router, &request);
+            }
+            if for_connections {
+                return shared.backend.route_connections(
+                    &shared.router,
+                    &shared.connections,
+                    &request,
+                );
             }
             shared.backend.with(|ds, qs| {
                 shared
@@ -399,6 +417,15 @@ pub(crate) trait BlockingBackend: Send + Sync + 'static {
         request: &HttpRequest<'_>,
     ) -> Result<Routed, HttpResponse>;
 
+    /// Routes a connection request (`Router::handle_connection_request`) on this backend's
+    /// connection store. Blocks: call from `spawn_blocking` only.
+    fn route_connections(
+        &self,
+        router: &Router,
+        connections: &ConnectionProvider,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse>;
+
     /// Runs `f`'s writes to `qs` as one transaction where the storage has them (SQLite), so
     /// that a batch costs one commit; each write still succeeds or fails alone. `Err`: the
     /// transaction did not commit, and none of `f`'s writes stand. Default: no transaction.
@@ -426,10 +453,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// In memory, one mutex (and one for the KeyPackage directory): for tests.
+/// In memory, one mutex (and one each for the KeyPackage directory and the connection
+/// inboxes): for tests.
 pub(crate) struct MemoryBackend(
     Mutex<(InMemoryStorage, InMemoryQsStorage)>,
     Mutex<InMemoryDirectoryStorage>,
+    Mutex<InMemoryConnectionStore>,
 );
 
 impl MemoryBackend {
@@ -437,6 +466,7 @@ impl MemoryBackend {
         Self(
             Mutex::new((InMemoryStorage::with_outbox(), InMemoryQsStorage::new())),
             Mutex::new(InMemoryDirectoryStorage::new()),
+            Mutex::new(InMemoryConnectionStore::new()),
         )
     }
 }
@@ -462,6 +492,18 @@ impl BlockingBackend for MemoryBackend {
     ) -> Result<Routed, HttpResponse> {
         router
             .handle_directory(UnixTimeMs(now_ms()), request, &mut *lock(&self.1))
+            .map_err(|e| internal(&e))
+    }
+
+    fn route_connections(
+        &self,
+        router: &Router,
+        connections: &ConnectionProvider,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse> {
+        let store = &mut *lock(&self.2);
+        router
+            .handle_connection_request(UnixTimeMs(now_ms()), request, connections, store)
             .map_err(|e| internal(&e))
     }
 }
@@ -602,6 +644,23 @@ impl BlockingBackend for SqliteBackend {
                 .map_err(|e| internal(&e))
         })
     }
+
+    fn route_connections(
+        &self,
+        router: &Router,
+        connections: &ConnectionProvider,
+        request: &HttpRequest<'_>,
+    ) -> Result<Routed, HttpResponse> {
+        // The connection tables are in the QS's file too: provider-side state, next to the
+        // queues.
+        self.with(|_, qs| {
+            let mut store = SqliteConnectionStore::from_migrated(qs.connection())
+                .with_writer_queue(Arc::clone(&self.qs_writers));
+            router
+                .handle_connection_request(UnixTimeMs(now_ms()), request, connections, &mut store)
+                .map_err(|e| internal(&e))
+        })
+    }
 }
 
 /// PostgreSQL: two connection pools, one for the DS's storage and one for the QS's.
@@ -673,6 +732,21 @@ impl Backend for PostgresBackend {
                     UnixTimeMs(now_ms()),
                     &request.borrow(&headers),
                     &mut directory,
+                )
+                .await
+                .map_err(|e| internal(&e));
+        }
+        if request.for_connections() {
+            // One connection from the QS's pool, as for the directory.
+            let client = shared.backend.qs.get().await.map_err(|e| internal(&e))?;
+            let mut store = PostgresConnectionStore::new(client);
+            return shared
+                .router
+                .handle_connection_request_async(
+                    UnixTimeMs(now_ms()),
+                    &request.borrow(&headers),
+                    &shared.connections,
+                    &mut store,
                 )
                 .await
                 .map_err(|e| internal(&e));

@@ -34,8 +34,10 @@
 
 mod client;
 mod crypto;
+mod endpoints;
 mod peer;
 mod provider;
+mod provider_async;
 mod refusal;
 mod store;
 mod wire;
@@ -46,6 +48,11 @@ pub use client::{
     ConnectionEstablishmentKey, ConnectionResponder, OpenedConnectionRequest, PendingConnection,
     RequestContents, ResponseContents,
 };
+pub use endpoints::{
+    ConnectionClientRequest, ConnectionClientRequestBody, ConnectionKeyFetch,
+    ConnectionServiceResponse, ConnectionServiceResponseBody, CONNECTION_CLIENT_REQUEST_LABEL,
+    CONNECTION_USER_LABEL,
+};
 pub use peer::{
     authenticate_room_member, check_connection_room, check_peer_member, ConnectionRoom,
     ExpectedPeer, PeerIdentityError,
@@ -53,7 +60,8 @@ pub use peer::{
 pub use provider::{ConnectionConfig, ConnectionFailure, ConnectionProvider};
 pub use refusal::ConnectionRefusal;
 pub use store::{
-    ConnectionChange, ConnectionKeyRecord, ConnectionStore, InMemoryConnectionStore, InboxRecord,
+    AsyncConnectionStore, ConnectionChange, ConnectionKeyRecord, ConnectionStore,
+    InMemoryConnectionStore, InboxRecord,
 };
 pub use wire::{
     ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,

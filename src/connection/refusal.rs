@@ -37,6 +37,11 @@ pub enum ConnectionRefusal {
     /// (wire-format.md §14.3.2).
     #[error("acknowledgement beyond the end of the inbox")]
     AcknowledgeBeyondEnd,
+    /// Rule R-CONN-8: a `/connection_operation` request is not signed by its `owner_key`, or
+    /// the user's name is owned by another key (or by the embedding server)
+    /// (wire-format.md §14.3.2).
+    #[error("not signed by the key that owns this user name")]
+    NotOwner,
 }
 
 impl ConnectionRefusal {
@@ -50,11 +55,12 @@ impl ConnectionRefusal {
             Self::Replayed => ErrorCode::ReplayedMessage,
             Self::InboxFull => ErrorCode::QueueFull,
             Self::AcknowledgeBeyondEnd => ErrorCode::NotAllowed,
+            Self::NotOwner => ErrorCode::AuthenticationFailed,
         }
     }
 
     /// Every variant, for tests that each one encodes.
-    pub fn all() -> [Self; 7] {
+    pub fn all() -> [Self; 8] {
         [
             Self::UnknownInbox,
             Self::MalformedSealedRequest,
@@ -63,6 +69,7 @@ impl ConnectionRefusal {
             Self::InvalidConnectionKey,
             Self::UnknownUser,
             Self::AcknowledgeBeyondEnd,
+            Self::NotOwner,
         ]
     }
 }

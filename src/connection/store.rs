@@ -2,6 +2,7 @@
 //! [`ConnectionStore`] contract and [`InMemoryConnectionStore`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::{ready, Future};
 
 use super::wire::StoredConnectionRequest;
 use crate::storage::Infallible;
@@ -15,6 +16,11 @@ pub struct ConnectionKeyRecord {
     pub connection_establishment_key: Vec<u8>,
     /// The user's connection inbox (chosen at the first publication, kept by later ones).
     pub inbox_id: Vec<u8>,
+    /// The signature key that owns the user's name at the `/connection_operation` endpoint
+    /// (wire-format.md §14.3.2), bound by the first publication through it; empty when the
+    /// embedding server published through [`super::ConnectionProvider::publish`] after its
+    /// own login, and then no signed request is accepted for the user.
+    pub owner_key: Vec<u8>,
 }
 
 /// A connection inbox's state, without its requests.
@@ -96,6 +102,48 @@ pub trait ConnectionStore {
 
     /// Applies one change atomically; `Ok(false)` if its guard failed (see the contract).
     fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Self::Error>;
+}
+
+/// [`ConnectionStore`] for async backends (PostgreSQL): the same contract, each method
+/// returning a future.
+pub trait AsyncConnectionStore: Send {
+    /// The backend's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// As [`ConnectionStore::key_record`].
+    fn key_record(
+        &self,
+        user: &[u8],
+    ) -> impl Future<Output = Result<Option<ConnectionKeyRecord>, Self::Error>> + Send;
+
+    /// As [`ConnectionStore::inbox`].
+    fn inbox(
+        &self,
+        inbox_id: &[u8],
+    ) -> impl Future<Output = Result<Option<InboxRecord>, Self::Error>> + Send;
+
+    /// As [`ConnectionStore::has_mark`].
+    fn has_mark(
+        &self,
+        inbox_id: &[u8],
+        mark: &[u8],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// As [`ConnectionStore::requests`].
+    fn requests(
+        &self,
+        inbox_id: &[u8],
+        from_sequence: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<StoredConnectionRequest>, Self::Error>> + Send;
+
+    /// As [`ConnectionStore::apply`].
+    fn apply(
+        &mut self,
+        now_ms: u64,
+        change: ConnectionChange,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,5 +276,55 @@ impl ConnectionStore for InMemoryConnectionStore {
                 Ok(true)
             }
         }
+    }
+}
+
+// Memory never waits: every future is ready when it is created.
+impl AsyncConnectionStore for InMemoryConnectionStore {
+    type Error = Infallible;
+
+    fn key_record(
+        &self,
+        user: &[u8],
+    ) -> impl Future<Output = Result<Option<ConnectionKeyRecord>, Infallible>> + Send {
+        ready(ConnectionStore::key_record(self, user))
+    }
+
+    fn inbox(
+        &self,
+        inbox_id: &[u8],
+    ) -> impl Future<Output = Result<Option<InboxRecord>, Infallible>> + Send {
+        ready(ConnectionStore::inbox(self, inbox_id))
+    }
+
+    fn has_mark(
+        &self,
+        inbox_id: &[u8],
+        mark: &[u8],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, Infallible>> + Send {
+        ready(ConnectionStore::has_mark(self, inbox_id, mark, now_ms))
+    }
+
+    fn requests(
+        &self,
+        inbox_id: &[u8],
+        from_sequence: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<StoredConnectionRequest>, Infallible>> + Send {
+        ready(ConnectionStore::requests(
+            self,
+            inbox_id,
+            from_sequence,
+            max,
+        ))
+    }
+
+    fn apply(
+        &mut self,
+        now_ms: u64,
+        change: ConnectionChange,
+    ) -> impl Future<Output = Result<bool, Infallible>> + Send {
+        ready(ConnectionStore::apply(self, now_ms, change))
     }
 }

@@ -46,8 +46,10 @@
 //!   `Duplicate` retry does not hide it.
 //!
 //! The QS checks are in [`qs`] ([`qs::run_qs_suite`]); the KeyPackage directory's in
-//! [`directory`] ([`crate::directory_storage_conformance_tests!`]).
+//! [`directory`] ([`crate::directory_storage_conformance_tests!`]); the connection inboxes'
+//! in [`connection`] ([`crate::connection_storage_conformance_tests!`]).
 
+pub mod connection;
 pub mod directory;
 mod end_to_end;
 mod guard;

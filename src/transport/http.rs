@@ -108,11 +108,17 @@ pub enum Endpoint {
     /// `POST /key_package_upload`: a `KeyPackageUploadRequest` to the provider's directory
     /// (wire-format.md §14.4).
     KeyPackageUpload,
+    /// `POST /connection_key`: a `ConnectionKeyFetch`, the unauthenticated fetch of a user's
+    /// connection-establishment key (wire-format.md §14.3.2).
+    ConnectionKey,
+    /// `POST /connection_operation`: a `ConnectionClientRequest` of a user's own client
+    /// (wire-format.md §14.3.2).
+    ConnectionOperation,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::GroupOperation,
         Self::WelcomeInformation,
         Self::ExternalCommitInformation,
@@ -124,6 +130,8 @@ impl Endpoint {
         Self::DsDomain,
         Self::QueueOperation,
         Self::KeyPackageUpload,
+        Self::ConnectionKey,
+        Self::ConnectionOperation,
     ];
 
     /// The path.
@@ -140,6 +148,8 @@ impl Endpoint {
             Self::DsDomain => "/.well-known/mimi/ds-domain",
             Self::QueueOperation => "/queue_operation",
             Self::KeyPackageUpload => "/key_package_upload",
+            Self::ConnectionKey => "/connection_key",
+            Self::ConnectionOperation => "/connection_operation",
         }
     }
 
@@ -161,6 +171,15 @@ impl Endpoint {
         matches!(
             self,
             Self::ConnectionKeyPackages | Self::GroupKeyPackages | Self::KeyPackageUpload
+        )
+    }
+
+    /// Whether the provider's connection inboxes serve it
+    /// ([`super::Router::handle_connection_request`]).
+    pub fn is_connection(self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionRequest | Self::ConnectionKey | Self::ConnectionOperation
         )
     }
 

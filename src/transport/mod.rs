@@ -34,7 +34,7 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 
-use crate::connection::{ConnectionProvider, ConnectionStore};
+use crate::connection::{AsyncConnectionStore, ConnectionProvider, ConnectionStore};
 use crate::directory::{
     AsyncDirectoryStorage, DirectoryOutcome, DirectoryStorage, KeyPackageDirectory,
 };
@@ -430,11 +430,13 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         }
     }
 
-    /// Routes `POST /connection_request` (wire-format.md §14.3.3) to `connections`, a
+    /// Routes the connection endpoints ([`Endpoint::is_connection`]) to `connections`, a
     /// [`ConnectionProvider`] over `store`, after the same HTTP checks as [`Router::handle`]
-    /// (method, `Host`, size, content type) and the same mutual-TLS requirement as
-    /// `/deliver_message`. Any other path is answered 404; [`Router::handle`] answers 501 at
-    /// `/connection_request`, so a server serving connections sends that path here.
+    /// (method, `Host`, size, content type): `POST /connection_request` (wire-format.md
+    /// §14.3.3, with the same mutual-TLS requirement as `/deliver_message`), and the
+    /// client-facing `POST /connection_key` and `POST /connection_operation` (§14.3.2). Any
+    /// other path is answered 404; [`Router::handle`] answers 501 at these paths, so a server
+    /// serving connections sends them here.
     pub fn handle_connection_request<K: ConnectionStore>(
         &self,
         now: UnixTimeMs,
@@ -442,29 +444,75 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
         connections: &ConnectionProvider<C>,
         store: &mut K,
     ) -> Result<Routed, ProcessError<K::Error>> {
-        let endpoint = Endpoint::ConnectionRequest;
-        if Endpoint::from_path(request.path) != Some(endpoint) {
-            return Ok(refused(
-                Endpoint::from_path(request.path),
-                ErrorCode::UnsupportedOperation,
-                404,
-                "not /connection_request",
-            ));
-        }
+        let body = request.body;
+        let endpoint = match self.dispatch_connection(request) {
+            Ok(endpoint) => endpoint,
+            Err(routed) => return Ok(*routed),
+        };
+        let outcome = match endpoint {
+            Endpoint::ConnectionKey => connections.fetch_request(body, store),
+            Endpoint::ConnectionOperation => connections.client_request(now, body, store),
+            _ => connections.deliver(now, body, request.authenticated_peer, store),
+        };
+        outcome.map(|outcome| qs_routed(endpoint, outcome))
+    }
+
+    /// [`Router::handle_connection_request`] over async storage (PostgreSQL).
+    pub async fn handle_connection_request_async<K: AsyncConnectionStore>(
+        &self,
+        now: UnixTimeMs,
+        request: &HttpRequest<'_>,
+        connections: &ConnectionProvider<C>,
+        store: &mut K,
+    ) -> Result<Routed, ProcessError<K::Error>> {
+        let body = request.body;
+        let endpoint = match self.dispatch_connection(request) {
+            Ok(endpoint) => endpoint,
+            Err(routed) => return Ok(*routed),
+        };
+        let outcome = match endpoint {
+            Endpoint::ConnectionKey => connections.fetch_request_async(body, store).await,
+            Endpoint::ConnectionOperation => {
+                connections.client_request_async(now, body, store).await
+            }
+            _ => {
+                connections
+                    .deliver_async(now, body, request.authenticated_peer, store)
+                    .await
+            }
+        };
+        outcome.map(|outcome| qs_routed(endpoint, outcome))
+    }
+
+    /// The checks of a connection request before the provider runs: the connection
+    /// endpoint it is for, or the answer the router gives itself.
+    fn dispatch_connection(&self, request: &HttpRequest<'_>) -> Result<Endpoint, Box<Routed>> {
+        let endpoint = match Endpoint::from_path(request.path) {
+            Some(endpoint) if endpoint.is_connection() => endpoint,
+            other => {
+                return Err(Box::new(refused(
+                    other,
+                    ErrorCode::UnsupportedOperation,
+                    404,
+                    "not a connection endpoint",
+                )))
+            }
+        };
         if let Err(response) = self.check_http(endpoint, request) {
-            return Ok(answered(Some(endpoint), response));
+            return Err(Box::new(answered(Some(endpoint), response)));
         }
-        if self.config.require_authenticated_providers && request.authenticated_peer.is_none() {
-            return Ok(refused(
+        if endpoint == Endpoint::ConnectionRequest
+            && self.config.require_authenticated_providers
+            && request.authenticated_peer.is_none()
+        {
+            return Err(Box::new(refused(
                 Some(endpoint),
                 ErrorCode::AuthenticationFailed,
                 403,
                 "deliveries need a provider authenticated by mutual TLS",
-            ));
+            )));
         }
-        connections
-            .deliver(now, request.body, request.authenticated_peer, store)
-            .map(|outcome| qs_routed(endpoint, outcome))
+        Ok(endpoint)
     }
 
     /// Everything [`Router::handle`] and [`Router::handle_async`] decide before the DS or QS
@@ -489,6 +537,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Router<C> {
             | Endpoint::KeyPackageUpload => {
                 // The directory has its own storage: `handle_directory` routes these.
                 Dispatch::Answered(no_directory(endpoint))
+            }
+            Endpoint::ConnectionKey | Endpoint::ConnectionOperation => {
+                // The connection inboxes have their own storage: `handle_connection_request`
+                // routes these.
+                Dispatch::Answered(refused(
+                    Some(endpoint),
+                    ErrorCode::UnsupportedOperation,
+                    501,
+                    "connection endpoints are served by Router::handle_connection_request",
+                ))
             }
             Endpoint::GroupOperation
             | Endpoint::WelcomeInformation

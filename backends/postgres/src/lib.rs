@@ -96,6 +96,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod connection;
 pub mod directory;
 pub mod ds;
 pub mod qs;
@@ -106,6 +107,7 @@ pub mod test_cluster;
 use mimi_ds::storage::RecordKind;
 use tokio_postgres::{Client, NoTls};
 
+pub use connection::PostgresConnectionStore;
 pub use directory::PostgresDirectoryStorage;
 pub use ds::PostgresDsStorage;
 pub use qs::PostgresQsStorage;
@@ -157,6 +159,14 @@ pub enum Error {
     CorruptDirectory {
         /// The account's index in hex (the first 32 bytes).
         index: String,
+        /// What does not decode.
+        detail: String,
+    },
+    /// A stored connection request or inbox row does not decode.
+    #[error("corrupt connection inbox {inbox}: {detail}")]
+    CorruptConnection {
+        /// The inbox ID in hex (the first 32 bytes).
+        inbox: String,
         /// What does not decode.
         detail: String,
     },

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_order.sql"),
     include_str!("../migrations/0003_key_package_directory.sql"),
+    include_str!("../migrations/0004_connections.sql"),
 ];
 
 /// The schema version this crate creates and understands.

@@ -43,3 +43,23 @@ mod directory {
 
     mimi_ds::directory_storage_racing_tests!(new_database);
 }
+
+mod connection {
+    use super::*;
+    use mimi_ds_postgres::PostgresConnectionStore;
+
+    fn new_store() -> Blocking<PostgresConnectionStore> {
+        TestDatabase::new().connections()
+    }
+
+    mimi_ds::connection_storage_conformance_tests!(new_store);
+
+    /// A fresh schema; each call of the returned function opens one more connection to it (a
+    /// restarted server's).
+    fn new_database() -> impl Fn() -> Blocking<PostgresConnectionStore> + Sync {
+        let database = TestDatabase::new();
+        move || database.connections()
+    }
+
+    mimi_ds::connection_storage_durable_tests!(new_database);
+}

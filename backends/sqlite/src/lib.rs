@@ -59,6 +59,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod connection;
 mod directory;
 mod ds;
 mod qs;
@@ -68,6 +69,7 @@ mod writers;
 use mimi_ds::storage::RecordKind;
 use rusqlite::Connection;
 
+pub use connection::SqliteConnectionStore;
 pub use directory::SqliteDirectoryStorage;
 pub use ds::SqliteDsStorage;
 pub use qs::SqliteQsStorage;
@@ -103,6 +105,14 @@ pub enum Error {
     CorruptDirectory {
         /// The account's index in hex (the first 32 bytes).
         index: String,
+        /// What does not decode.
+        detail: String,
+    },
+    /// A stored connection request or inbox row does not decode.
+    #[error("corrupt connection inbox {inbox}: {detail}")]
+    CorruptConnection {
+        /// The inbox ID in hex (the first 32 bytes).
+        inbox: String,
         /// What does not decode.
         detail: String,
     },

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_order.sql"),
     include_str!("../migrations/0003_key_package_directory.sql"),
+    include_str!("../migrations/0004_connections.sql"),
 ];
 
 /// The schema version this crate creates and understands.
@@ -113,5 +114,34 @@ mod tests {
             )
             .unwrap();
         assert_eq!((version, rows), (SCHEMA_VERSION, 1));
+    }
+
+    /// A database made by schema version 3 (the KeyPackage directory) gets version 4's
+    /// connection tables, and keeps its rows.
+    #[test]
+    fn a_version_3_database_is_upgraded() {
+        let connection = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection
+            .execute_batch(
+                "CREATE TABLE mimi_ds_sqlite_schema (version INTEGER NOT NULL PRIMARY KEY);
+                 INSERT INTO mimi_ds_sqlite_schema (version) VALUES (1), (2), (3);
+                 INSERT INTO mimi_ds_directory_pseudonym (pseudonym_hash) VALUES (x'01');",
+            )
+            .unwrap();
+        migrate(&connection).unwrap();
+        let (version, rows, tables): (i64, i64, i64) = connection
+            .query_row(
+                "SELECT (SELECT max(version) FROM mimi_ds_sqlite_schema),
+                        (SELECT count(*) FROM mimi_ds_directory_pseudonym),
+                        (SELECT count(*) FROM sqlite_master
+                         WHERE type = 'table' AND name LIKE 'mimi_ds_connection_%')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((version, rows, tables), (4, 1, 4));
     }
 }

@@ -50,3 +50,27 @@ mod directory {
 
     mimi_ds::directory_storage_racing_tests!(new_database);
 }
+
+mod connection {
+    use super::*;
+    use mimi_ds_sqlite::SqliteConnectionStore;
+
+    fn new_store() -> SqliteConnectionStore {
+        SqliteConnectionStore::new(Connection::open_in_memory().expect("open")).expect("migrate")
+    }
+
+    mimi_ds::connection_storage_conformance_tests!(new_store);
+
+    /// A fresh database file; each call of the returned function opens one more connection
+    /// (a restarted server's).
+    fn new_database() -> impl Fn() -> SqliteConnectionStore + Sync {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("connections.sqlite3");
+        move || {
+            let _keep = &folder;
+            SqliteConnectionStore::open(&path).expect("open the database")
+        }
+    }
+
+    mimi_ds::connection_storage_durable_tests!(new_database);
+}

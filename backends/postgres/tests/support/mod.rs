@@ -12,6 +12,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use mimi_ds::connection::{
+    AsyncConnectionStore, ConnectionChange, ConnectionKeyRecord, ConnectionStore, InboxRecord,
+    StoredConnectionRequest,
+};
 use mimi_ds::directory::{
     AsyncDirectoryStorage, DirectoryStorage, DirectoryWriteOutcome, DirectoryWriteSet,
     VersionedAccount,
@@ -23,7 +27,8 @@ use mimi_ds::storage::{
 };
 use mimi_ds::wire::QueuedMessage;
 use mimi_ds_postgres::{
-    migrate, Error, PostgresDirectoryStorage, PostgresDsStorage, PostgresQsStorage,
+    migrate, Error, PostgresConnectionStore, PostgresDirectoryStorage, PostgresDsStorage,
+    PostgresQsStorage,
 };
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, Config, NoTls};
@@ -144,6 +149,12 @@ impl TestDatabase {
         Blocking::new(self, PostgresDirectoryStorage::new(client))
     }
 
+    /// A connection-inbox store handle on a new connection.
+    pub fn connections(self: &Arc<Self>) -> Blocking<PostgresConnectionStore> {
+        let client = block_on(self.client());
+        Blocking::new(self, PostgresConnectionStore::new(client))
+    }
+
     /// A QS storage handle on a new connection.
     pub fn qs(self: &Arc<Self>) -> Blocking<PostgresQsStorage> {
         let client = block_on(self.client());
@@ -237,6 +248,45 @@ impl DirectoryStorage for Blocking<PostgresDirectoryStorage> {
 
     fn write(&mut self, writes: &DirectoryWriteSet) -> Result<DirectoryWriteOutcome, Error> {
         block_on(AsyncDirectoryStorage::write(&mut self.inner, writes))
+    }
+}
+
+impl ConnectionStore for Blocking<PostgresConnectionStore> {
+    type Error = Error;
+
+    fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Error> {
+        block_on(AsyncConnectionStore::key_record(&self.inner, user))
+    }
+
+    fn inbox(&self, inbox_id: &[u8]) -> Result<Option<InboxRecord>, Error> {
+        block_on(AsyncConnectionStore::inbox(&self.inner, inbox_id))
+    }
+
+    fn has_mark(&self, inbox_id: &[u8], mark: &[u8], now_ms: u64) -> Result<bool, Error> {
+        block_on(AsyncConnectionStore::has_mark(
+            &self.inner,
+            inbox_id,
+            mark,
+            now_ms,
+        ))
+    }
+
+    fn requests(
+        &self,
+        inbox_id: &[u8],
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredConnectionRequest>, Error> {
+        block_on(AsyncConnectionStore::requests(
+            &self.inner,
+            inbox_id,
+            from_sequence,
+            max,
+        ))
+    }
+
+    fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Error> {
+        block_on(AsyncConnectionStore::apply(&mut self.inner, now_ms, change))
     }
 }
 

@@ -1,0 +1,30 @@
+-- A provider's connection-establishment keys and connection inboxes (mimi-ds
+-- wire-format.md §14.3.2-§14.3.3). Users are named by the provider's stored name (for the
+-- client endpoints RefHash("MIMIMI ConnectionUser", user)); requests are sealed to the user,
+-- stored as the encoded StoredConnectionRequest; a replay mark is the hash of a delivered
+-- sealed request, kept until its window ends.
+CREATE TABLE mimi_ds_connection_key (
+    user_name bytea NOT NULL PRIMARY KEY,
+    ciphersuite bigint NOT NULL,
+    connection_establishment_key bytea NOT NULL,
+    inbox_id bytea NOT NULL,
+    owner_key bytea NOT NULL
+);
+CREATE TABLE mimi_ds_connection_inbox (
+    inbox_id bytea NOT NULL PRIMARY KEY,
+    user_name bytea NOT NULL,
+    next_sequence bigint NOT NULL
+);
+CREATE TABLE mimi_ds_connection_request (
+    inbox_id bytea NOT NULL,
+    sequence_number bigint NOT NULL,
+    request bytea NOT NULL,
+    PRIMARY KEY (inbox_id, sequence_number)
+);
+CREATE TABLE mimi_ds_connection_mark (
+    inbox_id bytea NOT NULL,
+    mark bytea NOT NULL,
+    expires_at_ms bigint NOT NULL,
+    PRIMARY KEY (inbox_id, mark)
+);
+CREATE INDEX mimi_ds_connection_mark_expiry ON mimi_ds_connection_mark (expires_at_ms);

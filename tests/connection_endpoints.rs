@@ -1,0 +1,228 @@
+//! The client-facing connection endpoints (wire-format.md §14.3.2) through the router, on the
+//! sync and the async path: `/connection_key` serves a published key to anyone, and
+//! `/connection_operation` takes a publish, read or acknowledge only when it is signed by the
+//! key that owns the user's name (rule R-CONN-8); every refusal changes nothing.
+
+use mimi_ds::connection::{
+    ConnectionClientRequest, ConnectionClientRequestBody, ConnectionConfig,
+    ConnectionEstablishmentKey, ConnectionKeyFetch, ConnectionProvider, ConnectionServiceResponse,
+    ConnectionServiceResponseBody, InMemoryConnectionStore,
+};
+use mimi_ds::testing::driver::block_on;
+use mimi_ds::testing::{CIPHERSUITE, START_MS};
+use mimi_ds::transport::{HttpRequest, Router, TransportConfig, OCTET_STREAM};
+use mimi_ds::wire::{decode_exact, encode, ErrorCode, PROTOCOL_VERSION_MIMI_DS10};
+use mimi_ds::UnixTimeMs;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::types::SignatureScheme;
+
+const BETA: &str = "beta.example";
+
+struct Beta {
+    router: Router,
+    connections: ConnectionProvider,
+    store: InMemoryConnectionStore,
+    /// Whether requests take the async path.
+    asynchronous: bool,
+}
+
+impl Beta {
+    fn new(asynchronous: bool) -> Self {
+        Self {
+            router: Router::new(TransportConfig::new(BETA, None)),
+            connections: ConnectionProvider::new(
+                ConnectionConfig::new(BETA),
+                &[9; 32],
+                RustCrypto::default(),
+            )
+            .expect("a seed"),
+            store: InMemoryConnectionStore::new(),
+            asynchronous,
+        }
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> (u16, ConnectionServiceResponseBody) {
+        let headers = [("Host", BETA), ("Content-Type", OCTET_STREAM)];
+        let request = HttpRequest {
+            method: "POST",
+            path,
+            headers: &headers,
+            body,
+            authenticated_peer: None,
+        };
+        let now = UnixTimeMs(START_MS);
+        let routed = if self.asynchronous {
+            block_on(self.router.handle_connection_request_async(
+                now,
+                &request,
+                &self.connections,
+                &mut self.store,
+            ))
+        } else {
+            self.router
+                .handle_connection_request(now, &request, &self.connections, &mut self.store)
+        }
+        .expect("memory does not fail");
+        let response = decode_exact::<ConnectionServiceResponse>(&routed.response.body)
+            .expect("a ConnectionServiceResponse");
+        (routed.response.status, response.body)
+    }
+
+    /// A refused request: its status and code, and nothing changed.
+    fn refused(&mut self, path: &str, body: &[u8]) -> (u16, ErrorCode) {
+        let before = self.store.clone();
+        let (status, answer) = self.post(path, body);
+        assert_eq!(self.store, before, "a refusal changed storage");
+        match answer {
+            ConnectionServiceResponseBody::Error(error) => (status, error.code),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+}
+
+fn signed(
+    body: ConnectionClientRequestBody,
+    user: &[u8],
+    owner: &SignatureKeyPair,
+    timestamp_ms: u64,
+) -> Vec<u8> {
+    let request =
+        ConnectionClientRequest::signed(body, user, &owner.to_public_vec(), timestamp_ms, owner)
+            .expect("signed");
+    encode(&request).expect("encode")
+}
+
+fn publish(key: &ConnectionEstablishmentKey) -> ConnectionClientRequestBody {
+    ConnectionClientRequestBody::Publish {
+        ciphersuite: u16::from(CIPHERSUITE),
+        connection_establishment_key: key.public_key().to_vec().into(),
+    }
+}
+
+fn read() -> ConnectionClientRequestBody {
+    ConnectionClientRequestBody::Read {
+        from_sequence: 0,
+        max_requests: 10,
+    }
+}
+
+fn fetch(user: &[u8]) -> Vec<u8> {
+    encode(&ConnectionKeyFetch {
+        version: PROTOCOL_VERSION_MIMI_DS10,
+        user: user.to_vec().into(),
+    })
+    .expect("encode")
+}
+
+fn key(seed: u8) -> ConnectionEstablishmentKey {
+    ConnectionEstablishmentKey::derive(&RustCrypto::default(), CIPHERSUITE, &[seed; 32])
+        .expect("a key")
+}
+
+fn ed25519() -> SignatureKeyPair {
+    SignatureKeyPair::new(SignatureScheme::ED25519).expect("a key")
+}
+
+#[test]
+fn only_the_owner_key_operates_on_a_name() {
+    for asynchronous in [false, true] {
+        let mut beta = Beta::new(asynchronous);
+        let (bob, mallory) = (ed25519(), ed25519());
+        let name = b"bob@beta.example";
+        let body = signed(publish(&key(1)), name, &bob, START_MS);
+        assert_eq!(
+            beta.post("/connection_operation", &body),
+            (200, ConnectionServiceResponseBody::Ok)
+        );
+        let (status, ConnectionServiceResponseBody::KeyBundle(bundle)) =
+            beta.post("/connection_key", &fetch(name))
+        else {
+            panic!("no bundle")
+        };
+        assert_eq!(status, 200);
+        assert_eq!(
+            bundle.connection_establishment_key.as_slice(),
+            key(1).public_key()
+        );
+        // Another key can neither replace Bob's key nor read or acknowledge his inbox.
+        for body in [
+            publish(&key(2)),
+            read(),
+            ConnectionClientRequestBody::Acknowledge { up_to_sequence: 0 },
+        ] {
+            let request = signed(body, name, &mallory, START_MS);
+            assert_eq!(
+                beta.refused("/connection_operation", &request),
+                (403, ErrorCode::AuthenticationFailed)
+            );
+        }
+        // A request whose signature is not its owner key's: Bob's signature, Mallory's key.
+        let mut forged = ConnectionClientRequest::signed(
+            publish(&key(2)),
+            name,
+            &bob.to_public_vec(),
+            START_MS,
+            &bob,
+        )
+        .expect("signed");
+        forged.owner_key = mallory.to_public_vec().into();
+        assert_eq!(
+            beta.refused("/connection_operation", &encode(&forged).unwrap()),
+            (403, ErrorCode::AuthenticationFailed)
+        );
+        // Bob's own requests still work; a stale one does not.
+        let (status, ConnectionServiceResponseBody::Requests(requests)) = beta.post(
+            "/connection_operation",
+            &signed(read(), name, &bob, START_MS),
+        ) else {
+            panic!("no inbox")
+        };
+        assert_eq!((status, requests.len()), (200, 0));
+        let stale = signed(read(), name, &bob, START_MS - 10 * 60 * 1000);
+        assert_eq!(
+            beta.refused("/connection_operation", &stale),
+            (400, ErrorCode::StaleTimestamp)
+        );
+        // Unknown names: no key to fetch, no inbox to read.
+        assert_eq!(
+            beta.refused("/connection_key", &fetch(b"nobody")),
+            (404, ErrorCode::UnknownQueue)
+        );
+        assert_eq!(
+            beta.refused(
+                "/connection_operation",
+                &signed(read(), b"nobody", &bob, START_MS)
+            ),
+            (404, ErrorCode::UnknownQueue)
+        );
+    }
+}
+
+#[test]
+fn a_name_the_server_published_takes_no_signed_request() {
+    let mut beta = Beta::new(false);
+    let crypto_key = key(3);
+    // The embedding server logged the user in and published for it: the stored name is the
+    // one the endpoints use.
+    let name = beta
+        .connections
+        .user_name::<mimi_ds::storage::Infallible>(b"carol")
+        .expect("hash");
+    beta.connections
+        .publish(
+            UnixTimeMs(START_MS),
+            &mut beta.store,
+            &name,
+            u16::from(CIPHERSUITE),
+            crypto_key.public_key(),
+        )
+        .expect("published");
+    let (status, _) = beta.post("/connection_key", &fetch(b"carol"));
+    assert_eq!(status, 200);
+    let request = signed(read(), b"carol", &ed25519(), START_MS);
+    assert_eq!(
+        beta.refused("/connection_operation", &request),
+        (403, ErrorCode::AuthenticationFailed)
+    );
+}
