@@ -38,8 +38,6 @@ pub struct Demo {
     pub users: Vec<MimimiUser>,
     /// The real clients: Alice's phone, Bob's phone.
     pub real_clients: Vec<RealIdentity>,
-    /// The key that owns Bob's name at beta's connection endpoints.
-    pub bob_account_key: Vec<u8>,
     /// The connection room's wrapper key (only Alice and Bob ever hold it).
     pub room_wrapper_key: Vec<u8>,
     /// Bob's connection-establishment public key, which beta stores in the clear: the
@@ -542,7 +540,6 @@ async fn steps(
         storage: providers.storage.clone(),
         users: vec![alice, bob],
         real_clients: vec![alice_phone, bob_phone],
-        bob_account_key: bob_account.to_public_vec(),
         room_wrapper_key,
         bob_public_key: bundle.connection_establishment_key.as_slice().to_vec(),
         client_pseudonyms,

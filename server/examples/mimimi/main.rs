@@ -13,8 +13,9 @@
 //! `tests/mimimi_demo.rs` runs the same flow and searches every byte both providers stored for
 //! the users' real identifiers.
 
-// The modules are shared with `tests/mimimi_demo.rs`.
-#![allow(unreachable_pub)]
+// The modules are shared with `tests/mimimi_demo.rs` (which reads the run's results) and with
+// the README's demo (whose Postgres options and relay counters this example does not use).
+#![allow(dead_code, unreachable_pub)]
 
 mod flow;
 #[path = "../demo/net.rs"]
