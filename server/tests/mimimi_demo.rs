@@ -46,10 +46,14 @@ async fn the_mimimi_flow_over_https_stores_no_real_identifier() {
         "POST https://beta.example/connection_request",
         "opened it: from mimi://alpha.example/d/alice.smith/phone (signature verified)",
         "refused Bob's external commit: NotAllowed",
+        "POST https://alpha.example/group_key_packages",
+        "alice's phone: leaf 0 = mimi://beta.example/d/bob.jones/phone, leaf 2 = mimi://alpha.example/d/alice.smith/laptop",
+        "bob's phone: leaf 1 = mimi://alpha.example/d/alice.smith/phone, leaf 2 = mimi://alpha.example/d/alice.smith/laptop",
     ] {
         assert!(transcript.contains(expected), "{expected}\n{transcript}");
     }
 
+    assert_eq!(demo.decrypted, 3, "every message read by every recipient");
     let stored: Vec<(&str, String)> = demo
         .storage
         .iter()
@@ -83,10 +87,9 @@ async fn the_mimimi_flow_over_https_stores_no_real_identifier() {
         secrets.push((format!("{name}: credential identity"), real.identity()));
         secrets.push((format!("{name}: signature key"), real.signature_key()));
     }
-    secrets.push((
-        "the room's wrapper key".into(),
-        demo.room_wrapper_key.clone(),
-    ));
+    for key in &demo.wrapper_keys {
+        secrets.push(("a wrapper key".into(), key.clone()));
+    }
     for (domain, dump) in &stored {
         assert!(dump.len() > 1000, "{domain} stored something: {dump}");
         for (what, secret) in &secrets {

@@ -1,6 +1,8 @@
 //! The MIMIMI flow over HTTPS (docs/wire-format.md §14): the steps of `examples/mimimi.rs`,
-//! each a request to a real `mimi-ds-server` on 127.0.0.1, as far as the server's hub admits
-//! them (see step 6).
+//! each a request to a real `mimi-ds-server` on 127.0.0.1. The server's hub refuses the
+//! acceptance by external commit into the connection room (step 7: its join policy), so the
+//! group is created by Bob, the responder, who holds Alice's token and connection key from
+//! her request.
 
 use std::io::Write;
 
@@ -11,13 +13,16 @@ use mimi_ds::connection::{
     ConnectionServiceResponseBody, RequestContents, ResponseContents, StoredConnectionRequest,
 };
 use mimi_ds::directory::{KeyPackageUpload, SetPurpose};
+use mimi_ds::pseudonym::group_links::add_aad_bytes;
 use mimi_ds::testing::connection::{pseudonymous_client, RealIdentity};
-use mimi_ds::testing::directory::upload_request;
-use mimi_ds::testing::mimimi::{short_hex, MimimiUser};
-use mimi_ds::testing::pseudonymous::{random_wrapper_key, PseudonymousClient};
-use mimi_ds::testing::{decode_response, mls_bytes, TestClient, CIPHERSUITE};
+use mimi_ds::testing::directory::{claim_request, claimed_set, upload_request};
+use mimi_ds::testing::mimimi::{short_hex, validated_key_package, MimimiUser};
+use mimi_ds::testing::pseudonymous::{
+    authenticate_members, random_wrapper_key, wrapper_key_of, LinkedAdd, PseudonymousClient,
+};
+use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, CIPHERSUITE};
 use mimi_ds::wire::{
-    decode_exact, encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody,
+    decode_exact, encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, FanoutMessage,
     PROTOCOL_VERSION_MIMI_DS10,
 };
 use openmls::prelude::{BasicCredential, Credential, MlsMessageOut};
@@ -38,8 +43,11 @@ pub struct Demo {
     pub users: Vec<MimimiUser>,
     /// The real clients: Alice's phone, Bob's phone.
     pub real_clients: Vec<RealIdentity>,
-    /// The connection room's wrapper key (only Alice and Bob ever hold it).
-    pub room_wrapper_key: Vec<u8>,
+    /// The wrapper keys of the connection room and of the group (only their members hold
+    /// them).
+    pub wrapper_keys: Vec<Vec<u8>>,
+    /// Application messages decrypted by their recipients.
+    pub decrypted: usize,
     /// Bob's connection-establishment public key, which beta stores in the clear: the
     /// search's positive control.
     pub bob_public_key: Vec<u8>,
@@ -121,6 +129,44 @@ impl Clients {
             )),
             other => Err(format!("the hub accepted it: {other:?}").into()),
         }
+    }
+
+    /// Fetches and acknowledges `client`'s queue at `domain` until `want` messages arrived
+    /// (the hub's relay delivers them asynchronously from its outbox).
+    async fn fetch(
+        &mut self,
+        out: &mut dyn Write,
+        client: &mut TestClient,
+        domain: &str,
+        want: usize,
+    ) -> Result<Vec<FanoutMessage>, Error> {
+        let mut requests = 0;
+        for _ in 0..200 {
+            let answer = self
+                .users
+                .request(
+                    domain,
+                    "/queue_operation",
+                    &client.fetch_request(50, now_ms()),
+                )
+                .await?;
+            client.take_page(&answer.body);
+            self.users
+                .request(domain, "/queue_operation", &client.ack_request(now_ms()))
+                .await?;
+            requests += 2;
+            if client.inbox.len() >= want {
+                writeln!(
+                    out,
+                    "  POST https://{domain}/queue_operation x{requests} (fetch, acknowledge) -> \
+                     {} message(s)",
+                    client.inbox.len()
+                )?;
+                return Ok(std::mem::take(&mut client.inbox));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(format!("fewer than {want} messages reached a queue at {domain}").into())
     }
 
     /// A DS request at the hub (alpha), which must be accepted.
@@ -250,6 +296,7 @@ async fn steps(
     let alice = MimimiUser::new("alice.smith", ALPHA);
     let bob = MimimiUser::new("bob.jones", BETA);
     let alice_phone = alice.real_client("phone");
+    let alice_laptop = alice.real_client("laptop");
     let bob_phone = bob.real_client("phone");
     // Bob's account at beta's connection endpoints is owned by a key of his own, not by a
     // client's MLS signature key.
@@ -259,7 +306,7 @@ async fn steps(
         "{ALPHA} (mimi-ds-server) runs the hub, a Queueing Service, a KeyPackage directory and \
          connection keys; {BETA} (mimi-ds-server) the last three. Storage: SQLite."
     )?;
-    for real in [&alice_phone, &bob_phone] {
+    for real in [&alice_phone, &alice_laptop, &bob_phone] {
         writeln!(out, "real client: {}", text(&real.identity()))?;
     }
 
@@ -517,10 +564,236 @@ async fn steps(
     writeln!(
         out,
         "  mimi-ds-server's hub runs DsConfig's defaults (external joins by existing users \
-         only, GroupInfo for members only, rules R-JOIN-3 and R-AUTH-8); a connection room \
-         needs ExternalJoinPolicy::Anyone and GroupInfoAccess::Anyone (wire-format.md \
-         §14.3.4), which the server has no setting for yet. The flow stops here; \
-         `cargo run --example mimimi` runs it to the end in process."
+         only, GroupInfo for members only: rules R-JOIN-3, R-AUTH-8); a connection room needs \
+         ExternalJoinPolicy::Anyone and GroupInfoAccess::Anyone (wire-format.md §14.3.4), \
+         which the server has no setting for yet. So Alice never gets Bob's response; the rest \
+         runs with Bob as the adder, who holds Alice's connection key and token from her \
+         request."
+    )?;
+
+    writeln!(
+        out,
+        "\n8. Alice's phone uploads a KeyPackage set under her connection token"
+    )?;
+    let alice_pseudonym = alice.pseudonym();
+    let mut alice_member =
+        PseudonymousClient::with_real_identity(&alice_phone, ALPHA, &alice_pseudonym);
+    clients
+        .create_queue(out, &mut alice_member.client, ALPHA)
+        .await?;
+    let upload = upload_request(
+        &alice.connection_token,
+        &alice.upload_secret,
+        vec![KeyPackageUpload {
+            purpose: SetPurpose::Group,
+            set_size: 1,
+            client_index: 0,
+            key_package: mls_bytes(&MlsMessageOut::from(alice_member.key_package())),
+        }],
+    );
+    clients
+        .post(out, ALPHA, "/key_package_upload", &upload, 200)
+        .await?;
+
+    writeln!(
+        out,
+        "\n9. Bob claims Alice's set with the token from her request"
+    )?;
+    let claim_id = crypto.random_vec(16).map_err(|e| format!("{e:?}"))?;
+    let answer = clients
+        .post(
+            out,
+            ALPHA,
+            "/group_key_packages",
+            &claim_request(
+                SetPurpose::Group,
+                opened.request.requester_connection_token.as_slice(),
+                &claim_id,
+            ),
+            200,
+        )
+        .await?;
+    let set = claimed_set(&answer);
+    writeln!(
+        out,
+        "  {ALPHA}'s directory saw: a claim under a token; it handed out the set of {}",
+        text(set.user_pseudonym.as_slice())
+    )?;
+
+    writeln!(
+        out,
+        "\n10. Bob creates a pseudonymous group at the hub and adds Alice with identity links"
+    )?;
+    let DsResponseBody::GroupId(group_id) = clients
+        .ds(
+            out,
+            &encode(&DsRequest {
+                version: PROTOCOL_VERSION_MIMI_DS10,
+                body: DsRequestBody::RequestGroupId,
+                auth: DsAuthData::Unauthenticated,
+            })?,
+        )
+        .await?
+    else {
+        return Err("no group ID".into());
+    };
+    let group_id = group_id.as_slice().to_vec();
+    bob_member.create_group(&group_id, providers.hub(), true);
+    clients
+        .ds(out, &bob_member.client.create_group_request(now_ms()))
+        .await?;
+    let wrapper_key = random_wrapper_key();
+    let key_package = validated_key_package(&set.key_packages[0]);
+    let alice_connection_key = opened.request.requester_connection_key.as_slice().to_vec();
+    let (alice_seen, _) =
+        PseudonymousClient::entry_for(&key_package, &alice_connection_key, &wrapper_key, &group_id);
+    writeln!(
+        out,
+        "  bob's phone opened the identity link of Alice's KeyPackage with her connection key: {}",
+        identity(&alice_seen.credential)
+    )?;
+    let request = bob_member.add_linked_request(
+        LinkedAdd {
+            added: vec![(key_package, &alice_connection_key)],
+            own: true,
+        },
+        &wrapper_key,
+        now_ms(),
+    );
+    clients.ds(out, &request).await?;
+    bob_member.client.confirm_commit();
+    writeln!(
+        out,
+        "  {ALPHA}'s hub saw: group {} with leaves {} and {}, identity-link keys wrapped under a \
+         key it never gets; a Welcome for a queue at {ALPHA}",
+        text(&group_id),
+        text(bob_member.pseudonymous.client_pseudonym.uri.as_slice()),
+        text(alice_member.pseudonymous.client_pseudonym.uri.as_slice()),
+    )?;
+
+    writeln!(
+        out,
+        "\n11. Alice's phone joins from the Welcome in her queue"
+    )?;
+    alice_member.client.inbox = clients
+        .fetch(out, &mut alice_member.client, ALPHA, 1)
+        .await?;
+    let Some(Received::Welcome(welcome)) = alice_member.client.process_inbox().pop() else {
+        return Err("no Welcome for Alice".into());
+    };
+    let (request, processed) = alice_member.client.welcome_info_request(&welcome, now_ms());
+    let alice_wrapper_key = wrapper_key_of(&processed).ok_or("no wrapper key in the Welcome")?;
+    let answer = clients
+        .post(out, ALPHA, "/welcome_information", &request, 200)
+        .await?;
+    let DsResponseBody::WelcomeInfo(welcome_info) = decode_response(&answer).body else {
+        return Err("no welcome information".into());
+    };
+    alice_member
+        .client
+        .join_with_tree(processed, &welcome_info.ratchet_tree);
+    writeln!(
+        out,
+        "  alice's phone joined at epoch {}",
+        alice_member.client.epoch()
+    )?;
+
+    writeln!(
+        out,
+        "\n12. Alice's laptop joins by external commit with its own identity link"
+    )?;
+    let mut laptop = PseudonymousClient::with_real_identity(&alice_laptop, ALPHA, &alice_pseudonym);
+    clients.create_queue(out, &mut laptop.client, ALPHA).await?;
+    // The phone, a member, fetches the GroupInfo for it (a join link).
+    let answer = clients
+        .post(
+            out,
+            ALPHA,
+            "/external_commit_information",
+            &alice_member
+                .client
+                .signed_group_info_request(&group_id, None, now_ms()),
+            200,
+        )
+        .await?;
+    let DsResponseBody::ExternalCommitInfo(info) = decode_response(&answer).body else {
+        return Err("no GroupInfo".into());
+    };
+    let own = laptop.own_entry(&alice_wrapper_key, &group_id);
+    let request = laptop.external_join_request_with_aad(
+        &info,
+        add_aad_bytes(vec![own]).map_err(|e| format!("AddAAD: {e:?}"))?,
+    );
+    clients.ds(out, &request).await?;
+    laptop.client.confirm_commit();
+    alice_member.client.inbox = clients
+        .fetch(out, &mut alice_member.client, ALPHA, 1)
+        .await?;
+    alice_member.client.process_inbox();
+    bob_member.client.inbox = clients.fetch(out, &mut bob_member.client, BETA, 1).await?;
+    bob_member.client.process_inbox();
+    writeln!(
+        out,
+        "  {ALPHA}'s hub saw {} join under Alice's user pseudonym; the commit went to {ALPHA}'s \
+         and {BETA}'s queues",
+        text(laptop.pseudonymous.client_pseudonym.uri.as_slice())
+    )?;
+
+    writeln!(
+        out,
+        "\n13. Every member authenticates every other member's real identity"
+    )?;
+    let members = [&bob_member, &alice_member, &laptop];
+    for (member, name, key) in [
+        (&bob_member, "bob's phone", &wrapper_key),
+        (&alice_member, "alice's phone", &alice_wrapper_key),
+        (&laptop, "alice's laptop", &alice_wrapper_key),
+    ] {
+        let DsResponseBody::IdentityLinkKeys(links) = clients
+            .ds(out, &member.identity_link_keys_request(now_ms()))
+            .await?
+        else {
+            return Err("no identity link keys".into());
+        };
+        let mut seen = Vec::new();
+        for (leaf, result) in authenticate_members(member.client.group(), &links, key) {
+            let real = result.map_err(|e| format!("{name}, leaf {leaf}: {e}"))?;
+            let expected = members
+                .iter()
+                .find(|m| m.client.leaf() == leaf)
+                .ok_or("a member at that leaf")?;
+            if real.credential != expected.real_credential {
+                return Err(format!("{name}: leaf {leaf} is not who it claims").into());
+            }
+            seen.push(format!("leaf {leaf} = {}", identity(&real.credential)));
+        }
+        writeln!(out, "  {name}: {}", seen.join(", "))?;
+    }
+
+    writeln!(out, "\n14. Messages through the queues")?;
+    let mut decrypted = 0;
+    let request = bob_member.client.message_request(b"Hi Alice!", now_ms());
+    clients.ds(out, &request).await?;
+    for (member, name) in [(&mut alice_member, "phone"), (&mut laptop, "laptop")] {
+        for message in clients.fetch(out, &mut member.client, ALPHA, 1).await? {
+            if let Received::Application(plaintext) = member.client.receive(&message) {
+                decrypted += 1;
+                writeln!(out, "  alice's {name} read: {}", text(&plaintext))?;
+            }
+        }
+    }
+    let request = laptop.client.message_request(b"Hi Bob!", now_ms());
+    clients.ds(out, &request).await?;
+    for message in clients.fetch(out, &mut bob_member.client, BETA, 1).await? {
+        if let Received::Application(plaintext) = bob_member.client.receive(&message) {
+            decrypted += 1;
+            writeln!(out, "  bob's phone read: {}", text(&plaintext))?;
+        }
+    }
+    writeln!(
+        out,
+        "  {ALPHA}'s hub saw PrivateMessages from pseudonymous leaves; each Queueing Service \
+         ciphertext for queues of its own"
     )?;
 
     let client_pseudonyms = vec![
@@ -539,8 +812,9 @@ async fn steps(
     Ok(Demo {
         storage: providers.storage.clone(),
         users: vec![alice, bob],
-        real_clients: vec![alice_phone, bob_phone],
-        room_wrapper_key,
+        real_clients: vec![alice_phone, alice_laptop, bob_phone],
+        wrapper_keys: vec![room_wrapper_key, wrapper_key],
+        decrypted,
         bob_public_key: bundle.connection_establishment_key.as_slice().to_vec(),
         client_pseudonyms,
     })

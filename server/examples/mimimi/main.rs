@@ -3,7 +3,11 @@
 //! the README's demo starts them (its modules `demo/{pki,net,providers}.rs`): `alpha.example`
 //! runs the hub, a Queueing Service, a KeyPackage directory and connection keys,
 //! `beta.example` the last three, each on SQLite files in a folder. Every client is a real
-//! openmls client; it prints every HTTPS request and what each party saw.
+//! openmls client; it prints every HTTPS request and what each party saw. The server's hub
+//! refuses Bob's acceptance by external commit into the connection room (its join policy
+//! admits only users already in a group, and the server has no setting for it yet); the
+//! transcript shows the refusal, and Bob, who holds Alice's token and connection key from her
+//! request, claims her KeyPackage set and creates the pseudonymous group instead.
 //!
 //! ```text
 //! cargo run -p mimi-ds-server --example mimimi
