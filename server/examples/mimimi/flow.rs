@@ -12,20 +12,21 @@ use mimi_ds::connection::{
     ConnectionKeyFetch, ConnectionResponder, ConnectionServiceResponse,
     ConnectionServiceResponseBody, RequestContents, ResponseContents, StoredConnectionRequest,
 };
-use mimi_ds::directory::{KeyPackageUpload, SetPurpose};
+use mimi_ds::directory::SetPurpose;
 use mimi_ds::pseudonym::group_links::add_aad_bytes;
 use mimi_ds::testing::connection::{pseudonymous_client, RealIdentity};
-use mimi_ds::testing::directory::{claim_request, claimed_set, upload_request};
-use mimi_ds::testing::mimimi::{short_hex, validated_key_package, MimimiUser};
+use mimi_ds::testing::directory::{claim_request, claimed_set};
+use mimi_ds::testing::mimimi::{
+    credential_identity, group_id_request, short_hex, validated_key_package, MimimiUser,
+};
 use mimi_ds::testing::pseudonymous::{
     authenticate_members, random_wrapper_key, wrapper_key_of, LinkedAdd, PseudonymousClient,
 };
-use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, CIPHERSUITE};
+use mimi_ds::testing::{decode_response, Received, TestClient, CIPHERSUITE};
 use mimi_ds::wire::{
-    decode_exact, encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, FanoutMessage,
-    PROTOCOL_VERSION_MIMI_DS10,
+    decode_exact, encode, DsResponseBody, FanoutMessage, PROTOCOL_VERSION_MIMI_DS10,
 };
-use openmls::prelude::{BasicCredential, Credential, MlsMessageOut};
+use openmls::prelude::Credential;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::random::OpenMlsRand as _;
@@ -67,9 +68,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn identity(credential: &Credential) -> String {
-    BasicCredential::try_from(credential.clone())
-        .map(|c| text(c.identity()))
-        .unwrap_or_else(|_| "(not a BasicCredential)".into())
+    credential_identity(credential)
 }
 
 /// The HTTPS clients of the run: the end users' (no client certificate) and alpha's server
@@ -350,16 +349,7 @@ async fn steps(
     clients
         .create_queue(out, &mut bob_member.client, BETA)
         .await?;
-    let upload = upload_request(
-        &bob.connection_token,
-        &bob.upload_secret,
-        vec![KeyPackageUpload {
-            purpose: SetPurpose::Group,
-            set_size: 1,
-            client_index: 0,
-            key_package: mls_bytes(&MlsMessageOut::from(bob_member.key_package())),
-        }],
-    );
+    let upload = bob.group_set_upload(&bob_member);
     clients
         .post(out, BETA, "/key_package_upload", &upload, 200)
         .await?;
@@ -400,17 +390,7 @@ async fn steps(
     writeln!(out, "\n4. Alice opens a connection room at the hub")?;
     let mut alice_room = pseudonymous_client(ALPHA);
     clients.create_queue(out, &mut alice_room, ALPHA).await?;
-    let DsResponseBody::GroupId(room_id) = clients
-        .ds(
-            out,
-            &encode(&DsRequest {
-                version: PROTOCOL_VERSION_MIMI_DS10,
-                body: DsRequestBody::RequestGroupId,
-                auth: DsAuthData::Unauthenticated,
-            })?,
-        )
-        .await?
-    else {
+    let DsResponseBody::GroupId(room_id) = clients.ds(out, &group_id_request()).await? else {
         return Err("no group ID".into());
     };
     let room_id = room_id.as_slice().to_vec();
@@ -581,16 +561,7 @@ async fn steps(
     clients
         .create_queue(out, &mut alice_member.client, ALPHA)
         .await?;
-    let upload = upload_request(
-        &alice.connection_token,
-        &alice.upload_secret,
-        vec![KeyPackageUpload {
-            purpose: SetPurpose::Group,
-            set_size: 1,
-            client_index: 0,
-            key_package: mls_bytes(&MlsMessageOut::from(alice_member.key_package())),
-        }],
-    );
+    let upload = alice.group_set_upload(&alice_member);
     clients
         .post(out, ALPHA, "/key_package_upload", &upload, 200)
         .await?;
@@ -624,17 +595,7 @@ async fn steps(
         out,
         "\n10. Bob creates a pseudonymous group at the hub and adds Alice with identity links"
     )?;
-    let DsResponseBody::GroupId(group_id) = clients
-        .ds(
-            out,
-            &encode(&DsRequest {
-                version: PROTOCOL_VERSION_MIMI_DS10,
-                body: DsRequestBody::RequestGroupId,
-                auth: DsAuthData::Unauthenticated,
-            })?,
-        )
-        .await?
-    else {
+    let DsResponseBody::GroupId(group_id) = clients.ds(out, &group_id_request()).await? else {
         return Err("no group ID".into());
     };
     let group_id = group_id.as_slice().to_vec();
