@@ -18,22 +18,19 @@ use mimi_ds::connection::{
     seal_connection_request, seal_connection_response, ConnectionEstablishmentKey,
     ConnectionResponder, RequestContents, ResponseContents,
 };
-use mimi_ds::directory::{KeyPackageUpload, SetPurpose};
+use mimi_ds::directory::SetPurpose;
 use mimi_ds::pseudonym::group_links::add_aad_bytes;
 use mimi_ds::testing::connection::{pseudonymous_client, RealIdentity};
-use mimi_ds::testing::directory::{claim_request, claimed_set, upload_request};
+use mimi_ds::testing::directory::{claim_request, claimed_set};
 use mimi_ds::testing::mimimi::{
-    relay, short_hex, validated_key_package, MimimiProvider, MimimiUser,
+    credential_identity, group_id_request, relay, short_hex, validated_key_package, MimimiProvider,
+    MimimiUser,
 };
 use mimi_ds::testing::pseudonymous::{
     authenticate_members, random_wrapper_key, wrapper_key_of, LinkedAdd, PseudonymousClient,
 };
-use mimi_ds::testing::{decode_response, mls_bytes, Received, TestClient, CIPHERSUITE};
-use mimi_ds::wire::{
-    encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ExternalCommitInfo,
-    PROTOCOL_VERSION_MIMI_DS10,
-};
-use openmls::prelude::{BasicCredential, MlsMessageOut};
+use mimi_ds::testing::{decode_response, Received, TestClient, CIPHERSUITE};
+use mimi_ds::wire::{encode, DsResponseBody, ExternalCommitInfo};
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::random::OpenMlsRand as _;
 
@@ -74,9 +71,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn identity(credential: &openmls::prelude::Credential) -> String {
-    BasicCredential::try_from(credential.clone())
-        .map(|c| text(c.identity()))
-        .unwrap_or_else(|_| "(not a BasicCredential)".into())
+    credential_identity(credential)
 }
 
 fn ds_body(bytes: &[u8]) -> DsResponseBody {
@@ -84,13 +79,7 @@ fn ds_body(bytes: &[u8]) -> DsResponseBody {
 }
 
 fn request_group_id(hub: &mut MimimiProvider) -> Vec<u8> {
-    let request = encode(&DsRequest {
-        version: PROTOCOL_VERSION_MIMI_DS10,
-        body: DsRequestBody::RequestGroupId,
-        auth: DsAuthData::Unauthenticated,
-    })
-    .expect("encode");
-    let routed = hub.post("/group_operation", &request, None);
+    let routed = hub.post("/group_operation", &group_id_request(), None);
     let DsResponseBody::GroupId(id) = ds_body(&routed.response.body) else {
         panic!("no group ID")
     };
@@ -196,16 +185,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<Demo> {
     let mut bob_member = PseudonymousClient::with_real_identity(&bob_phone, BETA, &bob_pseudonym);
     beta.create_queue(&mut bob_member.client, HUB);
     queues.push((BETA, queue_id(&bob_member.client)));
-    let upload = upload_request(
-        &bob.connection_token,
-        &bob.upload_secret,
-        vec![KeyPackageUpload {
-            purpose: SetPurpose::Group,
-            set_size: 1,
-            client_index: 0,
-            key_package: mls_bytes(&MlsMessageOut::from(bob_member.key_package())),
-        }],
-    );
+    let upload = bob.group_set_upload(&bob_member);
     let routed = beta.post("/key_package_upload", &upload, None);
     assert_eq!(routed.response.status, 200, "upload refused");
     writeln!(

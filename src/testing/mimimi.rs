@@ -322,3 +322,39 @@ pub fn short_hex(bytes: &[u8], n: usize) -> String {
         shown
     }
 }
+
+/// The identity of a BasicCredential as text, for transcripts (a pseudonymous or other
+/// credential says so).
+pub fn credential_identity(credential: &Credential) -> String {
+    BasicCredential::try_from(credential.clone())
+        .map(|c| String::from_utf8_lossy(c.identity()).into_owned())
+        .unwrap_or_else(|_| "(not a BasicCredential)".into())
+}
+
+/// An unauthenticated `request_group_id` for the hub's `/group_operation` (wire-format.md
+/// §4.1).
+pub fn group_id_request() -> Vec<u8> {
+    crate::wire::encode(&crate::wire::DsRequest {
+        version: crate::wire::PROTOCOL_VERSION_MIMI_DS10,
+        body: crate::wire::DsRequestBody::RequestGroupId,
+        auth: crate::wire::DsAuthData::Unauthenticated,
+    })
+    .expect("encode")
+}
+
+impl MimimiUser {
+    /// A `/key_package_upload` of a one-KeyPackage group set of `member`'s, under this user's
+    /// connection token and upload secret (wire-format.md §14.4).
+    pub fn group_set_upload(&self, member: &PseudonymousClient) -> Vec<u8> {
+        super::directory::upload_request(
+            &self.connection_token,
+            &self.upload_secret,
+            vec![crate::directory::KeyPackageUpload {
+                purpose: crate::directory::SetPurpose::Group,
+                set_size: 1,
+                client_index: 0,
+                key_package: super::mls_bytes(&MlsMessageOut::from(member.key_package())),
+            }],
+        )
+    }
+}
