@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mimi_ds::{ExternalJoinPolicy, GroupInfoAccess};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -297,6 +298,16 @@ pub struct ServerConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP), if anywhere. Keep it
     /// on loopback or an operator network: it is not for peers. Default: none.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Who may join the hub's groups by external commit (the hub's
+    /// [`mimi_ds::DsConfig::external_joins`]). Default: [`ExternalJoinPolicy::ExistingUsers`],
+    /// as in [`mimi_ds::DsConfig::new`]. MIMIMI connection rooms (docs/wire-format.md §14.3.4)
+    /// need [`ExternalJoinPolicy::Anyone`]; a room's policy (`external_commit_allowed`) still
+    /// restricts each room.
+    pub external_joins: ExternalJoinPolicy,
+    /// Who may fetch a group's GroupInfo (the hub's [`mimi_ds::DsConfig::group_info_access`]).
+    /// Default: [`GroupInfoAccess::Members`], as in [`mimi_ds::DsConfig::new`]. MIMIMI
+    /// connection rooms need [`GroupInfoAccess::Anyone`]: the invitee is not yet a member.
+    pub group_info_access: GroupInfoAccess,
 }
 
 impl ServerConfig {
@@ -325,6 +336,8 @@ impl ServerConfig {
             metrics_listen: None,
             relay_concurrency: 16,
             delivery_timeout: Duration::from_secs(10),
+            external_joins: ExternalJoinPolicy::ExistingUsers,
+            group_info_access: GroupInfoAccess::Members,
         }
     }
 
@@ -334,8 +347,10 @@ impl ServerConfig {
         let mut values: HashMap<&'static str, String> = HashMap::new();
         let mut runs_hub = false;
         let mut args = args.into_iter();
-        const WITH_VALUE: [&str; 10] = [
+        const WITH_VALUE: [&str; 12] = [
             "--domain",
+            "--external-joins",
+            "--group-info-access",
             "--metrics-listen",
             "--listen",
             "--storage",
@@ -404,7 +419,36 @@ impl ServerConfig {
         let mut config = Self::new(domain, runs_hub, listen, storage, state_dir, tls, peers);
         config.metrics_listen = metrics_listen;
         config.qs_sqlite = values.get("--qs-sqlite").map(PathBuf::from);
+        if let Some(value) = values.get("--external-joins") {
+            config.external_joins = parse_external_joins(value)?;
+        }
+        if let Some(value) = values.get("--group-info-access") {
+            config.group_info_access = parse_group_info_access(value)?;
+        }
         Ok(config)
+    }
+}
+
+/// `--external-joins disabled|existing-users|anyone`.
+fn parse_external_joins(value: &str) -> Result<ExternalJoinPolicy, ConfigError> {
+    match value {
+        "disabled" => Ok(ExternalJoinPolicy::Disabled),
+        "existing-users" => Ok(ExternalJoinPolicy::ExistingUsers),
+        "anyone" => Ok(ExternalJoinPolicy::Anyone),
+        _ => Err(ConfigError::Invalid(format!(
+            "--external-joins {value:?}: expected disabled, existing-users or anyone"
+        ))),
+    }
+}
+
+/// `--group-info-access members|anyone`.
+fn parse_group_info_access(value: &str) -> Result<GroupInfoAccess, ConfigError> {
+    match value {
+        "members" => Ok(GroupInfoAccess::Members),
+        "anyone" => Ok(GroupInfoAccess::Anyone),
+        _ => Err(ConfigError::Invalid(format!(
+            "--group-info-access {value:?}: expected members or anyone"
+        ))),
     }
 }
 
@@ -426,7 +470,13 @@ mimi-ds-server --domain <domain> --cert <chain.pem> --key <key.pem> --ca <cas.pe
   --ca <cas.pem>        PEM CA certificates that issue providers' certificates
   --peers <file>        peer directory: one `domain host:port` per line
   --metrics-listen <addr:port>  serve Prometheus metrics at GET /metrics (plain HTTP; keep it
-                        on loopback or an operator network)";
+                        on loopback or an operator network)
+  --external-joins <who>  with --hub: who may join a group by external commit: disabled,
+                        existing-users (default: new devices of members' users) or anyone
+                        (open rooms, MIMIMI connection rooms); a room's policy still applies
+  --group-info-access <who>  with --hub: who may fetch a group's GroupInfo: members (default:
+                        members and their users' new devices) or anyone (also unauthenticated
+                        requests; MIMIMI connection rooms)";
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]

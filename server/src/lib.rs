@@ -269,12 +269,11 @@ async fn start_with<B: Backend>(
         let (identity, sender) = keys::hub_identity(&config.state_dir, &config.domain)?;
         // BasicCredentials naming `mimi://<domain>/d/<user>/<device>`; a deployment with its
         // own identity system plugs in its own `CredentialValidator`.
-        let ds = DeliveryService::new(
-            DsConfig::new(&config.domain),
-            identity,
-            RustCrypto::default(),
-        )
-        .with_credential_validator(BasicCredentialValidator::accept_basic_credentials());
+        let mut ds_config = DsConfig::new(&config.domain);
+        ds_config.external_joins = config.external_joins;
+        ds_config.group_info_access = config.group_info_access;
+        let ds = DeliveryService::new(ds_config, identity, RustCrypto::default())
+            .with_credential_validator(BasicCredentialValidator::accept_basic_credentials());
         router = router.with_ds(ds);
         external_sender = Some(sender);
     }

@@ -90,6 +90,7 @@ async fn the_whole_group_life_runs_on_the_server_with_sqlite() {
         dir: dir.path().to_path_buf(),
         postgres: None,
         hub_instances: 1,
+        open_joins: false,
     })
     .await;
     // The databases are where the transcript says, and outlive the servers.
@@ -141,11 +142,13 @@ async fn the_same_on_postgresql_with_two_hub_instances_and_two_runs_at_once() {
             dir: first_dir.path().to_path_buf(),
             postgres: Some(url.clone()),
             hub_instances: 2,
+            open_joins: false,
         }),
         run(Options {
             dir: second_dir.path().to_path_buf(),
             postgres: Some(url.clone()),
             hub_instances: 1,
+            open_joins: false,
         }),
     );
     // Requests went to both hub instances, and both providers' tables are in PostgreSQL.

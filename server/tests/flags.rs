@@ -3,6 +3,7 @@
 
 mod support;
 
+use mimi_ds::{ExternalJoinPolicy, GroupInfoAccess};
 use mimi_ds_server::{ConfigError, ServerConfig, StorageChoice};
 use support::*;
 
@@ -114,6 +115,55 @@ async fn a_server_starts_from_its_flags_and_files() {
             ServerConfig::from_args(args(&base[..6])).is_err(),
             "no --ca accepted"
         );
+
+        // The hub's join and GroupInfo policies: DsConfig's defaults unless a flag says
+        // otherwise (MIMIMI connection rooms need `anyone` for both).
+        let config = ServerConfig::from_args(args(&base)).expect("defaults");
+        assert_eq!(
+            (config.external_joins, config.group_info_access),
+            (ExternalJoinPolicy::ExistingUsers, GroupInfoAccess::Members)
+        );
+        for (joins, access, expected) in [
+            (
+                "anyone",
+                "anyone",
+                (ExternalJoinPolicy::Anyone, GroupInfoAccess::Anyone),
+            ),
+            (
+                "disabled",
+                "members",
+                (ExternalJoinPolicy::Disabled, GroupInfoAccess::Members),
+            ),
+            (
+                "existing-users",
+                "anyone",
+                (ExternalJoinPolicy::ExistingUsers, GroupInfoAccess::Anyone),
+            ),
+        ] {
+            let mut list = base.to_vec();
+            list.extend_from_slice(&["--external-joins", joins, "--group-info-access", access]);
+            let config = ServerConfig::from_args(args(&list)).expect("valid policies");
+            assert_eq!((config.external_joins, config.group_info_access), expected);
+        }
+        for (flag, value, expected) in [
+            (
+                "--external-joins",
+                "everyone",
+                "--external-joins \"everyone\": expected disabled, existing-users or anyone",
+            ),
+            (
+                "--group-info-access",
+                "Anyone",
+                "--group-info-access \"Anyone\": expected members or anyone",
+            ),
+        ] {
+            let mut list = base.to_vec();
+            list.extend_from_slice(&[flag, value]);
+            match ServerConfig::from_args(args(&list)) {
+                Err(ConfigError::Invalid(message)) => assert_eq!(message, expected),
+                other => panic!("{flag} {value} gave {other:?}"),
+            }
+        }
     })
     .await
     .expect("within the deadline");

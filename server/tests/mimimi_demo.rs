@@ -30,6 +30,7 @@ async fn the_mimimi_flow_over_https_stores_no_real_identifier() {
         dir: dir.path().to_path_buf(),
         postgres: None,
         hub_instances: 1,
+        open_joins: true,
     };
     let mut transcript = Vec::new();
     let demo = tokio::time::timeout(support::TEST_DEADLINE, flow::run(&options, &mut transcript))
@@ -37,15 +38,17 @@ async fn the_mimimi_flow_over_https_stores_no_real_identifier() {
         .expect("within the deadline")
         .expect("the flow runs");
     let transcript = String::from_utf8(transcript).expect("text");
-    // Every step ran over HTTPS, the request was opened, and the hub's refusal of the
-    // acceptance is the documented one.
+    // Every step ran over HTTPS, the request was opened, and the hub (run with
+    // `--external-joins anyone --group-info-access anyone`) accepted Bob's anonymous GroupInfo
+    // fetch and his acceptance by external commit, whose response Alice opened.
     for expected in [
         "POST https://beta.example/connection_operation",
         "POST https://beta.example/connection_key",
         "POST https://beta.example/key_package_upload",
         "POST https://beta.example/connection_request",
         "opened it: from mimi://alpha.example/d/alice.smith/phone (signature verified)",
-        "refused Bob's external commit: NotAllowed",
+        "joined by external commit with",
+        "alice's phone opened it: mimi://beta.example/d/bob.jones/phone accepted (signature verified)",
         "POST https://alpha.example/group_key_packages",
         "alice's phone: leaf 0 = mimi://beta.example/d/bob.jones/phone, leaf 2 = mimi://alpha.example/d/alice.smith/laptop",
         "bob's phone: leaf 1 = mimi://alpha.example/d/alice.smith/phone, leaf 2 = mimi://alpha.example/d/alice.smith/laptop",
@@ -54,6 +57,7 @@ async fn the_mimimi_flow_over_https_stores_no_real_identifier() {
     }
 
     assert_eq!(demo.decrypted, 3, "every message read by every recipient");
+    assert_eq!(demo.accepted_by, "mimi://beta.example/d/bob.jones/phone");
     let stored: Vec<(&str, String)> = demo
         .storage
         .iter()

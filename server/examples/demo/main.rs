@@ -96,6 +96,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
         dir,
         postgres,
         hub_instances,
+        open_joins: false,
     }))
 }
 

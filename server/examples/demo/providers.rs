@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mimi_ds::{ExternalJoinPolicy, GroupInfoAccess};
 use mimi_ds_server::{PeerDirectory, RunningServer, ServerConfig, StorageChoice};
 use openmls::prelude::ExternalSender;
 
@@ -31,6 +32,11 @@ pub struct Options {
     pub postgres: Option<String>,
     /// How many server instances run alpha (hub and QS) on its one storage.
     pub hub_instances: usize,
+    /// Whether alpha's hub lets anyone join a group by external commit and fetch its
+    /// GroupInfo without being a member (`--external-joins anyone --group-info-access anyone`),
+    /// as MIMIMI connection rooms need (docs/wire-format.md §14.3.4). False for the README
+    /// demo: the server's defaults.
+    pub open_joins: bool,
 }
 
 /// Where a provider keeps its state.
@@ -105,13 +111,17 @@ impl Providers {
         .await?;
         let mut alpha = Vec::new();
         for _ in 0..options.hub_instances.max(1) {
-            let instance = mimi_ds_server::start(config(
+            let mut hub_config = config(
                 &pki,
                 &storage[0],
                 true,
                 directory(&[(BETA, beta.local_addr())]),
-            ))
-            .await?;
+            );
+            if options.open_joins {
+                hub_config.external_joins = ExternalJoinPolicy::Anyone;
+                hub_config.group_info_access = GroupInfoAccess::Anyone;
+            }
+            let instance = mimi_ds_server::start(hub_config).await?;
             alpha.push(instance);
         }
         Ok(Self {

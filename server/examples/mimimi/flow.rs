@@ -1,8 +1,8 @@
 //! The MIMIMI flow over HTTPS (docs/wire-format.md §14): the steps of `examples/mimimi.rs`,
-//! each a request to a real `mimi-ds-server` on 127.0.0.1. The server's hub refuses the
-//! acceptance by external commit into the connection room (step 7: its join policy), so the
-//! group is created by Bob, the responder, who holds Alice's token and connection key from
-//! her request.
+//! each a request to a real `mimi-ds-server` on 127.0.0.1. alpha's hub runs with
+//! `--external-joins anyone --group-info-access anyone`, so Bob accepts by external commit
+//! into the connection room (step 7) and Alice opens his response; the group is then created
+//! by Bob, who holds Alice's token and connection key from her request.
 
 use std::io::Write;
 
@@ -54,6 +54,9 @@ pub struct Demo {
     pub bob_public_key: Vec<u8>,
     /// The client pseudonyms the hub and the directory legitimately hold.
     pub client_pseudonyms: Vec<Vec<u8>>,
+    /// The real identity of the client whose acceptance Alice opened from the connection
+    /// room's commit (step 7).
+    pub accepted_by: String,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -103,31 +106,6 @@ impl Clients {
             .into());
         }
         Ok(answer.body)
-    }
-
-    /// A DS request at `domain` that the server must refuse: its error code and description.
-    async fn post_refused(
-        &mut self,
-        out: &mut dyn Write,
-        domain: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Result<String, Error> {
-        let answer = self.users.request(domain, path, body).await?;
-        writeln!(
-            out,
-            "  POST https://{domain}{path} ({} B) -> {}",
-            body.len(),
-            answer.status
-        )?;
-        match decode_response(&answer.body).body {
-            DsResponseBody::Error(error) if answer.status != 200 => Ok(format!(
-                "{:?}, {}",
-                error.code,
-                text(error.description.as_slice())
-            )),
-            other => Err(format!("the hub accepted it: {other:?}").into()),
-        }
     }
 
     /// Fetches and acknowledges `client`'s queue at `domain` until `want` messages arrived
@@ -408,7 +386,7 @@ async fn steps(
     writeln!(out, "\n5. Alice sends a sealed ConnectionRequest")?;
     let room_wrapper_key = random_wrapper_key();
     let alice_signature_key = alice_phone.signature_key();
-    let (_pending, delivery) = seal_connection_request(
+    let (pending, delivery) = seal_connection_request(
         &crypto,
         &crypto,
         &alice_phone.signer,
@@ -492,30 +470,19 @@ async fn steps(
     )?;
     let mut bob_room = pseudonymous_client(BETA);
     clients.create_queue(out, &mut bob_room, BETA).await?;
-    let refusal = clients
-        .post_refused(
-            out,
-            ALPHA,
-            "/external_commit_information",
-            &TestClient::group_info_request(&room_id),
-        )
-        .await?;
-    writeln!(
-        out,
-        "  {ALPHA}'s hub refused Bob's anonymous GroupInfo fetch: {refusal}"
-    )?;
-    // The room's member fetches it for him: the hub's default then refuses the join itself.
+    // Not a member yet, he fetches the room's GroupInfo unauthenticated: alpha's hub runs
+    // with `--group-info-access anyone --external-joins anyone` (wire-format.md §14.3.4).
     let answer = clients
         .post(
             out,
             ALPHA,
             "/external_commit_information",
-            &alice_room.signed_group_info_request(&room_id, None, now_ms()),
+            &TestClient::group_info_request(&room_id),
             200,
         )
         .await?;
     let DsResponseBody::ExternalCommitInfo(info) = decode_response(&answer).body else {
-        return Err("no GroupInfo for the room's member".into());
+        return Err("no GroupInfo for Bob".into());
     };
     let aad = seal_connection_response(
         &crypto,
@@ -529,26 +496,38 @@ async fn steps(
         },
     )
     .map_err(|e| format!("sealing the response: {e}"))?;
-    let refusal = clients
-        .post_refused(
-            out,
-            ALPHA,
-            "/group_operation",
-            &bob_room.external_join_request_with_aad(&info, aad),
-        )
+    let aad_len = aad.len();
+    clients
+        .ds(out, &bob_room.external_join_request_with_aad(&info, aad))
         .await?;
+    bob_room.confirm_commit();
     writeln!(
         out,
-        "  {ALPHA}'s hub refused Bob's external commit: {refusal}"
+        "  {ALPHA}'s hub saw: {} joined by external commit with {aad_len} B of authenticated \
+         data it cannot open; the commit went to the room's queue at {ALPHA}",
+        identity(&bob_room.credential.credential)
     )?;
+
     writeln!(
         out,
-        "  mimi-ds-server's hub runs DsConfig's defaults (external joins by existing users \
-         only, GroupInfo for members only: rules R-JOIN-3, R-AUTH-8); a connection room needs \
-         ExternalJoinPolicy::Anyone and GroupInfoAccess::Anyone (wire-format.md §14.3.4), \
-         which the server has no setting for yet. So Alice never gets Bob's response; the rest \
-         runs with Bob as the adder, who holds Alice's connection key and token from her \
-         request."
+        "  Alice's room client reads the response from its queue"
+    )?;
+    let messages = clients.fetch(out, &mut alice_room, ALPHA, 1).await?;
+    let received = alice_room.receive_commit_with_aad(messages.first().ok_or("no commit")?);
+    let response = pending
+        .open_response(&crypto, &received)
+        .map_err(|e| format!("opening the response: {e}"))?;
+    if response.responder_client_credential != bob_phone.credential
+        || response.responder_connection_token.as_slice() != bob.connection_token.as_slice()
+        || response.responder_connection_key.as_slice() != bob.connection_key.as_slice()
+    {
+        return Err("the response does not carry Bob's credential, token and key".into());
+    }
+    let accepted_by = identity(&response.responder_client_credential);
+    writeln!(
+        out,
+        "  alice's phone opened it: {accepted_by} accepted (signature verified); each now holds \
+         the other's connection key and token. Bob adds her to their group below."
     )?;
 
     writeln!(
@@ -778,5 +757,6 @@ async fn steps(
         decrypted,
         bob_public_key: bundle.connection_establishment_key.as_slice().to_vec(),
         client_pseudonyms,
+        accepted_by,
     })
 }

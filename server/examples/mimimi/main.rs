@@ -47,6 +47,7 @@ async fn main() -> ExitCode {
         dir,
         postgres: None,
         hub_instances: 1,
+        open_joins: true,
     };
     let mut out = std::io::stdout();
     match flow::run(&options, &mut out).await {
