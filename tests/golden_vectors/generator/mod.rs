@@ -23,6 +23,7 @@
 //! a commit would make every byte after it differ. Adds keep their order.
 
 mod connection;
+mod connection_endpoints;
 mod directory;
 mod qs;
 mod served;
@@ -159,6 +160,7 @@ fn generate() -> Vec<Vector> {
     qs::client_protocol(&mut v);
     connection::establishment(&mut v);
     directory::run(&mut v);
+    connection_endpoints::run(&mut v);
     v.0
 }
 
