@@ -2,7 +2,8 @@
 //! a real `TestDs` and `TestQs`, and every one of them is seeded ([`mimi_ds::testing::seeded`]),
 //! so a run makes the same bytes as the last one unless the code changed. `served.rs` walks one
 //! group through the operations the hub serves, `unserved.rs` makes the requests it refuses,
-//! `qs.rs` covers the Queueing Service.
+//! `qs.rs` covers the Queueing Service, `connection.rs` connection establishment and
+//! `connection_endpoints.rs` the client-facing connection endpoints.
 //!
 //! `regenerate_golden_vectors` (ignored) rewrites `tests/vectors/*.hex`:
 //!
