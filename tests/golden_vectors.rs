@@ -14,7 +14,9 @@
 //! the `QueueCreated` plaintext of the encrypted answer, and the `QueueInfoPlaintext` a client
 //! seals into its `ClientQueueConfig`. For connection establishment (wire-format.md §14.3) it
 //! covers every structure (`connection_*`), the acceptance's external commit carrying the
-//! sealed response, and the refusal of a replayed request.
+//! sealed response, and the refusal of a replayed request; for the client-facing connection
+//! endpoints (§14.3.2) every `ConnectionClientRequestBody` and `ConnectionServiceResponseBody`
+//! codepoint and the `ConnectionKeyFetch`.
 //!
 //! The files are produced from real openmls clients, a real `TestDs` and a real `TestQs` by
 //! the generator in `tests/golden_vectors/generator/`, with seeded keys and randomness, so the
@@ -32,8 +34,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use mimi_ds::connection::{
-    ConnectionInboxAddress, ConnectionKeyBundle, ConnectionRequest, ConnectionRequestDelivery,
-    ConnectionResponse, SafeAad, StoredConnectionRequest,
+    ConnectionClientRequest, ConnectionClientRequestBody, ConnectionInboxAddress,
+    ConnectionKeyBundle, ConnectionKeyFetch, ConnectionRequest, ConnectionRequestDelivery,
+    ConnectionResponse, ConnectionServiceResponse, ConnectionServiceResponseBody, SafeAad,
+    StoredConnectionRequest,
 };
 use mimi_ds::directory::{
     KeyPackageUploadRequest, KeyPackageUploadResponse, KeyPackageUploadResponseBody,
@@ -130,6 +134,9 @@ enum Decoded {
     StoredConnectionRequest(StoredConnectionRequest),
     ConnectionInboxAddress(ConnectionInboxAddress),
     SafeAad(SafeAad),
+    ConnectionKeyFetch(ConnectionKeyFetch),
+    ConnectionClientRequest(ConnectionClientRequest),
+    ConnectionServiceResponse(ConnectionServiceResponse),
     ReportedMessage(ReportedMessage),
     DirectoryUploadRequest(KeyPackageUploadRequest),
     DirectoryUploadResponse(KeyPackageUploadResponse),
@@ -181,6 +188,9 @@ fn connection_type_name_for(name: &str) -> Option<&'static str> {
         ("connection_stored_request", "StoredConnectionRequest"),
         ("connection_inbox_address", "ConnectionInboxAddress"),
         ("connection_response_aad", "SafeAad"),
+        ("connection_key_fetch", "ConnectionKeyFetch"),
+        ("connection_client_request_", "ConnectionClientRequest"),
+        ("connection_service_response_", "ConnectionServiceResponse"),
     ]
     .into_iter()
     .find(|(prefix, _)| name.starts_with(prefix))
@@ -218,6 +228,9 @@ fn decode_vector(name: &str, bytes: &[u8]) -> Decoded {
         "StoredConnectionRequest" => Decoded::StoredConnectionRequest(round_trip(name, bytes)),
         "ConnectionInboxAddress" => Decoded::ConnectionInboxAddress(round_trip(name, bytes)),
         "SafeAad" => Decoded::SafeAad(round_trip(name, bytes)),
+        "ConnectionKeyFetch" => Decoded::ConnectionKeyFetch(round_trip(name, bytes)),
+        "ConnectionClientRequest" => Decoded::ConnectionClientRequest(round_trip(name, bytes)),
+        "ConnectionServiceResponse" => Decoded::ConnectionServiceResponse(round_trip(name, bytes)),
         "ReportedMessage" => Decoded::ReportedMessage(round_trip(name, bytes)),
         "KeyPackageUploadRequest" => Decoded::DirectoryUploadRequest(round_trip(name, bytes)),
         "KeyPackageUploadResponse" => Decoded::DirectoryUploadResponse(round_trip(name, bytes)),
@@ -271,6 +284,25 @@ fn qs_req(d: &Decoded) -> Option<&QsClientRequest> {
 fn qs_resp(d: &Decoded) -> Option<&QsClientResponseBody> {
     match d {
         Decoded::QsClientResponse(r) => Some(&r.body),
+        _ => None,
+    }
+}
+
+/// The body of a `ConnectionClientRequest` that carries an owner key and a signature.
+fn conn_req(d: &Decoded) -> Option<&ConnectionClientRequestBody> {
+    match d {
+        Decoded::ConnectionClientRequest(r)
+            if r.owner_key.as_slice().len() == 32 && r.signature.as_slice().len() == 64 =>
+        {
+            Some(&r.body)
+        }
+        _ => None,
+    }
+}
+
+fn conn_resp(d: &Decoded) -> Option<&ConnectionServiceResponseBody> {
+    match d {
+        Decoded::ConnectionServiceResponse(r) if r.version == 1 => Some(&r.body),
         _ => None,
     }
 }
@@ -590,6 +622,40 @@ const TABLE: &[(&str, Check)] = &[
         "response_error_connection_request_replayed",
         |d| matches!(resp(d), Some(DsResponseBody::Error(e)) if e.code == ErrorCode::ReplayedMessage),
     ),
+    // The client-facing connection endpoints (wire-format.md §14.3.2).
+    (
+        "connection_key_fetch",
+        |d| matches!(d, Decoded::ConnectionKeyFetch(f) if f.version == 1 && f.user.as_slice() == b"carol"),
+    ),
+    ("connection_client_request_publish", |d| {
+        matches!(conn_req(d), Some(ConnectionClientRequestBody::Publish { connection_establishment_key, .. })
+            if connection_establishment_key.as_slice().len() == 32)
+    }),
+    ("connection_client_request_read", |d| {
+        matches!(conn_req(d), Some(ConnectionClientRequestBody::Read { from_sequence: 0, max_requests })
+            if *max_requests > 0)
+    }),
+    ("connection_client_request_acknowledge", |d| {
+        matches!(
+            conn_req(d),
+            Some(ConnectionClientRequestBody::Acknowledge { up_to_sequence: 1 })
+        )
+    }),
+    ("connection_service_response_ok", |d| {
+        matches!(conn_resp(d), Some(ConnectionServiceResponseBody::Ok))
+    }),
+    ("connection_service_response_error", |d| {
+        matches!(conn_resp(d), Some(ConnectionServiceResponseBody::Error(e))
+            if e.code == ErrorCode::UnknownQueue)
+    }),
+    ("connection_service_response_key_bundle", |d| {
+        matches!(conn_resp(d), Some(ConnectionServiceResponseBody::KeyBundle(b))
+            if b.connection_establishment_key.as_slice().len() == 32)
+    }),
+    ("connection_service_response_requests", |d| {
+        matches!(conn_resp(d), Some(ConnectionServiceResponseBody::Requests(r))
+            if r.len() == 1 && r[0].sequence_number == 0 && r[0].sender_domain.as_slice() == b"a.example")
+    }),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -863,6 +929,33 @@ fn golden_vectors_cover_every_variant() {
             fanout_auth_token: created.fanout_auth_token.clone(),
         }],
         "queue_info_plaintext holds queue_created_plaintext's queue ID and token"
+    );
+
+    // Every ConnectionClientRequestType and ConnectionServiceResponseType (wire-format.md
+    // §14.3.2), and nothing the decoders accept is left out.
+    let connection_request_types: BTreeSet<u8> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::ConnectionClientRequest(r) => Some(encode(&r.body).expect("encode")[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        connection_request_types,
+        defined_tags::<ConnectionClientRequestBody>(),
+        "connection client request types covered"
+    );
+    let connection_response_types: BTreeSet<u8> = vectors
+        .iter()
+        .filter_map(|(_, d)| match d {
+            Decoded::ConnectionServiceResponse(r) => Some(encode(&r.body).expect("encode")[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        connection_response_types,
+        defined_tags::<ConnectionServiceResponseBody>(),
+        "connection service response types covered"
     );
 }
 

@@ -2,7 +2,8 @@
 //! a real `TestDs` and `TestQs`, and every one of them is seeded ([`mimi_ds::testing::seeded`]),
 //! so a run makes the same bytes as the last one unless the code changed. `served.rs` walks one
 //! group through the operations the hub serves, `unserved.rs` makes the requests it refuses,
-//! `qs.rs` covers the Queueing Service.
+//! `qs.rs` covers the Queueing Service, `connection.rs` connection establishment and
+//! `connection_endpoints.rs` the client-facing connection endpoints.
 //!
 //! `regenerate_golden_vectors` (ignored) rewrites `tests/vectors/*.hex`:
 //!
@@ -23,6 +24,7 @@
 //! a commit would make every byte after it differ. Adds keep their order.
 
 mod connection;
+mod connection_endpoints;
 mod directory;
 mod qs;
 mod served;
@@ -159,6 +161,7 @@ fn generate() -> Vec<Vector> {
     qs::client_protocol(&mut v);
     connection::establishment(&mut v);
     directory::run(&mut v);
+    connection_endpoints::run(&mut v);
     v.0
 }
 
