@@ -21,6 +21,7 @@
 //! * [`decode_pseudonymous`]: the MIMIMI codecs (`fuzzing/pseudonym.rs`).
 
 mod connection;
+mod connection_endpoints;
 mod directory;
 mod policy;
 mod provider;

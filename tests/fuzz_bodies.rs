@@ -99,6 +99,26 @@ fn connection_bodies_hold_their_invariants_on_sample_inputs() {
         fuzzing::connection_bytes(&data);
     }
     fuzzing::connection_bytes(&[0x80, 0, 1, 2, 0, 0, 0]);
+    // The client-facing endpoints: a fetch, publish, read and acknowledge as built (accepted),
+    // mutated in the version, the operation, the name, the signed fields and the signature's
+    // last byte (refused), and raw.
+    for endpoint in 1u8..=4 {
+        fuzzing::connection_bytes(&[endpoint]);
+        for mutation in [
+            [0u8, 1, 0x02],
+            [0, 2, 0x01],
+            [0, 5, 0x20],
+            [0, 20, 0x01],
+            [0, 60, 0x80],
+            [0xff, 0xff, 0x01],
+        ] {
+            let mut data = vec![endpoint];
+            data.extend_from_slice(&mutation);
+            fuzzing::connection_bytes(&data);
+        }
+        fuzzing::connection_bytes(&[0x80 | endpoint, 0, 1, 2, 0, 0, 0]);
+        fuzzing::connection_bytes(&[0x80 | endpoint]);
+    }
 }
 
 /// Room policy (wire-format.md §15): strict decoding of the policy structures, and mutated

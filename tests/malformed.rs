@@ -2006,3 +2006,186 @@ fn key_package_directory_requests_damaged() {
     }
     assert!(refused > 10 * served, "{refused} refused, {served} served");
 }
+
+/// The client-facing connection endpoints (wire-format.md §14.3.2), damaged: a fetch of
+/// Bob's key and his signed publish, read and acknowledge, each built as a client does. The
+/// valid requests are accepted; every truncation is `malformed_request`; every bit flip of the
+/// sweep's positions is refused with a specific code (a flip in the signed fields breaks the
+/// signature, rule R-CONN-8; one in a fetch's name asks for nobody). A replayed publish and
+/// acknowledge, and the same requests signed by another key, change nothing. Every refusal
+/// answers a `ConnectionServiceResponse` error with the status's code and leaves the
+/// connection store identical.
+#[test]
+fn connection_endpoint_requests_damaged() {
+    use mimi_ds::connection::{
+        seal_connection_request, ConnectionClientRequest, ConnectionClientRequestBody,
+        ConnectionConfig, ConnectionEstablishmentKey, ConnectionKeyFetch, ConnectionProvider,
+        ConnectionServiceResponse, ConnectionServiceResponseBody, InMemoryConnectionStore,
+        RequestContents,
+    };
+    use mimi_ds::qs::QsStatus;
+    use mimi_ds::testing::connection::RealIdentity;
+    use openmls_rust_crypto::RustCrypto;
+    use openmls_traits::types::SignatureScheme;
+
+    let crypto = RustCrypto::default();
+    let provider = ConnectionProvider::new(
+        ConnectionConfig::new("b.example"),
+        &[5; 32],
+        RustCrypto::default(),
+    )
+    .unwrap();
+    let now = UnixTimeMs(mimi_ds::testing::START_MS);
+    let (bob_owner, mallory) = (
+        SignatureKeyPair::new(SignatureScheme::ED25519).unwrap(),
+        SignatureKeyPair::new(SignatureScheme::ED25519).unwrap(),
+    );
+    let name = b"bob@b.example";
+    let key =
+        |seed: u8| ConnectionEstablishmentKey::derive(&crypto, CIPHERSUITE, &[seed; 32]).unwrap();
+    let publish = |seed: u8| ConnectionClientRequestBody::Publish {
+        ciphersuite: u16::from(CIPHERSUITE),
+        connection_establishment_key: key(seed).public_key().to_vec().into(),
+    };
+    let signed = |body: ConnectionClientRequestBody, owner: &SignatureKeyPair| {
+        let request =
+            ConnectionClientRequest::signed(body, name, &owner.to_public_vec(), now.0, owner)
+                .unwrap();
+        encode(&request).unwrap()
+    };
+    let fetch = encode(&ConnectionKeyFetch {
+        version: mimi_ds::wire::PROTOCOL_VERSION_MIMI_DS10,
+        user: name.to_vec().into(),
+    })
+    .unwrap();
+    // `(status, the ConnectionServiceResponse body, the store after)` of `bytes` at `path`.
+    let post = |path: &str, bytes: &[u8], store: &InMemoryConnectionStore| {
+        let mut after = store.clone();
+        let outcome = if path == "/connection_key" {
+            provider.fetch_request(bytes, &after).unwrap()
+        } else {
+            provider.client_request(now, bytes, &mut after).unwrap()
+        };
+        let response: ConnectionServiceResponse = decode_exact(&outcome.response).unwrap();
+        if let QsStatus::Rejected(code) = outcome.status {
+            assert!(
+                matches!(&response.body, ConnectionServiceResponseBody::Error(e) if e.code == code),
+                "{path}: the answer carries the refusal's code"
+            );
+            assert!(after == *store, "{path}: a refusal changed the store");
+        }
+        (outcome.status, response.body, after)
+    };
+
+    // Bob publishes his key himself, and Alice's request reaches his inbox.
+    let empty = InMemoryConnectionStore::new();
+    let (status, _, mut base) = post(
+        "/connection_operation",
+        &signed(publish(1), &bob_owner),
+        &empty,
+    );
+    assert_eq!(status, QsStatus::Accepted);
+    let ConnectionServiceResponseBody::KeyBundle(bundle) = post("/connection_key", &fetch, &base).1
+    else {
+        panic!("no bundle")
+    };
+    let alice = RealIdentity::new("alice", "phone", "a.example");
+    let alice_key = alice.signature_key();
+    let (_, delivery) = seal_connection_request(
+        &crypto,
+        &crypto,
+        &alice.signer,
+        &RequestContents {
+            credential: &alice.credential,
+            signature_key: &alice_key,
+            connection_room_id: b"room",
+            identity_link_wrapper_key: &[1; 32],
+            connection_key: &alice.connection_key,
+            connection_token: &alice.connection_token,
+        },
+        &bundle,
+        "a.example",
+    )
+    .unwrap();
+    let outcome = provider
+        .deliver(
+            now,
+            &encode(&delivery).unwrap(),
+            Some("a.example"),
+            &mut base,
+        )
+        .unwrap();
+    assert_eq!(outcome.status, QsStatus::Accepted);
+
+    let acknowledge = ConnectionClientRequestBody::Acknowledge { up_to_sequence: 1 };
+    let read = ConnectionClientRequestBody::Read {
+        from_sequence: 0,
+        max_requests: 10,
+    };
+    let requests = [
+        ("fetch", "/connection_key", fetch.clone()),
+        (
+            "publish",
+            "/connection_operation",
+            signed(publish(2), &bob_owner),
+        ),
+        (
+            "read",
+            "/connection_operation",
+            signed(read.clone(), &bob_owner),
+        ),
+        (
+            "acknowledge",
+            "/connection_operation",
+            signed(acknowledge.clone(), &bob_owner),
+        ),
+    ];
+    let specific = [
+        ErrorCode::MalformedRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::StaleTimestamp,
+        ErrorCode::UnknownQueue,
+    ];
+    for (what, path, request) in &requests {
+        let (status, body, after) = post(path, request, &base);
+        assert_eq!(status, QsStatus::Accepted, "{what} as built");
+        // A read and a fetch write nothing; a publish and an acknowledge do.
+        assert_eq!(after == base, matches!(*what, "fetch" | "read"), "{what}");
+        assert!(!matches!(body, ConnectionServiceResponseBody::Error(_)));
+        for len in truncation_lengths(request.len()) {
+            let (status, _, _) = post(path, &request[..len], &base);
+            assert_eq!(
+                status,
+                QsStatus::Rejected(ErrorCode::MalformedRequest),
+                "{what} truncated to {len}"
+            );
+        }
+        for position in flip_positions(request.len()) {
+            let mut variant = request.clone();
+            variant[position] ^= 1 << (position % 8);
+            let (status, _, _) = post(path, &variant, &base);
+            assert!(
+                matches!(status, QsStatus::Rejected(code) if specific.contains(&code)),
+                "{what}: flip at {position}: {status:?}"
+            );
+        }
+    }
+
+    // Replays: a publish and an acknowledge applied again change nothing more.
+    for (what, body) in [
+        ("publish", publish(2)),
+        ("acknowledge", acknowledge.clone()),
+    ] {
+        let request = signed(body, &bob_owner);
+        let (_, _, once) = post("/connection_operation", &request, &base);
+        let (status, _, twice) = post("/connection_operation", &request, &once);
+        assert_eq!(status, QsStatus::Accepted, "{what} replayed");
+        assert!(twice == once, "{what} replayed: the store changed");
+    }
+    // Another key signs for Bob's name: refused, nothing changed.
+    for body in [publish(3), read, acknowledge] {
+        let (status, _, _) = post("/connection_operation", &signed(body, &mallory), &base);
+        assert_eq!(status, QsStatus::Rejected(ErrorCode::AuthenticationFailed));
+    }
+}

@@ -1,12 +1,13 @@
 //! Fuzz bodies for connection establishment (`crate::connection`, wire-format.md §14.3).
 //!
-//! * [`decode_connection`]: every connection structure decodes strictly and re-encodes to the
-//!   same bytes.
+//! * [`decode_connection`]: every connection structure (the client-facing endpoints' too)
+//!   decodes strictly and re-encodes to the same bytes.
 //! * [`connection_bytes`]: a valid `ConnectionRequestDelivery` from a real initiator, mutated
 //!   (or replaced by raw bytes), against a provider whose store holds a published key; no
 //!   panic, the answer decodes, a refused delivery changes nothing, and an accepted mutation
 //!   is one the responder then refuses to open (the provider cannot read the sealed request;
-//!   the responder catches what it lets through).
+//!   the responder catches what it lets through). The same body feeds the client-facing
+//!   endpoints (`/connection_key`, `/connection_operation`; `connection_endpoints.rs`).
 
 use std::sync::OnceLock;
 
@@ -39,6 +40,9 @@ pub fn decode_connection(data: &[u8]) {
     roundtrip::<StoredConnectionRequest>(data);
     roundtrip::<ConnectionInboxAddress>(data);
     roundtrip::<SafeAad>(data);
+    roundtrip::<crate::connection::ConnectionKeyFetch>(data);
+    roundtrip::<crate::connection::ConnectionClientRequest>(data);
+    roundtrip::<crate::connection::ConnectionServiceResponse>(data);
     safe_aad_invariants(data);
 }
 
@@ -127,13 +131,27 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Fuzz body: `data[0]`'s top bit: use `data[1..]` raw instead of the valid delivery; the
-/// rest are `(offset: u16, xor: u8)` mutations of it.
+/// Fuzz body: `data[0]`'s top bit: use `data[1..]` raw instead of the valid request; the
+/// rest are `(offset: u16, xor: u8)` mutations of it. `data[0]`'s low 7 bits modulo 5 pick
+/// the request: 0 the delivery, 1-4 a fetch, publish, read or acknowledge at the client-facing
+/// endpoints (`super::connection_endpoints`).
 pub fn connection_bytes(data: &[u8]) {
-    let fixture = fixture();
+    use super::connection_endpoints::{endpoint_bytes, EndpointRequest};
     let [selector, rest @ ..] = data else {
         return;
     };
+    let raw = (selector & 0x80 != 0).then_some(rest);
+    let endpoint = match (selector & 0x7f) % 5 {
+        1 => Some(EndpointRequest::Fetch),
+        2 => Some(EndpointRequest::Publish),
+        3 => Some(EndpointRequest::Read),
+        4 => Some(EndpointRequest::Acknowledge),
+        _ => None,
+    };
+    if let Some(endpoint) = endpoint {
+        return endpoint_bytes(endpoint, raw, rest);
+    }
+    let fixture = fixture();
     let bytes = if selector & 0x80 != 0 {
         rest.to_vec()
     } else {
