@@ -226,3 +226,44 @@ fn a_name_the_server_published_takes_no_signed_request() {
         (403, ErrorCode::AuthenticationFailed)
     );
 }
+
+/// Regression (rule R-CONN-9): a signed publication is valid for the whole freshness window,
+/// so without an order on publications anyone who saw Bob's first one could replay it after
+/// he replaced his key, and bring the replaced key back.
+#[test]
+fn a_replayed_earlier_publication_does_not_bring_back_the_replaced_key() {
+    for asynchronous in [false, true] {
+        let mut beta = Beta::new(asynchronous);
+        let bob = ed25519();
+        let name = b"bob@beta.example";
+        let first = signed(publish(&key(1)), name, &bob, START_MS - 2000);
+        let second = signed(publish(&key(2)), name, &bob, START_MS - 1000);
+        for body in [&first, &second] {
+            assert_eq!(
+                beta.post("/connection_operation", body),
+                (200, ConnectionServiceResponseBody::Ok)
+            );
+        }
+        // The first again, and the second again: neither is newer than what is stored.
+        for replayed in [&first, &second] {
+            let (_, code) = beta.refused("/connection_operation", replayed);
+            assert_eq!(code, ErrorCode::ReplayedMessage);
+        }
+        let (_, ConnectionServiceResponseBody::KeyBundle(bundle)) =
+            beta.post("/connection_key", &fetch(name))
+        else {
+            panic!("no bundle")
+        };
+        assert_eq!(
+            bundle.connection_establishment_key.as_slice(),
+            key(2).public_key(),
+            "the replaced key came back"
+        );
+        // A newer publication still replaces it.
+        let third = signed(publish(&key(3)), name, &bob, START_MS);
+        assert_eq!(
+            beta.post("/connection_operation", &third),
+            (200, ConnectionServiceResponseBody::Ok)
+        );
+    }
+}

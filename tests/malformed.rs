@@ -2047,12 +2047,13 @@ fn connection_endpoint_requests_damaged() {
         ciphersuite: u16::from(CIPHERSUITE),
         connection_establishment_key: key(seed).public_key().to_vec().into(),
     };
-    let signed = |body: ConnectionClientRequestBody, owner: &SignatureKeyPair| {
+    let signed_at = |body: ConnectionClientRequestBody, owner: &SignatureKeyPair, at: u64| {
         let request =
-            ConnectionClientRequest::signed(body, name, &owner.to_public_vec(), now.0, owner)
-                .unwrap();
+            ConnectionClientRequest::signed(body, name, &owner.to_public_vec(), at, owner).unwrap();
         encode(&request).unwrap()
     };
+    let signed =
+        |body: ConnectionClientRequestBody, owner: &SignatureKeyPair| signed_at(body, owner, now.0);
     let fetch = encode(&ConnectionKeyFetch {
         version: mimi_ds::wire::PROTOCOL_VERSION_MIMI_DS10,
         user: name.to_vec().into(),
@@ -2077,11 +2078,12 @@ fn connection_endpoint_requests_damaged() {
         (outcome.status, response.body, after)
     };
 
-    // Bob publishes his key himself, and Alice's request reaches his inbox.
+    // Bob publishes his key himself (a second ago, so that the swept publish is newer; rule
+    // R-CONN-9), and Alice's request reaches his inbox.
     let empty = InMemoryConnectionStore::new();
     let (status, _, mut base) = post(
         "/connection_operation",
-        &signed(publish(1), &bob_owner),
+        &signed_at(publish(1), &bob_owner, now.0 - 1000),
         &empty,
     );
     assert_eq!(status, QsStatus::Accepted);
@@ -2172,17 +2174,36 @@ fn connection_endpoint_requests_damaged() {
         }
     }
 
-    // Replays: a publish and an acknowledge applied again change nothing more.
-    for (what, body) in [
-        ("publish", publish(2)),
-        ("acknowledge", acknowledge.clone()),
+    // Replays: a replayed publish is refused (rule R-CONN-9: no newer than the stored one),
+    // an acknowledge applied again is accepted; neither changes anything more.
+    for (what, body, replayed) in [
+        (
+            "publish",
+            publish(2),
+            QsStatus::Rejected(ErrorCode::ReplayedMessage),
+        ),
+        ("acknowledge", acknowledge.clone(), QsStatus::Accepted),
     ] {
         let request = signed(body, &bob_owner);
         let (_, _, once) = post("/connection_operation", &request, &base);
         let (status, _, twice) = post("/connection_operation", &request, &once);
-        assert_eq!(status, QsStatus::Accepted, "{what} replayed");
+        assert_eq!(status, replayed, "{what} replayed");
         assert!(twice == once, "{what} replayed: the store changed");
     }
+    // Regression (rule R-CONN-9): Bob's first publication, replayed inside the freshness
+    // window after he replaced his key, used to bring the replaced key back.
+    let (_, _, replaced) = post(
+        "/connection_operation",
+        &signed(publish(2), &bob_owner),
+        &base,
+    );
+    let first = signed_at(publish(1), &bob_owner, now.0 - 1000);
+    let (status, _, after) = post("/connection_operation", &first, &replaced);
+    assert_eq!(status, QsStatus::Rejected(ErrorCode::ReplayedMessage));
+    assert!(
+        after == replaced,
+        "the replayed publication changed the store"
+    );
     // Another key signs for Bob's name: refused, nothing changed.
     for body in [publish(3), read, acknowledge] {
         let (status, _, _) = post("/connection_operation", &signed(body, &mallory), &base);

@@ -231,7 +231,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             let record = store.key_record(&verified.name).map_err(storage)?;
             Ok(match self.authorize(verified, record)? {
                 ClientStep::Write(change) => {
-                    store.apply(now.0, change).map_err(storage)?;
+                    if !store.apply(now.0, change).map_err(storage)? {
+                        // Rule R-CONN-9: a newer publication got in between.
+                        return Err(ConnectionRefusal::StalePublication.into());
+                    }
                     ConnectionServiceResponseBody::Ok
                 }
                 ClientStep::Read {
@@ -269,7 +272,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             let record = store.key_record(&verified.name).await.map_err(storage)?;
             Ok(match self.authorize(verified, record)? {
                 ClientStep::Write(change) => {
-                    store.apply(now.0, change).await.map_err(storage)?;
+                    if !store.apply(now.0, change).await.map_err(storage)? {
+                        // Rule R-CONN-9: a newer publication got in between.
+                        return Err(ConnectionRefusal::StalePublication.into());
+                    }
                     ConnectionServiceResponseBody::Ok
                 }
                 ClientStep::Read {
@@ -363,6 +369,16 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
                 return Err(ConnectionRefusal::NotOwner.into());
             }
         }
+        // Rule R-CONN-9: the freshness window alone would let an earlier signed publication be
+        // replayed within it and bring back the key it replaced; publications must be newer
+        // than the stored one (the store checks it again at the write, against races).
+        if let (ConnectionClientRequestBody::Publish { .. }, Some(record)) =
+            (&request.body, &record)
+        {
+            if request.timestamp_ms <= record.published_at_ms {
+                return Err(ConnectionRefusal::StalePublication.into());
+            }
+        }
         match request.body {
             ConnectionClientRequestBody::Publish {
                 ciphersuite,
@@ -370,8 +386,14 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             } => {
                 let key = connection_establishment_key.as_slice();
                 self.check_key(ciphersuite, key)?;
-                let change =
-                    self.publish_change(&name, record, ciphersuite, key, owner_key.to_vec())?;
+                let change = self.publish_change(
+                    &name,
+                    record,
+                    ciphersuite,
+                    key,
+                    owner_key.to_vec(),
+                    request.timestamp_ms,
+                )?;
                 Ok(ClientStep::Write(change))
             }
             ConnectionClientRequestBody::Read {

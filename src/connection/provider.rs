@@ -151,16 +151,24 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
     ) -> Result<(), ConnectionFailure<S::Error>> {
         self.check_key(ciphersuite, connection_establishment_key)?;
         let existing = store.key_record(user).map_err(ConnectionFailure::Storage)?;
+        // The embedding server's own publication is newer than any stored one, even one
+        // signed with a clock ahead of the server's (rule R-CONN-9 orders publications).
+        let published_at_ms = server_publication_time(now, existing.as_ref());
         let change = self.publish_change(
             user,
             existing,
             ciphersuite,
             connection_establishment_key,
             Vec::new(),
+            published_at_ms,
         )?;
-        store
+        if !store
             .apply(now.0, change)
-            .map_err(ConnectionFailure::Storage)?;
+            .map_err(ConnectionFailure::Storage)?
+        {
+            // Rule R-CONN-9: a newer publication got in between.
+            return Err(ConnectionRefusal::StalePublication.into());
+        }
         Ok(())
     }
 
@@ -274,6 +282,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
         ciphersuite: u16,
         key: &[u8],
         owner_key: Vec<u8>,
+        published_at_ms: u64,
     ) -> Result<ConnectionChange, ConnectionFailure<E>> {
         let inbox_id = match existing {
             Some(existing) => existing.inbox_id,
@@ -289,6 +298,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
                 connection_establishment_key: key.to_vec(),
                 inbox_id,
                 owner_key,
+                published_at_ms,
             },
         })
     }
@@ -532,4 +542,15 @@ fn rejection(reason: &QsRejectReason) -> QsOutcome {
         refusal: Some(reason.clone()),
         stats: QsStats::default(),
     }
+}
+
+/// The time the embedding server's own publication (after its login) is stored with: now, or
+/// just after the stored publication if that one is dated later (rule R-CONN-9).
+pub(super) fn server_publication_time(
+    now: UnixTimeMs,
+    existing: Option<&ConnectionKeyRecord>,
+) -> u64 {
+    existing.map_or(now.0, |record| {
+        now.0.max(record.published_at_ms.saturating_add(1))
+    })
 }

@@ -29,17 +29,23 @@ impl<C: OpenMlsCrypto + OpenMlsRand> ConnectionProvider<C> {
             .key_record(user)
             .await
             .map_err(ConnectionFailure::Storage)?;
+        let published_at_ms = super::provider::server_publication_time(now, existing.as_ref());
         let change = self.publish_change(
             user,
             existing,
             ciphersuite,
             connection_establishment_key,
             Vec::new(),
+            published_at_ms,
         )?;
-        store
+        if !store
             .apply(now.0, change)
             .await
-            .map_err(ConnectionFailure::Storage)?;
+            .map_err(ConnectionFailure::Storage)?
+        {
+            // Rule R-CONN-9: a newer publication got in between.
+            return Err(super::ConnectionRefusal::StalePublication.into());
+        }
         Ok(())
     }
 

@@ -42,6 +42,11 @@ pub enum ConnectionRefusal {
     /// (wire-format.md §14.3.2).
     #[error("not signed by the key that owns this user name")]
     NotOwner,
+    /// Rule R-CONN-9: a signed publication no newer than the one stored (a replay of an
+    /// earlier publication, which would bring back a replaced key, or one that lost a race to
+    /// a newer one) (wire-format.md §14.3.2).
+    #[error("a publication no newer than the stored one")]
+    StalePublication,
 }
 
 impl ConnectionRefusal {
@@ -56,11 +61,12 @@ impl ConnectionRefusal {
             Self::InboxFull => ErrorCode::QueueFull,
             Self::AcknowledgeBeyondEnd => ErrorCode::NotAllowed,
             Self::NotOwner => ErrorCode::AuthenticationFailed,
+            Self::StalePublication => ErrorCode::ReplayedMessage,
         }
     }
 
     /// Every variant, for tests that each one encodes.
-    pub fn all() -> [Self; 8] {
+    pub fn all() -> [Self; 9] {
         [
             Self::UnknownInbox,
             Self::MalformedSealedRequest,
@@ -70,6 +76,7 @@ impl ConnectionRefusal {
             Self::UnknownUser,
             Self::AcknowledgeBeyondEnd,
             Self::NotOwner,
+            Self::StalePublication,
         ]
     }
 }

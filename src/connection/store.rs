@@ -21,6 +21,11 @@ pub struct ConnectionKeyRecord {
     /// embedding server published through [`super::ConnectionProvider::publish`] after its
     /// own login, and then no signed request is accepted for the user.
     pub owner_key: Vec<u8>,
+    /// When the key was published: the signed request's `timestamp_ms` at
+    /// `/connection_operation`, the embedding server's time for [`super::ConnectionProvider::publish`].
+    /// A publication replaces the record only if it is newer (rule R-CONN-9), so a replayed
+    /// earlier publication cannot bring back a replaced key.
+    pub published_at_ms: u64,
 }
 
 /// A connection inbox's state, without its requests.
@@ -39,7 +44,8 @@ pub struct InboxRecord {
 #[non_exhaustive]
 pub enum ConnectionChange {
     /// Publish (or replace) `user`'s key; creates the inbox `record.inbox_id` if it does not
-    /// exist yet.
+    /// exist yet. Guard: no record of `user`, or one with an older `published_at_ms` (rule
+    /// R-CONN-9); otherwise nothing changes and the store answers a conflict.
     Publish {
         /// The provider's local name of the user.
         user: Vec<u8>,
@@ -234,6 +240,12 @@ impl ConnectionStore for InMemoryConnectionStore {
         self.drop_expired(now_ms);
         match change {
             ConnectionChange::Publish { user, record } => {
+                // Rule R-CONN-9: only a newer publication replaces the stored one.
+                if let Some(stored) = self.keys.get(&user) {
+                    if stored.published_at_ms >= record.published_at_ms {
+                        return Ok(false);
+                    }
+                }
                 self.inboxes
                     .entry(record.inbox_id.clone())
                     .or_insert_with(|| Inbox {

@@ -8,7 +8,9 @@ CREATE TABLE mimi_ds_connection_key (
     ciphersuite bigint NOT NULL,
     connection_establishment_key bytea NOT NULL,
     inbox_id bytea NOT NULL,
-    owner_key bytea NOT NULL
+    owner_key bytea NOT NULL,
+    -- When the key was published (rule R-CONN-9: only a newer publication replaces it).
+    published_at_ms bigint NOT NULL
 );
 CREATE TABLE mimi_ds_connection_inbox (
     inbox_id bytea NOT NULL PRIMARY KEY,

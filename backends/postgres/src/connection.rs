@@ -68,7 +68,8 @@ pub async fn key_record<G: GenericClient + Sync>(
 ) -> Result<Option<ConnectionKeyRecord>, Error> {
     let Some(row) = client
         .query_opt(
-            "SELECT ciphersuite, connection_establishment_key, inbox_id, owner_key
+            "SELECT ciphersuite, connection_establishment_key, inbox_id, owner_key,
+                    published_at_ms
              FROM mimi_ds_connection_key WHERE user_name = $1",
             &[&user],
         )
@@ -80,11 +81,15 @@ pub async fn key_record<G: GenericClient + Sync>(
     let inbox_id: Vec<u8> = row.try_get(2)?;
     let ciphersuite = u16::try_from(ciphersuite)
         .map_err(|_| corrupt(&inbox_id, format!("ciphersuite {ciphersuite}")))?;
+    let published_at_ms: i64 = row.try_get(4)?;
+    let published_at_ms = u64::try_from(published_at_ms)
+        .map_err(|_| corrupt(&inbox_id, format!("published_at_ms {published_at_ms}")))?;
     Ok(Some(ConnectionKeyRecord {
         ciphersuite,
         connection_establishment_key: row.try_get(1)?,
         inbox_id,
         owner_key: row.try_get(3)?,
+        published_at_ms,
     }))
 }
 
@@ -127,28 +132,38 @@ async fn change(
     .await?;
     match change {
         ConnectionChange::Publish { user, record } => {
+            // Rule R-CONN-9: only a newer publication replaces the stored one; the guard
+            // comes first, so a refused one writes nothing.
+            let written = tx
+                .execute(
+                    "INSERT INTO mimi_ds_connection_key
+                         (user_name, ciphersuite, connection_establishment_key, inbox_id,
+                          owner_key, published_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (user_name) DO UPDATE SET
+                         ciphersuite = excluded.ciphersuite,
+                         connection_establishment_key = excluded.connection_establishment_key,
+                         inbox_id = excluded.inbox_id,
+                         owner_key = excluded.owner_key,
+                         published_at_ms = excluded.published_at_ms
+                     WHERE mimi_ds_connection_key.published_at_ms < excluded.published_at_ms",
+                    &[
+                        &user,
+                        &i64::from(record.ciphersuite),
+                        &record.connection_establishment_key,
+                        &record.inbox_id,
+                        &record.owner_key,
+                        &sql_u64(record.published_at_ms),
+                    ],
+                )
+                .await?;
+            if written == 0 {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT INTO mimi_ds_connection_inbox (inbox_id, user_name, next_sequence)
                  VALUES ($1, $2, 0) ON CONFLICT (inbox_id) DO NOTHING",
                 &[&record.inbox_id, &user],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO mimi_ds_connection_key
-                     (user_name, ciphersuite, connection_establishment_key, inbox_id, owner_key)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_name) DO UPDATE SET
-                     ciphersuite = excluded.ciphersuite,
-                     connection_establishment_key = excluded.connection_establishment_key,
-                     inbox_id = excluded.inbox_id,
-                     owner_key = excluded.owner_key",
-                &[
-                    &user,
-                    &i64::from(record.ciphersuite),
-                    &record.connection_establishment_key,
-                    &record.inbox_id,
-                    &record.owner_key,
-                ],
             )
             .await?;
             Ok(true)

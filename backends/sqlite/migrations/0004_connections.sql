@@ -8,7 +8,9 @@ CREATE TABLE mimi_ds_connection_key (
     ciphersuite INTEGER NOT NULL,
     connection_establishment_key BLOB NOT NULL,
     inbox_id BLOB NOT NULL,
-    owner_key BLOB NOT NULL
+    owner_key BLOB NOT NULL,
+    -- When the key was published (rule R-CONN-9: only a newer publication replaces it).
+    published_at_ms INTEGER NOT NULL
 );
 CREATE TABLE mimi_ds_connection_inbox (
     inbox_id BLOB NOT NULL PRIMARY KEY,

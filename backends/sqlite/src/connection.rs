@@ -77,31 +77,39 @@ impl<C: Borrow<Connection>> SqliteConnectionStore<C> {
             .execute([sql_u64(now_ms)])?;
         match change {
             ConnectionChange::Publish { user, record } => {
-                connection
-                    .prepare_cached(
-                        "INSERT INTO mimi_ds_connection_inbox (inbox_id, user_name, next_sequence)
-                         VALUES (?1, ?2, 0) ON CONFLICT (inbox_id) DO NOTHING",
-                    )?
-                    .execute(params![record.inbox_id, user])?;
-                connection
+                // Rule R-CONN-9: only a newer publication replaces the stored one; the guard
+                // comes first, so a refused one writes nothing.
+                let written = connection
                     .prepare_cached(
                         "INSERT INTO mimi_ds_connection_key
                              (user_name, ciphersuite, connection_establishment_key, inbox_id,
-                              owner_key)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
+                              owner_key, published_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT (user_name) DO UPDATE SET
                              ciphersuite = excluded.ciphersuite,
                              connection_establishment_key = excluded.connection_establishment_key,
                              inbox_id = excluded.inbox_id,
-                             owner_key = excluded.owner_key",
+                             owner_key = excluded.owner_key,
+                             published_at_ms = excluded.published_at_ms
+                         WHERE mimi_ds_connection_key.published_at_ms < excluded.published_at_ms",
                     )?
                     .execute(params![
                         user,
                         i64::from(record.ciphersuite),
                         record.connection_establishment_key,
                         record.inbox_id,
-                        record.owner_key
+                        record.owner_key,
+                        sql_u64(record.published_at_ms)
                     ])?;
+                if written == 0 {
+                    return Ok(false);
+                }
+                connection
+                    .prepare_cached(
+                        "INSERT INTO mimi_ds_connection_inbox (inbox_id, user_name, next_sequence)
+                         VALUES (?1, ?2, 0) ON CONFLICT (inbox_id) DO NOTHING",
+                    )?
+                    .execute(params![record.inbox_id, user])?;
                 Ok(true)
             }
             ConnectionChange::Enqueue {
@@ -167,7 +175,7 @@ impl<C: Borrow<Connection>> SqliteConnectionStore<C> {
 }
 
 /// A key row: ciphersuite, key, inbox ID, owner key.
-type KeyRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
+type KeyRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
 /// A stored integer that must not be negative.
 fn unsigned(value: i64, what: &str, inbox: &[u8]) -> Result<u64, Error> {
@@ -184,25 +192,34 @@ impl<C: Borrow<Connection>> ConnectionStore for SqliteConnectionStore<C> {
         let row: Option<KeyRow> = self
             .connection()
             .prepare_cached(
-                "SELECT ciphersuite, connection_establishment_key, inbox_id, owner_key
+                "SELECT ciphersuite, connection_establishment_key, inbox_id, owner_key,
+                        published_at_ms
                  FROM mimi_ds_connection_key WHERE user_name = ?1",
             )?
             .query_row([user], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
             })
             .optional()?;
-        let Some((ciphersuite, key, inbox_id, owner_key)) = row else {
+        let Some((ciphersuite, key, inbox_id, owner_key, published_at_ms)) = row else {
             return Ok(None);
         };
         let ciphersuite = u16::try_from(ciphersuite).map_err(|_| Error::CorruptConnection {
             inbox: hex(&inbox_id),
             detail: format!("ciphersuite {ciphersuite}"),
         })?;
+        let published_at_ms = unsigned(published_at_ms, "published_at_ms", &inbox_id)?;
         Ok(Some(ConnectionKeyRecord {
             ciphersuite,
             connection_establishment_key: key,
             inbox_id,
             owner_key,
+            published_at_ms,
         }))
     }
 

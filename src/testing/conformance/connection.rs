@@ -79,11 +79,21 @@ macro_rules! connection_storage_durable_tests {
 }
 
 fn record(key: &[u8], inbox_id: &[u8], owner_key: &[u8]) -> ConnectionKeyRecord {
+    record_at(key, inbox_id, owner_key, START_MS)
+}
+
+fn record_at(
+    key: &[u8],
+    inbox_id: &[u8],
+    owner_key: &[u8],
+    published_at_ms: u64,
+) -> ConnectionKeyRecord {
     ConnectionKeyRecord {
         ciphersuite: 1,
         connection_establishment_key: key.to_vec(),
         inbox_id: inbox_id.to_vec(),
         owner_key: owner_key.to_vec(),
+        published_at_ms,
     }
 }
 
@@ -178,10 +188,27 @@ pub fn connection_keys_and_inboxes<S: ConnectionStore>(new_store: &impl Fn() -> 
         START_MS + 10
     ));
     // A new key for the same user keeps the inbox, its requests and its marks.
-    publish(&mut store, b"bob", record(&[2; 32], b"inbox-b", b"owner"));
+    publish(
+        &mut store,
+        b"bob",
+        record_at(&[2; 32], b"inbox-b", b"owner", START_MS + 1),
+    );
     assert_eq!(
         store.key_record(b"bob").unwrap(),
-        Some(record(&[2; 32], b"inbox-b", b"owner"))
+        Some(record_at(&[2; 32], b"inbox-b", b"owner", START_MS + 1))
+    );
+    // Rule R-CONN-9: a publication no newer than the stored one (a replay of the first) is a
+    // conflict and changes nothing.
+    for published_at_ms in [START_MS, START_MS + 1] {
+        let stale = ConnectionChange::Publish {
+            user: b"bob".to_vec(),
+            record: record_at(&[1; 32], b"inbox-b", b"owner", published_at_ms),
+        };
+        assert!(!store.apply(START_MS, stale).expect("storage works"));
+    }
+    assert_eq!(
+        store.key_record(b"bob").unwrap(),
+        Some(record_at(&[2; 32], b"inbox-b", b"owner", START_MS + 1))
     );
     let inbox = store.inbox(b"inbox-b").unwrap().expect("kept");
     assert_eq!((inbox.next_sequence, inbox.len), (1, 1));
