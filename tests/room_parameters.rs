@@ -246,6 +246,35 @@ fn a_stale_leaf_must_update_before_it_sends() {
     room.refuse(&request, ErrorCode::NotAllowed, stale.clone());
 }
 
+/// The maximum is inclusive: a leaf exactly `maximum_time` old still sends; one millisecond
+/// later it is stale.
+#[test]
+fn a_leaf_exactly_at_the_maximum_age_still_sends() {
+    let max_s = 60;
+    let mut room = Room::with_operational(
+        DsConfig::new(DOMAIN),
+        OperationalParameters {
+            leaf_node_update_time: MinDefaultMaxTime {
+                minimum_time: 0,
+                default_time: max_s,
+                maximum_time: max_s,
+            },
+            ..operational()
+        },
+    );
+    room.ds.advance(max_s * 1000);
+    let _ = room
+        .ds
+        .accept(&room.bob.message_request(b"at the limit", room.ds.now_ms));
+    room.ds.advance(1);
+    let request = room.bob.message_request(b"past it", room.ds.now_ms);
+    room.refuse(
+        &request,
+        ErrorCode::NotAllowed,
+        violated(PolicyViolation::StaleLeaf),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // R-POL-30, R-POL-31: BaseRoomPolicy flags
 // ---------------------------------------------------------------------------------------------
