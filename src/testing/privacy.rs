@@ -23,8 +23,9 @@ pub fn state_key_of(
 }
 
 /// The state key of the epoch the group's pending commit creates, which the committer hands
-/// to the hub as `next_key` (wire-format.md §17.4), or `None` without a pending commit. The
-/// same call serves an external joiner, whose new group holds its external commit pending.
+/// to the hub as `next_key` (wire-format.md §17.4), or `None` without a pending commit. An
+/// external joiner has none: openmls returns its group already in the epoch its external
+/// commit creates, so its `next_key` is [`state_key_of`] that group.
 pub fn next_state_key_of(
     group: &MlsGroup,
     crypto: &impl OpenMlsCrypto,
