@@ -42,25 +42,25 @@ const CONTEXT_LABEL: &[u8] = b"MIMI DS sealed record";
 pub const SALT_BYTES: usize = 32;
 
 /// `SealedKind`: what a sealed record is, a uint16 bound into every seal (wire-format.md
-/// §17.5). The storage's [`RecordKind`]s that hold group data, plus the two privacy-mode
-/// additions.
+/// §17.5). The storage's [`RecordKind`]s that hold group data, numbered as the SQLite and
+/// PostgreSQL backends store them, plus the two privacy-mode additions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[allow(missing_docs)] // each is the RecordKind of the same name, except the last two
 pub enum SealedKind {
-    Roster = 1,
-    Sequencer = 2,
-    MlsState = 3,
-    GroupInfo = 4,
-    PendingProposals = 5,
-    WelcomeSnapshots = 6,
-    WelcomeTree = 7,
-    IdentityLinks = 8,
-    Activity = 9,
+    Roster = 2,
+    Sequencer = 3,
+    MlsState = 4,
+    GroupInfo = 5,
+    PendingProposals = 6,
+    WelcomeSnapshots = 8,
+    WelcomeTree = 9,
+    Activity = 10,
+    IdentityLinks = 24,
     /// The list of the versions at which the group's other records were written (§17.6).
-    Manifest = 10,
+    Manifest = 32,
     /// The success response a replay mark keeps for a byte-identical retry (§17.7).
-    ReplayResponse = 11,
+    ReplayResponse = 33,
 }
 
 /// What a record is bound to: opening succeeds only with the same binding it was sealed with.
