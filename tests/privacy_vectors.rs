@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use mimi_ds::privacy::{
-    open_record, seal_record, state_key_from_exporter_secret, OpenError, PrivacyModeExtension,
-    RecordBinding, SealedKind, SealedRecord, SealedRecordFormat, StateKey, StateKeyScheme,
-    StateKeys,
+    open_record, seal_record, state_key_from_exporter_secret, Manifest, OpenError,
+    PrivacyModeExtension, RecordBinding, SealedKind, SealedRecord, SealedRecordFormat, StateKey,
+    StateKeyScheme, StateKeys,
 };
 use mimi_ds::storage::RecordKind;
 use mimi_ds::testing::seeded::seed;
@@ -45,6 +45,23 @@ fn replay_key() -> Vec<u8> {
 
 fn roster_binding(group_id: &[u8], version: u64) -> RecordBinding {
     RecordBinding::for_record(group_id, RecordKind::Roster, version).unwrap()
+}
+
+/// The records the manifest vector lists, with their versions.
+fn manifest_records() -> Vec<(RecordBinding, u64)> {
+    [
+        (RecordKind::Sequencer, 9),
+        (RecordKind::Roster, ROSTER_VERSION),
+        (RecordKind::Activity, 8),
+    ]
+    .into_iter()
+    .map(|(kind, version)| {
+        (
+            RecordBinding::for_record(GROUP_ID, kind, 0).unwrap(),
+            version,
+        )
+    })
+    .collect()
 }
 
 fn generate() -> Vec<Vector> {
@@ -80,6 +97,7 @@ fn generate() -> Vec<Vector> {
         &plaintext,
     )
     .unwrap();
+    let manifest = Manifest::new(EPOCH, manifest_records());
     let suite = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
     vec![
         Vector {
@@ -117,6 +135,14 @@ fn generate() -> Vec<Vector> {
                 scheme: StateKeyScheme::ExporterEpochKey,
             })
             .unwrap(),
+        },
+        Vector {
+            name: "manifest",
+            comment: format!(
+                "Manifest: epoch {EPOCH}; Roster at version {ROSTER_VERSION}, Sequencer at 9, \
+                 Activity at 8 (encoding order)"
+            ),
+            bytes: encode(&manifest).unwrap(),
         },
         Vector {
             name: "roster_plaintext",
@@ -219,6 +245,15 @@ fn vectors_decode_and_agree() {
     assert_eq!((current_only.current(), current_only.next()), (&key, None));
     let extension: PrivacyModeExtension = round_trip("privacy_mode_extension");
     assert_eq!(extension.scheme, StateKeyScheme::ExporterEpochKey);
+
+    let manifest: Manifest = round_trip("manifest");
+    assert!(manifest.is_canonical());
+    assert_eq!(manifest.epoch, EPOCH);
+    assert_eq!(
+        manifest.version_of(SealedKind::Roster, &[]),
+        Some(ROSTER_VERSION),
+        "the manifest names the version the roster vector is sealed at"
+    );
 
     let plaintext = read("roster_plaintext");
     let roster: SealedRecord = round_trip("sealed_roster");

@@ -13,8 +13,8 @@
 //!   from the ciphersuite's HKDF and AEAD (`OpenMlsCrypto`), binding each record to its group
 //!   ID, record kind, record key, version and key epoch;
 //! - [`wire`]: the codecs of what a request carries ([`StateKeys`]), of the GroupContext
-//!   extension that marks a privacy-mode group ([`PrivacyModeExtension`]) and of a stored
-//!   [`SealedRecord`].
+//!   extension that marks a privacy-mode group ([`PrivacyModeExtension`]), of a stored
+//!   [`SealedRecord`] and of the [`Manifest`] that pins every record's version.
 //!
 //! Members derive keys with `mimi_ds::testing::privacy` (feature `test-utils`) or the same
 //! exporter call in their own client; the hub only ever receives them.
@@ -29,8 +29,8 @@ pub use seal::{
     RECORD_KEY_LABEL, RECORD_NONCE_LABEL, SALT_BYTES,
 };
 pub use wire::{
-    PrivacyModeExtension, SealedRecord, SealedRecordFormat, StateKeyScheme, StateKeys,
-    PRIVACY_MODE_EXTENSION_TYPE,
+    Manifest, ManifestEntry, PrivacyModeExtension, SealedRecord, SealedRecordFormat,
+    StateKeyScheme, StateKeys, PRIVACY_MODE_EXTENSION_TYPE,
 };
 
 /// RFC 9420 §8 `ExpandWithLabel(secret, label, context, length)` over byte labels, with the

@@ -352,3 +352,44 @@ fn privacy_mode_extension_round_trips() {
     assert_eq!(decode_exact::<PrivacyModeExtension>(&[1]).unwrap(), ext);
     assert!(decode_exact::<PrivacyModeExtension>(&[0]).is_err());
 }
+
+#[test]
+fn the_manifest_is_ordered_and_names_each_records_version() {
+    let tree =
+        |epoch| RecordBinding::for_record(b"g", RecordKind::WelcomeTree { epoch }, 0).unwrap();
+    let roster = RecordBinding::for_record(b"g", RecordKind::Roster, 0).unwrap();
+    let manifest = Manifest::new(
+        4,
+        [
+            (tree(9), 3),
+            (roster.clone(), 1),
+            (tree(2), 5),
+            (roster, 6), // a later write of the roster replaces the earlier entry
+        ],
+    );
+    assert!(manifest.is_canonical());
+    assert_eq!(manifest.entries.len(), 3);
+    assert_eq!(manifest.version_of(SealedKind::Roster, &[]), Some(6));
+    assert_eq!(
+        manifest.version_of(SealedKind::WelcomeTree, &2u64.to_be_bytes()),
+        Some(5)
+    );
+    assert_eq!(
+        manifest.version_of(SealedKind::WelcomeTree, &9u64.to_be_bytes()),
+        Some(3)
+    );
+    assert_eq!(
+        manifest.version_of(SealedKind::WelcomeTree, &3u64.to_be_bytes()),
+        None
+    );
+    assert_eq!(manifest.version_of(SealedKind::Sequencer, &[]), None);
+    let decoded = decode_exact::<Manifest>(&encode(&manifest).unwrap()).unwrap();
+    assert_eq!(decoded, manifest);
+    // A repeated or out-of-order entry is not canonical.
+    let mut repeated = manifest.clone();
+    repeated.entries.push(repeated.entries[2].clone());
+    assert!(!repeated.is_canonical());
+    let mut reversed = manifest;
+    reversed.entries.reverse();
+    assert!(!reversed.is_canonical());
+}

@@ -169,3 +169,65 @@ pub struct SealedRecord {
     /// The AEAD ciphertext of the record's plaintext, with its tag.
     pub ciphertext: VLBytes,
 }
+
+/// One sealed record a [`Manifest`] lists: `struct { uint16 record_kind; opaque
+/// record_key<V>; uint64 version; } ManifestEntry` (wire-format.md §17.6).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ManifestEntry {
+    /// The record's [`super::SealedKind`] number.
+    pub record_kind: u16,
+    /// The record's key, as in its binding ([`super::RecordBinding::record_key`]).
+    pub record_key: VLBytes,
+    /// The group version the record was written at.
+    pub version: u64,
+}
+
+/// The plaintext of a privacy-mode group's manifest (wire-format.md §17.6): the epoch and, for
+/// every other sealed record of the group, the version it was written at. Entries are in
+/// strictly increasing `(record_kind, record_key)` order, so a set of records has one encoding.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct Manifest {
+    /// The group's epoch (the epoch of the key that seals the group).
+    pub epoch: u64,
+    /// The sealed records, ordered.
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// A manifest listing `records` as `(binding, version)`; a later entry for the same record
+    /// replaces an earlier one, and the result is ordered.
+    pub fn new(epoch: u64, records: impl IntoIterator<Item = (super::RecordBinding, u64)>) -> Self {
+        let mut by_record = std::collections::BTreeMap::new();
+        for (binding, version) in records {
+            by_record.insert((binding.kind as u16, binding.record_key), version);
+        }
+        Self {
+            epoch,
+            entries: by_record
+                .into_iter()
+                .map(|((record_kind, record_key), version)| ManifestEntry {
+                    record_kind,
+                    record_key: record_key.into(),
+                    version,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the entries are in strictly increasing `(record_kind, record_key)` order: a
+    /// reader treats a manifest that is not as corrupt state.
+    pub fn is_canonical(&self) -> bool {
+        self.entries.windows(2).all(|pair| {
+            (pair[0].record_kind, pair[0].record_key.as_slice())
+                < (pair[1].record_kind, pair[1].record_key.as_slice())
+        })
+    }
+
+    /// The version the manifest lists for the record of `kind` with `record_key`, if any.
+    pub fn version_of(&self, kind: super::SealedKind, record_key: &[u8]) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|e| e.record_kind == kind as u16 && e.record_key.as_slice() == record_key)
+            .map(|e| e.version)
+    }
+}
