@@ -217,6 +217,7 @@ pub mod directory;
 pub mod franking;
 pub mod message_id;
 pub mod policy;
+pub mod privacy;
 pub mod pseudonym;
 pub mod qs;
 pub mod safe_aad;

@@ -27,6 +27,7 @@ mod ds;
 pub mod franking;
 pub mod mimimi;
 pub mod policy;
+pub mod privacy;
 pub mod pseudonymous;
 mod qs;
 mod recording;
