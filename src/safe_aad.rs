@@ -98,11 +98,12 @@ impl SafeAad {
     pub fn check_order(&self) -> Result<(), SafeAadError> {
         for pair in self.aad_items.windows(2) {
             let (previous, next) = (pair[0].component_id, pair[1].component_id);
-            if next == previous {
-                return Err(SafeAadError::Duplicate { component_id: next });
-            }
-            if next < previous {
-                return Err(SafeAadError::Unsorted { previous, next });
+            match next.cmp(&previous) {
+                std::cmp::Ordering::Greater => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(SafeAadError::Duplicate { component_id: next })
+                }
+                std::cmp::Ordering::Less => return Err(SafeAadError::Unsorted { previous, next }),
             }
         }
         Ok(())
