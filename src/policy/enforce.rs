@@ -102,6 +102,34 @@ pub(crate) fn authorize_external_join(
     Ok(())
 }
 
+/// The AppDataUpdate proposals an external commit carries by value are the joiner's: its user
+/// needs `canUpdateAppData` like a member's would (rule R-POL-33, wire-format.md §15.7). Those
+/// it covers by reference were authorized against their senders when they became pending.
+#[cfg(feature = "app-data-update")]
+pub(crate) fn authorize_joiner_app_data(
+    group: &PublicGroup,
+    staged: &StagedCommit,
+    joiner_user: &[u8],
+) -> Result<(), RejectReason> {
+    let Some(room) = Room::read(group.group_context().extensions())? else {
+        return Ok(());
+    };
+    let by_value = staged.queued_proposals().any(|queued| {
+        matches!(queued.proposal(), Proposal::AppDataUpdate(_))
+            && queued.proposal_or_ref_type() == openmls::prelude::ProposalOrRefType::Proposal
+    });
+    if by_value {
+        // Rule R-POL-33.
+        require(
+            &room,
+            joiner_user,
+            CAN_UPDATE_APP_DATA,
+            PolicyViolation::UpdateAppData,
+        )?;
+    }
+    Ok(())
+}
+
 fn user_at(roster: &Roster, leaf: u32) -> &[u8] {
     roster
         .member(leaf)
@@ -169,6 +197,16 @@ fn authorize(
                 sender,
                 CAN_SEND_MLS_REINIT_PROPOSAL,
                 PolicyViolation::ReInit,
+            )?;
+        }
+        #[cfg(feature = "app-data-update")]
+        Proposal::AppDataUpdate(_) => {
+            // Rule R-POL-33.
+            require(
+                room,
+                sender,
+                CAN_UPDATE_APP_DATA,
+                PolicyViolation::UpdateAppData,
             )?;
         }
         _ => {}
