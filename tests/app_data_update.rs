@@ -13,7 +13,7 @@ use mimi_ds::testing::app_data::{client_components, TEST_COMPONENT};
 use mimi_ds::testing::policy::{admin_policy, ADMIN};
 use mimi_ds::testing::{decode_response, ExternalJoinOptions, Received, TestClient, TestDs};
 use mimi_ds::wire::{DsResponseBody, ErrorCode};
-use mimi_ds::{DsConfig, InvalidProposal, NotAllowed, RejectReason};
+use mimi_ds::{DsConfig, InvalidProposal, NotAllowed, ProposalConflict, RejectReason};
 use openmls::component::ComponentData;
 use openmls::group::AppDataDictionaryUpdater;
 use openmls::prelude::{AppDataUpdateProposal, MlsMessageBodyIn, Proposal, PublicMessageIn};
@@ -458,5 +458,33 @@ fn a_joiner_without_can_update_app_data_is_not_allowed_to_carry_one() {
     assert_eq!(
         ds.reject(&request, ErrorCode::NotAllowed),
         RejectReason::NotAllowed(NotAllowed::RoomPolicy(PolicyViolation::UpdateAppData))
+    );
+}
+
+#[test]
+fn a_remove_and_another_app_data_update_of_one_component_cannot_both_be_pending() {
+    // draft-ietf-mls-extensions §4.7: no commit carries a remove of a component next to another
+    // AppDataUpdate of it, so the hub does not let such a pair become pending (rule R-PROP-5,
+    // wire-format.md §4.10, §15.7).
+    let (mut ds, mut alice, mut bob, mut carol) = trio(hub(), None);
+    pending_update(&mut ds, &mut alice, &mut bob, &mut carol, b"blue");
+    commit_pending(&mut ds, &mut bob, &mut [&mut alice, &mut carol]);
+    let out = ds.accept(&alice.propose_app_data_request(TEST_COMPONENT, None, ds.now_ms));
+    TestDs::route(&out, &mut [&mut bob, &mut carol]);
+    bob.process_inbox();
+    carol.process_inbox();
+    let conflict = |reason: RejectReason| match reason {
+        RejectReason::ProposalConflict { conflict, .. } => conflict,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    let update = bob.propose_app_data_request(TEST_COMPONENT, Some(b"red".to_vec()), ds.now_ms);
+    assert_eq!(
+        conflict(ds.reject(&update, ErrorCode::InvalidProposal)),
+        ProposalConflict::AppDataRemoveWithOther
+    );
+    let remove = carol.propose_app_data_request(TEST_COMPONENT, None, ds.now_ms);
+    assert_eq!(
+        conflict(ds.reject(&remove, ErrorCode::InvalidProposal)),
+        ProposalConflict::AppDataRemoveWithOther
     );
 }

@@ -326,13 +326,15 @@ pub(crate) fn proposal_conflict() -> Vec<crate::error::ProposalConflict> {
         ProposalConflict::UpdateOfRemovedLeaf,
         ProposalConflict::SecondGroupContextExtensions,
         ProposalConflict::ReInitNotAlone,
+        ProposalConflict::AppDataRemoveWithOther,
     ];
     for each in &all {
         match each {
             ProposalConflict::DuplicateRemove
             | ProposalConflict::UpdateOfRemovedLeaf
             | ProposalConflict::SecondGroupContextExtensions
-            | ProposalConflict::ReInitNotAlone => {}
+            | ProposalConflict::ReInitNotAlone
+            | ProposalConflict::AppDataRemoveWithOther => {}
         }
     }
     all
