@@ -488,3 +488,43 @@ fn a_remove_and_another_app_data_update_of_one_component_cannot_both_be_pending(
         ProposalConflict::AppDataRemoveWithOther
     );
 }
+
+/// Every `step`-th prefix and every `step`-th single-bit flip of `request` is refused with
+/// nothing stored and nothing fanned out (the malformed-input sweep of tests/malformed.rs,
+/// for the AppDataUpdate requests).
+fn assert_damage_refused(ds: &mut TestDs, request: &[u8], samples: usize) {
+    let step = (request.len() / samples).max(1);
+    let truncated = (0..request.len())
+        .step_by(step)
+        .map(|len| request[..len].to_vec());
+    let flipped = (0..request.len()).step_by(step).map(|at| {
+        let mut damaged = request.to_vec();
+        damaged[at] ^= 1 << (at % 8);
+        damaged
+    });
+    for damaged in truncated.chain(flipped) {
+        let out = ds.assert_unchanged(|ds| ds.process(&damaged));
+        assert!(out.refusal.is_some(), "a damaged request was accepted");
+        assert!(out.fanout.is_empty());
+    }
+}
+
+#[test]
+fn damaged_app_data_update_proposals_and_commits_are_refused_and_change_nothing() {
+    let (mut ds, mut alice, mut bob, _carol) = trio(hub(), None);
+    let proposal =
+        alice.propose_app_data_request(TEST_COMPONENT, Some(b"blue".to_vec()), ds.now_ms);
+    let commit = bob.commit_app_data_request(
+        vec![AppDataUpdateProposal::update(
+            TEST_COMPONENT,
+            b"red".to_vec(),
+        )],
+        None,
+        ds.now_ms,
+    );
+    assert_damage_refused(&mut ds, &proposal, 200);
+    assert_damage_refused(&mut ds, &commit, 200);
+    // The undamaged requests are still accepted.
+    let _ = ds.accept(&commit);
+    bob.confirm_commit();
+}
