@@ -10,13 +10,18 @@ use mimi_ds::policy::capability::*;
 use mimi_ds::policy::PolicyViolation;
 use mimi_ds::policy::RoomPolicy;
 use mimi_ds::testing::app_data::{client_components, TEST_COMPONENT};
+use mimi_ds::testing::mls_bytes;
 use mimi_ds::testing::policy::{admin_policy, ADMIN};
 use mimi_ds::testing::{decode_response, ExternalJoinOptions, Received, TestClient, TestDs};
-use mimi_ds::wire::{DsResponseBody, ErrorCode};
+use mimi_ds::wire::ProposalsRequest;
+use mimi_ds::wire::{DsRequestBody, DsResponseBody, ErrorCode};
 use mimi_ds::{DsConfig, InvalidProposal, NotAllowed, ProposalConflict, RejectReason};
 use openmls::component::ComponentData;
+use openmls::extensions::{AppDataDictionary, AppDataDictionaryExtension};
 use openmls::group::AppDataDictionaryUpdater;
-use openmls::prelude::{AppDataUpdateProposal, MlsMessageBodyIn, Proposal, PublicMessageIn};
+use openmls::prelude::{
+    AppDataUpdateProposal, Extension, MlsMessageBodyIn, Proposal, PublicMessageIn,
+};
 
 /// A component the clients do not know and the hub does not register.
 const UNKNOWN_COMPONENT: u16 = 0x8002;
@@ -527,4 +532,50 @@ fn damaged_app_data_update_proposals_and_commits_are_refused_and_change_nothing(
     // The undamaged requests are still accepted.
     let _ = ds.accept(&commit);
     bob.confirm_commit();
+}
+
+#[test]
+fn a_group_context_extensions_change_of_the_dictionary_needs_can_update_app_data() {
+    // A GroupContextExtensions proposal may set the app_data_dictionary directly unless the
+    // group requires AppDataUpdate (draft-ietf-mls-extensions §4.7), so in a policed room it
+    // needs the same capability as an AppDataUpdate (rule R-POL-33, wire-format.md §15.7).
+    let alice = TestClient::new("alice", "alice-phone", "a.example");
+    let bob = TestClient::new("bob", "bob-phone", "b.example");
+    let carol = TestClient::new("carol", "carol-phone", "c.example");
+    let policy = policy_with_app_data(&alice, &bob, &carol);
+    let (mut ds, mut alice, mut bob, _carol) = trio(hub(), Some(policy));
+    let with_dictionary = |client: &TestClient| {
+        let mut extensions = client.group().extensions().clone();
+        let mut dictionary = AppDataDictionary::new();
+        dictionary.insert(TEST_COMPONENT, b"set directly".to_vec());
+        extensions
+            .add_or_replace(Extension::AppDataDictionary(
+                AppDataDictionaryExtension::new(dictionary),
+            ))
+            .expect("dictionary");
+        extensions
+    };
+    let propose = |client: &mut TestClient, ds: &TestDs| {
+        let extensions = with_dictionary(client);
+        let (message, _) = client
+            .group
+            .as_mut()
+            .expect("client has a group")
+            .propose_group_context_extensions(&client.provider, extensions, &client.signer)
+            .expect("proposal");
+        client.signed(
+            DsRequestBody::Proposals(ProposalsRequest {
+                proposals: vec![mls_bytes(&message)],
+            }),
+            ds.now_ms,
+        )
+    };
+    let request = propose(&mut bob, &ds);
+    assert_eq!(
+        ds.reject(&request, ErrorCode::NotAllowed),
+        RejectReason::NotAllowed(NotAllowed::RoomPolicy(PolicyViolation::UpdateAppData))
+    );
+    // An admin may.
+    let request = propose(&mut alice, &ds);
+    let _ = ds.accept(&request);
 }

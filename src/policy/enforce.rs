@@ -58,8 +58,9 @@ pub(crate) fn authorize_commit(
             PolicyViolation::DestroyRoom,
         )?;
     }
+    let current = group.group_context().extensions();
     for queued in staged.queued_proposals() {
-        authorize(&room, queued, roster, checks)?;
+        authorize(&room, current, queued, roster, checks)?;
     }
     Ok(())
 }
@@ -73,7 +74,13 @@ pub(crate) fn authorize_proposal(
     checks: &dyn LeafChecks,
 ) -> Result<(), RejectReason> {
     match Room::read(group.group_context().extensions())? {
-        Some(room) => authorize(&room, queued, roster, checks),
+        Some(room) => authorize(
+            &room,
+            group.group_context().extensions(),
+            queued,
+            roster,
+            checks,
+        ),
         None => Ok(()),
     }
 }
@@ -137,8 +144,11 @@ fn user_at(roster: &Roster, leaf: u32) -> &[u8] {
         .unwrap_or_default()
 }
 
+/// `current` is the GroupContext's extensions before the proposal.
+#[cfg_attr(not(feature = "app-data-update"), allow(unused_variables))]
 fn authorize(
     room: &Room,
+    current: &Extensions<GroupContext>,
     queued: &QueuedProposal,
     roster: &Roster,
     checks: &dyn LeafChecks,
@@ -189,6 +199,19 @@ fn authorize(
         }
         Proposal::GroupContextExtensions(gce) => {
             authorize_policy_change(room, sender, gce.extensions())?;
+            // A GroupContextExtensions proposal may set the dictionary directly where the
+            // group does not require AppDataUpdate (draft-ietf-mls-extensions §4.7): no way
+            // around the capability.
+            #[cfg(feature = "app-data-update")]
+            if gce.extensions().app_data_dictionary() != current.app_data_dictionary() {
+                // Rule R-POL-33.
+                require(
+                    room,
+                    sender,
+                    CAN_UPDATE_APP_DATA,
+                    PolicyViolation::UpdateAppData,
+                )?;
+            }
         }
         Proposal::ReInit(_) => {
             // Rule R-POL-9.
