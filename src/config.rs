@@ -78,6 +78,11 @@ pub struct DsConfig {
     /// For tests: the cache stores, evicts and accounts entries as usual, but every lookup
     /// misses, so each request decodes what it reads (wire-format.md §16.2). Default `false`.
     pub group_cache_force_miss: bool,
+    /// The components whose AppDataUpdate proposals the hub accepts, with their semantics
+    /// (feature `app-data-update`; wire-format.md §15.7). Default empty: every AppDataUpdate is
+    /// refused (`invalid_proposal`).
+    #[cfg(feature = "app-data-update")]
+    pub app_data_components: crate::app_data::AppDataComponents,
 }
 
 impl DsConfig {
@@ -176,6 +181,8 @@ impl DsConfig {
             activity_granularity_ms: 60 * 60 * 1000,
             group_cache_bytes: 64 << 20,
             group_cache_force_miss: false,
+            #[cfg(feature = "app-data-update")]
+            app_data_components: crate::app_data::AppDataComponents::new(),
         }
     }
 }

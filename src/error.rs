@@ -270,6 +270,14 @@ pub enum ProposalConflict {
     /// proposal".
     #[error("a ReInit must be the only proposal of its commit")]
     ReInitNotAlone,
+    /// An AppDataUpdate `remove` of a component another pending AppDataUpdate removes or
+    /// updates, or any AppDataUpdate of a component whose `remove` is pending: "a proposal
+    /// list is invalid if it includes multiple AppDataUpdate proposals that remove state for
+    /// the same component_id, or proposals that both update and remove state for the same
+    /// component_id" (draft-ietf-mls-extensions §4.7; wire-format.md §15.7). Only with the
+    /// `app-data-update` feature.
+    #[error("an AppDataUpdate remove conflicts with a pending AppDataUpdate of that component")]
+    AppDataRemoveWithOther,
 }
 
 /// Why the Queueing Service refused a request (wire-format.md §10). Every variant leaves

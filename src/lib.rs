@@ -49,6 +49,14 @@
 //! tag and re-verifies reported franks ([`DeliveryService::verify_reported_message`]);
 //! [`message_id`] computes mimi-content message IDs (wire-format.md §15.5-§15.8).
 //!
+//! **AppDataUpdate proposals** (draft-ietf-mls-extensions, type 0x0008) are accepted only
+//! with the opt-in feature `app-data-update`, for the components registered in
+//! `DsConfig::app_data_components` (module `app_data`, wire-format.md §15.7). The feature
+//! turns on openmls's unstable `extensions-draft`, and Cargo unifies features: every crate in
+//! the build that uses openmls then gets it too (your clients' `process_message` returns
+//! `UnresolvedAppDataCommit` for such commits, and openmls's storage encoding gains the new
+//! proposal and extension variants). Without it the hub refuses them as before.
+//!
 //! ## Example
 //!
 //! A hub for `hub.example` with in-memory storage, answering a `request_group_id`:
@@ -206,6 +214,7 @@
 //! | [`safe_aad`] | public | The SafeAAD framing of `authenticated_data` (draft-ietf-mls-extensions): one parser, with named refusals, for every component's item (identity link keys, connection responses, franking tags) |
 //! | [`connection`] | public | MIMIMI connection establishment: request and response codecs, sealing, the provider's connection keys and inboxes |
 //! | [`transport`] | public | The router from HTTP requests to the DS and QS, and the status table |
+//! | `app_data` | feature `app-data-update` | AppDataUpdate proposals: the registry of component semantics the hub applies (wire-format.md §15.7) |
 //! | `testing` | feature `test-utils` | Real openmls clients and an in-process hub for tests and the demo; the storage conformance suite (`testing::conformance`) |
 //! | `fuzzing` | feature `fuzzing` | Fuzz bodies behind the cargo-fuzz targets in `fuzz/` |
 //! | `trace` | private; spans with feature `tracing` | One span per DS or QS request, its fields, and where it lives in the step API |
@@ -254,6 +263,8 @@ pub use service::*;
 pub use signing::user_key_hash;
 pub use time::UnixTimeMs;
 
+#[cfg(feature = "app-data-update")]
+pub mod app_data;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 #[cfg(feature = "test-utils")]

@@ -312,6 +312,33 @@ pub enum InvalidProposal {
     /// Rule R-PROP-2: a proposal that is already pending (wire-format.md §4.10 step 14).
     #[error("already pending")]
     AlreadyPending,
+    /// Rule R-PROP-7: an AppDataUpdate proposal, pending or in a commit, for a component the
+    /// hub has no semantics for (`DsConfig::app_data_components`): draft-ietf-mls-extensions
+    /// §4.7 defines an update's meaning per component, so the hub could not compute the
+    /// GroupContext its members compute (wire-format.md §15.7). Only with the
+    /// `app-data-update` feature.
+    #[error("AppDataUpdate for component {component_id:#06x}, which the hub does not know")]
+    AppDataComponentUnknown {
+        /// The proposal's `component_id`.
+        component_id: u16,
+    },
+    /// Rule R-PROP-8: an AppDataUpdate `remove` of a component that has no state in the
+    /// group's `app_data_dictionary` ("invalid if [...] it specifies the removal of state for
+    /// a component_id that has no state present", draft-ietf-mls-extensions §4.7;
+    /// wire-format.md §15.7). Only with the `app-data-update` feature.
+    #[error("AppDataUpdate removes component {component_id:#06x}, which has no state")]
+    AppDataRemoveOfAbsentState {
+        /// The proposal's `component_id`.
+        component_id: u16,
+    },
+    /// Rule R-PROP-9: an AppDataUpdate `update` its component's registered semantics refuse
+    /// (draft-ietf-mls-extensions §4.7: the component defines which updates are valid;
+    /// wire-format.md §15.7). Only with the `app-data-update` feature.
+    #[error("AppDataUpdate refused by component {component_id:#06x}")]
+    AppDataUpdateRefused {
+        /// The proposal's `component_id`.
+        component_id: u16,
+    },
 }
 
 /// Why the sender may not do what it asks (code `not_allowed`).

@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use openmls::prelude::{
-    ContentType, LeafNodeIndex, MlsMessageBodyIn, ProcessedMessageContent, Proposal,
-    ProposalOrRefType, PublicGroup, Sender, StagedCommit,
+    ContentType, LeafNodeIndex, MlsMessageBodyIn, Proposal, ProposalOrRefType, PublicGroup, Sender,
+    StagedCommit,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
@@ -97,7 +97,15 @@ where
     } = OpenGroup::open(&snapshot, group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let authenticated_data = processed.aad().to_vec();
-    let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+    // An AppDataUpdate's data means what its component defines (wire-format.md §15.7).
+    let components = super::app_data_commit::components(ctx.env.config);
+    let Some(staged) = super::app_data_commit::staged_commit(
+        crypto,
+        components,
+        &group,
+        processed.into_content(),
+    )?
+    else {
         // Rule R-MSG-3.
         return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
     };

@@ -7,7 +7,7 @@
 //! may join is the deployment's [`ExternalJoinPolicy`]; DS-03/04 allowed only clients of users
 //! already in the group, which is the default.
 
-use openmls::prelude::{ContentType, ProcessedMessageContent, Sender};
+use openmls::prelude::{ContentType, Sender};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::commit::{summarize, Accepting, COMMIT_READS};
@@ -80,7 +80,15 @@ where
     } = OpenGroup::open(&snapshot, &group_id)?;
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let authenticated_data = processed.aad().to_vec();
-    let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+    // An AppDataUpdate's data means what its component defines (wire-format.md §15.7).
+    let components = super::app_data_commit::components(ctx.env.config);
+    let Some(staged) = super::app_data_commit::staged_commit(
+        crypto,
+        components,
+        &group,
+        processed.into_content(),
+    )?
+    else {
         // Rule R-MSG-3.
         return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
     };
@@ -110,6 +118,8 @@ where
         return Err(RejectReason::NotAllowed(NotAllowed::ExternalJoinOfNewUser).into());
     }
     crate::policy::authorize_external_join(&group, &joiner_user)?;
+    #[cfg(feature = "app-data-update")]
+    crate::policy::authorize_joiner_app_data(&group, &staged, &joiner_user)?;
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).

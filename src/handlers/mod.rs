@@ -1,6 +1,7 @@
 //! One handler per operation. Each validates against what it read, then describes its single
 //! write as a [`Plan`]; [`crate::DeliveryService::process`] performs the write.
 
+mod app_data_commit;
 mod cached_group;
 mod commit;
 mod commit_rules;

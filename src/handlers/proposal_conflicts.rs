@@ -30,6 +30,31 @@ fn is_reinit(queued: &QueuedProposal) -> bool {
     matches!(queued.proposal(), Proposal::ReInit(_))
 }
 
+/// An AppDataUpdate's component, and whether it is a `remove`.
+#[cfg(feature = "app-data-update")]
+fn app_data_target(queued: &QueuedProposal) -> Option<(u16, bool)> {
+    match queued.proposal() {
+        Proposal::AppDataUpdate(update) => Some((
+            update.component_id(),
+            matches!(
+                update.operation(),
+                openmls::prelude::AppDataUpdateOperation::Remove
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Two AppDataUpdates no commit may carry together: a `remove` of a component next to any
+/// other AppDataUpdate of it (draft-ietf-mls-extensions §4.7).
+#[cfg(feature = "app-data-update")]
+fn app_data_conflict(a: &QueuedProposal, b: &QueuedProposal) -> bool {
+    match (app_data_target(a), app_data_target(b)) {
+        (Some((x, remove_a)), Some((y, remove_b))) => x == y && (remove_a || remove_b),
+        _ => false,
+    }
+}
+
 fn is_group_context_extensions(queued: &QueuedProposal) -> bool {
     matches!(queued.proposal(), Proposal::GroupContextExtensions(_))
 }
@@ -40,7 +65,9 @@ fn is_group_context_extensions(queued: &QueuedProposal) -> bool {
 /// * no second Remove of a leaf, and no Update of a leaf whose Remove is pending (a Remove of
 ///   a leaf whose Update is pending is accepted: a committer prefers the Remove, RFC 9420
 ///   §12.2, and the Update lapses);
-/// * no second GroupContextExtensions.
+/// * no second GroupContextExtensions;
+/// * (feature `app-data-update`) no AppDataUpdate `remove` of a component next to another
+///   AppDataUpdate of it (draft-ietf-mls-extensions §4.7).
 pub(crate) fn check<'a>(
     pending: impl IntoIterator<Item = &'a QueuedProposal>,
     candidate: &QueuedProposal,
@@ -62,6 +89,10 @@ pub(crate) fn check<'a>(
         }
         if is_group_context_extensions(candidate) && is_group_context_extensions(other) {
             return Err(ProposalConflict::SecondGroupContextExtensions);
+        }
+        #[cfg(feature = "app-data-update")]
+        if app_data_conflict(candidate, other) {
+            return Err(ProposalConflict::AppDataRemoveWithOther);
         }
     }
     Ok(())

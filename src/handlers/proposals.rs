@@ -119,6 +119,24 @@ where
         // wire-format.md §15.3: the proposal against its sender's role in the room policy.
         crate::policy::authorize_proposal(&group, &queued, &roster, ctx)?;
         let proposal_ref = queued.proposal_reference_ref().as_slice().to_vec();
+        // Rules R-PROP-7..9 (wire-format.md §15.7): against the dictionary of this epoch, which
+        // is the one its commit will change.
+        #[cfg(feature = "app-data-update")]
+        if let Proposal::AppDataUpdate(update) = queued.proposal() {
+            let current = group
+                .group_context()
+                .extensions()
+                .app_data_dictionary()
+                .and_then(|extension| extension.dictionary().get(&update.component_id()));
+            ctx.env
+                .config
+                .app_data_components
+                .apply(current, update)
+                .map_err(|reason| RejectReason::InvalidProposal {
+                    refs: vec![proposal_ref.clone()],
+                    reason,
+                })?;
+        }
         if pending
             .proposals
             .iter()

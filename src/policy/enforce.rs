@@ -58,8 +58,9 @@ pub(crate) fn authorize_commit(
             PolicyViolation::DestroyRoom,
         )?;
     }
+    let current = group.group_context().extensions();
     for queued in staged.queued_proposals() {
-        authorize(&room, queued, roster, checks)?;
+        authorize(&room, current, queued, roster, checks)?;
     }
     Ok(())
 }
@@ -73,7 +74,13 @@ pub(crate) fn authorize_proposal(
     checks: &dyn LeafChecks,
 ) -> Result<(), RejectReason> {
     match Room::read(group.group_context().extensions())? {
-        Some(room) => authorize(&room, queued, roster, checks),
+        Some(room) => authorize(
+            &room,
+            group.group_context().extensions(),
+            queued,
+            roster,
+            checks,
+        ),
         None => Ok(()),
     }
 }
@@ -102,6 +109,34 @@ pub(crate) fn authorize_external_join(
     Ok(())
 }
 
+/// The AppDataUpdate proposals an external commit carries by value are the joiner's: its user
+/// needs `canUpdateAppData` like a member's would (rule R-POL-33, wire-format.md §15.7). Those
+/// it covers by reference were authorized against their senders when they became pending.
+#[cfg(feature = "app-data-update")]
+pub(crate) fn authorize_joiner_app_data(
+    group: &PublicGroup,
+    staged: &StagedCommit,
+    joiner_user: &[u8],
+) -> Result<(), RejectReason> {
+    let Some(room) = Room::read(group.group_context().extensions())? else {
+        return Ok(());
+    };
+    let by_value = staged.queued_proposals().any(|queued| {
+        matches!(queued.proposal(), Proposal::AppDataUpdate(_))
+            && queued.proposal_or_ref_type() == openmls::prelude::ProposalOrRefType::Proposal
+    });
+    if by_value {
+        // Rule R-POL-33.
+        require(
+            &room,
+            joiner_user,
+            CAN_UPDATE_APP_DATA,
+            PolicyViolation::UpdateAppData,
+        )?;
+    }
+    Ok(())
+}
+
 fn user_at(roster: &Roster, leaf: u32) -> &[u8] {
     roster
         .member(leaf)
@@ -109,8 +144,11 @@ fn user_at(roster: &Roster, leaf: u32) -> &[u8] {
         .unwrap_or_default()
 }
 
+/// `current` is the GroupContext's extensions before the proposal.
+#[cfg_attr(not(feature = "app-data-update"), allow(unused_variables))]
 fn authorize(
     room: &Room,
+    current: &Extensions<GroupContext>,
     queued: &QueuedProposal,
     roster: &Roster,
     checks: &dyn LeafChecks,
@@ -161,6 +199,19 @@ fn authorize(
         }
         Proposal::GroupContextExtensions(gce) => {
             authorize_policy_change(room, sender, gce.extensions())?;
+            // A GroupContextExtensions proposal may set the dictionary directly where the
+            // group does not require AppDataUpdate (draft-ietf-mls-extensions §4.7): no way
+            // around the capability.
+            #[cfg(feature = "app-data-update")]
+            if gce.extensions().app_data_dictionary() != current.app_data_dictionary() {
+                // Rule R-POL-33.
+                require(
+                    room,
+                    sender,
+                    CAN_UPDATE_APP_DATA,
+                    PolicyViolation::UpdateAppData,
+                )?;
+            }
         }
         Proposal::ReInit(_) => {
             // Rule R-POL-9.
@@ -169,6 +220,16 @@ fn authorize(
                 sender,
                 CAN_SEND_MLS_REINIT_PROPOSAL,
                 PolicyViolation::ReInit,
+            )?;
+        }
+        #[cfg(feature = "app-data-update")]
+        Proposal::AppDataUpdate(_) => {
+            // Rule R-POL-33.
+            require(
+                room,
+                sender,
+                CAN_UPDATE_APP_DATA,
+                PolicyViolation::UpdateAppData,
             )?;
         }
         _ => {}

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 use openmls::prelude::{Extension, Extensions, GroupContext, UnknownExtension};
 
+#[cfg(feature = "app-data-update")]
+pub(crate) use enforce::authorize_joiner_app_data;
 pub(crate) use enforce::{authorize_commit, authorize_external_join, authorize_proposal};
 pub(crate) use enforce::{check_room, pending_proposal_policy};
 pub(crate) use parameters::{record_room_parameters, RoomParameters};
@@ -75,6 +77,9 @@ pub mod capability {
     pub const CAN_CHANGE_OWN_ROLE: u16 = 0x0010;
     /// Change the roles list, operational parameters or base policy.
     pub const CAN_CHANGE_ROOM_POLICY: u16 = 0x0300;
+    /// Send an AppDataUpdate proposal, changing the room's `app_data_dictionary`
+    /// (draft-ietf-mls-extensions §4.7; feature `app-data-update`, wire-format.md §15.7).
+    pub const CAN_UPDATE_APP_DATA: u16 = 0x0301;
     /// Delete the room (`delete_group`).
     pub const CAN_DESTROY_ROOM: u16 = 0x0500;
     /// Send a ReInit proposal.

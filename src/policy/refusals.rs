@@ -114,6 +114,11 @@ pub enum PolicyViolation {
     /// wire-format.md §14.1, §15.4).
     #[error("the room does not allow pseudonymous participants")]
     PseudonymsNotAllowed,
+    /// Rule R-POL-33: an AppDataUpdate proposal (draft-ietf-mls-extensions §4.7) by a sender
+    /// whose role lacks `canUpdateAppData` (this crate's capability 0x0301; wire-format.md
+    /// §15.2, §15.7). Only with the `app-data-update` feature.
+    #[error("the sender's role may not update the room's application data")]
+    UpdateAppData,
 }
 
 /// A room policy that is malformed or contradicts itself (code `invalid_group_info`).
@@ -191,6 +196,7 @@ pub(crate) fn every_violation() -> Vec<PolicyViolation> {
         MultiDeviceNotAllowed,
         FixedMembership,
         PseudonymsNotAllowed,
+        UpdateAppData,
     ];
     for each in &all {
         match each {
@@ -216,7 +222,8 @@ pub(crate) fn every_violation() -> Vec<PolicyViolation> {
             | StaleLeaf
             | MultiDeviceNotAllowed
             | FixedMembership
-            | PseudonymsNotAllowed => {}
+            | PseudonymsNotAllowed
+            | UpdateAppData => {}
         }
     }
     all

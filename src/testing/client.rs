@@ -406,6 +406,18 @@ impl TestClient {
                     .expect("store proposal");
                 Received::Proposal
             }
+            #[cfg(feature = "app-data-update")]
+            ProcessedMessageContent::UnresolvedAppDataCommit(unresolved) => {
+                let staged = self.stage_app_data_commit(*unresolved);
+                let provider = &self.provider;
+                let group = self.group.as_mut().expect("client has a group");
+                let removed = staged.self_removed();
+                group.merge_staged_commit(provider, *staged).expect("merge");
+                Received::Commit {
+                    epoch: group.epoch().as_u64(),
+                    removed,
+                }
+            }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let removed = staged.self_removed();
                 group.merge_staged_commit(provider, *staged).expect("merge");

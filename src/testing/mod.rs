@@ -17,6 +17,8 @@
 //!   record what a request reads and writes, and can inject conflicts or let a rival writer win
 //!   a race, for the concurrency and fault tests.
 
+#[cfg(feature = "app-data-update")]
+pub mod app_data;
 mod checks;
 mod client;
 pub mod conformance;

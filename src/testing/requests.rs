@@ -322,7 +322,7 @@ impl TestClient {
     ) -> Vec<u8> {
         let group_info = info.group_info.parse().expect("group info");
         let provider = &self.provider;
-        let (group, bundle) = MlsGroup::external_commit_builder()
+        let builder = MlsGroup::external_commit_builder()
             .with_ratchet_tree(
                 info.ratchet_tree()
                     .expect("the hub sends the full tree")
@@ -339,9 +339,22 @@ impl TestClient {
                     .with_capabilities(options.capabilities.unwrap_or_else(Self::capabilities))
                     .with_extensions(self.leaf_extensions())
                     .build(),
-            )
-            .load_psks(provider.storage())
-            .expect("psks")
+            );
+        #[cfg(feature = "app-data-update")]
+        let builder = options
+            .app_data
+            .iter()
+            .cloned()
+            .fold(builder, |builder, proposal| {
+                builder.add_app_data_update_proposal(proposal)
+            });
+        #[cfg_attr(not(feature = "app-data-update"), allow(unused_mut))]
+        let mut builder = builder.load_psks(provider.storage()).expect("psks");
+        #[cfg(feature = "app-data-update")]
+        builder.with_app_data_dictionary_updates(super::app_data::replace_value_updates(
+            &options.app_data,
+        ));
+        let (group, bundle) = builder
             .create_group_info(true)
             .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
             .expect("external commit")
@@ -376,4 +389,10 @@ pub struct ExternalJoinOptions {
     /// Pending proposals the commit covers by reference (RFC 9420 §12.4.3.2 allows only
     /// SelfRemove-like proposals there; openmls keeps SelfRemoves).
     pub proposals: Vec<PublicMessageIn>,
+    /// AppDataUpdate proposals the joiner adds by value, with [`ReplaceValue`] semantics
+    /// (wire-format.md §15.7).
+    ///
+    /// [`ReplaceValue`]: crate::app_data::ReplaceValue
+    #[cfg(feature = "app-data-update")]
+    pub app_data: Vec<AppDataUpdateProposal>,
 }

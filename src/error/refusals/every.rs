@@ -216,10 +216,20 @@ pub(crate) fn invalid_mls_message() -> Vec<InvalidMlsMessage> {
 }
 
 pub(crate) fn invalid_proposal() -> Vec<InvalidProposal> {
-    let all = vec![InvalidProposal::Empty, InvalidProposal::AlreadyPending];
+    let all = vec![
+        InvalidProposal::Empty,
+        InvalidProposal::AlreadyPending,
+        InvalidProposal::AppDataComponentUnknown { component_id: 1 },
+        InvalidProposal::AppDataRemoveOfAbsentState { component_id: 1 },
+        InvalidProposal::AppDataUpdateRefused { component_id: 1 },
+    ];
     for each in &all {
         match each {
-            InvalidProposal::Empty | InvalidProposal::AlreadyPending => {}
+            InvalidProposal::Empty
+            | InvalidProposal::AlreadyPending
+            | InvalidProposal::AppDataComponentUnknown { .. }
+            | InvalidProposal::AppDataRemoveOfAbsentState { .. }
+            | InvalidProposal::AppDataUpdateRefused { .. } => {}
         }
     }
     all
@@ -316,13 +326,15 @@ pub(crate) fn proposal_conflict() -> Vec<crate::error::ProposalConflict> {
         ProposalConflict::UpdateOfRemovedLeaf,
         ProposalConflict::SecondGroupContextExtensions,
         ProposalConflict::ReInitNotAlone,
+        ProposalConflict::AppDataRemoveWithOther,
     ];
     for each in &all {
         match each {
             ProposalConflict::DuplicateRemove
             | ProposalConflict::UpdateOfRemovedLeaf
             | ProposalConflict::SecondGroupContextExtensions
-            | ProposalConflict::ReInitNotAlone => {}
+            | ProposalConflict::ReInitNotAlone
+            | ProposalConflict::AppDataRemoveWithOther => {}
         }
     }
     all
