@@ -54,12 +54,13 @@ fn delivery_world(recipients: usize) -> (TestQs, Fanout) {
     ds.create_group_with(&mut alice, &mut [&mut bob]);
     let out = ds.process(&alice.message_request(b"bench", ds.now_ms));
     let mut fanout = out.fanout[0].clone();
-    fanout.request.recipients.clear();
-    for i in 0..recipients {
-        let mut client = TestClient::new(&format!("user{i}"), "phone", PROVIDER);
-        qs.connect(&mut client, "hub.example");
-        fanout.request.recipients.push(client.queue.queue.clone());
-    }
+    fanout.request.recipients = (0..recipients)
+        .map(|i| {
+            let mut client = TestClient::new(&format!("user{i}"), "phone", PROVIDER);
+            qs.connect(&mut client, "hub.example");
+            client.queue.queue.clone()
+        })
+        .collect();
     (qs, fanout)
 }
 
@@ -118,7 +119,7 @@ fn qs_fetch(c: &mut Criterion) {
     let mut bob = TestClient::new("bob", "laptop", PROVIDER);
     qs.connect(&mut bob, "hub.example");
     let mut message = fanout.clone();
-    message.request.recipients = vec![bob.queue.queue.clone()];
+    message.request.recipients = vec![bob.queue.queue.clone()].into();
     for i in 0..100u64 {
         message.request.message.sequence_number = 1000 + i;
         assert_eq!(qs.deliver(&message).status, QsStatus::Accepted);

@@ -8,7 +8,7 @@ use crate::destination::{check_host_name, shortened, DestinationPolicy, Destinat
 use crate::time::UnixTimeMs;
 use crate::wire::{
     encode, ClientQueueConfig, FanoutMessage, MlsMessageBytes, QueueingServiceRequest,
-    QueueingServiceResponse, PROTOCOL_VERSION_MIMI_DS10,
+    QueueingServiceResponse, Recipients, PROTOCOL_VERSION_MIMI_DS10,
 };
 
 /// One delivery to one provider's Queueing Service: a message and the queues of the recipient
@@ -143,7 +143,7 @@ pub(crate) fn fan_out<'a>(
                 version: PROTOCOL_VERSION_MIMI_DS10,
                 sender_domain: ds_domain.as_bytes().to_vec().into(),
                 recipient_domain: provider.to_vec().into(),
-                recipients: queues,
+                recipients: Recipients::new(queues),
                 message: FanoutMessage {
                     group_id: group_id.to_vec().into(),
                     sequence_number,
@@ -158,8 +158,9 @@ pub(crate) fn fan_out<'a>(
 }
 
 /// The recipients of a roster grouped per provider, in the order [`fan_out`] produces, so that
-/// an application message's fanout is copied from it instead of grouped again (wire-format.md
-/// §16.2). Built once per roster version and shared through the group cache.
+/// an application message's fanout refers to it instead of grouping again (wire-format.md
+/// §16.2). Built once per roster version and shared through the group cache: a message's
+/// fanout shares each provider's [`Recipients`] list, leaving the sender out by position.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PreparedFanout {
     blocks: Vec<ProviderBlock>,
@@ -171,7 +172,7 @@ pub(crate) struct PreparedFanout {
 struct ProviderBlock {
     provider: VLBytes,
     destination: String,
-    queues: Vec<VLBytes>,
+    queues: Recipients,
 }
 
 impl PreparedFanout {
@@ -217,7 +218,8 @@ impl PreparedFanout {
     }
 
     /// The fanout of one message to every member but `sender`: what [`fan_out`] returns for the
-    /// same recipients.
+    /// same recipients. Its work grows with the number of providers, not of members: each
+    /// delivery refers to its provider's prepared list, and the message's bytes are shared.
     pub(crate) fn fan_out(
         &self,
         ds_domain: &str,
@@ -236,10 +238,7 @@ impl PreparedFanout {
             .filter_map(|(index, block)| {
                 let recipients = match skip {
                     Some((skip_block, position)) if skip_block == index => {
-                        let mut queues = Vec::with_capacity(block.queues.len() - 1);
-                        queues.extend_from_slice(&block.queues[..position]);
-                        queues.extend_from_slice(&block.queues[position + 1..]);
-                        queues
+                        block.queues.without(position)
                     }
                     _ => block.queues.clone(),
                 };

@@ -132,14 +132,14 @@ fn sealed_queue_information_is_bound_to_the_hub_it_was_sealed_for() {
     )
     .expect("seal");
     let mut other_hub_delivery = replayed.clone();
-    other_hub_delivery.request.recipients = vec![for_other_hub.queue.clone()];
+    other_hub_delivery.request.recipients = vec![for_other_hub.queue.clone()].into();
     assert_eq!(
         answer(&deliver_as(&mut w, &other_hub_delivery, OTHER_HUB)),
         QueueingServiceResponse::Ok
     );
     let mut misused = genuine.clone();
     misused.request.message.sequence_number += 7;
-    misused.request.recipients = vec![for_other_hub.queue];
+    misused.request.recipients = vec![for_other_hub.queue].into();
     assert_eq!(
         answer(&deliver_as(&mut w, &misused, HUB)),
         QueueingServiceResponse::InvalidClientQueueInformation(vec![0])
@@ -316,7 +316,7 @@ fn a_full_queue_refuses_for_that_recipient_only_and_is_not_a_rejection() {
     // A delivery where every queue is full changes nothing.
     let fourth = send(&mut w, b"four");
     let mut to_phone = fourth.clone();
-    to_phone.request.recipients = vec![w.bob.queue.queue.clone()];
+    to_phone.request.recipients = vec![w.bob.queue.queue.clone()].into();
     let all_full = w.beta.assert_unchanged(|qs| qs.deliver(&to_phone));
     assert_eq!(all_full.full_recipients, vec![0]);
 

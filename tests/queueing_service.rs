@@ -281,10 +281,10 @@ fn a_byte_identical_redelivery_is_accepted_and_stored_once() {
     // A failover that batches the same message differently (only Bob's laptop) is the same
     // delivery for that queue.
     let mut partial = fanout.clone();
-    partial
-        .request
-        .recipients
-        .retain(|q| *q == w.bob2.queue.queue);
+    partial.request.recipients = (fanout.request.recipients.iter())
+        .filter(|q| **q == w.bob2.queue.queue)
+        .cloned()
+        .collect();
     assert_eq!(partial.request.recipients.len(), 1);
     assert_eq!(w.beta.deliver(&partial).status, QsStatus::Duplicate);
     assert_eq!(w.beta.storage, after_first);
@@ -325,7 +325,9 @@ fn recipients_that_cannot_be_served_are_named_and_the_rest_are_served() {
         sealed(BETA, &[7u8; 16], bob_queue.fanout_auth_token.as_slice()),
     ];
     let valid = fanout.request.recipients.len() as u32;
-    fanout.request.recipients.extend(invalid);
+    let mut recipients = fanout.request.recipients.to_vec();
+    recipients.extend(invalid);
+    fanout.request.recipients = recipients.into();
     let delivered = w.beta.deliver(&fanout);
     let expected: Vec<u32> = (valid..valid + 4).collect();
     assert_eq!(
@@ -599,7 +601,7 @@ fn rejected_queues_maps_indices_once_and_ignores_strangers() {
     let out = w.ds.process(&w.alice.message_request(b"x", w.ds.now_ms));
     let fanout = &out.fanout[0];
     assert_eq!(fanout.group_id(), &w.group_id[..]);
-    let sent: Vec<_> = fanout.request.recipients.clone();
+    let sent: Vec<_> = fanout.request.recipients.to_vec();
     assert_eq!(sent.len(), 2);
     let answer = QueueingServiceResponse::InvalidClientQueueInformation(vec![1, 0, 1, 7]);
     let rejected = fanout.rejected_queues(&answer);

@@ -49,7 +49,13 @@ fn qs_fixture() -> &'static QsFixture {
         let _ = qs.deliver(&delivery);
         let out = ds.process(&carol.message_request(b"only bob", ds.now_ms));
         let mut to_bob = out.fanout[0].clone();
-        to_bob.request.recipients.retain(|q| *q == bob.queue.queue);
+        to_bob.request.recipients = to_bob
+            .request
+            .recipients
+            .iter()
+            .filter(|q| **q == bob.queue.queue)
+            .cloned()
+            .collect();
         let _ = qs.deliver(&to_bob);
         let now = qs.now_ms;
         let requests = vec![

@@ -14,7 +14,6 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use super::group_state::{decode_activity, decode_record, decode_sequencer};
 use super::{Ctx, HandlerResult, Principal};
 use crate::auth::ClientAuth;
-use crate::fanout::PreparedFanout;
 use crate::service::cache::{CacheAfterWrite, CachedGroup, CachedRoster};
 use crate::state::{Roster, Sequencer, STATE_TAG_BYTES};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind};
@@ -90,9 +89,8 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
         let sequencer: Sequencer = decode_sequencer(&snapshot)?;
         let activity = decode_activity(&snapshot, &sequencer)?;
-        let fanout = PreparedFanout::new(roster.iter().map(|(leaf, m)| (leaf, &m.queue_config)));
         let group = CachedGroup {
-            roster: Arc::new(CachedRoster { roster, fanout }),
+            roster: Arc::new(CachedRoster::new(roster)),
             activity: Arc::new(activity),
             activity_stored: snapshot.record(RecordKind::Activity).is_some(),
             state_tag: sequencer.state_tag,

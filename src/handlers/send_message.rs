@@ -4,7 +4,8 @@
 //! This is the hot path, so it reads only the roster, the sequencer and the activity, and
 //! writes only the sequencer (and the activity when the sender's stored time is older than
 //! `DsConfig::activity_granularity_ms`, wire-format.md §16.1): its cost is one signature
-//! verification plus the fanout list, whatever the size of the ratchet tree.
+//! verification plus one small request header per destination provider, whatever the size of
+//! the group: the recipient lists are shared, not copied (wire-format.md §16.2).
 
 use openmls::prelude::{ContentType, MlsMessageBodyIn};
 use openmls_traits::crypto::OpenMlsCrypto;
@@ -129,7 +130,8 @@ where
         external_proposals: Vec::new(),
         frank: frank.clone(),
     };
-    // Copied from the fanout prepared once per roster version, not grouped again.
+    // Refers to the recipient lists prepared once per roster version: neither grouped nor
+    // copied again.
     let mut fanout = cached.roster.fanout.fan_out(
         &ctx.env.config.domain,
         group_id,

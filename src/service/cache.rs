@@ -46,17 +46,20 @@ pub(crate) struct CachedGroup {
 pub(crate) struct CachedRoster {
     /// The roster.
     pub(crate) roster: Roster,
-    /// Its recipients grouped per provider, ready to copy into a message's fanout.
+    /// Its recipients grouped per provider, shared by every message's fanout.
     pub(crate) fanout: PreparedFanout,
+    /// Estimated heap bytes of the roster and its fanout, computed once: every message's
+    /// write puts its entry again, and that must not visit every member.
+    heap_bytes: usize,
 }
 
-impl CachedGroup {
-    /// Estimated heap bytes: what the cache accounts for the entry.
-    fn estimated_bytes(&self, group_id: &[u8]) -> usize {
+impl CachedRoster {
+    /// The roster with its fanout prepared per provider.
+    pub(crate) fn new(roster: Roster) -> Self {
+        let fanout = PreparedFanout::new(roster.iter().map(|(leaf, m)| (leaf, &m.queue_config)));
         // Per member: its entry's three byte strings with their headers, and its queue once
-        // more in the prepared fanout with a slot; per leaf an activity time.
+        // more in the prepared fanout with a slot.
         const PER_MEMBER_OVERHEAD: usize = 4 * 24 + 16;
-        let roster = &self.roster.roster;
         let members: usize = roster
             .iter()
             .map(|(_, m)| {
@@ -74,16 +77,23 @@ impl CachedGroup {
             .sum();
         let leaves =
             roster.members.len() * std::mem::size_of::<Option<crate::state::MemberEntry>>();
+        let heap_bytes = members + user_keys + leaves + fanout.heap_bytes();
+        Self {
+            roster,
+            fanout,
+            heap_bytes,
+        }
+    }
+}
+
+impl CachedGroup {
+    /// Estimated heap bytes: what the cache accounts for the entry.
+    fn estimated_bytes(&self, group_id: &[u8]) -> usize {
+        // Per leaf an activity time.
         let activity = self.activity.last_active.len() * 8;
         // The entry itself, its key, and the fixed parts of the structs.
         const FIXED: usize = 512;
-        members
-            + user_keys
-            + leaves
-            + activity
-            + self.roster.fanout.heap_bytes()
-            + group_id.len()
-            + FIXED
+        self.roster.heap_bytes + activity + group_id.len() + FIXED
     }
 }
 

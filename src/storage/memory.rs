@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::fanout::Fanout;
+
 use super::{
     DsOutbox, DsStorage, GroupSnapshot, OutboxEntry, RecordKind, RecordWrite, ReplayMark,
     VersionGuard, WriteOutcome, WriteSet,
@@ -33,7 +35,7 @@ pub struct InMemoryStorage {
     expiry_entries_examined: u64,
     /// The durable outbox ([`DsOutbox`]) by entry ID: one entry per fanout of every applied
     /// write set, until marked delivered.
-    outbox: BTreeMap<u64, OutboxEntry>,
+    outbox: BTreeMap<u64, HeldEntry>,
     /// The ID the next outbox entry gets; IDs are never reused.
     next_outbox_id: u64,
     /// Whether applied writes add outbox entries ([`InMemoryStorage::with_outbox`]). Off by
@@ -44,6 +46,34 @@ pub struct InMemoryStorage {
 
 /// A replay mark's key: the group and the replay key.
 type MarkKey = (Vec<u8>, Vec<u8>);
+
+/// An outbox entry as this store holds it: the [`Fanout`] itself, which shares its recipient
+/// list and message with the write set, encoded only when [`DsOutbox::pending`] hands it out.
+/// A write so costs the same whatever the number of recipients (wire-format.md §16.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeldEntry {
+    id: u64,
+    group_id: Vec<u8>,
+    fanout: Fanout,
+    created_at_ms: u64,
+    attempts: u32,
+    next_attempt_at_ms: u64,
+}
+
+impl HeldEntry {
+    /// The entry as [`DsOutbox::pending`] returns it, with the encoded request.
+    fn entry(&self) -> OutboxEntry {
+        OutboxEntry {
+            id: self.id,
+            group_id: self.group_id.clone(),
+            destination: self.fanout.destination.clone(),
+            request: self.fanout.to_bytes(),
+            created_at_ms: self.created_at_ms,
+            attempts: self.attempts,
+            next_attempt_at_ms: self.next_attempt_at_ms,
+        }
+    }
+}
 
 /// The stored data only (groups, replay marks and the outbox): the indexes mirror it and the
 /// sweep counter is a measurement.
@@ -228,9 +258,13 @@ impl DsStorage for InMemoryStorage {
         }
         for fanout in ws.fanout.iter().filter(|_| self.keeps_outbox) {
             self.next_outbox_id += 1;
-            let entry = OutboxEntry {
+            let entry = HeldEntry {
                 id: self.next_outbox_id,
-                ..OutboxEntry::new(&ws.group_id, fanout, ws.now_ms)
+                group_id: ws.group_id.clone(),
+                fanout: fanout.clone(),
+                created_at_ms: ws.now_ms,
+                attempts: 0,
+                next_attempt_at_ms: ws.now_ms,
             };
             self.outbox.insert(entry.id, entry);
         }
@@ -248,17 +282,18 @@ impl DsOutbox for InMemoryStorage {
             .outbox
             .values()
             .filter(|entry| {
-                if held_back.contains(entry.destination.as_str()) {
+                let destination = entry.fanout.destination.as_str();
+                if held_back.contains(destination) {
                     return false;
                 }
                 if entry.next_attempt_at_ms > now_ms {
-                    held_back.insert(entry.destination.as_str());
+                    held_back.insert(destination);
                     return false;
                 }
                 true
             })
             .take(limit)
-            .cloned()
+            .map(HeldEntry::entry)
             .collect())
     }
 

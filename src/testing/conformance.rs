@@ -190,7 +190,7 @@ pub fn fanout(
             version: PROTOCOL_VERSION_MIMI_DS10,
             sender_domain: b"hub.example".to_vec().into(),
             recipient_domain: destination.as_bytes().to_vec().into(),
-            recipients: vec![b"queue".to_vec().into()],
+            recipients: vec![b"queue".to_vec().into()].into(),
             message: FanoutMessage {
                 group_id: group_id.to_vec().into(),
                 sequence_number,

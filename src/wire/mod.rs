@@ -30,7 +30,7 @@ pub use qs::{
 };
 pub use queue::{
     ClientQueueConfig, FanoutMessage, QueueingServiceRequest, QueueingServiceResponse,
-    RecipientRefusal, QUEUE_CONFIG_EXTENSION_TYPE,
+    RecipientRefusal, Recipients, RecipientsIter, QUEUE_CONFIG_EXTENSION_TYPE,
 };
 pub use raw::{GroupInfoBytes, MlsMessageBytes, RatchetTreeBytes};
 pub use request::{

@@ -6,22 +6,26 @@
 //! no outer length prefix, RFC 9420 §6).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::{MlsMessageIn, RatchetTreeIn};
 use tls_codec::{DeserializeBytes, Size};
 
 /// Raw bytes that are known to hold exactly one valid encoding of `T`.
+///
+/// The bytes are immutable and shared: a clone copies a pointer, so that a message fanned out
+/// to many providers is held once (wire-format.md §16.2).
 #[derive(Debug)]
 pub struct Raw<T> {
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     _kind: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Raw<T> {
     fn clone(&self) -> Self {
         Self {
-            bytes: self.bytes.clone(),
+            bytes: Arc::clone(&self.bytes),
             _kind: PhantomData,
         }
     }
@@ -38,7 +42,7 @@ impl<T: DeserializeBytes> Raw<T> {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, super::DecodeError> {
         super::decode_exact::<T>(&bytes)?;
         Ok(Self {
-            bytes,
+            bytes: Arc::new(bytes),
             _kind: PhantomData,
         })
     }
@@ -55,9 +59,9 @@ impl<T> Raw<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
-    /// Consumes the wrapper, returning the encoding.
+    /// Consumes the wrapper, returning the encoding (copied only if a clone still shares it).
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        Arc::try_unwrap(self.bytes).unwrap_or_else(|shared| shared.as_ref().clone())
     }
 }
 
@@ -80,7 +84,7 @@ impl<T: DeserializeBytes> DeserializeBytes for Raw<T> {
         let used = bytes.len() - rest.len();
         Ok((
             Self {
-                bytes: bytes[..used].to_vec(),
+                bytes: Arc::new(bytes[..used].to_vec()),
                 _kind: PhantomData,
             },
             rest,
