@@ -236,6 +236,7 @@ pub mod wire;
 
 mod auth;
 mod config;
+mod constant_time;
 mod destination;
 mod error;
 mod fanout;

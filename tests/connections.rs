@@ -5,8 +5,9 @@
 use mimi_ds::connection::{
     seal_connection_request, seal_connection_response, ConnectionConfig, ConnectionError,
     ConnectionEstablishmentKey, ConnectionFailure, ConnectionKeyBundle, ConnectionProvider,
-    ConnectionRefusal, ConnectionRequestDelivery, ConnectionResponder, InMemoryConnectionStore,
-    PendingConnection, RequestContents, ResponseContents, SafeAad, SafeAadItem,
+    ConnectionChange, ConnectionKeyRecord, ConnectionRefusal, ConnectionRequestDelivery,
+    ConnectionResponder, ConnectionStore, InMemoryConnectionStore, InboxRecord, PendingConnection,
+    RequestContents, ResponseContents, SafeAad, SafeAadItem, StoredConnectionRequest,
 };
 use mimi_ds::qs::{InMemoryQsStorage, QsStatus};
 use mimi_ds::storage::InMemoryStorage;
@@ -700,6 +701,124 @@ fn a_full_inbox_refuses_more_requests() {
         .unwrap();
     let routed = s.beta.connection_request(&second, Some(ALPHA));
     assert_eq!(routed.response.status, 200);
+}
+
+/// The shortest ciphertext a sealed request may have is one AEAD tag (16 bytes): it is
+/// taken (the provider cannot open it, only the responder can), one byte less is malformed.
+#[test]
+fn a_sealed_request_of_exactly_one_tag_is_taken() {
+    let mut s = setup();
+    let mut one_tag = s.delivery.clone();
+    one_tag.sealed_request.ciphertext = vec![7; 16].into();
+    let routed = s
+        .beta
+        .connection_request(&encode(&one_tag).unwrap(), Some(ALPHA));
+    assert_eq!(routed.response.status, 200);
+}
+
+/// A delivery exactly `max_request_bytes` long is decoded; one byte more is refused unread.
+#[test]
+fn the_request_size_limit_is_inclusive() {
+    let mut s = setup();
+    let body = encode(&s.delivery).unwrap();
+    let mut config = ConnectionConfig::new(BETA);
+    config.max_request_bytes = body.len();
+    s.beta.connections = connection_provider(BETA, config.clone());
+    let now = s.beta.now();
+    let outcome = s
+        .beta
+        .connections
+        .deliver(now, &body, Some(ALPHA), &mut s.beta.conn_store)
+        .unwrap();
+    assert_eq!(outcome.refusal, None);
+    assert_eq!(outcome.status, QsStatus::Accepted);
+
+    let mut s = setup();
+    config.max_request_bytes = body.len() - 1;
+    s.beta.connections = connection_provider(BETA, config);
+    refuse(
+        &mut s.beta,
+        &body,
+        Some(ALPHA),
+        QsRejectReason::TooLarge {
+            size: body.len(),
+            limit: body.len() - 1,
+        },
+    );
+}
+
+/// An [`InMemoryConnectionStore`] whose next `conflicts` writes report a concurrent change,
+/// as a durable backend's guard does when another instance wrote first.
+struct Conflicting {
+    inner: InMemoryConnectionStore,
+    conflicts: u32,
+}
+
+impl ConnectionStore for Conflicting {
+    type Error = mimi_ds::storage::Infallible;
+
+    fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Self::Error> {
+        self.inner.key_record(user)
+    }
+
+    fn inbox(&self, inbox_id: &[u8]) -> Result<Option<InboxRecord>, Self::Error> {
+        self.inner.inbox(inbox_id)
+    }
+
+    fn has_mark(&self, inbox_id: &[u8], mark: &[u8], now_ms: u64) -> Result<bool, Self::Error> {
+        self.inner.has_mark(inbox_id, mark, now_ms)
+    }
+
+    fn requests(
+        &self,
+        inbox_id: &[u8],
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredConnectionRequest>, Self::Error> {
+        self.inner.requests(inbox_id, from_sequence, max)
+    }
+
+    fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Self::Error> {
+        if self.conflicts > 0 {
+            self.conflicts -= 1;
+            return Ok(false);
+        }
+        self.inner.apply(now_ms, change)
+    }
+}
+
+/// A delivery whose write conflicts is re-run: after `max_conflict_retries` (3) conflicts it
+/// still lands, after one more it is refused with `conflict` and nothing is stored.
+#[test]
+fn a_conflicting_delivery_is_retried_then_refused() {
+    let s = setup();
+    let body = encode(&s.delivery).unwrap();
+    let retries = ConnectionConfig::new(BETA).max_conflict_retries;
+    assert_eq!(retries, 3);
+    for conflicts in 0..=retries + 1 {
+        let mut store = Conflicting {
+            inner: s.beta.conn_store.clone(),
+            conflicts,
+        };
+        let outcome = s
+            .beta
+            .connections
+            .deliver(s.beta.now(), &body, Some(ALPHA), &mut store)
+            .unwrap();
+        if conflicts <= retries {
+            assert_eq!(outcome.status, QsStatus::Accepted, "{conflicts} conflicts");
+            assert_eq!(store.conflicts, 0);
+            assert_ne!(store.inner, s.beta.conn_store);
+        } else {
+            assert_eq!(
+                outcome.refusal,
+                Some(QsRejectReason::Conflict),
+                "{conflicts} conflicts"
+            );
+            assert_eq!(store.conflicts, 0, "every retry was made");
+            assert_eq!(store.inner, s.beta.conn_store, "nothing stored");
+        }
+    }
 }
 
 #[test]

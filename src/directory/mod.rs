@@ -57,7 +57,8 @@ use crate::wire::{
 };
 use crate::{ProcessError, Status};
 
-use token::{constant_time_eq, ref_hash, CLAIM_ID_LABEL, TOKEN_LEN, USER_PSEUDONYM_LABEL};
+use crate::constant_time::constant_time_eq;
+use token::{ref_hash, CLAIM_ID_LABEL, TOKEN_LEN, USER_PSEUDONYM_LABEL};
 
 /// Directory settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

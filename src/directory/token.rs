@@ -46,8 +46,3 @@ pub fn connection_token(crypto: &impl OpenMlsCrypto, upload_secret: &[u8]) -> Op
 pub fn directory_index(crypto: &impl OpenMlsCrypto, connection_token: &[u8]) -> Option<Vec<u8>> {
     ref_hash(crypto, DIRECTORY_INDEX_LABEL, connection_token)
 }
-
-/// Compares two byte strings in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}

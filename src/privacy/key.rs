@@ -6,6 +6,7 @@ use openmls::prelude::Ciphersuite;
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::expand_with_label;
+use crate::constant_time::constant_time_eq;
 
 /// The MLS exporter label of the state key (RFC 9420 §8.5 `MLS-Exporter(Label, Context,
 /// Length)`, with `Context` empty and `Length = KDF.Nh`; wire-format.md §17.3).
@@ -74,16 +75,6 @@ impl PartialEq for StateKey {
 }
 
 impl Eq for StateKey {}
-
-/// Whether two byte strings are equal, comparing every byte of equal-length inputs (lengths
-/// are not secret here: every key and commitment of a ciphersuite has the same length).
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
-}
 
 /// RFC 9420 §8.5 `MLS-Exporter(Label, Context, Length) =
 /// ExpandWithLabel(DeriveSecret(exporter_secret, Label), "exported", Hash(Context), Length)`,

@@ -24,8 +24,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::{Serialize as _, TlsSerialize, TlsSize, VLBytes};
 
 use super::expand_with_label;
-use super::key::{constant_time_eq, StateKey};
+use super::key::StateKey;
 use super::wire::{SealedRecord, SealedRecordFormat};
+use crate::constant_time::constant_time_eq;
 use crate::storage::RecordKind;
 use crate::wire::decode_exact;
 

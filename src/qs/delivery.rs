@@ -6,6 +6,7 @@ use openmls_traits::random::OpenMlsRand;
 use openmls_traits::types::HashType;
 
 use super::{internal, storage_error, QsFailure, QsOutcome, QsPlan, QsStatus, QueueingService};
+use crate::constant_time::constant_time_eq;
 use crate::error::QsRejectReason;
 use crate::qs::{queued_size, DeliveryMark, QsChange, QsStorage, QsWriteSet, QueueRecord};
 use crate::wire::{
@@ -225,42 +226,4 @@ fn find_recipient<S: QsStorage>(
     };
     let valid = constant_time_eq(&record.fanout_auth_token, info.fanout_auth_token.as_slice());
     Ok(valid.then(|| (queue_id.to_vec(), record)))
-}
-
-/// Compares tokens without an early exit, so timing does not reveal a matching prefix
-/// (docs/decisions.md D17: compared in constant time).
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(constant_time_eq(b"", b""));
-    }
-
-    /// Tokens that differ in two bytes by the same XOR difference: an accumulator that XORs
-    /// the byte differences (instead of ORing them) cancels them out and calls the tokens
-    /// equal, so any token with such a sibling would be forgeable.
-    #[test]
-    fn token_comparison_sees_two_equal_differences() {
-        let a = [0x11u8; 32];
-        for d in [0x01u8, 0x80, 0xff] {
-            for (i, j) in [(0, 1), (3, 17), (30, 31)] {
-                let mut b = a;
-                b[i] ^= d;
-                b[j] ^= d;
-                assert!(!constant_time_eq(&a, &b), "d = {d:#x} at {i}, {j}");
-            }
-        }
-    }
 }
