@@ -3,9 +3,9 @@
 //! ciphertext, and every bad input gets its specific answer and changes nothing.
 
 use mimi_ds::connection::{
-    seal_connection_request, seal_connection_response, ConnectionConfig, ConnectionError,
-    ConnectionEstablishmentKey, ConnectionFailure, ConnectionKeyBundle, ConnectionProvider,
-    ConnectionChange, ConnectionKeyRecord, ConnectionRefusal, ConnectionRequestDelivery,
+    seal_connection_request, seal_connection_response, ConnectionChange, ConnectionConfig,
+    ConnectionError, ConnectionEstablishmentKey, ConnectionFailure, ConnectionKeyBundle,
+    ConnectionKeyRecord, ConnectionProvider, ConnectionRefusal, ConnectionRequestDelivery,
     ConnectionResponder, ConnectionStore, InMemoryConnectionStore, InboxRecord, PendingConnection,
     RequestContents, ResponseContents, SafeAad, SafeAadItem, StoredConnectionRequest,
 };
@@ -807,6 +807,11 @@ fn a_conflicting_delivery_is_retried_then_refused() {
             .unwrap();
         if conflicts <= retries {
             assert_eq!(outcome.status, QsStatus::Accepted, "{conflicts} conflicts");
+            // What the server's metrics see of a delivery (`QsStats`).
+            assert_eq!(outcome.stats.operation, "connection_request");
+            assert_eq!(outcome.stats.request_bytes, body.len());
+            assert_eq!(outcome.stats.response_bytes, outcome.response.len());
+            assert_eq!((outcome.stats.recipients, outcome.stats.enqueued), (1, 1));
             assert_eq!(store.conflicts, 0);
             assert_ne!(store.inner, s.beta.conn_store);
         } else {
