@@ -9,8 +9,6 @@
 //! cargo test --all-features --test privacy_vectors -- --ignored regenerate
 //! ```
 
-use std::path::{Path, PathBuf};
-
 use mimi_ds::privacy::{
     open_record, seal_record, state_key_from_exporter_secret, Manifest, OpenError,
     PrivacyModeExtension, RecordBinding, SealedKind, SealedRecord, SealedRecordFormat, StateKey,
@@ -24,18 +22,18 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto as _;
 use openmls_traits::types::HashType;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/privacy");
-const LINE_WIDTH: usize = 100;
+#[path = "support/hex_vectors.rs"]
+mod hex_vectors;
+use hex_vectors::{Vector, VectorDir};
+
+const DIR: VectorDir = VectorDir(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/privacy"
+));
 const GROUP_ID: &[u8] = b"privacy-vectors group";
 const EPOCH: u64 = 5;
 const ROSTER_VERSION: u64 = 7;
 const SALT: [u8; 32] = [0x5a; 32];
-
-struct Vector {
-    name: &'static str,
-    comment: String,
-    bytes: Vec<u8>,
-}
 
 fn replay_key() -> Vec<u8> {
     RustCrypto::default()
@@ -169,54 +167,19 @@ fn generate() -> Vec<Vector> {
     ]
 }
 
-fn render(vector: &Vector) -> String {
-    let hex: String = vector.bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut text = format!("# {}\n", vector.comment);
-    for chunk in hex.as_bytes().chunks(LINE_WIDTH) {
-        text.push_str(std::str::from_utf8(chunk).unwrap());
-        text.push('\n');
-    }
-    text
-}
-
-fn path(name: &str) -> PathBuf {
-    Path::new(DIR).join(format!("{name}.hex"))
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let text = std::fs::read_to_string(path(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}; regenerate the vectors"));
-    let hex: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .concat();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
+    DIR.read(name)
 }
 
 #[test]
 #[ignore = "rewrites tests/vectors/privacy; run with `-- --ignored regenerate`"]
 fn regenerate_privacy_vectors() {
-    std::fs::create_dir_all(DIR).unwrap();
-    for vector in generate() {
-        std::fs::write(path(vector.name), render(&vector)).unwrap();
-    }
+    DIR.regenerate(&generate());
 }
 
 #[test]
 fn checked_in_vectors_are_what_the_generator_makes() {
-    for vector in generate() {
-        let text = std::fs::read_to_string(path(vector.name)).unwrap();
-        assert_eq!(text, render(&vector), "{} differs", vector.name);
-    }
-    assert_eq!(
-        generate().len(),
-        std::fs::read_dir(DIR).unwrap().count(),
-        "a stale file in {DIR}"
-    );
+    DIR.check(&generate());
 }
 
 fn round_trip<T: tls_codec::DeserializeBytes + tls_codec::Serialize>(name: &str) -> T {

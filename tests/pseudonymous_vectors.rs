@@ -9,8 +9,6 @@
 //! cargo test --all-features --test pseudonymous_vectors -- --ignored regenerate
 //! ```
 
-use std::path::{Path, PathBuf};
-
 use mimi_ds::pseudonym::group_links::{
     add_aad_bytes, add_aad_of, unwrap_identity_link_key, wrap_identity_link_key, SafeAad,
 };
@@ -29,15 +27,12 @@ use mimi_ds::wire::{decode_exact, encode};
 use openmls::prelude::{BasicCredential, Credential};
 use openmls_rust_crypto::RustCrypto;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/mimimi");
-const LINE_WIDTH: usize = 100;
-const GROUP_ID: &[u8] = b"mimimi-vectors group";
+#[path = "support/hex_vectors.rs"]
+mod hex_vectors;
+use hex_vectors::{Vector, VectorDir};
 
-struct Vector {
-    name: &'static str,
-    comment: String,
-    bytes: Vec<u8>,
-}
+const DIR: VectorDir = VectorDir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/mimimi"));
+const GROUP_ID: &[u8] = b"mimimi-vectors group";
 
 fn uuid(label: &str) -> [u8; 16] {
     seed(label)[..16].try_into().unwrap()
@@ -170,54 +165,19 @@ fn generate() -> Vec<Vector> {
     ]
 }
 
-fn render(vector: &Vector) -> String {
-    let hex: String = vector.bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut text = format!("# {}\n", vector.comment);
-    for chunk in hex.as_bytes().chunks(LINE_WIDTH) {
-        text.push_str(std::str::from_utf8(chunk).unwrap());
-        text.push('\n');
-    }
-    text
-}
-
-fn path(name: &str) -> PathBuf {
-    Path::new(DIR).join(format!("{name}.hex"))
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let text = std::fs::read_to_string(path(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}; regenerate the vectors"));
-    let hex: String = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .concat();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
+    DIR.read(name)
 }
 
 #[test]
 #[ignore = "rewrites tests/vectors/mimimi; run with `-- --ignored regenerate`"]
 fn regenerate_pseudonymous_vectors() {
-    std::fs::create_dir_all(DIR).unwrap();
-    for vector in generate() {
-        std::fs::write(path(vector.name), render(&vector)).unwrap();
-    }
+    DIR.regenerate(&generate());
 }
 
 #[test]
 fn checked_in_vectors_are_what_the_generator_makes() {
-    for vector in generate() {
-        let text = std::fs::read_to_string(path(vector.name)).unwrap();
-        assert_eq!(text, render(&vector), "{} differs", vector.name);
-    }
-    assert_eq!(
-        generate().len(),
-        std::fs::read_dir(DIR).unwrap().count(),
-        "a stale file in {DIR}"
-    );
+    DIR.check(&generate());
 }
 
 fn round_trip<T: tls_codec::DeserializeBytes + tls_codec::Serialize>(name: &str) -> T {
