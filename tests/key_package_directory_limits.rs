@@ -178,6 +178,18 @@ fn the_upload_limits_are_inclusive() {
         ),
         (too_big_a_set, SetRule::SetSize { size: 2, limit: 1 }.into()),
     ];
+    let mut exactly_this_size = at_limit.clone();
+    exactly_this_size.max_request_bytes = upload.len();
+    TestDirectory::new(exactly_this_size).accept_upload(&upload);
+    let mut one_byte_short = at_limit.clone();
+    one_byte_short.max_request_bytes = upload.len() - 1;
+    let past = past.into_iter().chain([(
+        one_byte_short,
+        DirectoryRejectReason::TooLarge {
+            size: upload.len(),
+            limit: upload.len() - 1,
+        },
+    )]);
     for (config, expected) in past {
         let mut dir = TestDirectory::new(config);
         let reason = dir.reject_upload(&upload, expected.code());

@@ -43,7 +43,7 @@ pub use wire::{
     KeyPackageUploadResponse, KeyPackageUploadResponseBody, SetPurpose,
 };
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use openmls::prelude::{Ciphersuite, MlsMessageBodyIn, MlsMessageIn, ProtocolVersion};
 use openmls_rust_crypto::RustCrypto;
@@ -914,18 +914,4 @@ fn finish_with(
         last_resort,
         conflict_retries: retries,
     })
-}
-
-/// Groups stored KeyPackages by set for tests and tools: user pseudonym to client indices.
-pub fn filled_slots(account: &DirectoryAccount) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    account
-        .sets
-        .iter()
-        .map(|s| {
-            (
-                s.user_pseudonym.clone(),
-                s.key_packages.iter().map(|kp| kp.client_index).collect(),
-            )
-        })
-        .collect()
 }
