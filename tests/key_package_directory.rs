@@ -453,6 +453,14 @@ fn set_rules_are_enforced() {
         ErrorCode::InvalidKeyPackageSet,
     );
     assert_eq!(reason, SetRule::PseudonymTaken.into());
+    // Nor once that token holds sets of its own (its account then exists and is read first).
+    dir.accept_upload(&mallory.upload(mallory.set(SetPurpose::Group, false).1));
+    let stolen = mallory.key_package(0, &pseudonym, false);
+    let reason = dir.reject_upload(
+        &mallory.upload(vec![mallory.entry(SetPurpose::Group, 0, stolen)]),
+        ErrorCode::InvalidKeyPackageSet,
+    );
+    assert_eq!(reason, SetRule::PseudonymTaken.into());
 
     // Complete, claim, and the consumed pseudonym never comes back.
     dir.accept_upload(&bob.upload(vec![bob.entry(SetPurpose::Group, 1, kp1)]));
@@ -503,6 +511,17 @@ fn expired_sets_are_not_claimed() {
         Some(Lifetime::init(start.min(system) - 3600, end)),
     );
     dir.accept_upload(&bob.upload(vec![bob.entry(SetPurpose::Group, 0, short)]));
+    // Carol's set is incomplete (one of two clients) and expires too: it counts as
+    // incomplete, not as expired.
+    let carol = DirectoryUser::new("carol", 2, "bob.example");
+    let carols = carol.pseudonym(0, 'u');
+    let short = carol.key_package_with(
+        0,
+        &carols,
+        false,
+        Some(Lifetime::init(start.min(system) - 3600, end)),
+    );
+    dir.accept_upload(&carol.upload(vec![carol.entry(SetPurpose::Group, 0, short)]));
     dir.now_ms = (end + 1) * 1000;
     let reason = dir.reject_claim(
         &bob.claim(SetPurpose::Group, CLAIM_1),
@@ -515,6 +534,27 @@ fn expired_sets_are_not_claimed() {
             expired: 1
         }
     );
+    let reason = dir.reject_claim(
+        &carol.claim(SetPurpose::Group, CLAIM_1),
+        ErrorCode::KeyPackagesExhausted,
+    );
+    assert_eq!(
+        reason,
+        DirectoryRejectReason::Exhausted {
+            incomplete: 1,
+            expired: 0
+        }
+    );
+
+    // The next write of Bob's token drops the expired set, which frees its place in the
+    // token's quota of sets.
+    let mut config = DirectoryConfig::default();
+    config.max_sets_per_token = 1;
+    let storage = dir.storage.clone();
+    let mut dir = TestDirectory::new(config);
+    dir.storage = storage;
+    dir.now_ms = (end + 1) * 1000;
+    dir.accept_upload(&bob.upload(bob.set(SetPurpose::Group, false).1));
 }
 
 /// A storage wrapper that lets a rival claim write first, between this claim's read and its
