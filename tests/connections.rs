@@ -674,6 +674,44 @@ fn a_replayed_connection_request_is_refused_and_stored_once() {
     );
 }
 
+/// Replay marks are dropped once past the replay window, at the next write, so the store's
+/// memory stays bounded by the requests of one window.
+#[test]
+fn expired_replay_marks_are_dropped() {
+    let mut s = setup();
+    let second = seal(
+        &s.alice,
+        b"room-2@hub.alpha.example",
+        &random(32),
+        &s.bundle,
+    )
+    .1;
+    for delivery in [&s.delivery, &second] {
+        let routed = s
+            .beta
+            .connection_request(&encode(delivery).unwrap(), Some(ALPHA));
+        assert_eq!(routed.response.status, 200);
+    }
+    assert_eq!(s.beta.conn_store.mark_count(), 2);
+    s.beta.now_ms += ConnectionConfig::new(BETA).replay_window_ms + 1;
+    let third = seal(
+        &s.alice,
+        b"room-3@hub.alpha.example",
+        &random(32),
+        &s.bundle,
+    )
+    .1;
+    let routed = s
+        .beta
+        .connection_request(&encode(&third).unwrap(), Some(ALPHA));
+    assert_eq!(routed.response.status, 200);
+    assert_eq!(
+        s.beta.conn_store.mark_count(),
+        1,
+        "the two expired marks dropped"
+    );
+}
+
 #[test]
 fn a_full_inbox_refuses_more_requests() {
     let mut config = ConnectionConfig::new(BETA);
