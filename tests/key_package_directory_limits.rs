@@ -198,3 +198,36 @@ fn the_upload_limits_are_inclusive() {
     let debug = format!("{:?}", dir.directory);
     assert!(debug.contains("KeyPackageDirectory"), "{debug}");
 }
+
+/// What the storage holds after uploads and a claim: one account per token, every user
+/// pseudonym registered once, and an account's stored form (what durable backends keep)
+/// decodes to the same account.
+#[test]
+fn accounts_are_counted_and_their_stored_form_round_trips() {
+    use mimi_ds::directory::token::{connection_token, directory_index};
+    use mimi_ds::directory::DirectoryAccount;
+
+    let mut dir = TestDirectory::default();
+    let bob = DirectoryUser::new("bob", 2, "bob.example");
+    let carol = DirectoryUser::new("carol", 1, "carol.example");
+    let mut entries = bob.set(SetPurpose::Group, false).1;
+    entries.extend(bob.set(SetPurpose::Group, true).1);
+    dir.accept_upload(&bob.upload(entries));
+    dir.accept_upload(&carol.upload(carol.set(SetPurpose::Group, false).1));
+    dir.accept_claim(&bob.claim(SetPurpose::Group, CLAIM));
+    assert_eq!(dir.storage.account_count(), 2);
+    assert_eq!(dir.storage.pseudonym_count(), 3);
+
+    let crypto = RustCrypto::default();
+    let token = connection_token(&crypto, &bob.upload_secret).expect("hash");
+    assert_eq!(token, bob.connection_token);
+    let index = directory_index(&crypto, &token).expect("hash");
+    let stored = DirectoryStorage::account(&dir.storage, &index)
+        .unwrap()
+        .expect("bob's account");
+    let account = stored.account;
+    assert_eq!((account.sets.len(), account.claims.len()), (1, 1));
+    let bytes = account.to_bytes();
+    assert_eq!(DirectoryAccount::from_bytes(&bytes), Ok(account));
+    assert!(DirectoryAccount::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+}
