@@ -231,3 +231,10 @@ fn accounts_are_counted_and_their_stored_form_round_trips() {
     assert_eq!(DirectoryAccount::from_bytes(&bytes), Ok(account));
     assert!(DirectoryAccount::from_bytes(&bytes[..bytes.len() - 1]).is_err());
 }
+
+/// A set's purpose is named as in wire-format.md §14.4's `SetPurpose` enum, for logs.
+#[test]
+fn set_purposes_are_named_as_on_the_wire() {
+    assert_eq!(SetPurpose::Group.name(), "group");
+    assert_eq!(SetPurpose::Connection.name(), "connection");
+}
