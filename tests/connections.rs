@@ -1123,3 +1123,22 @@ fn the_initiator_refuses_missing_misdirected_and_forged_responses() {
         Err(ConnectionError::BadSignature)
     );
 }
+
+/// The secret-holding types print what identifies them and no secret field (`..` stands for
+/// the private key and the pending connection's keys).
+#[test]
+fn secret_holding_types_print_without_their_secrets() {
+    let s = setup();
+    let key = format!("{:?}", s.bob_key.as_ref().unwrap());
+    assert!(
+        key.starts_with("ConnectionEstablishmentKey {") && key.contains("ciphersuite"),
+        "{key}"
+    );
+    assert!(key.ends_with(".. }") && !key.contains("private"), "{key}");
+    let (pending, _) = seal(&s.alice, b"room@hub.alpha.example", &random(32), &s.bundle);
+    let pending = format!("{pending:?}");
+    assert!(
+        pending.starts_with("PendingConnection {") && pending.ends_with(".. }"),
+        "{pending}"
+    );
+}
