@@ -976,3 +976,22 @@ fn vector_file_format_round_trips() {
 
 #[path = "golden_vectors/generator/mod.rs"]
 mod generator;
+
+/// The library builds the checked-in connection-response SafeAAD from the sealed response it
+/// carries: both sides call `connection_response_aad`, so only a vector pins its layout
+/// (wire-format.md §14.3).
+#[test]
+fn connection_response_aad_is_built_as_the_vector() {
+    let name = "connection_response_aad";
+    let text = std::fs::read_to_string(vector_path(name)).expect("read vector");
+    let bytes = parse_vector_file(name, &text).bytes;
+    let aad = mimi_ds::safe_aad::SafeAad::tls_deserialize_exact_bytes(&bytes).expect("SafeAAD");
+    let sealed = mimi_ds::wire::HpkeCiphertext::tls_deserialize_exact_bytes(
+        aad.aad_items[0].aad_item_data.as_slice(),
+    )
+    .expect("HpkeCiphertext");
+    assert_eq!(
+        mimi_ds::connection::connection_response_aad(&sealed).expect("encode"),
+        bytes
+    );
+}
