@@ -10,38 +10,40 @@
 use openmls::prelude::{ProcessedMessageContent, PublicGroup, StagedCommit};
 use openmls_traits::crypto::OpenMlsCrypto;
 
-use crate::error::Failure;
+use crate::error::{Failure, InvalidMessageType, RejectReason};
 
-/// The staged commit `content` carries, or `None` if it is not a commit. Every AppDataUpdate
-/// it covers (inline or by reference) is checked against `components` (rules R-PROP-7..9,
+/// The staged commit `content` carries; `invalid_message_type` if it is not a commit (rule
+/// R-MSG-3). Every AppDataUpdate it covers (inline or by reference) is checked against the
+/// components registered in `config` (rules R-PROP-7..9,
 /// `invalid_proposal` without refs) before openmls validates and stages the commit with the
 /// resulting dictionary (rule R-MLS-1 for its refusals).
 #[cfg(feature = "app-data-update")]
 pub(crate) fn staged_commit<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     crypto: &C,
-    components: &crate::app_data::AppDataComponents,
+    config: &crate::DsConfig,
     group: &PublicGroup,
     content: ProcessedMessageContent,
-) -> Result<Option<Box<StagedCommit>>, Failure<E>> {
-    use crate::error::{internal, InvalidMlsMessage, RejectReason};
+) -> Result<Box<StagedCommit>, Failure<E>> {
+    use crate::error::{internal, InvalidMlsMessage};
     use openmls::prelude::StageCommitError;
 
     match content {
-        ProcessedMessageContent::StagedCommitMessage(staged) => Ok(Some(staged)),
+        ProcessedMessageContent::StagedCommitMessage(staged) => Ok(staged),
         ProcessedMessageContent::UnresolvedAppDataCommit(unresolved) => {
             let dictionary = group
                 .group_context()
                 .extensions()
                 .app_data_dictionary()
                 .map(|extension| extension.dictionary());
-            let updates = components
+            let updates = config
+                .app_data_components
                 .updates(dictionary, unresolved.app_data_update_proposals())
                 .map_err(|(_, reason)| RejectReason::InvalidProposal {
                     refs: Vec::new(),
                     reason,
                 })?;
             match group.stage_app_data_commit(crypto, *unresolved, updates) {
-                Ok(staged) => Ok(Some(Box::new(staged))),
+                Ok(staged) => Ok(Box::new(staged)),
                 Err(StageCommitError::LibraryError(e)) => Err(internal(e)),
                 // Rule R-MLS-1.
                 Err(other) => Err(
@@ -52,7 +54,7 @@ pub(crate) fn staged_commit<C: OpenMlsCrypto, E: std::error::Error + 'static>(
                 ),
             }
         }
-        _ => Ok(None),
+        _ => Err(not_a_commit()),
     }
 }
 
@@ -60,24 +62,17 @@ pub(crate) fn staged_commit<C: OpenMlsCrypto, E: std::error::Error + 'static>(
 #[cfg(not(feature = "app-data-update"))]
 pub(crate) fn staged_commit<C: OpenMlsCrypto, E: std::error::Error + 'static>(
     _crypto: &C,
-    _components: &(),
+    _config: &crate::DsConfig,
     _group: &PublicGroup,
     content: ProcessedMessageContent,
-) -> Result<Option<Box<StagedCommit>>, Failure<E>> {
+) -> Result<Box<StagedCommit>, Failure<E>> {
     match content {
-        ProcessedMessageContent::StagedCommitMessage(staged) => Ok(Some(staged)),
-        _ => Ok(None),
+        ProcessedMessageContent::StagedCommitMessage(staged) => Ok(staged),
+        _ => Err(not_a_commit()),
     }
 }
 
-/// The registry `staged_commit` takes: the hub's components with the feature, nothing without.
-#[cfg(feature = "app-data-update")]
-pub(crate) fn components(config: &crate::DsConfig) -> &crate::app_data::AppDataComponents {
-    &config.app_data_components
-}
-
-/// The registry `staged_commit` takes: the hub's components with the feature, nothing without.
-#[cfg(not(feature = "app-data-update"))]
-pub(crate) fn components(_config: &crate::DsConfig) -> &() {
-    &()
+/// Rule R-MSG-3: the message of a commit request must be a commit.
+fn not_a_commit<E: std::error::Error + 'static>() -> Failure<E> {
+    RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into()
 }

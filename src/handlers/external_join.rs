@@ -81,17 +81,12 @@ where
     let processed = group.process_message(crypto, message).map_err(mls_reject)?;
     let authenticated_data = processed.aad().to_vec();
     // An AppDataUpdate's data means what its component defines (wire-format.md §15.7).
-    let components = super::app_data_commit::components(ctx.env.config);
-    let Some(staged) = super::app_data_commit::staged_commit(
+    let staged = super::app_data_commit::staged_commit(
         crypto,
-        components,
+        ctx.env.config,
         &group,
         processed.into_content(),
-    )?
-    else {
-        // Rule R-MSG-3.
-        return Err(RejectReason::InvalidMessageType(InvalidMessageType::ExpectedCommit).into());
-    };
+    )?;
     let joiner = group.ext_commit_sender_index(&staged).map_err(internal)?;
     // Rule R-MLS-2.
     let joiner_leaf = staged
