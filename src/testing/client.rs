@@ -241,9 +241,19 @@ impl TestClient {
 
     /// A fresh KeyPackage carrying this client's queue configuration, with `lifetime`.
     pub fn key_package_with_lifetime(&self, lifetime: Lifetime) -> KeyPackage {
+        self.key_package_with_capabilities(lifetime, Self::capabilities())
+    }
+
+    /// A fresh KeyPackage carrying this client's queue configuration, with `lifetime` and
+    /// `capabilities` (for leaves that advertise non-default proposal types or extensions).
+    pub fn key_package_with_capabilities(
+        &self,
+        lifetime: Lifetime,
+        capabilities: Capabilities,
+    ) -> KeyPackage {
         KeyPackage::builder()
             .key_package_lifetime(lifetime)
-            .leaf_node_capabilities(Self::capabilities())
+            .leaf_node_capabilities(capabilities)
             .leaf_node_extensions(self.leaf_extensions())
             .build(
                 CIPHERSUITE,

@@ -186,19 +186,7 @@ impl TestClient {
 
     /// [`Self::policy_key_package`] with `lifetime`.
     pub fn policy_key_package_with_lifetime(&self, lifetime: Lifetime) -> KeyPackage {
-        KeyPackage::builder()
-            .key_package_lifetime(lifetime)
-            .leaf_node_capabilities(policy_capabilities())
-            .leaf_node_extensions(self.leaf_extensions())
-            .build(
-                CIPHERSUITE,
-                &self.provider,
-                &self.signer,
-                self.credential.clone(),
-            )
-            .expect("key package")
-            .key_package()
-            .clone()
+        self.key_package_with_capabilities(lifetime, policy_capabilities())
     }
 
     /// Creates the MLS group locally with the room-policy extensions given as raw

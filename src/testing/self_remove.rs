@@ -27,19 +27,10 @@ impl TestClient {
 
     /// A KeyPackage like [`TestClient::key_package`], advertising SelfRemove.
     pub fn key_package_with_self_remove(&self) -> KeyPackage {
-        KeyPackage::builder()
-            .key_package_lifetime(self.fixed_lifetime.unwrap_or_else(Self::lifetime))
-            .leaf_node_capabilities(Self::capabilities_with_self_remove())
-            .leaf_node_extensions(self.leaf_extensions())
-            .build(
-                CIPHERSUITE,
-                &self.provider,
-                &self.signer,
-                self.credential.clone(),
-            )
-            .expect("key package")
-            .key_package()
-            .clone()
+        self.key_package_with_capabilities(
+            self.fixed_lifetime.unwrap_or_else(Self::lifetime),
+            Self::capabilities_with_self_remove(),
+        )
     }
 
     /// Creates the MLS group locally like [`TestClient::create_group`], with a leaf that
