@@ -203,12 +203,9 @@ fn a_rooms_zero_tolerance_replaces_a_tolerant_hubs() {
 // R-POL-29: leaf_node_update_time
 // ---------------------------------------------------------------------------------------------
 
-/// A leaf whose node is older than the room's maximum may neither send messages nor commit
-/// without an update path; a commit with one updates it, and it sends again.
-#[test]
-fn a_stale_leaf_must_update_before_it_sends() {
-    let max_s = 60;
-    let mut room = Room::with_operational(
+/// A room whose `leaf_node_update_time` maximum is `max_s` seconds.
+fn room_with_max_leaf_age(max_s: u64) -> Room {
+    Room::with_operational(
         DsConfig::new(DOMAIN),
         OperationalParameters {
             leaf_node_update_time: MinDefaultMaxTime {
@@ -218,7 +215,15 @@ fn a_stale_leaf_must_update_before_it_sends() {
             },
             ..operational()
         },
-    );
+    )
+}
+
+/// A leaf whose node is older than the room's maximum may neither send messages nor commit
+/// without an update path; a commit with one updates it, and it sends again.
+#[test]
+fn a_stale_leaf_must_update_before_it_sends() {
+    let max_s = 60;
+    let mut room = room_with_max_leaf_age(max_s);
     let _ = room
         .ds
         .accept(&room.bob.message_request(b"fresh", room.ds.now_ms));
@@ -251,17 +256,7 @@ fn a_stale_leaf_must_update_before_it_sends() {
 #[test]
 fn a_leaf_exactly_at_the_maximum_age_still_sends() {
     let max_s = 60;
-    let mut room = Room::with_operational(
-        DsConfig::new(DOMAIN),
-        OperationalParameters {
-            leaf_node_update_time: MinDefaultMaxTime {
-                minimum_time: 0,
-                default_time: max_s,
-                maximum_time: max_s,
-            },
-            ..operational()
-        },
-    );
+    let mut room = room_with_max_leaf_age(max_s);
     room.ds.advance(max_s * 1000);
     let _ = room
         .ds
