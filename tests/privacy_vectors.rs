@@ -17,7 +17,7 @@ use mimi_ds::privacy::{
 use mimi_ds::storage::RecordKind;
 use mimi_ds::testing::seeded::seed;
 use mimi_ds::testing::CIPHERSUITE;
-use mimi_ds::wire::{decode_exact, encode};
+use mimi_ds::wire::encode;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto as _;
 use openmls_traits::types::HashType;
@@ -183,10 +183,7 @@ fn checked_in_vectors_are_what_the_generator_makes() {
 }
 
 fn round_trip<T: tls_codec::DeserializeBytes + tls_codec::Serialize>(name: &str) -> T {
-    let bytes = read(name);
-    let value = decode_exact::<T>(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(encode(&value).unwrap(), bytes, "{name} re-encodes");
-    value
+    DIR.round_trip(name)
 }
 
 /// The vectors agree with one another, read from the files only: the key is the exporter

@@ -49,6 +49,22 @@ impl VectorDir {
             .collect()
     }
 
+    /// The checked-in vector `name` decoded as a `T`, which must re-encode to the same bytes.
+    pub(super) fn round_trip<T: tls_codec::DeserializeBytes + tls_codec::Serialize>(
+        &self,
+        name: &str,
+    ) -> T {
+        let bytes = self.read(name);
+        let value =
+            mimi_ds::wire::decode_exact::<T>(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            mimi_ds::wire::encode(&value).unwrap(),
+            bytes,
+            "{name} re-encodes"
+        );
+        value
+    }
+
     /// Rewrites the folder's files from `vectors`.
     pub(super) fn regenerate(&self, vectors: &[Vector]) {
         std::fs::create_dir_all(self.0).unwrap();
