@@ -6,7 +6,7 @@
 
 use mimi_ds::pseudonym::group_links::{
     add_aad_bytes, AddAad, EncryptedIdentityLinkKey, SafeAad, SafeAadItem,
-    IDENTITY_LINK_KEYS_COMPONENT_ID,
+    IDENTITY_LINK_KEYS_COMPONENT_ID, MAX_ENCRYPTED_IDENTITY_LINK_KEY,
 };
 use mimi_ds::pseudonym::{IdentityLinkKeys, InvalidIdentityLinkKeys, PseudonymKind};
 use mimi_ds::safe_aad::SafeAadError;
@@ -332,6 +332,23 @@ fn an_empty_or_oversized_identity_link_key_is_refused() {
         add_with_aad(add_aad_bytes(vec![entry(&[7; 256])]).unwrap()),
         InvalidIdentityLinkKeys::BadEntry
     );
+}
+
+#[test]
+fn an_identity_link_key_of_the_maximum_length_is_stored() {
+    let (mut ds, mut alice, wrapper_key, bob, _) = room_and_bob();
+    let longest = entry(&[7; MAX_ENCRYPTED_IDENTITY_LINK_KEY]);
+    let request = alice.add_request_with_aad(
+        vec![bob.key_package()],
+        add_aad_bytes(vec![longest.clone()]).unwrap(),
+        &wrapper_key,
+        true,
+        ds.now_ms,
+    );
+    let _ = ds.accept(&request);
+    alice.client.confirm_commit();
+    // Bob's leaf is leaf 1: the stored entry is the one sent, byte for byte.
+    assert_eq!(links(&mut ds, &alice).entries[1], Some(longest));
 }
 
 #[test]

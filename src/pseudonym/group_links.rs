@@ -337,7 +337,7 @@ impl CommitLinks<'_> {
             })
             .into());
         }
-        let mut targets: Vec<u32> = Vec::with_capacity(entries.len());
+        let mut added_leaves: Vec<u32> = Vec::with_capacity(self.added_keys.len());
         if !self.external {
             for key in &self.added_keys {
                 let leaf = self
@@ -346,13 +346,15 @@ impl CommitLinks<'_> {
                     .find(|m| m.signature_key.as_slice() == *key)
                     .map(|m| m.index.u32())
                     .ok_or_else(|| internal("an added leaf is not in the merged group"))?;
-                targets.push(leaf);
+                added_leaves.push(leaf);
             }
         }
-        if targets.len() < entries.len() {
-            targets.push(self.committer);
-        }
-        for (leaf, entry) in targets.into_iter().zip(entries) {
+        // The entries are the added leaves' in the commit's order; the one entry R-LINK-4
+        // allows beyond them, and an external joiner's only entry, is the committer's own.
+        let targets = added_leaves
+            .into_iter()
+            .chain(std::iter::once(self.committer));
+        for (leaf, entry) in targets.zip(entries) {
             let len = entry.ciphertext.as_slice().len();
             // Rule R-LINK-5.
             if len == 0 || len > MAX_ENCRYPTED_IDENTITY_LINK_KEY {
