@@ -3,15 +3,17 @@
 //! ciphertext, and every bad input gets its specific answer and changes nothing.
 
 use mimi_ds::connection::{
-    seal_connection_request, seal_connection_response, ConnectionChange, ConnectionConfig,
-    ConnectionError, ConnectionEstablishmentKey, ConnectionFailure, ConnectionKeyBundle,
-    ConnectionKeyRecord, ConnectionProvider, ConnectionRefusal, ConnectionRequestDelivery,
-    ConnectionResponder, ConnectionStore, InMemoryConnectionStore, InboxRecord, PendingConnection,
-    RequestContents, ResponseContents, SafeAad, SafeAadItem, StoredConnectionRequest,
+    seal_connection_request, seal_connection_response, AsyncConnectionStore, ConnectionChange,
+    ConnectionConfig, ConnectionError, ConnectionEstablishmentKey, ConnectionFailure,
+    ConnectionKeyBundle, ConnectionKeyRecord, ConnectionProvider, ConnectionRefusal,
+    ConnectionRequestDelivery, ConnectionResponder, ConnectionStore, InMemoryConnectionStore,
+    InboxRecord, PendingConnection, RequestContents, ResponseContents, SafeAad, SafeAadItem,
+    StoredConnectionRequest,
 };
 use mimi_ds::qs::{InMemoryQsStorage, QsStatus};
 use mimi_ds::storage::InMemoryStorage;
 use mimi_ds::testing::connection::{debug_dump_contains, pseudonymous_client, RealIdentity};
+use mimi_ds::testing::driver::block_on;
 use mimi_ds::testing::{TestClient, TestDs, TestQs, CIPHERSUITE};
 use mimi_ds::transport::{HttpRequest, Routed, Router, TransportConfig, OCTET_STREAM};
 use mimi_ds::wire::{
@@ -796,15 +798,15 @@ impl ConnectionStore for Conflicting {
     type Error = mimi_ds::storage::Infallible;
 
     fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Self::Error> {
-        self.inner.key_record(user)
+        ConnectionStore::key_record(&self.inner, user)
     }
 
     fn inbox(&self, inbox_id: &[u8]) -> Result<Option<InboxRecord>, Self::Error> {
-        self.inner.inbox(inbox_id)
+        ConnectionStore::inbox(&self.inner, inbox_id)
     }
 
     fn has_mark(&self, inbox_id: &[u8], mark: &[u8], now_ms: u64) -> Result<bool, Self::Error> {
-        self.inner.has_mark(inbox_id, mark, now_ms)
+        ConnectionStore::has_mark(&self.inner, inbox_id, mark, now_ms)
     }
 
     fn requests(
@@ -813,7 +815,7 @@ impl ConnectionStore for Conflicting {
         from_sequence: u64,
         max: usize,
     ) -> Result<Vec<StoredConnectionRequest>, Self::Error> {
-        self.inner.requests(inbox_id, from_sequence, max)
+        ConnectionStore::requests(&self.inner, inbox_id, from_sequence, max)
     }
 
     fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Self::Error> {
@@ -821,7 +823,181 @@ impl ConnectionStore for Conflicting {
             self.conflicts -= 1;
             return Ok(false);
         }
-        self.inner.apply(now_ms, change)
+        ConnectionStore::apply(&mut self.inner, now_ms, change)
+    }
+}
+
+/// The async backends' (PostgreSQL's) view of the same store.
+impl AsyncConnectionStore for Conflicting {
+    type Error = mimi_ds::storage::Infallible;
+
+    async fn key_record(&self, user: &[u8]) -> Result<Option<ConnectionKeyRecord>, Self::Error> {
+        ConnectionStore::key_record(self, user)
+    }
+
+    async fn inbox(&self, inbox_id: &[u8]) -> Result<Option<InboxRecord>, Self::Error> {
+        ConnectionStore::inbox(self, inbox_id)
+    }
+
+    async fn has_mark(
+        &self,
+        inbox_id: &[u8],
+        mark: &[u8],
+        now_ms: u64,
+    ) -> Result<bool, Self::Error> {
+        ConnectionStore::has_mark(self, inbox_id, mark, now_ms)
+    }
+
+    async fn requests(
+        &self,
+        inbox_id: &[u8],
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<StoredConnectionRequest>, Self::Error> {
+        ConnectionStore::requests(self, inbox_id, from_sequence, max)
+    }
+
+    async fn apply(&mut self, now_ms: u64, change: ConnectionChange) -> Result<bool, Self::Error> {
+        ConnectionStore::apply(self, now_ms, change)
+    }
+}
+
+/// The async calls take the same steps as the sync ones: the same stores after publish,
+/// deliver and acknowledge, the same answers to fetch and inbox, and the same refusals of a
+/// publication overtaken by another and of deliveries that keep conflicting.
+#[test]
+fn the_async_calls_store_and_answer_as_the_sync_ones() {
+    let s = setup();
+    let provider = &s.beta.connections;
+    let now = s.beta.now();
+    let mut sync = s.beta.conn_store.clone();
+    let mut asynchronous = Conflicting {
+        inner: s.beta.conn_store.clone(),
+        conflicts: 0,
+    };
+
+    // Publish.
+    let carol =
+        ConnectionEstablishmentKey::derive(&RustCrypto::default(), CIPHERSUITE, &random(32))
+            .unwrap();
+    let suite = u16::from(CIPHERSUITE);
+    provider
+        .publish(now, &mut sync, b"carol", suite, carol.public_key())
+        .unwrap();
+    block_on(provider.publish_async(now, &mut asynchronous, b"carol", suite, carol.public_key()))
+        .unwrap();
+    // The same record, but for the new inbox's random ID.
+    let record = |store: &InMemoryConnectionStore| {
+        let record = ConnectionStore::key_record(store, b"carol")
+            .unwrap()
+            .expect("carol's key is published");
+        let inbox = ConnectionStore::inbox(store, &record.inbox_id).unwrap();
+        assert_eq!(inbox.expect("carol has an inbox").user, b"carol");
+        ConnectionKeyRecord {
+            inbox_id: Vec::new(),
+            ..record
+        }
+    };
+    assert_eq!(record(&asynchronous.inner), record(&sync));
+    sync = asynchronous.inner.clone();
+    // Rule R-CONN-9: another publication got in between.
+    asynchronous.conflicts = 1;
+    let overtaken = block_on(provider.publish_async(
+        now,
+        &mut asynchronous,
+        b"carol",
+        suite,
+        carol.public_key(),
+    ));
+    let stale = QsRejectReason::Connection(ConnectionRefusal::StalePublication);
+    assert!(matches!(&overtaken, Err(ConnectionFailure::Refused(r)) if *r == stale));
+    assert_eq!(
+        asynchronous.inner, sync,
+        "a refused publication stores nothing"
+    );
+
+    // Fetch: the same key; the inbox address is sealed afresh each time.
+    let fetched = block_on(provider.fetch_async(&asynchronous, b"bob"))
+        .unwrap()
+        .expect("bob's key is published");
+    assert_eq!(
+        (
+            fetched.ciphersuite,
+            &fetched.connection_establishment_key,
+            &fetched.provider_domain
+        ),
+        (
+            s.bundle.ciphersuite,
+            &s.bundle.connection_establishment_key,
+            &s.bundle.provider_domain
+        )
+    );
+    assert!(block_on(provider.fetch_async(&asynchronous, b"nobody"))
+        .unwrap()
+        .is_none());
+
+    // Deliver, then the same bytes again.
+    let body = encode(&s.delivery).unwrap();
+    let taken = provider
+        .deliver(now, &body, Some(ALPHA), &mut sync)
+        .unwrap();
+    let taken_async =
+        block_on(provider.deliver_async(now, &body, Some(ALPHA), &mut asynchronous)).unwrap();
+    assert_eq!(taken_async.status, QsStatus::Accepted);
+    assert_eq!(
+        (&taken_async.response, &taken_async.enqueued),
+        (&taken.response, &taken.enqueued)
+    );
+    assert_eq!(asynchronous.inner, sync);
+    let replayed =
+        block_on(provider.deliver_async(now, &body, Some(ALPHA), &mut asynchronous)).unwrap();
+    assert_eq!(
+        replayed.refusal,
+        Some(QsRejectReason::Connection(ConnectionRefusal::Replayed))
+    );
+    assert_eq!(asynchronous.inner, sync);
+
+    // Read and acknowledge the inbox.
+    let stored = provider.inbox(&sync, b"bob", 0, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        block_on(provider.inbox_async(&asynchronous, b"bob", 0, 10)).unwrap(),
+        stored
+    );
+    provider.acknowledge(now, &mut sync, b"bob", 1).unwrap();
+    block_on(provider.acknowledge_async(now, &mut asynchronous, b"bob", 1)).unwrap();
+    assert_eq!(asynchronous.inner, sync);
+    assert!(block_on(provider.inbox_async(&asynchronous, b"bob", 0, 10))
+        .unwrap()
+        .is_empty());
+}
+
+/// As [`a_conflicting_delivery_is_retried_then_refused`], through the async call.
+#[test]
+fn a_conflicting_async_delivery_is_retried_then_refused() {
+    let s = setup();
+    let body = encode(&s.delivery).unwrap();
+    let retries = ConnectionConfig::new(BETA).max_conflict_retries;
+    for conflicts in 0..=retries + 1 {
+        let mut store = Conflicting {
+            inner: s.beta.conn_store.clone(),
+            conflicts,
+        };
+        let outcome = block_on(s.beta.connections.deliver_async(
+            s.beta.now(),
+            &body,
+            Some(ALPHA),
+            &mut store,
+        ))
+        .unwrap();
+        assert_eq!(store.conflicts, 0, "every retry was made");
+        if conflicts <= retries {
+            assert_eq!(outcome.status, QsStatus::Accepted, "{conflicts} conflicts");
+            assert_ne!(store.inner, s.beta.conn_store);
+        } else {
+            assert_eq!(outcome.refusal, Some(QsRejectReason::Conflict));
+            assert_eq!(store.inner, s.beta.conn_store, "nothing stored");
+        }
     }
 }
 
