@@ -220,6 +220,33 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_lists_prints_and_compares_its_components() {
+        let value = ReplaceValue::new(3);
+        let empty = AppDataComponents::new();
+        assert_eq!(empty.ids().count(), 0);
+        let two = AppDataComponents::new()
+            .with(9, value.clone())
+            .with(2, value.clone());
+        assert_eq!(two.ids().collect::<Vec<_>>(), [2, 9], "ascending");
+        assert_eq!(format!("{two:?}"), "{2, 9}");
+        // Equal: the same IDs with the same registrations (clones share them).
+        assert_eq!(two.clone(), two);
+        assert_ne!(two, empty, "other IDs");
+        assert_ne!(
+            two,
+            AppDataComponents::new().with(2, value.clone()),
+            "a subset"
+        );
+        let mut other_nine = two.clone();
+        other_nine.register(9, value.clone());
+        assert_ne!(other_nine, two, "a registration replaced by another");
+        // Every registration of `two` shared, and one more.
+        let mut longer = two.clone();
+        longer.register(10, value);
+        assert_ne!(longer, two, "a superset");
+    }
+
+    #[test]
     fn updates_chain_within_a_component() {
         /// Appends the update to the state.
         struct Append;
