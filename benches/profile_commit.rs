@@ -13,7 +13,13 @@
 //! * `run N openmls`: imports the group into an openmls `PublicGroup` from the GroupInfo and
 //!   tree, then calls `process_message` on the same commit once, inside
 //!   [`contender_openmls_process_message`].
-//! * `time N`: both contenders natively, 10 times each on fresh copies, medians (a sanity
+//! * `run N mls_rs`: an mls-rs observer of the same group (joined from the GroupInfo and tree)
+//!   loads its stored snapshot and processes the same commit bytes once, inside
+//!   [`contender_mls_rs_load_and_process`] (the issue-14 baseline of benches/process.rs).
+//! * `repeat N CONTENDER K`: `run` K times over (each on a fresh copy of the state), for a
+//!   sampling profiler on the native build (`perf record`): callgrind runs without the
+//!   CPU's SHA extensions, so it overweights hashing.
+//! * `time N`: the hub and openmls natively, 10 times each on fresh copies, medians (a sanity
 //!   check of the ratio, not a benchmark).
 //!
 //! Profile with `valgrind --tool=callgrind --collect-atstart=no
@@ -24,6 +30,9 @@
 #[allow(dead_code)]
 #[path = "support/group.rs"]
 mod group;
+#[allow(dead_code)]
+#[path = "support/mls_rs_observer.rs"]
+mod mls_rs_observer;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +46,8 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
 use tls_codec::{Deserialize as _, Serialize as _};
+
+use mls_rs_observer::MlsRsObserver;
 
 use group::{
     bench_ds, build_group_with_ds_keys, commit_of, import_public_group, public_message_of,
@@ -249,6 +260,15 @@ fn contender_openmls_process_message(
         .expect("valid commit")
 }
 
+/// The mls-rs baseline: load the stored snapshot and process the same commit.
+#[inline(never)]
+fn contender_mls_rs_load_and_process(
+    observer: &MlsRsObserver,
+    commit: &[u8],
+) -> mls_rs::external_client::ExternalGroup<mls_rs_observer::Config> {
+    observer.load_and_process(commit)
+}
+
 fn process_once(ds: &TestDs, prepared: &Prepared) -> Outcome {
     let mut storage = prepared.storage();
     let outcome = contender_mimi_ds_process(
@@ -265,17 +285,45 @@ fn process_once(ds: &TestDs, prepared: &Prepared) -> Outcome {
     outcome
 }
 
-fn openmls_once(prepared: &Prepared) -> ProcessedMessage {
-    let (provider, mut public) = prepared.public_group();
-    let message = public_message_of(&commit_of(&prepared.update_request));
-    contender_openmls_process_message(&provider, &mut public, message)
-}
-
 fn load(size: usize) -> Prepared {
     let file = path(size);
     let bytes = std::fs::read(&file)
         .unwrap_or_else(|e| panic!("{}: {e}; run `prepare {size}` first", file.display()));
     Prepared::decode(&bytes)
+}
+
+/// Runs one contender `times` times on the prepared commit.
+fn run(prepared: &Prepared, contender: &str, times: usize) {
+    match contender {
+        "mimi_ds" => {
+            let ds = bench_ds(prepared.ds_keys());
+            for _ in 0..times {
+                drop(process_once(&ds, prepared));
+            }
+        }
+        "openmls" => {
+            // Processing (without merging) leaves the imported group as it was, so one import
+            // serves every repetition and the profile is not drowned in import costs.
+            let (provider, mut public) = prepared.public_group();
+            let commit = commit_of(&prepared.update_request);
+            for _ in 0..times {
+                let message = public_message_of(&commit);
+                drop(contender_openmls_process_message(
+                    &provider,
+                    &mut public,
+                    message,
+                ));
+            }
+        }
+        "mls_rs" => {
+            let observer = MlsRsObserver::new(&prepared.group_info, &prepared.ratchet_tree);
+            let commit = commit_of(&prepared.update_request).into_bytes();
+            for _ in 0..times {
+                drop(contender_mls_rs_load_and_process(&observer, &commit));
+            }
+        }
+        other => panic!("profile_commit: unknown contender {other}: mimi_ds, openmls or mls_rs"),
+    }
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -323,12 +371,10 @@ fn main() {
     let size = |s: &str| -> usize { s.parse().expect("a member count") };
     match args.as_slice() {
         ["prepare", n] => prepare(size(n)),
-        ["run", n, "mimi_ds"] => {
-            let prepared = load(size(n));
-            let ds = bench_ds(prepared.ds_keys());
-            drop(process_once(&ds, &prepared));
+        ["run", n, contender] => run(&load(size(n)), contender, 1),
+        ["repeat", n, contender, times] => {
+            run(&load(size(n)), contender, times.parse().expect("a count"))
         }
-        ["run", n, "openmls"] => drop(openmls_once(&load(size(n)))),
         ["time", n] => time(size(n)),
         [] => eprintln!(
             "profile_commit: `prepare N`, `run N mimi_ds|openmls` or `time N` (see its docs)"
