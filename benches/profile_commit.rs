@@ -16,15 +16,17 @@
 //! * `run N mls_rs`: an mls-rs observer of the same group (joined from the GroupInfo and tree)
 //!   loads its stored snapshot and processes the same commit bytes once, inside
 //!   [`contender_mls_rs_load_and_process`] (the issue-14 baseline of benches/process.rs).
-//! * `repeat N CONTENDER K`: `run` K times over (each on a fresh copy of the state), for a
-//!   sampling profiler on the native build (`perf record`): callgrind runs without the
+//! * `repeat N CONTENDER K`: `run` K times over (the hub on a fresh copy of its storage each
+//!   time, openmls on the one imported group, which processing without merging leaves as it
+//!   was), for a sampling profiler on the native build (`perf record`): callgrind runs without the
 //!   CPU's SHA extensions, so it overweights hashing.
 //! * `time N`: the hub and openmls natively, 10 times each on fresh copies, medians (a sanity
 //!   check of the ratio, not a benchmark).
 //!
 //! Profile with `valgrind --tool=callgrind --collect-atstart=no
 //! --toggle-collect='*contender_mimi_ds_process*' <binary> run N mimi_ds` (BENCHMARKS.md has
-//! the exact commands). Without arguments (as `cargo bench` runs every bench) it does nothing.
+//! the exact commands). Without these arguments (`cargo bench` runs every bench, passing its
+//! filter) it only prints its usage.
 
 // Shared with benches/process.rs, which uses the parts this harness does not.
 #[allow(dead_code)]
@@ -376,9 +378,11 @@ fn main() {
             run(&load(size(n)), contender, times.parse().expect("a count"))
         }
         ["time", n] => time(size(n)),
-        [] => eprintln!(
-            "profile_commit: `prepare N`, `run N mimi_ds|openmls` or `time N` (see its docs)"
+        // Not a command of this harness: a criterion filter of `cargo bench -- FILTER`, or
+        // nothing at all. Say how to use it and let the other benches run.
+        _ => eprintln!(
+            "profile_commit: `prepare N`, `run N mimi_ds|openmls|mls_rs`, \
+             `repeat N mimi_ds|openmls|mls_rs K` or `time N` (see benches/profile_commit.rs)"
         ),
-        other => panic!("profile_commit: unknown arguments {other:?}"),
     }
 }
