@@ -17,6 +17,8 @@
 //! `benches/plot.py` draws the recorded results (BENCHMARKS.md).
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
+#[path = "support/group.rs"]
+mod group;
 #[path = "support/mls_rs_observer.rs"]
 mod mls_rs_observer;
 
@@ -25,14 +27,16 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use mimi_ds::storage::{InMemoryStorage, RecordKind};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
-use mimi_ds::wire::{decode_exact, DsRequest, DsRequestBody, DsResponseBody, MlsMessageBytes};
-use mimi_ds::{DsConfig, Status, UnixTimeMs};
+use mimi_ds::wire::DsResponseBody;
+use mimi_ds::{Status, UnixTimeMs};
 use openmls::prelude::*;
-use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::signatures::Signer;
 use tls_codec::Serialize as _;
 
+use group::{
+    build_group, commit_of, import_public_group, key_packages, public_message_of, BuiltGroup,
+};
 use mls_rs_observer::MlsRsObserver;
 
 /// Member counts measured unless `MIMI_DS_BENCH_SIZES` says otherwise.
@@ -71,50 +75,14 @@ struct World {
     mls_rs: MlsRsObserver,
 }
 
-/// The commit inside a commit-carrying request.
-fn commit_of(request: &[u8]) -> MlsMessageBytes {
-    let request: DsRequest = decode_exact(request).expect("a request");
-    match request.body {
-        DsRequestBody::Commits(c) => c.group_update.commit,
-        DsRequestBody::ExternalJoin(c) => c.group_update.commit,
-        _ => unreachable!("a commit request"),
-    }
-}
-
-fn key_packages(count: usize, provider: &str) -> Vec<KeyPackage> {
-    (0..count)
-        .map(|i| {
-            TestClient::new(&format!("user{i}"), &format!("client{i}"), provider).key_package()
-        })
-        .collect()
-}
-
 impl World {
     fn new(size: usize) -> Self {
-        // The one commit that adds everyone at 10,000 members (and the `create_group` request
-        // carrying such a tree) is larger than the default 4 MiB request limit; the limit is a
-        // size check before decoding, so raising it changes nothing that is measured.
-        let mut config = DsConfig::new("hub.example");
-        config.max_request_bytes = 64 << 20;
-        let mut ds = TestDs::with_config(config);
-        let mut alice = TestClient::new("alice", "alice-1", "a.example");
-        let mut frank = TestClient::new("frank", "frank-1", "f.example");
-        let group_id = ds.request_group_id();
-        alice.create_group(&group_id, &ds.external_sender);
-        assert_eq!(
-            ds.process(&alice.create_group_request(ds.now_ms)).status,
-            Status::Accepted
-        );
-        if size > 1 {
-            // Everyone but Alice is added in one commit; Frank is a real joiner whose Welcome
-            // is processed, the others only have leaves (all the DS needs).
-            let mut kps = key_packages(size - 2, "b.example");
-            kps.push(frank.key_package());
-            let out = ds.process(&alice.add_request(kps, ds.now_ms));
-            assert_eq!(out.status, Status::Accepted);
-            alice.confirm_commit();
-            TestDs::route(&out, &mut [&mut frank]);
-        }
+        let BuiltGroup {
+            mut ds,
+            mut alice,
+            mut frank,
+            group_id,
+        } = build_group(size);
         let now = ds.now_ms;
         let mut requests = vec![(
             "send_message",
@@ -245,26 +213,11 @@ impl World {
         c.bench_function(BenchmarkId::new(name, size), |b| {
             b.iter_batched(
                 || {
-                    let provider = OpenMlsRustCrypto::default();
-                    let MlsMessageBodyIn::GroupInfo(vgi) =
-                        MlsMessageIn::from(self.group_info.clone()).extract()
-                    else {
-                        unreachable!("exported a GroupInfo")
-                    };
-                    let (public, _) = PublicGroup::from_external(
-                        provider.crypto(),
-                        provider.storage(),
+                    let (provider, public) = import_public_group(
+                        MlsMessageIn::from(self.group_info.clone()),
                         self.tree.clone(),
-                        vgi,
-                        ProposalStore::new(),
-                    )
-                    .expect("import");
-                    let MlsMessageBodyIn::PublicMessage(message) =
-                        commit.parse().expect("commit").extract()
-                    else {
-                        unreachable!("commits are PublicMessages")
-                    };
-                    (provider, public, message)
+                    );
+                    (provider, public, public_message_of(&commit))
                 },
                 |(provider, mut public, message)| {
                     let processed = public

@@ -17,7 +17,8 @@ use mls_rs::identity::basic::BasicIdentityProvider;
 use mls_rs::MlsMessage;
 use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 
-type Config = WithIdentityProvider<
+/// The observer's mls-rs configuration.
+pub(crate) type Config = WithIdentityProvider<
     BasicIdentityProvider,
     WithCryptoProvider<RustCryptoProvider, ExternalBaseConfig>,
 >;

@@ -5,13 +5,19 @@
 //! group: `PublicGroup::load` reads from it and `merge_commit` writes into it, and the whole
 //! buffer is encoded as the `MlsState` record with postcard, a compact, stable binary serde
 //! format (JSON would store about five times the TLS-encoded tree, see BENCHMARKS.md).
+//!
+//! Each entity is kept encoded as [`Encoded`] bytes, which postcard writes exactly as it writes
+//! a `Vec<u8>` (a varint length, then the bytes) but copies in one piece: decoding and
+//! re-encoding the record no longer visits the tree's bytes one by one (BENCHMARKS.md "Issue
+//! 14: where a 4000-member commit's time goes").
 
 use std::cell::RefCell;
 
 use openmls::prelude::{GroupId, PublicGroup};
 use openmls_traits::public_storage::PublicStorageProvider;
 use openmls_traits::storage::{traits, CURRENT_VERSION};
-use serde::{Deserialize, Serialize};
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An error of the in-process openmls storage: an entity that failed to (de)serialize.
 #[derive(Debug, thiserror::Error)]
@@ -26,15 +32,66 @@ fn from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MlsStat
     postcard::from_bytes(bytes).map_err(|e| MlsStateError(e.to_string()))
 }
 
+fn encode<T: Serialize>(value: &T) -> Result<Encoded, MlsStateError> {
+    to_bytes(value).map(Encoded)
+}
+
+/// One postcard-encoded entity. Serialized as serde bytes, which postcard encodes exactly like
+/// the `Vec<u8>` sequence records were written with before (a varint length, then each byte
+/// as itself), so old and new records are the same bytes; but the bytes are copied in one
+/// piece instead of being visited one at a time (on a 4000-member group's ~900 kB tree, that
+/// was 4% of a commit's instructions).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Encoded(Vec<u8>);
+
+impl Serialize for Encoded {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Encoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_byte_buf(EncodedVisitor)
+    }
+}
+
+struct EncodedVisitor;
+
+impl<'de> Visitor<'de> for EncodedVisitor {
+    type Value = Encoded;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an encoded openmls entity")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Encoded, E> {
+        Ok(Encoded(bytes.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Encoded, E> {
+        Ok(Encoded(bytes))
+    }
+
+    // Formats without a bytes type hand the bytes over as a sequence.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Encoded, A::Error> {
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(byte) = seq.next_element()? {
+            bytes.push(byte);
+        }
+        Ok(Encoded(bytes))
+    }
+}
+
 /// The encoded entities of one group's `PublicGroup`.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entities {
-    tree: Option<Vec<u8>>,
-    context: Option<Vec<u8>>,
-    interim_transcript_hash: Option<Vec<u8>>,
-    confirmation_tag: Option<Vec<u8>>,
+    tree: Option<Encoded>,
+    context: Option<Encoded>,
+    interim_transcript_hash: Option<Encoded>,
+    confirmation_tag: Option<Encoded>,
     /// `(proposal_ref, queued_proposal)` in insertion order.
-    proposals: Vec<(Vec<u8>, Vec<u8>)>,
+    proposals: Vec<(Encoded, Encoded)>,
 }
 
 /// A single-group openmls `PublicStorageProvider` backed by encoded entities.
@@ -73,7 +130,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         _group_id: &G,
         tree: &T,
     ) -> Result<(), MlsStateError> {
-        self.entities.borrow_mut().tree = Some(to_bytes(tree)?);
+        self.entities.borrow_mut().tree = Some(encode(tree)?);
         Ok(())
     }
 
@@ -85,7 +142,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         _group_id: &G,
         hash: &H,
     ) -> Result<(), MlsStateError> {
-        self.entities.borrow_mut().interim_transcript_hash = Some(to_bytes(hash)?);
+        self.entities.borrow_mut().interim_transcript_hash = Some(encode(hash)?);
         Ok(())
     }
 
@@ -97,7 +154,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         _group_id: &G,
         context: &C,
     ) -> Result<(), MlsStateError> {
-        self.entities.borrow_mut().context = Some(to_bytes(context)?);
+        self.entities.borrow_mut().context = Some(encode(context)?);
         Ok(())
     }
 
@@ -109,7 +166,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         _group_id: &G,
         tag: &C,
     ) -> Result<(), MlsStateError> {
-        self.entities.borrow_mut().confirmation_tag = Some(to_bytes(tag)?);
+        self.entities.borrow_mut().confirmation_tag = Some(encode(tag)?);
         Ok(())
     }
 
@@ -123,8 +180,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         proposal_ref: &R,
         proposal: &P,
     ) -> Result<(), MlsStateError> {
-        let key = to_bytes(proposal_ref)?;
-        let value = to_bytes(proposal)?;
+        let key = encode(proposal_ref)?;
+        let value = encode(proposal)?;
         let mut entities = self.entities.borrow_mut();
         entities.proposals.retain(|(k, _)| *k != key);
         entities.proposals.push((key, value));
@@ -143,7 +200,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         entities
             .proposals
             .iter()
-            .map(|(k, v)| Ok((from_bytes(k)?, from_bytes(v)?)))
+            .map(|(k, v)| Ok((from_bytes(&k.0)?, from_bytes(&v.0)?)))
             .collect()
     }
 
@@ -154,8 +211,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         self.entities
             .borrow()
             .tree
-            .as_deref()
-            .map(from_bytes)
+            .as_ref()
+            .map(|encoded| from_bytes(&encoded.0))
             .transpose()
     }
 
@@ -169,8 +226,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         self.entities
             .borrow()
             .context
-            .as_deref()
-            .map(from_bytes)
+            .as_ref()
+            .map(|encoded| from_bytes(&encoded.0))
             .transpose()
     }
 
@@ -184,8 +241,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         self.entities
             .borrow()
             .interim_transcript_hash
-            .as_deref()
-            .map(from_bytes)
+            .as_ref()
+            .map(|encoded| from_bytes(&encoded.0))
             .transpose()
     }
 
@@ -199,8 +256,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         self.entities
             .borrow()
             .confirmation_tag
-            .as_deref()
-            .map(from_bytes)
+            .as_ref()
+            .map(|encoded| from_bytes(&encoded.0))
             .transpose()
     }
 
@@ -241,7 +298,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
         _group_id: &G,
         proposal_ref: &R,
     ) -> Result<(), MlsStateError> {
-        let key = to_bytes(proposal_ref)?;
+        let key = encode(proposal_ref)?;
         self.entities
             .borrow_mut()
             .proposals
@@ -258,5 +315,49 @@ impl PublicStorageProvider<CURRENT_VERSION> for MlsStateBuffer {
     ) -> Result<(), MlsStateError> {
         self.entities.borrow_mut().proposals.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout `MlsState` records were written with before [`Encoded`]: every entity a
+    /// `Vec<u8>` sequence.
+    #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+    struct SequenceEntities {
+        tree: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        interim_transcript_hash: Option<Vec<u8>>,
+        confirmation_tag: Option<Vec<u8>>,
+        proposals: Vec<(Vec<u8>, Vec<u8>)>,
+    }
+
+    /// Stored records stay readable and are written as the same bytes: `Encoded` must encode
+    /// exactly as the `Vec<u8>` it replaced (lengths past one varint byte included).
+    #[test]
+    fn encoded_entities_keep_the_sequence_layout() {
+        let tree: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        let sequence = SequenceEntities {
+            tree: Some(tree.clone()),
+            context: Some(vec![1, 2, 3]),
+            interim_transcript_hash: None,
+            confirmation_tag: Some(Vec::new()),
+            proposals: vec![(vec![9; 40], vec![7; 300])],
+        };
+        let encoded = Entities {
+            tree: Some(Encoded(tree)),
+            context: Some(Encoded(vec![1, 2, 3])),
+            interim_transcript_hash: None,
+            confirmation_tag: Some(Encoded(Vec::new())),
+            proposals: vec![(Encoded(vec![9; 40]), Encoded(vec![7; 300]))],
+        };
+        let record = to_bytes(&sequence).expect("encode");
+        assert_eq!(to_bytes(&encoded).expect("encode"), record);
+        assert_eq!(from_bytes::<Entities>(&record).expect("decode"), encoded);
+        assert_eq!(
+            from_bytes::<SequenceEntities>(&to_bytes(&encoded).expect("encode")).expect("decode"),
+            sequence
+        );
     }
 }
