@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 mod prefetched;
+mod privacy;
 pub mod steps;
 
 pub use cache::GroupCacheStats;
@@ -105,6 +106,9 @@ pub struct DeliveryService<C = RustCrypto> {
     /// Decoded group state, used only for the exact stored version it came from
     /// (wire-format.md §16.2).
     pub(crate) cache: Arc<cache::GroupCache>,
+    /// The empty cache keyed requests run with: the group cache keeps no privacy-mode group
+    /// (wire-format.md §17.8), so their handlers always read and open the records.
+    pub(crate) uncached: cache::GroupCache,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -127,6 +131,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         let cache = cache::GroupCache::new(config.group_cache_bytes, config.group_cache_force_miss);
         Self {
             cache: Arc::new(cache),
+            uncached: cache::GroupCache::new(0, true),
             config,
             identity,
             crypto,
@@ -239,8 +244,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             .await
     }
 
-    /// What handlers may use of this service.
-    fn handler_env(&self) -> HandlerEnv<'_, C> {
+    /// What handlers may use of this service, with the group cache or, for a keyed request
+    /// (wire-format.md §17.8), without it.
+    fn handler_env(&self, keyed: bool) -> HandlerEnv<'_, C> {
         HandlerEnv {
             config: &self.config,
             identity: &self.identity,
@@ -248,7 +254,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             franking_key: self.franking_key.as_ref(),
             crypto: &self.crypto,
             validator: self.validator.as_ref(),
-            cache: &self.cache,
+            cache: if keyed { &self.uncached } else { &self.cache },
         }
     }
 

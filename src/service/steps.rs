@@ -85,6 +85,7 @@ use crate::{DeliveryService, Outcome, OutcomeStats, Status};
 
 use super::cache::{CacheAfterWrite, GroupCache};
 use super::prefetched::Prefetched;
+use super::privacy::{SealFailure, SealedStore};
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use std::cell::RefCell;
@@ -387,7 +388,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Ok(decoded) => Box::new(decoded),
             Err(reason) => return Ok(DsStep::Done(meter.finish(0, self.reject(&reason)?))),
         };
-        meter.set_operation(decoded.body.request_type().name());
+        meter.set_operation(decoded.body.operation().request_type().name());
         self.run(
             Task {
                 input: Input::Request {
@@ -479,36 +480,51 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     }
 
     /// Runs the request's handler against `answers` and turns what it decided into a step.
+    /// The handler reads through the privacy-mode record layer ([`super::privacy`]), which
+    /// opens a privacy-mode group's records with the request's keys and seals the write.
     fn run<'r>(
         &self,
         mut task: Task<'r>,
         answers: Vec<(DsRead, DsFetched)>,
     ) -> Result<DsStep<'r>, StepError> {
+        let (keys, operation) = match &task.input {
+            Input::Request { decoded, .. } => (
+                decoded.body.state_keys(),
+                decoded.body.operation().request_type(),
+            ),
+            // A hub event carries no keys: a privacy-mode group refuses it (§17.8).
+            Input::Event { .. } => (None, crate::wire::DsRequestType::Commits),
+        };
         let store = Prefetched::new(answers);
+        let sealed_store = SealedStore::new(&store, &self.crypto, keys, operation);
         let (decided, cache_after) = task.meter.span.in_scope(|| match &task.input {
             Input::Request { bytes, decoded } => {
                 let ctx = Ctx {
-                    env: self.handler_env(),
+                    env: self.handler_env(keys.is_some()),
                     now: task.now,
                     request: decoded,
                     request_bytes: bytes,
                     cache_after: RefCell::new(None),
                 };
-                let decided = handlers::dispatch(&ctx, &store);
+                let decided = handlers::dispatch(&ctx, &sealed_store);
                 (decided, ctx.cache_after.into_inner())
             }
             Input::Event { group_id, event } => (
                 handlers::hub_events::handle(
-                    &self.handler_env(),
+                    &self.handler_env(false),
                     task.now,
                     group_id,
                     event,
-                    &store,
+                    &sealed_store,
                 ),
                 None,
             ),
         });
-        let cache_after = cache_after.map(|after| (Arc::clone(&self.cache), after));
+        let sealer = sealed_store.finish();
+        // §17.8: the group cache keeps nothing of a keyed request's group.
+        let cache_after = cache_after
+            .filter(|_| keys.is_none())
+            .map(|after| (Arc::clone(&self.cache), after));
         let reads = store.into_reads();
         if reads.wrote {
             task.meter.failed(Failed::Internal);
@@ -520,6 +536,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 reads: reads.asked,
             }));
         }
+        let decided = match decided {
+            Ok(Plan::Write {
+                write_set,
+                response,
+            }) => sealer.seal(write_set).map(|write_set| Plan::Write {
+                write_set,
+                response,
+            }),
+            Ok(Plan::RefuseAfterWrite { write_set, reason }) => sealer
+                .seal(write_set)
+                .map(|write_set| Plan::RefuseAfterWrite { write_set, reason }),
+            Ok(plan) => Ok(plan),
+            Err(Failure::Reject(reason)) => Err(SealFailure::Refuse(reason)),
+            Err(Failure::Process(ProcessError::Storage(failure))) => Err(failure),
+            Err(Failure::Process(ProcessError::Internal(what))) => Err(SealFailure::Corrupt(what)),
+        };
         Ok(match decided {
             Ok(Plan::Answer(body)) => DsStep::Done(task.finish(self.answer(body)?)),
             Ok(Plan::Duplicate(response)) => DsStep::Done(task.finish(Outcome {
@@ -553,12 +585,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
                 cache_after: None,
             }),
-            Err(Failure::Reject(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
-            Err(Failure::Process(ProcessError::Internal(what))) => {
+            Err(SealFailure::Refuse(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
+            Err(SealFailure::Corrupt(what)) => {
                 task.meter.failed(Failed::Internal);
                 return Err(StepError::Internal(name_the_group(what, &reads.asked)));
             }
-            Err(Failure::Process(ProcessError::Storage(never))) => match never {},
         })
     }
 }
