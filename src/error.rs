@@ -561,7 +561,15 @@ mod tests {
                 | RejectReason::InvalidMessageType(_)
                 | RejectReason::InvalidMlsMessage(_)
                 | RejectReason::UnsupportedOperation(_)
-                | RejectReason::Conflict => {}
+                | RejectReason::Conflict
+                | RejectReason::StateKeyMissing
+                | RejectReason::NextStateKeyMissing
+                | RejectReason::StateKeyWrong
+                | RejectReason::StateKeyStale
+                | RejectReason::KeysForPlainGroup
+                | RejectReason::NextStateKeyUnexpected
+                | RejectReason::PrivacyExtensionMismatch
+                | RejectReason::PrivacyModeDropped => {}
             }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());

@@ -148,3 +148,167 @@ fn a_welcome_joiner_needs_no_welcome_info_and_an_external_joiner_gets_the_key_fr
         vec![Received::Application(b"joined".to_vec())]
     );
 }
+
+/// Every byte string in the storage's `Debug` dump (records, versions' owners, replay marks
+/// with their answers, reservations, tombstones): each `[n, n, ...]` list of byte values.
+fn dumped_byte_strings(storage: &InMemoryStorage) -> Vec<Vec<u8>> {
+    let dump = format!("{storage:?}");
+    let mut strings = Vec::new();
+    for (start, _) in dump.match_indices('[') {
+        let rest = &dump[start + 1..];
+        let Some(end) = rest.find(']') else { continue };
+        let bytes: Option<Vec<u8>> = rest[..end]
+            .split(", ")
+            .map(|n| n.parse::<u8>().ok())
+            .collect();
+        if let Some(bytes) = bytes.filter(|b| b.len() >= 8) {
+            strings.push(bytes);
+        }
+    }
+    strings
+}
+
+/// What must never be at rest in the clear for a member (wire-format.md §17.8): its signature
+/// key, its credential, its queue configuration and its leaf's HPKE key.
+fn secrets_of(client: &TestClient) -> Vec<(String, Vec<u8>)> {
+    let group = client.group();
+    let leaf = group.own_leaf_node().expect("a member");
+    vec![
+        (
+            format!("{} signature key", client.name),
+            client.signer.to_public_vec(),
+        ),
+        (
+            format!("{} credential", client.name),
+            client.credential.credential.serialized_content().to_vec(),
+        ),
+        (
+            format!("{} queue configuration", client.name),
+            mimi_ds::wire::encode(&client.queue).expect("encode"),
+        ),
+        (
+            format!("{} leaf HPKE key", client.name),
+            // The key without its one-byte length prefix (an X25519 key, 32 bytes).
+            tls_codec::Serialize::tls_serialize_detached(leaf.encryption_key()).expect("encode")
+                [1..]
+                .to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn a_whole_group_life_leaves_no_member_data_in_the_clear() {
+    let (mut ds, mut alice, mut bob) = private_pair();
+    let group_id = alice.group_id();
+    // Alice's second device by Welcome (the tree in the Welcome, §17.3).
+    let mut alice2 = TestClient::new("alice", "alice-2", "a.example");
+    let request = alice.add_request(vec![alice2.privacy_key_package()], ds.now_ms);
+    let out = ds.accept(&alice.keyed_by_member(&request, true, ds.now_ms));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob, &mut alice2]);
+    bob.process_inbox();
+    let Some(Received::Welcome(welcome)) = alice2.process_inbox().pop() else {
+        panic!("no Welcome")
+    };
+    // §17.3: the hub serves no welcome_info for the group.
+    let (request, processed) = alice2.welcome_info_request(&welcome, ds.now_ms);
+    ds.reject(&request, ErrorCode::StateKeyMissing);
+    alice2.join_processed_with_its_tree(processed);
+    exchange(&mut ds, &mut alice2, &mut bob, b"from my second device");
+
+    // Alice's second device loses its state and resyncs by external commit, with the key
+    // alice-1 hands it (§17.3).
+    alice2.lose_state();
+    let info_request = alice.signed_group_info_request(&group_id, None, ds.now_ms - 1);
+    let info_request = alice.keyed_by_member(&info_request, false, ds.now_ms - 1);
+    let DsResponseBody::ExternalCommitInfo(info) =
+        decode_response(&ds.accept(&info_request).response).body
+    else {
+        panic!("external commit info")
+    };
+    let handed_over = alice.state_keys(false).current().clone();
+    let join = alice2.external_join_request_with(
+        &info,
+        mimi_ds::testing::ExternalJoinOptions {
+            capabilities: Some(TestClient::privacy_capabilities()),
+            ..Default::default()
+        },
+    );
+    let next = mimi_ds::testing::privacy::state_key_of(
+        alice2.group(),
+        openmls_traits::OpenMlsProvider::crypto(&alice2.provider),
+    )
+    .expect("exporter");
+    let keys = StateKeys::new(StateKeyScheme::ExporterEpochKey, handed_over, Some(next))
+        .expect("next epoch");
+    let out = ds.accept(&alice2.keyed_request(&join, keys, ds.now_ms));
+    alice2.put_tree_in_welcomes();
+    TestDs::route(&out, &mut [&mut alice, &mut bob]);
+    alice.process_inbox();
+    bob.process_inbox();
+    assert_eq!(
+        alice.group().members().count(),
+        3,
+        "the resync replaced the old leaf"
+    );
+    exchange(&mut ds, &mut bob, &mut alice2, b"welcome back");
+
+    // Bob removes Alice's second device; then Alice updates.
+    let request = bob.remove_request(&[alice2.leaf()], ds.now_ms);
+    let out = ds.accept(&bob.keyed_by_member(&request, true, ds.now_ms));
+    bob.confirm_commit();
+    TestDs::route(&out, &mut [&mut alice]);
+    alice.process_inbox();
+    let request = alice.update_request(ds.now_ms);
+    let out = ds.accept(&alice.keyed_by_member(&request, true, ds.now_ms));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob]);
+    bob.process_inbox();
+    exchange(&mut ds, &mut alice, &mut bob, b"still sealed");
+
+    // Hub removals (§7) need the key the hub does not hold between requests (§17.8): a server
+    // event on a privacy-mode group is refused and changes nothing.
+    let event = mimi_ds::HubEvent::ClientDeleted {
+        signature_key: bob.signer.to_public_vec(),
+    };
+    ds.reject_event(&group_id, &event, ErrorCode::StateKeyMissing);
+
+    // Every stored byte: none of the members' credentials, keys, queues or tree.
+    let mut needles = Vec::new();
+    for client in [&alice, &bob] {
+        needles.extend(secrets_of(client));
+    }
+    needles.extend(secrets_of(&alice2).into_iter().take(3));
+    let tree = tls_codec::Serialize::tls_serialize_detached(&alice.group().export_ratchet_tree())
+        .expect("encode");
+    needles.push(("the ratchet tree".into(), tree));
+    let stored = dumped_byte_strings(&ds.storage);
+    assert!(stored.len() > 10, "the dump found the stored records");
+    for (what, needle) in &needles {
+        assert!(needle.len() >= 8, "{what} is long enough to search for");
+        for bytes in &stored {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} is stored in the clear"
+            );
+        }
+    }
+}
+
+/// The dump check can fail: a plain group's storage holds every one of those in the clear.
+#[test]
+fn the_dump_finds_member_data_of_a_plain_group() {
+    let mut ds = TestDs::new("hub.example");
+    let mut alice = TestClient::new("alice", "alice-1", "a.example");
+    let mut bob = TestClient::new("bob", "bob-1", "b.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+    let stored = dumped_byte_strings(&ds.storage);
+    for (what, needle) in secrets_of(&alice).into_iter().chain(secrets_of(&bob)) {
+        assert!(
+            stored
+                .iter()
+                .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_slice())),
+            "{what} is not found in a plain group's storage"
+        );
+    }
+}

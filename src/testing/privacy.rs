@@ -171,6 +171,18 @@ impl super::TestClient {
         self.put_tree_in_welcomes();
     }
 
+    /// Joins from a Welcome already processed (by [`Self::welcome_info_request`]) with the
+    /// tree the Welcome carries.
+    pub fn join_processed_with_its_tree(&mut self, processed: openmls::prelude::ProcessedWelcome) {
+        let group = openmls::prelude::JoinBuilder::new(&self.provider, processed)
+            .build()
+            .expect("a Welcome with the tree")
+            .into_group(&self.provider)
+            .expect("join");
+        self.group = Some(group);
+        self.put_tree_in_welcomes();
+    }
+
     /// `request` (built by another helper, signed by this client or unauthenticated) as a
     /// keyed request with `keys`, signed again by this client at `now_ms` in its group.
     pub fn keyed_request(
