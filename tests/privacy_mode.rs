@@ -312,3 +312,32 @@ fn the_dump_finds_member_data_of_a_plain_group() {
         );
     }
 }
+
+/// §17.4: a keyed body never wraps a keyed body (refused at its first level, so nesting cannot
+/// recurse) nor an operation about no group's state.
+#[test]
+fn keyed_bodies_that_section_17_4_forbids_are_malformed() {
+    use mimi_ds::testing::privacy::keyed_with;
+    use mimi_ds::wire::{encode, DsAuthData, DsRequest, DsRequestBody, PROTOCOL_VERSION_MIMI_DS10};
+    let (mut ds, mut alice, _bob) = private_pair();
+    let message = alice.message_request(b"nested", ds.now_ms);
+    let keyed = alice.keyed_by_member(&message, false, ds.now_ms);
+    let keys = alice.state_keys(false);
+    let body = mimi_ds::wire::decode_exact::<DsRequest>(&keyed)
+        .expect("request")
+        .body;
+    let nested = alice.signed(keyed_with(keys.clone(), body), ds.now_ms);
+    ds.reject(&nested, ErrorCode::MalformedRequest);
+    for inner in [
+        DsRequestBody::RequestGroupId,
+        DsRequestBody::SignaturePublicKey,
+    ] {
+        let request = encode(&DsRequest {
+            version: PROTOCOL_VERSION_MIMI_DS10,
+            body: keyed_with(keys.clone(), inner),
+            auth: DsAuthData::Unauthenticated,
+        })
+        .expect("encode");
+        ds.reject(&request, ErrorCode::MalformedRequest);
+    }
+}
