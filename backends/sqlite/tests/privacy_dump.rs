@@ -1,9 +1,12 @@
 //! Privacy mode (mimi-ds wire-format.md §17) on SQLite: a privacy-mode group's life runs on
 //! the in-memory storage of a `TestDs` and, request for request, on a SQLite database; then
-//! every value of every row of every table of the database is searched for the members'
-//! signature keys, credentials and queue configurations (§17.8: none is at rest in the clear).
+//! every value of every row of every table of the database, once the durable outbox is drained,
+//! is searched for the members' signature keys, credentials and queue configurations (§17.8:
+//! none is at rest in the clear).
 
-use mimi_ds::storage::{DsStorage as _, RecordKind, RecordWrite, VersionGuard, WriteSet};
+use mimi_ds::storage::{
+    DsOutbox as _, DsStorage as _, RecordKind, RecordWrite, VersionGuard, WriteSet,
+};
 use mimi_ds::testing::{Received, TestClient, TestDs};
 use mimi_ds::{Status, UnixTimeMs};
 use mimi_ds_sqlite::SqliteDsStorage;
@@ -83,17 +86,15 @@ fn a_privacy_mode_group_leaves_no_member_data_in_the_sqlite_database() {
 
     alice.create_private_group(&group_id, &ds.external_sender);
     let request = alice.create_group_request(ds.now_ms);
-    let _ = both(
-        &mut ds,
-        &mut sqlite,
-        &alice.keyed_by_member(&request, false, ds.now_ms),
-    );
+    let _ = {
+        let keyed = alice.keyed_by_member(&request, false, ds.now_ms);
+        both(&mut ds, &mut sqlite, &keyed)
+    };
     let request = alice.add_request(vec![bob.privacy_key_package()], ds.now_ms);
-    let out = both(
-        &mut ds,
-        &mut sqlite,
-        &alice.keyed_by_member(&request, true, ds.now_ms),
-    );
+    let out = {
+        let keyed = alice.keyed_by_member(&request, true, ds.now_ms);
+        both(&mut ds, &mut sqlite, &keyed)
+    };
     alice.confirm_commit();
     TestDs::route(&out, &mut [&mut bob]);
     let Some(Received::Welcome(welcome)) = bob.process_inbox().pop() else {
@@ -101,26 +102,36 @@ fn a_privacy_mode_group_leaves_no_member_data_in_the_sqlite_database() {
     };
     bob.join_from_welcome_with_its_tree(&welcome);
     let request = bob.message_request(b"hello", ds.now_ms);
-    let out = both(
-        &mut ds,
-        &mut sqlite,
-        &bob.keyed_by_member(&request, false, ds.now_ms),
-    );
+    let out = {
+        let keyed = bob.keyed_by_member(&request, false, ds.now_ms);
+        both(&mut ds, &mut sqlite, &keyed)
+    };
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(
         alice.process_inbox(),
         vec![Received::Application(b"hello".to_vec())]
     );
     let request = bob.update_request(ds.now_ms);
-    let out = both(
-        &mut ds,
-        &mut sqlite,
-        &bob.keyed_by_member(&request, true, ds.now_ms),
-    );
+    let out = {
+        let keyed = bob.keyed_by_member(&request, true, ds.now_ms);
+        both(&mut ds, &mut sqlite, &keyed)
+    };
     bob.confirm_commit();
     TestDs::route(&out, &mut [&mut alice]);
     alice.process_inbox();
 
+    // The durable outbox keeps each fanout in the clear until a relay delivered it (§17.8: a
+    // commit there carries the leaves it changes); the relay drains it.
+    assert!(sqlite.outbox_len().expect("SQLite") > 0, "fanout was kept");
+    loop {
+        let pending = sqlite.pending(u64::MAX, 100).expect("SQLite");
+        if pending.is_empty() {
+            break;
+        }
+        for entry in pending {
+            assert!(sqlite.mark_delivered(entry.id).expect("SQLite"));
+        }
+    }
     let values = every_stored_value(sqlite.connection());
     assert!(values.len() > 10, "the dump found the stored rows");
     for client in [&alice, &bob] {
