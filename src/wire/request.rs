@@ -192,7 +192,7 @@ impl DsRequestBody {
 
     /// The operation: the body itself, or the inner body of a keyed request (wire-format.md
     /// §17.4), whose request type decides everything §3.6 and §4 decide.
-    pub fn operation(&self) -> &DsRequestBody {
+    pub fn operation(&self) -> &Self {
         match self {
             Self::WithStateKeys(keyed) => &keyed.request,
             other => other,
