@@ -215,6 +215,10 @@ pub enum RejectReason {
     /// §17.2, "no silent exit").
     #[error("a commit must not drop or change the privacy-mode extension 0xF1E6")]
     PrivacyModeDropped,
+    /// A ReInit of a privacy-mode group whose successor's extensions lack 0xF1E6: leaving the
+    /// mode takes a new group that every member knowingly joins (wire-format.md §17.2).
+    #[error("the successor of a privacy-mode group must be in privacy mode too")]
+    PlainSuccessor,
 }
 
 impl RejectReason {
@@ -258,7 +262,8 @@ impl RejectReason {
             Self::KeysForPlainGroup
             | Self::NextStateKeyUnexpected
             | Self::PrivacyExtensionMismatch
-            | Self::PrivacyModeDropped => ErrorCode::StateKeyUnexpected,
+            | Self::PrivacyModeDropped
+            | Self::PlainSuccessor => ErrorCode::StateKeyUnexpected,
         }
     }
 
@@ -500,6 +505,7 @@ mod tests {
             RejectReason::NextStateKeyUnexpected,
             RejectReason::PrivacyExtensionMismatch,
             RejectReason::PrivacyModeDropped,
+            RejectReason::PlainSuccessor,
         ];
         // Each sub-enum's variants, listed without wildcard in `refusals::every`.
         reasons.extend(every::authentication_failed().into_iter().map(Into::into));
@@ -569,7 +575,8 @@ mod tests {
                 | RejectReason::KeysForPlainGroup
                 | RejectReason::NextStateKeyUnexpected
                 | RejectReason::PrivacyExtensionMismatch
-                | RejectReason::PrivacyModeDropped => {}
+                | RejectReason::PrivacyModeDropped
+                | RejectReason::PlainSuccessor => {}
             }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());

@@ -341,3 +341,51 @@ fn keyed_bodies_that_section_17_4_forbids_are_malformed() {
         ds.reject(&request, ErrorCode::MalformedRequest);
     }
 }
+
+#[path = "support/reinit_forge.rs"]
+#[allow(dead_code)]
+mod forge;
+
+/// §17.2: the successor a ReInit names must be in privacy mode too; a ReInit whose successor's
+/// extensions lack 0xF1E6 is refused, one that keeps it is accepted. (openmls drops ReInit
+/// proposals from the commits it builds, so the commits are forged: tests/reinit.rs.)
+#[test]
+fn a_reinit_must_keep_privacy_mode_for_its_successor() {
+    use mimi_ds::privacy::StateKey;
+    use mimi_ds::wire::{DsRequestBody, GroupUpdateRequest};
+    let (mut ds, alice, _bob) = private_pair();
+    let info_request = alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms - 1);
+    let info_request = alice.keyed_by_member(&info_request, false, ds.now_ms - 1);
+    let DsResponseBody::ExternalCommitInfo(info) =
+        decode_response(&ds.accept(&info_request).response).body
+    else {
+        panic!("external commit info")
+    };
+    let successor = ds.request_group_id();
+    let current = alice.state_keys(false).current().clone();
+    // The hub cannot check a next key (§17.3); the forged commit's epoch gets any.
+    let next = StateKey::new(current.epoch() + 1, vec![3; 32]);
+    let keys =
+        StateKeys::new(StateKeyScheme::ExporterEpochKey, current, Some(next)).expect("next epoch");
+    let now = ds.now_ms;
+    let reinit = |extensions: &[u8]| {
+        let update = forge::commit_from(
+            &info,
+            &alice,
+            &[forge::reinit_with_extensions(&successor, extensions)],
+        );
+        let request = alice.signed(
+            DsRequestBody::ReInitializeGroup(GroupUpdateRequest {
+                group_update: update,
+            }),
+            now,
+        );
+        alice.keyed_request(&request, keys.clone(), now)
+    };
+    let plain = reinit(&[]);
+    let reason = ds.reject(&plain, ErrorCode::StateKeyUnexpected);
+    assert_eq!(reason, mimi_ds::RejectReason::PlainSuccessor);
+    // Extension 0xF1E6 with `exporter_epoch_key(1)`.
+    let private = reinit(&[0xF1, 0xE6, 0x01, 0x01]);
+    let _ = ds.accept(&private);
+}
