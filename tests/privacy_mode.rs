@@ -389,3 +389,28 @@ fn a_reinit_must_keep_privacy_mode_for_its_successor() {
     let private = reinit(&[0xF1, 0xE6, 0x01, 0x01]);
     let _ = ds.accept(&private);
 }
+
+/// §17.8: the group cache keeps no privacy-mode group: keyed requests neither fill nor consult
+/// it, while a plain group on the same hub is cached as usual.
+#[test]
+fn the_group_cache_keeps_no_privacy_mode_group() {
+    let (mut ds, mut alice, mut bob) = private_pair();
+    exchange(&mut ds, &mut alice, &mut bob, b"one");
+    exchange(&mut ds, &mut bob, &mut alice, b"two");
+    let stats = ds.ds.group_cache_stats();
+    assert_eq!(
+        (stats.entries, stats.hits, stats.misses),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+
+    let mut carol = TestClient::new("carol", "carol-1", "c.example");
+    let mut dave = TestClient::new("dave", "dave-1", "d.example");
+    ds.create_group_with(&mut carol, &mut [&mut dave]);
+    let request = carol.message_request(b"plain", ds.now_ms);
+    let _ = ds.accept(&request);
+    assert!(
+        ds.ds.group_cache_stats().entries > 0,
+        "a plain group is cached (the cache is on in this test)"
+    );
+}
