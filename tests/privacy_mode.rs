@@ -414,3 +414,66 @@ fn the_group_cache_keeps_no_privacy_mode_group() {
         "a plain group is cached (the cache is on in this test)"
     );
 }
+
+/// §17.8: a server event of a privacy-mode group is refused without keys, and runs with the
+/// keys of the group's next keyed request (`handle_event_with_keys`); its Remove proposal is
+/// sealed, and the next commit carries it.
+#[test]
+fn a_hub_removal_runs_with_the_keys_of_the_next_keyed_request() {
+    use mimi_ds::wire::{decode_exact, DsRequest};
+    let (mut ds, mut alice, mut bob) = private_pair();
+    let group_id = alice.group_id();
+    let event = mimi_ds::HubEvent::ClientDeleted {
+        signature_key: bob.signer.to_public_vec(),
+    };
+    ds.reject_event(&group_id, &event, ErrorCode::StateKeyMissing);
+
+    // Alice's next request, a keyed commit: the embedding server runs the kept event first,
+    // with the request's keys.
+    let commit = alice.update_request(ds.now_ms);
+    let keyed = alice.keyed_by_member(&commit, true, ds.now_ms);
+    let keys = decode_exact::<DsRequest>(&keyed)
+        .expect("request")
+        .body
+        .state_keys()
+        .expect("keyed")
+        .clone();
+    let wrong = StateKeys::new(
+        StateKeyScheme::ExporterEpochKey,
+        mimi_ds::privacy::StateKey::new(keys.current().epoch(), vec![5; 32]),
+        None,
+    )
+    .expect("keys");
+    let now = mimi_ds::UnixTimeMs(ds.now_ms);
+    let refused = ds.assert_unchanged(|ds| {
+        ds.ds
+            .handle_event_with_keys(now, &group_id, &event, &wrong, &mut ds.storage)
+            .expect("in-memory")
+    });
+    assert_eq!(refused.status, Status::Rejected(ErrorCode::StateKeyWrong));
+    let out = ds
+        .ds
+        .handle_event_with_keys(now, &group_id, &event, &keys, &mut ds.storage)
+        .expect("in-memory");
+    assert_eq!(
+        out.status,
+        Status::Accepted,
+        "{:?}",
+        decode_response(&out.response)
+    );
+    TestDs::route(&out, &mut [&mut alice, &mut bob]);
+
+    // The commit built before the hub's proposal leaves it out; rebuilt, it removes Bob.
+    ds.reject(&keyed, ErrorCode::MissingPendingProposals);
+    alice.discard_commit();
+    alice.process_inbox();
+    let commit = alice.update_request(ds.now_ms);
+    let out = ds.accept(&alice.keyed_by_member(&commit, true, ds.now_ms));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob]);
+    assert_eq!(
+        alice.group().members().count(),
+        1,
+        "the hub's removal was committed"
+    );
+}

@@ -77,6 +77,7 @@
 use crate::error::{Failure, ProcessError, RejectReason, StepError};
 use crate::handlers::{self, Ctx, Plan};
 use crate::hub_event::HubEvent;
+use crate::privacy::StateKeys;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteSet};
 use crate::time::UnixTimeMs;
 use crate::trace::{Failed, RequestSpan};
@@ -376,6 +377,9 @@ enum Input<'r> {
     Event {
         group_id: &'r [u8],
         event: &'r HubEvent,
+        /// The state keys of a privacy-mode group, from a member's request (wire-format.md
+        /// §17.8).
+        keys: Option<&'r StateKeys>,
     },
 }
 
@@ -413,7 +417,37 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     ) -> Result<DsStep<'r>, StepError> {
         self.run(
             Task {
-                input: Input::Event { group_id, event },
+                input: Input::Event {
+                    group_id,
+                    event,
+                    keys: None,
+                },
+                now,
+                conflicts: 0,
+                rounds: 0,
+                meter: Meter::new(event.operation(), 0),
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Starts acting on a [`HubEvent`] of a privacy-mode group with the state keys of a
+    /// member's request (wire-format.md §17.8); the steps of
+    /// [`DeliveryService::handle_event_with_keys`].
+    pub fn start_event_with_keys<'r>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &'r [u8],
+        event: &'r HubEvent,
+        keys: &'r StateKeys,
+    ) -> Result<DsStep<'r>, StepError> {
+        self.run(
+            Task {
+                input: Input::Event {
+                    group_id,
+                    event,
+                    keys: Some(keys),
+                },
                 now,
                 conflicts: 0,
                 rounds: 0,
@@ -492,8 +526,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 decoded.body.state_keys(),
                 decoded.body.operation().request_type(),
             ),
-            // A hub event carries no keys: a privacy-mode group refuses it (§17.8).
-            Input::Event { .. } => (None, crate::wire::DsRequestType::Commits),
+            // A hub event creates no epoch: it issues proposals. Without keys, a privacy-mode
+            // group refuses it (§17.8).
+            Input::Event { keys, .. } => (*keys, crate::wire::DsRequestType::Proposals),
         };
         let store = Prefetched::new(answers);
         let sealed_store = SealedStore::new(&store, &self.crypto, keys, operation);
@@ -509,9 +544,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 let decided = handlers::dispatch(&ctx, &sealed_store);
                 (decided, ctx.cache_after.into_inner())
             }
-            Input::Event { group_id, event } => (
+            Input::Event {
+                group_id, event, ..
+            } => (
                 handlers::hub_events::handle(
-                    &self.handler_env(false),
+                    &self.handler_env(keys.is_some()),
                     task.now,
                     group_id,
                     event,
