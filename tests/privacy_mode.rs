@@ -267,7 +267,7 @@ fn a_whole_group_life_leaves_no_member_data_in_the_clear() {
     exchange(&mut ds, &mut alice, &mut bob, b"still sealed");
 
     // Hub removals (§7) need the key the hub does not hold between requests (§17.8): a server
-    // event on a privacy-mode group is refused and changes nothing.
+    // event without keys is refused and changes nothing (with keys: the next test).
     let event = mimi_ds::HubEvent::ClientDeleted {
         signature_key: bob.signer.to_public_vec(),
     };
