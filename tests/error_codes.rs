@@ -1906,6 +1906,15 @@ fn state_key_unexpected_keys_for_a_plain_group_or_a_mode_change() {
         ErrorCode::StateKeyUnexpected,
         is(RejectReason::PrivacyExtensionMismatch),
     );
+    // ... or whose keys carry a next key: create_group creates no epoch (§17.3).
+    let current = carol.state_keys(false).current().clone();
+    let next = mimi_ds::privacy::StateKey::new(current.epoch() + 1, vec![4; 32]);
+    let with_next = keyed_with_current(&carol, &unkeyed, current, Some(next), ds.now_ms);
+    ds.reject_as(
+        &with_next,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::NextStateKeyUnexpected),
+    );
     let mut dave = TestClient::new("dave", "dave-1", "d.example");
     let group_id = ds.request_group_id();
     dave.create_group(&group_id, &ds.external_sender);

@@ -1270,6 +1270,8 @@ const FLIP_SWEEPS: [&[DsRequestType]; 4] = [
         DsRequestType::UpdateQueueInfo,
         DsRequestType::GroupInfo,
         DsRequestType::WelcomeInfo,
+        // Privacy mode's keyed requests (wire-format.md §17.4), whatever they wrap.
+        DsRequestType::WithStateKeys,
     ],
 ];
 

@@ -217,21 +217,20 @@ impl<C: OpenMlsCrypto> DsStorage for SealedStore<'_, '_, C> {
         let manifest = take_record(&mut snapshot, RecordKind::Manifest);
         let creating = self.operation == DsRequestType::CreateGroup;
         match (manifest, self.keys) {
+            // A create_group reads only its reservation; whether the group it creates is in
+            // privacy mode is checked on its write (§17.2), and it creates no epoch (§17.3).
+            (_, Some(keys)) if creating && keys.next().is_some() => {
+                return Err(SealFailure::Refuse(RejectReason::NextStateKeyUnexpected));
+            }
+            (_, _) if creating => {}
             // A plain group, unkeyed.
             (None, None) => {}
             // §17.2: a privacy-mode group is never served in the clear.
             (Some(_), None) => return Err(SealFailure::Refuse(RejectReason::StateKeyMissing)),
-            // A group being created has no records yet but its reservation (§17.2); a deleted
-            // or only reserved group is the handler's `unknown_group`.
-            (None, Some(_)) if creating || snapshot.record(RecordKind::Roster).is_none() => {
-                snapshot.records.retain(|(kind, _)| !is_sealable(*kind));
-            }
+            // A deleted or only reserved group is the handler's `unknown_group`.
+            (None, Some(_)) if snapshot.record(RecordKind::Roster).is_none() => {}
             // §17.2: keys sent to a plain group.
             (None, Some(_)) => return Err(SealFailure::Refuse(RejectReason::KeysForPlainGroup)),
-            // A create_group for an ID in use: the handler refuses it from the reservation.
-            (Some(_), Some(_)) if creating => {
-                snapshot.records.retain(|(kind, _)| !is_sealable(*kind));
-            }
             (Some(stored), Some(keys)) => {
                 let mut opened = self.open(keys, group_id, &snapshot, &stored)?;
                 for (kind, bytes) in snapshot.records.iter_mut() {
@@ -244,6 +243,7 @@ impl<C: OpenMlsCrypto> DsStorage for SealedStore<'_, '_, C> {
                 *self.opened.borrow_mut() = Some(opened);
             }
         }
+        // Only what the handler asked for; a sealed record it did not open never reaches it.
         snapshot.records.retain(|(kind, _)| kinds.contains(kind));
         Ok(Some(snapshot))
     }
