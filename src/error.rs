@@ -186,6 +186,39 @@ pub enum RejectReason {
     /// Storage kept reporting concurrent changes.
     #[error("concurrent modification; retry")]
     Conflict,
+    /// The group is in privacy mode and the request carries no state keys (wire-format.md
+    /// §17.2, §17.9).
+    #[error("the group is in privacy mode: the request must carry its state key")]
+    StateKeyMissing,
+    /// A keyed request that creates an epoch carries no `next_key` (wire-format.md §17.3).
+    #[error("the request creates an epoch and must carry the next epoch's state key")]
+    NextStateKeyMissing,
+    /// The state key has the group's epoch but is not the group's key (wire-format.md §17.5
+    /// step 4), or has the wrong length (step 2).
+    #[error("the state key does not open the group's state")]
+    StateKeyWrong,
+    /// The state key is of another epoch than the group's (wire-format.md §17.5 step 3,
+    /// §17.9).
+    #[error("the state key is not for the group's current epoch")]
+    StateKeyStale,
+    /// State keys sent to a group that is not in privacy mode (wire-format.md §17.2).
+    #[error("the group is not in privacy mode: the request must not carry state keys")]
+    KeysForPlainGroup,
+    /// A `next_key` on a request that creates no epoch (wire-format.md §17.3, §17.4).
+    #[error("the request creates no epoch and must not carry a next state key")]
+    NextStateKeyUnexpected,
+    /// A `create_group` whose keys and GroupContext extension 0xF1E6 disagree: keys without
+    /// the extension, or the extension without keys (wire-format.md §17.2).
+    #[error("create_group: state keys and the privacy-mode extension 0xF1E6 disagree")]
+    PrivacyExtensionMismatch,
+    /// A commit whose new GroupContext drops or changes extension 0xF1E6 (wire-format.md
+    /// §17.2, "no silent exit").
+    #[error("a commit must not drop or change the privacy-mode extension 0xF1E6")]
+    PrivacyModeDropped,
+    /// A ReInit of a privacy-mode group whose successor's extensions lack 0xF1E6: leaving the
+    /// mode takes a new group that every member knowingly joins (wire-format.md §17.2).
+    #[error("the successor of a privacy-mode group must be in privacy mode too")]
+    PlainSuccessor,
 }
 
 impl RejectReason {
@@ -223,6 +256,14 @@ impl RejectReason {
             Self::InvalidMlsMessage(_) => ErrorCode::InvalidMlsMessage,
             Self::UnsupportedOperation(_) => ErrorCode::UnsupportedOperation,
             Self::Conflict => ErrorCode::Conflict,
+            Self::StateKeyMissing | Self::NextStateKeyMissing => ErrorCode::StateKeyMissing,
+            Self::StateKeyWrong => ErrorCode::StateKeyWrong,
+            Self::StateKeyStale => ErrorCode::StateKeyStale,
+            Self::KeysForPlainGroup
+            | Self::NextStateKeyUnexpected
+            | Self::PrivacyExtensionMismatch
+            | Self::PrivacyModeDropped
+            | Self::PlainSuccessor => ErrorCode::StateKeyUnexpected,
         }
     }
 
@@ -456,6 +497,15 @@ mod tests {
             RejectReason::HubRemovalsPending,
             RejectReason::UnsupportedOperation(DsRequestType::KeyPackages),
             RejectReason::Conflict,
+            RejectReason::StateKeyMissing,
+            RejectReason::NextStateKeyMissing,
+            RejectReason::StateKeyWrong,
+            RejectReason::StateKeyStale,
+            RejectReason::KeysForPlainGroup,
+            RejectReason::NextStateKeyUnexpected,
+            RejectReason::PrivacyExtensionMismatch,
+            RejectReason::PrivacyModeDropped,
+            RejectReason::PlainSuccessor,
         ];
         // Each sub-enum's variants, listed without wildcard in `refusals::every`.
         reasons.extend(every::authentication_failed().into_iter().map(Into::into));
@@ -517,7 +567,16 @@ mod tests {
                 | RejectReason::InvalidMessageType(_)
                 | RejectReason::InvalidMlsMessage(_)
                 | RejectReason::UnsupportedOperation(_)
-                | RejectReason::Conflict => {}
+                | RejectReason::Conflict
+                | RejectReason::StateKeyMissing
+                | RejectReason::NextStateKeyMissing
+                | RejectReason::StateKeyWrong
+                | RejectReason::StateKeyStale
+                | RejectReason::KeysForPlainGroup
+                | RejectReason::NextStateKeyUnexpected
+                | RejectReason::PrivacyExtensionMismatch
+                | RejectReason::PrivacyModeDropped
+                | RejectReason::PlainSuccessor => {}
             }
             let error = reason.to_wire();
             assert_eq!(error.code, reason.code());

@@ -19,17 +19,21 @@
 //! * [`directory_bytes`], [`decode_directory`]: the KeyPackage directory
 //!   (`fuzzing/directory.rs`) and its codecs.
 //! * [`decode_pseudonymous`]: the MIMIMI codecs (`fuzzing/pseudonym.rs`).
+//! * [`privacy_keys`]: privacy mode's refusals of missing, wrong, stale and unexpected state
+//!   keys (`fuzzing/privacy.rs`).
 
 mod connection;
 mod connection_endpoints;
 mod directory;
 mod policy;
+mod privacy;
 mod provider;
 mod pseudonym;
 
 pub use connection::{connection_bytes, decode_connection};
 pub use directory::directory_bytes;
 pub use policy::{decode_room_policy, policy_change};
+pub use privacy::privacy_keys;
 pub use provider::{qs_bytes, route_bytes};
 pub use pseudonym::decode_pseudonymous;
 

@@ -70,7 +70,9 @@ fn member_requests_need_one_read_round_and_name_exactly_what_they_read() {
             kinds: vec![
                 RecordKind::Roster,
                 RecordKind::Sequencer,
-                RecordKind::Activity
+                RecordKind::Activity,
+                // The mark of a privacy-mode group (wire-format.md §17.6).
+                RecordKind::Manifest
             ]
         },
         "an application message never reads the ratchet tree"

@@ -1720,6 +1720,22 @@ const COVERED: &[(ErrorCode, &[&str])] = &[
         ErrorCode::InvalidKeyPackageSet,
         &["invalid_key_package_set_slot_already_filled"],
     ),
+    (
+        ErrorCode::StateKeyMissing,
+        &["state_key_missing_unkeyed_request_or_commit_without_next_key"],
+    ),
+    (
+        ErrorCode::StateKeyWrong,
+        &["state_key_wrong_other_key_of_the_epoch_or_wrong_length"],
+    ),
+    (
+        ErrorCode::StateKeyStale,
+        &["state_key_stale_key_of_the_epoch_before_a_commit"],
+    ),
+    (
+        ErrorCode::StateKeyUnexpected,
+        &["state_key_unexpected_keys_for_a_plain_group_or_a_mode_change"],
+    ),
 ];
 
 /// The Queueing Service's own code (wire-format.md §10.3): a signed request for a queue that
@@ -1775,6 +1791,176 @@ fn queue_full_for_the_recipient_whose_queue_is_full() {
             recipient: 0,
             code: ErrorCode::QueueFull as u16,
         }])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Privacy mode (wire-format.md §17.9)
+// ---------------------------------------------------------------------------------------------
+
+#[path = "support/privacy.rs"]
+mod privacy_support;
+
+/// A keyed request of `client` with `current` in place of its own current key.
+fn keyed_with_current(
+    client: &TestClient,
+    request: &[u8],
+    current: mimi_ds::privacy::StateKey,
+    next: Option<mimi_ds::privacy::StateKey>,
+    now_ms: u64,
+) -> Vec<u8> {
+    let keys = mimi_ds::privacy::StateKeys::new(
+        mimi_ds::privacy::StateKeyScheme::ExporterEpochKey,
+        current,
+        next,
+    )
+    .expect("next epoch");
+    client.keyed_request(request, keys, now_ms)
+}
+
+#[test]
+fn state_key_missing_unkeyed_request_or_commit_without_next_key() {
+    let (mut ds, mut alice, _bob) = privacy_support::private_pair();
+    let message = alice.message_request(b"in the clear?", ds.now_ms);
+    ds.reject_as(
+        &message,
+        ErrorCode::StateKeyMissing,
+        is(RejectReason::StateKeyMissing),
+    );
+    let group_info = alice.signed_group_info_request(&alice.group_id(), None, ds.now_ms - 1);
+    ds.reject_as(
+        &group_info,
+        ErrorCode::StateKeyMissing,
+        is(RejectReason::StateKeyMissing),
+    );
+    let commit = alice.update_request(ds.now_ms);
+    let without_next = alice.keyed_by_member(&commit, false, ds.now_ms);
+    ds.reject_as(
+        &without_next,
+        ErrorCode::StateKeyMissing,
+        is(RejectReason::NextStateKeyMissing),
+    );
+}
+
+#[test]
+fn state_key_wrong_other_key_of_the_epoch_or_wrong_length() {
+    let (mut ds, mut alice, _bob) = privacy_support::private_pair();
+    let message = alice.message_request(b"wrong key", ds.now_ms);
+    let epoch = alice.epoch();
+    for secret in [vec![7u8; 32], vec![7u8; 31], Vec::new()] {
+        let wrong = mimi_ds::privacy::StateKey::new(epoch, secret);
+        let request = keyed_with_current(&alice, &message, wrong, None, ds.now_ms);
+        ds.reject_as(
+            &request,
+            ErrorCode::StateKeyWrong,
+            is(RejectReason::StateKeyWrong),
+        );
+    }
+}
+
+#[test]
+fn state_key_stale_key_of_the_epoch_before_a_commit() {
+    let (mut ds, mut alice, mut bob) = privacy_support::private_pair();
+    let old = bob.state_keys(false);
+    let commit = alice.update_request(ds.now_ms);
+    let out = ds.accept(&alice.keyed_by_member(&commit, true, ds.now_ms));
+    alice.confirm_commit();
+    let message = bob.message_request(b"behind", ds.now_ms);
+    let stale = bob.keyed_request(&message, old, ds.now_ms);
+    ds.reject_as(
+        &stale,
+        ErrorCode::StateKeyStale,
+        is(RejectReason::StateKeyStale),
+    );
+    // A key of a later epoch than the group's (a rollback, §17.6) is stale too.
+    TestDs::route(&out, &mut [&mut bob]);
+    bob.process_inbox();
+    let ahead = mimi_ds::privacy::StateKey::new(bob.epoch() + 1, vec![1; 32]);
+    let request = keyed_with_current(&bob, &message, ahead, None, ds.now_ms);
+    ds.reject_as(
+        &request,
+        ErrorCode::StateKeyStale,
+        is(RejectReason::StateKeyStale),
+    );
+}
+
+#[test]
+fn state_key_unexpected_keys_for_a_plain_group_or_a_mode_change() {
+    // Keys sent to a plain group.
+    let (mut ds, mut alice) = solo();
+    let message = alice.message_request(b"private?", ds.now_ms);
+    let keyed = alice.keyed_by_member(&message, false, ds.now_ms);
+    ds.reject_as(
+        &keyed,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::KeysForPlainGroup),
+    );
+
+    // A create_group whose keys and extension 0xF1E6 disagree, either way.
+    let mut carol = TestClient::new("carol", "carol-1", "c.example");
+    let group_id = ds.request_group_id();
+    carol.create_private_group(&group_id, &ds.external_sender);
+    let unkeyed = carol.create_group_request(ds.now_ms);
+    ds.reject_as(
+        &unkeyed,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::PrivacyExtensionMismatch),
+    );
+    // ... or whose keys carry a next key: create_group creates no epoch (§17.3).
+    let current = carol.state_keys(false).current().clone();
+    let next = mimi_ds::privacy::StateKey::new(current.epoch() + 1, vec![4; 32]);
+    let with_next = keyed_with_current(&carol, &unkeyed, current, Some(next), ds.now_ms);
+    ds.reject_as(
+        &with_next,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::NextStateKeyUnexpected),
+    );
+    let mut dave = TestClient::new("dave", "dave-1", "d.example");
+    let group_id = ds.request_group_id();
+    dave.create_group(&group_id, &ds.external_sender);
+    let request = dave.create_group_request(ds.now_ms);
+    let keyed = dave.keyed_by_member(&request, false, ds.now_ms);
+    ds.reject_as(
+        &keyed,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::PrivacyExtensionMismatch),
+    );
+
+    // A next_key on a request that creates no epoch.
+    let (mut ds, mut alice, _bob) = privacy_support::private_pair();
+    let message = alice.message_request(b"next?", ds.now_ms);
+    let next = mimi_ds::privacy::StateKey::new(alice.epoch() + 1, vec![2; 32]);
+    let request = keyed_with_current(
+        &alice,
+        &message,
+        alice.state_keys(false).current().clone(),
+        Some(next),
+        ds.now_ms,
+    );
+    ds.reject_as(
+        &request,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::NextStateKeyUnexpected),
+    );
+
+    // A commit whose GroupContextExtensions proposal drops 0xF1E6 (no silent exit, §17.2).
+    let kept: Vec<Extension> = alice
+        .group()
+        .extensions()
+        .iter()
+        .filter(|e| !matches!(e, Extension::Unknown(0xF1E6, _)))
+        .cloned()
+        .collect();
+    let (update, _) = alice.stage_commit(|b| {
+        b.propose_group_context_extensions(Extensions::from_vec(kept).expect("extensions"))
+            .expect("proposal")
+    });
+    let request = alice.signed(commit_body(update), ds.now_ms);
+    let dropping = alice.keyed_by_member(&request, true, ds.now_ms);
+    ds.reject_as(
+        &dropping,
+        ErrorCode::StateKeyUnexpected,
+        is(RejectReason::PrivacyModeDropped),
     );
 }
 

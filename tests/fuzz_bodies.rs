@@ -37,6 +37,18 @@ fn sequence_body_holds_its_invariants_on_sample_inputs() {
     fuzzing::sequence(&[3, 0, 1, 4, 0, 0, 0, 1, 5, 4, 1, 0, 1, 2, 0, 4, 0, 0]);
 }
 
+#[test]
+fn privacy_keys_body_holds_its_invariants_on_sample_inputs() {
+    // Both requests, every damage, a few arguments (wire-format.md §17.9).
+    for which in 0..2u8 {
+        for damage in 0..6u8 {
+            for arg in [0u8, 1, 7, 31, 200, 255] {
+                mimi_ds::fuzzing::privacy_keys(&[which, damage, arg]);
+            }
+        }
+    }
+}
+
 /// Inputs the fuzzers found, kept as regressions.
 #[test]
 fn sequence_body_regressions() {

@@ -424,6 +424,11 @@ const TABLE: &[(&str, Check)] = &[
         "request_identity_link_keys",
         |d| matches!(req(d), Some((DsRequestBody::IdentityLinkKeys, a)) if by_leaf(a)),
     ),
+    ("request_with_state_keys", |d| {
+        matches!(req(d), Some((DsRequestBody::WithStateKeys(k), a))
+            if by_leaf(a) && k.keys.next().is_none()
+                && matches!(*k.request, DsRequestBody::IdentityLinkKeys))
+    }),
     // DSResponse, one per DSResponseBody variant and one per DSError details shape.
     ("response_ok", |d| {
         matches!(resp(d), Some(DsResponseBody::Ok))
@@ -755,14 +760,15 @@ fn golden_vectors_cover_every_variant() {
         })
         .collect();
 
-    // Every DSRequestType, 0..=19 and MIMIMI's 24, and nothing the decoder accepts is left out.
+    // Every DSRequestType, 0..=19, MIMIMI's 24 and privacy mode's 25 (wire-format.md §17.4),
+    // and nothing the decoder accepts is left out.
     let request_types: BTreeSet<u8> = requests
         .iter()
         .map(|r| r.body.request_type() as u8)
         .collect();
     assert_eq!(
         request_types,
-        (0..=19).chain([24]).collect::<BTreeSet<u8>>(),
+        (0..=19).chain([24, 25]).collect::<BTreeSet<u8>>(),
         "request types covered"
     );
     assert_eq!(

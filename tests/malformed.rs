@@ -23,6 +23,10 @@
 //!   responder's provider and the acceptance's external commit with the sealed response in
 //!   its authenticated data (`connection_requests_and_acceptances_damaged_are_refused`).
 //!
+//! - Frank's privacy-mode group (wire-format.md §17, `malformed/privacy.rs`): keyed
+//!   `create_group`, commit and `send_message`, and the refusals of missing, wrong, stale and
+//!   unexpected keys and of keyed bodies §17.4 forbids.
+//!
 //! The group-safety and room-policy refusals (wire-format.md §15) are swept on their own
 //! snapshots (`group_safety_refusals_...`, `room_policy_refusals_...`).
 
@@ -355,8 +359,12 @@ fn build_scenario() -> Scenario {
     first_group(&mut scenario);
     second_group(&mut scenario);
     pseudonymous_group(&mut scenario);
+    privacy::privacy_group(&mut scenario);
     scenario
 }
+
+#[path = "malformed/privacy.rs"]
+mod privacy;
 
 /// A pseudonymous group (wire-format.md §14.1) and, refused on its snapshot, Adds of
 /// KeyPackages whose pseudonymous credentials break each of the hub's rules R-PSEUDO-1 to
@@ -1069,7 +1077,7 @@ impl Tally {
 /// Every request type the DS serves. Not served: `key_packages` and `connection_key_packages`
 /// (a provider's directory answers them), and `re_initialize_group`, which openmls 0.9 clients
 /// cannot produce (its CommitBuilder drops ReInit proposals; see `reinit.rs`).
-const SERVED: [DsRequestType; 17] = [
+const SERVED: [DsRequestType; 18] = [
     DsRequestType::RequestGroupId,
     DsRequestType::CreateGroup,
     DsRequestType::DeleteGroup,
@@ -1087,6 +1095,7 @@ const SERVED: [DsRequestType; 17] = [
     DsRequestType::GroupInfo,
     DsRequestType::WelcomeInfo,
     DsRequestType::UpdateQueueInfo,
+    DsRequestType::WithStateKeys,
 ];
 
 #[test]
@@ -1109,7 +1118,7 @@ fn the_valid_requests_are_accepted_on_their_snapshots() {
             case.if_damaged
         );
     }
-    assert_eq!(scenario.cases.len(), 25);
+    assert_eq!(scenario.cases.len(), 28);
     // Every request type served, every sender kind and the unauthenticated requests.
     let types: Vec<DsRequestType> = scenario.cases.iter().map(Case::request_type).collect();
     for served in SERVED {
@@ -1261,6 +1270,8 @@ const FLIP_SWEEPS: [&[DsRequestType]; 4] = [
         DsRequestType::UpdateQueueInfo,
         DsRequestType::GroupInfo,
         DsRequestType::WelcomeInfo,
+        // Privacy mode's keyed requests (wire-format.md §17.4), whatever they wrap.
+        DsRequestType::WithStateKeys,
     ],
 ];
 

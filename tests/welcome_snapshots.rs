@@ -450,7 +450,9 @@ fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
         reads,
         vec![
             RecordKind::WelcomeSnapshots,
-            RecordKind::WelcomeTree { epoch: 4 }
+            RecordKind::WelcomeTree { epoch: 4 },
+            // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
+            RecordKind::Manifest
         ]
     );
     assert_eq!(

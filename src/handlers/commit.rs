@@ -129,6 +129,11 @@ where
     crate::policy::authorize_commit(&group, &staged, &roster, sender, deletes_room, ctx)?;
     if let Some(target) = &summary.reinit_group_id {
         require_reserved_successor(ctx, storage, target)?;
+        // wire-format.md §17.2: a keyed request got here only for a privacy-mode group, whose
+        // successor must be in privacy mode too.
+        if ctx.request.body.state_keys().is_some() && !summary.reinit_keeps_privacy_mode {
+            return Err(RejectReason::PlainSuccessor.into());
+        }
     }
     let welcome_targets = match_welcomes(welcomes, &summary.added)?;
 
@@ -332,6 +337,7 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         has_path: staged.update_path_leaf_node().is_some(),
         committer_credential_changed: false,
         reinit_group_id: None,
+        reinit_keeps_privacy_mode: false,
         proposal_count: staged.queued_proposals().count(),
     };
     for queued in staged.queued_proposals() {
@@ -371,8 +377,10 @@ pub(crate) fn summarize<C: OpenMlsCrypto, E: std::error::Error + 'static>(
             Proposal::ReInit(reinit) => {
                 // openmls keeps ReInitProposal's fields private; `group_id<V>` is its first field.
                 let encoded = reinit.tls_serialize_detached().map_err(internal)?;
-                let (target, _) = VLBytes::tls_deserialize_bytes(&encoded).map_err(internal)?;
+                let (target, rest) = VLBytes::tls_deserialize_bytes(&encoded).map_err(internal)?;
                 summary.reinit_group_id = Some(target.as_slice().to_vec());
+                summary.reinit_keeps_privacy_mode =
+                    crate::privacy::reinit_keeps_privacy_mode(rest).map_err(internal)?;
             }
             _ => {}
         }

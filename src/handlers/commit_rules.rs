@@ -56,6 +56,9 @@ pub(crate) struct CommitSummary {
     pub(crate) committer_credential_changed: bool,
     /// The group ID named by a ReInit proposal.
     pub(crate) reinit_group_id: Option<Vec<u8>>,
+    /// Whether the ReInit proposal's extensions (the successor's GroupContext extensions)
+    /// carry the privacy-mode extension 0xF1E6 with this group's data (wire-format.md §17.2).
+    pub(crate) reinit_keeps_privacy_mode: bool,
     /// How many proposals the commit carries, by value or by reference.
     pub(crate) proposal_count: usize,
 }

@@ -39,6 +39,7 @@ use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionG
 use crate::time::UnixTimeMs;
 use crate::wire::{encode_response, DsRequest, DsRequestBody, DsResponseBody};
 use commit_rules::Operation;
+pub(crate) use group_info_check::verifiable_group_info;
 pub(crate) use member_request::{MemberRequest, Principal, Started};
 use proposals::ProposalRule;
 
@@ -102,7 +103,9 @@ where
     C: OpenMlsCrypto + OpenMlsRand,
     S: DsStorage,
 {
-    match &ctx.request.body {
+    // A keyed request (wire-format.md §17.4) is its inner operation; the keys are the
+    // record layer's (crate::service::privacy).
+    match ctx.request.body.operation() {
         DsRequestBody::RequestGroupId => group_id::handle(ctx, storage),
         DsRequestBody::CreateGroup(body) => create_group::handle(ctx, storage, body),
         DsRequestBody::Commits(body) => commit::handle(

@@ -4,8 +4,8 @@
 //! draft-robert-mimi-delivery-service-03 §"Reduced metadata operating mode", subsection
 //! "Group state encryption at rest", has clients send a group-state key with every request so
 //! that the DS "decrypts the group state, performs the operation and re-encrypts it". This
-//! module is the part of that mode the record layer calls; it is **not yet wired** into the
-//! request handlers or the storage (wire-format.md §17.9 says what is specified only):
+//! module is the part of that mode the hub's record layer (`service/privacy.rs`) calls to open
+//! and seal a privacy-mode group's records:
 //!
 //! - [`key`]: the per-epoch [`StateKey`], derived by members with the MLS exporter
 //!   (RFC 9420 §8.5, label [`STATE_KEY_EXPORTER_LABEL`]), overwritten when dropped;
@@ -29,8 +29,8 @@ pub use seal::{
     RECORD_KEY_LABEL, RECORD_NONCE_LABEL, SALT_BYTES,
 };
 pub use wire::{
-    Manifest, ManifestEntry, PrivacyModeExtension, SealedRecord, SealedRecordFormat,
-    StateKeyScheme, StateKeys, PRIVACY_MODE_EXTENSION_TYPE,
+    reinit_keeps_privacy_mode, Manifest, ManifestEntry, PrivacyModeExtension, SealedRecord,
+    SealedRecordFormat, StateKeyScheme, StateKeys, PRIVACY_MODE_EXTENSION_TYPE,
 };
 
 /// RFC 9420 §8 `ExpandWithLabel(secret, label, context, length)` over byte labels, with the

@@ -231,3 +231,26 @@ impl Manifest {
             .map(|e| e.version)
     }
 }
+
+/// Whether a ReInit proposal's fields after its `group_id` (`ProtocolVersion version;
+/// CipherSuite cipher_suite; Extension extensions<V>;`, RFC 9420 §12.1.5) name a successor
+/// in privacy mode: its extensions carry [`PRIVACY_MODE_EXTENSION_TYPE`] with the data of
+/// `exporter_epoch_key` (wire-format.md §17.2). openmls keeps the proposal's fields private.
+pub fn reinit_keeps_privacy_mode(after_group_id: &[u8]) -> Result<bool, tls_codec::Error> {
+    #[derive(TlsDeserializeBytes, TlsSize)]
+    struct ExtensionWire {
+        extension_type: u16,
+        extension_data: VLBytes,
+    }
+    let (_version, rest) = u16::tls_deserialize_bytes(after_group_id)?;
+    let (_cipher_suite, rest) = u16::tls_deserialize_bytes(rest)?;
+    let (extensions, _) = Vec::<ExtensionWire>::tls_deserialize_bytes(rest)?;
+    let expected = PrivacyModeExtension {
+        scheme: StateKeyScheme::ExporterEpochKey,
+    }
+    .tls_serialize_detached()?;
+    Ok(extensions.iter().any(|extension| {
+        extension.extension_type == PRIVACY_MODE_EXTENSION_TYPE
+            && extension.extension_data.as_slice() == expected.as_slice()
+    }))
+}

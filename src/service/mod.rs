@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 mod prefetched;
+mod privacy;
 pub mod steps;
 
 pub use cache::GroupCacheStats;
@@ -105,6 +106,9 @@ pub struct DeliveryService<C = RustCrypto> {
     /// Decoded group state, used only for the exact stored version it came from
     /// (wire-format.md §16.2).
     pub(crate) cache: Arc<cache::GroupCache>,
+    /// The empty cache keyed requests run with: the group cache keeps no privacy-mode group
+    /// (wire-format.md §17.8), so their handlers always read and open the records.
+    pub(crate) uncached: cache::GroupCache,
 }
 
 impl<C> std::fmt::Debug for DeliveryService<C> {
@@ -127,6 +131,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         let cache = cache::GroupCache::new(config.group_cache_bytes, config.group_cache_force_miss);
         Self {
             cache: Arc::new(cache),
+            uncached: cache::GroupCache::new(0, true),
             config,
             identity,
             crypto,
@@ -239,8 +244,50 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             .await
     }
 
-    /// What handlers may use of this service.
-    fn handler_env(&self) -> HandlerEnv<'_, C> {
+    /// [`DeliveryService::handle_event`] for a privacy-mode group (wire-format.md §17.8).
+    /// Between requests the hub holds no key, so it cannot act on such a group (plain
+    /// `handle_event` answers `state_key_missing`); the embedding server keeps the event and
+    /// runs it with the keys of the group's next keyed request, before that request
+    /// ([`crate::wire::DsRequestBody::state_keys`] of the decoded request; the `next_key`, if
+    /// any, is not used: the event issues proposals and creates no epoch). The keys open the
+    /// group's state exactly as a request's would: a wrong or stale key is refused and changes
+    /// nothing, and the hub keeps no key afterwards. The event's proposals are sealed in their
+    /// own write; the request then runs against the state they left.
+    pub fn handle_event_with_keys<S: DsStorage>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &[u8],
+        event: &HubEvent,
+        keys: &crate::privacy::StateKeys,
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        let current = current_key_only(keys);
+        self.drive(
+            self.start_event_with_keys(now, group_id, event, &current)?,
+            storage,
+        )
+    }
+
+    /// [`DeliveryService::handle_event_with_keys`] over an async storage.
+    pub async fn handle_event_with_keys_async<S: AsyncDsStorage>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &[u8],
+        event: &HubEvent,
+        keys: &crate::privacy::StateKeys,
+        storage: &mut S,
+    ) -> Result<Outcome, ProcessError<S::Error>> {
+        let current = current_key_only(keys);
+        self.drive_async(
+            self.start_event_with_keys(now, group_id, event, &current)?,
+            storage,
+        )
+        .await
+    }
+
+    /// What handlers may use of this service, with the group cache or, for a keyed request
+    /// (wire-format.md §17.8), without it.
+    fn handler_env(&self, keyed: bool) -> HandlerEnv<'_, C> {
         HandlerEnv {
             config: &self.config,
             identity: &self.identity,
@@ -248,7 +295,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             franking_key: self.franking_key.as_ref(),
             crypto: &self.crypto,
             validator: self.validator.as_ref(),
-            cache: &self.cache,
+            cache: if keyed { &self.uncached } else { &self.cache },
         }
     }
 
@@ -342,4 +389,10 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             stats: OutcomeStats::default(),
         })
     }
+}
+
+/// `keys` without their `next_key`: a hub event creates no epoch (wire-format.md §17.8).
+fn current_key_only(keys: &crate::privacy::StateKeys) -> crate::privacy::StateKeys {
+    crate::privacy::StateKeys::new(keys.scheme(), keys.current().clone(), None)
+        .unwrap_or_else(|| keys.clone())
 }

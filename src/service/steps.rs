@@ -77,6 +77,7 @@
 use crate::error::{Failure, ProcessError, RejectReason, StepError};
 use crate::handlers::{self, Ctx, Plan};
 use crate::hub_event::HubEvent;
+use crate::privacy::StateKeys;
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, ReplayMark, WriteSet};
 use crate::time::UnixTimeMs;
 use crate::trace::{Failed, RequestSpan};
@@ -85,6 +86,7 @@ use crate::{DeliveryService, Outcome, OutcomeStats, Status};
 
 use super::cache::{CacheAfterWrite, GroupCache};
 use super::prefetched::Prefetched;
+use super::privacy::{SealFailure, SealedStore};
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::random::OpenMlsRand;
 use std::cell::RefCell;
@@ -375,6 +377,9 @@ enum Input<'r> {
     Event {
         group_id: &'r [u8],
         event: &'r HubEvent,
+        /// The state keys of a privacy-mode group, from a member's request (wire-format.md
+        /// §17.8).
+        keys: Option<&'r StateKeys>,
     },
 }
 
@@ -387,7 +392,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
             Ok(decoded) => Box::new(decoded),
             Err(reason) => return Ok(DsStep::Done(meter.finish(0, self.reject(&reason)?))),
         };
-        meter.set_operation(decoded.body.request_type().name());
+        meter.set_operation(decoded.body.operation().request_type().name());
         self.run(
             Task {
                 input: Input::Request {
@@ -412,7 +417,37 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     ) -> Result<DsStep<'r>, StepError> {
         self.run(
             Task {
-                input: Input::Event { group_id, event },
+                input: Input::Event {
+                    group_id,
+                    event,
+                    keys: None,
+                },
+                now,
+                conflicts: 0,
+                rounds: 0,
+                meter: Meter::new(event.operation(), 0),
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Starts acting on a [`HubEvent`] of a privacy-mode group with the state keys of a
+    /// member's request (wire-format.md §17.8); the steps of
+    /// [`DeliveryService::handle_event_with_keys`].
+    pub fn start_event_with_keys<'r>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &'r [u8],
+        event: &'r HubEvent,
+        keys: &'r StateKeys,
+    ) -> Result<DsStep<'r>, StepError> {
+        self.run(
+            Task {
+                input: Input::Event {
+                    group_id,
+                    event,
+                    keys: Some(keys),
+                },
                 now,
                 conflicts: 0,
                 rounds: 0,
@@ -479,36 +514,54 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
     }
 
     /// Runs the request's handler against `answers` and turns what it decided into a step.
+    /// The handler reads through the privacy-mode record layer ([`super::privacy`]), which
+    /// opens a privacy-mode group's records with the request's keys and seals the write.
     fn run<'r>(
         &self,
         mut task: Task<'r>,
         answers: Vec<(DsRead, DsFetched)>,
     ) -> Result<DsStep<'r>, StepError> {
+        let (keys, operation) = match &task.input {
+            Input::Request { decoded, .. } => (
+                decoded.body.state_keys(),
+                decoded.body.operation().request_type(),
+            ),
+            // A hub event creates no epoch: it issues proposals. Without keys, a privacy-mode
+            // group refuses it (§17.8).
+            Input::Event { keys, .. } => (*keys, crate::wire::DsRequestType::Proposals),
+        };
         let store = Prefetched::new(answers);
+        let sealed_store = SealedStore::new(&store, &self.crypto, keys, operation);
         let (decided, cache_after) = task.meter.span.in_scope(|| match &task.input {
             Input::Request { bytes, decoded } => {
                 let ctx = Ctx {
-                    env: self.handler_env(),
+                    env: self.handler_env(keys.is_some()),
                     now: task.now,
                     request: decoded,
                     request_bytes: bytes,
                     cache_after: RefCell::new(None),
                 };
-                let decided = handlers::dispatch(&ctx, &store);
+                let decided = handlers::dispatch(&ctx, &sealed_store);
                 (decided, ctx.cache_after.into_inner())
             }
-            Input::Event { group_id, event } => (
+            Input::Event {
+                group_id, event, ..
+            } => (
                 handlers::hub_events::handle(
-                    &self.handler_env(),
+                    &self.handler_env(keys.is_some()),
                     task.now,
                     group_id,
                     event,
-                    &store,
+                    &sealed_store,
                 ),
                 None,
             ),
         });
-        let cache_after = cache_after.map(|after| (Arc::clone(&self.cache), after));
+        let sealer = sealed_store.finish();
+        // §17.8: the group cache keeps nothing of a keyed request's group.
+        let cache_after = cache_after
+            .filter(|_| keys.is_none())
+            .map(|after| (Arc::clone(&self.cache), after));
         let reads = store.into_reads();
         if reads.wrote {
             task.meter.failed(Failed::Internal);
@@ -520,6 +573,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 reads: reads.asked,
             }));
         }
+        let decided = match decided {
+            Ok(Plan::Write {
+                write_set,
+                response,
+            }) => sealer.seal(write_set).map(|write_set| Plan::Write {
+                write_set,
+                response,
+            }),
+            Ok(Plan::RefuseAfterWrite { write_set, reason }) => sealer
+                .seal(write_set)
+                .map(|write_set| Plan::RefuseAfterWrite { write_set, reason }),
+            Ok(plan) => Ok(plan),
+            Err(Failure::Reject(reason)) => Err(SealFailure::Refuse(reason)),
+            Err(Failure::Process(ProcessError::Storage(failure))) => Err(failure),
+            Err(Failure::Process(ProcessError::Internal(what))) => Err(SealFailure::Corrupt(what)),
+        };
         Ok(match decided {
             Ok(Plan::Answer(body)) => DsStep::Done(task.finish(self.answer(body)?)),
             Ok(Plan::Duplicate(response)) => DsStep::Done(task.finish(Outcome {
@@ -553,12 +622,11 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 then: AfterWrite::Refuse(Box::new(self.reject(&reason)?)),
                 cache_after: None,
             }),
-            Err(Failure::Reject(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
-            Err(Failure::Process(ProcessError::Internal(what))) => {
+            Err(SealFailure::Refuse(reason)) => DsStep::Done(task.finish(self.reject(&reason)?)),
+            Err(SealFailure::Corrupt(what)) => {
                 task.meter.failed(Failed::Internal);
                 return Err(StepError::Internal(name_the_group(what, &reads.asked)));
             }
-            Err(Failure::Process(ProcessError::Storage(never))) => match never {},
         })
     }
 }

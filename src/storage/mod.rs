@@ -163,12 +163,16 @@ pub enum RecordKind {
     /// it existed, whose [`RecordKind::Sequencer`] holds the times instead
     /// (wire-format.md §16.1).
     Activity,
+    /// Privacy-mode groups only (wire-format.md §17.6): the sealed list of the version each of
+    /// the group's other sealed records was written at, with the group's ciphersuite in the
+    /// clear. Its presence marks a group as a privacy-mode group; absent in every other group.
+    Manifest,
 }
 
 impl RecordKind {
     /// Every kind without a key, for backends that iterate. Keyed kinds
     /// ([`RecordKind::WelcomeTree`]) are one kind per key and not listed.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Reservation,
         Self::Roster,
         Self::Sequencer,
@@ -179,6 +183,7 @@ impl RecordKind {
         Self::WelcomeSnapshots,
         Self::IdentityLinks,
         Self::Activity,
+        Self::Manifest,
     ];
 }
 

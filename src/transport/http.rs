@@ -203,7 +203,12 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidMessageType
         | ErrorCode::InvalidMlsMessage
         | ErrorCode::StaleTimestamp
-        | ErrorCode::InvalidKeyPackageSet => 400,
+        | ErrorCode::InvalidKeyPackageSet
+        // Privacy mode (wire-format.md §17.9): the client sent the wrong keys for the group's
+        // mode or key; a stale key is an epoch race, like `wrong_epoch`.
+        | ErrorCode::StateKeyMissing
+        | ErrorCode::StateKeyWrong
+        | ErrorCode::StateKeyUnexpected => 400,
         // 401 would oblige a WWW-Authenticate challenge (RFC 9110 §15.5.2); these requests
         // authenticate in their payload, so a failure is "forbidden".
         ErrorCode::AuthenticationFailed | ErrorCode::NotAllowed => 403,
@@ -218,6 +223,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::TooManyPendingProposals
         | ErrorCode::ReplayedRequest
         | ErrorCode::ReplayedMessage
+        | ErrorCode::StateKeyStale
         | ErrorCode::Conflict => 409,
         ErrorCode::RequestTooLarge => 413,
         ErrorCode::UnsupportedOperation => 501,

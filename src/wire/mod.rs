@@ -8,6 +8,7 @@
 
 mod auth;
 mod franking;
+mod keyed;
 mod qs;
 mod queue;
 mod raw;
@@ -23,6 +24,7 @@ pub use franking::{
     Frank, FrankingIntegrityTbs, IdentifierUri, ReportedMessage, SafeAad, SafeAadItem,
     ServerFrankingContext, FRANKING_INTEGRITY_LABEL, FRANK_AAD_COMPONENT_ID, FRANK_LEN,
 };
+pub use keyed::StateKeyedRequest;
 pub use qs::{
     QsClientRequest, QsClientRequestBody, QsClientRequestTbs, QsClientResponse,
     QsClientResponseBody, QueueCreated, QueueInfoContext, QueueInfoPlaintext, QueuedMessage,

@@ -3,7 +3,8 @@
 //! Request types 0–14 are DS-03/04's `DSRequestType`; 15–19 are the DS-06 generic operations
 //! and the requests DS-06 lacks a codepoint for, numbered as docs/decisions.md D1 says
 //! (19 is `update_queue_info`, not DS-03's Reduced-Metadata `ds_fanout_cep`); 24 is MIMIMI's
-//! `identity_link_keys` (wire-format.md §14.2).
+//! `identity_link_keys` (wire-format.md §14.2); 25 is `with_state_keys`, a privacy-mode
+//! request (wire-format.md §17.4).
 
 use tls_codec::{Serialize as _, Size, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
@@ -49,6 +50,7 @@ pub enum DsRequestType {
     WelcomeInfo = 18,
     UpdateQueueInfo = 19,
     IdentityLinkKeys = 24,
+    WithStateKeys = 25,
 }
 
 impl DsRequestType {
@@ -77,6 +79,7 @@ impl DsRequestType {
             Self::WelcomeInfo => "welcome_info",
             Self::UpdateQueueInfo => "update_queue_info",
             Self::IdentityLinkKeys => "identity_link_keys",
+            Self::WithStateKeys => "with_state_keys",
         }
     }
 }
@@ -152,6 +155,10 @@ pub enum DsRequestBody {
     /// (wire-format.md §14.2), for members.
     #[tls_codec(discriminant = 24)]
     IdentityLinkKeys,
+    /// `with_state_keys(25)`: a request of a privacy-mode group, its operation wrapped with
+    /// the group's state keys (wire-format.md §17.4).
+    #[tls_codec(discriminant = 25)]
+    WithStateKeys(super::keyed::StateKeyedRequest),
 }
 
 impl DsRequestBody {
@@ -179,6 +186,24 @@ impl DsRequestBody {
             Self::WelcomeInfo(_) => DsRequestType::WelcomeInfo,
             Self::UpdateQueueInfo(_) => DsRequestType::UpdateQueueInfo,
             Self::IdentityLinkKeys => DsRequestType::IdentityLinkKeys,
+            Self::WithStateKeys(_) => DsRequestType::WithStateKeys,
+        }
+    }
+
+    /// The operation: the body itself, or the inner body of a keyed request (wire-format.md
+    /// §17.4), whose request type decides everything §3.6 and §4 decide.
+    pub fn operation(&self) -> &Self {
+        match self {
+            Self::WithStateKeys(keyed) => &keyed.request,
+            other => other,
+        }
+    }
+
+    /// The state keys of a keyed request (wire-format.md §17.4), `None` for any other body.
+    pub fn state_keys(&self) -> Option<&crate::privacy::StateKeys> {
+        match self {
+            Self::WithStateKeys(keyed) => Some(&keyed.keys),
+            _ => None,
         }
     }
 }

@@ -323,6 +323,17 @@ error_codes! {
     /// KeyPackage directory: an upload breaks the rules of KeyPackage sets (a slot taken, a
     /// pseudonym used by another set, sizes or kinds that disagree, too many sets; §14.4).
     InvalidKeyPackageSet = 30 => "invalid_key_package_set",
+    /// Privacy mode: a request about a privacy-mode group carries no state keys, or a keyed
+    /// request that creates an epoch has no `next_key` (wire-format.md §17.9).
+    StateKeyMissing = 43 => "state_key_missing",
+    /// Privacy mode: the state key has the group's epoch but is not the group's key
+    /// (wire-format.md §17.9).
+    StateKeyWrong = 44 => "state_key_wrong",
+    /// Privacy mode: the state key is of another epoch than the group's (wire-format.md §17.9).
+    StateKeyStale = 45 => "state_key_stale",
+    /// Privacy mode: keys sent to a plain group, a `next_key` where no epoch is created, or a
+    /// request that would move a group in or out of the mode (wire-format.md §17.2, §17.9).
+    StateKeyUnexpected = 46 => "state_key_unexpected",
 }
 
 /// Code-specific details of a [`DsError`].

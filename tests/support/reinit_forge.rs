@@ -30,7 +30,7 @@
 //! not have): nobody could join from it by external commit.
 
 use mimi_ds::testing::{mls_bytes, TestClient, TestDs, CIPHERSUITE};
-use mimi_ds::wire::{GroupInfoOption, GroupUpdate, MlsMessageBytes};
+use mimi_ds::wire::{ExternalCommitInfo, GroupInfoOption, GroupUpdate, MlsMessageBytes};
 use openmls::prelude::{
     MlsMessageBodyIn, ProcessedMessageContent, Proposal, ProposalStore, PublicGroup,
     ReInitProposal, Verifiable as _,
@@ -91,6 +91,12 @@ fn sign_with_label(member: &TestClient, label: &str, content: &[u8]) -> Vec<u8> 
 /// with the DS's pending proposals stored, and their ProposalRefs.
 fn served_group(ds: &mut TestDs, member: &TestClient) -> (PublicGroup, Vec<Vec<u8>>) {
     let info = ds.group_info(member, &member.group_id());
+    import_served(&info)
+}
+
+/// [`served_group`] from a `group_info` answer the caller fetched (a privacy-mode group's is a
+/// keyed read, wire-format.md §17.4).
+fn import_served(info: &ExternalCommitInfo) -> (PublicGroup, Vec<Vec<u8>>) {
     let provider = OpenMlsRustCrypto::default();
     let group_info = info.group_info.parse().expect("GroupInfo");
     let (mut group, _) = PublicGroup::from_external(
@@ -208,6 +214,17 @@ pub(super) fn commit(ds: &mut TestDs, member: &TestClient, by_value: &[Proposal]
     build_commit(group, &pending, member, by_value)
 }
 
+/// [`commit`] from a `group_info` answer the caller fetched.
+#[allow(dead_code)] // not every test file that includes the forge uses it
+pub(super) fn commit_from(
+    info: &ExternalCommitInfo,
+    member: &TestClient,
+    by_value: &[Proposal],
+) -> GroupUpdate {
+    let (group, pending) = import_served(info);
+    build_commit(group, &pending, member, by_value)
+}
+
 /// [`commit`] at the DS's current epoch even if `member`'s `MlsGroup` is behind it (a
 /// member that did not process a forged commit without update path keeps its leaf and
 /// key, so it can still sign for the DS's epoch).
@@ -298,12 +315,19 @@ fn build_commit(
 /// `struct { opaque group_id<V>; ProtocolVersion version; CipherSuite cipher_suite;
 /// Extension extensions<V>; }`.
 pub(super) fn reinit(group_id: &[u8]) -> Proposal {
+    reinit_with_extensions(group_id, &[])
+}
+
+#[allow(dead_code)] // used by the privacy-mode tests only
+/// A ReInit proposal to `group_id` whose successor has these GroupContext `extensions`
+/// (`Extension extensions<V>`, encoded, without the vector's length).
+pub(super) fn reinit_with_extensions(group_id: &[u8], extensions: &[u8]) -> Proposal {
     let mut bytes = VLBytes::from(group_id.to_vec())
         .tls_serialize_detached()
         .expect("encode");
     bytes.extend_from_slice(&1u16.to_be_bytes()); // mls10
     bytes.extend_from_slice(&(CIPHERSUITE as u16).to_be_bytes());
-    bytes.push(0); // extensions<V>: empty
+    bytes.extend(vl(extensions)); // extensions<V>
     Proposal::ReInit(Box::new(
         ReInitProposal::tls_deserialize_exact_bytes(&bytes).expect("ReInit"),
     ))

@@ -116,6 +116,8 @@ fn kind_columns(kind: RecordKind) -> Result<(i64, i64), Error> {
         // Stored identifiers, not a sequence (MIMIMI kinds start at 24).
         RecordKind::IdentityLinks => (24, 0),
         RecordKind::Activity => (10, 0),
+        // Privacy mode's manifest (mimi-ds wire-format.md §17.6), its `SealedKind` number.
+        RecordKind::Manifest => (32, 0),
         // The epoch's bits as a signed integer: keys are only compared for equality.
         RecordKind::WelcomeTree { epoch } => (9, epoch as i64),
         other => return Err(Error::UnsupportedKind(other)),
@@ -135,6 +137,7 @@ fn kind_of(group_id: &[u8], kind: i64, key: i64) -> Result<RecordKind, Error> {
         8 => RecordKind::WelcomeSnapshots,
         24 => RecordKind::IdentityLinks,
         10 => RecordKind::Activity,
+        32 => RecordKind::Manifest,
         9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
         _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
     };

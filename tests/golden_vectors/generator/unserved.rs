@@ -64,6 +64,17 @@ pub(super) fn run(v: &mut Vectors, hub: Hub) {
         out.response,
     );
 
+    // A keyed request (wire-format.md §17.4): the same read wrapped with alice-1's state key
+    // of epoch 2. The group is plain, so the hub refuses the keys (§17.9).
+    let request = alice.signed(alice.keyed(DsRequestBody::IdentityLinkKeys, false), now);
+    let out = ds.process(&request);
+    rejected(&out, ErrorCode::StateKeyUnexpected);
+    v.add(
+        "request_with_state_keys",
+        "with_state_keys (25) by leaf 0: identity_link_keys with the state key of epoch 2",
+        request,
+    );
+
     let (update, welcome) = alice.stage_commit(|b| b.propose_adds(vec![alice3.key_package()]));
     alice.discard_commit();
     let request = alice.signed(
