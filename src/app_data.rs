@@ -224,19 +224,13 @@ mod tests {
         let value = ReplaceValue::new(3);
         let empty = AppDataComponents::new();
         assert_eq!(empty.ids().count(), 0);
-        let two = AppDataComponents::new()
-            .with(9, value)
-            .with(2, value);
+        let two = AppDataComponents::new().with(9, value).with(2, value);
         assert_eq!(two.ids().collect::<Vec<_>>(), [2, 9], "ascending");
         assert_eq!(format!("{two:?}"), "{2, 9}");
         // Equal: the same IDs with the same registrations (clones share them).
         assert_eq!(two.clone(), two);
         assert_ne!(two, empty, "other IDs");
-        assert_ne!(
-            two,
-            AppDataComponents::new().with(2, value),
-            "a subset"
-        );
+        assert_ne!(two, AppDataComponents::new().with(2, value), "a subset");
         let mut other_nine = two.clone();
         other_nine.register(9, value);
         assert_ne!(other_nine, two, "a registration replaced by another");

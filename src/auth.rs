@@ -1,6 +1,8 @@
 //! Request authentication: the freshness window, replay marks, and `ClientSignature`
 //! verification (wire-format.md §3; docs/decisions.md D7).
 
+use std::sync::OnceLock;
+
 use openmls::prelude::Ciphersuite;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::HashType;
@@ -18,6 +20,48 @@ pub(crate) enum ReplayCheck {
     Retry(Vec<u8>),
 }
 
+/// What authenticating a request computes from its bytes alone: the SHA-256 of its exact bytes,
+/// and of a signed request its `SignContent(ClientSignatureTBS)` with that digest, the replay
+/// key. The step API runs a request's handler again after every read round and every conflict
+/// (src/service/steps.rs); none of these change between runs, and on a large commit computing
+/// them twice cost a tenth of the request (BENCHMARKS.md "Issue 14: where a 4000-member
+/// commit's time goes"). So a request computes each once and every run reuses it.
+#[derive(Debug, Default)]
+pub(crate) struct RequestDigests {
+    request_hash: OnceLock<Vec<u8>>,
+    /// `SignContent(ClientSignatureTBS)` and its SHA-256.
+    signed: OnceLock<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RequestDigests {
+    /// SHA-256 of the request's exact bytes.
+    fn request_hash<E: std::error::Error + 'static>(
+        &self,
+        crypto: &impl OpenMlsCrypto,
+        request_bytes: &[u8],
+    ) -> Result<&[u8], Failure<E>> {
+        if let Some(hash) = self.request_hash.get() {
+            return Ok(hash);
+        }
+        let hash = sha256(crypto, request_bytes)?;
+        Ok(self.request_hash.get_or_init(|| hash))
+    }
+
+    /// The signed content `tbs` encodes to, and its SHA-256.
+    fn signed<E: std::error::Error + 'static>(
+        &self,
+        crypto: &impl OpenMlsCrypto,
+        tbs: &ClientSignatureTbs<'_>,
+    ) -> Result<&(Vec<u8>, Vec<u8>), Failure<E>> {
+        if let Some(signed) = self.signed.get() {
+            return Ok(signed);
+        }
+        let sign_content = tbs.sign_content().map_err(internal)?;
+        let replay_key = sha256(crypto, &sign_content)?;
+        Ok(self.signed.get_or_init(|| (sign_content, replay_key)))
+    }
+}
+
 /// How a request is remembered: its replay key, the hash of its exact bytes, and until when.
 pub(crate) struct ReplayGuard {
     replay_key: Vec<u8>,
@@ -32,10 +76,11 @@ impl ReplayGuard {
     pub(crate) fn for_unsigned<E: std::error::Error + 'static>(
         crypto: &impl OpenMlsCrypto,
         request_bytes: &[u8],
+        digests: &RequestDigests,
         now: UnixTimeMs,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
-        let request_hash = sha256(crypto, request_bytes)?;
+        let request_hash = digests.request_hash(crypto, request_bytes)?.to_vec();
         Ok(Self {
             replay_key: request_hash.clone(),
             request_hash,
@@ -96,7 +141,7 @@ fn mark_expiry(accepted_from: UnixTimeMs, window_ms: u64) -> UnixTimeMs {
 pub(crate) struct ClientAuth<'a> {
     pub(crate) signature: &'a ClientSignature,
     /// `SignContent(ClientSignatureTBS)`: what the signature covers.
-    sign_content: Vec<u8>,
+    sign_content: &'a [u8],
     /// Keyed by SHA-256 of `sign_content`: what is signed, not the signature bytes, so a
     /// re-encoded or malleated (ECDSA) signature is still a replay.
     pub(crate) guard: ReplayGuard,
@@ -108,6 +153,7 @@ impl<'a> ClientAuth<'a> {
         crypto: &impl OpenMlsCrypto,
         request: &'a DsRequest,
         request_bytes: &[u8],
+        digests: &'a RequestDigests,
         now: UnixTimeMs,
         window_ms: u64,
     ) -> Result<Self, Failure<E>> {
@@ -136,10 +182,10 @@ impl<'a> ClientAuth<'a> {
             timestamp_ms: signature.timestamp_ms,
             sender_id: &signature.sender_id,
         };
-        let sign_content = tbs.sign_content().map_err(internal)?;
+        let (sign_content, replay_key) = digests.signed(crypto, &tbs)?;
         let guard = ReplayGuard {
-            replay_key: sha256(crypto, &sign_content)?,
-            request_hash: sha256(crypto, request_bytes)?,
+            replay_key: replay_key.clone(),
+            request_hash: digests.request_hash(crypto, request_bytes)?.to_vec(),
             // Past this the timestamp is stale, so the mark is no longer needed.
             expires_at: mark_expiry(signed_at, window_ms),
         };
@@ -176,7 +222,7 @@ impl<'a> ClientAuth<'a> {
         crypto
             .verify_signature(
                 ciphersuite.signature_algorithm(),
-                &self.sign_content,
+                self.sign_content,
                 public_key,
                 self.signature.signature.as_slice(),
             )

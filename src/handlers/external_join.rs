@@ -60,6 +60,7 @@ where
     let guard = ReplayGuard::for_unsigned(
         crypto,
         ctx.request_bytes,
+        ctx.digests,
         ctx.now,
         ctx.env.config.auth_window_ms,
     )?;

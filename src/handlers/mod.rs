@@ -89,6 +89,8 @@ pub(crate) struct Ctx<'a, C> {
     pub(crate) now: UnixTimeMs,
     pub(crate) request: &'a DsRequest,
     pub(crate) request_bytes: &'a [u8],
+    /// The request's digests, computed once for every run of its handler.
+    pub(crate) digests: &'a crate::auth::RequestDigests,
     /// The group state the handler's write leaves, for the cache once the write applied.
     pub(crate) cache_after: std::cell::RefCell<Option<crate::service::cache::CacheAfterWrite>>,
 }
@@ -218,6 +220,7 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
             self.crypto(),
             self.request,
             self.request_bytes,
+            self.digests,
             self.now,
             self.env.config.auth_window_ms,
         )

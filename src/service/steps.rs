@@ -74,6 +74,7 @@
 //! before its reads (decoding and hashing the request), never a signature check or MLS
 //! validation: those come after the reads (tests/cost_bounds.rs).
 
+use crate::auth::RequestDigests;
 use crate::error::{Failure, ProcessError, RejectReason, StepError};
 use crate::handlers::{self, Ctx, Plan};
 use crate::hub_event::HubEvent;
@@ -373,6 +374,8 @@ enum Input<'r> {
     Request {
         bytes: &'r [u8],
         decoded: Box<DsRequest>,
+        /// Kept across the runs of its handler (read rounds, conflict retries).
+        digests: Box<RequestDigests>,
     },
     Event {
         group_id: &'r [u8],
@@ -398,6 +401,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
                 input: Input::Request {
                     bytes: request,
                     decoded,
+                    digests: Box::default(),
                 },
                 now,
                 conflicts: 0,
@@ -533,12 +537,17 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         let store = Prefetched::new(answers);
         let sealed_store = SealedStore::new(&store, &self.crypto, keys, operation);
         let (decided, cache_after) = task.meter.span.in_scope(|| match &task.input {
-            Input::Request { bytes, decoded } => {
+            Input::Request {
+                bytes,
+                decoded,
+                digests,
+            } => {
                 let ctx = Ctx {
                     env: self.handler_env(keys.is_some()),
                     now: task.now,
                     request: decoded,
                     request_bytes: bytes,
+                    digests,
                     cache_after: RefCell::new(None),
                 };
                 let decided = handlers::dispatch(&ctx, &sealed_store);
