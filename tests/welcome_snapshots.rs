@@ -596,3 +596,52 @@ fn a_shared_snapshot_is_not_handed_out_for_another_epoch() {
     assert_eq!(ds.storage.write(&dropped).unwrap(), WriteOutcome::Applied);
     refused(&mut ds, &request);
 }
+
+#[test]
+fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
+    // Earlier versions stored every snapshot's tree, the current epoch's too. Such a record
+    // is answered as it is (one read, no state) and deleted once fetched.
+    use tls_codec::Serialize as _;
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    let expected = tree_of(&alice);
+    // The earlier layout: the expiry (u64), then the tree as `opaque<V>`.
+    let mut legacy = u64::MAX.to_be_bytes().to_vec();
+    legacy.extend(
+        tls_codec::VLBytes::new(expected.clone())
+            .tls_serialize_detached()
+            .unwrap(),
+    );
+    let version = ds.storage.version(&group_id).unwrap();
+    let stored = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(version),
+        records: vec![RecordWrite::Put(
+            RecordKind::WelcomeTree { epoch: 1 },
+            legacy,
+        )],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(ds.storage.write(&stored).unwrap(), WriteOutcome::Applied);
+
+    let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
+    let (out, reads, _) = recorded(&mut ds, &request);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("{:?}", decode_response(&out.response))
+    };
+    assert_eq!(info.ratchet_tree.as_bytes(), expected);
+    assert_eq!(
+        reads,
+        vec![
+            RecordKind::WelcomeSnapshots,
+            RecordKind::WelcomeTree { epoch: 1 }
+        ]
+    );
+    bob.join_with_tree(processed, &info.ratchet_tree);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+}
