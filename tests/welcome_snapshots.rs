@@ -9,8 +9,8 @@ use mimi_ds::testing::{
     assert_accepted, decode_response, Received, RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::wire::{
-    decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
-    RatchetTreeBytes,
+    decode_exact, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes,
+    RatchetTreeBytes, WelcomeInfoRequest,
 };
 use mimi_ds::{AuthenticationFailed, DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{KeyPackage, Lifetime};
@@ -474,14 +474,33 @@ fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_l
     assert!(reads.iter().all(|k| shared_read.contains(k)), "{reads:?}");
     assert_eq!(reads[..2], shared_read[..2], "the index before the state");
 
+    // A sender the index does not list for the current epoch (Bob, a joiner of epoch 1)
+    // costs no read of the state.
+    let (bob_request, bob_processed) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
+    let decoded: DsRequest = decode_exact(&bob_request).unwrap();
+    let DsAuthData::ClientSignature(sig) = decoded.auth else {
+        panic!("unsigned")
+    };
+    let wrong_epoch = bob.signed_as(
+        DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 5 }),
+        sig.group_id.as_slice(),
+        ds.now_ms,
+        sig.sender_id,
+    );
+    let (out, reads, _) = recorded(&mut ds, &wrong_epoch);
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert!(!reads.contains(&RecordKind::MlsState), "{reads:?}");
+
     // welcome_info of an earlier epoch reads the index and that one tree, nothing else, and
     // deletes the tree once its last joiner fetched it.
-    let (request, processed) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
-    let (out, reads, writes) = recorded(&mut ds, &request);
+    let (out, reads, writes) = recorded(&mut ds, &bob_request);
     let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
         panic!("{:?}", decode_response(&out.response))
     };
-    bob.join_with_tree(processed, &info.ratchet_tree);
+    bob.join_with_tree(bob_processed, &info.ratchet_tree);
     assert_eq!(bob.epoch(), 1);
     assert_eq!(
         reads,

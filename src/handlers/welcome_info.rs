@@ -53,10 +53,15 @@ where
         group_id,
         &[RecordKind::WelcomeSnapshots, tree_kind],
     )?;
-    if snapshot.record(tree_kind).is_none() {
-        // The snapshot of the current epoch stores no tree: it is the `MlsState` record's
-        // until the next commit, which writes it out (wire-format.md §4.12). Read again with
-        // the state, so that index, tree and state come from one version.
+    // The snapshot of the current epoch stores no tree: it is the `MlsState` record's until
+    // the next commit, which writes it out (wire-format.md §4.12). If the index lists the
+    // sender for this epoch, read again with the state, so that index, tree and state come
+    // from one version; a sender it does not list costs no read of the state.
+    let listed = |snapshot: &GroupSnapshot| -> HandlerResult<bool, S::Error> {
+        let index: WelcomeSnapshots = decode_record(snapshot, RecordKind::WelcomeSnapshots)?;
+        Ok(index.find(body.epoch, key_package_ref.as_slice()).is_some())
+    };
+    if snapshot.record(tree_kind).is_none() && listed(&snapshot)? {
         snapshot = read_snapshot(
             storage,
             group_id,
