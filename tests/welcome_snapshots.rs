@@ -1,15 +1,16 @@
 //! Welcome snapshots are bounded (wire-format.md §4.12): retention is clamped whatever
 //! `not_after` a KeyPackage names, a removed joiner's entry and tree go with its leaf, a group
-//! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and a commit neither reads
-//! nor rewrites the pending trees.
+//! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and a commit never reads
+//! a pending tree and writes at most one: that of the epoch it leaves, whose snapshot shared the
+//! current state until then.
 
 use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
 use mimi_ds::testing::{
     assert_accepted, decode_response, Received, RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
 use mimi_ds::wire::{
-    decode_exact, DsAuthData, DsRequest, DsResponseBody, ErrorCode, MlsMessageBytes,
-    RatchetTreeBytes,
+    decode_exact, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ErrorCode, MlsMessageBytes,
+    RatchetTreeBytes, WelcomeInfoRequest,
 };
 use mimi_ds::{AuthenticationFailed, DsConfig, HubEvent, Outcome, Status, UnixTimeMs};
 use openmls::prelude::{KeyPackage, Lifetime};
@@ -156,7 +157,9 @@ fn a_key_package_that_never_expires_keeps_its_tree_only_until_the_retention_limi
     assert_eq!(forever.life_time().not_after(), u64::MAX);
     let added_at = ds.now_ms;
     let welcomes = add_key_packages(&mut ds, &mut alice, vec![forever], &mut [&mut bob]);
-    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    // The current epoch's snapshot shares the state: no tree record of its own.
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert!(index_bytes(&ds, &group_id) > EMPTY_INDEX_BYTES);
     let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
 
     // At the limit the tree is still there...
@@ -212,7 +215,8 @@ fn a_joiner_removed_before_fetching_loses_its_entry_and_an_unneeded_tree_is_dele
     let (bob_request, _) = bob.welcome_info_request(&welcomes_1[0], ds.now_ms);
     let (carol_request, carol_welcome) = carol.welcome_info_request(&welcomes_1[1], ds.now_ms);
     let (dave_request, _) = dave.welcome_info_request(&welcome_2, ds.now_ms);
-    assert!(tree_bytes(&ds, &group_id, 1) > 0 && tree_bytes(&ds, &group_id, 2) > 0);
+    // Epoch 2's commit wrote epoch 1's tree out; epoch 2's snapshot shares the state.
+    assert!(tree_bytes(&ds, &group_id, 1) > 0 && tree_bytes(&ds, &group_id, 2) == 0);
 
     // Epoch 3 removes Bob and Dave.
     let leaves = [leaf_of(&alice, &bob), leaf_of(&alice, &dave)];
@@ -250,7 +254,10 @@ fn a_hub_removal_of_a_joiner_drops_its_entry_once_committed() {
     assert_accepted(&out);
     TestDs::route(&out, &mut [&mut alice]);
     assert_eq!(alice.process_inbox(), vec![Received::Proposal]);
-    assert!(tree_bytes(&ds, &group_id, 1) > 0, "kept until committed");
+    assert!(
+        index_bytes(&ds, &group_id) > EMPTY_INDEX_BYTES,
+        "kept until committed"
+    );
 
     // Alice's commit includes the removal: Bob's entry and the tree go.
     ds.advance(1);
@@ -278,7 +285,7 @@ fn beyond_the_cap_the_oldest_snapshot_is_evicted_and_its_joiner_joins_by_externa
     // unfetched. The oldest snapshot makes room.
     let dave_welcome = add(&mut ds, &mut alice, &mut [&mut dave]).remove(0);
     assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
-    assert!(tree_bytes(&ds, &group_id, 2) > 0 && tree_bytes(&ds, &group_id, 3) > 0);
+    assert!(tree_bytes(&ds, &group_id, 2) > 0 && tree_bytes(&ds, &group_id, 3) == 0);
     refused(&mut ds, &bob_request);
     for (joiner, welcome) in [(&mut carol, &carol_welcome), (&mut dave, &dave_welcome)] {
         let (request, processed) = joiner.welcome_info_request(welcome, ds.now_ms);
@@ -323,11 +330,14 @@ fn delete_group_deletes_the_pending_trees() {
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
     add(&mut ds, &mut alice, &mut [&mut bob]);
+    add(&mut ds, &mut alice, &mut [&mut carol]);
     assert!(tree_bytes(&ds, &group_id, 1) > 0);
     let out = ds.process(&alice.delete_group_request(ds.now_ms));
     assert_accepted(&out);
     assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    assert_eq!(tree_bytes(&ds, &group_id, 2), 0);
     assert_eq!(index_bytes(&ds, &group_id), 0);
 }
 
@@ -339,6 +349,9 @@ fn a_tree_dropped_by_the_backend_counts_as_fetched() {
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
     let welcomes = add(&mut ds, &mut alice, &mut [&mut bob]);
     let (request, _) = bob.welcome_info_request(&welcomes[0], ds.now_ms);
+    // A later commit writes epoch 1's tree out (until then it is the current state's).
+    commit_update(&mut ds, &mut alice);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
     // A backend expiring tree records on its own clock, ahead of the DS's.
     let version = ds.storage.version(&group_id).unwrap();
     let dropped = WriteSet {
@@ -382,19 +395,30 @@ fn written_kind(write: &RecordWrite) -> RecordKind {
 }
 
 #[test]
-fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
+fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_leaves() {
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
     let mut carol = TestClient::new("carol", "carol-phone", "c.example");
     let mut dave = TestClient::new("dave", "dave-phone", "d.example");
-    add(&mut ds, &mut alice, &mut [&mut bob]);
+    let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
     add(&mut ds, &mut alice, &mut [&mut carol]);
-    let pending_tree = tree_bytes(&ds, &group_id, 1).min(tree_bytes(&ds, &group_id, 2));
+    let pending_tree = tree_bytes(&ds, &group_id, 1);
     assert!(pending_tree > 0);
+    assert_eq!(tree_bytes(&ds, &group_id, 2), 0, "epoch 2 shares the state");
 
-    // A commit without Adds: the index only, smaller than any one pending tree.
+    // The commit that leaves epoch 2 writes its tree out, once, and reads no tree.
+    let request = alice.update_request(ds.now_ms);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    assert_accepted(&out);
+    alice.confirm_commit();
+    assert!(!reads.iter().any(is_tree), "{reads:?}");
+    let trees: Vec<RecordKind> = writes.iter().map(written_kind).filter(is_tree).collect();
+    assert_eq!(trees, vec![RecordKind::WelcomeTree { epoch: 2 }]);
+
+    // A commit without Adds leaving an epoch without joiners: the index only, smaller than
+    // any one pending tree.
     let request = alice.update_request(ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
@@ -413,44 +437,76 @@ fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
         "index {index} B, tree {pending_tree} B"
     );
 
-    // A commit with Adds writes its own epoch's tree once, and no other.
+    // A commit with Adds writes no tree at all: its epoch's snapshot shares the new state.
     let key_packages = vec![dave.key_package()];
     let request = alice.add_request(key_packages, ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
     alice.confirm_commit();
     assert!(!reads.iter().any(is_tree), "{reads:?}");
-    let trees: Vec<&RecordWrite> = writes
-        .iter()
-        .filter(|w| is_tree(&written_kind(w)))
-        .collect();
     assert!(
-        matches!(
-            trees.as_slice(),
-            [RecordWrite::Put(RecordKind::WelcomeTree { epoch: 4 }, _)]
-        ),
-        "{trees:?}"
+        !writes
+            .iter()
+            .any(|w| matches!(w, RecordWrite::Put(kind, _) if is_tree(kind))),
+        "{writes:?}"
     );
 
-    // welcome_info reads the tree of the requested epoch only, and deletes it once fetched.
+    // welcome_info of the current epoch reads the index and the (absent) tree, then, in one
+    // read, the index, tree and state: nothing of the group's size before the signature
+    // verified (the state is decoded only after it; wire-format.md §4.12).
     TestDs::route(&out, &mut [&mut dave]);
     let Some(Received::Welcome(welcome)) = dave.process_inbox().pop() else {
         panic!("no Welcome")
     };
     let (request, processed) = dave.welcome_info_request(&welcome, ds.now_ms);
-    let (out, reads, writes) = recorded(&mut ds, &request);
+    let (out, reads, _) = recorded(&mut ds, &request);
     let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
         panic!("{:?}", decode_response(&out.response))
     };
     dave.join_with_tree(processed, &info.ratchet_tree);
-    // It reads the small index and that one tree, nothing else of the group's size (the
-    // roster): a request that does not authenticate costs no decoding that grows with the group
-    // (wire-format.md §4.12).
+    // (The step driver answers a run's earlier reads again in the round that adds one.)
+    let shared_read = [
+        RecordKind::WelcomeSnapshots,
+        RecordKind::WelcomeTree { epoch: 5 },
+        RecordKind::MlsState,
+    ];
+    assert!(reads.ends_with(&shared_read), "{reads:?}");
+    assert!(reads.iter().all(|k| shared_read.contains(k)), "{reads:?}");
+    assert_eq!(reads[..2], shared_read[..2], "the index before the state");
+
+    // A sender the index does not list for the current epoch (Bob, a joiner of epoch 1)
+    // costs no read of the state.
+    let (bob_request, bob_processed) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
+    let decoded: DsRequest = decode_exact(&bob_request).unwrap();
+    let DsAuthData::ClientSignature(sig) = decoded.auth else {
+        panic!("unsigned")
+    };
+    let wrong_epoch = bob.signed_as(
+        DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 5 }),
+        sig.group_id.as_slice(),
+        ds.now_ms,
+        sig.sender_id,
+    );
+    let (out, reads, _) = recorded(&mut ds, &wrong_epoch);
+    assert_eq!(
+        out.status,
+        Status::Rejected(ErrorCode::AuthenticationFailed)
+    );
+    assert!(!reads.contains(&RecordKind::MlsState), "{reads:?}");
+
+    // welcome_info of an earlier epoch reads the index and that one tree, nothing else, and
+    // deletes the tree once its last joiner fetched it.
+    let (out, reads, writes) = recorded(&mut ds, &bob_request);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("{:?}", decode_response(&out.response))
+    };
+    bob.join_with_tree(bob_processed, &info.ratchet_tree);
+    assert_eq!(bob.epoch(), 1);
     assert_eq!(
         reads,
         vec![
             RecordKind::WelcomeSnapshots,
-            RecordKind::WelcomeTree { epoch: 4 },
+            RecordKind::WelcomeTree { epoch: 1 },
             // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
             RecordKind::Manifest
         ]
@@ -461,7 +517,152 @@ fn a_commit_neither_reads_nor_rewrites_pending_welcome_trees() {
             .map(written_kind)
             .filter(is_tree)
             .collect::<Vec<_>>(),
-        vec![RecordKind::WelcomeTree { epoch: 4 }]
+        vec![RecordKind::WelcomeTree { epoch: 1 }]
     );
-    assert_eq!(tree_bytes(&ds, &group_id, 4), 0);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+}
+
+/// The TLS encoding of `member`'s ratchet tree: what `welcome_info` must answer for the epoch
+/// `member` is in (the tree a DS storing a full copy per epoch answered).
+fn tree_of(member: &TestClient) -> Vec<u8> {
+    use tls_codec::Serialize as _;
+    member
+        .group()
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .unwrap()
+}
+
+/// Fetches `joiner`'s tree, checks it is `expected` byte for byte and joins with it (openmls).
+fn fetch_and_join(
+    ds: &mut TestDs,
+    joiner: &mut TestClient,
+    welcome: &MlsMessageBytes,
+    expected: &[u8],
+    epoch: u64,
+) {
+    let (request, processed) = joiner.welcome_info_request(welcome, ds.now_ms);
+    let tree = welcome_tree(ds, &request);
+    assert_eq!(tree.as_bytes(), expected, "the tree of epoch {epoch}");
+    joiner.join_with_tree(processed, &tree);
+    assert_eq!(joiner.epoch(), epoch);
+}
+
+#[test]
+fn welcome_info_answers_the_joiners_epoch_whether_shared_or_written_out_later() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
+    let mut erin = TestClient::new("erin", "erin-phone", "e.example");
+    let mut frank = TestClient::new("frank", "frank-phone", "f.example");
+    let mut grace = TestClient::new("grace", "grace-phone", "g.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob, &mut carol, &mut dave]);
+    let epoch_1 = tree_of(&alice);
+
+    // Right after the add: the tree shared with the current state.
+    fetch_and_join(&mut ds, &mut bob, &welcomes[0], &epoch_1, 1);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+
+    // After one update: the tree the update's commit wrote out.
+    commit_update(&mut ds, &mut alice);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    fetch_and_join(&mut ds, &mut carol, &welcomes[1], &epoch_1, 1);
+
+    // After several commits (an add, a remove, an update): epoch 1's tree is unchanged, and
+    // the add's epoch is answered from the state until the remove leaves it.
+    let erin_welcome = add(&mut ds, &mut alice, &mut [&mut erin]).remove(0);
+    let epoch_3 = tree_of(&alice);
+    let frank_welcome = add(&mut ds, &mut alice, &mut [&mut frank]).remove(0);
+    let epoch_4 = tree_of(&alice);
+    let leaves = [leaf_of(&alice, &bob)];
+    assert_accepted(&ds.process(&alice.remove_request(&leaves, ds.now_ms)));
+    alice.confirm_commit();
+    commit_update(&mut ds, &mut alice);
+    let grace_welcome = add(&mut ds, &mut alice, &mut [&mut grace]).remove(0);
+    let epoch_7 = tree_of(&alice);
+    fetch_and_join(&mut ds, &mut dave, &welcomes[2], &epoch_1, 1);
+    fetch_and_join(&mut ds, &mut erin, &erin_welcome, &epoch_3, 3);
+    fetch_and_join(&mut ds, &mut frank, &frank_welcome, &epoch_4, 4);
+    fetch_and_join(&mut ds, &mut grace, &grace_welcome, &epoch_7, 7);
+    assert_eq!(index_bytes(&ds, &group_id), EMPTY_INDEX_BYTES);
+    for epoch in 1..=7 {
+        assert_eq!(tree_bytes(&ds, &group_id, epoch), 0, "epoch {epoch}");
+    }
+}
+
+#[test]
+fn a_shared_snapshot_is_not_handed_out_for_another_epoch() {
+    // Only the snapshot of the current epoch shares the state: a joiner of an earlier epoch
+    // whose tree the backend dropped is refused, not answered with the current tree.
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let (request, _) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
+    let version = ds.storage.version(&group_id).unwrap();
+    let dropped = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(version),
+        records: vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(ds.storage.write(&dropped).unwrap(), WriteOutcome::Applied);
+    refused(&mut ds, &request);
+}
+
+#[test]
+fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
+    // Earlier versions stored every snapshot's tree, the current epoch's too. Such a record
+    // is answered as it is (one read, no state) and deleted once fetched.
+    use tls_codec::Serialize as _;
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    let expected = tree_of(&alice);
+    // The earlier layout: the expiry (u64), then the tree as `opaque<V>`.
+    let mut legacy = u64::MAX.to_be_bytes().to_vec();
+    legacy.extend(
+        tls_codec::VLBytes::new(expected.clone())
+            .tls_serialize_detached()
+            .unwrap(),
+    );
+    let version = ds.storage.version(&group_id).unwrap();
+    let stored = WriteSet {
+        group_id: group_id.clone(),
+        guard: VersionGuard::Exactly(version),
+        records: vec![RecordWrite::Put(
+            RecordKind::WelcomeTree { epoch: 1 },
+            legacy,
+        )],
+        replay_mark: None,
+        now_ms: ds.now_ms,
+        fanout: Vec::new(),
+    };
+    assert_eq!(ds.storage.write(&stored).unwrap(), WriteOutcome::Applied);
+
+    let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
+    let (out, reads, _) = recorded(&mut ds, &request);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("{:?}", decode_response(&out.response))
+    };
+    assert_eq!(info.ratchet_tree.as_bytes(), expected);
+    assert_eq!(
+        reads,
+        vec![
+            RecordKind::WelcomeSnapshots,
+            RecordKind::WelcomeTree { epoch: 1 }
+        ]
+    );
+    bob.join_with_tree(processed, &info.ratchet_tree);
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
 }

@@ -19,7 +19,8 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::group_state::{
-    activity_writes, decode_record, encode_record, refuse_if_reinitialized, OpenGroup,
+    activity_writes, decode_record, encode_record, open_mls_state, refuse_if_reinitialized,
+    OpenGroup,
 };
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
@@ -229,15 +230,7 @@ where
             DsResponseBody::Accepted(receipt),
         );
     }
-    accepted.plan(
-        ctx,
-        &auth.guard,
-        &group,
-        &buffer,
-        &summary,
-        new_roster,
-        group_info,
-    )
+    accepted.plan(ctx, &auth.guard, &buffer, &summary, new_roster, group_info)
 }
 
 /// The pending proposals a commit leaves out (wire-format.md §4.3.3).
@@ -550,14 +543,13 @@ impl Accepting<'_> {
         &self,
         ctx: &Ctx<'_, C>,
         guard: &ReplayGuard,
-        group: &PublicGroup,
         buffer: &MlsStateBuffer,
         summary: &CommitSummary,
         roster: Roster,
         group_info: Vec<u8>,
     ) -> HandlerResult<Plan, E> {
         let (fanout, receipt) = self.fanout(ctx, summary, roster.epoch)?;
-        let welcome_writes = self.welcome_writes(ctx, group, summary, roster.epoch)?;
+        let welcome_writes = self.welcome_writes(ctx, summary, roster.epoch)?;
         let mut sequencer = self.sequencer.clone();
         sequencer.next_sequence = receipt.sequence_number + 1;
         // The grace period of re-issued DS removals runs from when they were first issued.
@@ -614,13 +606,17 @@ impl Accepting<'_> {
     /// loses the joiners whose leaves the commit removes and those whose retention ended, and
     /// gains the joiners the commit adds, with their retention clamped to
     /// `DsConfig::welcome_retention_ms`; beyond `DsConfig::max_welcome_snapshots` the oldest
-    /// snapshots are evicted. The new epoch's tree is written once; the trees of dropped epochs
-    /// are deleted. The pending trees are neither read nor rewritten, so a commit costs the
-    /// same however many snapshots are pending.
+    /// snapshots are evicted; the trees of dropped epochs are deleted.
+    ///
+    /// The snapshot of the group's current epoch stores no tree: it shares the `MlsState`
+    /// record, whose tree is that epoch's until the next commit. So the new epoch's snapshot is
+    /// written without a tree, and the commit that moves the group on from an epoch whose
+    /// snapshot is still pending materializes that epoch's tree, once, from the state it
+    /// read (an export of the tree before the commit). Older pending trees are neither read
+    /// nor rewritten, so a commit costs the same however many snapshots are pending.
     fn welcome_writes<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
-        group: &PublicGroup,
         summary: &CommitSummary,
         new_epoch: u64,
     ) -> HandlerResult<Vec<RecordWrite>, E> {
@@ -648,30 +644,36 @@ impl Accepting<'_> {
             })
             .filter(|j| j.expires_at >= ctx.now)
             .collect();
-        let mut new_tree = None;
-        if let Some(expires_at) = joiners.iter().map(|j| j.expires_at).max() {
+        if !joiners.is_empty() {
             let snapshot = WelcomeSnapshot {
                 epoch: new_epoch,
                 joiners,
             };
             let evicted = index.push(snapshot, ctx.env.config.max_welcome_snapshots);
-            if !evicted.contains(&new_epoch) {
-                new_tree = Some(WelcomeTree {
-                    expires_at,
-                    ratchet_tree: group
-                        .export_ratchet_tree()
-                        .tls_serialize_detached()
-                        .map_err(internal)?
-                        .into(),
-                });
-            }
             dropped.extend(evicted.into_iter().filter(|epoch| *epoch != new_epoch));
         }
 
         let mut writes = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
-        if let Some(tree) = new_tree {
+        // The epoch this commit leaves: if its snapshot survived the drops above, its tree
+        // stops being the current one and is written out now.
+        let left_epoch = self.previous.epoch;
+        if let Some(expires_at) = index
+            .snapshots
+            .iter()
+            .find(|s| s.epoch == left_epoch)
+            .and_then(|s| s.joiners.iter().map(|j| j.expires_at).max())
+        {
+            let (_, before) = open_mls_state(self.snapshot, self.group_id)?;
+            let tree = WelcomeTree {
+                expires_at,
+                ratchet_tree: before
+                    .export_ratchet_tree()
+                    .tls_serialize_detached()
+                    .map_err(internal)?
+                    .into(),
+            };
             writes.push(encode_record(
-                RecordKind::WelcomeTree { epoch: new_epoch },
+                RecordKind::WelcomeTree { epoch: left_epoch },
                 &tree,
             )?);
         }

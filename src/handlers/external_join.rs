@@ -161,9 +161,7 @@ where
         activity,
         identity_links,
     };
-    accepted.plan(
-        ctx, &guard, &group, &buffer, &summary, new_roster, group_info,
-    )
+    accepted.plan(ctx, &guard, &buffer, &summary, new_roster, group_info)
 }
 
 /// The GroupInfo's framing, before the group is loaded: a full GroupInfo must be for this group

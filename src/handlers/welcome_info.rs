@@ -9,13 +9,14 @@
 //! request, which the replay mark answers with the stored response.
 
 use openmls_traits::crypto::OpenMlsCrypto;
+use tls_codec::Serialize as _;
 
-use super::group_state::{ciphersuite, decode_record, encode_record};
+use super::group_state::{ciphersuite, decode_record, encode_record, open_mls_state};
 use super::{Ctx, HandlerResult, Plan};
 use crate::error::AuthenticationFailed;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
 use crate::state::{WelcomeSnapshots, WelcomeTree};
-use crate::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard};
+use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
 use crate::wire::{
     decode_exact, DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest,
 };
@@ -43,15 +44,34 @@ where
     }
     let group_id = auth.group_id();
     // The index, and the tree of the requested epoch only (which may be missing: fetched,
-    // dropped or never written). The index alone authenticates the request: nothing of the
-    // group's size (roster, tree) is decoded before the signature verifies.
+    // dropped, never written, or shared with the current state). The index alone
+    // authenticates the request: nothing of the group's size (roster, tree) is decoded before
+    // the signature verifies.
     let tree_kind = RecordKind::WelcomeTree { epoch: body.epoch };
-    let snapshot = storage
-        .read(group_id, &[RecordKind::WelcomeSnapshots, tree_kind])
-        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
-        .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
-        // Rule R-FRAME-5.
-        .ok_or(RejectReason::UnknownGroup)?;
+    let mut snapshot = read_snapshot(
+        storage,
+        group_id,
+        &[RecordKind::WelcomeSnapshots, tree_kind],
+    )?;
+    // The snapshot of the current epoch stores no tree: it is the `MlsState` record's until
+    // the next commit, which writes it out (wire-format.md §4.12). If the index lists the
+    // sender for this epoch, read again with the state, so that index, tree and state come
+    // from one version; a sender it does not list costs no read of the state.
+    let listed = |snapshot: &GroupSnapshot| -> HandlerResult<bool, S::Error> {
+        let index: WelcomeSnapshots = decode_record(snapshot, RecordKind::WelcomeSnapshots)?;
+        Ok(index.find(body.epoch, key_package_ref.as_slice()).is_some())
+    };
+    if snapshot.record(tree_kind).is_none() && listed(&snapshot)? {
+        snapshot = read_snapshot(
+            storage,
+            group_id,
+            &[
+                RecordKind::WelcomeSnapshots,
+                tree_kind,
+                RecordKind::MlsState,
+            ],
+        )?;
+    }
     let mut index: WelcomeSnapshots = decode_record(&snapshot, RecordKind::WelcomeSnapshots)?;
     let mut dropped = index.purge(ctx.now);
 
@@ -62,7 +82,10 @@ where
     let (position, joiner) = index
         .find(body.epoch, key_package_ref.as_slice())
         .ok_or_else(|| no_welcome.clone())?;
-    let tree_record = snapshot.record(tree_kind).ok_or(no_welcome)?;
+    let tree_record = snapshot.record(tree_kind);
+    if tree_record.is_none() && snapshot.record(RecordKind::MlsState).is_none() {
+        return Err(no_welcome.into());
+    }
     auth.verify(
         ctx.crypto(),
         ciphersuite(index.ciphersuite)?,
@@ -70,9 +93,25 @@ where
             .signature_key
             .as_slice(),
     )?;
-    let tree = decode_exact::<WelcomeTree>(tree_record)
-        .map_err(|e| internal(format!("WelcomeTree record: {e}")))?;
-    let tree = RatchetTreeBytes::from_bytes(tree.ratchet_tree.into()).map_err(internal)?;
+    let tree = match tree_record {
+        Some(record) => decode_exact::<WelcomeTree>(record)
+            .map_err(|e| internal(format!("WelcomeTree record: {e}")))?
+            .ratchet_tree
+            .into(),
+        None => {
+            let (_, group) = open_mls_state(&snapshot, group_id)?;
+            // Only the current epoch's snapshot shares the state; a missing tree of an
+            // earlier epoch was dropped by the backend after its expiry.
+            if group.group_context().epoch().as_u64() != body.epoch {
+                return Err(no_welcome.into());
+            }
+            group
+                .export_ratchet_tree()
+                .tls_serialize_detached()
+                .map_err(internal)?
+        }
+    };
+    let tree = RatchetTreeBytes::from_bytes(tree).map_err(internal)?;
 
     // Each joiner fetches once; the tree goes with the epoch's last joiner.
     index.snapshots[position].joiners.remove(joiner);
@@ -91,4 +130,18 @@ where
         Vec::new(),
         DsResponseBody::WelcomeInfo(WelcomeInfo { ratchet_tree: tree }),
     )
+}
+
+/// One read of the group's Welcome records: `unknown_group` without an index.
+fn read_snapshot<S: DsStorage>(
+    storage: &S,
+    group_id: &[u8],
+    kinds: &[RecordKind],
+) -> HandlerResult<GroupSnapshot, S::Error> {
+    Ok(storage
+        .read(group_id, kinds)
+        .map_err(|e| Failure::Process(ProcessError::Storage(e)))?
+        .filter(|s| s.record(RecordKind::WelcomeSnapshots).is_some())
+        // Rule R-FRAME-5.
+        .ok_or(RejectReason::UnknownGroup)?)
 }

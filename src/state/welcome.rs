@@ -6,8 +6,11 @@
 //!
 //! * [`WelcomeSnapshots`], a small index (per epoch: the joiners' KeyPackageRefs, signature
 //!   keys and expiries) that commits read and write;
-//! * one [`WelcomeTree`] per epoch, written once by the commit that added the joiners and
-//!   deleted by the write that drops the epoch's last joiner. Only `welcome_info` reads it.
+//! * one [`WelcomeTree`] per epoch but the current one, written once by the commit that moves
+//!   the group on from that epoch while it has joiners, and deleted by the write that drops the
+//!   epoch's last joiner. Only `welcome_info` reads it. The current epoch's snapshot shares the
+//!   `MlsState` record (its tree is the current tree), so adding clients stores no second copy
+//!   of the tree until the group moves on.
 //!
 //! Retention is bounded three ways: a joiner is kept at most until its KeyPackage's
 //! `not_after`, clamped to `now + DsConfig::welcome_retention_ms`; a joiner is dropped when a

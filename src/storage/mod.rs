@@ -147,8 +147,10 @@ pub enum RecordKind {
     /// joiners that have not fetched its tree yet. Small; read and written by commits.
     WelcomeSnapshots,
     /// The ratchet tree of one epoch listed in [`RecordKind::WelcomeSnapshots`]: a **keyed**
-    /// kind, one record per epoch. Written once by the commit that added the joiners, read only
-    /// by `welcome_info`, deleted when no joiner needs it any more.
+    /// kind, one record per epoch. The current epoch has none (its tree is
+    /// [`RecordKind::MlsState`]'s); written once by the commit that moves the group on from an
+    /// epoch whose joiners have not all fetched it, read only by `welcome_info`, deleted when
+    /// no joiner needs it any more.
     WelcomeTree {
         /// The epoch the adding commit created.
         epoch: u64,
