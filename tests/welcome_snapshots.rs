@@ -469,6 +469,8 @@ fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_l
         RecordKind::WelcomeSnapshots,
         RecordKind::WelcomeTree { epoch: 5 },
         RecordKind::MlsState,
+        // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
+        RecordKind::Manifest,
     ];
     assert!(reads.ends_with(&shared_read), "{reads:?}");
     assert!(reads.iter().all(|k| shared_read.contains(k)), "{reads:?}");
@@ -660,7 +662,8 @@ fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
         reads,
         vec![
             RecordKind::WelcomeSnapshots,
-            RecordKind::WelcomeTree { epoch: 1 }
+            RecordKind::WelcomeTree { epoch: 1 },
+            RecordKind::Manifest
         ]
     );
     bob.join_with_tree(processed, &info.ratchet_tree);
