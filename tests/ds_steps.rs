@@ -4,7 +4,8 @@
 //! The whole suite also runs through the async driver (`MIMI_DS_TEST_DRIVER=async`, `.ci/run`).
 
 use mimi_ds::storage::{DsStorage, InMemoryStorage, RecordKind, WriteOutcome};
-use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
+use mimi_ds::testing::seeded::TestCrypto;
+use mimi_ds::testing::{decode_response, ds_identity, Received, TestClient, TestDs};
 use mimi_ds::wire::{
     encode, DsAuthData, DsRequest, DsRequestBody, DsResponseBody, ErrorCode,
     PROTOCOL_VERSION_MIMI_DS10,
@@ -13,9 +14,14 @@ use mimi_ds::{
     DeliveryService, DsConfig, DsFetched, DsRead, DsStep, Outcome, RejectReason, Status, StepError,
     UnixTimeMs,
 };
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::random::OpenMlsRand;
 
 /// Drives a request to its end on the DS's own storage, recording the reads of each round.
-fn drive(ds: &mut TestDs, request: &[u8]) -> (Outcome, Vec<Vec<DsRead>>) {
+fn drive<C: OpenMlsCrypto + OpenMlsRand>(
+    ds: &mut TestDs<C>,
+    request: &[u8],
+) -> (Outcome, Vec<Vec<DsRead>>) {
     let now = UnixTimeMs(ds.now_ms);
     let mut rounds = Vec::new();
     let mut step = ds.ds.start(now, request).expect("start");
@@ -47,6 +53,32 @@ fn kind_of(read: &DsRead) -> &'static str {
     match read {
         DsRead::Group { .. } => "group",
         DsRead::ReplayMark { .. } => "replay mark",
+    }
+}
+
+/// A request's handler runs once per read round (and again after a conflict), but the
+/// request's digests are computed once: its bytes are hashed once however many runs it takes
+/// (src/auth.rs `RequestDigests`; hashing a large commit on every run cost a tenth of it).
+#[test]
+fn a_request_is_hashed_once_across_the_runs_of_its_handler() {
+    let (identity, external_sender) = ds_identity("hub.example");
+    let (crypto, hashes) = TestCrypto::default().recording_hashes();
+    let mut ds = TestDs::with_crypto(
+        DsConfig::new("hub.example"),
+        identity,
+        external_sender,
+        crypto,
+    );
+    let mut alice = TestClient::new("alice", "a1", "alice.example");
+    let mut bob = TestClient::new("bob", "b1", "bob.example");
+    ds.create_group_with(&mut alice, &mut [&mut bob]);
+    let message = alice.message_request(b"hi", ds.now_ms);
+    let update = alice.update_request(ds.now_ms);
+    for request in [&message, &update] {
+        let (out, rounds) = drive(&mut ds, request);
+        assert_eq!(out.status, Status::Accepted);
+        assert!(!rounds.is_empty(), "the handler ran more than once");
+        assert_eq!(hashes.times_hashed(request), 1);
     }
 }
 

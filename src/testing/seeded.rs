@@ -27,7 +27,7 @@
 //! clients make those ciphertexts reproducible too.
 
 mod crypto;
-pub use crypto::TestCrypto;
+pub use crypto::{HashLog, TestCrypto};
 
 use openmls::prelude::Lifetime;
 use openmls_basic_credential::SignatureKeyPair;

@@ -1,6 +1,6 @@
 //! [`TestCrypto`]: `RustCrypto` with its randomness made an input (see the parent module).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hpke_rs::hpke_types::{AeadAlgorithm, KdfAlgorithm, KemAlgorithm};
 use hpke_rs::rustcrypto::HpkeRustCrypto;
@@ -27,6 +27,32 @@ pub struct TestCrypto {
     seeded_rng: Option<Mutex<ChaCha20Rng>>,
     /// The seed, for HPKE ephemeral keys (see [`TestCrypto::ephemeral_ikm`]).
     seed: Option<Seed>,
+    /// With [`TestCrypto::recording_hashes`]: the output of every `hash` call, in order.
+    hash_log: Option<HashLog>,
+}
+
+/// The digests a [`TestCrypto::recording_hashes`] computed, shared with the test that reads
+/// them.
+#[derive(Debug, Clone, Default)]
+pub struct HashLog(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl HashLog {
+    fn digests(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many times `hash` was called on `data` with SHA-256 so far.
+    pub fn times_hashed(&self, data: &[u8]) -> usize {
+        let digest = RustCrypto::default()
+            .hash(HashType::Sha2_256, data)
+            .expect("SHA-256");
+        self.digests()
+            .iter()
+            .filter(|logged| **logged == digest)
+            .count()
+    }
 }
 
 impl Default for TestCrypto {
@@ -36,6 +62,7 @@ impl Default for TestCrypto {
             rust_crypto: RustCrypto::default(),
             seeded_rng: None,
             seed: None,
+            hash_log: None,
         }
     }
 }
@@ -56,7 +83,16 @@ impl TestCrypto {
             rust_crypto: RustCrypto::default(),
             seeded_rng: Some(Mutex::new(ChaCha20Rng::from_seed(seed))),
             seed: Some(seed),
+            hash_log: None,
         }
+    }
+
+    /// Records every digest `hash` computes in the returned [`HashLog`], for tests of how often
+    /// a service hashes an input.
+    pub fn recording_hashes(mut self) -> (Self, HashLog) {
+        let log = HashLog::default();
+        self.hash_log = Some(log.clone());
+        (self, log)
     }
 
     /// Whether the randomness is seeded (deterministic).
@@ -269,7 +305,11 @@ impl OpenMlsCrypto for TestCrypto {
     }
 
     fn hash(&self, hash_type: HashType, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.rust_crypto.hash(hash_type, data)
+        let digest = self.rust_crypto.hash(hash_type, data)?;
+        if let Some(log) = &self.hash_log {
+            log.digests().push(digest.clone());
+        }
+        Ok(digest)
     }
 
     fn aead_encrypt(
