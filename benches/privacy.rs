@@ -15,35 +15,16 @@
 //! `MIMI_DS_BENCH_SIZES=2,100 cargo bench --bench privacy`.
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
+#[allow(dead_code)] // only the hub configuration and the sizes: this bench builds its own groups
+#[path = "support/group.rs"]
+mod group;
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use mimi_ds::storage::InMemoryStorage;
 use mimi_ds::testing::{decode_response, TestClient, TestDs};
-use mimi_ds::{DsConfig, Status, UnixTimeMs};
-
-/// Member counts measured unless `MIMI_DS_BENCH_SIZES` says otherwise (as `benches/process.rs`).
-const DEFAULT_SIZES: &[usize] = &[2, 10, 100, 1000, 4000, 10_000];
-
-fn sizes() -> Vec<usize> {
-    match std::env::var("MIMI_DS_BENCH_SIZES") {
-        Ok(list) => list
-            .split(',')
-            .map(|n| {
-                let n: usize = n
-                    .trim()
-                    .parse()
-                    .expect("MIMI_DS_BENCH_SIZES: member counts");
-                assert!(
-                    n >= 1,
-                    "MIMI_DS_BENCH_SIZES: a group has at least one member"
-                );
-                n
-            })
-            .collect(),
-        Err(_) => DEFAULT_SIZES.to_vec(),
-    }
-}
+use mimi_ds::{Status, UnixTimeMs};
 
 /// One group of `size` members on its own hub, and the requests measured on it.
 struct World {
@@ -54,11 +35,7 @@ struct World {
 
 impl World {
     fn new(size: usize, private: bool) -> Self {
-        // As in benches/process.rs: the commit adding everyone at 10,000 members exceeds the
-        // default request limit, a size check before decoding that changes nothing measured.
-        let mut config = DsConfig::new("hub.example");
-        config.max_request_bytes = 64 << 20;
-        let mut ds = TestDs::with_config(config);
+        let mut ds = TestDs::with_config(group::bench_config());
         let mut alice = TestClient::new("alice", "alice-1", "a.example");
         let group_id = ds.request_group_id();
         let keyed = |client: &TestClient, request: Vec<u8>, next: bool, now: u64| {
@@ -161,7 +138,7 @@ impl World {
 }
 
 fn privacy_against_plain(c: &mut Criterion) {
-    let worlds: Vec<(usize, World, World)> = sizes()
+    let worlds: Vec<(usize, World, World)> = group::sizes()
         .into_iter()
         .map(|size| (size, World::new(size, false), World::new(size, true)))
         .collect();

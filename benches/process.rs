@@ -9,7 +9,7 @@
 //! * the update commit also against the Ed25519 floor, so that its plot has all four lines.
 //!
 //! Group sizes come from `MIMI_DS_BENCH_SIZES` (comma-separated member counts; default
-//! [`DEFAULT_SIZES`]); each group is built once per size by real openmls clients and shared by
+//! [`group::DEFAULT_SIZES`]); each group is built once per size by real openmls clients and shared by
 //! every contender. Group building, request building and storage clones are outside the
 //! measured closures. After the measurements, the stored bytes per group are printed against
 //! the TLS-encoded ratchet tree plus GroupInfo. Run: `cargo bench --bench process`; a quick
@@ -38,30 +38,6 @@ use group::{
     build_group, commit_of, import_public_group, key_packages, public_message_of, BuiltGroup,
 };
 use mls_rs_observer::MlsRsObserver;
-
-/// Member counts measured unless `MIMI_DS_BENCH_SIZES` says otherwise.
-const DEFAULT_SIZES: &[usize] = &[2, 10, 100, 1000, 4000, 10_000];
-
-/// The group sizes of this run: `MIMI_DS_BENCH_SIZES` (e.g. `2,100,1000`) or the default.
-fn sizes() -> Vec<usize> {
-    match std::env::var("MIMI_DS_BENCH_SIZES") {
-        Ok(list) => list
-            .split(',')
-            .map(|size| {
-                let size = size
-                    .trim()
-                    .parse()
-                    .expect("MIMI_DS_BENCH_SIZES: member counts");
-                assert!(
-                    size >= 1,
-                    "MIMI_DS_BENCH_SIZES: a group has at least one member"
-                );
-                size
-            })
-            .collect(),
-        Err(_) => DEFAULT_SIZES.to_vec(),
-    }
-}
 
 /// One group of `size` members and a valid request of each kind against its stored state.
 struct World {
@@ -296,7 +272,7 @@ fn configured<'a>(
 
 fn operations(c: &mut Criterion) {
     // Built once per size, before any measurement, and shared by every contender.
-    let worlds: Vec<(usize, World)> = sizes()
+    let worlds: Vec<(usize, World)> = group::sizes()
         .into_iter()
         .map(|size| {
             let started = std::time::Instant::now();

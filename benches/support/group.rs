@@ -1,6 +1,7 @@
 //! The group every benchmark of `process` starts from, built by real openmls clients: shared by
 //! benches/process.rs (criterion) and benches/profile_commit.rs (the callgrind harness), so
-//! both measure the same group.
+//! both measure the same group; and the hub configuration and group sizes that
+//! benches/privacy.rs measures too.
 
 use mimi_ds::testing::{ds_identity_with_keys, TestClient, TestDs, CIPHERSUITE};
 use mimi_ds::wire::{decode_exact, DsRequest, DsRequestBody, MlsMessageBytes};
@@ -20,6 +21,30 @@ pub(crate) fn bench_config() -> DsConfig {
     let mut config = DsConfig::new(DOMAIN);
     config.max_request_bytes = 64 << 20;
     config
+}
+
+/// Member counts measured unless `MIMI_DS_BENCH_SIZES` says otherwise.
+pub(crate) const DEFAULT_SIZES: &[usize] = &[2, 10, 100, 1000, 4000, 10_000];
+
+/// The group sizes of this run: `MIMI_DS_BENCH_SIZES` (e.g. `2,100,1000`) or the default.
+pub(crate) fn sizes() -> Vec<usize> {
+    match std::env::var("MIMI_DS_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|size| {
+                let size = size
+                    .trim()
+                    .parse()
+                    .expect("MIMI_DS_BENCH_SIZES: member counts");
+                assert!(
+                    size >= 1,
+                    "MIMI_DS_BENCH_SIZES: a group has at least one member"
+                );
+                size
+            })
+            .collect(),
+        Err(_) => DEFAULT_SIZES.to_vec(),
+    }
 }
 
 /// A registered group of `size` members: Alice created it and added everyone else in one
