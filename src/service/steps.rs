@@ -419,20 +419,7 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         group_id: &'r [u8],
         event: &'r HubEvent,
     ) -> Result<DsStep<'r>, StepError> {
-        self.run(
-            Task {
-                input: Input::Event {
-                    group_id,
-                    event,
-                    keys: None,
-                },
-                now,
-                conflicts: 0,
-                rounds: 0,
-                meter: Meter::new(event.operation(), 0),
-            },
-            Vec::new(),
-        )
+        self.start_event_keyed(now, group_id, event, None)
     }
 
     /// Starts acting on a [`HubEvent`] of a privacy-mode group with the state keys of a
@@ -445,12 +432,22 @@ impl<C: OpenMlsCrypto + OpenMlsRand> DeliveryService<C> {
         event: &'r HubEvent,
         keys: &'r StateKeys,
     ) -> Result<DsStep<'r>, StepError> {
+        self.start_event_keyed(now, group_id, event, Some(keys))
+    }
+
+    fn start_event_keyed<'r>(
+        &self,
+        now: UnixTimeMs,
+        group_id: &'r [u8],
+        event: &'r HubEvent,
+        keys: Option<&'r StateKeys>,
+    ) -> Result<DsStep<'r>, StepError> {
         self.run(
             Task {
                 input: Input::Event {
                     group_id,
                     event,
-                    keys: Some(keys),
+                    keys,
                 },
                 now,
                 conflicts: 0,
