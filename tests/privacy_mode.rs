@@ -477,3 +477,19 @@ fn a_hub_removal_runs_with_the_keys_of_the_next_keyed_request() {
         "the hub's removal was committed"
     );
 }
+
+/// A keyed `create_group` for the ID of a privacy-mode group gets the handler's own answer
+/// (R-GID-3: the ID is in use), not a key refusal from opening the existing group's state with
+/// the new group's key.
+#[test]
+fn a_keyed_create_group_for_an_id_in_use_is_refused_as_in_use() {
+    let (mut ds, alice) = privacy_support::private_group();
+    let mut mallory = TestClient::new("mallory", "mallory-1", "m.example");
+    mallory.create_private_group(&alice.group_id(), &ds.external_sender);
+    let request = mallory.create_group_request(ds.now_ms);
+    let request = mallory.keyed_by_member(&request, false, ds.now_ms);
+    assert_eq!(
+        ds.reject(&request, ErrorCode::InvalidGroupId),
+        mimi_ds::RejectReason::InvalidGroupId(mimi_ds::InvalidGroupId::AlreadyInUse)
+    );
+}

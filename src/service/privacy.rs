@@ -501,3 +501,22 @@ fn puts_privacy_extension(write_set: &WriteSet) -> Result<Option<bool>, SealFail
             .is_some_and(|data| data.0 == expected),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a log line of a failed request says (the error of the storage the handlers read).
+    #[test]
+    fn seal_failures_say_what_failed() {
+        assert_eq!(
+            SealFailure::Corrupt("the manifest".into()).to_string(),
+            "privacy-mode state: the manifest"
+        );
+        let refusal = SealFailure::Refuse(RejectReason::StateKeyWrong);
+        assert_eq!(
+            refusal.to_string(),
+            format!("refused: {}", RejectReason::StateKeyWrong)
+        );
+    }
+}
