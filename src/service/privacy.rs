@@ -506,6 +506,44 @@ fn puts_privacy_extension(write_set: &WriteSet) -> Result<Option<bool>, SealFail
 mod tests {
     use super::*;
 
+    /// The sealer seals a write only for the group the request opened: a handler that wrote
+    /// another group's records would otherwise seal them under this group's key.
+    #[test]
+    fn a_write_of_a_group_the_request_did_not_open_is_not_sealed() {
+        let crypto = openmls_rust_crypto::RustCrypto::default();
+        let keys = StateKeys::new(
+            StateKeyScheme::ExporterEpochKey,
+            StateKey::new(3, vec![7; 32]),
+            None,
+        )
+        .expect("keys");
+        let sealer = |opened: &[u8]| Sealer {
+            crypto: &crypto,
+            keys: Some(&keys),
+            operation: DsRequestType::SendMessage,
+            opened: Some(Opened {
+                group_id: opened.to_vec(),
+                ciphersuite: Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
+                versions: BTreeMap::from([(RecordKind::Sequencer, 4)]),
+                plaintexts: BTreeMap::from([(RecordKind::Sequencer, vec![1, 2, 3])]),
+            }),
+        };
+        let write = WriteSet {
+            group_id: b"group a".to_vec(),
+            guard: VersionGuard::Exactly(4),
+            records: vec![RecordWrite::Put(RecordKind::Sequencer, vec![4, 5, 6])],
+            replay_mark: None,
+            now_ms: 0,
+            fanout: Vec::new(),
+        };
+        let sealed = sealer(b"group a").seal(write.clone()).expect("sealed");
+        assert_eq!(sealed.records.len(), 2, "the sequencer and the manifest");
+        assert!(matches!(
+            sealer(b"group b").seal(write),
+            Err(SealFailure::Corrupt(_))
+        ));
+    }
+
     /// What a log line of a failed request says (the error of the storage the handlers read).
     #[test]
     fn seal_failures_say_what_failed() {
