@@ -493,3 +493,24 @@ fn a_keyed_create_group_for_an_id_in_use_is_refused_as_in_use() {
         mimi_ds::RejectReason::InvalidGroupId(mimi_ds::InvalidGroupId::AlreadyInUse)
     );
 }
+
+/// A keyed `delete_group` deletes every sealed record and the manifest and leaves only the
+/// tombstone, in the clear (§17.5: it holds no member data); the group is then deleted for
+/// keyed and unkeyed requests alike.
+#[test]
+fn a_deleted_privacy_mode_group_keeps_only_its_tombstone_in_the_clear() {
+    let (mut ds, mut alice, mut bob) = private_pair();
+    let group_id = alice.group_id();
+    let request = alice.delete_group_request(ds.now_ms);
+    let _ = ds.accept(&alice.keyed_by_member(&request, true, ds.now_ms));
+    let kinds: Vec<RecordKind> = stored_records(&ds.storage, &group_id)
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(kinds, vec![RecordKind::Tombstone]);
+    ds.advance(1);
+    let message = bob.message_request(b"still there?", ds.now_ms);
+    let keyed = bob.keyed_by_member(&message, false, ds.now_ms);
+    let _ = ds.reject(&keyed, ErrorCode::UnknownGroup);
+    let _ = ds.reject(&message, ErrorCode::UnknownGroup);
+}

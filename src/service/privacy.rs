@@ -350,7 +350,9 @@ impl<C: OpenMlsCrypto + OpenMlsRand> Sealer<'_, C> {
                     plaintexts.insert(kind, bytes);
                     written.insert(kind);
                 }
-                RecordWrite::Delete(kind) if is_sealable(kind) => {
+                // A deleted record leaves the sealed state and the manifest (a clear kind,
+                // such as the reservation a create_group consumes, was in neither).
+                RecordWrite::Delete(kind) => {
                     plaintexts.remove(&kind);
                     versions.remove(&kind);
                     records.push(RecordWrite::Delete(kind));
@@ -542,6 +544,36 @@ mod tests {
             sealer(b"group b").seal(write),
             Err(SealFailure::Corrupt(_))
         ));
+    }
+
+    /// A keyed write of a group the request opened nothing of is sealed only by the
+    /// create_group that creates it: any other would seal records under a key no stored state
+    /// was checked against.
+    #[test]
+    fn only_a_create_group_seals_a_group_it_did_not_open() {
+        let crypto = openmls_rust_crypto::RustCrypto::default();
+        let keys = StateKeys::new(
+            StateKeyScheme::ExporterEpochKey,
+            StateKey::new(0, vec![7; 32]),
+            None,
+        )
+        .expect("keys");
+        let sealer = Sealer {
+            crypto: &crypto,
+            keys: Some(&keys),
+            operation: DsRequestType::SendMessage,
+            opened: None,
+        };
+        let write = WriteSet {
+            group_id: b"group a".to_vec(),
+            guard: VersionGuard::Exactly(1),
+            // The roster's first field is its ciphersuite.
+            records: vec![RecordWrite::Put(RecordKind::Roster, vec![0, 1, 0])],
+            replay_mark: None,
+            now_ms: 0,
+            fanout: Vec::new(),
+        };
+        assert!(matches!(sealer.seal(write), Err(SealFailure::Corrupt(_))));
     }
 
     /// What a log line of a failed request says (the error of the storage the handlers read).
