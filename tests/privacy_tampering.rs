@@ -129,63 +129,50 @@ fn entry_of(manifest: &Manifest, kind: RecordKind) -> usize {
         .expect("listed")
 }
 
-#[test]
-fn a_manifest_resealed_unchanged_is_served() {
-    let (mut ds, mut alice, _bob) = private_pair();
-    let (version, manifest) = manifest(&ds, &alice);
-    let group_id = alice.group_id();
-    tamper(
-        &mut ds,
-        &group_id,
-        vec![resealed(&alice, version, &manifest)],
-    );
-    assert_eq!(send(&mut ds, &mut alice), Ok(Status::Accepted));
-}
-
-#[test]
-fn a_manifest_that_names_another_epoch_is_corrupt_state() {
+/// Alice's message after the storage re-sealed her group's manifest with `edit` applied:
+/// served (`Ok`), or the internal error it met.
+fn send_after_manifest_edit(edit: impl FnOnce(&mut Manifest)) -> Result<Status, String> {
     let (mut ds, mut alice, _bob) = private_pair();
     let (version, mut manifest) = manifest(&ds, &alice);
-    manifest.epoch += 1;
+    edit(&mut manifest);
     tamper(
         &mut ds,
         &alice.group_id(),
         vec![resealed(&alice, version, &manifest)],
     );
-    let what = send(&mut ds, &mut alice).unwrap_err();
+    send(&mut ds, &mut alice)
+}
+
+#[test]
+fn a_manifest_resealed_unchanged_is_served() {
+    assert_eq!(send_after_manifest_edit(|_| {}), Ok(Status::Accepted));
+}
+
+#[test]
+fn a_manifest_that_names_another_epoch_is_corrupt_state() {
+    let what = send_after_manifest_edit(|manifest| manifest.epoch += 1).unwrap_err();
     assert!(what.contains("another epoch"), "{what}");
 }
 
 #[test]
 fn a_manifest_that_is_not_canonical_is_corrupt_state() {
-    let (mut ds, mut alice, _bob) = private_pair();
-    let (version, mut manifest) = manifest(&ds, &alice);
-    // The same record listed twice: which version would count?
-    let repeated = manifest.entries[0].clone();
-    manifest.entries.insert(0, repeated);
-    assert!(!manifest.is_canonical());
-    tamper(
-        &mut ds,
-        &alice.group_id(),
-        vec![resealed(&alice, version, &manifest)],
-    );
-    let what = send(&mut ds, &mut alice).unwrap_err();
+    let what = send_after_manifest_edit(|manifest| {
+        // The same record listed twice: which version would count?
+        let repeated = manifest.entries[0].clone();
+        manifest.entries.insert(0, repeated);
+        assert!(!manifest.is_canonical());
+    })
+    .unwrap_err();
     assert!(what.contains("not canonical"), "{what}");
 }
 
 #[test]
 fn a_record_present_but_not_listed_is_corrupt_state() {
-    let (mut ds, mut alice, _bob) = private_pair();
-    let (version, mut manifest) = manifest(&ds, &alice);
-    manifest
-        .entries
-        .remove(entry_of(&manifest, RecordKind::Roster));
-    tamper(
-        &mut ds,
-        &alice.group_id(),
-        vec![resealed(&alice, version, &manifest)],
-    );
-    let what = send(&mut ds, &mut alice).unwrap_err();
+    let what = send_after_manifest_edit(|manifest| {
+        let roster = entry_of(manifest, RecordKind::Roster);
+        manifest.entries.remove(roster);
+    })
+    .unwrap_err();
     assert!(what.contains("Roster is not in the manifest"), "{what}");
 }
 
@@ -209,19 +196,14 @@ fn a_record_listed_but_absent_is_corrupt_state() {
 
 #[test]
 fn a_record_not_opening_under_its_listed_version_is_corrupt_state() {
-    let (mut ds, mut alice, _bob) = private_pair();
-    let (version, mut manifest) = manifest(&ds, &alice);
-    let roster = entry_of(&manifest, RecordKind::Roster);
-    manifest.entries[roster] = ManifestEntry {
-        version: manifest.entries[roster].version + 1,
-        ..manifest.entries[roster].clone()
-    };
-    tamper(
-        &mut ds,
-        &alice.group_id(),
-        vec![resealed(&alice, version, &manifest)],
-    );
-    let what = send(&mut ds, &mut alice).unwrap_err();
+    let what = send_after_manifest_edit(|manifest| {
+        let roster = entry_of(manifest, RecordKind::Roster);
+        manifest.entries[roster] = ManifestEntry {
+            version: manifest.entries[roster].version + 1,
+            ..manifest.entries[roster].clone()
+        };
+    })
+    .unwrap_err();
     assert!(what.contains("Roster"), "{what}");
 }
 
