@@ -21,10 +21,10 @@ mod group;
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mimi_ds::storage::InMemoryStorage;
 use mimi_ds::testing::{decode_response, TestClient, TestDs};
-use mimi_ds::{Status, UnixTimeMs};
+use mimi_ds::Status;
 
 /// One group of `size` members on its own hub, and the requests measured on it.
 struct World {
@@ -115,24 +115,7 @@ impl World {
             .expect("a request of each operation");
         let storage: &InMemoryStorage = &self.ds.storage;
         group.bench_with_input(BenchmarkId::new(mode, size), request, |b, request| {
-            b.iter_batched(
-                || storage.clone(),
-                |mut storage| {
-                    let out = self
-                        .ds
-                        .ds
-                        .process(UnixTimeMs(self.ds.now_ms), request, &mut storage)
-                        .expect("infallible");
-                    assert_eq!(
-                        out.status,
-                        Status::Accepted,
-                        "{op}: {:?}",
-                        decode_response(&out.response)
-                    );
-                    (storage, out)
-                },
-                BatchSize::LargeInput,
-            )
+            group::bench_process(b, &self.ds, storage, request, op)
         });
     }
 }

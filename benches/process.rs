@@ -28,7 +28,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use mimi_ds::storage::{InMemoryStorage, RecordKind};
 use mimi_ds::testing::{decode_response, Received, TestClient, TestDs};
 use mimi_ds::wire::DsResponseBody;
-use mimi_ds::{Status, UnixTimeMs};
+
 use openmls::prelude::*;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::signatures::Signer;
@@ -144,27 +144,7 @@ impl World {
         c.bench_with_input(
             BenchmarkId::new("mimi_ds_process", size),
             request,
-            |b, request| {
-                b.iter_batched(
-                    || storage.clone(),
-                    |mut storage| {
-                        let out = self
-                            .ds
-                            .ds
-                            .process(UnixTimeMs(self.ds.now_ms), request, &mut storage)
-                            .expect("infallible");
-                        assert_eq!(
-                            out.status,
-                            Status::Accepted,
-                            "{op}: {:?}",
-                            decode_response(&out.response)
-                        );
-                        // Both dropped outside the measurement, like the baselines' groups.
-                        (storage, out)
-                    },
-                    BatchSize::LargeInput,
-                )
-            },
+            |b, request| group::bench_process(b, &self.ds, storage, request, op),
         );
     }
 

@@ -151,3 +151,32 @@ pub(crate) fn public_message_of(commit: &MlsMessageBytes) -> PublicMessageIn {
     };
     message
 }
+
+/// Measures `DeliveryService::process` of `request` (operation `op`) on a fresh copy of
+/// `storage` per iteration and checks it is accepted; the storage and the outcome are dropped
+/// outside the measurement, like the baselines' groups.
+pub(crate) fn bench_process(
+    b: &mut criterion::Bencher<'_>,
+    ds: &TestDs,
+    storage: &mimi_ds::storage::InMemoryStorage,
+    request: &[u8],
+    op: &str,
+) {
+    b.iter_batched(
+        || storage.clone(),
+        |mut storage| {
+            let out = ds
+                .ds
+                .process(mimi_ds::UnixTimeMs(ds.now_ms), request, &mut storage)
+                .expect("in-memory storage cannot fail");
+            assert_eq!(
+                out.status,
+                Status::Accepted,
+                "{op}: {:?}",
+                mimi_ds::testing::decode_response(&out.response)
+            );
+            (storage, out)
+        },
+        criterion::BatchSize::LargeInput,
+    )
+}
