@@ -8,9 +8,7 @@
 //! * Messages write the activity record only when the sender's stored time is older than the
 //!   granularity; groups stored before the record existed keep working.
 
-use mimi_ds::storage::{
-    DsStorage, InMemoryStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet,
-};
+use mimi_ds::storage::{DsStorage, InMemoryStorage, RecordKind, RecordWrite, WriteOutcome};
 use mimi_ds::testing::{decode_response, ds_identity_with_keys, Received, TestClient, TestDs};
 use mimi_ds::wire::DsResponseBody;
 use mimi_ds::{
@@ -447,23 +445,6 @@ fn memory_stays_bounded_with_more_groups_than_the_cache_holds() {
     }
 }
 
-/// Writes `records` into the stored group as a migration (or an older mimi-ds) would.
-fn overwrite(ds: &mut TestDs, group_id: &[u8], records: Vec<RecordWrite>) {
-    let version = ds.storage.version(group_id).expect("the group exists");
-    let write = WriteSet {
-        group_id: group_id.to_vec(),
-        guard: VersionGuard::Exactly(version),
-        records,
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(
-        ds.storage.write(&write).expect("memory"),
-        WriteOutcome::Applied
-    );
-}
-
 /// The message's write: the sequencer alone within the granularity, whatever the group's
 /// size; the activity record too once the sender's stored time is older than it.
 #[test]
@@ -557,8 +538,7 @@ fn a_group_stored_before_the_activity_record_is_migrated_on_read() {
     legacy.extend_from_slice(activity);
     // The state tag (the last 16 bytes) did not exist either.
     legacy.extend_from_slice(&sequencer[9..sequencer.len() - 16]);
-    overwrite(
-        &mut ds,
+    ds.overwrite(
         &group_id,
         vec![
             RecordWrite::Put(RecordKind::Sequencer, legacy.clone()),
@@ -594,8 +574,7 @@ fn a_group_stored_before_the_activity_record_is_migrated_on_read() {
         bytes[9..17].copy_from_slice(&ds.now_ms.to_be_bytes());
         bytes
     };
-    overwrite(
-        &mut ds,
+    ds.overwrite(
         &group_id,
         vec![
             RecordWrite::Put(RecordKind::Sequencer, now_legacy),

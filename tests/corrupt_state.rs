@@ -3,7 +3,7 @@
 //! names the group. Never a panic, never an answer built from a reset group, never a write.
 //! Swept over every record a member's message, commit or proposal reads, through both drivers.
 
-use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
+use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite};
 use mimi_ds::testing::{TestClient, TestDs};
 use mimi_ds::{ProcessError, Status, UnixTimeMs};
 
@@ -15,23 +15,6 @@ const KINDS: [RecordKind; 6] = [
     RecordKind::PendingProposals,
     RecordKind::WelcomeSnapshots,
 ];
-
-/// Replaces a group's record with `bytes`, as a corrupting disk or a bad migration would.
-fn overwrite(ds: &mut TestDs, group_id: &[u8], kind: RecordKind, bytes: Vec<u8>) {
-    let version = ds.storage.version(group_id).expect("the group exists");
-    let corrupt = WriteSet {
-        group_id: group_id.to_vec(),
-        guard: VersionGuard::Exactly(version),
-        records: vec![RecordWrite::Put(kind, bytes)],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(
-        ds.storage.write(&corrupt).expect("memory"),
-        WriteOutcome::Applied
-    );
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().take(32).map(|b| format!("{b:02x}")).collect()
@@ -56,7 +39,7 @@ fn a_record_that_does_not_decode_is_an_internal_error_naming_the_group() {
                 (true, Some(bytes)) if bytes.len() > 1 => bytes[..bytes.len() / 2].to_vec(),
                 _ => vec![0xff; 7],
             };
-            overwrite(&mut ds, &group_id, kind, corrupt);
+            ds.overwrite(&group_id, vec![RecordWrite::Put(kind, corrupt)]);
             let requests = [
                 alice.message_request(b"hi", ds.now_ms),
                 alice.update_request(ds.now_ms),

@@ -11,7 +11,7 @@
 use mimi_ds::privacy::{
     open_record, seal_record, Manifest, ManifestEntry, RecordBinding, StateKeys,
 };
-use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
+use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite};
 use mimi_ds::testing::{TestClient, TestDs};
 use mimi_ds::wire::{decode_exact, encode, ErrorCode};
 use mimi_ds::{ProcessError, Status, UnixTimeMs};
@@ -35,23 +35,6 @@ fn stored(ds: &TestDs, group_id: &[u8], kind: RecordKind) -> (u64, Vec<u8>) {
         .expect("the group");
     let bytes = snapshot.record(kind).expect("the record").to_vec();
     (snapshot.version, bytes)
-}
-
-/// Writes `records` as the storage itself would be changed: one write, the version moving on.
-fn tamper(ds: &mut TestDs, group_id: &[u8], records: Vec<RecordWrite>) {
-    let version = ds.storage.version(group_id).expect("the group exists");
-    let write = WriteSet {
-        group_id: group_id.to_vec(),
-        guard: VersionGuard::Exactly(version),
-        records,
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(
-        ds.storage.write(&write).expect("memory"),
-        WriteOutcome::Applied
-    );
 }
 
 /// The member's keys of the group's current epoch (`current()` is the state key).
@@ -135,8 +118,7 @@ fn send_after_manifest_edit(edit: impl FnOnce(&mut Manifest)) -> Result<Status, 
     let (mut ds, mut alice, _bob) = private_pair();
     let (version, mut manifest) = manifest(&ds, &alice);
     edit(&mut manifest);
-    tamper(
-        &mut ds,
+    ds.overwrite(
         &alice.group_id(),
         vec![resealed(&alice, version, &manifest)],
     );
@@ -182,8 +164,7 @@ fn a_record_listed_but_absent_is_corrupt_state() {
     let (version, manifest) = manifest(&ds, &alice);
     // The storage drops a record the manifest lists.
     let group_id = alice.group_id();
-    tamper(
-        &mut ds,
+    ds.overwrite(
         &group_id,
         vec![
             RecordWrite::Delete(RecordKind::Activity),
@@ -223,8 +204,7 @@ fn a_record_moved_from_another_group_is_corrupt_state() {
     let (version, mut manifest) = manifest(&ds, &alice);
     let roster = entry_of(&manifest, RecordKind::Roster);
     manifest.entries[roster].version = version + 1;
-    tamper(
-        &mut ds,
+    ds.overwrite(
         &alice.group_id(),
         vec![
             RecordWrite::Put(RecordKind::Roster, carols_roster),
@@ -250,16 +230,14 @@ fn a_rolled_back_record_or_manifest_without_the_key_is_corrupt_state() {
     alice.confirm_commit();
     let fresh = ds.storage.clone();
 
-    tamper(
-        &mut ds,
+    ds.overwrite(
         &group_id,
         vec![RecordWrite::Put(RecordKind::Roster, old_roster.clone())],
     );
     assert!(send(&mut ds, &mut alice).is_err());
 
     ds.storage = fresh;
-    tamper(
-        &mut ds,
+    ds.overwrite(
         &group_id,
         vec![
             RecordWrite::Put(RecordKind::Roster, old_roster),

@@ -4,7 +4,7 @@
 //! a pending tree and writes at most one: that of the epoch it leaves, whose snapshot shared the
 //! current state until then.
 
-use mimi_ds::storage::{DsStorage, RecordKind, RecordWrite, VersionGuard, WriteOutcome, WriteSet};
+use mimi_ds::storage::{RecordKind, RecordWrite};
 use mimi_ds::testing::{
     assert_accepted, decode_response, Received, RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
@@ -353,16 +353,10 @@ fn a_tree_dropped_by_the_backend_counts_as_fetched() {
     commit_update(&mut ds, &mut alice);
     assert!(tree_bytes(&ds, &group_id, 1) > 0);
     // A backend expiring tree records on its own clock, ahead of the DS's.
-    let version = ds.storage.version(&group_id).unwrap();
-    let dropped = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(version),
-        records: vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(ds.storage.write(&dropped).unwrap(), WriteOutcome::Applied);
+    ds.overwrite(
+        &group_id,
+        vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
+    );
     refused(&mut ds, &request);
 }
 
@@ -607,16 +601,10 @@ fn a_shared_snapshot_is_not_handed_out_for_another_epoch() {
     let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
     add(&mut ds, &mut alice, &mut [&mut carol]);
     let (request, _) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
-    let version = ds.storage.version(&group_id).unwrap();
-    let dropped = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(version),
-        records: vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(ds.storage.write(&dropped).unwrap(), WriteOutcome::Applied);
+    ds.overwrite(
+        &group_id,
+        vec![RecordWrite::Delete(RecordKind::WelcomeTree { epoch: 1 })],
+    );
     refused(&mut ds, &request);
 }
 
@@ -638,19 +626,13 @@ fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
             .tls_serialize_detached()
             .unwrap(),
     );
-    let version = ds.storage.version(&group_id).unwrap();
-    let stored = WriteSet {
-        group_id: group_id.clone(),
-        guard: VersionGuard::Exactly(version),
-        records: vec![RecordWrite::Put(
+    ds.overwrite(
+        &group_id,
+        vec![RecordWrite::Put(
             RecordKind::WelcomeTree { epoch: 1 },
             legacy,
         )],
-        replay_mark: None,
-        now_ms: ds.now_ms,
-        fanout: Vec::new(),
-    };
-    assert_eq!(ds.storage.write(&stored).unwrap(), WriteOutcome::Applied);
+    );
 
     let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
     let (out, reads, _) = recorded(&mut ds, &request);

@@ -107,6 +107,30 @@ impl<C: OpenMlsCrypto + OpenMlsRand> TestDs<C> {
         self.now_ms += ms;
     }
 
+    /// Writes `records` into the stored group as something other than the hub would (a
+    /// migration, an older version, a corrupting disk, a backend's own expiry): one write at
+    /// the group's current version, which moves it on.
+    ///
+    /// # Panics
+    /// If the group does not exist (a test's mistake).
+    pub fn overwrite(&mut self, group_id: &[u8], records: Vec<crate::storage::RecordWrite>) {
+        use crate::storage::{DsStorage as _, VersionGuard, WriteOutcome, WriteSet};
+        let version = self.storage.version(group_id).expect("the group exists");
+        let write = WriteSet {
+            group_id: group_id.to_vec(),
+            guard: VersionGuard::Exactly(version),
+            records,
+            replay_mark: None,
+            now_ms: self.now_ms,
+            fanout: Vec::new(),
+        };
+        let outcome = self
+            .storage
+            .write(&write)
+            .expect("in-memory storage cannot fail");
+        assert_eq!(outcome, WriteOutcome::Applied);
+    }
+
     /// Processes a request at the current time.
     ///
     /// Through [`DeliveryService::process`], or [`DeliveryService::process_async`] when
