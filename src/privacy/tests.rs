@@ -393,3 +393,33 @@ fn the_manifest_is_ordered_and_names_each_records_version() {
     reversed.entries.reverse();
     assert!(!reversed.is_canonical());
 }
+
+/// A sealed record's kind number is the number its backend stores it under
+/// (`RecordKind::stored_code`), so one table of numbers serves both; the kinds that stay in
+/// the clear, and the manifest (sealed with its own binding), have no record binding.
+#[test]
+fn sealed_kinds_are_the_stored_codes_and_clear_kinds_are_not_sealed() {
+    let keyed = [0, 5].map(|epoch| RecordKind::WelcomeTree { epoch });
+    for kind in RecordKind::ALL.into_iter().chain(keyed) {
+        let binding = RecordBinding::for_record(b"g", kind, 3);
+        match kind {
+            RecordKind::Reservation | RecordKind::Tombstone | RecordKind::Manifest => {
+                assert_eq!(binding, None, "{kind:?}")
+            }
+            _ => {
+                let binding = binding.unwrap();
+                let (code, key) = kind.stored_code();
+                assert_eq!(binding.kind as u16, code, "{kind:?}");
+                let expected_key = match kind {
+                    RecordKind::WelcomeTree { .. } => key.to_be_bytes().to_vec(),
+                    _ => Vec::new(),
+                };
+                assert_eq!(binding.record_key, expected_key, "{kind:?}");
+            }
+        }
+    }
+    assert_eq!(
+        RecordBinding::manifest(b"g", 1).kind as u16,
+        RecordKind::Manifest.stored_code().0
+    );
+}

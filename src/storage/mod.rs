@@ -187,6 +187,41 @@ impl RecordKind {
         Self::Activity,
         Self::Manifest,
     ];
+
+    /// The kind as two integers a backend stores, `(code, key)`: the key is a `WelcomeTree`'s
+    /// epoch and 0 for every other kind. The numbers are stored by the SQLite and PostgreSQL
+    /// backends and bound into privacy mode's seals as the `SealedKind` (wire-format.md
+    /// §17.5), so they never change; a new kind takes a new number.
+    pub fn stored_code(self) -> (u16, u64) {
+        match self {
+            Self::Reservation => (1, 0),
+            Self::Roster => (2, 0),
+            Self::Sequencer => (3, 0),
+            Self::MlsState => (4, 0),
+            Self::GroupInfo => (5, 0),
+            Self::PendingProposals => (6, 0),
+            Self::Tombstone => (7, 0),
+            Self::WelcomeSnapshots => (8, 0),
+            Self::WelcomeTree { epoch } => (9, epoch),
+            Self::Activity => (10, 0),
+            // Stored identifiers, not a sequence: MIMIMI kinds start at 24, privacy mode's
+            // at 32.
+            Self::IdentityLinks => (24, 0),
+            Self::Manifest => (32, 0),
+        }
+    }
+
+    /// The kind [`RecordKind::stored_code`] gave `(code, key)`; `None` for a code no kind has,
+    /// or a key on a kind without one (a corrupt row).
+    pub fn from_stored_code(code: u16, key: u64) -> Option<Self> {
+        if code == 9 {
+            return Some(Self::WelcomeTree { epoch: key });
+        }
+        let kind = Self::ALL
+            .into_iter()
+            .find(|kind| kind.stored_code().0 == code)?;
+        (key == 0).then_some(kind)
+    }
 }
 
 /// What a read returned: the group's version and the requested records that exist.
@@ -292,4 +327,41 @@ pub trait DsStorage {
 
     /// Applies a write set atomically if its guard holds.
     fn write(&mut self, write_set: &WriteSet) -> Result<WriteOutcome, Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordKind;
+
+    /// The numbers are in every SQLite and PostgreSQL database and in every privacy-mode seal:
+    /// this list is what they were, and a change to it breaks stored groups.
+    #[test]
+    fn the_stored_codes_are_the_ones_databases_hold() {
+        let codes: Vec<(u16, u64)> = RecordKind::ALL.iter().map(|k| k.stored_code()).collect();
+        assert_eq!(
+            codes,
+            [1, 2, 3, 4, 5, 6, 7, 8, 24, 10, 32].map(|code| (code, 0))
+        );
+        assert_eq!(RecordKind::WelcomeTree { epoch: 77 }.stored_code(), (9, 77));
+    }
+
+    #[test]
+    fn every_kind_comes_back_from_its_stored_code() {
+        let keyed = [0, 1, u64::MAX].map(|epoch| RecordKind::WelcomeTree { epoch });
+        for kind in RecordKind::ALL.into_iter().chain(keyed) {
+            let (code, key) = kind.stored_code();
+            assert_eq!(RecordKind::from_stored_code(code, key), Some(kind));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_and_keys_on_unkeyed_kinds_are_refused() {
+        for code in [0, 11, 23, 25, 31, 33, u16::MAX] {
+            assert_eq!(RecordKind::from_stored_code(code, 0), None, "code {code}");
+        }
+        for kind in RecordKind::ALL {
+            let (code, _) = kind.stored_code();
+            assert_eq!(RecordKind::from_stored_code(code, 1), None, "{kind:?}");
+        }
+    }
 }

@@ -88,52 +88,25 @@ impl<C: ClientHandle> PostgresDsStorage<C> {
     }
 }
 
-/// The `(kind, key)` columns of a record kind. The numbers are stored: never change them.
-fn kind_columns(kind: RecordKind) -> Result<(i16, i64), Error> {
-    Ok(match kind {
-        RecordKind::Reservation => (1, 0),
-        RecordKind::Roster => (2, 0),
-        RecordKind::Sequencer => (3, 0),
-        RecordKind::MlsState => (4, 0),
-        RecordKind::GroupInfo => (5, 0),
-        RecordKind::PendingProposals => (6, 0),
-        RecordKind::Tombstone => (7, 0),
-        RecordKind::WelcomeSnapshots => (8, 0),
-        // Stored identifiers, not a sequence (MIMIMI kinds start at 24).
-        RecordKind::IdentityLinks => (24, 0),
-        RecordKind::Activity => (10, 0),
-        // Privacy mode's manifest (mimi-ds wire-format.md §17.6), its `SealedKind` number.
-        RecordKind::Manifest => (32, 0),
-        // The epoch's bits as a signed integer: keys are only compared for equality.
-        RecordKind::WelcomeTree { epoch } => (9, epoch as i64),
-        other => return Err(Error::UnsupportedKind(other)),
-    })
+/// The `(kind, key)` columns of a record kind: [`RecordKind::stored_code`], whose numbers never
+/// change. The epoch's bits are stored as a signed integer: keys are only compared for equality.
+fn kind_columns(kind: RecordKind) -> (i16, i64) {
+    let (code, key) = kind.stored_code();
+    // Codes are small (below 256), so they fit the SMALLINT column.
+    (code as i16, key as i64)
 }
 
 /// The record kind of stored `(kind, key)` columns.
 fn kind_of(group_id: &[u8], kind: i16, key: i64) -> Result<RecordKind, Error> {
-    let plain = match kind {
-        1 => RecordKind::Reservation,
-        2 => RecordKind::Roster,
-        3 => RecordKind::Sequencer,
-        4 => RecordKind::MlsState,
-        5 => RecordKind::GroupInfo,
-        6 => RecordKind::PendingProposals,
-        7 => RecordKind::Tombstone,
-        8 => RecordKind::WelcomeSnapshots,
-        24 => RecordKind::IdentityLinks,
-        10 => RecordKind::Activity,
-        32 => RecordKind::Manifest,
-        9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
-        _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
-    };
-    if key != 0 {
-        return Err(corrupt(
-            group_id,
-            format!("record kind {kind} has key {key}, not 0"),
-        ));
-    }
-    Ok(plain)
+    u16::try_from(kind)
+        .ok()
+        .and_then(|code| RecordKind::from_stored_code(code, key as u64))
+        .ok_or_else(|| {
+            corrupt(
+                group_id,
+                format!("unknown record kind {kind} with key {key}"),
+            )
+        })
 }
 
 fn corrupt(group_id: &[u8], detail: String) -> Error {
@@ -170,7 +143,7 @@ pub async fn read<G: GenericClient + Sync>(
     let mut numbers: Vec<i16> = Vec::with_capacity(kinds.len());
     let mut keys: Vec<i64> = Vec::with_capacity(kinds.len());
     for kind in kinds {
-        let (number, key) = kind_columns(*kind)?;
+        let (number, key) = kind_columns(*kind);
         // A kind asked for twice is read once.
         if !numbers.iter().zip(&keys).any(|p| p == (&number, &key)) {
             numbers.push(number);
@@ -389,7 +362,7 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
     for change in &ws.records {
         match change {
             RecordWrite::Put(kind, value) => {
-                let (kind, key) = kind_columns(*kind)?;
+                let (kind, key) = kind_columns(*kind);
                 tx.execute_typed(
                     "INSERT INTO mimi_ds_record (group_hash, kind, key, value)
                      VALUES (sha256($1), $2, $3, $4)
@@ -404,7 +377,7 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
                 .await?;
             }
             RecordWrite::Delete(kind) => {
-                let (kind, key) = kind_columns(*kind)?;
+                let (kind, key) = kind_columns(*kind);
                 tx.execute_typed(
                     "DELETE FROM mimi_ds_record
                      WHERE group_hash = sha256($1) AND kind = $2 AND key = $3",
@@ -425,7 +398,7 @@ async fn apply_records(tx: &Transaction<'_>, ws: &WriteSet) -> Result<(), Error>
     if puts_other_than_reservation(ws) {
         return Ok(());
     }
-    let (reservation, _) = kind_columns(RecordKind::Reservation)?;
+    let (reservation, _) = kind_columns(RecordKind::Reservation);
     let reserved_until = {
         let rows = tx
             .query_typed(
@@ -677,7 +650,7 @@ mod tests {
     fn record_kinds_round_trip_and_unknown_numbers_are_corruption() {
         let keyed = [0, 1, u64::MAX].map(|epoch| RecordKind::WelcomeTree { epoch });
         for kind in RecordKind::ALL.into_iter().chain(keyed) {
-            let (number, key) = kind_columns(kind).unwrap();
+            let (number, key) = kind_columns(kind);
             assert_eq!(kind_of(b"g", number, key).unwrap(), kind);
         }
         for (number, key) in [(0, 0), (11, 0), (-1, 0), (2, 1)] {

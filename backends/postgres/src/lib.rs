@@ -104,7 +104,6 @@ mod schema;
 #[cfg(feature = "test-cluster")]
 pub mod test_cluster;
 
-use mimi_ds::storage::RecordKind;
 use tokio_postgres::{Client, NoTls};
 
 pub use connection::PostgresConnectionStore;
@@ -199,9 +198,6 @@ pub enum Error {
         /// [`SCHEMA_VERSION`].
         supported: i64,
     },
-    /// A record kind added to mimi-ds after this version of the crate.
-    #[error("record kind {0:?} is not known to this version of mimi-ds-postgres")]
-    UnsupportedKind(RecordKind),
     /// A Queueing Service change added to mimi-ds after this version of the crate; nothing
     /// was written.
     #[error("queue change {0} is not known to this version of mimi-ds-postgres")]

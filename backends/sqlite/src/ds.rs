@@ -102,52 +102,24 @@ impl<C: Borrow<Connection>> SqliteDsStorage<C> {
     }
 }
 
-/// The `(kind, key)` columns of a record kind. The numbers are stored: never change them.
-fn kind_columns(kind: RecordKind) -> Result<(i64, i64), Error> {
-    Ok(match kind {
-        RecordKind::Reservation => (1, 0),
-        RecordKind::Roster => (2, 0),
-        RecordKind::Sequencer => (3, 0),
-        RecordKind::MlsState => (4, 0),
-        RecordKind::GroupInfo => (5, 0),
-        RecordKind::PendingProposals => (6, 0),
-        RecordKind::Tombstone => (7, 0),
-        RecordKind::WelcomeSnapshots => (8, 0),
-        // Stored identifiers, not a sequence (MIMIMI kinds start at 24).
-        RecordKind::IdentityLinks => (24, 0),
-        RecordKind::Activity => (10, 0),
-        // Privacy mode's manifest (mimi-ds wire-format.md §17.6), its `SealedKind` number.
-        RecordKind::Manifest => (32, 0),
-        // The epoch's bits as a signed integer: keys are only compared for equality.
-        RecordKind::WelcomeTree { epoch } => (9, epoch as i64),
-        other => return Err(Error::UnsupportedKind(other)),
-    })
+/// The `(kind, key)` columns of a record kind: [`RecordKind::stored_code`], whose numbers never
+/// change. The epoch's bits are stored as a signed integer: keys are only compared for equality.
+fn kind_columns(kind: RecordKind) -> (i64, i64) {
+    let (code, key) = kind.stored_code();
+    (i64::from(code), key as i64)
 }
 
 /// The record kind of stored `(kind, key)` columns.
 fn kind_of(group_id: &[u8], kind: i64, key: i64) -> Result<RecordKind, Error> {
-    let plain = match kind {
-        1 => RecordKind::Reservation,
-        2 => RecordKind::Roster,
-        3 => RecordKind::Sequencer,
-        4 => RecordKind::MlsState,
-        5 => RecordKind::GroupInfo,
-        6 => RecordKind::PendingProposals,
-        7 => RecordKind::Tombstone,
-        8 => RecordKind::WelcomeSnapshots,
-        24 => RecordKind::IdentityLinks,
-        10 => RecordKind::Activity,
-        32 => RecordKind::Manifest,
-        9 => return Ok(RecordKind::WelcomeTree { epoch: key as u64 }),
-        _ => return Err(corrupt(group_id, format!("unknown record kind {kind}"))),
-    };
-    if key != 0 {
-        return Err(corrupt(
-            group_id,
-            format!("record kind {kind} has key {key}, not 0"),
-        ));
-    }
-    Ok(plain)
+    u16::try_from(kind)
+        .ok()
+        .and_then(|code| RecordKind::from_stored_code(code, key as u64))
+        .ok_or_else(|| {
+            corrupt(
+                group_id,
+                format!("unknown record kind {kind} with key {key}"),
+            )
+        })
 }
 
 fn corrupt(group_id: &[u8], detail: String) -> Error {
@@ -243,7 +215,7 @@ fn apply_records(connection: &Connection, ws: &WriteSet) -> Result<(), Error> {
     for change in &ws.records {
         match change {
             RecordWrite::Put(kind, value) => {
-                let (kind, key) = kind_columns(*kind)?;
+                let (kind, key) = kind_columns(*kind);
                 connection
                     .prepare_cached(
                         "INSERT INTO mimi_ds_record (group_id, kind, key, value)
@@ -253,7 +225,7 @@ fn apply_records(connection: &Connection, ws: &WriteSet) -> Result<(), Error> {
                     .execute(params![ws.group_id, kind, key, value])?;
             }
             RecordWrite::Delete(kind) => {
-                let (kind, key) = kind_columns(*kind)?;
+                let (kind, key) = kind_columns(*kind);
                 connection
                     .prepare_cached(
                         "DELETE FROM mimi_ds_record WHERE group_id = ?1 AND kind = ?2 AND key = ?3",
@@ -350,7 +322,7 @@ impl<C: Borrow<Connection>> DsStorage for SqliteDsStorage<C> {
     fn read(&self, group_id: &[u8], kinds: &[RecordKind]) -> Result<Option<GroupSnapshot>, Error> {
         let mut values: Vec<rusqlite::types::Value> = vec![group_id.to_vec().into()];
         for kind in kinds {
-            let (kind, key) = kind_columns(*kind)?;
+            let (kind, key) = kind_columns(*kind);
             values.push(kind.into());
             values.push(key.into());
         }
@@ -505,7 +477,7 @@ mod tests {
     fn record_kinds_round_trip_and_unknown_numbers_are_corruption() {
         let keyed = [0, 1, u64::MAX].map(|epoch| RecordKind::WelcomeTree { epoch });
         for kind in RecordKind::ALL.into_iter().chain(keyed) {
-            let (number, key) = kind_columns(kind).unwrap();
+            let (number, key) = kind_columns(kind);
             assert_eq!(kind_of(b"g", number, key).unwrap(), kind);
         }
         for (number, key) in [(0, 0), (11, 0), (-1, 0), (2, 1)] {

@@ -66,7 +66,6 @@ mod qs;
 mod schema;
 mod writers;
 
-use mimi_ds::storage::RecordKind;
 use rusqlite::Connection;
 
 pub use connection::SqliteConnectionStore;
@@ -145,9 +144,6 @@ pub enum Error {
         /// [`SCHEMA_VERSION`].
         supported: i64,
     },
-    /// A record kind added to mimi-ds after this version of the crate.
-    #[error("record kind {0:?} is not known to this version of mimi-ds-sqlite")]
-    UnsupportedKind(RecordKind),
     /// A Queueing Service change added to mimi-ds after this version of the crate; nothing
     /// was written.
     #[error("queue change {0} is not known to this version of mimi-ds-sqlite")]
