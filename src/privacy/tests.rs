@@ -423,3 +423,57 @@ fn sealed_kinds_are_the_stored_codes_and_clear_kinds_are_not_sealed() {
         RecordKind::Manifest.stored_code().0
     );
 }
+
+/// A ReInit proposal's fields after its group ID, with `extensions` as `(type, data)`.
+fn reinit_fields(extensions: &[(u16, &[u8])]) -> Vec<u8> {
+    use tls_codec::{Serialize, VLBytes};
+    let mut list = Vec::new();
+    for (extension_type, data) in extensions {
+        list.extend(extension_type.to_be_bytes());
+        list.extend(
+            VLBytes::new(data.to_vec())
+                .tls_serialize_detached()
+                .unwrap(),
+        );
+    }
+    // mls10, MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.
+    let mut fields = vec![0, 1, 0, 1];
+    fields.extend(VLBytes::new(list).tls_serialize_detached().unwrap());
+    fields
+}
+
+/// wire-format.md §17.2: a successor keeps privacy mode only if one of its extensions is
+/// 0xF1E6 *and* carries this hub's scheme; the type alone, or the data under another type,
+/// is a plain successor.
+#[test]
+fn a_reinit_keeps_privacy_mode_only_with_extension_0xf1e6_and_its_data() {
+    use tls_codec::Serialize;
+    let data = PrivacyModeExtension {
+        scheme: StateKeyScheme::ExporterEpochKey,
+    }
+    .tls_serialize_detached()
+    .unwrap();
+    let keeps = |extensions: &[(u16, &[u8])]| {
+        reinit_keeps_privacy_mode(&reinit_fields(extensions)).unwrap()
+    };
+    assert!(keeps(&[(PRIVACY_MODE_EXTENSION_TYPE, &data)]));
+    assert!(keeps(&[
+        (0x0002, b"other"),
+        (PRIVACY_MODE_EXTENSION_TYPE, &data)
+    ]));
+    assert!(!keeps(&[]));
+    assert!(!keeps(&[(PRIVACY_MODE_EXTENSION_TYPE, &[2])]));
+    assert!(!keeps(&[(PRIVACY_MODE_EXTENSION_TYPE, &[])]));
+    assert!(!keeps(&[(0xF1E5, &data)]));
+    assert!(!keeps(&[
+        (0xF1E5, &data),
+        (PRIVACY_MODE_EXTENSION_TYPE, &[2])
+    ]));
+    let fields = reinit_fields(&[(PRIVACY_MODE_EXTENSION_TYPE, &data)]);
+    for cut in 0..fields.len() {
+        assert!(
+            reinit_keeps_privacy_mode(&fields[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
