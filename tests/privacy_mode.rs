@@ -10,7 +10,7 @@ use mimi_ds::Status;
 
 #[path = "support/privacy.rs"]
 mod privacy_support;
-use privacy_support::private_pair;
+use privacy_support::{private_group, private_pair};
 
 /// Every record the storage holds for `group_id`, as stored.
 fn stored_records(storage: &InMemoryStorage, group_id: &[u8]) -> Vec<(RecordKind, Vec<u8>)> {
@@ -517,4 +517,27 @@ fn a_deleted_privacy_mode_group_keeps_only_its_tombstone_in_the_clear() {
     let keyed = bob.keyed_by_member(&message, false, ds.now_ms);
     let _ = ds.reject(&keyed, ErrorCode::UnknownGroup);
     let _ = ds.reject(&message, ErrorCode::UnknownGroup);
+}
+
+/// §17.3: a privacy-mode group keeps no Welcome snapshot, so a commit that adds clients indexes
+/// none of them: the sealed index is as long after three Adds as the empty one the creation
+/// wrote (a plain group's grows by 74 bytes per joiner, tests/stored_bytes.rs).
+#[test]
+fn a_privacy_mode_commit_that_adds_clients_indexes_no_joiner() {
+    let (mut ds, mut alice) = private_group();
+    let group_id = alice.group_id();
+    let index_bytes = |ds: &TestDs| {
+        ds.storage
+            .record_bytes(&group_id, RecordKind::WelcomeSnapshots)
+    };
+    let empty = index_bytes(&ds);
+    assert!(empty > 0, "the creation writes the sealed index");
+    let key_packages = ["bob", "carol", "dave"]
+        .map(|name| TestClient::new(name, &format!("{name}-1"), "b.example").privacy_key_package())
+        .to_vec();
+    let request = alice.add_request(key_packages, ds.now_ms);
+    let _ = ds.accept(&alice.keyed_by_member(&request, true, ds.now_ms));
+    alice.confirm_commit();
+    assert_eq!(alice.epoch(), 1);
+    assert_eq!(index_bytes(&ds), empty);
 }

@@ -634,9 +634,14 @@ impl Accepting<'_> {
         // A client picks its KeyPackage's `not_after` (up to u64::MAX): the DS keeps the tree
         // no longer than its own limit.
         let retention_end = ctx.now.saturating_add(ctx.env.config.welcome_retention_ms);
+        // wire-format.md §17.3: a privacy-mode group (whose requests are the keyed ones) keeps
+        // no Welcome snapshot, so it indexes no joiner: its joiners take the tree from their
+        // Welcome, and an entry would be 74 sealed bytes per joiner that nothing reads.
+        let privacy_mode = ctx.request.body.state_keys().is_some();
         let joiners: Vec<Joiner> = summary
             .added
             .iter()
+            .filter(|_| !privacy_mode)
             .map(|a| Joiner {
                 key_package_ref: a.key_package_ref.clone().into(),
                 signature_key: a.signature_key.clone().into(),
