@@ -541,3 +541,32 @@ fn a_privacy_mode_commit_that_adds_clients_indexes_no_joiner() {
     assert_eq!(alice.epoch(), 1);
     assert_eq!(index_bytes(&ds), empty);
 }
+
+/// The GroupInfo the hub stores is the committer's, as signed: with the tree in its Welcomes
+/// (§17.3), an openmls committer's GroupInfo carries the tree too, a second copy at rest until a
+/// commit whose GroupInfo leaves it out (`TestClient::leave_tree_out_of_group_infos`), which the
+/// hub accepts like any other.
+#[test]
+fn a_commit_without_the_tree_in_its_group_info_stores_the_small_group_info() {
+    let (mut ds, mut alice, mut bob) = private_pair();
+    let group_id = alice.group_id();
+    let group_info_bytes = |ds: &TestDs| ds.storage.record_bytes(&group_id, RecordKind::GroupInfo);
+    let with_tree = group_info_bytes(&ds);
+    let tree_bytes = {
+        use tls_codec::Size as _;
+        alice.group().export_ratchet_tree().tls_serialized_len()
+    };
+    alice.leave_tree_out_of_group_infos();
+    let request = alice.update_request(ds.now_ms);
+    let out = ds.accept(&alice.keyed_by_member(&request, true, ds.now_ms));
+    alice.confirm_commit();
+    TestDs::route(&out, &mut [&mut bob]);
+    bob.process_inbox();
+    assert_eq!(bob.epoch(), 2);
+    let without_tree = group_info_bytes(&ds);
+    assert!(
+        without_tree + tree_bytes <= with_tree,
+        "{without_tree} B + a {tree_bytes} B tree > {with_tree} B"
+    );
+    exchange(&mut ds, &mut bob, &mut alice, b"still keyed");
+}

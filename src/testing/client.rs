@@ -290,9 +290,16 @@ impl TestClient {
     pub const PAST_EPOCHS: usize = 4;
 
     pub(super) fn join_config() -> MlsGroupJoinConfig {
+        Self::join_config_with_tree(false)
+    }
+
+    /// [`Self::join_config`], with the ratchet tree in the GroupInfos of this member's commits
+    /// (their Welcomes' and the exported one) if `tree`.
+    pub(super) fn join_config_with_tree(tree: bool) -> MlsGroupJoinConfig {
         MlsGroupJoinConfig::builder()
             .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(Self::PAST_EPOCHS)
+            .use_ratchet_tree_extension(tree)
             .build()
     }
 

@@ -142,12 +142,25 @@ impl super::TestClient {
     /// Makes this member's commits put the ratchet tree into their Welcomes' GroupInfo
     /// (RFC 9420 §12.4.3.3), as a committer of a privacy-mode group must (wire-format.md
     /// §17.3: the hub keeps no Welcome snapshot for it).
+    ///
+    /// openmls 0.9's `CommitBuilder` gives the GroupInfo it exports with a commit the same
+    /// extensions as the Welcome's, so from now on every commit's GroupInfo carries the tree as
+    /// well, and the hub stores that GroupInfo as signed (a second copy of the tree, until a
+    /// commit without it). [`Self::leave_tree_out_of_group_infos`] undoes this for commits that
+    /// add nobody.
     pub fn put_tree_in_welcomes(&mut self) {
-        let config = openmls::prelude::MlsGroupJoinConfig::builder()
-            .wire_format_policy(openmls::prelude::MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-            .max_past_epochs(Self::PAST_EPOCHS)
-            .use_ratchet_tree_extension(true)
-            .build();
+        self.set_tree_in_group_infos(true);
+    }
+
+    /// Makes this member's commits leave the ratchet tree out of their GroupInfo again, as a
+    /// committer of a privacy-mode group can for a commit that adds nobody (it sends no
+    /// Welcome): the GroupInfo the hub stores is then the small one a plain group's is.
+    pub fn leave_tree_out_of_group_infos(&mut self) {
+        self.set_tree_in_group_infos(false);
+    }
+
+    fn set_tree_in_group_infos(&mut self, tree: bool) {
+        let config = Self::join_config_with_tree(tree);
         let storage = openmls_traits::OpenMlsProvider::storage(&self.provider);
         self.group
             .as_mut()
