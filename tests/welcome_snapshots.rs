@@ -1,10 +1,11 @@
 //! Welcome snapshots are bounded (wire-format.md §4.12): retention is clamped whatever
 //! `not_after` a KeyPackage names, a removed joiner's entry and tree go with its leaf, a group
-//! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and a commit never reads
-//! a pending tree and writes at most one: that of the epoch it leaves, whose snapshot shared the
-//! current state until then.
+//! keeps at most `max_welcome_snapshots` trees (evicting the oldest), and an earlier epoch's
+//! tree is stored as its difference from the current one: a commit writes the tree of the
+//! epoch it leaves, whose snapshot shared the current state until then, and carries every
+//! earlier pending tree over to its new tree.
 
-use mimi_ds::storage::{RecordKind, RecordWrite};
+use mimi_ds::storage::{DsStorage as _, RecordKind, RecordWrite};
 use mimi_ds::testing::{
     assert_accepted, decode_response, Received, RecordingStorage, TestClient, TestDs, CIPHERSUITE,
 };
@@ -388,8 +389,26 @@ fn written_kind(write: &RecordWrite) -> RecordKind {
     }
 }
 
+/// The Welcome trees among a request's reads and writes.
+fn trees_read(reads: &[RecordKind]) -> Vec<RecordKind> {
+    let mut trees: Vec<RecordKind> = reads.iter().copied().filter(is_tree).collect();
+    // (The step driver answers a run's earlier reads again in the round that adds one.)
+    trees.sort();
+    trees.dedup();
+    trees
+}
+
+fn trees_written(writes: &[RecordWrite]) -> Vec<RecordKind> {
+    writes
+        .iter()
+        .filter(|w| matches!(w, RecordWrite::Put(..)))
+        .map(written_kind)
+        .filter(is_tree)
+        .collect()
+}
+
 #[test]
-fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_leaves() {
+fn a_commit_carries_every_pending_tree_as_a_diff_and_writes_the_one_of_the_epoch_it_leaves() {
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
@@ -397,87 +416,107 @@ fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_l
     let mut carol = TestClient::new("carol", "carol-phone", "c.example");
     let mut dave = TestClient::new("dave", "dave-phone", "d.example");
     let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
-    add(&mut ds, &mut alice, &mut [&mut carol]);
-    let pending_tree = tree_bytes(&ds, &group_id, 1);
-    assert!(pending_tree > 0);
+    let epoch_1 = tree_of(&alice);
+    let carol_welcome = add(&mut ds, &mut alice, &mut [&mut carol]).remove(0);
+    let epoch_2 = tree_of(&alice);
+    // Epoch 1's tree is stored as what the Add of epoch 2 changed: less than the tree.
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    assert!(
+        tree_bytes(&ds, &group_id, 1) < epoch_1.len(),
+        "{} B, the tree {} B",
+        tree_bytes(&ds, &group_id, 1),
+        epoch_1.len()
+    );
     assert_eq!(tree_bytes(&ds, &group_id, 2), 0, "epoch 2 shares the state");
 
-    // The commit that leaves epoch 2 writes its tree out, once, and reads no tree.
+    // The commit that leaves epoch 2 writes its tree, and carries epoch 1's to the new tree:
+    // it reads that one.
     let request = alice.update_request(ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
     alice.confirm_commit();
-    assert!(!reads.iter().any(is_tree), "{reads:?}");
-    let trees: Vec<RecordKind> = writes.iter().map(written_kind).filter(is_tree).collect();
-    assert_eq!(trees, vec![RecordKind::WelcomeTree { epoch: 2 }]);
+    assert_eq!(
+        trees_read(&reads),
+        vec![RecordKind::WelcomeTree { epoch: 1 }]
+    );
+    assert_eq!(
+        trees_written(&writes),
+        vec![
+            RecordKind::WelcomeTree { epoch: 1 },
+            RecordKind::WelcomeTree { epoch: 2 }
+        ]
+    );
 
-    // A commit without Adds leaving an epoch without joiners: the index only, smaller than
-    // any one pending tree.
+    // A commit leaving an epoch without joiners carries both and writes no other.
     let request = alice.update_request(ds.now_ms);
     let (out, reads, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
     alice.confirm_commit();
-    assert!(!reads.iter().any(is_tree), "{reads:?}");
-    assert!(!writes.iter().map(written_kind).any(|k| is_tree(&k)));
-    let index = writes
-        .iter()
-        .find_map(|w| match w {
-            RecordWrite::Put(RecordKind::WelcomeSnapshots, bytes) => Some(bytes.len()),
-            _ => None,
-        })
-        .expect("the index is written");
-    assert!(
-        index < pending_tree,
-        "index {index} B, tree {pending_tree} B"
-    );
+    let both = vec![
+        RecordKind::WelcomeTree { epoch: 1 },
+        RecordKind::WelcomeTree { epoch: 2 },
+    ];
+    assert_eq!(trees_read(&reads), both);
+    assert_eq!(trees_written(&writes), both);
 
-    // A commit with Adds writes no tree at all: its epoch's snapshot shares the new state.
-    let key_packages = vec![dave.key_package()];
-    let request = alice.add_request(key_packages, ds.now_ms);
-    let (out, reads, writes) = recorded(&mut ds, &request);
+    // A commit with Adds writes no tree for its own epoch: its snapshot shares the new state.
+    let request = alice.add_request(vec![dave.key_package()], ds.now_ms);
+    let (out, _, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
     alice.confirm_commit();
-    assert!(!reads.iter().any(is_tree), "{reads:?}");
-    assert!(
-        !writes
-            .iter()
-            .any(|w| matches!(w, RecordWrite::Put(kind, _) if is_tree(kind))),
-        "{writes:?}"
-    );
+    assert_eq!(trees_written(&writes), both);
 
-    // welcome_info of the current epoch reads the index and the (absent) tree, then, in one
-    // read, the index, tree and state: nothing of the group's size before the signature
-    // verified (the state is decoded only after it; wire-format.md §4.12).
+    // welcome_info of the current epoch, and of an earlier one, reads the index and the tree
+    // record, then, in one read, the index, tree and state: nothing of the group's size
+    // before the signature verified (the state is decoded only after it; wire-format.md
+    // §4.12).
     TestDs::route(&out, &mut [&mut dave]);
     let Some(Received::Welcome(welcome)) = dave.process_inbox().pop() else {
         panic!("no Welcome")
     };
-    let (request, processed) = dave.welcome_info_request(&welcome, ds.now_ms);
-    let (out, reads, _) = recorded(&mut ds, &request);
-    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
-        panic!("{:?}", decode_response(&out.response))
-    };
-    dave.join_with_tree(processed, &info.ratchet_tree);
-    // (The step driver answers a run's earlier reads again in the round that adds one.)
-    let shared_read = [
-        RecordKind::WelcomeSnapshots,
-        RecordKind::WelcomeTree { epoch: 5 },
-        RecordKind::MlsState,
-        // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
-        RecordKind::Manifest,
-    ];
-    assert!(reads.ends_with(&shared_read), "{reads:?}");
-    assert!(reads.iter().all(|k| shared_read.contains(k)), "{reads:?}");
-    assert_eq!(reads[..2], shared_read[..2], "the index before the state");
+    for (joiner, welcome, epoch, expected) in [
+        (&mut dave, &welcome, 5, None),
+        (&mut bob, &bob_welcome, 1, Some(&epoch_1)),
+    ] {
+        let (request, processed) = joiner.welcome_info_request(welcome, ds.now_ms);
+        let (out, reads, writes) = recorded(&mut ds, &request);
+        let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+            panic!("{:?}", decode_response(&out.response))
+        };
+        if let Some(expected) = expected {
+            assert_eq!(info.ratchet_tree.as_bytes(), expected.as_slice());
+        }
+        joiner.join_with_tree(processed, &info.ratchet_tree);
+        assert_eq!(joiner.epoch(), epoch);
+        let state_read = [
+            RecordKind::WelcomeSnapshots,
+            RecordKind::WelcomeTree { epoch },
+            RecordKind::MlsState,
+            // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
+            RecordKind::Manifest,
+        ];
+        assert!(reads.ends_with(&state_read), "{reads:?}");
+        assert!(reads.iter().all(|k| state_read.contains(k)), "{reads:?}");
+        assert_eq!(reads[..2], state_read[..2], "the index before the state");
+        // The fetch of an epoch's last joiner deletes its tree.
+        let deleted: Vec<RecordKind> = writes
+            .iter()
+            .filter(|w| matches!(w, RecordWrite::Delete(_)))
+            .map(written_kind)
+            .filter(is_tree)
+            .collect();
+        assert_eq!(deleted, vec![RecordKind::WelcomeTree { epoch }]);
+    }
+    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
 
-    // A sender the index does not list for the current epoch (Bob, a joiner of epoch 1)
+    // A sender the index does not list for the epoch it names (Carol, a joiner of epoch 2)
     // costs no read of the state.
-    let (bob_request, bob_processed) = bob.welcome_info_request(&bob_welcome, ds.now_ms);
-    let decoded: DsRequest = decode_exact(&bob_request).unwrap();
+    let (carol_request, carol_processed) = carol.welcome_info_request(&carol_welcome, ds.now_ms);
+    let decoded: DsRequest = decode_exact(&carol_request).unwrap();
     let DsAuthData::ClientSignature(sig) = decoded.auth else {
         panic!("unsigned")
     };
-    let wrong_epoch = bob.signed_as(
+    let wrong_epoch = carol.signed_as(
         DsRequestBody::WelcomeInfo(WelcomeInfoRequest { epoch: 5 }),
         sig.group_id.as_slice(),
         ds.now_ms,
@@ -489,33 +528,18 @@ fn a_commit_never_reads_a_pending_tree_and_writes_only_the_one_of_the_epoch_it_l
         Status::Rejected(ErrorCode::AuthenticationFailed)
     );
     assert!(!reads.contains(&RecordKind::MlsState), "{reads:?}");
+    let tree = welcome_tree(&mut ds, &carol_request);
+    assert_eq!(tree.as_bytes(), epoch_2.as_slice());
+    carol.join_with_tree(carol_processed, &tree);
 
-    // welcome_info of an earlier epoch reads the index and that one tree, nothing else, and
-    // deletes the tree once its last joiner fetched it.
-    let (out, reads, writes) = recorded(&mut ds, &bob_request);
-    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
-        panic!("{:?}", decode_response(&out.response))
-    };
-    bob.join_with_tree(bob_processed, &info.ratchet_tree);
-    assert_eq!(bob.epoch(), 1);
-    assert_eq!(
-        reads,
-        vec![
-            RecordKind::WelcomeSnapshots,
-            RecordKind::WelcomeTree { epoch: 1 },
-            // Every read asks for the privacy-mode marker, absent here (wire-format.md §17.6).
-            RecordKind::Manifest
-        ]
-    );
-    assert_eq!(
-        writes
-            .iter()
-            .map(written_kind)
-            .filter(is_tree)
-            .collect::<Vec<_>>(),
-        vec![RecordKind::WelcomeTree { epoch: 1 }]
-    );
-    assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+    // No snapshot pending: a commit reads and writes no tree.
+    assert_eq!(index_bytes(&ds, &group_id), EMPTY_INDEX_BYTES);
+    let request = alice.update_request(ds.now_ms);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    assert_accepted(&out);
+    alice.confirm_commit();
+    assert!(trees_read(&reads).is_empty(), "{reads:?}");
+    assert!(trees_written(&writes).is_empty(), "{writes:?}");
 }
 
 /// The TLS encoding of `member`'s ratchet tree: what `welcome_info` must answer for the epoch
@@ -650,4 +674,121 @@ fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
     );
     bob.join_with_tree(processed, &info.ratchet_tree);
     assert_eq!(tree_bytes(&ds, &group_id, 1), 0);
+}
+
+#[test]
+fn the_tree_of_an_epoch_before_the_group_shrank_and_grew_again_is_answered_exactly() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
+    let mut erin = TestClient::new("erin", "erin-phone", "e.example");
+    let welcomes = add(&mut ds, &mut alice, &mut [&mut bob, &mut carol, &mut dave]);
+    let epoch_1 = tree_of(&alice);
+    // Removing the two rightmost leaves truncates the tree (RFC 9420 §7.8): epoch 1's tree is
+    // now longer than the current one.
+    let leaves = [leaf_of(&alice, &carol), leaf_of(&alice, &dave)];
+    assert_accepted(&ds.process(&alice.remove_request(&leaves, ds.now_ms)));
+    alice.confirm_commit();
+    assert!(tree_of(&alice).len() < epoch_1.len());
+    add(&mut ds, &mut alice, &mut [&mut erin]);
+    commit_update(&mut ds, &mut alice);
+    assert!(tree_bytes(&ds, &group_id, 1) > 0);
+    fetch_and_join(&mut ds, &mut bob, &welcomes[0], &epoch_1, 1);
+}
+
+#[test]
+fn an_earlier_epochs_tree_stored_whole_by_an_earlier_version_is_kept_and_answered() {
+    // Earlier versions stored each earlier epoch's whole tree. A commit leaves such a record as
+    // it is (it depends on no other tree), and welcome_info answers it without the state.
+    use tls_codec::Serialize as _;
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    let expected = tree_of(&alice);
+    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let mut legacy = u64::MAX.to_be_bytes().to_vec();
+    legacy.extend(
+        tls_codec::VLBytes::new(expected.clone())
+            .tls_serialize_detached()
+            .unwrap(),
+    );
+    ds.overwrite(
+        &group_id,
+        vec![RecordWrite::Put(
+            RecordKind::WelcomeTree { epoch: 1 },
+            legacy.clone(),
+        )],
+    );
+    let request = alice.update_request(ds.now_ms);
+    let (out, _, writes) = recorded(&mut ds, &request);
+    assert_accepted(&out);
+    alice.confirm_commit();
+    assert_eq!(
+        trees_written(&writes),
+        vec![RecordKind::WelcomeTree { epoch: 2 }]
+    );
+    assert_eq!(tree_bytes(&ds, &group_id, 1), legacy.len());
+
+    let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
+    let (out, reads, _) = recorded(&mut ds, &request);
+    let DsResponseBody::WelcomeInfo(info) = decode_response(&out.response).body else {
+        panic!("{:?}", decode_response(&out.response))
+    };
+    assert_eq!(info.ratchet_tree.as_bytes(), expected);
+    assert!(!reads.contains(&RecordKind::MlsState), "{reads:?}");
+    bob.join_with_tree(processed, &info.ratchet_tree);
+    assert_eq!(bob.epoch(), 1);
+}
+
+#[test]
+fn a_welcome_tree_record_that_mimi_ds_did_not_write_is_an_internal_error_and_changes_nothing() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let kind = RecordKind::WelcomeTree { epoch: 1 };
+    let stored = ds
+        .storage
+        .read(&group_id, &[kind])
+        .unwrap()
+        .unwrap()
+        .record(kind)
+        .unwrap()
+        .to_vec();
+    assert_eq!(stored[8], 2, "a reverse diff");
+    let with_diff = |diff: &[u8]| [&stored[..9], diff].concat();
+    let corrupt = [
+        // Cut short, and garbage after the marker.
+        stored[..stored.len() / 2].to_vec(),
+        with_diff(&[0xff; 7]),
+        // node_count 0; a node index beyond node_count; a count beyond the stored nodes.
+        with_diff(&[0, 0, 0, 0, 0]),
+        with_diff(&[0, 0, 0, 3, 6, 0, 0, 0, 3, 1, 0]),
+        with_diff(&[0xff, 0xff, 0xff, 0xff, 6, 0, 0, 0, 0, 1, 0]),
+    ];
+    let (info_request, _) = bob.welcome_info_request(&welcome, ds.now_ms);
+    let update = alice.update_request(ds.now_ms);
+    alice.discard_commit();
+    for bytes in corrupt {
+        ds.overwrite(&group_id, vec![RecordWrite::Put(kind, bytes.clone())]);
+        for request in [&update, &info_request] {
+            let before = ds.storage.clone();
+            let mut storage = ds.storage.clone();
+            let result = ds.ds.process(UnixTimeMs(ds.now_ms), request, &mut storage);
+            assert!(
+                matches!(result, Err(mimi_ds::ProcessError::Internal(_))),
+                "{bytes:?}: {result:?}"
+            );
+            assert!(storage == before, "{bytes:?}: nothing is written");
+        }
+    }
 }

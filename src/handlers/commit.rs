@@ -19,12 +19,12 @@ use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
 use super::commit_rules::{self, Added, CommitSummary, Operation};
 use super::group_info_check::verify_post_commit_group_info;
 use super::group_state::{
-    activity_writes, decode_record, encode_record, open_mls_state, refuse_if_reinitialized,
-    OpenGroup,
+    activity_writes, decode_record, encode_record, refuse_if_reinitialized, OpenGroup,
 };
 use super::handshake::{check_epoch, mls_reject, public_handshake};
 use super::hub_proposals::reissue_removals;
 use super::key_package_lifetime;
+use super::welcome_trees;
 use super::{Ctx, HandlerResult, MemberRequest, Plan, Started};
 use crate::auth::ReplayGuard;
 use crate::error::{
@@ -34,7 +34,7 @@ use crate::fanout::{fan_out, Fanout};
 use crate::state::mls_state::MlsStateBuffer;
 use crate::state::{
     queue_config_of, Activity, Joiner, PendingProposalRecord, PendingProposals, Reservation,
-    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree,
+    Roster, Sequencer, WelcomeSnapshot, WelcomeSnapshots,
 };
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
 use crate::time::UnixTimeMs;
@@ -72,7 +72,14 @@ where
         snapshot,
         roster,
         principal,
-    } = match ctx.start_member_request(storage, &COMMIT_READS, allow_user)? {
+    } = match ctx.start_member_request_reading(
+        storage,
+        &COMMIT_READS,
+        allow_user,
+        |group_id, roster, snapshot| {
+            welcome_trees::read_earlier_trees(storage, group_id, roster.epoch, snapshot)
+        },
+    )? {
         Started::Duplicate(plan) => return Ok(plan),
         Started::Fresh(request) => request,
     };
@@ -138,7 +145,9 @@ where
     }
     let welcome_targets = match_welcomes(welcomes, &summary.added)?;
 
+    let tree_before = welcome_trees::tree_before(&snapshot, &group)?;
     group.merge_commit(&buffer, *staged).map_err(internal)?;
+    let tree_transition = welcome_trees::transition(tree_before, &group)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, committer)?;
     commit_rules::check_changed_clients_keep_their_user(&group, &roster, &summary, ctx)?;
     let mut new_roster = Roster::rebuild(
@@ -201,6 +210,7 @@ where
         sequencer,
         activity,
         identity_links,
+        tree_transition,
     };
     if op == Operation::DeleteGroup {
         let (plan_fanout, receipt) = accepted.fanout(ctx, &summary, new_roster.epoch)?;
@@ -483,6 +493,9 @@ pub(crate) struct Accepting<'a> {
     pub(crate) activity: Activity,
     /// A pseudonymous group's identity link keys after the commit (wire-format.md §14.2).
     pub(crate) identity_links: Option<crate::pseudonym::IdentityLinkKeys>,
+    /// The tree before and after the commit, if the group had Welcome snapshots to carry
+    /// (wire-format.md §4.12).
+    pub(crate) tree_transition: Option<crate::state::Transition>,
 }
 
 impl Accepting<'_> {
@@ -610,10 +623,9 @@ impl Accepting<'_> {
     ///
     /// The snapshot of the group's current epoch stores no tree: it shares the `MlsState`
     /// record, whose tree is that epoch's until the next commit. So the new epoch's snapshot is
-    /// written without a tree, and the commit that moves the group on from an epoch whose
-    /// snapshot is still pending materializes that epoch's tree, once, from the state it
-    /// read (an export of the tree before the commit). Older pending trees are neither read
-    /// nor rewritten, so a commit costs the same however many snapshots are pending.
+    /// written without a tree; the tree of the epoch the commit leaves, if its snapshot is
+    /// still pending, and those of earlier pending epochs are written as their differences
+    /// from the new tree ([`welcome_trees::tree_writes`]).
     fn welcome_writes<C: OpenMlsCrypto, E: std::error::Error + 'static>(
         &self,
         ctx: &Ctx<'_, C>,
@@ -659,29 +671,12 @@ impl Accepting<'_> {
         }
 
         let mut writes = vec![encode_record(RecordKind::WelcomeSnapshots, &index)?];
-        // The epoch this commit leaves: if its snapshot survived the drops above, its tree
-        // stops being the current one and is written out now.
-        let left_epoch = self.previous.epoch;
-        if let Some(expires_at) = index
-            .snapshots
-            .iter()
-            .find(|s| s.epoch == left_epoch)
-            .and_then(|s| s.joiners.iter().map(|j| j.expires_at).max())
-        {
-            let (_, before) = open_mls_state(self.snapshot, self.group_id)?;
-            let tree = WelcomeTree {
-                expires_at,
-                ratchet_tree: before
-                    .export_ratchet_tree()
-                    .tls_serialize_detached()
-                    .map_err(internal)?
-                    .into(),
-            };
-            writes.push(encode_record(
-                RecordKind::WelcomeTree { epoch: left_epoch },
-                &tree,
-            )?);
-        }
+        writes.extend(welcome_trees::tree_writes(
+            &index,
+            self.previous.epoch,
+            self.tree_transition.as_ref(),
+            self.snapshot,
+        )?);
         writes.extend(
             dropped
                 .into_iter()

@@ -67,8 +67,9 @@ where
     if let ReplayCheck::Retry(response) = guard.check(storage, &group_id, ctx.now)? {
         return Ok(Plan::Duplicate(response));
     }
-    let snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
+    let mut snapshot = ctx.read_group(storage, &group_id, &COMMIT_READS)?;
     let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
+    super::welcome_trees::read_earlier_trees(storage, &group_id, roster.epoch, &mut snapshot)?;
     refuse_if_reinitialized(&roster)?;
     check_epoch(roster.epoch, message.epoch(), 0)?;
 
@@ -119,7 +120,9 @@ where
     // External commits cannot include proposals by reference (RFC 9420 §12.4.3.2), so the
     // epoch's pending proposals lapse with it; the DS issues its own again in the new epoch and
     // staples them to the commit (draft-ietf-mimi-protocol-06).
+    let tree_before = super::welcome_trees::tree_before(&snapshot, &group)?;
     group.merge_commit(&buffer, *staged).map_err(internal)?;
+    let tree_transition = super::welcome_trees::transition(tree_before, &group)?;
     let group_info = verify_post_commit_group_info(crypto, &group, &update.group_info, joiner)?;
     let mut new_roster = Roster::rebuild(&group, Some(&roster), &summary.removed, &[], ctx)?;
     crate::policy::check_room(&group, &new_roster)?;
@@ -160,6 +163,7 @@ where
         sequencer,
         activity,
         identity_links,
+        tree_transition,
     };
     accepted.plan(ctx, &guard, &buffer, &summary, new_roster, group_info)
 }

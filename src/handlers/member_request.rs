@@ -88,12 +88,26 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
         kinds: &[RecordKind],
         allow_user: bool,
     ) -> HandlerResult<Started<'_>, S::Error> {
+        self.start_member_request_reading(storage, kinds, allow_user, |_, _, _| Ok(()))
+    }
+
+    /// [`Ctx::start_member_request`], with `more_reads`, given the group ID and the roster,
+    /// adding records to the group's snapshot before the signer is authenticated (reads that depend on what the first
+    /// read found; under the step API a round that misses them costs no signature check).
+    pub(crate) fn start_member_request_reading<S: DsStorage>(
+        &self,
+        storage: &S,
+        kinds: &[RecordKind],
+        allow_user: bool,
+        more_reads: impl FnOnce(&[u8], &Roster, &mut GroupSnapshot) -> HandlerResult<(), S::Error>,
+    ) -> HandlerResult<Started<'_>, S::Error> {
         let auth = self.client_auth()?;
         if let Some(plan) = self.replay_check(&auth, storage)? {
             return Ok(Started::Duplicate(plan));
         }
-        let snapshot = self.read_group(storage, auth.group_id(), kinds)?;
+        let mut snapshot = self.read_group(storage, auth.group_id(), kinds)?;
         let roster: Roster = decode_record(&snapshot, RecordKind::Roster)?;
+        more_reads(auth.group_id(), &roster, &mut snapshot)?;
         let principal = self.authenticate_member(&auth, &roster, allow_user)?;
         Ok(Started::Fresh(MemberRequest {
             auth,

@@ -23,6 +23,7 @@ mod send_message;
 pub(crate) mod state_tag;
 mod tree_leaf;
 mod welcome_info;
+mod welcome_trees;
 
 use openmls::prelude::{Ciphersuite, LeafNode};
 use openmls_traits::crypto::OpenMlsCrypto;

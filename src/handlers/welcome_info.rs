@@ -15,11 +15,9 @@ use super::group_state::{ciphersuite, decode_record, encode_record, open_mls_sta
 use super::{Ctx, HandlerResult, Plan};
 use crate::error::AuthenticationFailed;
 use crate::error::{internal, Failure, ProcessError, RejectReason};
-use crate::state::{WelcomeSnapshots, WelcomeTree};
+use crate::state::{StoredTree, TreeNodes, WelcomeSnapshots, WelcomeTree};
 use crate::storage::{DsStorage, GroupSnapshot, RecordKind, RecordWrite, VersionGuard};
-use crate::wire::{
-    decode_exact, DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest,
-};
+use crate::wire::{DsResponseBody, DsSenderId, RatchetTreeBytes, WelcomeInfo, WelcomeInfoRequest};
 
 pub(crate) fn handle<C, S>(
     ctx: &Ctx<'_, C>,
@@ -54,14 +52,18 @@ where
         &[RecordKind::WelcomeSnapshots, tree_kind],
     )?;
     // The snapshot of the current epoch stores no tree: it is the `MlsState` record's until
-    // the next commit, which writes it out (wire-format.md §4.12). If the index lists the
-    // sender for this epoch, read again with the state, so that index, tree and state come
-    // from one version; a sender it does not list costs no read of the state.
+    // the next commit. An earlier epoch's is stored as its difference from that tree
+    // (wire-format.md §4.12). Either way, if the index lists the sender for this epoch, read
+    // again with the state, so that index, tree and state come from one version; a sender it
+    // does not list costs no read of the state.
     let listed = |snapshot: &GroupSnapshot| -> HandlerResult<bool, S::Error> {
         let index: WelcomeSnapshots = decode_record(snapshot, RecordKind::WelcomeSnapshots)?;
         Ok(index.find(body.epoch, key_package_ref.as_slice()).is_some())
     };
-    if snapshot.record(tree_kind).is_none() && listed(&snapshot)? {
+    let needs_state = snapshot
+        .record(tree_kind)
+        .is_none_or(WelcomeTree::is_reverse_diff);
+    if needs_state && listed(&snapshot)? {
         snapshot = read_snapshot(
             storage,
             group_id,
@@ -94,10 +96,20 @@ where
             .as_slice(),
     )?;
     let tree = match tree_record {
-        Some(record) => decode_exact::<WelcomeTree>(record)
+        Some(record) => match WelcomeTree::decode(record)
             .map_err(|e| internal(format!("WelcomeTree record: {e}")))?
-            .ratchet_tree
-            .into(),
+            .tree
+        {
+            StoredTree::Whole(tree) => tree,
+            StoredTree::ReverseDiff(diff) => {
+                let (_, group) = open_mls_state(&snapshot, group_id)?;
+                let current = TreeNodes::of(group.treesync()).map_err(internal)?;
+                diff.apply(&current)
+                    .map_err(internal)?
+                    .encode()
+                    .map_err(internal)?
+            }
+        },
         None => {
             let (_, group) = open_mls_state(&snapshot, group_id)?;
             // Only the current epoch's snapshot shares the state; a missing tree of an

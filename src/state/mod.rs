@@ -5,6 +5,7 @@
 
 pub(crate) mod mls_state;
 mod records;
+mod tree_diff;
 mod welcome;
 
 pub(crate) use records::{
@@ -12,4 +13,5 @@ pub(crate) use records::{
     ProposalOrigin, Reservation, Roster, Sequencer,
 };
 pub(crate) use records::{MESSAGE_DIGEST_BYTES, STATE_TAG_BYTES};
-pub(crate) use welcome::{Joiner, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree};
+pub(crate) use tree_diff::{Transition, TreeDiff, TreeNodes};
+pub(crate) use welcome::{Joiner, StoredTree, WelcomeSnapshot, WelcomeSnapshots, WelcomeTree};

@@ -1,25 +1,28 @@
 //! Welcome snapshots (wire-format.md §4.12): what a client added by Welcome needs to join, kept
 //! until it has fetched it.
 //!
-//! They are two kinds of record, so that the commit path does not depend on how many
-//! snapshots are pending or how large their trees are:
+//! They are two kinds of record, so that what a commit reads and writes for them is the small
+//! index and the nodes that changed, not whole trees:
 //!
 //! * [`WelcomeSnapshots`], a small index (per epoch: the joiners' KeyPackageRefs, signature
 //!   keys and expiries) that commits read and write;
-//! * one [`WelcomeTree`] per epoch but the current one, written once by the commit that moves
-//!   the group on from that epoch while it has joiners, and deleted by the write that drops the
-//!   epoch's last joiner. Only `welcome_info` reads it. The current epoch's snapshot shares the
-//!   `MlsState` record (its tree is the current tree), so adding clients stores no second copy
-//!   of the tree until the group moves on.
+//! * one [`WelcomeTree`] per epoch but the current one: the epoch's tree as its difference
+//!   from the current tree ([`super::TreeDiff`]), written by the commit that moves the group on
+//!   from that epoch while it has joiners, carried to the new tree by every later commit, and
+//!   deleted by the write that drops the epoch's last joiner. The current epoch's snapshot
+//!   shares the `MlsState` record (its tree is the current tree), so adding clients stores no
+//!   second copy of the tree, and a later commit stores only the nodes it changed.
 //!
 //! Retention is bounded three ways: a joiner is kept at most until its KeyPackage's
 //! `not_after`, clamped to `now + DsConfig::welcome_retention_ms`; a joiner is dropped when a
 //! commit removes its leaf; a group keeps at most `DsConfig::max_welcome_snapshots` epochs,
 //! evicting the oldest.
 
-use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{Serialize as _, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
+use super::TreeDiff;
 use crate::time::UnixTimeMs;
+use crate::wire::{decode_exact, DecodeError};
 
 /// [`crate::storage::RecordKind::WelcomeSnapshots`]: the index of the epochs whose joiners
 /// have not all fetched their tree (DS-03..06 "keep the group state of every epoch in which
@@ -54,13 +57,64 @@ pub(crate) struct Joiner {
     pub(crate) expires_at: UnixTimeMs,
 }
 
-/// [`crate::storage::RecordKind::WelcomeTree`]: one epoch's `optional<Node> ratchet_tree<V>`.
-/// The expiry comes first so backends can drop the record without decoding more (storage
-/// contract); it is the latest expiry of the epoch's joiners when the record was written.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+/// [`crate::storage::RecordKind::WelcomeTree`]: the ratchet tree of one epoch before the
+/// current one. The expiry comes first (8 bytes, big-endian) so backends can drop the record
+/// without decoding more (storage contract); it is the latest expiry of the epoch's joiners when
+/// the record was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WelcomeTree {
     pub(crate) expires_at: UnixTimeMs,
-    pub(crate) ratchet_tree: VLBytes,
+    pub(crate) tree: StoredTree,
+}
+
+/// How a [`WelcomeTree`] holds its tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredTree {
+    /// `optional<Node> ratchet_tree<V>` itself, as records written before reverse diffs hold
+    /// it; read, never written.
+    Whole(Vec<u8>),
+    /// The byte [`REVERSE_DIFF`], then the tree as its difference from the group's current
+    /// tree, which every commit carries over to its new epoch (wire-format.md §4.12).
+    ReverseDiff(TreeDiff),
+}
+
+/// The byte after the expiry that marks a reverse diff. A whole tree has its
+/// `ratchet_tree<V>` length there, whose first byte is at least 0x40 for any tree longer than
+/// 63 bytes (RFC 9420 §2.1.2), and one leaf node is longer than that: 2 never starts one.
+const REVERSE_DIFF: u8 = 2;
+
+impl WelcomeTree {
+    /// The record's bytes.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, tls_codec::Error> {
+        let mut out = self.expires_at.tls_serialize_detached()?;
+        match &self.tree {
+            StoredTree::Whole(tree) => {
+                VLBytes::new(tree.clone()).tls_serialize(&mut out)?;
+            }
+            StoredTree::ReverseDiff(diff) => {
+                out.push(REVERSE_DIFF);
+                diff.tls_serialize(&mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a record holds a reverse diff, which needs the current tree to be read, from
+    /// its first bytes only.
+    pub(crate) fn is_reverse_diff(record: &[u8]) -> bool {
+        record.get(8) == Some(&REVERSE_DIFF)
+    }
+
+    /// Reads either form of the record.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (expiry, rest) = bytes.split_at_checked(8).unwrap_or((bytes, &[]));
+        let expires_at = decode_exact::<UnixTimeMs>(expiry)?;
+        let tree = match rest.split_first() {
+            Some((&REVERSE_DIFF, diff)) => StoredTree::ReverseDiff(decode_exact(diff)?),
+            _ => StoredTree::Whole(decode_exact::<VLBytes>(rest)?.into()),
+        };
+        Ok(Self { expires_at, tree })
+    }
 }
 
 impl WelcomeSnapshots {

@@ -19,7 +19,8 @@
 //! * Records are read by kind, so a request decodes only what it needs: an application
 //!   message reads the [`RecordKind::Roster`] and [`RecordKind::Sequencer`], never the ratchet
 //!   tree in [`RecordKind::MlsState`]; a commit reads the small
-//!   [`RecordKind::WelcomeSnapshots`] index, never the pending Welcome trees.
+//!   [`RecordKind::WelcomeSnapshots`] index, and the pending Welcome trees of earlier epochs
+//!   (each as large as what changed since its epoch) only when the index lists some.
 //! * **Keyed records.** [`RecordKind::WelcomeTree`] carries an epoch: each epoch is its own
 //!   record, stored under the pair (kind, epoch), e.g. a `kind smallint, key bigint` primary
 //!   key with key 0 for the other kinds. mimi-ds reads and writes keyed records only by exact
@@ -34,7 +35,8 @@
 //!   ([`crate::DsConfig::max_request_bytes`]) per accepted message: [`RecordKind::MlsState`]
 //!   (about the ratchet tree), [`RecordKind::GroupInfo`], [`RecordKind::Roster`] (per leaf a
 //!   signature key, queue configuration and user), [`RecordKind::PendingProposals`] (the
-//!   pending proposals as received) and each [`RecordKind::WelcomeTree`] (one ratchet tree).
+//!   pending proposals as received) and each [`RecordKind::WelcomeTree`] (at most about one
+//!   ratchet tree: the nodes in which its epoch's tree differs from the current one).
 //!   A group holds at most [`crate::DsConfig::max_welcome_snapshots`] Welcome trees, each for
 //!   at most [`crate::DsConfig::welcome_retention_ms`]; the [`RecordKind::WelcomeSnapshots`]
 //!   index holds, per kept tree, a KeyPackageRef, a signature key and an expiry per joiner (at
@@ -146,11 +148,12 @@ pub enum RecordKind {
     /// The index of pending Welcome snapshots: per epoch in which clients were added, the
     /// joiners that have not fetched its tree yet. Small; read and written by commits.
     WelcomeSnapshots,
-    /// The ratchet tree of one epoch listed in [`RecordKind::WelcomeSnapshots`]: a **keyed**
-    /// kind, one record per epoch. The current epoch has none (its tree is
-    /// [`RecordKind::MlsState`]'s); written once by the commit that moves the group on from an
-    /// epoch whose joiners have not all fetched it, read only by `welcome_info`, deleted when
-    /// no joiner needs it any more.
+    /// The ratchet tree of one epoch listed in [`RecordKind::WelcomeSnapshots`], as its
+    /// difference from the current tree: a **keyed** kind, one record per epoch. The current
+    /// epoch has none (its tree is [`RecordKind::MlsState`]'s); written by the commit that
+    /// moves the group on from an epoch whose joiners have not all fetched it, and rewritten by
+    /// every later commit against its new tree; read by commits and `welcome_info`, deleted
+    /// when no joiner needs it any more.
     WelcomeTree {
         /// The epoch the adding commit created.
         epoch: u64,
