@@ -792,3 +792,34 @@ fn a_welcome_tree_record_that_mimi_ds_did_not_write_is_an_internal_error_and_cha
         }
     }
 }
+
+#[test]
+fn an_external_commit_carries_the_pending_trees_too() {
+    let mut ds = TestDs::new(DOMAIN);
+    let mut alice = group_with_alice(&mut ds);
+    let group_id = alice.group_id();
+    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
+    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let mut alice_laptop = TestClient::new("alice", "alice-laptop", "a.example");
+    let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
+    let epoch_1 = tree_of(&alice);
+    let carol_welcome = add(&mut ds, &mut alice, &mut [&mut carol]).remove(0);
+    let epoch_2 = tree_of(&alice);
+    // Alice's second device joins by external commit, leaving epoch 2 while both snapshots
+    // are pending: it writes epoch 2's tree and carries epoch 1's.
+    let info = ds.group_info(&alice, &group_id);
+    let request = alice_laptop.external_join_request(&info);
+    let (out, reads, writes) = recorded(&mut ds, &request);
+    assert_accepted(&out);
+    alice_laptop.confirm_commit();
+    assert_eq!(trees_read(&reads), vec![RecordKind::WelcomeTree { epoch: 1 }]);
+    assert_eq!(
+        trees_written(&writes),
+        vec![
+            RecordKind::WelcomeTree { epoch: 1 },
+            RecordKind::WelcomeTree { epoch: 2 }
+        ]
+    );
+    fetch_and_join(&mut ds, &mut bob, &bob_welcome, &epoch_1, 1);
+    fetch_and_join(&mut ds, &mut carol, &carol_welcome, &epoch_2, 2);
+}
