@@ -236,11 +236,12 @@ mod tests {
 
     #[test]
     fn carried_diffs_stay_minimal_and_apply_to_the_tree_of_their_epoch() {
-        // Epochs of a tree that grows, changes in place, shrinks and grows again; a node set
-        // back to an earlier value ([1, 1, 9] at index 2 in epochs 0 and 3).
+        // Epochs of a tree that grows (with a node at index 3, just past epoch 0's end),
+        // changes in place, shrinks and grows again; a node set back to an earlier value
+        // ([1, 1, 9] at index 2 in epochs 0 and 3).
         let epochs = [
             tree(&[&[1, 1, 1], &[0], &[1, 1, 9]]),
-            tree(&[&[1, 1, 1], &[1, 2, 5], &[1, 1, 2], &[0], &[1, 1, 3]]),
+            tree(&[&[1, 1, 1], &[1, 2, 5], &[1, 1, 2], &[1, 2, 6], &[1, 1, 3]]),
             tree(&[&[1, 1, 4], &[1, 2, 5], &[1, 1, 2], &[0], &[1, 1, 3]]),
             tree(&[&[1, 1, 4], &[0], &[1, 1, 9]]),
             tree(&[&[1, 1, 4]]),
