@@ -92,8 +92,9 @@ impl<C: OpenMlsCrypto> Ctx<'_, C> {
     }
 
     /// [`Ctx::start_member_request`], with `more_reads`, given the group ID and the roster,
-    /// adding records to the group's snapshot before the signer is authenticated (reads that depend on what the first
-    /// read found; under the step API a round that misses them costs no signature check).
+    /// adding records to the group's snapshot before the signer is authenticated: reads that
+    /// depend on what the first read found. Under the step API a round that misses them costs
+    /// no signature check.
     pub(crate) fn start_member_request_reading<S: DsStorage>(
         &self,
         storage: &S,
