@@ -812,7 +812,10 @@ fn an_external_commit_carries_the_pending_trees_too() {
     let (out, reads, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
     alice_laptop.confirm_commit();
-    assert_eq!(trees_read(&reads), vec![RecordKind::WelcomeTree { epoch: 1 }]);
+    assert_eq!(
+        trees_read(&reads),
+        vec![RecordKind::WelcomeTree { epoch: 1 }]
+    );
     assert_eq!(
         trees_written(&writes),
         vec![
