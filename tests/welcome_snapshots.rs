@@ -632,31 +632,37 @@ fn a_shared_snapshot_is_not_handed_out_for_another_epoch() {
     refused(&mut ds, &request);
 }
 
+/// Stores `tree` as `epoch`'s Welcome tree in the layout of earlier versions, the expiry (u64)
+/// and then the whole tree as `opaque<V>`, and returns the record.
+fn store_whole_tree(ds: &mut TestDs, group_id: &[u8], epoch: u64, tree: &[u8]) -> Vec<u8> {
+    use tls_codec::Serialize as _;
+    let mut record = u64::MAX.to_be_bytes().to_vec();
+    record.extend(
+        tls_codec::VLBytes::new(tree.to_vec())
+            .tls_serialize_detached()
+            .unwrap(),
+    );
+    ds.overwrite(
+        group_id,
+        vec![RecordWrite::Put(
+            RecordKind::WelcomeTree { epoch },
+            record.clone(),
+        )],
+    );
+    record
+}
+
 #[test]
 fn a_current_epoch_tree_stored_by_an_earlier_version_is_still_answered() {
     // Earlier versions stored every snapshot's tree, the current epoch's too. Such a record
     // is answered as it is (one read, no state) and deleted once fetched.
-    use tls_codec::Serialize as _;
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
     let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
     let expected = tree_of(&alice);
-    // The earlier layout: the expiry (u64), then the tree as `opaque<V>`.
-    let mut legacy = u64::MAX.to_be_bytes().to_vec();
-    legacy.extend(
-        tls_codec::VLBytes::new(expected.clone())
-            .tls_serialize_detached()
-            .unwrap(),
-    );
-    ds.overwrite(
-        &group_id,
-        vec![RecordWrite::Put(
-            RecordKind::WelcomeTree { epoch: 1 },
-            legacy,
-        )],
-    );
+    store_whole_tree(&mut ds, &group_id, 1, &expected);
 
     let (request, processed) = bob.welcome_info_request(&welcome, ds.now_ms);
     let (out, reads, _) = recorded(&mut ds, &request);
@@ -703,7 +709,6 @@ fn the_tree_of_an_epoch_before_the_group_shrank_and_grew_again_is_answered_exact
 fn an_earlier_epochs_tree_stored_whole_by_an_earlier_version_is_kept_and_answered() {
     // Earlier versions stored each earlier epoch's whole tree. A commit leaves such a record as
     // it is (it depends on no other tree), and welcome_info answers it without the state.
-    use tls_codec::Serialize as _;
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
@@ -712,19 +717,7 @@ fn an_earlier_epochs_tree_stored_whole_by_an_earlier_version_is_kept_and_answere
     let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
     let expected = tree_of(&alice);
     add(&mut ds, &mut alice, &mut [&mut carol]);
-    let mut legacy = u64::MAX.to_be_bytes().to_vec();
-    legacy.extend(
-        tls_codec::VLBytes::new(expected.clone())
-            .tls_serialize_detached()
-            .unwrap(),
-    );
-    ds.overwrite(
-        &group_id,
-        vec![RecordWrite::Put(
-            RecordKind::WelcomeTree { epoch: 1 },
-            legacy.clone(),
-        )],
-    );
+    let legacy = store_whole_tree(&mut ds, &group_id, 1, &expected);
     let request = alice.update_request(ds.now_ms);
     let (out, _, writes) = recorded(&mut ds, &request);
     assert_accepted(&out);
