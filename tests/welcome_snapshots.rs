@@ -407,18 +407,57 @@ fn trees_written(writes: &[RecordWrite]) -> Vec<RecordKind> {
         .collect()
 }
 
-#[test]
-fn a_commit_carries_every_pending_tree_as_a_diff_and_writes_the_one_of_the_epoch_it_leaves() {
+/// Alice's group with two pending Welcome snapshots: Bob added in epoch 1, Carol in epoch 2,
+/// with each epoch's tree as Alice exported it.
+struct TwoPending {
+    ds: TestDs,
+    alice: TestClient,
+    group_id: Vec<u8>,
+    bob: TestClient,
+    carol: TestClient,
+    bob_welcome: MlsMessageBytes,
+    carol_welcome: MlsMessageBytes,
+    epoch_1: Vec<u8>,
+    epoch_2: Vec<u8>,
+}
+
+fn two_pending() -> TwoPending {
     let mut ds = TestDs::new(DOMAIN);
     let mut alice = group_with_alice(&mut ds);
     let group_id = alice.group_id();
     let mut bob = TestClient::new("bob", "bob-phone", "b.example");
     let mut carol = TestClient::new("carol", "carol-phone", "c.example");
-    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
     let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
     let epoch_1 = tree_of(&alice);
     let carol_welcome = add(&mut ds, &mut alice, &mut [&mut carol]).remove(0);
     let epoch_2 = tree_of(&alice);
+    TwoPending {
+        ds,
+        alice,
+        group_id,
+        bob,
+        carol,
+        bob_welcome,
+        carol_welcome,
+        epoch_1,
+        epoch_2,
+    }
+}
+
+#[test]
+fn a_commit_carries_every_pending_tree_as_a_diff_and_writes_the_one_of_the_epoch_it_leaves() {
+    let TwoPending {
+        mut ds,
+        mut alice,
+        group_id,
+        mut bob,
+        mut carol,
+        bob_welcome,
+        carol_welcome,
+        epoch_1,
+        epoch_2,
+    } = two_pending();
+    let mut dave = TestClient::new("dave", "dave-phone", "d.example");
     // Epoch 1's tree is stored as what the Add of epoch 2 changed: less than the tree.
     assert!(tree_bytes(&ds, &group_id, 1) > 0);
     assert!(
@@ -709,14 +748,15 @@ fn the_tree_of_an_epoch_before_the_group_shrank_and_grew_again_is_answered_exact
 fn an_earlier_epochs_tree_stored_whole_by_an_earlier_version_is_kept_and_answered() {
     // Earlier versions stored each earlier epoch's whole tree. A commit leaves such a record as
     // it is (it depends on no other tree), and welcome_info answers it without the state.
-    let mut ds = TestDs::new(DOMAIN);
-    let mut alice = group_with_alice(&mut ds);
-    let group_id = alice.group_id();
-    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
-    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
-    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
-    let expected = tree_of(&alice);
-    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let TwoPending {
+        mut ds,
+        mut alice,
+        group_id,
+        mut bob,
+        bob_welcome: welcome,
+        epoch_1: expected,
+        ..
+    } = two_pending();
     let legacy = store_whole_tree(&mut ds, &group_id, 1, &expected);
     let request = alice.update_request(ds.now_ms);
     let (out, _, writes) = recorded(&mut ds, &request);
@@ -741,13 +781,14 @@ fn an_earlier_epochs_tree_stored_whole_by_an_earlier_version_is_kept_and_answere
 
 #[test]
 fn a_welcome_tree_record_that_mimi_ds_did_not_write_is_an_internal_error_and_changes_nothing() {
-    let mut ds = TestDs::new(DOMAIN);
-    let mut alice = group_with_alice(&mut ds);
-    let group_id = alice.group_id();
-    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
-    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
-    let welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
-    add(&mut ds, &mut alice, &mut [&mut carol]);
+    let TwoPending {
+        mut ds,
+        mut alice,
+        group_id,
+        bob,
+        bob_welcome: welcome,
+        ..
+    } = two_pending();
     let kind = RecordKind::WelcomeTree { epoch: 1 };
     let stored = ds
         .storage
@@ -788,16 +829,18 @@ fn a_welcome_tree_record_that_mimi_ds_did_not_write_is_an_internal_error_and_cha
 
 #[test]
 fn an_external_commit_carries_the_pending_trees_too() {
-    let mut ds = TestDs::new(DOMAIN);
-    let mut alice = group_with_alice(&mut ds);
-    let group_id = alice.group_id();
-    let mut bob = TestClient::new("bob", "bob-phone", "b.example");
-    let mut carol = TestClient::new("carol", "carol-phone", "c.example");
+    let TwoPending {
+        mut ds,
+        alice,
+        group_id,
+        mut bob,
+        mut carol,
+        bob_welcome,
+        carol_welcome,
+        epoch_1,
+        epoch_2,
+    } = two_pending();
     let mut alice_laptop = TestClient::new("alice", "alice-laptop", "a.example");
-    let bob_welcome = add(&mut ds, &mut alice, &mut [&mut bob]).remove(0);
-    let epoch_1 = tree_of(&alice);
-    let carol_welcome = add(&mut ds, &mut alice, &mut [&mut carol]).remove(0);
-    let epoch_2 = tree_of(&alice);
     // Alice's second device joins by external commit, leaving epoch 2 while both snapshots
     // are pending: it writes epoch 2's tree and carries epoch 1's.
     let info = ds.group_info(&alice, &group_id);
