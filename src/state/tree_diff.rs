@@ -44,6 +44,7 @@ impl TreeNodes {
         }
         for (index, node) in tree.full_parents() {
             let slot = 2 * index.u32() as usize + 1;
+            // As in openmls's export, nothing past the rightmost full leaf, parents included.
             if slot < count {
                 nodes[slot] = encoded(PARENT_HEADER, node.tls_serialized_len(), |out| {
                     node.tls_serialize(out)
@@ -69,6 +70,7 @@ impl TreeNodes {
     }
 }
 
+/// One node's `optional<Node>` encoding: `header`, then the node's own encoding of `len` bytes.
 fn encoded(
     header: [u8; 2],
     len: usize,
