@@ -4,9 +4,11 @@
 //!
 //! Each joiner can fetch once; the epoch's tree is dropped when every joiner has fetched it,
 //! has been removed, or its retention has ended (see [`crate::state`]'s Welcome records). The
-//! request reads the small index and the tree of the requested epoch only, and decodes the tree
-//! only after the signature verified. A lost answer is recovered by resending the identical
-//! request, which the replay mark answers with the stored response.
+//! request reads the small index and the tree record of the requested epoch, and the state only
+//! for a sender the index lists (the current epoch's tree, to which an earlier epoch's reverse
+//! diff applies). It decodes the state only after the signature verified. A lost answer is
+//! recovered by resending the identical request, which the replay mark answers with the stored
+//! response.
 
 use openmls_traits::crypto::OpenMlsCrypto;
 use tls_codec::Serialize as _;
